@@ -1,0 +1,174 @@
+package sidecar
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/claude-relay/claude-relay/store"
+)
+
+// KeyStore is what CachedAuth needs from the store.
+type KeyStore interface {
+	LookupKey(ctx context.Context, secret string) (store.Key, error)
+	SubscribeRevocations(ctx context.Context) *redis.PubSub
+}
+
+// CachedAuth authenticates relay keys against the store, caching results by a hash of
+// the credential: positive results for TTL, refusals for NegativeTTL. Concurrent misses
+// for one credential make one lookup. Revocations published by the control plane evict
+// entries at once; the whole cache is flushed whenever the subscription (re)connects,
+// since revocations may have been missed while it was down.
+type CachedAuth struct {
+	st          KeyStore
+	log         hclog.Logger
+	ttl, negTTL time.Duration
+	now         func() time.Time
+	sf          singleflight.Group
+
+	mu      sync.RWMutex
+	entries map[[32]byte]authEntry
+}
+
+type authEntry struct {
+	p   Principal
+	err error // a refusal (wraps ErrInvalidCredential), never a backend error
+	exp time.Time
+}
+
+// NewCachedAuth returns an Authenticator over st. Call Run to receive revocations.
+func NewCachedAuth(st KeyStore, log hclog.Logger, ttl, negTTL time.Duration) *CachedAuth {
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	return &CachedAuth{st: st, log: log.Named("auth"), ttl: ttl, negTTL: negTTL, now: time.Now, entries: make(map[[32]byte]authEntry)}
+}
+
+// maxAuthEntries bounds the cache; past it, expired entries are swept and, if still
+// full, the cache is cleared (cheap, and only under a flood of distinct keys).
+const maxAuthEntries = 100_000
+
+// Authenticate implements Authenticator.
+func (a *CachedAuth) Authenticate(ctx context.Context, credential string) (Principal, error) {
+	if !store.ParseSecret(credential) {
+		return Principal{}, fmt.Errorf("%w: relay keys look like cr_ followed by 64 hex characters", ErrInvalidCredential)
+	}
+	h := sha256.Sum256([]byte(credential))
+	now := a.now()
+	a.mu.RLock()
+	e, ok := a.entries[h]
+	a.mu.RUnlock()
+	if ok && now.Before(e.exp) {
+		return e.p, e.err
+	}
+	v, err, _ := a.sf.Do(string(h[:]), func() (any, error) {
+		// The lookup serves every waiter: it must not die with the first caller.
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		k, err := a.st.LookupKey(lctx, credential)
+		e := authEntry{}
+		switch {
+		case err == nil:
+			if !k.Enabled {
+				e.err = fmt.Errorf("%w: relay key %s is disabled", ErrInvalidCredential, k.Hint)
+			} else {
+				e.p = Principal{KeyID: k.ID, Name: k.Name, Policy: k.Policy}
+			}
+			e.exp = a.now().Add(a.ttl)
+		case errors.Is(err, store.ErrNotFound):
+			e.err, e.exp = fmt.Errorf("%w: unknown relay key", ErrInvalidCredential), a.now().Add(a.negTTL)
+		case errors.Is(err, store.ErrKeyRevoked):
+			e.err, e.exp = fmt.Errorf("%w: relay key has been revoked", ErrInvalidCredential), a.now().Add(a.negTTL)
+		case errors.Is(err, store.ErrKeyDisabled):
+			e.err, e.exp = fmt.Errorf("%w: relay key is disabled", ErrInvalidCredential), a.now().Add(a.negTTL)
+		case errors.Is(err, store.ErrKeyExpired):
+			e.err, e.exp = fmt.Errorf("%w: relay key has expired", ErrInvalidCredential), a.now().Add(a.negTTL)
+		default:
+			return nil, fmt.Errorf("look up relay key: %w", err)
+		}
+		a.put(h, e)
+		return e, nil
+	})
+	if err != nil {
+		return Principal{}, err
+	}
+	e = v.(authEntry)
+	return e.p, e.err
+}
+
+func (a *CachedAuth) put(h [32]byte, e authEntry) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.entries) >= maxAuthEntries {
+		now := a.now()
+		for k, v := range a.entries {
+			if !now.Before(v.exp) {
+				delete(a.entries, k)
+			}
+		}
+		if len(a.entries) >= maxAuthEntries {
+			clear(a.entries)
+		}
+	}
+	a.entries[h] = e
+}
+
+// Evict drops every cached result for a key id.
+func (a *CachedAuth) Evict(keyID string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for h, e := range a.entries {
+		if e.p.KeyID == keyID {
+			delete(a.entries, h)
+		}
+	}
+}
+
+// Flush drops the whole cache.
+func (a *CachedAuth) Flush() {
+	a.mu.Lock()
+	clear(a.entries)
+	a.mu.Unlock()
+}
+
+// Run receives revocations until ctx ends. go-redis re-subscribes after a broken
+// connection and confirms with a subscription message, which flushes the cache.
+func (a *CachedAuth) Run(ctx context.Context) {
+	ps := a.st.SubscribeRevocations(ctx)
+	defer ps.Close()
+	backoff := 100 * time.Millisecond
+	for {
+		msg, err := ps.Receive(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			a.Flush()
+			a.log.Warn("revocation subscription broken; cache flushed", "error", err, "retry_in", backoff)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, 5*time.Second)
+			continue
+		}
+		switch m := msg.(type) {
+		case *redis.Subscription:
+			a.Flush()
+			backoff = 100 * time.Millisecond
+		case *redis.Message:
+			a.Evict(m.Payload)
+			a.log.Debug("key revoked", "key", m.Payload)
+		}
+	}
+}
+
+var _ Authenticator = (*CachedAuth)(nil)

@@ -1,0 +1,205 @@
+package sidecar_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/claude-relay/claude-relay/config"
+	"github.com/claude-relay/claude-relay/fakeupstream"
+	"github.com/claude-relay/claude-relay/internal/metrics"
+	"github.com/claude-relay/claude-relay/internal/testredis"
+	"github.com/claude-relay/claude-relay/plugins/crypto-aesgcm/aesgcm"
+	"github.com/claude-relay/claude-relay/sidecar"
+	"github.com/claude-relay/claude-relay/store"
+)
+
+const (
+	testEncryptionKey = "0123456789abcdef0123456789abcdef"
+	upstreamKey       = "sk-ant-api03-upstream-test-key-1"
+)
+
+// harness is a sidecar wired to a real Redis, the real store and a fake upstream.
+type harness struct {
+	t        *testing.T
+	rdb      redis.UniversalClient
+	st       *store.Store
+	up       *fakeupstream.Server
+	srv      *sidecar.Server
+	http     *httptest.Server
+	key      string
+	keyID    string
+	logs     *syncBuffer
+	reg      *metrics.Registry
+	stopRec  context.CancelFunc
+	recorder *sidecar.Recorder
+}
+
+type harnessOptions struct {
+	rdb       redis.UniversalClient // default: testredis.New
+	hcl       string                // default: the embedded default configuration
+	accounts  int                   // upstream accounts, all on the one fake upstream (default 1)
+	spoolPath string
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func newHarness(t *testing.T, o harnessOptions) *harness {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	prefix := ""
+	if o.rdb == nil {
+		o.rdb, prefix = testredis.New(t)
+	} else {
+		prefix = "crs-test:" + strings.ReplaceAll(t.Name(), "/", "-") + ":"
+	}
+	if o.accounts == 0 {
+		o.accounts = 1
+	}
+	sealer, err := aesgcm.New(testEncryptionKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(ctx, o.rdb, store.Options{Prefix: prefix, Sealer: sealer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := fakeupstream.Start(t, fakeupstream.Options{APIKeys: []string{upstreamKey, upstreamKey + "-2", upstreamKey + "-3"}})
+	for i := range o.accounts {
+		cred := upstreamKey
+		if i > 0 {
+			cred += "-" + string(rune('1'+i))
+		}
+		if _, err := st.AddAccount(ctx, store.AccountSpec{Name: "acct" + string(rune('1'+i)), Type: "anthropic_api_key", BaseURL: up.URL(), Credential: cred, Priority: 10 + i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	k, secret, err := st.CreateKey(ctx, store.KeySpec{Name: "tester"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	log := hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Debug})
+	reg := metrics.NewRegistry()
+	auth := sidecar.NewCachedAuth(st, log, time.Minute, time.Second)
+	accts := sidecar.NewStoreAccounts(st, log, 50*time.Millisecond)
+	rec := sidecar.NewRecorder(st, sidecar.RecorderOptions{Logger: log, Metrics: reg, SpoolPath: o.spoolPath})
+	recCtx, stopRec := context.WithCancel(context.Background())
+	go auth.Run(ctx)
+	go accts.Run(ctx)
+	go rec.Run(recCtx, 2*time.Second)
+	t.Cleanup(func() { stopRec(); rec.Wait() })
+
+	srv := sidecar.New(sidecar.Options{
+		Logger: log, Version: "test", Auth: auth, Accounts: accts, Usage: rec, Metrics: reg,
+		RequestTimeout: time.Minute,
+		Health: []sidecar.HealthCheck{{Name: "redis", Check: func(ctx context.Context) error { return o.rdb.Ping(ctx).Err() }}},
+	})
+	var snap *config.Snapshot
+	if o.hcl == "" {
+		snap, err = config.Default()
+		if err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		s, src, diags := config.LoadFiles(map[string][]byte{"test.hcl": []byte(o.hcl)})
+		snap = s
+		if diags.HasErrors() {
+			var b bytes.Buffer
+			src.WriteDiagnostics(&b, diags)
+			t.Fatalf("test config: %s", b.String())
+		}
+	}
+	if err := srv.Apply(snap); err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv)
+	t.Cleanup(hs.Close)
+	return &harness{t: t, rdb: o.rdb, st: st, up: up, srv: srv, http: hs, key: secret, keyID: k.ID, logs: logs, reg: reg, stopRec: stopRec, recorder: rec}
+}
+
+// post sends a raw request to the relay.
+func (h *harness) post(path, key, body string, hdr map[string]string) *http.Response {
+	h.t.Helper()
+	req, err := http.NewRequest(http.MethodPost, h.http.URL+path, strings.NewReader(body))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Anthropic-Version", "2023-06-01")
+	if key != "" {
+		req.Header.Set("X-Api-Key", key)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return resp
+}
+
+func readAll(t *testing.T, r io.ReadCloser) string {
+	t.Helper()
+	defer r.Close()
+	b, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatalf("read body: %v", err)
+	}
+	return string(b)
+}
+
+// waitUsage waits until the store shows want requests for the key and returns the usage.
+func (h *harness) waitUsage(model string, requests int64) store.Usage {
+	h.t.Helper()
+	var got store.Usage
+	waitFor(h.t, 5*time.Second, func() bool {
+		m, err := h.st.KeyUsage(context.Background(), h.keyID, time.Now())
+		if err != nil {
+			return false
+		}
+		got = m[model]
+		return got.Requests >= requests
+	})
+	return got
+}
+
+func waitFor(t *testing.T, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %s", d)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+const streamBody = `{"model":"claude-sonnet-4-5-20250929","max_tokens":256,"stream":true,"messages":[{"role":"user","content":"Hello, relay"}]}`
+const jsonBody = `{"model":"claude-sonnet-4-5-20250929","max_tokens":256,"messages":[{"role":"user","content":"Hello, relay"}]}`

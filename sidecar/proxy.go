@@ -1,0 +1,443 @@
+package sidecar
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/claude-relay/claude-relay/config"
+	"github.com/claude-relay/claude-relay/sidecar/usage"
+)
+
+// Counts is the token usage of one response.
+type Counts = usage.Counts
+
+var (
+	errIdleTimeout = errors.New("upstream sent nothing within the request timeout")
+	errClientGone  = errors.New("client went away")
+)
+
+// hopHeaders are never forwarded in either direction (RFC 9110 §7.6.1).
+var hopHeaders = []string{
+	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
+}
+
+// dropRequest lists client headers the relay replaces or withholds: the client's own
+// credential, framing, compression, and the client's network identity.
+var dropRequest = map[string]bool{
+	"X-Api-Key": true, "Authorization": true, "Host": true, "Content-Length": true,
+	"Accept-Encoding": true, "Cookie": true, "Forwarded": true, "X-Forwarded-For": true,
+	"X-Forwarded-Host": true, "X-Forwarded-Proto": true, "X-Real-Ip": true,
+}
+
+func init() {
+	for _, h := range hopHeaders {
+		dropRequest[h] = true
+	}
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+var bodyPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// credential returns the relay key as Claude Code (x-api-key) or the SDKs (Bearer) send it.
+func credential(r *http.Request) string {
+	if k := r.Header.Get("X-Api-Key"); k != "" {
+		return strings.TrimSpace(k)
+	}
+	if a := r.Header.Get("Authorization"); len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
+		return strings.TrimSpace(a[7:])
+	}
+	return ""
+}
+
+// exchange is one relayed request: what the handler knows while it works.
+type exchange struct {
+	s         *Server
+	rt        *config.Runtime
+	route     *config.RouteRT
+	w         http.ResponseWriter
+	r         *http.Request
+	principal Principal
+	body      []byte
+	upPath    string
+	status    int
+	account   string
+	started   time.Time
+}
+
+func (s *Server) serveRelay(w http.ResponseWriter, r *http.Request) {
+	ex := &exchange{s: s, w: w, r: r, started: s.now()}
+	routeName := "unmatched"
+	defer func() {
+		s.m.requests.With(routeName, strconv.Itoa(ex.status)).Inc()
+	}()
+
+	rt := s.rt.Load()
+	if rt == nil {
+		ex.fail(http.StatusServiceUnavailable, errAPI, "the relay has no configuration yet: it has not reached its control plane and has no saved copy; see GET /health", 0)
+		return
+	}
+	ex.rt = rt
+	route, ok := rt.Match(r.Method, r.URL.Path)
+	if !ok {
+		ex.fail(http.StatusNotFound, errNotFound, fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path), 0)
+		return
+	}
+	ex.route, routeName = route, route.Name
+
+	if ip := clientIP(rt, r); !route.Allowed(ip) {
+		ex.fail(http.StatusForbidden, errPermission, fmt.Sprintf("client address %s is not allowed on route %q", ip, route.Name), 0)
+		return
+	}
+	cred := credential(r)
+	if cred == "" {
+		ex.fail(http.StatusUnauthorized, errAuthentication, "missing relay key: send it as the x-api-key header or as Authorization: Bearer", 0)
+		return
+	}
+	p, err := s.opts.Auth.Authenticate(r.Context(), cred)
+	if err != nil {
+		if errors.Is(err, ErrInvalidCredential) {
+			ex.fail(http.StatusUnauthorized, errAuthentication, err.Error(), 0)
+			return
+		}
+		s.m.authErrors.With("authenticate").Inc()
+		s.log.Error("authentication backend unavailable", "error", err)
+		ex.fail(http.StatusServiceUnavailable, errAPI, "the relay cannot check keys right now (its key store is unavailable); retry shortly", 5*time.Second)
+		return
+	}
+	ex.principal = p
+
+	buf := bodyPool.Get().(*bytes.Buffer)
+	buf.Reset()
+	defer bodyPool.Put(buf)
+	if err := ex.readBody(buf); err != nil {
+		return
+	}
+	ex.upPath = config.UpstreamPath(r.URL.Path)
+	ex.forward()
+}
+
+func (ex *exchange) fail(status int, typ, msg string, retryAfter time.Duration) {
+	ex.status = status
+	writeError(ex.w, status, typ, msg, retryAfter)
+}
+
+// readBody reads the whole (capped) body: failover must be able to replay it, and it
+// keeps Go's HTTP/1 server from closing the body under a streaming response (golang/go#40747).
+func (ex *exchange) readBody(buf *bytes.Buffer) error {
+	limit := ex.rt.MaxBodyBytes()
+	tooLarge := func() error {
+		ex.fail(http.StatusRequestEntityTooLarge, errTooLarge, fmt.Sprintf("request body is larger than the relay's limit of %d bytes", limit), 0)
+		return errors.New("body too large")
+	}
+	if ex.r.ContentLength > limit {
+		return tooLarge()
+	}
+	if ex.r.ContentLength > 0 {
+		buf.Grow(int(ex.r.ContentLength))
+	}
+	rc := http.NewResponseController(ex.w)
+	rc.SetReadDeadline(ex.started.Add(ex.timeout()))
+	_, err := buf.ReadFrom(http.MaxBytesReader(ex.w, ex.r.Body, limit))
+	rc.SetReadDeadline(time.Time{})
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return tooLarge()
+		}
+		ex.fail(http.StatusBadRequest, errInvalidRequest, "could not read the request body: "+err.Error(), 0)
+		return err
+	}
+	ex.body = buf.Bytes()
+	return nil
+}
+
+func (ex *exchange) timeout() time.Duration {
+	if ex.route != nil && ex.route.Timeout > 0 {
+		return ex.route.Timeout
+	}
+	return ex.s.opts.RequestTimeout
+}
+
+// candidates orders the accounts for this request: priority, then fewest in flight.
+func (s *Server) candidates(ups []*Upstream) []*Upstream {
+	out := slices.Clone(ups)
+	load := make(map[string]int64, len(out))
+	for _, u := range out {
+		load[u.ID] = s.counter(u.ID).Load()
+	}
+	slices.SortStableFunc(out, func(a, b *Upstream) int {
+		if a.Priority != b.Priority {
+			return a.Priority - b.Priority
+		}
+		return int(load[a.ID] - load[b.ID])
+	})
+	return out
+}
+
+func (s *Server) counter(id string) *atomic.Int64 {
+	if c, ok := s.inflight.Load(id); ok {
+		return c.(*atomic.Int64)
+	}
+	c, _ := s.inflight.LoadOrStore(id, new(atomic.Int64))
+	return c.(*atomic.Int64)
+}
+
+// forward sends the request to upstream accounts in order, failing over on retryable
+// failures until a response starts; then it relays that response.
+func (ex *exchange) forward() {
+	s := ex.s
+	ctx, cancel := context.WithCancelCause(ex.r.Context())
+	defer cancel(nil)
+	timeout := ex.timeout()
+	idle := time.AfterFunc(timeout, func() { cancel(errIdleTimeout) })
+	defer idle.Stop()
+
+	ups, err := s.opts.Accounts.Upstreams(ctx)
+	if err != nil {
+		s.log.Error("cannot list upstream accounts", "error", err)
+		ex.fail(http.StatusServiceUnavailable, errAPI, "the relay cannot load its upstream accounts right now; retry shortly", 5*time.Second)
+		return
+	}
+	if len(ups) == 0 {
+		ex.fail(http.StatusServiceUnavailable, errOverloaded, "no upstream account is available: an operator must add one (claude-relay admin accounts add)", 0)
+		return
+	}
+	pool := ex.route.Pool
+	attempts := min(len(ups), max(1, pool.FailoverMaxAttempts))
+	order := s.candidates(ups)
+	var lastErr error
+	for i, up := range order[:attempts] {
+		last := i == attempts-1
+		c := s.counter(up.ID)
+		c.Add(1)
+		resp, err := ex.send(ctx, up)
+		if err != nil {
+			c.Add(-1)
+			if cause := context.Cause(ctx); cause != nil {
+				ex.upstreamGone(cause)
+				return
+			}
+			s.m.upstreamErrors.With("connect").Inc()
+			s.log.Warn("upstream request failed", "account", up.ID, "error", err, "attempt", i+1)
+			lastErr = err
+			continue
+		}
+		if !last && pool.FailsOverOn(resp.StatusCode) {
+			s.m.upstreamErrors.With(strconv.Itoa(resp.StatusCode)).Inc()
+			s.log.Warn("upstream refused, failing over", "account", up.ID, "status", resp.StatusCode, "attempt", i+1)
+			io.CopyN(io.Discard, resp.Body, 64<<10)
+			resp.Body.Close()
+			c.Add(-1)
+			continue
+		}
+		ex.account = up.ID
+		defer c.Add(-1) // also when relay aborts the handler
+		ex.relay(ctx, cancel, idle, timeout, resp)
+		return
+	}
+	ex.fail(http.StatusBadGateway, errAPI, fmt.Sprintf("no upstream account could be reached (%d tried): %v", attempts, lastErr), 5*time.Second)
+}
+
+// send makes one upstream attempt with the account's credential.
+func (ex *exchange) send(ctx context.Context, up *Upstream) (*http.Response, error) {
+	u := *up.url
+	u.Path = strings.TrimSuffix(u.Path, "/") + ex.upPath
+	u.RawPath = ""
+	u.RawQuery = ex.r.URL.RawQuery
+	req := &http.Request{
+		Method:        ex.r.Method,
+		URL:           &u,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        make(http.Header, len(ex.r.Header)+2),
+		Host:          u.Host,
+		ContentLength: int64(len(ex.body)),
+	}
+	req = req.WithContext(ctx)
+	if len(ex.body) > 0 {
+		req.Body = io.NopCloser(bytes.NewReader(ex.body))
+		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(ex.body)), nil }
+	}
+	conn := ex.r.Header.Values("Connection")
+	for k, vv := range ex.r.Header {
+		if dropRequest[k] || listed(conn, k) {
+			continue
+		}
+		req.Header[k] = vv
+	}
+	req.Header.Set("X-Api-Key", up.Credential)
+	req.Header.Set("Accept-Encoding", "identity")
+	start := ex.s.now()
+	resp, err := ex.s.transport.RoundTrip(req)
+	if err == nil {
+		ex.s.m.upstreamTime.With(ex.route.Name).Observe(ex.s.now().Sub(start).Seconds())
+	}
+	return resp, err
+}
+
+// listed reports whether a Connection header names key.
+func listed(conn []string, key string) bool {
+	for _, v := range conn {
+		for _, f := range strings.Split(v, ",") {
+			if http.CanonicalHeaderKey(strings.TrimSpace(f)) == key {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// relay copies the upstream response to the client as it arrives, flushing SSE events
+// immediately, and accounts the usage it sees.
+func (ex *exchange) relay(ctx context.Context, cancel context.CancelCauseFunc, idle *time.Timer, timeout time.Duration, resp *http.Response) {
+	s := ex.s
+	defer resp.Body.Close()
+	h := ex.w.Header()
+	conn := resp.Header.Values("Connection")
+	for k, vv := range resp.Header {
+		if slices.Contains(hopHeaders, k) || listed(conn, k) {
+			continue
+		}
+		h[k] = vv
+	}
+	ex.status = resp.StatusCode
+	ex.w.WriteHeader(resp.StatusCode)
+
+	sse := strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
+	accounted := ex.upPath == "/v1/messages" && resp.StatusCode == http.StatusOK
+	var parser usage.StreamParser
+	var jsonBody []byte
+	const maxJSON = 8 << 20
+
+	rc := http.NewResponseController(ex.w)
+	if sse {
+		s.m.activeStreams.Inc()
+		defer s.m.activeStreams.Dec()
+		rc.Flush() // headers out now: the client sees the stream open
+	}
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	var readErr error
+	for {
+		n, err := resp.Body.Read(buf)
+		if n > 0 {
+			idle.Reset(timeout)
+			if _, werr := ex.w.Write(buf[:n]); werr != nil {
+				cancel(errClientGone)
+				readErr = errClientGone
+				if accounted && sse {
+					parser.Write(buf[:n])
+				}
+				break
+			}
+			if sse {
+				rc.Flush()
+				if accounted {
+					parser.Write(buf[:n])
+				}
+			} else if accounted && len(jsonBody)+n <= maxJSON {
+				jsonBody = append(jsonBody, buf[:n]...)
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			readErr = err
+			if cause := context.Cause(ctx); cause != nil {
+				readErr = cause
+			}
+			break
+		}
+	}
+
+	if readErr != nil && !errors.Is(readErr, errClientGone) && !errors.Is(readErr, context.Canceled) {
+		s.m.upstreamErrors.With("mid_stream").Inc()
+		s.log.Warn("upstream stream broke", "account", ex.account, "route", ex.route.Name, "error", readErr)
+		msg := "the upstream connection broke mid-response: " + readErr.Error()
+		if errors.Is(readErr, errIdleTimeout) {
+			msg = fmt.Sprintf("the upstream sent nothing for %s (REQUEST_TIMEOUT or the route's timeout)", timeout)
+		}
+		if sse {
+			ex.w.Write(sseError(errAPI, msg))
+			rc.Flush()
+		}
+	}
+	if errors.Is(readErr, errClientGone) || errors.Is(readErr, context.Canceled) {
+		s.log.Info("client went away mid-response", "key", ex.principal.KeyID, "account", ex.account, "events", parser.Events())
+	}
+
+	if accounted {
+		var c Counts
+		var model string
+		if sse {
+			c, model = parser.Counts(), parser.Model()
+		} else {
+			c, model, _ = usage.FromJSON(jsonBody)
+		}
+		ex.accountUsage(c, model)
+	}
+	s.log.Info("relayed", "route", ex.route.Name, "key", ex.principal.KeyID, "account", ex.account,
+		"status", resp.StatusCode, "duration", s.now().Sub(ex.started).Round(time.Millisecond))
+	if !sse && readErr != nil && !errors.Is(readErr, errClientGone) {
+		// A JSON body cut short cannot be repaired: abort the connection so the client
+		// sees a truncated response rather than a silently short one.
+		panic(http.ErrAbortHandler)
+	}
+}
+
+func (ex *exchange) accountUsage(c Counts, model string) {
+	if c.IsZero() {
+		return
+	}
+	s := ex.s
+	price, known := ex.rt.Price(model)
+	if !known {
+		s.log.Warn("no price for model, charging the fallback", "model", model)
+	}
+	cost := price.Cost(config.TokenCounts{Input: c.Input, Output: c.Output, CacheWrite5m: c.CacheWrite5m, CacheWrite1h: c.CacheWrite1h, CacheRead: c.CacheRead})
+	s.m.tokens.With("input").Add(float64(c.Input))
+	s.m.tokens.With("output").Add(float64(c.Output))
+	s.m.tokens.With("cache_write_5m").Add(float64(c.CacheWrite5m))
+	s.m.tokens.With("cache_write_1h").Add(float64(c.CacheWrite1h))
+	s.m.tokens.With("cache_read").Add(float64(c.CacheRead))
+	if s.opts.Usage != nil {
+		s.opts.Usage.Record(UsageRecord{KeyID: ex.principal.KeyID, AccountID: ex.account, Model: model, At: s.now(), Counts: c, CostUSD: cost})
+	}
+}
+
+// parseBaseURL validates an account's base URL.
+func parseBaseURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("parse base URL %q: %w", raw, err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("base URL %q: want http(s)://host[/path]", raw)
+	}
+	return u, nil
+}
+
+// upstreamGone ends a request whose context ended before a response started.
+func (ex *exchange) upstreamGone(cause error) {
+	if errors.Is(cause, errIdleTimeout) {
+		ex.s.m.upstreamErrors.With("timeout").Inc()
+		ex.fail(http.StatusGatewayTimeout, errAPI, fmt.Sprintf("the upstream did not answer within %s (REQUEST_TIMEOUT or the route's timeout)", ex.timeout()), 0)
+		return
+	}
+	ex.status = 499 // client closed the request, as nginx logs it
+}

@@ -1,0 +1,281 @@
+package sidecar
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/claude-relay/claude-relay/config"
+	"github.com/claude-relay/claude-relay/internal/metrics"
+)
+
+// Principal is who a relay key belongs to, as the auth provider reports it.
+type Principal struct {
+	KeyID  string
+	Name   string
+	Policy string
+}
+
+// ErrInvalidCredential wraps every "this credential is not accepted" outcome, as opposed
+// to the auth backend being unavailable.
+var ErrInvalidCredential = errors.New("invalid relay key")
+
+// Authenticator checks a client credential. Errors wrapping ErrInvalidCredential are
+// refusals (401); any other error means the backend could not decide (503, fail closed).
+type Authenticator interface {
+	Authenticate(ctx context.Context, credential string) (Principal, error)
+}
+
+// Upstream is one schedulable upstream account with its decrypted credential.
+type Upstream struct {
+	ID, Name   string
+	Credential string
+	Priority   int // lower first
+	url        *url.URL
+}
+
+// NewUpstream validates an account's base URL and returns it ready to use.
+func NewUpstream(id, name, baseURL, credential string, priority int) (*Upstream, error) {
+	u, err := parseBaseURL(baseURL)
+	if err != nil {
+		return nil, fmt.Errorf("account %s: %w", id, err)
+	}
+	return &Upstream{ID: id, Name: name, Credential: credential, Priority: priority, url: u}, nil
+}
+
+// AccountSource lists the accounts requests may be sent to.
+type AccountSource interface {
+	Upstreams(ctx context.Context) ([]*Upstream, error)
+}
+
+// UsageRecord is what one relayed request consumed.
+type UsageRecord struct {
+	KeyID, AccountID, Model string
+	At                      time.Time
+	Counts                  Counts
+	CostUSD                 float64
+}
+
+// UsageSink takes usage records off the hot path. Record must not block.
+type UsageSink interface {
+	Record(UsageRecord)
+}
+
+// HealthCheck is one component of GET /health.
+type HealthCheck struct {
+	Name  string
+	Check func(ctx context.Context) error
+}
+
+// Options configures a Server.
+type Options struct {
+	Logger         hclog.Logger
+	Version        string
+	Auth           Authenticator
+	Accounts       AccountSource
+	Usage          UsageSink
+	Metrics        *metrics.Registry
+	RequestTimeout time.Duration // idle bound: no upstream byte for this long ends the request
+	Health         []HealthCheck
+	Transport      http.RoundTripper // default: NewTransport()
+	Now            func() time.Time
+}
+
+// Server is the sidecar's HTTP handler.
+type Server struct {
+	log       hclog.Logger
+	opts      Options
+	rt        atomic.Pointer[config.Runtime]
+	started   time.Time
+	transport http.RoundTripper
+	now       func() time.Time
+	inflight  sync.Map // account id → *atomic.Int64
+	m         serverMetrics
+	mux       *http.ServeMux
+}
+
+type serverMetrics struct {
+	requests       *metrics.CounterVec
+	upstreamTime   *metrics.HistogramVec
+	activeStreams  *metrics.Gauge
+	tokens         *metrics.CounterVec
+	upstreamErrors *metrics.CounterVec
+	authErrors     *metrics.CounterVec
+}
+
+// New builds a sidecar. It serves 503 until a configuration is applied.
+func New(opts Options) *Server {
+	if opts.Logger == nil {
+		opts.Logger = hclog.NewNullLogger()
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = metrics.NewRegistry()
+	}
+	if opts.RequestTimeout <= 0 {
+		opts.RequestTimeout = 10 * time.Minute
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	s := &Server{
+		log:       opts.Logger.Named("sidecar"),
+		opts:      opts,
+		started:   opts.Now(),
+		transport: opts.Transport,
+		now:       opts.Now,
+	}
+	if s.transport == nil {
+		s.transport = NewTransport()
+	}
+	r := opts.Metrics
+	s.m = serverMetrics{
+		requests:       r.Counter("claude_relay_requests_total", "Requests answered, by route and status.", "route", "status"),
+		upstreamTime:   r.Histogram("claude_relay_upstream_response_seconds", "Time from sending a request upstream to its response headers.", metrics.DefaultLatencyBuckets, "route"),
+		activeStreams:  r.Gauge("claude_relay_active_streams", "Responses being relayed right now.").With(),
+		tokens:         r.Counter("claude_relay_tokens_total", "Tokens relayed, by kind.", "kind"),
+		upstreamErrors: r.Counter("claude_relay_upstream_errors_total", "Upstream failures, by kind.", "kind"),
+		authErrors:     r.Counter("claude_relay_auth_backend_errors_total", "Authentications that failed because the backend was unavailable.", "stage"),
+	}
+	r.GaugeFunc("claude_relay_uptime_seconds", "Seconds since the sidecar started.", func() float64 {
+		return s.now().Sub(s.started).Seconds()
+	})
+	r.GaugeFunc("claude_relay_config_applied", "1 when a configuration is applied, else 0.", func() float64 {
+		if s.rt.Load() != nil {
+			return 1
+		}
+		return 0
+	})
+	mux := http.NewServeMux()
+	checks := append(slices.Clone(opts.Health), HealthCheck{Name: "config", Check: s.configCheck})
+	mux.Handle("GET /health", HealthHandler(opts.Version, s.started, checks))
+	mux.Handle("GET /metrics", opts.Metrics.Handler())
+	mux.HandleFunc("/", s.serveRelay)
+	s.mux = mux
+	return s
+}
+
+// Apply compiles a snapshot and swaps it in. Requests in flight keep the runtime they
+// started with. On error the previous runtime stays.
+func (s *Server) Apply(snap *config.Snapshot) error {
+	rt, err := config.Compile(snap)
+	if err != nil {
+		return fmt.Errorf("compile snapshot: %w", err)
+	}
+	s.rt.Store(rt)
+	return nil
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// NewTransport returns the HTTP transport used towards upstreams: no compression (bodies
+// pass through as sent), generous idle pools, bounded dial and TLS handshakes.
+func NewTransport() *http.Transport {
+	return &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		DisableCompression:    true,
+	}
+}
+
+// clientIP is the socket peer, or the first untrusted address in X-Forwarded-For when
+// the peer is a trusted proxy.
+func clientIP(rt *config.Runtime, r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	ip := ap.Addr().Unmap()
+	if !rt.TrustedProxy(ip) {
+		return ip
+	}
+	xff := r.Header.Values("X-Forwarded-For")
+	for i := len(xff) - 1; i >= 0; i-- {
+		parts := strings.Split(xff[i], ",")
+		for j := len(parts) - 1; j >= 0; j-- {
+			a, err := netip.ParseAddr(strings.TrimSpace(parts[j]))
+			if err != nil {
+				return ip // malformed: trust nothing further left
+			}
+			a = a.Unmap()
+			if !rt.TrustedProxy(a) {
+				return a
+			}
+			ip = a
+		}
+	}
+	return ip
+}
+
+type healthBody struct {
+	Status     string            `json:"status"`
+	Version    string            `json:"version"`
+	Uptime     int64             `json:"uptime"`
+	Components map[string]string `json:"components"`
+}
+
+// HealthHandler serves GET /health in the deployment contract's shape:
+// {"status":"ok","version":…,"uptime":…,"components":{"redis":"ok",…}}. Checks run
+// concurrently with a 2 s deadline; any failure answers 503 with "status":"degraded" and
+// the component's error.
+func HealthHandler(version string, started time.Time, checks []HealthCheck) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		body := healthBody{
+			Status:     "ok",
+			Version:    version,
+			Uptime:     int64(time.Since(started).Seconds()),
+			Components: make(map[string]string, len(checks)),
+		}
+		type result struct {
+			name string
+			err  error
+		}
+		results := make(chan result, len(checks))
+		for _, hc := range checks {
+			go func() { results <- result{hc.Name, hc.Check(ctx)} }()
+		}
+		for range checks {
+			res := <-results
+			if res.err != nil {
+				body.Status = "degraded"
+				body.Components[res.name] = "error: " + res.err.Error()
+				continue
+			}
+			body.Components[res.name] = "ok"
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		if body.Status != "ok" {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		json.NewEncoder(w).Encode(body)
+	})
+}
+
+// configCheck reports whether a configuration is applied.
+func (s *Server) configCheck(context.Context) error {
+	if s.rt.Load() == nil {
+		return errors.New("no configuration applied: the control plane is unreachable and there is no saved copy")
+	}
+	return nil
+}

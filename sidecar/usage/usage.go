@@ -1,0 +1,270 @@
+// Package usage extracts token usage from Anthropic Messages API responses as they stream past.
+package usage
+
+import (
+	"bytes"
+	"encoding/json"
+)
+
+// Counts is the token usage of one response, as the upstream reported it.
+type Counts struct {
+	Input        int64
+	Output       int64
+	CacheWrite5m int64
+	CacheWrite1h int64
+	CacheRead    int64
+}
+
+// IsZero reports whether nothing was counted.
+func (c Counts) IsZero() bool { return c == Counts{} }
+
+// wireUsage is the usage object of message_start, message_delta and JSON messages.
+// Pointers tell "absent" from zero: message_delta carries only the fields that changed.
+type wireUsage struct {
+	InputTokens              *int64 `json:"input_tokens"`
+	OutputTokens             *int64 `json:"output_tokens"`
+	CacheCreationInputTokens *int64 `json:"cache_creation_input_tokens"`
+	CacheReadInputTokens     *int64 `json:"cache_read_input_tokens"`
+	CacheCreation            *struct {
+		Ephemeral5m *int64 `json:"ephemeral_5m_input_tokens"`
+		Ephemeral1h *int64 `json:"ephemeral_1h_input_tokens"`
+	} `json:"cache_creation"`
+}
+
+// state accumulates usage; the fields mirror the wire so that partial updates replace
+// only what they name (all usage values on the wire are cumulative).
+type state struct {
+	input, output, cacheCreation, cacheRead, e5m, e1h int64
+	breakdown                                         bool
+}
+
+func (s *state) apply(u *wireUsage) {
+	if u == nil {
+		return
+	}
+	set := func(dst *int64, v *int64) {
+		if v != nil {
+			*dst = *v
+		}
+	}
+	set(&s.input, u.InputTokens)
+	set(&s.output, u.OutputTokens)
+	set(&s.cacheCreation, u.CacheCreationInputTokens)
+	set(&s.cacheRead, u.CacheReadInputTokens)
+	if cc := u.CacheCreation; cc != nil && (cc.Ephemeral5m != nil || cc.Ephemeral1h != nil) {
+		s.breakdown = true
+		set(&s.e5m, cc.Ephemeral5m)
+		set(&s.e1h, cc.Ephemeral1h)
+	}
+}
+
+// counts resolves cache writes: with a 5m/1h breakdown it is used as given (any remainder
+// of cache_creation_input_tokens is charged as 5m); without one, all cache writes are 5m.
+func (s *state) counts() Counts {
+	c := Counts{Input: s.input, Output: s.output, CacheRead: s.cacheRead}
+	if s.breakdown {
+		c.CacheWrite5m, c.CacheWrite1h = s.e5m, s.e1h
+		if rest := s.cacheCreation - s.e5m - s.e1h; rest > 0 {
+			c.CacheWrite5m += rest
+		}
+	} else {
+		c.CacheWrite5m = s.cacheCreation
+	}
+	return c
+}
+
+// maxLine bounds how much of one interesting SSE line is buffered. message_start and
+// message_delta lines are small; a larger one is skipped rather than buffered.
+const maxLine = 1 << 20
+
+// StreamParser reads an SSE byte stream incrementally and keeps the usage and model
+// reported by message_start and message_delta. It buffers only the lines it needs:
+// content deltas, however long, pass through without being copied.
+// The zero value is ready to use; it is not safe for concurrent use.
+type StreamParser struct {
+	st    state
+	model string
+
+	event    []byte // name of the current event ("event:" line), reused
+	line     []byte // the current data line being kept, reused
+	inLine   bool   // inside a line (no newline seen yet)
+	lineLen  int    // bytes of the current line so far
+	first    byte   // first byte of the current line
+	keep     bool   // the current line is being kept
+	decided  bool   // keep/skip decided for the current line
+	skipping bool   // the current line is being discarded
+	events   int
+}
+
+// Write feeds bytes from the stream. It never fails; it implements io.Writer so it can
+// sit behind an io.MultiWriter.
+func (p *StreamParser) Write(b []byte) (int, error) {
+	n := len(b)
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			p.feed(b)
+			break
+		}
+		p.feed(b[:i])
+		p.endLine()
+		b = b[i+1:]
+	}
+	return n, nil
+}
+
+// feed adds a fragment of the current line.
+func (p *StreamParser) feed(b []byte) {
+	if len(b) == 0 {
+		return
+	}
+	if !p.inLine {
+		p.first = b[0]
+	}
+	p.inLine = true
+	p.lineLen += len(b)
+	if p.skipping {
+		return
+	}
+	if !p.decided {
+		// Collect up to a prefix long enough to decide what this line is.
+		p.line = append(p.line, b...)
+		p.decide(false)
+		return
+	}
+	if len(p.line)+len(b) > maxLine {
+		p.skipping, p.keep, p.line = true, false, p.line[:0]
+		return
+	}
+	p.line = append(p.line, b...)
+}
+
+// decide classifies the current line from its beginning. final means the line is complete.
+func (p *StreamParser) decide(final bool) {
+	l := p.line
+	switch {
+	case bytes.HasPrefix(l, []byte("event:")), bytes.HasPrefix(l, []byte("data:")):
+	case len(l) < len("event:") && !final && (bytes.HasPrefix([]byte("event:"), l) || bytes.HasPrefix([]byte("data:"), l)):
+		return // not enough bytes yet
+	default:
+		p.skip()
+		return
+	}
+	if bytes.HasPrefix(l, []byte("event:")) {
+		p.decided, p.keep = true, true
+		return
+	}
+	// A data line: keep it if the event it belongs to carries usage. Without an event
+	// line, look at the JSON "type" near the start of the payload.
+	if len(p.event) > 0 {
+		if isUsageEvent(p.event) {
+			p.decided, p.keep = true, true
+		} else {
+			p.skip()
+		}
+		return
+	}
+	const probe = 64
+	if len(l) < probe && !final {
+		return
+	}
+	head := l[:min(len(l), probe)]
+	if bytes.Contains(head, []byte("message_start")) || bytes.Contains(head, []byte("message_delta")) {
+		p.decided, p.keep = true, true
+		return
+	}
+	p.skip()
+}
+
+func (p *StreamParser) skip() {
+	p.decided, p.keep, p.skipping = true, false, true
+	p.line = p.line[:0]
+}
+
+func isUsageEvent(name []byte) bool {
+	return bytes.Equal(name, []byte("message_start")) || bytes.Equal(name, []byte("message_delta"))
+}
+
+// endLine handles a complete line.
+func (p *StreamParser) endLine() {
+	if !p.inLine || (p.lineLen == 1 && p.first == '\r') {
+		// An empty line ends an event.
+		p.event = p.event[:0]
+		p.events++
+		p.reset()
+		return
+	}
+	if !p.decided {
+		p.decide(true)
+	}
+	if p.keep {
+		l := bytes.TrimSuffix(p.line, []byte("\r"))
+		switch {
+		case bytes.HasPrefix(l, []byte("event:")):
+			p.event = append(p.event[:0], bytes.TrimSpace(l[len("event:"):])...)
+		case bytes.HasPrefix(l, []byte("data:")):
+			p.data(bytes.TrimSpace(l[len("data:"):]))
+		}
+	}
+	p.reset()
+}
+
+func (p *StreamParser) reset() {
+	p.line = p.line[:0]
+	p.inLine, p.keep, p.decided, p.skipping = false, false, false, false
+	p.lineLen = 0
+}
+
+// streamEvent is the subset of message_start / message_delta that carries usage.
+type streamEvent struct {
+	Type    string `json:"type"`
+	Message *struct {
+		Model string     `json:"model"`
+		Usage *wireUsage `json:"usage"`
+	} `json:"message"`
+	Usage *wireUsage `json:"usage"`
+}
+
+func (p *StreamParser) data(b []byte) {
+	var ev streamEvent
+	if json.Unmarshal(b, &ev) != nil {
+		return
+	}
+	switch ev.Type {
+	case "message_start":
+		if ev.Message != nil {
+			if ev.Message.Model != "" {
+				p.model = ev.Message.Model
+			}
+			p.st.apply(ev.Message.Usage)
+		}
+	case "message_delta":
+		p.st.apply(ev.Usage)
+	}
+}
+
+// Counts returns the usage seen so far.
+func (p *StreamParser) Counts() Counts { return p.st.counts() }
+
+// Model returns the model named by message_start, if seen.
+func (p *StreamParser) Model() string { return p.model }
+
+// Events returns how many complete SSE events have passed.
+func (p *StreamParser) Events() int { return p.events }
+
+// message is the subset of a non-streaming Messages API response that carries usage.
+type message struct {
+	Model string     `json:"model"`
+	Usage *wireUsage `json:"usage"`
+}
+
+// FromJSON extracts usage and model from a complete JSON message body.
+func FromJSON(body []byte) (Counts, string, bool) {
+	var m message
+	if err := json.Unmarshal(body, &m); err != nil || m.Usage == nil {
+		return Counts{}, "", false
+	}
+	var s state
+	s.apply(m.Usage)
+	return s.counts(), m.Model, true
+}

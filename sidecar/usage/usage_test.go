@@ -1,0 +1,138 @@
+package usage
+
+import (
+	"strings"
+	"testing"
+)
+
+const stream = "event: message_start\n" +
+	`data: {"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5-20250929","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":120,"cache_creation_input_tokens":50,"cache_read_input_tokens":700,"cache_creation":{"ephemeral_5m_input_tokens":20,"ephemeral_1h_input_tokens":30},"output_tokens":1,"service_tier":"standard"}}}` + "\n\n" +
+	"event: content_block_start\n" +
+	`data: {"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}` + "\n\n" +
+	"event: ping\ndata: {\"type\": \"ping\"}\n\n" +
+	"event: content_block_delta\n" +
+	`data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"message_delta usage 999"}}` + "\n\n" +
+	"event: content_block_stop\n" +
+	`data: {"type":"content_block_stop","index":0}` + "\n\n" +
+	"event: message_delta\n" +
+	`data: {"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":42}}` + "\n\n" +
+	"event: message_stop\n" +
+	`data: {"type":"message_stop"}` + "\n\n"
+
+var wantStream = Counts{Input: 120, Output: 42, CacheWrite5m: 20, CacheWrite1h: 30, CacheRead: 700}
+
+func TestStreamUsageSurvivesAnySplit(t *testing.T) {
+	for _, name := range []string{"lf", "crlf"} {
+		s := stream
+		if name == "crlf" {
+			s = strings.ReplaceAll(s, "\n", "\r\n")
+		}
+		for size := 1; size <= len(s); size += max(1, size/3) {
+			var p StreamParser
+			for i := 0; i < len(s); i += size {
+				p.Write([]byte(s[i:min(len(s), i+size)]))
+			}
+			if got := p.Counts(); got != wantStream {
+				t.Fatalf("%s chunk %d: got %+v, want %+v", name, size, got, wantStream)
+			}
+			if got, want := p.Model(), "claude-sonnet-4-5-20250929"; got != want {
+				t.Fatalf("%s chunk %d: model got %q, want %q", name, size, got, want)
+			}
+			if got, want := p.Events(), 7; got != want {
+				t.Fatalf("%s chunk %d: events got %d, want %d", name, size, got, want)
+			}
+		}
+	}
+}
+
+func TestStreamUsageCases(t *testing.T) {
+	long := strings.Repeat("x", 3<<20)
+	tests := []struct {
+		name string
+		in   string
+		want Counts
+	}{
+		{
+			name: "cache writes without breakdown are 5m",
+			in: "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"model\":\"m\",\"usage\":{\"input_tokens\":5,\"cache_creation_input_tokens\":9,\"output_tokens\":1}}}\n\n" +
+				"event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":3}}\n\n",
+			want: Counts{Input: 5, Output: 3, CacheWrite5m: 9},
+		},
+		{
+			name: "cumulative delta usage replaces start values",
+			in: "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"model\":\"m\",\"usage\":{\"input_tokens\":5,\"output_tokens\":1}}}\n\n" +
+				"event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"input_tokens\":6,\"cache_read_input_tokens\":4,\"output_tokens\":8}}\n\n",
+			want: Counts{Input: 6, Output: 8, CacheRead: 4},
+		},
+		{
+			name: "data lines without event names",
+			in: "data: {\"type\":\"message_start\",\"message\":{\"model\":\"m\",\"usage\":{\"input_tokens\":7,\"output_tokens\":1}}}\n\n" +
+				"data: {\"type\":\"content_block_delta\",\"delta\":{\"type\":\"text_delta\",\"text\":\"" + long + "\"}}\n\n" +
+				"data: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":2}}\n\n",
+			want: Counts{Input: 7, Output: 2},
+		},
+		{
+			name: "long delta lines are not usage",
+			in: "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"model\":\"m\",\"usage\":{\"input_tokens\":1,\"output_tokens\":1}}}\n\n" +
+				"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"delta\":{\"type\":\"text_delta\",\"text\":\"" + long + "\\\"usage\\\":{\\\"output_tokens\\\":77}\"}}\n\n" +
+				"event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":11}}\n\n",
+			want: Counts{Input: 1, Output: 11},
+		},
+		{
+			name: "stream cut before message_delta keeps start usage",
+			in:   "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"model\":\"m\",\"usage\":{\"input_tokens\":33,\"output_tokens\":1}}}\n\nevent: content_block_delta\ndata: {\"type\":\"content_b",
+			want: Counts{Input: 33, Output: 1},
+		},
+		{
+			name: "garbage and comments are ignored",
+			in:   ": comment\nid: 4\nretry: 10\ndata: not json\n\nevent: message_delta\ndata: {broken\n\n",
+			want: Counts{},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var p StreamParser
+			for i := 0; i < len(tt.in); i += 4096 {
+				p.Write([]byte(tt.in[i:min(len(tt.in), i+4096)]))
+			}
+			if got := p.Counts(); got != tt.want {
+				t.Fatalf("got %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestJSONUsage(t *testing.T) {
+	body := `{"id":"msg_1","type":"message","model":"claude-haiku-4-5","content":[{"type":"text","text":"hi"}],"usage":{"input_tokens":10,"cache_creation_input_tokens":4,"cache_read_input_tokens":2,"cache_creation":{"ephemeral_5m_input_tokens":1,"ephemeral_1h_input_tokens":3},"output_tokens":6}}`
+	got, model, ok := FromJSON([]byte(body))
+	if !ok {
+		t.Fatal("got no usage, want usage")
+	}
+	if want := (Counts{Input: 10, Output: 6, CacheWrite5m: 1, CacheWrite1h: 3, CacheRead: 2}); got != want {
+		t.Fatalf("got %+v, want %+v", got, want)
+	}
+	if model != "claude-haiku-4-5" {
+		t.Fatalf("model got %q, want claude-haiku-4-5", model)
+	}
+	if _, _, ok := FromJSON([]byte(`{"type":"error"}`)); ok {
+		t.Fatal("got usage from an error body, want none")
+	}
+}
+
+func TestContentDeltasAreNotCopied(t *testing.T) {
+	chunk := []byte("event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"hello world, this is a typical delta\"}}\n\n")
+	var p StreamParser
+	p.Write(chunk) // warm the reusable buffers
+	if n := testing.AllocsPerRun(100, func() { p.Write(chunk) }); n != 0 {
+		t.Fatalf("got %v allocations per delta event, want 0", n)
+	}
+}
+
+func BenchmarkStreamParser(b *testing.B) {
+	b.SetBytes(int64(len(stream)))
+	b.ReportAllocs()
+	var p StreamParser
+	for b.Loop() {
+		p.Write([]byte(stream))
+	}
+}
