@@ -1,0 +1,323 @@
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/hashicorp/hcl/v2"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+// testEnv is the environment env() sees in the golden tests.
+func testEnv(name string) (string, bool) {
+	v, ok := map[string]string{
+		"RELAY_TEST_MAX_BODY": "1048576",
+		"RELAY_TEST_STRATEGY": "least_loaded",
+		"RELAY_TEST_EMPTY":    "",
+	}[name]
+	return v, ok
+}
+
+// goldenInputs lists the *.hcl files and the directories in dir.
+func goldenInputs(t *testing.T, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range entries {
+		if e.IsDir() || strings.HasSuffix(e.Name(), ".hcl") {
+			out = append(out, filepath.Join(dir, e.Name()))
+		}
+	}
+	if len(out) == 0 {
+		t.Fatalf("no test inputs in %s", dir)
+	}
+	return out
+}
+
+func goldenName(input, ext string) string {
+	return strings.TrimSuffix(input, ".hcl") + ext
+}
+
+// checkGolden compares got with the golden file, or rewrites it with -update.
+func checkGolden(t *testing.T, path string, got []byte) {
+	t.Helper()
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./config -update to create it)", err)
+	}
+	if diff := cmp.Diff(string(want), string(got)); diff != "" {
+		t.Errorf("%s mismatch (-want +got):\n%s", path, diff)
+	}
+}
+
+func snapshotJSON(t *testing.T, s *Snapshot) []byte {
+	t.Helper()
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(b, '\n')
+}
+
+func TestValidConfigsCompileToGoldenSnapshots(t *testing.T) {
+	for _, input := range goldenInputs(t, filepath.Join("testdata", "valid")) {
+		t.Run(filepath.Base(input), func(t *testing.T) {
+			snap, srcs, diags := Loader{LookupEnv: testEnv}.Load(input)
+			if diags.HasErrors() {
+				t.Fatalf("got errors, want none:\n%s", srcs.FormatDiagnostics(diags))
+			}
+			if _, err := Compile(snap); err != nil {
+				t.Fatalf("Compile of a loaded snapshot: got %v, want nil", err)
+			}
+			checkGolden(t, goldenName(input, ".golden.json"), snapshotJSON(t, snap))
+		})
+	}
+}
+
+func TestDefaultConfigMatchesGolden(t *testing.T) {
+	snap, err := Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Compile(snap); err != nil {
+		t.Fatalf("Compile(Default()): got %v, want nil", err)
+	}
+	checkGolden(t, filepath.Join("testdata", "default.golden.json"), snapshotJSON(t, snap))
+}
+
+func TestInvalidConfigsReportGoldenDiagnostics(t *testing.T) {
+	for _, input := range goldenInputs(t, filepath.Join("testdata", "invalid")) {
+		t.Run(filepath.Base(input), func(t *testing.T) {
+			snap, srcs, diags := Loader{LookupEnv: testEnv}.Load(input)
+			if !diags.HasErrors() {
+				t.Fatal("got no errors, want some")
+			}
+			if snap != nil {
+				t.Errorf("got a snapshot despite errors, want nil")
+			}
+			for _, d := range diags {
+				if d.Severity == hcl.DiagError && d.Subject == nil {
+					t.Errorf("error %q has no source range", d.Summary)
+				}
+			}
+			var buf bytes.Buffer
+			if err := srcs.WriteDiagnostics(&buf, diags); err != nil {
+				t.Fatal(err)
+			}
+			checkGolden(t, goldenName(input, ".golden.txt"), buf.Bytes())
+		})
+	}
+}
+
+// TestManyErrorsAreAllReported guards the golden file of many_errors.hcl
+// against losing diagnostics silently when it is regenerated.
+func TestManyErrorsAreAllReported(t *testing.T) {
+	_, _, diags := Loader{LookupEnv: testEnv}.Load(filepath.Join("testdata", "invalid", "many_errors.hcl"))
+	var got []string
+	for _, d := range diags {
+		got = append(got, d.Summary)
+	}
+	want := []string{
+		"Invalid CIDR",               // trusted_proxies
+		"Invalid body size",          // max_body_bytes = 0
+		"Invalid CIDR",               // allowlist element
+		"Negative limit",             // concurrency
+		"Empty model list",           // models = []
+		"Unknown strategy",           // strategy
+		"Invalid failover",           // max_attempts = 0
+		"Invalid path",               // "messages"
+		"Invalid method",             // "GET /"
+		"Unknown policy",             // policy
+		"Invalid duration",           // timeout
+		"Unsupported argument",       // retries
+		"Path claimed by two routes", // route copy
+		"Unknown pool",               // route copy
+		"Empty method list",          // route nothing
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("diagnostic summaries (-want +got):\n%s", diff)
+	}
+}
+
+func TestDiagnosticsPointAtFileLineColumn(t *testing.T) {
+	files := map[string][]byte{"main.hcl": []byte("pool \"p\" {}\nroute \"r\" {\n  paths = [\"/v1/messages\"]\n  pool  = \"q\"\n}\n")}
+	_, srcs, diags := LoadFiles(files)
+	got := srcs.FormatDiagnostics(diags)
+	for _, want := range []string{"on main.hcl:4:11, in route \"r\":", "   4:   pool  = \"q\"", "There is no pool named \"q\""} {
+		if !strings.Contains(got, want) {
+			t.Errorf("got %q, want it to contain %q", got, want)
+		}
+	}
+}
+
+func TestEnvFunction(t *testing.T) {
+	tests := []struct {
+		name    string
+		expr    string
+		want    int64
+		wantErr string
+	}{
+		{"set variable", `env("RELAY_TEST_MAX_BODY")`, 1048576, ""},
+		{"default when unset", `env("RELAY_TEST_UNSET", "2048")`, 2048, ""},
+		{"default when empty", `env("RELAY_TEST_EMPTY", "4096")`, 4096, ""},
+		{"variable wins over default", `env("RELAY_TEST_MAX_BODY", "1")`, 1048576, ""},
+		{"unset without default", `env("RELAY_TEST_UNSET")`, 0, "environment variable RELAY_TEST_UNSET is not set"},
+		{"too many arguments", `env("A", "b", "c")`, 0, "at most one default"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src := "server { max_body_bytes = " + tt.expr + " }\n"
+			snap, srcs, diags := Loader{LookupEnv: testEnv}.LoadFiles(map[string][]byte{"env.hcl": []byte(src)})
+			if tt.wantErr != "" {
+				if got := srcs.FormatDiagnostics(diags); !strings.Contains(got, tt.wantErr) {
+					t.Fatalf("got %q, want an error containing %q", got, tt.wantErr)
+				}
+				return
+			}
+			if diags.HasErrors() {
+				t.Fatalf("got errors:\n%s", srcs.FormatDiagnostics(diags))
+			}
+			if got := snap.Server.MaxBodyBytes; got != tt.want {
+				t.Errorf("got %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestMissingPricingIsInheritedFromDefault(t *testing.T) {
+	def, err := Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, srcs, diags := LoadFiles(map[string][]byte{"a.hcl": []byte("pool \"p\" {}\nroute \"r\" {\n  paths = [\"/x\"]\n  pool = \"p\"\n}\n")})
+	if diags.HasErrors() {
+		t.Fatal(srcs.FormatDiagnostics(diags))
+	}
+	if diff := cmp.Diff(def.Pricing, snap.Pricing); diff != "" {
+		t.Errorf("pricing (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(def.Fallback, snap.Fallback); diff != "" {
+		t.Errorf("fallback (-want +got):\n%s", diff)
+	}
+}
+
+func TestConfigWithoutRoutesWarns(t *testing.T) {
+	snap, _, diags := LoadFiles(map[string][]byte{"a.hcl": []byte("pool \"p\" {}\n")})
+	if diags.HasErrors() || snap == nil {
+		t.Fatalf("got errors %v, want a snapshot", diags)
+	}
+	if len(diags) != 1 || diags[0].Severity != hcl.DiagWarning || diags[0].Summary != "No routes" {
+		t.Errorf("got %v, want one \"No routes\" warning", diags)
+	}
+}
+
+func TestLoadRefusesDirectoryWithoutHCLFiles(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, path, want string
+	}{
+		{"empty directory", dir, "holds no *.hcl files"},
+		{"missing path", filepath.Join(dir, "nope"), "no such file"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			snap, srcs, diags := Load(tt.path)
+			if snap != nil || !diags.HasErrors() {
+				t.Fatalf("got snapshot %v and %v, want an error", snap, diags)
+			}
+			if got := srcs.FormatDiagnostics(diags); !strings.Contains(got, tt.want) {
+				t.Errorf("got %q, want it to contain %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestSnapshotSurvivesJSONRoundTrip(t *testing.T) {
+	snap, srcs, diags := Loader{LookupEnv: testEnv}.Load(filepath.Join("testdata", "valid", "full.hcl"))
+	if diags.HasErrors() {
+		t.Fatal(srcs.FormatDiagnostics(diags))
+	}
+	b, err := json.Marshal(snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Snapshot
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(snap, &back); diff != "" {
+		t.Errorf("round trip (-want +got):\n%s", diff)
+	}
+	if _, err := Compile(&back); err != nil {
+		t.Errorf("Compile after round trip: got %v, want nil", err)
+	}
+}
+
+func TestGlobMatching(t *testing.T) {
+	tests := []struct {
+		pattern, s string
+		want       bool
+	}{
+		{"claude-sonnet-4-5*", "claude-sonnet-4-5-20250929", true},
+		{"claude-sonnet-4-5*", "claude-sonnet-4-5", true},
+		{"claude-sonnet-4-5*", "claude-sonnet-4-20250514", false},
+		{"claude-*-4-5*", "claude-haiku-4-5-20251001", true},
+		{"*haiku*", "claude-3-5-haiku-latest", true},
+		{"*", "", true},
+		{"exact", "exact", true},
+		{"exact", "exactly", false},
+		{"a*b*c", "abc", true},
+		{"a*b*c", "aXbYc", true},
+		{"a*b*c", "acb", false},
+		{"ab*ba", "aba", false},
+		{"[x]*", "[x]y", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.pattern+"~"+tt.s, func(t *testing.T) {
+			if got := MatchGlob(tt.pattern, tt.s); got != tt.want {
+				t.Errorf("got %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestPolicyAllowsModelByGlob(t *testing.T) {
+	p := &Policy{Models: []string{"claude-sonnet-*", "claude-haiku-*"}}
+	tests := []struct {
+		policy *Policy
+		model  string
+		want   bool
+	}{
+		{p, "claude-sonnet-4-5", true},
+		{p, "claude-haiku-4-5", true},
+		{p, "claude-opus-4-5", false},
+		{&Policy{}, "claude-opus-4-5", true},
+		{nil, "claude-opus-4-5", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.model, func(t *testing.T) {
+			if got := tt.policy.AllowsModel(tt.model); got != tt.want {
+				t.Errorf("got %v, want %v", got, tt.want)
+			}
+		})
+	}
+}

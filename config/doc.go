@@ -1,0 +1,48 @@
+// Package config turns the operator's HCL files and environment into the validated, immutable configuration claude-relay runs on.
+//
+// # Two configuration types
+//
+// What the operator writes and what the program runs on are different
+// types, on purpose (the Consul/Nomad pattern):
+//
+//   - The HCL-shaped structs in hcl.go are what the operator writes. They
+//     mirror the blocks and attributes of the files, use pointers where
+//     "absent" must differ from "zero", and never leave this package. The
+//     loader keeps each block's body and ranges beside them, so that every
+//     problem, however late it is found, points at file:line:col with the
+//     source line.
+//
+//   - Snapshot is the compiled result: plain values (strings, numbers,
+//     canonical CIDR prefixes, durations as Go duration strings) with stable
+//     snake_case JSON names and no HCL left in it. It is what the control
+//     plane versions and serves to sidecars, and what a sidecar keeps on disk
+//     to start from when the control plane is down. Runtime is the same
+//     configuration compiled for the request path: netip.Prefix,
+//     time.Duration, resolved references and a route matcher.
+//
+// Keeping them apart means the wire format does not change when the HCL
+// grows a convenience (env(), defaults, bare IPs in allowlists), diagnostics
+// can stay precise without dragging ranges into the wire type, and the data
+// plane never parses HCL.
+//
+// # Lifecycle
+//
+// Load (or LoadFiles) parses every *.hcl file of a directory in lexical
+// order, decodes each block with gohcl, merges the files, fills defaults and
+// validates, returning every diagnostic at once. The same validation runs
+// again in Compile, which turns a Snapshot into a Runtime, so that a snapshot
+// received over the wire is held to the rules a loaded one is. A
+// configuration that declares no pricing blocks (or no pricing_fallback)
+// inherits them from the embedded default.hcl, which Default compiles.
+//
+// Expressions may call env("NAME") or env("NAME", "default") to read the
+// environment; an empty variable counts as unset.
+//
+// # Environment
+//
+// LoadEnv reads the deployment contract's environment variables (PORT,
+// REDIS_*, CRS_SECURITY__*, LOG_*, RUST_LOG, MAX_CONNECTIONS,
+// REQUEST_TIMEOUT, …), with the process environment winning over a .env file
+// read by ReadDotEnv; Env.CheckSecrets refuses weak secrets the way the
+// deployment guide asks.
+package config

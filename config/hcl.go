@@ -1,0 +1,88 @@
+package config
+
+import (
+	"github.com/hashicorp/hcl/v2"
+)
+
+// The types in this file are what the operator writes: one struct per block
+// body, decoded by gohcl. Required attributes are plain values (gohcl
+// reports them missing); optional ones are pointers where "absent" differs
+// from "zero", so that defaults can be applied.
+// Block labels and source ranges are kept by the loader (see blockInfo), so
+// that every problem found later can point back at its source.
+
+// fileSchema is the top level of every configuration file.
+func fileSchema() *hcl.BodySchema {
+	return &hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{
+		{Type: blockServer},
+		{Type: blockAllowlist, LabelNames: []string{"name"}},
+		{Type: blockPolicy, LabelNames: []string{"name"}},
+		{Type: blockPool, LabelNames: []string{"name"}},
+		{Type: blockRoute, LabelNames: []string{"name"}},
+		{Type: blockPricing, LabelNames: []string{"model"}},
+		{Type: blockPricingFallback},
+	}}
+}
+
+type serverHCL struct {
+	TrustedProxies *[]string `hcl:"trusted_proxies,optional"`
+	MaxBodyBytes   *int64    `hcl:"max_body_bytes,optional"`
+}
+
+type allowlistHCL struct {
+	CIDRs []string `hcl:"cidrs"`
+}
+
+type policyHCL struct {
+	RequestsPerMinute *int64    `hcl:"requests_per_minute,optional"`
+	TokensPerDay      *int64    `hcl:"tokens_per_day,optional"`
+	CostPerDayUSD     *float64  `hcl:"cost_per_day_usd,optional"`
+	Concurrency       *int      `hcl:"concurrency,optional"`
+	Models            *[]string `hcl:"models,optional"`
+}
+
+type poolHCL struct {
+	Strategy   *string        `hcl:"strategy,optional"`
+	Failover   *hcl.Attribute `hcl:"failover,optional"` // an object; see decodeFailover
+	ParkOn429  *string        `hcl:"park_on_429,optional"`
+	Park429For *string        `hcl:"park_429_for,optional"`
+	StickyTTL  *string        `hcl:"sticky_ttl,optional"`
+}
+
+type routeHCL struct {
+	Paths     []string  `hcl:"paths"`
+	Methods   *[]string `hcl:"methods,optional"`
+	Pool      string    `hcl:"pool"`
+	Allowlist *string   `hcl:"allowlist,optional"`
+	Policy    *string   `hcl:"policy,optional"`
+	Timeout   *string   `hcl:"timeout,optional"`
+}
+
+// priceHCL is the body of both pricing and pricing_fallback: every field is
+// required, so that a price is never zero by omission.
+type priceHCL struct {
+	Input        float64 `hcl:"input"`
+	Output       float64 `hcl:"output"`
+	CacheWrite5m float64 `hcl:"cache_write_5m"`
+	CacheWrite1h float64 `hcl:"cache_write_1h"`
+	CacheRead    float64 `hcl:"cache_read"`
+}
+
+func (p *priceHCL) price(model string) Price {
+	return Price{
+		Model:        model,
+		Input:        p.Input,
+		Output:       p.Output,
+		CacheWrite5m: p.CacheWrite5m,
+		CacheWrite1h: p.CacheWrite1h,
+		CacheRead:    p.CacheRead,
+	}
+}
+
+func deref[T any](p *T) T {
+	if p == nil {
+		var zero T
+		return zero
+	}
+	return *p
+}

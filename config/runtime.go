@@ -1,0 +1,233 @@
+package config
+
+import (
+	"errors"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Runtime is a Snapshot compiled into what the sidecar runs on: parsed
+// prefixes and durations, resolved references and a route matcher. It is
+// immutable and safe for concurrent use; a configuration change builds a new
+// one and swaps it in.
+type Runtime struct {
+	// Snapshot is the snapshot this runtime was compiled from; treat it as
+	// read-only.
+	Snapshot *Snapshot
+
+	routes   []*RouteRT
+	exact    map[string]*RouteRT
+	prefixes []prefixRoute // longest prefix first
+	trusted  []netip.Prefix
+	pools    map[string]*PoolRT
+	policies map[string]*Policy
+}
+
+type prefixRoute struct {
+	prefix string // the path without its final "*", e.g. "/v1/models/"
+	route  *RouteRT
+}
+
+// RouteRT is a compiled route.
+type RouteRT struct {
+	Name  string
+	Paths []string
+	// Methods are upper-case; nil allows any.
+	Methods []string
+	Pool    *PoolRT
+	// Allowlist is nil when every client is allowed.
+	Allowlist     []netip.Prefix
+	AllowlistName string
+	// Policy applies to keys that name none; nil means no default policy.
+	Policy     *Policy
+	PolicyName string
+	// Timeout is 0 when REQUEST_TIMEOUT applies.
+	Timeout time.Duration
+}
+
+// PoolRT is a compiled pool.
+type PoolRT struct {
+	Name                string
+	Strategy            string
+	FailoverMaxAttempts int
+	FailoverOn          []int
+	ParkOn429           string
+	Park429For          time.Duration
+	StickyTTL           time.Duration
+}
+
+// FailsOverOn reports whether an upstream status triggers a failover.
+func (p *PoolRT) FailsOverOn(status int) bool {
+	return slices.Contains(p.FailoverOn, status)
+}
+
+// Compile validates s and builds its Runtime. It never fails on a snapshot
+// Load produced; for snapshots that came over the wire it reports every
+// problem at once.
+func Compile(s *Snapshot) (*Runtime, error) {
+	if s == nil {
+		return nil, errors.New("compile config: no snapshot")
+	}
+	if problems := validate(s); len(problems) > 0 {
+		errs := make([]error, len(problems))
+		for i, p := range problems {
+			errs[i] = p
+		}
+		return nil, errors.Join(errs...)
+	}
+	// Validation guarantees that every parse below succeeds.
+	rt := &Runtime{
+		Snapshot: s,
+		exact:    make(map[string]*RouteRT),
+		trusted:  mustPrefixes(s.Server.TrustedProxies),
+		pools:    make(map[string]*PoolRT, len(s.Pools)),
+		policies: make(map[string]*Policy, len(s.Policies)),
+	}
+	for name, p := range s.Pools {
+		park, _ := parseDuration(p.Park429For)
+		ttl, _ := parseDuration(p.StickyTTL)
+		rt.pools[name] = &PoolRT{
+			Name:                name,
+			Strategy:            p.Strategy,
+			FailoverMaxAttempts: p.FailoverMaxAttempts,
+			FailoverOn:          slices.Clone(p.FailoverOn),
+			ParkOn429:           p.ParkOn429,
+			Park429For:          park,
+			StickyTTL:           ttl,
+		}
+	}
+	for name, p := range s.Policies {
+		p.Models = slices.Clone(p.Models)
+		rt.policies[name] = &p
+	}
+	for _, r := range s.Routes {
+		route := &RouteRT{
+			Name:          r.Name,
+			Paths:         slices.Clone(r.Paths),
+			Methods:       slices.Clone(r.Methods),
+			Pool:          rt.pools[r.Pool],
+			AllowlistName: r.Allowlist,
+			Policy:        rt.policies[r.Policy],
+			PolicyName:    r.Policy,
+		}
+		if r.Allowlist != "" {
+			route.Allowlist = mustPrefixes(s.Allowlists[r.Allowlist].CIDRs)
+		}
+		if r.Timeout != "" {
+			route.Timeout, _ = parseDuration(r.Timeout)
+		}
+		for _, p := range r.Paths {
+			if prefix, ok := strings.CutSuffix(p, "*"); ok {
+				rt.prefixes = append(rt.prefixes, prefixRoute{prefix: prefix, route: route})
+			} else {
+				rt.exact[p] = route
+			}
+		}
+		rt.routes = append(rt.routes, route)
+	}
+	slices.SortStableFunc(rt.prefixes, func(a, b prefixRoute) int { return len(b.prefix) - len(a.prefix) })
+	return rt, nil
+}
+
+func mustPrefixes(in []string) []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(in))
+	for _, s := range in {
+		if p, err := ParsePrefix(s); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Match finds the route for a request: an exact path first, then the
+// longest "/*" prefix; the route must also allow the method.
+func (rt *Runtime) Match(method, path string) (*RouteRT, bool) {
+	r, ok := rt.MatchPath(path)
+	if !ok || !r.AllowsMethod(method) {
+		return nil, false
+	}
+	return r, true
+}
+
+// MatchPath finds the route that claims path, whatever the method, so that
+// a caller can tell 404 from 405.
+func (rt *Runtime) MatchPath(path string) (*RouteRT, bool) {
+	if r, ok := rt.exact[path]; ok {
+		return r, true
+	}
+	for _, p := range rt.prefixes {
+		if strings.HasPrefix(path, p.prefix) {
+			return p.route, true
+		}
+	}
+	return nil, false
+}
+
+// Routes returns the compiled routes in declaration order.
+func (rt *Runtime) Routes() []*RouteRT { return slices.Clone(rt.routes) }
+
+// Pool returns the named pool.
+func (rt *Runtime) Pool(name string) (*PoolRT, bool) {
+	p, ok := rt.pools[name]
+	return p, ok
+}
+
+// Policy returns the named policy, as a key that references one needs it.
+func (rt *Runtime) Policy(name string) (*Policy, bool) {
+	p, ok := rt.policies[name]
+	return p, ok
+}
+
+// AllowsMethod reports whether the route accepts method.
+func (r *RouteRT) AllowsMethod(method string) bool {
+	return r.Methods == nil || slices.Contains(r.Methods, method)
+}
+
+// Allowed reports whether a client at ip may use the route.
+func (r *RouteRT) Allowed(ip netip.Addr) bool {
+	if r.Allowlist == nil {
+		return true
+	}
+	return containsAddr(r.Allowlist, ip)
+}
+
+// TrustedProxy reports whether ip's X-Forwarded-For header is honoured.
+func (rt *Runtime) TrustedProxy(ip netip.Addr) bool {
+	return containsAddr(rt.trusted, ip)
+}
+
+func containsAddr(prefixes []netip.Prefix, ip netip.Addr) bool {
+	ip = ip.Unmap().WithZone("")
+	for _, p := range prefixes {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// MaxBodyBytes is the request body cap.
+func (rt *Runtime) MaxBodyBytes() int64 { return rt.Snapshot.Server.MaxBodyBytes }
+
+// Price returns the price of model: the first pricing glob that matches, in
+// declaration order, with known true; else the fallback with known false.
+func (rt *Runtime) Price(model string) (Price, bool) {
+	for _, p := range rt.Snapshot.Pricing {
+		if MatchGlob(p.Model, model) {
+			return p, true
+		}
+	}
+	return rt.Snapshot.Fallback, false
+}
+
+// UpstreamPath maps a client path to the upstream one: the suffix from the
+// first "/v1/" ("/api/v1/messages" becomes "/v1/messages"), or path
+// unchanged when it has none.
+func UpstreamPath(path string) string {
+	if i := strings.Index(path, "/v1/"); i > 0 {
+		return path[i:]
+	}
+	return path
+}

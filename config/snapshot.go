@@ -1,0 +1,155 @@
+package config
+
+// Snapshot is the compiled configuration as it travels on the wire: plain
+// values with stable snake_case JSON names and no HCL in sight. Load produces
+// it from the operator's files; the control plane versions it and serves it to
+// sidecars, which turn it into a Runtime with Compile. A Snapshot is treated as
+// immutable once built: nothing in this package modifies one it was given.
+type Snapshot struct {
+	Server     Server               `json:"server"`
+	Allowlists map[string]Allowlist `json:"allowlists,omitempty"`
+	Policies   map[string]Policy    `json:"policies,omitempty"`
+	Pools      map[string]Pool      `json:"pools,omitempty"`
+	// Routes are kept in declaration order.
+	Routes []Route `json:"routes"`
+	// Pricing is kept in declaration order: the first glob that matches a
+	// model wins.
+	Pricing  []Price `json:"pricing,omitempty"`
+	Fallback Price   `json:"pricing_fallback"`
+}
+
+// Server holds listener-wide settings.
+type Server struct {
+	// TrustedProxies are canonical prefixes whose X-Forwarded-For header is
+	// honoured.
+	TrustedProxies []string `json:"trusted_proxies"`
+	// MaxBodyBytes caps request bodies; larger ones get a 413.
+	MaxBodyBytes int64 `json:"max_body_bytes"`
+}
+
+// Allowlist is a named set of client networks.
+type Allowlist struct {
+	// CIDRs are canonical prefixes (bare addresses become /32 or /128).
+	CIDRs []string `json:"cidrs"`
+}
+
+// Policy is a named set of per-key limits. A zero limit means unlimited.
+type Policy struct {
+	RequestsPerMinute int64   `json:"requests_per_minute"`
+	TokensPerDay      int64   `json:"tokens_per_day"`
+	CostPerDayUSD     float64 `json:"cost_per_day_usd"`
+	Concurrency       int     `json:"concurrency"`
+	// Models are globs ("*" matches any run of characters); nil allows any
+	// model.
+	Models []string `json:"models,omitempty"`
+}
+
+// AllowsModel reports whether the policy lets a key use model.
+func (p *Policy) AllowsModel(model string) bool {
+	if p == nil || p.Models == nil {
+		return true
+	}
+	for _, g := range p.Models {
+		if MatchGlob(g, model) {
+			return true
+		}
+	}
+	return false
+}
+
+// Pool describes how requests are spread over a set of upstream accounts.
+type Pool struct {
+	// Strategy is one of the Strategy* constants.
+	Strategy string `json:"strategy"`
+	// FailoverMaxAttempts counts every attempt, the first included.
+	FailoverMaxAttempts int `json:"failover_max_attempts"`
+	// FailoverOn lists the upstream statuses that trigger a failover.
+	FailoverOn []int `json:"failover_on"`
+	// ParkOn429 is one of the ParkOn429* constants.
+	ParkOn429 string `json:"park_on_429"`
+	// Park429For is a Go duration: how long a 429'd account is parked when
+	// ParkOn429 is "fixed", or when the upstream sent no reset header.
+	Park429For string `json:"park_429_for"`
+	// StickyTTL is a Go duration: how long a session stays on its account.
+	StickyTTL string `json:"sticky_ttl"`
+}
+
+// Route maps request paths to a pool, with optional access rules.
+type Route struct {
+	Name string `json:"name"`
+	// Paths are exact, or end in "/*" to match any suffix.
+	Paths []string `json:"paths"`
+	// Methods are upper-case; nil allows any method.
+	Methods   []string `json:"methods,omitempty"`
+	Pool      string   `json:"pool"`
+	Allowlist string   `json:"allowlist,omitempty"`
+	// Policy is the default policy for keys that name none.
+	Policy string `json:"policy,omitempty"`
+	// Timeout is a Go duration; empty means REQUEST_TIMEOUT.
+	Timeout string `json:"timeout,omitempty"`
+}
+
+// Price is a model's price in USD per million tokens.
+type Price struct {
+	// Model is a glob; it is empty for the fallback price.
+	Model        string  `json:"model,omitempty"`
+	Input        float64 `json:"input"`
+	Output       float64 `json:"output"`
+	CacheWrite5m float64 `json:"cache_write_5m"`
+	CacheWrite1h float64 `json:"cache_write_1h"`
+	CacheRead    float64 `json:"cache_read"`
+}
+
+// TokenCounts is the usage of one request, as Anthropic reports it.
+type TokenCounts struct {
+	Input        int64
+	Output       int64
+	CacheWrite5m int64
+	CacheWrite1h int64
+	CacheRead    int64
+}
+
+// Cost returns the price of u in USD.
+func (p Price) Cost(u TokenCounts) float64 {
+	micro := float64(u.Input)*p.Input +
+		float64(u.Output)*p.Output +
+		float64(u.CacheWrite5m)*p.CacheWrite5m +
+		float64(u.CacheWrite1h)*p.CacheWrite1h +
+		float64(u.CacheRead)*p.CacheRead
+	return micro / 1e6
+}
+
+// Pool strategies.
+const (
+	StrategyStickyLeastLoaded = "sticky_least_loaded"
+	StrategyLeastLoaded       = "least_loaded"
+	StrategyPriority          = "priority"
+	StrategyRoundRobin        = "round_robin"
+)
+
+// What a pool does with an account that got a 429.
+const (
+	// ParkOn429ResetHeader parks the account until the time in the
+	// upstream's rate-limit reset header (anthropic-ratelimit-unified-reset),
+	// or for Park429For when there is none.
+	ParkOn429ResetHeader = "reset_header"
+	// ParkOn429Fixed parks the account for Park429For.
+	ParkOn429Fixed = "fixed"
+)
+
+// Defaults applied by Load when the operator leaves a setting out.
+const (
+	DefaultMaxBodyBytes        = 10 << 20
+	DefaultStrategy            = StrategyStickyLeastLoaded
+	DefaultFailoverMaxAttempts = 3
+	DefaultParkOn429           = ParkOn429ResetHeader
+	DefaultPark429For          = "60s"
+	DefaultStickyTTL           = "1h"
+)
+
+// DefaultFailoverOn returns the statuses a pool fails over on by default.
+func DefaultFailoverOn() []int { return []int{429, 529, 500, 502, 503, 504} }
+
+// DefaultTrustedProxies returns the proxies trusted when the server block
+// does not say: loopback, where nginx sits in the documented deployment.
+func DefaultTrustedProxies() []string { return []string{"127.0.0.1/32", "::1/128"} }

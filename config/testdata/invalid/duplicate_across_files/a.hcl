@@ -1,0 +1,6 @@
+pool "claude" {}
+
+route "messages" {
+  paths = ["/v1/messages"]
+  pool  = "claude"
+}

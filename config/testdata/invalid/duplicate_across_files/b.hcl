@@ -1,0 +1,6 @@
+route "messages" {
+  paths = ["/api/v1/messages"]
+  pool  = "claude"
+}
+
+pool "claude" { strategy = "round_robin" }

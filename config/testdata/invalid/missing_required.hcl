@@ -1,0 +1,10 @@
+allowlist "office" {}
+
+route "messages" {
+  methods = ["POST"]
+}
+
+pricing "claude-opus-*" {
+  input  = 15
+  output = 75
+}

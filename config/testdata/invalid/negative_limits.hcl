@@ -1,0 +1,14 @@
+policy "team" {
+  requests_per_minute = -1
+  tokens_per_day      = -5000000
+  cost_per_day_usd    = -0.5
+  concurrency         = -4
+}
+
+pricing_fallback {
+  input          = -15
+  output         = 75
+  cache_write_5m = 18.75
+  cache_write_1h = 30
+  cache_read     = 1.5
+}

@@ -1,0 +1,4 @@
+pool "claude" {
+  strategy    = "fastest"
+  park_on_429 = "forever"
+}

@@ -1,0 +1,72 @@
+# Every block and attribute, with env() and the conveniences the loader
+# canonicalises: bare addresses, host bits, IPv4-mapped prefixes, lower-case
+# methods.
+server {
+  trusted_proxies = ["10.1.2.3/8", "::ffff:192.168.0.0/112", "fd00::1"]
+  max_body_bytes  = env("RELAY_TEST_MAX_BODY")
+}
+
+allowlist "office" {
+  cidrs = ["10.0.0.0/8", "2001:db8::/32", "192.168.1.7", "2001:db8:ffff::1"]
+}
+
+policy "team" {
+  requests_per_minute = 60
+  tokens_per_day      = 5000000
+  cost_per_day_usd    = 20.5
+  concurrency         = 4
+  models              = ["claude-sonnet-*", "claude-haiku-*"]
+}
+
+policy "unlimited" {}
+
+pool "claude" {
+  strategy     = env("RELAY_TEST_STRATEGY")
+  failover     = { max_attempts = 2, on = [429, 529] }
+  park_on_429  = "fixed"
+  park_429_for = "90s"
+  sticky_ttl   = "30m"
+}
+
+pool "backup" {
+  strategy = env("RELAY_TEST_UNSET", "priority")
+  failover = { "on" = [503] }
+}
+
+route "messages" {
+  paths     = ["/v1/messages", "/api/v1/messages", "/claude/v1/messages"]
+  methods   = ["post"]
+  pool      = "claude"
+  allowlist = "office"
+  policy    = "team"
+  timeout   = "10m"
+}
+
+route "anything" {
+  paths = ["/v1/*"]
+  pool  = "backup"
+}
+
+pricing "claude-sonnet-4-5*" {
+  input          = 3
+  output         = 15
+  cache_write_5m = 3.75
+  cache_write_1h = 6
+  cache_read     = 0.30
+}
+
+pricing "claude-*" {
+  input          = 1
+  output         = 2
+  cache_write_5m = 0
+  cache_write_1h = 0
+  cache_read     = 0
+}
+
+pricing_fallback {
+  input          = 15
+  output         = 75
+  cache_write_5m = 18.75
+  cache_write_1h = 30
+  cache_read     = 1.5
+}

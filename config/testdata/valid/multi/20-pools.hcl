@@ -1,0 +1,3 @@
+pool "main" {}
+
+policy "team" { concurrency = 2 }
