@@ -25,7 +25,8 @@ type KeyStore interface {
 // the credential: positive results for TTL, refusals for NegativeTTL. Concurrent misses
 // for one credential make one lookup. Revocations published by the control plane evict
 // entries at once; the whole cache is flushed whenever the subscription (re)connects,
-// since revocations may have been missed while it was down.
+// since revocations may have been missed while it was down. While Redis is unreachable,
+// cached keys keep working until their TTL ends and uncached ones are refused (503).
 type CachedAuth struct {
 	st          KeyStore
 	log         hclog.Logger
@@ -150,8 +151,9 @@ func (a *CachedAuth) Run(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			a.Flush()
-			a.log.Warn("revocation subscription broken; cache flushed", "error", err, "retry_in", backoff)
+			// Keep serving cached results while Redis is away (nothing can be revoked
+			// meanwhile); the re-subscription flushes whatever may have been missed.
+			a.log.Warn("revocation subscription broken", "error", err, "retry_in", backoff)
 			select {
 			case <-ctx.Done():
 				return

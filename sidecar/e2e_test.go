@@ -9,6 +9,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -16,8 +17,11 @@ import (
 	"github.com/anthropics/anthropic-sdk-go/v2"
 	"github.com/anthropics/anthropic-sdk-go/v2/option"
 	"github.com/google/go-cmp/cmp"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/claude-relay/claude-relay/fakeupstream"
+	"github.com/claude-relay/claude-relay/internal/testredis"
+	"github.com/claude-relay/claude-relay/sidecar"
 	"github.com/claude-relay/claude-relay/store"
 )
 
@@ -539,5 +543,103 @@ func TestContextErrorsAreNotMistakenForUpstreamFailures(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	if strings.Contains(h.logs.String(), "upstream request failed") {
 		t.Error("a client cancellation was logged as an upstream failure")
+	}
+}
+
+func TestRedisDown(t *testing.T) {
+	srv := testredis.StartServer(t)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+	t.Cleanup(func() { rdb.Close() })
+	h := newHarness(t, harnessOptions{rdb: rdb})
+	other, otherSecret, err := h.st.CreateKey(context.Background(), store.KeySpec{Name: "not yet cached"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = other
+	// Warm the caches: this key and the account list.
+	resp := h.post("/v1/messages", h.key, jsonBody, nil)
+	readAll(t, resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("before: got %d, want 200", resp.StatusCode)
+	}
+	h.waitUsage("claude-sonnet-4-5-20250929", 1)
+
+	srv.Stop()
+
+	t.Run("health is degraded", func(t *testing.T) {
+		resp, err := http.Get(h.http.URL + "/health")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := readAll(t, resp.Body)
+		var hb struct {
+			Status     string            `json:"status"`
+			Components map[string]string `json:"components"`
+		}
+		json.Unmarshal([]byte(body), &hb)
+		if resp.StatusCode != 503 || hb.Status != "degraded" || !strings.HasPrefix(hb.Components["redis"], "error: ") {
+			t.Fatalf("got %d %s, want 503 degraded with a redis error", resp.StatusCode, body)
+		}
+	})
+	t.Run("uncached key gets a clear 503", func(t *testing.T) {
+		resp := h.post("/v1/messages", otherSecret, jsonBody, nil)
+		body := readAll(t, resp.Body)
+		if resp.StatusCode != 503 {
+			t.Fatalf("got %d, want 503: %s", resp.StatusCode, body)
+		}
+		if typ, msg := anthropicError(t, body); typ != "api_error" || !strings.Contains(msg, "key store is unavailable") {
+			t.Errorf("got %s %q", typ, msg)
+		}
+		if resp.Header.Get("Retry-After") == "" {
+			t.Error("no retry-after on a 503")
+		}
+	})
+	t.Run("cached key keeps working and its usage is written when Redis returns", func(t *testing.T) {
+		resp := h.post("/v1/messages", h.key, jsonBody, nil)
+		readAll(t, resp.Body)
+		if resp.StatusCode != 200 {
+			t.Fatalf("got %d, want 200 from the caches", resp.StatusCode)
+		}
+		time.Sleep(300 * time.Millisecond) // the recorder fails and backs off meanwhile
+		srv.Start()                        // an empty Redis: only the retried record lands
+		got := h.waitUsage("claude-sonnet-4-5-20250929", 1)
+		if got.Requests != 1 {
+			t.Errorf("requests after restart: got %d, want 1", got.Requests)
+		}
+	})
+}
+
+func TestUsageSpooledAtShutdownIsReplayed(t *testing.T) {
+	srv := testredis.StartServer(t)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+	t.Cleanup(func() { rdb.Close() })
+	spool := t.TempDir() + "/usage-spool.jsonl"
+	h := newHarness(t, harnessOptions{rdb: rdb, spoolPath: spool})
+	resp := h.post("/v1/messages", h.key, jsonBody, nil)
+	readAll(t, resp.Body)
+	h.waitUsage("claude-sonnet-4-5-20250929", 1)
+	srv.Stop()
+	resp = h.post("/v1/messages", h.key, streamBody, nil)
+	readAll(t, resp.Body)
+	reqs, _ := h.up.WaitRequests(context.Background(), 2)
+	// Shut the recorder down while Redis is away: the record goes to the spool.
+	h.stopRec()
+	h.recorder.Wait()
+	if _, err := os.Stat(spool); err != nil {
+		t.Fatalf("spool: %v", err)
+	}
+	srv.Start()
+	rec := sidecar.NewRecorder(h.st, sidecar.RecorderOptions{SpoolPath: spool})
+	ctx, cancel := context.WithCancel(context.Background())
+	go rec.Run(ctx, time.Second)
+	got := h.waitUsage("claude-sonnet-4-5-20250929", 1)
+	cancel()
+	rec.Wait()
+	got.CostMicroUSD = 0
+	if diff := cmp.Diff(wantStore(reqs[1].Usage), got); diff != "" {
+		t.Errorf("replayed usage (-want +got):\n%s", diff)
+	}
+	if _, err := os.Stat(spool); !os.IsNotExist(err) {
+		t.Errorf("spool still present after replay: %v", err)
 	}
 }

@@ -118,7 +118,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	srv := sidecar.New(sidecar.Options{
 		Logger: log, Version: "test", Auth: auth, Accounts: accts, Usage: rec, Metrics: reg,
 		RequestTimeout: time.Minute,
-		Health: []sidecar.HealthCheck{{Name: "redis", Check: func(ctx context.Context) error { return o.rdb.Ping(ctx).Err() }}},
+		Health:         []sidecar.HealthCheck{{Name: "redis", Check: func(ctx context.Context) error { return o.rdb.Ping(ctx).Err() }}},
 	})
 	var snap *config.Snapshot
 	if o.hcl == "" {

@@ -1,0 +1,119 @@
+// Command claude-relay is the Claude API relay: control plane, sidecar, dev mode and CLI.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/claude-relay/claude-relay/config"
+	"github.com/claude-relay/claude-relay/internal/app"
+)
+
+const usage = `claude-relay — a self-hosted relay for the Anthropic Messages API
+
+Usage:
+  claude-relay dev      [flags]   control plane + sidecar in one process (make run)
+  claude-relay control  [flags]   the control plane: admin API, configuration
+  claude-relay sidecar  [flags]   the data plane: relays client requests upstream
+  claude-relay config check PATH  validate an HCL file or directory (like nginx -t)
+  claude-relay admin …            manage keys and accounts (claude-relay admin -h)
+  claude-relay version            print the version
+
+Flags of dev, control and sidecar:
+  -listen ADDR      listen address (default HOST:PORT, control: CLAUDE_RELAY_CONTROL_ADDR)
+  -config-dir DIR   HCL configuration directory (default CLAUDE_RELAY_CONFIG_DIR, else built-in)
+  -data-dir DIR     local state: dev secrets, usage spool (default CLAUDE_RELAY_DATA_DIR or ./data)
+
+Environment variables are documented in README.md; a .env file in the working
+directory is read too (the process environment wins).
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	case "version", "--version":
+		fmt.Fprintf(stdout, "claude-relay %s\n", app.Version)
+		return 0
+	case "config":
+		return runConfig(args[1:], stdout, stderr)
+	case "admin":
+		return runAdmin(ctx, args[1:], os.Getenv, stdout, stderr)
+	case "dev", "control", "sidecar":
+		return runProcess(ctx, args[0], args[1:], stdout, stderr)
+	default:
+		fmt.Fprintf(stderr, "claude-relay: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+}
+
+func runProcess(ctx context.Context, mode string, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet(mode, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var opts app.Options
+	fs.StringVar(&opts.Listen, "listen", "", "listen address (host:port)")
+	fs.StringVar(&opts.ConfigDir, "config-dir", "", "HCL configuration directory")
+	fs.StringVar(&opts.DataDir, "data-dir", "", "data directory for local state")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	opts.Stdout, opts.Stderr = stdout, stderr
+	env, err := app.LoadEnv()
+	if err != nil {
+		fmt.Fprintf(stderr, "claude-relay: invalid environment:\n%v\n", err)
+		return 1
+	}
+	switch mode {
+	case "dev":
+		err = app.RunDev(ctx, env, opts)
+	case "control":
+		err = app.RunControl(ctx, env, opts)
+	case "sidecar":
+		err = app.RunSidecar(ctx, env, opts)
+	}
+	if err != nil && !errors.Is(err, context.Canceled) {
+		fmt.Fprintf(stderr, "claude-relay %s: %v\n", mode, err)
+		return 1
+	}
+	return 0
+}
+
+func runConfig(args []string, stdout, stderr io.Writer) int {
+	if len(args) != 2 || args[0] != "check" {
+		fmt.Fprintln(stderr, "usage: claude-relay config check PATH   (an .hcl file or a directory of them)")
+		return 2
+	}
+	path := args[1]
+	snap, src, diags := config.Load(path)
+	if len(diags) > 0 {
+		src.WriteDiagnostics(stderr, diags)
+	}
+	if diags.HasErrors() {
+		fmt.Fprintf(stderr, "%s: %d error(s); configuration refused\n", path, len(diags.Errs()))
+		return 1
+	}
+	if _, err := config.Compile(snap); err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", path, err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s: configuration OK (%d routes, %d pools, %d policies, %d allowlists, %d prices)\n",
+		path, len(snap.Routes), len(snap.Pools), len(snap.Policies), len(snap.Allowlists), len(snap.Pricing))
+	return 0
+}

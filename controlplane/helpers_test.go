@@ -1,0 +1,204 @@
+package controlplane
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/claude-relay/claude-relay/controlplane/adminapi"
+	"github.com/claude-relay/claude-relay/internal/testredis"
+	"github.com/claude-relay/claude-relay/plugins/crypto-aesgcm/aesgcm"
+	"github.com/claude-relay/claude-relay/store"
+)
+
+const (
+	testUser     = "admin"
+	testPassword = "correct horse battery staple"
+)
+
+var testJWTSecret = []byte("test-jwt-secret-0123456789abcdef-0123456789")
+
+// lockedBuffer is a bytes.Buffer safe for the concurrent writes of a server's logger.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// clock is a settable time source shared by the server and the store.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// harness is a control plane on a real Redis, served over loopback HTTP.
+type harness struct {
+	t     *testing.T
+	st    *store.Store
+	srv   *Server
+	http  *httptest.Server
+	logs  *lockedBuffer
+	clock *clock
+}
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	ctx := context.Background()
+	rdb, prefix := testredis.New(t)
+	sealer, err := aesgcm.New("0123456789abcdef0123456789abcdef")
+	if err != nil {
+		t.Fatalf("aesgcm.New: %v", err)
+	}
+	clk := &clock{t: time.Now().UTC().Truncate(time.Second)}
+	st, err := store.Open(ctx, rdb, store.Options{Prefix: prefix, Sealer: sealer, Now: clk.Now})
+	if err != nil {
+		t.Fatalf("store.Open: %v", err)
+	}
+	if _, err := ensureAdmin(ctx, st, testUser, testPassword, bcrypt.MinCost); err != nil {
+		t.Fatalf("ensureAdmin: %v", err)
+	}
+	logs := &lockedBuffer{}
+	srv, err := New(Options{
+		Store:      st,
+		JWTSecret:  testJWTSecret,
+		Logger:     hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Trace}),
+		Now:        clk.Now,
+		bcryptCost: bcrypt.MinCost,
+	})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(hs.Close)
+	return &harness{t: t, st: st, srv: srv, http: hs, logs: logs, clock: clk}
+}
+
+// response is a decoded HTTP answer.
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// errorBody decodes an error response.
+func (r response) errorBody(t *testing.T) adminapi.ErrorDetail {
+	t.Helper()
+	var e adminapi.ErrorBody
+	if err := json.Unmarshal(r.body, &e); err != nil {
+		t.Fatalf("decode error body %q: %v", r.body, err)
+	}
+	return e.Error
+}
+
+// decode decodes a successful response into v.
+func (r response) decode(t *testing.T, v any) {
+	t.Helper()
+	if err := json.Unmarshal(r.body, v); err != nil {
+		t.Fatalf("decode body %q: %v", r.body, err)
+	}
+}
+
+// do sends body (a string is sent as is, anything else as JSON) with token as bearer.
+func (h *harness) do(method, path, token string, body any) response {
+	h.t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	default:
+		data, err := json.Marshal(b)
+		if err != nil {
+			h.t.Fatalf("encode request: %v", err)
+		}
+		rd = bytes.NewReader(data)
+	}
+	req, err := http.NewRequest(method, h.http.URL+path, rd)
+	if err != nil {
+		h.t.Fatalf("new request: %v", err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := h.http.Client().Do(req)
+	if err != nil {
+		h.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		h.t.Fatalf("read %s %s: %v", method, path, err)
+	}
+	return response{status: resp.StatusCode, header: resp.Header, body: data}
+}
+
+// login returns a fresh session token for the test admin.
+func (h *harness) login() string {
+	h.t.Helper()
+	r := h.do("POST", "/admin/login", "", adminapi.LoginRequest{Username: testUser, Password: testPassword})
+	if r.status != http.StatusOK {
+		h.t.Fatalf("login: got status %d (%s), want 200", r.status, r.body)
+	}
+	var out adminapi.LoginResponse
+	r.decode(h.t, &out)
+	return out.Token
+}
+
+// wantStatus fails the test unless r has status want.
+func wantStatus(t *testing.T, r response, want int) {
+	t.Helper()
+	if r.status != want {
+		t.Fatalf("got status %d (body %s), want %d", r.status, r.body, want)
+	}
+}
+
+// wantFields fails the test unless r is a 400 naming exactly the fields in want.
+func wantFields(t *testing.T, r response, want ...string) {
+	t.Helper()
+	wantStatus(t, r, http.StatusBadRequest)
+	e := r.errorBody(t)
+	if e.Type != adminapi.ErrInvalidRequest {
+		t.Errorf("got error type %q, want %q", e.Type, adminapi.ErrInvalidRequest)
+	}
+	if len(e.Fields) != len(want) {
+		t.Errorf("got fields %v, want exactly %v", e.Fields, want)
+	}
+	for _, f := range want {
+		if e.Fields[f] == "" {
+			t.Errorf("got fields %v, want a problem for %q", e.Fields, f)
+		}
+	}
+}

@@ -1,0 +1,157 @@
+// Package app wires the control plane, the sidecar and dev mode into running processes.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/net/netutil"
+
+	"github.com/claude-relay/claude-relay/config"
+	"github.com/claude-relay/claude-relay/internal/logging"
+	"github.com/claude-relay/claude-relay/internal/metrics"
+	"github.com/claude-relay/claude-relay/plugins/crypto-aesgcm/aesgcm"
+	"github.com/claude-relay/claude-relay/store"
+)
+
+// Version is the product version, set at build time with -ldflags "-X …/internal/app.Version=…".
+var Version = "0.1.0-dev"
+
+// Base is what every process mode shares: environment, logging, metrics, Redis, store.
+type Base struct {
+	Env     *config.Env
+	Log     hclog.Logger
+	Files   *logging.Files
+	Metrics *metrics.Registry
+	Redis   redis.UniversalClient
+	Store   *store.Store
+	Sealer  *aesgcm.Sealer
+	closers []func() error
+}
+
+// LoadEnv reads .env from the working directory and the process environment.
+func LoadEnv() (*config.Env, error) {
+	dotenv, err := config.ReadDotEnv(".env")
+	if err != nil {
+		return nil, err
+	}
+	return config.LoadEnv(os.LookupEnv, dotenv)
+}
+
+// newLogger sets up stderr and daily file logging as the environment asks.
+func newLogger(env *config.Env, stderr io.Writer) (hclog.Logger, *logging.Files, error) {
+	return logging.New(logging.Options{
+		Name:          "claude-relay",
+		Level:         env.LogLevel,
+		Dir:           env.LogDir,
+		RetentionDays: env.LogRetentionDays,
+		Stderr:        stderr,
+	})
+}
+
+// redisConfig maps the environment to store.RedisConfig.
+func redisConfig(env *config.Env) store.RedisConfig {
+	addr := ""
+	if env.RedisHost != "" {
+		addr = net.JoinHostPort(env.RedisHost, fmt.Sprint(env.RedisPort))
+	}
+	return store.RedisConfig{
+		URL:         env.RedisURL,
+		Addr:        addr,
+		Password:    env.RedisPassword,
+		DB:          env.RedisDB,
+		PoolSize:    100,
+		DialTimeout: 30 * time.Second,
+	}
+}
+
+// openStore connects the store over rdb with the operator's encryption key.
+func (b *Base) openStore(ctx context.Context, rdb redis.UniversalClient) error {
+	sealer, err := aesgcm.New(b.Env.EncryptionKey)
+	if err != nil {
+		return err
+	}
+	st, err := store.Open(ctx, rdb, store.Options{Sealer: sealer})
+	if err != nil {
+		return fmt.Errorf("open store: %w", err)
+	}
+	b.Redis, b.Store, b.Sealer = rdb, st, sealer
+	return nil
+}
+
+// Close releases everything in reverse order.
+func (b *Base) Close() error {
+	var errs []error
+	for i := len(b.closers) - 1; i >= 0; i-- {
+		errs = append(errs, b.closers[i]())
+	}
+	return errors.Join(errs...)
+}
+
+// loadConfig reads the operator's HCL (or the embedded default), printing diagnostics.
+func loadConfig(dir string, log hclog.Logger, diagOut io.Writer) (*config.Snapshot, error) {
+	if dir == "" {
+		log.Info("no CLAUDE_RELAY_CONFIG_DIR given: using the embedded default configuration")
+		return config.Default()
+	}
+	snap, src, diags := config.Load(dir)
+	if diags.HasErrors() {
+		src.WriteDiagnostics(diagOut, diags)
+		return nil, fmt.Errorf("configuration in %s has %d error(s)", dir, len(diags.Errs()))
+	}
+	return snap, nil
+}
+
+// serve runs an HTTP server until ctx ends, then shuts it down gracefully: it stops
+// accepting, lets in-flight requests and streams finish up to grace, and returns.
+func serve(ctx context.Context, log hclog.Logger, addr string, maxConns int, h http.Handler, grace time.Duration, ready func(net.Addr)) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	if maxConns > 0 {
+		ln = netutil.LimitListener(ln, maxConns)
+	}
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    1 << 20,
+		ErrorLog:          log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
+	}
+	if ready != nil {
+		ready(ln.Addr())
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve %s: %w", addr, err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: draining in-flight requests", "grace", grace)
+	sctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("grace period over; closing remaining connections", "error", err)
+		srv.Close()
+	}
+	return nil
+}
+
+// dataPath returns a path under the data dir, creating the dir (0700).
+func dataPath(dir, name string) (string, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("create data dir %s: %w", dir, err)
+	}
+	return filepath.Join(dir, name), nil
+}

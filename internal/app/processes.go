@@ -1,0 +1,229 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/claude-relay/claude-relay/config"
+	"github.com/claude-relay/claude-relay/controlplane"
+	"github.com/claude-relay/claude-relay/internal/metrics"
+	"github.com/claude-relay/claude-relay/sidecar"
+	"github.com/claude-relay/claude-relay/store"
+)
+
+// Options are what the command line passes to a process mode.
+type Options struct {
+	Listen    string // override HOST:PORT
+	ConfigDir string // override CLAUDE_RELAY_CONFIG_DIR
+	DataDir   string // override CLAUDE_RELAY_DATA_DIR
+	Stdout    io.Writer
+	Stderr    io.Writer
+	Ready     func(addr net.Addr) // called once listening (tests)
+	Grace     time.Duration       // shutdown grace for streams; default 30s
+}
+
+func (o *Options) defaults(env *config.Env) {
+	if o.Stdout == nil {
+		o.Stdout = os.Stdout
+	}
+	if o.Stderr == nil {
+		o.Stderr = os.Stderr
+	}
+	if o.Listen == "" {
+		o.Listen = net.JoinHostPort(env.Host, strconv.Itoa(env.Port))
+	}
+	if o.ConfigDir == "" {
+		o.ConfigDir = env.ConfigDir
+	}
+	if o.DataDir == "" {
+		o.DataDir = env.DataDir
+	}
+	if o.Grace <= 0 {
+		o.Grace = 30 * time.Second
+	}
+}
+
+// production prepares the shared base for the control plane and sidecar: secrets are
+// required, Redis must answer.
+func production(ctx context.Context, env *config.Env, opts *Options) (*Base, error) {
+	if err := env.CheckSecrets(); err != nil {
+		return nil, err
+	}
+	log, files, err := newLogger(env, opts.Stderr)
+	if err != nil {
+		return nil, err
+	}
+	b := &Base{Env: env, Log: log, Files: files, Metrics: metrics.NewRegistry()}
+	if files != nil {
+		b.closers = append(b.closers, files.Close)
+	}
+	rdb, err := store.Connect(ctx, redisConfig(env))
+	if err != nil {
+		b.Close()
+		return nil, err
+	}
+	b.closers = append(b.closers, rdb.Close)
+	if err := b.openStore(ctx, rdb); err != nil {
+		b.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+// healthChecks are the components behind GET /health.
+func (b *Base) healthChecks() []sidecar.HealthCheck {
+	return []sidecar.HealthCheck{
+		{Name: "redis", Check: func(ctx context.Context) error { return b.Redis.Ping(ctx).Err() }},
+		{Name: "logger", Check: func(context.Context) error {
+			if b.Files == nil {
+				return nil
+			}
+			return b.Files.Check()
+		}},
+	}
+}
+
+// dataPlane is a sidecar with its background workers.
+type dataPlane struct {
+	srv      *sidecar.Server
+	auth     *sidecar.CachedAuth
+	accounts *sidecar.StoreAccounts
+	recorder *sidecar.Recorder
+}
+
+func (b *Base) newDataPlane(dataDir string) (*dataPlane, error) {
+	spool, err := dataPath(dataDir, "usage-spool.jsonl")
+	if err != nil {
+		return nil, err
+	}
+	dp := &dataPlane{
+		auth:     sidecar.NewCachedAuth(b.Store, b.Log, 60*time.Second, 2*time.Second),
+		accounts: sidecar.NewStoreAccounts(b.Store, b.Log, time.Second),
+		recorder: sidecar.NewRecorder(b.Store, sidecar.RecorderOptions{Logger: b.Log, Metrics: b.Metrics, SpoolPath: spool}),
+	}
+	dp.srv = sidecar.New(sidecar.Options{
+		Logger:         b.Log,
+		Version:        Version,
+		Auth:           dp.auth,
+		Accounts:       dp.accounts,
+		Usage:          dp.recorder,
+		Metrics:        b.Metrics,
+		RequestTimeout: b.Env.RequestTimeout,
+		Health:         b.healthChecks(),
+	})
+	return dp, nil
+}
+
+// run starts the workers; the returned wait blocks until they have stopped (the
+// recorder flushes after ctx ends, so it outlives the HTTP server's drain).
+func (dp *dataPlane) run(ctx, recorderCtx context.Context) (wait func()) {
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() { defer wg.Done(); dp.auth.Run(ctx) }()
+	go func() { defer wg.Done(); dp.accounts.Run(ctx) }()
+	go func() { defer wg.Done(); dp.recorder.Run(recorderCtx, 10*time.Second) }()
+	return wg.Wait
+}
+
+// reloadOnHUP re-reads the configuration on SIGHUP and applies it; a bad edit is
+// reported and the running configuration stays.
+func reloadOnHUP(ctx context.Context, b *Base, dir string, apply func(*config.Snapshot) error, diagOut io.Writer) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		snap, err := loadConfig(dir, b.Log, diagOut)
+		if err == nil {
+			err = apply(snap)
+		}
+		if err != nil {
+			b.Log.Error("configuration reload refused; keeping the running one", "error", err)
+			continue
+		}
+		b.Log.Info("configuration reloaded", "dir", dir)
+	}
+}
+
+// RunSidecar runs the data plane until ctx ends.
+func RunSidecar(ctx context.Context, env *config.Env, opts Options) error {
+	opts.defaults(env)
+	b, err := production(ctx, env, &opts)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	snap, err := loadConfig(opts.ConfigDir, b.Log, opts.Stderr)
+	if err != nil {
+		return err
+	}
+	dp, err := b.newDataPlane(opts.DataDir)
+	if err != nil {
+		return err
+	}
+	if err := dp.srv.Apply(snap); err != nil {
+		return err
+	}
+	return runDataPlane(ctx, b, dp, opts, dp.srv)
+}
+
+func runDataPlane(ctx context.Context, b *Base, dp *dataPlane, opts Options, h http.Handler) error {
+	workers, stopWorkers := context.WithCancel(context.WithoutCancel(ctx))
+	recCtx, stopRecorder := context.WithCancel(context.WithoutCancel(ctx))
+	wait := dp.run(workers, recCtx)
+	go reloadOnHUP(ctx, b, opts.ConfigDir, dp.srv.Apply, opts.Stderr)
+	b.Log.Info("sidecar listening", "addr", opts.Listen, "version", Version, "max_connections", b.Env.MaxConnections)
+	err := serve(ctx, b.Log, opts.Listen, b.Env.MaxConnections, h, opts.Grace, opts.Ready)
+	// Streams have drained (or the grace ran out): flush usage, then stop.
+	stopRecorder()
+	stopWorkers()
+	wait()
+	return err
+}
+
+// RunControl runs the control plane's admin API until ctx ends.
+func RunControl(ctx context.Context, env *config.Env, opts Options) error {
+	if opts.Listen == "" {
+		opts.Listen = env.ControlAddr
+	}
+	opts.defaults(env)
+	b, err := production(ctx, env, &opts)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	if _, err := loadConfig(opts.ConfigDir, b.Log, opts.Stderr); err != nil {
+		return err
+	}
+	generated, err := controlplane.EnsureAdmin(ctx, b.Store, env.AdminUsername, env.AdminPassword)
+	if err != nil {
+		return fmt.Errorf("create admin: %w", err)
+	}
+	if generated != "" {
+		fmt.Fprintf(opts.Stdout, "Created admin %q with generated password (shown once): %s\n", env.AdminUsername, generated)
+	}
+	cp, err := controlplane.New(controlplane.Options{Store: b.Store, JWTSecret: []byte(env.JWTSecret), Logger: b.Log})
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/admin/", cp.Handler())
+	mux.Handle("GET /metrics", b.Metrics.Handler())
+	health := sidecar.HealthHandler(Version, time.Now(), b.healthChecks())
+	mux.Handle("GET /health", health)
+	b.Log.Info("control plane listening", "addr", opts.Listen, "version", Version)
+	return serve(ctx, b.Log, opts.Listen, 0, mux, opts.Grace, opts.Ready)
+}

@@ -1,0 +1,397 @@
+package metrics
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func scrape(t *testing.T, r *Registry) string {
+	t.Helper()
+	var buf bytes.Buffer
+	n, err := r.WriteTo(&buf)
+	if err != nil {
+		t.Fatalf("WriteTo: %v", err)
+	}
+	if n != int64(buf.Len()) {
+		t.Errorf("WriteTo returned %d bytes, got %d written", n, buf.Len())
+	}
+	return buf.String()
+}
+
+func TestExpositionMatchesGoldenText(t *testing.T) {
+	r := NewRegistry()
+	req := r.Counter("relay_requests_total", "Requests relayed.", "route", "code")
+	req.With("messages", "200").Add(3)
+	req.With("messages", "429").Inc()
+	req.With("count_tokens", "200").Inc()
+	r.Counter("relay_bytes_total", "Bytes relayed.").With().Add(1.5)
+	g := r.Gauge("relay_inflight", "Requests in flight.", "route")
+	g.With("messages").Set(7)
+	g.With("messages").Dec()
+	g.With("admin").Add(-0.25)
+	h := r.Histogram("relay_latency_seconds", "Request latency.", []float64{1, 0.1, 0.5, 0.1}, "route")
+	for _, v := range []float64{0.05, 0.1, 0.3, 2} {
+		h.With("messages").Observe(v)
+	}
+	r.GaugeFunc("process_uptime_seconds", "Seconds since start.", func() float64 { return 42 })
+
+	want := `# HELP metrics_label_errors_total Metric updates or registrations dropped because of wrong label arity, too many series or a conflicting registration.
+# TYPE metrics_label_errors_total counter
+# HELP process_uptime_seconds Seconds since start.
+# TYPE process_uptime_seconds gauge
+process_uptime_seconds 42
+# HELP relay_bytes_total Bytes relayed.
+# TYPE relay_bytes_total counter
+relay_bytes_total 1.5
+# HELP relay_inflight Requests in flight.
+# TYPE relay_inflight gauge
+relay_inflight{route="admin"} -0.25
+relay_inflight{route="messages"} 6
+# HELP relay_latency_seconds Request latency.
+# TYPE relay_latency_seconds histogram
+relay_latency_seconds_bucket{route="messages",le="0.1"} 2
+relay_latency_seconds_bucket{route="messages",le="0.5"} 3
+relay_latency_seconds_bucket{route="messages",le="1"} 3
+relay_latency_seconds_bucket{route="messages",le="+Inf"} 4
+relay_latency_seconds_sum{route="messages"} 2.45
+relay_latency_seconds_count{route="messages"} 4
+# HELP relay_requests_total Requests relayed.
+# TYPE relay_requests_total counter
+relay_requests_total{route="count_tokens",code="200"} 1
+relay_requests_total{route="messages",code="200"} 3
+relay_requests_total{route="messages",code="429"} 1
+`
+	if diff := cmp.Diff(want, scrape(t, r)); diff != "" {
+		t.Errorf("exposition mismatch (-want +got):\n%s", diff)
+	}
+}
+
+func TestUnlabelledFamiliesExportZeroBeforeFirstUse(t *testing.T) {
+	r := NewRegistry()
+	r.Counter("a_total", "A.")
+	r.Histogram("b_seconds", "B.", []float64{1})
+	got := scrape(t, r)
+	for _, line := range []string{"a_total 0\n", `b_seconds_bucket{le="1"} 0` + "\n", `b_seconds_bucket{le="+Inf"} 0` + "\n", "b_seconds_sum 0\n", "b_seconds_count 0\n"} {
+		if !strings.Contains(got, line) {
+			t.Errorf("got exposition without %q:\n%s", line, got)
+		}
+	}
+}
+
+func TestLabelValuesAndHelpAreEscaped(t *testing.T) {
+	tests := []struct {
+		name  string
+		value string
+		want  string
+	}{
+		{"backslash", `a\b`, `esc_total{v="a\\b"} 1`},
+		{"quote", `say "hi"`, `esc_total{v="say \"hi\""} 1`},
+		{"newline", "two\nlines", `esc_total{v="two\nlines"} 1`},
+		{"invalid utf8", "bad\xffbyte", `esc_total{v="bad` + "\uFFFD" + `byte"} 1`},
+		{"plain", "claude-sonnet-4", `esc_total{v="claude-sonnet-4"} 1`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := NewRegistry()
+			r.Counter("esc_total", "Help with \\ and\nnewline.", "v").With(tt.value).Inc()
+			got := scrape(t, r)
+			if !strings.Contains(got, tt.want+"\n") {
+				t.Errorf("got %q, want a line %q", got, tt.want)
+			}
+			if wantHelp := `# HELP esc_total Help with \\ and\nnewline.` + "\n"; !strings.Contains(got, wantHelp) {
+				t.Errorf("got %q, want help line %q", got, wantHelp)
+			}
+		})
+	}
+}
+
+func TestConcurrentUpdatesSumExactly(t *testing.T) {
+	r := NewRegistry()
+	c := r.Counter("c_total", "C.", "k")
+	g := r.Gauge("g", "G.")
+	h := r.Histogram("h", "H.", []float64{1})
+	const goroutines, perG = 16, 2000
+	var wg sync.WaitGroup
+	for i := range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			key := fmt.Sprint(i % 4)
+			for range perG {
+				c.With(key).Inc()
+				c.With("frac").Add(0.5)
+				g.With().Add(0.25)
+				h.With().Observe(0.5)
+			}
+		}()
+	}
+	wg.Wait()
+	var ints float64
+	for k := range 4 {
+		ints += c.With(fmt.Sprint(k)).Value()
+	}
+	checks := []struct {
+		name      string
+		got, want float64
+	}{
+		{"counter inc", ints, goroutines * perG},
+		{"counter float add", c.With("frac").Value(), goroutines * perG * 0.5},
+		{"gauge add", g.With().Value(), goroutines * perG * 0.25},
+		{"histogram count", float64(h.With().Count()), goroutines * perG},
+		{"histogram sum", h.With().Sum(), goroutines * perG * 0.5},
+	}
+	for _, tt := range checks {
+		if tt.got != tt.want {
+			t.Errorf("%s: got %v, want %v", tt.name, tt.got, tt.want)
+		}
+	}
+}
+
+func TestWithOnCachedLabelSetDoesNotAllocate(t *testing.T) {
+	r := NewRegistry()
+	c := r.Counter("c_total", "C.", "route", "code")
+	g := r.Gauge("g", "G.", "route")
+	h := r.Histogram("h", "H.", nil, "route")
+	route, code := "messages", "200"
+	c.With(route, code).Inc()
+	g.With(route).Inc()
+	h.With(route).Observe(1)
+	tests := []struct {
+		name string
+		f    func()
+	}{
+		{"counter", func() { c.With(route, code).Inc() }},
+		{"gauge", func() { g.With(route).Add(1) }},
+		{"histogram", func() { h.With(route).Observe(0.01) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := testing.AllocsPerRun(1000, tt.f); got != 0 {
+				t.Errorf("got %v allocs per With+update, want 0", got)
+			}
+		})
+	}
+}
+
+func TestWrongArityIsCountedNotPanicked(t *testing.T) {
+	r := NewRegistry()
+	c := r.Counter("c_total", "C.", "route", "code")
+	tests := []struct {
+		name   string
+		values []string
+	}{
+		{"too few", []string{"messages"}},
+		{"too many", []string{"messages", "200", "extra"}},
+		{"none", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c.With(tt.values...).Inc() // must not panic
+		})
+	}
+	g := r.Gauge("g", "G.")
+	g.With("unexpected").Set(5)
+	r.Histogram("h", "H.", nil).With("x").Observe(1)
+
+	got := scrape(t, r)
+	for _, want := range []string{
+		`metrics_label_errors_total{metric="c_total",reason="arity"} 3`,
+		`metrics_label_errors_total{metric="g",reason="arity"} 1`,
+		`metrics_label_errors_total{metric="h",reason="arity"} 1`,
+		"g 0\n",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("got exposition without %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "c_total{") {
+		t.Errorf("got a c_total series from a wrong-arity With, want none:\n%s", got)
+	}
+}
+
+func TestSeriesBeyondCapAreDiscardedAndCounted(t *testing.T) {
+	r := NewRegistry()
+	c := r.Counter("c_total", "C.", "model")
+	for i := range MaxSeriesPerFamily + 5 {
+		c.With(fmt.Sprint("m", i)).Inc()
+	}
+	if got := r.labelErrors.With("c_total", "cardinality").Value(); got != 5 {
+		t.Errorf("got %v cardinality errors, want 5", got)
+	}
+	if got := len(c.sorted()); got != MaxSeriesPerFamily {
+		t.Errorf("got %d series, want %d", got, MaxSeriesPerFamily)
+	}
+}
+
+func TestRegistration(t *testing.T) {
+	r := NewRegistry()
+	first := r.Counter("req_total", "Requests.", "code")
+	first.With("200").Inc()
+
+	tests := []struct {
+		name     string
+		register func() any
+		shared   bool // returns the first registration
+	}{
+		{"same shape returns existing", func() any { return r.Counter("req_total", "Other help.", "code") }, true},
+		{"different labels", func() any { return r.Counter("req_total", "Requests.", "route") }, false},
+		{"different kind", func() any { return r.Gauge("req_total", "Requests.", "code") }, false},
+		{"invalid metric name", func() any { return r.Counter("1bad", "x") }, false},
+		{"invalid label name", func() any { return r.Counter("ok_total", "x", "bad-label") }, false},
+		{"reserved label name", func() any { return r.Counter("ok2_total", "x", "__name") }, false},
+		{"duplicate label name", func() any { return r.Counter("ok3_total", "x", "a", "a") }, false},
+		{"le on histogram", func() any { return r.Histogram("lat", "x", nil, "le") }, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := tt.register()
+			if shared := got == any(first); shared != tt.shared {
+				t.Errorf("got shared %v, want %v", shared, tt.shared)
+			}
+			if got == nil {
+				t.Fatalf("got nil vec, want a usable one")
+			}
+		})
+	}
+	if got := r.labelErrors.With("req_total", "registration").Value(); got != 2 {
+		t.Errorf("got %v registration errors for req_total, want 2", got)
+	}
+	out := scrape(t, r)
+	for _, absent := range []string{"# TYPE ok_total", "# TYPE ok2_total", "# TYPE ok3_total", "# TYPE lat"} {
+		if strings.Contains(out, absent) {
+			t.Errorf("got %q exported from a rejected registration:\n%s", absent, out)
+		}
+	}
+	if !strings.Contains(out, "req_total{code=\"200\"} 1\n") {
+		t.Errorf("got %q, want the first registration's series", out)
+	}
+}
+
+func TestCounterIgnoresNegativeAndNaN(t *testing.T) {
+	r := NewRegistry()
+	c := r.Counter("c_total", "C.").With()
+	c.Add(2)
+	c.Add(-1)
+	c.Add(0)
+	var nan float64
+	c.Add(nan / nan)
+	if got := c.Value(); got != 2 {
+		t.Errorf("got %v, want 2", got)
+	}
+}
+
+func TestNilMetricsAreNoOps(t *testing.T) {
+	var cv *CounterVec
+	var gv *GaugeVec
+	var hv *HistogramVec
+	cv.With("a").Inc()
+	gv.With("a").Set(1)
+	hv.With("a").Observe(1)
+	if got := cv.With().Value(); got != 0 {
+		t.Errorf("got %v, want 0", got)
+	}
+}
+
+func TestHandlerServesTextFormat(t *testing.T) {
+	r := NewRegistry()
+	r.Counter("hits_total", "Hits.").With().Inc()
+	tests := []struct {
+		method     string
+		wantStatus int
+		wantBody   string
+	}{
+		{http.MethodGet, http.StatusOK, "hits_total 1\n"},
+		{http.MethodHead, http.StatusOK, ""},
+		{http.MethodPost, http.StatusMethodNotAllowed, "method not allowed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.method, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			r.Handler().ServeHTTP(rec, httptest.NewRequest(tt.method, "/metrics", nil))
+			if rec.Code != tt.wantStatus {
+				t.Errorf("got status %d, want %d", rec.Code, tt.wantStatus)
+			}
+			if tt.wantStatus == http.StatusOK {
+				if got := rec.Header().Get("Content-Type"); got != ContentType {
+					t.Errorf("got Content-Type %q, want %q", got, ContentType)
+				}
+			}
+			if body := rec.Body.String(); tt.wantBody == "" && body != "" || !strings.Contains(body, tt.wantBody) {
+				t.Errorf("got body %q, want it to contain %q", body, tt.wantBody)
+			}
+		})
+	}
+}
+
+func TestFloatFormatting(t *testing.T) {
+	var nan, zero float64
+	nan = zero / zero
+	tests := []struct {
+		in   float64
+		want string
+	}{
+		{1, "1"}, {0, "0"}, {-3, "-3"}, {0.0005, "0.0005"}, {2.5, "2.5"},
+		{1e6, "1000000"}, {1e20, "1e+20"}, {1 / zero, "+Inf"}, {-1 / zero, "-Inf"}, {nan, "NaN"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.want, func(t *testing.T) {
+			if got := string(appendFloat(nil, tt.in)); got != tt.want {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// BenchmarkCounterWithInc measures With on a cached label set plus Inc and
+// reports each case as a ratio of a bare atomic add measured first in the same run.
+func BenchmarkCounterWithInc(b *testing.B) {
+	var baseNs float64
+	b.Run("baseline_atomic_add", func(b *testing.B) {
+		var n atomic.Uint64
+		for b.Loop() {
+			n.Add(1)
+		}
+		baseNs = float64(b.Elapsed().Nanoseconds()) / float64(b.N)
+	})
+	report := func(b *testing.B) {
+		if baseNs > 0 {
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/baseNs, "x_atomic_add")
+		}
+	}
+
+	r := NewRegistry()
+	c := r.Counter("requests_total", "Requests.", "route", "code")
+	route, code := "messages", "200"
+	b.Run("cached_counter_inc", func(b *testing.B) {
+		cc := c.With(route, code)
+		b.ReportAllocs()
+		for b.Loop() {
+			cc.Inc()
+		}
+		report(b)
+	})
+	b.Run("with_inc", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			c.With(route, code).Inc()
+		}
+		report(b)
+	})
+	b.Run("with_inc_parallel", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				c.With(route, code).Inc()
+			}
+		})
+		report(b)
+	})
+}

@@ -1,0 +1,296 @@
+// Package testredis gives tests a real Redis: a shared server with a per-test key prefix, or a dedicated one.
+package testredis
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// EnvAddr names the environment variable that points tests at an existing Redis (host:port).
+const EnvAddr = "REDIS_TEST_ADDR"
+
+// EnvServer optionally names the redis-server binary to start; default: redis-server on PATH.
+const EnvServer = "REDIS_SERVER_BIN"
+
+const defaultAddr = "127.0.0.1:6379"
+
+// shared is the Redis that New hands out, found or started once per test binary.
+var shared struct {
+	once sync.Once
+	addr string
+	srv  *Server
+	err  error
+}
+
+// New returns a client on a Redis for tests plus a unique key prefix, so tests share one server
+// safely. The Redis is REDIS_TEST_ADDR if set; else 127.0.0.1:6379 if it answers PING; else one
+// redis-server per test binary started on a free port (it dies with the test binary). If no
+// Redis can be had, New fails the test with a message that says how to provide one.
+// Keys under the prefix are deleted and the client is closed when the test ends.
+func New(tb testing.TB) (redis.UniversalClient, string) {
+	tb.Helper()
+	shared.once.Do(func() {
+		shared.addr, shared.srv, shared.err = findShared()
+	})
+	if shared.err != nil {
+		tb.Fatalf("testredis: %v", shared.err)
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: shared.addr})
+	prefix := "crstest:" + randomHex(tb, 6) + ":"
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := DeletePrefix(ctx, rdb, prefix); err != nil {
+			tb.Errorf("testredis: clean up keys %s*: %v", prefix, err)
+		}
+		_ = rdb.Close()
+	})
+	return rdb, prefix
+}
+
+// DeletePrefix deletes every key that starts with prefix, using SCAN (test use only).
+func DeletePrefix(ctx context.Context, rdb redis.UniversalClient, prefix string) error {
+	iter := rdb.Scan(ctx, 0, escapeGlob(prefix)+"*", 500).Iterator()
+	var batch []string
+	for iter.Next(ctx) {
+		batch = append(batch, iter.Val())
+		if len(batch) == 500 {
+			if err := rdb.Unlink(ctx, batch...).Err(); err != nil {
+				return fmt.Errorf("unlink: %w", err)
+			}
+			batch = batch[:0]
+		}
+	}
+	if err := iter.Err(); err != nil {
+		return fmt.Errorf("scan: %w", err)
+	}
+	if len(batch) > 0 {
+		if err := rdb.Unlink(ctx, batch...).Err(); err != nil {
+			return fmt.Errorf("unlink: %w", err)
+		}
+	}
+	return nil
+}
+
+func escapeGlob(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch r {
+		case '*', '?', '[', ']', '\\':
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+func findShared() (string, *Server, error) {
+	if addr := os.Getenv(EnvAddr); addr != "" {
+		if err := ping(addr, 2*time.Second); err != nil {
+			return "", nil, fmt.Errorf("%s=%s does not answer PING: %w", EnvAddr, addr, err)
+		}
+		return addr, nil, nil
+	}
+	if ping(defaultAddr, 300*time.Millisecond) == nil {
+		return defaultAddr, nil, nil
+	}
+	srv, err := startServer(nil)
+	if err != nil {
+		return "", nil, fmt.Errorf("no Redis for tests: %s is unset, nothing answers PING on %s, and starting redis-server failed: %w", EnvAddr, defaultAddr, err)
+	}
+	return srv.Addr(), srv, nil
+}
+
+// Server is a dedicated redis-server process owned by one test.
+type Server struct {
+	tb   testing.TB // nil for the shared server
+	bin  string
+	dir  string
+	port int
+	args []string
+
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	exited chan struct{} // closed when cmd has exited
+}
+
+// StartServer always starts a dedicated redis-server on a free port, for tests that stop,
+// restart or break Redis. It is stopped when the test ends.
+func StartServer(tb testing.TB, args ...string) *Server {
+	tb.Helper()
+	s, err := startServer(args)
+	if err != nil {
+		tb.Fatalf("testredis: %v", err)
+	}
+	s.tb = tb
+	tb.Cleanup(func() {
+		s.Stop()
+		_ = os.RemoveAll(s.dir)
+	})
+	return s
+}
+
+func startServer(args []string) (*Server, error) {
+	bin := os.Getenv(EnvServer)
+	if bin == "" {
+		bin = "redis-server"
+	}
+	path, err := exec.LookPath(bin)
+	if err != nil {
+		return nil, fmt.Errorf("redis-server not found (install it, e.g. apt-get install redis-server, or set %s or %s): %w", EnvAddr, EnvServer, err)
+	}
+	dir, err := os.MkdirTemp("", "testredis-")
+	if err != nil {
+		return nil, fmt.Errorf("temp dir: %w", err)
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{bin: path, dir: dir, port: port, args: args}
+	if err := s.start(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Addr returns the server's host:port.
+func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
+
+// Stop kills the server and waits for it to exit; the port stays reserved for Start.
+func (s *Server) Stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return
+	}
+	_ = s.cmd.Process.Kill()
+	<-s.exited
+	s.cmd = nil
+}
+
+// Start restarts a stopped server on the same port, with an empty dataset, and waits until it
+// answers PING. Call it from the test goroutine: a failure to start fails the test.
+// Starting a running server does nothing.
+func (s *Server) Start() {
+	if err := s.start(); err != nil && s.tb != nil {
+		s.tb.Fatalf("testredis: restart %s: %v", s.Addr(), err)
+	}
+}
+
+func (s *Server) start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil {
+		return nil
+	}
+	argv := []string{
+		"--port", strconv.Itoa(s.port),
+		"--bind", "127.0.0.1",
+		"--save", "",
+		"--appendonly", "no",
+		"--protected-mode", "no",
+		"--dir", s.dir,
+		"--loglevel", "warning",
+	}
+	argv = append(argv, s.args...)
+	cmd := exec.Command(s.bin, argv...)
+	cmd.Dir = s.dir
+	cmd.SysProcAttr = dieWithParent()
+	var stderr strings.Builder
+	cmd.Stdout = &stderr
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start redis-server: %w", err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(exited)
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		select {
+		case <-exited:
+			return fmt.Errorf("redis-server on port %d exited at start: %s", s.port, strings.TrimSpace(stderr.String()))
+		default:
+		}
+		if answers(s.Addr(), 200*time.Millisecond) {
+			break
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			<-exited
+			return fmt.Errorf("redis-server on port %d did not answer PING within 10s", s.port)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s.cmd = cmd
+	s.exited = exited
+	return nil
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("find a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// ping sends a raw PING and expects +PONG, without a client library.
+func ping(addr string, timeout time.Duration) error {
+	conn, err := net.DialTimeout("tcp", addr, timeout)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(timeout))
+	if _, err := conn.Write([]byte("PING\r\n")); err != nil {
+		return err
+	}
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(line) != "+PONG" {
+		return replyError(strings.TrimSpace(line))
+	}
+	return nil
+}
+
+// answers reports whether a Redis server replies to PING at all (an error reply such as
+// NOAUTH counts: the server is up, it just wants a password).
+func answers(addr string, timeout time.Duration) bool {
+	err := ping(addr, timeout)
+	var re replyError
+	return err == nil || errors.As(err, &re)
+}
+
+// replyError is a RESP reply other than +PONG.
+type replyError string
+
+func (e replyError) Error() string { return "unexpected reply " + strconv.Quote(string(e)) }
+
+func randomHex(tb testing.TB, n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		tb.Fatalf("testredis: random: %v", err)
+	}
+	return hex.EncodeToString(b)
+}

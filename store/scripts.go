@@ -1,0 +1,118 @@
+package store
+
+import "github.com/redis/go-redis/v9"
+
+// Lua scripts. Every key a script touches shares one {hash tag} with its KEYS, so scripts run
+// on Redis Cluster; keys built from ARGV (the lookup's record key) are in the same slot.
+
+// createKeyScript stores a new relay key unless its id or hash is taken.
+// KEYS: record, index, by_created. ARGV: hash, id, score, field, value, ...
+var createKeyScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then
+  return 0
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[2])
+return 1
+`)
+
+// lookupKeyScript follows the secret's hash to the key record in one round trip.
+// KEYS: index, revoked index. ARGV: hash, record key prefix. Returns the HGETALL of the record
+// or nil.
+var lookupKeyScript = redis.NewScript(`
+local id = redis.call('HGET', KEYS[1], ARGV[1])
+if not id then
+  id = redis.call('HGET', KEYS[2], ARGV[1])
+end
+if not id then
+  return false
+end
+return redis.call('HGETALL', ARGV[2] .. id)
+`)
+
+// revokeKeyScript moves the key's hash from the live index to the revoked index, stamps
+// revoked_at (once) and publishes the id. KEYS: record, index, revoked index.
+// ARGV: revoked_at, channel, id. Returns 0 if the key does not exist.
+var revokeKeyScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0
+end
+local h = redis.call('HGET', KEYS[1], 'hash')
+if h then
+  redis.call('HDEL', KEYS[2], h)
+  redis.call('HSET', KEYS[3], h, ARGV[3])
+end
+if redis.call('HEXISTS', KEYS[1], 'revoked_at') == 0 then
+  redis.call('HSET', KEYS[1], 'revoked_at', ARGV[1])
+end
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+return 1
+`)
+
+// setKeyEnabledScript sets enabled and publishes the id. KEYS: record. ARGV: "1"|"0",
+// channel, id. Returns 0 if missing, -1 if enabling a revoked key, 1 on success.
+var setKeyEnabledScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0
+end
+if ARGV[1] == '1' and redis.call('HEXISTS', KEYS[1], 'revoked_at') == 1 then
+  return -1
+end
+redis.call('HSET', KEYS[1], 'enabled', ARGV[1])
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+return 1
+`)
+
+// touchKeyScript moves last_used_at forward (never back). KEYS: record. ARGV: time (fixed
+// width, so string order is time order). Returns 0 if the key does not exist.
+var touchKeyScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0
+end
+local cur = redis.call('HGET', KEYS[1], 'last_used_at')
+if not cur or cur < ARGV[1] then
+  redis.call('HSET', KEYS[1], 'last_used_at', ARGV[1])
+end
+return 1
+`)
+
+// createAccountScript stores a new account and bumps the version. KEYS: record, by_created,
+// version. ARGV: id, score, field, value, ... Returns 0 if the id is taken.
+var createAccountScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return 0
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+redis.call('INCR', KEYS[3])
+return 1
+`)
+
+// updateAccountScript sets fields of an existing account and bumps the version.
+// KEYS: record, version. ARGV: field, value, ... Returns 0 if the account does not exist.
+var updateAccountScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0
+end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+redis.call('INCR', KEYS[2])
+return 1
+`)
+
+// deleteAccountScript removes an account and bumps the version. KEYS: record, by_created,
+// version. ARGV: id. Returns 0 if the account does not exist.
+var deleteAccountScript = redis.NewScript(`
+if redis.call('DEL', KEYS[1]) == 0 then
+  return 0
+end
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('INCR', KEYS[3])
+return 1
+`)
+
+// allScripts are loaded by Open so the hot path runs EVALSHA in one round trip.
+var allScripts = []*redis.Script{
+	createKeyScript, lookupKeyScript, revokeKeyScript, setKeyEnabledScript, touchKeyScript,
+	createAccountScript, updateAccountScript, deleteAccountScript,
+}

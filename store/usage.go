@@ -1,0 +1,215 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Usage counts requests, tokens and cost.
+type Usage struct {
+	Requests     int64
+	InputTokens  int64
+	OutputTokens int64
+	CacheWrite5m int64
+	CacheWrite1h int64
+	CacheRead    int64
+	// CostMicroUSD is the cost in millionths of a US dollar.
+	CostMicroUSD int64
+}
+
+// UsageRecord is the usage of one upstream call (or several) to add to the counters.
+type UsageRecord struct {
+	KeyID     string
+	AccountID string
+	// Model is the model id the usage is counted under ("unknown" if empty).
+	Model string
+	// At picks the UTC day; the zero time means now.
+	At    time.Time
+	Usage Usage
+}
+
+// usageCounters names the hash fields of Usage, in a fixed order.
+var usageCounters = [...]string{"requests", "input_tokens", "output_tokens", "cache_write_5m", "cache_write_1h", "cache_read", "cost_micro_usd"}
+
+func (u Usage) values() [len(usageCounters)]int64 {
+	return [...]int64{u.Requests, u.InputTokens, u.OutputTokens, u.CacheWrite5m, u.CacheWrite1h, u.CacheRead, u.CostMicroUSD}
+}
+
+// Add returns the sum of u and o.
+func (u Usage) Add(o Usage) Usage {
+	return Usage{
+		Requests:     u.Requests + o.Requests,
+		InputTokens:  u.InputTokens + o.InputTokens,
+		OutputTokens: u.OutputTokens + o.OutputTokens,
+		CacheWrite5m: u.CacheWrite5m + o.CacheWrite5m,
+		CacheWrite1h: u.CacheWrite1h + o.CacheWrite1h,
+		CacheRead:    u.CacheRead + o.CacheRead,
+		CostMicroUSD: u.CostMicroUSD + o.CostMicroUSD,
+	}
+}
+
+// set stores value v into the counter named name; it reports false for an unknown name.
+func (u *Usage) set(name string, v int64) bool {
+	switch name {
+	case "requests":
+		u.Requests = v
+	case "input_tokens":
+		u.InputTokens = v
+	case "output_tokens":
+		u.OutputTokens = v
+	case "cache_write_5m":
+		u.CacheWrite5m = v
+	case "cache_write_1h":
+		u.CacheWrite1h = v
+	case "cache_read":
+		u.CacheRead = v
+	case "cost_micro_usd":
+		u.CostMicroUSD = v
+	default:
+		return false
+	}
+	return true
+}
+
+// usageBucket is one hash to increment.
+type usageBucket struct {
+	expireAt time.Time // zero: no TTL
+	fields   map[string]int64
+}
+
+// RecordUsage adds records to the per key/model/day, per account/day and per key total
+// counters in ONE pipelined round trip, however many records there are. Records are summed
+// in memory first so each hash field is incremented once. Daily hashes expire
+// UsageRetention after their day.
+func (s *Store) RecordUsage(ctx context.Context, recs ...UsageRecord) error {
+	buckets := map[string]*usageBucket{}
+	add := func(key string, expireAt time.Time, fieldPrefix string, u Usage) {
+		b := buckets[key]
+		if b == nil {
+			b = &usageBucket{expireAt: expireAt, fields: map[string]int64{}}
+			buckets[key] = b
+		}
+		for i, v := range u.values() {
+			if v != 0 {
+				b.fields[fieldPrefix+usageCounters[i]] += v
+			}
+		}
+	}
+	for _, r := range recs {
+		for i, v := range r.Usage.values() {
+			if v < 0 {
+				return fmt.Errorf("record usage: negative %s %d for key %q", usageCounters[i], v, r.KeyID)
+			}
+		}
+		at := r.At
+		if at.IsZero() {
+			at = s.now()
+		}
+		day := at.UTC().Truncate(24 * time.Hour)
+		expireAt := day.Add(24*time.Hour + UsageRetention)
+		model := r.Model
+		if model == "" {
+			model = "unknown"
+		}
+		if r.KeyID != "" {
+			add(s.keys.KeyUsageDay(r.KeyID, day), expireAt, model+":", r.Usage)
+			add(s.keys.KeyUsageTotal(r.KeyID), time.Time{}, "", r.Usage)
+		}
+		if r.AccountID != "" {
+			add(s.keys.AccountUsageDay(r.AccountID, day), expireAt, "", r.Usage)
+		}
+	}
+	if len(buckets) == 0 {
+		return nil
+	}
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for key, b := range buckets {
+			for f, v := range b.fields {
+				p.HIncrBy(ctx, key, f, v)
+			}
+			if !b.expireAt.IsZero() {
+				p.ExpireAt(ctx, key, b.expireAt)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("record usage (%d records): %w", len(recs), err)
+	}
+	return nil
+}
+
+// KeyUsage returns model → usage of a relay key on the UTC day containing day (nil if none).
+func (s *Store) KeyUsage(ctx context.Context, keyID string, day time.Time) (map[string]Usage, error) {
+	h, err := s.rdb.HGetAll(ctx, s.keys.KeyUsageDay(keyID, day)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("key %s usage: %w", keyID, err)
+	}
+	var out map[string]Usage
+	for field, val := range h {
+		i := strings.LastIndexByte(field, ':')
+		if i < 0 {
+			continue
+		}
+		model, counter := field[:i], field[i+1:]
+		v, err := parseCounter(field, val)
+		if err != nil {
+			return nil, fmt.Errorf("key %s usage: %w", keyID, err)
+		}
+		if out == nil {
+			out = map[string]Usage{}
+		}
+		u := out[model]
+		if u.set(counter, v) {
+			out[model] = u
+		}
+	}
+	return out, nil
+}
+
+// KeyTotals returns a relay key's all-time usage.
+func (s *Store) KeyTotals(ctx context.Context, keyID string) (Usage, error) {
+	u, err := s.usageHash(ctx, s.keys.KeyUsageTotal(keyID))
+	if err != nil {
+		return Usage{}, fmt.Errorf("key %s totals: %w", keyID, err)
+	}
+	return u, nil
+}
+
+// AccountUsage returns an upstream account's usage on the UTC day containing day.
+func (s *Store) AccountUsage(ctx context.Context, accountID string, day time.Time) (Usage, error) {
+	u, err := s.usageHash(ctx, s.keys.AccountUsageDay(accountID, day))
+	if err != nil {
+		return Usage{}, fmt.Errorf("account %s usage: %w", accountID, err)
+	}
+	return u, nil
+}
+
+func (s *Store) usageHash(ctx context.Context, key string) (Usage, error) {
+	h, err := s.rdb.HGetAll(ctx, key).Result()
+	if err != nil {
+		return Usage{}, err
+	}
+	var u Usage
+	for field, val := range h {
+		v, err := parseCounter(field, val)
+		if err != nil {
+			return Usage{}, err
+		}
+		u.set(field, v)
+	}
+	return u, nil
+}
+
+func parseCounter(field, val string) (int64, error) {
+	v, err := strconv.ParseInt(val, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("counter %s=%q: %w", field, val, err)
+	}
+	return v, nil
+}
