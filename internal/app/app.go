@@ -49,11 +49,15 @@ func LoadEnv() (*config.Env, error) {
 
 // newLogger sets up stderr and daily file logging as the environment asks.
 func newLogger(env *config.Env, stderr io.Writer) (hclog.Logger, *logging.Files, error) {
+	retention := env.LogRetentionDays
+	if retention == 0 {
+		retention = -1 // LOG_RETENTION_DAYS=0 keeps every file; logging reads 0 as its default
+	}
 	return logging.New(logging.Options{
 		Name:          "claude-relay",
 		Level:         env.LogLevel,
 		Dir:           env.LogDir,
-		RetentionDays: env.LogRetentionDays,
+		RetentionDays: retention,
 		Stderr:        stderr,
 	})
 }
