@@ -143,6 +143,10 @@ func (a *CachedAuth) Flush() {
 // connection and confirms with a subscription message, which flushes the cache.
 func (a *CachedAuth) Run(ctx context.Context) {
 	ps := a.st.SubscribeRevocations(ctx)
+	// Receive does not watch ctx while it waits on the socket: closing the
+	// subscription is what ends a blocked Receive.
+	stop := context.AfterFunc(ctx, func() { ps.Close() })
+	defer stop()
 	defer ps.Close()
 	backoff := 100 * time.Millisecond
 	for {
