@@ -5,14 +5,16 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/claude-relay/claude-relay/internal/app.Version=$(VERSION)
 export CGO_ENABLED ?= 0
 
-.PHONY: all build run test vet fmt-check bench clean
+.PHONY: all build run test vet fmt-check bench clean proto
 
 all: build
 
-## build: the relay binary and the fake upstream into bin/
+## build: the relay binary, the fake upstream and the provider plugins (bin/plugins/) into bin/
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/claude-relay ./cmd/claude-relay
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/fake-anthropic ./cmd/fake-anthropic
+	$(GO) build -trimpath -ldflags '-s -w -X main.version=$(VERSION)' -o $(BIN)/plugins/auth-apikey ./plugins/auth-apikey
+	$(GO) build -trimpath -ldflags '-s -w -X main.version=$(VERSION)' -o $(BIN)/plugins/crypto-aesgcm ./plugins/crypto-aesgcm
 
 ## run: dev mode (control plane + sidecar, in-memory store unless REDIS_URL/REDIS_HOST is set)
 run: build
@@ -29,9 +31,17 @@ fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-## bench: Go benchmarks (ratios are printed against baselines measured in the same run)
+## bench: the load harness (bench/): relay vs direct, httputil.ReverseProxy and nginx on
+## loopback; prints a markdown table, writes bench/results/latest.json. BENCH_FLAGS=-h lists flags.
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./...
+	$(GO) run ./bench $(BENCH_FLAGS)
+
+## proto: regenerate the plugin contracts' Go code (needs protoc from Debian's protobuf-compiler,
+## protoc-gen-go v1.36.12 and protoc-gen-go-grpc v1.6.2 on PATH; go install them from the Go proxy)
+proto:
+	protoc --go_out=. --go_opt=module=github.com/claude-relay/claude-relay \
+		--go-grpc_out=. --go-grpc_opt=module=github.com/claude-relay/claude-relay \
+		plugins/contract/contract.proto
 
 clean:
 	rm -rf $(BIN)

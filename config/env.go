@@ -12,26 +12,43 @@ import (
 
 // Environment variable names of the deployment contract.
 const (
-	EnvHost             = "HOST"
-	EnvPort             = "PORT"
-	EnvRedisURL         = "REDIS_URL"
-	EnvRedisHost        = "REDIS_HOST"
-	EnvRedisPort        = "REDIS_PORT"
-	EnvRedisPassword    = "REDIS_PASSWORD"
-	EnvRedisDB          = "REDIS_DB"
-	EnvJWTSecret        = "CRS_SECURITY__JWT_SECRET"
-	EnvEncryptionKey    = "CRS_SECURITY__ENCRYPTION_KEY"
-	EnvLogDir           = "LOG_DIR"
-	EnvLogLevel         = "LOG_LEVEL"
-	EnvRustLog          = "RUST_LOG"
-	EnvMaxConnections   = "MAX_CONNECTIONS"
-	EnvRequestTimeout   = "REQUEST_TIMEOUT"
-	EnvConfigDir        = "CLAUDE_RELAY_CONFIG_DIR"
-	EnvDataDir          = "CLAUDE_RELAY_DATA_DIR"
-	EnvLogRetentionDays = "LOG_RETENTION_DAYS"
-	EnvControlAddr      = "CLAUDE_RELAY_CONTROL_ADDR"
-	EnvAdminUsername    = "ADMIN_USERNAME"
-	EnvAdminPassword    = "ADMIN_PASSWORD"
+	EnvHost          = "HOST"
+	EnvPort          = "PORT"
+	EnvRedisURL      = "REDIS_URL"
+	EnvRedisHost     = "REDIS_HOST"
+	EnvRedisPort     = "REDIS_PORT"
+	EnvRedisPassword = "REDIS_PASSWORD"
+	EnvRedisDB       = "REDIS_DB"
+	// EnvRedisSentinelMaster, EnvRedisSentinelAddrs and EnvRedisSentinelPassword select
+	// Redis Sentinel; EnvRedisClusterNodes selects Redis Cluster.
+	EnvRedisSentinelMaster   = "REDIS_SENTINEL_MASTER"
+	EnvRedisSentinelAddrs    = "REDIS_SENTINEL_ADDRS"
+	EnvRedisSentinelPassword = "REDIS_SENTINEL_PASSWORD"
+	EnvRedisClusterNodes     = "REDIS_CLUSTER_NODES"
+	EnvJWTSecret             = "CRS_SECURITY__JWT_SECRET"
+	EnvJWTSecretPrev         = "CRS_SECURITY__JWT_SECRET_PREVIOUS"
+	EnvControlURL            = "CLAUDE_RELAY_CONTROL_URL"
+	EnvEncryptionKey         = "CRS_SECURITY__ENCRYPTION_KEY"
+	EnvEncryptionKeyPrev     = "CRS_SECURITY__ENCRYPTION_KEY_PREVIOUS"
+	EnvPluginDir             = "CLAUDE_RELAY_PLUGIN_DIR"
+	EnvLogDir                = "LOG_DIR"
+	EnvLogLevel              = "LOG_LEVEL"
+	EnvRustLog               = "RUST_LOG"
+	EnvMaxConnections        = "MAX_CONNECTIONS"
+	EnvRequestTimeout        = "REQUEST_TIMEOUT"
+	EnvConfigDir             = "CLAUDE_RELAY_CONFIG_DIR"
+	EnvDataDir               = "CLAUDE_RELAY_DATA_DIR"
+	EnvLogRetentionDays      = "LOG_RETENTION_DAYS"
+	EnvControlAddr           = "CLAUDE_RELAY_CONTROL_ADDR"
+	EnvAdminUsername         = "ADMIN_USERNAME"
+	EnvAdminPassword         = "ADMIN_PASSWORD"
+	// EnvOAuthAuthorizeURL … EnvOAuthScopes override the Claude subscription OAuth client
+	// (defaults: Claude Code's public client, see controlplane.DefaultOAuth…).
+	EnvOAuthAuthorizeURL = "CLAUDE_RELAY_OAUTH_AUTHORIZE_URL"
+	EnvOAuthTokenURL     = "CLAUDE_RELAY_OAUTH_TOKEN_URL"
+	EnvOAuthClientID     = "CLAUDE_RELAY_OAUTH_CLIENT_ID"
+	EnvOAuthRedirectURI  = "CLAUDE_RELAY_OAUTH_REDIRECT_URI"
+	EnvOAuthScopes       = "CLAUDE_RELAY_OAUTH_SCOPES"
 )
 
 // Minimum and exact secret lengths, and the commands that make good ones.
@@ -54,8 +71,22 @@ type Env struct {
 	RedisPassword string // REDIS_PASSWORD
 	RedisDB       int    // REDIS_DB, default 0
 
-	JWTSecret     string // CRS_SECURITY__JWT_SECRET
-	EncryptionKey string // CRS_SECURITY__ENCRYPTION_KEY
+	RedisSentinelMaster   string   // REDIS_SENTINEL_MASTER: master set name; enables Sentinel
+	RedisSentinelAddrs    []string // REDIS_SENTINEL_ADDRS: comma-separated host:port of the Sentinels
+	RedisSentinelPassword string   // REDIS_SENTINEL_PASSWORD: the Sentinels' own requirepass
+	RedisClusterNodes     []string // REDIS_CLUSTER_NODES: comma-separated seed host:port; enables Cluster
+
+	JWTSecret string // CRS_SECURITY__JWT_SECRET
+	// JWTSecretPrevious is CRS_SECURITY__JWT_SECRET_PREVIOUS: during a rotation the control
+	// plane still accepts sidecar tokens signed with it.
+	JWTSecretPrevious string
+	EncryptionKey     string // CRS_SECURITY__ENCRYPTION_KEY
+	// EncryptionKeyPrevious is CRS_SECURITY__ENCRYPTION_KEY_PREVIOUS, comma-separated: older
+	// keys still accepted for decryption while `claude-relay crypto rotate` re-encrypts.
+	EncryptionKeyPrevious []string
+	// PluginDir is CLAUDE_RELAY_PLUGIN_DIR: where the provider plugin binaries are; empty
+	// means "plugins" beside the claude-relay binary.
+	PluginDir string
 
 	LogDir   string // LOG_DIR, default ./logs
 	LogLevel string // LOG_LEVEL, else the claude_relay level in RUST_LOG; default info
@@ -68,9 +99,16 @@ type Env struct {
 
 	LogRetentionDays int // LOG_RETENTION_DAYS, default 30; 0 keeps logs forever
 
-	ControlAddr   string // CLAUDE_RELAY_CONTROL_ADDR, default 127.0.0.1:3100
+	ControlAddr string // CLAUDE_RELAY_CONTROL_ADDR, default 127.0.0.1:3100
+	// ControlURL is CLAUDE_RELAY_CONTROL_URL: when set, a sidecar takes its configuration
+	// from this control plane instead of local HCL.
+	ControlURL    string
 	AdminUsername string // ADMIN_USERNAME, default admin
 	AdminPassword string // ADMIN_PASSWORD; empty means generate one on first start
+
+	// OAuth… override the Claude OAuth client's endpoints, id, redirect URI and scopes
+	// (CLAUDE_RELAY_OAUTH_*); empty means the control plane's defaults.
+	OAuthAuthorizeURL, OAuthTokenURL, OAuthClientID, OAuthRedirectURI, OAuthScopes string
 }
 
 // Env defaults.
@@ -122,35 +160,77 @@ func LoadEnv(lookup func(string) (string, bool), dotenv map[string]string) (*Env
 	get := Lookup(lookup, dotenv)
 	p := envParser{get: get}
 	e := &Env{
-		Host:             p.str(EnvHost, DefaultHost),
-		Port:             p.intRange(EnvPort, DefaultPort, 1, 65535),
-		RedisURL:         p.str(EnvRedisURL, ""),
-		RedisHost:        p.str(EnvRedisHost, ""),
-		RedisPort:        p.intRange(EnvRedisPort, DefaultRedisPort, 1, 65535),
-		RedisPassword:    p.str(EnvRedisPassword, ""),
-		RedisDB:          p.intMin(EnvRedisDB, 0, 0),
-		JWTSecret:        p.str(EnvJWTSecret, ""),
-		EncryptionKey:    p.str(EnvEncryptionKey, ""),
-		LogDir:           p.str(EnvLogDir, DefaultLogDir),
-		LogLevel:         p.logLevel(),
-		MaxConnections:   p.intMin(EnvMaxConnections, DefaultMaxConnections, 1),
-		RequestTimeout:   p.timeout(),
-		ConfigDir:        p.str(EnvConfigDir, ""),
-		DataDir:          p.str(EnvDataDir, DefaultDataDir),
-		LogRetentionDays: p.intMin(EnvLogRetentionDays, DefaultLogRetentionDays, 0),
-		ControlAddr:      p.str(EnvControlAddr, DefaultControlAddr),
-		AdminUsername:    p.str(EnvAdminUsername, DefaultAdminUsername),
-		AdminPassword:    p.str(EnvAdminPassword, ""),
+		Host:                  p.str(EnvHost, DefaultHost),
+		Port:                  p.intRange(EnvPort, DefaultPort, 1, 65535),
+		RedisURL:              p.str(EnvRedisURL, ""),
+		RedisHost:             p.str(EnvRedisHost, ""),
+		RedisPort:             p.intRange(EnvRedisPort, DefaultRedisPort, 1, 65535),
+		RedisPassword:         p.str(EnvRedisPassword, ""),
+		RedisDB:               p.intMin(EnvRedisDB, 0, 0),
+		RedisSentinelMaster:   p.str(EnvRedisSentinelMaster, ""),
+		RedisSentinelAddrs:    p.addrList(EnvRedisSentinelAddrs),
+		RedisSentinelPassword: p.str(EnvRedisSentinelPassword, ""),
+		RedisClusterNodes:     p.addrList(EnvRedisClusterNodes),
+		JWTSecret:             p.str(EnvJWTSecret, ""),
+		JWTSecretPrevious:     p.str(EnvJWTSecretPrev, ""),
+		ControlURL:            p.str(EnvControlURL, ""),
+		EncryptionKey:         p.str(EnvEncryptionKey, ""),
+		EncryptionKeyPrevious: commaList(p.str(EnvEncryptionKeyPrev, "")),
+		PluginDir:             p.str(EnvPluginDir, ""),
+		LogDir:                p.str(EnvLogDir, DefaultLogDir),
+		LogLevel:              p.logLevel(),
+		MaxConnections:        p.intMin(EnvMaxConnections, DefaultMaxConnections, 1),
+		RequestTimeout:        p.timeout(),
+		ConfigDir:             p.str(EnvConfigDir, ""),
+		DataDir:               p.str(EnvDataDir, DefaultDataDir),
+		LogRetentionDays:      p.intMin(EnvLogRetentionDays, DefaultLogRetentionDays, 0),
+		ControlAddr:           p.str(EnvControlAddr, DefaultControlAddr),
+		AdminUsername:         p.str(EnvAdminUsername, DefaultAdminUsername),
+		AdminPassword:         p.str(EnvAdminPassword, ""),
+		OAuthAuthorizeURL:     p.str(EnvOAuthAuthorizeURL, ""),
+		OAuthTokenURL:         p.str(EnvOAuthTokenURL, ""),
+		OAuthClientID:         p.str(EnvOAuthClientID, ""),
+		OAuthRedirectURI:      p.str(EnvOAuthRedirectURI, ""),
+		OAuthScopes:           p.str(EnvOAuthScopes, ""),
 	}
 	if e.RedisURL != "" {
 		if err := checkRedisURL(e.RedisURL); err != nil {
 			p.errs = append(p.errs, err)
 		}
 	}
+	if (e.RedisSentinelMaster == "") != (len(e.RedisSentinelAddrs) == 0) {
+		p.errs = append(p.errs, fmt.Errorf("%s and %s go together: set both (the master set name and the Sentinels' host:port list) or neither",
+			EnvRedisSentinelMaster, EnvRedisSentinelAddrs))
+	}
+	if e.RedisSentinelMaster != "" && len(e.RedisClusterNodes) > 0 {
+		p.errs = append(p.errs, fmt.Errorf("%s and %s exclude each other: Redis is either Sentinel-managed or a Cluster",
+			EnvRedisSentinelMaster, EnvRedisClusterNodes))
+	}
 	if err := errors.Join(p.errs...); err != nil {
 		return nil, err
 	}
 	return e, nil
+}
+
+// addrList reads a comma-separated list of host:port addresses.
+func (p *envParser) addrList(name string) []string {
+	v, ok := p.get(name)
+	if !ok {
+		return nil
+	}
+	var addrs []string
+	for _, a := range strings.Split(v, ",") {
+		a = strings.TrimSpace(a)
+		if a == "" {
+			continue
+		}
+		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
+			p.fail(name, "must be a comma-separated list of host:port, got %q", a)
+			return nil
+		}
+		addrs = append(addrs, a)
+	}
+	return addrs
 }
 
 type envParser struct {
@@ -295,12 +375,18 @@ func redactURLError(err error) error {
 // RedisConfigured reports whether an external Redis is configured; without
 // one, dev mode uses its embedded store.
 func (e *Env) RedisConfigured() bool {
-	return e.RedisURL != "" || e.RedisHost != ""
+	return e.RedisURL != "" || e.RedisHost != "" || len(e.RedisClusterNodes) > 0 || e.RedisSentinelMaster != ""
 }
 
 // RedisAddr describes the Redis server for messages: host:port (or the
 // socket path), never the password.
 func (e *Env) RedisAddr() string {
+	switch {
+	case e.RedisURL == "" && len(e.RedisClusterNodes) > 0:
+		return "cluster " + strings.Join(e.RedisClusterNodes, ",")
+	case e.RedisURL == "" && e.RedisSentinelMaster != "":
+		return "sentinel master " + e.RedisSentinelMaster + " via " + strings.Join(e.RedisSentinelAddrs, ",")
+	}
 	if e.RedisURL != "" {
 		u, err := url.Parse(e.RedisURL)
 		if err != nil {
@@ -329,11 +415,32 @@ func (e *Env) CheckSecrets() error {
 		errs = append(errs, fmt.Errorf("%s must be at least %d characters (64+ recommended), got %d%s; generate one with: %s",
 			EnvJWTSecret, MinJWTSecretLen, n, unsetNote(n), jwtSecretCommand))
 	}
+	if n := len(e.JWTSecretPrevious); n > 0 && n < MinJWTSecretLen {
+		errs = append(errs, fmt.Errorf("%s must be at least %d characters when set, got %d; it holds the secret being rotated out",
+			EnvJWTSecretPrev, MinJWTSecretLen, n))
+	}
 	if n := len(e.EncryptionKey); n != EncryptionKeyLen {
 		errs = append(errs, fmt.Errorf("%s must be exactly %d characters, got %d%s; generate one with: %s",
 			EnvEncryptionKey, EncryptionKeyLen, n, unsetNote(n), encryptionKeyCommand))
 	}
+	for i, k := range e.EncryptionKeyPrevious {
+		if len(k) != EncryptionKeyLen {
+			errs = append(errs, fmt.Errorf("%s: key #%d must be exactly %d characters like %s, got %d",
+				EnvEncryptionKeyPrev, i+1, EncryptionKeyLen, EnvEncryptionKey, len(k)))
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// commaList splits a comma-separated value, dropping empty items.
+func commaList(v string) []string {
+	var out []string
+	for _, item := range strings.Split(v, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
 }
 
 func unsetNote(n int) string {

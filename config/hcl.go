@@ -39,6 +39,13 @@ type policyHCL struct {
 	CostPerDayUSD     *float64  `hcl:"cost_per_day_usd,optional"`
 	Concurrency       *int      `hcl:"concurrency,optional"`
 	Models            *[]string `hcl:"models,optional"`
+	RequestsPerDay    *int64    `hcl:"requests_per_day,optional"`
+	TokensPerMinute   *int64    `hcl:"tokens_per_minute,optional"`
+	CostPerWeekUSD    *float64  `hcl:"cost_per_week_usd,optional"`
+	CostPerMonthUSD   *float64  `hcl:"cost_per_month_usd,optional"`
+	CostTotalUSD      *float64  `hcl:"cost_total_usd,optional"`
+	DeniedModels      *[]string `hcl:"denied_models,optional"`
+	Clients           *[]string `hcl:"clients,optional"`
 }
 
 type poolHCL struct {
@@ -47,6 +54,12 @@ type poolHCL struct {
 	ParkOn429  *string        `hcl:"park_on_429,optional"`
 	Park429For *string        `hcl:"park_429_for,optional"`
 	StickyTTL  *string        `hcl:"sticky_ttl,optional"`
+	Park529For *string        `hcl:"park_529_for,optional"`
+	// Park5xxAfter consecutive-ish 5xx answers within Park5xxWindow park an
+	// account for Park5xxFor.
+	Park5xxAfter  *int    `hcl:"park_5xx_after,optional"`
+	Park5xxWindow *string `hcl:"park_5xx_window,optional"`
+	Park5xxFor    *string `hcl:"park_5xx_for,optional"`
 }
 
 type routeHCL struct {

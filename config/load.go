@@ -358,6 +358,20 @@ func (b *builder) policy(name string, info *blockInfo, p *policyHCL) {
 		TokensPerDay:      deref(p.TokensPerDay),
 		CostPerDayUSD:     deref(p.CostPerDayUSD),
 		Concurrency:       deref(p.Concurrency),
+		RequestsPerDay:    deref(p.RequestsPerDay),
+		TokensPerMinute:   deref(p.TokensPerMinute),
+		CostPerWeekUSD:    deref(p.CostPerWeekUSD),
+		CostPerMonthUSD:   deref(p.CostPerMonthUSD),
+		CostTotalUSD:      deref(p.CostTotalUSD),
+	}
+	if p.DeniedModels != nil {
+		pol.DeniedModels = slices.Clone(*p.DeniedModels)
+	}
+	if p.Clients != nil {
+		if len(*p.Clients) == 0 {
+			b.attrError(info, "clients", "Empty client list", "clients = [] would allow no client at all; list client patterns, or remove the attribute to allow any client.")
+		}
+		pol.Clients = slices.Clone(*p.Clients)
 	}
 	if p.Models != nil {
 		if len(*p.Models) == 0 {
@@ -379,6 +393,22 @@ func (b *builder) pool(name string, info *blockInfo, p *poolHCL) {
 		ParkOn429:           DefaultParkOn429,
 		Park429For:          DefaultPark429For,
 		StickyTTL:           DefaultStickyTTL,
+		Park529For:          DefaultPark529For,
+		Park5xxAfter:        DefaultPark5xxAfter,
+		Park5xxWindow:       DefaultPark5xxWindow,
+		Park5xxFor:          DefaultPark5xxFor,
+	}
+	if p.Park529For != nil {
+		pool.Park529For = *p.Park529For
+	}
+	if p.Park5xxAfter != nil {
+		pool.Park5xxAfter = *p.Park5xxAfter
+	}
+	if p.Park5xxWindow != nil {
+		pool.Park5xxWindow = *p.Park5xxWindow
+	}
+	if p.Park5xxFor != nil {
+		pool.Park5xxFor = *p.Park5xxFor
 	}
 	if p.Strategy != nil {
 		pool.Strategy = *p.Strategy

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"net/netip"
 	"slices"
@@ -56,6 +57,10 @@ type PoolRT struct {
 	ParkOn429           string
 	Park429For          time.Duration
 	StickyTTL           time.Duration
+	Park529For          time.Duration
+	Park5xxAfter        int
+	Park5xxWindow       time.Duration
+	Park5xxFor          time.Duration
 }
 
 // FailsOverOn reports whether an upstream status triggers a failover.
@@ -88,6 +93,11 @@ func Compile(s *Snapshot) (*Runtime, error) {
 	for name, p := range s.Pools {
 		park, _ := parseDuration(p.Park429For)
 		ttl, _ := parseDuration(p.StickyTTL)
+		// Snapshots saved by older versions lack the parking settings: take
+		// the defaults.
+		p529, _ := parseDuration(cmp.Or(p.Park529For, DefaultPark529For))
+		p5w, _ := parseDuration(cmp.Or(p.Park5xxWindow, DefaultPark5xxWindow))
+		p5f, _ := parseDuration(cmp.Or(p.Park5xxFor, DefaultPark5xxFor))
 		rt.pools[name] = &PoolRT{
 			Name:                name,
 			Strategy:            p.Strategy,
@@ -96,10 +106,16 @@ func Compile(s *Snapshot) (*Runtime, error) {
 			ParkOn429:           p.ParkOn429,
 			Park429For:          park,
 			StickyTTL:           ttl,
+			Park529For:          p529,
+			Park5xxAfter:        p.Park5xxAfter,
+			Park5xxWindow:       p5w,
+			Park5xxFor:          p5f,
 		}
 	}
 	for name, p := range s.Policies {
 		p.Models = slices.Clone(p.Models)
+		p.DeniedModels = slices.Clone(p.DeniedModels)
+		p.Clients = slices.Clone(p.Clients)
 		rt.policies[name] = &p
 	}
 	for _, r := range s.Routes {

@@ -42,11 +42,34 @@ type Policy struct {
 	// Models are globs ("*" matches any run of characters); nil allows any
 	// model.
 	Models []string `json:"models,omitempty"`
+	// RequestsPerDay caps requests per UTC day.
+	RequestsPerDay int64 `json:"requests_per_day,omitempty"`
+	// TokensPerMinute caps tokens (input, output and cache) per minute.
+	TokensPerMinute int64 `json:"tokens_per_minute,omitempty"`
+	// CostPerWeekUSD caps cost per ISO week (Monday 00:00 UTC).
+	CostPerWeekUSD float64 `json:"cost_per_week_usd,omitempty"`
+	// CostPerMonthUSD caps cost per UTC calendar month.
+	CostPerMonthUSD float64 `json:"cost_per_month_usd,omitempty"`
+	// CostTotalUSD caps the key's cost over its whole life.
+	CostTotalUSD float64 `json:"cost_total_usd,omitempty"`
+	// DeniedModels are globs refused even when Models allows them.
+	DeniedModels []string `json:"denied_models,omitempty"`
+	// Clients are the clients a key may use, each a known name (see
+	// KnownClients) or a User-Agent glob; nil allows any client.
+	Clients []string `json:"clients,omitempty"`
 }
 
 // AllowsModel reports whether the policy lets a key use model.
 func (p *Policy) AllowsModel(model string) bool {
-	if p == nil || p.Models == nil {
+	if p == nil {
+		return true
+	}
+	for _, g := range p.DeniedModels {
+		if MatchGlob(g, model) {
+			return false
+		}
+	}
+	if p.Models == nil {
 		return true
 	}
 	for _, g := range p.Models {
@@ -72,6 +95,14 @@ type Pool struct {
 	Park429For string `json:"park_429_for"`
 	// StickyTTL is a Go duration: how long a session stays on its account.
 	StickyTTL string `json:"sticky_ttl"`
+	// Park529For is a Go duration: how long a 529 (overloaded) parks an
+	// account.
+	Park529For string `json:"park_529_for"`
+	// Park5xxAfter is how many 5xx answers within Park5xxWindow park an
+	// account for Park5xxFor; 0 never parks on 5xx.
+	Park5xxAfter  int    `json:"park_5xx_after"`
+	Park5xxWindow string `json:"park_5xx_window"`
+	Park5xxFor    string `json:"park_5xx_for"`
 }
 
 // Route maps request paths to a pool, with optional access rules.
@@ -145,6 +176,10 @@ const (
 	DefaultParkOn429           = ParkOn429ResetHeader
 	DefaultPark429For          = "60s"
 	DefaultStickyTTL           = "1h"
+	DefaultPark529For          = "15s"
+	DefaultPark5xxAfter        = 3
+	DefaultPark5xxWindow       = "60s"
+	DefaultPark5xxFor          = "60s"
 )
 
 // DefaultFailoverOn returns the statuses a pool fails over on by default.

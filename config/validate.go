@@ -142,6 +142,21 @@ func (v *validator) policy(name string, p Policy) {
 	negative("tokens_per_day", p.TokensPerDay < 0, p.TokensPerDay)
 	negative("cost_per_day_usd", p.CostPerDayUSD < 0, p.CostPerDayUSD)
 	negative("concurrency", p.Concurrency < 0, p.Concurrency)
+	negative("requests_per_day", p.RequestsPerDay < 0, p.RequestsPerDay)
+	negative("tokens_per_minute", p.TokensPerMinute < 0, p.TokensPerMinute)
+	negative("cost_per_week_usd", p.CostPerWeekUSD < 0, p.CostPerWeekUSD)
+	negative("cost_per_month_usd", p.CostPerMonthUSD < 0, p.CostPerMonthUSD)
+	negative("cost_total_usd", p.CostTotalUSD < 0, p.CostTotalUSD)
+	for i, m := range p.DeniedModels {
+		if m == "" {
+			v.add(atElem(blockPolicy, name, "denied_models", i), "Invalid model glob", "A model glob must not be empty.")
+		}
+	}
+	for i, c := range p.Clients {
+		if c == "" {
+			v.add(atElem(blockPolicy, name, "clients", i), "Invalid client pattern", "A client pattern must not be empty: name a known client (claude_code, anthropic_sdk) or a User-Agent glob such as \"claude-cli/*\".")
+		}
+	}
 	for i, m := range p.Models {
 		if m == "" {
 			v.add(atElem(blockPolicy, name, "models", i), "Invalid model glob", "A model glob must not be empty.")
@@ -170,6 +185,12 @@ func (v *validator) pool(name string, p Pool) {
 	}
 	v.duration(at(blockPool, name, "park_429_for"), p.Park429For, true)
 	v.duration(at(blockPool, name, "sticky_ttl"), p.StickyTTL, true)
+	v.duration(at(blockPool, name, "park_529_for"), p.Park529For, false)
+	v.duration(at(blockPool, name, "park_5xx_window"), p.Park5xxWindow, false)
+	v.duration(at(blockPool, name, "park_5xx_for"), p.Park5xxFor, false)
+	if p.Park5xxAfter < 0 {
+		v.add(at(blockPool, name, "park_5xx_after"), "Negative limit", fmt.Sprintf("park_5xx_after must be 0 (never park on 5xx) or positive, got %d.", p.Park5xxAfter))
+	}
 }
 
 // duration checks a Go duration string; an empty one is an error only when

@@ -26,6 +26,7 @@ func TestAccountAddGetListDelete(t *testing.T) {
 	want := adminapi.Account{
 		ID: created.Account.ID, Name: "team console", Type: "anthropic_api_key", BaseURL: "https://api.anthropic.com",
 		Priority: 50, Schedulable: true, CreatedAt: h.clock.Now(), CredentialHint: created.Account.CredentialHint,
+		Status: adminapi.AccountStatus{State: adminapi.AccountActive},
 	}
 	if diff := cmp.Diff(want, created.Account); diff != "" {
 		t.Errorf("created account with defaults (-want +got):\n%s", diff)
@@ -85,7 +86,7 @@ func TestAddAccountNamesInvalidFields(t *testing.T) {
 		want []string
 	}{
 		{"missing name and key", adminapi.AddAccountRequest{}, []string{"name", "api_key"}},
-		{"unknown type", adminapi.AddAccountRequest{Name: "a", APIKey: "k", Type: "claude_oauth"}, []string{"type"}},
+		{"unknown type", adminapi.AddAccountRequest{Name: "a", APIKey: "k", Type: "bedrock"}, []string{"type"}},
 		{"base url without scheme", adminapi.AddAccountRequest{Name: "a", APIKey: "k", BaseURL: "api.anthropic.com"}, []string{"base_url"}},
 		{"base url ftp", adminapi.AddAccountRequest{Name: "a", APIKey: "k", BaseURL: "ftp://x"}, []string{"base_url"}},
 		{"base url with userinfo", adminapi.AddAccountRequest{Name: "a", APIKey: "k", BaseURL: "https://u:p@x"}, []string{"base_url"}},

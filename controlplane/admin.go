@@ -2,6 +2,7 @@
 package controlplane
 
 import (
+	"cmp"
 	"errors"
 	"net/http"
 	"time"
@@ -43,6 +44,16 @@ type Options struct {
 	TokenTTL time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Config serves GET /admin/config/status and GET /admin/sidecars; nil leaves them out.
+	Config *Config
+	// OAuth names the Claude OAuth endpoints and client; empty fields take the defaults.
+	OAuth OAuthConfig
+	// RefreshAhead is how long before expiry OAuth tokens are refreshed; zero means
+	// DefaultRefreshAhead. RefreshInterval is how often Run looks; zero means
+	// DefaultRefreshInterval.
+	RefreshAhead, RefreshInterval time.Duration
+	// TestModel is the model account tests ask for; "" means DefaultTestModel.
+	TestModel string
 
 	// bcryptCost overrides passwordCost (tests only).
 	bcryptCost int
@@ -63,6 +74,12 @@ type Server struct {
 	throttle *throttle
 	dummy    dummyHash
 	mux      *http.ServeMux
+	config   *Config
+
+	oauth        OAuthConfig
+	refreshAhead time.Duration
+	refreshEvery time.Duration
+	testModel    string
 }
 
 // New validates opts and builds the admin API server.
@@ -83,6 +100,15 @@ func New(opts Options) (*Server, error) {
 		ttl:    opts.TokenTTL,
 		now:    opts.Now,
 		cost:   opts.bcryptCost,
+		config: opts.Config,
+
+		oauth:        opts.OAuth.withDefaults(),
+		refreshAhead: cmp.Or(opts.RefreshAhead, DefaultRefreshAhead),
+		refreshEvery: cmp.Or(opts.RefreshInterval, DefaultRefreshInterval),
+		testModel:    cmp.Or(opts.TestModel, DefaultTestModel),
+	}
+	if err := s.oauth.validate(); err != nil {
+		return nil, err
 	}
 	if s.log == nil {
 		s.log = hclog.NewNullLogger()
@@ -119,20 +145,7 @@ func (s *Server) Handler() http.Handler { return s.mux }
 
 func (s *Server) routes() *http.ServeMux {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /admin/login", s.handleLogin)
-	mux.HandleFunc("POST /admin/logout", s.authed(s.handleLogout))
-	mux.HandleFunc("GET /admin/whoami", s.authed(s.handleWhoAmI))
-
-	mux.HandleFunc("GET /admin/keys", s.authed(s.handleListKeys))
-	mux.HandleFunc("POST /admin/keys", s.authed(s.handleCreateKey))
-	mux.HandleFunc("GET /admin/keys/{id}", s.authed(s.handleGetKey))
-	mux.HandleFunc("POST /admin/keys/{id}/revoke", s.authed(s.handleRevokeKey))
-	mux.HandleFunc("GET /admin/keys/{id}/usage", s.authed(s.handleKeyUsage))
-
-	mux.HandleFunc("GET /admin/accounts", s.authed(s.handleListAccounts))
-	mux.HandleFunc("POST /admin/accounts", s.authed(s.handleAddAccount))
-	mux.HandleFunc("GET /admin/accounts/{id}", s.authed(s.handleGetAccount))
-	mux.HandleFunc("DELETE /admin/accounts/{id}", s.authed(s.handleDeleteAccount))
+	s.register(mux) // the route table in openapi_routes.go
 
 	mux.HandleFunc("/admin/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, errNotFound, "no admin endpoint "+r.Method+" "+r.URL.Path, nil)
@@ -149,4 +162,5 @@ func (s *Server) auditLog(r *http.Request, action, id string, kv ...any) {
 	}
 	args := append([]any{"who", who, "action", action, "id", id, "remote", r.RemoteAddr}, kv...)
 	s.audit.Info("admin action", args...)
+	s.recordAudit(r, who, action, id, kv)
 }

@@ -37,6 +37,14 @@ type session struct {
 	username  string
 	jti       string
 	expiresAt time.Time
+	gen       int64
+}
+
+// sessionClaims are a session token's claims: the registered ones plus the password
+// generation it was issued in (a password change starts a new one).
+type sessionClaims struct {
+	jwt.RegisteredClaims
+	Generation int64 `json:"gen"`
 }
 
 type sessionKey struct{}
@@ -97,8 +105,12 @@ func ensureAdmin(ctx context.Context, st *store.Store, username, password string
 	if err != nil {
 		return "", fmt.Errorf("ensure admin: hash password: %w", err)
 	}
-	if err := st.SetAdminPassword(ctx, username, hash); err != nil {
+	created, err := st.CreateAdminIfAbsent(ctx, username, hash)
+	if err != nil {
 		return "", fmt.Errorf("ensure admin: store password hash: %w", err)
+	}
+	if !created {
+		return "", nil // another control plane created the admin first; its password stands
 	}
 	return generated, nil
 }
@@ -180,7 +192,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	s.throttle.reset(ipKey, userKey)
 
-	token, exp, err := s.issueToken(req.Username)
+	token, exp, err := s.issueToken(r.Context(), req.Username)
 	if err != nil {
 		s.log.Error("issue session token", "error", err)
 		writeError(w, http.StatusInternalServerError, errAPI, "internal error; see the control plane log", nil)
@@ -206,22 +218,26 @@ func (s *Server) handleWhoAmI(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, adminapi.WhoAmI{Username: sess.username, ExpiresAt: sess.expiresAt})
 }
 
-// issueToken signs a session token for username.
-func (s *Server) issueToken(username string) (string, time.Time, error) {
+// issueToken signs a session token for username in the user's current password generation.
+func (s *Server) issueToken(ctx context.Context, username string) (string, time.Time, error) {
+	gen, err := s.st.AdminTokenGeneration(ctx, username)
+	if err != nil {
+		return "", time.Time{}, err
+	}
 	b := make([]byte, 16)
 	if _, err := rand.Read(b); err != nil {
 		return "", time.Time{}, fmt.Errorf("generate token id: %w", err)
 	}
 	now := s.now()
 	exp := jwt.NewNumericDate(now.Add(s.ttl))
-	claims := jwt.RegisteredClaims{
+	claims := sessionClaims{RegisteredClaims: jwt.RegisteredClaims{
 		Issuer:    tokenIssuer,
 		Subject:   username,
 		Audience:  jwt.ClaimStrings{adminapi.Audience},
 		ExpiresAt: exp,
 		IssuedAt:  jwt.NewNumericDate(now),
 		ID:        hex.EncodeToString(b),
-	}
+	}, Generation: gen}
 	token, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(s.secret)
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("sign token: %w", err)
@@ -232,7 +248,7 @@ func (s *Server) issueToken(username string) (string, time.Time, error) {
 // parseToken verifies a session token's signature (HS256 only), issuer, audience, expiry and
 // issue time. It does not check revocation.
 func (s *Server) parseToken(raw string) (session, error) {
-	var claims jwt.RegisteredClaims
+	var claims sessionClaims
 	_, err := jwt.ParseWithClaims(raw, &claims,
 		func(*jwt.Token) (any, error) { return s.secret, nil },
 		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
@@ -248,7 +264,7 @@ func (s *Server) parseToken(raw string) (session, error) {
 	if claims.Subject == "" || claims.ID == "" {
 		return session{}, errors.New("parse token: sub and jti are required")
 	}
-	return session{username: claims.Subject, jti: claims.ID, expiresAt: claims.ExpiresAt.UTC()}, nil
+	return session{username: claims.Subject, jti: claims.ID, expiresAt: claims.ExpiresAt.UTC(), gen: claims.Generation}, nil
 }
 
 // authed wraps h so it runs only for a request with a valid, unrevoked session token.
@@ -265,13 +281,17 @@ func (s *Server) authed(h http.HandlerFunc) http.HandlerFunc {
 			writeError(w, http.StatusUnauthorized, errAuthentication, "session token is invalid or expired: log in again", nil)
 			return
 		}
-		revoked, err := s.st.TokenRevoked(r.Context(), sess.jti)
+		revoked, gen, err := s.st.SessionState(r.Context(), sess.jti, sess.username)
 		if err != nil {
 			s.writeStoreError(w, r, err, "session")
 			return
 		}
 		if revoked {
 			writeError(w, http.StatusUnauthorized, errAuthentication, "session was logged out: log in again", nil)
+			return
+		}
+		if sess.gen != gen {
+			writeError(w, http.StatusUnauthorized, errAuthentication, "the password changed since this session began: log in again", nil)
 			return
 		}
 		h(w, r.WithContext(context.WithValue(r.Context(), sessionKey{}, sess)))

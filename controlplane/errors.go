@@ -88,6 +88,8 @@ func (s *Server) writeStoreError(w http.ResponseWriter, r *http.Request, err err
 		writeError(w, http.StatusNotFound, errNotFound, what+" not found", nil)
 	case errors.Is(err, store.ErrConflict):
 		writeError(w, http.StatusConflict, errConflict, what+": "+err.Error(), nil)
+	case errors.Is(err, store.ErrInvalid):
+		writeError(w, http.StatusBadRequest, errInvalidRequest, what+": "+err.Error(), nil)
 	default:
 		s.log.Error("store call failed", "method", r.Method, "path", r.URL.Path, "error", err)
 		writeError(w, http.StatusInternalServerError, errAPI, "internal error; see the control plane log", nil)
@@ -97,14 +99,19 @@ func (s *Server) writeStoreError(w http.ResponseWriter, r *http.Request, err err
 // decodeJSON reads a JSON object body into v, refusing unknown fields and trailing data.
 // On failure it has already answered 400.
 func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	return decodeJSONMax(w, r, v, maxBodyBytes)
+}
+
+// decodeJSONMax is decodeJSON with a body cap of max bytes.
+func decodeJSONMax(w http.ResponseWriter, r *http.Request, v any, max int64) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, max))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		var tooBig *http.MaxBytesError
 		var typeErr *json.UnmarshalTypeError
 		switch {
 		case errors.As(err, &tooBig):
-			writeError(w, http.StatusRequestEntityTooLarge, errInvalidRequest, fmt.Sprintf("request body is larger than %d bytes", maxBodyBytes), nil)
+			writeError(w, http.StatusRequestEntityTooLarge, errInvalidRequest, fmt.Sprintf("request body is larger than %d bytes", max), nil)
 		case errors.As(err, &typeErr) && typeErr.Field != "":
 			writeInvalid(w, fieldErrors{typeErr.Field: "must be " + jsonKind(typeErr.Type)})
 		case errors.Is(err, io.EOF):

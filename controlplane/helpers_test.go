@@ -74,7 +74,7 @@ type harness struct {
 	clock *clock
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t *testing.T, tweak ...func(*Options)) *harness {
 	t.Helper()
 	ctx := context.Background()
 	rdb, prefix := testredis.New(t)
@@ -91,13 +91,17 @@ func newHarness(t *testing.T) *harness {
 		t.Fatalf("ensureAdmin: %v", err)
 	}
 	logs := &lockedBuffer{}
-	srv, err := New(Options{
+	opts := Options{
 		Store:      st,
 		JWTSecret:  testJWTSecret,
 		Logger:     hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Trace}),
 		Now:        clk.Now,
 		bcryptCost: bcrypt.MinCost,
-	})
+	}
+	for _, f := range tweak {
+		f(&opts)
+	}
+	srv, err := New(opts)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

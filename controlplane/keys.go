@@ -1,8 +1,12 @@
 package controlplane
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -17,77 +21,242 @@ const (
 	maxNameBytes = 200
 )
 
+// Limits of the free-text and list fields of a key.
+const (
+	maxDescriptionLen = 1000
+	maxListLen        = 100
+	maxPatternLen     = 200
+	minLifetime       = time.Minute
+	// maxBulkBodyBytes caps a bulk create body (MaxBulkKeys keys with their rules).
+	maxBulkBodyBytes = 4 << 20
+)
+
 // checkName validates a required display name into fields.
 func checkName(fields fieldErrors, field, name string) {
 	switch {
 	case strings.TrimSpace(name) == "":
 		fields.add(field, "required")
-	case !utf8.ValidString(name):
+	default:
+		checkText(fields, field, name, maxNameLen)
+	}
+}
+
+// checkText validates optional single-line text of at most max characters.
+func checkText(fields fieldErrors, field, s string, max int) {
+	switch {
+	case !utf8.ValidString(s):
 		fields.add(field, "must be valid UTF-8")
-	case utf8.RuneCountInString(name) > maxNameLen:
-		fields.add(field, fmt.Sprintf("must be at most %d characters", maxNameLen))
-	case len(name) > maxNameBytes:
-		fields.add(field, fmt.Sprintf("must be at most %d bytes of UTF-8", maxNameBytes))
-	case strings.ContainsFunc(name, func(r rune) bool { return r < 0x20 || r == 0x7f }):
+	case utf8.RuneCountInString(s) > max:
+		fields.add(field, fmt.Sprintf("must be at most %d characters", max))
+	case len(s) > 2*max:
+		fields.add(field, fmt.Sprintf("must be at most %d bytes of UTF-8", 2*max))
+	case strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }):
 		fields.add(field, "must not contain control characters")
 	}
 }
 
 // keyStatus says whether k can be used at now, and if not why.
-func keyStatus(k store.Key, now time.Time) string {
-	switch {
-	case k.RevokedAt != nil:
-		return adminapi.KeyRevoked
-	case k.ExpiresAt != nil && !now.Before(*k.ExpiresAt):
-		return adminapi.KeyExpired
-	case !k.Enabled:
-		return adminapi.KeyDisabled
-	default:
-		return adminapi.KeyActive
-	}
-}
+func keyStatus(k store.Key, now time.Time) string { return k.Status(now) }
 
 func toAPIKey(k store.Key, now time.Time) adminapi.Key {
-	return adminapi.Key{
-		ID:         k.ID,
-		Name:       k.Name,
-		Hint:       k.Hint,
-		Policy:     k.Policy,
-		Enabled:    k.Enabled,
-		Status:     keyStatus(k, now),
-		CreatedAt:  k.CreatedAt,
-		ExpiresAt:  k.ExpiresAt,
-		RevokedAt:  k.RevokedAt,
-		LastUsedAt: k.LastUsedAt,
+	out := adminapi.Key{
+		ID:          k.ID,
+		Name:        k.Name,
+		Description: k.Description,
+		Owner:       k.Owner,
+		Tags:        k.Tags,
+		Hint:        k.Hint,
+		Policy:      k.Policy,
+		KeyRules:    toAPIRules(k.Rules),
+		Enabled:     k.Enabled,
+		Status:      keyStatus(k, now),
+		ActivatedAt: k.ActivatedAt,
+		CreatedAt:   k.CreatedAt,
+		ExpiresAt:   k.ExpiresAt,
+		RevokedAt:   k.RevokedAt,
+		DeletedAt:   k.DeletedAt,
+		LastUsedAt:  k.LastUsedAt,
 	}
+	if k.ExpiresAfter > 0 {
+		out.ExpiresAfter = k.ExpiresAfter.String()
+	}
+	return out
 }
 
-func (s *Server) handleListKeys(w http.ResponseWriter, r *http.Request) {
-	keys, err := s.st.ListKeys(r.Context())
+func toAPIRules(r store.KeyRules) adminapi.KeyRules {
+	out := adminapi.KeyRules{
+		AllowedModels:  r.AllowedModels,
+		DeniedModels:   r.DeniedModels,
+		AllowedClients: r.AllowedClients,
+		AllowedCIDRs:   r.AllowedCIDRs,
+	}
+	if !r.Limits.IsZero() {
+		l := adminapi.KeyLimits(r.Limits)
+		out.Limits = &l
+	}
+	if r.Binding != (store.KeyBinding{}) {
+		b := adminapi.KeyBinding(r.Binding)
+		out.Binding = &b
+	}
+	return out
+}
+
+// parseLifetime reads a lifetime such as "36h", "90m" or "7d" (whole days).
+func parseLifetime(s string) (time.Duration, error) {
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil || n <= 0 || n > 3650 {
+			return 0, errors.New("bad days")
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(s)
 	if err != nil {
-		s.writeStoreError(w, r, err, "keys")
-		return
+		return 0, err
 	}
-	now := s.now()
-	out := adminapi.KeyList{Keys: make([]adminapi.Key, 0, len(keys))}
-	for _, k := range keys {
-		out.Keys = append(out.Keys, toAPIKey(k, now))
+	if d < minLifetime {
+		return 0, errors.New("too short")
 	}
-	writeJSON(w, http.StatusOK, out)
+	return d, nil
 }
 
-func (s *Server) handleCreateKey(w http.ResponseWriter, r *http.Request) {
-	var req adminapi.CreateKeyRequest
-	if !decodeJSON(w, r, &req) {
+const lifetimeHelp = "must be a lifetime of at least 1m such as 36h, 90m or 7d"
+
+// checkPatterns validates a list of globs or names.
+func checkPatterns(fields fieldErrors, field string, list []string) {
+	if len(list) > maxListLen {
+		fields.add(field, fmt.Sprintf("must have at most %d entries", maxListLen))
 		return
 	}
+	for i, p := range list {
+		if strings.TrimSpace(p) == "" || len(p) > maxPatternLen || strings.ContainsFunc(p, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+			fields.add(fmt.Sprintf("%s[%d]", field, i), fmt.Sprintf("must be a non-empty pattern of at most %d bytes", maxPatternLen))
+		}
+	}
+}
+
+// checkCIDRs validates an IP allowlist and returns it in canonical form.
+func checkCIDRs(fields fieldErrors, field string, list []string) []string {
+	if len(list) > maxListLen {
+		fields.add(field, fmt.Sprintf("must have at most %d entries", maxListLen))
+		return nil
+	}
+	var out []string
+	for i, c := range list {
+		p, err := netip.ParsePrefix(strings.TrimSpace(c))
+		if err != nil {
+			if a, aerr := netip.ParseAddr(strings.TrimSpace(c)); aerr == nil {
+				p = netip.PrefixFrom(a, a.BitLen())
+			} else {
+				fields.add(fmt.Sprintf("%s[%d]", field, i), "must be a CIDR such as 10.0.0.0/8 or an IP address")
+				continue
+			}
+		}
+		out = append(out, p.Masked().String())
+	}
+	return out
+}
+
+// checkLimits validates limit overrides: none may be negative.
+func checkLimits(fields fieldErrors, l *adminapi.KeyLimits) store.KeyLimits {
+	if l == nil {
+		return store.KeyLimits{}
+	}
+	for name, v := range map[string]*int64{
+		"requests_per_minute": l.RequestsPerMinute, "requests_per_day": l.RequestsPerDay,
+		"tokens_per_minute": l.TokensPerMinute, "tokens_per_day": l.TokensPerDay, "concurrency": l.Concurrency,
+	} {
+		if v != nil && *v < 0 {
+			fields.add("limits."+name, "must not be negative")
+		}
+	}
+	for name, v := range map[string]*float64{
+		"cost_per_day_usd": l.CostPerDayUSD, "cost_per_week_usd": l.CostPerWeekUSD,
+		"cost_per_month_usd": l.CostPerMonthUSD, "cost_total_usd": l.CostTotalUSD,
+	} {
+		if v != nil && *v < 0 {
+			fields.add("limits."+name, "must not be negative")
+		}
+	}
+	return store.KeyLimits(*l)
+}
+
+// checkBinding validates a binding: one account that exists, or a group name, not both.
+func (s *Server) checkBinding(r *http.Request, fields fieldErrors, b *adminapi.KeyBinding) (store.KeyBinding, error) {
+	if b == nil {
+		return store.KeyBinding{}, nil
+	}
+	switch {
+	case b.AccountID != "" && b.Group != "":
+		fields.add("binding", "bind to an account or a group, not both")
+	case b.Group != "" && !store.ValidIndexName(b.Group):
+		fields.add("binding.group", "must be 1 to 64 of A-Z a-z 0-9 . _ : -")
+	case b.AccountID != "":
+		if _, err := s.st.GetAccount(r.Context(), b.AccountID); errors.Is(err, store.ErrNotFound) {
+			fields.add("binding.account_id", "no such account")
+		} else if err != nil {
+			return store.KeyBinding{}, err
+		}
+	}
+	return store.KeyBinding(*b), nil
+}
+
+// checkRules validates the rules of a create request.
+func (s *Server) checkRules(r *http.Request, fields fieldErrors, in adminapi.KeyRules) (store.KeyRules, error) {
+	out := store.KeyRules{
+		Limits:         checkLimits(fields, in.Limits),
+		AllowedModels:  in.AllowedModels,
+		DeniedModels:   in.DeniedModels,
+		AllowedClients: in.AllowedClients,
+		AllowedCIDRs:   checkCIDRs(fields, "allowed_cidrs", in.AllowedCIDRs),
+	}
+	checkPatterns(fields, "allowed_models", in.AllowedModels)
+	checkPatterns(fields, "denied_models", in.DeniedModels)
+	checkPatterns(fields, "allowed_clients", in.AllowedClients)
+	var err error
+	out.Binding, err = s.checkBinding(r, fields, in.Binding)
+	return out, err
+}
+
+// checkTags validates and lowercases tags.
+func checkTags(fields fieldErrors, tags []string) []string {
+	if len(tags) > maxListLen {
+		fields.add("tags", fmt.Sprintf("must have at most %d entries", maxListLen))
+		return nil
+	}
+	out := make([]string, 0, len(tags))
+	for i, t := range tags {
+		t = strings.ToLower(strings.TrimSpace(t))
+		if !store.ValidIndexName(t) {
+			fields.add(fmt.Sprintf("tags[%d]", i), "must be 1 to 64 of a-z 0-9 . _ : -")
+			continue
+		}
+		out = append(out, t)
+	}
+	return out
+}
+
+func checkPolicy(fields fieldErrors, policy string) {
+	if policy != "" && !store.ValidIndexName(policy) {
+		fields.add("policy", "must be a policy name: 1 to 64 of A-Z a-z 0-9 . _ : -")
+	}
+}
+
+// keySpec validates a create request into fields (prefixed for bulk requests).
+func (s *Server) keySpec(r *http.Request, req adminapi.CreateKeyRequest) (store.KeySpec, fieldErrors, error) {
 	fields := fieldErrors{}
 	checkName(fields, "name", req.Name)
-	if len(req.Policy) > maxNameLen {
-		fields.add("policy", fmt.Sprintf("must be at most %d characters", maxNameLen))
+	checkText(fields, "description", req.Description, maxDescriptionLen)
+	checkText(fields, "owner", req.Owner, maxNameLen)
+	checkPolicy(fields, req.Policy)
+	spec := store.KeySpec{
+		Name: strings.TrimSpace(req.Name), Description: req.Description, Owner: req.Owner,
+		Policy: req.Policy, Tags: checkTags(fields, req.Tags),
 	}
-	spec := store.KeySpec{Name: strings.TrimSpace(req.Name), Policy: req.Policy}
-	if req.ExpiresAt != "" {
+	switch {
+	case req.ExpiresAt != "" && req.ExpiresAfter != "":
+		fields.add("expires_at", "give expires_at or expires_after, not both")
+	case req.ExpiresAt != "":
 		exp, err := time.Parse(time.RFC3339, req.ExpiresAt)
 		switch {
 		case err != nil:
@@ -98,6 +267,74 @@ func (s *Server) handleCreateKey(w http.ResponseWriter, r *http.Request) {
 			exp = exp.UTC()
 			spec.ExpiresAt = &exp
 		}
+	case req.ExpiresAfter != "":
+		d, err := parseLifetime(req.ExpiresAfter)
+		if err != nil {
+			fields.add("expires_after", lifetimeHelp)
+		}
+		spec.ExpiresAfter = d
+	}
+	var err error
+	spec.Rules, err = s.checkRules(r, fields, req.KeyRules)
+	return spec, fields, err
+}
+
+func (s *Server) handleListKeys(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	fields := fieldErrors{}
+	limit := adminapi.DefaultPageLimit
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > adminapi.MaxPageLimit {
+			fields.add("limit", fmt.Sprintf("must be an integer from 1 to %d", adminapi.MaxPageLimit))
+		}
+		limit = n
+	}
+	f := store.KeyFilter{NameContains: q.Get("name"), Tag: strings.ToLower(q.Get("tag")), Status: q.Get("status")}
+	if q.Has("policy") {
+		f.Policy, f.PolicySet = q.Get("policy"), true
+	}
+	switch f.Status {
+	case "", adminapi.KeyActive, adminapi.KeyDisabled, adminapi.KeyExpired, adminapi.KeyRevoked, adminapi.KeyDeleted:
+	default:
+		fields.add("status", "must be active, disabled, expired, revoked or deleted")
+	}
+	if f.Tag != "" && !store.ValidIndexName(f.Tag) {
+		fields.add("tag", "must be 1 to 64 of a-z 0-9 . _ : -")
+	}
+	if f.Policy != "" && !store.ValidIndexName(f.Policy) {
+		fields.add("policy", "must be a policy name")
+	}
+	if len(fields) > 0 {
+		writeInvalid(w, fields)
+		return
+	}
+	page, err := s.st.PageKeys(r.Context(), f, q.Get("cursor"), limit)
+	if errors.Is(err, store.ErrInvalid) {
+		writeInvalid(w, fieldErrors{"cursor": "is not a cursor this API returned"})
+		return
+	}
+	if err != nil {
+		s.writeStoreError(w, r, err, "keys")
+		return
+	}
+	now := s.now()
+	out := adminapi.KeyList{Keys: make([]adminapi.Key, 0, len(page.Keys)), NextCursor: page.Next}
+	for _, k := range page.Keys {
+		out.Keys = append(out.Keys, toAPIKey(k, now))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) handleCreateKey(w http.ResponseWriter, r *http.Request) {
+	var req adminapi.CreateKeyRequest
+	if !decodeJSON(w, r, &req) {
+		return
+	}
+	spec, fields, err := s.keySpec(r, req)
+	if err != nil {
+		s.writeStoreError(w, r, err, "binding account")
+		return
 	}
 	if len(fields) > 0 {
 		writeInvalid(w, fields)
@@ -112,6 +349,48 @@ func (s *Server) handleCreateKey(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, adminapi.CreateKeyResponse{Key: toAPIKey(key, s.now()), Secret: secret})
 }
 
+func (s *Server) handleBulkCreateKeys(w http.ResponseWriter, r *http.Request) {
+	var req adminapi.BulkCreateKeysRequest
+	if !decodeJSONMax(w, r, &req, maxBulkBodyBytes) {
+		return
+	}
+	if len(req.Keys) == 0 || len(req.Keys) > adminapi.MaxBulkKeys {
+		writeInvalid(w, fieldErrors{"keys": fmt.Sprintf("must hold 1 to %d keys", adminapi.MaxBulkKeys)})
+		return
+	}
+	fields := fieldErrors{}
+	specs := make([]store.KeySpec, len(req.Keys))
+	for i, kr := range req.Keys {
+		spec, fe, err := s.keySpec(r, kr)
+		if err != nil {
+			s.writeStoreError(w, r, err, "binding account")
+			return
+		}
+		for f, p := range fe {
+			fields.add(fmt.Sprintf("keys[%d].%s", i, f), p)
+		}
+		specs[i] = spec
+	}
+	if len(fields) > 0 {
+		writeInvalid(w, fields)
+		return
+	}
+	created, err := s.st.CreateKeys(r.Context(), specs)
+	if err != nil {
+		s.writeStoreError(w, r, err, "keys")
+		return
+	}
+	now := s.now()
+	out := adminapi.BulkCreateKeysResponse{Keys: make([]adminapi.CreateKeyResponse, len(created))}
+	ids := make([]string, len(created))
+	for i, c := range created {
+		out.Keys[i] = adminapi.CreateKeyResponse{Key: toAPIKey(c.Key, now), Secret: c.Secret}
+		ids[i] = c.Key.ID
+	}
+	s.auditLog(r, "key.bulk_create", strings.Join(ids, ","), "count", len(ids))
+	writeJSON(w, http.StatusCreated, out)
+}
+
 func (s *Server) handleGetKey(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	key, err := s.st.GetKey(r.Context(), id)
@@ -122,19 +401,176 @@ func (s *Server) handleGetKey(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, adminapi.KeyResponse{Key: toAPIKey(key, s.now())})
 }
 
-func (s *Server) handleRevokeKey(w http.ResponseWriter, r *http.Request) {
+func (s *Server) handleUpdateKey(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	if err := s.st.RevokeKey(r.Context(), id); err != nil {
-		s.writeStoreError(w, r, err, fmt.Sprintf("key %q", id))
+	var req adminapi.UpdateKeyRequest
+	if !decodeJSON(w, r, &req) {
 		return
 	}
-	s.auditLog(r, "key.revoke", id)
-	key, err := s.st.GetKey(r.Context(), id)
+	cur, err := s.st.GetKey(r.Context(), id)
 	if err != nil {
 		s.writeStoreError(w, r, err, fmt.Sprintf("key %q", id))
 		return
 	}
+	fields := fieldErrors{}
+	u := store.KeyUpdate{Description: req.Description, Owner: req.Owner, Policy: req.Policy}
+	if req.Name != nil {
+		checkName(fields, "name", *req.Name)
+		u.Name = req.Name
+	}
+	if req.Description != nil {
+		checkText(fields, "description", *req.Description, maxDescriptionLen)
+	}
+	if req.Owner != nil {
+		checkText(fields, "owner", *req.Owner, maxNameLen)
+	}
+	if req.Policy != nil {
+		checkPolicy(fields, *req.Policy)
+	}
+	if req.Tags != nil {
+		t := checkTags(fields, *req.Tags)
+		u.Tags = &t
+	}
+	if req.ExpiresAt != nil || req.ExpiresAfter != nil {
+		at, after := deref(req.ExpiresAt), deref(req.ExpiresAfter)
+		e := store.KeyExpiry{}
+		switch {
+		case at != "" && after != "":
+			fields.add("expires_at", "give expires_at or expires_after, not both")
+		case at != "":
+			t, err := time.Parse(time.RFC3339, at)
+			switch {
+			case err != nil:
+				fields.add("expires_at", "must be an RFC 3339 time such as 2030-01-02T15:04:05Z")
+			case !t.After(s.now()):
+				fields.add("expires_at", "must be in the future")
+			default:
+				t = t.UTC()
+				e.At = &t
+			}
+		case after != "":
+			d, err := parseLifetime(after)
+			if err != nil {
+				fields.add("expires_after", lifetimeHelp)
+			}
+			e.After = d
+		}
+		u.Expiry = &e
+	}
+	if req.Limits != nil || req.AllowedModels != nil || req.DeniedModels != nil || req.AllowedClients != nil || req.AllowedCIDRs != nil || req.Binding != nil {
+		rules := cur.Rules
+		if req.Limits != nil {
+			rules.Limits = checkLimits(fields, req.Limits)
+		}
+		if req.AllowedModels != nil {
+			checkPatterns(fields, "allowed_models", *req.AllowedModels)
+			rules.AllowedModels = *req.AllowedModels
+		}
+		if req.DeniedModels != nil {
+			checkPatterns(fields, "denied_models", *req.DeniedModels)
+			rules.DeniedModels = *req.DeniedModels
+		}
+		if req.AllowedClients != nil {
+			checkPatterns(fields, "allowed_clients", *req.AllowedClients)
+			rules.AllowedClients = *req.AllowedClients
+		}
+		if req.AllowedCIDRs != nil {
+			rules.AllowedCIDRs = checkCIDRs(fields, "allowed_cidrs", *req.AllowedCIDRs)
+		}
+		if req.Binding != nil {
+			if rules.Binding, err = s.checkBinding(r, fields, req.Binding); err != nil {
+				s.writeStoreError(w, r, err, "binding account")
+				return
+			}
+		}
+		u.Rules = &rules
+	}
+	if len(fields) > 0 {
+		writeInvalid(w, fields)
+		return
+	}
+	key, err := s.st.UpdateKey(r.Context(), id, u)
+	if err != nil {
+		s.writeStoreError(w, r, err, fmt.Sprintf("key %q", id))
+		return
+	}
+	s.auditLog(r, "key.update", id, "fields", strings.Join(presentFields(req), ","))
 	writeJSON(w, http.StatusOK, adminapi.KeyResponse{Key: toAPIKey(key, s.now())})
+}
+
+// presentFields names the fields an update request sets, for the audit log.
+func presentFields(req adminapi.UpdateKeyRequest) []string {
+	var out []string
+	for name, set := range map[string]bool{
+		"name": req.Name != nil, "description": req.Description != nil, "owner": req.Owner != nil,
+		"tags": req.Tags != nil, "policy": req.Policy != nil, "expires_at": req.ExpiresAt != nil,
+		"expires_after": req.ExpiresAfter != nil, "limits": req.Limits != nil,
+		"allowed_models": req.AllowedModels != nil, "denied_models": req.DeniedModels != nil,
+		"allowed_clients": req.AllowedClients != nil, "allowed_cidrs": req.AllowedCIDRs != nil,
+		"binding": req.Binding != nil,
+	} {
+		if set {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func deref(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
+}
+
+// keyAction runs a state change on a key and answers with the key as it is afterwards.
+func (s *Server) keyAction(action string, do func(r *http.Request, id string) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		if err := do(r, id); err != nil {
+			s.writeStoreError(w, r, err, fmt.Sprintf("key %q", id))
+			return
+		}
+		s.auditLog(r, action, id)
+		key, err := s.st.GetKey(r.Context(), id)
+		if err != nil {
+			s.writeStoreError(w, r, err, fmt.Sprintf("key %q", id))
+			return
+		}
+		writeJSON(w, http.StatusOK, adminapi.KeyResponse{Key: toAPIKey(key, s.now())})
+	}
+}
+
+func (s *Server) handleRevokeKey(w http.ResponseWriter, r *http.Request) {
+	s.keyAction("key.revoke", func(r *http.Request, id string) error { return s.st.RevokeKey(r.Context(), id) })(w, r)
+}
+
+func (s *Server) handleEnableKey(w http.ResponseWriter, r *http.Request) {
+	s.keyAction("key.enable", func(r *http.Request, id string) error { return s.st.SetKeyEnabled(r.Context(), id, true) })(w, r)
+}
+
+func (s *Server) handleDisableKey(w http.ResponseWriter, r *http.Request) {
+	s.keyAction("key.disable", func(r *http.Request, id string) error { return s.st.SetKeyEnabled(r.Context(), id, false) })(w, r)
+}
+
+func (s *Server) handleDeleteKey(w http.ResponseWriter, r *http.Request) {
+	s.keyAction("key.delete", func(r *http.Request, id string) error { return s.st.DeleteKey(r.Context(), id) })(w, r)
+}
+
+func (s *Server) handleRestoreKey(w http.ResponseWriter, r *http.Request) {
+	s.keyAction("key.restore", func(r *http.Request, id string) error { return s.st.RestoreKey(r.Context(), id) })(w, r)
+}
+
+func (s *Server) handleRegenerateKey(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	key, secret, err := s.st.RegenerateKey(r.Context(), id)
+	if err != nil {
+		s.writeStoreError(w, r, err, fmt.Sprintf("key %q", id))
+		return
+	}
+	s.auditLog(r, "key.regenerate", id, "hint", key.Hint)
+	writeJSON(w, http.StatusOK, adminapi.CreateKeyResponse{Key: toAPIKey(key, s.now()), Secret: secret})
 }
 
 func toAPIUsage(u store.Usage) adminapi.Usage {

@@ -3,6 +3,8 @@ package sidecar
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,6 +18,7 @@ import (
 type AccountStore interface {
 	ListAccounts(ctx context.Context) ([]store.Account, error)
 	AccountCredential(ctx context.Context, id string) (string, error)
+	AccountProxy(ctx context.Context, id string) (string, error)
 	AccountsVersion(ctx context.Context) (int64, error)
 }
 
@@ -82,15 +85,55 @@ func (a *StoreAccounts) reload(ctx context.Context, have int64) (*accountSet, er
 			continue
 		}
 		up, err := NewUpstream(acc.ID, acc.Name, acc.BaseURL, cred, acc.Priority)
+		if err == nil {
+			err = a.configure(ctx, up, acc)
+		}
 		if err != nil {
 			a.log.Error("bad account; skipped", "account", acc.ID, "error", err)
 			continue
 		}
 		set.ups = append(set.ups, up)
 	}
-	a.cur.Store(set)
+	old := a.cur.Swap(set)
+	closeIdle(old)
 	a.log.Debug("accounts loaded", "version", v, "schedulable", len(set.ups))
 	return set, nil
+}
+
+// configure copies an account's type, group and model map onto its upstream and, when the
+// account has an outbound proxy, gives it a transport of its own through that proxy.
+func (a *StoreAccounts) configure(ctx context.Context, up *Upstream, acc store.Account) error {
+	up.Kind, up.Group, up.ModelMap = acc.Type, acc.Group, acc.ModelMap
+	if acc.ProxyHint == "" {
+		return nil
+	}
+	raw, err := a.st.AccountProxy(ctx, acc.ID)
+	if err != nil {
+		return fmt.Errorf("account %s proxy: %w", acc.ID, err)
+	}
+	if raw == "" {
+		return nil
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("account %s proxy URL %s does not parse", acc.ID, acc.ProxyHint)
+	}
+	t := NewTransport()
+	t.Proxy = http.ProxyURL(u)
+	up.Transport = t
+	return nil
+}
+
+// closeIdle drops the idle connections of a replaced set's proxy transports.
+func closeIdle(set *accountSet) {
+	if set == nil {
+		return
+	}
+	for _, up := range set.ups {
+		if t, ok := up.Transport.(*http.Transport); ok {
+			t.CloseIdleConnections()
+		}
+	}
 }
 
 // Run keeps the list current until ctx ends.

@@ -3,7 +3,6 @@ package sidecar
 import (
 	"context"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -12,23 +11,25 @@ import (
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/singleflight"
 
-	"github.com/claude-relay/claude-relay/store"
+	"github.com/claude-relay/claude-relay/plugins/contract"
 )
 
-// KeyStore is what CachedAuth needs from the store.
-type KeyStore interface {
-	LookupKey(ctx context.Context, secret string) (store.Key, error)
+// RevocationSource is where CachedAuth hears that keys were revoked, disabled or re-enabled.
+type RevocationSource interface {
 	SubscribeRevocations(ctx context.Context) *redis.PubSub
 }
 
-// CachedAuth authenticates relay keys against the store, caching results by a hash of
-// the credential: positive results for TTL, refusals for NegativeTTL. Concurrent misses
-// for one credential make one lookup. Revocations published by the control plane evict
-// entries at once; the whole cache is flushed whenever the subscription (re)connects,
-// since revocations may have been missed while it was down. While Redis is unreachable,
-// cached keys keep working until their TTL ends and uncached ones are refused (503).
+// CachedAuth authenticates credentials through an auth provider (a plugin process, or the
+// built-in one in-process), caching answers by a hash of the credential: accepted ones for
+// the TTL the provider returns (ttl when it names none), refusals for at most negTTL.
+// Concurrent misses for one credential make one provider call. Revocations published by the
+// control plane evict entries at once; the whole cache is flushed whenever the subscription
+// (re)connects, since revocations may have been missed while it was down. While the provider
+// cannot answer (no healthy plugin instance, Redis unreachable), cached keys keep working
+// until their TTL ends and uncached ones fail closed (503).
 type CachedAuth struct {
-	st          KeyStore
+	provider    contract.Auth
+	revocations RevocationSource
 	log         hclog.Logger
 	ttl, negTTL time.Duration
 	now         func() time.Time
@@ -44,22 +45,27 @@ type authEntry struct {
 	exp time.Time
 }
 
-// NewCachedAuth returns an Authenticator over st. Call Run to receive revocations.
-func NewCachedAuth(st KeyStore, log hclog.Logger, ttl, negTTL time.Duration) *CachedAuth {
+// NewCachedAuth returns an Authenticator over provider. Call Run to receive revocations.
+func NewCachedAuth(provider contract.Auth, revocations RevocationSource, log hclog.Logger, ttl, negTTL time.Duration) *CachedAuth {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	return &CachedAuth{st: st, log: log.Named("auth"), ttl: ttl, negTTL: negTTL, now: time.Now, entries: make(map[[32]byte]authEntry)}
+	return &CachedAuth{provider: provider, revocations: revocations, log: log.Named("auth"), ttl: ttl, negTTL: negTTL, now: time.Now, entries: make(map[[32]byte]authEntry)}
 }
 
 // maxAuthEntries bounds the cache; past it, expired entries are swept and, if still
 // full, the cache is cleared (cheap, and only under a flood of distinct keys).
 const maxAuthEntries = 100_000
 
-// Authenticate implements Authenticator.
+// maxCredentialLen bounds what is sent to the provider; real credentials (relay keys, IdP
+// tokens) are far shorter.
+const maxCredentialLen = 8192
+
+// Authenticate implements Authenticator. The credential's format is the provider's business
+// (relay keys, IdP tokens…); an empty or oversized one is refused without asking it.
 func (a *CachedAuth) Authenticate(ctx context.Context, credential string) (Principal, error) {
-	if !store.ParseSecret(credential) {
-		return Principal{}, fmt.Errorf("%w: relay keys look like cr_ followed by 64 hex characters", ErrInvalidCredential)
+	if credential == "" || len(credential) > maxCredentialLen {
+		return Principal{}, fmt.Errorf("%w: missing or oversized credential", ErrInvalidCredential)
 	}
 	h := sha256.Sum256([]byte(credential))
 	now := a.now()
@@ -70,29 +76,32 @@ func (a *CachedAuth) Authenticate(ctx context.Context, credential string) (Princ
 		return e.p, e.err
 	}
 	v, err, _ := a.sf.Do(string(h[:]), func() (any, error) {
-		// The lookup serves every waiter: it must not die with the first caller.
+		// The call serves every waiter: it must not die with the first caller.
 		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		k, err := a.st.LookupKey(lctx, credential)
+		res, err := a.provider.Authenticate(lctx, contract.AuthRequest{Credential: credential})
+		if err != nil {
+			return nil, fmt.Errorf("auth provider: %w", err)
+		}
 		e := authEntry{}
-		switch {
-		case err == nil:
-			if !k.Enabled {
-				e.err = fmt.Errorf("%w: relay key %s is disabled", ErrInvalidCredential, k.Hint)
-			} else {
-				e.p = Principal{KeyID: k.ID, Name: k.Name, Policy: k.Policy}
+		if res.Accepted() {
+			p, err := principalFrom(res.Principal)
+			if err != nil {
+				return nil, fmt.Errorf("auth provider: %w", err)
 			}
-			e.exp = a.now().Add(a.ttl)
-		case errors.Is(err, store.ErrNotFound):
-			e.err, e.exp = fmt.Errorf("%w: unknown relay key", ErrInvalidCredential), a.now().Add(a.negTTL)
-		case errors.Is(err, store.ErrKeyRevoked):
-			e.err, e.exp = fmt.Errorf("%w: relay key has been revoked", ErrInvalidCredential), a.now().Add(a.negTTL)
-		case errors.Is(err, store.ErrKeyDisabled):
-			e.err, e.exp = fmt.Errorf("%w: relay key is disabled", ErrInvalidCredential), a.now().Add(a.negTTL)
-		case errors.Is(err, store.ErrKeyExpired):
-			e.err, e.exp = fmt.Errorf("%w: relay key has expired", ErrInvalidCredential), a.now().Add(a.negTTL)
-		default:
-			return nil, fmt.Errorf("look up relay key: %w", err)
+			e.p = p
+			ttl := a.ttl
+			if res.CacheTTL > 0 {
+				ttl = res.CacheTTL
+			}
+			e.exp = a.now().Add(ttl)
+		} else {
+			e.err = fmt.Errorf("%w: %s", ErrInvalidCredential, res.Refusal)
+			ttl := a.negTTL
+			if res.CacheTTL > 0 {
+				ttl = min(ttl, res.CacheTTL)
+			}
+			e.exp = a.now().Add(ttl)
 		}
 		a.put(h, e)
 		return e, nil
@@ -142,7 +151,7 @@ func (a *CachedAuth) Flush() {
 // Run receives revocations until ctx ends. go-redis re-subscribes after a broken
 // connection and confirms with a subscription message, which flushes the cache.
 func (a *CachedAuth) Run(ctx context.Context) {
-	ps := a.st.SubscribeRevocations(ctx)
+	ps := a.revocations.SubscribeRevocations(ctx)
 	// Receive does not watch ctx while it waits on the socket: closing the
 	// subscription is what ends a blocked Receive.
 	stop := context.AfterFunc(ctx, func() { ps.Close() })

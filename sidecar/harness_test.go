@@ -18,8 +18,11 @@ import (
 	"github.com/claude-relay/claude-relay/fakeupstream"
 	"github.com/claude-relay/claude-relay/internal/metrics"
 	"github.com/claude-relay/claude-relay/internal/testredis"
+	"github.com/claude-relay/claude-relay/plugins/auth-apikey/apikey"
 	"github.com/claude-relay/claude-relay/plugins/crypto-aesgcm/aesgcm"
 	"github.com/claude-relay/claude-relay/sidecar"
+	"github.com/claude-relay/claude-relay/sidecar/limits"
+	"github.com/claude-relay/claude-relay/sidecar/sched"
 	"github.com/claude-relay/claude-relay/store"
 )
 
@@ -49,6 +52,7 @@ type harnessOptions struct {
 	hcl       string                // default: the embedded default configuration
 	accounts  int                   // upstream accounts, all on the one fake upstream (default 1)
 	spoolPath string
+	now       func() time.Time // the sidecar's clock (limit windows, parking); nil: time.Now
 }
 
 type syncBuffer struct {
@@ -106,7 +110,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	logs := &syncBuffer{}
 	log := hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Debug})
 	reg := metrics.NewRegistry()
-	auth := sidecar.NewCachedAuth(st, log, time.Minute, time.Second)
+	auth := sidecar.NewCachedAuth(apikey.FromStore(st, "test", time.Minute, time.Second), st, log, time.Minute, time.Second)
 	accts := sidecar.NewStoreAccounts(st, log, 50*time.Millisecond)
 	rec := sidecar.NewRecorder(st, sidecar.RecorderOptions{Logger: log, Metrics: reg, SpoolPath: o.spoolPath})
 	recCtx, stopRec := context.WithCancel(context.Background())
@@ -119,6 +123,9 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 		Logger: log, Version: "test", Auth: auth, Accounts: accts, Usage: rec, Metrics: reg,
 		RequestTimeout: time.Minute,
 		Health:         []sidecar.HealthCheck{{Name: "redis", Check: func(ctx context.Context) error { return o.rdb.Ping(ctx).Err() }}},
+		Limits:         limits.New(o.rdb, st.Schema(), limits.Options{Logger: log, Now: o.now}),
+		Scheduler:      sched.New(o.rdb, st.Schema(), sched.Options{Logger: log, Now: o.now}),
+		Now:            o.now,
 	})
 	var snap *config.Snapshot
 	if o.hcl == "" {

@@ -6,17 +6,21 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/claude-relay/claude-relay/config"
+	"github.com/claude-relay/claude-relay/sidecar/limits"
+	"github.com/claude-relay/claude-relay/sidecar/sched"
 	"github.com/claude-relay/claude-relay/sidecar/usage"
+	"github.com/claude-relay/claude-relay/store"
 )
 
 // Counts is the token usage of one response.
@@ -74,6 +78,9 @@ type exchange struct {
 	status    int
 	account   string
 	started   time.Time
+	fields    sched.Fields  // model, metadata.user_id, first message: scanned, not decoded
+	charge    limits.Usage  // what the upstream reported, charged to the key's limits at the end
+	lease     *limits.Lease // the key's admission: finished on every exit path
 }
 
 func (s *Server) serveRelay(w http.ResponseWriter, r *http.Request) {
@@ -125,7 +132,143 @@ func (s *Server) serveRelay(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ex.upPath = config.UpstreamPath(r.URL.Path)
+	ex.fields = sched.Scan(ex.body)
+	if !ex.admit() {
+		return
+	}
+	// The lease is finished (usage charged, concurrency slot released) however the
+	// request ends: success, client gone, upstream reset, timeout or a panic.
+	defer ex.finishLease()
 	ex.forward()
+}
+
+// policy returns the rules the key is under: its policy (else the route's default) with
+// the key's own overrides applied.
+func (ex *exchange) policy() (*config.Policy, bool) {
+	base := ex.route.Policy
+	if name := ex.principal.Policy; name != "" {
+		p, ok := ex.rt.Policy(name)
+		if !ok {
+			return nil, false
+		}
+		base = p
+	}
+	pr := &ex.principal
+	if pr.Limits.IsZero() && pr.AllowedModels == nil && pr.DeniedModels == nil && pr.AllowedClients == nil {
+		return base, true
+	}
+	var eff config.Policy
+	if base != nil {
+		eff = *base
+	}
+	l := pr.Limits
+	set := func(dst *int64, v *int64) {
+		if v != nil {
+			*dst = *v
+		}
+	}
+	setf := func(dst *float64, v *float64) {
+		if v != nil {
+			*dst = *v
+		}
+	}
+	set(&eff.RequestsPerMinute, l.RequestsPerMinute)
+	set(&eff.RequestsPerDay, l.RequestsPerDay)
+	set(&eff.TokensPerMinute, l.TokensPerMinute)
+	set(&eff.TokensPerDay, l.TokensPerDay)
+	if l.Concurrency != nil {
+		eff.Concurrency = int(*l.Concurrency)
+	}
+	setf(&eff.CostPerDayUSD, l.CostPerDayUSD)
+	setf(&eff.CostPerWeekUSD, l.CostPerWeekUSD)
+	setf(&eff.CostPerMonthUSD, l.CostPerMonthUSD)
+	setf(&eff.CostTotalUSD, l.CostTotalUSD)
+	if pr.AllowedModels != nil {
+		eff.Models = pr.AllowedModels
+	}
+	if pr.DeniedModels != nil {
+		eff.DeniedModels = append(slices.Clip(eff.DeniedModels), pr.DeniedModels...)
+	}
+	if pr.AllowedClients != nil {
+		eff.Clients = pr.AllowedClients
+	}
+	return &eff, true
+}
+
+// admit applies the key's policy: model and client rules (403), then its counted and
+// concurrency limits in one Redis script (429). It answers the client when it refuses.
+func (ex *exchange) admit() bool {
+	pol, ok := ex.policy()
+	if !ok {
+		ex.s.log.Error("relay key names an unknown policy", "key", ex.principal.KeyID, "policy", ex.principal.Policy)
+		ex.fail(http.StatusForbidden, errPermission, fmt.Sprintf("this relay key is under policy %q, which the relay's configuration does not define; ask the operator to define it or change the key", ex.principal.Policy), 0)
+		return false
+	}
+	if cidrs := ex.principal.AllowedCIDRs; cidrs != nil {
+		ip := clientIP(ex.rt, ex.r).Unmap()
+		if !slices.ContainsFunc(cidrs, func(p netip.Prefix) bool { return p.Contains(ip) }) {
+			ex.fail(http.StatusForbidden, errPermission, fmt.Sprintf("client address %s is not in this relay key's IP allowlist", ip), 0)
+			return false
+		}
+	}
+	if m := ex.fields.Model; m != "" && !pol.AllowsModel(m) {
+		ex.fail(http.StatusForbidden, errPermission, fmt.Sprintf("model %q is not allowed for this relay key (its policy allows %s)", m, modelRule(pol)), 0)
+		return false
+	}
+	if ua := ex.r.Header.Get("User-Agent"); !pol.AllowsClient(ua) {
+		ex.fail(http.StatusForbidden, errPermission, fmt.Sprintf("client %q is not allowed for this relay key (its policy allows clients %s)", ua, strings.Join(pol.Clients, ", ")), 0)
+		return false
+	}
+	set := limits.FromPolicy(pol)
+	if set.Empty() {
+		return true
+	}
+	if ex.s.limits == nil {
+		ex.s.log.Error("a policy has limits but the sidecar has no limit store", "key", ex.principal.KeyID)
+		ex.fail(http.StatusServiceUnavailable, errAPI, "the relay cannot check this key's limits (no limit store is configured); retry shortly", 5*time.Second)
+		return false
+	}
+	lease, refusal, err := ex.s.limits.Admit(ex.r.Context(), ex.principal.KeyID, set)
+	if err != nil {
+		if ex.r.Context().Err() != nil {
+			ex.status = 499
+			return false
+		}
+		ex.s.m.limitErrors.Inc()
+		ex.s.log.Error("cannot check limits", "key", ex.principal.KeyID, "error", err)
+		ex.fail(http.StatusServiceUnavailable, errAPI, "the relay cannot check this key's limits right now (its limit store is unavailable); retry shortly", 5*time.Second)
+		return false
+	}
+	if refusal != nil {
+		ex.s.m.limitRefusals.With(refusal.Limit).Inc()
+		ex.fail(http.StatusTooManyRequests, errRateLimit, refusal.Message(), refusal.RetryAfter)
+		return false
+	}
+	ex.lease = lease
+	return true
+}
+
+func (ex *exchange) finishLease() {
+	if ex.lease == nil {
+		return
+	}
+	if err := ex.lease.Finish(ex.r.Context(), ex.charge); err != nil {
+		ex.s.m.limitErrors.Inc()
+		ex.s.log.Warn("cannot charge usage to the key's limits; its concurrency slot expires by itself", "key", ex.principal.KeyID, "error", err)
+	}
+}
+
+func modelRule(p *config.Policy) string {
+	var parts []string
+	if p.Models != nil {
+		parts = append(parts, strings.Join(p.Models, ", "))
+	} else {
+		parts = append(parts, "any model")
+	}
+	if len(p.DeniedModels) > 0 {
+		parts = append(parts, "except "+strings.Join(p.DeniedModels, ", "))
+	}
+	return strings.Join(parts, " ")
 }
 
 func (ex *exchange) fail(status int, typ, msg string, retryAfter time.Duration) {
@@ -170,32 +313,8 @@ func (ex *exchange) timeout() time.Duration {
 	return ex.s.opts.RequestTimeout
 }
 
-// candidates orders the accounts for this request: priority, then fewest in flight.
-func (s *Server) candidates(ups []*Upstream) []*Upstream {
-	out := slices.Clone(ups)
-	load := make(map[string]int64, len(out))
-	for _, u := range out {
-		load[u.ID] = s.counter(u.ID).Load()
-	}
-	slices.SortStableFunc(out, func(a, b *Upstream) int {
-		if a.Priority != b.Priority {
-			return a.Priority - b.Priority
-		}
-		return int(load[a.ID] - load[b.ID])
-	})
-	return out
-}
-
-func (s *Server) counter(id string) *atomic.Int64 {
-	if c, ok := s.inflight.Load(id); ok {
-		return c.(*atomic.Int64)
-	}
-	c, _ := s.inflight.LoadOrStore(id, new(atomic.Int64))
-	return c.(*atomic.Int64)
-}
-
-// forward sends the request to upstream accounts in order, failing over on retryable
-// failures until a response starts; then it relays that response.
+// forward sends the request to upstream accounts in the scheduler's order, failing over
+// on retryable failures until a response starts; then it relays that response.
 func (ex *exchange) forward() {
 	s := ex.s
 	ctx, cancel := context.WithCancelCause(ex.r.Context())
@@ -210,44 +329,105 @@ func (ex *exchange) forward() {
 		ex.fail(http.StatusServiceUnavailable, errAPI, "the relay cannot load its upstream accounts right now; retry shortly", 5*time.Second)
 		return
 	}
-	if len(ups) == 0 {
-		ex.fail(http.StatusServiceUnavailable, errOverloaded, "no upstream account is available: an operator must add one (claude-relay admin accounts add)", 0)
-		return
+	byID := make(map[string]*Upstream, len(ups))
+	accts := make([]sched.Account, 0, len(ups))
+	for _, u := range ups {
+		byID[u.ID] = u
+		accts = append(accts, sched.Account{ID: u.ID, Priority: u.Priority})
 	}
 	pool := ex.route.Pool
-	attempts := min(len(ups), max(1, pool.FailoverMaxAttempts))
-	order := s.candidates(ups)
+	req := sched.Request{
+		Pool:    pool,
+		Model:   ex.fields.Model,
+		Session: sched.SessionKey(ex.fields),
+	}
+	if b := ex.principal.Binding; b.AccountID != "" || b.Group != "" {
+		req.Bound = []string{}
+		for _, u := range ups {
+			if u.ID == b.AccountID || (b.Group != "" && u.Group == b.Group) {
+				req.Bound = append(req.Bound, u.ID)
+			}
+		}
+		if len(req.Bound) == 0 {
+			ex.fail(http.StatusServiceUnavailable, errOverloaded, fmt.Sprintf("this relay key is bound to %s, which has no schedulable account; ask the operator", bindingName(b)), 0)
+			return
+		}
+	}
+	plan, err := s.sched.Plan(ctx, req, accts)
+	if err != nil {
+		var u *sched.Unavailable
+		if !errors.As(err, &u) {
+			u = &sched.Unavailable{}
+		}
+		ex.noAccount(u)
+		return
+	}
+	attempts := min(len(plan.Order), max(1, pool.FailoverMaxAttempts))
 	var lastErr error
-	for i, up := range order[:attempts] {
+	for i, id := range plan.Order[:attempts] {
+		up := byID[id]
 		last := i == attempts-1
-		c := s.counter(up.ID)
-		c.Add(1)
+		release := s.sched.Acquire(id)
 		resp, err := ex.send(ctx, up)
 		if err != nil {
-			c.Add(-1)
+			release()
 			if cause := context.Cause(ctx); cause != nil {
 				ex.upstreamGone(cause)
 				return
 			}
 			s.m.upstreamErrors.With("connect").Inc()
 			s.log.Warn("upstream request failed", "account", up.ID, "error", err, "attempt", i+1)
+			s.sched.Report(ctx, req, id, sched.Outcome{Err: err})
 			lastErr = err
 			continue
 		}
-		if !last && pool.FailsOverOn(resp.StatusCode) {
-			s.m.upstreamErrors.With(strconv.Itoa(resp.StatusCode)).Inc()
-			s.log.Warn("upstream refused, failing over", "account", up.ID, "status", resp.StatusCode, "attempt", i+1)
-			io.CopyN(io.Discard, resp.Body, 64<<10)
-			resp.Body.Close()
-			c.Add(-1)
-			continue
+		if resp.StatusCode >= 400 {
+			// Error bodies are small: read the start to learn why (organization disabled,
+			// which limit), then relay it intact if this is the answer.
+			peek, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<10))
+			failover := s.sched.Report(ctx, req, id, sched.Outcome{Status: resp.StatusCode, Header: resp.Header, Body: peek})
+			if failover && !last {
+				s.m.upstreamErrors.With(strconv.Itoa(resp.StatusCode)).Inc()
+				s.log.Warn("upstream refused, failing over", "account", up.ID, "status", resp.StatusCode, "attempt", i+1)
+				io.CopyN(io.Discard, resp.Body, 64<<10)
+				resp.Body.Close()
+				release()
+				continue
+			}
+			resp.Body = struct {
+				io.Reader
+				io.Closer
+			}{io.MultiReader(bytes.NewReader(peek), resp.Body), resp.Body}
+		} else if id != plan.Sticky {
+			s.sched.Bind(ctx, req, id) // a sticky hit's TTL was refreshed by Plan
 		}
 		ex.account = up.ID
-		defer c.Add(-1) // also when relay aborts the handler
+		defer release() // also when relay aborts the handler
 		ex.relay(ctx, cancel, idle, timeout, resp)
 		return
 	}
 	ex.fail(http.StatusBadGateway, errAPI, fmt.Sprintf("no upstream account could be reached (%d tried): %v", attempts, lastErr), 5*time.Second)
+}
+
+func bindingName(b store.KeyBinding) string {
+	if b.AccountID != "" {
+		return "account " + b.AccountID
+	}
+	return "account group " + b.Group
+}
+
+// noAccount answers when every account is parked: 429 when all are rate-limited, else 503,
+// saying why and when the earliest frees up.
+func (ex *exchange) noAccount(u *sched.Unavailable) {
+	var retry time.Duration
+	if !u.Earliest.IsZero() {
+		retry = max(u.Earliest.Sub(ex.s.now()), time.Second)
+	}
+	if u.AllRateLimited && len(u.Parked) > 0 {
+		ex.fail(http.StatusTooManyRequests, errRateLimit, u.Error(), retry)
+		return
+	}
+	ex.fail(http.StatusServiceUnavailable, errOverloaded, u.Error(), retry)
 }
 
 // send makes one upstream attempt with the account's credential.
@@ -278,10 +458,14 @@ func (ex *exchange) send(ctx context.Context, up *Upstream) (*http.Response, err
 		}
 		req.Header[k] = vv
 	}
-	req.Header.Set("X-Api-Key", up.Credential)
+	setCredential(req.Header, up)
 	req.Header.Set("Accept-Encoding", "identity")
 	start := ex.s.now()
-	resp, err := ex.s.transport.RoundTrip(req)
+	rt := ex.s.transport
+	if up.Transport != nil {
+		rt = up.Transport
+	}
+	resp, err := rt.RoundTrip(req)
 	if err == nil {
 		ex.s.m.upstreamTime.With(ex.route.Name).Observe(ex.s.now().Sub(start).Seconds())
 	}
@@ -410,6 +594,10 @@ func (ex *exchange) accountUsage(c Counts, model string) {
 		s.log.Warn("no price for model, charging the fallback", "model", model)
 	}
 	cost := price.Cost(config.TokenCounts{Input: c.Input, Output: c.Output, CacheWrite5m: c.CacheWrite5m, CacheWrite1h: c.CacheWrite1h, CacheRead: c.CacheRead})
+	ex.charge = limits.Usage{
+		Tokens:       c.Input + c.Output + c.CacheWrite5m + c.CacheWrite1h + c.CacheRead,
+		CostMicroUSD: int64(math.Round(cost * 1e6)),
+	}
 	s.m.tokens.With("input").Add(float64(c.Input))
 	s.m.tokens.With("output").Add(float64(c.Output))
 	s.m.tokens.With("cache_write_5m").Add(float64(c.CacheWrite5m))

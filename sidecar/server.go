@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -19,6 +18,9 @@ import (
 
 	"github.com/claude-relay/claude-relay/config"
 	"github.com/claude-relay/claude-relay/internal/metrics"
+	"github.com/claude-relay/claude-relay/sidecar/limits"
+	"github.com/claude-relay/claude-relay/sidecar/sched"
+	"github.com/claude-relay/claude-relay/store"
 )
 
 // Principal is who a relay key belongs to, as the auth provider reports it.
@@ -26,6 +28,16 @@ type Principal struct {
 	KeyID  string
 	Name   string
 	Policy string
+	// Limits override the policy's values where set (nil fields keep the policy's).
+	Limits store.KeyLimits
+	// AllowedModels and DeniedModels are the key's own model globs (nil: the policy decides).
+	AllowedModels, DeniedModels []string
+	// AllowedClients are the key's own client rules (nil: the policy decides).
+	AllowedClients []string
+	// AllowedCIDRs is the key's IP allowlist (nil: any address).
+	AllowedCIDRs []netip.Prefix
+	// Binding ties the key to one account or an account group (zero: any account).
+	Binding store.KeyBinding
 }
 
 // ErrInvalidCredential wraps every "this credential is not accepted" outcome, as opposed
@@ -43,7 +55,16 @@ type Upstream struct {
 	ID, Name   string
 	Credential string
 	Priority   int // lower first
-	url        *url.URL
+	// Kind is the account type (store.AccountType…); OAuth accounts send the credential
+	// as a bearer token with the OAuth beta.
+	Kind string
+	// Group is the account group keys can be bound to.
+	Group string
+	// ModelMap renames request models for an Anthropic-compatible endpoint.
+	ModelMap map[string]string
+	// Transport, when set, carries this account's requests (its outbound proxy).
+	Transport http.RoundTripper
+	url       *url.URL
 }
 
 // NewUpstream validates an account's base URL and returns it ready to use.
@@ -77,6 +98,9 @@ type UsageSink interface {
 type HealthCheck struct {
 	Name  string
 	Check func(ctx context.Context) error
+	// Info, when set, adds details about the component under "details" (e.g. the applied
+	// configuration version); it must be fast and safe for concurrent use.
+	Info func() any
 }
 
 // Options configures a Server.
@@ -91,6 +115,12 @@ type Options struct {
 	Health         []HealthCheck
 	Transport      http.RoundTripper // default: NewTransport()
 	Now            func() time.Time
+	// Limits enforces the per-key limits of policies; nil refuses (503) keys whose policy
+	// has counted or concurrency limits, rather than letting them run unlimited.
+	Limits *limits.Limiter
+	// Scheduler orders accounts and keeps their health; nil means one with local state
+	// only (no parking shared with other sidecars, no sticky sessions).
+	Scheduler *sched.Scheduler
 }
 
 // Server is the sidecar's HTTP handler.
@@ -101,7 +131,8 @@ type Server struct {
 	started   time.Time
 	transport http.RoundTripper
 	now       func() time.Time
-	inflight  sync.Map // account id → *atomic.Int64
+	limits    *limits.Limiter
+	sched     *sched.Scheduler
 	m         serverMetrics
 	mux       *http.ServeMux
 }
@@ -113,6 +144,8 @@ type serverMetrics struct {
 	tokens         *metrics.CounterVec
 	upstreamErrors *metrics.CounterVec
 	authErrors     *metrics.CounterVec
+	limitRefusals  *metrics.CounterVec
+	limitErrors    *metrics.Counter
 }
 
 // New builds a sidecar. It serves 503 until a configuration is applied.
@@ -135,6 +168,11 @@ func New(opts Options) *Server {
 		started:   opts.Now(),
 		transport: opts.Transport,
 		now:       opts.Now,
+		limits:    opts.Limits,
+		sched:     opts.Scheduler,
+	}
+	if s.sched == nil {
+		s.sched = sched.New(nil, store.Schema{}, sched.Options{Logger: opts.Logger, Now: opts.Now})
 	}
 	if s.transport == nil {
 		s.transport = NewTransport()
@@ -147,6 +185,8 @@ func New(opts Options) *Server {
 		tokens:         r.Counter("claude_relay_tokens_total", "Tokens relayed, by kind.", "kind"),
 		upstreamErrors: r.Counter("claude_relay_upstream_errors_total", "Upstream failures, by kind.", "kind"),
 		authErrors:     r.Counter("claude_relay_auth_backend_errors_total", "Authentications that failed because the backend was unavailable.", "stage"),
+		limitRefusals:  r.Counter("claude_relay_limit_refusals_total", "Requests refused by a key limit, by limit.", "limit"),
+		limitErrors:    r.Counter("claude_relay_limit_errors_total", "Limit checks or charges that failed because Redis was unavailable.").With(),
 	}
 	r.GaugeFunc("claude_relay_uptime_seconds", "Seconds since the sidecar started.", func() float64 {
 		return s.now().Sub(s.started).Seconds()
@@ -230,6 +270,7 @@ type healthBody struct {
 	Version    string            `json:"version"`
 	Uptime     int64             `json:"uptime"`
 	Components map[string]string `json:"components"`
+	Details    map[string]any    `json:"details,omitempty"`
 }
 
 // HealthHandler serves GET /health in the deployment contract's shape:
@@ -253,6 +294,14 @@ func HealthHandler(version string, started time.Time, checks []HealthCheck) http
 		results := make(chan result, len(checks))
 		for _, hc := range checks {
 			go func() { results <- result{hc.Name, hc.Check(ctx)} }()
+		}
+		for _, hc := range checks {
+			if hc.Info != nil {
+				if body.Details == nil {
+					body.Details = make(map[string]any)
+				}
+				body.Details[hc.Name] = hc.Info()
+			}
 		}
 		for range checks {
 			res := <-results

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -13,14 +14,26 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// AccountTypeAnthropicAPIKey is an Anthropic Console API key, or the key of any
-// Anthropic-compatible endpoint, sent upstream as x-api-key.
-const AccountTypeAnthropicAPIKey = "anthropic_api_key"
+// Account types.
+const (
+	// AccountTypeAnthropicAPIKey is an Anthropic Console API key, sent upstream as x-api-key.
+	AccountTypeAnthropicAPIKey = "anthropic_api_key"
+	// AccountTypeClaudeOAuth is a Claude subscription OAuth token (from the PKCE flow, a setup
+	// token or a pasted pair), sent as Authorization: Bearer with the OAuth beta.
+	AccountTypeClaudeOAuth = "claude_oauth"
+	// AccountTypeAnthropicCompatible is any endpoint speaking the Messages API: a base URL
+	// and a key sent as x-api-key, with optional model-name mapping.
+	AccountTypeAnthropicCompatible = "anthropic_compatible"
+)
+
+// AccountTypes lists every account type.
+var AccountTypes = []string{AccountTypeAnthropicAPIKey, AccountTypeClaudeOAuth, AccountTypeAnthropicCompatible}
 
 // DefaultBaseURL is the upstream of accounts that do not name one.
 const DefaultBaseURL = "https://api.anthropic.com"
 
-// Account is an upstream account as listed; its credential is only returned by AccountCredential.
+// Account is an upstream account as listed; its secrets (credential, refresh token, proxy
+// URL) are only returned by AccountCredential and AccountSecrets.
 type Account struct {
 	ID      string
 	Name    string
@@ -28,30 +41,90 @@ type Account struct {
 	BaseURL string
 	// Priority orders accounts in a pool: lower runs first.
 	Priority int
+	// Group names the account group keys can be bound to ("" for none).
+	Group string
 	// Schedulable is false when an operator took the account out of rotation.
 	Schedulable bool
 	CreatedAt   time.Time
 	// CredentialHint identifies the credential without revealing it, e.g. "sk-ant-…wxyz".
 	CredentialHint string
+	// ProxyHint is the outbound proxy URL without its credentials ("" for a direct connection).
+	ProxyHint string
+	// ModelMap renames request models for an Anthropic-compatible endpoint.
+	ModelMap map[string]string
+	// LastUsedAt is when a sidecar last sent a request with the account.
+	LastUsedAt *time.Time
+
+	// OAuth accounts only.
+	TokenExpiresAt  *time.Time
+	HasRefreshToken bool
+	Scopes          string
+	// RefreshError is why the last token refresh failed ("" after a success).
+	RefreshError    string
+	RefreshFailedAt *time.Time
+	RefreshFailures int
+	// RefreshRetryAt is when the next refresh is due after a failure.
+	RefreshRetryAt *time.Time
+	// TokenRefreshedAt is when the tokens were last refreshed.
+	TokenRefreshedAt *time.Time
 }
 
 // AccountSpec describes an upstream account to add.
 type AccountSpec struct {
 	Name string
-	// Type defaults to AccountTypeAnthropicAPIKey, the only type so far.
+	// Type defaults to AccountTypeAnthropicAPIKey.
 	Type string
 	// BaseURL defaults to DefaultBaseURL; it must be an http(s) URL.
 	BaseURL string
-	// Credential is the secret sent upstream; it is stored sealed with aad = account id.
+	// Credential is the secret sent upstream (API key or OAuth access token); it is stored
+	// sealed with aad = account id.
 	Credential string
 	// Priority orders accounts: lower runs first. Must be >= 0.
 	Priority int
+	Group    string
+	// Unschedulable adds the account out of rotation.
+	Unschedulable bool
+	// ProxyURL is an http, https or socks5 proxy URL, credentials allowed; stored sealed.
+	ProxyURL string
+	ModelMap map[string]string
+	// RefreshToken, TokenExpiresAt and Scopes are for OAuth accounts.
+	RefreshToken   string
+	TokenExpiresAt *time.Time
+	Scopes         string
 }
 
-// accountFields are the fields read for listing: never "credential".
-var accountFields = []string{"id", "name", "type", "base_url", "priority", "schedulable", "created_at", "credential_hint"}
+// AccountUpdate changes the fields that are non-nil. An empty ProxyURL removes the proxy.
+type AccountUpdate struct {
+	Name        *string
+	BaseURL     *string
+	Priority    *int
+	Group       *string
+	Schedulable *bool
+	ProxyURL    *string
+	ModelMap    *map[string]string
+	// Credential replaces the API key (or the OAuth access token).
+	Credential *string
+}
 
-// AddAccount validates spec, seals the credential and stores the account.
+// AccountSecrets are an account's decrypted secrets, for the control plane only.
+type AccountSecrets struct {
+	Credential   string
+	RefreshToken string
+	ProxyURL     string
+}
+
+// accountFields are the fields read for listing: never the sealed ones.
+var accountFields = []string{"id", "name", "type", "base_url", "priority", "schedulable", "created_at",
+	"credential_hint", "group", "proxy_hint", "model_map", "last_used_at", "token_expires_at",
+	"has_refresh", "scopes", "refresh_error", "refresh_failed_at", "refresh_failures", "refresh_retry_at", "token_refreshed_at"}
+
+// Sealed-field aad suffixes: each secret is bound to its account and its field.
+const (
+	aadRefresh = "/refresh"
+	aadProxy   = "/proxy"
+)
+
+// AddAccount validates spec, seals the secrets and stores the account.
 func (s *Store) AddAccount(ctx context.Context, spec AccountSpec) (Account, error) {
 	a, cred, err := validateAccount(spec)
 	if err != nil {
@@ -65,12 +138,35 @@ func (s *Store) AddAccount(ctx context.Context, spec AccountSpec) (Account, erro
 	if err != nil {
 		return Account{}, fmt.Errorf("add account: seal credential: %w", err)
 	}
-	keys := []string{s.keys.Account(a.ID), s.keys.AccountsByCreation(), s.keys.AccountsVersion()}
-	ok, err := createAccountScript.Run(ctx, s.rdb, keys, a.ID, a.CreatedAt.UnixMilli(),
-		"id", a.ID, "name", a.Name, "type", a.Type, "base_url", a.BaseURL,
+	fields := []any{"id", a.ID, "name", a.Name, "type", a.Type, "base_url", a.BaseURL,
 		"priority", a.Priority, "schedulable", boolString(a.Schedulable),
 		"created_at", formatTime(a.CreatedAt), "credential_hint", a.CredentialHint,
-		"credential", envelope).Int()
+		"credential", envelope, "group", a.Group, "scopes", a.Scopes,
+		"has_refresh", boolString(spec.RefreshToken != "")}
+	if len(a.ModelMap) > 0 {
+		b, _ := json.Marshal(a.ModelMap) // cannot fail: strings only
+		fields = append(fields, "model_map", string(b))
+	}
+	if a.TokenExpiresAt != nil {
+		fields = append(fields, "token_expires_at", formatTime(*a.TokenExpiresAt))
+	}
+	if spec.RefreshToken != "" {
+		env, err := s.sealer.Seal(ctx, []byte(strings.TrimSpace(spec.RefreshToken)), []byte(a.ID+aadRefresh))
+		if err != nil {
+			return Account{}, fmt.Errorf("add account: seal refresh token: %w", err)
+		}
+		fields = append(fields, "refresh_token", env)
+	}
+	if spec.ProxyURL != "" {
+		env, err := s.sealer.Seal(ctx, []byte(spec.ProxyURL), []byte(a.ID+aadProxy))
+		if err != nil {
+			return Account{}, fmt.Errorf("add account: seal proxy URL: %w", err)
+		}
+		fields = append(fields, "proxy", env, "proxy_hint", a.ProxyHint)
+	}
+	keys := []string{s.keys.Account(a.ID), s.keys.AccountsByCreation(), s.keys.AccountsVersion()}
+	args := append([]any{a.ID, a.CreatedAt.UnixMilli()}, fields...)
+	ok, err := createAccountScript.Run(ctx, s.rdb, keys, args...).Int()
 	if err != nil {
 		return Account{}, fmt.Errorf("add account: %w", err)
 	}
@@ -84,11 +180,15 @@ func (s *Store) AddAccount(ctx context.Context, spec AccountSpec) (Account, erro
 // surrounding whitespace (a pasted newline) removed.
 func validateAccount(spec AccountSpec) (Account, string, error) {
 	a := Account{
-		Name:        strings.TrimSpace(spec.Name),
-		Type:        spec.Type,
-		BaseURL:     spec.BaseURL,
-		Priority:    spec.Priority,
-		Schedulable: true,
+		Name:            strings.TrimSpace(spec.Name),
+		Type:            spec.Type,
+		BaseURL:         spec.BaseURL,
+		Priority:        spec.Priority,
+		Group:           spec.Group,
+		Schedulable:     !spec.Unschedulable,
+		ModelMap:        spec.ModelMap,
+		HasRefreshToken: spec.RefreshToken != "",
+		Scopes:          spec.Scopes,
 	}
 	if a.Name == "" {
 		return Account{}, "", errors.New("name is required")
@@ -99,22 +199,40 @@ func validateAccount(spec AccountSpec) (Account, string, error) {
 	if a.Type == "" {
 		a.Type = AccountTypeAnthropicAPIKey
 	}
-	if a.Type != AccountTypeAnthropicAPIKey {
-		return Account{}, "", fmt.Errorf("unknown account type %q (supported: %s)", a.Type, AccountTypeAnthropicAPIKey)
+	switch a.Type {
+	case AccountTypeAnthropicAPIKey, AccountTypeClaudeOAuth:
+	case AccountTypeAnthropicCompatible:
+		if a.BaseURL == "" {
+			return Account{}, "", errors.New("an anthropic_compatible account needs a base URL")
+		}
+	default:
+		return Account{}, "", fmt.Errorf("unknown account type %q (supported: %s)", a.Type, strings.Join(AccountTypes, ", "))
+	}
+	if len(a.ModelMap) > 0 && a.Type != AccountTypeAnthropicCompatible {
+		return Account{}, "", errors.New("a model map is only for anthropic_compatible accounts")
+	}
+	if a.Group != "" && !ValidIndexName(a.Group) {
+		return Account{}, "", fmt.Errorf("group %q must be 1 to 64 of A-Z a-z 0-9 . _ : -", a.Group)
 	}
 	if a.BaseURL == "" {
 		a.BaseURL = DefaultBaseURL
 	}
-	u, err := url.Parse(a.BaseURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return Account{}, "", fmt.Errorf("base URL %q must be an http:// or https:// URL with a host", a.BaseURL)
+	base, err := normBaseURL(a.BaseURL)
+	if err != nil {
+		return Account{}, "", err
 	}
-	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		return Account{}, "", fmt.Errorf("base URL %q must not carry credentials, a query or a fragment", u.Redacted())
-	}
-	a.BaseURL = strings.TrimRight(u.String(), "/")
+	a.BaseURL = base
 	if a.Priority < 0 {
 		return Account{}, "", fmt.Errorf("priority %d must be >= 0", a.Priority)
+	}
+	if spec.ProxyURL != "" {
+		if a.ProxyHint, err = ProxyHint(spec.ProxyURL); err != nil {
+			return Account{}, "", err
+		}
+	}
+	if spec.TokenExpiresAt != nil {
+		t := spec.TokenExpiresAt.UTC()
+		a.TokenExpiresAt = &t
 	}
 	cred := strings.TrimSpace(spec.Credential)
 	if cred == "" {
@@ -122,6 +240,43 @@ func validateAccount(spec AccountSpec) (Account, string, error) {
 	}
 	a.CredentialHint = credentialHint(cred)
 	return a, cred, nil
+}
+
+// normBaseURL checks an upstream base URL and drops a trailing slash.
+func normBaseURL(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", fmt.Errorf("base URL %q must be an http:// or https:// URL with a host", raw)
+	}
+	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return "", fmt.Errorf("base URL %q must not carry credentials, a query or a fragment", u.Redacted())
+	}
+	return strings.TrimRight(u.String(), "/"), nil
+}
+
+// ProxyHint checks an outbound proxy URL (http, https or socks5, with a host and port) and
+// returns it with any credentials masked.
+func ProxyHint(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", errors.New("proxy URL must be a URL such as socks5://host:1080")
+	}
+	switch u.Scheme {
+	case "http", "https", "socks5", "socks5h":
+	default:
+		return "", errors.New("proxy URL must start with http://, https:// or socks5://")
+	}
+	if u.Hostname() == "" || u.Port() == "" {
+		return "", errors.New("proxy URL must name a host and a port")
+	}
+	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+		return "", errors.New("proxy URL must not have a path, query or fragment")
+	}
+	hint := u.Scheme + "://"
+	if u.User != nil {
+		hint += "***@"
+	}
+	return hint + u.Host, nil
 }
 
 // credentialHint shows a long credential's first 7 and last 4 characters (e.g. "sk-ant-…wxyz");
@@ -134,7 +289,7 @@ func credentialHint(c string) string {
 }
 
 // ListAccounts returns every account sorted by priority (lower first), then creation time.
-// Credentials are not read.
+// Secrets are not read.
 func (s *Store) ListAccounts(ctx context.Context) ([]Account, error) {
 	ids, err := s.rdb.ZRange(ctx, s.keys.AccountsByCreation(), 0, -1).Result()
 	if err != nil {
@@ -172,7 +327,7 @@ func (s *Store) ListAccounts(ctx context.Context) ([]Account, error) {
 	return out, nil
 }
 
-// GetAccount returns one account without its credential, or ErrNotFound.
+// GetAccount returns one account without its secrets, or ErrNotFound.
 func (s *Store) GetAccount(ctx context.Context, id string) (Account, error) {
 	vals, err := s.rdb.HMGet(ctx, s.keys.Account(id), accountFields...).Result()
 	if err != nil {
@@ -188,8 +343,8 @@ func (s *Store) GetAccount(ctx context.Context, id string) (Account, error) {
 	return a, nil
 }
 
-// AccountCredential opens the account's sealed credential. The envelope is bound to the
-// account id, so one copied onto another account does not open.
+// AccountCredential opens the account's sealed credential (API key or OAuth access token).
+// The envelope is bound to the account id, so one copied onto another account does not open.
 func (s *Store) AccountCredential(ctx context.Context, id string) (string, error) {
 	env, err := s.rdb.HGet(ctx, s.keys.Account(id), "credential").Bytes()
 	if errors.Is(err, redis.Nil) {
@@ -205,20 +360,209 @@ func (s *Store) AccountCredential(ctx context.Context, id string) (string, error
 	return string(plain), nil
 }
 
-// SetAccountSchedulable takes an account out of rotation (false) or puts it back (true).
-func (s *Store) SetAccountSchedulable(ctx context.Context, id string, schedulable bool) error {
-	keys := []string{s.keys.Account(id), s.keys.AccountsVersion()}
-	ok, err := updateAccountScript.Run(ctx, s.rdb, keys, "schedulable", boolString(schedulable)).Int()
+// AccountProxy opens the account's sealed outbound proxy URL ("" for none).
+func (s *Store) AccountProxy(ctx context.Context, id string) (string, error) {
+	env, err := s.rdb.HGet(ctx, s.keys.Account(id), "proxy").Bytes()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
 	if err != nil {
-		return fmt.Errorf("set account %s schedulable: %w", id, err)
+		return "", fmt.Errorf("account %s proxy: %w", id, err)
+	}
+	plain, err := s.sealer.Open(ctx, env, []byte(id+aadProxy))
+	if err != nil {
+		return "", fmt.Errorf("account %s proxy: open: %w", id, err)
+	}
+	return string(plain), nil
+}
+
+// AccountSecrets opens every secret of an account.
+func (s *Store) AccountSecrets(ctx context.Context, id string) (AccountSecrets, error) {
+	vals, err := s.rdb.HMGet(ctx, s.keys.Account(id), "credential", "refresh_token", "proxy").Result()
+	if err != nil {
+		return AccountSecrets{}, fmt.Errorf("account %s secrets: %w", id, err)
+	}
+	var out AccountSecrets
+	for i, f := range []struct {
+		dst *string
+		aad string
+	}{{&out.Credential, id}, {&out.RefreshToken, id + aadRefresh}, {&out.ProxyURL, id + aadProxy}} {
+		env, _ := vals[i].(string)
+		if env == "" {
+			if i == 0 {
+				return AccountSecrets{}, fmt.Errorf("account %s secrets: %w", id, ErrNotFound)
+			}
+			continue
+		}
+		plain, err := s.sealer.Open(ctx, []byte(env), []byte(f.aad))
+		if err != nil {
+			return AccountSecrets{}, fmt.Errorf("account %s secrets: open: %w", id, err)
+		}
+		*f.dst = string(plain)
+	}
+	return out, nil
+}
+
+// UpdateAccount changes an account as u says and bumps the accounts version, so sidecars
+// reload it.
+func (s *Store) UpdateAccount(ctx context.Context, id string, u AccountUpdate) (Account, error) {
+	cur, err := s.GetAccount(ctx, id)
+	if err != nil {
+		return Account{}, fmt.Errorf("update account: %w", err)
+	}
+	var set []any
+	var del []any
+	if u.Name != nil {
+		name := strings.TrimSpace(*u.Name)
+		if name == "" || len(name) > maxNameLen {
+			return Account{}, fmt.Errorf("update account %s: name must be 1 to %d bytes: %w", id, maxNameLen, ErrInvalid)
+		}
+		set = append(set, "name", name)
+	}
+	if u.BaseURL != nil {
+		base, err := normBaseURL(*u.BaseURL)
+		if err != nil {
+			return Account{}, fmt.Errorf("update account %s: %w: %w", id, err, ErrInvalid)
+		}
+		set = append(set, "base_url", base)
+	}
+	if u.Priority != nil {
+		if *u.Priority < 0 {
+			return Account{}, fmt.Errorf("update account %s: priority must be >= 0: %w", id, ErrInvalid)
+		}
+		set = append(set, "priority", *u.Priority)
+	}
+	if u.Group != nil {
+		if *u.Group != "" && !ValidIndexName(*u.Group) {
+			return Account{}, fmt.Errorf("update account %s: bad group %q: %w", id, *u.Group, ErrInvalid)
+		}
+		set = append(set, "group", *u.Group)
+	}
+	if u.Schedulable != nil {
+		set = append(set, "schedulable", boolString(*u.Schedulable))
+	}
+	if u.ModelMap != nil {
+		if len(*u.ModelMap) > 0 && cur.Type != AccountTypeAnthropicCompatible {
+			return Account{}, fmt.Errorf("update account %s: a model map is only for anthropic_compatible accounts: %w", id, ErrInvalid)
+		}
+		if len(*u.ModelMap) == 0 {
+			del = append(del, "model_map")
+		} else {
+			b, _ := json.Marshal(*u.ModelMap) // cannot fail: strings only
+			set = append(set, "model_map", string(b))
+		}
+	}
+	if u.ProxyURL != nil {
+		if *u.ProxyURL == "" {
+			del = append(del, "proxy", "proxy_hint")
+		} else {
+			hint, err := ProxyHint(*u.ProxyURL)
+			if err != nil {
+				return Account{}, fmt.Errorf("update account %s: %w: %w", id, err, ErrInvalid)
+			}
+			env, err := s.sealer.Seal(ctx, []byte(*u.ProxyURL), []byte(id+aadProxy))
+			if err != nil {
+				return Account{}, fmt.Errorf("update account %s: seal proxy URL: %w", id, err)
+			}
+			set = append(set, "proxy", env, "proxy_hint", hint)
+		}
+	}
+	if u.Credential != nil {
+		cred := strings.TrimSpace(*u.Credential)
+		if cred == "" {
+			return Account{}, fmt.Errorf("update account %s: empty credential: %w", id, ErrInvalid)
+		}
+		env, err := s.sealer.Seal(ctx, []byte(cred), []byte(id))
+		if err != nil {
+			return Account{}, fmt.Errorf("update account %s: seal credential: %w", id, err)
+		}
+		set = append(set, "credential", env, "credential_hint", credentialHint(cred))
+	}
+	if err := s.writeAccount(ctx, id, set, del); err != nil {
+		return Account{}, fmt.Errorf("update account: %w", err)
+	}
+	return s.GetAccount(ctx, id)
+}
+
+// writeAccount sets and deletes fields of an existing account and bumps the version.
+func (s *Store) writeAccount(ctx context.Context, id string, set, del []any) error {
+	if len(set) == 0 && len(del) == 0 {
+		return nil
+	}
+	keys := []string{s.keys.Account(id), s.keys.AccountsVersion()}
+	args := append([]any{len(del)}, del...)
+	args = append(args, set...)
+	ok, err := updateAccountScript.Run(ctx, s.rdb, keys, args...).Int()
+	if err != nil {
+		return fmt.Errorf("account %s: %w", id, err)
 	}
 	if ok == 0 {
-		return fmt.Errorf("set account %s schedulable: %w", id, ErrNotFound)
+		return fmt.Errorf("account %s: %w", id, ErrNotFound)
 	}
 	return nil
 }
 
-// DeleteAccount removes an account and its credential.
+// SetOAuthTokens stores a refreshed (or pasted) OAuth token set sealed and clears any refresh
+// failure. An empty refresh token keeps the stored one.
+func (s *Store) SetOAuthTokens(ctx context.Context, id, access, refresh string, expiresAt *time.Time) error {
+	env, err := s.sealer.Seal(ctx, []byte(access), []byte(id))
+	if err != nil {
+		return fmt.Errorf("set oauth tokens of %s: seal: %w", id, err)
+	}
+	set := []any{"credential", env, "credential_hint", credentialHint(access), "refresh_failures", 0,
+		"token_refreshed_at", formatTime(s.now())}
+	del := []any{"refresh_error", "refresh_failed_at", "refresh_retry_at"}
+	if refresh != "" {
+		renv, err := s.sealer.Seal(ctx, []byte(refresh), []byte(id+aadRefresh))
+		if err != nil {
+			return fmt.Errorf("set oauth tokens of %s: seal: %w", id, err)
+		}
+		set = append(set, "refresh_token", renv, "has_refresh", "1")
+	}
+	if expiresAt != nil {
+		set = append(set, "token_expires_at", formatTime(*expiresAt))
+	} else {
+		del = append(del, "token_expires_at")
+	}
+	if err := s.writeAccount(ctx, id, set, del); err != nil {
+		return fmt.Errorf("set oauth tokens: %w", err)
+	}
+	return nil
+}
+
+// SetRefreshFailure records a failed token refresh: why, when, how many in a row, and when to
+// try again.
+func (s *Store) SetRefreshFailure(ctx context.Context, id, reason string, at, retryAt time.Time, failures int) error {
+	set := []any{"refresh_error", reason, "refresh_failed_at", formatTime(at),
+		"refresh_retry_at", formatTime(retryAt), "refresh_failures", failures}
+	if err := s.writeAccount(ctx, id, set, nil); err != nil {
+		return fmt.Errorf("set refresh failure: %w", err)
+	}
+	return nil
+}
+
+// TouchAccount records that a sidecar used the account at at. It does not bump the accounts
+// version (nothing a sidecar caches changed).
+func (s *Store) TouchAccount(ctx context.Context, id string, at time.Time) error {
+	ok, err := touchKeyScript.Run(ctx, s.rdb, []string{s.keys.Account(id)}, formatTime(at)).Int()
+	if err != nil {
+		return fmt.Errorf("touch account %s: %w", id, err)
+	}
+	if ok == 0 {
+		return fmt.Errorf("touch account %s: %w", id, ErrNotFound)
+	}
+	return nil
+}
+
+// SetAccountSchedulable takes an account out of rotation (false) or puts it back (true).
+func (s *Store) SetAccountSchedulable(ctx context.Context, id string, schedulable bool) error {
+	if err := s.writeAccount(ctx, id, []any{"schedulable", boolString(schedulable)}, nil); err != nil {
+		return fmt.Errorf("set account schedulable: %w", err)
+	}
+	return nil
+}
+
+// DeleteAccount removes an account and its secrets.
 func (s *Store) DeleteAccount(ctx context.Context, id string) error {
 	keys := []string{s.keys.Account(id), s.keys.AccountsByCreation(), s.keys.AccountsVersion()}
 	ok, err := deleteAccountScript.Run(ctx, s.rdb, keys, id).Int()
@@ -244,32 +588,75 @@ func (s *Store) AccountsVersion(ctx context.Context) (int64, error) {
 	return v, nil
 }
 
+// RequestAccountRefresh asks the control planes for one token refresh of an OAuth account
+// (a sidecar calls it after meeting a 401).
+func (s *Store) RequestAccountRefresh(ctx context.Context, id string) error {
+	if err := s.rdb.Publish(ctx, s.keys.AccountRefreshChannel(), id).Err(); err != nil {
+		return fmt.Errorf("request refresh of account %s: %w", id, err)
+	}
+	return nil
+}
+
+// SubscribeRefreshRequests subscribes to RequestAccountRefresh. The caller closes the PubSub.
+func (s *Store) SubscribeRefreshRequests(ctx context.Context) *redis.PubSub {
+	return s.rdb.Subscribe(ctx, s.keys.AccountRefreshChannel())
+}
+
 // accountFromValues builds an Account from an HMGET of accountFields; found is false when the
 // record does not exist.
 func accountFromValues(vals []any) (Account, bool, error) {
-	str := make([]string, len(accountFields))
-	for i := range accountFields {
+	m := make(map[string]string, len(accountFields))
+	for i, f := range accountFields {
 		if i < len(vals) {
-			str[i], _ = vals[i].(string)
+			m[f], _ = vals[i].(string)
 		}
 	}
-	if str[0] == "" {
+	if m["id"] == "" {
 		return Account{}, false, nil
 	}
 	a := Account{
-		ID:             str[0],
-		Name:           str[1],
-		Type:           str[2],
-		BaseURL:        str[3],
-		Schedulable:    str[5] == "1",
-		CredentialHint: str[7],
+		ID:              m["id"],
+		Name:            m["name"],
+		Type:            m["type"],
+		BaseURL:         m["base_url"],
+		Schedulable:     m["schedulable"] == "1",
+		CredentialHint:  m["credential_hint"],
+		Group:           m["group"],
+		ProxyHint:       m["proxy_hint"],
+		HasRefreshToken: m["has_refresh"] == "1",
+		Scopes:          m["scopes"],
+		RefreshError:    m["refresh_error"],
 	}
 	var err error
-	if a.Priority, err = strconv.Atoi(str[4]); err != nil {
-		return Account{}, false, fmt.Errorf("account %s priority %q: %w", a.ID, str[4], err)
+	if a.Priority, err = strconv.Atoi(m["priority"]); err != nil {
+		return Account{}, false, fmt.Errorf("account %s priority %q: %w", a.ID, m["priority"], err)
 	}
-	if a.CreatedAt, err = parseTime(str[6]); err != nil {
+	if f := m["refresh_failures"]; f != "" {
+		if a.RefreshFailures, err = strconv.Atoi(f); err != nil {
+			return Account{}, false, fmt.Errorf("account %s refresh_failures %q: %w", a.ID, f, err)
+		}
+	}
+	if mm := m["model_map"]; mm != "" {
+		if err := json.Unmarshal([]byte(mm), &a.ModelMap); err != nil {
+			return Account{}, false, fmt.Errorf("account %s model_map: %w", a.ID, err)
+		}
+	}
+	if a.CreatedAt, err = parseTime(m["created_at"]); err != nil {
 		return Account{}, false, fmt.Errorf("account %s: %w", a.ID, err)
+	}
+	for _, f := range []struct {
+		field string
+		dst   **time.Time
+	}{
+		{"last_used_at", &a.LastUsedAt},
+		{"token_expires_at", &a.TokenExpiresAt},
+		{"refresh_failed_at", &a.RefreshFailedAt},
+		{"refresh_retry_at", &a.RefreshRetryAt},
+		{"token_refreshed_at", &a.TokenRefreshedAt},
+	} {
+		if *f.dst, err = parseOptTime(m[f.field]); err != nil {
+			return Account{}, false, fmt.Errorf("account %s %s: %w", a.ID, f.field, err)
+		}
 	}
 	return a, true, nil
 }

@@ -64,3 +64,108 @@ func (s *Store) TokenRevoked(ctx context.Context, jti string) (bool, error) {
 	}
 	return n == 1, nil
 }
+
+// CreateAdminIfAbsent stores the password hash of a new admin user unless the user exists
+// (SET NX, so concurrent first starts agree on one password). It reports whether it created
+// the user.
+func (s *Store) CreateAdminIfAbsent(ctx context.Context, username string, hash []byte) (bool, error) {
+	if username == "" {
+		return false, errors.New("create admin: username is required")
+	}
+	if len(hash) == 0 {
+		return false, errors.New("create admin: empty password hash")
+	}
+	ok, err := s.rdb.SetNX(ctx, s.keys.AdminPassword(username), hash, 0).Result()
+	if err != nil {
+		return false, fmt.Errorf("create admin %s: %w", username, err)
+	}
+	return ok, nil
+}
+
+// ChangeAdminPassword stores a new password hash and starts a new token generation, so every
+// session token of the user issued before is refused. It returns the new generation. The
+// generation moves first, so a failure between the two writes leaves old tokens refused
+// rather than the old password's sessions alive.
+func (s *Store) ChangeAdminPassword(ctx context.Context, username string, hash []byte) (int64, error) {
+	if len(hash) == 0 {
+		return 0, errors.New("change admin password: empty password hash")
+	}
+	gen, err := s.rdb.Incr(ctx, s.keys.AdminTokenGeneration(username)).Result()
+	if err != nil {
+		return 0, fmt.Errorf("change admin password for %s: %w", username, err)
+	}
+	if err := s.rdb.Set(ctx, s.keys.AdminPassword(username), hash, 0).Err(); err != nil {
+		return 0, fmt.Errorf("change admin password for %s: %w", username, err)
+	}
+	return gen, nil
+}
+
+// AdminTokenGeneration returns the user's current session token generation (0 before the
+// first password change).
+func (s *Store) AdminTokenGeneration(ctx context.Context, username string) (int64, error) {
+	gen, err := s.rdb.Get(ctx, s.keys.AdminTokenGeneration(username)).Int64()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("token generation of %s: %w", username, err)
+	}
+	return gen, nil
+}
+
+// SessionState reads, in one round trip, whether an admin token id was revoked and the user's
+// current token generation.
+func (s *Store) SessionState(ctx context.Context, jti, username string) (revoked bool, generation int64, err error) {
+	var ex *redis.IntCmd
+	var gen *redis.StringCmd
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		ex = p.Exists(ctx, s.keys.RevokedToken(jti))
+		gen = p.Get(ctx, s.keys.AdminTokenGeneration(username))
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return false, 0, fmt.Errorf("session state of %s: %w", username, err)
+	}
+	if g, err := gen.Int64(); err == nil {
+		generation = g
+	} else if !errors.Is(err, redis.Nil) {
+		return false, 0, fmt.Errorf("session state of %s: %w", username, err)
+	}
+	return ex.Val() == 1, generation, nil
+}
+
+// oauthPendingTTL is how long a started OAuth login waits for its code.
+const oauthPendingTTL = 10 * time.Minute
+
+// OAuthPendingTTL returns how long a started OAuth login waits for its code.
+func OAuthPendingTTL() time.Duration { return oauthPendingTTL }
+
+// PutOAuthPending stores a started OAuth login (its PKCE verifier and the account to create)
+// sealed under its state for ten minutes.
+func (s *Store) PutOAuthPending(ctx context.Context, state string, data []byte) error {
+	env, err := s.sealer.Seal(ctx, data, []byte("oauth:"+state))
+	if err != nil {
+		return fmt.Errorf("store oauth login: seal: %w", err)
+	}
+	if err := s.rdb.Set(ctx, s.keys.OAuthPending(state), env, oauthPendingTTL).Err(); err != nil {
+		return fmt.Errorf("store oauth login: %w", err)
+	}
+	return nil
+}
+
+// TakeOAuthPending returns and deletes a started OAuth login (so a code is exchanged once),
+// or ErrNotFound when the state is unknown or its ten minutes are over.
+func (s *Store) TakeOAuthPending(ctx context.Context, state string) ([]byte, error) {
+	env, err := s.rdb.GetDel(ctx, s.keys.OAuthPending(state)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("oauth login: %w", ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("oauth login: %w", err)
+	}
+	data, err := s.sealer.Open(ctx, env, []byte("oauth:"+state))
+	if err != nil {
+		return nil, fmt.Errorf("oauth login: open: %w", err)
+	}
+	return data, nil
+}

@@ -25,6 +25,8 @@ type RedisConfig struct {
 	SentinelMaster string
 	// SentinelAddrs are the host:port of the Sentinels.
 	SentinelAddrs []string
+	// SentinelPassword authenticates to the Sentinels themselves (their requirepass).
+	SentinelPassword string
 	// ClusterAddrs are seed host:port of a Redis Cluster.
 	ClusterAddrs []string
 	// PoolSize caps connections per node; 0 means go-redis's default (10 per CPU).
@@ -37,7 +39,7 @@ type RedisConfig struct {
 // the error names where it tried, e.g. "failed to connect to Redis at 127.0.0.1:6390: dial tcp
 // 127.0.0.1:6390: connect: connection refused", and never contains the password.
 func Connect(ctx context.Context, cfg RedisConfig) (redis.UniversalClient, error) {
-	secrets := []string{cfg.Password}
+	secrets := []string{cfg.Password, cfg.SentinelPassword}
 	if cfg.URL != "" {
 		if u, err := url.Parse(cfg.URL); err == nil && u.User != nil {
 			if pw, ok := u.User.Password(); ok {
@@ -83,6 +85,7 @@ func newClient(cfg RedisConfig) (redis.UniversalClient, string, error) {
 		}
 		opts := universal(cfg, cfg.SentinelAddrs)
 		opts.MasterName = cfg.SentinelMaster
+		opts.SentinelPassword = cfg.SentinelPassword
 		where := fmt.Sprintf("sentinel master %s via %s", cfg.SentinelMaster, strings.Join(cfg.SentinelAddrs, ","))
 		return redis.NewUniversalClient(opts), where, nil
 	default:

@@ -55,14 +55,37 @@ func (s Schema) KeyRevokedIndex() string { return s.p + "{keys}:revoked" }
 // KeyRecordPrefix is what KeyRecord puts in front of a key id (used by the lookup script).
 func (s Schema) KeyRecordPrefix() string { return s.p + "{keys}:key:" }
 
-// KeyRecord is a HASH describing one relay key (fields id, name, hint, policy, enabled,
-// created_at, expires_at, revoked_at, last_used_at, hash). Owner: control plane; sidecars
-// write last_used_at only. TTL: none.
+// KeyRecord is a HASH describing one relay key (fields id, name, description, owner, tags
+// (comma-separated), hint, policy, rules (JSON: limit overrides, model/client rules, CIDRs,
+// binding), enabled, created_at, ord (its KeysLive member), expires_at, expires_after_ms,
+// activated_at, revoked_at, deleted_at, last_used_at, hash). Owner: control plane; the auth
+// path writes activated_at/expires_at (first use) and last_used_at. TTL: none.
 func (s Schema) KeyRecord(id string) string { return s.KeyRecordPrefix() + id }
 
 // KeysByCreation is a ZSET of key ids scored by creation time (unix ms), for listing.
 // Owner: control plane. TTL: none.
 func (s Schema) KeysByCreation() string { return s.p + "{keys}:by_created" }
+
+// KeysLive is a ZSET (all scores 0, ordered by member) of every relay key that is not soft
+// deleted, members "<creation unix ms, 13 digits>:<id>" (the record's "ord" field), so a
+// page starts after a cursor with ZRANGEBYLEX. Owner: control plane. TTL: none.
+func (s Schema) KeysLive() string { return s.p + "{keys}:idx:live" }
+
+// KeysDeleted is a ZSET like KeysLive of the soft-deleted relay keys. Owner: control plane.
+// TTL: none.
+func (s Schema) KeysDeleted() string { return s.p + "{keys}:idx:deleted" }
+
+// KeysIndexPrefix is what KeysByTag and KeysByPolicy put in front of their name (used by the
+// key update script, which moves keys between tag and policy indexes).
+func (s Schema) KeysIndexPrefix() string { return s.p + "{keys}:idx:" }
+
+// KeysByTag is a ZSET like KeysLive of the keys (deleted ones included) carrying tag.
+// Owner: control plane. TTL: none (an empty ZSET disappears by itself).
+func (s Schema) KeysByTag(tag string) string { return s.KeysIndexPrefix() + "tag:" + tag }
+
+// KeysByPolicy is a ZSET like KeysLive of the keys (deleted ones included) naming policy.
+// Owner: control plane. TTL: none.
+func (s Schema) KeysByPolicy(policy string) string { return s.KeysIndexPrefix() + "policy:" + policy }
 
 // RevocationsChannel is the Pub/Sub channel on which the id of every key that is revoked,
 // disabled or re-enabled is published; sidecars drop cached auth results for it.
@@ -83,6 +106,16 @@ func (s Schema) AccountsByCreation() string { return s.p + "{accounts}:by_create
 // AccountsVersion is a STRING counter INCR'd on every account change, so sidecars can cache
 // the account list and re-read it only when this moves. Owner: control plane. TTL: none.
 func (s Schema) AccountsVersion() string { return s.p + "{accounts}:version" }
+
+// AccountRefreshChannel is the Pub/Sub channel on which a sidecar that met a 401 on an OAuth
+// account publishes the account id, asking the control plane for one token refresh.
+// Owner: sidecars publish, control planes subscribe.
+func (s Schema) AccountRefreshChannel() string { return s.p + "chan:account-refresh" }
+
+// OAuthPending is a STRING holding a started Claude OAuth login (PKCE verifier and the
+// account to create) sealed with aad = state, keyed by the OAuth state. Owner: control plane.
+// TTL: ten minutes; read once with GETDEL.
+func (s Schema) OAuthPending(state string) string { return s.p + "admin:oauth:" + state }
 
 // --- Usage (hash tags {key:<id>} and {acct:<id>}) ---
 
@@ -118,15 +151,27 @@ func (s Schema) KeyConcurrency(keyID string) string {
 	return s.p + "limit:{key:" + keyID + "}:concurrency"
 }
 
-// AccountParked is a STRING holding why an account is parked (e.g. "429"); it exists while
-// the account must not be scheduled. Owner: sidecar. TTL: until the upstream's reset time.
-func (s Schema) AccountParked(accountID string) string {
-	return s.p + "sched:{acct:" + accountID + "}:parked"
+// AccountsParked is a HASH of the accounts that must not be scheduled now: field "<account
+// id>" (the whole account) or "<account id>/<model family>" (one family only) → "<until unix
+// ms>|<state>|<upstream status>|<reason>", where state is rate_limited, overloaded,
+// failing, unauthorized or blocked and until 0 means "until an operator clears it". Entries
+// whose time has passed are ignored by readers and overwritten or swept by writers, so a
+// parked account comes back by itself. Owner: sidecar (parking script); the control plane
+// clears entries. TTL: none (one small hash per deployment, read in one HGETALL).
+func (s Schema) AccountsParked() string { return s.p + "sched:{accounts}:parked" }
+
+// AccountErrors is a STRING counter of an account's 5xx answers in the current error window,
+// used to park an account that fails repeatedly. Owner: sidecar. TTL: the pool's
+// park_5xx_window, set when the counter is created.
+func (s Schema) AccountErrors(accountID string) string {
+	return s.p + "sched:{acct:" + accountID + "}:errors"
 }
 
-// StickySession is a STRING: session hash → account id, so a conversation stays on one
-// account. Owner: sidecar. TTL: the pool's sticky TTL, refreshed on use.
-func (s Schema) StickySession(sessionHash string) string { return s.p + "sched:sticky:" + sessionHash }
+// StickySession is a STRING: pool name and session hash → account id, so a conversation
+// stays on one account. Owner: sidecar. TTL: the pool's sticky TTL, refreshed on use.
+func (s Schema) StickySession(pool, sessionHash string) string {
+	return s.p + "sched:sticky:" + pool + ":" + sessionHash
+}
 
 // Lock is a STRING holding the owner token of a named cluster-wide lock (e.g. token refresh of
 // one account). Owner: control plane jobs. TTL: the lock lease.
@@ -140,9 +185,46 @@ func (s Schema) AdminPassword(username string) string {
 	return s.p + "admin:user:" + username + ":password"
 }
 
+// AdminTokenGeneration is a STRING counter INCR'd when an admin user's password changes;
+// session tokens carry the generation they were issued in and older ones are refused.
+// Owner: control plane. TTL: none.
+func (s Schema) AdminTokenGeneration(username string) string {
+	return s.p + "admin:user:" + username + ":token-gen"
+}
+
+// AdminAudit is a STREAM of admin actions (fields at, who, action, target, remote, detail),
+// capped near AuditMaxLen entries. Owner: control plane. TTL: none.
+func (s Schema) AdminAudit() string { return s.p + "admin:audit" }
+
 // RevokedToken is a STRING marking an admin JWT id as revoked. Owner: control plane.
 // TTL: until the token would have expired anyway.
 func (s Schema) RevokedToken(jti string) string { return s.p + "admin:revoked-jti:" + jti }
+
+// --- Configuration distribution (hash tag {config}; control plane) ---
+
+// ConfigEpoch is a STRING holding a random id that names this store's version numbering; it
+// is set once (SETNX) and changes only if the store is wiped. Owner: control plane. TTL: none.
+func (s Schema) ConfigEpoch() string { return s.p + "{config}:epoch" }
+
+// ConfigVersion is a STRING counter INCR'd for every new configuration snapshot, so versions
+// strictly increase across control plane restarts and agree between control planes.
+// Owner: control plane (publish script). TTL: none.
+func (s Schema) ConfigVersion() string { return s.p + "{config}:version" }
+
+// ConfigCurrent is a HASH describing the current snapshot (fields epoch, version, sha256,
+// created_at, config: the snapshot JSON). Written by the publish script together with
+// ConfigVersion, so a content hash already published gets no new version. Owner: control
+// plane. TTL: none.
+func (s Schema) ConfigCurrent() string { return s.p + "{config}:current" }
+
+// ConfigChannel is the Pub/Sub channel on which a control plane announces the version it
+// just published, so other control planes wake their long-polls. Owner: control plane.
+func (s Schema) ConfigChannel() string { return s.p + "chan:config" }
+
+// Sidecars is a HASH: sidecar id → JSON of what it last reported (address, applied version,
+// last NACK, last seen). Owner: control plane (written on each long-poll). TTL: none;
+// entries unseen for a day are dropped when listed.
+func (s Schema) Sidecars() string { return s.p + "{config}:sidecars" }
 
 // dayString formats the UTC calendar day of t.
 func dayString(t time.Time) string { return t.UTC().Format(time.DateOnly) }

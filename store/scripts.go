@@ -6,14 +6,18 @@ import "github.com/redis/go-redis/v9"
 // on Redis Cluster; keys built from ARGV (the lookup's record key) are in the same slot.
 
 // createKeyScript stores a new relay key unless its id or hash is taken.
-// KEYS: record, index, by_created. ARGV: hash, id, score, field, value, ...
+// KEYS: record, index, by_created, then the lexicographic indexes to add it to (live, tags,
+// policy). ARGV: hash, id, score, order member, field, value, ...
 var createKeyScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then
   return 0
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('HSET', KEYS[1], unpack(ARGV, 5))
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[2])
+for i = 4, #KEYS do
+  redis.call('ZADD', KEYS[i], 0, ARGV[4])
+end
 return 1
 `)
 
@@ -89,13 +93,20 @@ redis.call('INCR', KEYS[3])
 return 1
 `)
 
-// updateAccountScript sets fields of an existing account and bumps the version.
-// KEYS: record, version. ARGV: field, value, ... Returns 0 if the account does not exist.
+// updateAccountScript deletes and sets fields of an existing account and bumps the version.
+// KEYS: record, version. ARGV: number of fields to delete, those fields, then field, value,
+// ... to set. Returns 0 if the account does not exist.
 var updateAccountScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return 0
 end
-redis.call('HSET', KEYS[1], unpack(ARGV))
+local ndel = tonumber(ARGV[1])
+for i = 2, 1 + ndel do
+  redis.call('HDEL', KEYS[1], ARGV[i])
+end
+if #ARGV > 1 + ndel then
+  redis.call('HSET', KEYS[1], unpack(ARGV, 2 + ndel))
+end
 redis.call('INCR', KEYS[2])
 return 1
 `)
@@ -115,4 +126,5 @@ return 1
 var allScripts = []*redis.Script{
 	createKeyScript, lookupKeyScript, revokeKeyScript, setKeyEnabledScript, touchKeyScript,
 	createAccountScript, updateAccountScript, deleteAccountScript,
+	activateKeyScript, pageKeysScript, updateKeyScript, regenerateKeyScript, deleteKeyScript,
 }

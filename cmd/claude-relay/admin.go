@@ -169,6 +169,8 @@ func adminCommands() []adminCommand {
 		},
 		{name: "accounts list", summary: "list upstream accounts (credentials are never shown)", flags: sessionFlags, run: adminAccountsList},
 		{name: "accounts delete", args: "ID", nargs: 1, summary: "delete an upstream account and its credential", flags: sessionFlags, run: adminAccountsDelete},
+		{name: "sidecars", summary: "list sidecars with the configuration version each runs and any refused one (NACK)", flags: sessionFlags, run: adminSidecars},
+		{name: "config status", summary: "show the configuration version served and the errors of the last refused edit", flags: sessionFlags, run: adminConfigStatus},
 	}
 }
 
@@ -736,4 +738,58 @@ func adminAccountsDelete(ctx context.Context, c *adminCLI, _ *adminFlags, args [
 	}
 	_, err := fmt.Fprintf(c.stdout, "Deleted account %s.\n", args[0])
 	return err
+}
+
+func adminSidecars(ctx context.Context, c *adminCLI, f *adminFlags, _ []string) error {
+	list, err := c.client.Sidecars(ctx)
+	if err != nil {
+		return err
+	}
+	if f.json {
+		return c.printJSON(list)
+	}
+	fmt.Fprintf(c.stdout, "control plane serves version %d (epoch %s)\n\n", list.Version, orDash(list.Epoch))
+	rows := make([][]string, 0, len(list.Sidecars))
+	for _, s := range list.Sidecars {
+		state := "in sync"
+		switch {
+		case s.NackVersion != 0:
+			state = fmt.Sprintf("NACK v%d", s.NackVersion)
+		case s.Epoch != list.Epoch || s.Version != list.Version:
+			state = "behind"
+		}
+		rows = append(rows, []string{s.ID, orDash(s.Addr), fmt.Sprint(s.Version), state, fmtTime(s.LastSeen), orDash(s.LastError)})
+	}
+	return c.table([]string{"ID", "ADDR", "VERSION", "STATE", "LAST SEEN", "LAST ERROR"}, rows)
+}
+
+func adminConfigStatus(ctx context.Context, c *adminCLI, f *adminFlags, _ []string) error {
+	st, err := c.client.ConfigStatus(ctx)
+	if err != nil {
+		return err
+	}
+	if f.json {
+		return c.printJSON(st)
+	}
+	err = c.table([]string{"FIELD", "VALUE"}, [][]string{
+		{"dir", orDash(st.Dir)},
+		{"epoch", orDash(st.Epoch)},
+		{"version", fmt.Sprint(st.Version)},
+		{"sha256", orDash(st.SHA256)},
+		{"published", fmtTime(st.PublishedAt)},
+		{"last reload", fmtTime(st.LastReload) + " (" + orDash(st.LastReloadResult) + ")"},
+		{"refused reloads", fmt.Sprint(st.Refused)},
+	})
+	if err != nil || len(st.Diagnostics) == 0 {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "\nThe last edit was refused; version %d is still served:\n\n", st.Version)
+	if st.Text != "" {
+		_, err = fmt.Fprint(c.stdout, st.Text)
+		return err
+	}
+	for _, d := range st.Diagnostics {
+		fmt.Fprintf(c.stdout, "%s: %s: %s\n", orDash(d.Location()), d.Severity, d.Summary)
+	}
+	return nil
 }

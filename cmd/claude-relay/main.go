@@ -23,12 +23,19 @@ Usage:
   claude-relay sidecar  [flags]   the data plane: relays client requests upstream
   claude-relay config check PATH  validate an HCL file or directory (like nginx -t)
   claude-relay admin …            manage keys and accounts (claude-relay admin -h)
+  claude-relay crypto rotate      re-encrypt stored credentials under the current key (-h)
+  claude-relay doctor [flags]     check a running installation and say what to fix (-h)
   claude-relay version            print the version
 
 Flags of dev, control and sidecar:
   -listen ADDR      listen address (default HOST:PORT, control: CLAUDE_RELAY_CONTROL_ADDR)
   -config-dir DIR   HCL configuration directory (default CLAUDE_RELAY_CONFIG_DIR, else built-in)
   -data-dir DIR     local state: dev secrets, usage spool (default CLAUDE_RELAY_DATA_DIR or ./data)
+  -plugin-dir DIR   provider plugins (default CLAUDE_RELAY_PLUGIN_DIR, else plugins/ beside the binary)
+
+Flag of sidecar:
+  -control-plane URL  take the configuration from this control plane (default
+                      CLAUDE_RELAY_CONTROL_URL; unset: read -config-dir itself)
 
 Environment variables are documented in README.md; a .env file in the working
 directory is read too (the process environment wins).
@@ -54,6 +61,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	case "config":
 		return runConfig(args[1:], stdout, stderr)
+	case "crypto":
+		return runCrypto(ctx, args[1:], stdout, stderr)
+	case "doctor":
+		return runDoctor(ctx, args[1:], stdout, stderr)
 	case "admin":
 		return runAdmin(ctx, args[1:], os.Getenv, stdout, stderr)
 	case "dev", "control", "sidecar":
@@ -71,6 +82,10 @@ func runProcess(ctx context.Context, mode string, args []string, stdout, stderr 
 	fs.StringVar(&opts.Listen, "listen", "", "listen address (host:port)")
 	fs.StringVar(&opts.ConfigDir, "config-dir", "", "HCL configuration directory")
 	fs.StringVar(&opts.DataDir, "data-dir", "", "data directory for local state")
+	fs.StringVar(&opts.PluginDir, "plugin-dir", "", "provider plugin directory (default CLAUDE_RELAY_PLUGIN_DIR, else plugins/ beside the binary)")
+	if mode == "sidecar" {
+		fs.StringVar(&opts.ControlURL, "control-plane", "", "control plane URL to take the configuration from (default CLAUDE_RELAY_CONTROL_URL; unset: local HCL)")
+	}
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}

@@ -22,6 +22,7 @@ const (
 	KeyRevoked  = "revoked"
 	KeyExpired  = "expired"
 	KeyDisabled = "disabled"
+	KeyDeleted  = "deleted"
 )
 
 // ErrorBody is the body of every error response.
@@ -56,29 +57,108 @@ type WhoAmI struct {
 
 // Key is a relay key as the admin API shows it: never its secret, only a hint.
 type Key struct {
-	ID         string     `json:"id"`
-	Name       string     `json:"name"`
-	Hint       string     `json:"hint"`
-	Policy     string     `json:"policy,omitempty"`
-	Enabled    bool       `json:"enabled"`
-	Status     string     `json:"status"`
-	CreatedAt  time.Time  `json:"created_at"`
-	ExpiresAt  *time.Time `json:"expires_at,omitempty"`
-	RevokedAt  *time.Time `json:"revoked_at,omitempty"`
-	LastUsedAt *time.Time `json:"last_used_at,omitempty"`
+	ID          string   `json:"id"`
+	Name        string   `json:"name"`
+	Description string   `json:"description,omitempty"`
+	Owner       string   `json:"owner,omitempty"`
+	Tags        []string `json:"tags,omitempty"`
+	Hint        string   `json:"hint"`
+	Policy      string   `json:"policy,omitempty"`
+	KeyRules
+	Enabled bool   `json:"enabled"`
+	Status  string `json:"status"`
+	// ExpiresAfter is the lifetime counted from first use, e.g. "72h0m0s".
+	ExpiresAfter string     `json:"expires_after,omitempty"`
+	ActivatedAt  *time.Time `json:"activated_at,omitempty"`
+	CreatedAt    time.Time  `json:"created_at"`
+	ExpiresAt    *time.Time `json:"expires_at,omitempty"`
+	RevokedAt    *time.Time `json:"revoked_at,omitempty"`
+	DeletedAt    *time.Time `json:"deleted_at,omitempty"`
+	LastUsedAt   *time.Time `json:"last_used_at,omitempty"`
 }
 
-// CreateKeyRequest is the body of POST /admin/keys. ExpiresAt is RFC 3339 when set.
+// KeyLimits override a key's policy values; unset fields keep the policy's.
+type KeyLimits struct {
+	RequestsPerMinute *int64   `json:"requests_per_minute,omitempty"`
+	RequestsPerDay    *int64   `json:"requests_per_day,omitempty"`
+	TokensPerMinute   *int64   `json:"tokens_per_minute,omitempty"`
+	TokensPerDay      *int64   `json:"tokens_per_day,omitempty"`
+	Concurrency       *int64   `json:"concurrency,omitempty"`
+	CostPerDayUSD     *float64 `json:"cost_per_day_usd,omitempty"`
+	CostPerWeekUSD    *float64 `json:"cost_per_week_usd,omitempty"`
+	CostPerMonthUSD   *float64 `json:"cost_per_month_usd,omitempty"`
+	CostTotalUSD      *float64 `json:"cost_total_usd,omitempty"`
+}
+
+// KeyBinding ties a key to one upstream account or to an account group.
+type KeyBinding struct {
+	AccountID string `json:"account_id,omitempty"`
+	Group     string `json:"group,omitempty"`
+}
+
+// KeyRules are what a key may do beyond its policy.
+type KeyRules struct {
+	Limits *KeyLimits `json:"limits,omitempty"`
+	// AllowedModels and DeniedModels are model globs, e.g. "claude-sonnet-*".
+	AllowedModels []string `json:"allowed_models,omitempty"`
+	DeniedModels  []string `json:"denied_models,omitempty"`
+	// AllowedClients are known client names or User-Agent globs.
+	AllowedClients []string `json:"allowed_clients,omitempty"`
+	// AllowedCIDRs is the key's IP allowlist, e.g. "10.0.0.0/8".
+	AllowedCIDRs []string    `json:"allowed_cidrs,omitempty"`
+	Binding      *KeyBinding `json:"binding,omitempty"`
+}
+
+// CreateKeyRequest is the body of POST /admin/keys. ExpiresAt is RFC 3339; ExpiresAfter is a
+// lifetime counted from first use such as "36h" or "7d". At most one of them is set.
 type CreateKeyRequest struct {
-	Name      string `json:"name"`
-	Policy    string `json:"policy,omitempty"`
-	ExpiresAt string `json:"expires_at,omitempty"`
+	Name         string   `json:"name"`
+	Description  string   `json:"description,omitempty"`
+	Owner        string   `json:"owner,omitempty"`
+	Tags         []string `json:"tags,omitempty"`
+	Policy       string   `json:"policy,omitempty"`
+	ExpiresAt    string   `json:"expires_at,omitempty"`
+	ExpiresAfter string   `json:"expires_after,omitempty"`
+	KeyRules
 }
 
-// CreateKeyResponse is the one response that carries a key's secret.
+// UpdateKeyRequest is the body of PATCH /admin/keys/{id}: only the fields present change.
+// Rules fields replace the stored rule each one names. Setting expires_at or expires_after
+// replaces the expiry; both "" remove it.
+type UpdateKeyRequest struct {
+	Name           *string     `json:"name,omitempty"`
+	Description    *string     `json:"description,omitempty"`
+	Owner          *string     `json:"owner,omitempty"`
+	Tags           *[]string   `json:"tags,omitempty"`
+	Policy         *string     `json:"policy,omitempty"`
+	ExpiresAt      *string     `json:"expires_at,omitempty"`
+	ExpiresAfter   *string     `json:"expires_after,omitempty"`
+	Limits         *KeyLimits  `json:"limits,omitempty"`
+	AllowedModels  *[]string   `json:"allowed_models,omitempty"`
+	DeniedModels   *[]string   `json:"denied_models,omitempty"`
+	AllowedClients *[]string   `json:"allowed_clients,omitempty"`
+	AllowedCIDRs   *[]string   `json:"allowed_cidrs,omitempty"`
+	Binding        *KeyBinding `json:"binding,omitempty"`
+}
+
+// CreateKeyResponse is the one response that carries a key's secret (create and regenerate).
 type CreateKeyResponse struct {
 	Key    Key    `json:"key"`
 	Secret string `json:"secret"`
+}
+
+// BulkCreateKeysRequest is the body of POST /admin/keys/bulk: up to MaxBulkKeys keys, all
+// created or none.
+type BulkCreateKeysRequest struct {
+	Keys []CreateKeyRequest `json:"keys"`
+}
+
+// MaxBulkKeys bounds one bulk create.
+const MaxBulkKeys = 500
+
+// BulkCreateKeysResponse carries every created key with its secret, in request order.
+type BulkCreateKeysResponse struct {
+	Keys []CreateKeyResponse `json:"keys"`
 }
 
 // KeyResponse wraps one key.
@@ -86,10 +166,18 @@ type KeyResponse struct {
 	Key Key `json:"key"`
 }
 
-// KeyList is the body of GET /admin/keys.
+// KeyList is the body of GET /admin/keys: one page, oldest first. NextCursor, when set, is the
+// cursor query parameter of the next page.
 type KeyList struct {
-	Keys []Key `json:"keys"`
+	Keys       []Key  `json:"keys"`
+	NextCursor string `json:"next_cursor,omitempty"`
 }
+
+// Page sizes of GET /admin/keys (limit) and GET /admin/audit.
+const (
+	DefaultPageLimit = 100
+	MaxPageLimit     = 1000
+)
 
 // Usage is what a key consumed: requests, tokens by kind and cost.
 type Usage struct {
@@ -111,26 +199,99 @@ type KeyUsage struct {
 	Totals   Usage            `json:"totals"`
 }
 
-// Account is an upstream account as the admin API shows it: never its credential, only a hint.
+// Account types.
+const (
+	AccountAnthropicAPIKey     = "anthropic_api_key"
+	AccountClaudeOAuth         = "claude_oauth"
+	AccountAnthropicCompatible = "anthropic_compatible"
+)
+
+// Account states reported in AccountStatus.State, besides the parking states the scheduler
+// writes (rate_limited, overloaded, failing, unauthorized, blocked).
+const (
+	AccountActive         = "active"
+	AccountRefreshFailing = "refresh_failing"
+	AccountTokenExpired   = "token_expired"
+)
+
+// Account is an upstream account as the admin API shows it: never a secret, only hints.
 type Account struct {
-	ID             string    `json:"id"`
-	Name           string    `json:"name"`
-	Type           string    `json:"type"`
-	BaseURL        string    `json:"base_url"`
-	Priority       int       `json:"priority"`
-	Schedulable    bool      `json:"schedulable"`
-	CreatedAt      time.Time `json:"created_at"`
-	CredentialHint string    `json:"credential_hint"`
+	ID             string            `json:"id"`
+	Name           string            `json:"name"`
+	Type           string            `json:"type"`
+	BaseURL        string            `json:"base_url"`
+	Priority       int               `json:"priority"`
+	Group          string            `json:"group,omitempty"`
+	Schedulable    bool              `json:"schedulable"`
+	CreatedAt      time.Time         `json:"created_at"`
+	CredentialHint string            `json:"credential_hint"`
+	Proxy          string            `json:"proxy,omitempty"`
+	ModelMap       map[string]string `json:"model_map,omitempty"`
+	LastUsedAt     *time.Time        `json:"last_used_at,omitempty"`
+	Status         AccountStatus     `json:"status"`
+	// Parked lists the parks in force, of the whole account or of one model family.
+	Parked []Park        `json:"parked,omitempty"`
+	OAuth  *OAuthDetails `json:"oauth,omitempty"`
+}
+
+// AccountStatus says whether an account is usable, and if not why and since or until when.
+type AccountStatus struct {
+	State  string     `json:"state"`
+	Reason string     `json:"reason,omitempty"`
+	Since  *time.Time `json:"since,omitempty"`
+	Until  *time.Time `json:"until,omitempty"`
+}
+
+// Park is one entry of the scheduler's parking table.
+type Park struct {
+	Family     string     `json:"family,omitempty"`
+	State      string     `json:"state"`
+	HTTPStatus int        `json:"http_status,omitempty"`
+	Reason     string     `json:"reason,omitempty"`
+	Until      *time.Time `json:"until,omitempty"`
+}
+
+// OAuthDetails describe an OAuth account's tokens, never the tokens themselves.
+type OAuthDetails struct {
+	TokenExpiresAt  *time.Time `json:"token_expires_at,omitempty"`
+	HasRefreshToken bool       `json:"has_refresh_token"`
+	Scopes          string     `json:"scopes,omitempty"`
+	RefreshError    string     `json:"refresh_error,omitempty"`
+	RefreshFailedAt *time.Time `json:"refresh_failed_at,omitempty"`
+	RefreshFailures int        `json:"refresh_failures,omitempty"`
+	RefreshRetryAt  *time.Time `json:"refresh_retry_at,omitempty"`
 }
 
 // AddAccountRequest is the body of POST /admin/accounts. Type defaults to anthropic_api_key,
 // BaseURL to https://api.anthropic.com and Priority (1 to 100, lower runs first) to 50.
+// API-key and compatible accounts send api_key; claude_oauth accounts send access_token (a
+// setup token, or with refresh_token and expires_at a pasted token pair).
 type AddAccountRequest struct {
-	Name     string `json:"name"`
-	Type     string `json:"type,omitempty"`
-	BaseURL  string `json:"base_url,omitempty"`
-	APIKey   string `json:"api_key"`
-	Priority *int   `json:"priority,omitempty"`
+	Name         string            `json:"name"`
+	Type         string            `json:"type,omitempty"`
+	BaseURL      string            `json:"base_url,omitempty"`
+	APIKey       string            `json:"api_key,omitempty"`
+	AccessToken  string            `json:"access_token,omitempty"`
+	RefreshToken string            `json:"refresh_token,omitempty"`
+	ExpiresAt    string            `json:"expires_at,omitempty"`
+	Priority     *int              `json:"priority,omitempty"`
+	Group        string            `json:"group,omitempty"`
+	Schedulable  *bool             `json:"schedulable,omitempty"`
+	ProxyURL     string            `json:"proxy_url,omitempty"`
+	ModelMap     map[string]string `json:"model_map,omitempty"`
+}
+
+// UpdateAccountRequest is the body of PATCH /admin/accounts/{id}: only the fields present
+// change. proxy_url "" removes the proxy; api_key rotates the key of an API-key account.
+type UpdateAccountRequest struct {
+	Name        *string            `json:"name,omitempty"`
+	BaseURL     *string            `json:"base_url,omitempty"`
+	Priority    *int               `json:"priority,omitempty"`
+	Group       *string            `json:"group,omitempty"`
+	Schedulable *bool              `json:"schedulable,omitempty"`
+	ProxyURL    *string            `json:"proxy_url,omitempty"`
+	ModelMap    *map[string]string `json:"model_map,omitempty"`
+	APIKey      *string            `json:"api_key,omitempty"`
 }
 
 // AccountResponse wraps one account.
@@ -141,4 +302,69 @@ type AccountResponse struct {
 // AccountList is the body of GET /admin/accounts.
 type AccountList struct {
 	Accounts []Account `json:"accounts"`
+}
+
+// TestAccountRequest is the optional body of POST /admin/accounts/{id}/test.
+type TestAccountRequest struct {
+	Model string `json:"model,omitempty"`
+}
+
+// TestAccountResult is what a minimal request (max_tokens 1) through the account returned.
+type TestAccountResult struct {
+	OK         bool   `json:"ok"`
+	Model      string `json:"model"`
+	HTTPStatus int    `json:"http_status,omitempty"`
+	LatencyMS  int64  `json:"latency_ms"`
+	RequestID  string `json:"request_id,omitempty"`
+	// Error is the upstream's error message or the connection error.
+	Error string `json:"error,omitempty"`
+}
+
+// OAuthStartRequest is the body of POST /admin/accounts/oauth/start: the account to create
+// when the login finishes.
+type OAuthStartRequest struct {
+	Name     string `json:"name"`
+	Priority *int   `json:"priority,omitempty"`
+	Group    string `json:"group,omitempty"`
+	ProxyURL string `json:"proxy_url,omitempty"`
+}
+
+// OAuthStartResponse carries the URL the operator opens to log in, and the state that ties
+// the finish call to this start.
+type OAuthStartResponse struct {
+	AuthorizeURL string    `json:"authorize_url"`
+	State        string    `json:"state"`
+	ExpiresAt    time.Time `json:"expires_at"`
+}
+
+// OAuthFinishRequest is the body of POST /admin/accounts/oauth/finish: the code the callback
+// page shows ("code#state"), or the whole callback URL; State when the code does not carry it.
+type OAuthFinishRequest struct {
+	Code        string `json:"code,omitempty"`
+	CallbackURL string `json:"callback_url,omitempty"`
+	State       string `json:"state,omitempty"`
+}
+
+// AuditEntry is one admin action.
+type AuditEntry struct {
+	ID     string            `json:"id"`
+	At     time.Time         `json:"at"`
+	Who    string            `json:"who"`
+	Action string            `json:"action"`
+	Target string            `json:"target,omitempty"`
+	Remote string            `json:"remote,omitempty"`
+	Detail map[string]string `json:"detail,omitempty"`
+}
+
+// AuditList is the body of GET /admin/audit: newest first; NextCursor is the before query
+// parameter of the next page.
+type AuditList struct {
+	Entries    []AuditEntry `json:"entries"`
+	NextCursor string       `json:"next_cursor,omitempty"`
+}
+
+// ChangePasswordRequest is the body of POST /admin/password.
+type ChangePasswordRequest struct {
+	CurrentPassword string `json:"current_password"`
+	NewPassword     string `json:"new_password"`
 }

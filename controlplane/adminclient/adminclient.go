@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/claude-relay/claude-relay/controlplane/adminapi"
+	"github.com/claude-relay/claude-relay/controlplane/configapi"
 )
 
 // maxResponseBytes caps how much of a response body the client reads.
@@ -210,6 +211,22 @@ func (c *Client) ListAccounts(ctx context.Context) ([]adminapi.Account, error) {
 	var out adminapi.AccountList
 	err := c.do(ctx, http.MethodGet, "/admin/accounts", nil, &out)
 	return out.Accounts, err
+}
+
+// ConfigStatus returns the configuration the control plane serves and the diagnostics of
+// its last refused reload.
+func (c *Client) ConfigStatus(ctx context.Context) (configapi.ConfigStatus, error) {
+	var out configapi.ConfigStatus
+	err := c.do(ctx, http.MethodGet, "/admin/config/status", nil, &out)
+	return out, err
+}
+
+// Sidecars lists the sidecars that polled the control plane in the last day, with the
+// version each runs and its last refused snapshot.
+func (c *Client) Sidecars(ctx context.Context) (configapi.SidecarList, error) {
+	var out configapi.SidecarList
+	err := c.do(ctx, http.MethodGet, "/admin/sidecars", nil, &out)
+	return out, err
 }
 
 // AddAccount adds an upstream account. Its credential is never returned, only a hint.

@@ -19,7 +19,8 @@ import (
 	"github.com/claude-relay/claude-relay/config"
 	"github.com/claude-relay/claude-relay/internal/logging"
 	"github.com/claude-relay/claude-relay/internal/metrics"
-	"github.com/claude-relay/claude-relay/plugins/crypto-aesgcm/aesgcm"
+	"github.com/claude-relay/claude-relay/plugins/contract"
+	"github.com/claude-relay/claude-relay/sidecar"
 	"github.com/claude-relay/claude-relay/store"
 )
 
@@ -34,8 +35,10 @@ type Base struct {
 	Metrics *metrics.Registry
 	Redis   redis.UniversalClient
 	Store   *store.Store
-	Sealer  *aesgcm.Sealer
+	Crypto  contract.Crypto // the crypto provider (plugins.go)
 	closers []func() error
+	// pluginHealth are the provider plugins' /health components.
+	pluginHealth []sidecar.HealthCheck
 }
 
 // LoadEnv reads .env from the working directory and the process environment.
@@ -62,33 +65,39 @@ func newLogger(env *config.Env, stderr io.Writer) (hclog.Logger, *logging.Files,
 	})
 }
 
-// redisConfig maps the environment to store.RedisConfig.
+// redisConfig maps the environment to store.RedisConfig: REDIS_URL, else REDIS_CLUSTER_NODES,
+// else REDIS_SENTINEL_* (REDIS_PASSWORD and REDIS_DB apply to the master), else REDIS_HOST.
 func redisConfig(env *config.Env) store.RedisConfig {
 	addr := ""
 	if env.RedisHost != "" {
 		addr = net.JoinHostPort(env.RedisHost, fmt.Sprint(env.RedisPort))
 	}
 	return store.RedisConfig{
-		URL:         env.RedisURL,
-		Addr:        addr,
-		Password:    env.RedisPassword,
-		DB:          env.RedisDB,
-		PoolSize:    100,
-		DialTimeout: 30 * time.Second,
+		URL:              env.RedisURL,
+		Addr:             addr,
+		Password:         env.RedisPassword,
+		DB:               env.RedisDB,
+		ClusterAddrs:     env.RedisClusterNodes,
+		SentinelMaster:   env.RedisSentinelMaster,
+		SentinelAddrs:    env.RedisSentinelAddrs,
+		SentinelPassword: env.RedisSentinelPassword,
+		PoolSize:         100,
+		DialTimeout:      30 * time.Second,
 	}
 }
 
 // openStore connects the store over rdb with the operator's encryption key.
 func (b *Base) openStore(ctx context.Context, rdb redis.UniversalClient) error {
-	sealer, err := aesgcm.New(b.Env.EncryptionKey)
+	b.Redis = rdb
+	crypto, err := b.startCrypto(ctx)
 	if err != nil {
 		return err
 	}
-	st, err := store.Open(ctx, rdb, store.Options{Sealer: sealer})
+	st, err := store.Open(ctx, rdb, store.Options{Sealer: sealer(crypto)})
 	if err != nil {
 		return fmt.Errorf("open store: %w", err)
 	}
-	b.Redis, b.Store, b.Sealer = rdb, st, sealer
+	b.Store, b.Crypto = st, crypto
 	return nil
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/claude-relay/claude-relay/config"
 	"github.com/claude-relay/claude-relay/controlplane"
 	"github.com/claude-relay/claude-relay/controlplane/adminclient"
+	"github.com/claude-relay/claude-relay/controlplane/configapi"
 	"github.com/claude-relay/claude-relay/internal/devredis"
 	"github.com/claude-relay/claude-relay/internal/metrics"
 	"github.com/claude-relay/claude-relay/store"
@@ -88,23 +89,20 @@ func RunDev(ctx context.Context, env *config.Env, opts Options) error {
 		return err
 	}
 
-	snap, err := loadConfig(opts.ConfigDir, log, opts.Stderr)
+	// The in-process sidecar follows the in-process control plane through the same config
+	// client a remote sidecar uses, polling it directly instead of over HTTP.
+	cfg, dp, err := devConfig(ctx, b, opts)
 	if err != nil {
 		return err
 	}
-	dp, err := b.newDataPlane(opts.DataDir)
+	cp, err := controlplane.New(controlplane.Options{Store: b.Store, JWTSecret: []byte(env.JWTSecret), Logger: log, Config: cfg, OAuth: oauthConfig(env)})
 	if err != nil {
 		return err
 	}
-	if err := dp.srv.Apply(snap); err != nil {
-		return err
-	}
-	cp, err := controlplane.New(controlplane.Options{Store: b.Store, JWTSecret: []byte(env.JWTSecret), Logger: log})
-	if err != nil {
-		return err
-	}
+	go cp.Run(ctx) // OAuth token refresh
 	mux := http.NewServeMux()
 	mux.Handle("/admin/", cp.Handler())
+	mux.Handle(configapi.Path, cfg.SidecarHandler())
 	mux.Handle("/", dp.srv)
 
 	ready := opts.Ready
@@ -274,7 +272,10 @@ func devLogin(ctx context.Context, b *Base, base, user, password string) {
 		}
 		token = out.Token
 	}
-	path, err := adminclient.DefaultSessionPath()
+	path, err := os.Getenv("CLAUDE_RELAY_ADMIN_FILE"), error(nil)
+	if path == "" {
+		path, err = adminclient.DefaultSessionPath()
+	}
 	if err == nil {
 		err = adminclient.SaveSession(path, base, token)
 	}

@@ -15,8 +15,11 @@ import (
 
 	"github.com/claude-relay/claude-relay/config"
 	"github.com/claude-relay/claude-relay/controlplane"
+	"github.com/claude-relay/claude-relay/controlplane/configapi"
 	"github.com/claude-relay/claude-relay/internal/metrics"
 	"github.com/claude-relay/claude-relay/sidecar"
+	"github.com/claude-relay/claude-relay/sidecar/limits"
+	"github.com/claude-relay/claude-relay/sidecar/sched"
 	"github.com/claude-relay/claude-relay/store"
 )
 
@@ -29,6 +32,12 @@ type Options struct {
 	Stderr    io.Writer
 	Ready     func(addr net.Addr) // called once listening (tests)
 	Grace     time.Duration       // shutdown grace for streams; default 30s
+
+	// ControlURL (sidecar) overrides CLAUDE_RELAY_CONTROL_URL: take the configuration from
+	// this control plane instead of local HCL.
+	ControlURL string
+	// PluginDir overrides CLAUDE_RELAY_PLUGIN_DIR: where the provider plugin binaries are.
+	PluginDir string
 }
 
 func (o *Options) defaults(env *config.Env) {
@@ -49,6 +58,9 @@ func (o *Options) defaults(env *config.Env) {
 	}
 	if o.Grace <= 0 {
 		o.Grace = 30 * time.Second
+	}
+	if o.PluginDir != "" {
+		env.PluginDir = o.PluginDir
 	}
 }
 
@@ -81,7 +93,7 @@ func production(ctx context.Context, env *config.Env, opts *Options) (*Base, err
 
 // healthChecks are the components behind GET /health.
 func (b *Base) healthChecks() []sidecar.HealthCheck {
-	return []sidecar.HealthCheck{
+	return append([]sidecar.HealthCheck{
 		{Name: "redis", Check: func(ctx context.Context) error { return b.Redis.Ping(ctx).Err() }},
 		{Name: "logger", Check: func(context.Context) error {
 			if b.Files == nil {
@@ -89,7 +101,7 @@ func (b *Base) healthChecks() []sidecar.HealthCheck {
 			}
 			return b.Files.Check()
 		}},
-	}
+	}, b.pluginHealth...)
 }
 
 // dataPlane is a sidecar with its background workers.
@@ -98,15 +110,22 @@ type dataPlane struct {
 	auth     *sidecar.CachedAuth
 	accounts *sidecar.StoreAccounts
 	recorder *sidecar.Recorder
+	// onHUP, when set, replaces re-reading local HCL on SIGHUP.
+	onHUP func(context.Context)
 }
 
-func (b *Base) newDataPlane(dataDir string) (*dataPlane, error) {
+func (b *Base) newDataPlane(dataDir string, extraHealth ...sidecar.HealthCheck) (*dataPlane, error) {
 	spool, err := dataPath(dataDir, "usage-spool.jsonl")
 	if err != nil {
 		return nil, err
 	}
+	// The auth provider's start is bounded by the plugin host's own start timeout.
+	auth, err := b.startAuth(context.Background())
+	if err != nil {
+		return nil, err
+	}
 	dp := &dataPlane{
-		auth:     sidecar.NewCachedAuth(b.Store, b.Log, 60*time.Second, 2*time.Second),
+		auth:     sidecar.NewCachedAuth(auth, b.Store, b.Log, authCacheTTL, authNegativeTTL),
 		accounts: sidecar.NewStoreAccounts(b.Store, b.Log, time.Second),
 		recorder: sidecar.NewRecorder(b.Store, sidecar.RecorderOptions{Logger: b.Log, Metrics: b.Metrics, SpoolPath: spool}),
 	}
@@ -118,7 +137,9 @@ func (b *Base) newDataPlane(dataDir string) (*dataPlane, error) {
 		Usage:          dp.recorder,
 		Metrics:        b.Metrics,
 		RequestTimeout: b.Env.RequestTimeout,
-		Health:         b.healthChecks(),
+		Health:         append(b.healthChecks(), extraHealth...),
+		Limits:         limits.New(b.Store.Client(), b.Store.Schema(), limits.Options{Logger: b.Log}),
+		Scheduler:      sched.New(b.Store.Client(), b.Store.Schema(), sched.Options{Logger: b.Log}),
 	})
 	return dp, nil
 }
@@ -166,6 +187,9 @@ func RunSidecar(ctx context.Context, env *config.Env, opts Options) error {
 		return err
 	}
 	defer b.Close()
+	if url := opts.controlURL(env); url != "" {
+		return runRemoteSidecar(ctx, b, opts, url)
+	}
 	snap, err := loadConfig(opts.ConfigDir, b.Log, opts.Stderr)
 	if err != nil {
 		return err
@@ -184,7 +208,11 @@ func runDataPlane(ctx context.Context, b *Base, dp *dataPlane, opts Options, h h
 	workers, stopWorkers := context.WithCancel(context.WithoutCancel(ctx))
 	recCtx, stopRecorder := context.WithCancel(context.WithoutCancel(ctx))
 	wait := dp.run(workers, recCtx)
-	go reloadOnHUP(ctx, b, opts.ConfigDir, dp.srv.Apply, opts.Stderr)
+	if dp.onHUP != nil {
+		go onHUP(ctx, dp.onHUP)
+	} else {
+		go reloadOnHUP(ctx, b, opts.ConfigDir, dp.srv.Apply, opts.Stderr)
+	}
 	b.Log.Info("sidecar listening", "addr", opts.Listen, "version", Version, "max_connections", b.Env.MaxConnections)
 	err := serve(ctx, b.Log, opts.Listen, b.Env.MaxConnections, h, opts.Grace, opts.Ready)
 	// Streams have drained (or the grace ran out): flush usage, then stop.
@@ -205,9 +233,11 @@ func RunControl(ctx context.Context, env *config.Env, opts Options) error {
 		return err
 	}
 	defer b.Close()
-	if _, err := loadConfig(opts.ConfigDir, b.Log, opts.Stderr); err != nil {
+	cfg, err := newControlConfig(ctx, b, opts.ConfigDir)
+	if err != nil {
 		return err
 	}
+	runControlConfig(ctx, cfg)
 	generated, err := controlplane.EnsureAdmin(ctx, b.Store, env.AdminUsername, env.AdminPassword)
 	if err != nil {
 		return fmt.Errorf("create admin: %w", err)
@@ -215,15 +245,25 @@ func RunControl(ctx context.Context, env *config.Env, opts Options) error {
 	if generated != "" {
 		fmt.Fprintf(opts.Stdout, "Created admin %q with generated password (shown once): %s\n", env.AdminUsername, generated)
 	}
-	cp, err := controlplane.New(controlplane.Options{Store: b.Store, JWTSecret: []byte(env.JWTSecret), Logger: b.Log})
+	cp, err := controlplane.New(controlplane.Options{Store: b.Store, JWTSecret: []byte(env.JWTSecret), Logger: b.Log, Config: cfg, OAuth: oauthConfig(env)})
 	if err != nil {
 		return err
 	}
+	go cp.Run(ctx) // OAuth token refresh
 	mux := http.NewServeMux()
 	mux.Handle("/admin/", cp.Handler())
+	mux.Handle(configapi.Path, cfg.SidecarHandler())
 	mux.Handle("GET /metrics", b.Metrics.Handler())
 	health := sidecar.HealthHandler(Version, time.Now(), b.healthChecks())
 	mux.Handle("GET /health", health)
 	b.Log.Info("control plane listening", "addr", opts.Listen, "version", Version)
 	return serve(ctx, b.Log, opts.Listen, 0, mux, opts.Grace, opts.Ready)
+}
+
+// oauthConfig is the Claude OAuth client the environment names (CLAUDE_RELAY_OAUTH_*).
+func oauthConfig(env *config.Env) controlplane.OAuthConfig {
+	return controlplane.OAuthConfig{
+		AuthorizeURL: env.OAuthAuthorizeURL, TokenURL: env.OAuthTokenURL, ClientID: env.OAuthClientID,
+		RedirectURI: env.OAuthRedirectURI, Scopes: env.OAuthScopes,
+	}
 }

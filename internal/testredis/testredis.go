@@ -36,20 +36,35 @@ var shared struct {
 	err  error
 }
 
+// EnvMode names the environment variable that picks the kind of Redis New hands out: "single"
+// (the default) or "cluster", a three-master Redis Cluster started once per test binary
+// (StartCluster), so a whole suite can be run against Cluster.
+const EnvMode = "CLAUDE_RELAY_TEST_REDIS"
+
 // New returns a client on a Redis for tests plus a unique key prefix, so tests share one server
 // safely. The Redis is REDIS_TEST_ADDR if set; else 127.0.0.1:6379 if it answers PING; else one
-// redis-server per test binary started on a free port (it dies with the test binary). If no
-// Redis can be had, New fails the test with a message that says how to provide one.
+// redis-server per test binary started on a free port (it dies with the test binary). With
+// CLAUDE_RELAY_TEST_REDIS=cluster it is instead a cluster client on a three-master Redis
+// Cluster shared by the test binary. If no Redis can be had, New fails the test with a message
+// that says how to provide one.
 // Keys under the prefix are deleted and the client is closed when the test ends.
 func New(tb testing.TB) (redis.UniversalClient, string) {
 	tb.Helper()
-	shared.once.Do(func() {
-		shared.addr, shared.srv, shared.err = findShared()
-	})
-	if shared.err != nil {
-		tb.Fatalf("testredis: %v", shared.err)
+	var rdb redis.UniversalClient
+	switch mode := os.Getenv(EnvMode); mode {
+	case "", "single":
+		shared.once.Do(func() {
+			shared.addr, shared.srv, shared.err = findShared()
+		})
+		if shared.err != nil {
+			tb.Fatalf("testredis: %v", shared.err)
+		}
+		rdb = redis.NewClient(&redis.Options{Addr: shared.addr})
+	case "cluster":
+		rdb = sharedClusterClient(tb)
+	default:
+		tb.Fatalf("testredis: %s=%q: want single or cluster", EnvMode, mode)
 	}
-	rdb := redis.NewClient(&redis.Options{Addr: shared.addr})
 	prefix := "crstest:" + randomHex(tb, 6) + ":"
 	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -62,8 +77,15 @@ func New(tb testing.TB) (redis.UniversalClient, string) {
 	return rdb, prefix
 }
 
-// DeletePrefix deletes every key that starts with prefix, using SCAN (test use only).
+// DeletePrefix deletes every key that starts with prefix, using SCAN (test use only). On a
+// cluster client it scans every master and deletes key by key (keys of different slots cannot
+// share one UNLINK).
 func DeletePrefix(ctx context.Context, rdb redis.UniversalClient, prefix string) error {
+	if cc, ok := rdb.(*redis.ClusterClient); ok {
+		return cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
+			return deletePrefixOneByOne(ctx, node, prefix)
+		})
+	}
 	iter := rdb.Scan(ctx, 0, escapeGlob(prefix)+"*", 500).Iterator()
 	var batch []string
 	for iter.Next(ctx) {
@@ -81,6 +103,29 @@ func DeletePrefix(ctx context.Context, rdb redis.UniversalClient, prefix string)
 	if len(batch) > 0 {
 		if err := rdb.Unlink(ctx, batch...).Err(); err != nil {
 			return fmt.Errorf("unlink: %w", err)
+		}
+	}
+	return nil
+}
+
+// deletePrefixOneByOne unlinks the keys under prefix on one cluster node, one key per command.
+func deletePrefixOneByOne(ctx context.Context, node *redis.Client, prefix string) error {
+	iter := node.Scan(ctx, 0, escapeGlob(prefix)+"*", 500).Iterator()
+	pipe := node.Pipeline()
+	for iter.Next(ctx) {
+		pipe.Unlink(ctx, iter.Val())
+		if pipe.Len() == 500 {
+			if _, err := pipe.Exec(ctx); err != nil {
+				return fmt.Errorf("unlink on %s: %w", node.Options().Addr, err)
+			}
+		}
+	}
+	if err := iter.Err(); err != nil {
+		return fmt.Errorf("scan %s: %w", node.Options().Addr, err)
+	}
+	if pipe.Len() > 0 {
+		if _, err := pipe.Exec(ctx); err != nil {
+			return fmt.Errorf("unlink on %s: %w", node.Options().Addr, err)
 		}
 	}
 	return nil

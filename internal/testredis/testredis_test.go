@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -38,7 +39,7 @@ func TestDeletePrefixRemovesOnlyThatPrefix(t *testing.T) {
 	if err := DeletePrefix(ctx, rdb, prefix+"a:"); err != nil {
 		t.Fatalf("DeletePrefix: %v", err)
 	}
-	keys, err := rdb.Keys(ctx, prefix+"*").Result()
+	keys, err := allKeys(ctx, rdb, prefix+"*")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,4 +85,66 @@ func TestStartServerPassesArgs(t *testing.T) {
 	if err := authed.Ping(ctx).Err(); err != nil {
 		t.Errorf("got %v, want PING ok with the password", err)
 	}
+}
+
+func TestStartClusterSpreadsKeysOverThreeMasters(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := StartCluster(t)
+	if got := len(c.Addrs()); got != 3 {
+		t.Fatalf("got %d masters, want 3", got)
+	}
+	rdb := c.Client()
+	defer rdb.Close()
+	for i := range 100 {
+		if err := rdb.Set(ctx, fmt.Sprintf("k%d", i), i, 0).Err(); err != nil {
+			t.Fatalf("SET k%d: %v", i, err)
+		}
+	}
+	var mu sync.Mutex
+	perNode := map[string]int64{}
+	err := rdb.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error {
+		size, err := n.DBSize(ctx).Result()
+		mu.Lock()
+		perNode[n.Options().Addr] = size
+		mu.Unlock()
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total int64
+	for addr, n := range perNode {
+		if n == 0 {
+			t.Errorf("master %s holds no keys, want the slots spread over all three", addr)
+		}
+		total += n
+	}
+	if total != 100 {
+		t.Errorf("got %d keys over the masters, want 100", total)
+	}
+	if err := DeletePrefix(ctx, rdb, "k"); err != nil {
+		t.Fatalf("DeletePrefix on cluster: %v", err)
+	}
+	if n, err := rdb.Exists(ctx, "k1").Result(); err != nil || n != 0 {
+		t.Errorf("got (%d, %v) after DeletePrefix, want (0, nil)", n, err)
+	}
+}
+
+// allKeys runs KEYS on the server, or on every master of a cluster.
+func allKeys(ctx context.Context, rdb redis.UniversalClient, pattern string) ([]string, error) {
+	cc, ok := rdb.(*redis.ClusterClient)
+	if !ok {
+		return rdb.Keys(ctx, pattern).Result()
+	}
+	var mu sync.Mutex
+	var keys []string
+	err := cc.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error {
+		ks, err := n.Keys(ctx, pattern).Result()
+		mu.Lock()
+		keys = append(keys, ks...)
+		mu.Unlock()
+		return err
+	})
+	return keys, err
 }

@@ -16,6 +16,13 @@ policy "team" {
   cost_per_day_usd    = 20.5
   concurrency         = 4
   models              = ["claude-sonnet-*", "claude-haiku-*"]
+  denied_models       = ["claude-haiku-3*"]
+  requests_per_day    = 5000
+  tokens_per_minute   = 200000
+  cost_per_week_usd   = 100
+  cost_per_month_usd  = 300
+  cost_total_usd      = 1000
+  clients             = ["claude_code", "MyTool/*"]
 }
 
 policy "unlimited" {}
@@ -26,6 +33,10 @@ pool "claude" {
   park_on_429  = "fixed"
   park_429_for = "90s"
   sticky_ttl   = "30m"
+  park_529_for = "5s"
+  park_5xx_after  = 5
+  park_5xx_window = "30s"
+  park_5xx_for    = "2m"
 }
 
 pool "backup" {

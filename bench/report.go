@@ -1,0 +1,211 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"time"
+)
+
+// results is the JSON written to -out.
+type results struct {
+	Date         string         `json:"date"`
+	GoVersion    string         `json:"go_version"`
+	CPUs         int            `json:"cpus"`
+	PhaseSeconds float64        `json:"phase_seconds"`
+	NoFile       uint64         `json:"rlimit_nofile"`
+	StreamLevels []int          `json:"stream_levels"`
+	Targets      []targetResult `json:"targets"`
+	Ratios       map[string]any `json:"relay_ratios,omitempty"`
+	Notes        []string       `json:"notes,omitempty"`
+}
+
+// targetResult is every metric of one target. Latencies are milliseconds.
+type targetResult struct {
+	Name          string         `json:"name"`
+	P50C1         float64        `json:"latency_p50_c1_ms"`
+	P99C1         float64        `json:"latency_p99_c1_ms"`
+	P50C32        float64        `json:"latency_p50_c32_ms"`
+	P99C32        float64        `json:"latency_p99_c32_ms"`
+	ThroughputC32 float64        `json:"throughput_c32_rps"`
+	TTFBP50       float64        `json:"stream_ttfb_p50_ms"`
+	TTFBP99       float64        `json:"stream_ttfb_p99_ms"`
+	CPUPerReqUS   float64        `json:"cpu_per_request_us"`
+	Streams       []streamMetric `json:"streams"`
+	Errors        int64          `json:"errors"`
+}
+
+type streamMetric struct {
+	Open         int     `json:"open"`
+	Wanted       int     `json:"wanted"`
+	Errors       int64   `json:"errors"`
+	KiBPerStream float64 `json:"rss_kib_per_stream"`
+	OpenSeconds  float64 `json:"open_seconds"`
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// measure runs every phase against t.
+func measure(t *target, d time.Duration, levels []int) targetResult {
+	r := targetResult{Name: t.name}
+	closedLoop(t, 8, d/3, smallBody, "", false) // warm up connections and caches
+	c1 := closedLoop(t, 1, d, smallBody, "", false)
+	r.P50C1, r.P99C1 = ms(percentile(c1.Lat, .50)), ms(percentile(c1.Lat, .99))
+	c32 := closedLoop(t, 32, d, smallBody, "", false)
+	r.P50C32, r.P99C32 = ms(percentile(c32.Lat, .50)), ms(percentile(c32.Lat, .99))
+	r.ThroughputC32 = float64(c32.Requests) / c32.Elapsed.Seconds()
+	if c32.Requests > 0 && c32.CPU > 0 {
+		r.CPUPerReqUS = float64(c32.CPU.Microseconds()) / float64(c32.Requests)
+	}
+	ttfb := closedLoop(t, 8, d, streamBody, streamScript, true)
+	r.TTFBP50, r.TTFBP99 = ms(percentile(ttfb.Lat, .50)), ms(percentile(ttfb.Lat, .99))
+	r.Errors = c1.Errors + c32.Errors + ttfb.Errors
+	for _, n := range levels {
+		s := holdStreams(t, n, 60*time.Second)
+		m := streamMetric{Open: s.Open, Wanted: s.Wanted, Errors: s.Errors, OpenSeconds: s.OpenTime.Seconds()}
+		if s.Open > 0 && s.RSSOpen > 0 {
+			m.KiBPerStream = float64(s.RSSOpen-s.RSSBefore) / 1024 / float64(s.Open)
+		}
+		r.Streams = append(r.Streams, m)
+		r.Errors += s.Errors
+	}
+	return r
+}
+
+func (res *results) target(name string) *targetResult {
+	for i := range res.Targets {
+		if res.Targets[i].Name == name {
+			return &res.Targets[i]
+		}
+	}
+	return nil
+}
+
+// computeRatios sets the relay's numbers against the direct call and the plain proxy, in the
+// terms of the targets: added latency in ms, throughput and memory as ratios.
+func (res *results) computeRatios() {
+	relay, direct, rp := res.target("relay"), res.target("direct"), res.target("revproxy")
+	if relay == nil {
+		return
+	}
+	res.Ratios = map[string]any{}
+	if direct != nil {
+		res.Ratios["added_p50_c32_ms_vs_direct"] = relay.P50C32 - direct.P50C32
+		res.Ratios["added_p99_c32_ms_vs_direct"] = relay.P99C32 - direct.P99C32
+		res.Ratios["added_ttfb_p50_ms_vs_direct"] = relay.TTFBP50 - direct.TTFBP50
+	}
+	if rp != nil {
+		res.Ratios["added_p50_c32_ms_vs_revproxy"] = relay.P50C32 - rp.P50C32
+		res.Ratios["added_p99_c32_ms_vs_revproxy"] = relay.P99C32 - rp.P99C32
+		if rp.ThroughputC32 > 0 {
+			res.Ratios["throughput_c32_vs_revproxy"] = relay.ThroughputC32 / rp.ThroughputC32
+		}
+		if rp.CPUPerReqUS > 0 {
+			res.Ratios["cpu_per_request_vs_revproxy"] = relay.CPUPerReqUS / rp.CPUPerReqUS
+		}
+		for i := range relay.Streams {
+			if i < len(rp.Streams) && rp.Streams[i].KiBPerStream > 0 {
+				res.Ratios[fmt.Sprintf("memory_per_stream_at_%d_vs_revproxy", relay.Streams[i].Wanted)] = relay.Streams[i].KiBPerStream / rp.Streams[i].KiBPerStream
+			}
+		}
+	}
+}
+
+// writeMarkdown prints one row per metric, one column per target, then the relay's ratios.
+func (res *results) writeMarkdown(w io.Writer) {
+	fmt.Fprintf(w, "\n## claude-relay benchmark (%s, %s, %d CPUs, %.0fs phases)\n\n", res.Date, res.GoVersion, res.CPUs, res.PhaseSeconds)
+	fmt.Fprint(w, "| metric |")
+	for _, t := range res.Targets {
+		fmt.Fprintf(w, " %s |", label(t.Name))
+	}
+	fmt.Fprint(w, " relay ÷ (a) | relay ÷ (b) |\n|---|")
+	for range res.Targets {
+		fmt.Fprint(w, "---:|")
+	}
+	fmt.Fprint(w, "---:|---:|\n")
+	direct, rp, relay := res.target("direct"), res.target("revproxy"), res.target("relay")
+	row := func(name, unit string, get func(*targetResult) float64) {
+		fmt.Fprintf(w, "| %s |", name)
+		for i := range res.Targets {
+			v := get(&res.Targets[i])
+			if v == 0 && unit != "" {
+				fmt.Fprint(w, " — |")
+				continue
+			}
+			fmt.Fprintf(w, " %s |", format(v, unit))
+		}
+		fmt.Fprintf(w, " %s | %s |\n", ratio(relay, direct, get), ratio(relay, rp, get))
+	}
+	row("latency p50, c=1 (ms)", "ms", func(t *targetResult) float64 { return t.P50C1 })
+	row("latency p99, c=1 (ms)", "ms", func(t *targetResult) float64 { return t.P99C1 })
+	row("latency p50, c=32 (ms)", "ms", func(t *targetResult) float64 { return t.P50C32 })
+	row("latency p99, c=32 (ms)", "ms", func(t *targetResult) float64 { return t.P99C32 })
+	row("throughput, c=32 (req/s)", "rps", func(t *targetResult) float64 { return t.ThroughputC32 })
+	row("stream TTFB p50 (ms)", "ms", func(t *targetResult) float64 { return t.TTFBP50 })
+	row("stream TTFB p99 (ms)", "ms", func(t *targetResult) float64 { return t.TTFBP99 })
+	row("proxy CPU per request (µs)", "us", func(t *targetResult) float64 { return t.CPUPerReqUS })
+	for i, n := range res.StreamLevels {
+		row(fmt.Sprintf("proxy RSS per open stream at %d (KiB)", n), "kib", func(t *targetResult) float64 {
+			if i < len(t.Streams) {
+				return t.Streams[i].KiBPerStream
+			}
+			return 0
+		})
+		row(fmt.Sprintf("streams open of %d", n), "", func(t *targetResult) float64 {
+			if i < len(t.Streams) {
+				return float64(t.Streams[i].Open)
+			}
+			return 0
+		})
+	}
+	row("errors (all phases)", "", func(t *targetResult) float64 { return float64(t.Errors) })
+	if relay != nil {
+		fmt.Fprintln(w, "\nRelay against the targets (added = relay − baseline):")
+		for _, k := range sortedKeys(res.Ratios) {
+			fmt.Fprintf(w, "- %s: %.3f\n", k, res.Ratios[k])
+		}
+	}
+	for _, n := range res.Notes {
+		fmt.Fprintln(w, "\nNote:", n)
+	}
+}
+
+func label(name string) string {
+	switch name {
+	case "direct":
+		return "(a) direct"
+	case "revproxy":
+		return "(b) ReverseProxy"
+	case "relay":
+		return "(c) relay"
+	case "nginx":
+		return "(d) nginx"
+	}
+	return name
+}
+
+func format(v float64, unit string) string {
+	switch unit {
+	case "ms":
+		return fmt.Sprintf("%.3f", v)
+	case "rps", "us", "kib":
+		return fmt.Sprintf("%.1f", v)
+	}
+	return fmt.Sprintf("%.0f", v)
+}
+
+func ratio(a, b *targetResult, get func(*targetResult) float64) string {
+	if a == nil || b == nil || get(b) == 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%.2f×", get(a)/get(b))
+}
+
+func sortedKeys(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

@@ -1,0 +1,119 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/claude-relay/claude-relay/internal/testredis"
+	"github.com/claude-relay/claude-relay/plugins/crypto-aesgcm/aesgcm"
+	"github.com/claude-relay/claude-relay/store"
+)
+
+const (
+	rotateOldKey = "0123456789abcdef0123456789abcdef"
+	rotateNewKey = "fedcba9876543210fedcba9876543210"
+)
+
+// failAfter rewraps n envelopes, then fails: an interrupted rotation.
+type failAfter struct {
+	s *aesgcm.Sealer
+	n int
+}
+
+func (f *failAfter) Rewrap(ctx context.Context, env, aad []byte) ([]byte, bool, error) {
+	if f.n == 0 {
+		return nil, false, errors.New("interrupted")
+	}
+	f.n--
+	return f.s.Rewrap(ctx, env, aad)
+}
+
+func TestCryptoRotateResumesAndLeavesEverythingUnderTheNewKey(t *testing.T) {
+	srv := testredis.StartServer(t)
+	host, port, _ := net.SplitHostPort(srv.Addr())
+	ctx := context.Background()
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer rdb.Close()
+	old, _ := aesgcm.New(rotateOldKey)
+	both, _ := aesgcm.New(rotateNewKey, rotateOldKey)
+	onlyNew, _ := aesgcm.New(rotateNewKey)
+	seed, err := store.Open(ctx, rdb, store.Options{Sealer: old})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const accounts = 12
+	for i := range accounts {
+		if _, err := seed.AddAccount(ctx, store.AccountSpec{Name: fmt.Sprint("a", i), Credential: fmt.Sprintf("sk-ant-api03-%030d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// An interrupted earlier run re-encrypted the pepper and 4 accounts.
+	partial, err := store.Open(ctx, rdb, store.Options{Sealer: both})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := partial.RotateSecrets(ctx, &failAfter{s: both, n: 5}, nil); err == nil {
+		t.Fatal("got no error from the interrupted run")
+	}
+
+	t.Setenv("REDIS_HOST", host)
+	t.Setenv("REDIS_PORT", port)
+	t.Setenv("CRS_SECURITY__ENCRYPTION_KEY", rotateNewKey)
+	t.Setenv("CRS_SECURITY__ENCRYPTION_KEY_PREVIOUS", rotateOldKey)
+	t.Setenv("CLAUDE_RELAY_PLUGIN_DIR", "") // the built-in provider: the plugin path is tested in plugins/host
+	summary := regexp.MustCompile(`(\d+) secrets: (\d+) re-encrypted, (\d+) already under key ([0-9a-f]+), (\d+) failed`)
+	runs := []struct {
+		name                 string
+		wantRewrapped, wantC string
+	}{
+		{"resumes the interrupted run", fmt.Sprint(accounts - 4), "5"},
+		{"a second run changes nothing", "0", fmt.Sprint(accounts + 1)},
+	}
+	for _, r := range runs {
+		t.Run(r.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			if code := runCrypto(ctx, []string{"rotate"}, &stdout, &stderr); code != 0 {
+				t.Fatalf("got exit %d, want 0\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+			}
+			m := summary.FindStringSubmatch(stdout.String())
+			if m == nil {
+				t.Fatalf("no summary line in:\n%s", stdout.String())
+			}
+			if m[1] != fmt.Sprint(accounts+1) || m[2] != r.wantRewrapped || m[3] != r.wantC || m[4] != onlyNew.KeyID() || m[5] != "0" {
+				t.Errorf("got summary %q, want %d secrets, %s re-encrypted, %s already under %s, 0 failed", m[0], accounts+1, r.wantRewrapped, r.wantC, onlyNew.KeyID())
+			}
+			if !strings.Contains(stdout.String(), "progress: 13/13 (100%)") {
+				t.Errorf("no final plain progress line (stdout is not a terminal) in:\n%s", stdout.String())
+			}
+		})
+	}
+	// The old key can be dropped.
+	st, err := store.Open(ctx, rdb, store.Options{Sealer: onlyNew})
+	if err != nil {
+		t.Fatalf("open with only the new key: %v", err)
+	}
+	sealed, err := st.SealedSecrets(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, env := range sealed {
+		if id, _ := aesgcm.KeyIDOf(env); id != onlyNew.KeyID() {
+			t.Errorf("%s is under key %s, want %s", name, id, onlyNew.KeyID())
+		}
+	}
+}
+
+func TestCryptoWithoutASubcommandPrintsUsage(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := runCrypto(context.Background(), nil, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "crypto rotate") {
+		t.Errorf("got exit %d and %q, want 2 and the usage", code, stderr.String())
+	}
+}

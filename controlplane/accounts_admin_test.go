@@ -1,0 +1,217 @@
+package controlplane
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/claude-relay/claude-relay/controlplane/adminapi"
+	"github.com/claude-relay/claude-relay/fakeupstream"
+)
+
+// addAccount adds an account through the API.
+func (h *harness) addAccount(token string, req adminapi.AddAccountRequest) adminapi.Account {
+	h.t.Helper()
+	r := h.do("POST", "/admin/accounts", token, req)
+	wantStatus(h.t, r, http.StatusCreated)
+	var out adminapi.AccountResponse
+	r.decode(h.t, &out)
+	return out.Account
+}
+
+func boolPtr(b bool) *bool { return &b }
+
+func TestAccountTypesStoreSecretsAndShowOnlyHints(t *testing.T) {
+	h := newHarness(t)
+	token := h.login()
+	const access, refresh = "sk-ant-oat01-ACCESS-0123456789abcdef", "sk-ant-ort01-REFRESH-0123456789abcdef"
+	exp := h.clock.Now().Add(8 * time.Hour)
+
+	oauth := h.addAccount(token, adminapi.AddAccountRequest{
+		Name: "my subscription", Type: adminapi.AccountClaudeOAuth, AccessToken: access, RefreshToken: refresh,
+		ExpiresAt: exp.Format(time.RFC3339), Group: "eu", Schedulable: boolPtr(false),
+		ProxyURL: "http://bob:hunter2@proxy.internal:3128",
+	})
+	want := adminapi.Account{
+		ID: oauth.ID, Name: "my subscription", Type: "claude_oauth", BaseURL: "https://api.anthropic.com", Priority: 50,
+		Group: "eu", Schedulable: false, CreatedAt: h.clock.Now(), CredentialHint: "sk-ant-…cdef",
+		Proxy: "http://***@proxy.internal:3128", Status: adminapi.AccountStatus{State: adminapi.AccountActive},
+		OAuth: &adminapi.OAuthDetails{TokenExpiresAt: &exp, HasRefreshToken: true},
+	}
+	if diff := cmp.Diff(want, oauth); diff != "" {
+		t.Errorf("oauth account (-want +got):\n%s", diff)
+	}
+
+	setup := h.addAccount(token, adminapi.AddAccountRequest{Name: "setup token", Type: adminapi.AccountClaudeOAuth, AccessToken: "sk-ant-oat01-LONGLIVED-0123456789"})
+	if setup.OAuth == nil || setup.OAuth.HasRefreshToken {
+		t.Errorf("setup token account: got oauth %+v, want details without a refresh token", setup.OAuth)
+	}
+	compat := h.addAccount(token, adminapi.AddAccountRequest{
+		Name: "gateway", Type: adminapi.AccountAnthropicCompatible, BaseURL: "https://llm.example.com/anthropic/", APIKey: testAPIKey,
+		ModelMap: map[string]string{"claude-sonnet-4-5": "sonnet-latest"}, Priority: intPtr(10),
+	})
+	if compat.BaseURL != "https://llm.example.com/anthropic" || compat.ModelMap["claude-sonnet-4-5"] != "sonnet-latest" || compat.Priority != 10 {
+		t.Errorf("compatible account: got %+v", compat)
+	}
+
+	r := h.do("GET", "/admin/accounts", token, nil)
+	wantStatus(t, r, http.StatusOK)
+	for _, secret := range []string{access, refresh, "hunter2", testAPIKey} {
+		if strings.Contains(string(r.body), secret) {
+			t.Errorf("account list reveals %q", secret)
+		}
+	}
+	if strings.Contains(h.logs.String(), "hunter2") || strings.Contains(h.logs.String(), access) {
+		t.Error("the log holds a secret")
+	}
+	sec, err := h.st.AccountSecrets(context.Background(), oauth.ID)
+	if err != nil || sec.Credential != access || sec.RefreshToken != refresh || sec.ProxyURL != "http://bob:hunter2@proxy.internal:3128" {
+		t.Errorf("stored secrets: got (%+v, %v), want them sealed and intact", sec, err)
+	}
+}
+
+func TestAccountAddNamesInvalidFieldsPerType(t *testing.T) {
+	h := newHarness(t)
+	token := h.login()
+	tests := []struct {
+		name string
+		req  adminapi.AddAccountRequest
+		want []string
+	}{
+		{"oauth without token", adminapi.AddAccountRequest{Name: "a", Type: "claude_oauth"}, []string{"access_token"}},
+		{"oauth with api key", adminapi.AddAccountRequest{Name: "a", Type: "claude_oauth", AccessToken: "t", APIKey: "k"}, []string{"api_key"}},
+		{"oauth bad expiry", adminapi.AddAccountRequest{Name: "a", Type: "claude_oauth", AccessToken: "t", ExpiresAt: "tomorrow"}, []string{"expires_at"}},
+		{"api key with tokens", adminapi.AddAccountRequest{Name: "a", APIKey: "k", RefreshToken: "r"}, []string{"refresh_token"}},
+		{"compatible without base url", adminapi.AddAccountRequest{Name: "a", Type: "anthropic_compatible", APIKey: "k"}, []string{"base_url"}},
+		{"model map on api key", adminapi.AddAccountRequest{Name: "a", APIKey: "k", ModelMap: map[string]string{"a": "b"}}, []string{"model_map"}},
+		{"bad proxy", adminapi.AddAccountRequest{Name: "a", APIKey: "k", ProxyURL: "ftp://p:21"}, []string{"proxy_url"}},
+		{"bad group", adminapi.AddAccountRequest{Name: "a", APIKey: "k", Group: "e u"}, []string{"group"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			wantFields(t, h.do("POST", "/admin/accounts", token, tt.req), tt.want...)
+		})
+	}
+}
+
+func TestAccountUpdateAndUnpark(t *testing.T) {
+	h := newHarness(t)
+	token := h.login()
+	a := h.addAccount(token, adminapi.AddAccountRequest{Name: "console", APIKey: testAPIKey})
+	path := "/admin/accounts/" + a.ID
+	ctx := context.Background()
+	v0, _ := h.st.AccountsVersion(ctx)
+
+	r := h.do("PATCH", path, token, adminapi.UpdateAccountRequest{
+		Name: strPtr("console 2"), Priority: intPtr(7), Group: strPtr("us"), Schedulable: boolPtr(false),
+		ProxyURL: strPtr("socks5://proxy:1080"), APIKey: strPtr("sk-ant-api03-rotated-key-000000000000"),
+	})
+	wantStatus(t, r, http.StatusOK)
+	var got adminapi.AccountResponse
+	r.decode(t, &got)
+	if got.Account.Name != "console 2" || got.Account.Priority != 7 || got.Account.Group != "us" || got.Account.Schedulable ||
+		got.Account.Proxy != "socks5://proxy:1080" || got.Account.CredentialHint != "sk-ant-…0000" {
+		t.Errorf("updated account: got %+v", got.Account)
+	}
+	if v1, _ := h.st.AccountsVersion(ctx); v1 <= v0 {
+		t.Errorf("accounts version: got %d after update, want more than %d so sidecars reload", v1, v0)
+	}
+	r = h.do("PATCH", path, token, adminapi.UpdateAccountRequest{ProxyURL: strPtr("")})
+	got = adminapi.AccountResponse{}
+	r.decode(t, &got)
+	if got.Account.Proxy != "" {
+		t.Errorf("proxy after clearing: got %q, want none", got.Account.Proxy)
+	}
+	wantFields(t, h.do("PATCH", path, token, adminapi.UpdateAccountRequest{Priority: intPtr(0), BaseURL: strPtr("ftp://x")}), "priority", "base_url")
+	wantStatus(t, h.do("PATCH", "/admin/accounts/nope", token, adminapi.UpdateAccountRequest{Name: strPtr("x")}), http.StatusNotFound)
+
+	// The scheduler parks the account; the API shows it and unpark clears it.
+	until := h.clock.Now().Add(time.Minute)
+	h.st.Client().HSet(ctx, h.st.Schema().AccountsParked(), a.ID, fmt.Sprintf("%d|rate_limited|429|rate limit exceeded", until.UnixMilli()))
+	r = h.do("GET", path, token, nil)
+	got = adminapi.AccountResponse{}
+	r.decode(t, &got)
+	wantStatus := adminapi.AccountStatus{State: "rate_limited", Reason: "rate limit exceeded", Until: &until}
+	if diff := cmp.Diff(wantStatus, got.Account.Status); diff != "" {
+		t.Errorf("parked status (-want +got):\n%s", diff)
+	}
+	r = h.do("POST", path+"/unpark", token, nil)
+	got = adminapi.AccountResponse{}
+	r.decode(t, &got)
+	if got.Account.Status.State != adminapi.AccountActive || len(got.Account.Parked) != 0 {
+		t.Errorf("after unpark: got %+v %v, want active and no parks", got.Account.Status, got.Account.Parked)
+	}
+	if r := h.do("POST", "/admin/accounts/nope/unpark", token, nil); r.status != http.StatusNotFound {
+		t.Errorf("unpark a missing account: got %d, want 404", r.status)
+	}
+}
+
+func TestAccountTestSendsOneTokenRequestWithTheAccountsCredential(t *testing.T) {
+	up := fakeupstream.Start(t, fakeupstream.Options{})
+	h := newHarness(t)
+	token := h.login()
+	key := h.addAccount(token, adminapi.AddAccountRequest{Name: "key", BaseURL: up.URL(), APIKey: testAPIKey})
+	oauth := h.addAccount(token, adminapi.AddAccountRequest{Name: "sub", Type: "claude_oauth", BaseURL: up.URL(), AccessToken: "sk-ant-oat01-token-0123456789abcdef"})
+
+	tests := []struct {
+		name      string
+		id        string
+		script    *fakeupstream.Script
+		wantOK    bool
+		wantCode  int
+		check     func(t *testing.T, hdr http.Header)
+		wantError string
+	}{
+		{"api key", key.ID, nil, true, 200, func(t *testing.T, hdr http.Header) {
+			if hdr.Get("X-Api-Key") != testAPIKey || hdr.Get("Authorization") != "" {
+				t.Errorf("got x-api-key %q authorization %q, want the key as x-api-key only", hdr.Get("X-Api-Key"), hdr.Get("Authorization"))
+			}
+		}, ""},
+		{"oauth bearer with beta", oauth.ID, nil, true, 200, func(t *testing.T, hdr http.Header) {
+			if hdr.Get("Authorization") != "Bearer sk-ant-oat01-token-0123456789abcdef" || hdr.Get("Anthropic-Beta") != "oauth-2025-04-20" || hdr.Get("X-Api-Key") != "" {
+				t.Errorf("got authorization %q beta %q x-api-key %q", hdr.Get("Authorization"), hdr.Get("Anthropic-Beta"), hdr.Get("X-Api-Key"))
+			}
+		}, ""},
+		{"upstream refusal is reported", key.ID, &fakeupstream.Script{Status: 403, ErrorMessage: "account disabled"}, false, 403, nil, "account disabled"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			up.Reset()
+			if tt.script != nil {
+				up.Enqueue(*tt.script)
+			}
+			r := h.do("POST", "/admin/accounts/"+tt.id+"/test", token, nil)
+			wantStatus(t, r, http.StatusOK)
+			var res adminapi.TestAccountResult
+			r.decode(t, &res)
+			if res.OK != tt.wantOK || res.HTTPStatus != tt.wantCode || res.Model != DefaultTestModel || !strings.Contains(res.Error, tt.wantError) {
+				t.Errorf("got %+v, want ok %t status %d error containing %q", res, tt.wantOK, tt.wantCode, tt.wantError)
+			}
+			reqs := up.Requests()
+			if len(reqs) != 1 {
+				t.Fatalf("upstream got %d requests, want 1", len(reqs))
+			}
+			if !strings.Contains(string(reqs[0].Body), `"max_tokens":1`) {
+				t.Errorf("test request body %s: want max_tokens 1", reqs[0].Body)
+			}
+			if tt.check != nil {
+				tt.check(t, reqs[0].Header)
+			}
+		})
+	}
+	t.Run("connect error", func(t *testing.T) {
+		dead := h.addAccount(token, adminapi.AddAccountRequest{Name: "dead", BaseURL: "http://127.0.0.1:1", APIKey: testAPIKey})
+		r := h.do("POST", "/admin/accounts/"+dead.ID+"/test", token, adminapi.TestAccountRequest{Model: "claude-x"})
+		var res adminapi.TestAccountResult
+		r.decode(t, &res)
+		if res.OK || res.Error == "" || res.Model != "claude-x" {
+			t.Errorf("got %+v, want a failed test with the connect error", res)
+		}
+	})
+	wantStatus(t, h.do("POST", "/admin/accounts/nope/test", token, nil), http.StatusNotFound)
+}

@@ -1,0 +1,282 @@
+package controlplane
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/claude-relay/claude-relay/controlplane/configapi"
+	"github.com/claude-relay/claude-relay/internal/testredis"
+	"github.com/claude-relay/claude-relay/plugins/crypto-aesgcm/aesgcm"
+	"github.com/claude-relay/claude-relay/store"
+)
+
+// routeHCL is a valid configuration whose single route serves path.
+func routeHCL(path string) string {
+	return fmt.Sprintf("pool \"claude\" {}\nroute \"messages\" {\n  paths = [%q]\n  pool  = \"claude\"\n}\n", path)
+}
+
+// configStore opens a store on a fresh prefix; two calls with the same prefix share it.
+func configStore(t *testing.T, prefix string) *store.Store {
+	t.Helper()
+	rdb, p := testredis.New(t)
+	if prefix == "" {
+		prefix = p
+	}
+	sealer, err := aesgcm.New("0123456789abcdef0123456789abcdef")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(t.Context(), rdb, store.Options{Prefix: prefix, Sealer: sealer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func newTestConfig(t *testing.T, st *store.Store, dir string) *Config {
+	t.Helper()
+	cfg, err := NewConfig(t.Context(), ConfigOptions{Dir: dir, Store: st, SidecarSecrets: [][]byte{testJWTSecret}, Debounce: 10 * time.Millisecond, Recheck: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func writeHCL(t *testing.T, dir, content string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, "relay.hcl"), []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestVersionsIncreaseAcrossRestartsAndUnchangedContentMakesNone(t *testing.T) {
+	dir := t.TempDir()
+	writeHCL(t, dir, routeHCL("/v1/a"))
+	st := configStore(t, "")
+	cfg := newTestConfig(t, st, dir)
+	first := cfg.Current()
+	if first == nil || first.Version != 1 || first.Epoch == "" {
+		t.Fatalf("first snapshot: got %+v, want version 1 with an epoch", first)
+	}
+
+	steps := []struct {
+		name    string
+		content string // "" leaves the file alone
+		restart bool
+		result  string
+		version int64
+	}{
+		{"reload without a change", "", false, ReloadUnchanged, 1},
+		{"a comment is no change", "# comment\n" + routeHCL("/v1/a"), false, ReloadUnchanged, 1},
+		{"a real change", routeHCL("/v1/b"), false, ReloadPublished, 2},
+		{"restart with the same content", "", true, ReloadUnchanged, 2},
+		{"restart with new content", routeHCL("/v1/c"), true, ReloadPublished, 3},
+		{"back to earlier content is a new version", routeHCL("/v1/a"), false, ReloadPublished, 4},
+	}
+	for _, s := range steps {
+		t.Run(s.name, func(t *testing.T) {
+			if s.content != "" {
+				writeHCL(t, dir, s.content)
+			}
+			result := ""
+			if s.restart {
+				cfg = newTestConfig(t, st, dir)
+				result = cfg.Status().LastReloadResult
+			} else {
+				var err error
+				if result, err = cfg.Reload(t.Context()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := cfg.Current(); result != s.result || got.Version != s.version || got.Epoch != first.Epoch {
+				t.Errorf("got %s version %d epoch %s, want %s version %d epoch %s", result, got.Version, got.Epoch, s.result, s.version, first.Epoch)
+			}
+		})
+	}
+}
+
+func TestBrokenDirectoryAtStartServesTheStoredSnapshot(t *testing.T) {
+	dir := t.TempDir()
+	writeHCL(t, dir, routeHCL("/v1/a"))
+	st := configStore(t, "")
+	newTestConfig(t, st, dir)
+	writeHCL(t, dir, "route {")
+	cfg := newTestConfig(t, st, dir)
+	if got := cfg.Current(); got == nil || got.Version != 1 {
+		t.Fatalf("got %+v, want the stored version 1", got)
+	}
+	if s := cfg.Status(); s.LastReloadResult != ReloadRefused || len(s.Diagnostics) == 0 {
+		t.Errorf("status: got %+v, want a refusal with diagnostics", s)
+	}
+
+	fresh := configStore(t, "")
+	if _, err := NewConfig(t.Context(), ConfigOptions{Dir: dir, Store: fresh}); err == nil {
+		t.Error("got nil error, want a broken directory with nothing stored refused")
+	}
+}
+
+func TestTwoControlPlanesAgreeOnVersions(t *testing.T) {
+	dirA, dirB := t.TempDir(), t.TempDir()
+	writeHCL(t, dirA, routeHCL("/v1/a"))
+	writeHCL(t, dirB, routeHCL("/v1/a"))
+	_, prefix := testredis.New(t)
+	a := newTestConfig(t, configStore(t, prefix), dirA)
+	b := newTestConfig(t, configStore(t, prefix), dirB)
+	if a.Current().Version != b.Current().Version {
+		t.Fatalf("same content: got versions %d and %d, want equal", a.Current().Version, b.Current().Version)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go b.Run(ctx)
+	// b is subscribed once Run has started; a publish before that is caught by the
+	// re-check, which this test sets to an hour, so retry the publish until b follows.
+	deadline := time.Now().Add(5 * time.Second)
+	for i := 0; b.Current().Version < 2; i++ {
+		if time.Now().After(deadline) {
+			t.Fatalf("b did not follow a's publish: at version %d", b.Current().Version)
+		}
+		writeHCL(t, dirA, routeHCL(fmt.Sprintf("/v1/b%d", i)))
+		if _, err := a.Reload(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if b.Current().SHA256 != a.Current().SHA256 && b.Current().Version == a.Current().Version {
+		t.Errorf("same version, different content: a %s, b %s", a.Current().SHA256, b.Current().SHA256)
+	}
+}
+
+func TestPollAnswersNewerAtOnceHoldsOtherwiseAndSkipsNacked(t *testing.T) {
+	dir := t.TempDir()
+	writeHCL(t, dir, routeHCL("/v1/a"))
+	cfg := newTestConfig(t, configStore(t, ""), dir)
+	cur := cfg.Current()
+
+	immediate := []struct {
+		name string
+		req  configapi.PollRequest
+		want bool // a snapshot is returned
+	}{
+		{"a sidecar with nothing", configapi.PollRequest{Wait: time.Minute}, true},
+		{"a sidecar of another epoch", configapi.PollRequest{Epoch: "old", Version: 99, Wait: time.Minute}, true},
+		{"a sidecar up to date", configapi.PollRequest{Epoch: cur.Epoch, Version: cur.Version, Wait: 30 * time.Millisecond}, false},
+		{"a sidecar that refused the current one", configapi.PollRequest{NackEpoch: cur.Epoch, NackVersion: cur.Version, Wait: 30 * time.Millisecond}, false},
+	}
+	for _, tt := range immediate {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := cfg.Poll(t.Context(), tt.req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (got != nil) != tt.want {
+				t.Errorf("got snapshot %v, want one: %v", got != nil, tt.want)
+			}
+		})
+	}
+
+	t.Run("a held poll answers when a new version is published", func(t *testing.T) {
+		done := make(chan *configapi.Envelope, 1)
+		go func() {
+			e, _ := cfg.Poll(t.Context(), configapi.PollRequest{Epoch: cur.Epoch, Version: cur.Version, Wait: time.Minute})
+			done <- e
+		}()
+		writeHCL(t, dir, routeHCL("/v1/b"))
+		if _, err := cfg.Reload(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case e := <-done:
+			if e == nil || e.Version != cur.Version+1 {
+				t.Errorf("got %+v, want version %d", e, cur.Version+1)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the held poll did not answer")
+		}
+	})
+}
+
+func TestSidecarRegistryRecordsAckAndNack(t *testing.T) {
+	dir := t.TempDir()
+	writeHCL(t, dir, routeHCL("/v1/a"))
+	cfg := newTestConfig(t, configStore(t, ""), dir)
+	cur := cfg.Current()
+	reports := []configapi.PollRequest{
+		{SidecarID: "b", Addr: "10.0.0.2:3000", Epoch: cur.Epoch, Version: 0, NackEpoch: cur.Epoch, NackVersion: cur.Version, NackError: "compile snapshot:\nbad"},
+		{SidecarID: "a", Addr: "10.0.0.1:3000", Epoch: cur.Epoch, Version: cur.Version},
+	}
+	for _, r := range reports {
+		r.Wait = 0
+		if _, err := cfg.Poll(t.Context(), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list, err := cfg.Sidecars(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 2 || list[0].ID != "a" || list[1].ID != "b" {
+		t.Fatalf("got %+v, want sidecars a and b", list)
+	}
+	if list[0].Version != cur.Version || list[0].NackVersion != 0 || list[0].LastError != "" {
+		t.Errorf("a: got %+v, want version %d and no NACK", list[0], cur.Version)
+	}
+	if list[1].NackVersion != cur.Version || list[1].LastError != "compile snapshot: bad" {
+		t.Errorf("b: got %+v, want NACK of %d with its error on one line", list[1], cur.Version)
+	}
+}
+
+func TestSidecarEndpointRefusesBadTokens(t *testing.T) {
+	dir := t.TempDir()
+	writeHCL(t, dir, routeHCL("/v1/a"))
+	cfg := newTestConfig(t, configStore(t, ""), dir)
+	srv := httptest.NewServer(cfg.SidecarHandler())
+	defer srv.Close()
+	now := time.Now()
+	good, err := configapi.MintToken(testJWTSecret, "s1", time.Minute, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+		"iss": "claude-relay", "sub": "admin", "aud": "claude-relay-admin", "iat": now.Unix(), "exp": now.Add(time.Minute).Unix(), "jti": "x",
+	}).SignedString(testJWTSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expired, err := configapi.MintToken(testJWTSecret, "s1", time.Minute, now.Add(-10*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, auth string
+		want       int
+	}{
+		{"valid sidecar token", "Bearer " + good, http.StatusOK},
+		{"no token", "", http.StatusUnauthorized},
+		{"admin session token", "Bearer " + admin, http.StatusUnauthorized},
+		{"expired sidecar token", "Bearer " + expired, http.StatusUnauthorized},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, _ := http.NewRequest(http.MethodGet, srv.URL+configapi.Path+"?wait=0s", nil)
+			if tt.auth != "" {
+				req.Header.Set("Authorization", tt.auth)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tt.want {
+				t.Errorf("got %d, want %d", resp.StatusCode, tt.want)
+			}
+		})
+	}
+}
