@@ -14,6 +14,10 @@ pool "default" {
   park_on_429 = "reset_header" # honour anthropic-ratelimit-unified-reset
   park_429_for = "60s"         # when the upstream sends no reset header
   sticky_ttl  = "1h"
+  park_529_for    = "15s" # an overloaded (529) account rests briefly
+  park_5xx_after  = 3     # this many 5xx answers within park_5xx_window...
+  park_5xx_window = "60s"
+  park_5xx_for    = "60s" # ...park the account for this long
 }
 
 route "messages" {

@@ -68,11 +68,11 @@ func TestAuthCacheKeepsAnswersForTheTTLTheProviderReturns(t *testing.T) {
 		wantCalls int64 // provider calls after a second Authenticate past advance
 	}{
 		{"short", 9 * time.Second, 1},
-		{"short", 2 * time.Second, 2},
+		{"short", 11 * time.Second, 2},
 		{"dflt", 59 * time.Second, 1},
-		{"dflt", 2 * time.Second, 2},
-		{"nope", 1 * time.Second, 1},         // a refusal is cached for at most negTTL,
-		{"nope", 1500 * time.Millisecond, 2}, // however long the provider allows
+		{"dflt", 61 * time.Second, 2},
+		{"nope", 1 * time.Second, 1}, // a refusal is cached for at most negTTL,
+		{"nope", 3 * time.Second, 2}, // however long the provider allows
 	}
 	for i, tc := range tests {
 		t.Run(fmt.Sprintf("%d_%s_%v", i, tc.cred, tc.advance), func(t *testing.T) {

@@ -41,9 +41,15 @@ func TestDecryptCacheIsBoundedBySizeAndTTL(t *testing.T) {
 		wantOpens int64
 		wantLen   int
 	}{
-		{"first opens go to the provider", func() { open(1); open(2); open(3) }, 3, 3},
+		{"first opens go to the provider", func() {
+			open(1)
+			clk.Advance(time.Second)
+			open(2)
+			clk.Advance(time.Second)
+			open(3)
+		}, 3, 3},
 		{"repeats are served from memory", func() { open(1); open(2); open(3) }, 3, 3},
-		{"the cap evicts the entry closest to expiry", func() { clk.Advance(time.Second); open(4) }, 4, 3},
+		{"the cap evicts the entry closest to expiry", func() { open(4) }, 4, 3},
 		{"an evicted entry is opened again", func() { open(1) }, 5, 3},
 		{"expired entries are opened again", func() { clk.Advance(2 * time.Minute); open(4) }, 6, 3},
 	}

@@ -50,7 +50,7 @@ route "messages" {
 }
 
 func TestEachPolicyLimitRefusesWithItsNameValueAndResetThenAdmitsAfterTheReset(t *testing.T) {
-	// Tokens are what the fake reports: input max(1, len(body)/4) = 28 for jsonBody, output 5.
+	// Tokens are what the fake reports: input 27 for jsonBody, output 5.
 	tests := []struct {
 		name    string
 		policy  string
@@ -62,9 +62,10 @@ func TestEachPolicyLimitRefusesWithItsNameValueAndResetThenAdmitsAfterTheReset(t
 		{"requests_per_day", "requests_per_day = 3", 3, 24 * time.Hour, "3 requests used of 3"},
 		{"tokens_per_minute", "tokens_per_minute = 50", 2, time.Minute, "tokens used of 50"},
 		{"tokens_per_day", "tokens_per_day = 40", 2, 24 * time.Hour, "tokens used of 40"},
-		{"cost_per_day_usd", "cost_per_day_usd = 0.0001", 2, 24 * time.Hour, "used of $0.00"},
-		{"cost_per_week_usd", "cost_per_week_usd = 0.0001", 2, 7 * 24 * time.Hour, "used of $0.00"},
-		{"cost_per_month_usd", "cost_per_month_usd = 0.0001", 2, 31 * 24 * time.Hour, "used of $0.00"},
+		// One request costs 27 × $3 + 5 × $15 per million tokens = $0.000156.
+		{"cost_per_day_usd", "cost_per_day_usd = 0.0003", 2, 24 * time.Hour, "$0.000312 used of $0.0003"},
+		{"cost_per_week_usd", "cost_per_week_usd = 0.0003", 2, 7 * 24 * time.Hour, "$0.000312 used of $0.0003"},
+		{"cost_per_month_usd", "cost_per_month_usd = 0.0003", 2, 31 * 24 * time.Hour, "$0.000312 used of $0.0003"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -117,7 +118,8 @@ func TestEachPolicyLimitRefusesWithItsNameValueAndResetThenAdmitsAfterTheReset(t
 			readAll(t, resp.Body)
 			done <- resp.StatusCode
 		}()
-		waitFor(t, 5*time.Second, func() bool { return len(h.up.Requests()) > 0 })
+		lim := limits.New(h.rdb, h.st.Schema(), limits.Options{})
+		waitFor(t, 5*time.Second, func() bool { n, _ := lim.InFlight(context.Background(), h.keyID); return n == 1 })
 		resp := h.post("/v1/messages", h.key, jsonBody, nil)
 		body := readAll(t, resp.Body)
 		if _, msg := anthropicError(t, body); resp.StatusCode != 429 || !strings.Contains(msg, "concurrency limit reached: 1 of 1") {
@@ -273,6 +275,7 @@ func TestThreeSidecarsSharingRedisNeverExceedTheKeyLimit(t *testing.T) {
 					before := cp.total.Load()
 					req, _ := http.NewRequest(http.MethodPost, u+"/v1/messages", strings.NewReader(jsonBody))
 					req.Header.Set("X-Api-Key", h.key)
+					req.Header.Set("Anthropic-Version", "2023-06-01")
 					resp, err := http.DefaultClient.Do(req)
 					if err != nil {
 						return false
@@ -292,6 +295,7 @@ func TestThreeSidecarsSharingRedisNeverExceedTheKeyLimit(t *testing.T) {
 					defer wg.Done()
 					req, _ := http.NewRequest(http.MethodPost, urls[i%3]+"/v1/messages", strings.NewReader(jsonBody))
 					req.Header.Set("X-Api-Key", h.key)
+					req.Header.Set("Anthropic-Version", "2023-06-01")
 					req.Header.Set(fakeupstream.ScriptHeader, hdr)
 					resp, err := http.DefaultClient.Do(req)
 					if err != nil {
@@ -364,6 +368,7 @@ route "messages" {
 			}
 			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, h.http.URL+"/v1/messages", strings.NewReader(body))
 			req.Header.Set("X-Api-Key", h.key)
+			req.Header.Set("Anthropic-Version", "2023-06-01")
 			req.Header.Set(fakeupstream.ScriptHeader, k.script.HeaderValue())
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
@@ -475,9 +480,10 @@ func TestFailoverMatrix(t *testing.T) {
 	})
 	t.Run("repeated 5xx within the window parks", func(t *testing.T) {
 		h := newHarness(t, harnessOptions{accounts: 2})
-		for range 3 {
+		for i := range 3 {
 			h.up.Enqueue(fakeupstream.Script{Status: 500}, fakeupstream.Script{})
-			resp := h.post("/v1/messages", h.key, jsonBody, nil)
+			// Distinct conversations: a sticky one would start on the account that answered.
+			resp := h.post("/v1/messages", h.key, sessionBody(strconv.Itoa(i)), nil)
 			if body := readAll(t, resp.Body); resp.StatusCode != 200 {
 				t.Fatalf("got %d %s, want 200 from the other account", resp.StatusCode, body)
 			}

@@ -59,6 +59,8 @@ type adminFlags struct {
 	apiKeyStdin   bool
 	baseURL       string
 	priority      optInt
+	// m holds the flags of the key, account, audit and password commands (admin_manage.go).
+	m manageFlags
 }
 
 // adminCommand is one "claude-relay admin …" command.
@@ -122,7 +124,7 @@ func sessionFlags(fs *flag.FlagSet, f *adminFlags) {
 }
 
 func adminCommands() []adminCommand {
-	return []adminCommand{
+	return append([]adminCommand{
 		{
 			name: "login", summary: "log in and save the session (mode 0600) for later commands",
 			flags: func(fs *flag.FlagSet, f *adminFlags) {
@@ -140,11 +142,12 @@ func adminCommands() []adminCommand {
 				fs.StringVar(&f.name, "name", "", "key `name` (required, at most 100 characters)")
 				fs.StringVar(&f.policy, "policy", "", "limit `policy` the key follows")
 				fs.StringVar(&f.expires, "expires", "", "expiry `time`, RFC 3339 (e.g. 2030-01-02T15:04:05Z)")
+				keyRuleFlags(fs, &f.m)
 				sessionFlags(fs, f)
 			},
 			run: adminKeysCreate,
 		},
-		{name: "keys list", summary: "list relay keys, revoked ones included", flags: sessionFlags, run: adminKeysList},
+		{name: "keys list", summary: "list relay keys (revoked included, deleted only with --status deleted), a page at a time", flags: keyListFlags, run: adminKeysList},
 		{name: "keys get", args: "ID", nargs: 1, summary: "show one relay key", flags: sessionFlags, run: adminKeysGet},
 		{name: "keys revoke", args: "ID", nargs: 1, summary: "revoke a relay key for good", flags: sessionFlags, run: adminKeysRevoke},
 		{
@@ -156,13 +159,14 @@ func adminCommands() []adminCommand {
 			run: adminKeysUsage,
 		},
 		{
-			name: "accounts add", summary: "add an upstream account (Anthropic API key)",
+			name: "accounts add", summary: "add an upstream account: API key, Anthropic-compatible endpoint, or Claude OAuth token",
 			flags: func(fs *flag.FlagSet, f *adminFlags) {
 				fs.StringVar(&f.name, "name", "", "account `name` (required)")
 				fs.StringVar(&f.apiKey, "api-key", "", "upstream API `key` (prefer --api-key-stdin: flags end up in shell history)")
 				fs.BoolVar(&f.apiKeyStdin, "api-key-stdin", false, "read the API key from the first line of stdin")
 				fs.StringVar(&f.baseURL, "base-url", "", "upstream base `URL` (default https://api.anthropic.com)")
 				fs.Var(&f.priority, "priority", "scheduling `priority` 1-100, lower runs first (default 50)")
+				accountAddFlags(fs, f)
 				sessionFlags(fs, f)
 			},
 			run: adminAccountsAdd,
@@ -171,7 +175,7 @@ func adminCommands() []adminCommand {
 		{name: "accounts delete", args: "ID", nargs: 1, summary: "delete an upstream account and its credential", flags: sessionFlags, run: adminAccountsDelete},
 		{name: "sidecars", summary: "list sidecars with the configuration version each runs and any refused one (NACK)", flags: sessionFlags, run: adminSidecars},
 		{name: "config status", summary: "show the configuration version served and the errors of the last refused edit", flags: sessionFlags, run: adminConfigStatus},
-	}
+	}, manageCommands()...)
 }
 
 // runAdmin runs "claude-relay admin ARGS" and returns the exit status.
@@ -576,7 +580,7 @@ func adminKeysCreate(ctx context.Context, c *adminCLI, f *adminFlags, _ []string
 	if strings.TrimSpace(f.name) == "" {
 		return usageError{"--name is required"}
 	}
-	res, err := c.client.CreateKey(ctx, adminapi.CreateKeyRequest{Name: f.name, Policy: f.policy, ExpiresAt: f.expires})
+	res, err := c.client.CreateKey(ctx, f.createKeyRequest())
 	if err != nil {
 		return err
 	}
@@ -591,7 +595,7 @@ func adminKeysCreate(ctx context.Context, c *adminCLI, f *adminFlags, _ []string
 }
 
 func (c *adminCLI) printKey(k adminapi.Key) error {
-	return c.table([]string{"FIELD", "VALUE"}, [][]string{
+	return c.table([]string{"FIELD", "VALUE"}, append([][]string{
 		{"id", k.ID},
 		{"name", k.Name},
 		{"hint", k.Hint},
@@ -601,20 +605,32 @@ func (c *adminCLI) printKey(k adminapi.Key) error {
 		{"expires", fmtOptTime(k.ExpiresAt)},
 		{"revoked", fmtOptTime(k.RevokedAt)},
 		{"last used", fmtOptTime(k.LastUsedAt)},
-	})
+	}, keyDetailRows(k)...))
 }
 
 func adminKeysList(ctx context.Context, c *adminCLI, f *adminFlags, _ []string) error {
-	keys, err := c.client.ListKeys(ctx)
+	var page adminapi.KeyList
+	var err error
+	if f.m.all {
+		page.Keys, err = c.client.ListAllKeys(ctx, f.keyListQuery())
+	} else {
+		page, err = c.client.ListKeysPage(ctx, f.keyListQuery())
+	}
 	if err != nil {
 		return err
 	}
+	keys := page.Keys
 	if f.json {
-		if keys == nil {
-			keys = []adminapi.Key{}
+		if page.Keys == nil {
+			page.Keys = []adminapi.Key{}
 		}
-		return c.printJSON(adminapi.KeyList{Keys: keys})
+		return c.printJSON(page)
 	}
+	defer func() {
+		if page.NextCursor != "" {
+			fmt.Fprintf(c.stdout, "\nMore keys: add --cursor %s (or --all)\n", page.NextCursor)
+		}
+	}()
 	rows := make([][]string, 0, len(keys))
 	for _, k := range keys {
 		rows = append(rows, []string{k.ID, k.Name, k.Hint, orDash(k.Policy), k.Status, fmtTime(k.CreatedAt), fmtOptTime(k.ExpiresAt), fmtOptTime(k.LastUsedAt)})
@@ -688,10 +704,13 @@ func adminAccountsAdd(ctx context.Context, c *adminCLI, f *adminFlags, _ []strin
 			return fmt.Errorf("read API key: %w", err)
 		}
 		f.apiKey = strings.TrimSpace(key)
-	case f.apiKey == "":
-		return usageError{"--api-key or --api-key-stdin is required"}
+	case f.apiKey == "" && !f.m.accessTokenStdin:
+		return usageError{"--api-key or --api-key-stdin is required (claude_oauth: --access-token-stdin)"}
 	}
 	req := adminapi.AddAccountRequest{Name: f.name, APIKey: f.apiKey, BaseURL: f.baseURL}
+	if err := c.accountAddRequest(f, &req); err != nil {
+		return err
+	}
 	if f.priority.set {
 		req.Priority = &f.priority.n
 	}
@@ -701,6 +720,9 @@ func adminAccountsAdd(ctx context.Context, c *adminCLI, f *adminFlags, _ []strin
 	}
 	if f.json {
 		return c.printJSON(adminapi.AccountResponse{Account: a})
+	}
+	if a.Type != adminapi.AccountAnthropicAPIKey {
+		return c.printAccount(a)
 	}
 	return c.table([]string{"FIELD", "VALUE"}, [][]string{
 		{"id", a.ID},
@@ -727,9 +749,9 @@ func adminAccountsList(ctx context.Context, c *adminCLI, f *adminFlags, _ []stri
 	}
 	rows := make([][]string, 0, len(accts))
 	for _, a := range accts {
-		rows = append(rows, []string{a.ID, a.Name, a.Type, a.BaseURL, fmt.Sprint(a.Priority), fmt.Sprint(a.Schedulable), a.CredentialHint, fmtTime(a.CreatedAt)})
+		rows = append(rows, []string{a.ID, a.Name, a.Type, a.BaseURL, fmt.Sprint(a.Priority), orDash(a.Group), fmt.Sprint(a.Schedulable), accountStatus(a), a.CredentialHint, fmtTime(a.CreatedAt)})
 	}
-	return c.table([]string{"ID", "NAME", "TYPE", "BASE URL", "PRIORITY", "SCHEDULABLE", "CREDENTIAL", "CREATED"}, rows)
+	return c.table([]string{"ID", "NAME", "TYPE", "BASE URL", "PRIORITY", "GROUP", "SCHEDULABLE", "STATUS", "CREDENTIAL", "CREATED"}, rows)
 }
 
 func adminAccountsDelete(ctx context.Context, c *adminCLI, _ *adminFlags, args []string) error {

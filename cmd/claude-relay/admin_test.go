@@ -34,7 +34,7 @@ type cliEnv struct {
 	vars        map[string]string
 }
 
-func newCLIEnv(t *testing.T) *cliEnv {
+func newCLIEnv(t *testing.T, tweak ...func(*controlplane.Options)) *cliEnv {
 	t.Helper()
 	ctx := context.Background()
 	rdb, prefix := testredis.New(t)
@@ -54,7 +54,11 @@ func newCLIEnv(t *testing.T) *cliEnv {
 	if err := st.SetAdminPassword(ctx, cliUser, hash); err != nil {
 		t.Fatalf("SetAdminPassword: %v", err)
 	}
-	cp, err := controlplane.New(controlplane.Options{Store: st, JWTSecret: []byte("cli-test-jwt-secret-0123456789abcdef")})
+	opts := controlplane.Options{Store: st, JWTSecret: []byte("cli-test-jwt-secret-0123456789abcdef")}
+	for _, f := range tweak {
+		f(&opts)
+	}
+	cp, err := controlplane.New(opts)
 	if err != nil {
 		t.Fatalf("controlplane.New: %v", err)
 	}

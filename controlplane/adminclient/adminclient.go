@@ -166,11 +166,9 @@ func (c *Client) WhoAmI(ctx context.Context) (adminapi.WhoAmI, error) {
 	return out, err
 }
 
-// ListKeys returns every relay key, revoked ones included, oldest first.
+// ListKeys returns every relay key but deleted ones, oldest first, reading every page.
 func (c *Client) ListKeys(ctx context.Context) ([]adminapi.Key, error) {
-	var out adminapi.KeyList
-	err := c.do(ctx, http.MethodGet, "/admin/keys", nil, &out)
-	return out.Keys, err
+	return c.ListAllKeys(ctx, KeyQuery{})
 }
 
 // CreateKey creates a relay key; the response carries its secret, which is never shown again.

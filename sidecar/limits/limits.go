@@ -135,7 +135,7 @@ func (r *Refusal) Message() string {
 	val := func(v int64) string {
 		switch r.Kind {
 		case Cost:
-			return fmt.Sprintf("$%.2f", float64(v)/1e6)
+			return "$" + strconv.FormatFloat(float64(v)/1e6, 'f', -1, 64)
 		case Tokens:
 			return strconv.FormatInt(v, 10) + " tokens"
 		}

@@ -33,7 +33,7 @@ func TestSealOpenRoundTrip(t *testing.T) {
 	}{
 		{"credential with aad", []byte("sk-ant-api03-secret"), []byte("acct_1")},
 		{"empty plaintext", nil, []byte("acct_1")},
-		{"no aad", []byte("x"), nil},
+		{"no aad", []byte("plaintext-without-aad"), nil},
 		{"binary", []byte{0, 1, 2, 255, 254}, []byte("k")},
 	}
 	for _, tt := range tests {

@@ -1,0 +1,786 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/claude-relay/claude-relay/controlplane/adminapi"
+	"github.com/claude-relay/claude-relay/controlplane/adminclient"
+)
+
+// manageFlags are the flags of the key, account, audit and password commands.
+type manageFlags struct {
+	description, owner      optString
+	tags                    listFlag
+	expiresAfter            string
+	models, denied, clients listFlag
+	cidrs                   listFlag
+	bindAccount, bindGroup  optString
+	limits                  limitFlags
+	// keys list
+	filterName, filterTag, filterStatus string
+	filterPolicy                        optString
+	limit                               int
+	cursor                              string
+	all                                 bool
+	// keys bulk-create
+	count      int
+	namePrefix string
+	file       string
+	// accounts
+	accountType        string
+	accessTokenStdin   bool
+	refreshTokenStdin  bool
+	tokenExpires       string
+	group, proxyURL    optString
+	modelMap           mapFlag
+	unschedulable      bool
+	schedulable        optBool
+	model              string
+	code, callback     string
+	state              string
+	newPasswordStdin   bool
+	before             string
+	renamed, newPolicy optString
+	newBaseURL         optString
+	newExpires         optString
+}
+
+// optString is a string flag that knows whether it was given.
+type optString struct {
+	s   string
+	set bool
+}
+
+func (o *optString) String() string {
+	if o == nil {
+		return ""
+	}
+	return o.s
+}
+
+func (o *optString) Set(s string) error { o.s, o.set = s, true; return nil }
+
+func (o *optString) ptr() *string {
+	if !o.set {
+		return nil
+	}
+	s := o.s
+	return &s
+}
+
+// optBool is a true/false flag that knows whether it was given.
+type optBool struct {
+	b, set bool
+}
+
+func (o *optBool) String() string {
+	if o == nil || !o.set {
+		return ""
+	}
+	return strconv.FormatBool(o.b)
+}
+
+func (o *optBool) Set(s string) error {
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		return errors.New("must be true or false")
+	}
+	o.b, o.set = b, true
+	return nil
+}
+
+func (o *optBool) IsBoolFlag() bool { return true }
+
+// listFlag is a comma-separated list that may also be repeated; "-" given alone clears it.
+type listFlag struct {
+	vals []string
+	set  bool
+}
+
+func (l *listFlag) String() string {
+	if l == nil {
+		return ""
+	}
+	return strings.Join(l.vals, ",")
+}
+
+func (l *listFlag) Set(s string) error {
+	l.set = true
+	if s == "-" {
+		l.vals = []string{}
+		return nil
+	}
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			l.vals = append(l.vals, v)
+		}
+	}
+	return nil
+}
+
+func (l *listFlag) ptr() *[]string {
+	if !l.set {
+		return nil
+	}
+	v := l.vals
+	if v == nil {
+		v = []string{}
+	}
+	return &v
+}
+
+// mapFlag is a repeated FROM=TO flag.
+type mapFlag struct {
+	m   map[string]string
+	set bool
+}
+
+func (m *mapFlag) String() string { return "" }
+
+func (m *mapFlag) Set(s string) error {
+	m.set = true
+	if m.m == nil {
+		m.m = map[string]string{}
+	}
+	if s == "-" {
+		return nil
+	}
+	from, to, ok := strings.Cut(s, "=")
+	if !ok || from == "" || to == "" {
+		return errors.New("must be FROM=TO")
+	}
+	m.m[from] = to
+	return nil
+}
+
+// limitFlags are the per-key limit overrides.
+type limitFlags struct {
+	rpm, rpd, tpm, tpd, conc int64Flag
+	costDay, costWeek        floatFlag
+	costMonth, costTotal     floatFlag
+}
+
+type int64Flag struct{ p *int64 }
+
+func (f *int64Flag) String() string {
+	if f == nil || f.p == nil {
+		return ""
+	}
+	return strconv.FormatInt(*f.p, 10)
+}
+
+func (f *int64Flag) Set(s string) error {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return errors.New("must be an integer")
+	}
+	f.p = &n
+	return nil
+}
+
+type floatFlag struct{ p *float64 }
+
+func (f *floatFlag) String() string {
+	if f == nil || f.p == nil {
+		return ""
+	}
+	return strconv.FormatFloat(*f.p, 'f', -1, 64)
+}
+
+func (f *floatFlag) Set(s string) error {
+	n, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return errors.New("must be a number")
+	}
+	f.p = &n
+	return nil
+}
+
+func (l *limitFlags) any() bool {
+	return l.rpm.p != nil || l.rpd.p != nil || l.tpm.p != nil || l.tpd.p != nil || l.conc.p != nil ||
+		l.costDay.p != nil || l.costWeek.p != nil || l.costMonth.p != nil || l.costTotal.p != nil
+}
+
+func (l *limitFlags) api() *adminapi.KeyLimits {
+	if !l.any() {
+		return nil
+	}
+	return &adminapi.KeyLimits{
+		RequestsPerMinute: l.rpm.p, RequestsPerDay: l.rpd.p, TokensPerMinute: l.tpm.p, TokensPerDay: l.tpd.p,
+		Concurrency: l.conc.p, CostPerDayUSD: l.costDay.p, CostPerWeekUSD: l.costWeek.p,
+		CostPerMonthUSD: l.costMonth.p, CostTotalUSD: l.costTotal.p,
+	}
+}
+
+// keyRuleFlags registers the flags shared by keys create, update and bulk-create.
+func keyRuleFlags(fs *flag.FlagSet, m *manageFlags) {
+	fs.Var(&m.description, "description", "free-text `description`")
+	fs.Var(&m.owner, "owner", "who the key belongs to (`name`)")
+	fs.Var(&m.tags, "tags", "comma-separated `tags` (repeatable; \"-\" clears)")
+	fs.StringVar(&m.expiresAfter, "expires-after", "", "expire this `long` after first use, e.g. 36h or 7d")
+	fs.Var(&m.models, "models", "allowed model `globs`, e.g. claude-sonnet-* (\"-\" clears)")
+	fs.Var(&m.denied, "deny-models", "denied model `globs` (\"-\" clears)")
+	fs.Var(&m.clients, "clients", "allowed `clients`: claude_code, anthropic_sdk or User-Agent globs (\"-\" clears)")
+	fs.Var(&m.cidrs, "allow-ip", "IP allowlist `CIDRs` (\"-\" clears)")
+	fs.Var(&m.bindAccount, "bind-account", "bind the key to one account `ID`")
+	fs.Var(&m.bindGroup, "bind-group", "bind the key to an account `group`")
+	fs.Var(&m.limits.rpm, "rpm", "override: requests per minute")
+	fs.Var(&m.limits.rpd, "rpd", "override: requests per day")
+	fs.Var(&m.limits.tpm, "tpm", "override: tokens per minute")
+	fs.Var(&m.limits.tpd, "tpd", "override: tokens per day")
+	fs.Var(&m.limits.conc, "concurrency", "override: requests in flight")
+	fs.Var(&m.limits.costDay, "cost-day", "override: USD per day")
+	fs.Var(&m.limits.costWeek, "cost-week", "override: USD per week")
+	fs.Var(&m.limits.costMonth, "cost-month", "override: USD per month")
+	fs.Var(&m.limits.costTotal, "cost-total", "override: USD over the key's life")
+}
+
+// binding is the binding the flags name, or nil.
+func (m *manageFlags) binding() *adminapi.KeyBinding {
+	if !m.bindAccount.set && !m.bindGroup.set {
+		return nil
+	}
+	return &adminapi.KeyBinding{AccountID: m.bindAccount.s, Group: m.bindGroup.s}
+}
+
+// createKeyRequest builds a create request from the flags.
+func (f *adminFlags) createKeyRequest() adminapi.CreateKeyRequest {
+	m := &f.m
+	return adminapi.CreateKeyRequest{
+		Name: f.name, Policy: f.policy, ExpiresAt: f.expires, ExpiresAfter: m.expiresAfter,
+		Description: m.description.s, Owner: m.owner.s, Tags: m.tags.vals,
+		KeyRules: adminapi.KeyRules{
+			Limits: m.limits.api(), AllowedModels: m.models.vals, DeniedModels: m.denied.vals,
+			AllowedClients: m.clients.vals, AllowedCIDRs: m.cidrs.vals, Binding: m.binding(),
+		},
+	}
+}
+
+func manageCommands() []adminCommand {
+	keyFlags := func(extra func(fs *flag.FlagSet, f *adminFlags)) func(fs *flag.FlagSet, f *adminFlags) {
+		return func(fs *flag.FlagSet, f *adminFlags) {
+			if extra != nil {
+				extra(fs, f)
+			}
+			sessionFlags(fs, f)
+		}
+	}
+	return []adminCommand{
+		{
+			name: "keys update", args: "ID", nargs: 1, summary: "change a relay key: only the flags given change",
+			flags: keyFlags(func(fs *flag.FlagSet, f *adminFlags) {
+				fs.Var(&f.m.renamed, "name", "new `name`")
+				fs.Var(&f.m.newPolicy, "policy", "limit `policy` (\"\" for the default)")
+				fs.Var(&f.m.newExpires, "expires", "fixed expiry `time`, RFC 3339 (\"\" removes the expiry)")
+				keyRuleFlags(fs, &f.m)
+			}),
+			run: adminKeysUpdate,
+		},
+		{name: "keys enable", args: "ID", nargs: 1, summary: "enable a disabled relay key", flags: sessionFlags, run: keyStateCmd("Enabled", (*adminclient.Client).EnableKey)},
+		{name: "keys disable", args: "ID", nargs: 1, summary: "disable a relay key (every sidecar refuses it within a second)", flags: sessionFlags, run: keyStateCmd("Disabled", (*adminclient.Client).DisableKey)},
+		{name: "keys delete", args: "ID", nargs: 1, summary: "soft-delete a relay key (keys restore brings it back)", flags: sessionFlags, run: keyStateCmd("Deleted", (*adminclient.Client).DeleteKey)},
+		{name: "keys restore", args: "ID", nargs: 1, summary: "restore a soft-deleted relay key", flags: sessionFlags, run: keyStateCmd("Restored", (*adminclient.Client).RestoreKey)},
+		{name: "keys regenerate", args: "ID", nargs: 1, summary: "give a relay key a new secret (shown once); the old one stops working", flags: sessionFlags, run: adminKeysRegenerate},
+		{
+			name: "keys bulk-create", summary: "create many relay keys at once and print their secrets (shown only once)",
+			flags: keyFlags(func(fs *flag.FlagSet, f *adminFlags) {
+				fs.IntVar(&f.m.count, "count", 0, "how many `keys` to create, named PREFIX-1 … PREFIX-N")
+				fs.StringVar(&f.m.namePrefix, "name-prefix", "key", "name `prefix` for --count")
+				fs.StringVar(&f.m.file, "file", "", "JSON `file` of {\"keys\":[{…create request…}]} instead of --count (\"-\" reads stdin)")
+				fs.StringVar(&f.policy, "policy", "", "limit `policy` of every key")
+				fs.StringVar(&f.expires, "expires", "", "expiry `time` of every key, RFC 3339")
+				keyRuleFlags(fs, &f.m)
+			}),
+			run: adminKeysBulkCreate,
+		},
+		{name: "accounts get", args: "ID", nargs: 1, summary: "show one upstream account with its status", flags: sessionFlags, run: adminAccountsGet},
+		{
+			name: "accounts update", args: "ID", nargs: 1, summary: "change an upstream account: only the flags given change",
+			flags: keyFlags(func(fs *flag.FlagSet, f *adminFlags) {
+				fs.Var(&f.m.renamed, "name", "new `name`")
+				fs.Var(&f.m.newBaseURL, "base-url", "upstream base `URL`")
+				fs.Var(&f.priority, "priority", "scheduling `priority` 1-100, lower runs first")
+				fs.Var(&f.m.group, "group", "account `group` keys can be bound to")
+				fs.Var(&f.m.schedulable, "schedulable", "`true` puts the account in rotation, false takes it out")
+				fs.Var(&f.m.proxyURL, "proxy-url", "outbound proxy `URL` (http, https, socks5; \"\" removes it)")
+				fs.Var(&f.m.modelMap, "model-map", "rename a model, `FROM=TO` (repeatable; \"-\" clears)")
+				fs.BoolVar(&f.apiKeyStdin, "api-key-stdin", false, "rotate the API key: read the new one from stdin")
+			}),
+			run: adminAccountsUpdate,
+		},
+		{
+			name: "accounts test", args: "ID", nargs: 1, summary: "send one max_tokens=1 request through the account and report the result",
+			flags: keyFlags(func(fs *flag.FlagSet, f *adminFlags) {
+				fs.StringVar(&f.m.model, "model", "", "`model` to ask for (default the control plane's test model)")
+			}),
+			run: adminAccountsTest,
+		},
+		{name: "accounts unpark", args: "ID", nargs: 1, summary: "return a parked account to the rotation", flags: sessionFlags, run: accountStateCmd("Unparked", (*adminclient.Client).UnparkAccount)},
+		{name: "accounts refresh", args: "ID", nargs: 1, summary: "refresh an OAuth account's tokens now", flags: sessionFlags, run: accountStateCmd("Refreshed", (*adminclient.Client).RefreshAccount)},
+		{
+			name: "accounts oauth start", summary: "start adding a Claude subscription account: prints the URL to open",
+			flags: keyFlags(func(fs *flag.FlagSet, f *adminFlags) {
+				fs.StringVar(&f.name, "name", "", "account `name` (required)")
+				fs.Var(&f.priority, "priority", "scheduling `priority` 1-100 (default 50)")
+				fs.StringVar(&f.m.group.s, "group", "", "account `group`")
+				fs.StringVar(&f.m.proxyURL.s, "proxy-url", "", "outbound proxy `URL` for this account")
+			}),
+			run: adminOAuthStart,
+		},
+		{
+			name: "accounts oauth finish", summary: "finish adding a Claude subscription account with the code the callback page shows",
+			flags: keyFlags(func(fs *flag.FlagSet, f *adminFlags) {
+				fs.StringVar(&f.m.code, "code", "", "the `code#state` the callback page shows (\"-\" reads stdin)")
+				fs.StringVar(&f.m.callback, "callback-url", "", "or the whole callback `URL`")
+				fs.StringVar(&f.m.state, "state", "", "the `state` printed by oauth start, when the code lacks it")
+			}),
+			run: adminOAuthFinish,
+		},
+		{
+			name: "audit", summary: "list admin actions, newest first",
+			flags: keyFlags(func(fs *flag.FlagSet, f *adminFlags) {
+				fs.IntVar(&f.m.limit, "limit", 50, "`entries` per page")
+				fs.StringVar(&f.m.before, "before", "", "page `cursor` printed by the previous page")
+			}),
+			run: adminAudit,
+		},
+		{
+			name: "password", summary: "change your admin password (reads current and new from stdin, one per line); signs out older sessions",
+			flags: sessionFlags, run: adminPassword,
+		},
+	}
+}
+
+// keyListFlags registers the filters and paging of keys list.
+func keyListFlags(fs *flag.FlagSet, f *adminFlags) {
+	fs.StringVar(&f.m.filterName, "name", "", "only keys whose name contains `text`")
+	fs.StringVar(&f.m.filterTag, "tag", "", "only keys with this `tag`")
+	fs.Var(&f.m.filterPolicy, "policy", "only keys on this `policy` (\"\" for the default policy)")
+	fs.StringVar(&f.m.filterStatus, "status", "", "only keys with this `status`: active, disabled, expired, revoked or deleted")
+	fs.IntVar(&f.m.limit, "limit", 0, "`keys` per page (default 100)")
+	fs.StringVar(&f.m.cursor, "cursor", "", "page `cursor` printed by the previous page")
+	fs.BoolVar(&f.m.all, "all", false, "read every page")
+	sessionFlags(fs, f)
+}
+
+// accountAddFlags registers the flags of accounts add beyond name, key, base URL and priority.
+func accountAddFlags(fs *flag.FlagSet, f *adminFlags) {
+	fs.StringVar(&f.m.accountType, "type", "", "`type`: anthropic_api_key (default), anthropic_compatible or claude_oauth")
+	fs.BoolVar(&f.m.accessTokenStdin, "access-token-stdin", false, "claude_oauth: read the access token (or setup token) from stdin")
+	fs.BoolVar(&f.m.refreshTokenStdin, "refresh-token-stdin", false, "claude_oauth: read the refresh token from the next stdin line")
+	fs.StringVar(&f.m.tokenExpires, "token-expires", "", "claude_oauth: access token expiry `time`, RFC 3339")
+	fs.StringVar(&f.m.group.s, "group", "", "account `group` keys can be bound to")
+	fs.StringVar(&f.m.proxyURL.s, "proxy-url", "", "outbound proxy `URL`: http, https or socks5 (credentials allowed; stored encrypted)")
+	fs.Var(&f.m.modelMap, "model-map", "anthropic_compatible: rename a model, `FROM=TO` (repeatable)")
+	fs.BoolVar(&f.m.unschedulable, "unschedulable", false, "add the account out of rotation")
+}
+
+// keyListQuery builds the list query from the flags.
+func (f *adminFlags) keyListQuery() adminclient.KeyQuery {
+	m := &f.m
+	return adminclient.KeyQuery{Name: m.filterName, Tag: m.filterTag, Status: m.filterStatus,
+		Policy: m.filterPolicy.s, PolicySet: m.filterPolicy.set, Cursor: m.cursor, Limit: m.limit}
+}
+
+func adminKeysUpdate(ctx context.Context, c *adminCLI, f *adminFlags, args []string) error {
+	m := &f.m
+	req := adminapi.UpdateKeyRequest{
+		Name: m.renamed.ptr(), Description: m.description.ptr(), Owner: m.owner.ptr(), Tags: m.tags.ptr(),
+		Policy: m.newPolicy.ptr(), ExpiresAt: m.newExpires.ptr(), Limits: m.limits.api(),
+		AllowedModels: m.models.ptr(), DeniedModels: m.denied.ptr(), AllowedClients: m.clients.ptr(),
+		AllowedCIDRs: m.cidrs.ptr(), Binding: m.binding(),
+	}
+	if m.expiresAfter != "" {
+		req.ExpiresAfter = &m.expiresAfter
+	}
+	if b, _ := json.Marshal(req); string(b) == "{}" {
+		return usageError{"give at least one field to change"}
+	}
+	k, err := c.client.UpdateKey(ctx, args[0], req)
+	if err != nil {
+		return err
+	}
+	if f.json {
+		return c.printJSON(adminapi.KeyResponse{Key: k})
+	}
+	return c.printKey(k)
+}
+
+// keyStateCmd runs a key state change and prints the key.
+func keyStateCmd(done string, call func(*adminclient.Client, context.Context, string) (adminapi.Key, error)) func(context.Context, *adminCLI, *adminFlags, []string) error {
+	return func(ctx context.Context, c *adminCLI, f *adminFlags, args []string) error {
+		k, err := call(c.client, ctx, args[0])
+		if err != nil {
+			return err
+		}
+		if f.json {
+			return c.printJSON(adminapi.KeyResponse{Key: k})
+		}
+		_, err = fmt.Fprintf(c.stdout, "%s key %s (%s); status %s.\n", done, k.ID, k.Name, k.Status)
+		return err
+	}
+}
+
+func adminKeysRegenerate(ctx context.Context, c *adminCLI, f *adminFlags, args []string) error {
+	res, err := c.client.RegenerateKey(ctx, args[0])
+	if err != nil {
+		return err
+	}
+	if f.json {
+		return c.printJSON(res)
+	}
+	_, err = fmt.Fprintf(c.stdout, "New secret for key %s (%s); the old one no longer works. Shown only this once:\n\n  %s\n\n", res.Key.ID, res.Key.Name, res.Secret)
+	return err
+}
+
+func adminKeysBulkCreate(ctx context.Context, c *adminCLI, f *adminFlags, _ []string) error {
+	var req adminapi.BulkCreateKeysRequest
+	switch {
+	case f.m.file != "" && f.m.count > 0:
+		return usageError{"give --count or --file, not both"}
+	case f.m.file != "":
+		var data []byte
+		var err error
+		if f.m.file == "-" {
+			var b strings.Builder
+			for {
+				line, rerr := c.readLine()
+				if rerr != nil {
+					break
+				}
+				b.WriteString(line + "\n")
+			}
+			data = []byte(b.String())
+		} else if data, err = os.ReadFile(f.m.file); err != nil {
+			return fmt.Errorf("read %s: %w", f.m.file, err)
+		}
+		if err := json.Unmarshal(data, &req); err != nil {
+			return fmt.Errorf("%s: %w", f.m.file, err)
+		}
+	case f.m.count > 0:
+		for i := 1; i <= f.m.count; i++ {
+			f.name = fmt.Sprintf("%s-%d", f.m.namePrefix, i)
+			req.Keys = append(req.Keys, f.createKeyRequest())
+		}
+	default:
+		return usageError{"--count or --file is required"}
+	}
+	res, err := c.client.BulkCreateKeys(ctx, req)
+	if err != nil {
+		return err
+	}
+	if f.json {
+		return c.printJSON(res)
+	}
+	rows := make([][]string, 0, len(res.Keys))
+	for _, k := range res.Keys {
+		rows = append(rows, []string{k.Key.ID, k.Key.Name, k.Secret})
+	}
+	fmt.Fprintf(c.stdout, "Created %d keys. The secrets are shown only this once; store them now.\n\n", len(res.Keys))
+	return c.table([]string{"ID", "NAME", "SECRET"}, rows)
+}
+
+// printAccount prints one account as a FIELD/VALUE table.
+func (c *adminCLI) printAccount(a adminapi.Account) error {
+	rows := [][]string{
+		{"id", a.ID}, {"name", a.Name}, {"type", a.Type}, {"base url", a.BaseURL},
+		{"priority", fmt.Sprint(a.Priority)}, {"group", orDash(a.Group)}, {"schedulable", fmt.Sprint(a.Schedulable)},
+		{"status", accountStatus(a)}, {"credential", a.CredentialHint}, {"proxy", orDash(a.Proxy)},
+		{"created", fmtTime(a.CreatedAt)}, {"last used", fmtOptTime(a.LastUsedAt)},
+	}
+	for from, to := range a.ModelMap {
+		rows = append(rows, []string{"model map", from + " → " + to})
+	}
+	if o := a.OAuth; o != nil {
+		rows = append(rows, []string{"token expires", fmtOptTime(o.TokenExpiresAt)}, []string{"refresh token", fmt.Sprint(o.HasRefreshToken)})
+		if o.RefreshError != "" {
+			rows = append(rows, []string{"refresh error", o.RefreshError}, []string{"next refresh", fmtOptTime(o.RefreshRetryAt)})
+		}
+	}
+	for _, p := range a.Parked {
+		what := "parked"
+		if p.Family != "" {
+			what += " (" + p.Family + ")"
+		}
+		rows = append(rows, []string{what, fmt.Sprintf("%s until %s: %s", p.State, fmtOptTime(p.Until), p.Reason)})
+	}
+	return c.table([]string{"FIELD", "VALUE"}, rows)
+}
+
+// accountStatus is the status column: state, and until/since when known.
+func accountStatus(a adminapi.Account) string {
+	s := a.Status.State
+	if a.Status.Until != nil {
+		s += " until " + fmtTime(*a.Status.Until)
+	} else if a.Status.Since != nil {
+		s += " since " + fmtTime(*a.Status.Since)
+	}
+	return s
+}
+
+func adminAccountsGet(ctx context.Context, c *adminCLI, f *adminFlags, args []string) error {
+	a, err := c.client.GetAccount(ctx, args[0])
+	if err != nil {
+		return err
+	}
+	if f.json {
+		return c.printJSON(adminapi.AccountResponse{Account: a})
+	}
+	return c.printAccount(a)
+}
+
+func adminAccountsUpdate(ctx context.Context, c *adminCLI, f *adminFlags, args []string) error {
+	m := &f.m
+	req := adminapi.UpdateAccountRequest{Name: m.renamed.ptr(), BaseURL: m.newBaseURL.ptr(), Group: m.group.ptr(), ProxyURL: m.proxyURL.ptr()}
+	if f.priority.set {
+		req.Priority = &f.priority.n
+	}
+	if m.schedulable.set {
+		req.Schedulable = &m.schedulable.b
+	}
+	if m.modelMap.set {
+		req.ModelMap = &m.modelMap.m
+	}
+	if f.apiKeyStdin {
+		key, err := c.readLine()
+		if err != nil {
+			return fmt.Errorf("read API key: %w", err)
+		}
+		key = strings.TrimSpace(key)
+		req.APIKey = &key
+	}
+	if b, _ := json.Marshal(req); string(b) == "{}" {
+		return usageError{"give at least one field to change"}
+	}
+	a, err := c.client.UpdateAccount(ctx, args[0], req)
+	if err != nil {
+		return err
+	}
+	if f.json {
+		return c.printJSON(adminapi.AccountResponse{Account: a})
+	}
+	return c.printAccount(a)
+}
+
+func adminAccountsTest(ctx context.Context, c *adminCLI, f *adminFlags, args []string) error {
+	res, err := c.client.TestAccount(ctx, args[0], f.m.model)
+	if err != nil {
+		return err
+	}
+	if f.json {
+		return c.printJSON(res)
+	}
+	verdict := "OK"
+	if !res.OK {
+		verdict = "FAILED"
+	}
+	rows := [][]string{{"result", verdict}, {"model", res.Model}, {"http status", fmt.Sprint(res.HTTPStatus)},
+		{"latency", fmt.Sprintf("%d ms", res.LatencyMS)}, {"request id", orDash(res.RequestID)}, {"error", orDash(res.Error)}}
+	if err := c.table([]string{"FIELD", "VALUE"}, rows); err != nil {
+		return err
+	}
+	if !res.OK {
+		return errors.New("the account test failed")
+	}
+	return nil
+}
+
+// accountStateCmd runs an account action and prints the account.
+func accountStateCmd(done string, call func(*adminclient.Client, context.Context, string) (adminapi.Account, error)) func(context.Context, *adminCLI, *adminFlags, []string) error {
+	return func(ctx context.Context, c *adminCLI, f *adminFlags, args []string) error {
+		a, err := call(c.client, ctx, args[0])
+		if err != nil {
+			return err
+		}
+		if f.json {
+			return c.printJSON(adminapi.AccountResponse{Account: a})
+		}
+		_, err = fmt.Fprintf(c.stdout, "%s account %s (%s); status %s.\n", done, a.ID, a.Name, accountStatus(a))
+		return err
+	}
+}
+
+func adminOAuthStart(ctx context.Context, c *adminCLI, f *adminFlags, _ []string) error {
+	if strings.TrimSpace(f.name) == "" {
+		return usageError{"--name is required"}
+	}
+	req := adminapi.OAuthStartRequest{Name: f.name, Group: f.m.group.s, ProxyURL: f.m.proxyURL.s}
+	if f.priority.set {
+		req.Priority = &f.priority.n
+	}
+	res, err := c.client.OAuthStart(ctx, req)
+	if err != nil {
+		return err
+	}
+	if f.json {
+		return c.printJSON(res)
+	}
+	_, err = fmt.Fprintf(c.stdout, "Open this URL, log in with the Claude subscription and approve:\n\n  %s\n\n"+
+		"Then, before %s, paste the code the page shows:\n\n  claude-relay admin accounts oauth finish --code 'CODE#STATE'\n\n"+
+		"Subscription credentials are for the subscriber's own use of Claude Code (Anthropic's terms);\nshare capacity across a team with API-key accounts.\n",
+		res.AuthorizeURL, fmtTime(res.ExpiresAt))
+	return err
+}
+
+func adminOAuthFinish(ctx context.Context, c *adminCLI, f *adminFlags, _ []string) error {
+	req := adminapi.OAuthFinishRequest{Code: f.m.code, CallbackURL: f.m.callback, State: f.m.state}
+	if req.Code == "-" {
+		line, err := c.readLine()
+		if err != nil {
+			return fmt.Errorf("read code: %w", err)
+		}
+		req.Code = strings.TrimSpace(line)
+	}
+	if req.Code == "" && req.CallbackURL == "" {
+		return usageError{"--code or --callback-url is required"}
+	}
+	a, err := c.client.OAuthFinish(ctx, req)
+	if err != nil {
+		return err
+	}
+	if f.json {
+		return c.printJSON(adminapi.AccountResponse{Account: a})
+	}
+	return c.printAccount(a)
+}
+
+func adminAudit(ctx context.Context, c *adminCLI, f *adminFlags, _ []string) error {
+	res, err := c.client.Audit(ctx, f.m.before, f.m.limit)
+	if err != nil {
+		return err
+	}
+	if f.json {
+		if res.Entries == nil {
+			res.Entries = []adminapi.AuditEntry{}
+		}
+		return c.printJSON(res)
+	}
+	rows := make([][]string, 0, len(res.Entries))
+	for _, e := range res.Entries {
+		var details []string
+		for k, v := range e.Detail {
+			details = append(details, k+"="+v)
+		}
+		slices.Sort(details)
+		rows = append(rows, []string{e.At.UTC().Format("2006-01-02 15:04:05Z"), e.Who, e.Action, orDash(e.Target), orDash(e.Remote), orDash(strings.Join(details, " "))})
+	}
+	if err := c.table([]string{"AT", "WHO", "ACTION", "TARGET", "FROM", "DETAIL"}, rows); err != nil {
+		return err
+	}
+	if res.NextCursor != "" {
+		fmt.Fprintf(c.stdout, "\nOlder entries: claude-relay admin audit --before %s\n", res.NextCursor)
+	}
+	return nil
+}
+
+func adminPassword(ctx context.Context, c *adminCLI, f *adminFlags, _ []string) error {
+	if c.stdinIsTerminal() {
+		fmt.Fprint(c.stderr, "Current password, then new password, one per line (input is visible):\n")
+	}
+	current, err := c.readLine()
+	if err != nil {
+		return fmt.Errorf("read current password: %w", err)
+	}
+	next, err := c.readLine()
+	if err != nil {
+		return fmt.Errorf("read new password: %w", err)
+	}
+	res, err := c.client.ChangePassword(ctx, current, next)
+	if err != nil {
+		return err
+	}
+	if c.tokenFromFile != "" {
+		if err := adminclient.SaveSession(c.sessionPath, c.client.Addr(), res.Token); err != nil {
+			return err
+		}
+	}
+	if f.json {
+		return c.printJSON(struct {
+			Changed   bool      `json:"changed"`
+			ExpiresAt time.Time `json:"expires_at"`
+		}{true, res.ExpiresAt})
+	}
+	if c.tokenFromFile == "" {
+		_, err = fmt.Fprintln(c.stdout, "Password changed; every session, this token included, is signed out: run claude-relay admin login.")
+		return err
+	}
+	_, err = fmt.Fprintln(c.stdout, "Password changed; every other session is signed out. The saved session continues with a new token.")
+	return err
+}
+
+// accountAddRequest fills the fields of accounts add beyond name, key, base URL and priority,
+// reading OAuth tokens from stdin (access token first, then the refresh token).
+func (c *adminCLI) accountAddRequest(f *adminFlags, req *adminapi.AddAccountRequest) error {
+	m := &f.m
+	req.Type, req.Group, req.ProxyURL, req.ExpiresAt = m.accountType, m.group.s, m.proxyURL.s, m.tokenExpires
+	if m.modelMap.set {
+		req.ModelMap = m.modelMap.m
+	}
+	if m.unschedulable {
+		no := false
+		req.Schedulable = &no
+	}
+	if m.accessTokenStdin {
+		if req.Type == "" {
+			req.Type = adminapi.AccountClaudeOAuth
+		}
+		tok, err := c.readLine()
+		if err != nil {
+			return fmt.Errorf("read access token: %w", err)
+		}
+		req.AccessToken = strings.TrimSpace(tok)
+	}
+	if m.refreshTokenStdin {
+		if !m.accessTokenStdin {
+			return usageError{"--refresh-token-stdin goes with --access-token-stdin"}
+		}
+		tok, err := c.readLine()
+		if err != nil {
+			return fmt.Errorf("read refresh token: %w", err)
+		}
+		req.RefreshToken = strings.TrimSpace(tok)
+	}
+	return nil
+}
+
+// keyDetailRows are the FIELD/VALUE rows of a key's optional fields that are set.
+func keyDetailRows(k adminapi.Key) [][]string {
+	var rows [][]string
+	add := func(field, v string) {
+		if v != "" {
+			rows = append(rows, []string{field, v})
+		}
+	}
+	add("description", k.Description)
+	add("owner", k.Owner)
+	add("tags", strings.Join(k.Tags, ","))
+	add("expires after first use", k.ExpiresAfter)
+	if k.ActivatedAt != nil {
+		add("first used", fmtTime(*k.ActivatedAt))
+	}
+	if k.DeletedAt != nil {
+		add("deleted", fmtTime(*k.DeletedAt))
+	}
+	if l := k.Limits; l != nil {
+		b, _ := json.Marshal(l)
+		add("limit overrides", string(b))
+	}
+	add("allowed models", strings.Join(k.AllowedModels, ","))
+	add("denied models", strings.Join(k.DeniedModels, ","))
+	add("allowed clients", strings.Join(k.AllowedClients, ","))
+	add("allowed IPs", strings.Join(k.AllowedCIDRs, ","))
+	if b := k.Binding; b != nil {
+		add("bound to account", b.AccountID)
+		add("bound to group", b.Group)
+	}
+	return rows
+}

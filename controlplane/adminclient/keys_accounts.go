@@ -1,0 +1,197 @@
+package adminclient
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"github.com/claude-relay/claude-relay/controlplane/adminapi"
+)
+
+// KeyQuery selects keys for ListKeysPage and ListAllKeys; zero fields match everything.
+type KeyQuery struct {
+	Name, Tag, Status string
+	// Policy filters by policy name when PolicySet (an empty Policy means the default).
+	Policy    string
+	PolicySet bool
+	Cursor    string
+	// Limit is the page size (0: the server's default).
+	Limit int
+}
+
+func (q KeyQuery) values() url.Values {
+	v := url.Values{}
+	for k, s := range map[string]string{"name": q.Name, "tag": q.Tag, "status": q.Status, "cursor": q.Cursor} {
+		if s != "" {
+			v.Set(k, s)
+		}
+	}
+	if q.PolicySet {
+		v.Set("policy", q.Policy)
+	}
+	if q.Limit > 0 {
+		v.Set("limit", strconv.Itoa(q.Limit))
+	}
+	return v
+}
+
+// ListKeysPage returns one page of keys and the cursor of the next ("" at the end).
+func (c *Client) ListKeysPage(ctx context.Context, q KeyQuery) (adminapi.KeyList, error) {
+	var out adminapi.KeyList
+	path := "/admin/keys"
+	if v := q.values(); len(v) > 0 {
+		path += "?" + v.Encode()
+	}
+	err := c.do(ctx, http.MethodGet, path, nil, &out)
+	return out, err
+}
+
+// ListAllKeys follows the cursor from q.Cursor to the last page.
+func (c *Client) ListAllKeys(ctx context.Context, q KeyQuery) ([]adminapi.Key, error) {
+	if q.Limit == 0 {
+		q.Limit = adminapi.MaxPageLimit
+	}
+	var all []adminapi.Key
+	for {
+		page, err := c.ListKeysPage(ctx, q)
+		if err != nil {
+			return all, err
+		}
+		all = append(all, page.Keys...)
+		if page.NextCursor == "" {
+			return all, nil
+		}
+		q.Cursor = page.NextCursor
+	}
+}
+
+func keyPath(id, action string) string {
+	p := "/admin/keys/" + url.PathEscape(id)
+	if action != "" {
+		p += "/" + action
+	}
+	return p
+}
+
+// keyCall posts an action on a key and returns the key as it is afterwards.
+func (c *Client) keyCall(ctx context.Context, method, id, action string, in any) (adminapi.Key, error) {
+	var out adminapi.KeyResponse
+	err := c.do(ctx, method, keyPath(id, action), in, &out)
+	return out.Key, err
+}
+
+// UpdateKey changes the fields req sets.
+func (c *Client) UpdateKey(ctx context.Context, id string, req adminapi.UpdateKeyRequest) (adminapi.Key, error) {
+	return c.keyCall(ctx, http.MethodPatch, id, "", req)
+}
+
+// EnableKey re-enables a disabled key.
+func (c *Client) EnableKey(ctx context.Context, id string) (adminapi.Key, error) {
+	return c.keyCall(ctx, http.MethodPost, id, "enable", nil)
+}
+
+// DisableKey disables a key until it is enabled again.
+func (c *Client) DisableKey(ctx context.Context, id string) (adminapi.Key, error) {
+	return c.keyCall(ctx, http.MethodPost, id, "disable", nil)
+}
+
+// DeleteKey soft-deletes a key; RestoreKey undoes it.
+func (c *Client) DeleteKey(ctx context.Context, id string) (adminapi.Key, error) {
+	return c.keyCall(ctx, http.MethodDelete, id, "", nil)
+}
+
+// RestoreKey restores a soft-deleted key.
+func (c *Client) RestoreKey(ctx context.Context, id string) (adminapi.Key, error) {
+	return c.keyCall(ctx, http.MethodPost, id, "restore", nil)
+}
+
+// RegenerateKey gives a key a new secret, returned once.
+func (c *Client) RegenerateKey(ctx context.Context, id string) (adminapi.CreateKeyResponse, error) {
+	var out adminapi.CreateKeyResponse
+	err := c.do(ctx, http.MethodPost, keyPath(id, "regenerate"), nil, &out)
+	return out, err
+}
+
+// BulkCreateKeys creates several keys at once, all or none.
+func (c *Client) BulkCreateKeys(ctx context.Context, req adminapi.BulkCreateKeysRequest) (adminapi.BulkCreateKeysResponse, error) {
+	var out adminapi.BulkCreateKeysResponse
+	err := c.do(ctx, http.MethodPost, "/admin/keys/bulk", req, &out)
+	return out, err
+}
+
+func accountPath(id, action string) string {
+	p := "/admin/accounts/" + url.PathEscape(id)
+	if action != "" {
+		p += "/" + action
+	}
+	return p
+}
+
+// UpdateAccount changes the fields req sets.
+func (c *Client) UpdateAccount(ctx context.Context, id string, req adminapi.UpdateAccountRequest) (adminapi.Account, error) {
+	var out adminapi.AccountResponse
+	err := c.do(ctx, http.MethodPatch, accountPath(id, ""), req, &out)
+	return out.Account, err
+}
+
+// TestAccount sends a minimal request through the account and reports the result.
+func (c *Client) TestAccount(ctx context.Context, id, model string) (adminapi.TestAccountResult, error) {
+	var out adminapi.TestAccountResult
+	err := c.do(ctx, http.MethodPost, accountPath(id, "test"), adminapi.TestAccountRequest{Model: model}, &out)
+	return out, err
+}
+
+// UnparkAccount clears the account's parks.
+func (c *Client) UnparkAccount(ctx context.Context, id string) (adminapi.Account, error) {
+	var out adminapi.AccountResponse
+	err := c.do(ctx, http.MethodPost, accountPath(id, "unpark"), nil, &out)
+	return out.Account, err
+}
+
+// RefreshAccount refreshes an OAuth account's tokens now.
+func (c *Client) RefreshAccount(ctx context.Context, id string) (adminapi.Account, error) {
+	var out adminapi.AccountResponse
+	err := c.do(ctx, http.MethodPost, accountPath(id, "refresh"), nil, &out)
+	return out.Account, err
+}
+
+// OAuthStart starts a Claude OAuth login and returns the URL to open.
+func (c *Client) OAuthStart(ctx context.Context, req adminapi.OAuthStartRequest) (adminapi.OAuthStartResponse, error) {
+	var out adminapi.OAuthStartResponse
+	err := c.do(ctx, http.MethodPost, "/admin/accounts/oauth/start", req, &out)
+	return out, err
+}
+
+// OAuthFinish exchanges the pasted code and creates the account.
+func (c *Client) OAuthFinish(ctx context.Context, req adminapi.OAuthFinishRequest) (adminapi.Account, error) {
+	var out adminapi.AccountResponse
+	err := c.do(ctx, http.MethodPost, "/admin/accounts/oauth/finish", req, &out)
+	return out.Account, err
+}
+
+// Audit returns admin actions, newest first, older than the entry before ("" for the newest).
+func (c *Client) Audit(ctx context.Context, before string, limit int) (adminapi.AuditList, error) {
+	v := url.Values{}
+	if before != "" {
+		v.Set("before", before)
+	}
+	if limit > 0 {
+		v.Set("limit", strconv.Itoa(limit))
+	}
+	path := "/admin/audit"
+	if len(v) > 0 {
+		path += "?" + v.Encode()
+	}
+	var out adminapi.AuditList
+	err := c.do(ctx, http.MethodGet, path, nil, &out)
+	return out, err
+}
+
+// ChangePassword changes the session user's password and returns a fresh session token; every
+// older token (this client's included) stops working.
+func (c *Client) ChangePassword(ctx context.Context, current, next string) (adminapi.LoginResponse, error) {
+	var out adminapi.LoginResponse
+	err := c.do(ctx, http.MethodPost, "/admin/password", adminapi.ChangePasswordRequest{CurrentPassword: current, NewPassword: next}, &out)
+	return out, err
+}

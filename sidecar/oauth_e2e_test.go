@@ -1,0 +1,56 @@
+package sidecar_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/claude-relay/claude-relay/fakeupstream"
+	"github.com/claude-relay/claude-relay/store"
+)
+
+func TestOAuthAccountSendsBearerAndMergesTheOAuthBeta(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	// An OAuth account ahead of the harness's API-key account (lower priority runs first).
+	if _, err := h.st.AddAccount(context.Background(), store.AccountSpec{Name: "sub", Type: store.AccountTypeClaudeOAuth,
+		BaseURL: h.up.URL(), Credential: upstreamKey, Priority: 1}); err != nil {
+		t.Fatal(err)
+	}
+	// The sidecar picks the new account up within its 50 ms account poll.
+	var reqs []fakeupstream.Request
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		h.up.Reset()
+		resp := h.post("/v1/messages", h.key, jsonBody, map[string]string{"anthropic-beta": "prompt-caching-2024-07-31, context-1m-2025-08-07"})
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("got status %d (%s), want 200", resp.StatusCode, body)
+		}
+		reqs = h.up.Requests()
+		if len(reqs) == 1 && reqs[0].Header.Get("Authorization") != "" {
+			break
+		}
+	}
+	if len(reqs) != 1 {
+		t.Fatalf("upstream got %d requests, want 1", len(reqs))
+	}
+	hdr := reqs[0].Header
+	if got := hdr.Get("Authorization"); got != "Bearer "+upstreamKey {
+		t.Errorf("got Authorization %q, want the OAuth token as a bearer token", got)
+	}
+	if got := hdr.Get("X-Api-Key"); got != "" {
+		t.Errorf("got x-api-key %q, want none for an OAuth account", got)
+	}
+	if got := hdr.Values("Anthropic-Beta"); len(got) != 1 || got[0] != "prompt-caching-2024-07-31,context-1m-2025-08-07,oauth-2025-04-20" {
+		t.Errorf("got anthropic-beta %q, want the client's values with oauth-2025-04-20 added", got)
+	}
+	if string(reqs[0].Body) != jsonBody {
+		t.Errorf("upstream body differs from the client's: the relay must not rewrite it\ngot  %s\nwant %s", reqs[0].Body, jsonBody)
+	}
+	if ua := hdr.Get("User-Agent"); strings.Contains(ua, "claude-cli") {
+		t.Errorf("got User-Agent %q: the relay must not forge a client identity", ua)
+	}
+}
