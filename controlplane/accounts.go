@@ -146,7 +146,7 @@ func checkGroup(fields fieldErrors, g string) {
 	}
 }
 
-// accountsView lists accounts and the parks in force, for status.
+// parks returns the parks in force, from which account status is derived.
 func (s *Server) parks(ctx context.Context) ([]store.Parked, error) {
 	return s.st.ParkedAccounts(ctx)
 }

@@ -37,6 +37,9 @@ type CachedAuth struct {
 
 	mu      sync.RWMutex
 	entries map[[32]byte]authEntry
+
+	subscribed     chan struct{} // closed at the first confirmed subscription
+	subscribedOnce sync.Once
 }
 
 type authEntry struct {
@@ -50,8 +53,15 @@ func NewCachedAuth(provider contract.Auth, revocations RevocationSource, log hcl
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	return &CachedAuth{provider: provider, revocations: revocations, log: log.Named("auth"), ttl: ttl, negTTL: negTTL, now: time.Now, entries: make(map[[32]byte]authEntry)}
+	return &CachedAuth{
+		provider: provider, revocations: revocations, log: log.Named("auth"), ttl: ttl, negTTL: negTTL,
+		now: time.Now, entries: make(map[[32]byte]authEntry), subscribed: make(chan struct{}),
+	}
 }
+
+// Subscribed is closed once Run has its first revocation subscription: from then on no
+// revocation is missed. Anything cached before it is flushed at that moment.
+func (a *CachedAuth) Subscribed() <-chan struct{} { return a.subscribed }
 
 // maxAuthEntries bounds the cache; past it, expired entries are swept and, if still
 // full, the cache is cleared (cheap, and only under a flood of distinct keys).
@@ -178,6 +188,7 @@ func (a *CachedAuth) Run(ctx context.Context) {
 		switch m := msg.(type) {
 		case *redis.Subscription:
 			a.Flush()
+			a.subscribedOnce.Do(func() { close(a.subscribed) })
 			backoff = 100 * time.Millisecond
 		case *redis.Message:
 			a.Evict(m.Payload)

@@ -65,7 +65,7 @@ func TestSDKStreamingThroughRelayRecordsExactUsage(t *testing.T) {
 		t.Fatalf("stream: %v", err)
 	}
 	stream.Close()
-	reqs, err := h.up.WaitRequests(context.Background(), 1)
+	reqs, err := h.upstream(1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +124,7 @@ func TestStreamBytesArriveUnchangedAndInOrder(t *testing.T) {
 		}
 	}
 	resp.Body.Close()
-	reqs, _ := h.up.WaitRequests(context.Background(), 1)
+	reqs, _ := h.upstream(1)
 	want := strings.Join(reqs[0].Events, "")
 	if got.String() != want {
 		t.Fatalf("relayed bytes differ from upstream bytes:\n%s", cmp.Diff(want, got.String()))
@@ -201,7 +201,7 @@ func TestHeadersSentUpstream(t *testing.T) {
 		t.Fatalf("status: got %d: %s", resp.StatusCode, readAll(t, resp.Body))
 	}
 	readAll(t, resp.Body)
-	reqs, _ := h.up.WaitRequests(context.Background(), 1)
+	reqs, _ := h.upstream(1)
 	r := reqs[0]
 	checks := []struct{ name, got, want string }{
 		{"path", r.Path, "/v1/messages"},
@@ -332,7 +332,7 @@ func TestFailoverBeforeFirstByte(t *testing.T) {
 			if resp.StatusCode != 200 || !strings.Contains(body, "message_stop") {
 				t.Fatalf("got %d %q, want a complete 200 stream from the second account", resp.StatusCode, body)
 			}
-			reqs, _ := h.up.WaitRequests(context.Background(), 2)
+			reqs, _ := h.upstream(2)
 			if a, b := reqs[0].Header.Get("X-Api-Key"), reqs[1].Header.Get("X-Api-Key"); a == b {
 				t.Errorf("both attempts used account key %q, want different accounts", a)
 			}
@@ -351,7 +351,7 @@ func TestUpstreamResetMidStreamEndsWithSSEError(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("status: got %d, want 200", resp.StatusCode)
 	}
-	reqs, _ := h.up.WaitRequests(context.Background(), 1)
+	reqs, _ := h.upstream(1)
 	upstream := strings.Join(reqs[0].Events, "")
 	if !strings.HasPrefix(body, upstream) {
 		t.Fatalf("the events before the reset were not relayed intact:\n%s", cmp.Diff(upstream, body))
@@ -425,7 +425,7 @@ func TestClientDisconnectCancelsUpstreamAndKeepsUsage(t *testing.T) {
 	}
 	cancel()
 	resp.Body.Close()
-	reqs, err := h.up.WaitRequests(context.Background(), 1)
+	reqs, err := h.upstream(1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -596,9 +596,9 @@ func TestRedisDown(t *testing.T) {
 	})
 	t.Run("cached key keeps working and its usage is written when Redis returns", func(t *testing.T) {
 		resp := h.post("/v1/messages", h.key, jsonBody, nil)
-		readAll(t, resp.Body)
+		body := readAll(t, resp.Body)
 		if resp.StatusCode != 200 {
-			t.Fatalf("got %d, want 200 from the caches", resp.StatusCode)
+			t.Fatalf("got %d, want 200 from the caches: %s", resp.StatusCode, body)
 		}
 		time.Sleep(300 * time.Millisecond) // the recorder fails and backs off meanwhile
 		srv.Start()                        // an empty Redis: only the retried record lands
@@ -620,8 +620,10 @@ func TestUsageSpooledAtShutdownIsReplayed(t *testing.T) {
 	h.waitUsage("claude-sonnet-4-5-20250929", 1)
 	srv.Stop()
 	resp = h.post("/v1/messages", h.key, streamBody, nil)
-	readAll(t, resp.Body)
-	reqs, _ := h.up.WaitRequests(context.Background(), 2)
+	if body := readAll(t, resp.Body); resp.StatusCode != 200 {
+		t.Fatalf("with Redis down, a cached key: got %d %s, want 200", resp.StatusCode, body)
+	}
+	reqs, _ := h.upstream(2)
 	// Shut the recorder down while Redis is away: the record goes to the spool.
 	h.stopRec()
 	h.recorder.Wait()
@@ -637,7 +639,7 @@ func TestUsageSpooledAtShutdownIsReplayed(t *testing.T) {
 	rec.Wait()
 	got.CostMicroUSD = 0
 	if diff := cmp.Diff(wantStore(reqs[1].Usage), got); diff != "" {
-		t.Errorf("replayed usage (-want +got):\n%s", diff)
+		t.Errorf("replayed usage (-want +got):\n%s\nlogs:\n%s", diff, h.logs.String())
 	}
 	if _, err := os.Stat(spool); !os.IsNotExist(err) {
 		t.Errorf("spool still present after replay: %v", err)

@@ -115,6 +115,11 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	rec := sidecar.NewRecorder(st, sidecar.RecorderOptions{Logger: log, Metrics: reg, SpoolPath: o.spoolPath})
 	recCtx, stopRec := context.WithCancel(context.Background())
 	go auth.Run(ctx)
+	select { // requests made before the subscription would be flushed by it
+	case <-auth.Subscribed():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the revocation subscription did not start within 10s")
+	}
 	go accts.Run(ctx)
 	go rec.Run(recCtx, 2*time.Second)
 	t.Cleanup(func() { stopRec(); rec.Wait() })
@@ -210,3 +215,15 @@ func waitFor(t *testing.T, d time.Duration, cond func() bool) {
 
 const streamBody = `{"model":"claude-sonnet-4-5-20250929","max_tokens":256,"stream":true,"messages":[{"role":"user","content":"Hello, relay"}]}`
 const jsonBody = `{"model":"claude-sonnet-4-5-20250929","max_tokens":256,"messages":[{"role":"user","content":"Hello, relay"}]}`
+
+// upstream waits (bounded) until the fake upstream has finished n requests.
+func (h *harness) upstream(n int) ([]fakeupstream.Request, error) {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	reqs, err := h.up.WaitRequests(ctx, n)
+	if err != nil {
+		h.t.Fatalf("the fake upstream did not see %d requests: %v", n, err)
+	}
+	return reqs, nil
+}

@@ -555,7 +555,7 @@ func TestStickySessions(t *testing.T) {
 		if b := readAll(t, resp.Body); resp.StatusCode != 200 {
 			t.Fatalf("got %d %s", resp.StatusCode, b)
 		}
-		reqs, _ := h.up.WaitRequests(context.Background(), before+1)
+		reqs, _ := h.upstream(before + 1)
 		return keyToID[reqs[len(reqs)-1].Header.Get("X-Api-Key")]
 	}
 

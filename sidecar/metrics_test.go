@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/claude-relay/claude-relay/fakeupstream"
 )
@@ -17,11 +18,16 @@ func TestMetricsCountRequestsTokensAndErrors(t *testing.T) {
 	readAll(t, resp.Body)
 	h.waitUsage("claude-sonnet-4-5-20250929", 1)
 
-	resp, err := http.Get(h.http.URL + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body := readAll(t, resp.Body)
+	// The recorder counts a batch once Redis has acknowledged it, just after it lands.
+	var body string
+	waitFor(t, 5*time.Second, func() bool {
+		var err error
+		if resp, err = http.Get(h.http.URL + "/metrics"); err != nil {
+			t.Fatal(err)
+		}
+		body = readAll(t, resp.Body)
+		return strings.Contains(body, "claude_relay_usage_records_written_total 1")
+	})
 	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain; version=0.0.4") {
 		t.Errorf("content-type: got %q", ct)
 	}

@@ -54,3 +54,30 @@ func TestOAuthAccountSendsBearerAndMergesTheOAuthBeta(t *testing.T) {
 		t.Errorf("got User-Agent %q: the relay must not forge a client identity", ua)
 	}
 }
+
+func TestRegeneratedAndDeletedKeysAreRefusedWithinASecond(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		change func(h *harness) error
+	}{
+		{"regenerate", func(h *harness) error { _, _, err := h.st.RegenerateKey(context.Background(), h.keyID); return err }},
+		{"soft delete", func(h *harness) error { return h.st.DeleteKey(context.Background(), h.keyID) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, harnessOptions{})
+			resp := h.post("/v1/messages/count_tokens", h.key, jsonBody, nil)
+			readAll(t, resp.Body)
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("before: got %d, want 200 (and a cached auth result)", resp.StatusCode)
+			}
+			if err := tc.change(h); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, time.Second, func() bool {
+				resp := h.post("/v1/messages/count_tokens", h.key, jsonBody, nil)
+				readAll(t, resp.Body)
+				return resp.StatusCode == http.StatusUnauthorized
+			})
+		})
+	}
+}

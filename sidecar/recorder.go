@@ -3,9 +3,12 @@ package sidecar
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -19,13 +22,15 @@ import (
 
 // UsageWriter is what Recorder needs from the store.
 type UsageWriter interface {
-	RecordUsage(ctx context.Context, recs ...store.UsageRecord) error
+	RecordUsageBatch(ctx context.Context, batchID string, recs ...store.UsageRecord) error
 }
 
 // Recorder writes usage records in batches, off the request path: one pipelined round
 // trip per batch. While Redis is unavailable it keeps records in memory (bounded) and
 // retries with backoff; on shutdown whatever it still cannot write goes to a spool file
-// that is replayed at the next start, so a record is never silently lost.
+// that is replayed at the next start, so a record is never silently lost. A batch keeps
+// its id across retries and through the spool, and the store applies an id at most once,
+// so a write that failed ambiguously (applied, but the reply was lost) is not counted twice.
 type Recorder struct {
 	w         UsageWriter
 	log       hclog.Logger
@@ -92,24 +97,36 @@ func (r *Recorder) Record(u UsageRecord) {
 	}
 }
 
+// batch is a set of records written together under one id.
+type batch struct {
+	ID      string              `json:"batch"`
+	Records []store.UsageRecord `json:"records"`
+}
+
+func newBatchID() string {
+	b := make([]byte, 12)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
 // Run writes records until ctx ends, then drains the queue, tries once more to write
 // everything pending (within flushTimeout), and spools what remains.
 func (r *Recorder) Run(ctx context.Context, flushTimeout time.Duration) {
 	defer close(r.done)
+	// todo holds batches whose records are fixed (written before, or replayed from the
+	// spool): they are retried with the same id. pending holds records not yet batched.
+	todo := r.loadSpool()
 	var pending []store.UsageRecord
-	if replayed := r.loadSpool(); len(replayed) > 0 {
-		pending = replayed
-	}
 	backoff := time.Duration(0)
 	for {
-		if len(pending) == 0 || backoff > 0 {
+		if (len(todo) == 0 && len(pending) == 0) || backoff > 0 {
 			var timer <-chan time.Time
 			if backoff > 0 {
 				timer = time.After(backoff)
 			}
 			select {
 			case <-ctx.Done():
-				r.shutdown(pending, flushTimeout)
+				r.shutdown(todo, pending, flushTimeout)
 				return
 			case rec := <-r.in:
 				pending = append(pending, rec)
@@ -118,32 +135,44 @@ func (r *Recorder) Run(ctx context.Context, flushTimeout time.Duration) {
 				backoff = 0
 			}
 		}
-		// Linger briefly so bursts go out together, then take what is queued.
-		pending = r.collect(ctx, pending)
-		n := min(len(pending), r.batchMax*8)
+		if len(todo) == 0 {
+			// Linger briefly so bursts go out together, then take what is queued.
+			pending = r.collect(ctx, pending)
+			n := min(len(pending), r.batchMax*8)
+			todo = append(todo, batch{ID: newBatchID(), Records: append([]store.UsageRecord(nil), pending[:n]...)})
+			pending = append(pending[:0], pending[n:]...)
+		}
+		b := todo[0]
 		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := r.w.RecordUsage(wctx, pending[:n]...)
+		err := r.w.RecordUsageBatch(wctx, b.ID, b.Records...)
 		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
-				r.shutdown(pending, flushTimeout)
+				r.shutdown(todo, pending, flushTimeout)
 				return
 			}
 			r.failures.Inc()
 			backoff = min(max(2*backoff, 100*time.Millisecond), 10*time.Second)
-			r.log.Warn("cannot write usage; will retry", "records", len(pending), "retry_in", backoff, "error", err)
-			if len(pending) > r.pendMax {
-				lost := len(pending) - r.pendMax
-				r.dropped.Add(float64(lost))
-				r.log.Error("usage backlog over its bound; oldest records dropped", "dropped", lost)
-				pending = pending[lost:]
+			r.log.Warn("cannot write usage; will retry", "records", countRecords(todo)+len(pending), "retry_in", backoff, "error", err)
+			if over := len(pending) - r.pendMax; over > 0 {
+				r.dropped.Add(float64(over))
+				r.log.Error("usage backlog over its bound; oldest records dropped", "dropped", over)
+				pending = pending[over:]
 			}
 			continue
 		}
-		r.written.Add(float64(n))
-		pending = append(pending[:0], pending[n:]...)
+		r.written.Add(float64(len(b.Records)))
+		todo = todo[1:]
 		backoff = 0
 	}
+}
+
+func countRecords(bs []batch) int {
+	n := 0
+	for _, b := range bs {
+		n += len(b.Records)
+	}
+	return n
 }
 
 func (r *Recorder) collect(ctx context.Context, pending []store.UsageRecord) []store.UsageRecord {
@@ -162,38 +191,48 @@ func (r *Recorder) collect(ctx context.Context, pending []store.UsageRecord) []s
 	return pending
 }
 
-func (r *Recorder) shutdown(pending []store.UsageRecord, timeout time.Duration) {
-	for {
+// shutdown writes what is left, within timeout, and spools what it cannot write.
+func (r *Recorder) shutdown(todo []batch, pending []store.UsageRecord, timeout time.Duration) {
+	for drained := false; !drained; {
 		select {
 		case rec := <-r.in:
 			pending = append(pending, rec)
-			continue
 		default:
+			drained = true
 		}
-		break
 	}
-	if len(pending) == 0 {
-		return
+	if len(pending) > 0 {
+		todo = append(todo, batch{ID: newBatchID(), Records: pending})
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	err := r.w.RecordUsage(ctx, pending...)
-	if err == nil {
-		r.written.Add(float64(len(pending)))
+	var left []batch
+	var lastErr error
+	for _, b := range todo {
+		if lastErr == nil {
+			if lastErr = r.w.RecordUsageBatch(ctx, b.ID, b.Records...); lastErr == nil {
+				r.written.Add(float64(len(b.Records)))
+				continue
+			}
+		}
+		left = append(left, b)
+	}
+	if len(left) == 0 {
 		return
 	}
-	if serr := r.writeSpool(pending); serr != nil {
-		r.dropped.Add(float64(len(pending)))
-		r.log.Error("usage records lost: Redis unavailable and spool not writable", "records", len(pending), "error", errors.Join(err, serr))
+	n := countRecords(left)
+	if serr := r.writeSpool(left); serr != nil {
+		r.dropped.Add(float64(n))
+		r.log.Error("usage records lost: Redis unavailable and spool not writable", "records", n, "error", errors.Join(lastErr, serr))
 		return
 	}
-	r.log.Warn("Redis unavailable at shutdown; usage spooled for the next start", "records", len(pending), "spool", r.spool, "error", err)
+	r.log.Warn("Redis unavailable at shutdown; usage spooled for the next start", "records", n, "spool", r.spool, "error", lastErr)
 }
 
 // Wait blocks until Run has returned.
 func (r *Recorder) Wait() { <-r.done }
 
-func (r *Recorder) writeSpool(recs []store.UsageRecord) error {
+func (r *Recorder) writeSpool(bs []batch) error {
 	if r.spool == "" {
 		return errors.New("no spool file configured")
 	}
@@ -206,8 +245,8 @@ func (r *Recorder) writeSpool(recs []store.UsageRecord) error {
 	}
 	bw := bufio.NewWriter(f)
 	enc := json.NewEncoder(bw)
-	for _, rec := range recs {
-		if err := enc.Encode(rec); err != nil {
+	for _, b := range bs {
+		if err := enc.Encode(b); err != nil {
 			f.Close()
 			return fmt.Errorf("write spool: %w", err)
 		}
@@ -223,8 +262,8 @@ func (r *Recorder) writeSpool(recs []store.UsageRecord) error {
 	return f.Close()
 }
 
-// loadSpool reads and removes the spool file; its records are written like new ones.
-func (r *Recorder) loadSpool() []store.UsageRecord {
+// loadSpool reads and removes the spool file; its batches are retried with their ids.
+func (r *Recorder) loadSpool() []batch {
 	if r.spool == "" {
 		return nil
 	}
@@ -236,19 +275,25 @@ func (r *Recorder) loadSpool() []store.UsageRecord {
 		return nil
 	}
 	defer f.Close()
-	var recs []store.UsageRecord
+	var bs []batch
 	dec := json.NewDecoder(f)
 	for {
-		var rec store.UsageRecord
-		if err := dec.Decode(&rec); err != nil {
+		var b batch
+		if err := dec.Decode(&b); err != nil {
+			if !errors.Is(err, io.EOF) {
+				r.log.Error("usage spool ends with a damaged entry; the rest is replayed", "spool", r.spool, "error", err)
+			}
 			break
 		}
-		recs = append(recs, rec)
+		if b.ID != "" && len(b.Records) > 0 {
+			bs = append(bs, b)
+		}
 	}
-	// Records now live in memory; Run writes them or spools them again at shutdown.
+	// The batches now live in memory; Run writes them or spools them again at shutdown,
+	// and their ids keep a batch that did land before from counting twice.
 	if err := os.Remove(r.spool); err != nil {
-		r.log.Error("cannot remove usage spool; records may be counted twice", "spool", r.spool, "error", err)
+		r.log.Error("cannot remove usage spool", "spool", r.spool, "error", err)
 	}
-	r.log.Info("replaying spooled usage", "records", len(recs))
-	return recs
+	r.log.Info("replaying spooled usage", "batches", len(bs), "records", countRecords(bs))
+	return bs
 }

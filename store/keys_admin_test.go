@@ -371,3 +371,30 @@ func TestKeyRulesSurviveThePluginPrincipalEncoding(t *testing.T) {
 		t.Error("a non-number override: got nil error, want one")
 	}
 }
+
+func TestBackfillIndexesKeysCreatedBeforeTheIndexes(t *testing.T) {
+	ctx := context.Background()
+	s, _, rdb, _ := newStore(t)
+	k, _, err := s.CreateKey(ctx, KeySpec{Name: "old", Tags: []string{"legacy"}, Policy: "team"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Make it look like a key from before: no ord field, in no listing index.
+	rdb.HDel(ctx, s.keys.KeyRecord(k.ID), "ord")
+	rdb.Del(ctx, s.keys.KeysLive(), s.keys.KeysByTag("legacy"), s.keys.KeysByPolicy("team"))
+	if ids := pageAll(t, s, KeyFilter{}, 10); len(ids) != 0 {
+		t.Fatalf("before backfill: got %v, want nothing listed", ids)
+	}
+	n, err := s.BackfillKeyIndexes(ctx)
+	if err != nil || n != 1 {
+		t.Fatalf("BackfillKeyIndexes: got (%d, %v), want 1", n, err)
+	}
+	for _, f := range []KeyFilter{{}, {Tag: "legacy"}, {Policy: "team", PolicySet: true}} {
+		if ids := pageAll(t, s, f, 10); !slices.Equal(ids, []string{k.ID}) {
+			t.Errorf("filter %+v after backfill: got %v, want [%s]", f, ids, k.ID)
+		}
+	}
+	if n, _ := s.BackfillKeyIndexes(ctx); n != 0 {
+		t.Errorf("second backfill: indexed %d, want 0", n)
+	}
+}

@@ -130,6 +130,18 @@ func (s Schema) KeyUsageDay(keyID string, day time.Time) string {
 // Owner: sidecar. TTL: none.
 func (s Schema) KeyUsageTotal(keyID string) string { return s.p + "usage:{key:" + keyID + "}:total" }
 
+// UsageBatchApplied is a STRING marker that one usage batch has been applied to the
+// counters of one hash-tag group ("key:<id>" or "acct:<id>"), so a batch retried after an
+// ambiguous failure (a timeout after Redis applied it) is not counted twice. Owner: sidecar.
+// TTL: UsageBatchMarkerTTL.
+func (s Schema) UsageBatchApplied(tag, batchID string) string {
+	return s.p + "usage:{" + tag + "}:applied:" + batchID
+}
+
+// UsageBatchMarkerTTL bounds how late a batch may be retried (including a replay of the
+// shutdown spool) and still be recognised as already applied.
+const UsageBatchMarkerTTL = 14 * 24 * time.Hour
+
 // AccountUsageDay is a HASH of one upstream account's usage on one UTC day, fields
 // "<counter>". Owner: sidecar. TTL: UsageRetention after the day.
 func (s Schema) AccountUsageDay(accountID string, day time.Time) string {

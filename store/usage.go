@@ -82,17 +82,65 @@ type usageBucket struct {
 	fields   map[string]int64
 }
 
-// RecordUsage adds records to the per key/model/day, per account/day and per key total
-// counters in ONE pipelined round trip, however many records there are. Records are summed
-// in memory first so each hash field is incremented once. Daily hashes expire
-// UsageRetention after their day.
+// applyUsageBatch applies the buckets of one hash-tag group once per batch id: KEYS[1] is
+// the group's applied-marker, KEYS[2..] the hashes; ARGV[1] the marker TTL in seconds, then
+// per hash: its EXPIREAT (0 = none), its number of fields, and field/increment pairs.
+var applyUsageBatch = redis.NewScript(`
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
+  return 0
+end
+local a = 2
+for i = 2, #KEYS do
+  local exp = tonumber(ARGV[a])
+  local n = tonumber(ARGV[a + 1])
+  a = a + 2
+  for _ = 1, n do
+    redis.call('HINCRBY', KEYS[i], ARGV[a], ARGV[a + 1])
+    a = a + 2
+  end
+  if exp > 0 then
+    redis.call('EXPIREAT', KEYS[i], exp)
+  end
+end
+return 1
+`)
+
+// RecordUsage records usage as a new batch; see RecordUsageBatch.
 func (s *Store) RecordUsage(ctx context.Context, recs ...UsageRecord) error {
+	id, err := newID()
+	if err != nil {
+		return err
+	}
+	return s.RecordUsageBatch(ctx, id, recs...)
+}
+
+// RecordUsageBatch adds records to the per key/model/day, per account/day and per key
+// total counters in ONE pipelined round trip, however many records there are. Records are
+// summed in memory first so each hash field is incremented once. Daily hashes expire
+// UsageRetention after their day.
+//
+// Writing the same batch id again (with the same records) changes nothing: each hash-tag
+// group applies a batch at most once, so a caller may retry a batch whose outcome it does
+// not know (a timeout after Redis applied it) without counting it twice.
+func (s *Store) RecordUsageBatch(ctx context.Context, batchID string, recs ...UsageRecord) error {
+	type group struct {
+		keys    []string
+		buckets []*usageBucket
+	}
+	groups := map[string]*group{} // hash tag → its hashes
 	buckets := map[string]*usageBucket{}
-	add := func(key string, expireAt time.Time, fieldPrefix string, u Usage) {
+	add := func(tag, key string, expireAt time.Time, fieldPrefix string, u Usage) {
 		b := buckets[key]
 		if b == nil {
 			b = &usageBucket{expireAt: expireAt, fields: map[string]int64{}}
 			buckets[key] = b
+			g := groups[tag]
+			if g == nil {
+				g = &group{}
+				groups[tag] = g
+			}
+			g.keys = append(g.keys, key)
+			g.buckets = append(g.buckets, b)
 		}
 		for i, v := range u.values() {
 			if v != 0 {
@@ -117,24 +165,35 @@ func (s *Store) RecordUsage(ctx context.Context, recs ...UsageRecord) error {
 			model = "unknown"
 		}
 		if r.KeyID != "" {
-			add(s.keys.KeyUsageDay(r.KeyID, day), expireAt, model+":", r.Usage)
-			add(s.keys.KeyUsageTotal(r.KeyID), time.Time{}, "", r.Usage)
+			tag := "key:" + r.KeyID
+			add(tag, s.keys.KeyUsageDay(r.KeyID, day), expireAt, model+":", r.Usage)
+			add(tag, s.keys.KeyUsageTotal(r.KeyID), time.Time{}, "", r.Usage)
 		}
 		if r.AccountID != "" {
-			add(s.keys.AccountUsageDay(r.AccountID, day), expireAt, "", r.Usage)
+			add("acct:"+r.AccountID, s.keys.AccountUsageDay(r.AccountID, day), expireAt, "", r.Usage)
 		}
 	}
-	if len(buckets) == 0 {
+	if len(groups) == 0 {
 		return nil
 	}
+	markerTTL := strconv.FormatInt(int64(UsageBatchMarkerTTL/time.Second), 10)
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for key, b := range buckets {
-			for f, v := range b.fields {
-				p.HIncrBy(ctx, key, f, v)
+		for tag, g := range groups {
+			keys := append([]string{s.keys.UsageBatchApplied(tag, batchID)}, g.keys...)
+			args := []any{markerTTL}
+			for _, b := range g.buckets {
+				exp := int64(0)
+				if !b.expireAt.IsZero() {
+					exp = b.expireAt.Unix()
+				}
+				args = append(args, exp, len(b.fields))
+				for f, v := range b.fields {
+					args = append(args, f, v)
+				}
 			}
-			if !b.expireAt.IsZero() {
-				p.ExpireAt(ctx, key, b.expireAt)
-			}
+			// EVAL, not EVALSHA: a pipeline cannot fall back on NOSCRIPT, and Redis
+			// caches the compiled script by its hash anyway.
+			applyUsageBatch.Eval(ctx, p, keys, args...)
 		}
 		return nil
 	})

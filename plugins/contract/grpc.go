@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -26,6 +28,11 @@ func ServeCrypto(name string, impl Crypto) {
 }
 
 func serve(name string, plugins map[string]plugin.Plugin) {
+	// The host decides when a plugin stops: a SIGTERM sent to the whole process group (a
+	// service manager stopping the relay) must not take providers away while the relay
+	// drains its streams. The host stops them when it is done, and the kernel kills them
+	// if the host dies first.
+	signal.Ignore(syscall.SIGTERM)
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: Handshake(),
 		Plugins:         plugins,

@@ -233,6 +233,7 @@ func (p *Plugin[T]) startInstance(ctx context.Context, sum string) (*instance[T]
 	}
 	cmd := exec.Command(p.cfg.Path)
 	cmd.Env = append([]string(nil), p.cfg.Env...)
+	dieWithHost(cmd)
 	client := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  contract.Handshake(),
 		Plugins:          contract.PluginMap(),
