@@ -354,7 +354,11 @@ func (p *Plugin[T]) call(ctx context.Context, fn func(T) error) error {
 		}
 		err = fn(in.impl)
 		in.release()
-		if err == nil || !errors.Is(err, contract.ErrUnavailable) || ctx.Err() != nil {
+		// A cancellation the caller did not ask for means the connection to the
+		// instance was closed under the call (it died, or was retired): the
+		// instance failed, not the call.
+		lost := errors.Is(err, contract.ErrUnavailable) || errors.Is(err, context.Canceled)
+		if err == nil || !lost || ctx.Err() != nil {
 			return err
 		}
 		p.markBroken(in, err)
