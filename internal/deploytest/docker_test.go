@@ -158,6 +158,16 @@ func TestDockerfileBuildsStaticNonRootImage(t *testing.T) {
 	if binDir == "" {
 		t.Fatalf("runtime stage: got no COPY --from=… …/claude-relay")
 	}
+	// The provider plugins travel with the binary, where CLAUDE_RELAY_PLUGIN_DIR says.
+	var pluginDir string
+	for _, c := range final.all("COPY") {
+		if f := strings.Fields(c); len(f) >= 3 && strings.HasPrefix(f[0], "--from=") && strings.HasSuffix(strings.TrimSuffix(f[1], "/"), "/plugins") {
+			pluginDir = strings.TrimSuffix(f[len(f)-1], "/")
+		}
+	}
+	if env := strings.Join(final.all("ENV"), " "); pluginDir == "" || !strings.Contains(env, "CLAUDE_RELAY_PLUGIN_DIR="+pluginDir) {
+		t.Errorf("runtime stage: plugins copied to %q, want them copied and CLAUDE_RELAY_PLUGIN_DIR pointing there (ENV %s)", pluginDir, env)
+	}
 	path := regexp.MustCompile(`\bPATH=(\S+)`).FindStringSubmatch(strings.Join(final.all("ENV"), " "))
 	onPath := binDir == "/usr/local/bin" || binDir == "/usr/bin"
 	if path != nil {
