@@ -134,6 +134,13 @@ func (s *Server) refreshAccount(ctx context.Context, id string, force bool) (boo
 		return false, err
 	}
 	s.log.Info("oauth token refreshed", "account", id, "expires_at", exp)
+	// A sidecar that met a 401 may have parked the account as unauthorized while it
+	// waited for this refresh: the new token ends that park (and only that one).
+	if cleared, err := s.st.ClearUnauthorized(ctx, id); err != nil {
+		s.log.Warn("cannot clear the unauthorized park after a refresh", "account", id, "error", err)
+	} else if cleared {
+		s.log.Info("account back in rotation after its token refresh", "account", id)
+	}
 	return true, nil
 }
 

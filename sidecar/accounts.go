@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -10,7 +11,9 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sync/singleflight"
 
+	"github.com/claude-relay/claude-relay/sidecar/sched"
 	"github.com/claude-relay/claude-relay/store"
 )
 
@@ -20,7 +23,16 @@ type AccountStore interface {
 	AccountCredential(ctx context.Context, id string) (string, error)
 	AccountProxy(ctx context.Context, id string) (string, error)
 	AccountsVersion(ctx context.Context) (int64, error)
+	TouchAccount(ctx context.Context, id string, at time.Time) error
+	RequestAccountRefresh(ctx context.Context, id string) error
 }
+
+// touchEvery bounds last-use writes: at most one per account per interval per sidecar.
+const touchEvery = 10 * time.Second
+
+// refreshGrace: a 401 within this long after this sidecar saw an account's credential
+// change most likely met the old token in flight, so it asks for no further refresh.
+const refreshGrace = 30 * time.Second
 
 // StoreAccounts serves the schedulable accounts from memory. Run polls the store's
 // account version (one GET per interval) and reloads the list, decrypting credentials,
@@ -32,6 +44,18 @@ type StoreAccounts struct {
 
 	cur atomic.Pointer[accountSet]
 	mu  sync.Mutex // one reload at a time
+
+	touched sync.Map           // account id → *atomic.Int64: unix ns of the last queued touch
+	touches chan touch         // queued last-use writes, written by Run
+	refresh singleflight.Group // one refresh request and wait per account
+
+	cmu     sync.Mutex
+	changed map[string]time.Time // account id → when a reload saw its credential change
+}
+
+type touch struct {
+	id string
+	at time.Time
 }
 
 type accountSet struct {
@@ -44,7 +68,8 @@ func NewStoreAccounts(st AccountStore, log hclog.Logger, interval time.Duration)
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	return &StoreAccounts{st: st, log: log.Named("accounts"), interval: interval}
+	return &StoreAccounts{st: st, log: log.Named("accounts"), interval: interval,
+		touches: make(chan touch, 256), changed: make(map[string]time.Time)}
 }
 
 // Upstreams implements AccountSource.
@@ -75,6 +100,7 @@ func (a *StoreAccounts) reload(ctx context.Context, have int64) (*accountSet, er
 		return nil, fmt.Errorf("list accounts: %w", err)
 	}
 	set := &accountSet{version: v}
+	old := a.cur.Load()
 	for _, acc := range accts {
 		if !acc.Schedulable {
 			continue
@@ -93,8 +119,13 @@ func (a *StoreAccounts) reload(ctx context.Context, have int64) (*accountSet, er
 			continue
 		}
 		set.ups = append(set.ups, up)
+		if prev := old.find(up.ID); prev != nil && prev.Credential != up.Credential {
+			a.cmu.Lock()
+			a.changed[up.ID] = time.Now()
+			a.cmu.Unlock()
+		}
 	}
-	old := a.cur.Swap(set)
+	a.cur.Store(set)
 	closeIdle(old)
 	a.log.Debug("accounts loaded", "version", v, "schedulable", len(set.ups))
 	return set, nil
@@ -124,6 +155,19 @@ func (a *StoreAccounts) configure(ctx context.Context, up *Upstream, acc store.A
 	return nil
 }
 
+// find returns the set's upstream with id, or nil.
+func (set *accountSet) find(id string) *Upstream {
+	if set == nil {
+		return nil
+	}
+	for _, up := range set.ups {
+		if up.ID == id {
+			return up
+		}
+	}
+	return nil
+}
+
 // closeIdle drops the idle connections of a replaced set's proxy transports.
 func closeIdle(set *accountSet) {
 	if set == nil {
@@ -144,6 +188,9 @@ func (a *StoreAccounts) Run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
+		case tc := <-a.touches:
+			a.writeTouch(ctx, tc)
+			continue
 		case <-t.C:
 		}
 		have := int64(0)
@@ -156,4 +203,123 @@ func (a *StoreAccounts) Run(ctx context.Context) {
 	}
 }
 
-var _ AccountSource = (*StoreAccounts)(nil)
+// Touch implements AccountToucher: it queues a last-use write for the account unless one
+// was queued less than touchEvery ago, so a busy account costs one Redis write per 10 s per
+// sidecar, never one per request. Run does the writes; Touch never blocks, and drops the
+// write when the queue is full (the next use after touchEvery queues one again).
+func (a *StoreAccounts) Touch(accountID string, at time.Time) {
+	v, ok := a.touched.Load(accountID)
+	if !ok {
+		v, _ = a.touched.LoadOrStore(accountID, new(atomic.Int64))
+	}
+	last := v.(*atomic.Int64)
+	prev, now := last.Load(), at.UnixNano()
+	if prev != 0 && now-prev < int64(touchEvery) {
+		return
+	}
+	if !last.CompareAndSwap(prev, now) {
+		return // a concurrent request queued it
+	}
+	select {
+	case a.touches <- touch{accountID, at}:
+	default:
+	}
+}
+
+func (a *StoreAccounts) writeTouch(ctx context.Context, tc touch) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := a.st.TouchAccount(ctx, tc.id, tc.at); err != nil && ctx.Err() == nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return // deleted since
+		}
+		a.log.Warn("cannot record account last use", "account", tc.id, "error", err)
+	}
+}
+
+// Refresher returns the scheduler's token-refresh hook (sched.Options.Refresher). When an
+// account answers 401, it asks the control plane for one token refresh
+// (store.RequestAccountRefresh, consumed by the control plane's refresh job) and waits up
+// to wait for a new credential to reach this sidecar, re-reading the account list as it
+// waits (one GET per 100 ms). A new credential in time keeps the account in the rotation
+// (the request fails over, the next ones use the new token); otherwise the error makes the
+// scheduler mark the account unauthorized. Concurrent 401s on one account share one request
+// and one wait; a 401 shortly after this sidecar saw the credential change (a request that
+// left with the old token) asks for nothing. Accounts other than claude_oauth have no token
+// to refresh and are marked at once.
+func (a *StoreAccounts) Refresher(wait time.Duration) sched.Refresher {
+	return &tokenRefresher{a: a, wait: wait}
+}
+
+type tokenRefresher struct {
+	a    *StoreAccounts
+	wait time.Duration
+}
+
+// Refresh implements sched.Refresher.
+func (r *tokenRefresher) Refresh(ctx context.Context, accountID string) error {
+	a := r.a
+	up := a.cur.Load().find(accountID)
+	if up == nil {
+		return fmt.Errorf("account %s is not in this sidecar's account list", accountID)
+	}
+	if up.Kind != store.AccountTypeClaudeOAuth {
+		return fmt.Errorf("account %s is not an OAuth account: there is no token to refresh", accountID)
+	}
+	a.cmu.Lock()
+	changed, ok := a.changed[accountID]
+	a.cmu.Unlock()
+	if ok && time.Since(changed) < refreshGrace {
+		return nil
+	}
+	ch := a.refresh.DoChan(accountID, func() (any, error) {
+		// Shared by every waiter: it must not end with the first one's request.
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.wait+5*time.Second)
+		defer cancel()
+		return nil, r.requestAndWait(fctx, accountID, up.Credential)
+	})
+	select {
+	case res := <-ch:
+		return res.Err
+	case <-ctx.Done():
+		// The client left; the shared wait goes on and decides for the others. Leaving
+		// must not mark the account.
+		return nil
+	}
+}
+
+func (r *tokenRefresher) requestAndWait(ctx context.Context, id, old string) error {
+	a := r.a
+	if err := a.st.RequestAccountRefresh(ctx, id); err != nil {
+		return fmt.Errorf("ask the control plane for a token refresh: %w", err)
+	}
+	a.log.Info("account answered 401; asked the control plane for a token refresh", "account", id)
+	deadline := time.Now().Add(r.wait)
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for a token refresh: %w", ctx.Err())
+		case <-t.C:
+		}
+		have := int64(0)
+		if cur := a.cur.Load(); cur != nil {
+			have = cur.version
+		}
+		if set, err := a.reload(ctx, have); err == nil {
+			if up := set.find(id); up != nil && up.Credential != old {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("asked the control plane for a token refresh, but no new token arrived within %s (see the account's refresh status)", r.wait)
+		}
+	}
+}
+
+var (
+	_ AccountSource   = (*StoreAccounts)(nil)
+	_ AccountToucher  = (*StoreAccounts)(nil)
+	_ sched.Refresher = (*tokenRefresher)(nil)
+)

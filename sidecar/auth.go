@@ -71,9 +71,25 @@ const maxAuthEntries = 100_000
 // tokens) are far shorter.
 const maxCredentialLen = 8192
 
-// Authenticate implements Authenticator. The credential's format is the provider's business
-// (relay keys, IdP tokens…); an empty or oversized one is refused without asking it.
+// Authenticate implements Authenticator: AuthenticateRequest without a client address or
+// route.
 func (a *CachedAuth) Authenticate(ctx context.Context, credential string) (Principal, error) {
+	return a.AuthenticateRequest(ctx, AuthInput{Credential: credential})
+}
+
+// AuthenticateRequest implements RequestAuthenticator. The credential's format is the
+// provider's business (relay keys, IdP tokens…); an empty or oversized one is refused without
+// asking it. On a cache miss the provider also gets the client address and the route.
+//
+// The cache is keyed by the credential alone, on purpose: the answer is a principal whose
+// per-request rules (IP allowlist, models, clients) the sidecar checks itself on every
+// request, so keying by address or route too would only multiply the provider calls and
+// entries per key (one per client address) without changing a decision. The price is a rule
+// for providers: an answer must not vary with ClientIP or Route (they are for logging and
+// auditing); a provider that restricts by address returns the allowed CIDRs as the
+// principal's allowed_cidrs attribute instead.
+func (a *CachedAuth) AuthenticateRequest(ctx context.Context, in AuthInput) (Principal, error) {
+	credential := in.Credential
 	if credential == "" || len(credential) > maxCredentialLen {
 		return Principal{}, fmt.Errorf("%w: missing or oversized credential", ErrInvalidCredential)
 	}
@@ -89,7 +105,11 @@ func (a *CachedAuth) Authenticate(ctx context.Context, credential string) (Princ
 		// The call serves every waiter: it must not die with the first caller.
 		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		res, err := a.provider.Authenticate(lctx, contract.AuthRequest{Credential: credential})
+		req := contract.AuthRequest{Credential: credential, Route: in.Route}
+		if in.ClientIP.IsValid() {
+			req.ClientIP = in.ClientIP.String()
+		}
+		res, err := a.provider.Authenticate(lctx, req)
 		if err != nil {
 			return nil, fmt.Errorf("auth provider: %w", err)
 		}
@@ -197,4 +217,4 @@ func (a *CachedAuth) Run(ctx context.Context) {
 	}
 }
 
-var _ Authenticator = (*CachedAuth)(nil)
+var _ RequestAuthenticator = (*CachedAuth)(nil)

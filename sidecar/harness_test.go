@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 	"github.com/claude-relay/claude-relay/fakeupstream"
 	"github.com/claude-relay/claude-relay/internal/metrics"
 	"github.com/claude-relay/claude-relay/internal/testredis"
+	"github.com/claude-relay/claude-relay/internal/testutil"
 	"github.com/claude-relay/claude-relay/plugins/auth-apikey/apikey"
 	"github.com/claude-relay/claude-relay/plugins/crypto-aesgcm/aesgcm"
 	"github.com/claude-relay/claude-relay/sidecar"
@@ -45,6 +45,7 @@ type harness struct {
 	reg      *metrics.Registry
 	stopRec  context.CancelFunc
 	recorder *sidecar.Recorder
+	sched    *sched.Scheduler
 }
 
 type harnessOptions struct {
@@ -55,22 +56,7 @@ type harnessOptions struct {
 	now       func() time.Time // the sidecar's clock (limit windows, parking); nil: time.Now
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = testutil.Buffer
 
 func newHarness(t *testing.T, o harnessOptions) *harness {
 	t.Helper()
@@ -123,13 +109,15 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	go accts.Run(ctx)
 	go rec.Run(recCtx, 2*time.Second)
 	t.Cleanup(func() { stopRec(); rec.Wait() })
+	sc := sched.New(o.rdb, st.Schema(), sched.Options{Logger: log, Now: o.now})
+	go sc.Run(ctx)
 
 	srv := sidecar.New(sidecar.Options{
 		Logger: log, Version: "test", Auth: auth, Accounts: accts, Usage: rec, Metrics: reg,
 		RequestTimeout: time.Minute,
 		Health:         []sidecar.HealthCheck{{Name: "redis", Check: func(ctx context.Context) error { return o.rdb.Ping(ctx).Err() }}},
 		Limits:         limits.New(o.rdb, st.Schema(), limits.Options{Logger: log, Now: o.now}),
-		Scheduler:      sched.New(o.rdb, st.Schema(), sched.Options{Logger: log, Now: o.now}),
+		Scheduler:      sc,
 		Now:            o.now,
 	})
 	var snap *config.Snapshot
@@ -152,7 +140,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	}
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
-	return &harness{t: t, rdb: o.rdb, st: st, up: up, srv: srv, http: hs, key: secret, keyID: k.ID, logs: logs, reg: reg, stopRec: stopRec, recorder: rec}
+	return &harness{t: t, rdb: o.rdb, st: st, up: up, srv: srv, http: hs, key: secret, keyID: k.ID, logs: logs, reg: reg, stopRec: stopRec, recorder: rec, sched: sc}
 }
 
 // post sends a raw request to the relay.

@@ -214,10 +214,12 @@ func (h *harness) sidecars(n int, hcl string, now func() time.Time) []string {
 		accts := sidecar.NewStoreAccounts(h.st, hclog.NewNullLogger(), 50*time.Millisecond)
 		go auth.Run(ctx)
 		go accts.Run(ctx)
+		sc := sched.New(h.rdb, h.st.Schema(), sched.Options{Now: now})
+		go sc.Run(ctx)
 		srv := sidecar.New(sidecar.Options{
 			Auth: auth, Accounts: accts, RequestTimeout: time.Minute, Now: now,
 			Limits:    limits.New(h.rdb, h.st.Schema(), limits.Options{Now: now}),
-			Scheduler: sched.New(h.rdb, h.st.Schema(), sched.Options{Now: now}),
+			Scheduler: sc,
 		})
 		if err := srv.Apply(snap); err != nil {
 			t.Fatal(err)
@@ -513,6 +515,7 @@ func TestEveryAccountRateLimitedIsA429SayingWhenTheEarliestFreesUp(t *testing.T)
 	if err := sc.Unpark(context.Background(), mustOneAccount(t, h)); err != nil {
 		t.Fatal(err)
 	}
+	waitFor(t, 5*time.Second, func() bool { return len(h.sched.View()) == 0 }) // another sidecar's unpark: seen within the refresh interval
 	resp = h.post("/v1/messages", h.key, jsonBody, nil)
 	readAll(t, resp.Body)
 	resp = h.post("/v1/messages", h.key, jsonBody, nil)
@@ -574,6 +577,7 @@ func TestStickySessions(t *testing.T) {
 		if err := sc.ParkAccount(context.Background(), sched.Park{Account: first, State: sched.RateLimited, Status: 429, Until: time.Now().Add(time.Minute)}); err != nil {
 			t.Fatal(err)
 		}
+		waitFor(t, 5*time.Second, func() bool { return len(h.sched.View()) == 1 }) // another sidecar's park: seen within the refresh interval
 		moved := served(sessionBody("conv-b"))
 		if moved == first {
 			t.Fatalf("got parked account %s, want another", first)
@@ -581,6 +585,7 @@ func TestStickySessions(t *testing.T) {
 		if err := sc.Unpark(context.Background(), first); err != nil {
 			t.Fatal(err)
 		}
+		waitFor(t, 5*time.Second, func() bool { return len(h.sched.View()) == 0 })
 		for range 3 {
 			if got := served(sessionBody("conv-b")); got != moved {
 				t.Fatalf("after the move: got %s, want %s (re-bound)", got, moved)

@@ -73,6 +73,7 @@ type exchange struct {
 	w         http.ResponseWriter
 	r         *http.Request
 	principal Principal
+	clientIP  netip.Addr
 	body      []byte
 	upPath    string
 	status    int
@@ -103,8 +104,9 @@ func (s *Server) serveRelay(w http.ResponseWriter, r *http.Request) {
 	}
 	ex.route, routeName = route, route.Name
 
-	if ip := clientIP(rt, r); !route.Allowed(ip) {
-		ex.fail(http.StatusForbidden, errPermission, fmt.Sprintf("client address %s is not allowed on route %q", ip, route.Name), 0)
+	ex.clientIP = clientIP(rt, r)
+	if !route.Allowed(ex.clientIP) {
+		ex.fail(http.StatusForbidden, errPermission, fmt.Sprintf("client address %s is not allowed on route %q", ex.clientIP, route.Name), 0)
 		return
 	}
 	cred := credential(r)
@@ -112,7 +114,13 @@ func (s *Server) serveRelay(w http.ResponseWriter, r *http.Request) {
 		ex.fail(http.StatusUnauthorized, errAuthentication, "missing relay key: send it as the x-api-key header or as Authorization: Bearer", 0)
 		return
 	}
-	p, err := s.opts.Auth.Authenticate(r.Context(), cred)
+	var p Principal
+	var err error
+	if ra, ok := s.opts.Auth.(RequestAuthenticator); ok {
+		p, err = ra.AuthenticateRequest(r.Context(), AuthInput{Credential: cred, ClientIP: ex.clientIP, Route: route.Name})
+	} else {
+		p, err = s.opts.Auth.Authenticate(r.Context(), cred)
+	}
 	if err != nil {
 		if errors.Is(err, ErrInvalidCredential) {
 			ex.fail(http.StatusUnauthorized, errAuthentication, err.Error(), 0)
@@ -205,7 +213,7 @@ func (ex *exchange) admit() bool {
 		return false
 	}
 	if cidrs := ex.principal.AllowedCIDRs; cidrs != nil {
-		ip := clientIP(ex.rt, ex.r).Unmap()
+		ip := ex.clientIP.Unmap()
 		if !slices.ContainsFunc(cidrs, func(p netip.Prefix) bool { return p.Contains(ip) }) {
 			ex.fail(http.StatusForbidden, errPermission, fmt.Sprintf("client address %s is not in this relay key's IP allowlist", ip), 0)
 			return false
@@ -402,6 +410,9 @@ func (ex *exchange) forward() {
 			s.sched.Bind(ctx, req, id) // a sticky hit's TTL was refreshed by Plan
 		}
 		ex.account = up.ID
+		if s.toucher != nil {
+			s.toucher.Touch(up.ID, ex.started)
+		}
 		defer release() // also when relay aborts the handler
 		ex.relay(ctx, cancel, idle, timeout, resp)
 		return
@@ -430,8 +441,15 @@ func (ex *exchange) noAccount(u *sched.Unavailable) {
 	ex.fail(http.StatusServiceUnavailable, errOverloaded, u.Error(), retry)
 }
 
-// send makes one upstream attempt with the account's credential.
+// send makes one upstream attempt with the account's credential. When the account maps the
+// request's model (an Anthropic-compatible endpoint's model_map), the body it sends is a
+// copy with only the model string replaced; ex.body stays as the client sent it, for the
+// next attempt.
 func (ex *exchange) send(ctx context.Context, up *Upstream) (*http.Response, error) {
+	body := ex.body
+	if m, ok := up.ModelMap[ex.fields.Model]; ok && ex.fields.Model != "" {
+		body = sched.ReplaceModel(body, ex.fields, m)
+	}
 	u := *up.url
 	u.Path = strings.TrimSuffix(u.Path, "/") + ex.upPath
 	u.RawPath = ""
@@ -444,12 +462,12 @@ func (ex *exchange) send(ctx context.Context, up *Upstream) (*http.Response, err
 		ProtoMinor:    1,
 		Header:        make(http.Header, len(ex.r.Header)+2),
 		Host:          u.Host,
-		ContentLength: int64(len(ex.body)),
+		ContentLength: int64(len(body)),
 	}
 	req = req.WithContext(ctx)
-	if len(ex.body) > 0 {
-		req.Body = io.NopCloser(bytes.NewReader(ex.body))
-		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(ex.body)), nil }
+	if len(body) > 0 {
+		req.Body = io.NopCloser(bytes.NewReader(body))
+		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 	}
 	conn := ex.r.Header.Values("Connection")
 	for k, vv := range ex.r.Header {

@@ -50,6 +50,23 @@ type Authenticator interface {
 	Authenticate(ctx context.Context, credential string) (Principal, error)
 }
 
+// AuthInput is what the relay knows about a request when it authenticates it: the
+// credential, the client's address (after trusted proxies) and the matched route's name.
+type AuthInput struct {
+	Credential string
+	ClientIP   netip.Addr
+	Route      string
+}
+
+// RequestAuthenticator is an Authenticator that also receives the client address and route,
+// and hands them to the auth provider (contract.AuthRequest's ClientIP and Route). The server
+// uses it when Options.Auth implements it; Authenticator alone stays enough, so existing
+// implementations keep working.
+type RequestAuthenticator interface {
+	Authenticator
+	AuthenticateRequest(ctx context.Context, in AuthInput) (Principal, error)
+}
+
 // Upstream is one schedulable upstream account with its decrypted credential.
 type Upstream struct {
 	ID, Name   string
@@ -79,6 +96,13 @@ func NewUpstream(id, name, baseURL, credential string, priority int) (*Upstream,
 // AccountSource lists the accounts requests may be sent to.
 type AccountSource interface {
 	Upstreams(ctx context.Context) ([]*Upstream, error)
+}
+
+// AccountToucher is implemented by account sources that record when an account was last
+// used. The server calls Touch on the request path for every response it relays, so Touch
+// must not block or do I/O itself (StoreAccounts batches and throttles the writes).
+type AccountToucher interface {
+	Touch(accountID string, at time.Time)
 }
 
 // UsageRecord is what one relayed request consumed.
@@ -133,6 +157,7 @@ type Server struct {
 	now       func() time.Time
 	limits    *limits.Limiter
 	sched     *sched.Scheduler
+	toucher   AccountToucher // nil when Options.Accounts does not record last use
 	m         serverMetrics
 	mux       *http.ServeMux
 }
@@ -171,6 +196,7 @@ func New(opts Options) *Server {
 		limits:    opts.Limits,
 		sched:     opts.Scheduler,
 	}
+	s.toucher, _ = opts.Accounts.(AccountToucher)
 	if s.sched == nil {
 		s.sched = sched.New(nil, store.Schema{}, sched.Options{Logger: opts.Logger, Now: opts.Now})
 	}

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Parked is one entry of the AccountsParked hash that is in force: an account (or one model
@@ -86,4 +88,26 @@ func (s *Store) UnparkAccount(ctx context.Context, id string) (bool, error) {
 		return false, fmt.Errorf("unpark account %s: %w", id, err)
 	}
 	return true, nil
+}
+
+// clearUnauthorized deletes an account's whole-account park when its state is
+// "unauthorized" (the value is "until|state|status|reason"), atomically.
+var clearUnauthorized = redis.NewScript(`
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+if v and string.match(v, '^[^|]*|([^|]*)|') == 'unauthorized' then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  return 1
+end
+return 0
+`)
+
+// ClearUnauthorized returns an account parked as unauthorized to the rotation, leaving any
+// other park (rate limited, overloaded, blocked) in force: the control plane calls it once
+// the account's OAuth tokens have been refreshed. It reports whether a park was cleared.
+func (s *Store) ClearUnauthorized(ctx context.Context, id string) (bool, error) {
+	n, err := clearUnauthorized.Run(ctx, s.rdb, []string{s.keys.AccountsParked()}, id).Int()
+	if err != nil {
+		return false, fmt.Errorf("clear unauthorized park of %s: %w", id, err)
+	}
+	return n == 1, nil
 }

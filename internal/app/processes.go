@@ -110,6 +110,7 @@ type dataPlane struct {
 	auth     *sidecar.CachedAuth
 	accounts *sidecar.StoreAccounts
 	recorder *sidecar.Recorder
+	sched    *sched.Scheduler
 	// onHUP, when set, replaces re-reading local HCL on SIGHUP.
 	onHUP func(context.Context)
 }
@@ -124,10 +125,14 @@ func (b *Base) newDataPlane(dataDir string, extraHealth ...sidecar.HealthCheck) 
 	if err != nil {
 		return nil, err
 	}
+	accounts := sidecar.NewStoreAccounts(b.Store, b.Log, time.Second)
 	dp := &dataPlane{
 		auth:     sidecar.NewCachedAuth(auth, b.Store, b.Log, authCacheTTL, authNegativeTTL),
-		accounts: sidecar.NewStoreAccounts(b.Store, b.Log, time.Second),
+		accounts: accounts,
 		recorder: sidecar.NewRecorder(b.Store, sidecar.RecorderOptions{Logger: b.Log, Metrics: b.Metrics, SpoolPath: spool}),
+		// A 401 on an OAuth account asks the control plane for one refresh and waits
+		// briefly for the new token before the account is parked as unauthorized.
+		sched: sched.New(b.Store.Client(), b.Store.Schema(), sched.Options{Logger: b.Log, Refresher: accounts.Refresher(5 * time.Second)}),
 	}
 	dp.srv = sidecar.New(sidecar.Options{
 		Logger:         b.Log,
@@ -139,7 +144,7 @@ func (b *Base) newDataPlane(dataDir string, extraHealth ...sidecar.HealthCheck) 
 		RequestTimeout: b.Env.RequestTimeout,
 		Health:         append(b.healthChecks(), extraHealth...),
 		Limits:         limits.New(b.Store.Client(), b.Store.Schema(), limits.Options{Logger: b.Log}),
-		Scheduler:      sched.New(b.Store.Client(), b.Store.Schema(), sched.Options{Logger: b.Log}),
+		Scheduler:      dp.sched,
 	})
 	return dp, nil
 }
@@ -148,8 +153,9 @@ func (b *Base) newDataPlane(dataDir string, extraHealth ...sidecar.HealthCheck) 
 // recorder flushes after ctx ends, so it outlives the HTTP server's drain).
 func (dp *dataPlane) run(ctx, recorderCtx context.Context) (wait func()) {
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
 	go func() { defer wg.Done(); dp.auth.Run(ctx) }()
+	go func() { defer wg.Done(); dp.sched.Run(ctx) }()
 	go func() { defer wg.Done(); dp.accounts.Run(ctx) }()
 	go func() { defer wg.Done(); dp.recorder.Run(recorderCtx, 10*time.Second) }()
 	return wg.Wait

@@ -9,6 +9,9 @@ import (
 type Fields struct {
 	// Model is the top-level "model" string.
 	Model string
+	// ModelStart and ModelEnd delimit the model's JSON string token in the body, quotes
+	// included (body[ModelStart:ModelEnd]); both are 0 when no string model was found.
+	ModelStart, ModelEnd int
 	// UserID is "metadata.user_id".
 	UserID string
 	// FirstMessage is the raw JSON of messages[0] (a sub-slice of the body, not a copy).
@@ -43,8 +46,9 @@ func Scan(body []byte) Fields {
 		s.ws()
 		switch string(key) { // no allocation: the compiler compares in place
 		case "model":
+			start := s.i
 			if v, ok := s.stringValue(); ok {
-				f.Model = v
+				f.Model, f.ModelStart, f.ModelEnd = v, start, s.i
 			} else if !s.skip() {
 				return f
 			}
@@ -68,6 +72,23 @@ func Scan(body []byte) Fields {
 			return f
 		}
 	}
+}
+
+// ReplaceModel returns body with the model string Scan found (f) replaced by model, as a new
+// slice; body itself is not modified. Everything else stays byte for byte. When f holds no
+// model span it returns body unchanged.
+func ReplaceModel(body []byte, f Fields, model string) []byte {
+	if f.ModelEnd <= f.ModelStart || f.ModelEnd > len(body) {
+		return body
+	}
+	quoted, err := json.Marshal(model)
+	if err != nil { // cannot happen for a string; keep the body rather than corrupt it
+		return body
+	}
+	out := make([]byte, 0, len(body)-(f.ModelEnd-f.ModelStart)+len(quoted))
+	out = append(out, body[:f.ModelStart]...)
+	out = append(out, quoted...)
+	return append(out, body[f.ModelEnd:]...)
 }
 
 type scanner struct {

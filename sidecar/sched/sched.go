@@ -7,7 +7,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -165,21 +164,38 @@ type Options struct {
 	Now    func() time.Time
 	// Refresher, when set, is asked once per 401 before the account is marked unauthorized.
 	Refresher Refresher
+	// RefreshInterval is how often Run reads the shared parking state (default 250 ms).
+	RefreshInterval time.Duration
+	// StickyCacheTTL is how long this sidecar trusts its copy of a sticky binding before
+	// reading Redis again (default 30 s, never longer than the pool's sticky TTL).
+	StickyCacheTTL time.Duration
+	// StickyCacheSize caps the sticky bindings this sidecar keeps (default 100,000).
+	StickyCacheSize int
 }
 
 // Scheduler orders accounts for requests and keeps account health. Parking and sticky
 // sessions live in Redis, shared by every sidecar; in-flight counts and last use are this
-// sidecar's own. Without Redis (rdb nil) or while Redis is unreachable it keeps working from
-// its local view.
+// sidecar's own. Plan reads memory only: Run refreshes the parking view in the background
+// and sticky bindings are cached locally for a short while (see cache.go). Without Redis
+// (rdb nil) or while Redis is unreachable it keeps working from its local view.
 type Scheduler struct {
-	rdb  redis.UniversalClient
-	keys store.Schema
-	log  hclog.Logger
-	now  func() time.Time
-	ref  Refresher
+	rdb      redis.UniversalClient
+	keys     store.Schema
+	log      hclog.Logger
+	now      func() time.Time
+	ref      Refresher
+	interval time.Duration
 
 	mu     sync.Mutex
 	parked map[string]Park // field → park: the last view read from Redis plus local parks
+	// writing counts this sidecar's park/unpark writes in flight and written counts those
+	// done: a refresh that overlapped one may predate it in Redis and is not applied.
+	writing, written int
+
+	lastRefresh atomic.Int64 // unix ns (wall clock) when the last refresh started
+	refreshing  atomic.Bool
+
+	stickies stickyCache
 
 	inflight sync.Map // account id → *atomic.Int64
 	lastUsed sync.Map // account id → *atomic.Int64 (unix ns)
@@ -193,7 +209,21 @@ func New(rdb redis.UniversalClient, keys store.Schema, opts Options) *Scheduler 
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Scheduler{rdb: rdb, keys: keys, log: opts.Logger.Named("sched"), now: opts.Now, ref: opts.Refresher, parked: make(map[string]Park)}
+	if opts.RefreshInterval <= 0 {
+		opts.RefreshInterval = 250 * time.Millisecond
+	}
+	if opts.StickyCacheTTL <= 0 {
+		opts.StickyCacheTTL = 30 * time.Second
+	}
+	if opts.StickyCacheSize <= 0 {
+		opts.StickyCacheSize = 100_000
+	}
+	return &Scheduler{
+		rdb: rdb, keys: keys, log: opts.Logger.Named("sched"), now: opts.Now, ref: opts.Refresher,
+		interval: opts.RefreshInterval,
+		parked:   make(map[string]Park),
+		stickies: stickyCache{ttl: opts.StickyCacheTTL, max: opts.StickyCacheSize, m: make(map[string]binding)},
+	}
 }
 
 // SessionKey derives the sticky-session key of a request from its scanned body: the
@@ -251,8 +281,9 @@ type Plan struct {
 
 // Plan orders the accounts for req: the sticky session's account first while it is
 // available, then by priority, fewest in flight on this sidecar, least recently used.
-// Parked accounts are left out; when none is left it returns *Unavailable. One Redis round
-// trip (parking hash and sticky binding, pipelined).
+// Parked accounts are left out; when none is left it returns *Unavailable. In steady state it
+// makes no Redis round trip: the parking view is Run's, and a sticky binding is read from
+// Redis only when this sidecar has no fresh copy or its account is unavailable.
 func (s *Scheduler) Plan(ctx context.Context, req Request, accounts []Account) (Plan, error) {
 	if len(req.Bound) > 0 {
 		accounts = slices.DeleteFunc(slices.Clone(accounts), func(a Account) bool { return !slices.Contains(req.Bound, a.ID) })
@@ -260,8 +291,7 @@ func (s *Scheduler) Plan(ctx context.Context, req Request, accounts []Account) (
 	if len(accounts) == 0 {
 		return Plan{}, &Unavailable{NoAccounts: true}
 	}
-	sticky := s.sticky(req)
-	stickyAcct := s.refresh(ctx, req, sticky)
+	s.ensureFresh(ctx)
 	now := s.now()
 	family := Family(req.Model)
 
@@ -295,6 +325,7 @@ func (s *Scheduler) Plan(ctx context.Context, req Request, accounts []Account) (
 		}
 		return Plan{}, u
 	}
+	stickyAcct := s.stickyAccount(ctx, req, avail, now)
 	load := make(map[string][2]int64, len(avail))
 	for _, a := range avail {
 		load[a.ID] = [2]int64{counter(&s.inflight, a.ID).Load(), counter(&s.lastUsed, a.ID).Load()}
@@ -314,7 +345,7 @@ func (s *Scheduler) Plan(ctx context.Context, req Request, accounts []Account) (
 		return cmp.Or(cmp.Compare(a.Priority, b.Priority), cmp.Compare(la[0], lb[0]), cmp.Compare(la[1], lb[1]))
 	})
 	plan := Plan{Order: make([]string, 0, len(avail))}
-	if stickyAcct != "" && slices.ContainsFunc(avail, func(a Account) bool { return a.ID == stickyAcct }) {
+	if stickyAcct != "" {
 		plan.Sticky = stickyAcct
 		plan.Order = append(plan.Order, stickyAcct)
 	}
@@ -324,61 +355,6 @@ func (s *Scheduler) Plan(ctx context.Context, req Request, accounts []Account) (
 		}
 	}
 	return plan, nil
-}
-
-// sticky returns the Redis key of req's sticky session, or "" when it has none.
-func (s *Scheduler) sticky(req Request) string {
-	if req.Session == "" || req.Pool == nil || req.Pool.Strategy != config.StrategyStickyLeastLoaded || req.Pool.StickyTTL <= 0 {
-		return ""
-	}
-	return s.keys.StickySession(req.Pool.Name, req.Session)
-}
-
-// refresh reads the shared parking state (and the sticky binding) into the local view.
-// On a Redis error the local view stays and the session is treated as new.
-func (s *Scheduler) refresh(ctx context.Context, req Request, stickyKey string) string {
-	if s.rdb == nil {
-		return ""
-	}
-	pipe := s.rdb.Pipeline()
-	parked := pipe.HGetAll(ctx, s.keys.AccountsParked())
-	var sticky *redis.StringCmd
-	if stickyKey != "" {
-		sticky = pipe.Get(ctx, stickyKey)
-		// Keep a live binding alive in this same round trip, so a request that stays on
-		// its sticky account needs no Bind (one Redis round trip less per request).
-		pipe.Expire(ctx, stickyKey, req.Pool.StickyTTL)
-	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		if ctx.Err() == nil {
-			s.log.Warn("cannot read account parking state; using this sidecar's view", "error", err)
-		}
-		return ""
-	}
-	view := make(map[string]Park, len(parked.Val()))
-	for f, v := range parked.Val() {
-		if p, ok := decodePark(f, v); ok {
-			view[f] = p
-		}
-	}
-	s.mu.Lock()
-	s.parked = view
-	s.mu.Unlock()
-	if sticky == nil {
-		return ""
-	}
-	return sticky.Val()
-}
-
-// Bind records that req's session is served by account, for the pool's sticky TTL.
-func (s *Scheduler) Bind(ctx context.Context, req Request, account string) {
-	key := s.sticky(req)
-	if key == "" || s.rdb == nil {
-		return
-	}
-	if err := s.rdb.Set(ctx, key, account, req.Pool.StickyTTL).Err(); err != nil && ctx.Err() == nil {
-		s.log.Warn("cannot record sticky session", "account", account, "error", err)
-	}
 }
 
 func counter(m *sync.Map, id string) *atomic.Int64 {
@@ -434,7 +410,9 @@ func (s *Scheduler) ParkAccount(ctx context.Context, p Park) error {
 	if cur, ok := s.parked[p.field()]; !ok || !cur.active(s.now()) || (!cur.Until.IsZero() && !p.Until.IsZero() && p.Until.After(cur.Until)) || p.Until.IsZero() {
 		s.parked[p.field()] = p
 	}
+	s.writing++
 	s.mu.Unlock()
+	defer s.wrote()
 	s.log.Warn("account parked", "account", p.Account, "family", p.Family, "state", p.State, "status", p.Status, "reason", p.Reason, "until", p.Until)
 	if s.rdb == nil {
 		return nil
@@ -459,7 +437,9 @@ func (s *Scheduler) Unpark(ctx context.Context, account string) error {
 			fields = append(fields, f)
 		}
 	}
+	s.writing++
 	s.mu.Unlock()
+	defer s.wrote()
 	if s.rdb == nil {
 		return nil
 	}

@@ -1,0 +1,56 @@
+package sched_test
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/claude-relay/claude-relay/sidecar/sched"
+)
+
+func TestReplaceModelSplicesOnlyTheModelString(t *testing.T) {
+	tests := []struct {
+		name, body, model, want string
+	}{
+		{"first key", `{"model":"claude-sonnet-4-5","max_tokens":1}`, "glm-4.6",
+			`{"model":"glm-4.6","max_tokens":1}`},
+		{"last key with spaces around", `{ "messages" : [{"role":"user","content":"model"}] , "model" : "a" }`, "a-much-longer-name",
+			`{ "messages" : [{"role":"user","content":"model"}] , "model" : "a-much-longer-name" }`},
+		{"escaped original", `{"model":"claude-\u0073onnet","stream":true}`, "s",
+			`{"model":"s","stream":true}`},
+		{"new name needing escapes", `{"model":"m"}`, `we"ird\name`,
+			`{"model":"we\"ird\\name"}`},
+		{"a model key inside metadata is not the model", `{"metadata":{"model":"x"},"model":"m"}`, "n",
+			`{"metadata":{"model":"x"},"model":"n"}`},
+		{"no model: unchanged", `{"max_tokens":1}`, "n", `{"max_tokens":1}`},
+		{"non-string model: unchanged", `{"model":7}`, "n", `{"model":7}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			body := []byte(tt.body)
+			f := sched.Scan(body)
+			got := sched.ReplaceModel(body, f, tt.model)
+			if string(got) != tt.want {
+				t.Errorf("got %s, want %s", got, tt.want)
+			}
+			if string(body) != tt.body {
+				t.Errorf("the original body changed to %s, want it untouched", body)
+			}
+			if json.Valid([]byte(tt.body)) && !json.Valid(got) {
+				t.Errorf("got invalid JSON %s", got)
+			}
+			if f.Model != "" {
+				if again := sched.Scan(got).Model; again != tt.model {
+					t.Errorf("got model %q after the splice, want %q", again, tt.model)
+				}
+			}
+		})
+	}
+}
+
+func TestScanReportsTheModelSpan(t *testing.T) {
+	body := []byte(`{"max_tokens":1, "model" : "claude-opus-4-1"}`)
+	f := sched.Scan(body)
+	if got := string(body[f.ModelStart:f.ModelEnd]); got != `"claude-opus-4-1"` {
+		t.Errorf("got span %q, want %q", got, `"claude-opus-4-1"`)
+	}
+}
