@@ -54,6 +54,9 @@ func init() {
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 var bodyPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
+// maxPooledBody is the largest body buffer returned to bodyPool.
+const maxPooledBody = 1 << 20
+
 // credential returns the relay key as Claude Code (x-api-key) or the SDKs (Bearer) send it.
 func credential(r *http.Request) string {
 	if k := r.Header.Get("X-Api-Key"); k != "" {
@@ -135,7 +138,12 @@ func (s *Server) serveRelay(w http.ResponseWriter, r *http.Request) {
 
 	buf := bodyPool.Get().(*bytes.Buffer)
 	buf.Reset()
-	defer bodyPool.Put(buf)
+	defer func() {
+		// Keep typical bodies' buffers for reuse; let a rare multi-megabyte one go.
+		if buf.Cap() <= maxPooledBody {
+			bodyPool.Put(buf)
+		}
+	}()
 	if err := ex.readBody(buf); err != nil {
 		return
 	}
