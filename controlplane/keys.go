@@ -3,6 +3,7 @@ package controlplane
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -236,9 +237,31 @@ func checkTags(fields fieldErrors, tags []string) []string {
 	return out
 }
 
-func checkPolicy(fields fieldErrors, policy string) {
-	if policy != "" && !store.ValidIndexName(policy) {
+// checkPolicy refuses a malformed policy name, and one the running configuration does not
+// define: a key under an unknown policy would be refused on every request (403). Without a
+// configuration to check against (no config pipeline wired), only the form is checked.
+func (s *Server) checkPolicy(fields fieldErrors, policy string) {
+	if policy == "" {
+		return
+	}
+	if !store.ValidIndexName(policy) {
 		fields.add("policy", "must be a policy name: 1 to 64 of A-Z a-z 0-9 . _ : -")
+		return
+	}
+	if s.config == nil {
+		return
+	}
+	env := s.config.Current()
+	if env == nil {
+		return
+	}
+	snap, err := env.Snapshot()
+	if err != nil {
+		return
+	}
+	if _, ok := snap.Policies[policy]; !ok {
+		names := slices.Sorted(maps.Keys(snap.Policies))
+		fields.add("policy", fmt.Sprintf("no policy %q in the running configuration (version %d); defined: %s", policy, env.Version, strings.Join(names, ", ")))
 	}
 }
 
@@ -248,7 +271,7 @@ func (s *Server) keySpec(r *http.Request, req adminapi.CreateKeyRequest) (store.
 	checkName(fields, "name", req.Name)
 	checkText(fields, "description", req.Description, maxDescriptionLen)
 	checkText(fields, "owner", req.Owner, maxNameLen)
-	checkPolicy(fields, req.Policy)
+	s.checkPolicy(fields, req.Policy)
 	spec := store.KeySpec{
 		Name: strings.TrimSpace(req.Name), Description: req.Description, Owner: req.Owner,
 		Policy: req.Policy, Tags: checkTags(fields, req.Tags),
@@ -425,7 +448,7 @@ func (s *Server) handleUpdateKey(w http.ResponseWriter, r *http.Request) {
 		checkText(fields, "owner", *req.Owner, maxNameLen)
 	}
 	if req.Policy != nil {
-		checkPolicy(fields, *req.Policy)
+		s.checkPolicy(fields, *req.Policy)
 	}
 	if req.Tags != nil {
 		t := checkTags(fields, *req.Tags)
