@@ -247,3 +247,33 @@ func UpstreamPath(path string) string {
 	}
 	return path
 }
+
+// ClientIP is the address a request comes from: the socket peer, or, when the peer is a
+// trusted proxy, the right-most address in X-Forwarded-For that is not itself a trusted
+// proxy (entries further left are the client's to forge). A malformed entry stops the walk.
+// rt may be nil (nothing trusted).
+func (rt *Runtime) ClientIP(remoteAddr string, xff []string) netip.Addr {
+	ap, err := netip.ParseAddrPort(remoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	ip := ap.Addr().Unmap()
+	if rt == nil || !rt.TrustedProxy(ip) {
+		return ip
+	}
+	for i := len(xff) - 1; i >= 0; i-- {
+		parts := strings.Split(xff[i], ",")
+		for j := len(parts) - 1; j >= 0; j-- {
+			a, err := netip.ParseAddr(strings.TrimSpace(parts[j]))
+			if err != nil {
+				return ip
+			}
+			a = a.Unmap()
+			if !rt.TrustedProxy(a) {
+				return a
+			}
+			ip = a
+		}
+	}
+	return ip
+}

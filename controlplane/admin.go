@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"errors"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -75,6 +76,7 @@ type Server struct {
 	dummy    dummyHash
 	mux      *http.ServeMux
 	config   *Config
+	compiled atomic.Pointer[compiledConfig] // the running configuration, compiled once per version
 
 	oauth        OAuthConfig
 	refreshAhead time.Duration
@@ -160,7 +162,7 @@ func (s *Server) auditLog(r *http.Request, action, id string, kv ...any) {
 	if sess, ok := sessionFrom(r.Context()); ok {
 		who = sess.username
 	}
-	args := append([]any{"who", who, "action", action, "id", id, "remote", r.RemoteAddr}, kv...)
+	args := append([]any{"who", who, "action", action, "id", id, "remote", s.clientIP(r)}, kv...)
 	s.audit.Info("admin action", args...)
 	s.recordAudit(r, who, action, id, kv)
 }

@@ -42,7 +42,7 @@ func (s *Server) handleChangePassword(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if bcrypt.CompareHashAndPassword(hash, []byte(req.CurrentPassword)) != nil {
-		s.audit.Warn("admin password change refused: wrong current password", "who", sess.username, "remote", r.RemoteAddr)
+		s.audit.Warn("admin password change refused: wrong current password", "who", sess.username, "remote", s.clientIP(r))
 		writeInvalid(w, fieldErrors{"current_password": "is wrong"})
 		return
 	}

@@ -22,7 +22,7 @@ func (s *Server) recordAudit(r *http.Request, who, action, target string, kv []a
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
 	defer cancel()
 	err := s.st.AppendAudit(ctx, store.AuditEntry{
-		At: s.now(), Who: who, Action: action, Target: target, Remote: clientIP(r), Detail: detail,
+		At: s.now(), Who: who, Action: action, Target: target, Remote: s.clientIP(r), Detail: detail,
 	})
 	if err != nil {
 		s.log.Error("cannot write the audit log", "action", action, "target", target, "error", err)

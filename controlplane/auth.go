@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -16,6 +15,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/claude-relay/claude-relay/config"
 	"github.com/claude-relay/claude-relay/controlplane/adminapi"
 	"github.com/claude-relay/claude-relay/store"
 )
@@ -130,13 +130,47 @@ func (d *dummyHash) compare(password []byte) {
 	_ = bcrypt.CompareHashAndPassword(d.hash, password)
 }
 
-// clientIP is the host part of the request's peer address.
-func clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
+// clientIP is the admin client's address as the sidecar reckons a client's: the socket
+// peer, or X-Forwarded-For when the peer is one of the running configuration's trusted
+// proxies (nginx in front of the control plane would otherwise make every admin one IP
+// for the login throttle and the audit log).
+func (s *Server) clientIP(r *http.Request) string {
+	ip := s.runtime().ClientIP(r.RemoteAddr, r.Header.Values("X-Forwarded-For"))
+	if !ip.IsValid() {
 		return r.RemoteAddr
 	}
-	return host
+	return ip.String()
+}
+
+// compiledConfig is the running configuration compiled, for the snapshot it came from.
+type compiledConfig struct {
+	epoch   string
+	version int64
+	rt      *config.Runtime
+}
+
+// runtime returns the running configuration compiled (nil without one: nothing trusted).
+func (s *Server) runtime() *config.Runtime {
+	if s.config == nil {
+		return nil
+	}
+	env := s.config.Current()
+	if env == nil {
+		return nil
+	}
+	if c := s.compiled.Load(); c != nil && c.epoch == env.Epoch && c.version == env.Version {
+		return c.rt
+	}
+	snap, err := env.Snapshot()
+	if err != nil {
+		return nil
+	}
+	rt, err := config.Compile(snap)
+	if err != nil {
+		return nil
+	}
+	s.compiled.Store(&compiledConfig{epoch: env.Epoch, version: env.Version, rt: rt})
+	return rt
 }
 
 func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
@@ -161,9 +195,9 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 
 	// Count the attempt before checking the password, so concurrent guesses cannot slip past
 	// the limit; a success clears the count again.
-	ipKey, userKey := "ip:"+clientIP(r), "user:"+strings.ToLower(req.Username)
+	ipKey, userKey := "ip:"+s.clientIP(r), "user:"+strings.ToLower(req.Username)
 	if wait := s.throttle.attempt(s.now(), ipKey, userKey); wait > 0 {
-		s.audit.Warn("admin login throttled", "remote", r.RemoteAddr, "retry_after", wait.Round(time.Second))
+		s.audit.Warn("admin login throttled", "remote", s.clientIP(r), "retry_after", wait.Round(time.Second))
 		writeRetryAfter(w, wait, "too many failed logins from this address or for this user")
 		return
 	}
@@ -182,10 +216,10 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	if !known || err != nil {
 		if known {
-			s.audit.Warn("admin login failed", "username", req.Username, "remote", r.RemoteAddr)
+			s.audit.Warn("admin login failed", "username", req.Username, "remote", s.clientIP(r))
 		} else {
 			// The username may be a mistyped password: do not log it.
-			s.audit.Warn("admin login failed", "unknown_user", true, "remote", r.RemoteAddr)
+			s.audit.Warn("admin login failed", "unknown_user", true, "remote", s.clientIP(r))
 		}
 		writeError(w, http.StatusUnauthorized, errAuthentication, "wrong username or password", nil)
 		return
@@ -198,7 +232,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, errAPI, "internal error; see the control plane log", nil)
 		return
 	}
-	s.audit.Info("admin login", "who", req.Username, "remote", r.RemoteAddr, "expires_at", exp)
+	s.audit.Info("admin login", "who", req.Username, "remote", s.clientIP(r), "expires_at", exp)
 	writeJSON(w, http.StatusOK, adminapi.LoginResponse{Token: token, ExpiresAt: exp})
 }
 
@@ -277,7 +311,7 @@ func (s *Server) authed(h http.HandlerFunc) http.HandlerFunc {
 		}
 		sess, err := s.parseToken(raw)
 		if err != nil {
-			s.log.Debug("session token refused", "remote", r.RemoteAddr, "error", err)
+			s.log.Debug("session token refused", "remote", s.clientIP(r), "error", err)
 			writeError(w, http.StatusUnauthorized, errAuthentication, "session token is invalid or expired: log in again", nil)
 			return
 		}

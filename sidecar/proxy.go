@@ -107,7 +107,7 @@ func (s *Server) serveRelay(w http.ResponseWriter, r *http.Request) {
 	}
 	ex.route, routeName = route, route.Name
 
-	ex.clientIP = clientIP(rt, r)
+	ex.clientIP = rt.ClientIP(r.RemoteAddr, r.Header.Values("X-Forwarded-For"))
 	if !route.Allowed(ex.clientIP) {
 		ex.fail(http.StatusForbidden, errPermission, fmt.Sprintf("client address %s is not allowed on route %q", ex.clientIP, route.Name), 0)
 		return

@@ -10,7 +10,6 @@ import (
 	"net/netip"
 	"net/url"
 	"slices"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -260,35 +259,6 @@ func NewTransport() *http.Transport {
 		ExpectContinueTimeout: time.Second,
 		DisableCompression:    true,
 	}
-}
-
-// clientIP is the socket peer, or the first untrusted address in X-Forwarded-For when
-// the peer is a trusted proxy.
-func clientIP(rt *config.Runtime, r *http.Request) netip.Addr {
-	ap, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
-		return netip.Addr{}
-	}
-	ip := ap.Addr().Unmap()
-	if !rt.TrustedProxy(ip) {
-		return ip
-	}
-	xff := r.Header.Values("X-Forwarded-For")
-	for i := len(xff) - 1; i >= 0; i-- {
-		parts := strings.Split(xff[i], ",")
-		for j := len(parts) - 1; j >= 0; j-- {
-			a, err := netip.ParseAddr(strings.TrimSpace(parts[j]))
-			if err != nil {
-				return ip // malformed: trust nothing further left
-			}
-			a = a.Unmap()
-			if !rt.TrustedProxy(a) {
-				return a
-			}
-			ip = a
-		}
-	}
-	return ip
 }
 
 type healthBody struct {
