@@ -157,12 +157,19 @@ type Options struct {
 	// Now is the clock (default time.Now); every window and lease expiry is computed from
 	// it, never from Redis's clock.
 	Now func() time.Time
+	// Context, when set, ends the Limiter: calls after it is done fail and pipelines in
+	// flight are cancelled. Close does the same explicitly.
+	Context context.Context
+	// unbatched sends each script call on its own (benchmarks compare it).
+	unbatched bool
 }
 
 // Limiter checks and charges limits in Redis. It is safe for concurrent use by many
-// requests and by many sidecars sharing one Redis.
+// requests and by many sidecars sharing one Redis. Script calls of concurrent requests are
+// auto-pipelined: whatever is queued while a pipeline is in flight goes in the next one.
 type Limiter struct {
 	rdb      redis.UniversalClient
+	batch    *batcher // nil when unbatched
 	keys     store.Schema
 	log      hclog.Logger
 	leaseTTL time.Duration
@@ -180,7 +187,31 @@ func New(rdb redis.UniversalClient, keys store.Schema, opts Options) *Limiter {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Limiter{rdb: rdb, keys: keys, log: opts.Logger.Named("limits"), leaseTTL: opts.LeaseTTL, now: opts.Now}
+	if opts.Context == nil {
+		opts.Context = context.Background()
+	}
+	l := &Limiter{rdb: rdb, keys: keys, log: opts.Logger.Named("limits"), leaseTTL: opts.LeaseTTL, now: opts.Now}
+	if !opts.unbatched {
+		l.batch = newBatcher(opts.Context, rdb, l.log)
+	}
+	return l
+}
+
+// Close stops the Limiter: later Admits and Finishes fail, and Close returns once every call
+// already queued has been sent. The batcher owns a goroutine only while calls are queued.
+func (l *Limiter) Close() {
+	if l.batch != nil {
+		l.batch.close()
+	}
+}
+
+// run runs script once, through the batcher unless the Limiter is unbatched.
+func (l *Limiter) run(ctx context.Context, c *scriptCall) (*redis.Cmd, error) {
+	if l.batch == nil {
+		cmd := c.script.Run(ctx, l.rdb, c.keys, c.args...)
+		return cmd, nil
+	}
+	return l.batch.do(ctx, c)
 }
 
 // Load loads the scripts into Redis so the hot path is one EVALSHA (go-redis would also
@@ -313,7 +344,15 @@ func (l *Limiter) Admit(ctx context.Context, keyID string, set Set) (*Lease, *Re
 		args = append(args, lim.Max, ttl.Milliseconds(), inc)
 		resets[i] = reset
 	}
-	res, err := admitScript.Run(ctx, l.rdb, keys, args...).Int64Slice()
+	call := &scriptCall{script: admitScript, keys: keys, args: args}
+	if lease.id != "" {
+		call.onAbandon = func(cmd *redis.Cmd) { l.releaseAbandoned(keyID, lease.id, cmd) }
+	}
+	cmd, err := l.run(ctx, call)
+	var res []int64
+	if err == nil {
+		res, err = cmd.Int64Slice()
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("check limits of key %s: %w", keyID, err)
 	}
@@ -339,6 +378,19 @@ func (l *Limiter) Admit(ctx context.Context, keyID string, set Set) (*Lease, *Re
 		r.RetryAfter = max(r.ResetAt.Sub(now), time.Second)
 	}
 	return nil, r, nil
+}
+
+// releaseAbandoned frees the concurrency slot an admission took when its caller gave up
+// before the result arrived: nobody will Finish that lease. The request stays counted, as it
+// would had the caller gone just after admission.
+func (l *Limiter) releaseAbandoned(keyID, leaseID string, cmd *redis.Cmd) {
+	if res, err := cmd.Int64Slice(); err == nil && len(res) > 0 && res[0] != -1 {
+		return // refused: no slot was taken
+	}
+	// Admitted, or unknown (an error may hide a run that took the slot): ZREM of a lease id
+	// that is not there does nothing.
+	l.batch.detach(&scriptCall{script: finishScript, keys: []string{l.keys.KeyConcurrency(keyID)}, args: []any{leaseID},
+		what: "release of an abandoned concurrency lease"})
 }
 
 // Usage is what a finished request is charged.
@@ -428,7 +480,11 @@ func (ls *Lease) finish(ctx context.Context, u Usage) error {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	if err := finishScript.Run(ctx, l.rdb, keys, args...).Err(); err != nil {
+	cmd, err := l.run(ctx, &scriptCall{script: finishScript, keys: keys, args: args})
+	if err == nil {
+		err = cmd.Err()
+	}
+	if err != nil {
 		return fmt.Errorf("charge and release key %s: %w", ls.keyID, err)
 	}
 	return nil

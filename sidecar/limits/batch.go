@@ -1,0 +1,183 @@
+package limits
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/redis/go-redis/v9"
+)
+
+// errClosed is returned by calls made after the Limiter was closed or its context ended.
+var errClosed = errors.New("limiter closed")
+
+// batchTimeout bounds one pipeline (and its NOSCRIPT fallbacks): with Redis down every
+// queued call gets an error, never a hang.
+const batchTimeout = 5 * time.Second
+
+// Call states: a waiting call is either delivered to its caller or abandoned by it, once.
+const (
+	callWaiting int32 = iota
+	callAbandoned
+	callDelivered
+)
+
+// scriptCall is one script run queued by a request.
+type scriptCall struct {
+	script *redis.Script
+	keys   []string
+	args   []any
+
+	state atomic.Int32
+	cmd   *redis.Cmd    // the result, set before done is closed
+	done  chan struct{} // nil for a detached call nobody waits for
+	// onAbandon, when set, is run by the batcher with the result of a call whose caller
+	// gave up while it was in flight (it may have taken a concurrency slot).
+	onAbandon func(cmd *redis.Cmd)
+	// what names a detached call in logs
+	what string
+}
+
+// batcher auto-pipelines script calls: whenever calls are queued and no pipeline is in
+// flight, it sends everything queued as one pipeline; calls that arrive meanwhile go
+// together in the next. A single caller is sent at once. Its goroutine runs only while
+// there is work, so an idle Limiter owns no goroutine.
+type batcher struct {
+	rdb  redis.UniversalClient
+	log  hclog.Logger
+	base context.Context // ends every pipeline and refuses new calls when done
+
+	mu      sync.Mutex
+	queue   []*scriptCall
+	spare   []*scriptCall // the previous batch's slice, reused
+	running bool
+	closed  bool
+	wg      sync.WaitGroup
+	// pipelines counts pipelines sent (for tests and metrics).
+	pipelines atomic.Int64
+}
+
+func newBatcher(ctx context.Context, rdb redis.UniversalClient, log hclog.Logger) *batcher {
+	return &batcher{rdb: rdb, log: log, base: ctx}
+}
+
+// enqueue queues c and starts the sender when none runs. It reports false when the batcher
+// is closed.
+func (b *batcher) enqueue(c *scriptCall) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed || b.base.Err() != nil {
+		return false
+	}
+	b.queue = append(b.queue, c)
+	if !b.running {
+		b.running = true
+		b.wg.Add(1)
+		go b.run()
+	}
+	return true
+}
+
+// do runs script with keys and args in the next pipeline and returns its result. When ctx
+// ends first, do returns ctx's error at once; the call is then dropped if not yet sent,
+// else its result goes to c.onAbandon.
+func (b *batcher) do(ctx context.Context, c *scriptCall) (*redis.Cmd, error) {
+	c.done = make(chan struct{})
+	if !b.enqueue(c) {
+		return nil, errClosed
+	}
+	select {
+	case <-c.done:
+		return c.cmd, nil
+	case <-ctx.Done():
+		if c.state.CompareAndSwap(callWaiting, callAbandoned) {
+			return nil, ctx.Err()
+		}
+		<-c.done // delivered just now: the result is ours
+		return c.cmd, nil
+	}
+}
+
+// detach queues c with nobody waiting, for the next batch; failures are logged. Only the
+// sender calls it (from onAbandon), so it queues even while closing: close waits for it.
+func (b *batcher) detach(c *scriptCall) {
+	b.mu.Lock()
+	b.queue = append(b.queue, c)
+	b.mu.Unlock()
+}
+
+// run sends batches until the queue is empty.
+func (b *batcher) run() {
+	defer b.wg.Done()
+	for {
+		b.mu.Lock()
+		batch := b.queue
+		if len(batch) == 0 {
+			b.running = false
+			b.mu.Unlock()
+			return
+		}
+		b.queue = b.spare[:0]
+		b.mu.Unlock()
+		b.send(batch)
+		clear(batch)
+		b.mu.Lock()
+		b.spare = batch
+		b.mu.Unlock()
+	}
+}
+
+// send runs one batch as one pipeline and delivers each result; a call that meets NOSCRIPT
+// is run again alone with Script.Run (EVALSHA, then EVAL).
+func (b *batcher) send(batch []*scriptCall) {
+	ctx, cancel := context.WithTimeout(b.base, batchTimeout)
+	defer cancel()
+	pipe := b.rdb.Pipeline()
+	sent := make([]*scriptCall, 0, len(batch))
+	cmds := make([]*redis.Cmd, 0, len(batch))
+	for _, c := range batch {
+		if c.state.Load() == callAbandoned {
+			continue // the caller is gone and nothing ran: drop it
+		}
+		sent = append(sent, c)
+		cmds = append(cmds, pipe.EvalSha(ctx, c.script.Hash(), c.keys, c.args...))
+	}
+	if len(sent) == 0 {
+		return
+	}
+	b.pipelines.Add(1)
+	_, _ = pipe.Exec(ctx) // errors are per command
+	for i, c := range sent {
+		cmd := cmds[i]
+		if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
+			cmd = c.script.Run(ctx, b.rdb, c.keys, c.args...)
+		}
+		b.deliver(c, cmd)
+	}
+}
+
+func (b *batcher) deliver(c *scriptCall, cmd *redis.Cmd) {
+	c.cmd = cmd
+	if c.state.CompareAndSwap(callWaiting, callDelivered) {
+		if c.done != nil {
+			close(c.done)
+		} else if err := cmd.Err(); err != nil {
+			b.log.Warn("cannot run "+c.what, "keys", c.keys, "error", err)
+		}
+		return
+	}
+	if c.onAbandon != nil {
+		c.onAbandon(cmd)
+	}
+}
+
+// close refuses new calls and waits until every queued call has been sent.
+func (b *batcher) close() {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	b.wg.Wait()
+}
