@@ -563,6 +563,7 @@ func TestRedisDown(t *testing.T) {
 		t.Fatalf("before: got %d, want 200", resp.StatusCode)
 	}
 	h.waitUsage("claude-sonnet-4-5-20250929", 1)
+	h.waitWritten(1) // see TestUsageSpooledAtShutdownIsReplayed
 
 	srv.Stop()
 
@@ -621,13 +622,7 @@ func TestUsageSpooledAtShutdownIsReplayed(t *testing.T) {
 	// Redis having the record is not enough: under load the recorder may not have its
 	// reply yet (a timeout it will retry). Stop Redis only once the recorder knows, or the
 	// record is spooled again and, this Redis restarting empty, counted twice.
-	waitFor(t, 10*time.Second, func() bool {
-		resp, err := http.Get(h.http.URL + "/metrics")
-		if err != nil {
-			return false
-		}
-		return strings.Contains(readAll(t, resp.Body), "claude_relay_usage_records_written_total 1")
-	})
+	h.waitWritten(1)
 	srv.Stop()
 	resp = h.post("/v1/messages", h.key, streamBody, nil)
 	if body := readAll(t, resp.Body); resp.StatusCode != 200 {

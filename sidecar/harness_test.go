@@ -3,6 +3,7 @@ package sidecar_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -179,7 +180,7 @@ func readAll(t *testing.T, r io.ReadCloser) string {
 func (h *harness) waitUsage(model string, requests int64) store.Usage {
 	h.t.Helper()
 	var got store.Usage
-	waitFor(h.t, 5*time.Second, func() bool {
+	waitFor(h.t, 10*time.Second, func() bool {
 		m, err := h.st.KeyUsage(context.Background(), h.keyID, time.Now())
 		if err != nil {
 			return false
@@ -214,4 +215,17 @@ func (h *harness) upstream(n int) ([]fakeupstream.Request, error) {
 		h.t.Fatalf("the fake upstream did not see %d requests: %v", n, err)
 	}
 	return reqs, nil
+}
+
+// waitWritten waits until the recorder has had n records acknowledged by Redis.
+func (h *harness) waitWritten(n int) {
+	h.t.Helper()
+	want := fmt.Sprintf("claude_relay_usage_records_written_total %d\n", n)
+	waitFor(h.t, 10*time.Second, func() bool {
+		resp, err := http.Get(h.http.URL + "/metrics")
+		if err != nil {
+			return false
+		}
+		return strings.Contains(readAll(h.t, resp.Body), want)
+	})
 }
