@@ -1,11 +1,8 @@
 package app
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"net"
 	"os"
 	"os/signal"
@@ -19,11 +16,6 @@ import (
 
 // snapshotFile is the sidecar's last applied snapshot, under the data dir.
 const snapshotFile = "config-snapshot.json"
-
-// envTestRefuseConfig is a test hook: a sidecar refuses (NACKs) every snapshot whose JSON
-// contains this value, so the distribution tests can show a NACK end to end. Never set it
-// in production.
-const envTestRefuseConfig = "CLAUDE_RELAY_TEST_REFUSE_CONFIG"
 
 // startupPoll bounds the first poll of a sidecar that has no saved copy.
 const startupPoll = 5 * time.Second
@@ -84,20 +76,6 @@ func sidecarID(listen string) string {
 		return host + ":" + port
 	}
 	return host + ":" + randomHex(4)
-}
-
-// applyFunc is what the config client applies through, with the test hook when it is set.
-func applyFunc(apply func(*config.Snapshot) error) func(*config.Snapshot) error {
-	refuse := os.Getenv(envTestRefuseConfig)
-	if refuse == "" {
-		return apply
-	}
-	return func(s *config.Snapshot) error {
-		if b, err := json.Marshal(s); err == nil && bytes.Contains(b, []byte(refuse)) {
-			return fmt.Errorf("refused by the %s test hook", envTestRefuseConfig)
-		}
-		return apply(s)
-	}
 }
 
 // newRemoteConfig builds the config client of a sidecar that follows the control plane at

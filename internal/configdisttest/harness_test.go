@@ -42,7 +42,8 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binary = filepath.Join(dir, "claude-relay")
-	cmd := exec.Command("go", "build", "-o", binary, "./cmd/claude-relay")
+	// relaytest compiles in the NACK hook (CLAUDE_RELAY_TEST_REFUSE_CONFIG).
+	cmd := exec.Command("go", "build", "-tags", "relaytest", "-o", binary, "./cmd/claude-relay")
 	cmd.Dir = filepath.Join("..", "..")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
