@@ -132,7 +132,13 @@ type proc struct {
 }
 
 // startSidecar runs `claude-relay sidecar` on a free port and waits until /health is ok.
-func (in *install) startSidecar(name string) *proc {
+func (in *install) startSidecar(name string, args ...string) *proc {
+	return in.start(name, "sidecar", args...)
+}
+
+// start runs `claude-relay MODE` on a free port with the install's configuration directory
+// and waits until /health is ok.
+func (in *install) start(name, mode string, args ...string) *proc {
 	t := in.t
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -142,7 +148,8 @@ func (in *install) startSidecar(name string) *proc {
 	addr := l.Addr().String()
 	l.Close()
 	dir := t.TempDir()
-	cmd := exec.Command(relayBin, "sidecar", "-listen", addr, "-data-dir", filepath.Join(dir, "data"), "-config-dir", in.config)
+	argv := append([]string{mode, "-listen", addr, "-data-dir", filepath.Join(dir, "data"), "-config-dir", in.config}, args...)
+	cmd := exec.Command(relayBin, argv...)
 	cmd.Dir = dir // no stray .env
 	cmd.Env = append([]string{
 		"PATH=" + os.Getenv("PATH"),
