@@ -1,6 +1,7 @@
 package sidecar_test
 
 import (
+	"context"
 	"net/http"
 	"strings"
 	"testing"
@@ -44,4 +45,15 @@ func TestMetricsCountRequestsTokensAndErrors(t *testing.T) {
 			t.Errorf("metrics lack %q", want)
 		}
 	}
+}
+
+func TestKeyLastUseIsRecorded(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	before := time.Now().Add(-time.Second)
+	resp := h.post("/v1/messages", h.key, jsonBody, nil)
+	readAll(t, resp.Body)
+	waitFor(t, 10*time.Second, func() bool {
+		k, err := h.st.GetKey(context.Background(), h.keyID)
+		return err == nil && k.LastUsedAt != nil && k.LastUsedAt.After(before)
+	})
 }

@@ -43,7 +43,20 @@ type Recorder struct {
 	written   *metrics.Counter
 	failures  *metrics.Counter
 	lingering time.Duration
+
+	// Relay keys' last use rides on the batches: at most one write per key per
+	// keyTouchEvery, off the request path. Only Run's goroutine uses touched.
+	keys    KeyToucher // nil when the writer cannot record it
+	touched map[string]time.Time
 }
+
+// KeyToucher records when a relay key was last used (store.Store implements it).
+type KeyToucher interface {
+	TouchKey(ctx context.Context, id string, at time.Time) error
+}
+
+// keyTouchEvery bounds how often one sidecar writes a key's last use.
+const keyTouchEvery = 10 * time.Second
 
 // RecorderOptions configures a Recorder.
 type RecorderOptions struct {
@@ -64,7 +77,10 @@ func NewRecorder(w UsageWriter, opts RecorderOptions) *Recorder {
 	if opts.Buffer <= 0 {
 		opts.Buffer = 65536
 	}
+	keys, _ := w.(KeyToucher)
 	return &Recorder{
+		keys:      keys,
+		touched:   make(map[string]time.Time),
 		w:         w,
 		log:       opts.Logger.Named("usage"),
 		spool:     opts.SpoolPath,
@@ -162,6 +178,7 @@ func (r *Recorder) Run(ctx context.Context, flushTimeout time.Duration) {
 			continue
 		}
 		r.written.Add(float64(len(b.Records)))
+		r.touchKeys(ctx, b.Records)
 		todo = todo[1:]
 		backoff = 0
 	}
@@ -227,6 +244,36 @@ func (r *Recorder) shutdown(todo []batch, pending []store.UsageRecord, timeout t
 		return
 	}
 	r.log.Warn("Redis unavailable at shutdown; usage spooled for the next start", "records", n, "spool", r.spool, "error", lastErr)
+}
+
+// touchKeys records the last use of the keys in a written batch, at most once per key per
+// keyTouchEvery; a failure only delays the next attempt.
+func (r *Recorder) touchKeys(ctx context.Context, recs []store.UsageRecord) {
+	if r.keys == nil {
+		return
+	}
+	latest := make(map[string]time.Time)
+	for _, rec := range recs {
+		if rec.KeyID != "" && rec.At.After(latest[rec.KeyID]) {
+			latest[rec.KeyID] = rec.At
+		}
+	}
+	for id, at := range latest {
+		if last, ok := r.touched[id]; ok && at.Sub(last) < keyTouchEvery {
+			continue
+		}
+		tctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := r.keys.TouchKey(tctx, id, at)
+		cancel()
+		if err != nil {
+			r.log.Debug("cannot record the key's last use", "key", id, "error", err)
+			continue
+		}
+		r.touched[id] = at
+	}
+	if len(r.touched) > 100_000 { // bounded: forgetting only costs a write
+		clear(r.touched)
+	}
 }
 
 // Wait blocks until Run has returned.
