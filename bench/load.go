@@ -29,7 +29,6 @@ type target struct {
 	url   string // base URL
 	key   string // x-api-key to send
 	proc  *child // the proxy process measured; nil for direct
-	notes []string
 }
 
 func (t *target) request(ctx context.Context, body, script string) (*http.Request, error) {

@@ -624,11 +624,7 @@ func (ex *exchange) accountUsage(c Counts, model string) {
 		Tokens:       c.Input + c.Output + c.CacheWrite5m + c.CacheWrite1h + c.CacheRead,
 		CostMicroUSD: int64(math.Round(cost * 1e6)),
 	}
-	s.m.tokens.With("input").Add(float64(c.Input))
-	s.m.tokens.With("output").Add(float64(c.Output))
-	s.m.tokens.With("cache_write_5m").Add(float64(c.CacheWrite5m))
-	s.m.tokens.With("cache_write_1h").Add(float64(c.CacheWrite1h))
-	s.m.tokens.With("cache_read").Add(float64(c.CacheRead))
+	s.m.tokens.add(c)
 	if s.opts.Usage != nil {
 		s.opts.Usage.Record(UsageRecord{KeyID: ex.principal.KeyID, AccountID: ex.account, Model: model, At: s.now(), Counts: c, CostUSD: cost})
 	}

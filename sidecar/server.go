@@ -165,7 +165,7 @@ type serverMetrics struct {
 	requests       *metrics.CounterVec
 	upstreamTime   *metrics.HistogramVec
 	activeStreams  *metrics.Gauge
-	tokens         *metrics.CounterVec
+	tokens         tokenCounters // resolved once: usage is accounted on every response
 	upstreamErrors *metrics.CounterVec
 	authErrors     *metrics.CounterVec
 	limitRefusals  *metrics.CounterVec
@@ -207,7 +207,7 @@ func New(opts Options) *Server {
 		requests:       r.Counter("claude_relay_requests_total", "Requests answered, by route and status.", "route", "status"),
 		upstreamTime:   r.Histogram("claude_relay_upstream_response_seconds", "Time from sending a request upstream to its response headers.", metrics.DefaultLatencyBuckets, "route"),
 		activeStreams:  r.Gauge("claude_relay_active_streams", "Responses being relayed right now.").With(),
-		tokens:         r.Counter("claude_relay_tokens_total", "Tokens relayed, by kind.", "kind"),
+		tokens:         newTokenCounters(r.Counter("claude_relay_tokens_total", "Tokens relayed, by kind.", "kind")),
 		upstreamErrors: r.Counter("claude_relay_upstream_errors_total", "Upstream failures, by kind.", "kind"),
 		authErrors:     r.Counter("claude_relay_auth_backend_errors_total", "Authentications that failed because the backend was unavailable.", "stage"),
 		limitRefusals:  r.Counter("claude_relay_limit_refusals_total", "Requests refused by a key limit, by limit.", "limit"),
@@ -323,4 +323,24 @@ func (s *Server) configCheck(context.Context) error {
 		return errors.New("no configuration applied: the control plane is unreachable and there is no saved copy")
 	}
 	return nil
+}
+
+// tokenCounters are claude_relay_tokens_total's series, one per kind of token.
+type tokenCounters struct {
+	input, output, cacheWrite5m, cacheWrite1h, cacheRead *metrics.Counter
+}
+
+func newTokenCounters(v *metrics.CounterVec) tokenCounters {
+	return tokenCounters{
+		input: v.With("input"), output: v.With("output"),
+		cacheWrite5m: v.With("cache_write_5m"), cacheWrite1h: v.With("cache_write_1h"), cacheRead: v.With("cache_read"),
+	}
+}
+
+func (t tokenCounters) add(c Counts) {
+	t.input.Add(float64(c.Input))
+	t.output.Add(float64(c.Output))
+	t.cacheWrite5m.Add(float64(c.CacheWrite5m))
+	t.cacheWrite1h.Add(float64(c.CacheWrite1h))
+	t.cacheRead.Add(float64(c.CacheRead))
 }

@@ -47,7 +47,6 @@ type manageFlags struct {
 	model              string
 	code, callback     string
 	state              string
-	newPasswordStdin   bool
 	before             string
 	renamed, newPolicy optString
 	newBaseURL         optString

@@ -23,7 +23,6 @@ import (
 // fails, until stop is called.
 type load struct {
 	ok, failed atomic.Int64
-	versions   sync.Map // version seen → true
 	mu         sync.Mutex
 	errs       []error
 	stop       func()
