@@ -25,10 +25,10 @@ const (
 
 // target is one way to reach the fake upstream: direct or through a proxy.
 type target struct {
-	name  string
-	url   string // base URL
-	key   string // x-api-key to send
-	proc  *child // the proxy process measured; nil for direct
+	name string
+	url  string // base URL
+	key  string // x-api-key to send
+	proc *child // the proxy process measured; nil for direct
 }
 
 func (t *target) request(ctx context.Context, body, script string) (*http.Request, error) {
