@@ -174,6 +174,8 @@ type Limiter struct {
 	log      hclog.Logger
 	leaseTTL time.Duration
 	now      func() time.Time
+	base     context.Context
+	renew    renewer
 }
 
 // New returns a Limiter over rdb with the store's key schema.
@@ -190,16 +192,18 @@ func New(rdb redis.UniversalClient, keys store.Schema, opts Options) *Limiter {
 	if opts.Context == nil {
 		opts.Context = context.Background()
 	}
-	l := &Limiter{rdb: rdb, keys: keys, log: opts.Logger.Named("limits"), leaseTTL: opts.LeaseTTL, now: opts.Now}
+	l := &Limiter{rdb: rdb, keys: keys, log: opts.Logger.Named("limits"), leaseTTL: opts.LeaseTTL, now: opts.Now, base: opts.Context}
 	if !opts.unbatched {
 		l.batch = newBatcher(opts.Context, rdb, l.log)
 	}
 	return l
 }
 
-// Close stops the Limiter: later Admits and Finishes fail, and Close returns once every call
-// already queued has been sent. The batcher owns a goroutine only while calls are queued.
+// Close stops the Limiter: later Admits and Finishes fail, leases are no longer renewed, and
+// Close returns once every call already queued has been sent. The batcher owns a goroutine
+// only while calls are queued, the renewer only while leases are live.
 func (l *Limiter) Close() {
+	l.renew.close()
 	if l.batch != nil {
 		l.batch.close()
 	}
@@ -217,7 +221,7 @@ func (l *Limiter) run(ctx context.Context, c *scriptCall) (*redis.Cmd, error) {
 // Load loads the scripts into Redis so the hot path is one EVALSHA (go-redis would also
 // fall back to EVAL on NOSCRIPT).
 func (l *Limiter) Load(ctx context.Context) error {
-	for _, s := range []*redis.Script{admitScript, finishScript} {
+	for _, s := range []*redis.Script{admitScript, finishScript, renewScript} {
 		if err := s.Load(ctx, l.rdb).Err(); err != nil {
 			return fmt.Errorf("load limit script: %w", err)
 		}
@@ -358,7 +362,7 @@ func (l *Limiter) Admit(ctx context.Context, keyID string, set Set) (*Lease, *Re
 	}
 	if len(res) == 0 || res[0] == -1 {
 		if lease.id != "" {
-			lease.startHeartbeat()
+			l.renew.add(l, lease)
 		}
 		return lease, nil, nil
 	}
@@ -408,36 +412,10 @@ type Lease struct {
 	id    string // concurrency lease id; "" when concurrency is unlimited
 
 	once sync.Once
-	stop chan struct{}
-	done chan struct{}
 }
 
 // ID is the concurrency lease id ("" when the key has no concurrency limit).
 func (ls *Lease) ID() string { return ls.id }
-
-func (ls *Lease) startHeartbeat() {
-	ls.stop, ls.done = make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(ls.done)
-		t := time.NewTicker(ls.l.leaseTTL / 3)
-		defer t.Stop()
-		key := ls.l.keys.KeyConcurrency(ls.keyID)
-		for {
-			select {
-			case <-ls.stop:
-				return
-			case <-t.C:
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), ls.l.leaseTTL/3)
-			exp := ls.l.now().Add(ls.l.leaseTTL).UnixMilli()
-			err := renewScript.Run(ctx, ls.l.rdb, []string{key}, ls.id, exp, ls.l.leaseTTL.Milliseconds()).Err()
-			cancel()
-			if err != nil {
-				ls.l.log.Warn("cannot renew concurrency lease", "key", ls.keyID, "error", err)
-			}
-		}
-	}()
-}
 
 // Finish charges u to the key's token and cost windows (those holding the time it ends) and
 // releases the concurrency slot, in one EVALSHA. It ignores ctx's cancellation (the client
@@ -446,9 +424,8 @@ func (ls *Lease) startHeartbeat() {
 func (ls *Lease) Finish(ctx context.Context, u Usage) error {
 	var err error
 	ls.once.Do(func() {
-		if ls.stop != nil {
-			close(ls.stop)
-			<-ls.done
+		if ls.id != "" {
+			ls.l.renew.remove(ls)
 		}
 		err = ls.finish(ctx, u)
 	})

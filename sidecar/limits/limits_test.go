@@ -259,3 +259,75 @@ func BenchmarkAdmit(b *testing.B) {
 	b.ReportMetric(float64(admit)/float64(ping), "admit/ping")
 	b.ReportMetric(float64(finish)/float64(ping), "finish/ping")
 }
+
+func TestOneRenewerKeepsThousandsOfLeasesAliveAndStopsWhenTheyFinish(t *testing.T) {
+	rdb, prefix := testredis.New(t)
+	const ttl = 400 * time.Millisecond
+	l := limits.New(rdb, store.NewSchema(prefix), limits.Options{LeaseTTL: ttl})
+	defer l.Close()
+	ctx := context.Background()
+	// More leases than one renewal pipeline carries, spread over several keys.
+	const n = 1300
+	set := limits.FromPolicy(&config.Policy{Concurrency: n})
+	leases := make([]*limits.Lease, 0, n)
+	for i := range n {
+		ls, ref, err := l.Admit(ctx, fmt.Sprintf("k%d", i%3), set)
+		if err != nil || ref != nil {
+			t.Fatalf("admit %d: got %v %v, want admitted", i, ref, err)
+		}
+		leases = append(leases, ls)
+	}
+	if !l.Renewing() {
+		t.Fatal("no renewer runs while leases are live")
+	}
+	// Three TTLs later every lease is still counted: renewals landed for all of them.
+	time.Sleep(3 * ttl)
+	var total int64
+	for k := range 3 {
+		c, err := l.InFlight(ctx, fmt.Sprintf("k%d", k))
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += c
+	}
+	if total != n {
+		t.Fatalf("in flight after three lease TTLs: got %d, want %d", total, n)
+	}
+	for _, ls := range leases {
+		if err := ls.Finish(ctx, limits.Usage{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// With nothing live the renewer's goroutine ends at its next tick.
+	deadline := time.Now().Add(2 * ttl)
+	for l.Renewing() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if l.Renewing() {
+		t.Fatal("the renewer still runs with no live lease")
+	}
+	for k := range 3 {
+		if c, _ := l.InFlight(ctx, fmt.Sprintf("k%d", k)); c != 0 {
+			t.Errorf("key k%d in flight after every lease finished: got %d, want 0", k, c)
+		}
+	}
+}
+
+func TestClosedLimiterStopsRenewing(t *testing.T) {
+	rdb, prefix := testredis.New(t)
+	const ttl = 300 * time.Millisecond
+	l := limits.New(rdb, store.NewSchema(prefix), limits.Options{LeaseTTL: ttl})
+	ctx := context.Background()
+	set := limits.FromPolicy(&config.Policy{Concurrency: 1})
+	if _, ref, err := l.Admit(ctx, "k", set); err != nil || ref != nil {
+		t.Fatalf("got %v %v, want admitted", ref, err)
+	}
+	l.Close() // as when a sidecar stops: its leases must lapse on their own
+	if l.Renewing() {
+		t.Fatal("the renewer still runs after Close")
+	}
+	time.Sleep(ttl + 100*time.Millisecond)
+	if c, _ := l.InFlight(ctx, "k"); c != 0 {
+		t.Fatalf("in flight a TTL after Close: got %d, want 0 (the lease was renewed after Close)", c)
+	}
+}
