@@ -20,6 +20,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/claude-relay/claude-relay/config"
+	"github.com/claude-relay/claude-relay/internal/jsonscan"
 	"github.com/claude-relay/claude-relay/store"
 )
 
@@ -627,59 +628,25 @@ func errorMessage(body []byte) string {
 	if len(body) == 0 {
 		return ""
 	}
-	s := scanner{b: body}
-	s.ws()
-	if !s.eat('{') {
-		return ""
-	}
-	// Reuse the top-level walker: find "error", then "message" within it.
-	for {
-		s.ws()
-		key, ok := s.rawString()
-		if !ok {
-			return ""
+	var msg string
+	s := jsonscan.New(body)
+	s.Object(func(key []byte) bool {
+		if string(key) != "error" || s.Peek() != '{' {
+			return s.Skip()
 		}
-		s.ws()
-		if !s.eat(':') {
-			return ""
-		}
-		s.ws()
-		if string(key) == "error" && s.eat('{') {
-			for {
-				s.ws()
-				k, ok := s.rawString()
-				if !ok {
-					return ""
-				}
-				s.ws()
-				if !s.eat(':') {
-					return ""
-				}
-				s.ws()
-				if string(k) == "message" {
-					v, _ := s.stringValue()
-					if len(v) > 300 {
-						v = v[:300] + "…"
-					}
-					return strings.ReplaceAll(v, "|", "/")
-				}
-				if !s.skip() {
-					return ""
-				}
-				s.ws()
-				if !s.eat(',') {
-					return ""
-				}
+		s.Object(func(k []byte) bool {
+			if string(k) == "message" {
+				msg, _ = s.String()
+				return false
 			}
-		}
-		if !s.skip() {
-			return ""
-		}
-		s.ws()
-		if !s.eat(',') {
-			return ""
-		}
+			return s.Skip()
+		})
+		return false
+	})
+	if len(msg) > 300 {
+		msg = msg[:300] + "…"
 	}
+	return strings.ReplaceAll(msg, "|", "/")
 }
 
 func orgDisabled(body []byte) bool {

@@ -4,6 +4,8 @@ package usage
 import (
 	"bytes"
 	"encoding/json"
+
+	"github.com/claude-relay/claude-relay/internal/jsonscan"
 )
 
 // Counts is the token usage of one response, as the upstream reported it.
@@ -252,19 +254,34 @@ func (p *StreamParser) Model() string { return p.model }
 // Events returns how many complete SSE events have passed.
 func (p *StreamParser) Events() int { return p.events }
 
-// message is the subset of a non-streaming Messages API response that carries usage.
-type message struct {
-	Model string     `json:"model"`
-	Usage *wireUsage `json:"usage"`
-}
-
-// FromJSON extracts usage and model from a complete JSON message body.
+// FromJSON extracts usage and model from a complete JSON message body. It walks the
+// top-level keys and decodes only the "usage" object, so a long answer's content costs a
+// byte scan, not a decode.
 func FromJSON(body []byte) (Counts, string, bool) {
-	var m message
-	if err := json.Unmarshal(body, &m); err != nil || m.Usage == nil {
+	var (
+		model string
+		raw   []byte
+	)
+	sc := jsonscan.New(body)
+	sc.Object(func(key []byte) bool {
+		switch string(key) {
+		case "model":
+			if v, ok := sc.String(); ok {
+				model = v
+				return true
+			}
+		case "usage":
+			v, ok := sc.Value()
+			raw = v
+			return ok
+		}
+		return sc.Skip()
+	})
+	var u wireUsage
+	if len(raw) == 0 || raw[0] != '{' || json.Unmarshal(raw, &u) != nil {
 		return Counts{}, "", false
 	}
 	var s state
-	s.apply(m.Usage)
-	return s.counts(), m.Model, true
+	s.apply(&u)
+	return s.counts(), model, true
 }

@@ -1,6 +1,7 @@
 package usage
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 )
@@ -135,4 +136,66 @@ func BenchmarkStreamParser(b *testing.B) {
 	for b.Loop() {
 		p.Write([]byte(stream))
 	}
+}
+
+func TestJSONUsageReadsOnlyTheTopLevelUsage(t *testing.T) {
+	tests := []struct {
+		name, body string
+		want       Counts
+		model      string
+		ok         bool
+	}{
+		{
+			name:  "a tool input holding a usage key comes first",
+			body:  `{"model":"m1","content":[{"type":"tool_use","input":{"usage":{"input_tokens":999}}}],"usage":{"input_tokens":3,"output_tokens":4}}`,
+			want:  Counts{Input: 3, Output: 4},
+			model: "m1", ok: true,
+		},
+		{
+			name:  "usage before content, model last, whitespace and escapes",
+			body:  "{ \"usage\" : {\"input_tokens\": 7, \"output_tokens\": 1},\n \"content\":[{\"text\":\"a \\\"usage\\\": {} }\"}], \"model\": \"claude-\\u0073onnet\" }",
+			want:  Counts{Input: 7, Output: 1},
+			model: "claude-sonnet", ok: true,
+		},
+		{name: "usage is not an object", body: `{"usage":null,"model":"m"}`},
+		{name: "truncated before usage ends", body: `{"model":"m","usage":{"input_tokens":3`},
+		{name: "not JSON", body: `event: ping`},
+		{name: "empty", body: ``},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, model, ok := FromJSON([]byte(tt.body))
+			if ok != tt.ok || got != tt.want || model != tt.model {
+				t.Fatalf("got %+v %q %v, want %+v %q %v", got, model, ok, tt.want, tt.model, tt.ok)
+			}
+		})
+	}
+}
+
+// BenchmarkJSONUsage compares FromJSON with decoding the same fields through json.Unmarshal
+// (what FromJSON did before), on a long non-streaming answer.
+func BenchmarkJSONUsage(b *testing.B) {
+	text := strings.Repeat("The quick brown fox jumps over the lazy dog. ", 2000) // ~90 KB
+	body := []byte(`{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{"type":"text","text":"` +
+		text + `"}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":10,"output_tokens":6}}`)
+	b.Run("scan", func(b *testing.B) {
+		b.SetBytes(int64(len(body)))
+		for b.Loop() {
+			if _, _, ok := FromJSON(body); !ok {
+				b.Fatal("no usage")
+			}
+		}
+	})
+	b.Run("unmarshal", func(b *testing.B) {
+		b.SetBytes(int64(len(body)))
+		for b.Loop() {
+			var m struct {
+				Model string     `json:"model"`
+				Usage *wireUsage `json:"usage"`
+			}
+			if err := json.Unmarshal(body, &m); err != nil || m.Usage == nil {
+				b.Fatal("no usage")
+			}
+		}
+	})
 }

@@ -1,0 +1,81 @@
+package jsonscan_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/claude-relay/claude-relay/internal/jsonscan"
+)
+
+func TestObjectVisitsOnlyTopLevelKeys(t *testing.T) {
+	doc := `{"a": {"b": 1, "c": [1, {"d": "}"}]}, "e" : "x\"y", "f": true, "g": [ ] , "h": -1.5e3}`
+	var keys []string
+	s := jsonscan.New([]byte(doc))
+	ok := s.Object(func(key []byte) bool {
+		keys = append(keys, string(key))
+		return s.Skip()
+	})
+	if !ok {
+		t.Fatal("a well-formed object was not walked to its end")
+	}
+	if got, want := strings.Join(keys, ","), "a,e,f,g,h"; got != want {
+		t.Fatalf("got keys %s, want %s", got, want)
+	}
+	if s.Pos() != len(doc) {
+		t.Fatalf("cursor at %d, want %d (the end)", s.Pos(), len(doc))
+	}
+}
+
+func TestStringDecodesEscapes(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{`"plain"`, "plain"},
+		{`"a\"b\\c\u00e9\n"`, "a\"b\\c\u00e9\n"},
+	}
+	for _, tt := range tests {
+		got, ok := jsonscan.New([]byte(tt.in)).String()
+		if !ok || got != tt.want {
+			t.Errorf("String(%s): got %q %v, want %q", tt.in, got, ok, tt.want)
+		}
+	}
+	if _, ok := jsonscan.New([]byte(`12`)).String(); ok {
+		t.Error("String of a number: got ok, want false")
+	}
+}
+
+func TestMalformedDocumentsStopWithoutPanic(t *testing.T) {
+	for _, doc := range []string{``, `{`, `{"a"`, `{"a":`, `{"a":"unterminated`, `{"a":[1,2`, `{"a":1,`, `[1]`, `{"a":"\`, `nul`} {
+		s := jsonscan.New([]byte(doc))
+		if s.Object(func([]byte) bool { return s.Skip() }) {
+			t.Errorf("Object(%q): got true, want false", doc)
+		}
+	}
+}
+
+func TestValueReturnsTheRawBytes(t *testing.T) {
+	s := jsonscan.New([]byte(`{"x": {"y": [1, "]"]} , "z": 2}`))
+	var raw string
+	s.Object(func(key []byte) bool {
+		if string(key) == "x" {
+			v, ok := s.Value()
+			raw = string(v)
+			return ok
+		}
+		return s.Skip()
+	})
+	if want := `{"y": [1, "]"]}`; raw != want {
+		t.Fatalf("got %s, want %s", raw, want)
+	}
+}
+
+func FuzzObjectNeverPanics(f *testing.F) {
+	for _, seed := range []string{`{"a":1}`, `{"model":"x","messages":[{"role":"user"}]}`, `{"a":"\u00`, `{{{`} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, doc string) {
+		s := jsonscan.New([]byte(doc))
+		s.Object(func([]byte) bool { _, _ = s.Value(); return true })
+		if s.Pos() < 0 || s.Pos() > len(doc) {
+			t.Fatalf("cursor %d outside the document of %d bytes", s.Pos(), len(doc))
+		}
+	})
+}
