@@ -68,19 +68,27 @@ type install struct {
 // CLAUDE_RELAY_TEST_REDIS=cluster — because the processes use the default key prefix.
 func newInstall(t *testing.T) *install {
 	t.Helper()
-	ctx := context.Background()
-	in := &install{t: t}
 	var cfg store.RedisConfig
+	var env []string
 	if os.Getenv(testredis.EnvMode) == "cluster" {
 		c := testredis.StartCluster(t)
 		cfg.ClusterAddrs = c.Addrs()
-		in.env = []string{"REDIS_CLUSTER_NODES=" + strings.Join(c.Addrs(), ",")}
+		env = []string{"REDIS_CLUSTER_NODES=" + strings.Join(c.Addrs(), ",")}
 	} else {
 		srv := testredis.StartServer(t)
 		host, port, _ := strings.Cut(srv.Addr(), ":")
 		cfg.Addr = srv.Addr()
-		in.env = []string{"REDIS_HOST=" + host, "REDIS_PORT=" + port}
+		env = []string{"REDIS_HOST=" + host, "REDIS_PORT=" + port}
 	}
+	return newInstallOn(t, cfg, env)
+}
+
+// newInstallOn is newInstall on a Redis the caller started: the test reaches it with cfg,
+// the processes with env (REDIS_*).
+func newInstallOn(t *testing.T, cfg store.RedisConfig, env []string) *install {
+	t.Helper()
+	ctx := context.Background()
+	in := &install{t: t, env: env}
 	rdb, err := store.Connect(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
