@@ -29,6 +29,10 @@ type target struct {
 	url  string // base URL
 	key  string // x-api-key to send
 	proc *child // the proxy process measured; nil for direct
+	// redis is the relay's Redis server, whose CPU is reported on its own; nil for the others.
+	redis *child
+	// upstreamStats, when set, tells what the fake upstream carries while streams are open.
+	upstreamStats func() (upstreamStats, error)
 }
 
 func (t *target) request(ctx context.Context, body, script string) (*http.Request, error) {
@@ -62,6 +66,7 @@ type phase struct {
 	Lat      []time.Duration // per request: full response, or first byte for streams
 	Elapsed  time.Duration
 	CPU      time.Duration // proxy CPU time spent during the phase
+	RedisCPU time.Duration // CPU time of the relay's Redis during the phase
 }
 
 // closedLoop runs conc workers that send requests back to back for d and times each one;
@@ -76,7 +81,7 @@ func closedLoop(t *target, conc int, d time.Duration, body, script string, first
 	)
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
-	before := t.cpu()
+	before, redisBefore := t.cpu(), cpuOf(t.redis)
 	start := time.Now()
 	var wg sync.WaitGroup
 	for range conc {
@@ -124,16 +129,20 @@ func closedLoop(t *target, conc int, d time.Duration, body, script string, first
 	wg.Wait()
 	p.Elapsed = time.Since(start)
 	p.CPU = t.cpu() - before
+	p.RedisCPU = cpuOf(t.redis) - redisBefore
 	p.Requests = int64(len(p.Lat))
 	p.Errors = errs.Load()
 	return p
 }
 
-func (t *target) cpu() time.Duration {
-	if t.proc == nil {
+func (t *target) cpu() time.Duration { return cpuOf(t.proc) }
+
+// cpuOf is the CPU time c and its descendants have used so far; 0 for nil.
+func cpuOf(c *child) time.Duration {
+	if c == nil {
 		return 0
 	}
-	u, err := t.proc.usage()
+	u, err := c.usage()
 	if err != nil {
 		return 0
 	}
@@ -147,6 +156,7 @@ type streamsResult struct {
 	RSSBefore    int64
 	RSSOpen      int64
 	OpenTime     time.Duration
+	Upstream     *upstreamStats // what the upstream carried with every stream open, when known
 }
 
 // holdStreams opens n long streams (at most 256 connecting at once), waits until each has
@@ -226,6 +236,11 @@ func holdStreams(t *target, n int, timeout time.Duration) streamsResult {
 	if t.proc != nil {
 		if u, err := t.proc.usage(); err == nil {
 			r.RSSOpen = u.RSS
+		}
+	}
+	if t.upstreamStats != nil {
+		if st, err := t.upstreamStats(); err == nil {
+			r.Upstream = &st
 		}
 	}
 	r.Errors = errs.Load() // streams that failed to open or ended early, before the close

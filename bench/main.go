@@ -4,10 +4,12 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -59,6 +61,9 @@ type options struct {
 func main() {
 	mode := flag.String("mode", "", "internal: run as upstream, revproxy or relay")
 	listen := flag.String("listen", "", "internal: listen address of -mode")
+	tlsListen := flag.String("tls-listen", "", "internal: TLS listen address of -mode upstream")
+	certFile := flag.String("cert", "", "internal: TLS certificate of -mode upstream")
+	keyFile := flag.String("key", "", "internal: TLS key of -mode upstream")
 	upstream := flag.String("upstream", "", "internal: upstream base URL of -mode revproxy")
 	var o options
 	flag.DurationVar(&o.duration, "duration", 3*time.Second, "length of each latency/throughput phase")
@@ -72,7 +77,7 @@ func main() {
 	var err error
 	switch *mode {
 	case "upstream":
-		err = runUpstream(*listen)
+		err = runUpstream(*listen, *tlsListen, *certFile, *keyFile)
 	case "revproxy":
 		err = runReverseProxy(*listen, *upstream)
 	case "relay":
@@ -132,35 +137,46 @@ func run(o options, stdout io.Writer) error {
 		Date: time.Now().UTC().Format(time.RFC3339), GoVersion: runtime.Version(), CPUs: runtime.NumCPU(),
 		PhaseSeconds: o.duration.Seconds(), NoFile: nofile,
 	}
-	// A proxy holds two descriptors per open stream (client and upstream side).
-	maxStreams := int(nofile/2) - 100
-	for _, n := range o.streams {
-		if n > maxStreams {
-			res.Notes = append(res.Notes, fmt.Sprintf("%d open streams need %d descriptors per proxy; RLIMIT_NOFILE allows %d here, so %d streams were measured instead", n, 2*n+100, nofile, maxStreams))
-			n = maxStreams
-		}
-		res.StreamLevels = append(res.StreamLevels, n)
-	}
+	res.StreamLevels = o.streams
 
+	// The fake upstream serves plain HTTP/1.1 for the latency and throughput phases (comparable
+	// with earlier runs) and HTTP/2 over TLS for the open-streams phase of the Go proxies, as
+	// api.anthropic.com does: there, many streams share a few upstream connections.
+	certFile, keyFile, pool, err := writeCert(work)
+	if err != nil {
+		return err
+	}
 	upAddr, err := freeAddr()
 	if err != nil {
 		return err
 	}
-	up, err := startChild("upstream", work, nil, self, "-mode", "upstream", "-listen", upAddr)
+	upTLSAddr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	up, err := startChild("upstream", work, nil, self, "-mode", "upstream", "-listen", upAddr,
+		"-tls-listen", upTLSAddr, "-cert", certFile, "-key", keyFile)
 	if err != nil {
 		return err
 	}
 	defer up.stop(5 * time.Second)
-	upURL := "http://" + upAddr
-	if err := up.waitHTTP(upURL+"/v1/models", 10*time.Second); err != nil {
+	upURL, upTLSURL := "http://"+upAddr, "https://"+upTLSAddr
+	if err := up.waitHTTP(http.DefaultClient, upURL+"/v1/models", 10*time.Second); err != nil {
 		return err
 	}
+	statsClient := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: pool}, DisableKeepAlives: true,
+	}}
+	if err := up.waitHTTP(statsClient, upTLSURL+upstreamStatsPath, 10*time.Second); err != nil {
+		return err
+	}
+	upstreams := upstreamURLs{plain: upURL, caFile: certFile}
 
 	for _, name := range []string{"direct", "revproxy", "relay", "nginx"} {
 		if !o.targets[name] {
 			continue
 		}
-		t, stop, err := startTarget(name, work, self, upURL, o)
+		t, stop, err := startTarget(name, name, work, self, upURL, upstreams, o)
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
@@ -169,7 +185,26 @@ func run(o options, stdout io.Writer) error {
 			continue
 		}
 		fmt.Fprintf(os.Stderr, "bench: measuring %s …\n", name)
-		res.Targets = append(res.Targets, measure(t, o.duration, res.StreamLevels))
+		r := measure(t, o.duration)
+		if name == "revproxy" || name == "relay" {
+			// A fresh instance of the proxy whose upstream is the TLS listener.
+			stop()
+			t, stop, err = startTarget(name, name+"-h2", work, self, upTLSURL, upstreams, o)
+			if err != nil {
+				return fmt.Errorf("%s with the TLS upstream: %w", name, err)
+			}
+			t.upstreamStats = func() (upstreamStats, error) { return fetchUpstreamStats(statsClient, upTLSURL) }
+		}
+		var levels []int
+		for _, n := range o.streams {
+			if max := maxStreams(name, nofile); n > max {
+				res.Notes = append(res.Notes, fmt.Sprintf("%s: %d open streams need %d descriptors (HTTP/1.1 to the upstream: two per stream); RLIMIT_NOFILE allows %d here, so %d streams were measured instead", name, n, 2*n+100, nofile, max))
+				n = max
+			}
+			levels = append(levels, n)
+		}
+		measureStreams(t, &r, levels, o.duration/3)
+		res.Targets = append(res.Targets, r)
 		stop()
 	}
 	res.computeRatios()
@@ -187,8 +222,26 @@ func run(o options, stdout io.Writer) error {
 	return nil
 }
 
-// startTarget starts the proxy for name (none for direct) and returns how to reach it.
-func startTarget(name, work, self, upURL string, o options) (*target, func(), error) {
+// maxStreams is how many streams can be open through target name within RLIMIT_NOFILE. The
+// load generator holds one descriptor per stream; direct, the upstream holds one too; the Go
+// proxies hold one for the client and share a few HTTP/2 connections upstream; nginx speaks
+// HTTP/1.1 to its upstream, so it holds two.
+func maxStreams(name string, nofile uint64) int {
+	if name == "nginx" {
+		return int(nofile/2) - 100
+	}
+	return int(nofile) - 100
+}
+
+// upstreamURLs are the fake upstream's plain HTTP URL (nginx's upstream) and the CA file the
+// Go proxies trust for its TLS listener.
+type upstreamURLs struct {
+	plain, caFile string
+}
+
+// startTarget starts the proxy for name (none for direct) as instance (its log's name) with
+// upstream upURL, and returns how to reach it.
+func startTarget(name, instance, work, self, upURL string, ups upstreamURLs, o options) (*target, func(), error) {
 	noop := func() {}
 	if name == "direct" {
 		return &target{name: "direct", url: upURL, key: upstreamAPIKey}, noop, nil
@@ -197,64 +250,81 @@ func startTarget(name, work, self, upURL string, o options) (*target, func(), er
 	if err != nil {
 		return nil, nil, err
 	}
-	var c *child
+	var c, redis *child
 	key := upstreamAPIKey
+	caEnv := []string{"SSL_CERT_FILE=" + ups.caFile} // Go reads it for its root CAs on Linux
 	switch name {
 	case "revproxy":
-		c, err = startChild("revproxy", work, nil, self, "-mode", "revproxy", "-listen", addr, "-upstream", upURL)
+		c, err = startChild(instance, work, caEnv, self, "-mode", "revproxy", "-listen", addr, "-upstream", upURL)
 	case "relay":
 		var env []string
-		env, key, err = prepareRelay(work, upURL)
+		env, key, redis, err = prepareRelay(work, instance, upURL)
 		if err != nil {
 			return nil, nil, err
 		}
 		args := []string{self, "-mode", "relay", "-listen", addr}
-		if o.cpuProfile != "" {
+		if o.cpuProfile != "" && instance == name { // the profile covers the latency phases
 			abs, _ := filepath.Abs(o.cpuProfile)
 			args = append(args, "-cpuprofile", abs)
 		}
-		c, err = startChild("relay", work, env, args...)
+		c, err = startChild(instance, work, append(env, caEnv...), args...)
 	case "nginx":
 		bin, lerr := exec.LookPath("nginx")
 		if lerr != nil {
 			return nil, noop, nil
 		}
-		conf, cerr := writeNginxConf(work, addr, upURL)
+		conf, cerr := writeNginxConf(work, addr, ups.plain)
 		if cerr != nil {
 			return nil, nil, cerr
 		}
 		c, err = startChild("nginx", work, nil, bin, "-p", work, "-c", conf, "-g", "daemon off;")
 	}
+	stopAll := func(d time.Duration) {
+		if c != nil {
+			c.stop(d)
+		}
+		if redis != nil {
+			redis.stop(d)
+		}
+	}
 	if err != nil {
+		stopAll(time.Second)
 		return nil, nil, err
 	}
 	url := "http://" + addr
-	if err := c.waitHTTP(url+"/health", 20*time.Second); err != nil {
-		c.stop(time.Second)
+	if err := c.waitHTTP(http.DefaultClient, url+"/health", 20*time.Second); err != nil {
+		stopAll(time.Second)
 		return nil, nil, err
 	}
-	return &target{name: name, url: url, key: key, proc: c}, func() { c.stop(10 * time.Second) }, nil
+	return &target{name: name, url: url, key: key, proc: c, redis: redis}, func() { stopAll(10 * time.Second) }, nil
 }
 
 // prepareRelay starts a dedicated Redis with AOF (as production runs it), stores an upstream
-// account and a relay key with the bench policy, and returns the relay's environment.
-func prepareRelay(work, upURL string) ([]string, string, error) {
+// account and a relay key with the bench policy, and returns the relay's environment, its key
+// and the Redis process. Each relay instance gets its own Redis, in a directory of its own.
+func prepareRelay(work, instance, upURL string) (env []string, secret string, redis *child, err error) {
+	defer func() {
+		if err != nil && redis != nil {
+			redis.stop(time.Second)
+			redis = nil
+		}
+	}()
 	redisAddr, err := freeAddr()
 	if err != nil {
-		return nil, "", err
+		return nil, "", nil, err
 	}
 	host, port, _ := strings.Cut(redisAddr, ":")
 	rbin, err := exec.LookPath("redis-server")
 	if err != nil {
-		return nil, "", fmt.Errorf("the relay needs redis-server on PATH: %w", err)
+		return nil, "", nil, fmt.Errorf("the relay needs redis-server on PATH: %w", err)
 	}
-	rdir := filepath.Join(work, "redis")
+	rdir := filepath.Join(work, "redis-"+instance)
 	if err := os.MkdirAll(rdir, 0o700); err != nil {
-		return nil, "", err
+		return nil, "", nil, err
 	}
-	if _, err := startChild("redis", rdir, nil, rbin, "--port", port, "--bind", host, "--save", "",
+	if redis, err = startChild("redis", rdir, nil, rbin, "--port", port, "--bind", host, "--save", "",
 		"--appendonly", "yes", "--appendfsync", "everysec", "--dir", rdir); err != nil {
-		return nil, "", err
+		return nil, "", nil, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
@@ -270,40 +340,40 @@ func prepareRelay(work, upURL string) ([]string, string, error) {
 		defer rdb.Close()
 		sealer, err := aesgcm.New(benchEncryptionKey)
 		if err != nil {
-			return nil, "", err
+			return nil, "", nil, err
 		}
 		if st, err = store.Open(ctx, rdb, store.Options{Sealer: sealer}); err != nil {
-			return nil, "", err
+			return nil, "", nil, err
 		}
 		break
 	}
 	if st == nil {
-		return nil, "", fmt.Errorf("redis for the relay: %w", rdbErr)
+		return nil, "", nil, fmt.Errorf("redis for the relay: %w", rdbErr)
 	}
 	if _, err := st.AddAccount(ctx, store.AccountSpec{Name: "bench", BaseURL: upURL, Credential: upstreamAPIKey}); err != nil {
-		return nil, "", err
+		return nil, "", nil, err
 	}
-	_, secret, err := st.CreateKey(ctx, store.KeySpec{Name: "bench", Policy: "bench"})
+	_, secret, err = st.CreateKey(ctx, store.KeySpec{Name: "bench", Policy: "bench"})
 	if err != nil {
-		return nil, "", err
+		return nil, "", nil, err
 	}
 	cdir := filepath.Join(work, "config")
 	if err := os.MkdirAll(cdir, 0o755); err != nil {
-		return nil, "", err
+		return nil, "", nil, err
 	}
 	if err := os.WriteFile(filepath.Join(cdir, "bench.hcl"), []byte(benchHCL), 0o644); err != nil {
-		return nil, "", err
+		return nil, "", nil, err
 	}
 	if _, _, diags := config.Load(cdir); diags.HasErrors() {
-		return nil, "", fmt.Errorf("bench configuration: %s", diags.Error())
+		return nil, "", nil, fmt.Errorf("bench configuration: %s", diags.Error())
 	}
-	env := []string{
+	env = []string{
 		"REDIS_HOST=" + host, "REDIS_PORT=" + port,
 		"CRS_SECURITY__JWT_SECRET=" + benchJWTSecret, "CRS_SECURITY__ENCRYPTION_KEY=" + benchEncryptionKey,
-		"CLAUDE_RELAY_CONFIG_DIR=" + cdir, "CLAUDE_RELAY_DATA_DIR=" + filepath.Join(work, "data"),
-		"LOG_DIR=" + filepath.Join(work, "logs"), "LOG_LEVEL=info", "MAX_CONNECTIONS=100000",
+		"CLAUDE_RELAY_CONFIG_DIR=" + cdir, "CLAUDE_RELAY_DATA_DIR=" + filepath.Join(work, "data-"+instance),
+		"LOG_DIR=" + filepath.Join(work, "logs-"+instance), "LOG_LEVEL=info", "MAX_CONNECTIONS=100000",
 	}
-	return env, secret, nil
+	return env, secret, redis, nil
 }
 
 // writeNginxConf writes an nginx configuration for proxy_pass with the SSE settings of the

@@ -3,8 +3,17 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -16,11 +25,13 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/claude-relay/claude-relay/fakeupstream"
 	"github.com/claude-relay/claude-relay/internal/app"
+	"github.com/claude-relay/claude-relay/sidecar"
 )
 
 // child is a process the harness started: the fake upstream, a proxy, Redis or nginx.
@@ -72,11 +83,11 @@ func (c *child) tail() string {
 	return string(b)
 }
 
-// waitHTTP polls url until it answers (any status) or d passes.
-func (c *child) waitHTTP(url string, d time.Duration) error {
+// waitHTTP polls url with client until it answers (any status) or d passes.
+func (c *child) waitHTTP(client *http.Client, url string, d time.Duration) error {
 	deadline := time.Now().Add(d)
 	for {
-		resp, err := http.Get(url)
+		resp, err := client.Get(url)
 		if err == nil {
 			resp.Body.Close()
 			return nil
@@ -188,9 +199,11 @@ func freeAddr() (string, error) {
 
 // --- the modes the harness re-executes itself in ---
 
-// runUpstream serves the fake Anthropic API on addr until SIGTERM. Recorded requests are
+// runUpstream serves the fake Anthropic API on addr (plain HTTP, for the latency and
+// throughput phases) and, when tlsAddr is set, on tlsAddr over TLS with HTTP/2 offered by
+// ALPN (for the open-streams phase, as api.anthropic.com serves it). Recorded requests are
 // forgotten every second so memory stays flat over a long run.
-func runUpstream(addr string) error {
+func runUpstream(addr, tlsAddr, certFile, keyFile string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	s := fakeupstream.New(fakeupstream.Options{})
@@ -210,11 +223,150 @@ func runUpstream(addr string) error {
 			}
 		}
 	}()
-	return s.Serve(ctx, ln, time.Second)
+	errc := make(chan error, 2)
+	if tlsAddr != "" {
+		tln, err := net.Listen("tcp", tlsAddr)
+		if err != nil {
+			return fmt.Errorf("listen on %s: %w", tlsAddr, err)
+		}
+		// ServeTLS configures HTTP/2 and offers h2 and http/1.1 by ALPN; the server's
+		// default of concurrent streams per connection applies.
+		srv := &http.Server{
+			Handler:           &streamCounter{next: s, conns: map[string]*connStreams{}},
+			ReadHeaderTimeout: 10 * time.Second,
+			TLSConfig:         &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}},
+		}
+		go func() { errc <- srv.ServeTLS(tln, certFile, keyFile) }()
+		defer srv.Close()
+	}
+	go func() { errc <- s.Serve(ctx, ln, time.Second) }()
+	select {
+	case err := <-errc:
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return err
+	case <-ctx.Done():
+		return <-errc
+	}
+}
+
+// upstreamStatsPath answers, on the fake upstream's TLS listener, which connections carry
+// requests right now and with which protocol.
+const upstreamStatsPath = "/bench/upstream-stats"
+
+// upstreamStats is what the fake upstream's TLS listener carries at one moment.
+type upstreamStats struct {
+	Conns   int            `json:"conns"`   // connections with at least one request in flight
+	Streams int            `json:"streams"` // requests in flight
+	Protos  map[string]int `json:"protos"`  // connections by protocol ("HTTP/2.0", "HTTP/1.1")
+}
+
+// streamCounter counts requests in flight per client connection (its remote address).
+type streamCounter struct {
+	next  http.Handler
+	mu    sync.Mutex
+	conns map[string]*connStreams
+}
+
+type connStreams struct {
+	proto  string
+	active int
+}
+
+func (c *streamCounter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == upstreamStatsPath {
+		c.mu.Lock()
+		st := upstreamStats{Conns: len(c.conns), Protos: map[string]int{}}
+		for _, cs := range c.conns {
+			st.Streams += cs.active
+			st.Protos[cs.proto]++
+		}
+		c.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(st)
+		return
+	}
+	c.mu.Lock()
+	cs := c.conns[r.RemoteAddr]
+	if cs == nil {
+		cs = &connStreams{proto: r.Proto}
+		c.conns[r.RemoteAddr] = cs
+	}
+	cs.active++
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		if cs.active--; cs.active == 0 {
+			delete(c.conns, r.RemoteAddr)
+		}
+		c.mu.Unlock()
+	}()
+	c.next.ServeHTTP(w, r)
+}
+
+// writeCert writes a self-signed ECDSA certificate for 127.0.0.1 and its key into dir, for
+// the fake upstream's TLS listener; the proxies trust it through SSL_CERT_FILE.
+func writeCert(dir string) (certFile, keyFile string, pool *x509.CertPool, err error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return "", "", nil, fmt.Errorf("generate key: %w", err)
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
+	if err != nil {
+		return "", "", nil, fmt.Errorf("serial: %w", err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: "claude-relay bench upstream"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return "", "", nil, fmt.Errorf("create certificate: %w", err)
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return "", "", nil, fmt.Errorf("marshal key: %w", err)
+	}
+	certFile, keyFile = filepath.Join(dir, "upstream-cert.pem"), filepath.Join(dir, "upstream-key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		return "", "", nil, err
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		return "", "", nil, err
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return "", "", nil, err
+	}
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certFile, keyFile, pool, nil
+}
+
+// fetchUpstreamStats asks the fake upstream's TLS listener what it carries now.
+func fetchUpstreamStats(client *http.Client, base string) (upstreamStats, error) {
+	var st upstreamStats
+	resp, err := client.Get(base + upstreamStatsPath)
+	if err != nil {
+		return st, fmt.Errorf("upstream stats: %w", err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		return st, fmt.Errorf("upstream stats: %w", err)
+	}
+	return st, nil
 }
 
 // runReverseProxy is baseline (b): a plain httputil.ReverseProxy with no features, flushing
-// every write (as any SSE proxy must) and a transport sized like the relay's.
+// every write (as any SSE proxy must) and the relay's upstream transport.
 func runReverseProxy(addr, upstream string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
@@ -224,13 +376,18 @@ func runReverseProxy(addr, upstream string) error {
 	}
 	rp := httputil.NewSingleHostReverseProxy(target)
 	rp.FlushInterval = -1
-	rp.Transport = &http.Transport{
-		MaxIdleConns:        1024,
-		MaxIdleConnsPerHost: 256,
-		IdleConnTimeout:     90 * time.Second,
-		DisableCompression:  true,
-	}
-	srv := &http.Server{Addr: addr, Handler: rp, ReadHeaderTimeout: 10 * time.Second}
+	rp.Transport = sidecar.NewTransport() // the relay's own: HTTP/2 over TLS, same pool sizes
+	// Full duplex: by default the HTTP/1.1 server drains and closes a request body when the
+	// response header is written. The HTTP/1.1 transport reads the body once more after its
+	// last byte, to see EOF, and so got "invalid Read on closed Body" and closed the upstream
+	// connection: after a short response that only cost a redial, mid-stream it cut the stream
+	// (the 1–3 stream errors of earlier runs). The relay reads the body whole before it
+	// forwards it, so it never hit this.
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = http.NewResponseController(w).EnableFullDuplex()
+		rp.ServeHTTP(w, r)
+	})
+	srv := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	go func() { <-ctx.Done(); srv.Close() }()
 	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
 		return err

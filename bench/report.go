@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -31,6 +32,7 @@ type targetResult struct {
 	TTFBP50       float64        `json:"stream_ttfb_p50_ms"`
 	TTFBP99       float64        `json:"stream_ttfb_p99_ms"`
 	CPUPerReqUS   float64        `json:"cpu_per_request_us"`
+	RedisCPUUS    float64        `json:"redis_cpu_per_request_us,omitempty"`
 	Streams       []streamMetric `json:"streams"`
 	Errors        int64          `json:"errors"`
 }
@@ -41,12 +43,16 @@ type streamMetric struct {
 	Errors       int64   `json:"errors"`
 	KiBPerStream float64 `json:"rss_kib_per_stream"`
 	OpenSeconds  float64 `json:"open_seconds"`
+	// What the fake upstream carried with every stream open (Go proxies, HTTP/2 over TLS).
+	UpstreamConns   int            `json:"upstream_conns,omitempty"`
+	UpstreamStreams int            `json:"upstream_streams,omitempty"`
+	UpstreamProtos  map[string]int `json:"upstream_conns_by_protocol,omitempty"`
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-// measure runs every phase against t.
-func measure(t *target, d time.Duration, levels []int) targetResult {
+// measure runs the latency, throughput and first-byte phases against t.
+func measure(t *target, d time.Duration) targetResult {
 	r := targetResult{Name: t.name}
 	closedLoop(t, 8, d/3, smallBody, "", false) // warm up connections and caches
 	c1 := closedLoop(t, 1, d, smallBody, "", false)
@@ -57,19 +63,31 @@ func measure(t *target, d time.Duration, levels []int) targetResult {
 	if c32.Requests > 0 && c32.CPU > 0 {
 		r.CPUPerReqUS = float64(c32.CPU.Microseconds()) / float64(c32.Requests)
 	}
+	if c32.Requests > 0 && c32.RedisCPU > 0 {
+		r.RedisCPUUS = float64(c32.RedisCPU.Microseconds()) / float64(c32.Requests)
+	}
 	ttfb := closedLoop(t, 8, d, streamBody, streamScript, true)
 	r.TTFBP50, r.TTFBP99 = ms(percentile(ttfb.Lat, .50)), ms(percentile(ttfb.Lat, .99))
 	r.Errors = c1.Errors + c32.Errors + ttfb.Errors
+	return r
+}
+
+// measureStreams holds each level of open streams through t and adds the results to r. A
+// short warm-up first brings a freshly started proxy to the state the latency phases leave.
+func measureStreams(t *target, r *targetResult, levels []int, warmUp time.Duration) {
+	r.Errors += closedLoop(t, 8, warmUp, smallBody, "", false).Errors
 	for _, n := range levels {
 		s := holdStreams(t, n, 60*time.Second)
 		m := streamMetric{Open: s.Open, Wanted: s.Wanted, Errors: s.Errors, OpenSeconds: s.OpenTime.Seconds()}
 		if s.Open > 0 && s.RSSOpen > 0 {
 			m.KiBPerStream = float64(s.RSSOpen-s.RSSBefore) / 1024 / float64(s.Open)
 		}
+		if u := s.Upstream; u != nil {
+			m.UpstreamConns, m.UpstreamStreams, m.UpstreamProtos = u.Conns, u.Streams, u.Protos
+		}
 		r.Streams = append(r.Streams, m)
 		r.Errors += s.Errors
 	}
-	return r
 }
 
 func (res *results) target(name string) *targetResult {
@@ -102,6 +120,7 @@ func (res *results) computeRatios() {
 		}
 		if rp.CPUPerReqUS > 0 {
 			res.Ratios["cpu_per_request_vs_revproxy"] = relay.CPUPerReqUS / rp.CPUPerReqUS
+			res.Ratios["cpu_per_request_with_redis_vs_revproxy"] = (relay.CPUPerReqUS + relay.RedisCPUUS) / rp.CPUPerReqUS
 		}
 		for i := range relay.Streams {
 			if i < len(rp.Streams) && rp.Streams[i].KiBPerStream > 0 {
@@ -144,6 +163,8 @@ func (res *results) writeMarkdown(w io.Writer) {
 	row("stream TTFB p50 (ms)", "ms", func(t *targetResult) float64 { return t.TTFBP50 })
 	row("stream TTFB p99 (ms)", "ms", func(t *targetResult) float64 { return t.TTFBP99 })
 	row("proxy CPU per request (µs)", "us", func(t *targetResult) float64 { return t.CPUPerReqUS })
+	row("Redis CPU per request (µs)", "us", func(t *targetResult) float64 { return t.RedisCPUUS })
+	row("proxy + Redis CPU per request (µs)", "us", func(t *targetResult) float64 { return t.CPUPerReqUS + t.RedisCPUUS })
 	for i, n := range res.StreamLevels {
 		row(fmt.Sprintf("proxy RSS per open stream at %d (KiB)", n), "kib", func(t *targetResult) float64 {
 			if i < len(t.Streams) {
@@ -157,6 +178,12 @@ func (res *results) writeMarkdown(w io.Writer) {
 			}
 			return 0
 		})
+		row(fmt.Sprintf("upstream connections at %d streams", n), "n", func(t *targetResult) float64 {
+			if i < len(t.Streams) {
+				return float64(t.Streams[i].UpstreamConns)
+			}
+			return 0
+		})
 	}
 	row("errors (all phases)", "", func(t *targetResult) float64 { return float64(t.Errors) })
 	if relay != nil {
@@ -165,9 +192,36 @@ func (res *results) writeMarkdown(w io.Writer) {
 			fmt.Fprintf(w, "- %s: %.3f\n", k, res.Ratios[k])
 		}
 	}
+	fmt.Fprintln(w, "\nUpstream of the open-streams phase (counted by the fake upstream with every stream open):")
+	for _, t := range res.Targets {
+		for _, s := range t.Streams {
+			if s.UpstreamConns == 0 {
+				continue
+			}
+			fmt.Fprintf(w, "- %s at %d: upstream %s over TLS, %d connections for %d streams\n",
+				label(t.Name), s.Wanted, protocols(s.UpstreamProtos), s.UpstreamConns, s.UpstreamStreams)
+		}
+	}
+	if res.target("direct") != nil || res.target("nginx") != nil {
+		fmt.Fprintln(w, "- direct and nginx: plain HTTP/1.1, one upstream connection per stream")
+	}
 	for _, n := range res.Notes {
 		fmt.Fprintln(w, "\nNote:", n)
 	}
+}
+
+// protocols lists connections by protocol, such as "HTTP/2.0" or "HTTP/2.0 ×40, HTTP/1.1 ×1".
+func protocols(m map[string]int) string {
+	if len(m) == 1 {
+		for p := range m {
+			return p
+		}
+	}
+	var parts []string
+	for _, p := range sortedKeys(m) {
+		parts = append(parts, fmt.Sprintf("%s ×%d", p, m[p]))
+	}
+	return strings.Join(parts, ", ")
 }
 
 func label(name string) string {
@@ -201,7 +255,7 @@ func ratio(a, b *targetResult, get func(*targetResult) float64) string {
 	return fmt.Sprintf("%.2f×", get(a)/get(b))
 }
 
-func sortedKeys(m map[string]any) []string {
+func sortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
