@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -261,4 +262,38 @@ func percentile(lat []time.Duration, p float64) time.Duration {
 	slices.Sort(s)
 	i := int(p * float64(len(s)-1))
 	return s[i]
+}
+
+// limitBatching reads the relay's limit call and pipeline totals from its /metrics; both are
+// zero for targets that have none.
+func limitBatching(t *target) (calls, pipelines float64) {
+	if t.redis == nil {
+		return 0, 0
+	}
+	resp, err := http.Get(t.url + "/metrics")
+	if err != nil {
+		return 0, 0
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		name, val, ok := strings.Cut(line, " ")
+		if !ok {
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
+		if err != nil {
+			continue
+		}
+		switch name {
+		case "claude_relay_limit_redis_calls_total":
+			calls = v
+		case "claude_relay_limit_redis_pipelines_total":
+			pipelines = v
+		}
+	}
+	return calls, pipelines
 }

@@ -23,18 +23,21 @@ type results struct {
 
 // targetResult is every metric of one target. Latencies are milliseconds.
 type targetResult struct {
-	Name          string         `json:"name"`
-	P50C1         float64        `json:"latency_p50_c1_ms"`
-	P99C1         float64        `json:"latency_p99_c1_ms"`
-	P50C32        float64        `json:"latency_p50_c32_ms"`
-	P99C32        float64        `json:"latency_p99_c32_ms"`
-	ThroughputC32 float64        `json:"throughput_c32_rps"`
-	TTFBP50       float64        `json:"stream_ttfb_p50_ms"`
-	TTFBP99       float64        `json:"stream_ttfb_p99_ms"`
-	CPUPerReqUS   float64        `json:"cpu_per_request_us"`
-	RedisCPUUS    float64        `json:"redis_cpu_per_request_us,omitempty"`
-	Streams       []streamMetric `json:"streams"`
-	Errors        int64          `json:"errors"`
+	Name          string  `json:"name"`
+	P50C1         float64 `json:"latency_p50_c1_ms"`
+	P99C1         float64 `json:"latency_p99_c1_ms"`
+	P50C32        float64 `json:"latency_p50_c32_ms"`
+	P99C32        float64 `json:"latency_p99_c32_ms"`
+	ThroughputC32 float64 `json:"throughput_c32_rps"`
+	TTFBP50       float64 `json:"stream_ttfb_p50_ms"`
+	TTFBP99       float64 `json:"stream_ttfb_p99_ms"`
+	CPUPerReqUS   float64 `json:"cpu_per_request_us"`
+	RedisCPUUS    float64 `json:"redis_cpu_per_request_us,omitempty"`
+	// LimitCallsPerPipeline is the relay's limit script calls per Redis pipeline at c=32
+	// (from its /metrics): how well concurrent requests share round trips.
+	LimitCallsPerPipeline float64        `json:"limit_calls_per_redis_pipeline,omitempty"`
+	Streams               []streamMetric `json:"streams"`
+	Errors                int64          `json:"errors"`
 }
 
 type streamMetric struct {
@@ -57,7 +60,11 @@ func measure(t *target, d time.Duration) targetResult {
 	closedLoop(t, 8, d/3, smallBody, "", false) // warm up connections and caches
 	c1 := closedLoop(t, 1, d, smallBody, "", false)
 	r.P50C1, r.P99C1 = ms(percentile(c1.Lat, .50)), ms(percentile(c1.Lat, .99))
+	calls0, pipes0 := limitBatching(t)
 	c32 := closedLoop(t, 32, d, smallBody, "", false)
+	if calls1, pipes1 := limitBatching(t); pipes1 > pipes0 {
+		r.LimitCallsPerPipeline = (calls1 - calls0) / (pipes1 - pipes0)
+	}
 	r.P50C32, r.P99C32 = ms(percentile(c32.Lat, .50)), ms(percentile(c32.Lat, .99))
 	r.ThroughputC32 = float64(c32.Requests) / c32.Elapsed.Seconds()
 	if c32.Requests > 0 && c32.CPU > 0 {
@@ -191,6 +198,9 @@ func (res *results) writeMarkdown(w io.Writer) {
 		for _, k := range sortedKeys(res.Ratios) {
 			fmt.Fprintf(w, "- %s: %.3f\n", k, res.Ratios[k])
 		}
+	}
+	if relay != nil && relay.LimitCallsPerPipeline > 0 {
+		fmt.Fprintf(w, "\nThe relay's limit checks and charges at c=32 went to Redis %.2f calls per pipeline (two calls per request).\n", relay.LimitCallsPerPipeline)
 	}
 	fmt.Fprintln(w, "\nUpstream of the open-streams phase (counted by the fake upstream with every stream open):")
 	for _, t := range res.Targets {

@@ -130,6 +130,17 @@ func (r *Registry) GaugeFunc(name, help string, f func() float64) {
 	register(r, &gaugeFunc{desc: desc{name: name, help: help, typ: "gauge"}, fn: f}, ok)
 }
 
+// CounterFunc registers a counter without labels whose value is f(), evaluated at each
+// scrape, for totals another package already keeps (pipelines sent, calls batched). f must
+// be safe for concurrent use, fast and never decrease.
+func (r *Registry) CounterFunc(name, help string, f func() float64) {
+	ok := validate(name, nil, false)
+	if f == nil {
+		ok = false
+	}
+	register(r, &gaugeFunc{desc: desc{name: name, help: help, typ: "counter"}, fn: f}, ok)
+}
+
 // register adds fam under its name. It returns the family already registered
 // under that name when it is of the same kind with the same labels, or fam
 // itself when it was added. ok is false when fam was not registered: invalid,

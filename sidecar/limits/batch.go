@@ -25,11 +25,15 @@ const (
 	callDelivered
 )
 
-// scriptCall is one script run queued by a request.
+// scriptCall is one script run, or a short list of plain commands, queued by a request.
 type scriptCall struct {
 	script *redis.Script
 	keys   []string
 	args   []any
+	// plain, when script is nil, are commands sent as they are, each an argument list
+	// ("INCRBY", key, n). They cost Redis far less than a script; use them where the
+	// commands need no atomic check.
+	plain [][]any
 
 	state atomic.Int32
 	cmd   *redis.Cmd    // the result, set before done is closed
@@ -56,8 +60,9 @@ type batcher struct {
 	running bool
 	closed  bool
 	wg      sync.WaitGroup
-	// pipelines counts pipelines sent (for tests and metrics).
+	// pipelines counts pipelines sent and calls the calls in them (for tests and metrics).
 	pipelines atomic.Int64
+	calls     atomic.Int64
 }
 
 func newBatcher(ctx context.Context, rdb redis.UniversalClient, log hclog.Logger) *batcher {
@@ -137,26 +142,53 @@ func (b *batcher) send(batch []*scriptCall) {
 	defer cancel()
 	pipe := b.rdb.Pipeline()
 	sent := make([]*scriptCall, 0, len(batch))
-	cmds := make([]*redis.Cmd, 0, len(batch))
+	cmds := make([][]*redis.Cmd, 0, len(batch))
 	for _, c := range batch {
 		if c.state.Load() == callAbandoned {
 			continue // the caller is gone and nothing ran: drop it
 		}
 		sent = append(sent, c)
-		cmds = append(cmds, pipe.EvalSha(ctx, c.script.Hash(), c.keys, c.args...))
+		cmds = append(cmds, queue(ctx, pipe, c))
 	}
 	if len(sent) == 0 {
 		return
 	}
 	b.pipelines.Add(1)
+	b.calls.Add(int64(len(sent)))
 	_, _ = pipe.Exec(ctx) // errors are per command
 	for i, c := range sent {
-		cmd := cmds[i]
-		if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
-			cmd = c.script.Run(ctx, b.rdb, c.keys, c.args...)
-		}
-		b.deliver(c, cmd)
+		b.deliver(c, result(ctx, b.rdb, c, cmds[i]))
 	}
+}
+
+// queue adds c's commands to pipe.
+func queue(ctx context.Context, pipe redis.Pipeliner, c *scriptCall) []*redis.Cmd {
+	if c.script != nil {
+		return []*redis.Cmd{pipe.EvalSha(ctx, c.script.Hash(), c.keys, c.args...)}
+	}
+	out := make([]*redis.Cmd, len(c.plain))
+	for i, args := range c.plain {
+		out[i] = pipe.Do(ctx, args...)
+	}
+	return out
+}
+
+// result is the outcome of c once its commands ran: the script's reply (run again alone
+// after NOSCRIPT), or for plain commands the first that failed, else the last (a nil reply
+// is no failure). Plain calls end with a command whose reply is never nil.
+func result(ctx context.Context, rdb redis.UniversalClient, c *scriptCall, cmds []*redis.Cmd) *redis.Cmd {
+	if c.script != nil {
+		if redis.HasErrorPrefix(cmds[0].Err(), "NOSCRIPT") {
+			return c.script.Run(ctx, rdb, c.keys, c.args...)
+		}
+		return cmds[0]
+	}
+	for _, cmd := range cmds {
+		if err := cmd.Err(); err != nil && !errors.Is(err, redis.Nil) { // a SET NX that found the key
+			return cmd
+		}
+	}
+	return cmds[len(cmds)-1]
 }
 
 func (b *batcher) deliver(c *scriptCall, cmd *redis.Cmd) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -36,8 +37,8 @@ func (h *countHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 
 func (h *countHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
-		if len(cmds) == 0 || cmds[0].Name() != "evalsha" {
-			return next(ctx, cmds) // connection set-up (HELLO, ...), not ours
+		if len(cmds) == 0 || slices.Contains([]string{"hello", "client", "auth", "select", "ping"}, cmds[0].Name()) {
+			return next(ctx, cmds) // connection set-up, not ours
 		}
 		h.pipelines.Add(1)
 		h.piped.Add(int64(len(cmds)))

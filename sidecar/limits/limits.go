@@ -209,11 +209,32 @@ func (l *Limiter) Close() {
 	}
 }
 
+// Stats are totals since the Limiter started, for metrics.
+type Stats struct {
+	// Calls is how many script calls (admissions, charges, releases) were sent to Redis.
+	Calls int64
+	// Pipelines is how many pipelines carried them: Calls/Pipelines is the batching factor.
+	Pipelines int64
+}
+
+// Stats returns the Limiter's totals; they stay zero when it is unbatched.
+func (l *Limiter) Stats() Stats {
+	if l.batch == nil {
+		return Stats{}
+	}
+	return Stats{Calls: l.batch.calls.Load(), Pipelines: l.batch.pipelines.Load()}
+}
+
 // run runs script once, through the batcher unless the Limiter is unbatched.
 func (l *Limiter) run(ctx context.Context, c *scriptCall) (*redis.Cmd, error) {
 	if l.batch == nil {
-		cmd := c.script.Run(ctx, l.rdb, c.keys, c.args...)
-		return cmd, nil
+		if c.script != nil {
+			return c.script.Run(ctx, l.rdb, c.keys, c.args...), nil
+		}
+		pipe := l.rdb.Pipeline()
+		cmds := queue(ctx, pipe, c)
+		_, _ = pipe.Exec(ctx)
+		return result(ctx, l.rdb, c, cmds), nil
 	}
 	return l.batch.do(ctx, c)
 }
@@ -221,7 +242,7 @@ func (l *Limiter) run(ctx context.Context, c *scriptCall) (*redis.Cmd, error) {
 // Load loads the scripts into Redis so the hot path is one EVALSHA (go-redis would also
 // fall back to EVAL on NOSCRIPT).
 func (l *Limiter) Load(ctx context.Context) error {
-	for _, s := range []*redis.Script{admitScript, finishScript, renewScript} {
+	for _, s := range []*redis.Script{admitScript, renewScript} {
 		if err := s.Load(ctx, l.rdb).Err(); err != nil {
 			return fmt.Errorf("load limit script: %w", err)
 		}
@@ -240,21 +261,28 @@ func (l *Limiter) Load(ctx context.Context) error {
 // KEYS[i+1].
 var admitScript = redis.NewScript(`
 local now = tonumber(ARGV[1])
-for i = 2, #KEYS do
-  local base = 4 + (i - 2) * 3
-  local max = tonumber(ARGV[base + 1])
-  local inc = tonumber(ARGV[base + 3])
-  local cur = tonumber(redis.call('GET', KEYS[i]) or '0')
-  if cur + inc > max or (inc == 0 and cur >= max) then
-    return {i - 1, cur}
+if #KEYS > 1 then
+  local vals = redis.call('MGET', unpack(KEYS, 2))
+  for i = 2, #KEYS do
+    local base = 4 + (i - 2) * 3
+    local max = tonumber(ARGV[base + 1])
+    local inc = tonumber(ARGV[base + 3])
+    local cur = tonumber(vals[i - 1] or '0')
+    if cur + inc > max or (inc == 0 and cur >= max) then
+      return {i - 1, cur}
+    end
   end
 end
 local cmax = tonumber(ARGV[4])
 if cmax > 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+  -- Leases of dead sidecars are pruned only when they could make a difference.
   local n = redis.call('ZCARD', KEYS[1])
   if n >= cmax then
-    return {0, n}
+    redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+    n = redis.call('ZCARD', KEYS[1])
+    if n >= cmax then
+      return {0, n}
+    end
   end
   local ttl = tonumber(ARGV[3])
   redis.call('ZADD', KEYS[1], now + ttl, ARGV[2])
@@ -271,26 +299,6 @@ for i = 2, #KEYS do
   end
 end
 return {-1}
-`)
-
-// finishScript charges what a request consumed and releases its lease, in one call.
-// KEYS[1]: concurrency ZSET; KEYS[2..]: counters. ARGV[1]: lease id ("" for none); then per
-// counter: amount, TTL (ms, 0: none).
-var finishScript = redis.NewScript(`
-if ARGV[1] ~= '' then
-  redis.call('ZREM', KEYS[1], ARGV[1])
-end
-for i = 2, #KEYS do
-  local amt = tonumber(ARGV[(i - 2) * 2 + 2])
-  if amt > 0 then
-    local v = redis.call('INCRBY', KEYS[i], amt)
-    local ttl = tonumber(ARGV[(i - 2) * 2 + 3])
-    if v == amt and ttl > 0 then
-      redis.call('PEXPIRE', KEYS[i], ttl)
-    end
-  end
-end
-return 1
 `)
 
 // renewScript moves a live lease's expiry forward. KEYS[1]: concurrency ZSET. ARGV[1]:
@@ -393,7 +401,7 @@ func (l *Limiter) releaseAbandoned(keyID, leaseID string, cmd *redis.Cmd) {
 	}
 	// Admitted, or unknown (an error may hide a run that took the slot): ZREM of a lease id
 	// that is not there does nothing.
-	l.batch.detach(&scriptCall{script: finishScript, keys: []string{l.keys.KeyConcurrency(keyID)}, args: []any{leaseID},
+	l.batch.detach(&scriptCall{plain: [][]any{{"ZREM", l.keys.KeyConcurrency(keyID), leaseID}},
 		what: "release of an abandoned concurrency lease"})
 }
 
@@ -435,8 +443,14 @@ func (ls *Lease) Finish(ctx context.Context, u Usage) error {
 func (ls *Lease) finish(ctx context.Context, u Usage) error {
 	l := ls.l
 	now := l.now()
-	keys := []string{l.keys.KeyConcurrency(ls.keyID)}
-	args := []any{ls.id}
+	// Plain commands, not a script: nothing here is checked, only added, and Redis runs a
+	// pipeline's commands in order, so the release lands before anything this sidecar
+	// queues after it. Each counter expires a little after its window ends, by a TTL computed
+	// from the sidecar's clock as every window is.
+	var plain [][]any
+	if ls.id != "" {
+		plain = append(plain, []any{"ZREM", l.keys.KeyConcurrency(ls.keyID), ls.id})
+	}
 	for _, lim := range ls.set.Counted {
 		var amt int64
 		switch lim.Kind {
@@ -449,15 +463,19 @@ func (ls *Lease) finish(ctx context.Context, u Usage) error {
 			continue
 		}
 		k, ttl, _ := l.counterKey(ls.keyID, lim, now)
-		keys = append(keys, k)
-		args = append(args, amt, ttl.Milliseconds())
+		if ttl > 0 {
+			// Creates the window's counter with its expiry; a no-op (and nothing written
+			// to the AOF or replicas) once it exists. INCRBY keeps the expiry.
+			plain = append(plain, []any{"SET", k, 0, "PX", ttl.Milliseconds(), "NX"})
+		}
+		plain = append(plain, []any{"INCRBY", k, amt})
 	}
-	if ls.id == "" && len(keys) == 1 {
+	if len(plain) == 0 {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	cmd, err := l.run(ctx, &scriptCall{script: finishScript, keys: keys, args: args})
+	cmd, err := l.run(ctx, &scriptCall{plain: plain})
 	if err == nil {
 		err = cmd.Err()
 	}

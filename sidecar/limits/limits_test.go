@@ -331,3 +331,37 @@ func TestClosedLimiterStopsRenewing(t *testing.T) {
 		t.Fatalf("in flight a TTL after Close: got %d, want 0 (the lease was renewed after Close)", c)
 	}
 }
+
+func TestChargedCountersExpireAfterTheirWindowAndTheTotalNever(t *testing.T) {
+	rdb, prefix := testredis.New(t)
+	now := time.Now()
+	c := newClock(now)
+	l := newLimiter(t, rdb, prefix, c)
+	ctx := context.Background()
+	set := limits.FromPolicy(&config.Policy{TokensPerMinute: 1 << 40, CostTotalUSD: 1e6})
+	for range 2 {
+		lease, ref, err := l.Admit(ctx, "k", set)
+		if err != nil || ref != nil {
+			t.Fatalf("got %v %v, want admitted", ref, err)
+		}
+		if err := lease.Finish(ctx, limits.Usage{Tokens: 5, CostMicroUSD: 7}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	schema := store.NewSchema(prefix)
+	minute := schema.KeyLimitCounter("k", "tokens_per_minute", now.UTC().Truncate(time.Minute))
+	if v, _ := rdb.Get(ctx, minute).Int64(); v != 10 {
+		t.Errorf("tokens this minute: got %d, want 10", v)
+	}
+	ttl, err := rdb.PTTL(ctx, minute).Result()
+	if err != nil || ttl <= time.Minute || ttl > 2*time.Minute {
+		t.Errorf("minute counter TTL: got %v (%v), want past the window's end, at most a minute of slack later", ttl, err)
+	}
+	total := schema.KeyLimitCounter("k", "cost_total_usd", time.Time{})
+	if v, _ := rdb.Get(ctx, total).Int64(); v != 14 {
+		t.Errorf("total cost: got %d, want 14", v)
+	}
+	if ttl, _ := rdb.PTTL(ctx, total).Result(); ttl != -1 {
+		t.Errorf("total counter TTL: got %v, want none (-1)", ttl)
+	}
+}
