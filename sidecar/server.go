@@ -214,10 +214,10 @@ func New(opts Options) *Server {
 		limitErrors:    r.Counter("claude_relay_limit_errors_total", "Limit checks or charges that failed because Redis was unavailable.").With(),
 	}
 	if l := opts.Limits; l != nil {
-		r.CounterFunc("claude_relay_limit_redis_calls_total", "Limit script calls (admissions, charges, releases) sent to Redis.", func() float64 {
+		r.CounterFunc("claude_relay_limit_redis_calls_total", "Limit calls (admissions, charges, releases) sent to Redis.", func() float64 {
 			return float64(l.Stats().Calls)
 		})
-		r.CounterFunc("claude_relay_limit_redis_pipelines_total", "Pipelines that carried the limit script calls; calls per pipeline is the batching factor.", func() float64 {
+		r.CounterFunc("claude_relay_limit_redis_pipelines_total", "Pipelines that carried the limit calls; calls per pipeline is the batching factor.", func() float64 {
 			return float64(l.Stats().Pipelines)
 		})
 	}
