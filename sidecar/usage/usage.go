@@ -3,7 +3,7 @@ package usage
 
 import (
 	"bytes"
-	"encoding/json"
+	"strconv"
 
 	"github.com/claude-relay/claude-relay/internal/jsonscan"
 )
@@ -20,17 +20,67 @@ type Counts struct {
 // IsZero reports whether nothing was counted.
 func (c Counts) IsZero() bool { return c == Counts{} }
 
-// wireUsage is the usage object of message_start, message_delta and JSON messages.
-// Pointers tell "absent" from zero: message_delta carries only the fields that changed.
+// wireUsage is the usage object of message_start, message_delta and JSON messages. has
+// tells "absent" from zero: message_delta carries only the fields that changed.
 type wireUsage struct {
-	InputTokens              *int64 `json:"input_tokens"`
-	OutputTokens             *int64 `json:"output_tokens"`
-	CacheCreationInputTokens *int64 `json:"cache_creation_input_tokens"`
-	CacheReadInputTokens     *int64 `json:"cache_read_input_tokens"`
-	CacheCreation            *struct {
-		Ephemeral5m *int64 `json:"ephemeral_5m_input_tokens"`
-		Ephemeral1h *int64 `json:"ephemeral_1h_input_tokens"`
-	} `json:"cache_creation"`
+	input, output, cacheCreation, cacheRead, e5m, e1h int64
+	has                                               uint8 // hasInput | hasOutput | …
+}
+
+const (
+	hasInput uint8 = 1 << iota
+	hasOutput
+	hasCacheCreation
+	hasCacheRead
+	hasE5m
+	hasE1h
+)
+
+// scanUsage reads the usage object at the cursor (anything else is skipped and yields an
+// empty usage). Values that are not integers are treated as absent.
+func scanUsage(sc *jsonscan.Scanner) (wireUsage, bool) {
+	var u wireUsage
+	if sc.Peek() != '{' {
+		return u, sc.Skip()
+	}
+	num := func(dst *int64, bit uint8) bool {
+		raw, ok := sc.Value()
+		if !ok {
+			return false
+		}
+		if v, err := strconv.ParseInt(string(raw), 10, 64); err == nil {
+			*dst = v
+			u.has |= bit
+		}
+		return true
+	}
+	ok := sc.Object(func(key []byte) bool {
+		switch string(key) {
+		case "input_tokens":
+			return num(&u.input, hasInput)
+		case "output_tokens":
+			return num(&u.output, hasOutput)
+		case "cache_creation_input_tokens":
+			return num(&u.cacheCreation, hasCacheCreation)
+		case "cache_read_input_tokens":
+			return num(&u.cacheRead, hasCacheRead)
+		case "cache_creation":
+			if sc.Peek() != '{' {
+				return sc.Skip()
+			}
+			return sc.Object(func(key []byte) bool {
+				switch string(key) {
+				case "ephemeral_5m_input_tokens":
+					return num(&u.e5m, hasE5m)
+				case "ephemeral_1h_input_tokens":
+					return num(&u.e1h, hasE1h)
+				}
+				return sc.Skip()
+			})
+		}
+		return sc.Skip()
+	})
+	return u, ok
 }
 
 // state accumulates usage; the fields mirror the wire so that partial updates replace
@@ -40,23 +90,20 @@ type state struct {
 	breakdown                                         bool
 }
 
-func (s *state) apply(u *wireUsage) {
-	if u == nil {
-		return
-	}
-	set := func(dst *int64, v *int64) {
-		if v != nil {
-			*dst = *v
+func (s *state) apply(u wireUsage) {
+	set := func(dst *int64, v int64, bit uint8) {
+		if u.has&bit != 0 {
+			*dst = v
 		}
 	}
-	set(&s.input, u.InputTokens)
-	set(&s.output, u.OutputTokens)
-	set(&s.cacheCreation, u.CacheCreationInputTokens)
-	set(&s.cacheRead, u.CacheReadInputTokens)
-	if cc := u.CacheCreation; cc != nil && (cc.Ephemeral5m != nil || cc.Ephemeral1h != nil) {
+	set(&s.input, u.input, hasInput)
+	set(&s.output, u.output, hasOutput)
+	set(&s.cacheCreation, u.cacheCreation, hasCacheCreation)
+	set(&s.cacheRead, u.cacheRead, hasCacheRead)
+	if u.has&(hasE5m|hasE1h) != 0 {
 		s.breakdown = true
-		set(&s.e5m, cc.Ephemeral5m)
-		set(&s.e1h, cc.Ephemeral1h)
+		set(&s.e5m, u.e5m, hasE5m)
+		set(&s.e1h, u.e1h, hasE1h)
 	}
 }
 
@@ -217,31 +264,62 @@ func (p *StreamParser) reset() {
 	p.lineLen = 0
 }
 
-// streamEvent is the subset of message_start / message_delta that carries usage.
-type streamEvent struct {
-	Type    string `json:"type"`
-	Message *struct {
-		Model string     `json:"model"`
-		Usage *wireUsage `json:"usage"`
-	} `json:"message"`
-	Usage *wireUsage `json:"usage"`
-}
-
+// data reads a message_start or message_delta event: its type, message.model and the
+// usage (message.usage or usage), without decoding anything else.
 func (p *StreamParser) data(b []byte) {
-	var ev streamEvent
-	if json.Unmarshal(b, &ev) != nil {
-		return
-	}
-	switch ev.Type {
-	case "message_start":
-		if ev.Message != nil {
-			if ev.Message.Model != "" {
-				p.model = ev.Message.Model
+	var (
+		typ                  []byte
+		model                string
+		top, inner           wireUsage
+		haveTop, haveMessage bool
+	)
+	sc := jsonscan.New(b)
+	if !sc.Object(func(key []byte) bool {
+		switch string(key) {
+		case "type":
+			raw, ok := sc.RawString()
+			typ = raw
+			return ok
+		case "usage":
+			u, ok := scanUsage(sc)
+			top, haveTop = u, true
+			return ok
+		case "message":
+			if sc.Peek() != '{' {
+				return sc.Skip()
 			}
-			p.st.apply(ev.Message.Usage)
+			haveMessage = true
+			return sc.Object(func(key []byte) bool {
+				switch string(key) {
+				case "model":
+					if v, ok := sc.String(); ok {
+						model = v
+						return true
+					}
+				case "usage":
+					u, ok := scanUsage(sc)
+					inner = u
+					return ok
+				}
+				return sc.Skip()
+			})
+		}
+		return sc.Skip()
+	}) {
+		return // malformed: json.Unmarshal refused such events too
+	}
+	switch string(typ) {
+	case "message_start":
+		if haveMessage {
+			if model != "" {
+				p.model = model
+			}
+			p.st.apply(inner)
 		}
 	case "message_delta":
-		p.st.apply(ev.Usage)
+		if haveTop {
+			p.st.apply(top)
+		}
 	}
 }
 
@@ -255,12 +333,13 @@ func (p *StreamParser) Model() string { return p.model }
 func (p *StreamParser) Events() int { return p.events }
 
 // FromJSON extracts usage and model from a complete JSON message body. It walks the
-// top-level keys and decodes only the "usage" object, so a long answer's content costs a
-// byte scan, not a decode.
+// top-level keys and reads only "model" and the "usage" object, so a long answer's content
+// costs a byte scan, not a decode.
 func FromJSON(body []byte) (Counts, string, bool) {
 	var (
 		model string
-		raw   []byte
+		u     wireUsage
+		found bool
 	)
 	sc := jsonscan.New(body)
 	sc.Object(func(key []byte) bool {
@@ -271,17 +350,20 @@ func FromJSON(body []byte) (Counts, string, bool) {
 				return true
 			}
 		case "usage":
-			v, ok := sc.Value()
-			raw = v
+			if sc.Peek() != '{' {
+				return sc.Skip()
+			}
+			var ok bool
+			u, ok = scanUsage(sc)
+			found = ok
 			return ok
 		}
 		return sc.Skip()
 	})
-	var u wireUsage
-	if len(raw) == 0 || raw[0] != '{' || json.Unmarshal(raw, &u) != nil {
+	if !found {
 		return Counts{}, "", false
 	}
 	var s state
-	s.apply(&u)
+	s.apply(u)
 	return s.counts(), model, true
 }

@@ -54,6 +54,13 @@ func TestStreamUsageCases(t *testing.T) {
 		want Counts
 	}{
 		{
+			name: "keys in any order, whitespace, nulls and a usage nested in a tool input",
+			in: "event: message_start\ndata: { \"message\" : {\"usage\": {\"input_tokens\": 8, \"cache_creation\": null}, \"content\": [{\"input\": {\"usage\": {\"input_tokens\": 999}}}], \"model\": \"m\"}, \"type\" : \"message_start\" }\n\n" +
+				"event: message_delta\ndata: {\"usage\":null,\"type\":\"message_delta\"}\n\n" +
+				"event: message_delta\ndata: {\"usage\":{\"output_tokens\":4},\"type\":\"message_delta\"}\n\n",
+			want: Counts{Input: 8, Output: 4},
+		},
+		{
 			name: "cache writes without breakdown are 5m",
 			in: "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"model\":\"m\",\"usage\":{\"input_tokens\":5,\"cache_creation_input_tokens\":9,\"output_tokens\":1}}}\n\n" +
 				"event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":3}}\n\n",
@@ -173,7 +180,7 @@ func TestJSONUsageReadsOnlyTheTopLevelUsage(t *testing.T) {
 }
 
 // BenchmarkJSONUsage compares FromJSON with decoding the same fields through json.Unmarshal
-// (what FromJSON did before), on a long non-streaming answer.
+// (what FromJSON did before jsonscan), on a long non-streaming answer.
 func BenchmarkJSONUsage(b *testing.B) {
 	text := strings.Repeat("The quick brown fox jumps over the lazy dog. ", 2000) // ~90 KB
 	body := []byte(`{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{"type":"text","text":"` +
@@ -190,8 +197,17 @@ func BenchmarkJSONUsage(b *testing.B) {
 		b.SetBytes(int64(len(body)))
 		for b.Loop() {
 			var m struct {
-				Model string     `json:"model"`
-				Usage *wireUsage `json:"usage"`
+				Model string `json:"model"`
+				Usage *struct {
+					InputTokens              *int64 `json:"input_tokens"`
+					OutputTokens             *int64 `json:"output_tokens"`
+					CacheCreationInputTokens *int64 `json:"cache_creation_input_tokens"`
+					CacheReadInputTokens     *int64 `json:"cache_read_input_tokens"`
+					CacheCreation            *struct {
+						Ephemeral5m *int64 `json:"ephemeral_5m_input_tokens"`
+						Ephemeral1h *int64 `json:"ephemeral_1h_input_tokens"`
+					} `json:"cache_creation"`
+				} `json:"usage"`
 			}
 			if err := json.Unmarshal(body, &m); err != nil || m.Usage == nil {
 				b.Fatal("no usage")
