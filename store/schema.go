@@ -154,7 +154,18 @@ func (s Schema) AccountUsageDay(accountID string, day time.Time) string {
 // key in the window starting at windowStart. Owner: sidecar limit scripts. TTL: the window
 // length (set by the script). Shares {key:<id>} with the key's usage.
 func (s Schema) KeyLimitCounter(keyID, limit string, windowStart time.Time) string {
-	return s.p + "limit:{key:" + keyID + "}:" + limit + ":" + windowStart.UTC().Format("20060102T150405")
+	return s.KeyLimitCounterAt(keyID, limit, LimitWindowStamp(windowStart))
+}
+
+// KeyLimitCounterAt is KeyLimitCounter with the window start already formatted by
+// LimitWindowStamp, for callers that build many keys of one window.
+func (s Schema) KeyLimitCounterAt(keyID, limit, windowStamp string) string {
+	return s.p + "limit:{key:" + keyID + "}:" + limit + ":" + windowStamp
+}
+
+// LimitWindowStamp formats a limit window's start as it appears in counter keys.
+func LimitWindowStamp(windowStart time.Time) string {
+	return windowStart.UTC().Format("20060102T150405")
 }
 
 // KeyConcurrency is a ZSET of in-flight request lease ids scored by lease expiry (unix ms)

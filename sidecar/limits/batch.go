@@ -114,9 +114,13 @@ func (b *batcher) detach(c *scriptCall) {
 	b.mu.Unlock()
 }
 
-// run sends batches until the queue is empty.
+// run sends batches until the queue is empty. Consecutive pipelines share one deadline
+// context for up to a second, so a busy sender does not arm a timer per pipeline; each
+// pipeline still gets between batchTimeout-1s and batchTimeout.
 func (b *batcher) run() {
 	defer b.wg.Done()
+	var d deadline
+	defer d.release()
 	for {
 		b.mu.Lock()
 		batch := b.queue
@@ -127,7 +131,7 @@ func (b *batcher) run() {
 		}
 		b.queue = b.spare[:0]
 		b.mu.Unlock()
-		b.send(batch)
+		b.send(d.get(b.base), batch)
 		clear(batch)
 		b.mu.Lock()
 		b.spare = batch
@@ -135,11 +139,32 @@ func (b *batcher) run() {
 	}
 }
 
+// deadline hands out a context ending batchTimeout after it was made, made again once it is
+// a second old.
+type deadline struct {
+	ctx     context.Context
+	cancel  context.CancelFunc
+	created time.Time
+}
+
+func (d *deadline) get(base context.Context) context.Context {
+	if now := time.Now(); d.ctx == nil || now.Sub(d.created) > time.Second {
+		d.release()
+		d.ctx, d.cancel = context.WithTimeout(base, batchTimeout)
+		d.created = now
+	}
+	return d.ctx
+}
+
+func (d *deadline) release() {
+	if d.cancel != nil {
+		d.cancel()
+	}
+}
+
 // send runs one batch as one pipeline and delivers each result; a call that meets NOSCRIPT
 // is run again alone with Script.Run (EVALSHA, then EVAL).
-func (b *batcher) send(batch []*scriptCall) {
-	ctx, cancel := context.WithTimeout(b.base, batchTimeout)
-	defer cancel()
+func (b *batcher) send(ctx context.Context, batch []*scriptCall) {
 	pipe := b.rdb.Pipeline()
 	sent := make([]*scriptCall, 0, len(batch))
 	cmds := make([][]*redis.Cmd, 0, len(batch))

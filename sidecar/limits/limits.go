@@ -10,6 +10,7 @@ import (
 	"math"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -176,6 +177,7 @@ type Limiter struct {
 	now      func() time.Time
 	base     context.Context
 	renew    renewer
+	windows  [Total + 1]atomic.Pointer[windowBounds]
 }
 
 // New returns a Limiter over rdb with the store's key schema.
@@ -318,12 +320,30 @@ const counterSlack = time.Minute
 
 // counterKey returns the key and TTL of limit's counter for the window holding now.
 func (l *Limiter) counterKey(keyID string, lim Limit, now time.Time) (key string, ttl time.Duration, reset time.Time) {
-	start, end := lim.Window.Bounds(now)
-	name := lim.Name
+	w := l.window(lim.Window, now)
 	if lim.Window != Total {
-		ttl = end.Sub(now) + counterSlack
+		ttl = w.end.Sub(now) + counterSlack
 	}
-	return l.keys.KeyLimitCounter(keyID, name, start), ttl, end
+	return l.keys.KeyLimitCounterAt(keyID, lim.Name, w.stamp), ttl, w.end
+}
+
+// windowBounds is one window's start, end and formatted start, computed once per window
+// rather than once per counter and request.
+type windowBounds struct {
+	start, end time.Time
+	stamp      string
+}
+
+// window returns the bounds of w holding now, from a cache that follows the clock.
+func (l *Limiter) window(w Window, now time.Time) *windowBounds {
+	slot := &l.windows[w]
+	if b := slot.Load(); b != nil && !now.Before(b.start) && (w == Total || now.Before(b.end)) {
+		return b
+	}
+	start, end := w.Bounds(now)
+	b := &windowBounds{start: start, end: end, stamp: store.LimitWindowStamp(start)}
+	slot.Store(b)
+	return b
 }
 
 // Admit checks every limit of set for the key and, when all pass, counts the request and
