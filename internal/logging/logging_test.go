@@ -54,6 +54,9 @@ func TestDaySwitchWritesToNewFileWithoutRestart(t *testing.T) {
 	log.Info("before midnight")
 	clock.Set(time.Date(2025, 11, 26, 0, 0, 1, 0, time.UTC))
 	log.Info("after midnight")
+	if err := files.Flush(); err != nil {
+		t.Fatal(err)
+	}
 
 	tests := []struct {
 		file, want, notWant string
@@ -359,6 +362,9 @@ func TestCheckReopensRemovedFile(t *testing.T) {
 		t.Fatalf("got %v, want the file reopened", err)
 	}
 	log.Info("after reopen")
+	if err := files.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	if got := readFile(t, files.Path()); !strings.Contains(got, "after reopen") {
 		t.Errorf("got %q, want the new line", got)
 	}
@@ -410,5 +416,35 @@ func TestConcurrentWritesKeepLinesWhole(t *testing.T) {
 		if !strings.Contains(l, "[INFO]  worker: tick: g=") {
 			t.Fatalf("got mangled line %q", l)
 		}
+	}
+}
+
+func TestFileLinesReachDiskWithinTheFlushIntervalAndOnClose(t *testing.T) {
+	dir := t.TempDir()
+	log, files, err := New(Options{Dir: dir, Stderr: &bytes.Buffer{}})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	path := files.Path()
+	log.Info("first line")
+	deadline := time.Now().Add(flushInterval + time.Second)
+	for !strings.Contains(readFile(t, path), "first line") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the line is not on disk %s after it was logged", flushInterval+time.Second)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// A full buffer is written at once, without waiting for the timer.
+	big := strings.Repeat("x", fileBufferSize)
+	log.Info("big line", "payload", big)
+	if got := readFile(t, path); !strings.Contains(got, big) {
+		t.Error("a line longer than the buffer was not written at once")
+	}
+	log.Info("last line before shutdown")
+	if err := files.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, path); !strings.Contains(got, "last line before shutdown") {
+		t.Errorf("after Close: got %d bytes without the last line, want it flushed", len(got))
 	}
 }
