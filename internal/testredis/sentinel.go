@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -208,47 +207,11 @@ func (s *Sentinel) startSentinel(dir string, quorum int) (*Server, string, error
 	if err := os.WriteFile(confFile, []byte(conf.String()), 0o644); err != nil {
 		return nil, "", fmt.Errorf("write sentinel.conf: %w", err)
 	}
-	n := &Server{bin: s.master.bin, dir: dir, port: port}
-	if err := n.launch(confFile, "--sentinel"); err != nil {
+	n := &Server{bin: s.master.bin, dir: dir, port: port, exact: []string{confFile, "--sentinel"}}
+	if err := n.start(); err != nil {
 		return nil, "", fmt.Errorf("sentinel: %w (log: %s)", err, tail(logFile, 2000))
 	}
 	return n, logFile, nil
-}
-
-// launch runs redis-server with exactly argv (Start's fixed arguments cannot come before a
-// config file) and waits until it answers PING. Stop works on the result; Start does not.
-func (n *Server) launch(argv ...string) error {
-	cmd := exec.Command(n.bin, argv...)
-	cmd.Dir = n.dir
-	cmd.SysProcAttr = dieWithParent()
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start redis-server: %w", err)
-	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(exited)
-	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for !answers(n.Addr(), 200*time.Millisecond) {
-		select {
-		case <-exited:
-			return fmt.Errorf("redis-server on port %d exited at start: %s", n.port, strings.TrimSpace(out.String()))
-		default:
-		}
-		if time.Now().After(deadline) {
-			_ = cmd.Process.Kill()
-			<-exited
-			return fmt.Errorf("redis-server on port %d did not answer PING within 10s", n.port)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	n.mu.Lock()
-	n.cmd, n.exited = cmd, exited
-	n.mu.Unlock()
-	return nil
 }
 
 // awaitSync waits until the replica reports master_link_status:up and the master lists it online.

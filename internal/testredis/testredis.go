@@ -167,6 +167,9 @@ type Server struct {
 	dir  string
 	port int
 	args []string
+	// exact, when set, is the whole argument list instead of the defaults and args (a
+	// Sentinel's config file must come first).
+	exact []string
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -243,16 +246,19 @@ func (s *Server) start() error {
 	if s.cmd != nil {
 		return nil
 	}
-	argv := []string{
-		"--port", strconv.Itoa(s.port),
-		"--bind", "127.0.0.1",
-		"--save", "",
-		"--appendonly", "no",
-		"--protected-mode", "no",
-		"--dir", s.dir,
-		"--loglevel", "warning",
+	argv := s.exact
+	if argv == nil {
+		argv = []string{
+			"--port", strconv.Itoa(s.port),
+			"--bind", "127.0.0.1",
+			"--save", "",
+			"--appendonly", "no",
+			"--protected-mode", "no",
+			"--dir", s.dir,
+			"--loglevel", "warning",
+		}
+		argv = append(argv, s.args...)
 	}
-	argv = append(argv, s.args...)
 	cmd := exec.Command(s.bin, argv...)
 	cmd.Dir = s.dir
 	cmd.SysProcAttr = dieWithParent()
