@@ -40,6 +40,8 @@ policy "bench" {
   cost_per_day_usd    = 1000000000
   concurrency         = 1000000
 }
+# "open" has no limits: keys under it skip the limit checks (and their Redis round trips).
+policy "open" {}
 pool "default" {}
 route "messages" {
   paths   = ["/v1/messages"]
@@ -69,7 +71,7 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 3*time.Second, "length of each latency/throughput phase")
 	streams := flag.String("streams", "1000,10000", "open-stream counts at which memory per stream is measured")
 	flag.StringVar(&o.out, "out", "bench/results/latest.json", "JSON results file (empty: none)")
-	targets := flag.String("targets", "direct,revproxy,relay,nginx", "what to measure; nginx is skipped when not on PATH")
+	targets := flag.String("targets", "direct,revproxy,relay,relay-open,nginx", "what to measure (relay-open: the relay with a key under a policy without limits); nginx is skipped when not on PATH")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the relay process to this file (go tool pprof FILE)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (logs of every process)")
 	flag.Parse()
@@ -172,7 +174,7 @@ func run(o options, stdout io.Writer) error {
 	}
 	upstreams := upstreamURLs{plain: upURL, caFile: certFile}
 
-	for _, name := range []string{"direct", "revproxy", "relay", "nginx"} {
+	for _, name := range []string{"direct", "revproxy", "relay", "relay-open", "nginx"} {
 		if !o.targets[name] {
 			continue
 		}
@@ -186,6 +188,12 @@ func run(o options, stdout io.Writer) error {
 		}
 		fmt.Fprintf(os.Stderr, "bench: measuring %s …\n", name)
 		r := measure(t, o.duration)
+		if name == "relay-open" {
+			// Limits play no part in holding streams open: the relay's row has them.
+			res.Targets = append(res.Targets, r)
+			stop()
+			continue
+		}
 		if name == "revproxy" || name == "relay" {
 			// A fresh instance of the proxy whose upstream is the TLS listener.
 			stop()
@@ -256,9 +264,13 @@ func startTarget(name, instance, work, self, upURL string, ups upstreamURLs, o o
 	switch name {
 	case "revproxy":
 		c, err = startChild(instance, work, caEnv, self, "-mode", "revproxy", "-listen", addr, "-upstream", upURL)
-	case "relay":
+	case "relay", "relay-open":
+		policy := "bench"
+		if name == "relay-open" {
+			policy = "open"
+		}
 		var env []string
-		env, key, redis, err = prepareRelay(work, instance, upURL)
+		env, key, redis, err = prepareRelay(work, instance, upURL, policy)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -302,7 +314,7 @@ func startTarget(name, instance, work, self, upURL string, ups upstreamURLs, o o
 // prepareRelay starts a dedicated Redis with AOF (as production runs it), stores an upstream
 // account and a relay key with the bench policy, and returns the relay's environment, its key
 // and the Redis process. Each relay instance gets its own Redis, in a directory of its own.
-func prepareRelay(work, instance, upURL string) (env []string, secret string, redis *child, err error) {
+func prepareRelay(work, instance, upURL, policy string) (env []string, secret string, redis *child, err error) {
 	defer func() {
 		if err != nil && redis != nil {
 			redis.stop(time.Second)
@@ -353,7 +365,7 @@ func prepareRelay(work, instance, upURL string) (env []string, secret string, re
 	if _, err := st.AddAccount(ctx, store.AccountSpec{Name: "bench", BaseURL: upURL, Credential: upstreamAPIKey}); err != nil {
 		return nil, "", nil, err
 	}
-	_, secret, err = st.CreateKey(ctx, store.KeySpec{Name: "bench", Policy: "bench"})
+	_, secret, err = st.CreateKey(ctx, store.KeySpec{Name: "bench", Policy: policy})
 	if err != nil {
 		return nil, "", nil, err
 	}

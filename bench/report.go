@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -129,6 +130,15 @@ func (res *results) computeRatios() {
 			res.Ratios["cpu_per_request_vs_revproxy"] = relay.CPUPerReqUS / rp.CPUPerReqUS
 			res.Ratios["cpu_per_request_with_redis_vs_revproxy"] = (relay.CPUPerReqUS + relay.RedisCPUUS) / rp.CPUPerReqUS
 		}
+		if open := res.target("relay-open"); open != nil {
+			res.Ratios["no_limits_added_p50_c32_ms_vs_revproxy"] = open.P50C32 - rp.P50C32
+			if rp.ThroughputC32 > 0 {
+				res.Ratios["no_limits_throughput_c32_vs_revproxy"] = open.ThroughputC32 / rp.ThroughputC32
+			}
+			if rp.CPUPerReqUS > 0 {
+				res.Ratios["no_limits_cpu_per_request_vs_revproxy"] = open.CPUPerReqUS / rp.CPUPerReqUS
+			}
+		}
 		for i := range relay.Streams {
 			if i < len(rp.Streams) && rp.Streams[i].KiBPerStream > 0 {
 				res.Ratios[fmt.Sprintf("memory_per_stream_at_%d_vs_revproxy", relay.Streams[i].Wanted)] = relay.Streams[i].KiBPerStream / rp.Streams[i].KiBPerStream
@@ -183,7 +193,7 @@ func (res *results) writeMarkdown(w io.Writer) {
 			if i < len(t.Streams) {
 				return float64(t.Streams[i].Open)
 			}
-			return 0
+			return math.NaN() // not measured for this target
 		})
 		row(fmt.Sprintf("upstream connections at %d streams", n), "n", func(t *targetResult) float64 {
 			if i < len(t.Streams) {
@@ -242,6 +252,8 @@ func label(name string) string {
 		return "(b) ReverseProxy"
 	case "relay":
 		return "(c) relay"
+	case "relay-open":
+		return "(c′) relay, key without limits"
 	case "nginx":
 		return "(d) nginx"
 	}
@@ -249,6 +261,9 @@ func label(name string) string {
 }
 
 func format(v float64, unit string) string {
+	if math.IsNaN(v) {
+		return "—"
+	}
 	switch unit {
 	case "ms":
 		return fmt.Sprintf("%.3f", v)
@@ -259,7 +274,7 @@ func format(v float64, unit string) string {
 }
 
 func ratio(a, b *targetResult, get func(*targetResult) float64) string {
-	if a == nil || b == nil || get(b) == 0 {
+	if a == nil || b == nil || get(b) == 0 || math.IsNaN(get(a)) || math.IsNaN(get(b)) {
 		return "—"
 	}
 	return fmt.Sprintf("%.2f×", get(a)/get(b))
