@@ -47,8 +47,9 @@ type scriptCall struct {
 
 // batcher auto-pipelines script calls: whenever calls are queued and no pipeline is in
 // flight, it sends everything queued as one pipeline; calls that arrive meanwhile go
-// together in the next. A single caller is sent at once. Its goroutine runs only while
-// there is work, so an idle Limiter owns no goroutine.
+// together in the next. A single caller is sent at once. Its goroutine stays while calls
+// keep coming (so it is not started, and its stack not grown, for every burst) and ends
+// after senderIdle without work, so an idle Limiter owns no goroutine.
 type batcher struct {
 	rdb  redis.UniversalClient
 	log  hclog.Logger
@@ -59,6 +60,7 @@ type batcher struct {
 	spare   []*scriptCall // the previous batch's slice, reused
 	running bool
 	closed  bool
+	wake    chan struct{} // capacity 1: work arrived (or close) while the sender waits
 	wg      sync.WaitGroup
 	// pipelines counts pipelines sent and calls the calls in them (for tests and metrics).
 	pipelines atomic.Int64
@@ -66,7 +68,7 @@ type batcher struct {
 }
 
 func newBatcher(ctx context.Context, rdb redis.UniversalClient, log hclog.Logger) *batcher {
-	return &batcher{rdb: rdb, log: log, base: ctx}
+	return &batcher{rdb: rdb, log: log, base: ctx, wake: make(chan struct{}, 1)}
 }
 
 // enqueue queues c and starts the sender when none runs. It reports false when the batcher
@@ -82,9 +84,22 @@ func (b *batcher) enqueue(c *scriptCall) bool {
 		b.running = true
 		b.wg.Add(1)
 		go b.run()
+	} else {
+		b.signal()
 	}
 	return true
 }
+
+// signal wakes a waiting sender; a signal already pending is enough.
+func (b *batcher) signal() {
+	select {
+	case b.wake <- struct{}{}:
+	default:
+	}
+}
+
+// senderIdle is how long the sender waits for new calls before its goroutine ends.
+const senderIdle = 2 * time.Second
 
 // do runs script with keys and args in the next pipeline and returns its result. When ctx
 // ends first, do returns ctx's error at once; the call is then dropped if not yet sent,
@@ -121,13 +136,36 @@ func (b *batcher) run() {
 	defer b.wg.Done()
 	var d deadline
 	defer d.release()
+	idle := time.NewTimer(senderIdle)
+	defer idle.Stop()
 	for {
 		b.mu.Lock()
 		batch := b.queue
 		if len(batch) == 0 {
-			b.running = false
+			if b.closed || b.base.Err() != nil {
+				b.running = false
+				b.mu.Unlock()
+				return
+			}
 			b.mu.Unlock()
-			return
+			idle.Reset(senderIdle)
+			select {
+			case <-b.wake:
+				continue
+			case <-b.base.Done():
+				continue // sends what is queued, then ends
+			case <-idle.C:
+			}
+			// Decided under the lock enqueue takes: a call queued from now on starts a new
+			// sender.
+			b.mu.Lock()
+			if len(b.queue) == 0 {
+				b.running = false
+				b.mu.Unlock()
+				return
+			}
+			b.mu.Unlock()
+			continue
 		}
 		b.queue = b.spare[:0]
 		b.mu.Unlock()
@@ -236,5 +274,6 @@ func (b *batcher) close() {
 	b.mu.Lock()
 	b.closed = true
 	b.mu.Unlock()
+	b.signal()
 	b.wg.Wait()
 }
