@@ -30,18 +30,8 @@ func sentinelConfig(s *testredis.Sentinel) RedisConfig {
 // FAILOVER and by killing the master process — and proves the same client's writes land on
 // the promoted replica within a bounded time, with the data written before still there.
 func TestSentinelClientKeepsWritingAcrossFailover(t *testing.T) {
-	tests := []struct {
-		name string
-		move func(ctx context.Context, s *testredis.Sentinel) string
-	}{
-		{"SENTINEL FAILOVER", func(ctx context.Context, s *testredis.Sentinel) string { return s.Failover(ctx) }},
-		{"master killed", func(ctx context.Context, s *testredis.Sentinel) string {
-			s.StopMaster()
-			return s.AwaitPromotion(ctx)
-		}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
+	for _, tt := range testredis.MasterMoves() {
+		t.Run(tt.Name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			s := testredis.StartSentinel(t, testredis.WithDataPassword(sentinelDataPW), testredis.WithSentinelPassword(sentinelPW))
@@ -65,7 +55,7 @@ func TestSentinelClientKeepsWritingAcrossFailover(t *testing.T) {
 			}
 
 			begin := time.Now()
-			newMaster := tt.move(ctx, s)
+			newMaster := tt.Do(ctx, s)
 			promoted := time.Since(begin)
 			if newMaster != replica {
 				t.Fatalf("promoted %s, want the replica %s", newMaster, replica)

@@ -20,18 +20,8 @@ import (
 // each within a bounded time.
 func TestSidecarOnSentinelRelaysAcrossFailover(t *testing.T) {
 	const dataPW, sentinelPW = "e2e-data-pw", "e2e-sentinel-pw"
-	tests := []struct {
-		name string
-		move func(ctx context.Context, s *testredis.Sentinel) string
-	}{
-		{"SENTINEL FAILOVER", func(ctx context.Context, s *testredis.Sentinel) string { return s.Failover(ctx) }},
-		{"master killed", func(ctx context.Context, s *testredis.Sentinel) string {
-			s.StopMaster()
-			return s.AwaitPromotion(ctx)
-		}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
+	for _, tt := range testredis.MasterMoves() {
+		t.Run(tt.Name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			s := testredis.StartSentinel(t, testredis.WithDataPassword(dataPW), testredis.WithSentinelPassword(sentinelPW))
@@ -65,7 +55,7 @@ func TestSidecarOnSentinelRelaysAcrossFailover(t *testing.T) {
 			}
 
 			begin := time.Now()
-			newMaster := tt.move(ctx, s)
+			newMaster := tt.Do(ctx, s)
 			promoted := time.Since(begin)
 
 			const window = 15 * time.Second

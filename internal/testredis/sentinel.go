@@ -356,3 +356,21 @@ func tail(file string, n int) string {
 	}
 	return string(b)
 }
+
+// MasterMove is one way the master moves to the replica; Do returns the new master's address.
+type MasterMove struct {
+	Name string
+	Do   func(ctx context.Context, s *Sentinel) string
+}
+
+// MasterMoves are the moves a client must survive: a planned SENTINEL FAILOVER, and the
+// master process killed.
+func MasterMoves() []MasterMove {
+	return []MasterMove{
+		{"SENTINEL FAILOVER", func(ctx context.Context, s *Sentinel) string { return s.Failover(ctx) }},
+		{"master killed", func(ctx context.Context, s *Sentinel) string {
+			s.StopMaster()
+			return s.AwaitPromotion(ctx)
+		}},
+	}
+}

@@ -268,10 +268,10 @@ func (p *StreamParser) reset() {
 // usage (message.usage or usage), without decoding anything else.
 func (p *StreamParser) data(b []byte) {
 	var (
-		typ                  []byte
-		model                string
-		top, inner           wireUsage
-		haveTop, haveMessage bool
+		typ         []byte
+		top         wireUsage
+		msg         message
+		haveMessage bool
 	)
 	sc := jsonscan.New(b)
 	if !sc.Object(func(key []byte) bool {
@@ -282,27 +282,16 @@ func (p *StreamParser) data(b []byte) {
 			return ok
 		case "usage":
 			u, ok := scanUsage(sc)
-			top, haveTop = u, true
+			top = u
 			return ok
 		case "message":
 			if sc.Peek() != '{' {
 				return sc.Skip()
 			}
+			var ok bool
+			msg, ok = scanMessage(sc)
 			haveMessage = true
-			return sc.Object(func(key []byte) bool {
-				switch string(key) {
-				case "model":
-					if v, ok := sc.String(); ok {
-						model = v
-						return true
-					}
-				case "usage":
-					u, ok := scanUsage(sc)
-					inner = u
-					return ok
-				}
-				return sc.Skip()
-			})
+			return ok
 		}
 		return sc.Skip()
 	}) {
@@ -311,16 +300,43 @@ func (p *StreamParser) data(b []byte) {
 	switch string(typ) {
 	case "message_start":
 		if haveMessage {
-			if model != "" {
-				p.model = model
+			if msg.model != "" {
+				p.model = msg.model
 			}
-			p.st.apply(inner)
+			p.st.apply(msg.usage)
 		}
 	case "message_delta":
-		if haveTop {
-			p.st.apply(top)
-		}
+		p.st.apply(top)
 	}
+}
+
+// message is what a Messages API message object says about usage.
+type message struct {
+	model    string
+	usage    wireUsage
+	hasUsage bool // "usage" was an object
+}
+
+// scanMessage reads "model" and the "usage" object of the message object at the cursor.
+func scanMessage(sc *jsonscan.Scanner) (message, bool) {
+	var m message
+	ok := sc.Object(func(key []byte) bool {
+		switch string(key) {
+		case "model":
+			if v, ok := sc.String(); ok {
+				m.model = v
+				return true
+			}
+		case "usage":
+			if sc.Peek() == '{' {
+				u, ok := scanUsage(sc)
+				m.usage, m.hasUsage = u, ok
+				return ok
+			}
+		}
+		return sc.Skip()
+	})
+	return m, ok
 }
 
 // Counts returns the usage seen so far.
@@ -336,34 +352,11 @@ func (p *StreamParser) Events() int { return p.events }
 // top-level keys and reads only "model" and the "usage" object, so a long answer's content
 // costs a byte scan, not a decode.
 func FromJSON(body []byte) (Counts, string, bool) {
-	var (
-		model string
-		u     wireUsage
-		found bool
-	)
-	sc := jsonscan.New(body)
-	sc.Object(func(key []byte) bool {
-		switch string(key) {
-		case "model":
-			if v, ok := sc.String(); ok {
-				model = v
-				return true
-			}
-		case "usage":
-			if sc.Peek() != '{' {
-				return sc.Skip()
-			}
-			var ok bool
-			u, ok = scanUsage(sc)
-			found = ok
-			return ok
-		}
-		return sc.Skip()
-	})
-	if !found {
+	m, _ := scanMessage(jsonscan.New(body))
+	if !m.hasUsage {
 		return Counts{}, "", false
 	}
 	var s state
-	s.apply(u)
-	return s.counts(), model, true
+	s.apply(m.usage)
+	return s.counts(), m.model, true
 }
