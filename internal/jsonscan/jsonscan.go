@@ -199,3 +199,30 @@ func (s *Scanner) Object(fn func(key []byte) bool) bool {
 		}
 	}
 }
+
+// Array walks the array at the cursor. For each element it places the cursor on it and
+// calls fn, which must consume it and return true to go on. Array reports whether it
+// reached the closing bracket.
+func (s *Scanner) Array(fn func() bool) bool {
+	s.WS()
+	if !s.Eat('[') {
+		return false
+	}
+	s.WS()
+	if s.Eat(']') {
+		return true
+	}
+	for {
+		s.WS()
+		if !fn() {
+			return false
+		}
+		s.WS()
+		if s.Eat(']') {
+			return true
+		}
+		if !s.Eat(',') {
+			return false
+		}
+	}
+}

@@ -79,3 +79,27 @@ func FuzzObjectNeverPanics(f *testing.F) {
 		}
 	})
 }
+
+func TestArrayVisitsEachElement(t *testing.T) {
+	s := jsonscan.New([]byte(`[ 1, "a,]", {"b": [2]} , [] ]`))
+	var got []string
+	if !s.Array(func() bool {
+		v, ok := s.Value()
+		got = append(got, string(v))
+		return ok
+	}) {
+		t.Fatal("a well-formed array was not walked to its end")
+	}
+	if want := `1|"a,]"|{"b": [2]}|[]`; strings.Join(got, "|") != want {
+		t.Fatalf("got %s, want %s", strings.Join(got, "|"), want)
+	}
+	for _, doc := range []string{`[`, `[1`, `[1,`, `[1 2]`, `{}`} {
+		s := jsonscan.New([]byte(doc))
+		if s.Array(func() bool { return s.Skip() }) {
+			t.Errorf("Array(%q): got true, want false", doc)
+		}
+	}
+	if !jsonscan.New([]byte(`[]`)).Array(func() bool { t.Error("fn called for an empty array"); return true }) {
+		t.Error("Array([]): got false, want true")
+	}
+}

@@ -1,7 +1,9 @@
 package sched_test
 
 import (
+	"crypto/sha256"
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/claude-relay/claude-relay/sidecar/sched"
@@ -53,4 +55,27 @@ func TestScanReportsTheModelSpan(t *testing.T) {
 	if got := string(body[f.ModelStart:f.ModelEnd]); got != `"claude-opus-4-1"` {
 		t.Errorf("got span %q, want %q", got, `"claude-opus-4-1"`)
 	}
+}
+
+// BenchmarkSessionKeyLargeFirstMessage hashes a 1 MB first message (a pasted document in
+// content blocks), canonically (cache_control dropped) against the raw bytes.
+func BenchmarkSessionKeyLargeFirstMessage(b *testing.B) {
+	doc := strings.Repeat("All work and no play makes Jack a dull boy. ", 1<<20/44)
+	body := []byte(`{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"` + doc +
+		`","cache_control":{"type":"ephemeral"}},{"type":"text","text":"Summarise it."}]}]}`)
+	f := sched.Scan(body)
+	b.Run("canonical", func(b *testing.B) {
+		b.SetBytes(int64(len(f.FirstMessage)))
+		for b.Loop() {
+			sched.SessionKey(f)
+		}
+	})
+	b.Run("raw", func(b *testing.B) {
+		b.SetBytes(int64(len(f.FirstMessage)))
+		for b.Loop() {
+			h := sha256.New()
+			h.Write(f.FirstMessage)
+			h.Sum(nil)
+		}
+	})
 }

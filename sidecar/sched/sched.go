@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"strconv"
@@ -250,10 +251,53 @@ func SessionKey(f Fields) string {
 	if len(f.FirstMessage) > 0 {
 		h := sha256.New()
 		h.Write([]byte("m:"))
-		h.Write(f.FirstMessage)
+		if !canonical(jsonscan.New(f.FirstMessage), h) {
+			h.Reset() // not JSON we can walk: the bytes as they are
+			h.Write([]byte("m:"))
+			h.Write(f.FirstMessage)
+		}
 		return hex.EncodeToString(h.Sum(nil)[:16])
 	}
 	return ""
+}
+
+// canonical writes the JSON value at the cursor to w without whitespace and without any
+// "cache_control" member. Clients move cache breakpoints from turn to turn (the first
+// message carries one while it is also the last), and the session must hash the same.
+func canonical(sc *jsonscan.Scanner, w io.Writer) bool {
+	switch sc.Peek() {
+	case '{':
+		io.WriteString(w, "{")
+		ok := sc.Object(func(key []byte) bool {
+			if string(key) == "cache_control" {
+				return sc.Skip()
+			}
+			io.WriteString(w, `"`)
+			w.Write(key)
+			io.WriteString(w, `":`)
+			if !canonical(sc, w) {
+				return false
+			}
+			io.WriteString(w, ",")
+			return true
+		})
+		io.WriteString(w, "}")
+		return ok
+	case '[':
+		io.WriteString(w, "[")
+		ok := sc.Array(func() bool {
+			if !canonical(sc, w) {
+				return false
+			}
+			io.WriteString(w, ",")
+			return true
+		})
+		io.WriteString(w, "]")
+		return ok
+	}
+	raw, ok := sc.Value()
+	w.Write(raw)
+	return ok
 }
 
 func hashHex(s string) string {

@@ -63,6 +63,27 @@ func TestSessionKey(t *testing.T) {
 	}
 }
 
+func TestSessionKeyIgnoresMovedCacheBreakpointsAndWhitespace(t *testing.T) {
+	key := func(body string) string { return sched.SessionKey(sched.Scan([]byte(body))) }
+	// Turn 1: the first message is also the last and carries the cache breakpoint.
+	turn1 := key(`{"messages":[{"role":"user","content":[{"type":"text","text":"Summarise this file","cache_control":{"type":"ephemeral"}}]}]}`)
+	// Turn 2: the breakpoint moved to the newest message; the SDK also spaced things out.
+	turn2 := key(`{"messages":[ {"role": "user", "content": [ {"type": "text", "text": "Summarise this file"} ] },
+		{"role":"assistant","content":"ok"},
+		{"role":"user","content":[{"type":"text","text":"more","cache_control":{"type":"ephemeral","ttl":"1h"}}]}]}`)
+	other := key(`{"messages":[{"role":"user","content":[{"type":"text","text":"Summarise that file"}]}]}`)
+	if turn1 == "" || turn1 != turn2 {
+		t.Errorf("one conversation, breakpoint moved: got %q and %q, want the same key", turn1, turn2)
+	}
+	if other == turn1 {
+		t.Error("a different first message got the same key")
+	}
+	// Text that merely contains the words is not a breakpoint.
+	if key(`{"messages":[{"role":"user","content":""cache_control":{}"}]}`) == key(`{"messages":[{"role":"user","content":""}]}`) {
+		t.Error("a string mentioning cache_control was stripped")
+	}
+}
+
 type clock struct{ ns atomic.Int64 }
 
 func (c *clock) Now() time.Time      { return time.Unix(0, c.ns.Load()) }
