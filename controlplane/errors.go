@@ -22,6 +22,7 @@ const (
 	errAuthentication = adminapi.ErrAuthentication
 	errNotFound       = adminapi.ErrNotFound
 	errConflict       = adminapi.ErrConflict
+	errPrecondition   = adminapi.ErrPreconditionFailed
 	errRateLimit      = adminapi.ErrRateLimit
 	errAPI            = adminapi.ErrAPI
 )
@@ -83,7 +84,13 @@ func writeRetryAfter(w http.ResponseWriter, wait time.Duration, msg string) {
 
 // writeStoreError maps a store error to a response; what names the object, e.g. `key "abc"`.
 func (s *Server) writeStoreError(w http.ResponseWriter, r *http.Request, err error, what string) {
+	var stale *store.StaleError
 	switch {
+	case errors.As(err, &stale):
+		w.Header().Set("ETag", adminapi.ETag(stale.Current))
+		writeError(w, http.StatusPreconditionFailed, errPrecondition, fmt.Sprintf(
+			"%s changed since it was read: If-Match names revision %d, the current revision is %d; read it again, reapply your change and retry",
+			what, stale.Want, stale.Current), nil)
 	case errors.Is(err, store.ErrNotFound):
 		writeError(w, http.StatusNotFound, errNotFound, what+" not found", nil)
 	case errors.Is(err, store.ErrConflict):

@@ -123,6 +123,12 @@ func (r response) decode(t *testing.T, v any) {
 // do sends body (a string is sent as is, anything else as JSON) with token as bearer.
 func (h *harness) do(method, path, token string, body any) response {
 	h.t.Helper()
+	return h.doHeader(method, path, token, nil, body)
+}
+
+// doHeader is do with extra request headers.
+func (h *harness) doHeader(method, path, token string, hdr map[string]string, body any) response {
+	h.t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -141,6 +147,9 @@ func (h *harness) do(method, path, token string, body any) response {
 	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
 	}
 	resp, err := h.http.Client().Do(req)
 	if err != nil {

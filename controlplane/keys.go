@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math/rand/v2"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -71,6 +72,7 @@ func toAPIKey(k store.Key, now time.Time) adminapi.Key {
 		KeyRules:    toAPIRules(k.Rules),
 		Enabled:     k.Enabled,
 		Status:      keyStatus(k, now),
+		Revision:    k.Revision,
 		ActivatedAt: k.ActivatedAt,
 		CreatedAt:   k.CreatedAt,
 		ExpiresAt:   k.ExpiresAt,
@@ -421,20 +423,101 @@ func (s *Server) handleGetKey(w http.ResponseWriter, r *http.Request) {
 		s.writeStoreError(w, r, err, fmt.Sprintf("key %q", id))
 		return
 	}
-	writeJSON(w, http.StatusOK, adminapi.KeyResponse{Key: toAPIKey(key, s.now())})
+	writeKey(w, key, s.now())
 }
 
+// writeKey answers 200 with one key and its revision as ETag.
+func writeKey(w http.ResponseWriter, key store.Key, now time.Time) {
+	w.Header().Set("ETag", adminapi.ETag(key.Revision))
+	writeJSON(w, http.StatusOK, adminapi.KeyResponse{Key: toAPIKey(key, now)})
+}
+
+// ifMatch reads the If-Match header of a per-key change: the revision the change is
+// conditional on, or 0 when the header is absent or "*" (the key only has to exist). On a
+// malformed header it has already answered 400.
+func ifMatch(w http.ResponseWriter, r *http.Request) (int64, bool) {
+	v := r.Header.Values("If-Match")
+	if len(v) == 0 || (len(v) == 1 && strings.TrimSpace(v[0]) == "*") {
+		return 0, true
+	}
+	if len(v) == 1 {
+		if rev, ok := adminapi.ParseETag(v[0]); ok {
+			return rev, true
+		}
+	}
+	writeInvalid(w, fieldErrors{"If-Match": `must be one key revision as the ETag header gives it, e.g. "3"`})
+	return 0, false
+}
+
+// maxUpdateRetries bounds how often a PATCH without If-Match re-reads a key that changed
+// between its read and its write; each retry first waits a random time up to
+// updateRetryBackoff times the attempt number, so writers racing for one key spread out.
+const (
+	maxUpdateRetries   = 20
+	updateRetryBackoff = 2 * time.Millisecond
+)
+
+// handleUpdateKey applies a PATCH. The merge of rule fields with the stored rules is a
+// read-modify-write, so the write is always conditional on the revision read: with If-Match
+// that revision must be the one named (else 412); without it a key that changed in between is
+// read again and the request reapplied, so fields the request does not name are never lost
+// (the fields it names are last-writer-wins).
 func (s *Server) handleUpdateKey(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
+	ifRev, ok := ifMatch(w, r)
+	if !ok {
+		return
+	}
 	var req adminapi.UpdateKeyRequest
 	if !decodeJSON(w, r, &req) {
 		return
 	}
-	cur, err := s.st.GetKey(r.Context(), id)
-	if err != nil {
-		s.writeStoreError(w, r, err, fmt.Sprintf("key %q", id))
+	for attempt := 0; ; attempt++ {
+		cur, err := s.st.GetKey(r.Context(), id)
+		if err == nil && ifRev > 0 && cur.Revision != ifRev {
+			err = &store.StaleError{ID: id, Want: ifRev, Current: cur.Revision}
+		}
+		if err != nil {
+			s.writeStoreError(w, r, err, fmt.Sprintf("key %q", id))
+			return
+		}
+		u, fields, err := s.keyUpdate(r, req, cur)
+		if err != nil {
+			s.writeStoreError(w, r, err, "binding account")
+			return
+		}
+		if len(fields) > 0 {
+			writeInvalid(w, fields)
+			return
+		}
+		u.IfRevision = cur.Revision
+		key, err := s.st.UpdateKey(r.Context(), id, u)
+		if errors.Is(err, store.ErrStale) && ifRev == 0 {
+			if attempt < maxUpdateRetries {
+				select {
+				case <-r.Context().Done():
+					return
+				case <-time.After(rand.N(time.Duration(attempt+1) * updateRetryBackoff)):
+				}
+				continue
+			}
+			writeError(w, http.StatusConflict, errConflict, fmt.Sprintf("key %q changed %d times while this update was applied; retry", id, attempt+1), nil)
+			return
+		}
+		if err != nil {
+			s.writeStoreError(w, r, err, fmt.Sprintf("key %q", id))
+			return
+		}
+		s.auditLog(r, "key.update", id, "fields", strings.Join(presentFields(req), ","), "revision", key.Revision)
+		writeKey(w, key, s.now())
 		return
 	}
+}
+
+// keyUpdate validates a PATCH request against the key as read into a store update; rule fields
+// are merged into cur's rules.
+func (s *Server) keyUpdate(r *http.Request, req adminapi.UpdateKeyRequest, cur store.Key) (store.KeyUpdate, fieldErrors, error) {
+	var err error
 	fields := fieldErrors{}
 	u := store.KeyUpdate{Description: req.Description, Owner: req.Owner, Policy: req.Policy}
 	if req.Name != nil {
@@ -502,23 +585,12 @@ func (s *Server) handleUpdateKey(w http.ResponseWriter, r *http.Request) {
 		}
 		if req.Binding != nil {
 			if rules.Binding, err = s.checkBinding(r, fields, req.Binding); err != nil {
-				s.writeStoreError(w, r, err, "binding account")
-				return
+				return store.KeyUpdate{}, nil, err
 			}
 		}
 		u.Rules = &rules
 	}
-	if len(fields) > 0 {
-		writeInvalid(w, fields)
-		return
-	}
-	key, err := s.st.UpdateKey(r.Context(), id, u)
-	if err != nil {
-		s.writeStoreError(w, r, err, fmt.Sprintf("key %q", id))
-		return
-	}
-	s.auditLog(r, "key.update", id, "fields", strings.Join(presentFields(req), ","))
-	writeJSON(w, http.StatusOK, adminapi.KeyResponse{Key: toAPIKey(key, s.now())})
+	return u, fields, nil
 }
 
 // presentFields names the fields an update request sets, for the audit log.
@@ -547,52 +619,67 @@ func deref(p *string) string {
 	return *p
 }
 
-// keyAction runs a state change on a key and answers with the key as it is afterwards.
-func (s *Server) keyAction(action string, do func(r *http.Request, id string) error) http.HandlerFunc {
+// keyAction runs a state change on a key, conditional on the revision If-Match names (if
+// any), and answers with the key as it is afterwards.
+func (s *Server) keyAction(action string, do func(r *http.Request, id string, ifRev int64) error) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		id := r.PathValue("id")
-		if err := do(r, id); err != nil {
+		ifRev, ok := ifMatch(w, r)
+		if !ok {
+			return
+		}
+		if err := do(r, id, ifRev); err != nil {
 			s.writeStoreError(w, r, err, fmt.Sprintf("key %q", id))
 			return
 		}
-		s.auditLog(r, action, id)
 		key, err := s.st.GetKey(r.Context(), id)
 		if err != nil {
+			s.auditLog(r, action, id)
 			s.writeStoreError(w, r, err, fmt.Sprintf("key %q", id))
 			return
 		}
-		writeJSON(w, http.StatusOK, adminapi.KeyResponse{Key: toAPIKey(key, s.now())})
+		s.auditLog(r, action, id, "revision", key.Revision)
+		writeKey(w, key, s.now())
 	}
 }
 
 func (s *Server) handleRevokeKey(w http.ResponseWriter, r *http.Request) {
-	s.keyAction("key.revoke", func(r *http.Request, id string) error { return s.st.RevokeKey(r.Context(), id) })(w, r)
+	s.keyAction("key.revoke", func(r *http.Request, id string, ifRev int64) error { return s.st.RevokeKeyIf(r.Context(), id, ifRev) })(w, r)
 }
 
 func (s *Server) handleEnableKey(w http.ResponseWriter, r *http.Request) {
-	s.keyAction("key.enable", func(r *http.Request, id string) error { return s.st.SetKeyEnabled(r.Context(), id, true) })(w, r)
+	s.keyAction("key.enable", func(r *http.Request, id string, ifRev int64) error {
+		return s.st.SetKeyEnabledIf(r.Context(), id, true, ifRev)
+	})(w, r)
 }
 
 func (s *Server) handleDisableKey(w http.ResponseWriter, r *http.Request) {
-	s.keyAction("key.disable", func(r *http.Request, id string) error { return s.st.SetKeyEnabled(r.Context(), id, false) })(w, r)
+	s.keyAction("key.disable", func(r *http.Request, id string, ifRev int64) error {
+		return s.st.SetKeyEnabledIf(r.Context(), id, false, ifRev)
+	})(w, r)
 }
 
 func (s *Server) handleDeleteKey(w http.ResponseWriter, r *http.Request) {
-	s.keyAction("key.delete", func(r *http.Request, id string) error { return s.st.DeleteKey(r.Context(), id) })(w, r)
+	s.keyAction("key.delete", func(r *http.Request, id string, ifRev int64) error { return s.st.DeleteKeyIf(r.Context(), id, ifRev) })(w, r)
 }
 
 func (s *Server) handleRestoreKey(w http.ResponseWriter, r *http.Request) {
-	s.keyAction("key.restore", func(r *http.Request, id string) error { return s.st.RestoreKey(r.Context(), id) })(w, r)
+	s.keyAction("key.restore", func(r *http.Request, id string, ifRev int64) error { return s.st.RestoreKeyIf(r.Context(), id, ifRev) })(w, r)
 }
 
 func (s *Server) handleRegenerateKey(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	key, secret, err := s.st.RegenerateKey(r.Context(), id)
+	ifRev, ok := ifMatch(w, r)
+	if !ok {
+		return
+	}
+	key, secret, err := s.st.RegenerateKeyIf(r.Context(), id, ifRev)
 	if err != nil {
 		s.writeStoreError(w, r, err, fmt.Sprintf("key %q", id))
 		return
 	}
-	s.auditLog(r, "key.regenerate", id, "hint", key.Hint)
+	s.auditLog(r, "key.regenerate", id, "hint", key.Hint, "revision", key.Revision)
+	w.Header().Set("ETag", adminapi.ETag(key.Revision))
 	writeJSON(w, http.StatusOK, adminapi.CreateKeyResponse{Key: toAPIKey(key, s.now()), Secret: secret})
 }
 

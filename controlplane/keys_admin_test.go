@@ -48,7 +48,7 @@ func TestKeyCreateCarriesEveryField(t *testing.T) {
 	want := adminapi.Key{
 		ID: got.Key.ID, Name: "ci", Description: "build farm", Owner: "platform team", Tags: []string{"ci", "eng"},
 		Hint: got.Key.Hint, Policy: "team", Enabled: true, Status: adminapi.KeyActive, ExpiresAfter: "168h0m0s",
-		CreatedAt: h.clock.Now(),
+		CreatedAt: h.clock.Now(), Revision: 1,
 		KeyRules: adminapi.KeyRules{
 			Limits:        &adminapi.KeyLimits{RequestsPerMinute: int64Ptr(10), Concurrency: int64Ptr(2)},
 			AllowedModels: []string{"claude-sonnet-*"}, DeniedModels: []string{"claude-opus-*"},

@@ -27,7 +27,7 @@ func TestKeyCreateGetListRevoke(t *testing.T) {
 	}
 	want := adminapi.Key{
 		ID: created.Key.ID, Name: "ci runner", Hint: created.Key.Hint, Policy: "team", Enabled: true,
-		Status: adminapi.KeyActive, CreatedAt: h.clock.Now(), ExpiresAt: &exp,
+		Status: adminapi.KeyActive, CreatedAt: h.clock.Now(), ExpiresAt: &exp, Revision: 1,
 	}
 	if diff := cmp.Diff(want, created.Key); diff != "" {
 		t.Errorf("created key (-want +got):\n%s", diff)

@@ -29,6 +29,28 @@ const maxNameLen = 200
 // ErrInvalid means a request to the store is malformed (a bad cursor, filter or field).
 var ErrInvalid = errors.New("invalid")
 
+// ErrStale means a conditional change named a revision the key no longer has: someone else
+// changed it since it was read. The error is a *StaleError carrying the current revision.
+var ErrStale = errors.New("stale revision")
+
+// StaleError is the error of a conditional change of a key whose revision moved on.
+type StaleError struct {
+	ID string
+	// Want is the revision the change was conditional on; Current is the key's.
+	Want, Current int64
+}
+
+func (e *StaleError) Error() string {
+	return fmt.Sprintf("key %s is at revision %d, not %d", e.ID, e.Current, e.Want)
+}
+
+// Unwrap makes errors.Is(err, ErrStale) hold.
+func (e *StaleError) Unwrap() error { return ErrStale }
+
+// FirstRevision is the revision of a new key, and of a key stored before revisions existed
+// (its record has no "rev" field), so no migration is needed.
+const FirstRevision = 1
+
 // Key statuses, as PageKeys filters them and the admin API reports them.
 const (
 	KeyStatusActive   = "active"
@@ -99,6 +121,10 @@ type Key struct {
 	RevokedAt   *time.Time
 	DeletedAt   *time.Time
 	LastUsedAt  *time.Time
+	// Revision counts the key's administrative changes, from FirstRevision: every update,
+	// enable/disable, revoke, regenerate, delete and restore increments it atomically with the
+	// change. Usage (last use, first-use activation) does not.
+	Revision int64
 }
 
 // Status says whether k can be used at now, and if not why: KeyStatusDeleted, then
@@ -139,6 +165,9 @@ type KeyUpdate struct {
 	Policy      *string
 	Rules       *KeyRules
 	Expiry      *KeyExpiry
+	// IfRevision, when positive, makes the update conditional: it applies only if the key is
+	// still at this revision, else it fails with a *StaleError and changes nothing.
+	IfRevision int64
 }
 
 // KeyExpiry is a fixed expiry time or a lifetime counted from first use (or neither).
@@ -273,7 +302,7 @@ func (s *Store) prepareKey(spec KeySpec, now time.Time) (preparedKey, error) {
 	k := Key{
 		ID: id, Name: name, Description: spec.Description, Owner: spec.Owner, Tags: tags,
 		Hint: hint, Policy: spec.Policy, Rules: spec.Rules, Enabled: true, CreatedAt: now,
-		ExpiresAt: expires, ExpiresAfter: spec.ExpiresAfter,
+		ExpiresAt: expires, ExpiresAfter: spec.ExpiresAfter, Revision: FirstRevision,
 	}
 	rules, err := json.Marshal(k.Rules)
 	if err != nil {
@@ -283,7 +312,7 @@ func (s *Store) prepareKey(spec KeySpec, now time.Time) (preparedKey, error) {
 	args := []any{hash, id, now.UnixMilli(), ord,
 		"id", id, "name", k.Name, "description", k.Description, "owner", k.Owner,
 		"tags", strings.Join(tags, ","), "hint", k.Hint, "policy", k.Policy, "rules", string(rules),
-		"enabled", "1", "created_at", formatTime(now), "ord", ord, "hash", hash}
+		"enabled", "1", "created_at", formatTime(now), "ord", ord, "hash", hash, "rev", FirstRevision}
 	if expires != nil {
 		args = append(args, "expires_at", formatTime(*expires))
 	}
@@ -651,33 +680,63 @@ func (s *Store) UpdateKey(ctx context.Context, id string, u KeyUpdate) (Key, err
 			set = append(set, "expires_after_ms", e.After.Milliseconds())
 		}
 	}
-	args := []any{s.keys.KeysIndexPrefix(), s.keys.RevocationsChannel(), id, tagsOn, tags, policyOn, policy, len(del)}
+	args := []any{s.keys.KeysIndexPrefix(), s.keys.RevocationsChannel(), id, tagsOn, tags, policyOn, policy,
+		revisionArg(u.IfRevision), len(del)}
 	args = append(args, del...)
 	args = append(args, set...)
-	res, err := updateKeyScript.Run(ctx, s.rdb, []string{s.keys.KeyRecord(id)}, args...).Int()
+	code, err := runRevScript(ctx, s, updateKeyScript, []string{s.keys.KeyRecord(id)}, id, u.IfRevision, args...)
 	if err != nil {
 		return Key{}, fmt.Errorf("update key %s: %w", id, err)
 	}
-	switch res {
-	case 0:
-		return Key{}, fmt.Errorf("update key %s: %w", id, ErrNotFound)
-	case -1:
+	if code == -1 {
 		return Key{}, fmt.Errorf("update key %s: key is deleted; restore it first: %w", id, ErrConflict)
 	}
 	return s.GetKey(ctx, id)
+}
+
+// revisionArg is the expected-revision argument of a key script: "" for an unconditional
+// change.
+func revisionArg(ifRevision int64) string {
+	if ifRevision <= 0 {
+		return ""
+	}
+	return strconv.FormatInt(ifRevision, 10)
+}
+
+// runRevScript runs a key script that replies {code, revision} and turns code 0 into
+// ErrNotFound and revStale into a *StaleError; it returns any other code.
+func runRevScript(ctx context.Context, s *Store, script *redis.Script, keys []string, id string, ifRevision int64, args ...any) (int64, error) {
+	res, err := script.Run(ctx, s.rdb, keys, args...).Int64Slice()
+	if err != nil {
+		return 0, err
+	}
+	if len(res) != 2 {
+		return 0, fmt.Errorf("script replied %v, want {code, revision}", res)
+	}
+	switch res[0] {
+	case 0:
+		return 0, ErrNotFound
+	case revStale:
+		return 0, &StaleError{ID: id, Want: ifRevision, Current: res[1]}
+	}
+	return res[0], nil
 }
 
 // RevokeKey revokes a key for good: it removes the secret's hash from the live index, sets
 // RevokedAt and publishes the key id on the revocations channel. Revoking twice keeps the
 // first RevokedAt.
 func (s *Store) RevokeKey(ctx context.Context, id string) error {
+	return s.RevokeKeyIf(ctx, id, 0)
+}
+
+// RevokeKeyIf is RevokeKey conditional on the key's revision, like KeyUpdate.IfRevision
+// (0: unconditional).
+func (s *Store) RevokeKeyIf(ctx context.Context, id string, ifRevision int64) error {
 	keys := []string{s.keys.KeyRecord(id), s.keys.KeyIndex(), s.keys.KeyRevokedIndex()}
-	ok, err := revokeKeyScript.Run(ctx, s.rdb, keys, formatTime(s.now()), s.keys.RevocationsChannel(), id).Int()
+	_, err := runRevScript(ctx, s, revokeKeyScript, keys, id, ifRevision,
+		formatTime(s.now()), s.keys.RevocationsChannel(), id, revisionArg(ifRevision))
 	if err != nil {
 		return fmt.Errorf("revoke key %s: %w", id, err)
-	}
-	if ok == 0 {
-		return fmt.Errorf("revoke key %s: %w", id, ErrNotFound)
 	}
 	return nil
 }
@@ -685,15 +744,17 @@ func (s *Store) RevokeKey(ctx context.Context, id string) error {
 // SetKeyEnabled disables or re-enables a key and publishes its id on the revocations channel
 // so sidecars drop cached results. Enabling a revoked key fails with ErrConflict.
 func (s *Store) SetKeyEnabled(ctx context.Context, id string, enabled bool) error {
-	res, err := setKeyEnabledScript.Run(ctx, s.rdb, []string{s.keys.KeyRecord(id)},
-		boolString(enabled), s.keys.RevocationsChannel(), id).Int()
+	return s.SetKeyEnabledIf(ctx, id, enabled, 0)
+}
+
+// SetKeyEnabledIf is SetKeyEnabled conditional on the key's revision (0: unconditional).
+func (s *Store) SetKeyEnabledIf(ctx context.Context, id string, enabled bool, ifRevision int64) error {
+	code, err := runRevScript(ctx, s, setKeyEnabledScript, []string{s.keys.KeyRecord(id)}, id, ifRevision,
+		boolString(enabled), s.keys.RevocationsChannel(), id, revisionArg(ifRevision))
 	if err != nil {
 		return fmt.Errorf("set key %s enabled=%t: %w", id, enabled, err)
 	}
-	switch res {
-	case 0:
-		return fmt.Errorf("set key %s enabled=%t: %w", id, enabled, ErrNotFound)
-	case -1:
+	if code == -1 {
 		return fmt.Errorf("enable key %s: key is revoked: %w", id, ErrConflict)
 	}
 	return nil
@@ -703,18 +764,21 @@ func (s *Store) SetKeyEnabled(ctx context.Context, id string, enabled bool) erro
 // once (sidecars drop cached results on the published id). A revoked or deleted key is
 // ErrConflict.
 func (s *Store) RegenerateKey(ctx context.Context, id string) (Key, string, error) {
+	return s.RegenerateKeyIf(ctx, id, 0)
+}
+
+// RegenerateKeyIf is RegenerateKey conditional on the key's revision (0: unconditional).
+func (s *Store) RegenerateKeyIf(ctx context.Context, id string, ifRevision int64) (Key, string, error) {
 	secret, hint, hash, err := s.newSecret()
 	if err != nil {
 		return Key{}, "", fmt.Errorf("regenerate key %s: %w", id, err)
 	}
-	res, err := regenerateKeyScript.Run(ctx, s.rdb, []string{s.keys.KeyRecord(id), s.keys.KeyIndex()},
-		hash, hint, id, s.keys.RevocationsChannel()).Int()
+	res, err := runRevScript(ctx, s, regenerateKeyScript, []string{s.keys.KeyRecord(id), s.keys.KeyIndex()}, id, ifRevision,
+		hash, hint, id, s.keys.RevocationsChannel(), revisionArg(ifRevision))
 	if err != nil {
 		return Key{}, "", fmt.Errorf("regenerate key %s: %w", id, err)
 	}
 	switch res {
-	case 0:
-		return Key{}, "", fmt.Errorf("regenerate key %s: %w", id, ErrNotFound)
 	case -1:
 		return Key{}, "", fmt.Errorf("regenerate key %s: key is revoked or deleted: %w", id, ErrConflict)
 	case -2:
@@ -727,19 +791,29 @@ func (s *Store) RegenerateKey(ctx context.Context, id string) (Key, string, erro
 // DeleteKey soft-deletes a key: its secret stops working at once and it leaves the default
 // listing, but RestoreKey brings it back. Deleting a deleted key is ErrConflict.
 func (s *Store) DeleteKey(ctx context.Context, id string) error {
-	return s.setKeyDeleted(ctx, id, true)
+	return s.setKeyDeleted(ctx, id, true, 0)
+}
+
+// DeleteKeyIf is DeleteKey conditional on the key's revision (0: unconditional).
+func (s *Store) DeleteKeyIf(ctx context.Context, id string, ifRevision int64) error {
+	return s.setKeyDeleted(ctx, id, true, ifRevision)
 }
 
 // RestoreKey undoes DeleteKey; a key that was revoked stays revoked. Restoring a key that is
 // not deleted is ErrConflict.
 func (s *Store) RestoreKey(ctx context.Context, id string) error {
-	return s.setKeyDeleted(ctx, id, false)
+	return s.setKeyDeleted(ctx, id, false, 0)
 }
 
-func (s *Store) setKeyDeleted(ctx context.Context, id string, deleted bool) error {
+// RestoreKeyIf is RestoreKey conditional on the key's revision (0: unconditional).
+func (s *Store) RestoreKeyIf(ctx context.Context, id string, ifRevision int64) error {
+	return s.setKeyDeleted(ctx, id, false, ifRevision)
+}
+
+func (s *Store) setKeyDeleted(ctx context.Context, id string, deleted bool, ifRevision int64) error {
 	keys := []string{s.keys.KeyRecord(id), s.keys.KeyIndex(), s.keys.KeysLive(), s.keys.KeysDeleted()}
-	res, err := deleteKeyScript.Run(ctx, s.rdb, keys, boolString(deleted), formatTime(s.now()),
-		s.keys.RevocationsChannel(), id).Int()
+	res, err := runRevScript(ctx, s, deleteKeyScript, keys, id, ifRevision, boolString(deleted), formatTime(s.now()),
+		s.keys.RevocationsChannel(), id, revisionArg(ifRevision))
 	verb := "restore"
 	if deleted {
 		verb = "delete"
@@ -748,8 +822,6 @@ func (s *Store) setKeyDeleted(ctx context.Context, id string, deleted bool) erro
 		return fmt.Errorf("%s key %s: %w", verb, id, err)
 	}
 	switch res {
-	case 0:
-		return fmt.Errorf("%s key %s: %w", verb, id, ErrNotFound)
 	case -1:
 		if deleted {
 			return fmt.Errorf("delete key %s: already deleted: %w", id, ErrConflict)
@@ -798,6 +870,14 @@ func keyFromRecord(rec map[string]string) (Key, error) {
 		Hint:        rec["hint"],
 		Policy:      rec["policy"],
 		Enabled:     rec["enabled"] == "1",
+		Revision:    FirstRevision,
+	}
+	if r := rec["rev"]; r != "" {
+		n, err := strconv.ParseInt(r, 10, 64)
+		if err != nil || n < FirstRevision {
+			return Key{}, fmt.Errorf("key %s rev %q: not a revision", k.ID, r)
+		}
+		k.Revision = n
 	}
 	if t := rec["tags"]; t != "" {
 		k.Tags = strings.Split(t, ",")

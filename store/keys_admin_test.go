@@ -201,6 +201,7 @@ func TestUpdateKeyMovesTagAndPolicyIndexesAndPublishes(t *testing.T) {
 	}
 	want := k
 	want.Description, want.Tags, want.Policy, want.Rules, want.ExpiresAfter = desc, []string{"ci", "new"}, policy, rules, 48*time.Hour
+	want.Revision = k.Revision + 1
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("updated key (-want +got):\n%s", diff)
 	}

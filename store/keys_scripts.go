@@ -4,6 +4,11 @@ import "github.com/redis/go-redis/v9"
 
 // Lua scripts of relay-key administration. Every key they touch, including the record and
 // index keys they build from ARGV prefixes, carries the {keys} hash tag.
+//
+// Every administrative change of a key record bumps its "rev" field (a record without one is
+// at revision 1) in the same script, and a script given an expected revision checks it before
+// changing anything, so a conditional write is atomic. Usage bookkeeping (last_used_at, the
+// first-use activation) does not bump the revision.
 
 // activateKeyScript stamps a key's first use and its expiry, once. KEYS: record.
 // ARGV: activated_at, expires_at. Returns the stored activated_at and expires_at, or an empty
@@ -65,16 +70,22 @@ if #members < budget and not stopped then out[2] = '1' end
 return out
 `)
 
-// updateKeyScript changes a key's fields, moves it between tag and policy indexes and
-// publishes its id. KEYS: record. ARGV: index prefix, channel, id, tags on ("1"), tags
-// (comma-separated), policy on ("1"), policy, number of fields to delete, the fields to
-// delete, then field, value, ... to set. Returns 0 if missing, -1 if deleted, 1 on success.
+// updateKeyScript changes a key's fields, moves it between tag and policy indexes, bumps its
+// revision and publishes its id. KEYS: record. ARGV: index prefix, channel, id, tags on ("1"),
+// tags (comma-separated), policy on ("1"), policy, expected revision ("" for any), number of
+// fields to delete, the fields to delete, then field, value, ... to set. Returns {code,
+// revision}: code 0 if missing, -1 if deleted, revStale if the revision is not the expected
+// one (revision is the current one), 1 on success (revision is the new one).
 var updateKeyScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then
-  return 0
+  return {0, 0}
+end
+local rev = tonumber(redis.call('HGET', KEYS[1], 'rev') or '1')
+if ARGV[8] ~= '' and tonumber(ARGV[8]) ~= rev then
+  return {` + revStaleLua + `, rev}
 end
 if redis.call('HEXISTS', KEYS[1], 'deleted_at') == 1 then
-  return -1
+  return {-1, rev}
 end
 local prefix, ord = ARGV[1], redis.call('HGET', KEYS[1], 'ord')
 if ARGV[4] == '1' then
@@ -93,49 +104,62 @@ if ARGV[6] == '1' then
   if ARGV[7] ~= '' then redis.call('ZADD', prefix .. 'policy:' .. ARGV[7], 0, ord) end
   redis.call('HSET', KEYS[1], 'policy', ARGV[7])
 end
-local ndel = tonumber(ARGV[8])
-for i = 9, 8 + ndel do
+local ndel = tonumber(ARGV[9])
+for i = 10, 9 + ndel do
   redis.call('HDEL', KEYS[1], ARGV[i])
 end
-if #ARGV > 8 + ndel then
-  redis.call('HSET', KEYS[1], unpack(ARGV, 9 + ndel))
+if #ARGV > 9 + ndel then
+  redis.call('HSET', KEYS[1], unpack(ARGV, 10 + ndel))
 end
+rev = rev + 1
+redis.call('HSET', KEYS[1], 'rev', tostring(rev))
 redis.call('PUBLISH', ARGV[2], ARGV[3])
-return 1
+return {1, rev}
 `)
 
-// regenerateKeyScript swaps a key's secret hash in the live index and publishes its id.
-// KEYS: record, index. ARGV: new hash, new hint, id, channel. Returns 0 if missing, -1 if
-// revoked or deleted, -2 if the new hash is taken, 1 on success.
+// regenerateKeyScript swaps a key's secret hash in the live index, bumps its revision and
+// publishes its id. KEYS: record, index. ARGV: new hash, new hint, id, channel, expected
+// revision ("" for any). Returns {code, revision}: code 0 if missing, revStale if the revision
+// is not the expected one, -1 if revoked or deleted, -2 if the new hash is taken, 1 on success.
 var regenerateKeyScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then
-  return 0
+  return {0, 0}
+end
+local rev = tonumber(redis.call('HGET', KEYS[1], 'rev') or '1')
+if ARGV[5] ~= '' and tonumber(ARGV[5]) ~= rev then
+  return {` + revStaleLua + `, rev}
 end
 if redis.call('HEXISTS', KEYS[1], 'revoked_at') == 1 or redis.call('HEXISTS', KEYS[1], 'deleted_at') == 1 then
-  return -1
+  return {-1, rev}
 end
 if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then
-  return -2
+  return {-2, rev}
 end
 local old = redis.call('HGET', KEYS[1], 'hash')
 if old then redis.call('HDEL', KEYS[2], old) end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
-redis.call('HSET', KEYS[1], 'hash', ARGV[1], 'hint', ARGV[2])
+rev = rev + 1
+redis.call('HSET', KEYS[1], 'hash', ARGV[1], 'hint', ARGV[2], 'rev', tostring(rev))
 redis.call('PUBLISH', ARGV[4], ARGV[3])
-return 1
+return {1, rev}
 `)
 
-// deleteKeyScript soft-deletes ("1") or restores ("0") a key. KEYS: record, index, live
-// index, deleted index. ARGV: "1"|"0", time, channel, id. Returns 0 if missing, -1 if
-// already in that state, 1 on success.
+// deleteKeyScript soft-deletes ("1") or restores ("0") a key and bumps its revision. KEYS:
+// record, index, live index, deleted index. ARGV: "1"|"0", time, channel, id, expected
+// revision ("" for any). Returns {code, revision}: code 0 if missing, revStale if the revision
+// is not the expected one, -1 if already in that state, 1 on success.
 var deleteKeyScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then
-  return 0
+  return {0, 0}
+end
+local rev = tonumber(redis.call('HGET', KEYS[1], 'rev') or '1')
+if ARGV[5] ~= '' and tonumber(ARGV[5]) ~= rev then
+  return {` + revStaleLua + `, rev}
 end
 local deleted = redis.call('HEXISTS', KEYS[1], 'deleted_at') == 1
 local want = ARGV[1] == '1'
 if deleted == want then
-  return -1
+  return {-1, rev}
 end
 local v = redis.call('HMGET', KEYS[1], 'ord', 'hash', 'revoked_at')
 local ord, h, revoked = v[1], v[2], v[3]
@@ -150,6 +174,64 @@ else
   redis.call('ZREM', KEYS[4], ord)
   redis.call('ZADD', KEYS[3], 0, ord)
 end
+rev = rev + 1
+redis.call('HSET', KEYS[1], 'rev', tostring(rev))
 redis.call('PUBLISH', ARGV[3], ARGV[4])
-return 1
+return {1, rev}
 `)
+
+// revokeKeyScript moves the key's hash from the live index to the revoked index, stamps
+// revoked_at and bumps the revision (once) and publishes the id. KEYS: record, index, revoked
+// index. ARGV: revoked_at, channel, id, expected revision ("" for any). Returns {code,
+// revision}: code 0 if the key does not exist, revStale if the revision is not the expected
+// one, 1 on success.
+var revokeKeyScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return {0, 0}
+end
+local rev = tonumber(redis.call('HGET', KEYS[1], 'rev') or '1')
+if ARGV[4] ~= '' and tonumber(ARGV[4]) ~= rev then
+  return {` + revStaleLua + `, rev}
+end
+local h = redis.call('HGET', KEYS[1], 'hash')
+if h then
+  redis.call('HDEL', KEYS[2], h)
+  redis.call('HSET', KEYS[3], h, ARGV[3])
+end
+if redis.call('HEXISTS', KEYS[1], 'revoked_at') == 0 then
+  rev = rev + 1
+  redis.call('HSET', KEYS[1], 'revoked_at', ARGV[1], 'rev', tostring(rev))
+end
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+return {1, rev}
+`)
+
+// setKeyEnabledScript sets enabled, bumps the revision when that changes it and publishes the
+// id. KEYS: record. ARGV: "1"|"0", channel, id, expected revision ("" for any). Returns {code,
+// revision}: code 0 if missing, revStale if the revision is not the expected one, -1 if
+// enabling a revoked key, 1 on success.
+var setKeyEnabledScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return {0, 0}
+end
+local rev = tonumber(redis.call('HGET', KEYS[1], 'rev') or '1')
+if ARGV[4] ~= '' and tonumber(ARGV[4]) ~= rev then
+  return {` + revStaleLua + `, rev}
+end
+if ARGV[1] == '1' and redis.call('HEXISTS', KEYS[1], 'revoked_at') == 1 then
+  return {-1, rev}
+end
+if redis.call('HGET', KEYS[1], 'enabled') ~= ARGV[1] then
+  rev = rev + 1
+  redis.call('HSET', KEYS[1], 'enabled', ARGV[1], 'rev', tostring(rev))
+end
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+return {1, rev}
+`)
+
+// revStale is the script reply code of a conditional write whose expected revision is not
+// the key's (revStaleLua spells it in Lua).
+const (
+	revStale    = -9
+	revStaleLua = "-9"
+)

@@ -28,7 +28,7 @@ func TestCreateKeyReturnsWellFormedSecretAndHint(t *testing.T) {
 	if !regexp.MustCompile(`^[0-9a-f]{16}$`).MatchString(k.ID) {
 		t.Errorf("got id %q, want 16 hex chars", k.ID)
 	}
-	want := Key{ID: k.ID, Name: "alice", Hint: wantHint, Policy: "team", Enabled: true, CreatedAt: clk.Now()}
+	want := Key{ID: k.ID, Name: "alice", Hint: wantHint, Policy: "team", Enabled: true, CreatedAt: clk.Now(), Revision: FirstRevision}
 	if diff := cmp.Diff(want, k); diff != "" {
 		t.Errorf("CreateKey result (-want +got):\n%s", diff)
 	}

@@ -58,8 +58,10 @@ func (s Schema) KeyRecordPrefix() string { return s.p + "{keys}:key:" }
 // KeyRecord is a HASH describing one relay key (fields id, name, description, owner, tags
 // (comma-separated), hint, policy, rules (JSON: limit overrides, model/client rules, CIDRs,
 // binding), enabled, created_at, ord (its KeysLive member), expires_at, expires_after_ms,
-// activated_at, revoked_at, deleted_at, last_used_at, hash). Owner: control plane; the auth
-// path writes activated_at/expires_at (first use) and last_used_at. TTL: none.
+// activated_at, revoked_at, deleted_at, last_used_at, hash, rev: the revision, an integer the
+// key scripts increment with every administrative change; absent means 1). Owner: control
+// plane; the auth path writes activated_at/expires_at (first use) and last_used_at, which do
+// not move rev. TTL: none.
 func (s Schema) KeyRecord(id string) string { return s.KeyRecordPrefix() + id }
 
 // KeysByCreation is a ZSET of key ids scored by creation time (unix ms), for listing.

@@ -35,39 +35,6 @@ end
 return redis.call('HGETALL', ARGV[2] .. id)
 `)
 
-// revokeKeyScript moves the key's hash from the live index to the revoked index, stamps
-// revoked_at (once) and publishes the id. KEYS: record, index, revoked index.
-// ARGV: revoked_at, channel, id. Returns 0 if the key does not exist.
-var revokeKeyScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  return 0
-end
-local h = redis.call('HGET', KEYS[1], 'hash')
-if h then
-  redis.call('HDEL', KEYS[2], h)
-  redis.call('HSET', KEYS[3], h, ARGV[3])
-end
-if redis.call('HEXISTS', KEYS[1], 'revoked_at') == 0 then
-  redis.call('HSET', KEYS[1], 'revoked_at', ARGV[1])
-end
-redis.call('PUBLISH', ARGV[2], ARGV[3])
-return 1
-`)
-
-// setKeyEnabledScript sets enabled and publishes the id. KEYS: record. ARGV: "1"|"0",
-// channel, id. Returns 0 if missing, -1 if enabling a revoked key, 1 on success.
-var setKeyEnabledScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  return 0
-end
-if ARGV[1] == '1' and redis.call('HEXISTS', KEYS[1], 'revoked_at') == 1 then
-  return -1
-end
-redis.call('HSET', KEYS[1], 'enabled', ARGV[1])
-redis.call('PUBLISH', ARGV[2], ARGV[3])
-return 1
-`)
-
 // touchKeyScript moves last_used_at forward (never back). KEYS: record. ARGV: time (fixed
 // width, so string order is time order). Returns 0 if the key does not exist.
 var touchKeyScript = redis.NewScript(`

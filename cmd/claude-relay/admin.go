@@ -21,6 +21,7 @@ import (
 	"github.com/claude-relay/claude-relay/config"
 	"github.com/claude-relay/claude-relay/controlplane/adminapi"
 	"github.com/claude-relay/claude-relay/controlplane/adminclient"
+	"golang.org/x/term"
 )
 
 // Environment variables the admin CLI reads.
@@ -451,14 +452,30 @@ func (c *adminCLI) readLine() (string, error) {
 	return strings.TrimRight(line, "\r\n"), nil
 }
 
-// stdinIsTerminal reports whether stdin is an interactive terminal.
-func (c *adminCLI) stdinIsTerminal() bool {
+// stdinTerminal returns stdin's file descriptor when stdin is an interactive terminal.
+func (c *adminCLI) stdinTerminal() (int, bool) {
 	f, ok := c.stdin.(*os.File)
 	if !ok {
-		return false
+		return 0, false
 	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+	fd := int(f.Fd())
+	return fd, term.IsTerminal(fd)
+}
+
+// readSecret reads one secret line. From a terminal it prints prompt to stderr, reads with
+// echo off and ends the prompt line; otherwise it reads the next stdin line, silently.
+func (c *adminCLI) readSecret(prompt string) (string, error) {
+	fd, tty := c.stdinTerminal()
+	if !tty || c.stdinReader != nil && c.stdinReader.Buffered() > 0 {
+		return c.readLine()
+	}
+	fmt.Fprint(c.stderr, prompt)
+	b, err := term.ReadPassword(fd)
+	fmt.Fprintln(c.stderr)
+	if err != nil {
+		return "", fmt.Errorf("read from the terminal: %w", err)
+	}
+	return strings.TrimRight(string(b), "\r\n"), nil
 }
 
 // printJSON prints v as indented JSON.
@@ -523,11 +540,12 @@ func adminLogin(ctx context.Context, c *adminCLI, f *adminFlags, _ []string) err
 	}
 	c.client = client
 
-	if !f.passwordStdin && c.stdinIsTerminal() {
-		// golang.org/x/term is not a direct dependency, so the password is echoed.
-		fmt.Fprintf(c.stderr, "Password for %s at %s (input is visible; prefer --password-stdin): ", f.username, client.Addr())
+	var password string
+	if f.passwordStdin {
+		password, err = c.readLine()
+	} else {
+		password, err = c.readSecret(fmt.Sprintf("Password for %s at %s: ", f.username, client.Addr()))
 	}
-	password, err := c.readLine()
 	if err != nil {
 		return fmt.Errorf("read password: %w", err)
 	}

@@ -51,6 +51,9 @@ type manageFlags struct {
 	renamed, newPolicy optString
 	newBaseURL         optString
 	newExpires         optString
+	// keys update: list edits applied to the key as read (a read-modify-write with If-Match)
+	addModels, removeModels   listFlag
+	addClients, removeClients listFlag
 }
 
 // optString is a string flag that knows whether it was given.
@@ -280,6 +283,10 @@ func manageCommands() []adminCommand {
 				fs.Var(&f.m.renamed, "name", "new `name`")
 				fs.Var(&f.m.newPolicy, "policy", "limit `policy` (\"\" for the default)")
 				fs.Var(&f.m.newExpires, "expires", "fixed expiry `time`, RFC 3339 (\"\" removes the expiry)")
+				fs.Var(&f.m.addModels, "add-models", "add allowed model `globs` to the key's list (a change no concurrent edit loses)")
+				fs.Var(&f.m.removeModels, "remove-models", "remove allowed model `globs` from the key's list")
+				fs.Var(&f.m.addClients, "add-clients", "add allowed `clients` to the key's list")
+				fs.Var(&f.m.removeClients, "remove-clients", "remove allowed `clients` from the key's list")
 				keyRuleFlags(fs, &f.m)
 			}),
 			run: adminKeysUpdate,
@@ -401,10 +408,35 @@ func adminKeysUpdate(ctx context.Context, c *adminCLI, f *adminFlags, args []str
 	if m.expiresAfter != "" {
 		req.ExpiresAfter = &m.expiresAfter
 	}
-	if b, _ := json.Marshal(req); string(b) == "{}" {
+	editModels := m.addModels.set || m.removeModels.set
+	editClients := m.addClients.set || m.removeClients.set
+	switch {
+	case editModels && m.models.set:
+		return usageError{"give --models or --add-models/--remove-models, not both"}
+	case editClients && m.clients.set:
+		return usageError{"give --clients or --add-clients/--remove-clients, not both"}
+	}
+	if b, _ := json.Marshal(req); string(b) == "{}" && !editModels && !editClients {
 		return usageError{"give at least one field to change"}
 	}
-	k, err := c.client.UpdateKey(ctx, args[0], req)
+	var k adminapi.Key
+	var err error
+	if !editModels && !editClients {
+		k, err = c.client.UpdateKey(ctx, args[0], req)
+	} else {
+		// Editing a list is a read-modify-write: send it with If-Match of the revision read,
+		// and on 412 (someone changed the key in between) read it again and redo the edit.
+		k, err = c.client.ModifyKey(ctx, args[0], 1+listEditRetries, func(cur adminapi.Key) (adminapi.UpdateKeyRequest, error) {
+			r := req
+			if editModels {
+				r.AllowedModels = editList(cur.AllowedModels, m.addModels.vals, m.removeModels.vals)
+			}
+			if editClients {
+				r.AllowedClients = editList(cur.AllowedClients, m.addClients.vals, m.removeClients.vals)
+			}
+			return r, nil
+		})
+	}
 	if err != nil {
 		return err
 	}
@@ -414,8 +446,28 @@ func adminKeysUpdate(ctx context.Context, c *adminCLI, f *adminFlags, args []str
 	return c.printKey(k)
 }
 
+// listEditRetries is how often keys update re-reads a key that changed between its read and
+// its conditional write before it gives up.
+const listEditRetries = 3
+
+// editList returns list with add appended (those not already in it) and remove taken out.
+func editList(list, add, remove []string) *[]string {
+	out := []string{}
+	for _, v := range list {
+		if !slices.Contains(remove, v) {
+			out = append(out, v)
+		}
+	}
+	for _, v := range add {
+		if !slices.Contains(out, v) && !slices.Contains(remove, v) {
+			out = append(out, v)
+		}
+	}
+	return &out
+}
+
 // keyStateCmd runs a key state change and prints the key.
-func keyStateCmd(done string, call func(*adminclient.Client, context.Context, string) (adminapi.Key, error)) func(context.Context, *adminCLI, *adminFlags, []string) error {
+func keyStateCmd(done string, call func(*adminclient.Client, context.Context, string, ...adminclient.Option) (adminapi.Key, error)) func(context.Context, *adminCLI, *adminFlags, []string) error {
 	return func(ctx context.Context, c *adminCLI, f *adminFlags, args []string) error {
 		k, err := call(c.client, ctx, args[0])
 		if err != nil {
@@ -682,14 +734,11 @@ func adminAudit(ctx context.Context, c *adminCLI, f *adminFlags, _ []string) err
 }
 
 func adminPassword(ctx context.Context, c *adminCLI, f *adminFlags, _ []string) error {
-	if c.stdinIsTerminal() {
-		fmt.Fprint(c.stderr, "Current password, then new password, one per line (input is visible):\n")
-	}
-	current, err := c.readLine()
+	current, err := c.readSecret("Current password: ")
 	if err != nil {
 		return fmt.Errorf("read current password: %w", err)
 	}
-	next, err := c.readLine()
+	next, err := c.readSecret("New password: ")
 	if err != nil {
 		return fmt.Errorf("read new password: %w", err)
 	}
@@ -759,6 +808,7 @@ func keyDetailRows(k adminapi.Key) [][]string {
 			rows = append(rows, []string{field, v})
 		}
 	}
+	add("revision", strconv.FormatInt(k.Revision, 10))
 	add("description", k.Description)
 	add("owner", k.Owner)
 	add("tags", strings.Join(k.Tags, ","))

@@ -1,7 +1,11 @@
 // Package adminapi defines the admin API's JSON wire types, shared by the control plane and its clients.
 package adminapi
 
-import "time"
+import (
+	"strconv"
+	"strings"
+	"time"
+)
 
 // Audience is the JWT audience of admin session tokens; tokens for any other audience are refused.
 const Audience = "claude-relay-admin"
@@ -12,8 +16,11 @@ const (
 	ErrAuthentication = "authentication_error"
 	ErrNotFound       = "not_found_error"
 	ErrConflict       = "conflict_error"
-	ErrRateLimit      = "rate_limit_error"
-	ErrAPI            = "api_error"
+	// ErrPreconditionFailed (HTTP 412) answers a change whose If-Match names a revision the
+	// key no longer has.
+	ErrPreconditionFailed = "precondition_failed_error"
+	ErrRateLimit          = "rate_limit_error"
+	ErrAPI                = "api_error"
 )
 
 // Key statuses reported in Key.Status.
@@ -67,6 +74,10 @@ type Key struct {
 	KeyRules
 	Enabled bool   `json:"enabled"`
 	Status  string `json:"status"`
+	// Revision counts the key's administrative changes (1 for a new key, and for a key stored
+	// before revisions existed); the single-key responses carry it as ETag too. Send it back as
+	// If-Match to make a change conditional.
+	Revision int64 `json:"revision"`
 	// ExpiresAfter is the lifetime counted from first use, e.g. "72h0m0s".
 	ExpiresAfter string     `json:"expires_after,omitempty"`
 	ActivatedAt  *time.Time `json:"activated_at,omitempty"`
@@ -367,4 +378,25 @@ type AuditList struct {
 type ChangePasswordRequest struct {
 	CurrentPassword string `json:"current_password"`
 	NewPassword     string `json:"new_password"`
+}
+
+// ETag is the entity tag of a key revision as the admin API sends it in ETag and expects it
+// in If-Match: the decimal revision in double quotes, e.g. "3".
+func ETag(revision int64) string { return `"` + strconv.FormatInt(revision, 10) + `"` }
+
+// ParseETag reads one entity tag made by ETag. It also accepts the revision without quotes;
+// weak tags (W/"3"), lists and anything else are refused.
+func ParseETag(s string) (int64, bool) {
+	s = strings.TrimSpace(s)
+	if len(s) >= 2 && s[0] == '"' && s[len(s)-1] == '"' {
+		s = s[1 : len(s)-1]
+	}
+	if s == "" || s[0] < '1' || s[0] > '9' {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return 0, false
+	}
+	return n, true
 }

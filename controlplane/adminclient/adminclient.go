@@ -63,6 +63,8 @@ type APIError struct {
 	Fields map[string]string
 	// RetryAfter is how long to wait before retrying (429 only).
 	RetryAfter time.Duration
+	// Revision is the key's current revision from the ETag header (412 only).
+	Revision int64
 }
 
 // Error returns the server's message (which names each invalid field) and the status.
@@ -87,8 +89,26 @@ func IsNotFound(err error) bool {
 	return errors.As(err, &ae) && ae.StatusCode == http.StatusNotFound
 }
 
+// IsPreconditionFailed reports whether err is an admin API 412: a change sent with IfMatch
+// found the key at another revision (APIError.Revision), because someone changed it since it
+// was read.
+func IsPreconditionFailed(err error) bool {
+	var ae *APIError
+	return errors.As(err, &ae) && ae.StatusCode == http.StatusPreconditionFailed
+}
+
+// Option adjusts one call, e.g. IfMatch.
+type Option func(h http.Header)
+
+// IfMatch makes a key change conditional on the key still being at revision (Key.Revision as
+// read): if it changed since, nothing changes and the call fails with a 412 error (see
+// IsPreconditionFailed). Without it a change is last-writer-wins.
+func IfMatch(revision int64) Option {
+	return func(h http.Header) { h.Set("If-Match", adminapi.ETag(revision)) }
+}
+
 // do sends in (when non-nil) as JSON and decodes a 2xx response into out (when non-nil).
-func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+func (c *Client) do(ctx context.Context, method, path string, in, out any, opts ...Option) error {
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
@@ -107,6 +127,9 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	}
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	for _, o := range opts {
+		o(req.Header)
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
@@ -142,6 +165,9 @@ func decodeError(resp *http.Response, data []byte) error {
 	}
 	if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && secs > 0 {
 		ae.RetryAfter = time.Duration(secs) * time.Second
+	}
+	if rev, ok := adminapi.ParseETag(resp.Header.Get("ETag")); ok && resp.StatusCode == http.StatusPreconditionFailed {
+		ae.Revision = rev
 	}
 	return ae
 }
@@ -186,10 +212,8 @@ func (c *Client) GetKey(ctx context.Context, id string) (adminapi.Key, error) {
 }
 
 // RevokeKey revokes a relay key for good and returns it as revoked.
-func (c *Client) RevokeKey(ctx context.Context, id string) (adminapi.Key, error) {
-	var out adminapi.KeyResponse
-	err := c.do(ctx, http.MethodPost, "/admin/keys/"+url.PathEscape(id)+"/revoke", nil, &out)
-	return out.Key, err
+func (c *Client) RevokeKey(ctx context.Context, id string, opts ...Option) (adminapi.Key, error) {
+	return c.keyCall(ctx, http.MethodPost, id, "revoke", nil, opts...)
 }
 
 // KeyUsage returns a relay key's usage on day (YYYY-MM-DD, UTC; "" means today) by model,

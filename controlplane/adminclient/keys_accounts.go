@@ -2,9 +2,13 @@ package adminclient
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strconv"
+	"time"
 
 	"github.com/claude-relay/claude-relay/controlplane/adminapi"
 )
@@ -75,41 +79,81 @@ func keyPath(id, action string) string {
 }
 
 // keyCall posts an action on a key and returns the key as it is afterwards.
-func (c *Client) keyCall(ctx context.Context, method, id, action string, in any) (adminapi.Key, error) {
+func (c *Client) keyCall(ctx context.Context, method, id, action string, in any, opts ...Option) (adminapi.Key, error) {
 	var out adminapi.KeyResponse
-	err := c.do(ctx, method, keyPath(id, action), in, &out)
+	err := c.do(ctx, method, keyPath(id, action), in, &out, opts...)
 	return out.Key, err
 }
 
-// UpdateKey changes the fields req sets.
-func (c *Client) UpdateKey(ctx context.Context, id string, req adminapi.UpdateKeyRequest) (adminapi.Key, error) {
-	return c.keyCall(ctx, http.MethodPatch, id, "", req)
+// UpdateKey changes the fields req sets; IfMatch makes it conditional on the key's revision.
+func (c *Client) UpdateKey(ctx context.Context, id string, req adminapi.UpdateKeyRequest, opts ...Option) (adminapi.Key, error) {
+	return c.keyCall(ctx, http.MethodPatch, id, "", req, opts...)
+}
+
+// ErrKeyKeptChanging is the error of ModifyKey when every attempt found the key changed.
+var ErrKeyKeptChanging = errors.New("key kept changing")
+
+// ModifyKey is a read-modify-write of one key that loses no concurrent change: it reads the
+// key, asks change for the update to make from what it read, and sends that update with
+// IfMatch of the revision read. When someone else changed the key in between (412) it reads
+// the key again and calls change again, up to attempts times in all; after that it fails with
+// an error wrapping ErrKeyKeptChanging. change may be called several times.
+func (c *Client) ModifyKey(ctx context.Context, id string, attempts int, change func(adminapi.Key) (adminapi.UpdateKeyRequest, error)) (adminapi.Key, error) {
+	var lastRev int64
+	for i := 0; i < max(attempts, 1); i++ {
+		if i > 0 {
+			// Back off a little, with jitter, so writers racing for one key spread out.
+			d := time.Duration(i) * (5*time.Millisecond + time.Duration(rand.Int64N(int64(10*time.Millisecond))))
+			select {
+			case <-ctx.Done():
+				return adminapi.Key{}, ctx.Err()
+			case <-time.After(d):
+			}
+		}
+		cur, err := c.GetKey(ctx, id)
+		if err != nil {
+			return adminapi.Key{}, err
+		}
+		req, err := change(cur)
+		if err != nil {
+			return adminapi.Key{}, err
+		}
+		k, err := c.UpdateKey(ctx, id, req, IfMatch(cur.Revision))
+		if !IsPreconditionFailed(err) {
+			return k, err
+		}
+		var ae *APIError
+		errors.As(err, &ae)
+		lastRev = ae.Revision
+	}
+	return adminapi.Key{}, fmt.Errorf("key %s changed under each of %d read-modify-write attempts (now at revision %d); nothing was changed, run it again: %w",
+		id, max(attempts, 1), lastRev, ErrKeyKeptChanging)
 }
 
 // EnableKey re-enables a disabled key.
-func (c *Client) EnableKey(ctx context.Context, id string) (adminapi.Key, error) {
-	return c.keyCall(ctx, http.MethodPost, id, "enable", nil)
+func (c *Client) EnableKey(ctx context.Context, id string, opts ...Option) (adminapi.Key, error) {
+	return c.keyCall(ctx, http.MethodPost, id, "enable", nil, opts...)
 }
 
 // DisableKey disables a key until it is enabled again.
-func (c *Client) DisableKey(ctx context.Context, id string) (adminapi.Key, error) {
-	return c.keyCall(ctx, http.MethodPost, id, "disable", nil)
+func (c *Client) DisableKey(ctx context.Context, id string, opts ...Option) (adminapi.Key, error) {
+	return c.keyCall(ctx, http.MethodPost, id, "disable", nil, opts...)
 }
 
 // DeleteKey soft-deletes a key; RestoreKey undoes it.
-func (c *Client) DeleteKey(ctx context.Context, id string) (adminapi.Key, error) {
-	return c.keyCall(ctx, http.MethodDelete, id, "", nil)
+func (c *Client) DeleteKey(ctx context.Context, id string, opts ...Option) (adminapi.Key, error) {
+	return c.keyCall(ctx, http.MethodDelete, id, "", nil, opts...)
 }
 
 // RestoreKey restores a soft-deleted key.
-func (c *Client) RestoreKey(ctx context.Context, id string) (adminapi.Key, error) {
-	return c.keyCall(ctx, http.MethodPost, id, "restore", nil)
+func (c *Client) RestoreKey(ctx context.Context, id string, opts ...Option) (adminapi.Key, error) {
+	return c.keyCall(ctx, http.MethodPost, id, "restore", nil, opts...)
 }
 
 // RegenerateKey gives a key a new secret, returned once.
-func (c *Client) RegenerateKey(ctx context.Context, id string) (adminapi.CreateKeyResponse, error) {
+func (c *Client) RegenerateKey(ctx context.Context, id string, opts ...Option) (adminapi.CreateKeyResponse, error) {
 	var out adminapi.CreateKeyResponse
-	err := c.do(ctx, http.MethodPost, keyPath(id, "regenerate"), nil, &out)
+	err := c.do(ctx, http.MethodPost, keyPath(id, "regenerate"), nil, &out, opts...)
 	return out, err
 }
 
