@@ -51,7 +51,14 @@ func init() {
 	}
 }
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+// Copy buffers: 32 KiB for JSON answers (few reads for a long one), 8 KiB for event
+// streams, which arrive an event (a few hundred bytes) at a time and may be held open by
+// the ten thousand, each holding its buffer while it waits. A burst of events larger
+// than the buffer just takes another read; the stream parser handles lines of any length.
+var (
+	bufPool    = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+	sseBufPool = sync.Pool{New: func() any { b := make([]byte, 8<<10); return &b }}
+)
 var bodyPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // maxPooledBody is the largest body buffer returned to bodyPool.
@@ -538,8 +545,12 @@ func (ex *exchange) relay(ctx context.Context, cancel context.CancelCauseFunc, i
 		defer s.m.activeStreams.Dec()
 		rc.Flush() // headers out now: the client sees the stream open
 	}
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
+	pool := &bufPool
+	if sse {
+		pool = &sseBufPool
+	}
+	bp := pool.Get().(*[]byte)
+	defer pool.Put(bp)
 	buf := *bp
 	var readErr error
 	for {
