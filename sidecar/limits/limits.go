@@ -152,7 +152,7 @@ func (r *Refusal) Message() string {
 // Options configures a Limiter.
 type Options struct {
 	Logger hclog.Logger
-	// LeaseTTL is how long a concurrency lease lives without a heartbeat: a sidecar that
+	// LeaseTTL is how long a concurrency lease lives without a renewal: a sidecar that
 	// dies frees its slots within this time. Default 60 s; leases are renewed every third.
 	LeaseTTL time.Duration
 	// Now is the clock (default time.Now); every window and lease expiry is computed from
@@ -446,9 +446,9 @@ type Lease struct {
 func (ls *Lease) ID() string { return ls.id }
 
 // Finish charges u to the key's token and cost windows (those holding the time it ends) and
-// releases the concurrency slot, in one EVALSHA. It ignores ctx's cancellation (the client
-// may be gone) but not its values; it gives up after five seconds, and a lease it could not
-// release expires by itself after the lease TTL.
+// releases the concurrency slot, with plain commands in the next pipeline. It ignores ctx's
+// cancellation (the client may be gone) but not its values; it gives up after five seconds,
+// and a lease it could not release expires by itself after the lease TTL.
 func (ls *Lease) Finish(ctx context.Context, u Usage) error {
 	var err error
 	ls.once.Do(func() {
