@@ -56,13 +56,18 @@ func newLogger(env *config.Env, stderr io.Writer) (hclog.Logger, *logging.Files,
 	if retention == 0 {
 		retention = -1 // LOG_RETENTION_DAYS=0 keeps every file; logging reads 0 as its default
 	}
-	return logging.New(logging.Options{
+	log, files, err := logging.New(logging.Options{
 		Name:          "claude-relay",
 		Level:         env.LogLevel,
 		Dir:           env.LogDir,
 		RetentionDays: retention,
 		Stderr:        stderr,
 	})
+	if err != nil {
+		return nil, nil, err
+	}
+	routeRedisLogs(log)
+	return log, files, nil
 }
 
 // redisConfig maps the environment to store.RedisConfig: REDIS_URL, else REDIS_CLUSTER_NODES,
