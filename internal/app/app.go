@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -131,14 +132,18 @@ func loadConfig(dir string, log hclog.Logger, diagOut io.Writer) (*config.Snapsh
 
 // serve runs an HTTP server until ctx ends, then shuts it down gracefully: it stops
 // accepting, lets in-flight requests and streams finish up to grace, and returns.
-func serve(ctx context.Context, log hclog.Logger, addr string, maxConns int, h http.Handler, grace time.Duration, ready func(net.Addr)) error {
+func serve(ctx context.Context, log hclog.Logger, m *metrics.Registry, addr string, maxConns int, h http.Handler, grace time.Duration, ready func(net.Addr)) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", addr, err)
 	}
 	if maxConns > 0 {
 		ln = netutil.LimitListener(ln, maxConns)
+		m.GaugeFunc("claude_relay_max_connections", "MAX_CONNECTIONS: client connections accepted at once; more wait in the listen queue.", func() float64 {
+			return float64(maxConns)
+		})
 	}
+	ln = &countingListener{Listener: ln, open: m.Gauge("claude_relay_open_connections", "Client connections open now (keep-alive ones included).").With()}
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -172,4 +177,49 @@ func dataPath(dir, name string) (string, error) {
 		return "", fmt.Errorf("create data dir %s: %w", dir, err)
 	}
 	return filepath.Join(dir, name), nil
+}
+
+// countingListener keeps a gauge of the connections it accepted that are still open.
+type countingListener struct {
+	net.Listener
+	open *metrics.Gauge
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	l.open.Inc()
+	return &countedConn{Conn: c, open: l.open}, nil
+}
+
+type countedConn struct {
+	net.Conn
+	open *metrics.Gauge
+	once sync.Once
+}
+
+func (c *countedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.open.Dec)
+	return err
+}
+
+// registerRedisPool exports the Redis connection pool's state: the deployment guide asks
+// that pool usage (connections ÷ size) stay under 80 %.
+func registerRedisPool(m *metrics.Registry, rdb redis.UniversalClient, size int) {
+	m.GaugeFunc("claude_relay_redis_pool_size", "Connections the Redis pool may open (per node).", func() float64 { return float64(size) })
+	m.GaugeFunc("claude_relay_redis_pool_connections", "Connections the Redis pool holds now, idle or in use.", func() float64 {
+		return float64(rdb.PoolStats().TotalConns)
+	})
+	m.GaugeFunc("claude_relay_redis_pool_idle_connections", "Idle connections in the Redis pool.", func() float64 {
+		return float64(rdb.PoolStats().IdleConns)
+	})
+	m.CounterFunc("claude_relay_redis_pool_timeouts_total", "Times a caller waited for a pool connection in vain.", func() float64 {
+		return float64(rdb.PoolStats().Timeouts)
+	})
+	m.CounterFunc("claude_relay_redis_pool_misses_total", "Times the pool had no idle connection and dialed a new one.", func() float64 {
+		return float64(rdb.PoolStats().Misses)
+	})
 }

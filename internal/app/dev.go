@@ -40,6 +40,7 @@ func RunDev(ctx context.Context, env *config.Env, opts Options) error {
 		return err
 	}
 	b := &Base{Env: env, Log: log, Files: files, Metrics: metrics.NewRegistry()}
+	metrics.RegisterProcess(b.Metrics, time.Now())
 	if files != nil {
 		b.closers = append(b.closers, files.Close)
 	}
@@ -48,10 +49,12 @@ func RunDev(ctx context.Context, env *config.Env, opts Options) error {
 	storeLabel := ""
 	var rdb interface{ Close() error }
 	if env.RedisConfigured() {
-		c, err := store.Connect(ctx, redisConfig(env))
+		rc := redisConfig(env)
+		c, err := store.Connect(ctx, rc)
 		if err != nil {
 			return err
 		}
+		registerRedisPool(b.Metrics, c, rc.PoolSize)
 		rdb = c
 		storeLabel = "Redis at " + env.RedisAddr()
 		if err := b.openStore(ctx, c); err != nil {

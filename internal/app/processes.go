@@ -75,15 +75,18 @@ func production(ctx context.Context, env *config.Env, opts *Options) (*Base, err
 		return nil, err
 	}
 	b := &Base{Env: env, Log: log, Files: files, Metrics: metrics.NewRegistry()}
+	metrics.RegisterProcess(b.Metrics, time.Now())
 	if files != nil {
 		b.closers = append(b.closers, files.Close)
 	}
-	rdb, err := store.Connect(ctx, redisConfig(env))
+	rc := redisConfig(env)
+	rdb, err := store.Connect(ctx, rc)
 	if err != nil {
 		b.Close()
 		return nil, err
 	}
 	b.closers = append(b.closers, rdb.Close)
+	registerRedisPool(b.Metrics, rdb, rc.PoolSize)
 	if err := b.openStore(ctx, rdb); err != nil {
 		b.Close()
 		return nil, err
@@ -220,7 +223,7 @@ func runDataPlane(ctx context.Context, b *Base, dp *dataPlane, opts Options, h h
 		go reloadOnHUP(ctx, b, opts.ConfigDir, dp.srv.Apply, opts.Stderr)
 	}
 	b.Log.Info("sidecar listening", "addr", opts.Listen, "version", Version, "max_connections", b.Env.MaxConnections)
-	err := serve(ctx, b.Log, opts.Listen, b.Env.MaxConnections, h, opts.Grace, opts.Ready)
+	err := serve(ctx, b.Log, b.Metrics, opts.Listen, b.Env.MaxConnections, h, opts.Grace, opts.Ready)
 	// Streams have drained (or the grace ran out): flush usage, then stop.
 	stopRecorder()
 	stopWorkers()
@@ -263,7 +266,7 @@ func RunControl(ctx context.Context, env *config.Env, opts Options) error {
 	health := sidecar.HealthHandler(Version, time.Now(), b.healthChecks())
 	mux.Handle("GET /health", health)
 	b.Log.Info("control plane listening", "addr", opts.Listen, "version", Version)
-	return serve(ctx, b.Log, opts.Listen, 0, mux, opts.Grace, opts.Ready)
+	return serve(ctx, b.Log, b.Metrics, opts.Listen, 0, mux, opts.Grace, opts.Ready)
 }
 
 // oauthConfig is the Claude OAuth client the environment names (CLAUDE_RELAY_OAUTH_*).

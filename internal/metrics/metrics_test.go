@@ -5,10 +5,14 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -394,4 +398,55 @@ func BenchmarkCounterWithInc(b *testing.B) {
 		})
 		report(b)
 	})
+}
+
+func TestProcessMetricsReportThisProcess(t *testing.T) {
+	r := NewRegistry()
+	RegisterProcess(r, time.Now().Add(-time.Minute))
+	f, err := os.Open(os.DevNull) // one more descriptor than before, at least
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var b strings.Builder
+	if _, err := r.WriteTo(&b); err != nil {
+		t.Fatal(err)
+	}
+	vals := map[string]float64{}
+	for _, line := range strings.Split(b.String(), "\n") {
+		name, v, ok := strings.Cut(line, " ")
+		if !ok || strings.HasPrefix(line, "#") {
+			continue
+		}
+		n, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			t.Fatalf("line %q: %v", line, err)
+		}
+		vals[name] = n
+	}
+	checks := []struct {
+		name     string
+		min, max float64
+	}{
+		{"go_goroutines", 1, 1e6},
+		{"go_memstats_heap_alloc_bytes", 1, 1 << 40},
+		{"process_max_fds", 3, 1 << 30},
+		{"process_start_time_seconds", float64(time.Now().Add(-2 * time.Minute).Unix()), float64(time.Now().Unix())},
+	}
+	if runtime.GOOS == "linux" {
+		checks = append(checks, []struct {
+			name     string
+			min, max float64
+		}{
+			{"process_cpu_seconds_total", 0, 1e6}, // ticks of 10 ms: may still read 0
+			{"process_resident_memory_bytes", 1 << 20, 1 << 40},
+			{"process_open_fds", 4, vals["process_max_fds"]},
+		}...)
+	}
+	for _, c := range checks {
+		v, ok := vals[c.name]
+		if !ok || v < c.min || v > c.max {
+			t.Errorf("%s: got %v (present %v), want within [%v, %v]", c.name, v, ok, c.min, c.max)
+		}
+	}
 }
