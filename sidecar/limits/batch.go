@@ -65,6 +65,9 @@ type batcher struct {
 	// pipelines counts pipelines sent and calls the calls in them (for tests and metrics).
 	pipelines atomic.Int64
 	calls     atomic.Int64
+	// slow pipelines since the last warning, and when that was (unix ns)
+	slowCount  atomic.Int64
+	slowLogged atomic.Int64
 }
 
 func newBatcher(ctx context.Context, rdb redis.UniversalClient, log hclog.Logger) *batcher {
@@ -218,11 +221,35 @@ func (b *batcher) send(ctx context.Context, batch []*scriptCall) {
 	}
 	b.pipelines.Add(1)
 	b.calls.Add(int64(len(sent)))
-	_, _ = pipe.Exec(ctx) // errors are per command
+	start := time.Now()
+	_, err := pipe.Exec(ctx) // errors are per command
+	if took := time.Since(start); took >= slowPipeline && err == nil {
+		b.slow(took, len(sent))
+	}
 	for i, c := range sent {
 		b.deliver(c, result(ctx, b.rdb, c, cmds[i]))
 	}
 }
+
+// slowPipeline is how long a limit pipeline may take before the relay says Redis is slow:
+// every request waits for one, so this is latency its clients feel.
+const slowPipeline = 100 * time.Millisecond
+
+// slow logs a slow pipeline, at most once per slowLogEvery, with how many were slow since.
+func (b *batcher) slow(took time.Duration, calls int) {
+	n := b.slowCount.Add(1)
+	now := time.Now().UnixNano()
+	last := b.slowLogged.Load()
+	if now-last < int64(slowLogEvery) || !b.slowLogged.CompareAndSwap(last, now) {
+		return
+	}
+	b.slowCount.Add(-n)
+	b.log.Warn("slow Redis: a limit pipeline took longer than it should; every request waits for one (check Redis latency, CPU and persistence)",
+		"took", took.Round(time.Millisecond), "calls", calls, "slow_pipelines", n, "threshold", slowPipeline)
+}
+
+// slowLogEvery bounds the slow-Redis warnings to one per interval.
+const slowLogEvery = 10 * time.Second
 
 // queue adds c's commands to pipe.
 func queue(ctx context.Context, pipe redis.Pipeliner, c *scriptCall) []*redis.Cmd {

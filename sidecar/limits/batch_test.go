@@ -5,15 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/claude-relay/claude-relay/config"
 	"github.com/claude-relay/claude-relay/internal/testredis"
+	"github.com/claude-relay/claude-relay/internal/testutil"
 	"github.com/claude-relay/claude-relay/sidecar/limits"
 	"github.com/claude-relay/claude-relay/store"
 )
@@ -383,4 +386,32 @@ func BenchmarkAdmitParallel(b *testing.B) {
 	b.ReportMetric(float64(with.Nanoseconds()), "batched-ns/op")
 	b.ReportMetric(float64(without.Nanoseconds()), "unbatched-ns/op")
 	b.ReportMetric(float64(without)/float64(with), "unbatched/batched")
+}
+
+func TestSlowRedisIsLoggedOncePerInterval(t *testing.T) {
+	srv := testredis.StartServer(t, "--enable-debug-command", "yes")
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer rdb.Close()
+	var logs testutil.Buffer
+	log := hclog.New(&hclog.LoggerOptions{Output: &logs, Level: hclog.Warn})
+	l := limits.New(rdb, store.NewSchema("slow:"), limits.Options{Logger: log})
+	defer l.Close()
+	ctx := context.Background()
+	set := limits.FromPolicy(&config.Policy{RequestsPerMinute: 1000})
+	for range 2 {
+		// Redis is busy for 250 ms while the admission waits for it.
+		other := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+		go func() { _ = other.Do(ctx, "DEBUG", "SLEEP", "0.25").Err(); other.Close() }()
+		time.Sleep(50 * time.Millisecond)
+		if _, ref, err := l.Admit(ctx, "k", set); err != nil || ref != nil {
+			t.Fatalf("got %v %v, want admitted", ref, err)
+		}
+	}
+	out := logs.String()
+	if got := strings.Count(out, "slow Redis"); got != 1 {
+		t.Fatalf("slow Redis warnings: got %d, want 1 (two slow pipelines within the interval)\n%s", got, out)
+	}
+	if !strings.Contains(out, "threshold=100ms") {
+		t.Errorf("the warning does not name the threshold:\n%s", out)
+	}
 }
