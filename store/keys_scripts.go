@@ -1,6 +1,10 @@
 package store
 
-import "github.com/redis/go-redis/v9"
+import (
+	"strconv"
+
+	"github.com/redis/go-redis/v9"
+)
 
 // Lua scripts of relay-key administration. Every key they touch, including the record and
 // index keys they build from ARGV prefixes, carries the {keys} hash tag.
@@ -76,15 +80,7 @@ return out
 // fields to delete, the fields to delete, then field, value, ... to set. Returns {code,
 // revision}: code 0 if missing, -1 if deleted, revStale if the revision is not the expected
 // one (revision is the current one), 1 on success (revision is the new one).
-var updateKeyScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  return {0, 0}
-end
-local rev = tonumber(redis.call('HGET', KEYS[1], 'rev') or '1')
-if ARGV[8] ~= '' and tonumber(ARGV[8]) ~= rev then
-  return {` + revStaleLua + `, rev}
-end
-if redis.call('HEXISTS', KEYS[1], 'deleted_at') == 1 then
+var updateKeyScript = redis.NewScript(revisionGuard(8) + `if redis.call('HEXISTS', KEYS[1], 'deleted_at') == 1 then
   return {-1, rev}
 end
 local prefix, ord = ARGV[1], redis.call('HGET', KEYS[1], 'ord')
@@ -121,15 +117,7 @@ return {1, rev}
 // publishes its id. KEYS: record, index. ARGV: new hash, new hint, id, channel, expected
 // revision ("" for any). Returns {code, revision}: code 0 if missing, revStale if the revision
 // is not the expected one, -1 if revoked or deleted, -2 if the new hash is taken, 1 on success.
-var regenerateKeyScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  return {0, 0}
-end
-local rev = tonumber(redis.call('HGET', KEYS[1], 'rev') or '1')
-if ARGV[5] ~= '' and tonumber(ARGV[5]) ~= rev then
-  return {` + revStaleLua + `, rev}
-end
-if redis.call('HEXISTS', KEYS[1], 'revoked_at') == 1 or redis.call('HEXISTS', KEYS[1], 'deleted_at') == 1 then
+var regenerateKeyScript = redis.NewScript(revisionGuard(5) + `if redis.call('HEXISTS', KEYS[1], 'revoked_at') == 1 or redis.call('HEXISTS', KEYS[1], 'deleted_at') == 1 then
   return {-1, rev}
 end
 if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then
@@ -148,15 +136,7 @@ return {1, rev}
 // record, index, live index, deleted index. ARGV: "1"|"0", time, channel, id, expected
 // revision ("" for any). Returns {code, revision}: code 0 if missing, revStale if the revision
 // is not the expected one, -1 if already in that state, 1 on success.
-var deleteKeyScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  return {0, 0}
-end
-local rev = tonumber(redis.call('HGET', KEYS[1], 'rev') or '1')
-if ARGV[5] ~= '' and tonumber(ARGV[5]) ~= rev then
-  return {` + revStaleLua + `, rev}
-end
-local deleted = redis.call('HEXISTS', KEYS[1], 'deleted_at') == 1
+var deleteKeyScript = redis.NewScript(revisionGuard(5) + `local deleted = redis.call('HEXISTS', KEYS[1], 'deleted_at') == 1
 local want = ARGV[1] == '1'
 if deleted == want then
   return {-1, rev}
@@ -185,15 +165,7 @@ return {1, rev}
 // index. ARGV: revoked_at, channel, id, expected revision ("" for any). Returns {code,
 // revision}: code 0 if the key does not exist, revStale if the revision is not the expected
 // one, 1 on success.
-var revokeKeyScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  return {0, 0}
-end
-local rev = tonumber(redis.call('HGET', KEYS[1], 'rev') or '1')
-if ARGV[4] ~= '' and tonumber(ARGV[4]) ~= rev then
-  return {` + revStaleLua + `, rev}
-end
-local h = redis.call('HGET', KEYS[1], 'hash')
+var revokeKeyScript = redis.NewScript(revisionGuard(4) + `local h = redis.call('HGET', KEYS[1], 'hash')
 if h then
   redis.call('HDEL', KEYS[2], h)
   redis.call('HSET', KEYS[3], h, ARGV[3])
@@ -210,15 +182,7 @@ return {1, rev}
 // id. KEYS: record. ARGV: "1"|"0", channel, id, expected revision ("" for any). Returns {code,
 // revision}: code 0 if missing, revStale if the revision is not the expected one, -1 if
 // enabling a revoked key, 1 on success.
-var setKeyEnabledScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  return {0, 0}
-end
-local rev = tonumber(redis.call('HGET', KEYS[1], 'rev') or '1')
-if ARGV[4] ~= '' and tonumber(ARGV[4]) ~= rev then
-  return {` + revStaleLua + `, rev}
-end
-if ARGV[1] == '1' and redis.call('HEXISTS', KEYS[1], 'revoked_at') == 1 then
+var setKeyEnabledScript = redis.NewScript(revisionGuard(4) + `if ARGV[1] == '1' and redis.call('HEXISTS', KEYS[1], 'revoked_at') == 1 then
   return {-1, rev}
 end
 if redis.call('HGET', KEYS[1], 'enabled') ~= ARGV[1] then
@@ -230,8 +194,20 @@ return {1, rev}
 `)
 
 // revStale is the script reply code of a conditional write whose expected revision is not
-// the key's (revStaleLua spells it in Lua).
-const (
-	revStale    = -9
-	revStaleLua = "-9"
-)
+// the key's.
+const revStale = -9
+
+// revisionGuard is the opening of every script that changes a key record (KEYS[1]): it
+// answers {0, 0} when the record is missing and {revStale, rev} when ARGV[argv] names
+// another revision than the record's, and leaves the record's revision in the local rev.
+func revisionGuard(argv int) string {
+	a := "ARGV[" + strconv.Itoa(argv) + "]"
+	return `if redis.call('EXISTS', KEYS[1]) == 0 then
+  return {0, 0}
+end
+local rev = tonumber(redis.call('HGET', KEYS[1], 'rev') or '1')
+if ` + a + ` ~= '' and tonumber(` + a + `) ~= rev then
+  return {` + strconv.Itoa(revStale) + `, rev}
+end
+`
+}
