@@ -71,7 +71,7 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 3*time.Second, "length of each latency/throughput phase")
 	streams := flag.String("streams", "1000,10000", "open-stream counts at which memory per stream is measured")
 	flag.StringVar(&o.out, "out", "bench/results/latest.json", "JSON results file (empty: none)")
-	targets := flag.String("targets", "direct,revproxy,relay,relay-open,nginx", "what to measure (relay-open: the relay with a key under a policy without limits); nginx is skipped when not on PATH")
+	targets := flag.String("targets", "direct,revproxy,revproxy-pool,relay,relay-open,nginx", "what to measure (revproxy-pool: the ReverseProxy with a BufferPool; relay-open: the relay with a key under a policy without limits); nginx is skipped when not on PATH")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the relay process to this file (go tool pprof FILE)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (logs of every process)")
 	flag.Parse()
@@ -81,7 +81,9 @@ func main() {
 	case "upstream":
 		err = runUpstream(*listen, *tlsListen, *certFile, *keyFile)
 	case "revproxy":
-		err = runReverseProxy(*listen, *upstream)
+		err = runReverseProxy(*listen, *upstream, false)
+	case "revproxy-pool":
+		err = runReverseProxy(*listen, *upstream, true)
 	case "relay":
 		err = runRelay(*listen, o.cpuProfile)
 	case "":
@@ -174,7 +176,7 @@ func run(o options, stdout io.Writer) error {
 	}
 	upstreams := upstreamURLs{plain: upURL, caFile: certFile}
 
-	for _, name := range []string{"direct", "revproxy", "relay", "relay-open", "nginx"} {
+	for _, name := range []string{"direct", "revproxy", "revproxy-pool", "relay", "relay-open", "nginx"} {
 		if !o.targets[name] {
 			continue
 		}
@@ -188,8 +190,9 @@ func run(o options, stdout io.Writer) error {
 		}
 		fmt.Fprintf(os.Stderr, "bench: measuring %s …\n", name)
 		r := measure(t, o.duration)
-		if name == "relay-open" {
-			// Limits play no part in holding streams open: the relay's row has them.
+		if name == "relay-open" || name == "revproxy-pool" {
+			// Variants of (b) and (c) for the request phases; the open-streams phase is
+			// measured on (b) and (c) themselves.
 			res.Targets = append(res.Targets, r)
 			stop()
 			continue
@@ -262,8 +265,8 @@ func startTarget(name, instance, work, self, upURL string, ups upstreamURLs, o o
 	key := upstreamAPIKey
 	caEnv := []string{"SSL_CERT_FILE=" + ups.caFile} // Go reads it for its root CAs on Linux
 	switch name {
-	case "revproxy":
-		c, err = startChild(instance, work, caEnv, self, "-mode", "revproxy", "-listen", addr, "-upstream", upURL)
+	case "revproxy", "revproxy-pool":
+		c, err = startChild(instance, work, caEnv, self, "-mode", name, "-listen", addr, "-upstream", upURL)
 	case "relay", "relay-open":
 		policy := "bench"
 		if name == "relay-open" {

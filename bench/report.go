@@ -130,6 +130,18 @@ func (res *results) computeRatios() {
 			res.Ratios["cpu_per_request_vs_revproxy"] = relay.CPUPerReqUS / rp.CPUPerReqUS
 			res.Ratios["cpu_per_request_with_redis_vs_revproxy"] = (relay.CPUPerReqUS + relay.RedisCPUUS) / rp.CPUPerReqUS
 		}
+		if pool := res.target("revproxy-pool"); pool != nil {
+			res.Ratios["added_p50_c32_ms_vs_revproxy_pool"] = relay.P50C32 - pool.P50C32
+			if pool.ThroughputC32 > 0 {
+				res.Ratios["throughput_c32_vs_revproxy_pool"] = relay.ThroughputC32 / pool.ThroughputC32
+			}
+			if open := res.target("relay-open"); open != nil {
+				res.Ratios["no_limits_added_p50_c32_ms_vs_revproxy_pool"] = open.P50C32 - pool.P50C32
+				if pool.ThroughputC32 > 0 {
+					res.Ratios["no_limits_throughput_c32_vs_revproxy_pool"] = open.ThroughputC32 / pool.ThroughputC32
+				}
+			}
+		}
 		if open := res.target("relay-open"); open != nil {
 			res.Ratios["no_limits_added_p50_c32_ms_vs_revproxy"] = open.P50C32 - rp.P50C32
 			if rp.ThroughputC32 > 0 {
@@ -250,6 +262,8 @@ func label(name string) string {
 		return "(a) direct"
 	case "revproxy":
 		return "(b) ReverseProxy"
+	case "revproxy-pool":
+		return "(b′) ReverseProxy + BufferPool"
 	case "relay":
 		return "(c) relay"
 	case "relay-open":
