@@ -168,9 +168,7 @@ func holdStreams(t *target, n int, timeout time.Duration) streamsResult {
 	defer client.CloseIdleConnections()
 	if t.proc != nil {
 		time.Sleep(200 * time.Millisecond)
-		if u, err := t.proc.usage(); err == nil {
-			r.RSSBefore = u.RSS
-		}
+		r.RSSBefore = medianRSS(t.proc)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -235,9 +233,7 @@ func holdStreams(t *target, n int, timeout time.Duration) streamsResult {
 	time.Sleep(500 * time.Millisecond) // let the proxy settle with every stream open
 	r.Open = int(open.Load())
 	if t.proc != nil {
-		if u, err := t.proc.usage(); err == nil {
-			r.RSSOpen = u.RSS
-		}
+		r.RSSOpen = medianRSS(t.proc)
 	}
 	if t.upstreamStats != nil {
 		if st, err := t.upstreamStats(); err == nil {
@@ -296,4 +292,23 @@ func limitBatching(t *target) (calls, pipelines float64) {
 		}
 	}
 	return calls, pipelines
+}
+
+// medianRSS samples the process's resident memory five times, 100 ms apart, and returns the
+// median, so one sample taken just before or after a GC cycle does not decide the result.
+func medianRSS(c *child) int64 {
+	var samples []int64
+	for i := range 5 {
+		if i > 0 {
+			time.Sleep(100 * time.Millisecond)
+		}
+		if u, err := c.usage(); err == nil {
+			samples = append(samples, u.RSS)
+		}
+	}
+	if len(samples) == 0 {
+		return 0
+	}
+	slices.Sort(samples)
+	return samples[len(samples)/2]
 }
