@@ -57,6 +57,7 @@ type options struct {
 	out        string
 	targets    map[string]bool
 	cpuProfile string
+	profiled   string // the target whose relay process -cpuprofile covers
 	keep       bool
 }
 
@@ -73,6 +74,7 @@ func main() {
 	flag.StringVar(&o.out, "out", "bench/results/latest.json", "JSON results file (empty: none)")
 	targets := flag.String("targets", "direct,revproxy,revproxy-pool,relay,relay-open,nginx", "what to measure (revproxy-pool: the ReverseProxy with a BufferPool; relay-open: the relay with a key under a policy without limits); nginx is skipped when not on PATH")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the relay process to this file (go tool pprof FILE)")
+	flag.StringVar(&o.profiled, "cpuprofile-target", "relay", "which relay -cpuprofile covers: relay or relay-open")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (logs of every process)")
 	flag.Parse()
 
@@ -278,7 +280,7 @@ func startTarget(name, instance, work, self, upURL string, ups upstreamURLs, o o
 			return nil, nil, err
 		}
 		args := []string{self, "-mode", "relay", "-listen", addr}
-		if o.cpuProfile != "" && instance == name { // the profile covers the latency phases
+		if o.cpuProfile != "" && instance == name && name == o.profiled { // the latency phases
 			abs, _ := filepath.Abs(o.cpuProfile)
 			args = append(args, "-cpuprofile", abs)
 		}
