@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/claude-relay/claude-relay/config"
+	"github.com/claude-relay/claude-relay/internal/devredis"
 	"github.com/claude-relay/claude-relay/internal/testredis"
 	"github.com/claude-relay/claude-relay/sidecar/limits"
 	"github.com/claude-relay/claude-relay/store"
@@ -363,5 +364,46 @@ func TestChargedCountersExpireAfterTheirWindowAndTheTotalNever(t *testing.T) {
 	}
 	if ttl, _ := rdb.PTTL(ctx, total).Result(); ttl != -1 {
 		t.Errorf("total counter TTL: got %v, want none (-1)", ttl)
+	}
+}
+
+// Dev mode keeps everything in an embedded Redis (miniredis, whose Lua is gopher-lua): the
+// scripts and commands limits send must run there too.
+func TestLimitsRunOnTheDevModeStore(t *testing.T) {
+	ctx := context.Background()
+	mem, err := devredis.Start(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mem.Close()
+	l := limits.New(mem.Client(), store.NewSchema("dev:"), limits.Options{})
+	defer l.Close()
+	if err := l.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	set := limits.FromPolicy(&config.Policy{RequestsPerMinute: 3, TokensPerDay: 1000, CostTotalUSD: 1, Concurrency: 2})
+	for i := range 4 {
+		lease, ref, err := l.Admit(ctx, "k", set)
+		if err != nil {
+			t.Fatalf("admit %d: %v", i, err)
+		}
+		if i == 3 {
+			if ref == nil || ref.Limit != "requests_per_minute" {
+				t.Fatalf("admit 4: got %v, want refused by requests_per_minute", ref)
+			}
+			break
+		}
+		if ref != nil {
+			t.Fatalf("admit %d: refused by %s", i, ref.Limit)
+		}
+		if err := lease.Finish(ctx, limits.Usage{Tokens: 10, CostMicroUSD: 5}); err != nil {
+			t.Fatalf("finish %d: %v", i, err)
+		}
+	}
+	if n, err := l.InFlight(ctx, "k"); err != nil || n != 0 {
+		t.Errorf("in flight after every finish: got %d (%v), want 0", n, err)
+	}
+	if v, _ := l.Current(ctx, "k", limits.Limit{Name: "tokens_per_day", Kind: limits.Tokens, Window: limits.Day}); v != 30 {
+		t.Errorf("tokens charged: got %d, want 30", v)
 	}
 }
