@@ -129,6 +129,10 @@ func (b *Base) newDataPlane(dataDir string, extraHealth ...sidecar.HealthCheck) 
 		return nil, err
 	}
 	accounts := sidecar.NewStoreAccounts(b.Store, b.Log, time.Second)
+	// Closed before Redis (closers run in reverse): the renewer stops and calls already
+	// queued are sent.
+	lim := limits.New(b.Store.Client(), b.Store.Schema(), limits.Options{Logger: b.Log})
+	b.closers = append(b.closers, func() error { lim.Close(); return nil })
 	dp := &dataPlane{
 		auth:     sidecar.NewCachedAuth(auth, b.Store, b.Log, authCacheTTL, authNegativeTTL),
 		accounts: accounts,
@@ -146,7 +150,7 @@ func (b *Base) newDataPlane(dataDir string, extraHealth ...sidecar.HealthCheck) 
 		Metrics:        b.Metrics,
 		RequestTimeout: b.Env.RequestTimeout,
 		Health:         append(b.healthChecks(), extraHealth...),
-		Limits:         limits.New(b.Store.Client(), b.Store.Schema(), limits.Options{Logger: b.Log}),
+		Limits:         lim,
 		Scheduler:      dp.sched,
 	})
 	return dp, nil
