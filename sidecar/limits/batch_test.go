@@ -397,17 +397,30 @@ func TestSlowRedisIsLoggedOncePerInterval(t *testing.T) {
 	l := limits.New(rdb, store.NewSchema("slow:"), limits.Options{Logger: log})
 	defer l.Close()
 	ctx := context.Background()
-	set := limits.FromPolicy(&config.Policy{RequestsPerMinute: 1000})
-	// Until two admissions were slow: Redis is busy for 250 ms while one waits for it (on a
+	set := limits.FromPolicy(&config.Policy{RequestsPerMinute: 1000, TokensPerMinute: 1 << 40})
+	// A first charge creates the token counter, so every later charge's SET NX answers nil:
+	// a pipeline holding one must still count as slow.
+	first, _, err := l.Admit(ctx, "k", set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Finish(ctx, limits.Usage{Tokens: 1}); err != nil {
+		t.Fatal(err)
+	}
+	// Until two charges were slow: Redis is busy for 250 ms while one waits for it (on a
 	// loaded machine the DEBUG SLEEP may come too late for a round; that round is not counted).
 	slow := 0
 	for round := 0; slow < 2 && round < 10; round++ {
+		lease, ref, err := l.Admit(ctx, "k", set)
+		if err != nil || ref != nil {
+			t.Fatalf("got %v %v, want admitted", ref, err)
+		}
 		other := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 		go func() { _ = other.Do(ctx, "DEBUG", "SLEEP", "0.25").Err(); other.Close() }()
 		time.Sleep(50 * time.Millisecond)
 		start := time.Now()
-		if _, ref, err := l.Admit(ctx, "k", set); err != nil || ref != nil {
-			t.Fatalf("got %v %v, want admitted", ref, err)
+		if err := lease.Finish(ctx, limits.Usage{Tokens: 1}); err != nil {
+			t.Fatal(err)
 		}
 		if time.Since(start) >= 150*time.Millisecond {
 			slow++
@@ -415,7 +428,7 @@ func TestSlowRedisIsLoggedOncePerInterval(t *testing.T) {
 		time.Sleep(250 * time.Millisecond) // let the sleep end before the next round
 	}
 	if slow < 2 {
-		t.Fatalf("only %d admissions met a sleeping Redis in 10 rounds", slow)
+		t.Fatalf("only %d charges met a sleeping Redis in 10 rounds", slow)
 	}
 	out := logs.String()
 	if got := strings.Count(out, "slow Redis"); got != 1 {
