@@ -295,7 +295,7 @@ func (p *StreamParser) data(b []byte) {
 		}
 		return sc.Skip()
 	}) {
-		return // malformed: json.Unmarshal refused such events too
+		return // malformed: nothing is taken from it
 	}
 	switch string(typ) {
 	case "message_start":
