@@ -9,11 +9,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/claude-relay/claude-relay/config"
 	"github.com/claude-relay/claude-relay/internal/devredis"
 	"github.com/claude-relay/claude-relay/internal/testredis"
+	"github.com/claude-relay/claude-relay/internal/testutil"
 	"github.com/claude-relay/claude-relay/sidecar/limits"
 	"github.com/claude-relay/claude-relay/store"
 )
@@ -405,5 +407,34 @@ func TestLimitsRunOnTheDevModeStore(t *testing.T) {
 	}
 	if v, _ := l.Current(ctx, "k", limits.Limit{Name: "tokens_per_day", Kind: limits.Tokens, Window: limits.Day}); v != 30 {
 		t.Errorf("tokens charged: got %d, want 30", v)
+	}
+}
+
+func TestRenewalsThatFailWhileRedisIsDownAreReported(t *testing.T) {
+	srv := testredis.StartServer(t)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1, DialTimeout: 100 * time.Millisecond})
+	defer rdb.Close()
+	var logs testutil.Buffer
+	log := hclog.New(&hclog.LoggerOptions{Output: &logs, Level: hclog.Warn})
+	const ttl = 300 * time.Millisecond
+	l := limits.New(rdb, store.NewSchema("down:"), limits.Options{Logger: log, LeaseTTL: ttl})
+	defer l.Close()
+	ctx := context.Background()
+	lease, ref, err := l.Admit(ctx, "k", limits.FromPolicy(&config.Policy{Concurrency: 1}))
+	if err != nil || ref != nil {
+		t.Fatalf("got %v %v, want admitted", ref, err)
+	}
+	srv.Stop()
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(logs.String(), "cannot renew concurrency leases") && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if out := logs.String(); !strings.Contains(out, "cannot renew concurrency leases") || !strings.Contains(out, "failed=1") {
+		t.Fatalf("no warning for a renewal Redis did not take:\n%s", out)
+	}
+	// The request ends while Redis is still down: the release fails and says so; the lease
+	// lapses by itself after its TTL.
+	if err := lease.Finish(ctx, limits.Usage{}); err == nil {
+		t.Error("Finish with Redis down: got nil, want an error")
 	}
 }
