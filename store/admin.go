@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -100,38 +102,93 @@ func (s *Store) ChangeAdminPassword(ctx context.Context, username string, hash [
 	return gen, nil
 }
 
-// AdminTokenGeneration returns the user's current session token generation (0 before the
-// first password change).
-func (s *Store) AdminTokenGeneration(ctx context.Context, username string) (int64, error) {
-	gen, err := s.rdb.Get(ctx, s.keys.AdminTokenGeneration(username)).Int64()
-	if errors.Is(err, redis.Nil) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("token generation of %s: %w", username, err)
-	}
-	return gen, nil
+// SessionState is what decides whether an admin session token still holds, read in one
+// round trip by Store.SessionState.
+type SessionState struct {
+	// Revoked reports whether the token id was logged out.
+	Revoked bool
+	// Generation is the user's current token generation (0 before any password change).
+	Generation int64
+	// Epoch is the store's admin epoch; "" when the store has none (it was emptied).
+	Epoch string
+	// UserExists reports whether the user has a password hash.
+	UserExists bool
 }
 
-// SessionState reads, in one round trip, whether an admin token id was revoked and the user's
-// current token generation.
-func (s *Store) SessionState(ctx context.Context, jti, username string) (revoked bool, generation int64, err error) {
-	var ex *redis.IntCmd
-	var gen *redis.StringCmd
-	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		ex = p.Exists(ctx, s.keys.RevokedToken(jti))
+// SessionState reads, in one round trip, whether an admin token id was revoked, the user's
+// current token generation, the store's admin epoch and whether the user exists.
+func (s *Store) SessionState(ctx context.Context, jti, username string) (SessionState, error) {
+	var revoked, exists *redis.IntCmd
+	var gen, epoch *redis.StringCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		revoked = p.Exists(ctx, s.keys.RevokedToken(jti))
 		gen = p.Get(ctx, s.keys.AdminTokenGeneration(username))
+		epoch = p.Get(ctx, s.keys.AdminEpoch())
+		exists = p.Exists(ctx, s.keys.AdminPassword(username))
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
-		return false, 0, fmt.Errorf("session state of %s: %w", username, err)
+		return SessionState{}, fmt.Errorf("session state of %s: %w", username, err)
+	}
+	st := SessionState{Revoked: revoked.Val() == 1, Epoch: epoch.Val(), UserExists: exists.Val() == 1}
+	if g, err := gen.Int64(); err == nil {
+		st.Generation = g
+	} else if !errors.Is(err, redis.Nil) {
+		return SessionState{}, fmt.Errorf("session state of %s: %w", username, err)
+	}
+	return st, nil
+}
+
+// SessionBasis reads, in one round trip, what a new session token of username carries: the
+// user's token generation and the store's admin epoch ("" when there is none).
+func (s *Store) SessionBasis(ctx context.Context, username string) (generation int64, epoch string, err error) {
+	var gen, ep *redis.StringCmd
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		gen = p.Get(ctx, s.keys.AdminTokenGeneration(username))
+		ep = p.Get(ctx, s.keys.AdminEpoch())
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return 0, "", fmt.Errorf("session basis of %s: %w", username, err)
 	}
 	if g, err := gen.Int64(); err == nil {
 		generation = g
 	} else if !errors.Is(err, redis.Nil) {
-		return false, 0, fmt.Errorf("session state of %s: %w", username, err)
+		return 0, "", fmt.Errorf("session basis of %s: %w", username, err)
 	}
-	return ex.Val() == 1, generation, nil
+	return generation, ep.Val(), nil
+}
+
+// AdminEpoch returns the store's admin epoch, or "" when it has none (a new or emptied store).
+func (s *Store) AdminEpoch(ctx context.Context) (string, error) {
+	epoch, err := s.rdb.Get(ctx, s.keys.AdminEpoch()).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("admin epoch: %w", err)
+	}
+	return epoch, nil
+}
+
+// CreateAdminEpoch stores a new random admin epoch unless the store has one (SET NX, so
+// control planes noticing an emptied store at once agree on one). It returns the epoch in
+// force and whether this call created it.
+func (s *Store) CreateAdminEpoch(ctx context.Context) (epoch string, created bool, err error) {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return "", false, fmt.Errorf("create admin epoch: %w", err)
+	}
+	fresh := hex.EncodeToString(b)
+	ok, err := s.rdb.SetNX(ctx, s.keys.AdminEpoch(), fresh, 0).Result()
+	if err != nil {
+		return "", false, fmt.Errorf("create admin epoch: %w", err)
+	}
+	if ok {
+		return fresh, true, nil
+	}
+	epoch, err = s.AdminEpoch(ctx)
+	return epoch, false, err
 }
 
 // oauthPendingTTL is how long a started OAuth login waits for its code.

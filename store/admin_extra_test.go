@@ -49,8 +49,8 @@ func TestCreateAdminIfAbsentLetsOneConcurrentStartWin(t *testing.T) {
 func TestChangeAdminPasswordStartsANewTokenGeneration(t *testing.T) {
 	ctx := context.Background()
 	s, clk, _, _ := newStore(t)
-	if _, g, err := s.SessionState(ctx, "jti1", "admin"); err != nil || g != 0 {
-		t.Fatalf("fresh user: got generation %d err %v, want 0", g, err)
+	if st, err := s.SessionState(ctx, "jti1", "admin"); err != nil || st.Generation != 0 {
+		t.Fatalf("fresh user: got generation %d err %v, want 0", st.Generation, err)
 	}
 	gen, err := s.ChangeAdminPassword(ctx, "admin", []byte("h2"))
 	if err != nil || gen != 1 {
@@ -59,9 +59,9 @@ func TestChangeAdminPasswordStartsANewTokenGeneration(t *testing.T) {
 	if err := s.RevokeToken(ctx, "jti1", clk.Now().Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	revoked, g, err := s.SessionState(ctx, "jti1", "admin")
-	if err != nil || !revoked || g != 1 {
-		t.Errorf("SessionState: got (revoked %t, gen %d, %v), want (true, 1, nil)", revoked, g, err)
+	st, err := s.SessionState(ctx, "jti1", "admin")
+	if err != nil || !st.Revoked || st.Generation != 1 || !st.UserExists {
+		t.Errorf("SessionState: got (%+v, %v), want revoked, generation 1, user exists", st, err)
 	}
 	if h, _ := s.AdminPasswordHash(ctx, "admin"); string(h) != "h2" {
 		t.Errorf("got hash %q, want h2", h)
@@ -208,5 +208,38 @@ func TestAccountSecretsAreSealedPerField(t *testing.T) {
 	rdb.HSet(ctx, s.keys.Account(a.ID), "credential", raw["refresh_token"])
 	if _, err := s.AccountCredential(ctx, a.ID); err == nil {
 		t.Error("refresh envelope opened as the credential; want the aad to bind each field")
+	}
+}
+
+func TestAdminEpochIsCreatedOnceAndVanishesWithTheStore(t *testing.T) {
+	ctx := context.Background()
+	s, _, rdb, _ := newStore(t)
+	if e, err := s.AdminEpoch(ctx); err != nil || e != "" {
+		t.Fatalf("new store: got epoch (%q, %v), want none", e, err)
+	}
+	first, created, err := s.CreateAdminEpoch(ctx)
+	if err != nil || !created || len(first) != 32 {
+		t.Fatalf("CreateAdminEpoch: got (%q, %t, %v), want a new 32-character epoch", first, created, err)
+	}
+	again, created, err := s.CreateAdminEpoch(ctx)
+	if err != nil || created || again != first {
+		t.Fatalf("second CreateAdminEpoch: got (%q, %t, %v), want the first epoch kept", again, created, err)
+	}
+	gen, epoch, err := s.SessionBasis(ctx, "nobody")
+	if err != nil || gen != 0 || epoch != first {
+		t.Fatalf("SessionBasis: got (%d, %q, %v), want (0, %q, nil)", gen, epoch, err, first)
+	}
+	st, err := s.SessionState(ctx, "jti", "nobody")
+	if err != nil || st.Epoch != first || st.UserExists || st.Revoked {
+		t.Fatalf("SessionState: got (%+v, %v), want epoch %q and no such user", st, err, first)
+	}
+	if err := rdb.Del(ctx, s.Schema().AdminEpoch()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := s.SessionState(ctx, "jti", "nobody"); err != nil || st.Epoch != "" {
+		t.Fatalf("after the epoch vanished: got (%+v, %v), want no epoch", st, err)
+	}
+	if next, created, err := s.CreateAdminEpoch(ctx); err != nil || !created || next == first {
+		t.Fatalf("after the epoch vanished: got (%q, %t, %v), want a new epoch", next, created, err)
 	}
 }

@@ -225,6 +225,12 @@ func (s Schema) AdminAudit() string { return s.p + "admin:audit" }
 // TTL: until the token would have expired anyway.
 func (s Schema) RevokedToken(jti string) string { return s.p + "admin:revoked-jti:" + jti }
 
+// AdminEpoch is a STRING holding a random id created (SETNX) when a control plane bootstraps
+// the admin user; session tokens carry it. It vanishes only when Redis is emptied, which is
+// how control planes notice the loss (they re-create the admin and a new epoch, and tokens
+// of the old epoch are refused). Owner: control plane. TTL: none.
+func (s Schema) AdminEpoch() string { return s.p + "admin:epoch" }
+
 // --- Configuration distribution (hash tag {config}; control plane) ---
 
 // ConfigEpoch is a STRING holding a random id that names this store's version numbering; it
