@@ -3,8 +3,11 @@ package controlplane
 
 import (
 	"cmp"
+	"crypto/ed25519"
 	"errors"
+	"fmt"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -14,21 +17,24 @@ import (
 	"github.com/claude-relay/claude-relay/store"
 )
 
-// MinJWTSecretLen is the shortest accepted JWT signing secret, in bytes.
-const MinJWTSecretLen = 32
-
 // DefaultTokenTTL is how long an admin session token lives when Options.TokenTTL is zero.
 const DefaultTokenTTL = 12 * time.Hour
 
 // passwordCost is the bcrypt cost of admin password hashes in production.
 const passwordCost = 12
 
-// Login throttle defaults: this many failures within the window, per client IP and per
-// username, refuse further attempts until the oldest failure leaves the window.
+// Password guessing bounds (see loginGuard): this many failures within the window from one
+// client address refuse further attempts from it until the oldest failure leaves the window;
+// failures from all addresses beyond the burst are paced at one per interval.
 const (
-	defaultLoginLimit  = 5
-	defaultLoginWindow = 15 * time.Minute
+	defaultLoginLimit    = 5
+	defaultLoginWindow   = 15 * time.Minute
+	defaultGuessBurst    = 20
+	defaultGuessInterval = 6 * time.Second
 )
+
+// DefaultStoreCheck is how often Run checks that Redis still holds the admin epoch.
+const DefaultStoreCheck = 10 * time.Second
 
 // maxBodyBytes caps admin API request bodies.
 const maxBodyBytes = 64 << 10
@@ -37,8 +43,15 @@ const maxBodyBytes = 64 << 10
 type Options struct {
 	// Store holds keys, accounts, usage, admin users and revoked tokens. Required.
 	Store *store.Store
-	// JWTSecret signs admin session tokens (HS256); at least MinJWTSecretLen bytes. Required.
-	JWTSecret []byte
+	// SigningKey signs admin session tokens (EdDSA). Only control planes hold it (see
+	// LoadOrCreateSigningKey); control planes serving one admin API share it. Required.
+	SigningKey ed25519.PrivateKey
+	// Admin is the admin user created when the store has none: at Bootstrap, and again
+	// whenever Run finds that Redis was emptied.
+	Admin AdminBootstrap
+	// StoreCheck is how often Run checks that Redis was not emptied; zero means
+	// DefaultStoreCheck.
+	StoreCheck time.Duration
 	// Logger receives audit lines and errors; nil means no logging.
 	Logger hclog.Logger
 	// TokenTTL is the lifetime of a session token; zero means DefaultTokenTTL.
@@ -58,25 +71,45 @@ type Options struct {
 
 	// bcryptCost overrides passwordCost (tests only).
 	bcryptCost int
-	// loginLimit and loginWindow override the login throttle (tests only).
-	loginLimit  int
-	loginWindow time.Duration
+	// loginLimit, loginWindow, guessBurst and guessInterval override the guessing bounds
+	// (tests only).
+	loginLimit    int
+	loginWindow   time.Duration
+	guessBurst    int
+	guessInterval time.Duration
+}
+
+// AdminBootstrap names the admin user a control plane creates in a store that has none.
+type AdminBootstrap struct {
+	// Username is the admin's name (ADMIN_USERNAME); "" means "admin". Names are
+	// case-insensitive: it is stored in lower case.
+	Username string
+	// Password is the admin's password (ADMIN_PASSWORD); "" means one is generated and
+	// handed to Announce.
+	Password string
+	// Announce receives a generated password, to be shown once (the log never sees it);
+	// nil drops it, leaving the admin unusable until ADMIN_PASSWORD is set.
+	Announce func(username, password string)
 }
 
 // Server is the admin API. It is safe for concurrent use.
 type Server struct {
-	st       *store.Store
-	secret   []byte
-	log      hclog.Logger
-	audit    hclog.Logger
-	ttl      time.Duration
-	now      func() time.Time
-	cost     int
-	throttle *throttle
-	dummy    dummyHash
-	mux      *http.ServeMux
-	config   *Config
-	compiled atomic.Pointer[compiledConfig] // the running configuration, compiled once per version
+	st         *store.Store
+	signer     *signer
+	log        hclog.Logger
+	audit      hclog.Logger
+	ttl        time.Duration
+	now        func() time.Time
+	cost       int
+	guard      *loginGuard
+	dummy      dummyHash
+	admin      AdminBootstrap
+	checkEvery time.Duration
+	// recoverMu makes one recovery of an emptied store at a time.
+	recoverMu sync.Mutex
+	mux       *http.ServeMux
+	config    *Config
+	compiled  atomic.Pointer[compiledConfig] // the running configuration, compiled once per version
 
 	oauth        OAuthConfig
 	refreshAhead time.Duration
@@ -89,20 +122,31 @@ func New(opts Options) (*Server, error) {
 	if opts.Store == nil {
 		return nil, errors.New("control plane: a store is required")
 	}
-	if len(opts.JWTSecret) < MinJWTSecretLen {
-		return nil, errors.New("control plane: the JWT secret (CRS_SECURITY__JWT_SECRET) must be at least 32 characters")
+	sign, err := newSigner(opts.SigningKey)
+	if err != nil {
+		return nil, err
 	}
 	if opts.TokenTTL < 0 {
 		return nil, errors.New("control plane: token TTL must not be negative")
 	}
+	admin := opts.Admin
+	admin.Username = cmp.Or(admin.Username, defaultAdminUsername) // ensureAdmin lowers it
+	if !validUsername(admin.Username) {
+		return nil, fmt.Errorf("control plane: admin username %q must be 1 to %d of A-Z a-z 0-9 . _ @ -", admin.Username, maxUsernameLen)
+	}
+	if len(admin.Password) > maxPasswordLen {
+		return nil, fmt.Errorf("control plane: admin password is longer than %d bytes", maxPasswordLen)
+	}
 	s := &Server{
-		st:     opts.Store,
-		secret: append([]byte(nil), opts.JWTSecret...),
-		log:    opts.Logger,
-		ttl:    opts.TokenTTL,
-		now:    opts.Now,
-		cost:   opts.bcryptCost,
-		config: opts.Config,
+		st:         opts.Store,
+		signer:     sign,
+		log:        opts.Logger,
+		ttl:        opts.TokenTTL,
+		now:        opts.Now,
+		cost:       opts.bcryptCost,
+		config:     opts.Config,
+		admin:      admin,
+		checkEvery: cmp.Or(opts.StoreCheck, DefaultStoreCheck),
 
 		oauth:        opts.OAuth.withDefaults(),
 		refreshAhead: cmp.Or(opts.RefreshAhead, DefaultRefreshAhead),
@@ -129,14 +173,9 @@ func New(opts Options) (*Server, error) {
 	if s.cost < bcrypt.MinCost || s.cost > bcrypt.MaxCost {
 		return nil, errors.New("control plane: bcrypt cost out of range")
 	}
-	limit, window := opts.loginLimit, opts.loginWindow
-	if limit <= 0 {
-		limit = defaultLoginLimit
-	}
-	if window <= 0 {
-		window = defaultLoginWindow
-	}
-	s.throttle = newThrottle(limit, window)
+	s.guard = newLoginGuard(
+		cmp.Or(opts.loginLimit, defaultLoginLimit), cmp.Or(opts.loginWindow, defaultLoginWindow),
+		cmp.Or(opts.guessBurst, defaultGuessBurst), cmp.Or(opts.guessInterval, defaultGuessInterval))
 	s.dummy.cost = s.cost
 	s.mux = s.routes()
 	return s, nil

@@ -11,9 +11,9 @@ import (
 // minPasswordLen is the shortest new admin password accepted.
 const minPasswordLen = 12
 
-// handleChangePassword changes the caller's password after checking the current one, refuses
-// every session token issued before the change (other sessions included) and answers with a
-// fresh token.
+// handleChangePassword changes the caller's password after checking the current one (under
+// the same guessing bounds as the login), refuses every session token issued before the
+// change (other sessions included) and answers with a fresh token.
 func (s *Server) handleChangePassword(w http.ResponseWriter, r *http.Request) {
 	var req adminapi.ChangePasswordRequest
 	if !decodeJSON(w, r, &req) {
@@ -36,16 +36,26 @@ func (s *Server) handleChangePassword(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sess, _ := sessionFrom(r.Context())
+	// The current password is guessed no faster than at the login: a stolen session must
+	// not become a way around its bounds.
+	remote := s.clientIP(r)
+	addr := guardKey(remote)
+	if !s.guardBegin(w, addr, remote, "password checks") {
+		return
+	}
 	hash, err := s.st.AdminPasswordHash(r.Context(), sess.username)
 	if err != nil {
+		s.guard.abandoned(addr)
 		s.writeStoreError(w, r, err, "admin user")
 		return
 	}
 	if bcrypt.CompareHashAndPassword(hash, []byte(req.CurrentPassword)) != nil {
-		s.audit.Warn("admin password change refused: wrong current password", "who", sess.username, "remote", s.clientIP(r))
-		writeInvalid(w, fieldErrors{"current_password": "is wrong"})
+		wait := s.guard.failed(s.now(), addr)
+		s.audit.Warn("admin password change refused: wrong current password", "who", sess.username, "remote", remote)
+		writeGuessFailure(w, http.StatusBadRequest, wait, "invalid request: current_password: is wrong", fieldErrors{"current_password": "is wrong"})
 		return
 	}
+	s.guard.succeeded(addr)
 	newHash, err := bcrypt.GenerateFromPassword([]byte(req.NewPassword), s.cost)
 	if err != nil {
 		s.log.Error("hash new admin password", "error", err)

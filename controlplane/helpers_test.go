@@ -3,6 +3,8 @@ package controlplane
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -13,6 +15,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/redis/go-redis/v9"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/claude-relay/claude-relay/controlplane/adminapi"
@@ -57,12 +60,19 @@ type harness struct {
 	http  *httptest.Server
 	logs  *lockedBuffer
 	clock *clock
+	key   ed25519.PrivateKey // the control plane's session signing key
 }
 
 func newHarness(t *testing.T, tweak ...func(*Options)) *harness {
 	t.Helper()
-	ctx := context.Background()
 	rdb, prefix := testredis.New(t)
+	return newHarnessOn(t, rdb, prefix, tweak...)
+}
+
+// newHarnessOn is newHarness on the given Redis and key prefix.
+func newHarnessOn(t *testing.T, rdb redis.UniversalClient, prefix string, tweak ...func(*Options)) *harness {
+	t.Helper()
+	ctx := context.Background()
 	sealer, err := aesgcm.New("0123456789abcdef0123456789abcdef")
 	if err != nil {
 		t.Fatalf("aesgcm.New: %v", err)
@@ -72,13 +82,12 @@ func newHarness(t *testing.T, tweak ...func(*Options)) *harness {
 	if err != nil {
 		t.Fatalf("store.Open: %v", err)
 	}
-	if _, err := ensureAdmin(ctx, st, testUser, testPassword, bcrypt.MinCost); err != nil {
-		t.Fatalf("ensureAdmin: %v", err)
-	}
 	logs := &lockedBuffer{}
+	key := newTestKey(t)
 	opts := Options{
 		Store:      st,
-		JWTSecret:  testJWTSecret,
+		SigningKey: key,
+		Admin:      AdminBootstrap{Username: testUser, Password: testPassword},
 		Logger:     hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Trace}),
 		Now:        clk.Now,
 		bcryptCost: bcrypt.MinCost,
@@ -90,9 +99,22 @@ func newHarness(t *testing.T, tweak ...func(*Options)) *harness {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
+	if err := srv.Bootstrap(ctx); err != nil {
+		t.Fatalf("Bootstrap: %v", err)
+	}
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(hs.Close)
-	return &harness{t: t, st: st, srv: srv, http: hs, logs: logs, clock: clk}
+	return &harness{t: t, st: st, srv: srv, http: hs, logs: logs, clock: clk, key: opts.SigningKey}
+}
+
+// newTestKey returns a fresh Ed25519 signing key.
+func newTestKey(t *testing.T) ed25519.PrivateKey {
+	t.Helper()
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key
 }
 
 // response is a decoded HTTP answer.

@@ -164,14 +164,16 @@ func (s *Server) handleRefreshAccount(w http.ResponseWriter, r *http.Request) {
 }
 
 // Run runs the control plane's background jobs until ctx ends: once, indexing relay keys made
-// by an older version for listing; then the OAuth token refresh every refresh interval, and
-// one refresh for each account a sidecar reports a 401 on.
+// by an older version for listing; then the OAuth token refresh every refresh interval, one
+// refresh for each account a sidecar reports a 401 on, and the check for an emptied Redis
+// (see Bootstrap) every Options.StoreCheck.
 func (s *Server) Run(ctx context.Context) {
 	if n, err := s.st.BackfillKeyIndexes(ctx); err != nil {
 		s.log.Error("cannot index relay keys created by an older version; they are missing from listings", "error", err)
 	} else if n > 0 {
 		s.log.Info("indexed relay keys created by an older version", "keys", n)
 	}
+	go s.watchStore(ctx)
 	requests := make(chan string, 16)
 	go s.receiveRefreshRequests(ctx, requests)
 	t := time.NewTicker(s.refreshEvery)

@@ -276,7 +276,7 @@ func TestRefreshUnderContentionCallsTheTokenEndpointOnce(t *testing.T) {
 	h := newHarness(t, func(o *Options) { o.OAuth = fake.config() })
 	id := addOAuthAccount(t, h, fake, 5*time.Minute) // inside the 10-minute refresh window
 	// A second control plane on the same Redis.
-	other, err := New(Options{Store: h.st, JWTSecret: testJWTSecret, Now: h.clock.Now, OAuth: fake.config()})
+	other, err := New(Options{Store: h.st, SigningKey: h.key, Now: h.clock.Now, OAuth: fake.config()})
 	if err != nil {
 		t.Fatal(err)
 	}

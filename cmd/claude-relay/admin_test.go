@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/json"
 	"net/http/httptest"
 	"os"
@@ -54,13 +56,20 @@ func newCLIEnv(t *testing.T, tweak ...func(*controlplane.Options)) *cliEnv {
 	if err := st.SetAdminPassword(ctx, cliUser, hash); err != nil {
 		t.Fatalf("SetAdminPassword: %v", err)
 	}
-	opts := controlplane.Options{Store: st, JWTSecret: []byte("cli-test-jwt-secret-0123456789abcdef")}
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := controlplane.Options{Store: st, SigningKey: key}
 	for _, f := range tweak {
 		f(&opts)
 	}
 	cp, err := controlplane.New(opts)
 	if err != nil {
 		t.Fatalf("controlplane.New: %v", err)
+	}
+	if err := cp.Bootstrap(ctx); err != nil {
+		t.Fatalf("Bootstrap: %v", err)
 	}
 	srv := httptest.NewServer(cp.Handler())
 	t.Cleanup(srv.Close)

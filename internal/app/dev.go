@@ -81,9 +81,6 @@ func RunDev(ctx context.Context, env *config.Env, opts Options) error {
 	if err != nil {
 		return err
 	}
-	if _, err := controlplane.EnsureAdmin(ctx, b.Store, user, password); err != nil {
-		return fmt.Errorf("create admin: %w", err)
-	}
 	if err := devUpstream(ctx, b); err != nil {
 		return err
 	}
@@ -98,9 +95,16 @@ func RunDev(ctx context.Context, env *config.Env, opts Options) error {
 	if err != nil {
 		return err
 	}
-	cp, err := controlplane.New(controlplane.Options{Store: b.Store, JWTSecret: []byte(env.JWTSecret), Logger: log, Config: cfg, OAuth: oauthConfig(env)})
+	key, err := b.adminSigningKey(opts.DataDir)
 	if err != nil {
 		return err
+	}
+	cp, err := controlplane.New(controlplane.Options{Store: b.Store, SigningKey: key, Admin: controlplane.AdminBootstrap{Username: user, Password: password}, Logger: log, Config: cfg, OAuth: oauthConfig(env)})
+	if err != nil {
+		return err
+	}
+	if err := cp.Bootstrap(ctx); err != nil {
+		return fmt.Errorf("create admin: %w", err)
 	}
 	go cp.Run(ctx) // OAuth token refresh
 	mux := http.NewServeMux()

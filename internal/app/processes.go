@@ -251,16 +251,16 @@ func RunControl(ctx context.Context, env *config.Env, opts Options) error {
 		return err
 	}
 	runControlConfig(ctx, cfg)
-	generated, err := controlplane.EnsureAdmin(ctx, b.Store, env.AdminUsername, env.AdminPassword)
-	if err != nil {
-		return fmt.Errorf("create admin: %w", err)
-	}
-	if generated != "" {
-		fmt.Fprintf(opts.Stdout, "Created admin %q with generated password (shown once): %s\n", env.AdminUsername, generated)
-	}
-	cp, err := controlplane.New(controlplane.Options{Store: b.Store, JWTSecret: []byte(env.JWTSecret), Logger: b.Log, Config: cfg, OAuth: oauthConfig(env)})
+	key, err := b.adminSigningKey(opts.DataDir)
 	if err != nil {
 		return err
+	}
+	cp, err := controlplane.New(controlplane.Options{Store: b.Store, SigningKey: key, Admin: adminBootstrap(env, opts.Stdout), Logger: b.Log, Config: cfg, OAuth: oauthConfig(env)})
+	if err != nil {
+		return err
+	}
+	if err := cp.Bootstrap(ctx); err != nil {
+		return fmt.Errorf("create admin: %w", err)
 	}
 	go cp.Run(ctx) // OAuth token refresh
 	mux := http.NewServeMux()
