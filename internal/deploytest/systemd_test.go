@@ -200,25 +200,53 @@ func TestSystemdUnitsAreHardened(t *testing.T) {
 }
 
 // TestSidecarUnitSharesControlHardening keeps the two units from drifting:
-// apart from ExecStart, their [Service] sections are the same.
+// apart from ExecStart and the sidecar's InaccessiblePaths, their [Service]
+// sections are the same.
 func TestSidecarUnitSharesControlHardening(t *testing.T) {
 	control, sidecar := parseUnit(t, controlUnitPath), parseUnit(t, sidecarUnitPath)
 	strip := func(u unitFile) map[string][]string {
 		out := make(map[string][]string, len(u["Service"]))
 		for k, v := range u["Service"] {
-			if k != "ExecStart" {
+			if k != "ExecStart" && k != "InaccessiblePaths" {
 				out[k] = v
 			}
 		}
 		return out
 	}
 	if diff := cmp.Diff(strip(control), strip(sidecar)); diff != "" {
-		t.Errorf("[Service] of %s vs %s, apart from ExecStart (-control +sidecar):\n%s", controlUnitPath, sidecarUnitPath, diff)
+		t.Errorf("[Service] of %s vs %s, apart from ExecStart and InaccessiblePaths (-control +sidecar):\n%s", controlUnitPath, sidecarUnitPath, diff)
 	}
 	for _, key := range []string{"After", "Wants", "PartOf"} {
 		if diff := cmp.Diff(control.list("Unit", key), sidecar.list("Unit", key)); diff != "" {
 			t.Errorf("[Unit] %s (-control +sidecar):\n%s", key, diff)
 		}
+	}
+}
+
+// TestSidecarsCannotReadTheControlPlanesDataDir checks that the control plane
+// keeps its state (the admin session signing key) in a directory of its own
+// that the sidecar units hide, though both run as the same user.
+func TestSidecarsCannotReadTheControlPlanesDataDir(t *testing.T) {
+	control, sidecar := parseUnit(t, controlUnitPath), parseUnit(t, sidecarUnitPath)
+	exec, _ := control.last("Service", "ExecStart")
+	f := strings.Fields(exec)
+	dir := ""
+	for i := 0; i+1 < len(f); i++ {
+		if f[i] == "-data-dir" {
+			dir = f[i+1]
+		}
+	}
+	if dir == "" || dir == parseEnvExample(t).set["CLAUDE_RELAY_DATA_DIR"] {
+		t.Fatalf("control ExecStart %q: want a -data-dir of its own, not CLAUDE_RELAY_DATA_DIR", exec)
+	}
+	hidden := false
+	for _, p := range sidecar.list("Service", "InaccessiblePaths") {
+		if strings.TrimPrefix(p, "-") == dir {
+			hidden = true
+		}
+	}
+	if !hidden {
+		t.Errorf("sidecar InaccessiblePaths: got %v, want it to hide the control plane's %s", sidecar.list("Service", "InaccessiblePaths"), dir)
 	}
 }
 
