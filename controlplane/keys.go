@@ -262,9 +262,27 @@ func (s *Server) checkPolicy(fields fieldErrors, policy string) {
 		return
 	}
 	if _, ok := snap.Policies[policy]; !ok {
-		names := slices.Sorted(maps.Keys(snap.Policies))
-		fields.add("policy", fmt.Sprintf("no policy %q in the running configuration (version %d); defined: %s", policy, env.Version, strings.Join(names, ", ")))
+		fields.add("policy", unknownPolicy(policy, env.Version, s.config.Status().Dir, slices.Sorted(maps.Keys(snap.Policies))))
 	}
+}
+
+// unknownPolicy says that policy is not among the defined ones and where policies come
+// from: `policy "NAME" { … }` blocks in the HCL of dir ("" means the embedded default).
+func unknownPolicy(policy string, version int64, dir string, defined []string) string {
+	if len(defined) > 0 {
+		from := "the HCL in " + dir
+		if dir == "" {
+			from = "the embedded default configuration"
+		}
+		return fmt.Sprintf("no policy %q in the running configuration (version %d); defined (policy blocks in %s): %s",
+			policy, version, from, strings.Join(defined, ", "))
+	}
+	add := fmt.Sprintf("add a policy %q { … } block to the HCL in %s (saving reloads it)", policy, dir)
+	if dir == "" {
+		add = fmt.Sprintf("the control plane runs the embedded default configuration (CLAUDE_RELAY_CONFIG_DIR is unset): point CLAUDE_RELAY_CONFIG_DIR at a directory of HCL files with a policy %q { … } block", policy)
+	}
+	return fmt.Sprintf("no policy %q: the running configuration (version %d) defines no policies; %s, or create the key without a policy to follow its route's",
+		policy, version, add)
 }
 
 // keySpec validates a create request into fields (prefixed for bulk requests).

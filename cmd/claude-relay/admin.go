@@ -9,9 +9,11 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -44,7 +46,11 @@ const adminUsageTail = `
 The control plane address and session token come from --addr and --token, else
 CLAUDE_RELAY_ADDR and CLAUDE_RELAY_TOKEN, else the session file that "admin login" writes
 (os.UserConfigDir()/claude-relay/admin.json; CLAUDE_RELAY_ADMIN_FILE overrides the path).
-Flags may come before or after positional arguments. Exit status: 0 ok, 1 error, 2 usage.
+Without a saved session, login goes to CLAUDE_RELAY_CONTROL_ADDR, the control plane's own
+listen address (default 127.0.0.1:3100). Variables are read from the environment, then
+from .env in the working directory, as the relay's processes read them.
+Flags may come anywhere: before the command, between or after positional arguments
+(claude-relay admin --json keys list). Exit status: 0 ok, 1 error, 2 usage.
 `
 
 // adminFlags holds every flag of every admin command; each command registers the ones it uses.
@@ -86,6 +92,8 @@ type adminCLI struct {
 	client      *adminclient.Client
 	// tokenFromFile is the saved session's token when it is the one in use.
 	tokenFromFile string
+	// addrSource says where login took the control plane address from.
+	addrSource string
 }
 
 // optInt is an integer flag that knows whether it was given.
@@ -129,7 +137,7 @@ func adminCommands() []adminCommand {
 		{
 			name: "login", summary: "log in and save the session (mode 0600) for later commands",
 			flags: func(fs *flag.FlagSet, f *adminFlags) {
-				fs.StringVar(&f.addr, "addr", "", "control plane `URL` (default: $CLAUDE_RELAY_ADDR, else the saved session's, else http://"+config.DefaultControlAddr+")")
+				fs.StringVar(&f.addr, "addr", "", "control plane `URL` (default: $CLAUDE_RELAY_ADDR, else the saved session's, else http://$CLAUDE_RELAY_CONTROL_ADDR, else http://"+config.DefaultControlAddr+")")
 				fs.StringVar(&f.username, "username", defaultAdminUser, "admin `name`")
 				fs.BoolVar(&f.passwordStdin, "password-stdin", false, "read the password from the first line of stdin (no prompt)")
 			},
@@ -179,9 +187,25 @@ func adminCommands() []adminCommand {
 	}, manageCommands()...)
 }
 
-// runAdmin runs "claude-relay admin ARGS" and returns the exit status.
+// runAdmin runs "claude-relay admin ARGS" and returns the exit status. Like the relay's
+// processes, it reads .env in the working directory too; the process environment wins.
 func runAdmin(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) int {
-	return runAdminIO(ctx, args, env, os.Stdin, stdout, stderr)
+	return runAdminIO(ctx, args, withDotEnv(env, ".env"), os.Stdin, stdout, stderr)
+}
+
+// withDotEnv looks a variable up in env, then in the .env file at path. An unreadable or
+// malformed file is ignored: the admin CLI needs none of it when given --addr.
+func withDotEnv(env func(string) string, path string) func(string) string {
+	dotenv, err := config.ReadDotEnv(path)
+	if err != nil {
+		return env
+	}
+	return func(k string) string {
+		if v := env(k); v != "" {
+			return v
+		}
+		return dotenv[k]
+	}
 }
 
 // runAdminIO is runAdmin with stdin given, for tests.
@@ -196,6 +220,17 @@ func runAdminIO(ctx context.Context, args []string, env func(string) string, std
 		return 0
 	}
 
+	// Flags may come before the command too ("admin --json keys list"): they are parsed
+	// with the command's own.
+	leading, args := splitLeadingFlags(cmds, args)
+	if len(args) == 0 {
+		if slices.ContainsFunc(leading, isHelpFlag) {
+			fmt.Fprint(stdout, adminUsage(cmds, ""))
+			return 0
+		}
+		fmt.Fprintf(stderr, "claude-relay admin: flags %s need a command after them\n\n%s", strings.Join(leading, " "), adminUsage(cmds, ""))
+		return 2
+	}
 	cmd, rest, ok := findAdminCommand(cmds, args)
 	if !ok {
 		group := args[0]
@@ -216,7 +251,7 @@ func runAdminIO(ctx context.Context, args []string, env func(string) string, std
 
 	var f adminFlags
 	fset := newAdminFlagSet(cmd, &f)
-	pos, err := parseInterleaved(fset, rest)
+	pos, err := parseInterleaved(fset, append(leading, rest...))
 	if errors.Is(err, flag.ErrHelp) {
 		fmt.Fprint(stdout, commandUsage(cmd))
 		return 0
@@ -267,6 +302,39 @@ func findAdminCommand(cmds []adminCommand, args []string) (adminCommand, []strin
 		}
 	}
 	return adminCommand{}, nil, false
+}
+
+// splitLeadingFlags takes the flags (with their values) that come before the command words.
+// A flag takes the next argument as its value unless it is written --name=value or is a
+// boolean flag of some command.
+func splitLeadingFlags(cmds []adminCommand, args []string) (flags, rest []string) {
+	for len(args) > 0 && len(args[0]) > 1 && args[0][0] == '-' && args[0] != "--" {
+		arg := args[0]
+		flags, args = append(flags, arg), args[1:]
+		name := strings.TrimLeft(arg, "-")
+		if strings.Contains(name, "=") || isHelpFlag(arg) || isBoolFlag(cmds, name) || len(args) == 0 {
+			continue
+		}
+		flags, args = append(flags, args[0]), args[1:]
+	}
+	return flags, args
+}
+
+// isBoolFlag reports whether name is a boolean flag of any command (or of none: an unknown
+// flag takes no value here and is reported by the command's own parse).
+func isBoolFlag(cmds []adminCommand, name string) bool {
+	for _, cmd := range cmds {
+		var f adminFlags
+		if fl := newAdminFlagSet(cmd, &f).Lookup(name); fl != nil {
+			b, ok := fl.Value.(interface{ IsBoolFlag() bool })
+			return ok && b.IsBoolFlag()
+		}
+	}
+	return true
+}
+
+func isHelpFlag(arg string) bool {
+	return arg == "-h" || arg == "-help" || arg == "--help"
 }
 
 func isGroup(cmds []adminCommand, word string) bool {
@@ -355,10 +423,24 @@ func flagLine(fl *flag.Flag) string {
 	if typ != "" {
 		left += " " + typ
 	}
-	if fl.DefValue != "" && fl.DefValue != "false" {
-		usage += fmt.Sprintf(" (default %q)", fl.DefValue)
+	if !isZeroDefault(fl) && !strings.Contains(usage, "(default ") {
+		if typ == "string" || reflect.TypeOf(fl.Value).String() == "*flag.stringValue" {
+			usage += fmt.Sprintf(" (default %q)", fl.DefValue)
+		} else {
+			usage += fmt.Sprintf(" (default %s)", fl.DefValue)
+		}
 	}
 	return fmt.Sprintf("      %-22s %s\n", left, usage)
+}
+
+// isZeroDefault reports whether a flag's default is its type's zero value, which the usage
+// does not show (as the flag package's own PrintDefaults).
+func isZeroDefault(fl *flag.Flag) bool {
+	switch fl.DefValue {
+	case "", "0", "false", "[]":
+		return true
+	}
+	return false
 }
 
 func (c *adminCLI) resolveSessionPath() error {
@@ -432,7 +514,15 @@ func (c *adminCLI) explain(cmd adminCommand, err error) string {
 	}
 	var ue *url.Error
 	if c.client != nil && errors.As(err, &ue) && !errors.Is(err, context.Canceled) {
-		return fmt.Sprintf("cannot reach the control plane at %s (%v): check --addr or %s, or run claude-relay admin login", c.client.Addr(), ue.Err, envAdminAddr)
+		if cmd.name == "login" {
+			next := "give its address with --addr http://HOST:PORT"
+			if c.addrSource == "--addr" {
+				next = "check the URL"
+			}
+			return fmt.Sprintf("cannot reach the control plane at %s (%v); the address came from %s. Is `claude-relay control` running and listening there? Its log says where (\"control plane listening\"); %s",
+				c.client.Addr(), ue.Err, c.addrSource, next)
+		}
+		return fmt.Sprintf("cannot reach the control plane at %s (%v): check --addr or %s, or log in again with claude-relay admin login --addr http://HOST:PORT", c.client.Addr(), ue.Err, envAdminAddr)
 	}
 	return err.Error()
 }
@@ -521,24 +611,46 @@ func orDash(s string) string {
 
 // --- commands ---
 
+// loginAddr is the control plane address login uses and where it came from: --addr, else
+// CLAUDE_RELAY_ADDR, else the saved session's, else the control plane's own listen address
+// CLAUDE_RELAY_CONTROL_ADDR (environment or .env, as `claude-relay control` reads it), else
+// the default.
+func (c *adminCLI) loginAddr(f *adminFlags) (addr, source string) {
+	if f.addr != "" {
+		return f.addr, "--addr"
+	}
+	if a := c.env(envAdminAddr); a != "" {
+		return a, envAdminAddr
+	}
+	if sess, err := adminclient.LoadSession(c.sessionPath); err == nil && sess.Addr != "" {
+		return sess.Addr, "the saved session " + c.sessionPath
+	}
+	if a := c.env(config.EnvControlAddr); a != "" {
+		return "http://" + dialable(a), config.EnvControlAddr + "=" + a
+	}
+	return "http://" + config.DefaultControlAddr, "the default (" + config.EnvControlAddr + " is unset)"
+}
+
+// dialable turns a listen address into one a client can dial: an empty or wildcard host
+// becomes 127.0.0.1.
+func dialable(listen string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return listen
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
 func adminLogin(ctx context.Context, c *adminCLI, f *adminFlags, _ []string) error {
-	addr := f.addr
-	if addr == "" {
-		addr = c.env(envAdminAddr)
-	}
-	if addr == "" {
-		if sess, err := adminclient.LoadSession(c.sessionPath); err == nil && sess.Addr != "" {
-			addr = sess.Addr
-		}
-	}
-	if addr == "" {
-		addr = "http://" + config.DefaultControlAddr
-	}
+	addr, source := c.loginAddr(f)
 	client, err := adminclient.New(addr, "", nil)
 	if err != nil {
-		return usageError{err.Error()}
+		return usageError{fmt.Sprintf("%v (from %s)", err, source)}
 	}
-	c.client = client
+	c.client, c.addrSource = client, source
 
 	var password string
 	if f.passwordStdin {
