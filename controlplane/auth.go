@@ -165,8 +165,9 @@ func (s *Server) bootstrapLocked(ctx context.Context) error {
 }
 
 // checkStore notices an emptied Redis — the admin epoch is gone — and bootstraps the store
-// again: the admin is re-created from Options.Admin and a new epoch refuses every session
-// token issued before. It reports whether it had to.
+// again: the admin is re-created from Options.Admin, a new epoch refuses every session token
+// issued before, and the relay-key pepper this process holds is stored again. It reports
+// whether it had to.
 func (s *Server) checkStore(ctx context.Context) (bool, error) {
 	s.recoverMu.Lock()
 	defer s.recoverMu.Unlock()
@@ -177,6 +178,10 @@ func (s *Server) checkStore(ctx context.Context) (bool, error) {
 	s.log.Warn("Redis has lost the admin state (emptied, or restarted without persistence): re-creating the admin user; every admin session issued before is refused")
 	if err := s.bootstrapLocked(ctx); err != nil {
 		return false, fmt.Errorf("recover emptied store: %w", err)
+	}
+	// Relay keys created from now on must hash the same way in processes started later.
+	if err := s.st.RestorePepper(ctx); err != nil {
+		s.log.Error("relay keys created from now on may not be found by sidecars started since Redis was emptied", "error", err)
 	}
 	return true, nil
 }

@@ -12,6 +12,8 @@ import (
 
 	"github.com/claude-relay/claude-relay/controlplane/adminapi"
 	"github.com/claude-relay/claude-relay/internal/testredis"
+	"github.com/claude-relay/claude-relay/plugins/crypto-aesgcm/aesgcm"
+	"github.com/claude-relay/claude-relay/store"
 )
 
 // announced collects the generated admin passwords a control plane shows.
@@ -141,4 +143,40 @@ func TestEmptiedRedisIsNoticedOnASessionAndPeriodically(t *testing.T) {
 	if epoch, err := h.st.AdminEpoch(ctx); err != nil || epoch == "" {
 		t.Errorf("got admin epoch (%q, %v) after the periodic recovery, want a new one", epoch, err)
 	}
+}
+
+func TestKeysCreatedAfterAnEmptiedRedisAreFoundByProcessesStartedLater(t *testing.T) {
+	_, rdb := ownRedis(t)
+	h := newHarnessOn(t, rdb, "", func(o *Options) { o.StoreCheck = time.Hour })
+	if err := rdb.FlushAll(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	token := h.loginWithToken(testPassword) // notices the loss
+	r := h.do("POST", "/admin/keys", token, adminapi.CreateKeyRequest{Name: "after the loss"})
+	wantStatus(t, r, http.StatusCreated)
+	var created adminapi.CreateKeyResponse
+	r.decode(t, &created)
+
+	// A sidecar started now opens the store afresh and must find the key.
+	sealer, err := aesgcm.New("0123456789abcdef0123456789abcdef")
+	if err != nil {
+		t.Fatal(err)
+	}
+	later, err := store.Open(context.Background(), rdb, store.Options{Sealer: sealer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := later.LookupKey(context.Background(), created.Secret); err != nil {
+		t.Errorf("a process started after the loss: LookupKey got %v, want the key", err)
+	}
+}
+
+// loginWithToken logs in as the admin with password and returns the session token.
+func (h *harness) loginWithToken(password string) string {
+	h.t.Helper()
+	r := h.loginWith(password)
+	wantStatus(h.t, r, http.StatusOK)
+	var out adminapi.LoginResponse
+	r.decode(h.t, &out)
+	return out.Token
 }

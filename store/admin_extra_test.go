@@ -243,3 +243,40 @@ func TestAdminEpochIsCreatedOnceAndVanishesWithTheStore(t *testing.T) {
 		t.Fatalf("after the epoch vanished: got (%q, %t, %v), want a new epoch", next, created, err)
 	}
 }
+
+func TestRestorePepperPutsTheHeldPepperBackAfterRedisLostIt(t *testing.T) {
+	ctx := context.Background()
+	s, clk, rdb, prefix := newStore(t)
+	if err := rdb.Del(ctx, s.Schema().Pepper()).Err(); err != nil { // as an emptied Redis would
+		t.Fatal(err)
+	}
+	if err := s.RestorePepper(ctx); err != nil {
+		t.Fatalf("RestorePepper: %v", err)
+	}
+	if err := s.RestorePepper(ctx); err != nil {
+		t.Fatalf("RestorePepper again: %v", err)
+	}
+	_, secret, err := s.CreateKey(ctx, KeySpec{Name: "after the loss"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A process started now (a sidecar) hashes the key the same way.
+	later, err := Open(ctx, rdb, Options{Prefix: prefix, Sealer: sealer(t, testEncKey), Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := later.LookupKey(ctx, secret); err != nil {
+		t.Errorf("a process started after the restore: LookupKey got %v, want the key", err)
+	}
+
+	// Another pepper in Redis is reported, not overwritten.
+	if err := rdb.Del(ctx, s.Schema().Pepper()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(ctx, rdb, Options{Prefix: prefix, Sealer: sealer(t, testEncKey), Now: clk.Now}); err != nil {
+		t.Fatal(err) // creates a new pepper
+	}
+	if err := s.RestorePepper(ctx); !errors.Is(err, ErrConflict) {
+		t.Errorf("with another pepper in Redis: got %v, want ErrConflict", err)
+	}
+}

@@ -4,6 +4,7 @@ package store
 import (
 	"context"
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -131,6 +132,37 @@ func (s *Store) createPepper(ctx context.Context, key string) (created, envelope
 	// Another process won the race; use its pepper.
 	envelope, err = s.rdb.Get(ctx, key).Bytes()
 	return nil, envelope, err
+}
+
+// RestorePepper stores the relay-key pepper this store holds again when Redis has none (it
+// was emptied while the process ran), so that processes started later hash relay keys the
+// same way. When Redis holds another pepper (a process started since created it), it
+// returns an error wrapping ErrConflict: keys this process writes from now on are not found
+// by that one until this process restarts.
+func (s *Store) RestorePepper(ctx context.Context) error {
+	sealed, err := s.sealer.Seal(ctx, s.pepper, pepperAAD)
+	if err != nil {
+		return fmt.Errorf("restore relay-key pepper: seal: %w", err)
+	}
+	created, err := s.rdb.SetNX(ctx, s.keys.Pepper(), sealed, 0).Result()
+	if err != nil || created {
+		if err != nil {
+			return fmt.Errorf("restore relay-key pepper: %w", err)
+		}
+		return nil
+	}
+	env, err := s.rdb.Get(ctx, s.keys.Pepper()).Bytes()
+	if err != nil {
+		return fmt.Errorf("restore relay-key pepper: %w", err)
+	}
+	stored, err := s.sealer.Open(ctx, env, pepperAAD)
+	if err != nil {
+		return fmt.Errorf("restore relay-key pepper: open the stored one: %w", err)
+	}
+	if subtle.ConstantTimeCompare(stored, s.pepper) != 1 {
+		return fmt.Errorf("restore relay-key pepper: Redis holds another one, created by a process started since Redis was emptied; restart this process: %w", ErrConflict)
+	}
+	return nil
 }
 
 // Client returns the Redis client the store uses.
