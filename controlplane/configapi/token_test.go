@@ -1,6 +1,8 @@
 package configapi
 
 import (
+	"crypto/ed25519"
+	"crypto/rand"
 	"strings"
 	"testing"
 	"time"
@@ -40,6 +42,10 @@ func TestSidecarTokensAreVerified(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	_, adminKey, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name    string
 		token   string
@@ -55,6 +61,7 @@ func TestSidecarTokensAreVerified(t *testing.T) {
 		{"without iat", sign(t, jwt.SigningMethodHS256, current, claims(func(c jwt.MapClaims) { delete(c, "iat") })), "iat is required"},
 		{"living longer than five minutes", sign(t, jwt.SigningMethodHS256, current, claims(func(c jwt.MapClaims) { c["exp"] = now.Add(10 * time.Minute).Unix() })), "exceeds"},
 		{"an admin session token", sign(t, jwt.SigningMethodHS256, current, claims(func(c jwt.MapClaims) { c["aud"], c["iss"] = "claude-relay-admin", "claude-relay" })), "audience"},
+		{"an admin session token (EdDSA)", sign(t, jwt.SigningMethodEdDSA, adminKey, claims(func(c jwt.MapClaims) { c["aud"], c["iss"] = "claude-relay-admin", "claude-relay" })), "signing method EdDSA is invalid"},
 		{"alg none", sign(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, claims(nil)), "signing method none is invalid"},
 		{"HS512 instead of the pinned HS256", sign(t, jwt.SigningMethodHS512, current, claims(nil)), "signing method HS512 is invalid"},
 		{"without a sidecar id", sign(t, jwt.SigningMethodHS256, current, claims(func(c jwt.MapClaims) { delete(c, "sub") })), "sub"},
