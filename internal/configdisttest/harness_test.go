@@ -63,6 +63,7 @@ type cluster struct {
 	redis     *testredis.Server
 	configDir string
 	ctlAddr   string
+	ctlData   string // the control plane's data dir, kept across its restarts (its admin signing key)
 	ctl       *proc
 	up        *fakeupstream.Server
 	admin     *adminclient.Client
@@ -81,7 +82,7 @@ type syncBuffer = testutil.Buffer
 
 func newCluster(t *testing.T, hcl string) *cluster {
 	t.Helper()
-	c := &cluster{t: t, redis: testredis.StartServer(t), configDir: t.TempDir(), ctlAddr: freeAddr(t)}
+	c := &cluster{t: t, redis: testredis.StartServer(t), configDir: t.TempDir(), ctlAddr: freeAddr(t), ctlData: t.TempDir()}
 	c.writeFile("relay.hcl", hcl)
 	c.up = fakeupstream.Start(t, fakeupstream.Options{APIKeys: []string{upstreamKey}})
 	return c
@@ -155,7 +156,7 @@ func (p *proc) kill() {
 // startControl starts the control plane and logs the admin in.
 func (c *cluster) startControl() {
 	c.t.Helper()
-	c.ctl = c.start("control", []string{"control", "-listen", c.ctlAddr, "-config-dir", c.configDir}, c.env())
+	c.ctl = c.start("control", []string{"control", "-listen", c.ctlAddr, "-config-dir", c.configDir, "-data-dir", c.ctlData}, c.env())
 	waitHTTP(c.t, "http://"+c.ctlAddr+"/health")
 	if c.admin != nil {
 		return
