@@ -357,7 +357,7 @@ func (s *Server) guardBegin(w http.ResponseWriter, addr, remote, what string) bo
 	case guardLocked:
 		msg = "too many failed " + what + " from this address"
 	case guardPaced:
-		msg = "too many failed admin logins recently, from any address: guesses are slowed down and this address's next turn is later"
+		msg = "too many wrong admin passwords recently, from any address: guesses are slowed down and this address's next turn comes later"
 	case guardConcurrent:
 		msg = "a password check from this address is still under way: wait for its answer"
 		wait = time.Second
