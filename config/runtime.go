@@ -19,16 +19,23 @@ type Runtime struct {
 	Snapshot *Snapshot
 
 	routes   []*RouteRT
-	exact    map[string]*RouteRT
+	exact    map[string]routeTarget
 	prefixes []prefixRoute // longest prefix first
 	trusted  []netip.Prefix
 	pools    map[string]*PoolRT
 	policies map[string]*Policy
 }
 
+// routeTarget is what a route path resolves to: the route, and how many leading bytes of a
+// request path the upstream path leaves out (the client-side alias before "/v1/").
+type routeTarget struct {
+	route *RouteRT
+	cut   int
+}
+
 type prefixRoute struct {
 	prefix string // the path without its final "*", e.g. "/v1/models/"
-	route  *RouteRT
+	routeTarget
 }
 
 // RouteRT is a compiled route.
@@ -85,7 +92,7 @@ func Compile(s *Snapshot) (*Runtime, error) {
 	// Validation guarantees that every parse below succeeds.
 	rt := &Runtime{
 		Snapshot: s,
-		exact:    make(map[string]*RouteRT),
+		exact:    make(map[string]routeTarget),
 		trusted:  mustPrefixes(s.Server.TrustedProxies),
 		pools:    make(map[string]*PoolRT, len(s.Pools)),
 		policies: make(map[string]*Policy, len(s.Policies)),
@@ -135,10 +142,12 @@ func Compile(s *Snapshot) (*Runtime, error) {
 			route.Timeout, _ = parseDuration(r.Timeout)
 		}
 		for _, p := range r.Paths {
-			if prefix, ok := strings.CutSuffix(p, "*"); ok {
-				rt.prefixes = append(rt.prefixes, prefixRoute{prefix: prefix, route: route})
+			fixed, wild := strings.CutSuffix(p, "*")
+			t := routeTarget{route: route, cut: len(fixed) - len(UpstreamPath(fixed))}
+			if wild {
+				rt.prefixes = append(rt.prefixes, prefixRoute{prefix: fixed, routeTarget: t})
 			} else {
-				rt.exact[p] = route
+				rt.exact[p] = t
 			}
 		}
 		rt.routes = append(rt.routes, route)
@@ -167,18 +176,39 @@ func (rt *Runtime) Match(method, path string) (*RouteRT, bool) {
 	return r, true
 }
 
+// Resolve is Match that also returns the path to send upstream: the request path without
+// the client-side alias of the route path it matched, i.e. without what precedes that
+// route path's first "/v1/" ("/api/v1/models/x" under "/api/v1/models/*" becomes
+// "/v1/models/x"). The upstream path therefore always starts with the upstream form of the
+// matched route path; with a path CheckRequestPath accepted (no dot segment, no encoded
+// slash) it cannot leave that route's subtree however the upstream normalises it.
+func (rt *Runtime) Resolve(method, path string) (*RouteRT, string, bool) {
+	t, ok := rt.lookup(path)
+	if !ok || !t.route.AllowsMethod(method) {
+		return nil, "", false
+	}
+	return t.route, path[t.cut:], true
+}
+
 // MatchPath finds the route that claims path, whatever the method, so that
 // a caller can tell 404 from 405.
 func (rt *Runtime) MatchPath(path string) (*RouteRT, bool) {
-	if r, ok := rt.exact[path]; ok {
-		return r, true
+	t, ok := rt.lookup(path)
+	return t.route, ok
+}
+
+// lookup finds the route path that claims path: an exact one first, then the longest
+// "/*" prefix.
+func (rt *Runtime) lookup(path string) (routeTarget, bool) {
+	if t, ok := rt.exact[path]; ok {
+		return t, true
 	}
 	for _, p := range rt.prefixes {
 		if strings.HasPrefix(path, p.prefix) {
-			return p.route, true
+			return p.routeTarget, true
 		}
 	}
-	return nil, false
+	return routeTarget{}, false
 }
 
 // Routes returns the compiled routes in declaration order.
@@ -238,9 +268,11 @@ func (rt *Runtime) Price(model string) (Price, bool) {
 	return rt.Snapshot.Fallback, false
 }
 
-// UpstreamPath maps a client path to the upstream one: the suffix from the
+// UpstreamPath maps a route path to its upstream form: the suffix from the
 // first "/v1/" ("/api/v1/messages" becomes "/v1/messages"), or path
-// unchanged when it has none.
+// unchanged when it has none. Requests are mapped by Resolve, which cuts a
+// request path where its matched route path is cut, never by where "/v1/"
+// appears in the request path itself.
 func UpstreamPath(path string) string {
 	if i := strings.Index(path, "/v1/"); i > 0 {
 		return path[i:]

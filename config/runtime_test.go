@@ -3,6 +3,8 @@ package config
 import (
 	"math"
 	"net/netip"
+	"net/url"
+	"path"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -312,6 +314,8 @@ func TestCompileRejectsBadWireSnapshot(t *testing.T) {
 		},
 			[]string{`route "s" paths[0]: path "/v1/messages" is already claimed by route "r"`}},
 		{"relative path", func(s *Snapshot) { s.Routes[0].Paths = []string{"v1"} }, []string{`route "r" paths[0]: path "v1" must start with "/"`}},
+		{"path no request can have", func(s *Snapshot) { s.Routes[0].Paths = []string{"/v1/../files", "/v1/a;b/*"} },
+			[]string{`route "r" paths[0]: path "/v1/../files" cannot match any request`, `route "r" paths[1]: path "/v1/a;b/*" cannot match`}},
 		{"bad timeout", func(s *Snapshot) { s.Routes[0].Timeout = "0s" }, []string{`route "r" timeout: duration "0s" must be positive`}},
 		{"negative price", func(s *Snapshot) { s.Fallback.CacheRead = -1 }, []string{"pricing_fallback cache_read: cache_read must be 0 or more"}},
 	}
@@ -346,8 +350,132 @@ func TestHotPathDoesNotAllocate(t *testing.T) {
 		rt.TrustedProxy(ip)
 		rt.Price("claude-sonnet-4-5-20250929")
 		UpstreamPath("/api/v1/messages")
+		rt.Resolve("POST", "/api/v1/messages")
+		rt.Resolve("GET", "/v1/anything/else")
+		CheckRequestPath("/api/v1/messages", "/api/v1/messages")
+		CheckRequestPath("/v1/models/claude%2Dx", "/v1/models/claude-x")
 	})
 	if allocs != 0 {
 		t.Errorf("got %v allocations, want 0", allocs)
+	}
+}
+
+func TestRequestPathRules(t *testing.T) {
+	tests := []struct {
+		escaped, decoded string
+		want             string // "" when the path is accepted, else a part of the error
+	}{
+		{"/v1/messages", "/v1/messages", ""},
+		{"/v1/models/claude-sonnet-4-5-20250929", "/v1/models/claude-sonnet-4-5-20250929", ""},
+		{"/v1/models/claude-3-5-sonnet-v2@20241022", "/v1/models/claude-3-5-sonnet-v2@20241022", ""},
+		{"/v1/models/a.b_c~d:e", "/v1/models/a.b_c~d:e", ""},
+		{"/v1/models/...", "/v1/models/...", ""},
+		{"/v1/models/..x", "/v1/models/..x", ""},
+		{"/v1/models/%41", "/v1/models/A", ""},
+		{"/v1/models/", "/v1/models/", ""},
+		{"/", "/", ""},
+		{"/v1/models/..", "/v1/models/..", "dot segment"},
+		{"/v1/models/../files", "/v1/models/../files", "dot segment"},
+		{"/v1/models/%2e%2e/files", "/v1/models/../files", "dot segment"},
+		{"/./v1/messages", "/./v1/messages", "dot segment"},
+		{"/v1/models/.", "/v1/models/.", "dot segment"},
+		{"/v1/models/x%2fy", "/v1/models/x/y", "encoded slash"},
+		{"/v1/models/x%2Fy", "/v1/models/x/y", "encoded slash"},
+		{"/v1/models/%25", "/v1/models/%", `"%"`},
+		{"/v1/models/%5c", "/v1/models/\\", `"\\"`},
+		{"/v1/models/..;", "/v1/models/..;", `";"`},
+		{"/v1/models/%20", "/v1/models/ ", `" "`},
+		{"/v1/models/%00", "/v1/models/\x00", `"\x00"`},
+		{"/v1/models/%C3%A9", "/v1/models/é", `"\xc3"`},
+		{"*", "*", `start with "/"`},
+		{"", "", `start with "/"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.escaped, func(t *testing.T) {
+			err := CheckRequestPath(tt.escaped, tt.decoded)
+			switch {
+			case tt.want == "" && err != nil:
+				t.Errorf("got %v, want the path accepted", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Errorf("got %v, want an error containing %s", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestResolveCutsWhereTheRoutePathIsCut(t *testing.T) {
+	rt, err := Compile(&Snapshot{
+		Server: Server{MaxBodyBytes: 1},
+		Pools:  map[string]Pool{"p": validPool()},
+		Routes: []Route{
+			{Name: "models", Paths: []string{"/v1/models/*", "/api/v1/models/*", "/v1/models"}, Pool: "p"},
+			{Name: "messages", Paths: []string{"/claude/v1/messages"}, Pool: "p"},
+			{Name: "other", Paths: []string{"/other/*"}, Pool: "p"},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct{ path, route, upstream string }{
+		{"/v1/models", "models", "/v1/models"},
+		{"/v1/models/x", "models", "/v1/models/x"},
+		{"/api/v1/models/x", "models", "/v1/models/x"},
+		// The request path's own "/v1/" does not move the cut: it stays where the route
+		// path's alias ends, so the upstream path stays under the route.
+		{"/api/v1/models/x/v1/files", "models", "/v1/models/x/v1/files"},
+		{"/claude/v1/messages", "messages", "/v1/messages"},
+		{"/other/v1/files", "other", "/other/v1/files"},
+	}
+	for _, tt := range tests {
+		r, up, ok := rt.Resolve("GET", tt.path)
+		if !ok || r.Name != tt.route || up != tt.upstream {
+			t.Errorf("Resolve(%q): got %v %q %v, want route %q, upstream %q", tt.path, r, up, ok, tt.route, tt.upstream)
+		}
+	}
+}
+
+// TestUpstreamPathStaysInsideTheRoute resolves, for every path of the default routes,
+// request paths with suffixes built from tricky segments: whatever CheckRequestPath
+// accepts resolves to an upstream path that, even after an upstream resolves dot segments
+// (path.Clean), is still under the upstream form of the route path it matched.
+func TestUpstreamPathStaysInsideTheRoute(t *testing.T) {
+	rt := compileDefault(t)
+	segs := []string{"", ".", "..", "...", "x", "v1", "files", "%2e%2e", "%2f", "..%2f", "claude-sonnet-4-5"}
+	for _, route := range rt.Routes() {
+		for _, p := range route.Paths {
+			fixed, wild := strings.CutSuffix(p, "*")
+			base := UpstreamPath(fixed)
+			var suffixes []string
+			if wild {
+				for _, a := range segs {
+					for _, b := range segs {
+						suffixes = append(suffixes, a, a+"/"+b)
+					}
+				}
+			} else {
+				suffixes = []string{""}
+			}
+			for _, suffix := range suffixes {
+				escaped := fixed + suffix
+				u, err := url.Parse(escaped)
+				if err != nil {
+					continue
+				}
+				if CheckRequestPath(u.EscapedPath(), u.Path) != nil {
+					continue
+				}
+				_, up, ok := rt.Resolve(route.Methods[0], u.Path)
+				if !ok {
+					continue // a more specific route claimed it; its own paths are checked too
+				}
+				cleaned := path.Clean(up)
+				if strings.HasSuffix(up, "/") && cleaned != "/" {
+					cleaned += "/"
+				}
+				if !strings.HasPrefix(up, base) || !strings.HasPrefix(cleaned, strings.TrimSuffix(base, "/")) {
+					t.Errorf("%s: upstream %q (cleaned %q) is outside %q", escaped, up, cleaned, base)
+				}
+			}
+		}
 	}
 }

@@ -290,6 +290,11 @@ func checkPath(p string) error {
 	if strings.ContainsAny(p, "?# \t") {
 		return fmt.Errorf("path %q must not contain a query, fragment or spaces", p)
 	}
+	// A route path must be one a request can have: requests are refused otherwise.
+	fixed := strings.TrimSuffix(p, "*")
+	if err := CheckRequestPath(fixed, fixed); err != nil {
+		return fmt.Errorf("path %q cannot match any request: the relay refuses request paths with dot segments or characters other than letters, digits and - . _ ~ : @ /", p)
+	}
 	return nil
 }
 

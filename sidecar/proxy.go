@@ -107,12 +107,12 @@ func (s *Server) serveRelay(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ex.rt = rt
-	route, ok := rt.Match(r.Method, r.URL.Path)
+	route, upPath, ok := rt.Resolve(r.Method, r.URL.Path)
 	if !ok {
 		ex.fail(http.StatusNotFound, errNotFound, fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path), 0)
 		return
 	}
-	ex.route, routeName = route, route.Name
+	ex.route, ex.upPath, routeName = route, upPath, route.Name
 
 	ex.clientIP = rt.ClientIP(r.RemoteAddr, r.Header.Values("X-Forwarded-For"))
 	if !route.Allowed(ex.clientIP) {
@@ -154,7 +154,6 @@ func (s *Server) serveRelay(w http.ResponseWriter, r *http.Request) {
 	if err := ex.readBody(buf); err != nil {
 		return
 	}
-	ex.upPath = config.UpstreamPath(r.URL.Path)
 	ex.fields = sched.Scan(ex.body)
 	if !ex.admit() {
 		return

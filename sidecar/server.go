@@ -250,8 +250,17 @@ func (s *Server) Apply(snap *config.Snapshot) error {
 	return nil
 }
 
-// ServeHTTP implements http.Handler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+// ServeHTTP implements http.Handler. A path that could resolve outside the route it
+// matches (dot segments, encoded slashes: see config.CheckRequestPath) is refused here,
+// before routing, so that neither the relay nor the mux's own path cleaning acts on it.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if err := config.CheckRequestPath(r.URL.EscapedPath(), r.URL.Path); err != nil {
+		s.m.requests.With("unmatched", "400").Inc()
+		writeError(w, http.StatusBadRequest, errInvalidRequest, err.Error(), 0)
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
 
 // NewTransport returns the HTTP transport used towards upstreams: no compression (bodies
 // pass through as sent), generous idle pools, bounded dial and TLS handshakes.
