@@ -20,9 +20,11 @@ build:
 run: build
 	$(BIN)/claude-relay dev
 
-## test: formatting, vet, and the whole suite with the race detector
+## test: formatting, vet, the whole suite with the race detector, and a few seconds of fuzzing
+## the request scanner's model against encoding/json's
 test: fmt-check vet
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 15m ./...
+	$(GO) test -run='^$$' -fuzz=FuzzScanModel -fuzztime=5s ./sidecar/sched
 
 vet:
 	$(GO) vet ./...

@@ -151,10 +151,17 @@ func (s *Server) serveRelay(w http.ResponseWriter, r *http.Request) {
 			bodyPool.Put(buf)
 		}
 	}()
+	if !identityEncoding(r.Header.Values("Content-Encoding")) {
+		ex.fail(http.StatusUnsupportedMediaType, errInvalidRequest, fmt.Sprintf("the request body is encoded (Content-Encoding: %s); the relay reads the model from the body and accepts only uncompressed bodies: send it without Content-Encoding", strings.Join(r.Header.Values("Content-Encoding"), ", ")), 0)
+		return
+	}
 	if err := ex.readBody(buf); err != nil {
 		return
 	}
 	ex.fields = sched.Scan(ex.body)
+	if !ex.checkModel() {
+		return
+	}
 	if !ex.admit() {
 		return
 	}
@@ -233,8 +240,15 @@ func (ex *exchange) admit() bool {
 			return false
 		}
 	}
-	if m := ex.fields.Model; m != "" && !pol.AllowsModel(m) {
-		ex.fail(http.StatusForbidden, errPermission, fmt.Sprintf("model %q is not allowed for this relay key (its policy allows %s)", m, modelRule(pol)), 0)
+	if ex.fields.ModelStatus == sched.ModelFound {
+		if m := ex.fields.Model; !pol.AllowsModel(m) {
+			ex.fail(http.StatusForbidden, errPermission, fmt.Sprintf("model %q is not allowed for this relay key (its policy allows %s)", m, modelRule(pol)), 0)
+			return false
+		}
+	} else if len(ex.body) > 0 && pol != nil && (pol.Models != nil || len(pol.DeniedModels) > 0) {
+		// A body on another endpoint (a batch, say) whose model the scanner cannot name:
+		// a key limited to some models must not get through it.
+		ex.fail(http.StatusForbidden, errPermission, fmt.Sprintf("this relay key may use only some models (its policy allows %s), and the relay cannot tell which model this request uses", modelRule(pol)), 0)
 		return false
 	}
 	if ua := ex.r.Header.Get("User-Agent"); !pol.AllowsClient(ua) {
@@ -267,6 +281,40 @@ func (ex *exchange) admit() bool {
 		return false
 	}
 	ex.lease = lease
+	return true
+}
+
+// checkModel refuses (400) a body whose model cannot be told unambiguously: on the
+// Messages endpoints, which always name one, whatever the problem; elsewhere, when two keys
+// could name it or it is not a string. The model rules, model_map and parking by family
+// all act on the model found here.
+func (ex *exchange) checkModel() bool {
+	st := ex.fields.ModelStatus
+	if st == sched.ModelFound || len(ex.body) == 0 && !namesModel(ex.upPath) {
+		return true
+	}
+	if namesModel(ex.upPath) || st == sched.ModelDuplicated || st == sched.ModelNotString {
+		ex.fail(http.StatusBadRequest, errInvalidRequest, st.Problem(), 0)
+		return false
+	}
+	return true
+}
+
+// namesModel reports whether an upstream path is a Messages endpoint, whose body names
+// the one model it runs on.
+func namesModel(upPath string) bool {
+	return upPath == "/v1/messages" || upPath == "/v1/messages/count_tokens"
+}
+
+// identityEncoding reports whether Content-Encoding values leave the body as it is.
+func identityEncoding(values []string) bool {
+	for _, v := range values {
+		for f := range strings.SplitSeq(v, ",") {
+			if f = strings.TrimSpace(f); f != "" && !strings.EqualFold(f, "identity") {
+				return false
+			}
+		}
+	}
 	return true
 }
 
@@ -461,7 +509,7 @@ func (ex *exchange) noAccount(u *sched.Unavailable) {
 // next attempt.
 func (ex *exchange) send(ctx context.Context, up *Upstream) (*http.Response, error) {
 	body := ex.body
-	if m, ok := up.ModelMap[ex.fields.Model]; ok && ex.fields.Model != "" {
+	if m, ok := up.ModelMap[ex.fields.Model]; ok && ex.fields.ModelStatus == sched.ModelFound {
 		body = sched.ReplaceModel(body, ex.fields, m)
 	}
 	u := *up.url

@@ -10,6 +10,7 @@ package jsonscan
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 )
 
 // Scanner is a cursor over a JSON document.
@@ -87,8 +88,10 @@ func (s *Scanner) RawString() ([]byte, bool) {
 	}
 }
 
-// String consumes and decodes the string at the cursor. It reports false, consuming
-// nothing, when the value there is not a string.
+// String consumes and decodes the string at the cursor, exactly as encoding/json does
+// (escapes decoded, invalid UTF-8 replaced by U+FFFD). It reports false when the value
+// there is not a string, consuming nothing, or not a well-formed one (a bad escape, a raw
+// control character).
 func (s *Scanner) String() (string, bool) {
 	if s.Peek() != '"' {
 		return "", false
@@ -98,7 +101,7 @@ func (s *Scanner) String() (string, bool) {
 	if !ok {
 		return "", false
 	}
-	if bytes.IndexByte(raw, '\\') < 0 {
+	if plain(raw) {
 		return string(raw), true
 	}
 	var v string
@@ -106,6 +109,50 @@ func (s *Scanner) String() (string, bool) {
 		return "", false
 	}
 	return v, true
+}
+
+// plain reports whether the raw bytes of a string are its value: printable ASCII with no
+// escape. Anything else goes through encoding/json.
+func plain(raw []byte) bool {
+	for _, c := range raw {
+		if c < 0x20 || c >= 0x7f || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
+func lower(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
+}
+
+// MatchKey reports whether an object key, as Object passes it (the raw bytes between its
+// quotes), names the field name the way encoding/json matches a struct field's name: after
+// decoding escapes, exactly or case-insensitively (Unicode simple folding, so "MODEL",
+// "Model" and "mod\u0065l" all name "model"). ok is false when the key is not a
+// well-formed JSON string, which makes its document malformed.
+func MatchKey(raw []byte, name string) (match, ok bool) {
+	if plain(raw) {
+		if len(raw) != len(name) {
+			return false, true
+		}
+		for i, c := range raw {
+			if lower(c) != lower(name[i]) {
+				return false, true
+			}
+		}
+		return true, true
+	}
+	q := make([]byte, 0, len(raw)+2) // a rare key: escaped or not ASCII
+	q = append(append(append(q, '"'), raw...), '"')
+	var key string
+	if json.Unmarshal(q, &key) != nil {
+		return false, false
+	}
+	return strings.EqualFold(key, name), true
 }
 
 // Skip consumes the value at the cursor: a string, an object or array (brackets counted

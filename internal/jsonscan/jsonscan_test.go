@@ -103,3 +103,59 @@ func TestArrayVisitsEachElement(t *testing.T) {
 		t.Error("Array([]): got false, want true")
 	}
 }
+
+func TestMatchKeyComparesAsEncodingJSONMatchesFields(t *testing.T) {
+	tests := []struct {
+		raw       string
+		match, ok bool
+	}{
+		{`model`, true, true},
+		{`Model`, true, true},
+		{`MODEL`, true, true},
+		{`mod\u0065l`, true, true},
+		{`\u004dODEL`, true, true},
+		{`models`, false, true},
+		{`mode`, false, true},
+		{`mod\u00e9l`, false, true},
+		{"mod\xffl", false, true},
+		{`mo\del`, false, false},
+		{"mod\x01el", false, false},
+	}
+	for _, tt := range tests {
+		match, ok := jsonscan.MatchKey([]byte(tt.raw), "model")
+		if match != tt.match || ok != tt.ok {
+			t.Errorf("MatchKey(%q): got %v %v, want %v %v", tt.raw, match, ok, tt.match, tt.ok)
+		}
+	}
+	// Unicode folding as encoding/json does it: the Kelvin sign is a "k".
+	if match, _ := jsonscan.MatchKey([]byte("\u212aey"), "key"); !match {
+		t.Error(`MatchKey("\u212aey", "key"): got false, want true`)
+	}
+}
+
+func TestStringIsDecodedAsEncodingJSONDecodesIt(t *testing.T) {
+	tests := []struct {
+		in   string
+		want string
+		ok   bool
+	}{
+		{"\"caf\xc3\xa9\"", "café", true},
+		{"\"bad \xff byte\"", "bad \uFFFD byte", true},
+		{"\"a\x01b\"", "", false},
+		{`"\ud800"`, "\uFFFD", true},
+		{`"\x"`, "", false},
+	}
+	for _, tt := range tests {
+		got, ok := jsonscan.New([]byte(tt.in)).String()
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("String(%q): got %q %v, want %q %v", tt.in, got, ok, tt.want, tt.ok)
+		}
+	}
+}
+
+func TestMatchKeyOnAPlainKeyDoesNotAllocate(t *testing.T) {
+	key := []byte("max_tokens")
+	if n := testing.AllocsPerRun(100, func() { jsonscan.MatchKey(key, "model") }); n != 0 {
+		t.Errorf("got %v allocations, want 0", n)
+	}
+}
