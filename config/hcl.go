@@ -25,8 +25,9 @@ func fileSchema() *hcl.BodySchema {
 }
 
 type serverHCL struct {
-	TrustedProxies *[]string `hcl:"trusted_proxies,optional"`
-	MaxBodyBytes   *int64    `hcl:"max_body_bytes,optional"`
+	TrustedProxies  *[]string `hcl:"trusted_proxies,optional"`
+	MaxBodyBytes    *int64    `hcl:"max_body_bytes,optional"`
+	ResponseHeaders *[]string `hcl:"response_headers,optional"`
 }
 
 type allowlistHCL struct {

@@ -350,6 +350,9 @@ func (b *builder) server(s *serverHCL) {
 	if s.MaxBodyBytes != nil {
 		b.snap.Server.MaxBodyBytes = *s.MaxBodyBytes
 	}
+	if s.ResponseHeaders != nil {
+		b.snap.Server.ResponseHeaders = *s.ResponseHeaders
+	}
 }
 
 func (b *builder) policy(name string, info *blockInfo, p *policyHCL) {

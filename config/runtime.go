@@ -24,6 +24,8 @@ type Runtime struct {
 	trusted  []netip.Prefix
 	pools    map[string]*PoolRT
 	policies map[string]*Policy
+	// responseHeaders decides which upstream response headers reach clients.
+	responseHeaders headerFilter
 }
 
 // routeTarget is what a route path resolves to: the route, and how many leading bytes of a
@@ -97,6 +99,7 @@ func Compile(s *Snapshot) (*Runtime, error) {
 		pools:    make(map[string]*PoolRT, len(s.Pools)),
 		policies: make(map[string]*Policy, len(s.Policies)),
 	}
+	rt.responseHeaders = newHeaderFilter(s.Server.ResponseHeaders)
 	for name, p := range s.Pools {
 		park, _ := parseDuration(p.Park429For)
 		ttl, _ := parseDuration(p.StickyTTL)

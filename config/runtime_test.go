@@ -354,6 +354,8 @@ func TestHotPathDoesNotAllocate(t *testing.T) {
 		rt.Resolve("GET", "/v1/anything/else")
 		CheckRequestPath("/api/v1/messages", "/api/v1/messages")
 		CheckRequestPath("/v1/models/claude%2Dx", "/v1/models/claude-x")
+		rt.PassResponseHeader("Anthropic-Ratelimit-Unified-Reset")
+		rt.PassResponseHeader("Set-Cookie")
 	})
 	if allocs != 0 {
 		t.Errorf("got %v allocations, want 0", allocs)
@@ -477,5 +479,55 @@ func TestUpstreamPathStaysInsideTheRoute(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+func TestResponseHeaderAllowlist(t *testing.T) {
+	def := compileDefault(t)
+	full := compileFile(t, "full.hcl") // adds x-envoy-upstream-service-time and anthropic-priority-*
+	tests := []struct {
+		name        string
+		def, extend bool
+	}{
+		{"Content-Type", true, true},
+		{"Request-Id", true, true},
+		{"Retry-After", true, true},
+		{"Retry-After-Ms", true, true},
+		{"X-Should-Retry", true, true},
+		{"Anthropic-Ratelimit-Unified-Reset", true, true},
+		{"Anthropic-Ratelimit-Requests-Remaining", true, true},
+		{"Set-Cookie", false, false},
+		{"Anthropic-Organization-Id", false, false},
+		{"Transfer-Encoding", false, false},
+		{"X-Relay-Error", false, false},
+		{"Server", false, false},
+		{"Via", false, false},
+		{"X-Debug-Upstream-Host", false, false},
+		{"Anthropic-Workspace-Id", false, false},
+		{"X-Envoy-Upstream-Service-Time", false, true},
+		{"Anthropic-Priority-Input-Tokens-Limit", false, true},
+	}
+	for _, tt := range tests {
+		if got := def.PassResponseHeader(tt.name); got != tt.def {
+			t.Errorf("default: PassResponseHeader(%q): got %v, want %v", tt.name, got, tt.def)
+		}
+		if got := full.PassResponseHeader(tt.name); got != tt.extend {
+			t.Errorf("extended: PassResponseHeader(%q): got %v, want %v", tt.name, got, tt.extend)
+		}
+	}
+	// A glob that covers a withheld header does not pass it.
+	snap := validSnapshot()
+	snap.Server.ResponseHeaders = []string{"*", "set-*", "anthropic-*"}
+	rt, err := Compile(snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []string{"Set-Cookie", "Anthropic-Organization-Id", "Connection"} {
+		if rt.PassResponseHeader(h) {
+			t.Errorf("PassResponseHeader(%q) under %q: got true, want false", h, snap.Server.ResponseHeaders)
+		}
+	}
+	if !rt.PassResponseHeader("X-Anything") {
+		t.Error(`PassResponseHeader("X-Anything") under "*": got false, want true`)
 	}
 }

@@ -25,6 +25,9 @@ type Server struct {
 	TrustedProxies []string `json:"trusted_proxies"`
 	// MaxBodyBytes caps request bodies; larger ones get a 413.
 	MaxBodyBytes int64 `json:"max_body_bytes"`
+	// ResponseHeaders are upstream response headers passed to clients beyond
+	// DefaultResponseHeaders; a final "*" matches any suffix.
+	ResponseHeaders []string `json:"response_headers,omitempty"`
 }
 
 // Allowlist is a named set of client networks.

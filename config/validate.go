@@ -119,6 +119,11 @@ func (v *validator) server(s Server) {
 	if s.MaxBodyBytes <= 0 {
 		v.add(at(blockServer, "", "max_body_bytes"), "Invalid body size", fmt.Sprintf("max_body_bytes must be a positive number of bytes, got %d.", s.MaxBodyBytes))
 	}
+	for i, h := range s.ResponseHeaders {
+		if err := checkResponseHeader(h); err != nil {
+			v.add(atElem(blockServer, "", "response_headers", i), "Invalid response header", err.Error()+".")
+		}
+	}
 }
 
 func (v *validator) allowlist(name string, a Allowlist) {

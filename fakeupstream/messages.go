@@ -95,6 +95,9 @@ func (x *exchange) messages() {
 	if !x.sleep(sc.FirstByteDelay) {
 		return
 	}
+	for k, v := range sc.Header {
+		x.w.Header().Set(k, v)
+	}
 	if sc.isError() {
 		x.scriptedError(sc)
 		return
@@ -108,7 +111,7 @@ func (x *exchange) messages() {
 		x.stream(sc, p)
 		return
 	}
-	x.writeJSON(http.StatusOK, p.message(true))
+	x.writeJSONAfter(http.StatusOK, p.message(true), sc.BodyDelay)
 	if x.rec.Completed {
 		x.rec.Usage = p.usage
 	}
@@ -323,6 +326,9 @@ func (x *exchange) stream(sc Script, p *plan) {
 	x.w.WriteHeader(http.StatusOK)
 	x.rec.Status = http.StatusOK
 	rc := http.NewResponseController(x.w)
+	if err := rc.Flush(); err != nil || !x.sleep(sc.BodyDelay) {
+		return
+	}
 	written := 0
 	for i, ev := range p.events(sc.CumulativeDeltaUsage) {
 		if i > 0 && !x.sleep(sc.Pace) {

@@ -52,6 +52,13 @@ type Script struct {
 	RetryAfter time.Duration `json:"retry_after,omitempty"`
 	// FirstByteDelay is waited before the response headers are written.
 	FirstByteDelay time.Duration `json:"first_byte_delay,omitempty"`
+	// BodyDelay is waited after the response headers of an answer are sent (flushed)
+	// and before the first byte of its body: a JSON answer, or the first event of a
+	// stream, that stalls after its headers.
+	BodyDelay time.Duration `json:"body_delay,omitempty"`
+	// Header adds response headers to the answer, as a gateway in front of the API
+	// may (cookies, debug headers); a value may be long.
+	Header map[string]string `json:"header,omitempty"`
 	// Pace is waited between SSE events (streaming only).
 	Pace time.Duration `json:"pace,omitempty"`
 	// Deltas is the number of deltas per content block (default
@@ -89,8 +96,9 @@ func (s Script) MarshalJSON() ([]byte, error) {
 		scriptFields
 		RetryAfter     jsonDuration `json:"retry_after,omitempty"`
 		FirstByteDelay jsonDuration `json:"first_byte_delay,omitempty"`
+		BodyDelay      jsonDuration `json:"body_delay,omitempty"`
 		Pace           jsonDuration `json:"pace,omitempty"`
-	}{scriptFields(s), jsonDuration(s.RetryAfter), jsonDuration(s.FirstByteDelay), jsonDuration(s.Pace)})
+	}{scriptFields(s), jsonDuration(s.RetryAfter), jsonDuration(s.FirstByteDelay), jsonDuration(s.BodyDelay), jsonDuration(s.Pace)})
 }
 
 // UnmarshalJSON decodes s, reading durations as Go duration strings or as
@@ -100,6 +108,7 @@ func (s *Script) UnmarshalJSON(data []byte) error {
 		scriptFields
 		RetryAfter     jsonDuration `json:"retry_after,omitempty"`
 		FirstByteDelay jsonDuration `json:"first_byte_delay,omitempty"`
+		BodyDelay      jsonDuration `json:"body_delay,omitempty"`
 		Pace           jsonDuration `json:"pace,omitempty"`
 	}
 	if err := json.Unmarshal(data, &v); err != nil {
@@ -108,6 +117,7 @@ func (s *Script) UnmarshalJSON(data []byte) error {
 	*s = Script(v.scriptFields)
 	s.RetryAfter = time.Duration(v.RetryAfter)
 	s.FirstByteDelay = time.Duration(v.FirstByteDelay)
+	s.BodyDelay = time.Duration(v.BodyDelay)
 	s.Pace = time.Duration(v.Pace)
 	return nil
 }

@@ -398,12 +398,22 @@ func (x *exchange) failRetry(status int, errType, msg string, retryAfter time.Du
 	x.rec.Completed = true
 }
 
-func (x *exchange) writeJSON(status int, v any) {
+func (x *exchange) writeJSON(status int, v any) { x.writeJSONAfter(status, v, 0) }
+
+// writeJSONAfter answers with v; with bodyDelay > 0 it sends (flushes) the headers first
+// and waits that long before the body.
+func (x *exchange) writeJSONAfter(status int, v any, bodyDelay time.Duration) {
 	h := x.w.Header()
 	setCommonHeaders(h, x.reqID)
 	h.Set("Content-Type", "application/json")
 	x.w.WriteHeader(status)
 	x.rec.Status = status
+	if bodyDelay > 0 {
+		if err := http.NewResponseController(x.w).Flush(); err != nil || !x.sleep(bodyDelay) {
+			x.rec.Canceled = true
+			return
+		}
+	}
 	if _, err := x.w.Write(marshal(v)); err != nil {
 		x.rec.Canceled = true
 		return

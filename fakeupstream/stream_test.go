@@ -313,6 +313,31 @@ func TestFirstByteDelayHoldsHeaders(t *testing.T) {
 	}
 }
 
+func TestBodyDelaySendsHeadersThenWaits(t *testing.T) {
+	const delay = 150 * time.Millisecond
+	s := Start(t, Options{Default: Script{BodyDelay: delay, Header: map[string]string{"Set-Cookie": "gw=1"}}})
+	for _, stream := range []bool{false, true} {
+		started := time.Now()
+		req := newRequest(t, context.Background(), http.MethodPost, s.URL()+"/v1/messages", messageBody(stream), nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("stream=%v: got %v %v, want 200", stream, resp, err)
+		}
+		headersAt := time.Since(started)
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || len(body) == 0 {
+			t.Fatalf("stream=%v: body %q, %v", stream, body, err)
+		}
+		if headersAt >= delay || time.Since(started) < delay {
+			t.Errorf("stream=%v: headers after %v, body complete after %v; want headers at once and the body after %v", stream, headersAt, time.Since(started), delay)
+		}
+		if got := resp.Header.Get("Set-Cookie"); got != "gw=1" {
+			t.Errorf("stream=%v: Set-Cookie: got %q, want the scripted header", stream, got)
+		}
+	}
+}
+
 func TestLongLineSingleDelta(t *testing.T) {
 	text := strings.Repeat("0123456789abcdef", 200*1024/16)
 	s := Start(t, Options{})

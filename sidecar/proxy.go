@@ -569,10 +569,13 @@ func listed(conn []string, key string) bool {
 func (ex *exchange) relay(ctx context.Context, cancel context.CancelCauseFunc, idle *time.Timer, timeout time.Duration, resp *http.Response) {
 	s := ex.s
 	defer resp.Body.Close()
+	// Only allowlisted headers pass (config.DefaultResponseHeaders and the operator's
+	// server.response_headers): never cookies, the account's organization id or whatever
+	// else an upstream or its gateway adds.
 	h := ex.w.Header()
 	conn := resp.Header.Values("Connection")
 	for k, vv := range resp.Header {
-		if slices.Contains(hopHeaders, k) || listed(conn, k) {
+		if !ex.rt.PassResponseHeader(k) || listed(conn, k) {
 			continue
 		}
 		h[k] = vv

@@ -262,8 +262,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mux.ServeHTTP(w, r)
 }
 
+// MaxResponseHeaderBytes bounds an upstream's response headers (HTTP/1 and HTTP/2): an
+// answer with more fails like a broken connection (502, or the next account).
+const MaxResponseHeaderBytes = 64 << 10
+
 // NewTransport returns the HTTP transport used towards upstreams: no compression (bodies
-// pass through as sent), generous idle pools, bounded dial and TLS handshakes.
+// pass through as sent), response headers capped at MaxResponseHeaderBytes, generous idle
+// pools, bounded dial and TLS handshakes.
 func NewTransport() *http.Transport {
 	return &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
@@ -275,6 +280,8 @@ func NewTransport() *http.Transport {
 		TLSHandshakeTimeout:   10 * time.Second,
 		ExpectContinueTimeout: time.Second,
 		DisableCompression:    true,
+
+		MaxResponseHeaderBytes: MaxResponseHeaderBytes,
 	}
 }
 

@@ -2,8 +2,9 @@
 # canonicalises: bare addresses, host bits, IPv4-mapped prefixes, lower-case
 # methods.
 server {
-  trusted_proxies = ["10.1.2.3/8", "::ffff:192.168.0.0/112", "fd00::1"]
-  max_body_bytes  = env("RELAY_TEST_MAX_BODY")
+  trusted_proxies  = ["10.1.2.3/8", "::ffff:192.168.0.0/112", "fd00::1"]
+  max_body_bytes   = env("RELAY_TEST_MAX_BODY")
+  response_headers = ["x-envoy-upstream-service-time", "anthropic-priority-*"]
 }
 
 allowlist "office" {
