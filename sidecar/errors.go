@@ -1,9 +1,18 @@
 package sidecar
 
 import (
+	"crypto/tls"
+	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
 	"net/http"
 	"strconv"
+	"strings"
+	"syscall"
 	"time"
 )
 
@@ -52,4 +61,46 @@ func writeError(w http.ResponseWriter, status int, typ, msg string, retryAfter t
 func sseError(typ, msg string) []byte {
 	b := append([]byte("event: error\ndata: "), errorBody(typ, msg)...)
 	return append(b, '\n', '\n')
+}
+
+// relayRequestIDHeader carries the relay's request id on every answer to a relayed path;
+// the relay's own errors also carry it as request-id and, where the details are for
+// operators, in their message. Every log line about the request has it as request_id.
+const relayRequestIDHeader = "X-Relay-Request-Id"
+
+// newRequestID returns a request id: "relay_" and 16 hex digits.
+func newRequestID() string {
+	var b [6 + 16]byte
+	copy(b[:], "relay_")
+	var n [8]byte
+	binary.LittleEndian.PutUint64(n[:], rand.Uint64())
+	hex.Encode(b[6:], n[:])
+	return string(b[:])
+}
+
+// upstreamCause says, for a client, why an upstream attempt failed, without host names,
+// addresses or proxy URLs: those stay in the log.
+func upstreamCause(err error) string {
+	var dns *net.DNSError
+	var op *net.OpError
+	var cert *tls.CertificateVerificationError
+	var ne net.Error
+	switch {
+	case err == nil:
+		return "no attempt was made"
+	case errors.As(err, &op) && op.Op == "proxyconnect":
+		return "the account's outbound proxy could not be reached"
+	case errors.As(err, &dns):
+		return "the upstream's host name could not be resolved"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "the upstream refused the connection"
+	case errors.As(err, &cert):
+		return "the upstream's TLS certificate was not accepted"
+	case strings.Contains(err.Error(), "response headers exceeded") || strings.Contains(err.Error(), "header list larger"):
+		return fmt.Sprintf("the upstream's response headers exceeded the relay's %d KiB limit", MaxResponseHeaderBytes>>10)
+	case errors.As(err, &ne) && ne.Timeout():
+		return "the connection to the upstream timed out"
+	default:
+		return "the connection to the upstream failed"
+	}
 }

@@ -86,6 +86,7 @@ type exchange struct {
 	clientIP  netip.Addr
 	body      []byte
 	upPath    string
+	id        string // the request id: in every answer and every log line about the request
 	status    int
 	account   string
 	started   time.Time
@@ -95,7 +96,8 @@ type exchange struct {
 }
 
 func (s *Server) serveRelay(w http.ResponseWriter, r *http.Request) {
-	ex := &exchange{s: s, w: w, r: r, started: s.now()}
+	ex := &exchange{s: s, w: w, r: r, started: s.now(), id: newRequestID()}
+	w.Header()[relayRequestIDHeader] = []string{ex.id}
 	routeName := "unmatched"
 	defer func() {
 		s.m.requests.With(routeName, strconv.Itoa(ex.status)).Inc()
@@ -137,7 +139,7 @@ func (s *Server) serveRelay(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.m.authErrors.With("authenticate").Inc()
-		s.log.Error("authentication backend unavailable", "error", err)
+		s.log.Error("authentication backend unavailable", "request_id", ex.id, "error", err)
 		ex.fail(http.StatusServiceUnavailable, errAPI, "the relay cannot check keys right now (its key store is unavailable); retry shortly", 5*time.Second)
 		return
 	}
@@ -229,7 +231,7 @@ func (ex *exchange) policy() (*config.Policy, bool) {
 func (ex *exchange) admit() bool {
 	pol, ok := ex.policy()
 	if !ok {
-		ex.s.log.Error("relay key names an unknown policy", "key", ex.principal.KeyID, "policy", ex.principal.Policy)
+		ex.s.log.Error("relay key names an unknown policy", "request_id", ex.id, "key", ex.principal.KeyID, "policy", ex.principal.Policy)
 		ex.fail(http.StatusForbidden, errPermission, fmt.Sprintf("this relay key is under policy %q, which the relay's configuration does not define; ask the operator to define it or change the key", ex.principal.Policy), 0)
 		return false
 	}
@@ -260,7 +262,7 @@ func (ex *exchange) admit() bool {
 		return true
 	}
 	if ex.s.limits == nil {
-		ex.s.log.Error("a policy has limits but the sidecar has no limit store", "key", ex.principal.KeyID)
+		ex.s.log.Error("a policy has limits but the sidecar has no limit store", "request_id", ex.id, "key", ex.principal.KeyID)
 		ex.fail(http.StatusServiceUnavailable, errAPI, "the relay cannot check this key's limits (no limit store is configured); retry shortly", 5*time.Second)
 		return false
 	}
@@ -271,12 +273,16 @@ func (ex *exchange) admit() bool {
 			return false
 		}
 		ex.s.m.limitErrors.Inc()
-		ex.s.log.Error("cannot check limits", "key", ex.principal.KeyID, "error", err)
+		ex.s.log.Error("cannot check limits", "request_id", ex.id, "key", ex.principal.KeyID, "error", err)
 		ex.fail(http.StatusServiceUnavailable, errAPI, "the relay cannot check this key's limits right now (its limit store is unavailable); retry shortly", 5*time.Second)
 		return false
 	}
 	if refusal != nil {
 		ex.s.m.limitRefusals.With(refusal.Limit).Inc()
+		if refusal.RetryAfter <= 0 { // a limit that never resets: waiting does not help
+			ex.failFinal(http.StatusTooManyRequests, errRateLimit, refusal.Message())
+			return false
+		}
 		ex.fail(http.StatusTooManyRequests, errRateLimit, refusal.Message(), refusal.RetryAfter)
 		return false
 	}
@@ -324,7 +330,7 @@ func (ex *exchange) finishLease() {
 	}
 	if err := ex.lease.Finish(ex.r.Context(), ex.charge); err != nil {
 		ex.s.m.limitErrors.Inc()
-		ex.s.log.Warn("cannot charge usage to the key's limits; its concurrency slot expires by itself", "key", ex.principal.KeyID, "error", err)
+		ex.s.log.Warn("cannot charge usage to the key's limits; its concurrency slot expires by itself", "request_id", ex.id, "key", ex.principal.KeyID, "error", err)
 	}
 }
 
@@ -341,9 +347,24 @@ func modelRule(p *config.Policy) string {
 	return strings.Join(parts, " ")
 }
 
+// fail answers with a relay-made error; its request-id header is the relay's request id,
+// which the Anthropic SDKs quote in their errors.
 func (ex *exchange) fail(status int, typ, msg string, retryAfter time.Duration) {
 	ex.status = status
+	ex.w.Header().Set("Request-Id", ex.id)
 	writeError(ex.w, status, typ, msg, retryAfter)
+}
+
+// failFinal answers with an error that retrying cannot fix: x-should-retry: false, which
+// the Anthropic SDKs and Claude Code honour, and no retry-after.
+func (ex *exchange) failFinal(status int, typ, msg string) {
+	ex.w.Header().Set("X-Should-Retry", "false")
+	ex.fail(status, typ, msg, 0)
+}
+
+// seeLog ends a message whose details are for operators only.
+func (ex *exchange) seeLog() string {
+	return "; the relay's log has the details under request id " + ex.id
 }
 
 // readBody reads the whole (capped) body: failover must be able to replay it, and it
@@ -395,7 +416,7 @@ func (ex *exchange) forward() {
 
 	ups, err := s.opts.Accounts.Upstreams(ctx)
 	if err != nil {
-		s.log.Error("cannot list upstream accounts", "error", err)
+		s.log.Error("cannot list upstream accounts", "request_id", ex.id, "error", err)
 		ex.fail(http.StatusServiceUnavailable, errAPI, "the relay cannot load its upstream accounts right now; retry shortly", 5*time.Second)
 		return
 	}
@@ -419,7 +440,8 @@ func (ex *exchange) forward() {
 			}
 		}
 		if len(req.Bound) == 0 {
-			ex.fail(http.StatusServiceUnavailable, errOverloaded, fmt.Sprintf("this relay key is bound to %s, which has no schedulable account; ask the operator", bindingName(b)), 0)
+			s.log.Warn("relay key bound to no schedulable account", "request_id", ex.id, "key", ex.principal.KeyID, "binding", bindingName(b))
+			ex.failFinal(http.StatusInternalServerError, errAPI, "this relay key is bound to an upstream account or account group that has no schedulable account; retrying will not help: ask the operator"+ex.seeLog())
 			return
 		}
 	}
@@ -446,11 +468,12 @@ func (ex *exchange) forward() {
 				return
 			}
 			s.m.upstreamErrors.With("connect").Inc()
-			s.log.Warn("upstream request failed", "account", up.ID, "error", err, "attempt", i+1)
+			s.log.Warn("upstream request failed", "request_id", ex.id, "account", up.ID, "error", err, "attempt", i+1)
 			s.sched.Report(ctx, req, id, sched.Outcome{Err: err})
 			lastErr = err
 			continue
 		}
+		idle.Reset(timeout) // the headers are in: the wait for the body starts now
 		if resp.StatusCode >= 400 {
 			// Error bodies are small: read the start to learn why (organization disabled,
 			// which limit), then relay it intact if this is the answer.
@@ -458,7 +481,7 @@ func (ex *exchange) forward() {
 			failover := s.sched.Report(ctx, req, id, sched.Outcome{Status: resp.StatusCode, Header: resp.Header, Body: peek})
 			if failover && !last {
 				s.m.upstreamErrors.With(strconv.Itoa(resp.StatusCode)).Inc()
-				s.log.Warn("upstream refused, failing over", "account", up.ID, "status", resp.StatusCode, "attempt", i+1)
+				s.log.Warn("upstream refused, failing over", "request_id", ex.id, "account", up.ID, "status", resp.StatusCode, "attempt", i+1)
 				io.CopyN(io.Discard, resp.Body, 64<<10)
 				resp.Body.Close()
 				release()
@@ -479,7 +502,7 @@ func (ex *exchange) forward() {
 		ex.relay(ctx, cancel, idle, timeout, resp)
 		return
 	}
-	ex.fail(http.StatusBadGateway, errAPI, fmt.Sprintf("no upstream account could be reached (%d tried): %v", attempts, lastErr), 5*time.Second)
+	ex.fail(http.StatusBadGateway, errAPI, fmt.Sprintf("no upstream account could be reached (%d tried; the last: %s)%s", attempts, upstreamCause(lastErr), ex.seeLog()), 5*time.Second)
 }
 
 func bindingName(b store.KeyBinding) string {
@@ -489,18 +512,40 @@ func bindingName(b store.KeyBinding) string {
 	return "account group " + b.Group
 }
 
-// noAccount answers when every account is parked: 429 when all are rate-limited, else 503,
-// saying why and when the earliest frees up.
+// noAccount answers when no account can serve. When one comes back by itself: 429 if all
+// are rate-limited, else 503 overloaded, with retry-after. When none will (no account at
+// all, or every one blocked or unauthorized until an operator acts): a final 500. The
+// answer names no account and no upstream reason; the log line does, under the request id.
 func (ex *exchange) noAccount(u *sched.Unavailable) {
-	var retry time.Duration
-	if !u.Earliest.IsZero() {
-		retry = max(u.Earliest.Sub(ex.s.now()), time.Second)
-	}
-	if u.AllRateLimited && len(u.Parked) > 0 {
-		ex.fail(http.StatusTooManyRequests, errRateLimit, u.Error(), retry)
+	ex.s.log.Warn("no upstream account can serve", "request_id", ex.id, "key", ex.principal.KeyID, "why", u.Error())
+	if u.Earliest.IsZero() {
+		msg := "every upstream account is out of service until an operator re-enables one (blocked or unauthorized)"
+		if u.NoAccounts || len(u.Parked) == 0 {
+			msg = "the relay has no upstream account to send this request to; an operator must add one"
+		}
+		ex.failFinal(http.StatusInternalServerError, errAPI, msg+"; retrying will not help"+ex.seeLog())
 		return
 	}
-	ex.fail(http.StatusServiceUnavailable, errOverloaded, u.Error(), retry)
+	retry := max(u.Earliest.Sub(ex.s.now()), time.Second)
+	when := "; the earliest frees up at " + u.Earliest.UTC().Format(time.RFC3339) + ex.seeLog()
+	if u.AllRateLimited {
+		ex.fail(http.StatusTooManyRequests, errRateLimit, "every upstream account is rate-limited"+familyOf(u.Parked)+when, retry)
+		return
+	}
+	ex.fail(http.StatusServiceUnavailable, errOverloaded, "no upstream account can serve this request right now (rate-limited, overloaded or failing)"+familyOf(u.Parked)+when, retry)
+}
+
+// familyOf names the model family every park is limited to, as " for opus models", or "".
+func familyOf(parks []sched.Park) string {
+	if len(parks) == 0 || parks[0].Family == "" {
+		return ""
+	}
+	for _, p := range parks[1:] {
+		if p.Family != parks[0].Family {
+			return ""
+		}
+	}
+	return " for " + parks[0].Family + " models"
 }
 
 // send makes one upstream attempt with the account's credential. When the account maps the
@@ -565,24 +610,13 @@ func listed(conn []string, key string) bool {
 }
 
 // relay copies the upstream response to the client as it arrives, flushing SSE events
-// immediately, and accounts the usage it sees.
+// immediately, and accounts the usage it sees. An event stream's headers go out at once,
+// so the client sees the stream open; a JSON answer's go out with its first bytes, so an
+// answer that stalls or breaks before any byte still gets a proper error (504 or 502)
+// instead of a dropped connection.
 func (ex *exchange) relay(ctx context.Context, cancel context.CancelCauseFunc, idle *time.Timer, timeout time.Duration, resp *http.Response) {
 	s := ex.s
 	defer resp.Body.Close()
-	// Only allowlisted headers pass (config.DefaultResponseHeaders and the operator's
-	// server.response_headers): never cookies, the account's organization id or whatever
-	// else an upstream or its gateway adds.
-	h := ex.w.Header()
-	conn := resp.Header.Values("Connection")
-	for k, vv := range resp.Header {
-		if !ex.rt.PassResponseHeader(k) || listed(conn, k) {
-			continue
-		}
-		h[k] = vv
-	}
-	ex.status = resp.StatusCode
-	ex.w.WriteHeader(resp.StatusCode)
-
 	sse := strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
 	accounted := ex.upPath == "/v1/messages" && resp.StatusCode == http.StatusOK
 	var parser usage.StreamParser
@@ -590,9 +624,12 @@ func (ex *exchange) relay(ctx context.Context, cancel context.CancelCauseFunc, i
 	const maxJSON = 8 << 20
 
 	rc := http.NewResponseController(ex.w)
+	committed := false // the response's status and headers are written
 	if sse {
 		s.m.activeStreams.Inc()
 		defer s.m.activeStreams.Dec()
+		ex.writeHeader(resp)
+		committed = true
 		rc.Flush() // headers out now: the client sees the stream open
 	}
 	pool := &bufPool
@@ -607,6 +644,10 @@ func (ex *exchange) relay(ctx context.Context, cancel context.CancelCauseFunc, i
 		n, err := resp.Body.Read(buf)
 		if n > 0 {
 			idle.Reset(timeout)
+			if !committed {
+				ex.writeHeader(resp)
+				committed = true
+			}
 			if _, werr := ex.w.Write(buf[:n]); werr != nil {
 				cancel(errClientGone)
 				readErr = errClientGone
@@ -636,20 +677,19 @@ func (ex *exchange) relay(ctx context.Context, cancel context.CancelCauseFunc, i
 		}
 	}
 
-	if readErr != nil && !errors.Is(readErr, errClientGone) && !errors.Is(readErr, context.Canceled) {
-		s.m.upstreamErrors.With("mid_stream").Inc()
-		s.log.Warn("upstream stream broke", "account", ex.account, "route", ex.route.Name, "error", readErr)
-		msg := "the upstream connection broke mid-response: " + readErr.Error()
-		if errors.Is(readErr, errIdleTimeout) {
-			msg = fmt.Sprintf("the upstream sent nothing for %s (REQUEST_TIMEOUT or the route's timeout)", timeout)
+	clientGone := errors.Is(readErr, errClientGone) || errors.Is(readErr, context.Canceled)
+	upstreamFailed := readErr != nil && !clientGone
+	switch {
+	case upstreamFailed:
+		ex.upstreamBroke(readErr, sse, committed, timeout)
+	case clientGone:
+		if !committed {
+			ex.status = 499 // client closed the request, as nginx logs it
 		}
-		if sse {
-			ex.w.Write(sseError(errAPI, msg))
-			rc.Flush()
-		}
-	}
-	if errors.Is(readErr, errClientGone) || errors.Is(readErr, context.Canceled) {
-		s.log.Info("client went away mid-response", "key", ex.principal.KeyID, "account", ex.account, "events", parser.Events())
+		s.log.Info("client went away mid-response", "request_id", ex.id, "key", ex.principal.KeyID, "account", ex.account, "events", parser.Events())
+	case !committed: // an empty body
+		ex.writeHeader(resp)
+		committed = true
 	}
 
 	if accounted {
@@ -662,12 +702,53 @@ func (ex *exchange) relay(ctx context.Context, cancel context.CancelCauseFunc, i
 		}
 		ex.accountUsage(c, model)
 	}
-	s.log.Info("relayed", "route", ex.route.Name, "key", ex.principal.KeyID, "account", ex.account,
-		"status", resp.StatusCode, "duration", s.now().Sub(ex.started).Round(time.Millisecond))
-	if !sse && readErr != nil && !errors.Is(readErr, errClientGone) {
+	s.log.Info("relayed", "request_id", ex.id, "route", ex.route.Name, "key", ex.principal.KeyID, "account", ex.account,
+		"status", ex.status, "duration", s.now().Sub(ex.started).Round(time.Millisecond))
+	if !sse && committed && upstreamFailed {
 		// A JSON body cut short cannot be repaired: abort the connection so the client
 		// sees a truncated response rather than a silently short one.
 		panic(http.ErrAbortHandler)
+	}
+}
+
+// writeHeader writes the upstream response's status and its allowlisted headers
+// (config.DefaultResponseHeaders and the operator's server.response_headers): never
+// cookies, the account's organization id or whatever else an upstream or its gateway adds.
+func (ex *exchange) writeHeader(resp *http.Response) {
+	h := ex.w.Header()
+	conn := resp.Header.Values("Connection")
+	for k, vv := range resp.Header {
+		if !ex.rt.PassResponseHeader(k) || listed(conn, k) {
+			continue
+		}
+		h[k] = vv
+	}
+	ex.status = resp.StatusCode
+	ex.w.WriteHeader(resp.StatusCode)
+}
+
+// upstreamBroke ends a response whose upstream failed or went silent: an SSE error event
+// on a stream; a 504 or 502 for a JSON answer of which nothing was sent yet (one already
+// begun is aborted by the caller). The client gets the cause in general terms and the
+// request id; the log gets the error.
+func (ex *exchange) upstreamBroke(err error, sse, committed bool, timeout time.Duration) {
+	s := ex.s
+	s.m.upstreamErrors.With("mid_stream").Inc()
+	s.log.Warn("upstream stream broke", "request_id", ex.id, "account", ex.account, "route", ex.route.Name, "error", err)
+	idle := errors.Is(err, errIdleTimeout)
+	switch {
+	case sse:
+		msg := "the upstream connection broke mid-response" + ex.seeLog()
+		if idle {
+			msg = fmt.Sprintf("the upstream sent nothing for %s (REQUEST_TIMEOUT or the route's timeout)%s", timeout, ex.seeLog())
+		}
+		ex.w.Write(sseError(errAPI, msg))
+		http.NewResponseController(ex.w).Flush()
+	case committed:
+	case idle:
+		ex.fail(http.StatusGatewayTimeout, errAPI, fmt.Sprintf("the upstream sent its answer's headers but no body within %s (REQUEST_TIMEOUT or the route's timeout)%s", timeout, ex.seeLog()), 0)
+	default:
+		ex.fail(http.StatusBadGateway, errAPI, "the upstream connection broke before its answer's body"+ex.seeLog(), 5*time.Second)
 	}
 }
 
@@ -707,7 +788,8 @@ func parseBaseURL(raw string) (*url.URL, error) {
 func (ex *exchange) upstreamGone(cause error) {
 	if errors.Is(cause, errIdleTimeout) {
 		ex.s.m.upstreamErrors.With("timeout").Inc()
-		ex.fail(http.StatusGatewayTimeout, errAPI, fmt.Sprintf("the upstream did not answer within %s (REQUEST_TIMEOUT or the route's timeout)", ex.timeout()), 0)
+		ex.s.log.Warn("upstream did not answer", "request_id", ex.id, "timeout", ex.timeout())
+		ex.fail(http.StatusGatewayTimeout, errAPI, fmt.Sprintf("the upstream did not answer within %s (REQUEST_TIMEOUT or the route's timeout)%s", ex.timeout(), ex.seeLog()), 0)
 		return
 	}
 	ex.status = 499 // client closed the request, as nginx logs it

@@ -256,6 +256,9 @@ func (s *Server) Apply(snap *config.Snapshot) error {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err := config.CheckRequestPath(r.URL.EscapedPath(), r.URL.Path); err != nil {
 		s.m.requests.With("unmatched", "400").Inc()
+		id := newRequestID()
+		w.Header()[relayRequestIDHeader] = []string{id}
+		w.Header().Set("Request-Id", id)
 		writeError(w, http.StatusBadRequest, errInvalidRequest, err.Error(), 0)
 		return
 	}

@@ -144,8 +144,9 @@ func TestPerKeyRulesAreEnforcedOnTheRequestPath(t *testing.T) {
 			[]try{{nil, 200, upstreamKey + "-2"}, {nil, 200, upstreamKey + "-2"}}},
 		{"bound to a group", store.KeyRules{Binding: store.KeyBinding{Group: grouped.Group}},
 			[]try{{nil, 200, upstreamKey + "-3"}}},
+		// The account's id is the operator's: the client is told the binding has no account.
 		{"bound to a missing account", store.KeyRules{Binding: store.KeyBinding{AccountID: "acc_gone"}},
-			[]try{{nil, 503, "bound to account acc_gone"}}},
+			[]try{{nil, 500, "bound to an upstream account or account group that has no schedulable account"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -161,9 +162,12 @@ func TestPerKeyRulesAreEnforcedOnTheRequestPath(t *testing.T) {
 				}
 				if status != 200 {
 					typ, msg := anthropicError(t, body)
-					wantTyp := map[int]string{403: "permission_error", 429: "rate_limit_error", 503: "overloaded_error"}[status]
+					wantTyp := map[int]string{403: "permission_error", 429: "rate_limit_error", 500: "api_error"}[status]
 					if typ != wantTyp || !strings.Contains(msg, tr.want) {
 						t.Errorf("try %d: got %s %q, want %s naming %q", i+1, typ, msg, wantTyp, tr.want)
+					}
+					if strings.Contains(msg, "acc_gone") {
+						t.Errorf("try %d: the message names the account: %q", i+1, msg)
 					}
 					continue
 				}
