@@ -87,3 +87,30 @@ func TestPlainModelPathsStillRelayed(t *testing.T) {
 		}
 	}
 }
+
+func TestRootProbeIsAnsweredAndNotCountedAsUnmatched(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	for _, method := range []string{http.MethodHead, http.MethodGet} {
+		req, _ := http.NewRequest(method, h.http.URL+"/", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := readAll(t, resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("%s /: got %d %s, want 200", method, resp.StatusCode, body)
+		}
+		if method == http.MethodGet && !strings.Contains(body, "/v1/messages") {
+			t.Errorf("GET /: got %q, want a pointer to the API", body)
+		}
+	}
+	if m := h.metrics(); strings.Contains(m, `route="unmatched"`) {
+		t.Errorf("the probe was counted as an unmatched request:\n%s", m)
+	}
+	if logs := h.logs.String(); strings.Contains(logs, "no route") {
+		t.Errorf("the probe was logged as unmatched:\n%s", logs)
+	}
+	if n := len(h.up.Requests()); n != 0 {
+		t.Errorf("the upstream received %d requests, want none", n)
+	}
+}

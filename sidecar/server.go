@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -234,6 +235,7 @@ func New(opts Options) *Server {
 	checks := append(slices.Clone(opts.Health), HealthCheck{Name: "config", Check: s.configCheck})
 	mux.Handle("GET /health", HealthHandler(opts.Version, s.started, checks))
 	mux.Handle("GET /metrics", opts.Metrics.Handler())
+	mux.HandleFunc("GET /{$}", s.serveRoot) // GET and HEAD of "/" exactly
 	mux.HandleFunc("/", s.serveRelay)
 	s.mux = mux
 	return s
@@ -342,6 +344,25 @@ func HealthHandler(version string, started time.Time, checks []HealthCheck) http
 		}
 		json.NewEncoder(w).Encode(body)
 	})
+}
+
+// rootText is what GET / answers: clients (Claude Code probes its base URL with HEAD /)
+// and people see a relay that is up, with where to go next.
+const rootText = "claude-relay: an Anthropic Messages API relay. Send requests to /v1/messages with a relay key (x-api-key or Authorization: Bearer); GET /health shows its state.\n"
+
+// serveRoot answers GET and HEAD of "/" with 200, as a reachability probe expects, and
+// counts them in no metric: they are not relayed requests. A configured route that claims
+// "/" takes it instead.
+func (s *Server) serveRoot(w http.ResponseWriter, r *http.Request) {
+	if rt := s.rt.Load(); rt != nil {
+		if _, ok := rt.MatchPath("/"); ok {
+			s.serveRelay(w, r)
+			return
+		}
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	io.WriteString(w, rootText)
 }
 
 // configCheck reports whether a configuration is applied.
