@@ -75,7 +75,7 @@ func TestUpstreamWithOversizedResponseHeadersIsA502(t *testing.T) {
 	if resp.StatusCode != http.StatusBadGateway {
 		t.Fatalf("got %d (%d header bytes), want 502", resp.StatusCode, len(resp.Header.Get("X-Huge")))
 	}
-	if typ, msg := anthropicError(t, body); typ != "api_error" || !strings.Contains(msg, "headers") {
+	if typ, msg := anthropicError(t, body); typ != "api_error" || !strings.Contains(msg, "response headers exceeded the relay's 64 KiB limit") {
 		t.Errorf("got %s %q, want an api_error about the upstream's headers", typ, msg)
 	}
 	if resp.Header.Get("X-Huge") != "" {

@@ -296,7 +296,7 @@ func (ex *exchange) admit() bool {
 // all act on the model found here.
 func (ex *exchange) checkModel() bool {
 	st := ex.fields.ModelStatus
-	if st == sched.ModelFound || len(ex.body) == 0 && !namesModel(ex.upPath) {
+	if st == sched.ModelFound || (len(ex.body) == 0 && !namesModel(ex.upPath)) {
 		return true
 	}
 	if namesModel(ex.upPath) || st == sched.ModelDuplicated || st == sched.ModelNotString {
