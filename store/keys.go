@@ -125,6 +125,10 @@ type Key struct {
 	// enable/disable, revoke, regenerate, delete and restore increments it atomically with the
 	// change. Usage (last use, first-use activation) does not.
 	Revision int64
+	// Legacy is true for a key imported with another system's hash of its secret (Claude
+	// Relay Service) that has not been used since: its first successful use re-indexes it
+	// under the HMAC and clears this.
+	Legacy bool
 }
 
 // Status says whether k can be used at now, and if not why: KeyStatusDeleted, then
@@ -261,72 +265,104 @@ type preparedKey struct {
 }
 
 func (s *Store) prepareKey(spec KeySpec, now time.Time) (preparedKey, error) {
-	name := strings.TrimSpace(spec.Name)
-	if name == "" {
-		return preparedKey{}, errors.New("name is required")
-	}
-	if len(name) > maxNameLen {
-		return preparedKey{}, fmt.Errorf("name is %d bytes, want at most %d", len(name), maxNameLen)
-	}
-	tags := normTags(spec.Tags)
-	if err := checkIndexNames("tag", tags); err != nil {
-		return preparedKey{}, err
-	}
-	if spec.Policy != "" {
-		if err := checkIndexNames("policy", []string{spec.Policy}); err != nil {
-			return preparedKey{}, err
-		}
-	}
-	if spec.ExpiresAt != nil && spec.ExpiresAfter > 0 {
-		return preparedKey{}, errors.New("give a fixed expiry or an expiry after first use, not both")
-	}
-	if spec.ExpiresAfter < 0 {
-		return preparedKey{}, errors.New("expiry after first use must be positive")
-	}
-	var expires *time.Time
-	if spec.ExpiresAt != nil {
-		e := spec.ExpiresAt.UTC()
-		if !e.After(now) {
-			return preparedKey{}, fmt.Errorf("expiry %s is not in the future", e.Format(time.RFC3339))
-		}
-		expires = &e
-	}
-	id, err := newID()
+	k, err := keyFromSpec(spec, now)
 	if err != nil {
 		return preparedKey{}, err
+	}
+	if k.ExpiresAt != nil && !k.ExpiresAt.After(now) {
+		return preparedKey{}, fmt.Errorf("expiry %s is not in the future", k.ExpiresAt.Format(time.RFC3339))
 	}
 	secret, hint, hash, err := s.newSecret()
 	if err != nil {
 		return preparedKey{}, err
 	}
-	k := Key{
-		ID: id, Name: name, Description: spec.Description, Owner: spec.Owner, Tags: tags,
-		Hint: hint, Policy: spec.Policy, Rules: spec.Rules, Enabled: true, CreatedAt: now,
-		ExpiresAt: expires, ExpiresAfter: spec.ExpiresAfter, Revision: FirstRevision,
+	k.Hint = hint
+	keys, args, err := s.keyRecordArgs(k, "hash", hash, s.keys.KeyIndex())
+	if err != nil {
+		return preparedKey{}, err
 	}
+	return preparedKey{key: k, secret: secret, keys: keys, args: args}, nil
+}
+
+// keyFromSpec validates spec and returns the enabled key it describes, with a fresh id,
+// created at now. It does not judge the expiry against now (an import may carry a key that
+// has already expired).
+func keyFromSpec(spec KeySpec, now time.Time) (Key, error) {
+	name := strings.TrimSpace(spec.Name)
+	if name == "" {
+		return Key{}, errors.New("name is required")
+	}
+	if len(name) > maxNameLen {
+		return Key{}, fmt.Errorf("name is %d bytes, want at most %d", len(name), maxNameLen)
+	}
+	tags := normTags(spec.Tags)
+	if err := checkIndexNames("tag", tags); err != nil {
+		return Key{}, err
+	}
+	if spec.Policy != "" {
+		if err := checkIndexNames("policy", []string{spec.Policy}); err != nil {
+			return Key{}, err
+		}
+	}
+	if spec.ExpiresAt != nil && spec.ExpiresAfter > 0 {
+		return Key{}, errors.New("give a fixed expiry or an expiry after first use, not both")
+	}
+	if spec.ExpiresAfter < 0 {
+		return Key{}, errors.New("expiry after first use must be positive")
+	}
+	var expires *time.Time
+	if spec.ExpiresAt != nil {
+		e := spec.ExpiresAt.UTC()
+		expires = &e
+	}
+	id, err := newID()
+	if err != nil {
+		return Key{}, err
+	}
+	return Key{
+		ID: id, Name: name, Description: spec.Description, Owner: spec.Owner, Tags: tags,
+		Policy: spec.Policy, Rules: spec.Rules, Enabled: true, CreatedAt: now,
+		ExpiresAt: expires, ExpiresAfter: spec.ExpiresAfter, Revision: FirstRevision,
+	}, nil
+}
+
+// keyRecordArgs returns the KEYS and ARGV with which createKeyScript (or the legacy import
+// script) stores k: index is the hash index its secret's hash goes into, hashField the
+// record field naming that hash ("hash", or "legacy_hash" for a key imported with another
+// system's hash).
+func (s *Store) keyRecordArgs(k Key, hashField, hash, index string) ([]string, []any, error) {
 	rules, err := json.Marshal(k.Rules)
 	if err != nil {
-		return preparedKey{}, fmt.Errorf("encode rules: %w", err)
+		return nil, nil, fmt.Errorf("encode rules: %w", err)
 	}
-	ord := orderMember(now, id)
-	args := []any{hash, id, now.UnixMilli(), ord,
-		"id", id, "name", k.Name, "description", k.Description, "owner", k.Owner,
-		"tags", strings.Join(tags, ","), "hint", k.Hint, "policy", k.Policy, "rules", string(rules),
-		"enabled", "1", "created_at", formatTime(now), "ord", ord, "hash", hash, "rev", FirstRevision}
-	if expires != nil {
-		args = append(args, "expires_at", formatTime(*expires))
+	ord := orderMember(k.CreatedAt, k.ID)
+	args := []any{hash, k.ID, k.CreatedAt.UnixMilli(), ord,
+		"id", k.ID, "name", k.Name, "description", k.Description, "owner", k.Owner,
+		"tags", strings.Join(k.Tags, ","), "hint", k.Hint, "policy", k.Policy, "rules", string(rules),
+		"enabled", boolString(k.Enabled), "created_at", formatTime(k.CreatedAt), "ord", ord, hashField, hash, "rev", FirstRevision}
+	for _, f := range []struct {
+		name string
+		t    *time.Time
+	}{{"expires_at", k.ExpiresAt}, {"activated_at", k.ActivatedAt}, {"deleted_at", k.DeletedAt}, {"last_used_at", k.LastUsedAt}} {
+		if f.t != nil {
+			args = append(args, f.name, formatTime(*f.t))
+		}
 	}
 	if k.ExpiresAfter > 0 {
 		args = append(args, "expires_after_ms", k.ExpiresAfter.Milliseconds())
 	}
-	keys := []string{s.keys.KeyRecord(id), s.keys.KeyIndex(), s.keys.KeysByCreation(), s.keys.KeysLive()}
-	for _, t := range tags {
+	listing := s.keys.KeysLive()
+	if k.DeletedAt != nil {
+		listing = s.keys.KeysDeleted()
+	}
+	keys := []string{s.keys.KeyRecord(k.ID), index, s.keys.KeysByCreation(), listing}
+	for _, t := range k.Tags {
 		keys = append(keys, s.keys.KeysByTag(t))
 	}
 	if k.Policy != "" {
 		keys = append(keys, s.keys.KeysByPolicy(k.Policy))
 	}
-	return preparedKey{key: k, secret: secret, keys: keys, args: args}, nil
+	return keys, args, nil
 }
 
 // CreateKey creates an enabled relay key and returns it with its secret, which is shown once
@@ -409,16 +445,23 @@ func (s *Store) createKeysOneByOne(ctx context.Context, prepared []preparedKey) 
 // malformed or unknown secret (a soft-deleted key is unknown); for a known key that cannot be
 // used it returns the key together with ErrKeyRevoked, ErrKeyDisabled or ErrKeyExpired
 // (checked in that order). The first successful lookup of a key that expires some time after
-// first use activates it (one more round trip, once per key).
+// first use activates it (one more round trip, once per key). A secret the HMAC index does not
+// know is looked up among legacy hashes while any remain (see lookupLegacyKey).
 func (s *Store) LookupKey(ctx context.Context, secret string) (Key, error) {
 	if !ParseSecret(secret) {
 		return Key{}, ErrNotFound
 	}
 	hash := s.hashSecret(secret)
+	// Read before the HMAC lookup: if legacy hashes remained then, a miss may be a key that
+	// a concurrent first use is upgrading right now, which the legacy lookup then finds.
+	legacy := s.legacyLeft.Load()
 	keys := []string{s.keys.KeyIndex(), s.keys.KeyRevokedIndex()}
 	fields, err := lookupKeyScript.Run(ctx, s.rdb, keys, hash, s.keys.KeyRecordPrefix()).StringSlice()
 	if errors.Is(err, redis.Nil) {
-		return Key{}, ErrNotFound
+		if !legacy {
+			return Key{}, ErrNotFound
+		}
+		return s.lookupLegacyKey(ctx, secret, hash)
 	}
 	if err != nil {
 		return Key{}, fmt.Errorf("lookup key: %w", err)
@@ -431,6 +474,13 @@ func (s *Store) LookupKey(ctx context.Context, secret string) (Key, error) {
 	if err != nil {
 		return Key{}, fmt.Errorf("lookup key: %w", err)
 	}
+	return s.admitKey(ctx, k)
+}
+
+// admitKey finishes a lookup of a key found by its secret: a soft-deleted key is unknown, an
+// unusable one is returned with why, and a key that expires some time after first use is
+// activated.
+func (s *Store) admitKey(ctx context.Context, k Key) (Key, error) {
 	if k.DeletedAt != nil && k.RevokedAt == nil {
 		return Key{}, ErrNotFound
 	}
@@ -438,6 +488,7 @@ func (s *Store) LookupKey(ctx context.Context, secret string) (Key, error) {
 		return k, err
 	}
 	if k.ExpiresAfter > 0 && k.ActivatedAt == nil {
+		var err error
 		if k, err = s.activateKey(ctx, k); err != nil {
 			return Key{}, err
 		}
@@ -871,6 +922,7 @@ func keyFromRecord(rec map[string]string) (Key, error) {
 		Policy:      rec["policy"],
 		Enabled:     rec["enabled"] == "1",
 		Revision:    FirstRevision,
+		Legacy:      rec["legacy_hash"] != "",
 	}
 	if r := rec["rev"]; r != "" {
 		n, err := strconv.ParseInt(r, 10, 64)

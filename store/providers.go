@@ -10,9 +10,10 @@ import (
 )
 
 // OpenKeyLookup returns a store that can look relay keys up (LookupKey, GetKey) with a pepper
-// the caller already holds, without a Sealer: an auth provider gets the pepper from the host
+// the caller already holds, without a Sealer: an auth provider gets the pepper (and, while
+// imported keys wait for their first use, the legacy key secret; nil if none) from the host
 // and never sees the encryption key. Operations that seal or open secrets fail on it.
-func OpenKeyLookup(rdb redis.UniversalClient, prefix string, pepper []byte, now func() time.Time) (*Store, error) {
+func OpenKeyLookup(rdb redis.UniversalClient, prefix string, pepper, legacySecret []byte, now func() time.Time) (*Store, error) {
 	if rdb == nil {
 		return nil, errors.New("open key lookup: nil redis client")
 	}
@@ -25,7 +26,9 @@ func OpenKeyLookup(rdb redis.UniversalClient, prefix string, pepper []byte, now 
 	if now == nil {
 		now = time.Now
 	}
-	return &Store{rdb: rdb, keys: NewSchema(prefix), sealer: noSealer{}, now: now, pepper: append([]byte(nil), pepper...)}, nil
+	s := &Store{rdb: rdb, keys: NewSchema(prefix), sealer: noSealer{}, now: now, pepper: append([]byte(nil), pepper...)}
+	s.useLegacySecret(legacySecret)
+	return s, nil
 }
 
 // Pepper returns a copy of the relay-key HMAC pepper, for the host to hand to an auth provider.
@@ -49,15 +52,15 @@ type Rewrapper interface {
 
 // RotateProgress counts the sealed secrets a rotation has visited.
 type RotateProgress struct {
-	Total     int // secrets to visit: the pepper and every account credential
+	Total     int // secrets to visit: the pepper, the legacy key secret, every account credential
 	Done      int // visited so far
 	Rewrapped int // re-sealed under the primary key by this run
 	Current   int // already under the primary key
 	Failed    int // could not be re-sealed (see the error)
 }
 
-// RotateSecrets re-seals every stored secret (the relay-key pepper and each account
-// credential) under rw's primary key. Each write is a compare-and-set on the envelope it
+// RotateSecrets re-seals every stored secret (the relay-key pepper, the legacy key secret
+// while one is kept, and each account credential) under rw's primary key. Each write is a compare-and-set on the envelope it
 // read, so a credential changed meanwhile is read again rather than overwritten, and the
 // plaintext never changes: a reader holding any accepted key can open every envelope before,
 // during and after. It is idempotent and so resumable: a second run finds everything current.
@@ -67,7 +70,11 @@ func (s *Store) RotateSecrets(ctx context.Context, rw Rewrapper, progress func(R
 	if err != nil {
 		return RotateProgress{}, fmt.Errorf("rotate: list accounts: %w", err)
 	}
-	p := RotateProgress{Total: len(ids) + 1}
+	hasLegacy, err := s.rdb.Exists(ctx, s.keys.LegacyKeySecret()).Result()
+	if err != nil {
+		return RotateProgress{}, fmt.Errorf("rotate: look for the legacy key secret: %w", err)
+	}
+	p := RotateProgress{Total: len(ids) + 1 + int(hasLegacy)}
 	var errs []error
 	step := func(name string, changed bool, err error) {
 		p.Done++
@@ -84,8 +91,12 @@ func (s *Store) RotateSecrets(ctx context.Context, rw Rewrapper, progress func(R
 			progress(p)
 		}
 	}
-	changed, err := s.rewrapPepper(ctx, rw)
+	changed, err := s.rewrapString(ctx, rw, s.keys.Pepper(), pepperAAD)
 	step("relay-key pepper", changed, err)
+	if hasLegacy > 0 {
+		changed, err := s.rewrapString(ctx, rw, s.keys.LegacyKeySecret(), legacySecretAAD)
+		step("legacy key secret", changed, err)
+	}
 	for _, id := range ids {
 		if ctx.Err() != nil {
 			errs = append(errs, ctx.Err())
@@ -100,17 +111,17 @@ func (s *Store) RotateSecrets(ctx context.Context, rw Rewrapper, progress func(R
 // casAttempts bounds how often one secret is re-read after a concurrent change.
 const casAttempts = 5
 
-func (s *Store) rewrapPepper(ctx context.Context, rw Rewrapper) (bool, error) {
-	key := s.keys.Pepper()
+// rewrapString re-seals the envelope a STRING key holds (the pepper, the legacy key secret).
+func (s *Store) rewrapString(ctx context.Context, rw Rewrapper, key string, aad []byte) (bool, error) {
 	for range casAttempts {
 		env, err := s.rdb.Get(ctx, key).Bytes()
 		if errors.Is(err, redis.Nil) {
-			return false, nil // nothing sealed yet
+			return false, nil // nothing sealed (any more)
 		}
 		if err != nil {
 			return false, fmt.Errorf("read: %w", err)
 		}
-		out, changed, err := rw.Rewrap(ctx, env, pepperAAD)
+		out, changed, err := rw.Rewrap(ctx, env, aad)
 		if err != nil || !changed {
 			return false, err
 		}
@@ -150,16 +161,18 @@ func (s *Store) rewrapAccount(ctx context.Context, rw Rewrapper, id string) (boo
 	return false, errors.New("changed concurrently too often; run the rotation again")
 }
 
-// SealedSecrets returns every stored envelope by name ("pepper", "account:<id>"), for checks
-// after a rotation.
+// SealedSecrets returns every stored envelope by name ("pepper", "legacy-secret",
+// "account:<id>"), for checks after a rotation.
 func (s *Store) SealedSecrets(ctx context.Context) (map[string][]byte, error) {
 	out := make(map[string][]byte)
-	env, err := s.rdb.Get(ctx, s.keys.Pepper()).Bytes()
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return nil, fmt.Errorf("read pepper: %w", err)
-	}
-	if err == nil {
-		out["pepper"] = env
+	for name, key := range map[string]string{"pepper": s.keys.Pepper(), "legacy-secret": s.keys.LegacyKeySecret()} {
+		env, err := s.rdb.Get(ctx, key).Bytes()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return nil, fmt.Errorf("read %s: %w", name, err)
+		}
+		if err == nil {
+			out[name] = env
+		}
 	}
 	ids, err := s.rdb.ZRange(ctx, s.keys.AccountsByCreation(), 0, -1).Result()
 	if err != nil {

@@ -89,6 +89,23 @@ func (s Schema) KeysByTag(tag string) string { return s.KeysIndexPrefix() + "tag
 // Owner: control plane. TTL: none.
 func (s Schema) KeysByPolicy(policy string) string { return s.KeysIndexPrefix() + "policy:" + policy }
 
+// LegacyKeyIndex is a HASH: legacy hash of a secret → key id, for keys imported from Claude
+// Relay Service (hex sha256(secret + its ENCRYPTION_KEY)) that have not been used since; the
+// first successful use moves the key to KeyIndex and drops its entry here. Owner: control
+// plane (import) writes, the auth path drops entries. TTL: none.
+func (s Schema) LegacyKeyIndex() string { return s.p + "{keys}:legacy" }
+
+// LegacyKeySecret is a STRING holding the secret legacy hashes were made with (CRS's
+// ENCRYPTION_KEY) sealed by the crypto provider; it exists while LegacyKeyIndex is not empty
+// and is deleted with its last entry. Owner: control plane (import); the auth path deletes
+// it. TTL: none.
+func (s Schema) LegacyKeySecret() string { return s.p + "{keys}:legacy-secret" }
+
+// ImportedKeys is a HASH: source of an imported key ("crs:<CRS key id>") → key id, so an
+// import run again (or resumed) creates no key twice. Owner: control plane (import).
+// TTL: none.
+func (s Schema) ImportedKeys() string { return s.p + "{keys}:imported" }
+
 // RevocationsChannel is the Pub/Sub channel on which the id of every key that is revoked,
 // disabled or re-enabled is published; sidecars drop cached auth results for it.
 // Owner: control plane publishes, sidecars subscribe.
@@ -104,6 +121,11 @@ func (s Schema) Account(id string) string { return s.p + "{accounts}:account:" +
 // AccountsByCreation is a ZSET of account ids scored by creation time (unix ms).
 // Owner: control plane. TTL: none.
 func (s Schema) AccountsByCreation() string { return s.p + "{accounts}:by_created" }
+
+// ImportedAccounts is a HASH: source of an imported account ("crs:<platform>:<CRS account
+// id>") → account id, so an import run again (or resumed) adds no account twice. Owner:
+// control plane (import). TTL: none.
+func (s Schema) ImportedAccounts() string { return s.p + "{accounts}:imported" }
 
 // AccountsVersion is a STRING counter INCR'd on every account change, so sidecars can cache
 // the account list and re-read it only when this moves. Owner: control plane. TTL: none.

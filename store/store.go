@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -51,6 +52,10 @@ type Store struct {
 	sealer Sealer
 	now    func() time.Time
 	pepper []byte
+	// legacySecret is the secret legacy key hashes were made with (nil when none are
+	// stored); legacyLeft turns false once this process learns that none remain.
+	legacySecret []byte
+	legacyLeft   atomic.Bool
 }
 
 const pepperLen = 32
@@ -60,7 +65,8 @@ var pepperAAD = []byte("claude-relay relay-key pepper v1")
 
 // Open prepares the store: it loads or creates (SETNX, so concurrent processes agree) the
 // relay-key HMAC pepper — 32 random bytes stored in Redis sealed by the Sealer — used to hash
-// relay keys, and loads the Lua scripts.
+// relay keys, opens the legacy key secret when keys imported from Claude Relay Service still
+// wait for their first use, and loads the Lua scripts.
 func Open(ctx context.Context, rdb redis.UniversalClient, opts Options) (*Store, error) {
 	if rdb == nil {
 		return nil, errors.New("open store: nil redis client")
@@ -80,6 +86,11 @@ func Open(ctx context.Context, rdb redis.UniversalClient, opts Options) (*Store,
 		return nil, err
 	}
 	s.pepper = pepper
+	legacy, err := s.LoadLegacyKeySecret(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	s.useLegacySecret(legacy)
 	for _, sc := range allScripts {
 		if err := sc.Load(ctx, rdb).Err(); err != nil {
 			return nil, fmt.Errorf("open store: load lua script: %w", err)

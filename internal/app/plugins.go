@@ -119,7 +119,8 @@ func (b *Base) startCrypto(ctx context.Context) (contract.Crypto, error) {
 }
 
 // startAuth starts the auth provider for the sidecar: the auth-apikey plugin, told where
-// Redis is and given the relay-key pepper, else the same provider in-process.
+// Redis is and given the relay-key pepper (and the legacy key secret while imported keys wait
+// for their first use), else the same provider in-process.
 func (b *Base) startAuth(ctx context.Context) (contract.Auth, error) {
 	path, found, err := b.pluginPath(authPluginFile)
 	if err != nil {
@@ -138,6 +139,9 @@ func (b *Base) startAuth(ctx context.Context) (contract.Auth, error) {
 		apikey.SettingPepper:      hex.EncodeToString(b.Store.Pepper()),
 		apikey.SettingCacheTTL:    authCacheTTL.String(),
 		apikey.SettingNegativeTTL: authNegativeTTL.String(),
+	}
+	if legacy := b.Store.LegacySecret(); legacy != nil {
+		settings[apikey.SettingLegacySecret] = hex.EncodeToString(legacy)
 	}
 	h, err := host.StartAuth(ctx, b.hostConfig(authPluginFile, path, settings))
 	if err != nil {

@@ -1,5 +1,6 @@
 // Package apikey is the default auth provider: relay keys (cr_…) checked against Redis by
-// their keyed hash, with enabled, expiry and revocation checks.
+// their keyed hash, with enabled, expiry and revocation checks; keys imported from Claude
+// Relay Service are found by their legacy hash until their first use re-indexes them.
 package apikey
 
 import (
@@ -33,6 +34,10 @@ const (
 	SettingCacheTTL = "cache_ttl"
 	// SettingNegativeTTL is how long a refusal may be cached (Go duration, default 2s).
 	SettingNegativeTTL = "negative_ttl"
+	// SettingLegacySecret is the secret the legacy hashes of keys imported from Claude Relay
+	// Service were made with (its ENCRYPTION_KEY), hex; absent when no such key waits for its
+	// first use.
+	SettingLegacySecret = "legacy_secret"
 )
 
 // Provider implements contract.Auth over the relay-key records in Redis.
@@ -78,10 +83,14 @@ func (p *Provider) Configure(ctx context.Context, settings map[string]string) er
 			}
 		}
 	}
+	legacy, err := hex.DecodeString(settings[SettingLegacySecret])
+	if err != nil {
+		return fmt.Errorf("configure %s: setting %q is not hex", ProviderName, SettingLegacySecret)
+	}
 	if s.rdb, err = store.Connect(ctx, rc); err != nil {
 		return fmt.Errorf("configure %s: %w", ProviderName, err)
 	}
-	if s.st, err = store.OpenKeyLookup(s.rdb, settings[SettingPrefix], pepper, p.now); err != nil {
+	if s.st, err = store.OpenKeyLookup(s.rdb, settings[SettingPrefix], pepper, legacy, p.now); err != nil {
 		s.rdb.Close()
 		return fmt.Errorf("configure %s: %w", ProviderName, err)
 	}
