@@ -156,8 +156,9 @@ func (s Schema) KeyUsageTotal(keyID string) string { return s.p + "usage:{key:" 
 
 // UsageBatchApplied is a STRING marker that one usage batch has been applied to the
 // counters of one hash-tag group ("key:<id>" or "acct:<id>"), so a batch retried after an
-// ambiguous failure (a timeout after Redis applied it) is not counted twice. Owner: sidecar.
-// TTL: UsageBatchMarkerTTL.
+// ambiguous failure (a timeout after Redis applied it) is not counted twice. Owner: sidecar;
+// an import (batch id "import:<source>") writes its own. TTL: UsageBatchMarkerTTL; none for
+// an import's, so importing again never counts twice.
 func (s Schema) UsageBatchApplied(tag, batchID string) string {
 	return s.p + "usage:{" + tag + "}:applied:" + batchID
 }

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -31,6 +32,9 @@ type UsageRecord struct {
 	// At picks the UTC day; the zero time means now.
 	At    time.Time
 	Usage Usage
+	// TotalOnly counts the usage in the key's all-time total only, not in a day: usage from
+	// before the daily history an import carries over.
+	TotalOnly bool
 }
 
 // usageCounters names the hash fields of Usage, in a fixed order.
@@ -83,10 +87,15 @@ type usageBucket struct {
 }
 
 // applyUsageBatch applies the buckets of one hash-tag group once per batch id: KEYS[1] is
-// the group's applied-marker, KEYS[2..] the hashes; ARGV[1] the marker TTL in seconds, then
+// the group's applied-marker, KEYS[2..] the hashes; ARGV[1] the marker TTL in seconds (0:
+// the marker never expires), then
 // per hash: its EXPIREAT (0 = none), its number of fields, and field/increment pairs.
 var applyUsageBatch = redis.NewScript(`
-if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
+if ARGV[1] == '0' then
+  if not redis.call('SET', KEYS[1], '1', 'NX') then
+    return 0
+  end
+elseif not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
   return 0
 end
 local a = 2
@@ -123,6 +132,21 @@ func (s *Store) RecordUsage(ctx context.Context, recs ...UsageRecord) error {
 // group applies a batch at most once, so a caller may retry a batch whose outcome it does
 // not know (a timeout after Redis applied it) without counting it twice.
 func (s *Store) RecordUsageBatch(ctx context.Context, batchID string, recs ...UsageRecord) error {
+	return s.recordUsage(ctx, batchID, UsageBatchMarkerTTL, recs)
+}
+
+// ImportUsage adds usage carried over from another system (or a backup) to the same day and
+// total counters the recorder writes. Each key's and account's records must all be in one
+// call: a hash-tag group applies an import with a given source once, ever (its marker never
+// expires), so running an import again or resuming it counts nothing twice.
+func (s *Store) ImportUsage(ctx context.Context, source string, recs ...UsageRecord) error {
+	if source == "" {
+		return errors.New("import usage: empty source")
+	}
+	return s.recordUsage(ctx, "import:"+source, 0, recs)
+}
+
+func (s *Store) recordUsage(ctx context.Context, batchID string, markerTTL time.Duration, recs []UsageRecord) error {
 	type group struct {
 		keys    []string
 		buckets []*usageBucket
@@ -166,21 +190,23 @@ func (s *Store) RecordUsageBatch(ctx context.Context, batchID string, recs ...Us
 		}
 		if r.KeyID != "" {
 			tag := "key:" + r.KeyID
-			add(tag, s.keys.KeyUsageDay(r.KeyID, day), expireAt, model+":", r.Usage)
+			if !r.TotalOnly {
+				add(tag, s.keys.KeyUsageDay(r.KeyID, day), expireAt, model+":", r.Usage)
+			}
 			add(tag, s.keys.KeyUsageTotal(r.KeyID), time.Time{}, "", r.Usage)
 		}
-		if r.AccountID != "" {
+		if r.AccountID != "" && !r.TotalOnly {
 			add("acct:"+r.AccountID, s.keys.AccountUsageDay(r.AccountID, day), expireAt, "", r.Usage)
 		}
 	}
 	if len(groups) == 0 {
 		return nil
 	}
-	markerTTL := strconv.FormatInt(int64(UsageBatchMarkerTTL/time.Second), 10)
+	ttl := strconv.FormatInt(int64(markerTTL/time.Second), 10)
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for tag, g := range groups {
 			keys := append([]string{s.keys.UsageBatchApplied(tag, batchID)}, g.keys...)
-			args := []any{markerTTL}
+			args := []any{ttl}
 			for _, b := range g.buckets {
 				exp := int64(0)
 				if !b.expireAt.IsZero() {
@@ -271,4 +297,15 @@ func parseCounter(field, val string) (int64, error) {
 		return 0, fmt.Errorf("counter %s=%q: %w", field, val, err)
 	}
 	return v, nil
+}
+
+// SeedKeyLimitCounter starts a key's counter of limit in the window beginning at windowStart
+// (the zero time for a total) at value, unless the counter exists: an import carries over
+// what a key already spent against a limit that never resets. It reports whether it set it.
+func (s *Store) SeedKeyLimitCounter(ctx context.Context, keyID, limit string, windowStart time.Time, value int64) (bool, error) {
+	ok, err := s.rdb.SetNX(ctx, s.keys.KeyLimitCounter(keyID, limit, windowStart), value, 0).Result()
+	if err != nil {
+		return false, fmt.Errorf("seed %s counter of key %s: %w", limit, keyID, err)
+	}
+	return ok, nil
 }
