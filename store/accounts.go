@@ -91,6 +91,10 @@ type AccountSpec struct {
 	RefreshToken   string
 	TokenExpiresAt *time.Time
 	Scopes         string
+	// ID and CreatedAt keep an account's identity when it is restored from a backup or
+	// imported; empty, a fresh id and now.
+	ID        string
+	CreatedAt time.Time
 }
 
 // AccountUpdate changes the fields that are non-nil. An empty ProxyURL removes the proxy.
@@ -130,10 +134,16 @@ func (s *Store) AddAccount(ctx context.Context, spec AccountSpec) (Account, erro
 	if err != nil {
 		return Account{}, fmt.Errorf("add account: %w", err)
 	}
-	if a.ID, err = newID(); err != nil {
-		return Account{}, fmt.Errorf("add account: %w", err)
+	if a.ID = spec.ID; a.ID == "" {
+		if a.ID, err = newID(); err != nil {
+			return Account{}, fmt.Errorf("add account: %w", err)
+		}
+	} else if !ValidIndexName(a.ID) {
+		return Account{}, fmt.Errorf("add account: id %q must be 1 to 64 of A-Z a-z 0-9 . _ : -", a.ID)
 	}
-	a.CreatedAt = s.now().UTC()
+	if a.CreatedAt = s.now().UTC(); !spec.CreatedAt.IsZero() {
+		a.CreatedAt = spec.CreatedAt.UTC()
+	}
 	envelope, err := s.sealer.Seal(ctx, []byte(cred), []byte(a.ID))
 	if err != nil {
 		return Account{}, fmt.Errorf("add account: seal credential: %w", err)
