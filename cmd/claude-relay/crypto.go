@@ -116,23 +116,28 @@ func newProgress(w io.Writer) *progress {
 }
 
 func (p *progress) update(r store.RotateProgress) {
-	if r.Total == 0 {
+	p.step(r.Done, r.Total, fmt.Sprintf("%d re-encrypted, %d failed", r.Rewrapped, r.Failed))
+}
+
+// step shows done of total, with detail after the count.
+func (p *progress) step(done, total int, detail string) {
+	if total == 0 {
 		return
 	}
-	pct := r.Done * 100 / r.Total
+	pct := done * 100 / total
 	if p.tty {
 		const width = 30
-		n := r.Done * width / r.Total
-		fmt.Fprintf(p.w, "\r[%s%s] %3d%% %d/%d", strings.Repeat("#", n), strings.Repeat(".", width-n), pct, r.Done, r.Total)
+		n := done * width / total
+		fmt.Fprintf(p.w, "\r[%s%s] %3d%% %d/%d %s", strings.Repeat("#", n), strings.Repeat(".", width-n), pct, done, total, detail)
 		p.drew = true
 		return
 	}
 	// Plain lines: at most one per 10%, and the last one.
-	if pct/10 == p.last/10 && r.Done != r.Total {
+	if pct/10 == p.last/10 && done != total {
 		return
 	}
 	p.last = pct
-	fmt.Fprintf(p.w, "progress: %d/%d (%d%%), %d re-encrypted, %d failed\n", r.Done, r.Total, pct, r.Rewrapped, r.Failed)
+	fmt.Fprintf(p.w, "progress: %d/%d (%d%%), %s\n", done, total, pct, detail)
 }
 
 func (p *progress) done() {

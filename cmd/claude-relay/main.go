@@ -25,6 +25,9 @@ Usage:
   claude-relay admin …            manage keys and accounts (claude-relay admin -h)
   claude-relay crypto rotate      re-encrypt stored credentials under the current key (-h)
   claude-relay doctor [flags]     check a running installation and say what to fix (-h)
+  claude-relay import crs …       move a Claude Relay Service installation in (-h)
+  claude-relay export --to FILE   write keys, accounts, usage and audit log to a backup (-h)
+  claude-relay import backup …    restore such a backup into this installation (-h)
   claude-relay version            print the version
 
 Flags of dev, control and sidecar:
@@ -65,6 +68,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runCrypto(ctx, args[1:], stdout, stderr)
 	case "doctor":
 		return runDoctor(ctx, args[1:], stdout, stderr)
+	case "import":
+		return runImport(ctx, args[1:], stdout, stderr)
+	case "export":
+		return runExport(ctx, args[1:], stdout, stderr)
 	case "admin":
 		return runAdmin(ctx, args[1:], os.Getenv, stdout, stderr)
 	case "dev", "control", "sidecar":
