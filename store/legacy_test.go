@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/claude-relay/claude-relay/internal/testredis"
 	"github.com/claude-relay/claude-relay/plugins/crypto-aesgcm/aesgcm"
 )
 
@@ -303,23 +304,10 @@ func twoKeySealer(t *testing.T) *aesgcm.Sealer {
 	return s
 }
 
-// dumpPrefix returns the DUMP of every key under prefix.
+// dumpPrefix returns every key under prefix in a canonical form.
 func dumpPrefix(t *testing.T, rdb redis.UniversalClient, prefix string) map[string]string {
 	t.Helper()
-	ctx := context.Background()
-	out := map[string]string{}
-	iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
-	for iter.Next(ctx) {
-		v, err := rdb.Dump(ctx, iter.Val()).Result()
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[iter.Val()] = v
-	}
-	if err := iter.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return testredis.Dump(t, rdb, prefix)
 }
 
 func equalDumps(a, b map[string]string) bool { return maps.Equal(a, b) }

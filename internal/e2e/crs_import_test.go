@@ -52,23 +52,10 @@ func pluginDir(t *testing.T) string {
 	return plugins.dir
 }
 
-// dumpAll returns the DUMP of every key of a Redis.
+// dumpAll returns every key of a Redis in a canonical form.
 func dumpAll(t *testing.T, rdb redis.UniversalClient) map[string]string {
 	t.Helper()
-	ctx := context.Background()
-	out := map[string]string{}
-	iter := rdb.Scan(ctx, 0, "*", 1000).Iterator()
-	for iter.Next(ctx) {
-		v, err := rdb.Dump(ctx, iter.Val()).Result()
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[iter.Val()] = v
-	}
-	if err := iter.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return testredis.Dump(t, rdb, "")
 }
 
 // crsKeys are the CRS API keys of the move-in test, by name.

@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -344,4 +345,83 @@ func randomHex(tb testing.TB, n int) string {
 		tb.Fatalf("testredis: random: %v", err)
 	}
 	return hex.EncodeToString(b)
+}
+
+// Dump returns every key under prefix ("" for all) with its type, TTL state and content in a
+// canonical form (sorted fields and members: DUMP's bytes follow Redis's internal order,
+// which reads may change), so a test can tell whether an operation changed anything. Test
+// use only: it SCANs.
+func Dump(tb testing.TB, rdb redis.UniversalClient, prefix string) map[string]string {
+	tb.Helper()
+	ctx := context.Background()
+	out := map[string]string{}
+	iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+	for iter.Next(ctx) {
+		key := iter.Val()
+		v, err := canonical(ctx, rdb, key)
+		if err != nil {
+			tb.Fatalf("testredis: read %s: %v", key, err)
+		}
+		out[key] = v
+	}
+	if err := iter.Err(); err != nil {
+		tb.Fatalf("testredis: scan %s*: %v", prefix, err)
+	}
+	return out
+}
+
+func canonical(ctx context.Context, rdb redis.UniversalClient, key string) (string, error) {
+	typ, err := rdb.Type(ctx, key).Result()
+	if err != nil {
+		return "", err
+	}
+	ttl, err := rdb.TTL(ctx, key).Result()
+	if err != nil {
+		return "", err
+	}
+	var items []string
+	switch typ {
+	case "string":
+		v, err := rdb.Get(ctx, key).Result()
+		if err != nil {
+			return "", err
+		}
+		items = []string{v}
+	case "hash":
+		m, err := rdb.HGetAll(ctx, key).Result()
+		if err != nil {
+			return "", err
+		}
+		for f, v := range m {
+			items = append(items, f+"="+v)
+		}
+	case "set":
+		if items, err = rdb.SMembers(ctx, key).Result(); err != nil {
+			return "", err
+		}
+	case "zset":
+		zs, err := rdb.ZRangeWithScores(ctx, key, 0, -1).Result()
+		if err != nil {
+			return "", err
+		}
+		for _, z := range zs {
+			items = append(items, fmt.Sprintf("%v@%v", z.Member, z.Score))
+		}
+	case "list":
+		if items, err = rdb.LRange(ctx, key, 0, -1).Result(); err != nil {
+			return "", err
+		}
+	case "stream":
+		msgs, err := rdb.XRange(ctx, key, "-", "+").Result()
+		if err != nil {
+			return "", err
+		}
+		for _, m := range msgs {
+			items = append(items, fmt.Sprintf("%s %v", m.ID, m.Values))
+		}
+	}
+	if typ != "list" && typ != "stream" {
+		sort.Strings(items)
+	}
+	return fmt.Sprintf("%s ttl=%t %q", typ, ttl >= 0, items), nil
 }
