@@ -10,8 +10,11 @@ import (
 	"os"
 	"time"
 
+	"filippo.io/age"
+
 	"github.com/claude-relay/claude-relay/config"
 	"github.com/claude-relay/claude-relay/internal/app"
+	"github.com/claude-relay/claude-relay/internal/migrate/backup"
 	"github.com/claude-relay/claude-relay/internal/migrate/crs"
 )
 
@@ -173,12 +176,177 @@ func loadPricing(dir string) (*config.Runtime, error) {
 	return config.Compile(snap)
 }
 
-func runImportBackup(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "claude-relay import backup: not built yet")
-	return 1
-}
+const exportUsage = `usage: claude-relay export --to FILE (--age-recipient age1… | --passphrase-file PATH)
+
+Writes this installation's relay keys (their records: hashes, never a secret), upstream
+accounts, usage history and admin audit log to FILE (mode 0600), for claude-relay import
+backup on another host. Account credentials, refresh tokens, proxy URLs, the key pepper and
+any CRS key still in use are sealed with age to the recipient or the passphrase; the rest is
+readable (gzip JSON). REDIS_* and CRS_SECURITY__ENCRYPTION_KEY as for the relay.
+`
 
 func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "claude-relay export: not built yet")
-	return 1
+	fs := flag.NewFlagSet("export", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	to := fs.String("to", "", "the backup file to write")
+	recipient := fs.String("age-recipient", "", "seal the secrets to this age X25519 recipient (age1…)")
+	passFile := fs.String("passphrase-file", "", "seal the secrets with the passphrase in this file (age scrypt)")
+	pluginDir := fs.String("plugin-dir", "", "provider plugin directory (default CLAUDE_RELAY_PLUGIN_DIR, else plugins/ beside the binary)")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, exportUsage+"\nflags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if *to == "" || (*recipient == "") == (*passFile == "") {
+		fmt.Fprintln(stderr, "claude-relay export: --to and one of --age-recipient or --passphrase-file are required")
+		fs.Usage()
+		return 2
+	}
+	fail := func(format string, a ...any) int {
+		fmt.Fprintf(stderr, "claude-relay export: "+format+"\n", a...)
+		return 1
+	}
+	var r age.Recipient
+	if *recipient != "" {
+		x, err := age.ParseX25519Recipient(*recipient)
+		if err != nil {
+			return fail("--age-recipient: %v", err)
+		}
+		r = x
+	} else {
+		pass, err := readSecretFile(*passFile)
+		if err != nil {
+			return fail("%v", err)
+		}
+		s, err := age.NewScryptRecipient(string(pass))
+		if err != nil {
+			return fail("%v", err)
+		}
+		r = s
+	}
+	b, code := openStore(ctx, *pluginDir, stderr, "export")
+	if b == nil {
+		return code
+	}
+	defer b.Close()
+	tmp := *to + ".partial"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fail("%v", err)
+	}
+	sum, err := backup.Export(ctx, b.Store, f, r)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, *to)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fail("%v", err)
+	}
+	fmt.Fprintf(stdout, "wrote %s: %d keys, %d accounts, %d key-days and %d account-days of usage, %d audit entries\n",
+		*to, sum.Keys, sum.Accounts, sum.KeyDays, sum.AccountDays, sum.Audit)
+	return 0
+}
+
+func runImportBackup(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("import backup", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	from := fs.String("from", "", "the backup file claude-relay export wrote")
+	idFile := fs.String("age-identity-file", "", "age identity file (AGE-SECRET-KEY-1…) of the recipient the backup was sealed to")
+	passFile := fs.String("passphrase-file", "", "file holding the passphrase the backup was sealed with")
+	dryRun := fs.Bool("dry-run", false, "open the backup and print what it holds; nothing is written")
+	pluginDir := fs.String("plugin-dir", "", "provider plugin directory (default CLAUDE_RELAY_PLUGIN_DIR, else plugins/ beside the binary)")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, importUsage+"\nflags of import backup:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if *from == "" || (*idFile == "") == (*passFile == "") {
+		fmt.Fprintln(stderr, "claude-relay import backup: --from and one of --age-identity-file or --passphrase-file are required")
+		fs.Usage()
+		return 2
+	}
+	fail := func(format string, a ...any) int {
+		fmt.Fprintf(stderr, "claude-relay import backup: "+format+"\n", a...)
+		return 1
+	}
+	var ids []age.Identity
+	if *idFile != "" {
+		raw, err := os.ReadFile(*idFile)
+		if err != nil {
+			return fail("%v", err)
+		}
+		if ids, err = age.ParseIdentities(bytes.NewReader(raw)); err != nil {
+			return fail("--age-identity-file: %v", err)
+		}
+	} else {
+		pass, err := readSecretFile(*passFile)
+		if err != nil {
+			return fail("%v", err)
+		}
+		id, err := age.NewScryptIdentity(string(pass))
+		if err != nil {
+			return fail("%v", err)
+		}
+		ids = []age.Identity{id}
+	}
+	in, err := os.Open(*from)
+	if err != nil {
+		return fail("%v", err)
+	}
+	defer in.Close()
+	f, sec, err := backup.Read(in, ids...)
+	if err != nil {
+		return fail("%v", err)
+	}
+	sum := f.Summary()
+	fmt.Fprintf(stdout, "backup %s of %s: %d keys, %d accounts, %d key-days and %d account-days of usage, %d audit entries\n",
+		f.ID, f.CreatedAt.Format(time.RFC3339), sum.Keys, sum.Accounts, sum.KeyDays, sum.AccountDays, sum.Audit)
+	if *dryRun {
+		fmt.Fprintln(stdout, "dry run: nothing was written")
+		return 0
+	}
+	b, code := openStore(ctx, *pluginDir, stderr, "import backup")
+	if b == nil {
+		return code
+	}
+	defer b.Close()
+	got, err := backup.Import(ctx, b.Store, f, sec)
+	fmt.Fprintf(stdout, "restored %d keys, %d accounts, %d audit entries (what existed was kept); usage of %d key-days and %d account-days applied once\n",
+		got.Keys, got.Accounts, got.Audit, got.KeyDays, got.AccountDays)
+	if err != nil {
+		return fail("not finished; fix the cause and run it again (it resumes):\n%v", err)
+	}
+	fmt.Fprintln(stdout, "restart the relay processes so they load the restored key pepper")
+	return 0
+}
+
+// openStore opens this installation's store the way the relay does.
+func openStore(ctx context.Context, pluginDir string, stderr io.Writer, cmd string) (*app.Base, int) {
+	env, err := app.LoadEnv()
+	if err != nil {
+		fmt.Fprintf(stderr, "claude-relay %s: invalid environment:\n%v\n", cmd, err)
+		return nil, 1
+	}
+	if pluginDir != "" {
+		env.PluginDir = pluginDir
+	}
+	b, err := app.OpenTool(ctx, env, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "claude-relay %s: %v\n", cmd, err)
+		return nil, 1
+	}
+	return b, 0
 }
