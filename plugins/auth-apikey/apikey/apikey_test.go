@@ -117,6 +117,7 @@ func TestConfigureRefusesBadSettings(t *testing.T) {
 		{"no redis", map[string]string{SettingPepper: strings.Repeat("00", 32)}, "JSON Redis configuration"},
 		{"pepper not hex", map[string]string{SettingRedis: `{"Addr":"127.0.0.1:1"}`, SettingPepper: "zz"}, "not hex"},
 		{"bad ttl", map[string]string{SettingRedis: `{"Addr":"127.0.0.1:1"}`, SettingPepper: "00", SettingCacheTTL: "soon"}, "duration"},
+		{"legacy secret not hex", map[string]string{SettingRedis: `{"Addr":"127.0.0.1:1"}`, SettingPepper: "00", SettingLegacySecret: "zz"}, "legacy_secret"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -125,5 +126,39 @@ func TestConfigureRefusesBadSettings(t *testing.T) {
 				t.Errorf("got %v, want an error containing %q", err, tc.want)
 			}
 		})
+	}
+}
+
+func TestKeyImportedFromCRSAuthenticatesWithTheLegacySecretSetting(t *testing.T) {
+	ctx := context.Background()
+	rdb, prefix := testredis.New(t)
+	sealer, _ := aesgcm.New("0123456789abcdef0123456789abcdef")
+	st, err := store.Open(ctx, rdb, store.Options{Prefix: prefix, Sealer: sealer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	crsKey := []byte("CRS-ENCRYPTION-KEY-32-CHARACTERS")
+	secret := "cr_" + strings.Repeat("c3", 32)
+	if _, err := st.ImportLegacyKeys(ctx, crsKey, []store.LegacyKeySpec{{KeySpec: store.KeySpec{Name: "from crs"}, LegacyHash: store.LegacyKeyHash(secret, crsKey), Source: "crs:1"}}); err != nil {
+		t.Fatal(err)
+	}
+	rc, _ := json.Marshal(store.RedisConfig{Addr: rdb.(*redis.Client).Options().Addr})
+	settings := map[string]string{SettingRedis: string(rc), SettingPrefix: prefix, SettingPepper: hex.EncodeToString(st.Pepper())}
+	without := New("test")
+	if err := without.Configure(ctx, settings); err != nil {
+		t.Fatal(err)
+	}
+	defer without.Close()
+	if res, err := without.Authenticate(ctx, contract.AuthRequest{Credential: secret}); err != nil || res.Accepted() {
+		t.Errorf("without the legacy secret: got %+v, %v; want a refusal", res, err)
+	}
+	settings[SettingLegacySecret] = hex.EncodeToString(crsKey)
+	with := New("test")
+	if err := with.Configure(ctx, settings); err != nil {
+		t.Fatal(err)
+	}
+	defer with.Close()
+	if res, err := with.Authenticate(ctx, contract.AuthRequest{Credential: secret}); err != nil || !res.Accepted() || res.Principal.Name != "from crs" {
+		t.Errorf("with the legacy secret: got %+v, %v; want the imported key", res, err)
 	}
 }
