@@ -122,7 +122,7 @@ func TestCRSInstallationMovesInAndItsKeysKeepWorkingThroughARealSidecar(t *testi
 	// History: "active" used 3 and 40 days ago (the latter only in CRS's all-time counters,
 	// its daily hash has expired); "spent" used its whole $5 budget.
 	u := crstest.Usage{Input: 1000, Output: 200, CacheCreate: 300, CacheRead: 400, Ephemeral1h: 100, RealCost: 0.25, RatedCost: 0.25}
-	for _, at := range []time.Time{time.Now().Add(-72 * time.Hour), time.Now().Add(-72*time.Hour + time.Minute), time.Now().Add(-40 * 24 * time.Hour)} {
+	for _, at := range []time.Time{time.Now().Add(-72 * time.Hour), time.Now().Add(-72 * time.Hour), time.Now().Add(-40 * 24 * time.Hour)} {
 		if err := w.Record(ctx, keys["active"].id, acctA, "claude-sonnet-4-5", at, u); err != nil {
 			t.Fatal(err)
 		}

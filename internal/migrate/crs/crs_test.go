@@ -226,3 +226,63 @@ func TestImportResumesAfterAnInterruptionAndASecondRunChangesNothing(t *testing.
 		t.Errorf("a run after a complete one went from %d to %d keys", len(before), len(after))
 	}
 }
+
+func TestCRSDaysLandOnUTCDaysExactlyByHourElseByTheirMidpoint(t *testing.T) {
+	ctx := context.Background()
+	crsSrv := testredis.StartServer(t)
+	crsRDB := redis.NewClient(&redis.Options{Addr: crsSrv.Addr()})
+	defer crsRDB.Close()
+	w := &crstest.Writer{RDB: crsRDB, EncryptionKey: crsKey} // UTC+8
+	exact, _, _ := w.AddKey(ctx, map[string]string{"name": "exact"})
+	shifted, _, _ := w.AddKey(ctx, map[string]string{"name": "shifted"})
+	// CRS day 2026-11-20 (UTC+8) runs from 2026-11-19 16:00 to 2026-11-20 16:00 UTC.
+	early := time.Date(2026, 11, 19, 18, 0, 0, 0, time.UTC) // 02:00 local
+	late := time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)  // 20:00 local
+	u := crstest.Usage{Input: 100, Output: 10, RealCost: 0.5, RatedCost: 0.5}
+	for _, id := range []string{exact, shifted} {
+		for _, at := range []time.Time{early, late} {
+			if err := w.Record(ctx, id, "", "claude-sonnet-4-5", at, u); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// The shifted key's early hour has expired in CRS (hourly hashes live 7 days).
+	crsRDB.Del(ctx, "usage:"+shifted+":model:hourly:claude-sonnet-4-5:2026-11-20:02")
+	ds, err := crs.Read(ctx, crsRDB, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := crs.Build(ds, dec(t), crs.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plan.KeyDays != 2 || plan.DaysByHour != 1 {
+		t.Errorf("got %d days, %d split by hour; want 2 and 1", plan.KeyDays, plan.DaysByHour)
+	}
+	rdb, prefix := testredis.New(t)
+	sealer, _ := aesgcm.New("0123456789abcdef0123456789abcdef")
+	st, err := store.Open(ctx, rdb, store.Options{Prefix: prefix, Sealer: sealer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := crs.Apply(ctx, st, plan, []byte(crsKey), nil); err != nil {
+		t.Fatal(err)
+	}
+	ids, _ := st.ImportedKeyIDs(ctx)
+	one := store.Usage{Requests: 1, InputTokens: 100, OutputTokens: 10, CostMicroUSD: 500_000}
+	for _, tt := range []struct {
+		key      string
+		day19    store.Usage
+		day20    store.Usage
+		whyFirst string
+	}{
+		{exact, one, one, "by hour: one request on each UTC day"},
+		{shifted, store.Usage{}, one.Add(one), "by midpoint: local noon is 04:00 UTC on the 20th"},
+	} {
+		d19, _ := st.KeyUsage(ctx, ids["crs:"+tt.key], early)
+		d20, _ := st.KeyUsage(ctx, ids["crs:"+tt.key], late)
+		if d19["claude-sonnet-4-5"] != tt.day19 || d20["claude-sonnet-4-5"] != tt.day20 {
+			t.Errorf("%s: got 19th %+v, 20th %+v; want %+v, %+v", tt.whyFirst, d19["claude-sonnet-4-5"], d20["claude-sonnet-4-5"], tt.day19, tt.day20)
+		}
+	}
+}

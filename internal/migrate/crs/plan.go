@@ -91,8 +91,9 @@ type Plan struct {
 	Others map[string]int
 	// Found counts what the CRS Redis holds, by kind.
 	Found map[string]int
-	// KeyDays and AccountDays count the daily usage hashes carried over.
-	KeyDays, AccountDays int
+	// KeyDays and AccountDays count the daily usage hashes carried over; DaysByHour those
+	// of them split exactly onto UTC days by their hourly hashes (CRS keeps hours 7 days).
+	KeyDays, AccountDays, DaysByHour int
 	// TimezoneOffset is the UTC offset (hours) of CRS's days.
 	TimezoneOffset int
 	// Verified counts the encrypted fields that opened with the CRS key.
@@ -650,20 +651,34 @@ func (b *builder) keyUsage(id, subject string) []store.UsageRecord {
 	var out []store.UsageRecord
 	var sum store.Usage
 	priced := 0
-	for _, d := range b.ds.KeyDays[id] {
-		u := storeUsage(d.Usage)
+	hours := hoursByDay(b.ds.KeyHours[id])
+	cost := func(model string, cu Usage, u *store.Usage) {
 		switch {
-		case d.Usage.HasRealCost:
-			u.CostMicroUSD = d.Usage.RealCostMicro
-		case d.Usage.HasRatedCost:
-			u.CostMicroUSD = d.Usage.RatedCostMicro
+		case cu.HasRealCost:
+			u.CostMicroUSD = cu.RealCostMicro
+		case cu.HasRatedCost:
+			u.CostMicroUSD = cu.RatedCostMicro
 		default:
-			u.CostMicroUSD = b.price(d.Model, u)
+			u.CostMicroUSD = b.price(model, *u)
 			priced++
 		}
+	}
+	for _, d := range b.ds.KeyDays[id] {
+		b.p.KeyDays++
+		if hs := hours[[2]string{d.Model, d.Date}]; covers(hs, d.Usage) {
+			b.p.DaysByHour++
+			for _, h := range hs {
+				u := storeUsage(h.Usage)
+				cost(d.Model, h.Usage, &u)
+				out = append(out, store.UsageRecord{Model: d.Model, At: b.utcHour(h.Date, h.Hour), Usage: u})
+				sum = sum.Add(u)
+			}
+			continue
+		}
+		u := storeUsage(d.Usage)
+		cost(d.Model, d.Usage, &u)
 		out = append(out, store.UsageRecord{Model: d.Model, At: b.utcDay(d.Date), Usage: u})
 		sum = sum.Add(u)
-		b.p.KeyDays++
 	}
 	if priced > 0 {
 		b.p.note(NoteDiffers, subject, "daily usage without a recorded cost (an older CRS) priced with claude-relay's price table")
@@ -699,14 +714,78 @@ func (b *builder) accountUsage(id string) []store.UsageRecord {
 	for _, d := range b.ds.AccountModelDays[id] {
 		cost[d.Date] += b.price(d.Model, storeUsage(d.Usage))
 	}
+	hours := hoursByDay(b.ds.AccountHours[id])
 	var out []store.UsageRecord
 	for _, d := range b.ds.AccountDays[id] {
-		u := storeUsage(d.Usage)
-		u.CostMicroUSD = cost[d.Date]
-		out = append(out, store.UsageRecord{At: b.utcDay(d.Date), Usage: u})
 		b.p.AccountDays++
+		day := storeUsage(d.Usage)
+		hs := hours[[2]string{"", d.Date}]
+		if !covers(hs, d.Usage) {
+			day.CostMicroUSD = cost[d.Date]
+			out = append(out, store.UsageRecord{At: b.utcDay(d.Date), Usage: day})
+			continue
+		}
+		b.p.DaysByHour++
+		// The day's cost, shared out over its hours by tokens.
+		left, tokens := cost[d.Date], total(day)
+		for i, h := range hs {
+			u := storeUsage(h.Usage)
+			if i == len(hs)-1 || tokens == 0 {
+				u.CostMicroUSD = left
+			} else {
+				u.CostMicroUSD = cost[d.Date] * total(u) / tokens
+			}
+			left -= u.CostMicroUSD
+			out = append(out, store.UsageRecord{At: b.utcHour(h.Date, h.Hour), Usage: u})
+		}
 	}
 	return out
+}
+
+func total(u store.Usage) int64 {
+	return u.InputTokens + u.OutputTokens + u.CacheWrite5m + u.CacheWrite1h + u.CacheRead
+}
+
+// hoursByDay groups hourly hashes by model and CRS day.
+func hoursByDay(hours []HourUsage) map[[2]string][]HourUsage {
+	m := map[[2]string][]HourUsage{}
+	for _, h := range hours {
+		k := [2]string{h.Model, h.Date}
+		m[k] = append(m[k], h)
+	}
+	return m
+}
+
+// covers reports whether hourly hashes add up to their day exactly (none expired, none
+// missing), so the day can be split by hour.
+func covers(hours []HourUsage, day Usage) bool {
+	if len(hours) == 0 {
+		return false
+	}
+	var s Usage
+	for _, h := range hours {
+		u := h.Usage
+		s.Requests += u.Requests
+		s.Input += u.Input
+		s.Output += u.Output
+		s.CacheCreate += u.CacheCreate
+		s.CacheRead += u.CacheRead
+		s.Ephemeral5m += u.Ephemeral5m
+		s.Ephemeral1h += u.Ephemeral1h
+		s.RealCostMicro += u.RealCostMicro
+		s.RatedCostMicro += u.RatedCostMicro
+	}
+	s.HasRealCost, s.HasRatedCost = day.HasRealCost, day.HasRatedCost
+	return s == day
+}
+
+// utcHour is the instant a CRS-local hour of date starts.
+func (b *builder) utcHour(date string, hour int) time.Time {
+	d, err := time.Parse(time.DateOnly, date)
+	if err != nil {
+		return time.Time{}
+	}
+	return d.Add(time.Duration(hour-b.p.TimezoneOffset) * time.Hour)
 }
 
 func (b *builder) price(model string, u store.Usage) int64 {

@@ -24,7 +24,7 @@ var mappings = [][2]string{
 	{"claudeAccountId / claudeConsoleAccountId", "a binding to the imported account, or to the group (group:<id>)"},
 	{"Claude OAuth account", "claude_oauth: access and refresh token, expiry, scopes, proxy, priority, schedulable"},
 	{"Claude Console account", "anthropic_api_key (api.anthropic.com) or anthropic_compatible: key, base URL, proxy, priority, schedulable"},
-	{"daily usage per key and model", "usage per key, model and UTC day (each CRS day on the UTC day holding most of it)"},
+	{"daily usage per key and model", "usage per key, model and UTC day: split by CRS's hourly hashes where it still has them (7 days), else on the UTC day holding most of the CRS day"},
 	{"all-time usage per key", "the key's all-time total (older than the daily history included)"},
 	{"daily usage per account", "usage per account and UTC day, priced with claude-relay's price table"},
 }
@@ -54,7 +54,7 @@ func (p *Plan) Write(w io.Writer) {
 	for _, o := range others {
 		fmt.Fprintf(tw, "  %s accounts\t%d\t0\n", o, p.Others[o])
 	}
-	fmt.Fprintf(tw, "  daily usage (keys × models, accounts)\t%d, %d\t%d, %d\n", p.KeyDays, p.AccountDays, p.KeyDays, p.AccountDays)
+	fmt.Fprintf(tw, "  daily usage (keys × models, accounts)\t%d, %d\t%d, %d (%d split exactly by hour)\n", p.KeyDays, p.AccountDays, p.KeyDays, p.AccountDays, p.DaysByHour)
 	tw.Flush()
 	if p.Verified > 0 {
 		fmt.Fprintf(w, "CRS encryption key: verified (%d encrypted fields open with it)\n", p.Verified)

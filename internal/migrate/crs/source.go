@@ -97,6 +97,15 @@ type DayUsage struct {
 	Usage Usage
 }
 
+// HourUsage is one CRS hourly usage hash (kept 7 days): a key's usage of one model, or an
+// account's usage, in one CRS-local hour.
+type HourUsage struct {
+	Model string
+	Date  string // YYYY-MM-DD in CRS's timezone
+	Hour  int
+	Usage Usage
+}
+
 // OtherAccount is an account of a platform claude-relay does not relay to.
 type OtherAccount struct {
 	Platform, ID, Name string
@@ -125,6 +134,10 @@ type Dataset struct {
 	// AccountDays are account_usage:daily:<account id>:<date>, by account id; AccountModelDays
 	// account_usage:model:daily:<account id>:<model>:<date> (for pricing).
 	AccountDays, AccountModelDays map[string][]DayUsage
+	// KeyHours are usage:<key id>:model:hourly:<model>:<date>:<hour> and AccountHours
+	// account_usage:hourly:<account id>:<date>:<hour>: with them a day splits exactly onto
+	// UTC days.
+	KeyHours, AccountHours map[string][]HourUsage
 }
 
 // otherPlatforms are the account key prefixes of platforms the import lists but cannot take.
@@ -143,6 +156,8 @@ var (
 	reKeyDay     = regexp.MustCompile(`^usage:([^:]+):model:daily:(.+):(\d{4}-\d{2}-\d{2})$`)
 	reAcctDay    = regexp.MustCompile(`^account_usage:daily:([^:]+):(\d{4}-\d{2}-\d{2})$`)
 	reAcctModDay = regexp.MustCompile(`^account_usage:model:daily:([^:]+):(.+):(\d{4}-\d{2}-\d{2})$`)
+	reKeyHour    = regexp.MustCompile(`^usage:([^:]+):model:hourly:(.+):(\d{4}-\d{2}-\d{2}):(\d{2})$`)
+	reAcctHour   = regexp.MustCompile(`^account_usage:hourly:([^:]+):(\d{4}-\d{2}-\d{2}):(\d{2})$`)
 )
 
 // scanCount is the SCAN COUNT hint and pipelineSize how many reads go in one pipeline.
@@ -158,11 +173,13 @@ func Read(ctx context.Context, rdb redis.UniversalClient, progress func(scanned 
 		KeyDays: map[string][]DayUsage{}, KeyAllTime: map[string]Usage{},
 		KeyCostTotal: map[string]float64{}, KeyRealCostTotal: map[string]float64{},
 		AccountDays: map[string][]DayUsage{}, AccountModelDays: map[string][]DayUsage{},
+		KeyHours: map[string][]HourUsage{}, AccountHours: map[string][]HourUsage{},
 	}
 	var keyIDs, oauthIDs, consoleIDs []string
 	type dayRef struct {
 		name, id, model, date string
 		acct                  bool
+		hour                  int // -1 for a day
 	}
 	var days []dayRef
 	var costKeys []string
@@ -191,13 +208,19 @@ func Read(ctx context.Context, rdb redis.UniversalClient, progress func(scanned 
 			costKeys = append(costKeys, name)
 		case strings.HasPrefix(name, "usage:"):
 			if m := reKeyDay.FindStringSubmatch(name); m != nil {
-				days = append(days, dayRef{name: name, id: m[1], model: m[2], date: m[3]})
+				days = append(days, dayRef{name: name, id: m[1], model: m[2], date: m[3], hour: -1})
+			} else if m := reKeyHour.FindStringSubmatch(name); m != nil {
+				h, _ := strconv.Atoi(m[4])
+				days = append(days, dayRef{name: name, id: m[1], model: m[2], date: m[3], hour: h})
 			}
 		case strings.HasPrefix(name, "account_usage:"):
 			if m := reAcctDay.FindStringSubmatch(name); m != nil && m[1] != "index" {
-				days = append(days, dayRef{name: name, id: m[1], date: m[2], acct: true})
+				days = append(days, dayRef{name: name, id: m[1], date: m[2], acct: true, hour: -1})
 			} else if m := reAcctModDay.FindStringSubmatch(name); m != nil && m[1] != "index" {
-				days = append(days, dayRef{name: name, id: m[1], model: m[2], date: m[3], acct: true})
+				days = append(days, dayRef{name: name, id: m[1], model: m[2], date: m[3], acct: true, hour: -1})
+			} else if m := reAcctHour.FindStringSubmatch(name); m != nil && m[1] != "index" {
+				h, _ := strconv.Atoi(m[3])
+				days = append(days, dayRef{name: name, id: m[1], date: m[2], acct: true, hour: h})
 			}
 		default:
 			for _, o := range otherPlatforms {
@@ -241,6 +264,10 @@ func Read(ctx context.Context, rdb redis.UniversalClient, progress func(scanned 
 	for i, d := range days {
 		u := parseUsage(hashes[i])
 		switch {
+		case d.hour >= 0 && d.acct:
+			ds.AccountHours[d.id] = append(ds.AccountHours[d.id], HourUsage{Date: d.date, Hour: d.hour, Usage: u})
+		case d.hour >= 0:
+			ds.KeyHours[d.id] = append(ds.KeyHours[d.id], HourUsage{Model: d.model, Date: d.date, Hour: d.hour, Usage: u})
 		case !d.acct:
 			ds.KeyDays[d.id] = append(ds.KeyDays[d.id], DayUsage{Model: d.model, Date: d.date, Usage: u})
 		case d.model == "":
