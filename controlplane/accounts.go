@@ -395,6 +395,33 @@ func accountTransport(proxyURL string) (*http.Transport, error) {
 	return t, nil
 }
 
+// credentialClient returns an HTTP client for requests that carry a credential (an account's
+// key or token, an OAuth code or refresh token): it never follows a redirect, because Go
+// re-sends x-api-key, and a 307/308 re-posts the body, to wherever the Location points —
+// another host, or plain http. The redirect itself is the answer; see redirectedTo.
+func credentialClient(t http.RoundTripper) *http.Client {
+	return &http.Client{Transport: t, CheckRedirect: func(*http.Request, []*http.Request) error {
+		return http.ErrUseLastResponse
+	}}
+}
+
+// redirectedTo reports whether resp is a redirect and, if so, the scheme and host it points
+// to (never its path or query, which may carry a token), for a message such as "upstream
+// answered 302 redirect to https://other.example".
+func redirectedTo(resp *http.Response) (string, bool) {
+	if resp.StatusCode < 300 || resp.StatusCode > 399 {
+		return "", false
+	}
+	loc, err := resp.Location()
+	switch {
+	case errors.Is(err, http.ErrNoLocation):
+		return "nowhere (no Location header)", true
+	case err != nil:
+		return "an unreadable Location", true
+	}
+	return loc.Scheme + "://" + loc.Host, true
+}
+
 // setUpstreamCredential puts an account's credential on a request the way the sidecar does:
 // OAuth tokens as a bearer token with the OAuth beta, keys as x-api-key.
 func setUpstreamCredential(h http.Header, accountType, credential string) {
@@ -464,7 +491,7 @@ func (s *Server) testAccount(ctx context.Context, acct store.Account, sec store.
 	hreq.Header.Set("Anthropic-Version", "2023-06-01")
 	setUpstreamCredential(hreq.Header, acct.Type, sec.Credential)
 	start := s.now()
-	resp, err := (&http.Client{Transport: t}).Do(hreq)
+	resp, err := credentialClient(t).Do(hreq)
 	res.LatencyMS = s.now().Sub(start).Milliseconds()
 	if err != nil {
 		res.Error = redactURLError(err)
@@ -475,6 +502,10 @@ func (s *Server) testAccount(ctx context.Context, acct store.Account, sec store.
 	res.HTTPStatus = resp.StatusCode
 	res.RequestID = resp.Header.Get("Request-Id")
 	res.OK = resp.StatusCode == http.StatusOK
+	if to, ok := redirectedTo(resp); ok {
+		res.Error = fmt.Sprintf("upstream answered %d redirect to %s; the credential was not sent there (the relay never follows redirects): check the account's base URL", resp.StatusCode, to)
+		return res
+	}
 	if !res.OK {
 		res.Error = upstreamErrorMessage(data)
 	}

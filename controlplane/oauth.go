@@ -268,7 +268,8 @@ func (s *Server) handleOAuthFinish(w http.ResponseWriter, r *http.Request) {
 const maxTokenResponse = 64 << 10
 
 // exchangeToken posts a grant to the token endpoint (JSON, as Claude Code does) through the
-// account's proxy, and returns the tokens. Errors never contain a token.
+// account's proxy, and returns the tokens. A redirect is refused, never followed (the grant
+// carries a code or a refresh token). Errors never contain a token.
 func (s *Server) exchangeToken(ctx context.Context, proxyURL string, grant map[string]string) (oauthTokens, error) {
 	t, err := accountTransport(proxyURL)
 	if err != nil {
@@ -284,11 +285,14 @@ func (s *Server) exchangeToken(ctx context.Context, proxyURL string, grant map[s
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
-	resp, err := (&http.Client{Transport: t}).Do(req)
+	resp, err := credentialClient(t).Do(req)
 	if err != nil {
 		return oauthTokens{}, errors.New(redactURLError(err))
 	}
 	defer resp.Body.Close()
+	if to, ok := redirectedTo(resp); ok {
+		return oauthTokens{}, fmt.Errorf("the token endpoint answered %d redirect to %s; the grant was not sent there (the relay never follows redirects): check CLAUDE_RELAY_OAUTH_TOKEN_URL", resp.StatusCode, to)
+	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxTokenResponse))
 	if err != nil {
 		return oauthTokens{}, fmt.Errorf("read token response: %w", err)

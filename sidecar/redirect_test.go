@@ -1,0 +1,75 @@
+package sidecar_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/claude-relay/claude-relay/store"
+)
+
+// TestUpstreamRedirectIsNotFollowedWithTheAccountsCredential: the relay's upstream transport
+// sends a request once; an upstream answering 307 (which a client would re-post, credential
+// and body included) makes the relay send nothing to the Location.
+func TestUpstreamRedirectIsNotFollowedWithTheAccountsCredential(t *testing.T) {
+	var mu sync.Mutex
+	var caught []string
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		caught = append(caught, r.Method+" "+r.URL.Path+" x-api-key="+r.Header.Get("X-Api-Key"))
+		mu.Unlock()
+		w.WriteHeader(http.StatusOK)
+	}))
+	t.Cleanup(other.Close)
+	redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		http.Redirect(w, r, other.URL+r.URL.Path, http.StatusTemporaryRedirect)
+	}))
+	t.Cleanup(redirector.Close)
+
+	h := newHarness(t, harnessOptions{})
+	ctx := context.Background()
+	// The only schedulable account sits behind the redirector.
+	accts, err := h.st.ListAccounts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range accts {
+		if err := h.st.SetAccountSchedulable(ctx, a.ID, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := h.st.AddAccount(ctx, store.AccountSpec{Name: "moved", BaseURL: redirector.URL, Credential: upstreamKey}); err != nil {
+		t.Fatal(err)
+	}
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	var resp *http.Response
+	waitFor(t, 5*time.Second, func() bool { // until the sidecar has loaded the new account list
+		req, err := http.NewRequest(http.MethodPost, h.http.URL+"/v1/messages", strings.NewReader(jsonBody))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("X-Api-Key", h.key)
+		req.Header.Set("Anthropic-Version", "2023-06-01")
+		req.Header.Set("Content-Type", "application/json")
+		if resp, err = noFollow.Do(req); err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode == http.StatusTemporaryRedirect {
+			return true
+		}
+		resp.Body.Close()
+		return false
+	})
+	resp.Body.Close()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(caught) != 0 {
+		t.Errorf("the redirect target received %v, want nothing from the relay", caught)
+	}
+}
