@@ -154,11 +154,23 @@ func (s Schema) KeyUsageDay(keyID string, day time.Time) string {
 // Owner: sidecar. TTL: none.
 func (s Schema) KeyUsageTotal(keyID string) string { return s.p + "usage:{key:" + keyID + "}:total" }
 
-// UsageBatchApplied is a STRING marker that one usage batch has been applied to the
-// counters of one hash-tag group ("key:<id>" or "acct:<id>"), so a batch retried after an
-// ambiguous failure (a timeout after Redis applied it) is not counted twice. Owner: sidecar;
-// an import (batch id "import:<source>") writes its own. TTL: UsageBatchMarkerTTL; none for
-// an import's, so importing again never counts twice.
+// UsageApplied is a HASH of the usage batches applied to the counters of one hash-tag group
+// ("key:<id>" or "acct:<id>"): field = writer (a sidecar's recorder, one per process start)
+// → "<highest batch sequence applied>:<unix seconds>". A writer applies its batches in
+// sequence order, so a batch retried after an ambiguous failure (a timeout after Redis
+// applied it), or replayed from the shutdown spool, is recognised and not counted twice. One
+// small entry per writer and group, whatever the number of requests; entries of writers
+// silent for UsageBatchMarkerTTL are dropped when a new writer arrives. Owner: sidecar.
+// TTL: UsageBatchMarkerTTL, renewed by every batch.
+func (s Schema) UsageApplied(tag string) string {
+	return s.p + "usage:{" + tag + "}:applied"
+}
+
+// UsageBatchApplied is a STRING marker that one named usage batch (a store.BatchID with Seq
+// 0: a spool line written before batch sequences, or a batch an operator re-applies) has been
+// applied to the counters of one hash-tag group; an import (batch "import:<source>") writes
+// one too. Owner: sidecar; imports. TTL: UsageBatchMarkerTTL; none for an import's, so
+// importing again never counts twice.
 func (s Schema) UsageBatchApplied(tag, batchID string) string {
 	return s.p + "usage:{" + tag + "}:applied:" + batchID
 }

@@ -33,7 +33,7 @@ type UsageRecord struct {
 	At    time.Time
 	Usage Usage
 	// TotalOnly counts the usage in the key's all-time total only, not in a day: usage from
-	// before the daily history an import carries over.
+	// before the days an import carries over (it has no day to land on).
 	TotalOnly bool
 }
 
@@ -86,19 +86,69 @@ type usageBucket struct {
 	fields   map[string]int64
 }
 
-// applyUsageBatch applies the buckets of one hash-tag group once per batch id: KEYS[1] is
-// the group's applied-marker, KEYS[2..] the hashes; ARGV[1] the marker TTL in seconds (0:
-// the marker never expires), then
-// per hash: its EXPIREAT (0 = none), its number of fields, and field/increment pairs.
+// ErrUsageRefused means the store will never apply a usage batch as it is: a record holds a
+// count out of range, or Redis answered the write with an error that retrying does not
+// change (a key of the wrong type, a counter that would overflow). The caller sets the batch
+// aside instead of retrying it; other errors are worth a retry.
+var ErrUsageRefused = errors.New("usage batch refused")
+
+// MaxUsageValue bounds each count of one usage record (tokens, requests, micro-dollars), so
+// no sum of records can overflow a Redis counter: a record above it is refused.
+const MaxUsageValue = 1 << 50
+
+// BatchID names a batch of usage records so that writing it again changes nothing.
+//
+// A writer (a recorder, one per process start) numbers its batches 1, 2, 3, … and writes them
+// in that order, each one until it is written or set aside, so the store keeps, per writer
+// and hash-tag group, only the highest sequence applied (UsageApplied): a batch at or below it
+// was applied before. Bookkeeping grows with writers and keys, never with requests.
+//
+// Seq 0 names a batch by Writer alone, applied at most once through a marker of its own
+// (UsageBatchApplied): spools written by versions before sequences, and re-applied batches.
+type BatchID struct {
+	Writer string
+	Seq    uint64
+}
+
+// applyUsageBatch applies the buckets of one hash-tag group once per batch: KEYS[1] is the
+// group's bookkeeping key (UsageApplied, or UsageBatchApplied for a named batch), KEYS[2..]
+// the hashes. ARGV: the mode ("seq", "once" or "none"), the writer, the sequence, now (unix
+// seconds), the bookkeeping TTL in seconds, then per hash: its EXPIREAT (0 = none), its
+// number of fields, and field/increment pairs.
+//
+// In "seq" mode KEYS[1] is a hash of writer → "<last sequence>:<unix seconds applied>"; a
+// writer new to the hash first drops the entries of writers silent for longer than the TTL,
+// so writers that stopped (restarts) do not pile up while the group stays busy.
 var applyUsageBatch = redis.NewScript(`
-if ARGV[1] == '0' then
+local mode = ARGV[1]
+if mode == 'seq' then
+  local writer, seq, now, ttl = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+  local cur = redis.call('HGET', KEYS[1], writer)
+  if cur then
+    if seq <= tonumber(string.match(cur, '^(%d+)') or '0') then
+      return 0
+    end
+  elseif redis.call('HLEN', KEYS[1]) >= 8 then
+    local all = redis.call('HGETALL', KEYS[1])
+    for i = 1, #all, 2 do
+      local at = tonumber(string.match(all[i + 1], ':(%d+)$')) or 0
+      if at < now - ttl then
+        redis.call('HDEL', KEYS[1], all[i])
+      end
+    end
+  end
+  redis.call('HSET', KEYS[1], writer, ARGV[3] .. ':' .. ARGV[4])
+  redis.call('EXPIRE', KEYS[1], ttl)
+elseif mode == 'once' then
+  if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[5]) then
+    return 0
+  end
+elseif mode == 'forever' then
   if not redis.call('SET', KEYS[1], '1', 'NX') then
     return 0
   end
-elseif not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
-  return 0
 end
-local a = 2
+local a = 6
 for i = 2, #KEYS do
   local exp = tonumber(ARGV[a])
   local n = tonumber(ARGV[a + 1])
@@ -114,13 +164,10 @@ end
 return 1
 `)
 
-// RecordUsage records usage as a new batch; see RecordUsageBatch.
+// RecordUsage adds records to the counters with no batch identity: a retry counts again.
+// See RecordUsageBatch.
 func (s *Store) RecordUsage(ctx context.Context, recs ...UsageRecord) error {
-	id, err := newID()
-	if err != nil {
-		return err
-	}
-	return s.RecordUsageBatch(ctx, id, recs...)
+	return s.recordUsage(ctx, nil, recs)
 }
 
 // RecordUsageBatch adds records to the per key/model/day, per account/day and per key
@@ -128,11 +175,23 @@ func (s *Store) RecordUsage(ctx context.Context, recs ...UsageRecord) error {
 // summed in memory first so each hash field is incremented once. Daily hashes expire
 // UsageRetention after their day.
 //
-// Writing the same batch id again (with the same records) changes nothing: each hash-tag
-// group applies a batch at most once, so a caller may retry a batch whose outcome it does
-// not know (a timeout after Redis applied it) without counting it twice.
-func (s *Store) RecordUsageBatch(ctx context.Context, batchID string, recs ...UsageRecord) error {
-	return s.recordUsage(ctx, batchID, UsageBatchMarkerTTL, recs)
+// Writing the same batch again (with the same records) changes nothing: each hash-tag group
+// applies a batch at most once (see BatchID), so a caller may retry a batch whose outcome it
+// does not know (a timeout after Redis applied it) without counting it twice. A batch the
+// store can never apply fails with ErrUsageRefused; when Redis refused it, the groups the
+// error does not name may have applied it.
+func (s *Store) RecordUsageBatch(ctx context.Context, id BatchID, recs ...UsageRecord) error {
+	if id.Writer == "" {
+		return fmt.Errorf("record usage: a batch needs a writer: %w", ErrUsageRefused)
+	}
+	return s.recordUsage(ctx, &id, recs)
+}
+
+// usageGroup is the hashes of one hash-tag group.
+type usageGroup struct {
+	tag     string
+	keys    []string
+	buckets []*usageBucket
 }
 
 // ImportUsage adds usage carried over from another system (or a backup) to the same day and
@@ -143,25 +202,123 @@ func (s *Store) ImportUsage(ctx context.Context, source string, recs ...UsageRec
 	if source == "" {
 		return errors.New("import usage: empty source")
 	}
-	return s.recordUsage(ctx, "import:"+source, 0, recs)
+	return s.recordUsageAs(ctx, "forever", "import:"+source, 0, recs)
 }
 
-func (s *Store) recordUsage(ctx context.Context, batchID string, markerTTL time.Duration, recs []UsageRecord) error {
-	type group struct {
-		keys    []string
-		buckets []*usageBucket
+func (s *Store) recordUsage(ctx context.Context, id *BatchID, recs []UsageRecord) error {
+	mode, writer, seq := "none", "", uint64(0)
+	if id != nil {
+		mode, writer, seq = "seq", id.Writer, id.Seq
+		if id.Seq == 0 {
+			mode = "once"
+		}
 	}
-	groups := map[string]*group{} // hash tag → its hashes
+	return s.recordUsageAs(ctx, mode, writer, seq, recs)
+}
+
+// recordUsageAs writes recs under one bookkeeping mode of applyUsageBatch: "seq" (a writer's
+// numbered batch), "once" (a named batch, its marker kept UsageBatchMarkerTTL), "forever" (an
+// import, its marker kept for good) or "none".
+func (s *Store) recordUsageAs(ctx context.Context, mode, writer string, seq uint64, recs []UsageRecord) error {
+	groups, err := s.usageGroups(recs)
+	if err != nil {
+		return err
+	}
+	if len(groups) == 0 {
+		return nil
+	}
+	ttl := strconv.FormatInt(int64(UsageBatchMarkerTTL/time.Second), 10)
+	now := strconv.FormatInt(s.now().Unix(), 10)
+	cmds := make([]*redis.Cmd, len(groups))
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, g := range groups {
+			marker := s.keys.UsageApplied(g.tag)
+			if mode == "once" || mode == "forever" {
+				marker = s.keys.UsageBatchApplied(g.tag, writer)
+			}
+			keys := append([]string{marker}, g.keys...)
+			args := []any{mode, writer, seq, now, ttl}
+			for _, b := range g.buckets {
+				exp := int64(0)
+				if !b.expireAt.IsZero() {
+					exp = b.expireAt.Unix()
+				}
+				args = append(args, exp, len(b.fields))
+				for f, v := range b.fields {
+					args = append(args, f, v)
+				}
+			}
+			// EVAL, not EVALSHA: a pipeline cannot fall back on NOSCRIPT, and Redis
+			// caches the compiled script by its hash anyway.
+			cmds[i] = applyUsageBatch.Eval(ctx, p, keys, args...)
+		}
+		return nil
+	})
+	if err == nil {
+		return nil
+	}
+	// Name the groups Redis refused; any other failure (a connection, a timeout, a
+	// replica or a full Redis) is worth a retry.
+	var refused []string
+	for i, c := range cmds {
+		if c != nil && refusedByRedis(c.Err()) {
+			refused = append(refused, groups[i].tag+": "+c.Err().Error())
+		}
+	}
+	if len(refused) > 0 && len(refused) == countErrs(cmds) {
+		return fmt.Errorf("record usage (%d records): Redis refused %s: %w", len(recs), strings.Join(refused, "; "), ErrUsageRefused)
+	}
+	return fmt.Errorf("record usage (%d records): %w", len(recs), err)
+}
+
+func countErrs(cmds []*redis.Cmd) int {
+	n := 0
+	for _, c := range cmds {
+		if c != nil && c.Err() != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// transientRedisErrors are error replies that say something about Redis's state, not about
+// the write: it is loading, a replica, out of memory, busy, failing over, or refusing us.
+var transientRedisErrors = []string{"LOADING", "READONLY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN",
+	"BUSY", "OOM", "NOREPLICAS", "MISCONF", "NOAUTH", "WRONGPASS", "NOPERM", "MOVED", "ASK",
+	"max number of clients"}
+
+// refusedByRedis reports whether err is Redis refusing the script's writes themselves (a
+// wrong type, an overflow), which a retry meets again.
+func refusedByRedis(err error) bool {
+	var rerr redis.Error
+	if err == nil || errors.Is(err, redis.Nil) || !errors.As(err, &rerr) {
+		return false
+	}
+	msg := rerr.Error()
+	for _, code := range transientRedisErrors {
+		if strings.Contains(msg, code) {
+			return false
+		}
+	}
+	return true
+}
+
+// usageGroups validates records and sums them into hashes grouped by hash tag, in the order
+// the groups first appear.
+func (s *Store) usageGroups(recs []UsageRecord) ([]*usageGroup, error) {
+	var groups []*usageGroup
+	byTag := map[string]*usageGroup{}
 	buckets := map[string]*usageBucket{}
 	add := func(tag, key string, expireAt time.Time, fieldPrefix string, u Usage) {
 		b := buckets[key]
 		if b == nil {
 			b = &usageBucket{expireAt: expireAt, fields: map[string]int64{}}
 			buckets[key] = b
-			g := groups[tag]
+			g := byTag[tag]
 			if g == nil {
-				g = &group{}
-				groups[tag] = g
+				g = &usageGroup{tag: tag}
+				byTag[tag] = g
+				groups = append(groups, g)
 			}
 			g.keys = append(g.keys, key)
 			g.buckets = append(g.buckets, b)
@@ -175,7 +332,10 @@ func (s *Store) recordUsage(ctx context.Context, batchID string, markerTTL time.
 	for _, r := range recs {
 		for i, v := range r.Usage.values() {
 			if v < 0 {
-				return fmt.Errorf("record usage: negative %s %d for key %q", usageCounters[i], v, r.KeyID)
+				return nil, fmt.Errorf("record usage: negative %s %d for key %q: %w", usageCounters[i], v, r.KeyID, ErrUsageRefused)
+			}
+			if v > MaxUsageValue {
+				return nil, fmt.Errorf("record usage: %s %d for key %q is above %d: %w", usageCounters[i], v, r.KeyID, int64(MaxUsageValue), ErrUsageRefused)
 			}
 		}
 		at := r.At
@@ -199,34 +359,7 @@ func (s *Store) recordUsage(ctx context.Context, batchID string, markerTTL time.
 			add("acct:"+r.AccountID, s.keys.AccountUsageDay(r.AccountID, day), expireAt, "", r.Usage)
 		}
 	}
-	if len(groups) == 0 {
-		return nil
-	}
-	ttl := strconv.FormatInt(int64(markerTTL/time.Second), 10)
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for tag, g := range groups {
-			keys := append([]string{s.keys.UsageBatchApplied(tag, batchID)}, g.keys...)
-			args := []any{ttl}
-			for _, b := range g.buckets {
-				exp := int64(0)
-				if !b.expireAt.IsZero() {
-					exp = b.expireAt.Unix()
-				}
-				args = append(args, exp, len(b.fields))
-				for f, v := range b.fields {
-					args = append(args, f, v)
-				}
-			}
-			// EVAL, not EVALSHA: a pipeline cannot fall back on NOSCRIPT, and Redis
-			// caches the compiled script by its hash anyway.
-			applyUsageBatch.Eval(ctx, p, keys, args...)
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("record usage (%d records): %w", len(recs), err)
-	}
-	return nil
+	return groups, nil
 }
 
 // KeyUsage returns model → usage of a relay key on the UTC day containing day (nil if none).

@@ -3,22 +3,72 @@ package usage
 
 import (
 	"bytes"
+	"errors"
 	"strconv"
 
 	"github.com/claude-relay/claude-relay/internal/jsonscan"
 )
 
-// Counts is the token usage of one response, as the upstream reported it.
+// MaxTokens bounds every token count of one response: ten times the largest context window
+// (1 M tokens). The upstream reports each count once per response, so a count above it, or
+// below zero, is not usage but a fault (a broken or hostile upstream); it is clamped into
+// [0, MaxTokens] and named in Counts.Invalid, so that it can neither refund a key's limits
+// nor wedge the usage store, which refuses negative counts.
+const MaxTokens = 10_000_000
+
+// Counts is the token usage of one response, as the upstream reported it, each count within
+// [0, MaxTokens].
 type Counts struct {
 	Input        int64
 	Output       int64
 	CacheWrite5m int64
 	CacheWrite1h int64
 	CacheRead    int64
+	// Invalid names the counts the upstream reported out of range (negative, above
+	// MaxTokens, or too large for an integer), which were clamped.
+	Invalid Fields
 }
 
-// IsZero reports whether nothing was counted.
+// IsZero reports whether nothing was counted (and nothing was clamped).
 func (c Counts) IsZero() bool { return c == Counts{} }
+
+// Fields is a set of usage counts, by the names the wire uses for them.
+type Fields uint8
+
+// The usage counts a Fields set can name.
+const (
+	FieldInput Fields = 1 << iota
+	FieldOutput
+	FieldCacheWrite5m
+	FieldCacheWrite1h
+	FieldCacheRead
+)
+
+// fieldNames are the metric label values of the fields, in bit order.
+var fieldNames = [...]string{"input_tokens", "output_tokens", "cache_write_5m", "cache_write_1h", "cache_read"}
+
+// Each calls f with the name of every field in the set ("input_tokens", "output_tokens",
+// "cache_write_5m", "cache_write_1h", "cache_read").
+func (f Fields) Each(fn func(name string)) {
+	for i, name := range fieldNames {
+		if f&(1<<i) != 0 {
+			fn(name)
+		}
+	}
+}
+
+// clamp puts *v into [0, MaxTokens] and adds bit to *invalid when it was outside.
+func clamp(v *int64, bit Fields, invalid *Fields) {
+	switch {
+	case *v < 0:
+		*v = 0
+	case *v > MaxTokens:
+		*v = MaxTokens
+	default:
+		return
+	}
+	*invalid |= bit
+}
 
 // wireUsage is the usage object of message_start, message_delta and JSON messages. has
 // tells "absent" from zero: message_delta carries only the fields that changed.
@@ -37,7 +87,8 @@ const (
 )
 
 // scanUsage reads the usage object at the cursor (anything else is skipped and yields an
-// empty usage). Values that are not integers are treated as absent.
+// empty usage). Values that are not integers are treated as absent; integers too large for
+// int64 read as ±MaxInt64, which counts clamps.
 func scanUsage(sc *jsonscan.Scanner) (wireUsage, bool) {
 	var u wireUsage
 	if sc.Peek() != '{' {
@@ -48,10 +99,17 @@ func scanUsage(sc *jsonscan.Scanner) (wireUsage, bool) {
 		if !ok {
 			return false
 		}
-		if v, err := strconv.ParseInt(string(raw), 10, 64); err == nil {
-			*dst = v
-			u.has |= bit
+		v, err := strconv.ParseInt(string(raw), 10, 64)
+		var ne *strconv.NumError
+		switch {
+		case err == nil:
+		case errors.As(err, &ne) && ne.Err == strconv.ErrRange:
+			// v is ±MaxInt64: out of range, so clamped and named in counts.
+		default:
+			return true
 		}
+		*dst = v
+		u.has |= bit
 		return true
 	}
 	ok := sc.Object(func(key []byte) bool {
@@ -109,16 +167,28 @@ func (s *state) apply(u wireUsage) {
 
 // counts resolves cache writes: with a 5m/1h breakdown it is used as given (any remainder
 // of cache_creation_input_tokens is charged as 5m); without one, all cache writes are 5m.
+// Every wire value is first clamped into [0, MaxTokens]; what was out of range is named in
+// Invalid.
 func (s *state) counts() Counts {
-	c := Counts{Input: s.input, Output: s.output, CacheRead: s.cacheRead}
+	var bad Fields
+	input, output, cacheRead := s.input, s.output, s.cacheRead
+	creation, e5m, e1h := s.cacheCreation, s.e5m, s.e1h
+	clamp(&input, FieldInput, &bad)
+	clamp(&output, FieldOutput, &bad)
+	clamp(&cacheRead, FieldCacheRead, &bad)
+	clamp(&creation, FieldCacheWrite5m, &bad)
+	clamp(&e5m, FieldCacheWrite5m, &bad)
+	clamp(&e1h, FieldCacheWrite1h, &bad)
+	c := Counts{Input: input, Output: output, CacheRead: cacheRead}
 	if s.breakdown {
-		c.CacheWrite5m, c.CacheWrite1h = s.e5m, s.e1h
-		if rest := s.cacheCreation - s.e5m - s.e1h; rest > 0 {
-			c.CacheWrite5m += rest
+		c.CacheWrite5m, c.CacheWrite1h = e5m, e1h
+		if rest := creation - e5m - e1h; rest > 0 {
+			c.CacheWrite5m = min(c.CacheWrite5m+rest, MaxTokens)
 		}
 	} else {
-		c.CacheWrite5m = s.cacheCreation
+		c.CacheWrite5m = creation
 	}
+	c.Invalid = bad
 	return c
 }
 

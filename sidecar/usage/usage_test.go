@@ -215,3 +215,71 @@ func BenchmarkJSONUsage(b *testing.B) {
 		}
 	})
 }
+
+func TestOutOfRangeUsageIsClampedAndNamed(t *testing.T) {
+	start := func(usage string) string {
+		return "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"model\":\"m\",\"usage\":" + usage + "}}\n\n"
+	}
+	delta := func(usage string) string {
+		return "event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":" + usage + "}\n\n"
+	}
+	tests := []struct {
+		name string
+		in   string
+		want Counts
+	}{
+		{
+			name: "negative counts become zero",
+			in:   start(`{"input_tokens":-5000,"output_tokens":1}`) + delta(`{"output_tokens":-3,"cache_read_input_tokens":-1}`),
+			want: Counts{Invalid: FieldInput | FieldOutput | FieldCacheRead},
+		},
+		{
+			name: "absurd counts are capped at MaxTokens",
+			in:   start(`{"input_tokens":10,"output_tokens":1}`) + delta(`{"output_tokens":10000001}`),
+			want: Counts{Input: 10, Output: MaxTokens, Invalid: FieldOutput},
+		},
+		{
+			name: "integers beyond int64 are capped, not dropped",
+			in:   start(`{"input_tokens":99999999999999999999999,"output_tokens":1}`) + delta(`{"output_tokens":-99999999999999999999999}`),
+			want: Counts{Input: MaxTokens, Invalid: FieldInput | FieldOutput},
+		},
+		{
+			name: "a negative cache breakdown is clamped before the remainder is computed",
+			in:   start(`{"input_tokens":1,"output_tokens":1,"cache_creation_input_tokens":100,"cache_creation":{"ephemeral_5m_input_tokens":-400,"ephemeral_1h_input_tokens":40}}`),
+			want: Counts{Input: 1, Output: 1, CacheWrite5m: 60, CacheWrite1h: 40, Invalid: FieldCacheWrite5m},
+		},
+		{
+			name: "a later valid value replaces an invalid one",
+			in:   start(`{"input_tokens":5,"output_tokens":-1}`) + delta(`{"output_tokens":9}`),
+			want: Counts{Input: 5, Output: 9},
+		},
+		{
+			name: "MaxTokens itself is valid",
+			in:   start(`{"input_tokens":10000000,"output_tokens":0}`),
+			want: Counts{Input: MaxTokens},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var p StreamParser
+			p.Write([]byte(tt.in))
+			if got := p.Counts(); got != tt.want {
+				t.Errorf("stream: got %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+	t.Run("json", func(t *testing.T) {
+		got, _, ok := FromJSON([]byte(`{"model":"m","usage":{"input_tokens":-7,"output_tokens":20000000,"cache_read_input_tokens":3}}`))
+		want := Counts{Output: MaxTokens, CacheRead: 3, Invalid: FieldInput | FieldOutput}
+		if !ok || got != want {
+			t.Errorf("got %+v %v, want %+v", got, ok, want)
+		}
+	})
+	t.Run("field names", func(t *testing.T) {
+		var names []string
+		(FieldInput | FieldCacheWrite1h | FieldCacheRead).Each(func(n string) { names = append(names, n) })
+		if got, want := strings.Join(names, ","), "input_tokens,cache_write_1h,cache_read"; got != want {
+			t.Errorf("got %q, want %q", got, want)
+		}
+	})
+}
