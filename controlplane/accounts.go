@@ -37,9 +37,10 @@ const testTimeout = 30 * time.Second
 // oauthBeta is the anthropic-beta value an OAuth bearer token needs upstream.
 const oauthBeta = "oauth-2025-04-20"
 
-// toAPIAccount shows an account with its status: a park of the whole account wins, then a
-// failing token refresh, then an expired token without a way to refresh it.
-func toAPIAccount(a store.Account, parks []store.Parked, now time.Time) adminapi.Account {
+// toAPIAccount shows an account with its status: a tampered record (tampered is why, "" when
+// it is not) wins, then a park of the whole account, then a failing token refresh, then an
+// expired token without a way to refresh it.
+func toAPIAccount(a store.Account, parks []store.Parked, tampered string, now time.Time) adminapi.Account {
 	out := adminapi.Account{
 		ID:             a.ID,
 		Name:           a.Name,
@@ -79,6 +80,9 @@ func toAPIAccount(a store.Account, parks []store.Parked, now time.Time) adminapi
 		}
 	}
 	switch {
+	case tampered != "":
+		out.Status = adminapi.AccountStatus{State: adminapi.AccountTampered, Reason: tampered +
+			"; no sidecar uses it: check the record (base URL, type, proxy) and give the credential again (update api_key, or add the account again)"}
 	case whole:
 	case a.RefreshError != "":
 		out.Status = adminapi.AccountStatus{State: adminapi.AccountRefreshFailing, Reason: a.RefreshError, Since: a.RefreshFailedAt}
@@ -162,10 +166,19 @@ func (s *Server) handleListAccounts(w http.ResponseWriter, r *http.Request) {
 		s.writeStoreError(w, r, err, "accounts")
 		return
 	}
+	ids := make([]string, len(accts))
+	for i, a := range accts {
+		ids[i] = a.ID
+	}
+	tampered, err := s.st.TamperedAccounts(r.Context(), ids)
+	if err != nil {
+		s.writeStoreError(w, r, err, "accounts")
+		return
+	}
 	now := s.now()
 	out := adminapi.AccountList{Accounts: make([]adminapi.Account, 0, len(accts))}
 	for _, a := range accts {
-		out.Accounts = append(out.Accounts, toAPIAccount(a, parks, now))
+		out.Accounts = append(out.Accounts, toAPIAccount(a, parks, tampered[a.ID], now))
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -182,7 +195,12 @@ func (s *Server) writeAccount(w http.ResponseWriter, r *http.Request, status int
 		s.writeStoreError(w, r, err, fmt.Sprintf("account %q", id))
 		return
 	}
-	writeJSON(w, status, adminapi.AccountResponse{Account: toAPIAccount(acct, parks, s.now())})
+	tampered, err := s.st.TamperedAccounts(r.Context(), []string{id})
+	if err != nil {
+		s.writeStoreError(w, r, err, fmt.Sprintf("account %q", id))
+		return
+	}
+	writeJSON(w, status, adminapi.AccountResponse{Account: toAPIAccount(acct, parks, tampered[id], s.now())})
 }
 
 func (s *Server) handleAddAccount(w http.ResponseWriter, r *http.Request) {
@@ -456,6 +474,8 @@ func (s *Server) handleTestAccount(w http.ResponseWriter, r *http.Request) {
 		s.writeStoreError(w, r, err, fmt.Sprintf("account %q", id))
 		return
 	}
+	// The request goes where the credential is bound to, not to a separately read base URL.
+	acct.Type, acct.BaseURL = sec.Type, sec.BaseURL
 	model := req.Model
 	if m, ok := acct.ModelMap[model]; ok {
 		model = m

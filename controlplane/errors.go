@@ -95,6 +95,9 @@ func (s *Server) writeStoreError(w http.ResponseWriter, r *http.Request, err err
 		writeError(w, http.StatusNotFound, errNotFound, what+" not found", nil)
 	case errors.Is(err, store.ErrConflict):
 		writeError(w, http.StatusConflict, errConflict, what+": "+err.Error(), nil)
+	case errors.Is(err, store.ErrTampered):
+		s.log.Error("account record changed outside the admin API", "method", r.Method, "path", r.URL.Path, "error", err)
+		writeError(w, http.StatusConflict, errConflict, what+": "+err.Error(), nil)
 	case errors.Is(err, store.ErrInvalid):
 		writeError(w, http.StatusBadRequest, errInvalidRequest, what+": "+err.Error(), nil)
 	default:

@@ -399,6 +399,14 @@ func TestSidecarRefreshRequestTriggersOneRefresh(t *testing.T) {
 	if fake.refreshCalls.Load() == 0 {
 		t.Fatal("no refresh after the sidecar's request")
 	}
+	// The token call has started; stopping Run before the new tokens are stored would
+	// cancel their write.
+	for time.Now().Before(deadline) {
+		if a, err := h.st.GetAccount(ctx, id); err == nil && a.TokenRefreshedAt != nil {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	cancel()
 	<-done
 	// Every control plane hears a request; ones arriving right after a refresh are absorbed.

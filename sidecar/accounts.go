@@ -20,8 +20,7 @@ import (
 // AccountStore is what StoreAccounts needs from the store.
 type AccountStore interface {
 	ListAccounts(ctx context.Context) ([]store.Account, error)
-	AccountCredential(ctx context.Context, id string) (string, error)
-	AccountProxy(ctx context.Context, id string) (string, error)
+	OpenAccount(ctx context.Context, id string) (store.OpenedAccount, error)
 	AccountsVersion(ctx context.Context) (int64, error)
 	TouchAccount(ctx context.Context, id string, at time.Time) error
 	RequestAccountRefresh(ctx context.Context, id string) error
@@ -51,6 +50,8 @@ type StoreAccounts struct {
 
 	cmu     sync.Mutex
 	changed map[string]time.Time // account id → when a reload saw its credential change
+
+	warnedLegacy map[string]bool // accounts whose unbound credential was logged; under mu
 }
 
 type touch struct {
@@ -69,7 +70,7 @@ func NewStoreAccounts(st AccountStore, log hclog.Logger, interval time.Duration)
 		log = hclog.NewNullLogger()
 	}
 	return &StoreAccounts{st: st, log: log.Named("accounts"), interval: interval,
-		touches: make(chan touch, 256), changed: make(map[string]time.Time)}
+		touches: make(chan touch, 256), changed: make(map[string]time.Time), warnedLegacy: make(map[string]bool)}
 }
 
 // Upstreams implements AccountSource.
@@ -105,14 +106,25 @@ func (a *StoreAccounts) reload(ctx context.Context, have int64) (*accountSet, er
 		if !acc.Schedulable {
 			continue
 		}
-		cred, err := a.st.AccountCredential(ctx, acc.ID)
-		if err != nil {
+		// The credential goes only where it is bound to: the base URL, type and proxy
+		// read with it, never the listing's.
+		opened, err := a.st.OpenAccount(ctx, acc.ID)
+		switch {
+		case errors.Is(err, store.ErrTampered):
+			a.log.Error("account record was changed outside the admin API (its credential does not open for the base URL, type and proxy it now has); account not used: check it and give its credential again",
+				"account", acc.ID, "name", acc.Name, "base_url", acc.BaseURL, "error", err)
+			continue
+		case err != nil:
 			a.log.Error("cannot decrypt account credential; account skipped", "account", acc.ID, "error", err)
 			continue
 		}
-		up, err := NewUpstream(acc.ID, acc.Name, acc.BaseURL, cred, acc.Priority)
+		if opened.Legacy && !a.warnedLegacy[acc.ID] {
+			a.warnedLegacy[acc.ID] = true
+			a.log.Warn("account credential is bound to the account id only, not yet to its base URL and proxy: run `claude-relay crypto rotate` once", "account", acc.ID)
+		}
+		up, err := NewUpstream(acc.ID, acc.Name, opened.BaseURL, opened.Credential, acc.Priority)
 		if err == nil {
-			err = a.configure(ctx, up, acc)
+			err = a.configure(up, acc, opened)
 		}
 		if err != nil {
 			a.log.Error("bad account; skipped", "account", acc.ID, "error", err)
@@ -131,21 +143,15 @@ func (a *StoreAccounts) reload(ctx context.Context, have int64) (*accountSet, er
 	return set, nil
 }
 
-// configure copies an account's type, group and model map onto its upstream and, when the
-// account has an outbound proxy, gives it a transport of its own through that proxy.
-func (a *StoreAccounts) configure(ctx context.Context, up *Upstream, acc store.Account) error {
-	up.Kind, up.Group, up.ModelMap = acc.Type, acc.Group, acc.ModelMap
-	if acc.ProxyHint == "" {
+// configure copies an account's type (as its credential is bound to it), group and model map
+// onto its upstream and, when the account has an outbound proxy, gives it a transport of its
+// own through that proxy.
+func (a *StoreAccounts) configure(up *Upstream, acc store.Account, opened store.OpenedAccount) error {
+	up.Kind, up.Group, up.ModelMap = opened.Type, acc.Group, acc.ModelMap
+	if opened.ProxyURL == "" {
 		return nil
 	}
-	raw, err := a.st.AccountProxy(ctx, acc.ID)
-	if err != nil {
-		return fmt.Errorf("account %s proxy: %w", acc.ID, err)
-	}
-	if raw == "" {
-		return nil
-	}
-	u, err := url.Parse(raw)
+	u, err := url.Parse(opened.ProxyURL)
 	if err != nil {
 		return fmt.Errorf("account %s proxy URL %s does not parse", acc.ID, acc.ProxyHint)
 	}

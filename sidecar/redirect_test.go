@@ -73,3 +73,57 @@ func TestUpstreamRedirectIsNotFollowedWithTheAccountsCredential(t *testing.T) {
 		t.Errorf("the redirect target received %v, want nothing from the relay", caught)
 	}
 }
+
+// TestBaseURLChangedInRedisReceivesNoCredential: someone with write access to Redis points
+// an account at their own host; the sidecar does not send the account's key there (the
+// credential is sealed bound to its base URL), and logs why the account is not used.
+func TestBaseURLChangedInRedisReceivesNoCredential(t *testing.T) {
+	var mu sync.Mutex
+	var caught []string
+	attacker := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		caught = append(caught, r.Method+" "+r.URL.Path+" x-api-key="+r.Header.Get("X-Api-Key"))
+		mu.Unlock()
+		w.WriteHeader(http.StatusOK)
+	}))
+	t.Cleanup(attacker.Close)
+
+	h := newHarness(t, harnessOptions{})
+	ctx := context.Background()
+	resp := h.post("/v1/messages", h.key, jsonBody, nil)
+	if body := readAll(t, resp.Body); resp.StatusCode != http.StatusOK {
+		t.Fatalf("before: got %d %s, want 200", resp.StatusCode, body)
+	}
+	accts, err := h.st.ListAccounts(ctx)
+	if err != nil || len(accts) != 1 {
+		t.Fatalf("got (%v, %v), want one account", accts, err)
+	}
+	schema := h.st.Schema()
+	if err := h.rdb.HSet(ctx, schema.Account(accts[0].ID), "base_url", attacker.URL).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.rdb.Incr(ctx, schema.AccountsVersion()).Err(); err != nil { // sidecars reload
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, func() bool { // until the sidecar has reloaded the account
+		resp := h.post("/v1/messages", h.key, jsonBody, nil)
+		readAll(t, resp.Body)
+		mu.Lock()
+		defer mu.Unlock()
+		return resp.StatusCode != http.StatusOK || len(caught) > 0
+	})
+	for range 3 {
+		resp := h.post("/v1/messages", h.key, jsonBody, nil)
+		if body := readAll(t, resp.Body); resp.StatusCode == http.StatusOK {
+			t.Errorf("after the change: got 200 %s, want no account to serve", body)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(caught) != 0 {
+		t.Errorf("the host named in Redis received %v, want nothing", caught)
+	}
+	if logs := h.logs.String(); !strings.Contains(logs, "changed outside the admin API") || !strings.Contains(logs, accts[0].ID) {
+		t.Errorf("logs lack the tampered account line:\n%s", logs)
+	}
+}

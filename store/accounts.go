@@ -2,16 +2,22 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/claude-relay/claude-relay/plugins/contract"
 )
 
 // Account types.
@@ -77,7 +83,7 @@ type AccountSpec struct {
 	// BaseURL defaults to DefaultBaseURL; it must be an http(s) URL.
 	BaseURL string
 	// Credential is the secret sent upstream (API key or OAuth access token); it is stored
-	// sealed with aad = account id.
+	// sealed, bound to the account id, type, base URL and sealed proxy.
 	Credential string
 	// Priority orders accounts: lower runs first. Must be >= 0.
 	Priority int
@@ -110,11 +116,14 @@ type AccountUpdate struct {
 	Credential *string
 }
 
-// AccountSecrets are an account's decrypted secrets, for the control plane only.
+// AccountSecrets are an account's decrypted secrets, for the control plane only, with the
+// type and base URL the credential is bound to.
 type AccountSecrets struct {
 	Credential   string
 	RefreshToken string
 	ProxyURL     string
+	Type         string
+	BaseURL      string
 }
 
 // accountFields are the fields read for listing: never the sealed ones.
@@ -127,6 +136,78 @@ const (
 	aadRefresh = "/refresh"
 	aadProxy   = "/proxy"
 )
+
+// ErrTampered means an account's sealed credential (or proxy) does not open under the fields
+// it is bound to: its type, base URL or sealed proxy were changed, or the envelope replaced,
+// outside the store (someone with write access to Redis), or it is sealed under a key the
+// crypto provider no longer holds. The credential must not be used; an operator gives it
+// again (or re-adds the account).
+var ErrTampered = errors.New("the account's sealed credential does not open for the type, base URL and proxy its record now has (changed outside the admin API, or sealed under a key the crypto provider does not hold)")
+
+// Credential bindings: the field credentialBindingField says what the credential's envelope
+// is bound to. Absent: the account id only (records written before bindings; `claude-relay
+// crypto rotate` re-seals them). bindingDestination: the account id, type, base URL and
+// sealed proxy, everything that decides where and how the credential is sent.
+const (
+	credentialBindingField = "credential_binding"
+	bindingDestination     = "2"
+)
+
+// boundFields are read together to open a credential: the envelope, its binding and what it
+// is bound to.
+var boundFields = []string{"credential", credentialBindingField, "type", "base_url", "proxy"}
+
+// bound is an account's credential envelope with the fields it is bound to, as stored.
+type bound struct {
+	credential, binding, typ, baseURL, proxy string
+}
+
+// boundFromValues reads an HMGET of boundFields.
+func boundFromValues(vals []any) bound {
+	str := func(i int) string { v, _ := vals[i].(string); return v }
+	return bound{credential: str(0), binding: str(1), typ: str(2), baseURL: str(3), proxy: str(4)}
+}
+
+// aad is what the credential envelope of b is sealed with.
+func (b bound) aad(id string) []byte {
+	if b.binding != bindingDestination {
+		return []byte(id)
+	}
+	return destinationAAD(id, b.typ, b.baseURL, b.proxy)
+}
+
+// destinationAAD binds a credential to the account and to where and how it is sent: the
+// account type (x-api-key or bearer), the base URL, and the SHA-256 of the sealed proxy URL
+// ("" without a proxy). Each part is length-prefixed, so no two field sets give one aad.
+func destinationAAD(id, typ, baseURL, proxyEnvelope string) []byte {
+	proxy := ""
+	if proxyEnvelope != "" {
+		sum := sha256.Sum256([]byte(proxyEnvelope))
+		proxy = hex.EncodeToString(sum[:])
+	}
+	var b []byte
+	for _, part := range []string{"claude-relay account credential v2", id, typ, baseURL, proxy} {
+		b = binary.AppendUvarint(b, uint64(len(part)))
+		b = append(b, part...)
+	}
+	return b
+}
+
+// isTampering reports whether err opening an envelope says the envelope does not open (it
+// was rejected), rather than that the crypto provider could not be asked.
+func isTampering(err error) bool {
+	return err != nil && !errors.Is(err, contract.ErrUnavailable) && !errors.Is(err, contract.ErrNotConfigured) &&
+		!errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
+}
+
+// openFailed wraps an error opening one of an account's envelopes, as ErrTampered when the
+// envelope was rejected.
+func openFailed(what string, err error) error {
+	if isTampering(err) {
+		return fmt.Errorf("%s: %w (%w)", what, ErrTampered, err)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
 
 // AddAccount validates spec, seals the secrets and stores the account.
 func (s *Store) AddAccount(ctx context.Context, spec AccountSpec) (Account, error) {
@@ -144,14 +225,20 @@ func (s *Store) AddAccount(ctx context.Context, spec AccountSpec) (Account, erro
 	if a.CreatedAt = s.now().UTC(); !spec.CreatedAt.IsZero() {
 		a.CreatedAt = spec.CreatedAt.UTC()
 	}
-	envelope, err := s.sealer.Seal(ctx, []byte(cred), []byte(a.ID))
+	var proxyEnv []byte
+	if spec.ProxyURL != "" {
+		if proxyEnv, err = s.sealer.Seal(ctx, []byte(spec.ProxyURL), []byte(a.ID+aadProxy)); err != nil {
+			return Account{}, fmt.Errorf("add account: seal proxy URL: %w", err)
+		}
+	}
+	envelope, err := s.sealer.Seal(ctx, []byte(cred), destinationAAD(a.ID, a.Type, a.BaseURL, string(proxyEnv)))
 	if err != nil {
 		return Account{}, fmt.Errorf("add account: seal credential: %w", err)
 	}
 	fields := []any{"id", a.ID, "name", a.Name, "type", a.Type, "base_url", a.BaseURL,
 		"priority", a.Priority, "schedulable", boolString(a.Schedulable),
 		"created_at", formatTime(a.CreatedAt), "credential_hint", a.CredentialHint,
-		"credential", envelope, "group", a.Group, "scopes", a.Scopes,
+		"credential", envelope, credentialBindingField, bindingDestination, "group", a.Group, "scopes", a.Scopes,
 		"has_refresh", boolString(spec.RefreshToken != "")}
 	if len(a.ModelMap) > 0 {
 		b, _ := json.Marshal(a.ModelMap) // cannot fail: strings only
@@ -167,12 +254,8 @@ func (s *Store) AddAccount(ctx context.Context, spec AccountSpec) (Account, erro
 		}
 		fields = append(fields, "refresh_token", env)
 	}
-	if spec.ProxyURL != "" {
-		env, err := s.sealer.Seal(ctx, []byte(spec.ProxyURL), []byte(a.ID+aadProxy))
-		if err != nil {
-			return Account{}, fmt.Errorf("add account: seal proxy URL: %w", err)
-		}
-		fields = append(fields, "proxy", env, "proxy_hint", a.ProxyHint)
+	if proxyEnv != nil {
+		fields = append(fields, "proxy", proxyEnv, "proxy_hint", a.ProxyHint)
 	}
 	keys := []string{s.keys.Account(a.ID), s.keys.AccountsByCreation(), s.keys.AccountsVersion()}
 	args := append([]any{a.ID, a.CreatedAt.UnixMilli()}, fields...)
@@ -353,62 +436,121 @@ func (s *Store) GetAccount(ctx context.Context, id string) (Account, error) {
 	return a, nil
 }
 
-// AccountCredential opens the account's sealed credential (API key or OAuth access token).
-// The envelope is bound to the account id, so one copied onto another account does not open.
+// OpenedAccount is an account's credential as opened, with the fields its envelope is bound
+// to: a caller sends the credential to BaseURL, the way Type says, through ProxyURL, never
+// to fields read separately.
+type OpenedAccount struct {
+	ID         string
+	Type       string
+	BaseURL    string
+	Credential string
+	// ProxyURL is the outbound proxy ("" for a direct connection).
+	ProxyURL string
+	// Legacy is true for a credential sealed before bindings: bound to the account id only,
+	// so its base URL is not protected until `claude-relay crypto rotate` re-seals it.
+	Legacy bool
+}
+
+// OpenAccount reads an account's credential, type, base URL and proxy in one round trip and
+// opens the credential under its binding. A record whose type, base URL or proxy changed
+// outside the store, or whose envelope was swapped, fails with ErrTampered; a missing one
+// with ErrNotFound.
+func (s *Store) OpenAccount(ctx context.Context, id string) (OpenedAccount, error) {
+	vals, err := s.rdb.HMGet(ctx, s.keys.Account(id), boundFields...).Result()
+	if err != nil {
+		return OpenedAccount{}, fmt.Errorf("account %s credential: %w", id, err)
+	}
+	b := boundFromValues(vals)
+	if b.credential == "" {
+		return OpenedAccount{}, fmt.Errorf("account %s credential: %w", id, ErrNotFound)
+	}
+	return s.openBound(ctx, id, b)
+}
+
+// openBound opens the credential (and proxy) of b.
+func (s *Store) openBound(ctx context.Context, id string, b bound) (OpenedAccount, error) {
+	out := OpenedAccount{ID: id, Type: b.typ, BaseURL: b.baseURL, Legacy: b.binding != bindingDestination}
+	plain, err := s.sealer.Open(ctx, []byte(b.credential), b.aad(id))
+	if err != nil {
+		return OpenedAccount{}, openFailed("account "+id+" credential", err)
+	}
+	out.Credential = string(plain)
+	if b.proxy != "" {
+		p, err := s.sealer.Open(ctx, []byte(b.proxy), []byte(id+aadProxy))
+		if err != nil {
+			return OpenedAccount{}, openFailed("account "+id+" proxy", err)
+		}
+		out.ProxyURL = string(p)
+	}
+	return out, nil
+}
+
+// AccountCredential opens the account's sealed credential (API key or OAuth access token);
+// see OpenAccount, which also returns the fields it is bound to. The envelope is bound to the
+// account, so one copied onto another account does not open.
 func (s *Store) AccountCredential(ctx context.Context, id string) (string, error) {
-	env, err := s.rdb.HGet(ctx, s.keys.Account(id), "credential").Bytes()
-	if errors.Is(err, redis.Nil) {
-		return "", fmt.Errorf("account %s credential: %w", id, ErrNotFound)
-	}
+	a, err := s.OpenAccount(ctx, id)
 	if err != nil {
-		return "", fmt.Errorf("account %s credential: %w", id, err)
+		return "", err
 	}
-	plain, err := s.sealer.Open(ctx, env, []byte(id))
-	if err != nil {
-		return "", fmt.Errorf("account %s credential: open: %w", id, err)
-	}
-	return string(plain), nil
+	return a.Credential, nil
 }
 
-// AccountProxy opens the account's sealed outbound proxy URL ("" for none).
-func (s *Store) AccountProxy(ctx context.Context, id string) (string, error) {
-	env, err := s.rdb.HGet(ctx, s.keys.Account(id), "proxy").Bytes()
-	if errors.Is(err, redis.Nil) {
-		return "", nil
+// TamperedAccounts opens the credentials of the accounts ids (one pipelined read) and returns,
+// for each one that does not open under its binding, why (see ErrTampered). Accounts that
+// are gone, or that could not be checked because the crypto provider is unavailable, are
+// not listed; the error is only for Redis.
+func (s *Store) TamperedAccounts(ctx context.Context, ids []string) (map[string]string, error) {
+	if len(ids) == 0 {
+		return nil, nil
 	}
-	if err != nil {
-		return "", fmt.Errorf("account %s proxy: %w", id, err)
+	cmds := make([]*redis.SliceCmd, len(ids))
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range ids {
+			cmds[i] = p.HMGet(ctx, s.keys.Account(id), boundFields...)
+		}
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("check accounts: %w", err)
 	}
-	plain, err := s.sealer.Open(ctx, env, []byte(id+aadProxy))
-	if err != nil {
-		return "", fmt.Errorf("account %s proxy: open: %w", id, err)
+	var out map[string]string
+	for i, id := range ids {
+		b := boundFromValues(cmds[i].Val())
+		if b.credential == "" {
+			continue
+		}
+		if _, err := s.openBound(ctx, id, b); errors.Is(err, ErrTampered) {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[id] = err.Error()
+		}
 	}
-	return string(plain), nil
+	return out, nil
 }
 
-// AccountSecrets opens every secret of an account.
+// AccountSecrets opens every secret of an account. Type and BaseURL are the fields the
+// credential is bound to.
 func (s *Store) AccountSecrets(ctx context.Context, id string) (AccountSecrets, error) {
-	vals, err := s.rdb.HMGet(ctx, s.keys.Account(id), "credential", "refresh_token", "proxy").Result()
+	vals, err := s.rdb.HMGet(ctx, s.keys.Account(id), append(boundFields, "refresh_token")...).Result()
 	if err != nil {
 		return AccountSecrets{}, fmt.Errorf("account %s secrets: %w", id, err)
 	}
-	var out AccountSecrets
-	for i, f := range []struct {
-		dst *string
-		aad string
-	}{{&out.Credential, id}, {&out.RefreshToken, id + aadRefresh}, {&out.ProxyURL, id + aadProxy}} {
-		env, _ := vals[i].(string)
-		if env == "" {
-			if i == 0 {
-				return AccountSecrets{}, fmt.Errorf("account %s secrets: %w", id, ErrNotFound)
-			}
-			continue
-		}
-		plain, err := s.sealer.Open(ctx, []byte(env), []byte(f.aad))
+	b := boundFromValues(vals)
+	if b.credential == "" {
+		return AccountSecrets{}, fmt.Errorf("account %s secrets: %w", id, ErrNotFound)
+	}
+	a, err := s.openBound(ctx, id, b)
+	if err != nil {
+		return AccountSecrets{}, fmt.Errorf("account %s secrets: %w", id, err)
+	}
+	out := AccountSecrets{Credential: a.Credential, ProxyURL: a.ProxyURL, Type: a.Type, BaseURL: a.BaseURL}
+	if env, _ := vals[len(boundFields)].(string); env != "" {
+		plain, err := s.sealer.Open(ctx, []byte(env), []byte(id+aadRefresh))
 		if err != nil {
-			return AccountSecrets{}, fmt.Errorf("account %s secrets: open: %w", id, err)
+			return AccountSecrets{}, fmt.Errorf("account %s secrets: %w", id, openFailed("refresh token", err))
 		}
-		*f.dst = string(plain)
+		out.RefreshToken = string(plain)
 	}
 	return out, nil
 }
@@ -430,11 +572,9 @@ func (s *Store) UpdateAccount(ctx context.Context, id string, u AccountUpdate) (
 		set = append(set, "name", name)
 	}
 	if u.BaseURL != nil {
-		base, err := normBaseURL(*u.BaseURL)
-		if err != nil {
+		if _, err := normBaseURL(*u.BaseURL); err != nil {
 			return Account{}, fmt.Errorf("update account %s: %w: %w", id, err, ErrInvalid)
 		}
-		set = append(set, "base_url", base)
 	}
 	if u.Priority != nil {
 		if *u.Priority < 0 {
@@ -462,36 +602,95 @@ func (s *Store) UpdateAccount(ctx context.Context, id string, u AccountUpdate) (
 			set = append(set, "model_map", string(b))
 		}
 	}
+	if u.ProxyURL != nil && *u.ProxyURL != "" {
+		if _, err := ProxyHint(*u.ProxyURL); err != nil {
+			return Account{}, fmt.Errorf("update account %s: %w: %w", id, err, ErrInvalid)
+		}
+	}
+	var cred string
+	if u.Credential != nil {
+		if cred = strings.TrimSpace(*u.Credential); cred == "" {
+			return Account{}, fmt.Errorf("update account %s: empty credential: %w", id, ErrInvalid)
+		}
+	}
+	if u.BaseURL == nil && u.ProxyURL == nil && u.Credential == nil {
+		if err := s.writeAccount(ctx, id, set, del); err != nil {
+			return Account{}, fmt.Errorf("update account: %w", err)
+		}
+		return s.GetAccount(ctx, id)
+	}
+	// The credential is bound to the base URL and the proxy: changing either seals it again,
+	// in the same conditional write, so it is never bound to fields it is not stored with.
+	for range casAttempts {
+		ok, err := s.rebindAccount(ctx, id, u, cred, set, del)
+		if err != nil {
+			return Account{}, fmt.Errorf("update account %s: %w", id, err)
+		}
+		if ok {
+			return s.GetAccount(ctx, id)
+		}
+	}
+	return Account{}, fmt.Errorf("update account %s: changed concurrently too often; try again: %w", id, ErrConflict)
+}
+
+// rebindAccount applies an update that changes the base URL, the proxy or the credential:
+// it reads the bound fields, opens the current credential unless a new one is given, seals
+// it for the new fields and writes everything if nothing changed meanwhile (false if
+// something did).
+func (s *Store) rebindAccount(ctx context.Context, id string, u AccountUpdate, cred string, set, del []any) (bool, error) {
+	set, del = slices.Clone(set), slices.Clone(del)
+	vals, err := s.rdb.HMGet(ctx, s.keys.Account(id), boundFields...).Result()
+	if err != nil {
+		return false, err
+	}
+	cur := boundFromValues(vals)
+	if cur.credential == "" {
+		return false, ErrNotFound
+	}
+	next := cur
+	if u.BaseURL != nil {
+		base, err := normBaseURL(*u.BaseURL)
+		if err != nil {
+			return false, fmt.Errorf("%w: %w", err, ErrInvalid)
+		}
+		next.baseURL = base
+		set = append(set, "base_url", base)
+	}
 	if u.ProxyURL != nil {
 		if *u.ProxyURL == "" {
+			next.proxy = ""
 			del = append(del, "proxy", "proxy_hint")
 		} else {
-			hint, err := ProxyHint(*u.ProxyURL)
-			if err != nil {
-				return Account{}, fmt.Errorf("update account %s: %w: %w", id, err, ErrInvalid)
-			}
+			hint, _ := ProxyHint(*u.ProxyURL) // checked by UpdateAccount
 			env, err := s.sealer.Seal(ctx, []byte(*u.ProxyURL), []byte(id+aadProxy))
 			if err != nil {
-				return Account{}, fmt.Errorf("update account %s: seal proxy URL: %w", id, err)
+				return false, fmt.Errorf("seal proxy URL: %w", err)
 			}
+			next.proxy = string(env)
 			set = append(set, "proxy", env, "proxy_hint", hint)
 		}
 	}
-	if u.Credential != nil {
-		cred := strings.TrimSpace(*u.Credential)
-		if cred == "" {
-			return Account{}, fmt.Errorf("update account %s: empty credential: %w", id, ErrInvalid)
-		}
-		env, err := s.sealer.Seal(ctx, []byte(cred), []byte(id))
+	if cred == "" {
+		a, err := s.openBound(ctx, id, cur)
 		if err != nil {
-			return Account{}, fmt.Errorf("update account %s: seal credential: %w", id, err)
+			return false, fmt.Errorf("%w; give the credential again with the change", err)
 		}
-		set = append(set, "credential", env, "credential_hint", credentialHint(cred))
+		cred = a.Credential
+	} else {
+		set = append(set, "credential_hint", credentialHint(cred))
 	}
-	if err := s.writeAccount(ctx, id, set, del); err != nil {
-		return Account{}, fmt.Errorf("update account: %w", err)
+	next.binding = bindingDestination
+	env, err := s.sealer.Seal(ctx, []byte(cred), next.aad(id))
+	if err != nil {
+		return false, fmt.Errorf("seal credential: %w", err)
 	}
-	return s.GetAccount(ctx, id)
+	set = append(set, "credential", env, credentialBindingField, bindingDestination)
+	return s.writeAccountIf(ctx, id, cur.checks(), set, del)
+}
+
+// checks are the compare-and-set conditions that b is still what is stored.
+func (b bound) checks() []any {
+	return []any{"credential", b.credential, credentialBindingField, b.binding, "type", b.typ, "base_url", b.baseURL, "proxy", b.proxy}
 }
 
 // writeAccount sets and deletes fields of an existing account and bumps the version.
@@ -499,27 +698,34 @@ func (s *Store) writeAccount(ctx context.Context, id string, set, del []any) err
 	if len(set) == 0 && len(del) == 0 {
 		return nil
 	}
+	_, err := s.writeAccountIf(ctx, id, nil, set, del)
+	return err
+}
+
+// writeAccountIf is writeAccount when every field of checks (field, expected value, …; ""
+// expects the field absent) still holds its value; it reports false, writing nothing, when
+// one does not.
+func (s *Store) writeAccountIf(ctx context.Context, id string, checks, set, del []any) (bool, error) {
 	keys := []string{s.keys.Account(id), s.keys.AccountsVersion()}
-	args := append([]any{len(del)}, del...)
+	args := append([]any{len(checks) / 2}, checks...)
+	args = append(args, len(del))
+	args = append(args, del...)
 	args = append(args, set...)
 	ok, err := updateAccountScript.Run(ctx, s.rdb, keys, args...).Int()
 	if err != nil {
-		return fmt.Errorf("account %s: %w", id, err)
+		return false, fmt.Errorf("account %s: %w", id, err)
 	}
 	if ok == 0 {
-		return fmt.Errorf("account %s: %w", id, ErrNotFound)
+		return false, fmt.Errorf("account %s: %w", id, ErrNotFound)
 	}
-	return nil
+	return ok == 1, nil
 }
 
 // SetOAuthTokens stores a refreshed (or pasted) OAuth token set sealed and clears any refresh
-// failure. An empty refresh token keeps the stored one.
+// failure. An empty refresh token keeps the stored one. The access token is bound to the
+// account's type, base URL and proxy as they are stored when it is written.
 func (s *Store) SetOAuthTokens(ctx context.Context, id, access, refresh string, expiresAt *time.Time) error {
-	env, err := s.sealer.Seal(ctx, []byte(access), []byte(id))
-	if err != nil {
-		return fmt.Errorf("set oauth tokens of %s: seal: %w", id, err)
-	}
-	set := []any{"credential", env, "credential_hint", credentialHint(access), "refresh_failures", 0,
+	set := []any{"credential_hint", credentialHint(access), "refresh_failures", 0,
 		"token_refreshed_at", formatTime(s.now())}
 	del := []any{"refresh_error", "refresh_failed_at", "refresh_retry_at"}
 	if refresh != "" {
@@ -534,10 +740,33 @@ func (s *Store) SetOAuthTokens(ctx context.Context, id, access, refresh string, 
 	} else {
 		del = append(del, "token_expires_at")
 	}
-	if err := s.writeAccount(ctx, id, set, del); err != nil {
-		return fmt.Errorf("set oauth tokens: %w", err)
+	for range casAttempts {
+		vals, err := s.rdb.HMGet(ctx, s.keys.Account(id), boundFields...).Result()
+		if err != nil {
+			return fmt.Errorf("set oauth tokens of %s: %w", id, err)
+		}
+		cur := boundFromValues(vals)
+		if cur.credential == "" {
+			return fmt.Errorf("set oauth tokens of %s: %w", id, ErrNotFound)
+		}
+		next := cur
+		next.binding = bindingDestination
+		env, err := s.sealer.Seal(ctx, []byte(access), next.aad(id))
+		if err != nil {
+			return fmt.Errorf("set oauth tokens of %s: seal: %w", id, err)
+		}
+		// Only the fields the token is bound to are checked: the previous token may
+		// change meanwhile (a pasted pair), the newest write wins as before.
+		checks := []any{"type", cur.typ, "base_url", cur.baseURL, "proxy", cur.proxy}
+		ok, err := s.writeAccountIf(ctx, id, checks, append(set, "credential", env, credentialBindingField, bindingDestination), del)
+		if err != nil {
+			return fmt.Errorf("set oauth tokens: %w", err)
+		}
+		if ok {
+			return nil
+		}
 	}
-	return nil
+	return fmt.Errorf("set oauth tokens of %s: the account changed concurrently too often: %w", id, ErrConflict)
 }
 
 // SetRefreshFailure records a failed token refresh: why, when, how many in a row, and when to

@@ -200,7 +200,8 @@ func TestAccountSecretsAreSealedPerField(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := AccountSecrets{Credential: "sk-ant-oat01-access-token-0123456789", RefreshToken: "sk-ant-ort01-refresh-token-0123456789", ProxyURL: "socks5://user:pw@proxy.example:1080"}
+	want := AccountSecrets{Credential: "sk-ant-oat01-access-token-0123456789", RefreshToken: "sk-ant-ort01-refresh-token-0123456789", ProxyURL: "socks5://user:pw@proxy.example:1080",
+		Type: AccountTypeClaudeOAuth, BaseURL: DefaultBaseURL}
 	if diff := cmp.Diff(want, sec); diff != "" {
 		t.Errorf("secrets (-want +got):\n%s", diff)
 	}

@@ -44,27 +44,33 @@ func (noSealer) Open(context.Context, []byte, []byte) ([]byte, error) {
 	return nil, errors.New("this store has no crypto provider (opened for key lookups only)")
 }
 
-// Rewrapper re-seals an envelope under the crypto provider's primary key; changed is false
-// when the envelope already was.
+// Rewrapper re-seals an envelope under the crypto provider's primary key (changed is false
+// when the envelope already was), and seals and opens, for credentials whose binding changes.
 type Rewrapper interface {
+	Sealer
 	Rewrap(ctx context.Context, envelope, aad []byte) (out []byte, changed bool, err error)
 }
 
 // RotateProgress counts the sealed secrets a rotation has visited.
 type RotateProgress struct {
-	Total     int // secrets to visit: the pepper, the legacy key secret, every account credential
+	Total     int // secrets to visit: the pepper, the legacy key secret, every account
 	Done      int // visited so far
-	Rewrapped int // re-sealed under the primary key by this run
+	Rewrapped int // re-sealed under the primary key (or bound anew) by this run
 	Current   int // already under the primary key
 	Failed    int // could not be re-sealed (see the error)
+	// Bound counts the accounts whose credential this run bound to its type, base URL and
+	// proxy (sealed before bindings, bound to the account id only); included in Rewrapped.
+	Bound int
 }
 
-// RotateSecrets re-seals every stored secret (the relay-key pepper, the legacy key secret
-// while one is kept, and each account credential) under rw's primary key. Each write is a compare-and-set on the envelope it
-// read, so a credential changed meanwhile is read again rather than overwritten, and the
-// plaintext never changes: a reader holding any accepted key can open every envelope before,
-// during and after. It is idempotent and so resumable: a second run finds everything current.
-// progress, if not nil, is called after each secret. The error joins every secret's failure.
+// RotateSecrets re-seals every stored secret (the relay-key pepper, the legacy key secret while one is kept, and each account's
+// credential, refresh token and proxy URL) under rw's primary key, and binds credentials
+// sealed before bindings to their account's type, base URL and proxy (see OpenAccount).
+// Each write is a compare-and-set on the fields it read, so an account changed meanwhile is
+// read again rather than overwritten, and the plaintext never changes: a reader holding any
+// accepted key can open every envelope before, during and after. It is idempotent and so
+// resumable: a second run finds everything current. progress, if not nil, is called after
+// each secret. The error joins every secret's failure.
 func (s *Store) RotateSecrets(ctx context.Context, rw Rewrapper, progress func(RotateProgress)) (RotateProgress, error) {
 	ids, err := s.rdb.ZRange(ctx, s.keys.AccountsByCreation(), 0, -1).Result()
 	if err != nil {
@@ -102,8 +108,11 @@ func (s *Store) RotateSecrets(ctx context.Context, rw Rewrapper, progress func(R
 			errs = append(errs, ctx.Err())
 			break
 		}
-		changed, err := s.rewrapAccount(ctx, rw, id)
-		step("account "+id, changed, err)
+		res, err := s.rewrapAccount(ctx, rw, id)
+		if res == accountBound {
+			p.Bound++
+		}
+		step("account "+id, res != accountCurrent, err)
 	}
 	return p, errors.Join(errs...)
 }
@@ -136,33 +145,99 @@ func (s *Store) rewrapString(ctx context.Context, rw Rewrapper, key string, aad 
 	return false, errors.New("changed concurrently too often; run the rotation again")
 }
 
-func (s *Store) rewrapAccount(ctx context.Context, rw Rewrapper, id string) (bool, error) {
+// What rewrapAccount did to an account.
+const (
+	accountCurrent   = iota // everything already under the primary key and bound
+	accountRewrapped        // re-sealed under the primary key
+	accountBound            // its credential bound to its type, base URL and proxy
+)
+
+// rewrapAccount re-seals an account's envelopes under rw's primary key in one conditional
+// write: the proxy URL and refresh token as they are, the credential bound to the account's
+// type, base URL and (new) sealed proxy.
+func (s *Store) rewrapAccount(ctx context.Context, rw Rewrapper, id string) (int, error) {
 	key := s.keys.Account(id)
 	for range casAttempts {
-		env, err := s.rdb.HGet(ctx, key, "credential").Bytes()
-		if errors.Is(err, redis.Nil) {
-			return false, nil // deleted meanwhile
-		}
+		vals, err := s.rdb.HMGet(ctx, key, append(boundFields, "refresh_token")...).Result()
 		if err != nil {
-			return false, fmt.Errorf("read: %w", err)
+			return accountCurrent, fmt.Errorf("read: %w", err)
 		}
-		out, changed, err := rw.Rewrap(ctx, env, []byte(id))
-		if err != nil || !changed {
-			return false, err
+		cur := boundFromValues(vals)
+		refresh, _ := vals[len(boundFields)].(string)
+		if cur.credential == "" {
+			return accountCurrent, nil // deleted meanwhile
 		}
-		ok, err := casHashFieldScript.Run(ctx, s.rdb, []string{key}, "credential", env, out).Int()
+		next, res := cur, accountCurrent
+		var set []any
+		if cur.proxy != "" {
+			out, changed, err := rw.Rewrap(ctx, []byte(cur.proxy), []byte(id+aadProxy))
+			if err != nil {
+				return accountCurrent, openFailed("proxy", err)
+			}
+			if changed {
+				next.proxy, res = string(out), accountRewrapped
+				set = append(set, "proxy", out)
+			}
+		}
+		if refresh != "" {
+			out, changed, err := rw.Rewrap(ctx, []byte(refresh), []byte(id+aadRefresh))
+			if err != nil {
+				return accountCurrent, openFailed("refresh token", err)
+			}
+			if changed {
+				res = accountRewrapped
+				set = append(set, "refresh_token", out)
+			}
+		}
+		next.binding = bindingDestination
+		if cur.binding == bindingDestination && next.proxy == cur.proxy {
+			out, changed, err := rw.Rewrap(ctx, []byte(cur.credential), cur.aad(id))
+			if err != nil {
+				return accountCurrent, openFailed("credential", err)
+			}
+			if changed {
+				res = accountRewrapped
+				set = append(set, "credential", out)
+			}
+		} else {
+			// Sealed before bindings, or bound to the proxy envelope just re-sealed:
+			// open it as it is bound now and seal it for the new fields.
+			plain, err := rw.Open(ctx, []byte(cur.credential), cur.aad(id))
+			if err != nil {
+				return accountCurrent, openFailed("credential", err)
+			}
+			out, err := rw.Seal(ctx, plain, next.aad(id))
+			clear(plain)
+			if err != nil {
+				return accountCurrent, fmt.Errorf("seal credential: %w", err)
+			}
+			if cur.binding != bindingDestination {
+				res = accountBound
+			} else {
+				res = max(res, accountRewrapped)
+			}
+			set = append(set, "credential", out, credentialBindingField, bindingDestination)
+		}
+		if len(set) == 0 {
+			return accountCurrent, nil
+		}
+		// Not a version bump: the plaintexts and what they are bound to are unchanged, so
+		// nothing a sidecar holds is stale.
+		checks := append(cur.checks(), "refresh_token", refresh)
+		args := append(append([]any{len(checks) / 2}, checks...), set...)
+		ok, err := casHashFieldsScript.Run(ctx, s.rdb, []string{key}, args...).Int()
 		if err != nil {
-			return false, fmt.Errorf("write: %w", err)
+			return accountCurrent, fmt.Errorf("write: %w", err)
 		}
 		if ok == 1 {
-			return true, nil
+			return res, nil
 		}
 	}
-	return false, errors.New("changed concurrently too often; run the rotation again")
+	return accountCurrent, errors.New("changed concurrently too often; run the rotation again")
 }
 
 // SealedSecrets returns every stored envelope by name ("pepper", "legacy-secret",
-// "account:<id>"), for checks after a rotation.
+// "account:<id>", "account:<id>/proxy", "account:<id>/refresh"), for checks after a rotation.
 func (s *Store) SealedSecrets(ctx context.Context) (map[string][]byte, error) {
 	out := make(map[string][]byte)
 	for name, key := range map[string]string{"pepper": s.keys.Pepper(), "legacy-secret": s.keys.LegacyKeySecret()} {
@@ -179,14 +254,15 @@ func (s *Store) SealedSecrets(ctx context.Context) (map[string][]byte, error) {
 		return nil, fmt.Errorf("list accounts: %w", err)
 	}
 	for _, id := range ids {
-		env, err := s.rdb.HGet(ctx, s.keys.Account(id), "credential").Bytes()
-		if errors.Is(err, redis.Nil) {
-			continue
-		}
+		vals, err := s.rdb.HMGet(ctx, s.keys.Account(id), "credential", "proxy", "refresh_token").Result()
 		if err != nil {
 			return nil, fmt.Errorf("read account %s: %w", id, err)
 		}
-		out["account:"+id] = env
+		for i, name := range []string{"account:" + id, "account:" + id + aadProxy, "account:" + id + aadRefresh} {
+			if env, _ := vals[i].(string); env != "" {
+				out[name] = []byte(env)
+			}
+		}
 	}
 	return out, nil
 }
@@ -201,12 +277,19 @@ end
 return 0
 `)
 
-// casHashFieldScript sets a HASH field only if it still holds the expected value.
-// KEYS: key. ARGV: field, expected, new. Returns 1 if set.
-var casHashFieldScript = redis.NewScript(`
-if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
-  redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
-  return 1
+// casHashFieldsScript sets HASH fields only if others still hold their values.
+// KEYS: key. ARGV: number of checks, that many field/expected pairs ("" expects the field
+// absent), then field, value, ... to set. Returns 1 if set.
+var casHashFieldsScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0
 end
-return 0
+local n = tonumber(ARGV[1])
+for i = 2, 2 * n, 2 do
+  if (redis.call('HGET', KEYS[1], ARGV[i]) or '') ~= ARGV[i + 1] then
+    return 0
+  end
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2 + 2 * n))
+return 1
 `)

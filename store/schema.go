@@ -114,8 +114,13 @@ func (s Schema) RevocationsChannel() string { return s.p + "chan:key-revocations
 // --- Upstream accounts (hash tag {accounts}) ---
 
 // Account is a HASH describing one upstream account (fields id, name, type, base_url,
-// priority, schedulable, created_at, credential_hint, and credential: the envelope sealed with
-// aad = account id). Owner: control plane. TTL: none.
+// priority, schedulable, created_at, credential_hint, group, model_map, last_used_at, the
+// OAuth fields, and the sealed secrets: credential, refresh_token (aad "<id>/refresh"),
+// proxy (aad "<id>/proxy")). credential_binding "2" means the credential is sealed bound to
+// the account id, type, base_url and the SHA-256 of the sealed proxy, so a record whose
+// destination is changed in Redis no longer opens; absent, it is bound to the account id only
+// (written before bindings; `claude-relay crypto rotate` binds it). Owner: control plane.
+// TTL: none.
 func (s Schema) Account(id string) string { return s.p + "{accounts}:account:" + id }
 
 // AccountsByCreation is a ZSET of account ids scored by creation time (unix ms).

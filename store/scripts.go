@@ -60,19 +60,30 @@ redis.call('INCR', KEYS[3])
 return 1
 `)
 
-// updateAccountScript deletes and sets fields of an existing account and bumps the version.
-// KEYS: record, version. ARGV: number of fields to delete, those fields, then field, value,
-// ... to set. Returns 0 if the account does not exist.
+// updateAccountScript deletes and sets fields of an existing account and bumps the version,
+// if the fields it checks still hold their values. KEYS: record, version. ARGV: number of
+// checks, that many field/expected pairs ("" expects the field absent), number of fields to
+// delete, those fields, then field, value, ... to set. Returns 0 if the account does not
+// exist, -1 (writing nothing) if a check failed, 1 once written.
 var updateAccountScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return 0
 end
-local ndel = tonumber(ARGV[1])
-for i = 2, 1 + ndel do
+local nchk = tonumber(ARGV[1])
+local a = 2
+for _ = 1, nchk do
+  if (redis.call('HGET', KEYS[1], ARGV[a]) or '') ~= ARGV[a + 1] then
+    return -1
+  end
+  a = a + 2
+end
+local ndel = tonumber(ARGV[a])
+for i = a + 1, a + ndel do
   redis.call('HDEL', KEYS[1], ARGV[i])
 end
-if #ARGV > 1 + ndel then
-  redis.call('HSET', KEYS[1], unpack(ARGV, 2 + ndel))
+a = a + 1 + ndel
+if #ARGV >= a then
+  redis.call('HSET', KEYS[1], unpack(ARGV, a))
 end
 redis.call('INCR', KEYS[2])
 return 1

@@ -17,9 +17,13 @@ import (
 
 const cryptoUsage = `usage: claude-relay crypto rotate [-plugin-dir DIR]
 
-Re-encrypts every stored secret (upstream account credentials and the relay-key pepper)
-under the crypto provider's primary key, while the relay keeps running. It is idempotent:
-an interrupted run is resumed by running it again, and a second run changes nothing.
+Re-encrypts every stored secret (upstream account credentials, refresh tokens and proxy
+URLs, and the relay-key pepper) under the crypto provider's primary key, while the relay
+keeps running. It also binds account credentials sealed by older versions (bound to the
+account id only) to their account's type, base URL and proxy, so that changing any of these
+in Redis makes the credential unusable instead of sending it elsewhere; check the base URLs
+(claude-relay admin accounts list) before the first run. It is idempotent: an interrupted
+run is resumed by running it again, and a second run changes nothing.
 
 Rotating CRS_SECURITY__ENCRYPTION_KEY without a moment where a sidecar cannot decrypt:
   1. Give every process the new key as CRS_SECURITY__ENCRYPTION_KEY and the old one in
@@ -82,6 +86,9 @@ func runCrypto(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	bar.done()
 	fmt.Fprintf(stdout, "%d secrets: %d re-encrypted, %d already under key %s, %d failed (%s)\n",
 		res.Total, res.Rewrapped, res.Current, ki.PrimaryKeyID, res.Failed, time.Since(start).Round(time.Millisecond))
+	if res.Bound > 0 {
+		fmt.Fprintf(stdout, "%d account credentials are now bound to their account's type, base URL and proxy\n", res.Bound)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "claude-relay crypto rotate: not finished; fix the cause and run it again (it resumes):\n%v\n", err)
 		return 1

@@ -24,7 +24,7 @@ const (
 
 // failAfter rewraps n envelopes, then fails: an interrupted rotation.
 type failAfter struct {
-	s *aesgcm.Sealer
+	*aesgcm.Sealer
 	n int
 }
 
@@ -33,7 +33,7 @@ func (f *failAfter) Rewrap(ctx context.Context, env, aad []byte) ([]byte, bool, 
 		return nil, false, errors.New("interrupted")
 	}
 	f.n--
-	return f.s.Rewrap(ctx, env, aad)
+	return f.Sealer.Rewrap(ctx, env, aad)
 }
 
 func TestCryptoRotateResumesAndLeavesEverythingUnderTheNewKey(t *testing.T) {
@@ -60,7 +60,7 @@ func TestCryptoRotateResumesAndLeavesEverythingUnderTheNewKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := partial.RotateSecrets(ctx, &failAfter{s: both, n: 5}, nil); err == nil {
+	if _, err := partial.RotateSecrets(ctx, &failAfter{Sealer: both, n: 5}, nil); err == nil {
 		t.Fatal("got no error from the interrupted run")
 	}
 
@@ -115,5 +115,55 @@ func TestCryptoWithoutASubcommandPrintsUsage(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	if code := runCrypto(context.Background(), nil, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "crypto rotate") {
 		t.Errorf("got exit %d and %q, want 2 and the usage", code, stderr.String())
+	}
+}
+
+func TestCryptoRotateBindsCredentialsOfOlderVersionsToTheirDestination(t *testing.T) {
+	srv := testredis.StartServer(t)
+	host, port, _ := net.SplitHostPort(srv.Addr())
+	ctx := context.Background()
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer rdb.Close()
+	sealer, _ := aesgcm.New(rotateOldKey)
+	st, err := store.Open(ctx, rdb, store.Options{Sealer: sealer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for i := range 3 {
+		a, err := st.AddAccount(ctx, store.AccountSpec{Name: fmt.Sprint("a", i), Credential: fmt.Sprintf("sk-ant-api03-%030d", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, a.ID)
+	}
+	// Two of them as an older version stored them: sealed with aad = account id, unbound.
+	for i, id := range ids[:2] {
+		env, err := sealer.Seal(ctx, []byte(fmt.Sprintf("sk-ant-api03-%030d", i)), []byte(id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		key := st.Schema().Account(id)
+		rdb.HSet(ctx, key, "credential", env)
+		rdb.HDel(ctx, key, "credential_binding")
+	}
+	t.Setenv("REDIS_HOST", host)
+	t.Setenv("REDIS_PORT", port)
+	t.Setenv("CRS_SECURITY__ENCRYPTION_KEY", rotateOldKey)
+	t.Setenv("CRS_SECURITY__ENCRYPTION_KEY_PREVIOUS", "")
+	t.Setenv("CLAUDE_RELAY_PLUGIN_DIR", "")
+	for _, want := range []string{"2 account credentials are now bound to their account's type, base URL and proxy", ""} {
+		var stdout, stderr bytes.Buffer
+		if code := runCrypto(ctx, []string{"rotate"}, &stdout, &stderr); code != 0 {
+			t.Fatalf("got exit %d, want 0\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+		}
+		if got := strings.Contains(stdout.String(), "now bound"); want == "" && got || want != "" && !strings.Contains(stdout.String(), want) {
+			t.Errorf("got:\n%s\nwant a line %q", stdout.String(), want)
+		}
+	}
+	for _, id := range ids {
+		if a, err := st.OpenAccount(ctx, id); err != nil || a.Legacy {
+			t.Errorf("account %s: got (legacy %v, %v), want bound", id, a.Legacy, err)
+		}
 	}
 }

@@ -223,6 +223,9 @@ const (
 	AccountActive         = "active"
 	AccountRefreshFailing = "refresh_failing"
 	AccountTokenExpired   = "token_expired"
+	// AccountTampered: the account's sealed credential does not open for the type, base URL
+	// and proxy the record now has (changed outside the admin API); no sidecar uses it.
+	AccountTampered = "tampered"
 )
 
 // Account is an upstream account as the admin API shows it: never a secret, only hints.
