@@ -202,3 +202,38 @@ func TestChangingBaseURLProxyOrTokensThroughTheStoreReseals(t *testing.T) {
 		t.Errorf("refreshed token, base URL changed in Redis: got %v, want %v", err, ErrTampered)
 	}
 }
+
+func TestRotateReencryptsRefreshTokensAndProxyURLs(t *testing.T) {
+	ctx := context.Background()
+	s, _, rdb, prefix := newStore(t)
+	const newKey = "fedcba9876543210fedcba9876543210"
+	a, _ := addBound(t, s, AccountSpec{Name: "sub", Type: AccountTypeClaudeOAuth, Credential: "access", RefreshToken: "refresh", ProxyURL: "socks5://u:p@proxy.example:1080"})
+	both, err := aesgcm.New(newKey, testEncKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := s.RotateSecrets(ctx, both, nil); err != nil || res.Rewrapped != 2 {
+		t.Fatalf("rotate: got (%+v, %v), want the pepper and the account re-encrypted", res, err)
+	}
+	onlyNew, err := Open(ctx, rdb, Options{Prefix: prefix, Sealer: sealer(t, newKey)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec, err := onlyNew.AccountSecrets(ctx, a.ID)
+	want := AccountSecrets{Credential: "access", RefreshToken: "refresh", ProxyURL: "socks5://u:p@proxy.example:1080", Type: AccountTypeClaudeOAuth, BaseURL: DefaultBaseURL}
+	if err != nil || sec != want {
+		t.Errorf("with the old key dropped: got (%+v, %v), want (%+v, nil)", sec, err, want)
+	}
+	sealed, err := onlyNew.SealedSecrets(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sealed) != 4 {
+		t.Errorf("got %d sealed secrets, want 4 (pepper, credential, proxy, refresh token)", len(sealed))
+	}
+	for name, env := range sealed {
+		if id, _ := aesgcm.KeyIDOf(env); id != sealer(t, newKey).KeyID() {
+			t.Errorf("%s is under key %s, want the new one", name, id)
+		}
+	}
+}
