@@ -33,7 +33,9 @@ type Client struct {
 }
 
 // New returns a client for the control plane at addr (e.g. "http://127.0.0.1:3000") that
-// sends token, which may be empty before Login. A nil hc means a client with a 30s timeout.
+// sends token, which may be empty before Login. A nil hc means a client with a 30s timeout
+// that never follows a redirect: Go would send the session token, or re-post a password, to
+// wherever the Location points; a redirect is reported as an error naming it instead.
 func New(addr, token string, hc *http.Client) (*Client, error) {
 	u, err := url.Parse(strings.TrimSpace(addr))
 	if err != nil {
@@ -43,7 +45,9 @@ func New(addr, token string, hc *http.Client) (*Client, error) {
 		return nil, fmt.Errorf("admin address %q must be an http(s) URL such as http://127.0.0.1:3000", addr)
 	}
 	if hc == nil {
-		hc = &http.Client{Timeout: defaultTimeout}
+		hc = &http.Client{Timeout: defaultTimeout, CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		}}
 	}
 	return &Client{base: strings.TrimRight(u.String(), "/"), token: token, hc: hc}, nil
 }
@@ -154,6 +158,15 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any, opts 
 
 func decodeError(resp *http.Response, data []byte) error {
 	ae := &APIError{StatusCode: resp.StatusCode}
+	if resp.StatusCode >= 300 && resp.StatusCode <= 399 {
+		to := "an address without a Location"
+		if loc, err := resp.Location(); err == nil {
+			to = loc.Scheme + "://" + loc.Host
+		}
+		ae.Message = "the control plane address answered with a redirect to " + to +
+			"; the admin client does not follow redirects (it would send your token or password there): use the address the control plane really serves on (--addr)"
+		return ae
+	}
 	var body adminapi.ErrorBody
 	if err := json.Unmarshal(data, &body); err == nil && body.Error.Type != "" {
 		ae.Type, ae.Message, ae.Fields = body.Error.Type, body.Error.Message, body.Error.Fields

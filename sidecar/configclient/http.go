@@ -38,7 +38,9 @@ func NewHTTPFetcher(baseURL string, secret []byte, hc *http.Client) (*HTTPFetche
 		return nil, errors.New("control plane client: a JWT secret is required")
 	}
 	if hc == nil {
-		hc = &http.Client{}
+		// No redirects: the poll carries a signed token, which Go would send on to the
+		// Location; a redirect is reported as an error instead.
+		hc = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
 	return &HTTPFetcher{base: strings.TrimRight(u.String(), "/"), secret: secret, hc: hc, now: time.Now}, nil
 }
@@ -80,6 +82,9 @@ func (f *HTTPFetcher) Fetch(ctx context.Context, req configapi.PollRequest) (*co
 			return nil, fmt.Errorf("poll control plane: decode snapshot: %w", err)
 		}
 		return &env, nil
+	}
+	if loc, err := resp.Location(); err == nil && resp.StatusCode >= 300 && resp.StatusCode <= 399 {
+		return nil, fmt.Errorf("poll control plane: HTTP %d redirect to %s://%s, not followed (it would carry the sidecar's token): set the control plane URL to the address it serves on", resp.StatusCode, loc.Scheme, loc.Host)
 	}
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 	msg := strings.TrimSpace(string(body))
