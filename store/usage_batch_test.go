@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/redis/go-redis/v9"
 )
 
 func TestRetriedUsageBatchCountsOnce(t *testing.T) {
@@ -94,7 +96,7 @@ func TestUsageBookkeepingDoesNotGrowPerRequest(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	markers, err := rdb.Keys(ctx, prefix+"usage:*:applied*").Result()
+	markers, err := allKeys(ctx, rdb, prefix+"usage:*:applied*")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,4 +170,22 @@ func TestUsageBatchesRedisCannotApplyAreRefused(t *testing.T) {
 			t.Errorf("usage %+v: got %v, want %v", u, err, ErrUsageRefused)
 		}
 	}
+}
+
+// allKeys runs KEYS on the server, or on every master of a cluster.
+func allKeys(ctx context.Context, rdb redis.UniversalClient, pattern string) ([]string, error) {
+	cc, ok := rdb.(*redis.ClusterClient)
+	if !ok {
+		return rdb.Keys(ctx, pattern).Result()
+	}
+	var mu sync.Mutex
+	var keys []string
+	err := cc.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error {
+		ks, err := n.Keys(ctx, pattern).Result()
+		mu.Lock()
+		keys = append(keys, ks...)
+		mu.Unlock()
+		return err
+	})
+	return keys, err
 }
