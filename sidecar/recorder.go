@@ -55,11 +55,9 @@ type Recorder struct {
 	dropped    *metrics.Counter
 	written    *metrics.Counter
 	failures   *metrics.Counter
-	held       *metrics.Counter
+	setAsideN  *metrics.Counter
 	invalid    *metrics.CounterVec
 	lingering  time.Duration
-	retryMin   time.Duration
-	retryMax   time.Duration
 
 	invalidLogged atomic.Int64 // unix ns of the last log line about out-of-range usage
 
@@ -95,12 +93,12 @@ const (
 )
 
 // retryDelay is the wait after the n-th failure in a row (n >= 1).
-func retryDelay(n int, lo, hi time.Duration) time.Duration {
-	d := lo
-	for i := 1; i < n && d < hi; i++ {
+func retryDelay(n int) time.Duration {
+	d := retryMin
+	for i := 1; i < n && d < retryMax; i++ {
 		d *= 2
 	}
-	return min(d, hi)
+	return min(d, retryMax)
 }
 
 // NewRecorder returns a Recorder; Run must be running for records to be written.
@@ -131,12 +129,10 @@ func NewRecorder(w UsageWriter, opts RecorderOptions) *Recorder {
 		batchMax:   512,
 		pendMax:    1_000_000,
 		lingering:  20 * time.Millisecond,
-		retryMin:   retryMin,
-		retryMax:   retryMax,
 		dropped:    opts.Metrics.Counter("claude_relay_usage_records_dropped_total", "Usage records dropped because the queue was full.").With(),
 		written:    opts.Metrics.Counter("claude_relay_usage_records_written_total", "Usage records written to Redis.").With(),
 		failures:   opts.Metrics.Counter("claude_relay_redis_errors_total", "Redis operations that failed.", "op").With("record_usage"),
-		held: opts.Metrics.Counter("claude_relay_usage_quarantined_total",
+		setAsideN: opts.Metrics.Counter("claude_relay_usage_quarantined_total",
 			"Usage records in batches the store refused, set aside in the quarantine file instead of being retried.").With(),
 		invalid: opts.Metrics.Counter("claude_relay_usage_invalid_total",
 			"Token counts an upstream reported out of range (negative or above the bound), clamped before they were recorded.", "field"),
@@ -264,7 +260,7 @@ func (r *Recorder) Run(ctx context.Context, flushTimeout time.Duration) {
 		default:
 			r.failures.Inc()
 			failed++
-			wait := retryDelay(failed, r.retryMin, r.retryMax)
+			wait := retryDelay(failed)
 			retry = time.After(wait)
 			r.log.Warn("cannot write usage; will retry", "records", countRecords(todo)+len(pending), "retry_in", wait, "error", err)
 			if over := len(pending) - r.pendMax; over > 0 {
@@ -381,11 +377,7 @@ func (r *Recorder) writeSpool(bs []batch) error {
 	if r.spool == "" {
 		return errors.New("no spool file configured")
 	}
-	lines := make([]any, len(bs))
-	for i, b := range bs {
-		lines[i] = b
-	}
-	if err := appendLines(r.spool, lines); err != nil {
+	if err := appendLines(r.spool, bs); err != nil {
 		return fmt.Errorf("spool: %w", err)
 	}
 	return nil
@@ -407,21 +399,21 @@ func (r *Recorder) setAside(b batch, cause error) {
 	if r.quarantine == "" {
 		err = errors.New("no quarantine file configured")
 	} else {
-		err = appendLines(r.quarantine, []any{quarantined{batch: b, Error: cause.Error(), QuarantinedAt: time.Now().UTC()}})
+		err = appendLines(r.quarantine, []quarantined{{batch: b, Error: cause.Error(), QuarantinedAt: time.Now().UTC()}})
 	}
 	if err != nil {
 		r.dropped.Add(float64(n))
 		r.log.Error("usage batch refused by the store and not kept: records lost", "records", n, "refused", cause, "error", err)
 		return
 	}
-	r.held.Add(float64(n))
+	r.setAsideN.Add(float64(n))
 	r.log.Error("usage batch refused by the store; set aside, not retried", "records", n, "quarantine", r.quarantine,
 		"writer", b.Writer, "seq", b.Seq, "batch", b.Name, "error", cause)
 }
 
 // appendLines appends each value as a JSON line to the file at path (mode 0600, created
 // with its directory) and syncs it.
-func appendLines(path string, vs []any) error {
+func appendLines[T any](path string, vs []T) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return fmt.Errorf("create dir: %w", err)
 	}
