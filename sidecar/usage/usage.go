@@ -1,4 +1,5 @@
-// Package usage extracts token usage from Anthropic Messages API responses as they stream past.
+// Package usage extracts token usage from Anthropic Messages API responses as they stream past,
+// clamping counts an upstream reports out of range (see MaxTokens).
 package usage
 
 import (
