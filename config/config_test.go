@@ -21,6 +21,10 @@ func testEnv(name string) (string, bool) {
 		"RELAY_TEST_MAX_BODY": "1048576",
 		"RELAY_TEST_STRATEGY": "least_loaded",
 		"RELAY_TEST_EMPTY":    "",
+		// Never read: env() refuses the relay's own secrets.
+		"CRS_SECURITY__ENCRYPTION_KEY": "0123456789abcdef0123456789abcdef",
+		// Read, but never printed in a diagnostic.
+		"RELAY_TEST_STRATEGY_TYPO": "least_lodaed",
 	}[name]
 	return v, ok
 }

@@ -36,7 +36,21 @@
 // inherits them from the embedded default.hcl, which Default compiles.
 //
 // Expressions may call env("NAME") or env("NAME", "default") to read the
-// environment; an empty variable counts as unset.
+// environment; an empty variable counts as unset. env() refuses the relay's
+// own secrets (IsRelaySecret: CRS_SECURITY__*, REDIS_URL, the Redis passwords,
+// ADMIN_PASSWORD, …) without reading them, since every configuration value is
+// published to sidecars and may reach relay users; and no diagnostic prints a
+// value env() returned (redactEnv puts the variable's name in its place).
+//
+// # Secret fields
+//
+// An attribute that holds a secret (a webhook URL with a token, a signing
+// key) is a secret field: written env("NAME"), decoded by builder.secret into
+// a Secret that keeps only the variable's name. Its value never enters a
+// Snapshot, so it is in no snapshot sent to sidecars, no API answer, no
+// diagnostic and no log line; the process that uses it calls Secret.Resolve
+// on its own environment. A literal written there is refused and masked in
+// printed diagnostics (Sources.mask).
 //
 // # Environment
 //

@@ -124,7 +124,7 @@ func (l Loader) load(order []string, contents map[string][]byte, inheritPricing 
 		return nil, srcs, sortDiagnostics(diags, order)
 	}
 
-	b := newBuilder(l.evalContext())
+	b := newBuilder(l.evalContext(), l.lookup())
 	for _, f := range files {
 		b.file(f)
 	}
@@ -152,22 +152,29 @@ func (l Loader) load(order []string, contents map[string][]byte, inheritPricing 
 		b.report(p)
 	}
 	diags = sortDiagnostics(append(diags, b.diags...), order)
+	redactEnv(diags, envUses(files, b.ctx))
+	srcs.mask(b.masked)
 	if diags.HasErrors() {
 		return nil, srcs, diags
 	}
 	return b.snap, srcs, diags
 }
 
-// evalContext offers the env() function to every expression.
-func (l Loader) evalContext() *hcl.EvalContext {
-	lookup := l.LookupEnv
-	if lookup == nil {
-		lookup = os.LookupEnv
+// lookup is LookupEnv, else os.LookupEnv.
+func (l Loader) lookup() func(string) (string, bool) {
+	if l.LookupEnv == nil {
+		return os.LookupEnv
 	}
-	return &hcl.EvalContext{Functions: map[string]function.Function{"env": envFunction(lookup)}}
+	return l.LookupEnv
 }
 
-// envFunction implements env("NAME") and env("NAME", "default").
+// evalContext offers the env() function to every expression.
+func (l Loader) evalContext() *hcl.EvalContext {
+	return &hcl.EvalContext{Functions: map[string]function.Function{"env": envFunction(l.lookup())}}
+}
+
+// envFunction implements env("NAME") and env("NAME", "default"). It refuses the relay's own
+// secrets (IsRelaySecret) without reading them, and no error it returns holds a value.
 func envFunction(lookup func(string) (string, bool)) function.Function {
 	return function.New(&function.Spec{
 		Description: "Returns the value of an environment variable, or the default when it is unset or empty.",
@@ -179,6 +186,9 @@ func envFunction(lookup func(string) (string, bool)) function.Function {
 				return cty.NilVal, function.NewArgErrorf(2, "env takes a name and at most one default")
 			}
 			name := args[0].AsString()
+			if IsRelaySecret(name) {
+				return cty.NilVal, function.NewArgError(0, relaySecretError(name))
+			}
 			if v, ok := lookup(name); ok && v != "" {
 				return cty.StringVal(v), nil
 			}
@@ -207,15 +217,20 @@ type blockInfo struct {
 // builder merges decoded blocks into a Snapshot.
 type builder struct {
 	ctx    *hcl.EvalContext
+	lookup func(string) (string, bool) // what env() reads
 	snap   *Snapshot
 	blocks map[blockKey]*blockInfo
 	seen   map[string]bool // block types seen
 	diags  hcl.Diagnostics
+	// masked are the source ranges of secret fields written as literals: diagnostics print
+	// them as asterisks.
+	masked []hcl.Range
 }
 
-func newBuilder(ctx *hcl.EvalContext) *builder {
+func newBuilder(ctx *hcl.EvalContext, lookup func(string) (string, bool)) *builder {
 	return &builder{
-		ctx: ctx,
+		ctx:    ctx,
+		lookup: lookup,
 		snap: &Snapshot{
 			Server: Server{TrustedProxies: DefaultTrustedProxies(), MaxBodyBytes: DefaultMaxBodyBytes},
 		},

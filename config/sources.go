@@ -23,6 +23,25 @@ func (s *Sources) Files() map[string]*hcl.File {
 	return maps.Clone(s.files)
 }
 
+// mask overwrites the source text of each range with asterisks (line breaks kept, so that
+// every position stays valid) in the copies of the files diagnostics are printed from. The
+// parsed bodies are untouched.
+func (s *Sources) mask(ranges []hcl.Range) {
+	for _, r := range ranges {
+		f, ok := s.files[r.Filename]
+		if !ok || r.Start.Byte < 0 || r.End.Byte > len(f.Bytes) || r.Start.Byte >= r.End.Byte {
+			continue
+		}
+		b := bytes.Clone(f.Bytes)
+		for i := r.Start.Byte; i < r.End.Byte; i++ {
+			if b[i] != '\n' && b[i] != '\r' {
+				b[i] = '*'
+			}
+		}
+		s.files[r.Filename] = &hcl.File{Body: f.Body, Bytes: b, Nav: f.Nav}
+	}
+}
+
 // WriteDiagnostics prints diags the way HCL tools do (summary, source
 // snippet, detail), without colour or wrapping, with each location written
 // as "file:line:col" so that editors and terminals can jump to it.
