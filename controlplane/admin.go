@@ -3,6 +3,7 @@ package controlplane
 
 import (
 	"cmp"
+	"context"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/claude-relay/claude-relay/controlplane/configapi"
 	"github.com/claude-relay/claude-relay/store"
 )
 
@@ -68,6 +70,9 @@ type Options struct {
 	RefreshAhead, RefreshInterval time.Duration
 	// TestModel is the model account tests ask for; "" means DefaultTestModel.
 	TestModel string
+	// Health reports this process's health with details for GET /admin/health (the public
+	// /health shows component statuses only); nil answers 404 there.
+	Health func(context.Context) configapi.Health
 
 	// bcryptCost overrides passwordCost (tests only).
 	bcryptCost int
@@ -115,6 +120,7 @@ type Server struct {
 	refreshAhead time.Duration
 	refreshEvery time.Duration
 	testModel    string
+	health       func(context.Context) configapi.Health
 }
 
 // New validates opts and builds the admin API server.
@@ -152,6 +158,7 @@ func New(opts Options) (*Server, error) {
 		refreshAhead: cmp.Or(opts.RefreshAhead, DefaultRefreshAhead),
 		refreshEvery: cmp.Or(opts.RefreshInterval, DefaultRefreshInterval),
 		testModel:    cmp.Or(opts.TestModel, DefaultTestModel),
+		health:       opts.Health,
 	}
 	if err := s.oauth.validate(); err != nil {
 		return nil, err

@@ -21,6 +21,7 @@ var adminRoutes = []route{
 	{method: "POST", path: "/admin/password", handler: func(s *Server) http.HandlerFunc { return s.handleChangePassword }},
 	{method: "GET", path: "/admin/audit", handler: func(s *Server) http.HandlerFunc { return s.handleListAudit }},
 	{method: "GET", path: "/admin/openapi.json", public: true, handler: func(s *Server) http.HandlerFunc { return s.handleOpenAPI }},
+	{method: "GET", path: "/admin/health", handler: func(s *Server) http.HandlerFunc { return s.handleHealth }},
 
 	{method: "GET", path: "/admin/keys", handler: func(s *Server) http.HandlerFunc { return s.handleListKeys }},
 	{method: "POST", path: "/admin/keys", handler: func(s *Server) http.HandlerFunc { return s.handleCreateKey }},

@@ -76,6 +76,7 @@ func (c *Config) record(ctx context.Context, req configapi.PollRequest) error {
 		rec.NackVersion = req.NackVersion
 		rec.LastError = configapi.CleanError(req.NackError)
 	}
+	rec.Health = req.Health
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return fmt.Errorf("encode sidecar record: %w", err)
@@ -143,6 +144,11 @@ func (c *Config) handlePoll(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, errInvalidRequest, err.Error(), nil)
 		return
 	}
+	if h, err := configapi.DecodeHealth(r.Header.Get(configapi.HeaderHealth)); err != nil {
+		c.log.Warn("sidecar health report ignored", "sidecar", id, "error", err)
+	} else {
+		req.Health = h
+	}
 	if v := r.Header.Get(configapi.HeaderNackVersion); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
@@ -168,6 +174,16 @@ func (c *Config) handlePoll(w http.ResponseWriter, r *http.Request) {
 	}
 	c.log.Debug("snapshot sent to sidecar", "sidecar", id, "from", req.Version, "to", env.Version)
 	writeJSON(w, http.StatusOK, env)
+}
+
+// handleHealth serves GET /admin/health: this control plane's own health with the errors
+// and details (plugin binaries, PIDs, checksums) that the public /health leaves out.
+func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
+	if s.health == nil {
+		writeError(w, http.StatusNotFound, errNotFound, "this control plane reports no health details", nil)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.health(r.Context()))
 }
 
 func (s *Server) handleConfigStatus(w http.ResponseWriter, r *http.Request) {

@@ -550,8 +550,11 @@ func TestRedisDown(t *testing.T) {
 			Components map[string]string `json:"components"`
 		}
 		json.Unmarshal([]byte(body), &hb)
-		if resp.StatusCode != 503 || hb.Status != "degraded" || !strings.HasPrefix(hb.Components["redis"], "error: ") {
-			t.Fatalf("got %d %s, want 503 degraded with a redis error", resp.StatusCode, body)
+		if resp.StatusCode != 503 || hb.Status != "degraded" || hb.Components["redis"] != "error" {
+			t.Fatalf("got %d %s, want 503 degraded with redis: error", resp.StatusCode, body)
+		}
+		if h := h.srv.Health(t.Context()); !strings.Contains(h.Components["redis"].Error, "connect") {
+			t.Errorf("operators' report: got redis %+v, want the connection error", h.Components["redis"])
 		}
 	})
 	t.Run("uncached key gets a clear 503", func(t *testing.T) {

@@ -2,7 +2,6 @@ package sidecar
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -120,10 +119,13 @@ type UsageSink interface {
 
 // HealthCheck is one component of GET /health.
 type HealthCheck struct {
-	Name  string
+	Name string
+	// Check returns nil when the component is ok. Any other error fails the service (503)
+	// and shows as "error" on the public /health, unless it is a *HealthProblem, which
+	// says what the public answer may show and whether the service still works.
 	Check func(ctx context.Context) error
-	// Info, when set, adds details about the component under "details" (e.g. the applied
-	// configuration version); it must be fast and safe for concurrent use.
+	// Info, when set, adds details about the component to the operators' report (the
+	// admin API, never the public /health); it must be fast and safe for concurrent use.
 	Info func() any
 }
 
@@ -158,6 +160,7 @@ type Server struct {
 	limits    *limits.Limiter
 	sched     *sched.Scheduler
 	toucher   AccountToucher // nil when Options.Accounts does not record last use
+	checks    []HealthCheck  // GET /health's components and Health's
 	m         serverMetrics
 	mux       *http.ServeMux
 }
@@ -232,8 +235,8 @@ func New(opts Options) *Server {
 		return 0
 	})
 	mux := http.NewServeMux()
-	checks := append(slices.Clone(opts.Health), HealthCheck{Name: "config", Check: s.configCheck})
-	mux.Handle("GET /health", HealthHandler(opts.Version, s.started, checks))
+	s.checks = append(slices.Clone(opts.Health), HealthCheck{Name: "config", Check: s.configCheck})
+	mux.Handle("GET /health", HealthHandler(opts.Version, s.started, s.checks))
 	mux.Handle("GET /metrics", opts.Metrics.Handler())
 	mux.HandleFunc("GET /{$}", s.serveRoot) // GET and HEAD of "/" exactly
 	mux.HandleFunc("/", s.serveRelay)
@@ -290,62 +293,6 @@ func NewTransport() *http.Transport {
 	}
 }
 
-type healthBody struct {
-	Status     string            `json:"status"`
-	Version    string            `json:"version"`
-	Uptime     int64             `json:"uptime"`
-	Components map[string]string `json:"components"`
-	Details    map[string]any    `json:"details,omitempty"`
-}
-
-// HealthHandler serves GET /health in the deployment contract's shape:
-// {"status":"ok","version":…,"uptime":…,"components":{"redis":"ok",…}}. Checks run
-// concurrently with a 2 s deadline; any failure answers 503 with "status":"degraded" and
-// the component's error.
-func HealthHandler(version string, started time.Time, checks []HealthCheck) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		body := healthBody{
-			Status:     "ok",
-			Version:    version,
-			Uptime:     int64(time.Since(started).Seconds()),
-			Components: make(map[string]string, len(checks)),
-		}
-		type result struct {
-			name string
-			err  error
-		}
-		results := make(chan result, len(checks))
-		for _, hc := range checks {
-			go func() { results <- result{hc.Name, hc.Check(ctx)} }()
-		}
-		for _, hc := range checks {
-			if hc.Info != nil {
-				if body.Details == nil {
-					body.Details = make(map[string]any)
-				}
-				body.Details[hc.Name] = hc.Info()
-			}
-		}
-		for range checks {
-			res := <-results
-			if res.err != nil {
-				body.Status = "degraded"
-				body.Components[res.name] = "error: " + res.err.Error()
-				continue
-			}
-			body.Components[res.name] = "ok"
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-store")
-		if body.Status != "ok" {
-			w.WriteHeader(http.StatusServiceUnavailable)
-		}
-		json.NewEncoder(w).Encode(body)
-	})
-}
-
 // rootText is what GET / answers: clients (Claude Code probes its base URL with HEAD /)
 // and people see a relay that is up, with where to go next.
 const rootText = "claude-relay: an Anthropic Messages API relay. Send requests to /v1/messages with a relay key (x-api-key or Authorization: Bearer); GET /health shows its state.\n"
@@ -368,7 +315,7 @@ func (s *Server) serveRoot(w http.ResponseWriter, r *http.Request) {
 // configCheck reports whether a configuration is applied.
 func (s *Server) configCheck(context.Context) error {
 	if s.rt.Load() == nil {
-		return errors.New("no configuration applied: the control plane is unreachable and there is no saved copy")
+		return &HealthProblem{Public: "no configuration applied", Err: errors.New("no configuration applied: the control plane is unreachable and there is no saved copy")}
 	}
 	return nil
 }

@@ -182,8 +182,9 @@ func adminCommands() []adminCommand {
 		},
 		{name: "accounts list", summary: "list upstream accounts (credentials are never shown)", flags: sessionFlags, run: adminAccountsList},
 		{name: "accounts delete", args: "ID", nargs: 1, summary: "delete an upstream account and its credential", flags: sessionFlags, run: adminAccountsDelete},
-		{name: "sidecars", summary: "list sidecars with the configuration version each runs and any refused one (NACK)", flags: sessionFlags, run: adminSidecars},
+		{name: "sidecars", summary: "list sidecars with the configuration version each runs, any refused one (NACK) and their health", flags: sessionFlags, run: adminSidecars},
 		{name: "config status", summary: "show the configuration version served and the errors of the last refused edit", flags: sessionFlags, run: adminConfigStatus},
+		{name: "health", summary: "show the control plane's health with each component's error and details (the public /health shows statuses only)", flags: sessionFlags, run: adminHealth},
 	}, manageCommands()...)
 }
 
@@ -910,9 +911,15 @@ func adminSidecars(ctx context.Context, c *adminCLI, f *adminFlags, _ []string) 
 		case s.Epoch != list.Epoch || s.Version != list.Version:
 			state = "behind"
 		}
-		rows = append(rows, []string{s.ID, orDash(s.Addr), fmt.Sprint(s.Version), state, fmtTime(s.LastSeen), orDash(s.LastError)})
+		rows = append(rows, []string{s.ID, orDash(s.Addr), fmt.Sprint(s.Version), state, healthState(s.Health), fmtTime(s.LastSeen), orDash(s.LastError)})
 	}
-	return c.table([]string{"ID", "ADDR", "VERSION", "STATE", "LAST SEEN", "LAST ERROR"}, rows)
+	if err := c.table([]string{"ID", "ADDR", "VERSION", "STATE", "HEALTH", "LAST SEEN", "LAST ERROR"}, rows); err != nil {
+		return err
+	}
+	for _, s := range list.Sidecars {
+		c.printHealthProblems(s.ID, s.Health)
+	}
+	return nil
 }
 
 func adminConfigStatus(ctx context.Context, c *adminCLI, f *adminFlags, _ []string) error {

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -423,9 +424,20 @@ func checkHealth(ctx context.Context, base string, timeout time.Duration) doctor
 		if len(bad) > 0 {
 			r.Detail += "\n" + strings.Join(bad, "\n")
 		}
-		r.Fix = "fix the failing components above; the service's log says more (journalctl -u 'claude-relay*' -e)"
+		r.Fix = "fix the failing components above; the service's log says more (journalctl -u 'claude-relay*' -e), and `claude-relay admin health` / `admin sidecars` show each component's error"
 		return r
 	}
 	r.Status, r.Detail = statusOK, fmt.Sprintf("status ok, version %s", hb.Version)
+	var warn []string
+	for name, state := range hb.Components {
+		if state != "ok" {
+			warn = append(warn, name+": "+state)
+		}
+	}
+	if len(warn) > 0 {
+		slices.Sort(warn)
+		r.Status, r.Detail = statusWarn, r.Detail+"\n"+strings.Join(warn, "\n")
+		r.Fix = "the service works, but a component warns (a sidecar serving its saved configuration while the control plane is unreachable): `claude-relay admin sidecars` shows why"
+	}
 	return r
 }

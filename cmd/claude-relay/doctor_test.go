@@ -239,6 +239,10 @@ func TestDoctorHealth(t *testing.T) {
 		w.Write([]byte(`{"status":"degraded","components":{"redis":"error: connection refused","logger":"ok"}}`))
 	}))
 	defer degraded.Close()
+	warning := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte(`{"status":"ok","version":"1.2.3","components":{"redis":"ok","control_plane":"unreachable"}}`))
+	}))
+	defer warning.Close()
 	closed := httptest.NewServer(http.NotFoundHandler())
 	closed.Close()
 	tests := []struct {
@@ -249,6 +253,7 @@ func TestDoctorHealth(t *testing.T) {
 		{"healthy", ok.URL, statusOK, "1.2.3"},
 		{"healthy with explicit path", ok.URL + "/health", statusOK, "1.2.3"},
 		{"degraded names the component", degraded.URL, statusFail, "redis: error: connection refused"},
+		{"a warning component is a warning", warning.URL, statusWarn, "control_plane: unreachable"},
 		{"not listening", closed.URL, statusFail, "connect"},
 		{"not a URL", "127.0.0.1:3000", statusFail, "not a URL"},
 	}

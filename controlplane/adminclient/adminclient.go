@@ -257,10 +257,18 @@ func (c *Client) ConfigStatus(ctx context.Context) (configapi.ConfigStatus, erro
 }
 
 // Sidecars lists the sidecars that polled the control plane in the last day, with the
-// version each runs and its last refused snapshot.
+// version each runs, its last refused snapshot and the health it reported.
 func (c *Client) Sidecars(ctx context.Context) (configapi.SidecarList, error) {
 	var out configapi.SidecarList
 	err := c.do(ctx, http.MethodGet, "/admin/sidecars", nil, &out)
+	return out, err
+}
+
+// Health returns the control plane's own health with every component's error and details
+// (the public /health shows statuses only).
+func (c *Client) Health(ctx context.Context) (configapi.Health, error) {
+	var out configapi.Health
+	err := c.do(ctx, http.MethodGet, "/admin/health", nil, &out)
 	return out, err
 }
 

@@ -3,6 +3,7 @@ package configapi
 
 import (
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -34,6 +35,9 @@ const (
 	HeaderNackEpoch   = "X-Relay-Nack-Epoch"
 	HeaderNackVersion = "X-Relay-Nack-Version"
 	HeaderNackError   = "X-Relay-Nack-Error"
+	// HeaderHealth carries the sidecar's Health (EncodeHealth) with its ACK or NACK, so
+	// that operators see through the admin API what the public /health leaves out.
+	HeaderHealth = "X-Relay-Sidecar-Health"
 )
 
 // Poll limits.
@@ -42,6 +46,8 @@ const (
 	MaxWait     = 5 * time.Minute
 	// MaxErrorLen caps a NACK's error text.
 	MaxErrorLen = 1024
+	// MaxHealthLen caps a health report's JSON; a larger one is sent without details.
+	MaxHealthLen = 16 << 10
 )
 
 // Envelope is one versioned snapshot as it travels: Config holds the exact JSON bytes whose
@@ -115,6 +121,8 @@ type PollRequest struct {
 	NackError   string
 	// Wait is how long the control plane may hold the request.
 	Wait time.Duration
+	// Health is the sidecar's health when it polled; nil when it sent none.
+	Health *Health
 }
 
 // Query encodes the request's query string (headers carry the rest).
@@ -177,6 +185,10 @@ type Sidecar struct {
 	NackVersion int64     `json:"nack_version,omitempty"`
 	LastError   string    `json:"last_error,omitempty"`
 	LastSeen    time.Time `json:"last_seen"`
+	// Health is what the sidecar reported with its last poll: every component's status,
+	// error and details (plugin binaries, the control plane it follows). Nil for a sidecar
+	// that reports none.
+	Health *Health `json:"health,omitempty"`
 }
 
 // SidecarList is the body of GET /admin/sidecars.
@@ -224,4 +236,92 @@ type ConfigStatus struct {
 	// Text is the same, formatted with source lines as `claude-relay config check` prints it.
 	Diagnostics []Diagnostic `json:"diagnostics,omitempty"`
 	Text        string       `json:"diagnostics_text,omitempty"`
+}
+
+// Health is a process's health as operators see it: each component's status, as the public
+// GET /health shows it, with the error and details the public answer leaves out (plugin paths,
+// PIDs and checksums, the control plane's URL, error texts). The admin API serves the control
+// plane's own (GET /admin/health) and each sidecar's (GET /admin/sidecars), which sidecars
+// send with every poll.
+type Health struct {
+	// Status is "ok" or "degraded", as on the public /health.
+	Status    string    `json:"status"`
+	Version   string    `json:"version"`
+	Uptime    int64     `json:"uptime"`
+	CheckedAt time.Time `json:"checked_at"`
+	// Components are by name: redis, logger, config, control_plane, plugin.auth, ….
+	Components map[string]Component `json:"components"`
+}
+
+// Component is one component of a Health.
+type Component struct {
+	// Status is what the public /health shows: "ok", "error" (with a short reason that
+	// names nothing internal, such as "error: no configuration applied"), or a warning
+	// that does not fail the service, such as "unreachable".
+	Status string `json:"status"`
+	// Error is the full error, for operators.
+	Error string `json:"error,omitempty"`
+	// Details are the component's own report (a plugin's binary, PID and checksum; the
+	// configuration channel's state).
+	Details json.RawMessage `json:"details,omitempty"`
+}
+
+// Statuses returns each component's public status, to tell whether two reports differ in a
+// way an operator would care about (details such as uptime always move).
+func (h *Health) Statuses() map[string]string {
+	if h == nil {
+		return nil
+	}
+	out := make(map[string]string, len(h.Components))
+	for name, c := range h.Components {
+		out[name] = c.Status
+	}
+	return out
+}
+
+// EncodeHealth encodes h for HeaderHealth: JSON in unpadded base64url, so that any text in it
+// is safe in a header. A report over MaxHealthLen is sent without its details and with its
+// errors cut to MaxErrorLen, rather than not at all.
+func EncodeHealth(h *Health) (string, error) {
+	if h == nil {
+		return "", nil
+	}
+	b, err := json.Marshal(h)
+	if err != nil {
+		return "", fmt.Errorf("encode health: %w", err)
+	}
+	if len(b) > MaxHealthLen {
+		small := *h
+		small.Components = make(map[string]Component, len(h.Components))
+		for name, c := range h.Components {
+			c.Details, c.Error = nil, CleanError(c.Error)
+			small.Components[name] = c
+		}
+		if b, err = json.Marshal(&small); err != nil {
+			return "", fmt.Errorf("encode health: %w", err)
+		}
+		if len(b) > MaxHealthLen {
+			return "", fmt.Errorf("encode health: %d bytes without details, over %d", len(b), MaxHealthLen)
+		}
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+// DecodeHealth decodes a HeaderHealth value; "" is no report.
+func DecodeHealth(s string) (*Health, error) {
+	if s == "" {
+		return nil, nil
+	}
+	if base64.RawURLEncoding.DecodedLen(len(s)) > MaxHealthLen {
+		return nil, fmt.Errorf("%s is over %d bytes", HeaderHealth, MaxHealthLen)
+	}
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return nil, fmt.Errorf("%s is not base64url: %w", HeaderHealth, err)
+	}
+	var h Health
+	if err := json.Unmarshal(b, &h); err != nil {
+		return nil, fmt.Errorf("%s is not a health report: %w", HeaderHealth, err)
+	}
+	return &h, nil
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/claude-relay/claude-relay/config"
 	"github.com/claude-relay/claude-relay/controlplane"
+	"github.com/claude-relay/claude-relay/controlplane/configapi"
 	"github.com/claude-relay/claude-relay/sidecar/configclient"
 )
 
@@ -79,9 +80,10 @@ func sidecarID(listen string) string {
 }
 
 // newRemoteConfig builds the config client of a sidecar that follows the control plane at
-// controlURL, keeping its last applied snapshot under the data dir. apply is called through
-// a closure so the client can exist before the server it feeds.
-func newRemoteConfig(b *Base, controlURL, dataDir, listen string, apply func(*config.Snapshot) error) (*configclient.Client, error) {
+// controlURL, keeping its last applied snapshot under the data dir. apply and health (the
+// report sent with each poll) are called through closures so the client can exist before
+// the server it feeds.
+func newRemoteConfig(b *Base, controlURL, dataDir, listen string, apply func(*config.Snapshot) error, health func(context.Context) configapi.Health) (*configclient.Client, error) {
 	fetch, err := configclient.NewHTTPFetcher(controlURL, []byte(b.Env.JWTSecret), nil)
 	if err != nil {
 		return nil, err
@@ -98,12 +100,13 @@ func newRemoteConfig(b *Base, controlURL, dataDir, listen string, apply func(*co
 		ControlPlane: controlURL,
 		StatePath:    path,
 		Logger:       b.Log,
+		Health:       health,
 	})
 }
 
 // newLocalConfig builds the config client of a sidecar in the same process as its control
 // plane: the same client, polling cfg directly instead of over HTTP.
-func newLocalConfig(b *Base, cfg *controlplane.Config, listen string, apply func(*config.Snapshot) error) (*configclient.Client, error) {
+func newLocalConfig(b *Base, cfg *controlplane.Config, listen string, apply func(*config.Snapshot) error, health func(context.Context) configapi.Health) (*configclient.Client, error) {
 	return configclient.New(configclient.Options{
 		Fetcher:      configclient.FetcherFunc(cfg.Poll),
 		Apply:        applyFunc(apply),
@@ -111,6 +114,7 @@ func newLocalConfig(b *Base, cfg *controlplane.Config, listen string, apply func
 		Addr:         listen,
 		ControlPlane: "in-process",
 		Logger:       b.Log,
+		Health:       health,
 	})
 }
 
@@ -144,7 +148,8 @@ func (o *Options) controlURL(env *config.Env) string {
 // controlURL, starting from its saved copy.
 func runRemoteSidecar(ctx context.Context, b *Base, opts Options, controlURL string) error {
 	var dp *dataPlane
-	cc, err := newRemoteConfig(b, controlURL, opts.DataDir, opts.Listen, func(s *config.Snapshot) error { return dp.srv.Apply(s) })
+	cc, err := newRemoteConfig(b, controlURL, opts.DataDir, opts.Listen, func(s *config.Snapshot) error { return dp.srv.Apply(s) },
+		func(ctx context.Context) configapi.Health { return dp.srv.Health(ctx) })
 	if err != nil {
 		return err
 	}
@@ -168,7 +173,8 @@ func devConfig(ctx context.Context, b *Base, opts Options) (*controlplane.Config
 	}
 	go func() { _ = cfg.Run(ctx) }()
 	var dp *dataPlane
-	cc, err := newLocalConfig(b, cfg, opts.Listen, func(s *config.Snapshot) error { return dp.srv.Apply(s) })
+	cc, err := newLocalConfig(b, cfg, opts.Listen, func(s *config.Snapshot) error { return dp.srv.Apply(s) },
+		func(ctx context.Context) configapi.Health { return dp.srv.Health(ctx) })
 	if err != nil {
 		return nil, nil, err
 	}

@@ -99,7 +99,7 @@ func RunDev(ctx context.Context, env *config.Env, opts Options) error {
 	if err != nil {
 		return err
 	}
-	cp, err := controlplane.New(controlplane.Options{Store: b.Store, SigningKey: key, Admin: controlplane.AdminBootstrap{Username: user, Password: password}, Logger: log, Config: cfg, OAuth: oauthConfig(env)})
+	cp, err := controlplane.New(controlplane.Options{Store: b.Store, SigningKey: key, Admin: controlplane.AdminBootstrap{Username: user, Password: password}, Logger: log, Config: cfg, OAuth: oauthConfig(env), Health: dp.srv.Health})
 	if err != nil {
 		return err
 	}

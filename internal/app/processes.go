@@ -255,7 +255,11 @@ func RunControl(ctx context.Context, env *config.Env, opts Options) error {
 	if err != nil {
 		return err
 	}
-	cp, err := controlplane.New(controlplane.Options{Store: b.Store, SigningKey: key, Admin: adminBootstrap(env, opts.Stdout), Logger: b.Log, Config: cfg, OAuth: oauthConfig(env)})
+	started := time.Now()
+	details := func(ctx context.Context) configapi.Health {
+		return sidecar.CheckHealth(ctx, Version, started, b.healthChecks())
+	}
+	cp, err := controlplane.New(controlplane.Options{Store: b.Store, SigningKey: key, Admin: adminBootstrap(env, opts.Stdout), Logger: b.Log, Config: cfg, OAuth: oauthConfig(env), Health: details})
 	if err != nil {
 		return err
 	}
@@ -267,7 +271,7 @@ func RunControl(ctx context.Context, env *config.Env, opts Options) error {
 	mux.Handle("/admin/", cp.Handler())
 	mux.Handle(configapi.Path, cfg.SidecarHandler())
 	mux.Handle("GET /metrics", b.Metrics.Handler())
-	health := sidecar.HealthHandler(Version, time.Now(), b.healthChecks())
+	health := sidecar.HealthHandler(Version, started, b.healthChecks())
 	mux.Handle("GET /health", health)
 	b.Log.Info("control plane listening", "addr", opts.Listen, "version", Version)
 	return serve(ctx, b.Log, b.Metrics, opts.Listen, 0, mux, opts.Grace, opts.Ready)

@@ -68,6 +68,8 @@ type cluster struct {
 	up        *fakeupstream.Server
 	admin     *adminclient.Client
 	token     string
+	// pluginDir, when set, holds the provider plugin binaries every process runs.
+	pluginDir string
 }
 
 // proc is a running claude-relay subprocess.
@@ -102,6 +104,7 @@ func (c *cluster) env(extra ...string) []string {
 		"ADMIN_PASSWORD=" + adminPassword,
 		"LOG_DIR=" + filepath.Join(home, "logs"),
 		"LOG_LEVEL=debug",
+		"CLAUDE_RELAY_PLUGIN_DIR=" + c.pluginDir,
 	}, extra...)
 }
 
@@ -178,6 +181,7 @@ func (c *cluster) startControl() {
 // sidecarProc is a running sidecar process.
 type sidecarProc struct {
 	*proc
+	c       *cluster
 	addr    string
 	dataDir string
 }
@@ -193,7 +197,7 @@ func (c *cluster) startSidecar(name, addr, dataDir string, extraEnv ...string) *
 		dataDir = c.t.TempDir()
 	}
 	p := c.start(name, []string{"sidecar", "-listen", addr, "-data-dir", dataDir, "-control-plane", "http://" + c.ctlAddr}, c.env(extraEnv...))
-	s := &sidecarProc{proc: p, addr: addr, dataDir: dataDir}
+	s := &sidecarProc{proc: p, c: c, addr: addr, dataDir: dataDir}
 	waitHTTP(c.t, s.url()+"/metrics")
 	return s
 }
@@ -226,36 +230,68 @@ func (c *cluster) waitStatus(what string, ok func(configapi.ConfigStatus) bool) 
 	return st
 }
 
-// health is a sidecar's /health: status code, and the control_plane details.
+// health is a public /health answer: status code and body, whose keys are only those of
+// the deployment contract.
 type health struct {
 	Code       int
+	Raw        string
 	Status     string            `json:"status"`
 	Components map[string]string `json:"components"`
-	Details    struct {
-		ControlPlane configclient.Status `json:"control_plane"`
-	} `json:"details"`
 }
 
-func (s *sidecarProc) health(t *testing.T) health {
+func getHealth(t *testing.T, url string) health {
 	t.Helper()
-	resp, err := http.Get(s.url() + "/health")
+	resp, err := http.Get(url + "/health")
 	if err != nil {
-		t.Fatalf("%s /health: %v", s.name, err)
+		t.Fatalf("%s/health: %v", url, err)
 	}
 	defer resp.Body.Close()
-	var h health
-	if err := json.NewDecoder(resp.Body).Decode(&h); err != nil {
-		t.Fatalf("%s /health: %v", s.name, err)
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s/health: %v", url, err)
 	}
-	h.Code = resp.StatusCode
+	var h health
+	if err := json.Unmarshal(b, &h); err != nil {
+		t.Fatalf("%s/health: %v: %s", url, err, b)
+	}
+	h.Code, h.Raw = resp.StatusCode, string(b)
 	return h
 }
 
-// waitVersion waits until the sidecar runs version v.
+func (s *sidecarProc) health(t *testing.T) health { return getHealth(t, s.url()) }
+
+// reported is the sidecar's entry in the control plane's registry (GET /admin/sidecars),
+// as the sidecar last reported itself with a poll.
+func (s *sidecarProc) reported(t *testing.T) (configapi.Sidecar, bool) {
+	t.Helper()
+	list, err := s.c.admin.Sidecars(t.Context())
+	if err != nil {
+		return configapi.Sidecar{}, false
+	}
+	for _, sc := range list.Sidecars {
+		if sc.Addr == s.addr {
+			return sc, true
+		}
+	}
+	return configapi.Sidecar{}, false
+}
+
+// channel is the sidecar's configuration channel (applied version, source, reachability,
+// NACK) as it reported it: the details of its control_plane component.
+func (s *sidecarProc) channel(t *testing.T) configclient.Status {
+	t.Helper()
+	var st configclient.Status
+	if sc, ok := s.reported(t); ok && sc.Health != nil {
+		_ = json.Unmarshal(sc.Health.Components["control_plane"].Details, &st)
+	}
+	return st
+}
+
+// waitVersion waits until the sidecar reports running version v.
 func (s *sidecarProc) waitVersion(t *testing.T, v int64) {
 	t.Helper()
 	eventually(t, fmt.Sprintf("%s runs version %d", s.name, v), func() bool {
-		return s.health(t).Details.ControlPlane.Version == v
+		return s.channel(t).Version == v
 	})
 }
 

@@ -101,7 +101,7 @@ func TestSidecarOnSentinelRelaysAcrossFailover(t *testing.T) {
 	}
 }
 
-// redisHealth returns the sidecar's /health "redis" component ("ok" or "error: …"), or why
+// redisHealth returns the sidecar's /health "redis" component ("ok" or "error"), or why
 // it could not be read.
 func redisHealth(client *http.Client, p *proc) string {
 	resp, err := client.Get(p.url() + "/health")

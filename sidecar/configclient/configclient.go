@@ -7,10 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -22,8 +24,9 @@ import (
 
 // Defaults of Options.
 const (
-	DefaultMinBackoff = 250 * time.Millisecond
-	DefaultMaxBackoff = 5 * time.Second
+	DefaultMinBackoff  = 250 * time.Millisecond
+	DefaultMaxBackoff  = 5 * time.Second
+	DefaultHealthEvery = 5 * time.Second
 )
 
 // Where a sidecar's applied snapshot came from, as Status.Source reports it.
@@ -66,6 +69,13 @@ type Options struct {
 	Wait time.Duration
 	// MinBackoff and MaxBackoff bound the exponential backoff after a failed poll.
 	MinBackoff, MaxBackoff time.Duration
+	// Health, when set, reports the sidecar's health; each poll carries it to the control
+	// plane (sidecar.Server.Health).
+	Health func(ctx context.Context) configapi.Health
+	// HealthEvery is how often Health is checked while a poll waits: a component whose
+	// status changed ends the poll early, so the control plane hears of it at once
+	// (default 5s).
+	HealthEvery time.Duration
 	// Logger; nil means no logging.
 	Logger hclog.Logger
 	// Now is the clock; nil means time.Now.
@@ -122,6 +132,9 @@ func New(opts Options) (*Client, error) {
 	if opts.MaxBackoff < opts.MinBackoff {
 		opts.MaxBackoff = max(DefaultMaxBackoff, opts.MinBackoff)
 	}
+	if opts.HealthEvery <= 0 {
+		opts.HealthEvery = DefaultHealthEvery
+	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -163,13 +176,23 @@ func (c *Client) LoadDisk() error {
 	return nil
 }
 
-// Run polls until ctx ends.
+// Run polls until ctx ends. While the control plane is not known to be reachable (at start,
+// after a failed poll) it polls without waiting, so that the control plane's return is
+// known as soon as it answers, not when a long-poll ends.
 func (c *Client) Run(ctx context.Context) {
 	failures := 0
 	for ctx.Err() == nil {
-		env, err := c.opts.Fetcher.Fetch(ctx, c.pollRequest())
+		req := c.pollRequest()
+		if !c.isReachable() {
+			req.Wait = 0
+		}
+		req.Health = c.health(ctx)
+		env, interrupted, err := c.fetch(ctx, req)
 		if ctx.Err() != nil {
 			return
+		}
+		if interrupted {
+			continue // the health report changed: poll again at once to send it
 		}
 		if err != nil {
 			c.unreachable(err)
@@ -187,11 +210,69 @@ func (c *Client) Run(ctx context.Context) {
 	}
 }
 
+// health returns the sidecar's health report, or nil when there is no Health option.
+func (c *Client) health(ctx context.Context) *configapi.Health {
+	if c.opts.Health == nil {
+		return nil
+	}
+	h := c.opts.Health(ctx)
+	return &h
+}
+
+// fetch performs one poll. While a long-poll waits, the sidecar's health is checked every
+// HealthEvery; when a component's status differs from the one the poll carries, the poll
+// is abandoned (interrupted) so that the next one reports the change at once.
+func (c *Client) fetch(ctx context.Context, req configapi.PollRequest) (env *configapi.Envelope, interrupted bool, err error) {
+	if req.Health == nil || req.Wait == 0 {
+		env, err = c.opts.Fetcher.Fetch(ctx, req)
+		return env, false, err
+	}
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sent := req.Health.Statuses()
+	var changed atomic.Bool
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		t := time.NewTicker(c.opts.HealthEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-pctx.Done():
+				return
+			case <-t.C:
+			}
+			now := c.opts.Health(pctx)
+			if pctx.Err() == nil && !maps.Equal(now.Statuses(), sent) {
+				changed.Store(true)
+				cancel()
+				return
+			}
+		}
+	}()
+	env, err = c.opts.Fetcher.Fetch(pctx, req)
+	cancel()
+	<-watched
+	if err != nil && changed.Load() && ctx.Err() == nil {
+		c.log.Debug("health changed while polling; reporting it now")
+		return nil, true, nil
+	}
+	return env, false, err
+}
+
+// isReachable reports whether the last poll reached the control plane.
+func (c *Client) isReachable() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.reachable
+}
+
 // PollOnce asks the control plane for what it has now, without waiting, and applies it.
 // It returns the poll's error, or the apply error of a refused snapshot.
 func (c *Client) PollOnce(ctx context.Context) error {
 	req := c.pollRequest()
 	req.Wait = 0
+	req.Health = c.health(ctx)
 	env, err := c.opts.Fetcher.Fetch(ctx, req)
 	if err != nil {
 		c.unreachable(err)
@@ -397,32 +478,50 @@ func (c *Client) Status() Status {
 	return s
 }
 
-// HealthCheck is the "control_plane" component of /health: it fails only when nothing is
-// applied (the sidecar is answering 503), saying why; its details show the applied version
-// and whether the control plane is reachable and since when.
+// HealthCheck is the "control_plane" component of /health, always consistent with the last
+// poll: "ok" while the control plane is reachable; "unreachable", a warning, while the
+// sidecar serves its applied configuration without it; an error when nothing is applied
+// (the sidecar is answering 503). The public /health shows only that; the error (with the
+// control plane's address and the poll's failure) and the details (applied version,
+// source, since when) go to operators through the admin API.
 func (c *Client) HealthCheck() sidecar.HealthCheck {
 	return sidecar.HealthCheck{
-		Name: "control_plane",
-		Check: func(context.Context) error {
-			s := c.Status()
-			if s.Version != 0 {
-				return nil
-			}
-			why := "not reached yet"
-			if !s.Reachable && s.LastError != "" {
-				why = fmt.Sprintf("unreachable since %s (%s)", s.Since.UTC().Format(time.RFC3339), s.LastError)
-			} else if s.Reachable {
-				why = "reachable, but no configuration applied yet"
-				if s.LastError != "" {
-					why += ": " + s.LastError
-				}
-			}
-			disk := "no saved copy"
-			if c.opts.StatePath != "" {
-				disk = "no saved copy at " + c.opts.StatePath
-			}
-			return fmt.Errorf("no configuration: control plane %s %s, and %s", c.opts.ControlPlane, why, disk)
-		},
-		Info: func() any { return c.Status() },
+		Name:  "control_plane",
+		Check: func(context.Context) error { return c.check() },
+		Info:  func() any { return c.Status() },
 	}
+}
+
+func (c *Client) check() error {
+	s := c.Status()
+	if s.Version != 0 {
+		if s.Reachable {
+			return nil
+		}
+		return &sidecar.HealthProblem{Public: "unreachable", Warning: true, Err: fmt.Errorf(
+			"control plane %s unreachable since %s (%s); serving version %d from %s",
+			c.opts.ControlPlane, s.Since.UTC().Format(time.RFC3339), orNone(s.LastError), s.Version, s.Source)}
+	}
+	public, why := "unreachable, and no saved configuration", "not reached yet"
+	switch {
+	case !s.Reachable && s.LastError != "":
+		why = fmt.Sprintf("unreachable since %s (%s)", s.Since.UTC().Format(time.RFC3339), s.LastError)
+	case s.Reachable:
+		public, why = "no configuration applied yet", "reachable, but no configuration applied yet"
+		if s.LastError != "" {
+			why += ": " + s.LastError
+		}
+	}
+	disk := "no saved copy"
+	if c.opts.StatePath != "" {
+		disk = "no saved copy at " + c.opts.StatePath
+	}
+	return &sidecar.HealthProblem{Public: public, Err: fmt.Errorf("no configuration: control plane %s %s, and %s", c.opts.ControlPlane, why, disk)}
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "no error recorded"
+	}
+	return s
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -28,7 +29,10 @@ type HTTPFetcher struct {
 }
 
 // NewHTTPFetcher returns a fetcher for the control plane at baseURL (http or https). A nil
-// hc means a client without an overall timeout (each poll has its own deadline).
+// hc means a client without an overall timeout (each poll has its own deadline) whose
+// connections are probed with TCP keepalives: after 5 s of silence, every second, three
+// times, so that a control plane that vanished without closing the long-poll's connection
+// (host down, network cut) is noticed within about 8 s, not when the poll's deadline ends.
 func NewHTTPFetcher(baseURL string, secret []byte, hc *http.Client) (*HTTPFetcher, error) {
 	u, err := url.Parse(strings.TrimSpace(baseURL))
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -38,9 +42,12 @@ func NewHTTPFetcher(baseURL string, secret []byte, hc *http.Client) (*HTTPFetche
 		return nil, errors.New("control plane client: a JWT secret is required")
 	}
 	if hc == nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.DialContext = (&net.Dialer{Timeout: 10 * time.Second, KeepAliveConfig: net.KeepAliveConfig{
+			Enable: true, Idle: 5 * time.Second, Interval: time.Second, Count: 3}}).DialContext
 		// No redirects: the poll carries a signed token, which Go would send on to the
 		// Location; a redirect is reported as an error instead.
-		hc = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		hc = &http.Client{Transport: t, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
 	return &HTTPFetcher{base: strings.TrimRight(u.String(), "/"), secret: secret, hc: hc, now: time.Now}, nil
 }
@@ -67,6 +74,12 @@ func (f *HTTPFetcher) Fetch(ctx context.Context, req configapi.PollRequest) (*co
 		h.Set(configapi.HeaderNackEpoch, req.NackEpoch)
 		h.Set(configapi.HeaderNackVersion, strconv.FormatInt(req.NackVersion, 10))
 		h.Set(configapi.HeaderNackError, configapi.CleanError(req.NackError))
+	}
+	// A report that cannot be encoded (over MaxHealthLen even without details) is left
+	// out: the control plane then shows no health for this sidecar, and the poll still
+	// works.
+	if hv, err := configapi.EncodeHealth(req.Health); err == nil && hv != "" {
+		h.Set(configapi.HeaderHealth, hv)
 	}
 	resp, err := f.hc.Do(hreq)
 	if err != nil {
