@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/claude-relay/claude-relay/sidecar/sched"
@@ -26,6 +27,13 @@ type AccountStore interface {
 	RequestAccountRefresh(ctx context.Context, id string) error
 }
 
+// AccountChanges is implemented by account stores that announce every account change
+// (store.Store, on store.Schema.AccountsChannel). StoreAccounts then reloads its list as
+// soon as a change is announced instead of at its next version poll.
+type AccountChanges interface {
+	SubscribeAccountChanges(ctx context.Context) *redis.PubSub
+}
+
 // touchEvery bounds last-use writes: at most one per account per interval per sidecar.
 const touchEvery = 10 * time.Second
 
@@ -33,16 +41,21 @@ const touchEvery = 10 * time.Second
 // change most likely met the old token in flight, so it asks for no further refresh.
 const refreshGrace = 30 * time.Second
 
-// StoreAccounts serves the schedulable accounts from memory. Run polls the store's
-// account version (one GET per interval) and reloads the list, decrypting credentials,
-// only when it changed; a failed reload keeps the previous list.
+// StoreAccounts serves the schedulable accounts from memory. Run reloads the list,
+// decrypting credentials, as soon as the store announces a change (AccountChanges) and
+// whenever the store's account version moved at a poll (one GET per interval, the safety
+// net for a missed announcement); a failed reload keeps the previous list. While the list is
+// empty, every request checks the version first, so the first account added is used by the
+// very next request.
 type StoreAccounts struct {
 	st       AccountStore
 	log      hclog.Logger
 	interval time.Duration
 
-	cur atomic.Pointer[accountSet]
-	mu  sync.Mutex // one reload at a time
+	cur   atomic.Pointer[accountSet]
+	mu    sync.Mutex         // one reload at a time
+	empty singleflight.Group // concurrent requests meeting an empty list share one check
+	kick  chan struct{}      // an announced change: reload now
 
 	touched sync.Map           // account id → *atomic.Int64: unix ns of the last queued touch
 	touches chan touch         // queued last-use writes, written by Run
@@ -69,20 +82,34 @@ func NewStoreAccounts(st AccountStore, log hclog.Logger, interval time.Duration)
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	return &StoreAccounts{st: st, log: log.Named("accounts"), interval: interval,
+	return &StoreAccounts{st: st, log: log.Named("accounts"), interval: interval, kick: make(chan struct{}, 1),
 		touches: make(chan touch, 256), changed: make(map[string]time.Time), warnedLegacy: make(map[string]bool)}
 }
 
-// Upstreams implements AccountSource.
+// Upstreams implements AccountSource. The list comes from memory; only an empty one costs
+// a version check (one GET, shared by concurrent requests), since a request that finds no
+// account is refused anyway, and the account an operator has just added must not miss it.
 func (a *StoreAccounts) Upstreams(ctx context.Context) ([]*Upstream, error) {
-	if set := a.cur.Load(); set != nil {
+	set := a.cur.Load()
+	if set != nil && len(set.ups) > 0 {
 		return set.ups, nil
 	}
-	set, err := a.reload(ctx, -1)
-	if err != nil {
-		return nil, err
+	if set == nil {
+		set, err := a.reload(ctx, -1)
+		if err != nil {
+			return nil, err
+		}
+		return set.ups, nil
 	}
-	return set.ups, nil
+	v, _, _ := a.empty.Do("", func() (any, error) {
+		fresh, err := a.reload(context.WithoutCancel(ctx), set.version)
+		if err != nil {
+			a.log.Debug("cannot check the accounts version", "error", err)
+			return set, nil // as empty as before: the request is refused for want of an account
+		}
+		return fresh, nil
+	})
+	return v.(*accountSet).ups, nil
 }
 
 // reload fetches the list when the store's version differs from have.
@@ -188,6 +215,9 @@ func closeIdle(set *accountSet) {
 
 // Run keeps the list current until ctx ends.
 func (a *StoreAccounts) Run(ctx context.Context) {
+	if ac, ok := a.st.(AccountChanges); ok {
+		go a.listen(ctx, ac)
+	}
 	t := time.NewTicker(a.interval)
 	defer t.Stop()
 	for {
@@ -198,6 +228,7 @@ func (a *StoreAccounts) Run(ctx context.Context) {
 			a.writeTouch(ctx, tc)
 			continue
 		case <-t.C:
+		case <-a.kick:
 		}
 		have := int64(0)
 		if cur := a.cur.Load(); cur != nil {
@@ -205,6 +236,44 @@ func (a *StoreAccounts) Run(ctx context.Context) {
 		}
 		if _, err := a.reload(ctx, have); err != nil && ctx.Err() == nil {
 			a.log.Warn("cannot refresh accounts; keeping the last list", "error", err)
+		}
+	}
+}
+
+// listen turns announced account changes into reloads until ctx ends. A (re)subscription
+// reloads too, since changes may have been announced while it was down; go-redis
+// re-subscribes by itself after a broken connection.
+func (a *StoreAccounts) listen(ctx context.Context, ac AccountChanges) {
+	ps := ac.SubscribeAccountChanges(ctx)
+	stop := context.AfterFunc(ctx, func() { ps.Close() }) // ends a blocked Receive
+	defer stop()
+	defer ps.Close()
+	backoff := 100 * time.Millisecond
+	for {
+		msg, err := ps.Receive(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			a.log.Debug("account change subscription broken; polling meanwhile", "error", err, "retry_in", backoff)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, 5*time.Second)
+			continue
+		}
+		switch msg.(type) {
+		case *redis.Subscription:
+			backoff = 100 * time.Millisecond
+		case *redis.Message:
+		default:
+			continue
+		}
+		select {
+		case a.kick <- struct{}{}:
+		default: // a reload is already due
 		}
 	}
 }

@@ -160,12 +160,15 @@ func (a *CachedAuth) put(h [32]byte, e authEntry) {
 	a.entries[h] = e
 }
 
-// Evict drops every cached result for a key id.
+// Evict drops every cached result for a key id, and every cached refusal: a refusal does
+// not say which key it was for (the provider names no key it refuses), and the change may
+// be the one that lifts it (a key enabled again, restored, or given back its address), which
+// must work on the next request rather than when the refusal expires.
 func (a *CachedAuth) Evict(keyID string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for h, e := range a.entries {
-		if e.p.KeyID == keyID {
+		if e.p.KeyID == keyID || e.err != nil {
 			delete(a.entries, h)
 		}
 	}

@@ -29,6 +29,7 @@ type wiredOptions struct {
 	auth         contract.Auth        // default: the built-in API-key provider
 	refreshWait  time.Duration        // > 0: the scheduler asks StoreAccounts' refresher on 401
 	now          func() time.Time
+	accountsPoll time.Duration // StoreAccounts' version poll (default 50 ms)
 }
 
 // wired starts another sidecar beside h's, sharing its Redis, store and accounts, with the
@@ -45,7 +46,10 @@ func (h *harness) wired(o wiredOptions) string {
 	}
 	log := hclog.New(&hclog.LoggerOptions{Output: h.logs, Level: hclog.Debug})
 	auth := sidecar.NewCachedAuth(o.auth, h.st, log, time.Minute, time.Second)
-	accts := sidecar.NewStoreAccounts(o.accountStore, log, 50*time.Millisecond)
+	if o.accountsPoll == 0 {
+		o.accountsPoll = 50 * time.Millisecond
+	}
+	accts := sidecar.NewStoreAccounts(o.accountStore, log, o.accountsPoll)
 	go auth.Run(ctx)
 	go accts.Run(ctx)
 	select {

@@ -266,6 +266,7 @@ func (s *Store) AddAccount(ctx context.Context, spec AccountSpec) (Account, erro
 	if ok == 0 {
 		return Account{}, fmt.Errorf("add account: id %s: %w", a.ID, ErrConflict)
 	}
+	s.announceAccount(ctx, a.ID)
 	return a, nil
 }
 
@@ -718,6 +719,9 @@ func (s *Store) writeAccountIf(ctx context.Context, id string, checks, set, del 
 	if ok == 0 {
 		return false, fmt.Errorf("account %s: %w", id, ErrNotFound)
 	}
+	if ok == 1 {
+		s.announceAccount(ctx, id)
+	}
 	return ok == 1, nil
 }
 
@@ -811,7 +815,21 @@ func (s *Store) DeleteAccount(ctx context.Context, id string) error {
 	if ok == 0 {
 		return fmt.Errorf("delete account %s: %w", id, ErrNotFound)
 	}
+	s.announceAccount(ctx, id)
 	return nil
+}
+
+// announceAccount tells sidecars that an account changed (AccountsChannel). The change is
+// already stored and AccountsVersion moved with it, so a failed announcement is not the
+// caller's failure: sidecars then see the change at their next version poll.
+func (s *Store) announceAccount(ctx context.Context, id string) {
+	_ = s.rdb.Publish(ctx, s.keys.AccountsChannel(), id).Err()
+}
+
+// SubscribeAccountChanges subscribes to the announcements of account changes. The caller
+// closes the PubSub.
+func (s *Store) SubscribeAccountChanges(ctx context.Context) *redis.PubSub {
+	return s.rdb.Subscribe(ctx, s.keys.AccountsChannel())
 }
 
 // AccountsVersion returns a counter that changes on every account change (0 before the

@@ -136,6 +136,12 @@ func (s Schema) ImportedAccounts() string { return s.p + "{accounts}:imported" }
 // the account list and re-read it only when this moves. Owner: control plane. TTL: none.
 func (s Schema) AccountsVersion() string { return s.p + "{accounts}:version" }
 
+// AccountsChannel is the Pub/Sub channel on which every change of an account (added,
+// updated, deleted) is announced, with the account id as payload, right after the change, so
+// that sidecars reload their account list at once instead of at their next AccountsVersion
+// poll. Owner: control plane publishes, sidecars subscribe.
+func (s Schema) AccountsChannel() string { return s.p + "chan:accounts" }
+
 // AccountRefreshChannel is the Pub/Sub channel on which a sidecar that met a 401 on an OAuth
 // account publishes the account id, asking the control plane for one token refresh.
 // Owner: sidecars publish, control planes subscribe.
