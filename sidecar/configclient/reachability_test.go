@@ -196,7 +196,9 @@ func TestHealthChangeReachesTheControlPlaneWithoutWaitingForTheLongPoll(t *testi
 	}}}
 	c, err := New(Options{
 		Fetcher: fetch, Apply: (&applier{}).apply, ID: "s1", ControlPlane: "http://" + cp.addr,
-		Health:      func(ctx context.Context) configapi.Health { return sidecar.CheckHealth(ctx, "test", time.Now(), checks) },
+		Health: func(ctx context.Context) configapi.Health {
+			return sidecar.CheckHealth(ctx, "test", time.Now(), checks)
+		},
 		HealthEvery: 100 * time.Millisecond,
 	})
 	if err != nil {
