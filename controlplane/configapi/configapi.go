@@ -47,7 +47,7 @@ const (
 	// MaxErrorLen caps a NACK's error text.
 	MaxErrorLen = 1024
 	// MaxHealthLen caps a health report's JSON; a larger one is sent without details.
-	MaxHealthLen = 16 << 10
+	MaxHealthLen = 8 << 10
 )
 
 // Envelope is one versioned snapshot as it travels: Config holds the exact JSON bytes whose
