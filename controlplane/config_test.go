@@ -280,3 +280,47 @@ func TestSidecarEndpointRefusesBadTokens(t *testing.T) {
 		})
 	}
 }
+
+func TestSidecarHealthHeaderIsRecordedAndABadOneIgnored(t *testing.T) {
+	dir := t.TempDir()
+	writeHCL(t, dir, routeHCL("/v1/a"))
+	cfg := newTestConfig(t, configStore(t, ""), dir)
+	srv := httptest.NewServer(cfg.SidecarHandler())
+	defer srv.Close()
+	poll := func(id, health string) int {
+		t.Helper()
+		token, err := configapi.MintToken(testJWTSecret, id, time.Minute, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+configapi.Path+"?wait=0s", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set(configapi.HeaderHealth, health)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	good, err := configapi.EncodeHealth(&configapi.Health{Status: "ok", Components: map[string]configapi.Component{"redis": {Status: "ok"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := poll("good", good); code != http.StatusOK {
+		t.Fatalf("poll with a health report: got %d, want 200", code)
+	}
+	if code := poll("bad", "%%% not a report"); code != http.StatusOK {
+		t.Fatalf("poll with a bad health report: got %d, want 200 (the report ignored)", code)
+	}
+	list, err := cfg.Sidecars(t.Context())
+	if err != nil || len(list) != 2 {
+		t.Fatalf("got %+v, %v, want two sidecars", list, err)
+	}
+	if list[0].ID != "bad" || list[0].Health != nil {
+		t.Errorf("bad: got %+v, want no health", list[0])
+	}
+	if list[1].ID != "good" || list[1].Health == nil || list[1].Health.Components["redis"].Status != "ok" {
+		t.Errorf("good: got %+v, want its report", list[1])
+	}
+}
