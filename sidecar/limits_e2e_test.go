@@ -462,8 +462,13 @@ func TestFailoverMatrix(t *testing.T) {
 		if _, err := h.st.AddAccount(context.Background(), store.AccountSpec{Name: "dead", Type: "anthropic_api_key", BaseURL: dead.URL, Credential: "sk-ant-dead", Priority: 1}); err != nil {
 			t.Fatal(err)
 		}
+		// Each attempt is a new conversation: one that started on the other account while the
+		// list was reloading stays there (sticky session), as it should.
+		attempt := 0
 		waitFor(t, 5*time.Second, func() bool {
-			resp := h.post("/v1/messages", h.key, streamBody, nil)
+			attempt++
+			req := strings.Replace(streamBody, "Hello, relay", fmt.Sprintf("Hello, relay (attempt %d)", attempt), 1)
+			resp := h.post("/v1/messages", h.key, req, nil)
 			body := readAll(t, resp.Body)
 			return resp.StatusCode == 200 && strings.Contains(body, "message_stop") && strings.Contains(h.logs.String(), "upstream request failed")
 		})

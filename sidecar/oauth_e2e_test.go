@@ -2,6 +2,7 @@ package sidecar_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -19,11 +20,15 @@ func TestOAuthAccountSendsBearerAndMergesTheOAuthBeta(t *testing.T) {
 		BaseURL: h.up.URL(), Credential: upstreamKey, Priority: 1}); err != nil {
 		t.Fatal(err)
 	}
-	// The sidecar picks the new account up within its 50 ms account poll.
+	// The sidecar picks the new account up at once (announced) or within its 50 ms account
+	// poll. Each attempt is a new conversation: one that started on the other account while
+	// the list was reloading stays there (sticky session), as it should.
 	var reqs []fakeupstream.Request
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+	var sent string
+	for attempt, deadline := 0, time.Now().Add(5*time.Second); time.Now().Before(deadline); attempt++ {
 		h.up.Reset()
-		resp := h.post("/v1/messages", h.key, jsonBody, map[string]string{"anthropic-beta": "prompt-caching-2024-07-31, context-1m-2025-08-07"})
+		sent = strings.Replace(jsonBody, "Hello, relay", fmt.Sprintf("Hello, relay (attempt %d)", attempt), 1)
+		resp := h.post("/v1/messages", h.key, sent, map[string]string{"anthropic-beta": "prompt-caching-2024-07-31, context-1m-2025-08-07"})
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
@@ -47,8 +52,8 @@ func TestOAuthAccountSendsBearerAndMergesTheOAuthBeta(t *testing.T) {
 	if got := hdr.Values("Anthropic-Beta"); len(got) != 1 || got[0] != "prompt-caching-2024-07-31,context-1m-2025-08-07,oauth-2025-04-20" {
 		t.Errorf("got anthropic-beta %q, want the client's values with oauth-2025-04-20 added", got)
 	}
-	if string(reqs[0].Body) != jsonBody {
-		t.Errorf("upstream body differs from the client's: the relay must not rewrite it\ngot  %s\nwant %s", reqs[0].Body, jsonBody)
+	if string(reqs[0].Body) != sent {
+		t.Errorf("upstream body differs from the client's: the relay must not rewrite it\ngot  %s\nwant %s", reqs[0].Body, sent)
 	}
 	if ua := hdr.Get("User-Agent"); strings.Contains(ua, "claude-cli") {
 		t.Errorf("got User-Agent %q: the relay must not forge a client identity", ua)
