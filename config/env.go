@@ -36,6 +36,12 @@ const (
 	EnvRustLog               = "RUST_LOG"
 	EnvMaxConnections        = "MAX_CONNECTIONS"
 	EnvRequestTimeout        = "REQUEST_TIMEOUT"
+	// EnvClientHeaderTimeout and EnvClientBodyTimeout bound how long a client may take to
+	// send a request's headers and body, on every listener.
+	EnvClientHeaderTimeout = "CLAUDE_RELAY_CLIENT_HEADER_TIMEOUT"
+	EnvClientBodyTimeout   = "CLAUDE_RELAY_CLIENT_BODY_TIMEOUT"
+	// EnvControlMaxConnections caps the control plane's concurrent client connections.
+	EnvControlMaxConnections = "CLAUDE_RELAY_CONTROL_MAX_CONNECTIONS"
 	EnvConfigDir             = "CLAUDE_RELAY_CONFIG_DIR"
 	EnvDataDir               = "CLAUDE_RELAY_DATA_DIR"
 	EnvLogRetentionDays      = "LOG_RETENTION_DAYS"
@@ -63,7 +69,9 @@ const (
 // optional .env file), as the predecessor's deployment guide defines them.
 type Env struct {
 	Host string // HOST, default 0.0.0.0
-	Port int    // PORT, default 3000
+	// HostSet reports whether HOST was given: dev mode binds 127.0.0.1 unless it was.
+	HostSet bool
+	Port    int // PORT, default 3000
 
 	RedisURL      string // REDIS_URL; wins over the REDIS_HOST family
 	RedisHost     string // REDIS_HOST; empty with no REDIS_URL means no Redis
@@ -93,6 +101,11 @@ type Env struct {
 
 	MaxConnections int           // MAX_CONNECTIONS, default 10000
 	RequestTimeout time.Duration // REQUEST_TIMEOUT in milliseconds, default 600000
+	// ClientHeaderTimeout bounds a request's line and headers, from their first byte.
+	ClientHeaderTimeout time.Duration // CLAUDE_RELAY_CLIENT_HEADER_TIMEOUT, default 10s
+	// ClientBodyTimeout is the longest a request body may pause (its first byte included),
+	// and the grace after which it must average at least 1 KiB/s.
+	ClientBodyTimeout time.Duration // CLAUDE_RELAY_CLIENT_BODY_TIMEOUT, default 30s
 
 	ConfigDir string // CLAUDE_RELAY_CONFIG_DIR; empty means the embedded default
 	DataDir   string // CLAUDE_RELAY_DATA_DIR, default ./data
@@ -100,6 +113,8 @@ type Env struct {
 	LogRetentionDays int // LOG_RETENTION_DAYS, default 30; 0 keeps logs forever
 
 	ControlAddr string // CLAUDE_RELAY_CONTROL_ADDR, default 127.0.0.1:3100
+	// ControlMaxConnections caps the control plane's concurrent client connections.
+	ControlMaxConnections int // CLAUDE_RELAY_CONTROL_MAX_CONNECTIONS, default 1024
 	// ControlURL is CLAUDE_RELAY_CONTROL_URL: when set, a sidecar takes its configuration
 	// from this control plane instead of local HCL.
 	ControlURL    string
@@ -113,17 +128,22 @@ type Env struct {
 
 // Env defaults.
 const (
-	DefaultHost             = "0.0.0.0"
-	DefaultPort             = 3000
-	DefaultRedisPort        = 6379
-	DefaultLogDir           = "./logs"
-	DefaultLogLevel         = "info"
-	DefaultMaxConnections   = 10000
-	DefaultRequestTimeout   = 600000 * time.Millisecond
-	DefaultDataDir          = "./data"
-	DefaultLogRetentionDays = 30
-	DefaultControlAddr      = "127.0.0.1:3100"
-	DefaultAdminUsername    = "admin"
+	DefaultHost           = "0.0.0.0"
+	DefaultPort           = 3000
+	DefaultRedisPort      = 6379
+	DefaultLogDir         = "./logs"
+	DefaultLogLevel       = "info"
+	DefaultMaxConnections = 10000
+	DefaultRequestTimeout = 600000 * time.Millisecond
+	// DefaultClientHeaderTimeout and DefaultClientBodyTimeout bound a client's request.
+	DefaultClientHeaderTimeout = 10 * time.Second
+	DefaultClientBodyTimeout   = 30 * time.Second
+	// DefaultControlMaxConnections leaves room for many sidecars' long-polls and the admins.
+	DefaultControlMaxConnections = 1024
+	DefaultDataDir               = "./data"
+	DefaultLogRetentionDays      = 30
+	DefaultControlAddr           = "127.0.0.1:3100"
+	DefaultAdminUsername         = "admin"
 )
 
 // logLevel normalises a level name: hclog's names, any case, plus
@@ -159,8 +179,10 @@ func Lookup(lookup func(string) (string, bool), dotenv map[string]string) func(s
 func LoadEnv(lookup func(string) (string, bool), dotenv map[string]string) (*Env, error) {
 	get := Lookup(lookup, dotenv)
 	p := envParser{get: get}
+	_, hostSet := get(EnvHost)
 	e := &Env{
 		Host:                  p.str(EnvHost, DefaultHost),
+		HostSet:               hostSet,
 		Port:                  p.intRange(EnvPort, DefaultPort, 1, 65535),
 		RedisURL:              p.str(EnvRedisURL, ""),
 		RedisHost:             p.str(EnvRedisHost, ""),
@@ -180,7 +202,10 @@ func LoadEnv(lookup func(string) (string, bool), dotenv map[string]string) (*Env
 		LogDir:                p.str(EnvLogDir, DefaultLogDir),
 		LogLevel:              p.logLevel(),
 		MaxConnections:        p.intMin(EnvMaxConnections, DefaultMaxConnections, 1),
-		RequestTimeout:        p.timeout(),
+		RequestTimeout:        p.duration(EnvRequestTimeout, DefaultRequestTimeout),
+		ClientHeaderTimeout:   p.duration(EnvClientHeaderTimeout, DefaultClientHeaderTimeout),
+		ClientBodyTimeout:     p.duration(EnvClientBodyTimeout, DefaultClientBodyTimeout),
+		ControlMaxConnections: p.intMin(EnvControlMaxConnections, DefaultControlMaxConnections, 1),
 		ConfigDir:             p.str(EnvConfigDir, ""),
 		DataDir:               p.str(EnvDataDir, DefaultDataDir),
 		LogRetentionDays:      p.intMin(EnvLogRetentionDays, DefaultLogRetentionDays, 0),
@@ -275,12 +300,12 @@ func (p *envParser) intMin(name string, def, lo int) int {
 	return n
 }
 
-// timeout reads REQUEST_TIMEOUT: milliseconds as the contract says, or a Go
+// duration reads a timeout: milliseconds as the contract's REQUEST_TIMEOUT says, or a Go
 // duration such as "10m".
-func (p *envParser) timeout() time.Duration {
-	v, ok := p.get(EnvRequestTimeout)
+func (p *envParser) duration(name string, def time.Duration) time.Duration {
+	v, ok := p.get(name)
 	if !ok {
-		return DefaultRequestTimeout
+		return def
 	}
 	s := strings.TrimSpace(v)
 	if ms, err := strconv.ParseInt(s, 10, 64); err == nil && ms > 0 && ms <= int64(time.Duration(1<<63-1)/time.Millisecond) {
@@ -289,8 +314,20 @@ func (p *envParser) timeout() time.Duration {
 	if d, err := time.ParseDuration(s); err == nil && d > 0 {
 		return d
 	}
-	p.fail(EnvRequestTimeout, "must be a positive number of milliseconds (such as 600000) or a duration (such as \"10m\"), got %q", v)
-	return DefaultRequestTimeout
+	p.fail(name, "must be a positive number of milliseconds (such as %d) or a duration (such as %q), got %q", def.Milliseconds(), shortDuration(def), v)
+	return def
+}
+
+// shortDuration writes d without zero trailing units: "10m", not "10m0s".
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
 }
 
 // logLevel reads LOG_LEVEL, else RUST_LOG ("debug", or directives such as

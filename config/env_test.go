@@ -25,7 +25,8 @@ func TestLoadEnvDefaults(t *testing.T) {
 	want := &Env{
 		Host: "0.0.0.0", Port: 3000, RedisPort: 6379, LogDir: "./logs", LogLevel: "info",
 		MaxConnections: 10000, RequestTimeout: 10 * time.Minute, DataDir: "./data", LogRetentionDays: 30,
-		ControlAddr: "127.0.0.1:3100", AdminUsername: "admin",
+		ClientHeaderTimeout: 10 * time.Second, ClientBodyTimeout: 30 * time.Second,
+		ControlAddr: "127.0.0.1:3100", ControlMaxConnections: 1024, AdminUsername: "admin",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
@@ -44,18 +45,21 @@ func TestLoadEnvReadsEveryVariable(t *testing.T) {
 		"LOG_DIR": "/var/log/claude-relay", "LOG_LEVEL": "DEBUG", "MAX_CONNECTIONS": "500",
 		"REQUEST_TIMEOUT": "30000", "CLAUDE_RELAY_CONFIG_DIR": "/etc/claude-relay", "CLAUDE_RELAY_DATA_DIR": "/var/lib/claude-relay",
 		"LOG_RETENTION_DAYS": "7", "CLAUDE_RELAY_CONTROL_ADDR": "10.0.0.2:3100", "ADMIN_USERNAME": "ops", "ADMIN_PASSWORD": "hunter2-but-longer",
+		"CLAUDE_RELAY_CLIENT_HEADER_TIMEOUT": "5s", "CLAUDE_RELAY_CLIENT_BODY_TIMEOUT": "20000",
+		"CLAUDE_RELAY_CONTROL_MAX_CONNECTIONS": "64",
 	}
 	got, err := LoadEnv(mapLookup(env), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := &Env{
-		Host: "127.0.0.1", Port: 8080,
+		Host: "127.0.0.1", HostSet: true, Port: 8080,
 		RedisURL: "redis://:pw@redis.internal:6380/2", RedisHost: "ignored-host", RedisPort: 6390, RedisPassword: "s3cret", RedisDB: 3,
 		JWTSecret: strings.Repeat("j", 64), EncryptionKey: strings.Repeat("k", 32),
 		LogDir: "/var/log/claude-relay", LogLevel: "debug", MaxConnections: 500, RequestTimeout: 30 * time.Second,
 		ConfigDir: "/etc/claude-relay", DataDir: "/var/lib/claude-relay", LogRetentionDays: 7,
-		ControlAddr: "10.0.0.2:3100", AdminUsername: "ops", AdminPassword: "hunter2-but-longer",
+		ClientHeaderTimeout: 5 * time.Second, ClientBodyTimeout: 20 * time.Second,
+		ControlAddr: "10.0.0.2:3100", ControlMaxConnections: 64, AdminUsername: "ops", AdminPassword: "hunter2-but-longer",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("env (-want +got):\n%s", diff)
@@ -69,7 +73,8 @@ func TestLoadEnvReportsEveryProblem(t *testing.T) {
 	env := map[string]string{
 		"PORT": "x", "REDIS_PORT": "70000", "REDIS_DB": "-1", "MAX_CONNECTIONS": "0",
 		"REQUEST_TIMEOUT": "soon", "LOG_LEVEL": "loud", "LOG_RETENTION_DAYS": "a week",
-		"REDIS_URL": "http://redis:6379",
+		"REDIS_URL": "http://redis:6379", "CLAUDE_RELAY_CLIENT_BODY_TIMEOUT": "-1",
+		"CLAUDE_RELAY_CONTROL_MAX_CONNECTIONS": "none",
 	}
 	_, err := LoadEnv(mapLookup(env), nil)
 	if err == nil {
@@ -84,6 +89,8 @@ func TestLoadEnvReportsEveryProblem(t *testing.T) {
 		`LOG_LEVEL: must be one of trace, debug, info, warn, error or off, got "loud"`,
 		`LOG_RETENTION_DAYS: must be a whole number of at least 0, got "a week"`,
 		`REDIS_URL: scheme must be redis, rediss or unix, got "http"`,
+		`CLAUDE_RELAY_CLIENT_BODY_TIMEOUT: must be a positive number of milliseconds (such as 30000) or a duration (such as "30s"), got "-1"`,
+		`CLAUDE_RELAY_CONTROL_MAX_CONNECTIONS: must be a whole number of at least 1, got "none"`,
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("got %q, want it to contain %q", err, want)

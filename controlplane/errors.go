@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"reflect"
 	"slices"
 	"strconv"
@@ -25,6 +26,7 @@ const (
 	errPrecondition   = adminapi.ErrPreconditionFailed
 	errRateLimit      = adminapi.ErrRateLimit
 	errAPI            = adminapi.ErrAPI
+	errTimeout        = adminapi.ErrTimeout
 )
 
 // fieldErrors maps request field names to what is wrong with them.
@@ -122,6 +124,9 @@ func decodeJSONMax(w http.ResponseWriter, r *http.Request, v any, max int64) boo
 		switch {
 		case errors.As(err, &tooBig):
 			writeError(w, http.StatusRequestEntityTooLarge, errInvalidRequest, fmt.Sprintf("request body is larger than %d bytes", max), nil)
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			// The listener's body bound (CLAUDE_RELAY_CLIENT_BODY_TIMEOUT) cut a stalled body.
+			writeError(w, http.StatusRequestTimeout, errTimeout, "the control plane stopped waiting for the request body: "+err.Error()+"; send the body promptly after the headers", nil)
 		case errors.As(err, &typeErr) && typeErr.Field != "":
 			writeInvalid(w, fieldErrors{typeErr.Field: "must be " + jsonKind(typeErr.Type)})
 		case errors.Is(err, io.EOF):

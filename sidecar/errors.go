@@ -26,6 +26,7 @@ const (
 	errRateLimit      = "rate_limit_error"
 	errAPI            = "api_error"
 	errOverloaded     = "overloaded_error"
+	errTimeout        = "timeout_error"
 )
 
 type apiError struct {

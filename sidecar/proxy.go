@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -85,6 +86,7 @@ type exchange struct {
 	principal Principal
 	clientIP  netip.Addr
 	body      []byte
+	bodyRead  bool // the body was read whole: refusals before it close the connection
 	upPath    string
 	id        string // the request id: in every answer and every log line about the request
 	status    int
@@ -352,6 +354,12 @@ func modelRule(p *config.Policy) string {
 func (ex *exchange) fail(status int, typ, msg string, retryAfter time.Duration) {
 	ex.status = status
 	ex.w.Header().Set("Request-Id", ex.id)
+	if !ex.bodyRead {
+		// Refused before its body was read (no route, no key, a body that is too large or
+		// stalled): close the connection rather than keep it for a client that may never
+		// send the body, or that has no key to use it with.
+		ex.w.Header().Set("Connection", "close")
+	}
 	writeError(ex.w, status, typ, msg, retryAfter)
 }
 
@@ -381,18 +389,22 @@ func (ex *exchange) readBody(buf *bytes.Buffer) error {
 	if ex.r.ContentLength > 0 {
 		buf.Grow(int(ex.r.ContentLength))
 	}
-	rc := http.NewResponseController(ex.w)
-	rc.SetReadDeadline(ex.started.Add(ex.timeout()))
+	// The listener bounds how long the body may take (CLAUDE_RELAY_CLIENT_BODY_TIMEOUT: an
+	// idle and a minimum-rate bound from the first byte; internal/httpserve).
 	_, err := buf.ReadFrom(http.MaxBytesReader(ex.w, ex.r.Body, limit))
-	rc.SetReadDeadline(time.Time{})
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			return tooLarge()
 		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			ex.fail(http.StatusRequestTimeout, errTimeout, "the relay stopped waiting for the request body: "+err.Error()+"; send the body promptly after the headers", 0)
+			return err
+		}
 		ex.fail(http.StatusBadRequest, errInvalidRequest, "could not read the request body: "+err.Error(), 0)
 		return err
 	}
+	ex.bodyRead = true
 	ex.body = buf.Bytes()
 	return nil
 }

@@ -21,6 +21,8 @@ const (
 	ErrPreconditionFailed = "precondition_failed_error"
 	ErrRateLimit          = "rate_limit_error"
 	ErrAPI                = "api_error"
+	// ErrTimeout (HTTP 408) answers a request whose body stalled.
+	ErrTimeout = "timeout_error"
 )
 
 // Key statuses reported in Key.Status.

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/net/netutil"
 
 	"github.com/claude-relay/claude-relay/config"
+	"github.com/claude-relay/claude-relay/internal/httpserve"
 	"github.com/claude-relay/claude-relay/internal/logging"
 	"github.com/claude-relay/claude-relay/internal/metrics"
 	"github.com/claude-relay/claude-relay/plugins/contract"
@@ -130,23 +131,37 @@ func loadConfig(dir string, log hclog.Logger, diagOut io.Writer) (*config.Snapsh
 	return snap, nil
 }
 
+// connLimits bound a listener's clients: how many connections it holds at once and how long
+// a request may take to arrive.
+type connLimits struct {
+	max      int // connections accepted at once; more wait in the listen queue; 0: no cap
+	timeouts httpserve.Timeouts
+}
+
+// connLimits are the environment's client timeouts with a cap of max connections.
+func (b *Base) connLimits(max int) connLimits {
+	return connLimits{max: max, timeouts: httpserve.Timeouts{Header: b.Env.ClientHeaderTimeout, Body: b.Env.ClientBodyTimeout}}
+}
+
 // serve runs an HTTP server until ctx ends, then shuts it down gracefully: it stops
 // accepting, lets in-flight requests and streams finish up to grace, and returns.
-func serve(ctx context.Context, log hclog.Logger, m *metrics.Registry, addr string, maxConns int, h http.Handler, grace time.Duration, ready func(net.Addr)) error {
+func serve(ctx context.Context, log hclog.Logger, m *metrics.Registry, addr string, lim connLimits, h http.Handler, grace time.Duration, ready func(net.Addr)) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", addr, err)
 	}
-	if maxConns > 0 {
-		ln = netutil.LimitListener(ln, maxConns)
-		m.GaugeFunc("claude_relay_max_connections", "MAX_CONNECTIONS: client connections accepted at once; more wait in the listen queue.", func() float64 {
-			return float64(maxConns)
+	if lim.max > 0 {
+		ln = netutil.LimitListener(ln, lim.max)
+		m.GaugeFunc("claude_relay_max_connections", "Client connections accepted at once (MAX_CONNECTIONS; the control plane's CLAUDE_RELAY_CONTROL_MAX_CONNECTIONS); more wait in the listen queue.", func() float64 {
+			return float64(lim.max)
 		})
 	}
 	ln = &countingListener{Listener: ln, open: m.Gauge("claude_relay_open_connections", "Client connections open now (keep-alive ones included).").With()}
 	srv := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
+		// Every request is bounded from its first byte: the headers by ReadHeaderTimeout,
+		// the body by the handler's idle and rate bounds (httpserve).
+		Handler:           lim.timeouts.Handler(h),
+		ReadHeaderTimeout: lim.timeouts.Header,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    1 << 20,
 		ErrorLog:          log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),

@@ -227,7 +227,7 @@ func runDataPlane(ctx context.Context, b *Base, dp *dataPlane, opts Options, h h
 		go reloadOnHUP(ctx, b, opts.ConfigDir, dp.srv.Apply, opts.Stderr)
 	}
 	b.Log.Info("sidecar listening", "addr", opts.Listen, "version", Version, "max_connections", b.Env.MaxConnections)
-	err := serve(ctx, b.Log, b.Metrics, opts.Listen, b.Env.MaxConnections, h, opts.Grace, opts.Ready)
+	err := serve(ctx, b.Log, b.Metrics, opts.Listen, b.connLimits(b.Env.MaxConnections), h, opts.Grace, opts.Ready)
 	// Streams have drained (or the grace ran out): flush usage, then stop.
 	stopRecorder()
 	stopWorkers()
@@ -273,8 +273,8 @@ func RunControl(ctx context.Context, env *config.Env, opts Options) error {
 	mux.Handle("GET /metrics", b.Metrics.Handler())
 	health := sidecar.HealthHandler(Version, started, b.healthChecks())
 	mux.Handle("GET /health", health)
-	b.Log.Info("control plane listening", "addr", opts.Listen, "version", Version)
-	return serve(ctx, b.Log, b.Metrics, opts.Listen, 0, mux, opts.Grace, opts.Ready)
+	b.Log.Info("control plane listening", "addr", opts.Listen, "version", Version, "max_connections", env.ControlMaxConnections)
+	return serve(ctx, b.Log, b.Metrics, opts.Listen, b.connLimits(env.ControlMaxConnections), mux, opts.Grace, opts.Ready)
 }
 
 // oauthConfig is the Claude OAuth client the environment names (CLAUDE_RELAY_OAUTH_*).
