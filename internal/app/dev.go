@@ -12,6 +12,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -28,6 +30,11 @@ import (
 // generated secrets kept under the data dir, the in-memory store when no Redis is
 // configured, an admin login, a relay key and the lines that point Claude Code at it.
 func RunDev(ctx context.Context, env *config.Env, opts Options) error {
+	if opts.Listen == "" && !env.HostSet {
+		// Dev mode serves the admin API on the same port: it stays on this machine unless
+		// HOST says otherwise.
+		opts.Listen = net.JoinHostPort("127.0.0.1", strconv.Itoa(env.Port))
+	}
 	opts.defaults(env)
 	if err := devSecrets(env, opts.DataDir); err != nil {
 		return err
@@ -116,7 +123,10 @@ func RunDev(ctx context.Context, env *config.Env, opts Options) error {
 	opts.Ready = func(addr net.Addr) {
 		base := "http://" + displayAddr(addr)
 		go devLogin(ctx, b, base, user, password)
-		printDevBanner(opts, base, storeLabel, user, password, relayKey, b)
+		if !loopback(addr) {
+			log.Warn("dev mode listens beyond this machine (HOST): its admin API too; unset HOST to keep it on 127.0.0.1", "addr", addr.String())
+		}
+		printDevBanner(opts, addr, base, storeLabel, user, relayKey)
 		if ready != nil {
 			ready(addr)
 		}
@@ -136,12 +146,33 @@ func displayAddr(addr net.Addr) string {
 	return net.JoinHostPort(host, port)
 }
 
-func printDevBanner(opts Options, base, storeLabel, user, password, relayKey string, b *Base) {
+// loopback reports whether addr is reachable only from this machine.
+func loopback(addr net.Addr) bool {
+	host, _, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// printDevBanner says where dev mode listens (and whether beyond this machine), which store
+// it uses, and the lines that point Claude Code at it. The admin password is not printed:
+// the CLI is logged in already, and a banner ends up in scrollback, screen shares and logs.
+func printDevBanner(opts Options, addr net.Addr, base, storeLabel, user, relayKey string) {
 	w := opts.Stdout
 	fmt.Fprintf(w, "\nclaude-relay %s — dev mode (control plane + sidecar in one process; not for production)\n\n", Version)
-	fmt.Fprintf(w, "  listening   %s\n", base)
+	if loopback(addr) {
+		fmt.Fprintf(w, "  listening   %s   (this machine only; set HOST to listen beyond it)\n", base)
+	} else {
+		fmt.Fprintf(w, "  listening   %s   REACHABLE FROM THE NETWORK (HOST), THE ADMIN API TOO; from this machine: %s\n", addr, base)
+	}
 	fmt.Fprintf(w, "  store       %s\n", storeLabel)
-	fmt.Fprintf(w, "  admin       %s / %s   (claude-relay admin … works from this machine)\n", user, password)
+	pwFrom := "its password is in " + filepath.Join(opts.DataDir, "admin-password")
+	if os.Getenv(config.EnvAdminPassword) != "" {
+		pwFrom = "its password is ADMIN_PASSWORD"
+	}
+	fmt.Fprintf(w, "  admin       %s   (%s; claude-relay admin … is logged in on this machine)\n", user, pwFrom)
 	fmt.Fprintf(w, "  data dir    %s\n", opts.DataDir)
 	if os.Getenv("ANTHROPIC_API_KEY") == "" {
 		fmt.Fprintf(w, "  upstream    none yet: restart with ANTHROPIC_API_KEY=sk-ant-… set, or run\n              claude-relay admin accounts add --name main --api-key-stdin\n")

@@ -37,13 +37,19 @@ type devProcess struct {
 
 func startDev(t *testing.T, env *config.Env, dataDir string) *devProcess {
 	t.Helper()
+	return startDevOn(t, env, dataDir, "127.0.0.1:0")
+}
+
+// startDevOn is startDev listening on listen ("" for what the environment says).
+func startDevOn(t *testing.T, env *config.Env, dataDir, listen string) *devProcess {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &devProcess{stdout: &lockedBuffer{}, stderr: &lockedBuffer{}}
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
 	go func() {
 		done <- RunDev(ctx, env, Options{
-			Listen: "127.0.0.1:0", DataDir: dataDir, Stdout: p.stdout, Stderr: p.stderr, Grace: 2 * time.Second,
+			Listen: listen, DataDir: dataDir, Stdout: p.stdout, Stderr: p.stderr, Grace: 2 * time.Second,
 			Ready: func(a net.Addr) { ready <- a.String() },
 		})
 	}()
@@ -130,7 +136,7 @@ func TestDevModeServesClaudeCodeOutOfTheBox(t *testing.T) {
 	var sess adminclient.Session
 	// The login behind it hashes at bcrypt's production cost, which takes seconds under the
 	// race detector on a busy machine.
-	waitUntil(t, 30*time.Second, func() bool {
+	waitUntil(t, 60*time.Second, func() bool {
 		var err error
 		sess, err = adminclient.LoadSession(session)
 		return err == nil && sess.Token != ""
@@ -245,6 +251,64 @@ func TestStartRefusals(t *testing.T) {
 			}
 			if strings.Contains(err.Error(), "hunter2hunter2") {
 				t.Error("the error shows the Redis password")
+			}
+		})
+	}
+}
+
+// freePort returns a TCP port nothing listens on right now.
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	_, port, _ := net.SplitHostPort(l.Addr().String())
+	return port
+}
+
+func TestDevModeBindsLoopbackUnlessHOSTSaysOtherwise(t *testing.T) {
+	t.Setenv("CLAUDE_RELAY_ADMIN_FILE", filepath.Join(t.TempDir(), "admin.json"))
+	tests := []struct {
+		name     string
+		host     string // HOST; "" unset
+		loopback bool   // whether dev mode listens on 127.0.0.1 (else on every address)
+		banner   string
+	}{
+		{"HOST unset", "", true, "(this machine only; set HOST to listen beyond it)"},
+		{"HOST=0.0.0.0", "0.0.0.0", false, "REACHABLE FROM THE NETWORK (HOST), THE ADMIN API TOO"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			port := freePort(t)
+			vars := map[string]string{"PORT": port}
+			if tt.host != "" {
+				vars["HOST"] = tt.host
+			}
+			dataDir := t.TempDir()
+			p := startDevOn(t, envWith(t, vars), dataDir, "")
+			host, gotPort, _ := net.SplitHostPort(p.addr)
+			ip := net.ParseIP(host)
+			if ip == nil || gotPort != port || (tt.loopback && !ip.Equal(net.IPv4(127, 0, 0, 1))) || (!tt.loopback && !ip.IsUnspecified()) {
+				t.Errorf("listening on %s, want port %s on %s", p.addr, port, map[bool]string{true: "127.0.0.1", false: "every address"}[tt.loopback])
+			}
+			out := p.stdout.String()
+			if !strings.Contains(out, tt.banner) {
+				t.Errorf("banner does not say %q:\n%s", tt.banner, out)
+			}
+			if !strings.Contains(out, "export ANTHROPIC_BASE_URL=http://127.0.0.1:"+port) {
+				t.Errorf("banner does not give a base URL this machine can dial:\n%s", out)
+			}
+			pw, err := os.ReadFile(filepath.Join(dataDir, "admin-password"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(out, strings.TrimSpace(string(pw))) {
+				t.Errorf("the banner shows the admin password:\n%s", out)
+			}
+			if !strings.Contains(out, filepath.Join(dataDir, "admin-password")) {
+				t.Errorf("the banner does not say where the admin password is:\n%s", out)
 			}
 		})
 	}
