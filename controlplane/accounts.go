@@ -110,6 +110,35 @@ func checkBaseURL(raw string) string {
 	return ""
 }
 
+// CheckUpstreamCredential says why credential can never work against the upstream at
+// baseURL, or returns nil. A claude-relay key (cr_…) sent to Anthropic's own API
+// (anthropic.com and its subdomains) can only be refused there, and would hand a relay
+// key to a third party; it is usually a pasted `export ANTHROPIC_API_KEY=cr_…` left in a
+// shell. Another relay's base URL may take one (an anthropic_compatible account).
+func CheckUpstreamCredential(baseURL, credential string) error {
+	host := anthropicHost(baseURL)
+	if host == "" || !strings.HasPrefix(credential, store.SecretPrefix) {
+		return nil
+	}
+	return fmt.Errorf("is a claude-relay key (%s…), not an Anthropic key: %s can never accept it. "+
+		"Give an Anthropic Console key (sk-ant-…); to relay through another claude-relay, add that relay as an anthropic_compatible account with its URL as base_url",
+		store.SecretPrefix, host)
+}
+
+// anthropicHost returns baseURL's host when it is Anthropic's own (anthropic.com or a
+// subdomain), else "".
+func anthropicHost(baseURL string) string {
+	u, err := url.Parse(baseURL)
+	if err != nil {
+		return "" // the base URL's own check reports it
+	}
+	host := strings.ToLower(u.Hostname())
+	if host != "anthropic.com" && !strings.HasSuffix(host, ".anthropic.com") {
+		return ""
+	}
+	return host
+}
+
 // checkSecret validates a pasted credential.
 func checkSecret(fields fieldErrors, field, v string) {
 	switch {
@@ -268,6 +297,13 @@ func (s *Server) handleAddAccount(w http.ResponseWriter, r *http.Request) {
 	if problem := checkBaseURL(spec.BaseURL); problem != "" {
 		fields.add("base_url", problem)
 	}
+	credField := "api_key"
+	if spec.Type == store.AccountTypeClaudeOAuth {
+		credField = "access_token"
+	}
+	if err := CheckUpstreamCredential(spec.BaseURL, spec.Credential); err != nil {
+		fields.add(credField, err.Error())
+	}
 	if len(req.ModelMap) > 0 && spec.Type != store.AccountTypeAnthropicCompatible {
 		fields.add("model_map", "only for anthropic_compatible accounts")
 	}
@@ -345,14 +381,27 @@ func (s *Server) handleUpdateAccount(w http.ResponseWriter, r *http.Request) {
 		checkModelMap(fields, *req.ModelMap)
 		changed = append(changed, "model_map")
 	}
+	baseURL := cur.BaseURL
+	if u.BaseURL != nil {
+		baseURL = *u.BaseURL
+	}
 	if req.APIKey != nil {
 		if cur.Type == store.AccountTypeClaudeOAuth {
 			fields.add("api_key", "an OAuth account's tokens change through the OAuth flow or a refresh")
 		}
 		k := strings.TrimSpace(*req.APIKey)
 		checkSecret(fields, "api_key", k)
+		if err := CheckUpstreamCredential(baseURL, k); err != nil {
+			fields.add("api_key", err.Error())
+		}
 		u.Credential = &k
 		changed = append(changed, "api_key")
+	} else if req.BaseURL != nil && strings.HasPrefix(cur.CredentialHint, store.SecretPrefix) {
+		// The stored key is sealed; its hint shows it is a relay key.
+		if host := anthropicHost(baseURL); host != "" {
+			fields.add("base_url", fmt.Sprintf("this account holds a claude-relay key (%s…), which %s can never accept; "+
+				"give an Anthropic Console key (sk-ant-…) as api_key in the same request, or keep the base URL of the relay the key belongs to", store.SecretPrefix, host))
+		}
 	}
 	if len(fields) > 0 {
 		writeInvalid(w, fields)

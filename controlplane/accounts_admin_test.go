@@ -215,3 +215,49 @@ func TestAccountTestSendsOneTokenRequestWithTheAccountsCredential(t *testing.T) 
 	})
 	wantStatus(t, h.do("POST", "/admin/accounts/nope/test", token, nil), http.StatusNotFound)
 }
+
+// relayKey has the format of a claude-relay key, as a pasted `export ANTHROPIC_API_KEY=cr_…`
+// holds one.
+var relayKey = "cr_" + strings.Repeat("ab12", 16)
+
+func TestRelayKeyIsRefusedForAnthropicsOwnAPIButAllowedForAnotherRelay(t *testing.T) {
+	h := newHarness(t)
+	token := h.login()
+	refused := []struct {
+		name  string
+		req   adminapi.AddAccountRequest
+		field string
+	}{
+		{"console key account", adminapi.AddAccountRequest{Name: "a", APIKey: relayKey}, "api_key"},
+		{"compatible account at api.anthropic.com", adminapi.AddAccountRequest{Name: "a", Type: "anthropic_compatible", BaseURL: "https://API.anthropic.com/", APIKey: relayKey}, "api_key"},
+		{"oauth account", adminapi.AddAccountRequest{Name: "a", Type: "claude_oauth", AccessToken: relayKey}, "access_token"},
+	}
+	for _, tt := range refused {
+		t.Run(tt.name, func(t *testing.T) {
+			r := h.do("POST", "/admin/accounts", token, tt.req)
+			wantFields(t, r, tt.field)
+			msg := r.errorBody(t).Fields[tt.field]
+			for _, want := range []string{"claude-relay key (cr_…)", "api.anthropic.com can never accept it", "anthropic_compatible"} {
+				if !strings.Contains(msg, want) {
+					t.Errorf("%s: got %q, want it to say %q", tt.field, msg, want)
+				}
+			}
+			if strings.Contains(string(r.body), relayKey) {
+				t.Error("the answer repeats the key")
+			}
+		})
+	}
+
+	// Another relay (an Anthropic-compatible endpoint) may be reached with a relay key.
+	other := h.addAccount(token, adminapi.AddAccountRequest{Name: "other relay", Type: "anthropic_compatible", BaseURL: "https://relay.example.com", APIKey: relayKey})
+	// ...but not moved to Anthropic's API while it holds one, unless its key changes too.
+	wantFields(t, h.do("PATCH", "/admin/accounts/"+other.ID, token, map[string]any{"base_url": "https://api.anthropic.com"}), "base_url")
+	r := h.do("PATCH", "/admin/accounts/"+other.ID, token, map[string]any{"base_url": "https://api.anthropic.com", "api_key": testAPIKey})
+	wantStatus(t, r, http.StatusOK)
+
+	console := h.addAccount(token, adminapi.AddAccountRequest{Name: "console", APIKey: testAPIKey})
+	wantFields(t, h.do("PATCH", "/admin/accounts/"+console.ID, token, map[string]any{"api_key": relayKey}), "api_key")
+	if strings.Contains(h.logs.String(), relayKey) {
+		t.Error("the log holds the relay key")
+	}
+}

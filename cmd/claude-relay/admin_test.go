@@ -403,3 +403,23 @@ func TestAdminHelpListsEverySubcommandAndFlag(t *testing.T) {
 		t.Errorf("keys create -h: got exit %d stdout %q, want 0 and only that command's usage", code, stdout.String())
 	}
 }
+
+func TestAdminAccountsAddRefusesARelayKeyForAnthropicsAPI(t *testing.T) {
+	e := newCLIEnv(t)
+	e.login()
+	relayKey := "cr_" + strings.Repeat("0f", 32)
+	code, out, errOut := e.run(relayKey+"\n", "accounts", "add", "--name", "pasted", "--api-key-stdin")
+	if code == 0 {
+		t.Fatalf("accounts add with a relay key for api.anthropic.com: got exit 0 (%q), want a refusal", out)
+	}
+	for _, want := range []string{"api_key", "claude-relay key (cr_…)", "api.anthropic.com can never accept it"} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("stderr %q does not say %q", errOut, want)
+		}
+	}
+	if strings.Contains(out+errOut, relayKey) {
+		t.Error("the CLI printed the key")
+	}
+	// The same key for another relay's base URL is accepted.
+	e.must(relayKey+"\n", "accounts", "add", "--name", "upstream relay", "--type", "anthropic_compatible", "--base-url", "https://relay.example.com", "--api-key-stdin")
+}

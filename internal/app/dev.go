@@ -88,7 +88,8 @@ func RunDev(ctx context.Context, env *config.Env, opts Options) error {
 	if err != nil {
 		return err
 	}
-	if err := devUpstream(ctx, b); err != nil {
+	upstreamRefusal, err := devUpstream(ctx, b)
+	if err != nil {
 		return err
 	}
 	relayKey, err := devRelayKey(ctx, b.Store, opts.DataDir)
@@ -126,7 +127,7 @@ func RunDev(ctx context.Context, env *config.Env, opts Options) error {
 		if !loopback(addr) {
 			log.Warn("dev mode listens beyond this machine (HOST): its admin API too; unset HOST to keep it on 127.0.0.1", "addr", addr.String())
 		}
-		printDevBanner(opts, addr, base, storeLabel, user, relayKey)
+		printDevBanner(opts, addr, base, storeLabel, user, relayKey, upstreamRefusal)
 		if ready != nil {
 			ready(addr)
 		}
@@ -159,7 +160,7 @@ func loopback(addr net.Addr) bool {
 // printDevBanner says where dev mode listens (and whether beyond this machine), which store
 // it uses, and the lines that point Claude Code at it. The admin password is not printed:
 // the CLI is logged in already, and a banner ends up in scrollback, screen shares and logs.
-func printDevBanner(opts Options, addr net.Addr, base, storeLabel, user, relayKey string) {
+func printDevBanner(opts Options, addr net.Addr, base, storeLabel, user, relayKey, upstreamRefusal string) {
 	w := opts.Stdout
 	fmt.Fprintf(w, "\nclaude-relay %s — dev mode (control plane + sidecar in one process; not for production)\n\n", Version)
 	if loopback(addr) {
@@ -174,7 +175,10 @@ func printDevBanner(opts Options, addr net.Addr, base, storeLabel, user, relayKe
 	}
 	fmt.Fprintf(w, "  admin       %s   (%s; claude-relay admin … is logged in on this machine)\n", user, pwFrom)
 	fmt.Fprintf(w, "  data dir    %s\n", opts.DataDir)
-	if os.Getenv("ANTHROPIC_API_KEY") == "" {
+	switch {
+	case upstreamRefusal != "":
+		fmt.Fprintf(w, "  upstream    NONE: %s\n", upstreamRefusal)
+	case os.Getenv("ANTHROPIC_API_KEY") == "":
 		fmt.Fprintf(w, "  upstream    none yet: restart with ANTHROPIC_API_KEY=sk-ant-… set, or run\n              claude-relay admin accounts add --name main --api-key-stdin\n")
 	}
 	fmt.Fprintf(w, "\nPoint Claude Code at the relay:\n\n  export ANTHROPIC_BASE_URL=%s\n  export ANTHROPIC_API_KEY=%s\n\n", base, relayKey)
@@ -229,29 +233,39 @@ func devAdminPassword(env *config.Env, dataDir string) (string, error) {
 	return pw, nil
 }
 
-// devUpstream adds ANTHROPIC_API_KEY as the first upstream account, once.
-func devUpstream(ctx context.Context, b *Base) error {
+// devUpstream adds ANTHROPIC_API_KEY as the first upstream account, once. A claude-relay key
+// (cr_…) meant for Anthropic's own API is refused: it is not added, and the returned text
+// says what happened (for the banner; it is logged too).
+func devUpstream(ctx context.Context, b *Base) (refusal string, err error) {
 	key := os.Getenv("ANTHROPIC_API_KEY")
 	if key == "" {
-		return nil
-	}
-	accts, err := b.Store.ListAccounts(ctx)
-	if err != nil {
-		return fmt.Errorf("list accounts: %w", err)
-	}
-	if len(accts) > 0 {
-		return nil
+		return "", nil
 	}
 	baseURL := os.Getenv("CLAUDE_RELAY_UPSTREAM_URL")
 	if baseURL == "" {
 		baseURL = "https://api.anthropic.com"
 	}
+	if controlplane.CheckUpstreamCredential(baseURL, key) != nil {
+		b.Log.Warn("ANTHROPIC_API_KEY is a claude-relay key (cr_…), which Anthropic's API can never accept: not added as an upstream account; unset it, or set CLAUDE_RELAY_UPSTREAM_URL to the relay it belongs to", "base_url", baseURL)
+		return fmt.Sprintf("ANTHROPIC_API_KEY in this shell is a claude-relay key (cr_…), not an Anthropic key,\n"+
+			"              so it was not added or sent to %s (it is probably a pasted\n"+
+			"              `export ANTHROPIC_API_KEY=cr_…` line, like the one below). Run `unset ANTHROPIC_API_KEY`\n"+
+			"              and restart with a Console key (sk-ant-…), or set CLAUDE_RELAY_UPSTREAM_URL to the\n"+
+			"              relay the key belongs to.", baseURL), nil
+	}
+	accts, err := b.Store.ListAccounts(ctx)
+	if err != nil {
+		return "", fmt.Errorf("list accounts: %w", err)
+	}
+	if len(accts) > 0 {
+		return "", nil
+	}
 	acc, err := b.Store.AddAccount(ctx, store.AccountSpec{Name: "ANTHROPIC_API_KEY", Type: "anthropic_api_key", BaseURL: baseURL, Credential: key, Priority: 50})
 	if err != nil {
-		return fmt.Errorf("add upstream account from ANTHROPIC_API_KEY: %w", err)
+		return "", fmt.Errorf("add upstream account from ANTHROPIC_API_KEY: %w", err)
 	}
 	b.Log.Info("upstream account added from ANTHROPIC_API_KEY", "account", acc.ID, "base_url", baseURL)
-	return nil
+	return "", nil
 }
 
 // devRelayKey reuses the dev relay key kept in the data dir while the store still knows

@@ -313,3 +313,64 @@ func TestDevModeBindsLoopbackUnlessHOSTSaysOtherwise(t *testing.T) {
 		})
 	}
 }
+
+// devAccounts lists dev mode's upstream accounts through the admin session it saved.
+func devAccounts(t *testing.T, session string) []string {
+	t.Helper()
+	var sess adminclient.Session
+	waitUntil(t, 60*time.Second, func() bool { // bcrypt at the production cost, under the race detector
+		var err error
+		sess, err = adminclient.LoadSession(session)
+		return err == nil && sess.Token != ""
+	})
+	ac, err := adminclient.New(sess.Addr, sess.Token, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, err := ac.ListAccounts(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, a := range list {
+		out = append(out, a.BaseURL)
+	}
+	return out
+}
+
+func TestDevModeRefusesARelayKeyAsItsAnthropicUpstream(t *testing.T) {
+	relayKey := "cr_" + strings.Repeat("5a", 32)
+	t.Run("for api.anthropic.com", func(t *testing.T) {
+		session := filepath.Join(t.TempDir(), "admin.json")
+		t.Setenv("CLAUDE_RELAY_ADMIN_FILE", session)
+		t.Setenv("ANTHROPIC_API_KEY", relayKey)
+		t.Setenv("CLAUDE_RELAY_UPSTREAM_URL", "")
+		p := startDev(t, devEnv(t), t.TempDir())
+		out := p.stdout.String()
+		for _, want := range []string{"ANTHROPIC_API_KEY in this shell is a claude-relay key (cr_…)", "not added or sent to https://api.anthropic.com", "unset ANTHROPIC_API_KEY"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("banner does not say %q:\n%s", want, out)
+			}
+		}
+		if accts := devAccounts(t, session); len(accts) != 0 {
+			t.Errorf("got upstream accounts %v, want none", accts)
+		}
+		if strings.Contains(out+p.stderr.String(), relayKey) {
+			t.Error("the refused key was printed")
+		}
+	})
+	t.Run("for another relay", func(t *testing.T) {
+		up := fakeupstream.Start(t, fakeupstream.Options{APIKeys: []string{relayKey}})
+		session := filepath.Join(t.TempDir(), "admin.json")
+		t.Setenv("CLAUDE_RELAY_ADMIN_FILE", session)
+		t.Setenv("ANTHROPIC_API_KEY", relayKey)
+		t.Setenv("CLAUDE_RELAY_UPSTREAM_URL", up.URL())
+		p := startDev(t, devEnv(t), t.TempDir())
+		if accts := devAccounts(t, session); len(accts) != 1 || accts[0] != up.URL() {
+			t.Errorf("got upstream accounts %v, want the other relay %s", accts, up.URL())
+		}
+		if strings.Contains(p.stdout.String(), "claude-relay key (cr_…)") {
+			t.Errorf("banner refuses a relay key meant for another relay:\n%s", p.stdout.String())
+		}
+	})
+}
