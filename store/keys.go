@@ -157,6 +157,11 @@ type KeySpec struct {
 	Rules        KeyRules
 	ExpiresAt    *time.Time
 	ExpiresAfter time.Duration
+	// Secret, when set, is the key's secret instead of a fresh random one: dev mode
+	// re-creates the key it keeps in its data dir in a store that starts empty. It must have
+	// the relay key format, and CreateKey refuses one the store knows already (ErrConflict),
+	// revoked ones included.
+	Secret string
 }
 
 // KeyUpdate changes the fields that are non-nil. Expiry replaces both expiry forms (and
@@ -224,9 +229,14 @@ func (s *Store) newSecret() (secret, hint, hash string, err error) {
 	if _, err := rand.Read(raw); err != nil {
 		return "", "", "", fmt.Errorf("generate secret: %w", err)
 	}
-	hexPart := hex.EncodeToString(raw)
-	secret = SecretPrefix + hexPart
-	return secret, SecretPrefix + hexPart[:4] + "…" + hexPart[secretHexLen-4:], s.hashSecret(secret), nil
+	secret = SecretPrefix + hex.EncodeToString(raw)
+	return secret, secretHint(secret), s.hashSecret(secret), nil
+}
+
+// secretHint shows a secret's first and last 4 hex characters.
+func secretHint(secret string) string {
+	hexPart := secret[len(SecretPrefix):]
+	return SecretPrefix + hexPart[:4] + "…" + hexPart[secretHexLen-4:]
 }
 
 // orderMember is a key's member in the lexicographic indexes: creation ms, then id.
@@ -272,8 +282,13 @@ func (s *Store) prepareKey(spec KeySpec, now time.Time) (preparedKey, error) {
 	if k.ExpiresAt != nil && !k.ExpiresAt.After(now) {
 		return preparedKey{}, fmt.Errorf("expiry %s is not in the future", k.ExpiresAt.Format(time.RFC3339))
 	}
-	secret, hint, hash, err := s.newSecret()
-	if err != nil {
+	var secret, hint, hash string
+	if spec.Secret != "" {
+		if !ParseSecret(spec.Secret) {
+			return preparedKey{}, errors.New("a given secret must be " + SecretPrefix + " and 64 lowercase hex characters")
+		}
+		secret, hint, hash = spec.Secret, secretHint(spec.Secret), s.hashSecret(spec.Secret)
+	} else if secret, hint, hash, err = s.newSecret(); err != nil {
 		return preparedKey{}, err
 	}
 	k.Hint = hint
@@ -371,6 +386,16 @@ func (s *Store) CreateKey(ctx context.Context, spec KeySpec) (Key, string, error
 	p, err := s.prepareKey(spec, s.now().UTC())
 	if err != nil {
 		return Key{}, "", fmt.Errorf("create key: %w", err)
+	}
+	if spec.Secret != "" {
+		// The script refuses a secret live in the index; a revoked one must not come back
+		// either.
+		if _, err := s.LookupKey(ctx, spec.Secret); !errors.Is(err, ErrNotFound) {
+			if err == nil || errors.Is(err, ErrKeyRevoked) || errors.Is(err, ErrKeyDisabled) || errors.Is(err, ErrKeyExpired) {
+				err = ErrConflict
+			}
+			return Key{}, "", fmt.Errorf("create key with a given secret: %w", err)
+		}
 	}
 	ok, err := createKeyScript.Run(ctx, s.rdb, p.keys, p.args...).Int()
 	if err != nil {

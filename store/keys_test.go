@@ -429,3 +429,31 @@ func TestTouchKeyOnlyMovesForward(t *testing.T) {
 		}
 	}
 }
+
+func TestCreateKeyWithAGivenSecretTakesItOnceAndNeverRevivesARevokedOne(t *testing.T) {
+	ctx := context.Background()
+	s, _, _, _ := newStore(t)
+	secret := "cr_" + strings.Repeat("c0ffee", 10) + "beef"
+	k, got, err := s.CreateKey(ctx, KeySpec{Name: "dev", Secret: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != secret || k.Hint != "cr_c0ff…beef" {
+		t.Errorf("got secret %q hint %q, want the given secret and its hint", got, k.Hint)
+	}
+	if found, err := s.LookupKey(ctx, secret); err != nil || found.ID != k.ID {
+		t.Fatalf("LookupKey: got %v, %v; want key %s", found.ID, err, k.ID)
+	}
+	if _, _, err := s.CreateKey(ctx, KeySpec{Name: "again", Secret: secret}); !errors.Is(err, ErrConflict) {
+		t.Errorf("the same secret again: got %v, want ErrConflict", err)
+	}
+	if err := s.RevokeKey(ctx, k.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.CreateKey(ctx, KeySpec{Name: "revived", Secret: secret}); !errors.Is(err, ErrConflict) {
+		t.Errorf("a revoked secret: got %v, want ErrConflict", err)
+	}
+	if _, _, err := s.CreateKey(ctx, KeySpec{Name: "bad", Secret: "cr_NOTHEX"}); err == nil || !strings.Contains(err.Error(), "64 lowercase hex") {
+		t.Errorf("a malformed secret: got %v, want a refusal naming the format", err)
+	}
+}

@@ -92,7 +92,7 @@ func RunDev(ctx context.Context, env *config.Env, opts Options) error {
 	if err != nil {
 		return err
 	}
-	relayKey, err := devRelayKey(ctx, b.Store, opts.DataDir)
+	relayKey, err := devRelayKey(ctx, b.Store, opts.DataDir, !env.RedisConfigured())
 	if err != nil {
 		return err
 	}
@@ -269,24 +269,36 @@ func devUpstream(ctx context.Context, b *Base) (refusal string, err error) {
 }
 
 // devRelayKey reuses the dev relay key kept in the data dir while the store still knows
-// it, else creates one.
-func devRelayKey(ctx context.Context, st *store.Store, dataDir string) (string, error) {
+// it, else creates one. With the in-memory store (recreate), which starts empty, the kept
+// key is created again with the same secret, so the exported key keeps working across
+// restarts; a real Redis keeps the key itself, and one it revoked, disabled or forgot is
+// replaced by a new one.
+func devRelayKey(ctx context.Context, st *store.Store, dataDir string, recreate bool) (string, error) {
 	path, err := dataPath(dataDir, "dev-relay-key")
 	if err != nil {
 		return "", err
 	}
+	spec := store.KeySpec{Name: "dev"}
 	if b, err := os.ReadFile(path); err == nil {
 		secret := strings.TrimSpace(string(b))
-		if _, err := st.LookupKey(ctx, secret); err == nil {
+		_, err := st.LookupKey(ctx, secret)
+		switch {
+		case err == nil:
 			return secret, nil
-		} else if !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrKeyRevoked) &&
-			!errors.Is(err, store.ErrKeyDisabled) && !errors.Is(err, store.ErrKeyExpired) {
+		case errors.Is(err, store.ErrNotFound):
+			if recreate && store.ParseSecret(secret) {
+				spec.Secret = secret
+			}
+		case !errors.Is(err, store.ErrKeyRevoked) && !errors.Is(err, store.ErrKeyDisabled) && !errors.Is(err, store.ErrKeyExpired):
 			return "", fmt.Errorf("check dev relay key: %w", err)
 		}
 	}
-	_, secret, err := st.CreateKey(ctx, store.KeySpec{Name: "dev"})
+	_, secret, err := st.CreateKey(ctx, spec)
 	if err != nil {
 		return "", fmt.Errorf("create dev relay key: %w", err)
+	}
+	if secret == spec.Secret {
+		return secret, nil
 	}
 	if err := os.WriteFile(path, []byte(secret+"\n"), 0o600); err != nil {
 		return "", fmt.Errorf("write %s: %w", path, err)

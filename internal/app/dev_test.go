@@ -198,6 +198,32 @@ func TestDevModeWithRedisKeepsItsKeyAcrossRestarts(t *testing.T) {
 	}
 }
 
+func TestDevModeInMemoryKeepsItsRelayKeyWorkingAcrossRestarts(t *testing.T) {
+	up := fakeupstream.Start(t, fakeupstream.Options{APIKeys: []string{"sk-ant-api03-dev-upstream"}})
+	t.Setenv("ANTHROPIC_API_KEY", "sk-ant-api03-dev-upstream")
+	t.Setenv("CLAUDE_RELAY_UPSTREAM_URL", up.URL())
+	t.Setenv("CLAUDE_RELAY_ADMIN_FILE", filepath.Join(t.TempDir(), "admin.json"))
+	dataDir := t.TempDir()
+	first := startDev(t, devEnv(t), dataDir)
+	k1 := exportKey.FindStringSubmatch(first.stdout.String())
+	if err := first.stop(); err != nil {
+		t.Fatal(err)
+	}
+	second := startDev(t, devEnv(t), dataDir)
+	k2 := exportKey.FindStringSubmatch(second.stdout.String())
+	if k1 == nil || k2 == nil || k1[1] != k2[1] {
+		t.Fatalf("the in-memory store's relay key changed across restarts of one data dir: %v vs %v", k1, k2)
+	}
+	// The key exported before the restart works against the restarted relay.
+	client := anthropic.NewClient(option.WithBaseURL("http://"+second.addr), option.WithAPIKey(k1[1]), option.WithMaxRetries(0))
+	if _, err := client.Messages.New(context.Background(), anthropic.MessageNewParams{
+		Model: "claude-sonnet-4-5-20250929", MaxTokens: 16,
+		Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("hi"))},
+	}); err != nil {
+		t.Fatalf("the key exported before the restart: %v", err)
+	}
+}
+
 func waitUntil(t *testing.T, d time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
