@@ -47,9 +47,29 @@ func newControlConfig(ctx context.Context, b *Base, dir string) (*controlplane.C
 }
 
 // runControlConfig watches the directory and reloads on SIGHUP until ctx ends.
-func runControlConfig(ctx context.Context, cfg *controlplane.Config) {
+func runControlConfig(ctx context.Context, b *Base, cfg *controlplane.Config) {
 	go func() { _ = cfg.Run(ctx) }()
-	go onHUP(ctx, func(ctx context.Context) { _, _ = cfg.Reload(ctx) })
+	go onHUP(ctx, func(ctx context.Context) { reloadForHUP(ctx, b, cfg) })
+}
+
+// reloadForHUP re-reads the configuration directory for a SIGHUP and logs what was read and
+// what came of it: a new version published, the same content, or a refusal (whose
+// diagnostics Reload has logged) with the version still served.
+func reloadForHUP(ctx context.Context, b *Base, cfg *controlplane.Config) {
+	result, err := cfg.Reload(ctx)
+	st := cfg.Status()
+	dir := st.Dir
+	if dir == "" {
+		dir = "(embedded default)"
+	}
+	switch {
+	case result == controlplane.ReloadRefused:
+		b.Log.Warn("SIGHUP: configuration re-read and refused; still serving the last good one", "dir", dir, "version", st.Version)
+	case err != nil:
+		b.Log.Error("SIGHUP: configuration re-read but not published; still serving the last good one", "dir", dir, "version", st.Version, "error", err)
+	default:
+		b.Log.Info("SIGHUP: configuration re-read", "dir", dir, "result", result, "version", st.Version)
+	}
 }
 
 // onHUP calls f on every SIGHUP until ctx ends.
@@ -182,7 +202,7 @@ func devConfig(ctx context.Context, b *Base, opts Options) (*controlplane.Config
 	if err != nil {
 		return nil, nil, err
 	}
-	dp.onHUP = func(ctx context.Context) { _, _ = cfg.Reload(ctx) }
+	dp.onHUP = func(ctx context.Context) { reloadForHUP(ctx, b, cfg) }
 	startConfigClient(ctx, b, cc)
 	return cfg, dp, nil
 }

@@ -250,7 +250,7 @@ func RunControl(ctx context.Context, env *config.Env, opts Options) error {
 	if err != nil {
 		return err
 	}
-	runControlConfig(ctx, cfg)
+	runControlConfig(ctx, b, cfg)
 	key, err := b.adminSigningKey(opts.DataDir)
 	if err != nil {
 		return err
