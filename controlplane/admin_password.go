@@ -68,6 +68,10 @@ func (s *Server) handleChangePassword(w http.ResponseWriter, r *http.Request) {
 	}
 	s.auditLog(r, "admin.password_change", sess.username)
 	token, exp, err := s.issueToken(r.Context(), sess.username)
+	if err != nil && clientGone(r) {
+		s.log.Debug("login ended before its token was issued: the client went away")
+		return
+	}
 	if err != nil {
 		s.log.Error("issue session token", "error", err)
 		writeError(w, http.StatusInternalServerError, errAPI, "password changed; log in again", nil)

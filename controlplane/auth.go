@@ -320,6 +320,10 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	s.guard.succeeded(addr)
 
 	token, exp, err := s.issueToken(r.Context(), user)
+	if err != nil && clientGone(r) {
+		s.log.Debug("login ended before its token was issued: the client went away")
+		return
+	}
 	if err != nil {
 		s.log.Error("issue session token", "error", err)
 		writeError(w, http.StatusInternalServerError, errAPI, "internal error; see the control plane log", nil)

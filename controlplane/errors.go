@@ -102,11 +102,18 @@ func (s *Server) writeStoreError(w http.ResponseWriter, r *http.Request, err err
 		writeError(w, http.StatusConflict, errConflict, what+": "+err.Error(), nil)
 	case errors.Is(err, store.ErrInvalid):
 		writeError(w, http.StatusBadRequest, errInvalidRequest, what+": "+err.Error(), nil)
+	case clientGone(r):
+		s.log.Debug("request ended before the store answered: the client went away", "method", r.Method, "path", r.URL.Path)
 	default:
 		s.log.Error("store call failed", "method", r.Method, "path", r.URL.Path, "error", err)
 		writeError(w, http.StatusInternalServerError, errAPI, "internal error; see the control plane log", nil)
 	}
 }
+
+// clientGone reports whether the request's client went away (its context ended), so that
+// a failure that follows is the client's leaving, not the control plane's fault: a CLI
+// interrupted mid-login, or dev mode stopped while it logs its admin in.
+func clientGone(r *http.Request) bool { return r.Context().Err() != nil }
 
 // decodeJSON reads a JSON object body into v, refusing unknown fields and trailing data.
 // On failure it has already answered 400.

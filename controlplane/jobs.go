@@ -168,7 +168,9 @@ func (s *Server) handleRefreshAccount(w http.ResponseWriter, r *http.Request) {
 // refresh for each account a sidecar reports a 401 on, and the check for an emptied Redis
 // (see Bootstrap) every Options.StoreCheck.
 func (s *Server) Run(ctx context.Context) {
-	if n, err := s.st.BackfillKeyIndexes(ctx); err != nil {
+	if n, err := s.st.BackfillKeyIndexes(ctx); err != nil && ctx.Err() != nil {
+		return // stopped during start-up
+	} else if err != nil {
 		s.log.Error("cannot index relay keys created by an older version; they are missing from listings", "error", err)
 	} else if n > 0 {
 		s.log.Info("indexed relay keys created by an older version", "keys", n)

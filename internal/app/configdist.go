@@ -148,7 +148,9 @@ func startConfigClient(ctx context.Context, b *Base, cc *configclient.Client) {
 			b.Log.Warn("saved configuration unusable; waiting for the control plane", "error", err)
 		}
 		pctx, cancel := context.WithTimeout(ctx, startupPoll)
-		if perr := cc.PollOnce(pctx); perr != nil {
+		if perr := cc.PollOnce(pctx); perr != nil && ctx.Err() != nil {
+			b.Log.Info("stopped while waiting for the control plane's first answer")
+		} else if perr != nil {
 			b.Log.Error("no configuration yet: no saved copy and the control plane did not answer; answering 503 until it does", "error", perr)
 		}
 		cancel()

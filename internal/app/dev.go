@@ -320,7 +320,7 @@ func devLogin(ctx context.Context, b *Base, base, user, password string) {
 		if err != nil {
 			select {
 			case <-ctx.Done():
-				return
+				return // stopped while starting: nothing to save
 			case <-time.After(100 * time.Millisecond):
 			}
 			continue
@@ -335,6 +335,12 @@ func devLogin(ctx context.Context, b *Base, base, user, password string) {
 			return
 		}
 		token = out.Token
+	}
+	if token == "" {
+		if ctx.Err() == nil {
+			b.Log.Warn("dev admin login did not answer; run claude-relay admin login", "addr", base)
+		}
+		return
 	}
 	path, err := os.Getenv("CLAUDE_RELAY_ADMIN_FILE"), error(nil)
 	if path == "" {

@@ -231,23 +231,3 @@ route "messages" {
 		t.Errorf("exit code after SIGTERM: got %d, want 0", code)
 	}
 }
-
-// TestSIGHUPOnTheControlPlaneLogsWhatItReloaded sends SIGHUP to a control plane with an
-// unchanged directory, then with a broken edit: each logs what was re-read and the result.
-func TestSIGHUPOnTheControlPlaneLogsWhatItReloaded(t *testing.T) {
-	in := newInstall(t)
-	p := in.start("control", "control")
-	p.signal(syscall.SIGHUP)
-	waitFor(t, 10*time.Second, "the SIGHUP reload being logged", func() bool {
-		return strings.Contains(p.out.String(), "SIGHUP: configuration re-read: dir="+in.config+" result=unchanged version=1")
-	})
-	in.writeConfig("route \"messages\" {\n  paths = [\n")
-	p.signal(syscall.SIGHUP)
-	waitFor(t, 10*time.Second, "the refused SIGHUP reload being logged", func() bool {
-		return strings.Contains(p.out.String(), "SIGHUP: configuration re-read and refused; still serving the last good one: dir="+in.config+" version=1")
-	})
-	p.signal(syscall.SIGTERM)
-	if code := p.wait(20 * time.Second); code != 0 {
-		t.Errorf("exit code after SIGTERM: got %d, want 0", code)
-	}
-}
