@@ -47,7 +47,7 @@ func RunDev(ctx context.Context, env *config.Env, opts Options) error {
 		return err
 	}
 	b := &Base{Env: env, Log: log, Files: files, Metrics: metrics.NewRegistry()}
-	metrics.RegisterProcess(b.Metrics, time.Now())
+	metrics.RegisterProcess(b.Metrics)
 	if files != nil {
 		b.closers = append(b.closers, files.Close)
 	}

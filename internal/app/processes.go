@@ -75,7 +75,7 @@ func production(ctx context.Context, env *config.Env, opts *Options) (*Base, err
 		return nil, err
 	}
 	b := &Base{Env: env, Log: log, Files: files, Metrics: metrics.NewRegistry()}
-	metrics.RegisterProcess(b.Metrics, time.Now())
+	metrics.RegisterProcess(b.Metrics)
 	if files != nil {
 		b.closers = append(b.closers, files.Close)
 	}

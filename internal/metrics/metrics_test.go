@@ -1,7 +1,6 @@
 package metrics
 
 import (
-	"bytes"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -15,19 +14,25 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
+// scrape returns the registry's /metrics page, after checking that a strict text-format
+// parser (legacy names, as every Prometheus version reads them) accepts it.
 func scrape(t *testing.T, r *Registry) string {
 	t.Helper()
-	var buf bytes.Buffer
-	n, err := r.WriteTo(&buf)
-	if err != nil {
-		t.Fatalf("WriteTo: %v", err)
+	rec := httptest.NewRecorder()
+	r.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("GET /metrics: got status %d, want 200: %s", rec.Code, rec.Body)
 	}
-	if n != int64(buf.Len()) {
-		t.Errorf("WriteTo returned %d bytes, got %d written", n, buf.Len())
+	parser := expfmt.NewTextParser(model.LegacyValidation)
+	if _, err := parser.TextToMetricFamilies(strings.NewReader(rec.Body.String())); err != nil {
+		t.Fatalf("GET /metrics is not parseable Prometheus text: %v\n%s", err, rec.Body)
 	}
-	return buf.String()
+	return rec.Body.String()
 }
 
 func TestExpositionMatchesGoldenText(t *testing.T) {
@@ -47,9 +52,9 @@ func TestExpositionMatchesGoldenText(t *testing.T) {
 	}
 	r.GaugeFunc("process_uptime_seconds", "Seconds since start.", func() float64 { return 42 })
 
-	want := `# HELP metrics_label_errors_total Metric updates or registrations dropped because of wrong label arity, too many series or a conflicting registration.
-# TYPE metrics_label_errors_total counter
-# HELP process_uptime_seconds Seconds since start.
+	// client_golang's text: a family with no series (metrics_label_errors_total here) is
+	// left out, label pairs are sorted by name and series by their sorted pairs.
+	want := `# HELP process_uptime_seconds Seconds since start.
 # TYPE process_uptime_seconds gauge
 process_uptime_seconds 42
 # HELP relay_bytes_total Bytes relayed.
@@ -69,9 +74,9 @@ relay_latency_seconds_sum{route="messages"} 2.45
 relay_latency_seconds_count{route="messages"} 4
 # HELP relay_requests_total Requests relayed.
 # TYPE relay_requests_total counter
-relay_requests_total{route="count_tokens",code="200"} 1
-relay_requests_total{route="messages",code="200"} 3
-relay_requests_total{route="messages",code="429"} 1
+relay_requests_total{code="200",route="count_tokens"} 1
+relay_requests_total{code="200",route="messages"} 3
+relay_requests_total{code="429",route="messages"} 1
 `
 	if diff := cmp.Diff(want, scrape(t, r)); diff != "" {
 		t.Errorf("exposition mismatch (-want +got):\n%s", diff)
@@ -230,7 +235,7 @@ func TestSeriesBeyondCapAreDiscardedAndCounted(t *testing.T) {
 	if got := r.labelErrors.With("c_total", "cardinality").Value(); got != 5 {
 		t.Errorf("got %v cardinality errors, want 5", got)
 	}
-	if got := len(c.sorted()); got != MaxSeriesPerFamily {
+	if got := strings.Count(scrape(t, r), "c_total{"); got != MaxSeriesPerFamily {
 		t.Errorf("got %d series, want %d", got, MaxSeriesPerFamily)
 	}
 }
@@ -263,6 +268,9 @@ func TestRegistration(t *testing.T) {
 			if got == nil {
 				t.Fatalf("got nil vec, want a usable one")
 			}
+			if !tt.shared {
+				update(got) // were the family exported, its series would show
+			}
 		})
 	}
 	if got := r.labelErrors.With("req_total", "registration").Value(); got != 2 {
@@ -276,6 +284,18 @@ func TestRegistration(t *testing.T) {
 	}
 	if !strings.Contains(out, "req_total{code=\"200\"} 1\n") {
 		t.Errorf("got %q, want the first registration's series", out)
+	}
+}
+
+// update adds to one series of a family of any kind.
+func update(family any) {
+	switch v := family.(type) {
+	case *CounterVec:
+		v.With(make([]string, v.arity)...).Inc()
+	case *GaugeVec:
+		v.With(make([]string, v.arity)...).Inc()
+	case *HistogramVec:
+		v.With(make([]string, v.arity)...).Observe(1)
 	}
 }
 
@@ -335,25 +355,6 @@ func TestHandlerServesTextFormat(t *testing.T) {
 	}
 }
 
-func TestFloatFormatting(t *testing.T) {
-	var nan, zero float64
-	nan = zero / zero
-	tests := []struct {
-		in   float64
-		want string
-	}{
-		{1, "1"}, {0, "0"}, {-3, "-3"}, {0.0005, "0.0005"}, {2.5, "2.5"},
-		{1e6, "1000000"}, {1e20, "1e+20"}, {1 / zero, "+Inf"}, {-1 / zero, "-Inf"}, {nan, "NaN"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.want, func(t *testing.T) {
-			if got := string(appendFloat(nil, tt.in)); got != tt.want {
-				t.Errorf("got %q, want %q", got, tt.want)
-			}
-		})
-	}
-}
-
 // BenchmarkCounterWithInc measures With on a cached label set plus Inc and
 // reports each case as a ratio of a bare atomic add measured first in the same run.
 func BenchmarkCounterWithInc(b *testing.B) {
@@ -402,18 +403,14 @@ func BenchmarkCounterWithInc(b *testing.B) {
 
 func TestProcessMetricsReportThisProcess(t *testing.T) {
 	r := NewRegistry()
-	RegisterProcess(r, time.Now().Add(-time.Minute))
+	RegisterProcess(r)
 	f, err := os.Open(os.DevNull) // one more descriptor than before, at least
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	var b strings.Builder
-	if _, err := r.WriteTo(&b); err != nil {
-		t.Fatal(err)
-	}
 	vals := map[string]float64{}
-	for _, line := range strings.Split(b.String(), "\n") {
+	for _, line := range strings.Split(scrape(t, r), "\n") {
 		name, v, ok := strings.Cut(line, " ")
 		if !ok || strings.HasPrefix(line, "#") {
 			continue
@@ -431,7 +428,7 @@ func TestProcessMetricsReportThisProcess(t *testing.T) {
 		{"go_goroutines", 1, 1e6},
 		{"go_memstats_heap_alloc_bytes", 1, 1 << 40},
 		{"process_max_fds", 3, 1 << 30},
-		{"process_start_time_seconds", float64(time.Now().Add(-2 * time.Minute).Unix()), float64(time.Now().Unix())},
+		{"process_start_time_seconds", float64(time.Now().Add(-2*time.Minute).UnixNano()) / 1e9, float64(time.Now().UnixNano()) / 1e9},
 	}
 	if runtime.GOOS == "linux" {
 		checks = append(checks, []struct {
@@ -447,6 +444,97 @@ func TestProcessMetricsReportThisProcess(t *testing.T) {
 		v, ok := vals[c.name]
 		if !ok || v < c.min || v > c.max {
 			t.Errorf("%s: got %v (present %v), want within [%v, %v]", c.name, v, ok, c.min, c.max)
+		}
+	}
+}
+
+func TestHandlerServesTextWhateverTheScraperAccepts(t *testing.T) {
+	r := NewRegistry()
+	r.Counter("hits_total", "Hits.").With().Inc()
+	tests := []struct {
+		name            string
+		accept, encoded string
+	}{
+		{"protobuf", "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited", ""},
+		{"openmetrics", "application/openmetrics-text;version=1.0.0", ""},
+		{"text 1.0.0", "text/plain;version=1.0.0;escaping=allow-utf-8", ""},
+		{"gzip", "", "gzip"},
+		{"zstd", "", "zstd"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+			req.Header.Set("Accept", tt.accept)
+			req.Header.Set("Accept-Encoding", tt.encoded)
+			rec := httptest.NewRecorder()
+			r.Handler().ServeHTTP(rec, req)
+			if got := rec.Header().Get("Content-Type"); got != ContentType {
+				t.Errorf("got Content-Type %q, want %q", got, ContentType)
+			}
+			if got := rec.Header().Get("Content-Encoding"); got != "" {
+				t.Errorf("got Content-Encoding %q, want none", got)
+			}
+			if got := rec.Body.String(); !strings.Contains(got, "hits_total 1\n") {
+				t.Errorf("got body %q, want the text format with hits_total 1", got)
+			}
+		})
+	}
+}
+
+func TestStandardCollectorsRegisteredTwiceOrShadowedAreCounted(t *testing.T) {
+	r := NewRegistry()
+	RegisterProcess(r)
+	RegisterProcess(r)
+	goroutines := r.Gauge("go_goroutines", "A second go_goroutines.")
+	goroutines.With().Set(-1)
+	out := scrape(t, r) // a duplicate series would make the page unparseable
+	for _, want := range []string{
+		`metrics_label_errors_total{metric="process",reason="registration"} 1`,
+		`metrics_label_errors_total{metric="go",reason="registration"} 1`,
+		`metrics_label_errors_total{metric="go_goroutines",reason="registration"} 1`,
+	} {
+		if !strings.Contains(out, want+"\n") {
+			t.Errorf("got exposition without %q:\n%s", want, out)
+		}
+	}
+	if got := strings.Count(out, "\ngo_goroutines "); got != 1 {
+		t.Errorf("got %d go_goroutines samples, want the collector's 1:\n%s", got, out)
+	}
+	if strings.Contains(out, "go_goroutines -1") {
+		t.Errorf("got the shadowing gauge exported:\n%s", out)
+	}
+}
+
+func TestHistogramWithoutFiniteBoundsHasOnlyTheInfBucket(t *testing.T) {
+	r := NewRegistry()
+	var zero float64
+	r.Histogram("h_seconds", "H.", []float64{1 / zero, zero / zero}).With().Observe(3)
+	out := scrape(t, r)
+	if got := strings.Count(out, "h_seconds_bucket{"); got != 1 {
+		t.Errorf("got %d buckets, want only +Inf (not client_golang's defaults):\n%s", got, out)
+	}
+	if !strings.Contains(out, `h_seconds_bucket{le="+Inf"} 1`+"\n") {
+		t.Errorf("got %q, want the +Inf bucket to hold the observation", out)
+	}
+}
+
+func TestRegistriesAreSeparateAndNotGlobal(t *testing.T) {
+	a, b := NewRegistry(), NewRegistry()
+	a.Counter("separate_total", "S.").With().Add(2)
+	b.Counter("separate_total", "S.").With().Add(5)
+	if got := scrape(t, a); !strings.Contains(got, "separate_total 2\n") {
+		t.Errorf("got %q, want registry a's own count 2", got)
+	}
+	if got := scrape(t, b); !strings.Contains(got, "separate_total 5\n") {
+		t.Errorf("got %q, want registry b's own count 5", got)
+	}
+	fams, err := prometheus.DefaultGatherer.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() == "separate_total" || f.GetName() == LabelErrorsName {
+			t.Errorf("got %s in client_golang's global registry, want every registry private", f.GetName())
 		}
 	}
 }

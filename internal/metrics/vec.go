@@ -3,131 +3,112 @@ package metrics
 import (
 	"encoding/binary"
 	"math"
-	"slices"
-	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
+	"unicode/utf8"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
-// vec is the label-set cache shared by the three vector kinds.
-type vec[M any] struct {
-	desc
-	reg       *Registry // nil for the registry's own error counter
-	newMetric func() *M
-	discard   *M // returned for refused label sets; never exported
+// series is what the three vector kinds share: the label sets a family has handed out,
+// at most MaxSeriesPerFamily of them, each resolved once from client_golang's vector.
+type series[M any] struct {
+	name    string
+	arity   int
+	reg     *Registry               // where refusals are counted; nil for metrics_label_errors_total itself
+	resolve func(values []string) M // client_golang's series for values; nil for an unexported family
+	discard M                       // returned for refused label sets; never exported
 
-	mu     sync.RWMutex
-	series map[string]*entry[M]
+	mu  sync.RWMutex
+	set map[string]M // by appendKey of the label values
 }
 
-// entry is one label set of a family.
-type entry[M any] struct {
-	values []string
-	labels string // rendered `a="x",b="y"`, fixed at creation
-	metric *M
+func newSeries[M any](reg *Registry, name string, arity int, resolve func([]string) M, discard M) series[M] {
+	return series[M]{name: name, arity: arity, reg: reg, resolve: resolve, discard: discard, set: make(map[string]M)}
 }
 
-// init prepares an empty vec in place (it holds a lock, so it is not copied).
-func (v *vec[M]) init(reg *Registry, d desc, newMetric func() *M) {
-	v.desc, v.reg, v.newMetric = d, reg, newMetric
-	v.discard = newMetric()
-	v.series = make(map[string]*entry[M])
-	if len(d.labelNames) == 0 {
-		// A family without labels has exactly one series: export it from the start.
-		v.create(nil, nil)
+// unexported is the series of a family whose registration was refused: every label set
+// gets the discard metric, so updates are taken and nothing of them is exported.
+func unexported[M any](reg *Registry, name string, arity int, discard M) series[M] {
+	return newSeries(reg, name, arity, nil, discard)
+}
+
+// with returns the metric for values, resolving it on first use. Once a label set has
+// been handed out, with takes a read lock and allocates nothing.
+func (s *series[M]) with(values []string) M {
+	if len(values) != s.arity {
+		s.reg.labelError(s.name, "arity")
+		return s.discard
 	}
-}
-
-// with returns the metric for values, creating it on first use. Once a label
-// set exists, with takes a read lock and allocates nothing.
-func (v *vec[M]) with(values []string) *M {
-	if len(values) != len(v.labelNames) {
-		v.reg.labelError(v.name, "arity")
-		return v.discard
+	if s.resolve == nil {
+		return s.discard
 	}
 	var buf [256]byte
 	key := appendKey(buf[:0], values)
-	v.mu.RLock()
-	e := v.series[string(key)]
-	v.mu.RUnlock()
-	if e != nil {
-		return e.metric
+	s.mu.RLock()
+	m, ok := s.set[string(key)]
+	s.mu.RUnlock()
+	if ok {
+		return m
 	}
-	return v.create(key, values)
+	return s.create(key, values)
 }
 
-// create adds the series for values (key is their encoding) unless another
+// create resolves the series for values (key is their encoding) unless another
 // goroutine did first or the family is full.
-func (v *vec[M]) create(key []byte, values []string) *M {
-	v.mu.Lock()
-	if e := v.series[string(key)]; e != nil {
-		v.mu.Unlock()
-		return e.metric
+func (s *series[M]) create(key []byte, values []string) M {
+	s.mu.Lock()
+	if m, ok := s.set[string(key)]; ok {
+		s.mu.Unlock()
+		return m
 	}
-	if len(v.series) >= MaxSeriesPerFamily {
-		v.mu.Unlock()
-		v.reg.labelError(v.name, "cardinality")
-		return v.discard
+	if len(s.set) >= MaxSeriesPerFamily {
+		s.mu.Unlock()
+		s.reg.labelError(s.name, "cardinality")
+		return s.discard
 	}
 	clean := make([]string, len(values))
-	for i, s := range values {
-		// Prometheus rejects a scrape with invalid UTF-8 in a label value.
-		clean[i] = strings.ToValidUTF8(s, "\uFFFD")
+	for i, v := range values {
+		// client_golang refuses a label value that is not valid UTF-8 (and so would a scraper).
+		if !utf8.ValidString(v) {
+			v = strings.ToValidUTF8(v, "\uFFFD")
+		}
+		clean[i] = v
 	}
-	e := &entry[M]{values: clean, labels: renderLabels(v.labelNames, clean), metric: v.newMetric()}
-	v.series[string(key)] = e
-	v.mu.Unlock()
-	return e.metric
+	m := s.resolve(clean)
+	s.set[string(key)] = m
+	s.mu.Unlock()
+	return m
 }
 
-// sorted returns the series ordered by label values.
-func (v *vec[M]) sorted() []*entry[M] {
-	v.mu.RLock()
-	out := make([]*entry[M], 0, len(v.series))
-	for _, e := range v.series {
-		out = append(out, e)
-	}
-	v.mu.RUnlock()
-	sort.Slice(out, func(i, j int) bool { return slices.Compare(out[i].values, out[j].values) < 0 })
-	return out
-}
-
-// appendKey encodes values unambiguously (length-prefixed) for the cache map.
+// appendKey encodes values unambiguously (length-prefixed) for the set's map.
 func appendKey(b []byte, values []string) []byte {
-	for _, s := range values {
-		b = binary.AppendUvarint(b, uint64(len(s)))
-		b = append(b, s...)
+	for _, v := range values {
+		b = binary.AppendUvarint(b, uint64(len(v)))
+		b = append(b, v...)
 	}
 	return b
 }
 
-func renderLabels(names, values []string) string {
-	var b []byte
-	for i, n := range names {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, n...)
-		b = append(b, `="`...)
-		b = appendEscaped(b, values[i], true)
-		b = append(b, '"')
-	}
-	return string(b)
-}
-
-// addFloat adds delta to the float64 stored as bits in u.
-func addFloat(u *atomic.Uint64, delta float64) {
-	for {
-		old := u.Load()
-		if u.CompareAndSwap(old, math.Float64bits(math.Float64frombits(old)+delta)) {
-			return
-		}
+// resolveAll exports a family without labels from the start: it has exactly one series.
+func (s *series[M]) resolveAll() {
+	if s.arity == 0 {
+		s.with(nil)
 	}
 }
 
 // CounterVec is a counter family; With selects one label set.
-type CounterVec struct{ vec[Counter] }
+type CounterVec struct{ series[*Counter] }
+
+func newCounterVec(reg *Registry, name, help string, labelNames []string) (*CounterVec, prometheus.Collector) {
+	pv := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labelNames)
+	v := &CounterVec{newSeries(reg, name, len(labelNames), func(values []string) *Counter {
+		return &Counter{c: pv.WithLabelValues(values...)}
+	}, newCounter(name, help))}
+	v.resolveAll()
+	return v, pv
+}
 
 // With returns the counter for labelValues, given in the order of the label
 // names at registration. A wrong number of values returns a discard counter
@@ -140,73 +121,49 @@ func (v *CounterVec) With(labelValues ...string) *Counter {
 	return v.with(labelValues)
 }
 
-func (v *CounterVec) appendSamples(b []byte) []byte {
-	var num [32]byte
-	for _, e := range v.sorted() {
-		b = appendSample(b, v.name, "", e.labels, nil, e.metric.appendValue(num[:0]))
-	}
-	return b
-}
+// Counter is a monotonically increasing value. Its methods are safe for concurrent
+// use; all are no-ops on a nil *Counter.
+type Counter struct{ c prometheus.Counter }
 
-// Counter is a monotonically increasing value. Its methods are lock-free and
-// safe for concurrent use; all are no-ops on a nil *Counter.
-type Counter struct {
-	n    atomic.Uint64 // integer increments: one atomic add
-	bits atomic.Uint64 // fractional increments: float64 bits, CAS loop
+// newCounter returns a counter that is never registered: a family's discard metric.
+func newCounter(name, help string) *Counter {
+	return &Counter{c: prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})}
 }
-
-func newCounter() *Counter { return new(Counter) }
 
 // Inc adds 1.
 func (c *Counter) Inc() {
 	if c != nil {
-		c.n.Add(1)
+		c.c.Inc()
 	}
 }
 
 // Add adds v. Counters only go up: a negative, zero or NaN v is ignored.
 func (c *Counter) Add(v float64) {
-	if c == nil || !(v > 0) {
-		return
+	if c != nil && v > 0 {
+		c.c.Add(v)
 	}
-	if v < 1<<53 && v == math.Trunc(v) {
-		c.n.Add(uint64(v))
-		return
-	}
-	addFloat(&c.bits, v)
 }
 
-// Value returns the current count.
+// Value returns the current count. It reads the metric as a scrape does: for tests and
+// diagnostics, not for the hot path.
 func (c *Counter) Value() float64 {
 	if c == nil {
 		return 0
 	}
-	return float64(c.n.Load()) + math.Float64frombits(c.bits.Load())
-}
-
-func (c *Counter) appendValue(b []byte) []byte {
-	if c.bits.Load() == 0 {
-		return appendUint(b, c.n.Load())
-	}
-	return appendFloat(b, c.Value())
-}
-
-func appendUint(b []byte, n uint64) []byte {
-	var tmp [20]byte
-	i := len(tmp)
-	for {
-		i--
-		tmp[i] = byte('0' + n%10)
-		n /= 10
-		if n == 0 {
-			break
-		}
-	}
-	return append(b, tmp[i:]...)
+	return read(c.c).GetCounter().GetValue()
 }
 
 // GaugeVec is a gauge family; With selects one label set.
-type GaugeVec struct{ vec[Gauge] }
+type GaugeVec struct{ series[*Gauge] }
+
+func newGaugeVec(reg *Registry, name, help string, labelNames []string) (*GaugeVec, prometheus.Collector) {
+	pv := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, labelNames)
+	v := &GaugeVec{newSeries(reg, name, len(labelNames), func(values []string) *Gauge {
+		return &Gauge{g: pv.WithLabelValues(values...)}
+	}, newGauge(name, help))}
+	v.resolveAll()
+	return v, pv
+}
 
 // With returns the gauge for labelValues; see CounterVec.With.
 func (v *GaugeVec) With(labelValues ...string) *Gauge {
@@ -216,52 +173,69 @@ func (v *GaugeVec) With(labelValues ...string) *Gauge {
 	return v.with(labelValues)
 }
 
-func (v *GaugeVec) appendSamples(b []byte) []byte {
-	var num [32]byte
-	for _, e := range v.sorted() {
-		b = appendSample(b, v.name, "", e.labels, nil, appendFloat(num[:0], e.metric.Value()))
-	}
-	return b
+// Gauge is a value that goes up and down. Its methods are safe for concurrent use;
+// all are no-ops on a nil *Gauge.
+type Gauge struct{ g prometheus.Gauge }
+
+func newGauge(name, help string) *Gauge {
+	return &Gauge{g: prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help})}
 }
-
-// Gauge is a value that goes up and down. Its methods are lock-free and safe
-// for concurrent use; all are no-ops on a nil *Gauge.
-type Gauge struct{ bits atomic.Uint64 }
-
-func newGauge() *Gauge { return new(Gauge) }
 
 // Set sets the gauge to v.
 func (g *Gauge) Set(v float64) {
 	if g != nil {
-		g.bits.Store(math.Float64bits(v))
+		g.g.Set(v)
 	}
 }
 
 // Inc adds 1.
-func (g *Gauge) Inc() { g.Add(1) }
+func (g *Gauge) Inc() {
+	if g != nil {
+		g.g.Inc()
+	}
+}
 
 // Dec subtracts 1.
-func (g *Gauge) Dec() { g.Add(-1) }
+func (g *Gauge) Dec() {
+	if g != nil {
+		g.g.Dec()
+	}
+}
 
 // Add adds v, which may be negative.
 func (g *Gauge) Add(v float64) {
 	if g != nil {
-		addFloat(&g.bits, v)
+		g.g.Add(v)
 	}
 }
 
-// Value returns the current value.
+// Value returns the current value; see Counter.Value.
 func (g *Gauge) Value() float64 {
 	if g == nil {
 		return 0
 	}
-	return math.Float64frombits(g.bits.Load())
+	return read(g.g).GetGauge().GetValue()
 }
 
 // HistogramVec is a histogram family; With selects one label set.
-type HistogramVec struct {
-	vec[Histogram]
-	upper []float64
+type HistogramVec struct{ series[*Histogram] }
+
+func newHistogramVec(reg *Registry, name, help string, upper []float64, labelNames []string) (*HistogramVec, prometheus.Collector) {
+	pv := prometheus.NewHistogramVec(histogramOpts(name, help, upper), labelNames)
+	v := &HistogramVec{newSeries(reg, name, len(labelNames), func(values []string) *Histogram {
+		return &Histogram{h: pv.WithLabelValues(values...)}
+	}, newHistogram(name, help, upper))}
+	v.resolveAll()
+	return v, pv
+}
+
+// histogramOpts gives client_golang the upper bounds; with none left it is told +Inf
+// alone, which it keeps as the only bucket (an empty list would mean its defaults).
+func histogramOpts(name, help string, upper []float64) prometheus.HistogramOpts {
+	if len(upper) == 0 {
+		upper = []float64{math.Inf(1)}
+	}
+	return prometheus.HistogramOpts{Name: name, Help: help, Buckets: upper}
 }
 
 // With returns the histogram for labelValues; see CounterVec.With.
@@ -272,72 +246,52 @@ func (v *HistogramVec) With(labelValues ...string) *Histogram {
 	return v.with(labelValues)
 }
 
-func (v *HistogramVec) appendSamples(b []byte) []byte {
-	var num, le [32]byte
-	for _, e := range v.sorted() {
-		h := e.metric
-		var cum uint64
-		for i := range h.counts {
-			cum += h.counts[i].Load()
-			bound := math.Inf(1)
-			if i < len(h.upper) {
-				bound = h.upper[i]
-			}
-			extra := append(append(append(le[:0], `le="`...), appendFloat(num[:0], bound)...), '"')
-			b = appendSample(b, v.name, "_bucket", e.labels, extra, appendUint(num[:0], cum))
-		}
-		b = appendSample(b, v.name, "_sum", e.labels, nil, appendFloat(num[:0], h.Sum()))
-		// _count is the +Inf bucket, so the two always agree within one scrape.
-		b = appendSample(b, v.name, "_count", e.labels, nil, appendUint(num[:0], cum))
-	}
-	return b
-}
+// Histogram counts observations into cumulative buckets. Observe is safe for
+// concurrent use; all methods are no-ops on a nil *Histogram.
+type Histogram struct{ h prometheus.Observer }
 
-// Histogram counts observations into cumulative buckets. Observe is lock-free
-// and safe for concurrent use; all methods are no-ops on a nil *Histogram.
-type Histogram struct {
-	upper   []float64       // shared with the family, read-only
-	counts  []atomic.Uint64 // per bucket, not cumulative; last is +Inf
-	sumBits atomic.Uint64
-}
-
-func newHistogram(upper []float64) *Histogram {
-	return &Histogram{upper: upper, counts: make([]atomic.Uint64, len(upper)+1)}
+func newHistogram(name, help string, upper []float64) *Histogram {
+	return &Histogram{h: prometheus.NewHistogram(histogramOpts(name, help, upper))}
 }
 
 // Observe records v. NaN is ignored.
 func (h *Histogram) Observe(v float64) {
-	if h == nil || math.IsNaN(v) {
-		return
+	if h != nil && !math.IsNaN(v) {
+		h.h.Observe(v)
 	}
-	h.counts[sort.SearchFloat64s(h.upper, v)].Add(1)
-	addFloat(&h.sumBits, v)
 }
 
-// Count returns the number of observations.
+// Count returns the number of observations; see Counter.Value.
 func (h *Histogram) Count() uint64 {
 	if h == nil {
 		return 0
 	}
-	var n uint64
-	for i := range h.counts {
-		n += h.counts[i].Load()
-	}
-	return n
+	return readObserver(h.h).GetHistogram().GetSampleCount()
 }
 
-// Sum returns the sum of the observations.
+// Sum returns the sum of the observations; see Counter.Value.
 func (h *Histogram) Sum() float64 {
 	if h == nil {
 		return 0
 	}
-	return math.Float64frombits(h.sumBits.Load())
+	return readObserver(h.h).GetHistogram().GetSampleSum()
 }
 
-// Interface guards: every vector kind is a family the registry can render.
-var (
-	_ family = (*CounterVec)(nil)
-	_ family = (*GaugeVec)(nil)
-	_ family = (*HistogramVec)(nil)
-	_ family = (*gaugeFunc)(nil)
-)
+// read returns m as a scrape would see it (an empty one if m cannot be written).
+func read(m prometheus.Metric) *dto.Metric {
+	var out dto.Metric
+	if err := m.Write(&out); err != nil {
+		return &dto.Metric{}
+	}
+	return &out
+}
+
+// readObserver reads a histogram series: client_golang's vector hands it out as an
+// Observer, but every histogram it makes is a Metric too.
+func readObserver(o prometheus.Observer) *dto.Metric {
+	m, ok := o.(prometheus.Metric)
+	if !ok {
+		return &dto.Metric{}
+	}
+	return read(m)
+}
