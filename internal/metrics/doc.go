@@ -25,8 +25,9 @@
 // label set it has handed out before under a read lock without allocating (see
 // BenchmarkHotPath).
 //
-// To add a metric: register it where its owner is built (sidecar.New, controlplane.New,
-// internal/app for connections and the Redis pool) with Registry.Counter, Gauge, Histogram,
-// GaugeFunc or CounterFunc; keep label values to a small known set; add a row to README.md's
-// "Health and metrics" table.
+// To add a metric: register it where its owner is built (the sidecar's server and recorder,
+// the control plane's configuration watcher, internal/app for connections and the Redis
+// pool) with Registry.Counter, Gauge, Histogram, GaugeFunc or CounterFunc, from the
+// Registry that process passes in; keep label values to a small known set; add a row to
+// README.md's "Health and metrics" table.
 package metrics
