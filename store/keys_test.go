@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/claude-relay/claude-relay/internal/testredis"
 )
 
 func TestCreateKeyReturnsWellFormedSecretAndHint(t *testing.T) {
@@ -243,10 +245,8 @@ func TestSecretsNeverStoredInRedis(t *testing.T) {
 	forbidden := []string{secret, secret[3:], secret2, secret2[3:], credential, "NEVER-STORED", string(s.pepper)}
 
 	var all []string
-	iter := rdb.Scan(ctx, 0, prefix+"*", 100).Iterator()
 	var n int
-	for iter.Next(ctx) {
-		key := iter.Val()
+	for _, key := range testredis.Keys(t, rdb, prefix) {
 		n++
 		all = append(all, key)
 		typ, err := rdb.Type(ctx, key).Result()
@@ -265,9 +265,6 @@ func TestSecretsNeverStoredInRedis(t *testing.T) {
 		default:
 			t.Fatalf("unexpected type %s for %s; extend this test", typ, key)
 		}
-	}
-	if err := iter.Err(); err != nil {
-		t.Fatal(err)
 	}
 	if n < 5 {
 		t.Fatalf("got %d keys under %s, want at least 5 (the scan found nothing?)", n, prefix)

@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -355,19 +356,45 @@ func Dump(tb testing.TB, rdb redis.UniversalClient, prefix string) map[string]st
 	tb.Helper()
 	ctx := context.Background()
 	out := map[string]string{}
-	iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
-	for iter.Next(ctx) {
-		key := iter.Val()
+	for _, key := range Keys(tb, rdb, prefix) {
 		v, err := canonical(ctx, rdb, key)
 		if err != nil {
 			tb.Fatalf("testredis: read %s: %v", key, err)
 		}
 		out[key] = v
 	}
-	if err := iter.Err(); err != nil {
+	return out
+}
+
+// Keys returns every key that starts with prefix, sorted. On a cluster client it scans every
+// master: a plain SCAN there reaches one node only.
+func Keys(tb testing.TB, rdb redis.UniversalClient, prefix string) []string {
+	tb.Helper()
+	ctx := context.Background()
+	var (
+		mu   sync.Mutex
+		keys []string
+	)
+	scan := func(ctx context.Context, c redis.UniversalClient) error {
+		iter := c.Scan(ctx, 0, escapeGlob(prefix)+"*", 1000).Iterator()
+		for iter.Next(ctx) {
+			mu.Lock()
+			keys = append(keys, iter.Val())
+			mu.Unlock()
+		}
+		return iter.Err()
+	}
+	var err error
+	if cc, ok := rdb.(*redis.ClusterClient); ok {
+		err = cc.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error { return scan(ctx, n) })
+	} else {
+		err = scan(ctx, rdb)
+	}
+	if err != nil {
 		tb.Fatalf("testredis: scan %s*: %v", prefix, err)
 	}
-	return out
+	slices.Sort(keys)
+	return keys
 }
 
 func canonical(ctx context.Context, rdb redis.UniversalClient, key string) (string, error) {
