@@ -462,6 +462,9 @@ func (p *Plugin[T]) restart(backoff *time.Duration) {
 			p.mu.Unlock()
 			return
 		}
+		if p.ctx.Err() != nil {
+			return // closed while starting: shutting down, not a failure
+		}
 		p.mu.Lock()
 		p.status.LastError = err.Error()
 		p.mu.Unlock()
