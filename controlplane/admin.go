@@ -15,7 +15,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/claude-relay/claude-relay/controlplane/configapi"
+	"github.com/claude-relay/claude-relay/config/configapi"
 	"github.com/claude-relay/claude-relay/store"
 )
 

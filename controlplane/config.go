@@ -18,7 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/claude-relay/claude-relay/config"
-	"github.com/claude-relay/claude-relay/controlplane/configapi"
+	"github.com/claude-relay/claude-relay/config/configapi"
 	"github.com/claude-relay/claude-relay/internal/metrics"
 	"github.com/claude-relay/claude-relay/store"
 )

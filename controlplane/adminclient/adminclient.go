@@ -14,8 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/claude-relay/claude-relay/config/configapi"
 	"github.com/claude-relay/claude-relay/controlplane/adminapi"
-	"github.com/claude-relay/claude-relay/controlplane/configapi"
 )
 
 // maxResponseBytes caps how much of a response body the client reads.

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/claude-relay/claude-relay/config"
+	"github.com/claude-relay/claude-relay/config/configapi"
 	"github.com/claude-relay/claude-relay/controlplane"
-	"github.com/claude-relay/claude-relay/controlplane/configapi"
 	"github.com/claude-relay/claude-relay/sidecar/configclient"
 )
 

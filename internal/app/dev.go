@@ -18,9 +18,9 @@ import (
 	"time"
 
 	"github.com/claude-relay/claude-relay/config"
+	"github.com/claude-relay/claude-relay/config/configapi"
 	"github.com/claude-relay/claude-relay/controlplane"
 	"github.com/claude-relay/claude-relay/controlplane/adminclient"
-	"github.com/claude-relay/claude-relay/controlplane/configapi"
 	"github.com/claude-relay/claude-relay/internal/devredis"
 	"github.com/claude-relay/claude-relay/internal/metrics"
 	"github.com/claude-relay/claude-relay/store"
