@@ -1,4 +1,3 @@
-// Package controlplane serves the admin API and owns everything operators change.
 package controlplane
 
 import (

@@ -59,8 +59,9 @@ type AuthInput struct {
 
 // RequestAuthenticator is an Authenticator that also receives the client address and route,
 // and hands them to the auth provider (contract.AuthRequest's ClientIP and Route). The server
-// uses it when Options.Auth implements it; Authenticator alone stays enough, so existing
-// implementations keep working.
+// uses it when Options.Auth implements it (CachedAuth does); the address and route reach
+// the provider for logging and auditing only, since the sidecar checks the principal's
+// per-request rules itself (see CachedAuth.AuthenticateRequest).
 type RequestAuthenticator interface {
 	Authenticator
 	AuthenticateRequest(ctx context.Context, in AuthInput) (Principal, error)
