@@ -13,7 +13,9 @@ import (
 
 // fileSchema is the top level of every configuration file.
 func fileSchema() *hcl.BodySchema {
-	return &hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{
+	return &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
+		{Name: attrPricingDefaults},
+	}, Blocks: []hcl.BlockHeaderSchema{
 		{Type: blockServer},
 		{Type: blockAllowlist, LabelNames: []string{"name"}},
 		{Type: blockPolicy, LabelNames: []string{"name"}},

@@ -19,6 +19,10 @@ const (
 	blockPricingFallback = "pricing_fallback"
 )
 
+// attrPricingDefaults is the top-level attribute that, set to false, replaces
+// the built-in price table instead of adding to it.
+const attrPricingDefaults = "pricing_defaults"
+
 // location names the part of a configuration a problem is about, in terms
 // that both an HCL source (which turns it into a range) and a wire snapshot
 // (which turns it into text) can resolve.

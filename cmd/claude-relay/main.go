@@ -21,7 +21,8 @@ Usage:
   claude-relay dev      [flags]   control plane + sidecar in one process (make run)
   claude-relay control  [flags]   the control plane: admin API, configuration
   claude-relay sidecar  [flags]   the data plane: relays client requests upstream
-  claude-relay config check PATH  validate an HCL file or directory (like nginx -t)
+  claude-relay config check PATH  validate an HCL file or directory (like nginx -t);
+                                  --prices also prints the effective price table
   claude-relay admin …            manage keys and accounts (claude-relay admin -h)
   claude-relay crypto rotate      re-encrypt stored credentials under the current key (-h)
   claude-relay doctor [flags]     check a running installation and say what to fix (-h)
@@ -118,8 +119,12 @@ func runProcess(ctx context.Context, mode string, args []string, stdout, stderr 
 }
 
 func runConfig(args []string, stdout, stderr io.Writer) int {
+	prices := false
+	if len(args) == 3 && args[0] == "check" && (args[1] == "--prices" || args[1] == "-prices") {
+		prices, args = true, []string{args[0], args[2]}
+	}
 	if len(args) != 2 || args[0] != "check" {
-		fmt.Fprintln(stderr, "usage: claude-relay config check PATH   (an .hcl file or a directory of them)")
+		fmt.Fprintln(stderr, "usage: claude-relay config check [--prices] PATH   (an .hcl file or a directory of them)")
 		return 2
 	}
 	path := args[1]
@@ -134,6 +139,12 @@ func runConfig(args []string, stdout, stderr io.Writer) int {
 	if _, err := config.Compile(snap); err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", path, err)
 		return 1
+	}
+	if prices {
+		if err := writePriceTable(stdout, snap, src); err != nil {
+			fmt.Fprintf(stderr, "claude-relay: %v\n", err)
+			return 1
+		}
 	}
 	fmt.Fprintf(stdout, "%s: configuration OK (%d routes, %d pools, %d policies, %d allowlists, %d prices)\n",
 		path, len(snap.Routes), len(snap.Pools), len(snap.Policies), len(snap.Allowlists), len(snap.Pricing))
