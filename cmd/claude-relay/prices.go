@@ -13,12 +13,17 @@ import (
 // line in the order globs are matched (the first that matches prices a
 // model), then the fallback: its five prices in USD per million tokens and
 // where the row came from (built-in, or the file:line of its pricing block).
-// A long-context tier follows its row on an indented line.
+// A long-context tier follows its row on an indented line: its rates price
+// every token of a request whose prompt is longer.
 func writePriceTable(w io.Writer, snap *config.Snapshot, src *config.Sources) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "MODEL GLOB\tINPUT\tOUTPUT\tCACHE WRITE 5M\tCACHE WRITE 1H\tCACHE READ\tSOURCE")
 	for _, p := range snap.Pricing {
 		writePriceRow(tw, p.Model, p, src.PriceOrigin(p.Model))
+		if t := p.LongContext; t.AboveInputTokens > 0 {
+			writePriceRow(tw, fmt.Sprintf("  prompt > %d tokens", t.AboveInputTokens),
+				config.Price{Input: t.Input, Output: t.Output, CacheWrite5m: t.CacheWrite5m, CacheWrite1h: t.CacheWrite1h, CacheRead: t.CacheRead}, "  (long context)")
+		}
 	}
 	writePriceRow(tw, "(fallback: any other model)", snap.Fallback, src.PriceOrigin(""))
 	if err := tw.Flush(); err != nil {
