@@ -23,6 +23,8 @@ Usage:
   claude-relay sidecar  [flags]   the data plane: relays client requests upstream
   claude-relay config check PATH  validate an HCL file or directory (like nginx -t);
                                   --prices also prints the effective price table
+  claude-relay pricing import FILE|URL [--write]
+                                  render LiteLLM's price table as pricing-imported.hcl (-h)
   claude-relay admin …            manage keys and accounts (claude-relay admin -h)
   claude-relay crypto rotate      re-encrypt stored credentials under the current key (-h)
   claude-relay doctor [flags]     check a running installation and say what to fix (-h)
@@ -67,6 +69,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runConfig(args[1:], stdout, stderr)
 	case "crypto":
 		return runCrypto(ctx, args[1:], stdout, stderr)
+	case "pricing":
+		return runPricing(ctx, args[1:], stdout, stderr)
 	case "doctor":
 		return runDoctor(ctx, args[1:], stdout, stderr)
 	case "import":
