@@ -308,7 +308,9 @@ pricing "claude-3-haiku*" {
 }
 
 # Models no glob matches are priced like the most expensive one, so that cost
-# limits err on the safe side; usage records mark such prices as unknown.
+# limits err on the safe side. Such a request is counted in its key's
+# unpriced_requests (admin keys usage) and in claude_relay_unpriced_requests_total{model},
+# and a WARN line names the model.
 pricing_fallback {
   input          = 15
   output         = 75

@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -96,5 +98,36 @@ func TestClaudeCodesDefaultModelIsChargedWhatClaudeCodeSays(t *testing.T) {
 	}
 	if u.Totals.CostUSD != 0.00069 {
 		t.Errorf("all-time cost: got $%v, want $0.00069", u.Totals.CostUSD)
+	}
+}
+
+func TestUnpricedModelIsChargedTheFallbackAndShownAsUnpriced(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	admin := h.adminClient(t)
+	const model = "claude-unreleased-9"
+	h.up.Enqueue(fakeupstream.Script{Usage: &fakeupstream.Usage{InputTokens: 100, OutputTokens: 10}})
+	resp := h.post("/v1/messages", h.key, `{"model":"`+model+`","max_tokens":64,"messages":[{"role":"user","content":"hi"}]}`, nil)
+	if body := readAll(t, resp.Body); resp.StatusCode != 200 {
+		t.Fatalf("got %d %s, want 200", resp.StatusCode, body)
+	}
+	u := waitAdminUsage(t, admin, h.keyID, model)
+	// The built-in fallback: 100*$15 + 10*$75 per million tokens.
+	want := adminapi.Usage{Requests: 1, InputTokens: 100, OutputTokens: 10, CostUSD: 0.00225, UnpricedRequests: 1}
+	if got := u.Models[model]; got != want {
+		t.Errorf("keys usage: got %+v, want %+v", got, want)
+	}
+	if u.Totals.UnpricedRequests != 1 {
+		t.Errorf("all-time unpriced requests: got %d, want 1", u.Totals.UnpricedRequests)
+	}
+	mresp, err := http.Get(h.http.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metricsBody := readAll(t, mresp.Body)
+	if want := `claude_relay_unpriced_requests_total{model="` + model + `"} 1`; !strings.Contains(metricsBody, want) {
+		t.Errorf("metrics: want a line %q in\n%s", want, metricsBody)
+	}
+	if !strings.Contains(h.logs.String(), "no price for model, charging the fallback") {
+		t.Error("no WARN line names the unpriced model")
 	}
 }
