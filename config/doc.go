@@ -31,9 +31,12 @@
 // order, decodes each block with gohcl, merges the files, fills defaults and
 // validates, returning every diagnostic at once. The same validation runs
 // again in Compile, which turns a Snapshot into a Runtime, so that a snapshot
-// received over the wire is held to the rules a loaded one is. A
-// configuration that declares no pricing blocks (or no pricing_fallback)
-// inherits them from the embedded default.hcl, which Default compiles.
+// received over the wire is held to the rules a loaded one is. The
+// operator's pricing blocks are merged over the price table of the embedded
+// default.hcl (which Default compiles): operator rows are matched first, a
+// repeated glob replaces its built-in row, pricing_defaults = false drops the
+// built-in table, and a configuration without pricing_fallback takes the
+// built-in one (see builder.inheritPricing).
 //
 // Expressions may call env("NAME") or env("NAME", "default") to read the
 // environment; an empty variable counts as unset. env() refuses the relay's

@@ -156,7 +156,8 @@ func (s Schema) OAuthPending(state string) string { return s.p + "admin:oauth:" 
 
 // KeyUsageDay is a HASH of one relay key's usage on one UTC day, fields "<model>:<counter>"
 // (counters: requests, input_tokens, output_tokens, cache_write_5m, cache_write_1h,
-// cache_read, cost_micro_usd). Owner: sidecar. TTL: UsageRetention after the day.
+// cache_read, cost_micro_usd, unpriced_requests, estimated_requests; a zero counter is
+// not written). Owner: sidecar. TTL: UsageRetention after the day.
 func (s Schema) KeyUsageDay(keyID string, day time.Time) string {
 	return s.p + "usage:{key:" + keyID + "}:day:" + dayString(day)
 }

@@ -807,7 +807,8 @@ func adminKeysUsage(ctx context.Context, c *adminCLI, f *adminFlags, args []stri
 	}
 	row := func(label string, x adminapi.Usage) []string {
 		return []string{label, fmt.Sprint(x.Requests), fmt.Sprint(x.InputTokens), fmt.Sprint(x.OutputTokens),
-			fmt.Sprint(x.CacheWrite5m), fmt.Sprint(x.CacheWrite1h), fmt.Sprint(x.CacheRead), fmt.Sprintf("%.6f", x.CostUSD)}
+			fmt.Sprint(x.CacheWrite5m), fmt.Sprint(x.CacheWrite1h), fmt.Sprint(x.CacheRead), fmt.Sprintf("%.6f", x.CostUSD),
+			fmt.Sprint(x.UnpricedRequests), fmt.Sprint(x.EstimatedRequests)}
 	}
 	models := make([]string, 0, len(u.Models))
 	for m := range u.Models {
@@ -819,7 +820,7 @@ func adminKeysUsage(ctx context.Context, c *adminCLI, f *adminFlags, args []stri
 		rows = append(rows, row(m, u.Models[m]))
 	}
 	rows = append(rows, row("total "+u.Day, u.DayTotal), row("all time", u.Totals))
-	return c.table([]string{"MODEL (" + u.Day + " UTC)", "REQUESTS", "INPUT", "OUTPUT", "CACHE WRITE 5M", "CACHE WRITE 1H", "CACHE READ", "COST USD"}, rows)
+	return c.table([]string{"MODEL (" + u.Day + " UTC)", "REQUESTS", "INPUT", "OUTPUT", "CACHE WRITE 5M", "CACHE WRITE 1H", "CACHE READ", "COST USD", "UNPRICED", "ESTIMATED"}, rows)
 }
 
 func adminAccountsAdd(ctx context.Context, c *adminCLI, f *adminFlags, _ []string) error {
