@@ -310,6 +310,12 @@ func (b *builder) block(blk *hcl.Block) {
 		if !dup {
 			b.snap.Fallback = p.price("")
 		}
+	case blockAlert:
+		var a alertHCL
+		b.decode(blk, info, &a)
+		if !dup {
+			b.alert(label, info, &a)
+		}
 	}
 }
 

@@ -17,6 +17,7 @@ const (
 	blockRoute           = "route"
 	blockPricing         = "pricing"
 	blockPricingFallback = "pricing_fallback"
+	blockAlert           = "alert"
 )
 
 // location names the part of a configuration a problem is about, in terms
@@ -101,6 +102,9 @@ func validate(s *Snapshot) []problem {
 		v.price(at(blockPricing, p.Model, ""), p)
 	}
 	v.price(at(blockPricingFallback, "", ""), s.Fallback)
+	for _, name := range sortedKeys(s.Alerts) {
+		v.alert(name, s.Alerts[name])
+	}
 	return v.problems
 }
 
