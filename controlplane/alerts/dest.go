@@ -177,7 +177,12 @@ func send(ctx context.Context, client *http.Client, kind string, req request) er
 		if errors.As(err, &ue) {
 			err = ue.Err // drop the URL
 		}
-		return fmt.Errorf("post: %w", err)
+		if kind == config.AlertWebhook {
+			return fmt.Errorf("post: %w", err)
+		}
+		// The address of a secret URL is not shown either.
+		msg := strings.ReplaceAll(err.Error(), hr.URL.Host, "<destination>")
+		return fmt.Errorf("post: %s", strings.ReplaceAll(msg, hr.URL.Hostname(), "<destination>"))
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
