@@ -54,7 +54,8 @@ func (s *Service) attempt(ctx context.Context, alerts map[string]config.Alert, m
 	return s.out.save(ctx, []Message{*m}, func(p redis.Pipeliner) {
 		if first {
 			p.HSet(ctx, k.AlertsLastSent(), pair, strconv.FormatInt(now.UnixMilli(), 10))
-			closeOpen.Run(ctx, p, []string{k.AlertsOpen()}, pair, m.ID)
+			// EVAL, not EVALSHA: a transaction cannot fall back when the script is not cached.
+			closeOpen.Eval(ctx, p, []string{k.AlertsOpen()}, pair, m.ID)
 		}
 	})
 }

@@ -132,7 +132,7 @@ func TestFiftyAccountsParkedAtOnceAreOneMessageAndLaterOnesWaitForTheCooldown(t 
 	if len(first.Data.Events) != 50 {
 		t.Fatalf("first message lists %d accounts, want 50", len(first.Data.Events))
 	}
-	text := first.Data.Text()
+	text := first.Data.Text
 	if !strings.Contains(text, "50 subjects") || !strings.Contains(text, "and 30 more") {
 		t.Fatalf("text:\n%s", text)
 	}

@@ -78,9 +78,23 @@ func jsonRequest(u string, v any) (request, error) {
 // WebhookPayload is the generic webhook's body: the Standard Webhooks envelope (type,
 // timestamp, data).
 type WebhookPayload struct {
-	Type      string    `json:"type"`
-	Timestamp time.Time `json:"timestamp"`
-	Data      Message   `json:"data"`
+	Type      string      `json:"type"`
+	Timestamp time.Time   `json:"timestamp"`
+	Data      WebhookData `json:"data"`
+}
+
+// WebhookData is a message as the generic webhook receives it.
+type WebhookData struct {
+	// ID is the message id, also the webhook-id header: the same on every retry.
+	ID       string    `json:"id"`
+	Alert    string    `json:"alert"`
+	Event    string    `json:"event"`
+	Severity string    `json:"severity"`
+	Resolved bool      `json:"resolved"`
+	Events   []Event   `json:"events"`
+	Created  time.Time `json:"created"`
+	// Text is the message as the chat destinations show it.
+	Text string `json:"text"`
 }
 
 // formatWebhook signs per Standard Webhooks: webhook-id is the message id (the same on every
@@ -88,8 +102,8 @@ type WebhookPayload struct {
 // webhook-signature "v1," + base64(HMAC-SHA256(key, id.timestamp.body)) with key the
 // base64 after whsec_.
 func formatWebhook(u, secret string, m *Message, now time.Time) (request, error) {
-	data := *m
-	data.Attempts, data.LastError, data.Status, data.Due = 0, "", "", time.Time{}
+	data := WebhookData{ID: m.ID, Alert: m.Alert, Event: m.Event, Severity: m.Severity, Resolved: m.Resolved,
+		Events: m.Events, Created: m.Created, Text: m.Text()}
 	typ := "relay.alert." + m.Event
 	if m.Resolved {
 		typ += ".resolved"

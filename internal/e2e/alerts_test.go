@@ -144,6 +144,9 @@ alert "ops" {
 		_, ok := rcv.find("relay.alert.config_refused.resolved", in.config)
 		return ok
 	})
+	if out := cp.out.String(); strings.Contains(out, "cannot deliver alerts") || strings.Contains(out, "cannot route alert events") {
+		t.Errorf("the control plane failed to deliver or route (see its output)")
+	}
 	rcv.mu.Lock()
 	defer rcv.mu.Unlock()
 	if len(rcv.errs) > 0 {
