@@ -79,6 +79,14 @@ func ParkSource(st *store.Store, threshold time.Duration, now func() time.Time) 
 		}
 		t := now()
 		cur := map[string]Event{}
+		names := map[string]string{}
+		if len(parks) > 0 {
+			if accts, err := st.ListAccounts(ctx); err == nil {
+				for _, a := range accts {
+					names[a.ID] = a.Name
+				}
+			}
+		}
 		for _, p := range parks {
 			short := p.State == "rate_limited" || p.State == "overloaded"
 			if short && !p.Until.IsZero() && p.Until.Sub(t) < threshold {
@@ -91,7 +99,11 @@ func ParkSource(st *store.Store, threshold time.Duration, now func() time.Time) 
 			if p.State == "unauthorized" || p.State == "blocked" {
 				sev = config.SeverityCritical
 			}
-			cur[p.Account] = Event{Severity: sev, Summary: parkSummary(p)}
+			summary := parkSummary(p)
+			if n := names[p.Account]; n != "" {
+				summary = fmt.Sprintf("%q %s", n, summary)
+			}
+			cur[p.Account] = Event{Severity: sev, Summary: summary}
 		}
 		return reconcile(ctx, o, config.EventAccountParked, cur, allClear("back in rotation"))
 	}}
