@@ -23,6 +23,7 @@ func fileSchema() *hcl.BodySchema {
 		{Type: blockRoute, LabelNames: []string{"name"}},
 		{Type: blockPricing, LabelNames: []string{"model"}},
 		{Type: blockPricingFallback},
+		{Type: blockAlert, LabelNames: []string{"name"}},
 	}}
 }
 

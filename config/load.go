@@ -313,6 +313,12 @@ func (b *builder) block(blk *hcl.Block) {
 			b.snap.Fallback = p.price("")
 			b.origins[""] = origin(blk.DefRange)
 		}
+	case blockAlert:
+		var a alertHCL
+		b.decode(blk, info, &a)
+		if !dup {
+			b.alert(label, info, &a)
+		}
 	}
 }
 

@@ -16,6 +16,9 @@ type Snapshot struct {
 	// model wins.
 	Pricing  []Price `json:"pricing,omitempty"`
 	Fallback Price   `json:"pricing_fallback"`
+	// Alerts are the alert destinations, by block label. Only the control plane acts on
+	// them; their secrets are variable names (see Secret).
+	Alerts map[string]Alert `json:"alerts,omitempty"`
 }
 
 // Server holds listener-wide settings.

@@ -17,6 +17,7 @@ const (
 	blockRoute           = "route"
 	blockPricing         = "pricing"
 	blockPricingFallback = "pricing_fallback"
+	blockAlert           = "alert"
 )
 
 // attrPricingDefaults is the top-level attribute that, set to false, replaces
@@ -105,6 +106,9 @@ func validate(s *Snapshot) []problem {
 		v.price(at(blockPricing, p.Model, ""), p)
 	}
 	v.price(at(blockPricingFallback, "", ""), s.Fallback)
+	for _, name := range sortedKeys(s.Alerts) {
+		v.alert(name, s.Alerts[name])
+	}
 	return v.problems
 }
 

@@ -183,6 +183,8 @@ func adminCommands() []adminCommand {
 		{name: "accounts list", summary: "list upstream accounts (credentials are never shown)", flags: sessionFlags, run: adminAccountsList},
 		{name: "accounts delete", args: "ID", nargs: 1, summary: "delete an upstream account and its credential", flags: sessionFlags, run: adminAccountsDelete},
 		{name: "sidecars", summary: "list sidecars with the configuration version each runs, any refused one (NACK) and their health", flags: sessionFlags, run: adminSidecars},
+		{name: "alerts test", args: "NAME", nargs: 1, summary: "send a test message to an alert destination now and say whether it arrived", flags: sessionFlags, run: adminAlertsTest},
+		{name: "alerts", summary: "list alert destinations, conditions raised now, and recent alert messages with their delivery status", flags: sessionFlags, run: adminAlerts},
 		{name: "config status", summary: "show the configuration version served and the errors of the last refused edit", flags: sessionFlags, run: adminConfigStatus},
 		{name: "health", summary: "show the control plane's health with each component's error and details (the public /health shows statuses only)", flags: sessionFlags, run: adminHealth},
 	}, manageCommands()...)

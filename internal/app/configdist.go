@@ -43,6 +43,7 @@ func newControlConfig(ctx context.Context, b *Base, dir string) (*controlplane.C
 		Logger:         b.Log,
 		Metrics:        b.Metrics,
 		SidecarSecrets: b.sidecarSecrets(),
+		OnReload:       configAlertHook(b, dir),
 	})
 }
 

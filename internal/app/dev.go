@@ -107,7 +107,11 @@ func RunDev(ctx context.Context, env *config.Env, opts Options) error {
 	if err != nil {
 		return err
 	}
-	cp, err := controlplane.New(controlplane.Options{Store: b.Store, SigningKey: key, Admin: controlplane.AdminBootstrap{Username: user, Password: password}, Logger: log, Config: cfg, OAuth: oauthConfig(env), Health: dp.srv.Health})
+	alerter, err := startAlerts(ctx, b, cfg, dp.srv.Health)
+	if err != nil {
+		return err
+	}
+	cp, err := controlplane.New(controlplane.Options{Store: b.Store, SigningKey: key, Admin: controlplane.AdminBootstrap{Username: user, Password: password}, Logger: log, Config: cfg, Alerts: alerter, OAuth: oauthConfig(env), Health: dp.srv.Health})
 	if err != nil {
 		return err
 	}
