@@ -815,6 +815,9 @@ func (s *Store) DeleteAccount(ctx context.Context, id string) error {
 	if ok == 0 {
 		return fmt.Errorf("delete account %s: %w", id, ErrNotFound)
 	}
+	// Its window reading is shown with the account only; a failure here leaves one small
+	// field that no listing shows.
+	_ = s.rdb.HDel(ctx, s.keys.AccountWindows(), id).Err()
 	s.announceAccount(ctx, id)
 	return nil
 }

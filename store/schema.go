@@ -224,12 +224,20 @@ func (s Schema) KeyConcurrency(keyID string) string {
 
 // AccountsParked is a HASH of the accounts that must not be scheduled now: field "<account
 // id>" (the whole account) or "<account id>/<model family>" (one family only) → "<until unix
-// ms>|<state>|<upstream status>|<reason>", where state is rate_limited, overloaded,
-// failing, unauthorized or blocked and until 0 means "until an operator clears it". Entries
+// ms>|<state>|<upstream status>|<reason>", where state is rate_limited, near_limit,
+// overloaded, failing, unauthorized or blocked and until 0 means "until an operator clears it". Entries
 // whose time has passed are ignored by readers and overwritten or swept by writers, so a
 // parked account comes back by itself. Owner: sidecar (parking script); the control plane
 // clears entries. TTL: none (one small hash per deployment, read in one HGETALL).
 func (s Schema) AccountsParked() string { return s.p + "sched:{accounts}:parked" }
+
+// AccountWindows is a HASH: account id → JSON of the account's latest subscription-window
+// reading (store.Windows: utilization, reset and status of the 5-hour and 7-day windows, the
+// overall status and the representative claim, and when it was seen), taken from the
+// anthropic-ratelimit-unified-* headers of its responses. Owner: sidecar (batched, at most one
+// HSET per scheduler refresh interval, never on the request path); read by the control plane.
+// TTL: none (one small field per account; deleting an account drops its field).
+func (s Schema) AccountWindows() string { return s.p + "sched:{accounts}:windows" }
 
 // AccountErrors is a STRING counter of an account's 5xx answers in the current error window,
 // used to park an account that fails repeatedly. Owner: sidecar. TTL: the pool's
