@@ -491,6 +491,7 @@ func (ex *exchange) forward() {
 			// which limit), then relay it intact if this is the answer.
 			peek, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<10))
 			failover := s.sched.Report(ctx, req, id, sched.Outcome{Status: resp.StatusCode, Header: resp.Header, Body: peek})
+			ex.observeWindows(ctx, req, id, resp.Header) // after Report: a 429's park stands
 			if failover && !last {
 				s.m.upstreamErrors.With(strconv.Itoa(resp.StatusCode)).Inc()
 				s.log.Warn("upstream refused, failing over", "request_id", ex.id, "account", up.ID, "status", resp.StatusCode, "attempt", i+1)
@@ -503,8 +504,11 @@ func (ex *exchange) forward() {
 				io.Reader
 				io.Closer
 			}{io.MultiReader(bytes.NewReader(peek), resp.Body), resp.Body}
-		} else if id != plan.Sticky {
-			s.sched.Bind(ctx, req, id) // a sticky hit's TTL was refreshed by Plan
+		} else {
+			ex.observeWindows(ctx, req, id, resp.Header)
+			if id != plan.Sticky {
+				s.sched.Bind(ctx, req, id) // a sticky hit's TTL was refreshed by Plan
+			}
 		}
 		ex.account = up.ID
 		if s.toucher != nil {
@@ -515,6 +519,28 @@ func (ex *exchange) forward() {
 		return
 	}
 	ex.fail(http.StatusBadGateway, errAPI, fmt.Sprintf("no upstream account could be reached (%d tried; the last: %s)%s", attempts, upstreamCause(lastErr), ex.seeLog()), 5*time.Second)
+}
+
+// observeWindows hands a response's subscription-window headers to the scheduler (which
+// records them and parks the account near its limit) and updates the window gauges.
+func (ex *exchange) observeWindows(ctx context.Context, req sched.Request, account string, h http.Header) {
+	w, ok := ex.s.sched.Observe(ctx, req, account, h)
+	if !ok {
+		return
+	}
+	m := &ex.s.m
+	for _, x := range []struct {
+		name string
+		w    *store.Window
+	}{{"5h", w.FiveHour}, {"7d", w.SevenDay}} {
+		if x.w == nil {
+			continue
+		}
+		m.windowUtil.With(account, x.name).Set(x.w.Utilization)
+		if !x.w.Reset.IsZero() {
+			m.windowReset.With(account, x.name).Set(float64(x.w.Reset.Unix()))
+		}
+	}
 }
 
 func bindingName(b store.KeyBinding) string {
@@ -541,7 +567,7 @@ func (ex *exchange) noAccount(u *sched.Unavailable) {
 	retry := max(u.Earliest.Sub(ex.s.now()), time.Second)
 	when := "; the earliest frees up at " + u.Earliest.UTC().Format(time.RFC3339) + ex.seeLog()
 	if u.AllRateLimited {
-		ex.fail(http.StatusTooManyRequests, errRateLimit, "every upstream account is rate-limited"+familyOf(u.Parked)+when, retry)
+		ex.fail(http.StatusTooManyRequests, errRateLimit, "every upstream account is rate-limited or near the limit of its subscription window"+familyOf(u.Parked)+when, retry)
 		return
 	}
 	ex.fail(http.StatusServiceUnavailable, errOverloaded, "no upstream account can serve this request right now (rate-limited, overloaded or failing)"+familyOf(u.Parked)+when, retry)

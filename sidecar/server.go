@@ -174,6 +174,8 @@ type serverMetrics struct {
 	authErrors     *metrics.CounterVec
 	limitRefusals  *metrics.CounterVec
 	limitErrors    *metrics.Counter
+	windowUtil     *metrics.GaugeVec // account, window: the latest subscription-window reading
+	windowReset    *metrics.GaugeVec
 }
 
 // New builds a sidecar. It serves 503 until a configuration is applied.
@@ -216,6 +218,8 @@ func New(opts Options) *Server {
 		authErrors:     r.Counter("claude_relay_auth_backend_errors_total", "Authentications that failed because the backend was unavailable.", "stage"),
 		limitRefusals:  r.Counter("claude_relay_limit_refusals_total", "Requests refused by a key limit, by limit.", "limit"),
 		limitErrors:    r.Counter("claude_relay_limit_errors_total", "Limit checks or charges that failed because Redis was unavailable.").With(),
+		windowUtil:     r.Gauge("claude_relay_account_window_utilization", "Fraction of an upstream account's subscription window used, as its latest response seen by this sidecar reported it (anthropic-ratelimit-unified-*).", "account", "window"),
+		windowReset:    r.Gauge("claude_relay_account_window_reset_timestamp_seconds", "When an upstream account's subscription window resets (unix seconds), as its latest response seen by this sidecar reported it.", "account", "window"),
 	}
 	if l := opts.Limits; l != nil {
 		r.CounterFunc("claude_relay_limit_redis_calls_total", "Limit calls (admissions, charges, releases) sent to Redis.", func() float64 {

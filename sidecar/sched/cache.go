@@ -138,12 +138,21 @@ func (s *Scheduler) Run(ctx context.Context) {
 			failing = false
 			s.log.Info("account parking state readable again")
 		}
+		if err := s.flushWindows(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("cannot record subscription windows; retrying with the next refresh", "error", err)
+		}
 		if time.Since(lastSweep) >= s.stickies.ttl {
 			lastSweep = time.Now()
 			s.stickies.sweep(s.now())
 		}
 		select {
 		case <-ctx.Done():
+			// The readings of the last interval: written once more on the way out.
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			defer cancel()
+			if err := s.flushWindows(fctx); err != nil {
+				s.log.Warn("cannot record subscription windows at shutdown", "error", err)
+			}
 			return
 		case <-tick.C:
 		}

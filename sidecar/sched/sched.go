@@ -201,6 +201,10 @@ type Scheduler struct {
 
 	inflight sync.Map // account id → *atomic.Int64
 	lastUsed sync.Map // account id → *atomic.Int64 (unix ns)
+
+	wmu     sync.Mutex
+	windows map[string]store.Windows // account id → latest subscription-window reading
+	dirty   map[string]struct{}      // accounts whose reading is not yet in Redis
 }
 
 // New returns a Scheduler over rdb (nil: local state only) with the store's key schema.
@@ -224,6 +228,8 @@ func New(rdb redis.UniversalClient, keys store.Schema, opts Options) *Scheduler 
 		rdb: rdb, keys: keys, log: opts.Logger.Named("sched"), now: opts.Now, ref: opts.Refresher,
 		interval: opts.RefreshInterval,
 		parked:   make(map[string]Park),
+		windows:  make(map[string]store.Windows),
+		dirty:    make(map[string]struct{}),
 		stickies: stickyCache{ttl: opts.StickyCacheTTL, max: opts.StickyCacheSize, m: make(map[string]binding)},
 	}
 }
@@ -361,7 +367,7 @@ func (s *Scheduler) Plan(ctx context.Context, req Request, accounts []Account) (
 	if len(avail) == 0 {
 		u := &Unavailable{Parked: blocked, AllRateLimited: true}
 		for _, p := range blocked {
-			if p.State != RateLimited {
+			if p.State != RateLimited && p.State != NearLimit {
 				u.AllRateLimited = false
 			}
 			if !p.Until.IsZero() && (u.Earliest.IsZero() || p.Until.Before(u.Earliest)) {
