@@ -92,6 +92,33 @@ func toAPIAccount(a store.Account, parks []store.Parked, tampered string, now ti
 	return out
 }
 
+// toAPIWindows shows a subscription-window reading.
+func toAPIWindows(w store.Windows, ok bool) adminapi.SubscriptionWindows {
+	if !ok {
+		return adminapi.SubscriptionWindows{}
+	}
+	at := w.ObservedAt.UTC()
+	out := adminapi.SubscriptionWindows{WindowStatus: w.Status, RepresentativeClaim: w.Claim, WindowsObservedAt: &at}
+	if x := w.FiveHour; x != nil {
+		u := x.Utilization
+		out.Utilization5h, out.Status5h, out.Reset5h = &u, x.Status, optTime(x.Reset)
+	}
+	if x := w.SevenDay; x != nil {
+		u := x.Utilization
+		out.Utilization7d, out.Status7d, out.Reset7d = &u, x.Status, optTime(x.Reset)
+	}
+	return out
+}
+
+// optTime is t in UTC, nil when zero.
+func optTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	t = t.UTC()
+	return &t
+}
+
 // checkBaseURL reports what is wrong with an upstream base URL, or "".
 func checkBaseURL(raw string) string {
 	u, err := url.Parse(raw)
@@ -204,10 +231,18 @@ func (s *Server) handleListAccounts(w http.ResponseWriter, r *http.Request) {
 		s.writeStoreError(w, r, err, "accounts")
 		return
 	}
+	windows, err := s.st.AccountWindows(r.Context())
+	if err != nil {
+		s.writeStoreError(w, r, err, "accounts")
+		return
+	}
 	now := s.now()
 	out := adminapi.AccountList{Accounts: make([]adminapi.Account, 0, len(accts))}
 	for _, a := range accts {
-		out.Accounts = append(out.Accounts, toAPIAccount(a, parks, tampered[a.ID], now))
+		acct := toAPIAccount(a, parks, tampered[a.ID], now)
+		wnd, ok := windows[a.ID]
+		acct.SubscriptionWindows = toAPIWindows(wnd, ok)
+		out.Accounts = append(out.Accounts, acct)
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -229,7 +264,15 @@ func (s *Server) writeAccount(w http.ResponseWriter, r *http.Request, status int
 		s.writeStoreError(w, r, err, fmt.Sprintf("account %q", id))
 		return
 	}
-	writeJSON(w, status, adminapi.AccountResponse{Account: toAPIAccount(acct, parks, tampered[id], s.now())})
+	windows, err := s.st.AccountWindows(r.Context())
+	if err != nil {
+		s.writeStoreError(w, r, err, fmt.Sprintf("account %q", id))
+		return
+	}
+	out := toAPIAccount(acct, parks, tampered[id], s.now())
+	wnd, ok := windows[id]
+	out.SubscriptionWindows = toAPIWindows(wnd, ok)
+	writeJSON(w, status, adminapi.AccountResponse{Account: out})
 }
 
 func (s *Server) handleAddAccount(w http.ResponseWriter, r *http.Request) {

@@ -557,6 +557,11 @@ func (c *adminCLI) printAccount(a adminapi.Account) error {
 			rows = append(rows, []string{"refresh error", o.RefreshError}, []string{"next refresh", fmtOptTime(o.RefreshRetryAt)})
 		}
 	}
+	if a.WindowsObservedAt != nil {
+		rows = append(rows, []string{"5-hour window", windowDetail(a.Utilization5h, a.Reset5h, a.Status5h)},
+			[]string{"7-day window", windowDetail(a.Utilization7d, a.Reset7d, a.Status7d)},
+			[]string{"window status", orDash(a.WindowStatus) + ", binding: " + orDash(a.RepresentativeClaim) + ", read " + fmtTime(*a.WindowsObservedAt)})
+	}
 	for _, p := range a.Parked {
 		what := "parked"
 		if p.Family != "" {
@@ -565,6 +570,34 @@ func (c *adminCLI) printAccount(a adminapi.Account) error {
 		rows = append(rows, []string{what, fmt.Sprintf("%s until %s: %s", p.State, fmtOptTime(p.Until), p.Reason)})
 	}
 	return c.table([]string{"FIELD", "VALUE"}, rows)
+}
+
+// windowCell is a subscription window in the accounts table: "93% to 15:10Z" (the use and
+// when the window resets), or "-" without a reading.
+func windowCell(u *float64, reset *time.Time) string {
+	if u == nil {
+		return "-"
+	}
+	s := fmt.Sprintf("%.0f%%", *u*100)
+	if reset != nil {
+		s += " to " + fmtTime(*reset)
+	}
+	return s
+}
+
+// windowDetail is a subscription window in accounts get.
+func windowDetail(u *float64, reset *time.Time, status string) string {
+	if u == nil {
+		return "-"
+	}
+	s := fmt.Sprintf("%.0f%% used", *u*100)
+	if status != "" {
+		s += " (" + status + ")"
+	}
+	if reset != nil {
+		s += ", resets " + fmtTime(*reset)
+	}
+	return s
 }
 
 // accountStatus is the status column: state, and until/since when known.
