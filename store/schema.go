@@ -246,6 +246,24 @@ func (s Schema) AccountErrors(accountID string) string {
 	return s.p + "sched:{acct:" + accountID + "}:errors"
 }
 
+// AccountInFlight is a ZSET of the requests in flight on an account with max_concurrency,
+// lease ids scored by lease expiry (unix ms), shared by all sidecars: the capacity script adds
+// a lease only while fewer than max_concurrency unexpired ones exist; the sidecar removes it
+// when the request ends and renews it while the request runs, so a crashed sidecar's leases
+// expire by themselves. Owner: sidecar. TTL: refreshed past the longest lease by the scripts.
+func (s Schema) AccountInFlight(accountID string) string {
+	return s.p + "sched:{acct:" + accountID + "}:inflight"
+}
+
+// AccountCapUsage is a HASH of an account's use counted for its token and cost caps: fields
+// "d:<YYYYMMDD>:t" / "d:<YYYYMMDD>:c" (tokens and micro-USD of one UTC day) and
+// "b:<bucket>:t" / "b:<bucket>:c" (of one CapBucket, numbered unix ms / CapBucket, for the
+// rolling 5-hour caps). The charge script drops fields that left both windows. Owner:
+// sidecar. TTL: two days, renewed by every charge.
+func (s Schema) AccountCapUsage(accountID string) string {
+	return s.p + "sched:{acct:" + accountID + "}:use"
+}
+
 // StickySession is a STRING: pool name and session hash → account id, so a conversation
 // stays on one account. Owner: sidecar. TTL: the pool's sticky TTL, refreshed on use.
 func (s Schema) StickySession(pool, sessionHash string) string {
