@@ -56,6 +56,10 @@ func toAPIAccount(a store.Account, parks []store.Parked, tampered string, now ti
 		LastUsedAt:     a.LastUsedAt,
 		Status:         adminapi.AccountStatus{State: adminapi.AccountActive},
 	}
+	if !a.Caps.IsZero() {
+		c := adminapi.AccountCaps(a.Caps)
+		out.Caps = &c
+	}
 	if a.Type == store.AccountTypeClaudeOAuth {
 		out.OAuth = &adminapi.OAuthDetails{
 			TokenExpiresAt: a.TokenExpiresAt, HasRefreshToken: a.HasRefreshToken, Scopes: a.Scopes,
@@ -206,6 +210,13 @@ func checkGroup(fields fieldErrors, g string) {
 	}
 }
 
+// checkCaps reports negative caps.
+func checkCaps(fields fieldErrors, c store.AccountCaps) {
+	if err := c.Validate(); err != nil {
+		fields.add("caps", strings.ReplaceAll(err.Error(), "\n", "; "))
+	}
+}
+
 // parks returns the parks in force, from which account status is derived.
 func (s *Server) parks(ctx context.Context) ([]store.Parked, error) {
 	return s.st.ParkedAccounts(ctx)
@@ -353,6 +364,10 @@ func (s *Server) handleAddAccount(w http.ResponseWriter, r *http.Request) {
 	checkModelMap(fields, req.ModelMap)
 	checkProxy(fields, req.ProxyURL)
 	checkGroup(fields, req.Group)
+	if req.Caps != nil {
+		spec.Caps = store.AccountCaps(*req.Caps)
+		checkCaps(fields, spec.Caps)
+	}
 	if spec.Priority < minPriority || spec.Priority > maxPriority {
 		fields.add("priority", fmt.Sprintf("must be between %d and %d", minPriority, maxPriority))
 	}
@@ -423,6 +438,12 @@ func (s *Server) handleUpdateAccount(w http.ResponseWriter, r *http.Request) {
 		}
 		checkModelMap(fields, *req.ModelMap)
 		changed = append(changed, "model_map")
+	}
+	if req.Caps != nil {
+		c := store.AccountCaps(*req.Caps)
+		checkCaps(fields, c)
+		u.Caps = &c
+		changed = append(changed, "caps")
 	}
 	baseURL := cur.BaseURL
 	if u.BaseURL != nil {

@@ -225,3 +225,27 @@ func TestAdminAccountsShowSubscriptionWindows(t *testing.T) {
 		t.Errorf("accounts get --json: got %+v", got.SubscriptionWindows)
 	}
 }
+
+func TestAdminAccountsCapsAreSetMergedShownAndRemoved(t *testing.T) {
+	e := newCLIEnv(t)
+	e.login()
+	a := decodeJSON[adminapi.AccountResponse](t, e.must(cliAPIKey+"\n", "accounts", "add", "--json", "--name", "capped", "--api-key-stdin",
+		"--max-concurrency", "2", "--tokens-day", "1000")).Account
+	if a.Caps == nil || *a.Caps != (adminapi.AccountCaps{MaxConcurrency: 2, TokensPerDay: 1000}) {
+		t.Fatalf("added caps: got %+v", a.Caps)
+	}
+	u := decodeJSON[adminapi.AccountResponse](t, e.must("", "accounts", "update", a.ID, "--json", "--cost-5h", "5")).Account
+	if u.Caps == nil || *u.Caps != (adminapi.AccountCaps{MaxConcurrency: 2, TokensPerDay: 1000, CostPer5hUSD: 5}) {
+		t.Errorf("updated caps: got %+v, want the new one merged with the others", u.Caps)
+	}
+	if got := e.must("", "accounts", "get", a.ID); !strings.Contains(got, "max 2 in flight, 1000 tokens/day, $5.00/5h") {
+		t.Errorf("accounts get: got\n%s\nwant the caps", got)
+	}
+	if code, _, stderr := e.run("", "accounts", "update", a.ID, "--max-concurrency", "-1"); code != 1 || !strings.Contains(stderr, "max_concurrency must be 0 (unbounded) or positive") {
+		t.Errorf("negative cap: got exit %d stderr %q, want 1 and the field's problem", code, stderr)
+	}
+	none := decodeJSON[adminapi.AccountResponse](t, e.must("", "accounts", "update", a.ID, "--json", "--no-caps")).Account
+	if none.Caps != nil {
+		t.Errorf("after --no-caps: got %+v, want none", none.Caps)
+	}
+}

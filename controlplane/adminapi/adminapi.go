@@ -248,6 +248,7 @@ type Account struct {
 	// Parked lists the parks in force, of the whole account or of one model family.
 	Parked []Park        `json:"parked,omitempty"`
 	OAuth  *OAuthDetails `json:"oauth,omitempty"`
+	Caps   *AccountCaps  `json:"caps,omitempty"`
 	SubscriptionWindows
 }
 
@@ -318,6 +319,19 @@ type AddAccountRequest struct {
 	Schedulable  *bool             `json:"schedulable,omitempty"`
 	ProxyURL     string            `json:"proxy_url,omitempty"`
 	ModelMap     map[string]string `json:"model_map,omitempty"`
+	Caps         *AccountCaps      `json:"caps,omitempty"`
+}
+
+// AccountCaps bound an account's load, counted across all sidecars: requests in flight,
+// tokens and cost per UTC day and per rolling 5 hours. Absent or 0: unbounded. A request
+// that finds every account it could use at a cap gets a 429 naming the caps and when they
+// free.
+type AccountCaps struct {
+	MaxConcurrency int     `json:"max_concurrency,omitempty"`
+	TokensPerDay   int64   `json:"tokens_per_day,omitempty"`
+	CostPerDayUSD  float64 `json:"cost_per_day_usd,omitempty"`
+	TokensPer5h    int64   `json:"tokens_per_5h,omitempty"`
+	CostPer5hUSD   float64 `json:"cost_per_5h_usd,omitempty"`
 }
 
 // UpdateAccountRequest is the body of PATCH /admin/accounts/{id}: only the fields present
@@ -331,6 +345,8 @@ type UpdateAccountRequest struct {
 	ProxyURL    *string            `json:"proxy_url,omitempty"`
 	ModelMap    *map[string]string `json:"model_map,omitempty"`
 	APIKey      *string            `json:"api_key,omitempty"`
+	// Caps replaces every cap: {} removes them all.
+	Caps *AccountCaps `json:"caps,omitempty"`
 }
 
 // AccountResponse wraps one account.
