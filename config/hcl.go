@@ -64,6 +64,11 @@ type poolHCL struct {
 	Park5xxAfter  *int    `hcl:"park_5xx_after,optional"`
 	Park5xxWindow *string `hcl:"park_5xx_window,optional"`
 	Park5xxFor    *string `hcl:"park_5xx_for,optional"`
+	// StopAtUtilization parks an account near_limit once a subscription window is used
+	// to this fraction.
+	StopAtUtilization *float64 `hcl:"stop_at_utilization,optional"`
+	// StickyWait is how long a conversation waits for its busy bound account.
+	StickyWait *string `hcl:"sticky_wait,optional"`
 }
 
 type routeHCL struct {

@@ -499,6 +499,12 @@ func (b *builder) pool(name string, info *blockInfo, p *poolHCL) {
 	if p.Strategy != nil {
 		pool.Strategy = *p.Strategy
 	}
+	if p.StopAtUtilization != nil {
+		pool.StopAtUtilization = *p.StopAtUtilization
+	}
+	if p.StickyWait != nil {
+		pool.StickyWait = *p.StickyWait
+	}
 	if p.ParkOn429 != nil {
 		pool.ParkOn429 = *p.ParkOn429
 	}

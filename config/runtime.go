@@ -70,6 +70,8 @@ type PoolRT struct {
 	Park5xxAfter        int
 	Park5xxWindow       time.Duration
 	Park5xxFor          time.Duration
+	StopAtUtilization   float64
+	StickyWait          time.Duration
 }
 
 // FailsOverOn reports whether an upstream status triggers a failover.
@@ -108,6 +110,10 @@ func Compile(s *Snapshot) (*Runtime, error) {
 		p529, _ := parseDuration(cmp.Or(p.Park529For, DefaultPark529For))
 		p5w, _ := parseDuration(cmp.Or(p.Park5xxWindow, DefaultPark5xxWindow))
 		p5f, _ := parseDuration(cmp.Or(p.Park5xxFor, DefaultPark5xxFor))
+		var stickyWait time.Duration
+		if p.StickyWait != "" {
+			stickyWait, _ = parseDuration(p.StickyWait)
+		}
 		rt.pools[name] = &PoolRT{
 			Name:                name,
 			Strategy:            p.Strategy,
@@ -120,6 +126,8 @@ func Compile(s *Snapshot) (*Runtime, error) {
 			Park5xxAfter:        p.Park5xxAfter,
 			Park5xxWindow:       p5w,
 			Park5xxFor:          p5f,
+			StopAtUtilization:   p.StopAtUtilization,
+			StickyWait:          stickyWait,
 		}
 	}
 	for name, p := range s.Policies {

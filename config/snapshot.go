@@ -109,6 +109,13 @@ type Pool struct {
 	Park5xxAfter  int    `json:"park_5xx_after"`
 	Park5xxWindow string `json:"park_5xx_window"`
 	Park5xxFor    string `json:"park_5xx_for"`
+	// StopAtUtilization, when > 0, parks an account near_limit once the upstream reports
+	// one of its subscription windows (anthropic-ratelimit-unified-5h/7d-utilization) used
+	// to at least this fraction, until that window resets.
+	StopAtUtilization float64 `json:"stop_at_utilization,omitempty"`
+	// StickyWait is a Go duration: how long a conversation whose bound account is at its
+	// max_concurrency waits for a slot there before it moves ("" or 0: it moves at once).
+	StickyWait string `json:"sticky_wait,omitempty"`
 }
 
 // Route maps request paths to a pool, with optional access rules.

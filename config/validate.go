@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"net/netip"
 	"slices"
 	"strings"
@@ -201,6 +202,10 @@ func (v *validator) pool(name string, p Pool) {
 	v.duration(at(blockPool, name, "park_529_for"), p.Park529For, false)
 	v.duration(at(blockPool, name, "park_5xx_window"), p.Park5xxWindow, false)
 	v.duration(at(blockPool, name, "park_5xx_for"), p.Park5xxFor, false)
+	v.duration(at(blockPool, name, "sticky_wait"), p.StickyWait, false)
+	if u := p.StopAtUtilization; u < 0 || u > 1 || math.IsNaN(u) {
+		v.add(at(blockPool, name, "stop_at_utilization"), "Invalid utilization", fmt.Sprintf("stop_at_utilization is a fraction of a subscription window (e.g. 0.9 stops at 90 %%), greater than 0 and at most 1, or 0 to never stop early; got %g.", u))
+	}
 	if p.Park5xxAfter < 0 {
 		v.add(at(blockPool, name, "park_5xx_after"), "Negative limit", fmt.Sprintf("park_5xx_after must be 0 (never park on 5xx) or positive, got %d.", p.Park5xxAfter))
 	}

@@ -79,6 +79,8 @@ type Upstream struct {
 	Group string
 	// ModelMap renames request models for an Anthropic-compatible endpoint.
 	ModelMap map[string]string
+	// Caps bound the account's load across all sidecars (sched.AcquireCapacity).
+	Caps store.AccountCaps
 	// Transport, when set, carries this account's requests (its outbound proxy).
 	Transport http.RoundTripper
 	url       *url.URL
@@ -181,6 +183,10 @@ type serverMetrics struct {
 	limitRefusals  *metrics.CounterVec
 	limitErrors    *metrics.Counter
 	unpriced       *metrics.CounterVec
+	windowUtil     *metrics.GaugeVec // account, window: the latest subscription-window reading
+	windowReset    *metrics.GaugeVec
+	rewarm         *metrics.CounterVec // reason: cache-write tokens of a moved conversation's first request
+	moves          *metrics.CounterVec
 }
 
 // New builds a sidecar. It serves 503 until a configuration is applied.
@@ -224,6 +230,10 @@ func New(opts Options) *Server {
 		limitRefusals:  r.Counter("claude_relay_limit_refusals_total", "Requests refused by a key limit, by limit.", "limit"),
 		limitErrors:    r.Counter("claude_relay_limit_errors_total", "Limit checks or charges that failed because Redis was unavailable.").With(),
 		unpriced:       r.Counter("claude_relay_unpriced_requests_total", "Requests charged at pricing_fallback because no price matched their model, by model.", "model"),
+		windowUtil:     r.Gauge("claude_relay_account_window_utilization", "Fraction of an upstream account's subscription window used, as its latest response seen by this sidecar reported it (anthropic-ratelimit-unified-*).", "account", "window"),
+		rewarm:         r.Counter("claude_relay_cache_rewarm_tokens_total", "Cache-write tokens of the first request a conversation sent after it moved to another account, by why it moved (park, cap, failover).", "reason"),
+		moves:          r.Counter("claude_relay_conversation_moves_total", "Requests of a conversation served by another account than the one it was bound to, by why (park, cap, failover).", "reason"),
+		windowReset:    r.Gauge("claude_relay_account_window_reset_timestamp_seconds", "When an upstream account's subscription window resets (unix seconds), as its latest response seen by this sidecar reported it.", "account", "window"),
 	}
 	if l := opts.Limits; l != nil {
 		r.CounterFunc("claude_relay_limit_redis_calls_total", "Limit calls (admissions, charges, releases) sent to Redis.", func() float64 {

@@ -883,9 +883,10 @@ func adminAccountsList(ctx context.Context, c *adminCLI, f *adminFlags, _ []stri
 	}
 	rows := make([][]string, 0, len(accts))
 	for _, a := range accts {
-		rows = append(rows, []string{a.ID, a.Name, a.Type, a.BaseURL, fmt.Sprint(a.Priority), orDash(a.Group), fmt.Sprint(a.Schedulable), accountStatus(a), a.CredentialHint, fmtTime(a.CreatedAt)})
+		rows = append(rows, []string{a.ID, a.Name, a.Type, a.BaseURL, fmt.Sprint(a.Priority), orDash(a.Group), fmt.Sprint(a.Schedulable), accountStatus(a),
+			windowCell(a.Utilization5h, a.Reset5h), windowCell(a.Utilization7d, a.Reset7d), a.CredentialHint, fmtTime(a.CreatedAt)})
 	}
-	return c.table([]string{"ID", "NAME", "TYPE", "BASE URL", "PRIORITY", "GROUP", "SCHEDULABLE", "STATUS", "CREDENTIAL", "CREATED"}, rows)
+	return c.table([]string{"ID", "NAME", "TYPE", "BASE URL", "PRIORITY", "GROUP", "SCHEDULABLE", "STATUS", "5H WINDOW", "7D WINDOW", "CREDENTIAL", "CREATED"}, rows)
 }
 
 func adminAccountsDelete(ctx context.Context, c *adminCLI, _ *adminFlags, args []string) error {

@@ -38,6 +38,8 @@ pool "claude" {
   park_5xx_after  = 5
   park_5xx_window = "30s"
   park_5xx_for    = "2m"
+  stop_at_utilization = 0.9
+  sticky_wait         = "3s"
 }
 
 pool "backup" {
