@@ -3,6 +3,7 @@ package config
 import (
 	_ "embed"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -381,6 +382,10 @@ func (b *builder) policy(name string, info *blockInfo, p *policyHCL) {
 		CostPerWeekUSD:    deref(p.CostPerWeekUSD),
 		CostPerMonthUSD:   deref(p.CostPerMonthUSD),
 		CostTotalUSD:      deref(p.CostTotalUSD),
+		LimitMode:         deref(p.LimitMode),
+	}
+	if p.LimitModes != nil && len(*p.LimitModes) > 0 {
+		pol.LimitModes = maps.Clone(*p.LimitModes)
 	}
 	if p.DeniedModels != nil {
 		pol.DeniedModels = slices.Clone(*p.DeniedModels)

@@ -24,6 +24,8 @@ policy "team" {
   cost_per_month_usd  = 300
   cost_total_usd      = 1000
   clients             = ["claude_code", "MyTool/*"]
+  limit_mode          = "reserve"
+  limit_modes         = { tokens_per_minute = "charge" }
 }
 
 policy "unlimited" {}
