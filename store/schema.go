@@ -222,6 +222,23 @@ func (s Schema) KeyConcurrency(keyID string) string {
 	return s.p + "limit:{key:" + keyID + "}:concurrency"
 }
 
+// KeyReservations is a ZSET of one relay key's live reservations (requests admitted under a
+// limit in reserve mode), member "<lease id>:<tokens>:<micro-USD>" scored by its deadline
+// (unix ms). Owner: sidecar limit scripts; the admission script sweeps members whose deadline
+// passed (a dead sidecar's) and subtracts them from KeyReserved. TTL: the lease TTL,
+// refreshed with every admission and renewal. Shares {key:<id>} with the key's counters.
+func (s Schema) KeyReservations(keyID string) string {
+	return s.p + "limit:{key:" + keyID + "}:reservations"
+}
+
+// KeyReserved is a HASH of the sums of KeyReservations: field "t" (tokens) and "c" (micro-USD),
+// what requests in flight may still be charged. Owner: sidecar limit scripts (added at
+// admission, subtracted at settlement or sweep; deleted when no reservation is left). TTL: as
+// KeyReservations.
+func (s Schema) KeyReserved(keyID string) string {
+	return s.p + "limit:{key:" + keyID + "}:reserved"
+}
+
 // AccountsParked is a HASH of the accounts that must not be scheduled now: field "<account
 // id>" (the whole account) or "<account id>/<model family>" (one family only) → "<until unix
 // ms>|<state>|<upstream status>|<reason>", where state is rate_limited, overloaded,
