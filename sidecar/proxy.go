@@ -268,7 +268,7 @@ func (ex *exchange) admit() bool {
 		ex.fail(http.StatusServiceUnavailable, errAPI, "the relay cannot check this key's limits (no limit store is configured); retry shortly", 5*time.Second)
 		return false
 	}
-	lease, refusal, err := ex.s.limits.Admit(ex.r.Context(), ex.principal.KeyID, set)
+	lease, refusal, err := ex.s.limits.AdmitUpTo(ex.r.Context(), ex.principal.KeyID, set, ex.worstCase(set))
 	if err != nil {
 		if ex.r.Context().Err() != nil {
 			ex.status = 499
@@ -281,6 +281,7 @@ func (ex *exchange) admit() bool {
 	}
 	if refusal != nil {
 		ex.s.m.limitRefusals.With(refusal.Limit).Inc()
+		refusalHeaders(ex.w.Header(), refusal)
 		if refusal.RetryAfter <= 0 { // a limit that never resets: waiting does not help
 			ex.failFinal(http.StatusTooManyRequests, errRateLimit, refusal.Message())
 			return false
@@ -290,6 +291,42 @@ func (ex *exchange) admit() bool {
 	}
 	ex.lease = lease
 	return true
+}
+
+// worstCase is the most this request can be charged, which reserve-mode limits reserve
+// (limits.WorstCase): its body and max_tokens at the dearest price it may be billed at —
+// its model's, or that of a model an account's model_map renames it to (the fallback price
+// for a model without one, as the charge would use). Nothing when the set reserves nothing.
+func (ex *exchange) worstCase(set limits.Set) limits.Usage {
+	if !set.Reserves() {
+		return limits.Usage{}
+	}
+	model := ex.fields.Model
+	p, _ := ex.rt.Price(model)
+	prices := []config.Price{p}
+	if ups, err := ex.s.opts.Accounts.Upstreams(ex.r.Context()); err == nil && model != "" {
+		for _, up := range ups {
+			if m, ok := up.ModelMap[model]; ok {
+				p, _ := ex.rt.Price(m)
+				prices = append(prices, p)
+			}
+		}
+	}
+	return limits.WorstCase(int64(len(ex.body)), ex.fields.MaxTokens, prices...)
+}
+
+// refusalHeaders describe a limit refusal for programs: the limit, what is left of it in
+// its unit (USD for cost limits, else a count), when its window resets, and for a
+// reserve-mode refusal what this request could have used.
+func refusalHeaders(h http.Header, r *limits.Refusal) {
+	h.Set("X-Relay-Limit", r.Limit)
+	h.Set("X-Relay-Limit-Remaining", r.Value(r.Remaining()))
+	if !r.ResetAt.IsZero() {
+		h.Set("X-Relay-Limit-Reset", r.ResetAt.UTC().Format(time.RFC3339))
+	}
+	if r.Reservation {
+		h.Set("X-Relay-Limit-Requested", r.Value(r.Need))
+	}
 }
 
 // checkModel refuses (400) a body whose model cannot be told unambiguously: on the

@@ -92,6 +92,13 @@ type Set struct {
 // Empty reports whether the set limits nothing (no Redis work is needed).
 func (s Set) Empty() bool { return len(s.Counted) == 0 && s.Concurrency == 0 }
 
+// Reserves reports whether any limit of the set is in reserve mode: whether admission needs
+// the request's worst case (WorstCase).
+func (s Set) Reserves() bool {
+	t, c := s.reserves()
+	return t || c
+}
+
 // reserves reports which kinds the set reserves: whether any token limit, and any cost
 // limit, is in reserve mode.
 func (s Set) reserves() (tokens, cost bool) {
