@@ -44,26 +44,44 @@ var admitScript = redis.NewScript(`
 local now = tonumber(ARGV[1])
 local held = {0, 0}
 local need = {tonumber(ARGV[6]), tonumber(ARGV[7])}
-if ARGV[5] ~= '' then
+local swept = false
+local function readHeld()
+  local v = redis.call('HMGET', KEYS[3], 't', 'c')
+  held[1] = math.max(tonumber(v[1]) or 0, 0)
+  held[2] = math.max(tonumber(v[2]) or 0, 0)
+end
+-- Reservations of dead sidecars are swept only when they could make a difference: when a
+-- reserve-mode limit would refuse.
+local function sweep()
+  swept = true
   local dead = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 256)
-  if #dead > 0 then
-    local dt, dc = 0, 0
-    for _, m in ipairs(dead) do
-      local t, c = string.match(m, ':(%d+):(%d+)$')
-      dt = dt + (tonumber(t) or 0)
-      dc = dc + (tonumber(c) or 0)
-      redis.call('ZREM', KEYS[2], m)
+  if #dead == 0 then
+    if redis.call('EXISTS', KEYS[2]) == 1 then
+      return false
     end
-    redis.call('HINCRBY', KEYS[3], 't', -dt)
-    redis.call('HINCRBY', KEYS[3], 'c', -dc)
+    -- Sums without reservations (they expired apart): nothing is held.
+    redis.call('DEL', KEYS[3])
+    held[1], held[2] = 0, 0
+    return true
+  end
+  local dt, dc = 0, 0
+  for _, m in ipairs(dead) do
+    local t, c = string.match(m, ':(%d+):(%d+)$')
+    dt = dt + (tonumber(t) or 0)
+    dc = dc + (tonumber(c) or 0)
+    redis.call('ZREM', KEYS[2], m)
   end
   if redis.call('ZCARD', KEYS[2]) == 0 then
     redis.call('DEL', KEYS[3])
   else
-    local v = redis.call('HMGET', KEYS[3], 't', 'c')
-    held[1] = math.max(tonumber(v[1]) or 0, 0)
-    held[2] = math.max(tonumber(v[2]) or 0, 0)
+    redis.call('HINCRBY', KEYS[3], 't', -dt)
+    redis.call('HINCRBY', KEYS[3], 'c', -dc)
   end
+  readHeld()
+  return true
+end
+if ARGV[5] ~= '' then
+  readHeld()
 end
 if #KEYS > 3 then
   local vals = redis.call('MGET', unpack(KEYS, 4))
@@ -74,7 +92,11 @@ if #KEYS > 3 then
     local kind = tonumber(ARGV[base + 3])
     local cur = tonumber(vals[i - 3] or '0')
     if kind > 0 then
-      if cur + held[kind] + need[kind] > max then
+      local over = cur + held[kind] + need[kind] > max
+      if over and held[kind] > 0 and not swept and sweep() then
+        over = cur + held[kind] + need[kind] > max
+      end
+      if over then
         return {i - 3, cur, held[kind], need[kind]}
       end
     elseif cur + inc > max or (inc == 0 and cur >= max) then
