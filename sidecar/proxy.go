@@ -304,7 +304,10 @@ func (ex *exchange) worstCase(set limits.Set) limits.Usage {
 	model := ex.fields.Model
 	p, _ := ex.rt.Price(model)
 	prices := []config.Price{p}
-	if ups, err := ex.s.opts.Accounts.Upstreams(ex.r.Context()); err == nil && model != "" {
+	if model == "" || ex.s.opts.Accounts == nil {
+		return limits.WorstCase(int64(len(ex.body)), ex.fields.MaxTokens, prices...)
+	}
+	if ups, err := ex.s.opts.Accounts.Upstreams(ex.r.Context()); err == nil {
 		for _, up := range ups {
 			if m, ok := up.ModelMap[model]; ok {
 				p, _ := ex.rt.Price(m)
