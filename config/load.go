@@ -383,6 +383,10 @@ func (b *builder) policy(name string, info *blockInfo, p *policyHCL) {
 		CostPerMonthUSD:   deref(p.CostPerMonthUSD),
 		CostTotalUSD:      deref(p.CostTotalUSD),
 		LimitMode:         deref(p.LimitMode),
+
+		ConversationRequestsPerMinute: deref(p.ConversationRequestsPerMinute),
+		ConversationTokensPerMinute:   deref(p.ConversationTokensPerMinute),
+		ConversationCostPerMinuteUSD:  deref(p.ConversationCostPerMinuteUSD),
 	}
 	if p.LimitModes != nil && len(*p.LimitModes) > 0 {
 		pol.LimitModes = maps.Clone(*p.LimitModes)

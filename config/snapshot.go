@@ -60,6 +60,14 @@ type Policy struct {
 	// Clients are the clients a key may use, each a known name (see
 	// KnownClients) or a User-Agent glob; nil allows any client.
 	Clients []string `json:"clients,omitempty"`
+	// ConversationRequestsPerMinute, ConversationTokensPerMinute and
+	// ConversationCostPerMinuteUSD cap one conversation of a key (the session
+	// the scheduler keeps sticky: metadata.user_id's session, else the first
+	// message) per minute: a breaker for a runaway agent. They are always
+	// charged (LimitModeCharge), whatever LimitMode says.
+	ConversationRequestsPerMinute int64   `json:"conversation_requests_per_minute,omitempty"`
+	ConversationTokensPerMinute   int64   `json:"conversation_tokens_per_minute,omitempty"`
+	ConversationCostPerMinuteUSD  float64 `json:"conversation_cost_per_minute_usd,omitempty"`
 	// LimitMode is how the policy's token and cost limits hold: LimitModeCharge
 	// (the default; "" means it) or LimitModeReserve.
 	LimitMode string `json:"limit_mode,omitempty"`
@@ -104,7 +112,7 @@ func (p *Policy) ModeOf(attr string) string {
 
 // BudgetLimits names the policy attributes that count tokens or cost: the
 // limits a mode applies to. Request limits are counted at admission and are
-// exact in any mode.
+// exact in any mode; per-conversation limits are breakers, always charged.
 func BudgetLimits() []string {
 	return []string{"tokens_per_minute", "tokens_per_day", "cost_per_day_usd", "cost_per_week_usd", "cost_per_month_usd", "cost_total_usd"}
 }

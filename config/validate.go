@@ -152,6 +152,9 @@ func (v *validator) policy(name string, p Policy) {
 	negative("cost_per_week_usd", p.CostPerWeekUSD < 0, p.CostPerWeekUSD)
 	negative("cost_per_month_usd", p.CostPerMonthUSD < 0, p.CostPerMonthUSD)
 	negative("cost_total_usd", p.CostTotalUSD < 0, p.CostTotalUSD)
+	negative("conversation_requests_per_minute", p.ConversationRequestsPerMinute < 0, p.ConversationRequestsPerMinute)
+	negative("conversation_tokens_per_minute", p.ConversationTokensPerMinute < 0, p.ConversationTokensPerMinute)
+	negative("conversation_cost_per_minute_usd", p.ConversationCostPerMinuteUSD < 0, p.ConversationCostPerMinuteUSD)
 	v.limitModes(name, p)
 	for i, m := range p.DeniedModels {
 		if m == "" {

@@ -93,6 +93,7 @@ type exchange struct {
 	account   string
 	started   time.Time
 	fields    sched.Fields  // model, metadata.user_id, first message: scanned, not decoded
+	session   *string       // sched.SessionKey of fields, once computed (see sessionKey)
 	charge    limits.Usage  // what the upstream reported, charged to the key's limits at the end
 	lease     *limits.Lease // the key's admission: finished on every exit path
 }
@@ -263,6 +264,9 @@ func (ex *exchange) admit() bool {
 	if set.Empty() {
 		return true
 	}
+	if set.PerConversation() {
+		set.Conversation = ex.sessionKey()
+	}
 	if ex.s.limits == nil {
 		ex.s.log.Error("a policy has limits but the sidecar has no limit store", "request_id", ex.id, "key", ex.principal.KeyID)
 		ex.fail(http.StatusServiceUnavailable, errAPI, "the relay cannot check this key's limits (no limit store is configured); retry shortly", 5*time.Second)
@@ -291,6 +295,16 @@ func (ex *exchange) admit() bool {
 	}
 	ex.lease = lease
 	return true
+}
+
+// sessionKey is the request's conversation (sched.SessionKey), computed once: per-conversation
+// limits and sticky sessions both use it.
+func (ex *exchange) sessionKey() string {
+	if ex.session == nil {
+		k := sched.SessionKey(ex.fields)
+		ex.session = &k
+	}
+	return *ex.session
 }
 
 // worstCase is the most this request can be charged, which reserve-mode limits reserve
@@ -482,7 +496,7 @@ func (ex *exchange) forward() {
 	req := sched.Request{
 		Pool:    pool,
 		Model:   ex.fields.Model,
-		Session: sched.SessionKey(ex.fields),
+		Session: ex.sessionKey(),
 	}
 	if b := ex.principal.Binding; b.AccountID != "" || b.Group != "" {
 		req.Bound = []string{}

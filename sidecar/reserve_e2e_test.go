@@ -119,3 +119,42 @@ func TestBudgetOfTenWorstCaseRequestsAcrossTwoSidecars(t *testing.T) {
 		})
 	}
 }
+
+func TestAConversationBudgetTripsForThatConversationOnly(t *testing.T) {
+	clk := newTestClock(time.Date(2025, 6, 18, 10, 20, 0, 0, time.UTC))
+	// The fake reports 44 input and 5 output tokens for a body below: two requests pass 50.
+	h := newHarness(t, harnessOptions{hcl: policyHCL("conversation_tokens_per_minute = 50\n  conversation_requests_per_minute = 10"), now: clk.Now})
+	session := func(id string) string {
+		return strings.Replace(jsonBody, `"messages"`, `"metadata":{"user_id":"user_abc_account_def_session_`+id+`"},"messages"`, 1)
+	}
+	runaway, other := session("11111111-aaaa"), session("22222222-bbbb")
+	for i := range 2 {
+		if resp := h.post("/v1/messages", h.key, runaway, nil); resp.StatusCode != 200 {
+			t.Fatalf("runaway conversation, request %d: got %d %s, want 200", i+1, resp.StatusCode, readAll(t, resp.Body))
+		} else {
+			readAll(t, resp.Body)
+		}
+	}
+	resp := h.post("/v1/messages", h.key, runaway, nil)
+	body := readAll(t, resp.Body)
+	typ, msg := anthropicError(t, body)
+	if resp.StatusCode != 429 || typ != "rate_limit_error" || !strings.Contains(msg, "conversation_tokens_per_minute limit reached: 98 tokens used of 50 tokens by this conversation") ||
+		resp.Header.Get("X-Relay-Limit") != "conversation_tokens_per_minute" || resp.Header.Get("Retry-After") != "60" {
+		t.Fatalf("runaway conversation, request 3: got %d %q (limit %q, retry-after %q), want 429 naming the conversation's token limit",
+			resp.StatusCode, msg, resp.Header.Get("X-Relay-Limit"), resp.Header.Get("Retry-After"))
+	}
+	// The key's other conversations, and requests naming none, go on.
+	for _, b := range []string{other, other, jsonBody} {
+		if resp := h.post("/v1/messages", h.key, b, nil); resp.StatusCode != 200 {
+			t.Fatalf("another conversation: got %d %s, want 200", resp.StatusCode, readAll(t, resp.Body))
+		} else {
+			readAll(t, resp.Body)
+		}
+	}
+	clk.Add(time.Minute)
+	if resp := h.post("/v1/messages", h.key, runaway, nil); resp.StatusCode != 200 {
+		t.Fatalf("the runaway conversation a minute later: got %d %s, want 200", resp.StatusCode, readAll(t, resp.Body))
+	} else {
+		readAll(t, resp.Body)
+	}
+}

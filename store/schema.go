@@ -211,6 +211,15 @@ func (s Schema) KeyLimitCounterAt(keyID, limit, windowStamp string) string {
 	return s.p + "limit:{key:" + keyID + "}:" + limit + ":" + windowStamp
 }
 
+// KeyConversationCounterAt is a STRING counter of a per-conversation limit (e.g.
+// "conversation_tokens_per_minute") for one conversation of one relay key (session: the
+// scheduler's session hash) in the window whose start LimitWindowStamp formatted. Owner:
+// sidecar limit scripts. TTL: the window length plus a minute. Shares {key:<id>} with the
+// key's counters, so one admission script checks both.
+func (s Schema) KeyConversationCounterAt(keyID, session, limit, windowStamp string) string {
+	return s.p + "limit:{key:" + keyID + "}:conv:" + session + ":" + limit + ":" + windowStamp
+}
+
 // LimitWindowStamp formats a limit window's start as it appears in counter keys.
 func LimitWindowStamp(windowStart time.Time) string {
 	return windowStart.UTC().Format("20060102T150405")

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -74,6 +75,9 @@ type Limit struct {
 	Window Window
 	// Max is the allowance per window: requests, tokens, or micro-USD.
 	Max int64
+	// PerConversation limits count one conversation of the key (Set.Conversation), not
+	// the whole key.
+	PerConversation bool
 	// Reserve (tokens and cost only) makes the limit hold exactly: admission reserves the
 	// request's worst case and refuses it when that does not fit (config.LimitModeReserve).
 	// Otherwise the limit admits while below Max and is charged at the end.
@@ -87,6 +91,25 @@ type Set struct {
 	Counted []Limit
 	// Concurrency caps requests in flight; 0 means unlimited.
 	Concurrency int
+	// Conversation is the request's conversation (sched.SessionKey), set per request; the
+	// PerConversation limits apply only when it is set.
+	Conversation string
+}
+
+// PerConversation reports whether the set has limits per conversation: whether admission
+// needs Conversation.
+func (s Set) PerConversation() bool {
+	return slices.ContainsFunc(s.Counted, func(l Limit) bool { return l.PerConversation })
+}
+
+// forRequest returns the set without its PerConversation limits when the request names no
+// conversation (a copy; s is shared by every request of a policy).
+func (s Set) forRequest() Set {
+	if s.Conversation != "" || !s.PerConversation() {
+		return s
+	}
+	s.Counted = slices.DeleteFunc(slices.Clone(s.Counted), func(l Limit) bool { return l.PerConversation })
+	return s
 }
 
 // Empty reports whether the set limits nothing (no Redis work is needed).
@@ -133,6 +156,14 @@ func FromPolicy(p *config.Policy) Set {
 	add("requests_per_day", Requests, Day, p.RequestsPerDay)
 	add("tokens_per_minute", Tokens, Minute, p.TokensPerMinute)
 	add("requests_per_minute", Requests, Minute, p.RequestsPerMinute)
+	n := len(s.Counted)
+	add("conversation_cost_per_minute_usd", Cost, Minute, micro(p.ConversationCostPerMinuteUSD))
+	add("conversation_tokens_per_minute", Tokens, Minute, p.ConversationTokensPerMinute)
+	add("conversation_requests_per_minute", Requests, Minute, p.ConversationRequestsPerMinute)
+	for i := n; i < len(s.Counted); i++ {
+		// Breakers, always charged: reservations are summed per key, not per conversation.
+		s.Counted[i].PerConversation, s.Counted[i].Reserve = true, false
+	}
 	s.Concurrency = p.Concurrency
 	return s
 }
@@ -156,6 +187,17 @@ type Refusal struct {
 	Reservation bool
 	Need        int64
 	Reserved    int64
+	// Conversation is set when a per-conversation limit refused: the count is this
+	// conversation's, not the key's.
+	Conversation bool
+}
+
+// scope names, in a message, what a per-conversation limit counted.
+func (r *Refusal) scope() string {
+	if r.Conversation {
+		return " by this conversation (its session in metadata.user_id, else its first message); the key's other conversations are not limited by it"
+	}
+	return ""
 }
 
 // Remaining is what is left of the limit: Max less what is used and, for a reserve-mode
@@ -196,9 +238,9 @@ func (r *Refusal) Message() string {
 	}
 	val := r.Format
 	if r.ResetAt.IsZero() {
-		return fmt.Sprintf("%s limit reached: %s used of %s; this limit never resets, ask the operator to raise it", r.Limit, val(r.Current), val(r.Max))
+		return fmt.Sprintf("%s limit reached: %s used of %s%s; this limit never resets, ask the operator to raise it", r.Limit, val(r.Current), val(r.Max), r.scope())
 	}
-	return fmt.Sprintf("%s limit reached: %s used of %s; it resets at %s (in %s)", r.Limit, val(r.Current), val(r.Max),
+	return fmt.Sprintf("%s limit reached: %s used of %s%s; it resets at %s (in %s)", r.Limit, val(r.Current), val(r.Max), r.scope(),
 		r.ResetAt.UTC().Format(time.RFC3339), r.RetryAfter.Round(time.Second))
 }
 
@@ -309,11 +351,15 @@ func (l *Limiter) Load(ctx context.Context) error {
 // finishing at the boundary charges a key that still exists for readers.
 const counterSlack = time.Minute
 
-// counterKey returns the key and TTL of limit's counter for the window holding now.
-func (l *Limiter) counterKey(keyID string, lim Limit, now time.Time) (key string, ttl time.Duration, reset time.Time) {
+// counterKey returns the key and TTL of limit's counter for the window holding now: the
+// key's, or for a PerConversation limit that of conversation conv.
+func (l *Limiter) counterKey(keyID, conv string, lim Limit, now time.Time) (key string, ttl time.Duration, reset time.Time) {
 	w := l.window(lim.Window, now)
 	if lim.Window != Total {
 		ttl = w.end.Sub(now) + counterSlack
+	}
+	if lim.PerConversation {
+		return l.keys.KeyConversationCounterAt(keyID, conv, lim.Name, w.stamp), ttl, w.end
 	}
 	return l.keys.KeyLimitCounterAt(keyID, lim.Name, w.stamp), ttl, w.end
 }
@@ -351,6 +397,7 @@ func (l *Limiter) Admit(ctx context.Context, keyID string, set Set) (*Lease, *Re
 // costs no round trip.
 func (l *Limiter) AdmitUpTo(ctx context.Context, keyID string, set Set, worst Usage) (*Lease, *Refusal, error) {
 	now := l.now()
+	set = set.forRequest()
 	lease := &Lease{l: l, keyID: keyID, set: set}
 	if set.Empty() {
 		return lease, nil, nil
@@ -414,7 +461,7 @@ func (l *Limiter) admitCall(keyID string, set Set, worst Usage, now time.Time, l
 	args[4], args[5], args[6] = member, need.Tokens, need.CostMicroUSD
 	resets := make([]time.Time, len(set.Counted))
 	for i, lim := range set.Counted {
-		k, ttl, reset := l.counterKey(keyID, lim, now)
+		k, ttl, reset := l.counterKey(keyID, set.Conversation, lim, now)
 		keys = append(keys, k)
 		inc, kind := 0, 0
 		switch {
@@ -444,7 +491,7 @@ func refusal(set Set, res []int64, resets []time.Time, now time.Time) (*Refusal,
 		return nil, fmt.Errorf("unexpected reply %v", res)
 	}
 	lim := set.Counted[idx-1]
-	r := &Refusal{Limit: lim.Name, Kind: lim.Kind, Max: lim.Max, Current: cur, ResetAt: resets[idx-1]}
+	r := &Refusal{Limit: lim.Name, Kind: lim.Kind, Max: lim.Max, Current: cur, ResetAt: resets[idx-1], Conversation: lim.PerConversation}
 	if len(res) >= 4 {
 		r.Reservation, r.Reserved, r.Need = true, res[2], res[3]
 	}
@@ -577,7 +624,7 @@ func (ls *Lease) charges(u Usage, now time.Time, fn func(k string, ttl time.Dura
 		if amt <= 0 {
 			continue
 		}
-		k, ttl, _ := ls.l.counterKey(ls.keyID, lim, now)
+		k, ttl, _ := ls.l.counterKey(ls.keyID, ls.set.Conversation, lim, now)
 		fn(k, ttl, amt)
 	}
 }
@@ -591,9 +638,16 @@ func (l *Limiter) InFlight(ctx context.Context, keyID string) (int64, error) {
 	return n, nil
 }
 
-// Current returns the value of a limit's counter in the window holding now.
+// Current returns the value of a limit's counter in the window holding now (for a
+// PerConversation limit, use ConversationCurrent).
 func (l *Limiter) Current(ctx context.Context, keyID string, lim Limit) (int64, error) {
-	k, _, _ := l.counterKey(keyID, lim, l.now())
+	return l.ConversationCurrent(ctx, keyID, "", lim)
+}
+
+// ConversationCurrent returns the value of a limit's counter in the window holding now, for
+// conversation conv of the key when the limit is PerConversation.
+func (l *Limiter) ConversationCurrent(ctx context.Context, keyID, conv string, lim Limit) (int64, error) {
+	k, _, _ := l.counterKey(keyID, conv, lim, l.now())
 	n, err := l.rdb.Get(ctx, k).Int64()
 	if errors.Is(err, redis.Nil) {
 		return 0, nil

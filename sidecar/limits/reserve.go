@@ -230,8 +230,8 @@ func (r *Refusal) reservationMessage() string {
 		return fmt.Sprintf("%s limit: this request could use up to %s (%s), more than the whole limit of %s; lower max_tokens or send a smaller request",
 			r.Limit, r.Format(r.Need), bound, r.Format(r.Max))
 	}
-	msg := fmt.Sprintf("%s limit: this request could use up to %s (%s), but %s is left of %s (%s used, %s reserved by requests in flight)",
-		r.Limit, r.Format(r.Need), bound, r.Format(r.Remaining()), r.Format(r.Max), r.Format(r.Current), r.Format(r.Reserved))
+	msg := fmt.Sprintf("%s limit: this request could use up to %s (%s), but %s is left of %s (%s used, %s reserved by requests in flight)%s",
+		r.Limit, r.Format(r.Need), bound, r.Format(r.Remaining()), r.Format(r.Max), r.Format(r.Current), r.Format(r.Reserved), r.scope())
 	switch {
 	case r.Reserved > 0 && r.Current+r.Need <= r.Max:
 		return msg + "; it fits once requests in flight finish: retry shortly"

@@ -351,3 +351,47 @@ func BenchmarkAdmitReserving(b *testing.B) {
 	b.ReportMetric(float64(rs)/float64(cs), "reserve/charge")
 	b.ReportMetric(float64(rp)/float64(cp), "reserve/charge-parallel")
 }
+
+func TestAConversationLimitTripsForThatConversationOnly(t *testing.T) {
+	rdb, prefix := testredis.New(t)
+	start := time.Date(2025, 6, 18, 10, 20, 30, 0, time.UTC)
+	c := newClock(start)
+	l := newLimiter(t, rdb, prefix, c)
+	ctx := context.Background()
+	// In reserve mode on purpose: conversation limits stay charged (breakers).
+	pol := &config.Policy{ConversationRequestsPerMinute: 2, ConversationTokensPerMinute: 500, LimitMode: config.LimitModeReserve, TokensPerDay: 1 << 30}
+	in := func(conv string) limits.Set { s := limits.FromPolicy(pol); s.Conversation = conv; return s }
+	for i := range 2 {
+		ls, ref, err := l.AdmitUpTo(ctx, "k", in("conv-a"), worst)
+		if err != nil || ref != nil {
+			t.Fatalf("conversation a, request %d: got %v %v, want admitted", i+1, ref, err)
+		}
+		ls.Finish(ctx, limits.Usage{Tokens: 100})
+	}
+	_, ref, _ := l.AdmitUpTo(ctx, "k", in("conv-a"), worst)
+	if ref == nil || ref.Limit != "conversation_requests_per_minute" || !ref.Conversation ||
+		!strings.Contains(ref.Message(), "2 requests used of 2 requests by this conversation") || ref.RetryAfter != 30*time.Second {
+		t.Fatalf("conversation a, request 3: got %+v, want refused by conversation_requests_per_minute, naming the conversation, for 30 s", ref)
+	}
+	for _, conv := range []string{"conv-b", ""} { // another conversation; a request naming none
+		ls, ref, err := l.AdmitUpTo(ctx, "k", in(conv), worst)
+		if err != nil || ref != nil {
+			t.Fatalf("conversation %q: got %v %v, want admitted", conv, ref, err)
+		}
+		ls.Finish(ctx, limits.Usage{Tokens: 600})
+	}
+	// conv-b's 600 tokens trip its own token limit, not conv-a's.
+	if _, ref, _ := l.AdmitUpTo(ctx, "k", in("conv-b"), worst); ref == nil || ref.Limit != "conversation_tokens_per_minute" {
+		t.Fatalf("conversation b after 600 tokens: got %+v, want refused by conversation_tokens_per_minute", ref)
+	}
+	tpm := limits.Limit{Name: "conversation_tokens_per_minute", Kind: limits.Tokens, Window: limits.Minute, PerConversation: true}
+	if v, _ := l.ConversationCurrent(ctx, "k", "conv-a", tpm); v != 200 {
+		t.Errorf("conversation a's tokens: got %d, want 200", v)
+	}
+	c.Set(start.Add(30 * time.Second))
+	if ls, ref, _ := l.AdmitUpTo(ctx, "k", in("conv-a"), worst); ref != nil {
+		t.Fatalf("conversation a in the next minute: got %q, want admitted", ref.Message())
+	} else {
+		ls.Finish(ctx, limits.Usage{})
+	}
+}
