@@ -325,3 +325,139 @@ func TestPolicyAllowsModelByGlob(t *testing.T) {
 		})
 	}
 }
+
+// pricingBase is a configuration with a route, for the pricing tests to add to.
+const pricingBase = "pool \"p\" {}\nroute \"r\" {\n  paths = [\"/x\"]\n  pool = \"p\"\n}\n"
+
+func loadPricing(t *testing.T, files map[string]string) (*Runtime, *Sources) {
+	t.Helper()
+	in := map[string][]byte{"a.hcl": []byte(pricingBase)}
+	for name, src := range files {
+		in[name] = []byte(src)
+	}
+	snap, srcs, diags := LoadFiles(in)
+	if diags.HasErrors() {
+		t.Fatal(srcs.FormatDiagnostics(diags))
+	}
+	rt, err := Compile(snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rt, srcs
+}
+
+func TestOneOperatorPriceKeepsEveryBuiltInPrice(t *testing.T) {
+	def, err := Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defRT, err := Compile(def)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, srcs := loadPricing(t, map[string]string{"prices.hcl": "pricing \"claude-experimental-9*\" {\n  input = 7\n  output = 35\n  cache_write_5m = 8.75\n  cache_write_1h = 14\n  cache_read = 0.7\n}\n"})
+	for _, model := range []string{"claude-sonnet-4-5-20250929", "claude-haiku-4-5-20251001", "claude-3-5-haiku-20241022", "claude-opus-4-1-20250805"} {
+		want, wantKnown := defRT.Price(model)
+		got, known := rt.Price(model)
+		if !wantKnown || !known || got != want {
+			t.Errorf("%s: got %+v (known %v), want the built-in %+v", model, got, known, want)
+		}
+	}
+	if got, known := rt.Price("claude-experimental-9-1"); !known || got.Input != 7 {
+		t.Errorf("operator price: got %+v (known %v), want input 7", got, known)
+	}
+	if got := len(rt.Snapshot.Pricing); got != len(def.Pricing)+1 {
+		t.Errorf("got %d rows, want the %d built-in ones plus one", got, len(def.Pricing))
+	}
+	if got := srcs.PriceOrigin("claude-experimental-9*"); got != "prices.hcl:1" {
+		t.Errorf("origin of the operator row: got %q, want prices.hcl:1", got)
+	}
+	if got := srcs.PriceOrigin("claude-sonnet-4-5*"); got != OriginBuiltIn {
+		t.Errorf("origin of a built-in row: got %q, want %q", got, OriginBuiltIn)
+	}
+}
+
+func TestOperatorPriceWinsOverBuiltInForTheModelsItMatches(t *testing.T) {
+	rt, srcs := loadPricing(t, map[string]string{"prices.hcl": `
+pricing "claude-sonnet-4-5*" { # the same glob as a built-in row replaces it
+  input = 1
+  output = 2
+  cache_write_5m = 3
+  cache_write_1h = 4
+  cache_read = 5
+}
+pricing "claude-haiku-*" { # a broader glob wins too: operator rows are matched first
+  input = 9
+  output = 9
+  cache_write_5m = 9
+  cache_write_1h = 9
+  cache_read = 9
+}
+`})
+	if got, _ := rt.Price("claude-sonnet-4-5-20250929"); got.Input != 1 || got.CacheRead != 5 {
+		t.Errorf("sonnet 4.5: got %+v, want the operator's row", got)
+	}
+	if got, _ := rt.Price("claude-haiku-4-5"); got.Input != 9 {
+		t.Errorf("haiku 4.5: got %+v, want the operator's broader row", got)
+	}
+	if got, _ := rt.Price("claude-opus-4-1"); got.Input != 15 {
+		t.Errorf("opus 4.1: got %+v, want the built-in row", got)
+	}
+	n := 0
+	for _, p := range rt.Snapshot.Pricing {
+		if p.Model == "claude-sonnet-4-5*" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("got %d rows for claude-sonnet-4-5*, want 1", n)
+	}
+	if got := srcs.PriceOrigin("claude-sonnet-4-5*"); got != "prices.hcl:2" {
+		t.Errorf("origin: got %q, want prices.hcl:2", got)
+	}
+}
+
+func TestPricingDefaultsFalseReplacesTheBuiltInTable(t *testing.T) {
+	rt, srcs := loadPricing(t, map[string]string{"prices.hcl": `
+pricing_defaults = false
+pricing "claude-*" {
+  input = 1
+  output = 2
+  cache_write_5m = 3
+  cache_write_1h = 4
+  cache_read = 5
+}
+`})
+	if got := len(rt.Snapshot.Pricing); got != 1 {
+		t.Errorf("got %d rows, want the operator's one", got)
+	}
+	if _, known := rt.Price("gpt-4"); known {
+		t.Error("an unmatched model is known; want the fallback")
+	}
+	if got := srcs.PriceOrigin(""); got != OriginBuiltIn {
+		t.Errorf("fallback origin: got %q, want the built-in fallback", got)
+	}
+}
+
+func TestPricingDefaultsRefusals(t *testing.T) {
+	tests := []struct {
+		name  string
+		files map[string][]byte
+		want  string
+	}{
+		{"set twice", map[string][]byte{"a.hcl": []byte(pricingBase + "pricing_defaults = false\n"), "b.hcl": []byte("pricing_defaults = true\n")}, "pricing_defaults is already set at a.hcl:6:1"},
+		{"not a bool", map[string][]byte{"a.hcl": []byte(pricingBase + "pricing_defaults = \"no\"\n")}, "a bool is required"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, srcs, diags := LoadFiles(tt.files)
+			if got := srcs.FormatDiagnostics(diags); !diags.HasErrors() || !strings.Contains(got, tt.want) {
+				t.Errorf("got %q, want an error containing %q", got, tt.want)
+			}
+		})
+	}
+	_, srcs, diags := LoadFiles(map[string][]byte{"a.hcl": []byte(pricingBase + "pricing_defaults = false\n")})
+	if diags.HasErrors() || !strings.Contains(srcs.FormatDiagnostics(diags), "prices every model at pricing_fallback") {
+		t.Errorf("got %q, want a warning that every model is priced at the fallback", srcs.FormatDiagnostics(diags))
+	}
+}

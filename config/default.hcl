@@ -42,10 +42,96 @@ route "models" {
   pool    = "default"
 }
 
-# Anthropic's published prices in USD per million tokens. The first glob that
-# matches a model wins, so more specific globs come first. Cache writes cost
-# 1.25x (5 minutes) or 2x (1 hour) the input price, cache reads 0.1x.
+# Anthropic's published prices in USD per million tokens, as of December 2026.
+# Operator pricing blocks are matched before these rows (see README, Prices);
+# among these, the first glob that matches a model wins, so more specific globs
+# come first. Cache writes cost 1.25x (5 minutes) or 2x (1 hour) the input
+# price; cache reads 0.1x unless a row says otherwise. A long_context block
+# prices every token of a request whose prompt (input + cache writes + cache
+# reads) is longer than above_input_tokens.
 
+# Claude Fable 5.1. Source: platform.claude.com/docs/en/about-claude/pricing (Model pricing, stored copy of 2026-12).
+pricing "claude-fable-5-1*" {
+  input          = 10
+  output         = 50
+  cache_write_5m = 12.50
+  cache_write_1h = 20
+  cache_read     = 0.25
+}
+
+# Claude Mythos 5.1 (limited availability). Source: platform.claude.com/docs/en/about-claude/pricing (Model pricing).
+pricing "claude-mythos-5-1*" {
+  input          = 10
+  output         = 50
+  cache_write_5m = 12.50
+  cache_write_1h = 20
+  cache_read     = 0.25
+}
+
+# Claude Fable 5. Source: platform.claude.com/docs/en/about-claude/pricing (Model pricing).
+pricing "claude-fable-5*" {
+  input          = 10
+  output         = 50
+  cache_write_5m = 12.50
+  cache_write_1h = 20
+  cache_read     = 1
+}
+
+# Claude Mythos 5 (limited availability). Source: platform.claude.com/docs/en/about-claude/pricing (Model pricing).
+pricing "claude-mythos-5*" {
+  input          = 10
+  output         = 50
+  cache_write_5m = 12.50
+  cache_write_1h = 20
+  cache_read     = 1
+}
+
+# Claude Opus 5.5. Source: platform.claude.com/docs/en/models/opus-5-5/overview (Pricing).
+pricing "claude-opus-5-5*" {
+  input          = 4
+  output         = 20
+  cache_write_5m = 5
+  cache_write_1h = 8
+  cache_read     = 0.20
+}
+
+# Claude Opus 5. Source: platform.claude.com/docs/en/about-claude/pricing (Model pricing).
+pricing "claude-opus-5*" {
+  input          = 5
+  output         = 25
+  cache_write_5m = 6.25
+  cache_write_1h = 10
+  cache_read     = 0.50
+}
+
+# Claude Opus 4.8, Claude Code's default model. Source: platform.claude.com/docs/en/about-claude/pricing (Model pricing).
+pricing "claude-opus-4-8*" {
+  input          = 5
+  output         = 25
+  cache_write_5m = 6.25
+  cache_write_1h = 10
+  cache_read     = 0.50
+}
+
+# Claude Opus 4.7. Source: platform.claude.com/docs/en/about-claude/pricing (Model pricing).
+pricing "claude-opus-4-7*" {
+  input          = 5
+  output         = 25
+  cache_write_5m = 6.25
+  cache_write_1h = 10
+  cache_read     = 0.50
+}
+
+# Claude Opus 4.6. Source: platform.claude.com/docs/en/about-claude/pricing (Model pricing).
+pricing "claude-opus-4-6*" {
+  input          = 5
+  output         = 25
+  cache_write_5m = 6.25
+  cache_write_1h = 10
+  cache_read     = 0.50
+}
+
+# Claude Opus 4.5. Source: platform.claude.com/docs/en/about-claude/pricing (Model pricing).
 pricing "claude-opus-4-5*" {
   input          = 5
   output         = 25
@@ -54,6 +140,7 @@ pricing "claude-opus-4-5*" {
   cache_read     = 0.50
 }
 
+# Claude Opus 4.1. Source: platform.claude.com/docs/en/about-claude/pricing (Model pricing).
 pricing "claude-opus-4-1*" {
   input          = 15
   output         = 75
@@ -62,6 +149,7 @@ pricing "claude-opus-4-1*" {
   cache_read     = 1.50
 }
 
+# Claude Opus 4. Source: platform.claude.com/docs/en/about-claude/pricing (Model pricing).
 pricing "claude-opus-4-0*" {
   input          = 15
   output         = 75
@@ -70,6 +158,7 @@ pricing "claude-opus-4-0*" {
   cache_read     = 1.50
 }
 
+# Claude Opus 4 (dated id). Source: platform.claude.com/docs/en/about-claude/pricing (Model pricing).
 pricing "claude-opus-4-20250514*" {
   input          = 15
   output         = 75
@@ -78,30 +167,85 @@ pricing "claude-opus-4-20250514*" {
   cache_read     = 1.50
 }
 
+# Claude Sonnet 5.5: cache hits cut from $0.20 to $0.10 on 2026-10-07. Source: platform.claude.com/docs/en/models/sonnet-5-5/overview (Pricing); the cache-read cut as re-checked against the pricing page by github.com/kurofune/claudit v1.9.2 and github.com/TheKrush/PromptFuel v1.0.23.
+pricing "claude-sonnet-5-5*" {
+  input          = 2
+  output         = 10
+  cache_write_5m = 2.50
+  cache_write_1h = 4
+  cache_read     = 0.10
+}
+
+# Claude Sonnet 5. Source: platform.claude.com/docs/en/models/sonnet-5/overview (Pricing).
+pricing "claude-sonnet-5*" {
+  input          = 2
+  output         = 10
+  cache_write_5m = 2.50
+  cache_write_1h = 4
+  cache_read     = 0.20
+}
+
+# Claude Sonnet 4.6: the 1M context at standard rates. Source: platform.claude.com/docs/en/about-claude/pricing (Model pricing).
+pricing "claude-sonnet-4-6*" {
+  input          = 3
+  output         = 15
+  cache_write_5m = 3.75
+  cache_write_1h = 6
+  cache_read     = 0.30
+}
+
+# Claude Sonnet 4.5, 1M context beta: prompts over 200k tokens at the long-context rates. Source: platform.claude.com/docs/en/about-claude/pricing (Model pricing; Long context pricing).
 pricing "claude-sonnet-4-5*" {
   input          = 3
   output         = 15
   cache_write_5m = 3.75
   cache_write_1h = 6
   cache_read     = 0.30
+  long_context {
+    above_input_tokens = 200000
+    input              = 6
+    output             = 22.50
+    cache_write_5m     = 7.50
+    cache_write_1h     = 12
+    cache_read         = 0.60
+  }
 }
 
+# Claude Sonnet 4, likewise. Source: platform.claude.com/docs/en/about-claude/pricing (Model pricing; Long context pricing).
 pricing "claude-sonnet-4-0*" {
   input          = 3
   output         = 15
   cache_write_5m = 3.75
   cache_write_1h = 6
   cache_read     = 0.30
+  long_context {
+    above_input_tokens = 200000
+    input              = 6
+    output             = 22.50
+    cache_write_5m     = 7.50
+    cache_write_1h     = 12
+    cache_read         = 0.60
+  }
 }
 
+# Claude Sonnet 4 (dated id), likewise. Source: platform.claude.com/docs/en/about-claude/pricing (Model pricing; Long context pricing).
 pricing "claude-sonnet-4-20250514*" {
   input          = 3
   output         = 15
   cache_write_5m = 3.75
   cache_write_1h = 6
   cache_read     = 0.30
+  long_context {
+    above_input_tokens = 200000
+    input              = 6
+    output             = 22.50
+    cache_write_5m     = 7.50
+    cache_write_1h     = 12
+    cache_read         = 0.60
+  }
 }
 
+# Claude Sonnet 3.7 (deprecated). Source: platform.claude.com/docs/en/about-claude/pricing (Model pricing).
 pricing "claude-3-7-sonnet*" {
   input          = 3
   output         = 15
@@ -110,6 +254,24 @@ pricing "claude-3-7-sonnet*" {
   cache_read     = 0.30
 }
 
+# Claude Haiku 5.5: prompts over 100k tokens at five times the rates. Source: platform.claude.com/docs/en/models/haiku-5-5/overview (Pricing: "for prompts up to / over 100,000 tokens").
+pricing "claude-haiku-5-5*" {
+  input          = 0.10
+  output         = 0.50
+  cache_write_5m = 0.125
+  cache_write_1h = 0.20
+  cache_read     = 0.01
+  long_context {
+    above_input_tokens = 100000
+    input              = 0.50
+    output             = 2.50
+    cache_write_5m     = 0.625
+    cache_write_1h     = 1
+    cache_read         = 0.05
+  }
+}
+
+# Claude Haiku 4.5. Source: platform.claude.com/docs/en/about-claude/pricing (Model pricing).
 pricing "claude-haiku-4-5*" {
   input          = 1
   output         = 5
@@ -118,14 +280,25 @@ pricing "claude-haiku-4-5*" {
   cache_read     = 0.10
 }
 
+# Claude Haiku 3.5. Source: platform.claude.com/docs/en/about-claude/pricing (Model pricing).
 pricing "claude-3-5-haiku*" {
   input          = 0.80
   output         = 4
   cache_write_5m = 1
-  cache_write_1h = 1.6
+  cache_write_1h = 1.60
   cache_read     = 0.08
 }
 
+# Claude Opus 3 (deprecated). Source: platform.claude.com/docs/en/about-claude/pricing (Model pricing).
+pricing "claude-3-opus*" {
+  input          = 15
+  output         = 75
+  cache_write_5m = 18.75
+  cache_write_1h = 30
+  cache_read     = 1.50
+}
+
+# Claude Haiku 3. Source: platform.claude.com/docs/en/about-claude/pricing (Model pricing).
 pricing "claude-3-haiku*" {
   input          = 0.25
   output         = 1.25
@@ -135,7 +308,9 @@ pricing "claude-3-haiku*" {
 }
 
 # Models no glob matches are priced like the most expensive one, so that cost
-# limits err on the safe side; usage records mark such prices as unknown.
+# limits err on the safe side. Such a request is counted in its key's
+# unpriced_requests (admin keys usage) and in claude_relay_unpriced_requests_total{model},
+# and a WARN line names the model.
 pricing_fallback {
   input          = 15
   output         = 75

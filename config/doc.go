@@ -31,9 +31,12 @@
 // order, decodes each block with gohcl, merges the files, fills defaults and
 // validates, returning every diagnostic at once. The same validation runs
 // again in Compile, which turns a Snapshot into a Runtime, so that a snapshot
-// received over the wire is held to the rules a loaded one is. A
-// configuration that declares no pricing blocks (or no pricing_fallback)
-// inherits them from the embedded default.hcl, which Default compiles.
+// received over the wire is held to the rules a loaded one is. The
+// operator's pricing blocks are merged over the price table of the embedded
+// default.hcl (which Default compiles): operator rows are matched first, a
+// repeated glob replaces its built-in row, pricing_defaults = false drops the
+// built-in table, and a configuration without pricing_fallback takes the
+// built-in one (see builder.inheritPricing).
 //
 // Expressions may call env("NAME") or env("NAME", "default") to read the
 // environment; an empty variable counts as unset. env() refuses the relay's
@@ -76,4 +79,30 @@
 // REQUEST_TIMEOUT, …), with the process environment winning over a .env file
 // read by ReadDotEnv; Env.CheckSecrets refuses weak secrets the way the
 // deployment guide asks.
+//
+// # Adding a limit
+//
+// A per-key limit is written in several places today (one limit table driving them all is
+// still to come); a new one touches every step of this list, in order:
+//
+//  1. policyHCL in hcl.go (a pointer field with its hcl tag) and Policy in snapshot.go (a
+//     plain field with its snake_case JSON name).
+//  2. builder.policy in load.go copies it; validator.policy in validate.go bounds it (a
+//     negative limit is refused with file:line:col).
+//  3. store.KeyLimits (the per-key override, a pointer), controlplane's checkLimits and
+//     adminapi.KeyLimits (the admin API) and the CLI's limit flags
+//     (cmd/claude-relay/admin_manage.go).
+//  4. sidecar's exchange.policy merges the override into the policy; limits.FromPolicy turns
+//     the policy field into a Limit (name, what it counts, its window) the admission script
+//     checks.
+//  5. testdata/valid/full.hcl sets it (run the golden tests with -update and read the diff),
+//     README's Limits table lists it, controlplane/openapi.json describes the override.
+//
+// # Adding a route option
+//
+// routeHCL in hcl.go, Route in snapshot.go, builder.route in load.go (copy, default, validate
+// with the block's ranges), RouteRT in runtime.go when the request path needs it compiled
+// (netip prefixes, durations, resolved references), testdata/valid/full.hcl and its golden
+// file, README's Configuration section. The sidecar reads it from the matched RouteRT
+// (exchange.route); a snapshot is immutable once compiled, so nothing else needs locking.
 package config

@@ -13,7 +13,9 @@ import (
 
 // fileSchema is the top level of every configuration file.
 func fileSchema() *hcl.BodySchema {
-	return &hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{
+	return &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
+		{Name: attrPricingDefaults},
+	}, Blocks: []hcl.BlockHeaderSchema{
 		{Type: blockServer},
 		{Type: blockAllowlist, LabelNames: []string{"name"}},
 		{Type: blockPolicy, LabelNames: []string{"name"}},
@@ -21,6 +23,7 @@ func fileSchema() *hcl.BodySchema {
 		{Type: blockRoute, LabelNames: []string{"name"}},
 		{Type: blockPricing, LabelNames: []string{"model"}},
 		{Type: blockPricingFallback},
+		{Type: blockAlert, LabelNames: []string{"name"}},
 	}}
 }
 
@@ -85,10 +88,22 @@ type priceHCL struct {
 	CacheWrite5m float64 `hcl:"cache_write_5m"`
 	CacheWrite1h float64 `hcl:"cache_write_1h"`
 	CacheRead    float64 `hcl:"cache_read"`
+	// LongContext is the optional long_context block: the rates of a request
+	// whose prompt is longer than above_input_tokens.
+	LongContext *priceTierHCL `hcl:"long_context,block"`
+}
+
+type priceTierHCL struct {
+	AboveInputTokens int64   `hcl:"above_input_tokens"`
+	Input            float64 `hcl:"input"`
+	Output           float64 `hcl:"output"`
+	CacheWrite5m     float64 `hcl:"cache_write_5m"`
+	CacheWrite1h     float64 `hcl:"cache_write_1h"`
+	CacheRead        float64 `hcl:"cache_read"`
 }
 
 func (p *priceHCL) price(model string) Price {
-	return Price{
+	out := Price{
 		Model:        model,
 		Input:        p.Input,
 		Output:       p.Output,
@@ -96,6 +111,10 @@ func (p *priceHCL) price(model string) Price {
 		CacheWrite1h: p.CacheWrite1h,
 		CacheRead:    p.CacheRead,
 	}
+	if t := p.LongContext; t != nil {
+		out.LongContext = PriceTier(*t)
+	}
+	return out
 }
 
 func deref[T any](p *T) T {

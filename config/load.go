@@ -103,9 +103,9 @@ func (l Loader) LoadFiles(files map[string][]byte) (*Snapshot, *Sources, hcl.Dia
 }
 
 // load parses, decodes, merges and validates files in the given order. With
-// inheritPricing, a configuration without pricing blocks (or without a
-// pricing_fallback) takes them from the embedded default, so that an operator
-// who only writes routes still gets Anthropic's published prices.
+// inheritPricing, the operator's pricing blocks are merged over the embedded
+// default's (see inheritPricing), so that an operator who only writes routes,
+// or adds one price, still gets Anthropic's published prices.
 func (l Loader) load(order []string, contents map[string][]byte, inheritPricing bool) (*Snapshot, *Sources, hcl.Diagnostics) {
 	parser := hclparse.NewParser()
 	srcs := &Sources{files: make(map[string]*hcl.File, len(order))}
@@ -129,18 +129,8 @@ func (l Loader) load(order []string, contents map[string][]byte, inheritPricing 
 	for _, f := range files {
 		b.file(f)
 	}
-	if inheritPricing && (!b.seen[blockPricing] || !b.seen[blockPricingFallback]) {
-		def, err := Default()
-		if err != nil {
-			b.diags = append(b.diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid embedded default", Detail: err.Error()})
-		} else {
-			if !b.seen[blockPricing] {
-				b.snap.Pricing = def.Pricing
-			}
-			if !b.seen[blockPricingFallback] {
-				b.snap.Fallback = def.Fallback
-			}
-		}
+	if inheritPricing {
+		b.inheritPricing()
 	}
 	if len(b.snap.Routes) == 0 {
 		b.diags = append(b.diags, &hcl.Diagnostic{
@@ -155,6 +145,7 @@ func (l Loader) load(order []string, contents map[string][]byte, inheritPricing 
 	diags = sortDiagnostics(append(diags, b.diags...), order)
 	redactEnv(diags, envUses(files, b.ctx))
 	srcs.mask(b.masked)
+	srcs.origins = b.origins
 	if diags.HasErrors() {
 		return nil, srcs, diags
 	}
@@ -226,6 +217,12 @@ type builder struct {
 	// masked are the source ranges of secret fields written as literals: diagnostics print
 	// them as asterisks.
 	masked []hcl.Range
+	// pricingDefaults is the pricing_defaults attribute, nil when no file sets it.
+	pricingDefaults      *bool
+	pricingDefaultsRange hcl.Range
+	// origins says where each price row came from, by glob ("" for the
+	// fallback): "file:line" or OriginBuiltIn.
+	origins map[string]string
 }
 
 func newBuilder(ctx *hcl.EvalContext, lookup func(string) (string, bool)) *builder {
@@ -235,14 +232,18 @@ func newBuilder(ctx *hcl.EvalContext, lookup func(string) (string, bool)) *build
 		snap: &Snapshot{
 			Server: Server{TrustedProxies: DefaultTrustedProxies(), MaxBodyBytes: DefaultMaxBodyBytes},
 		},
-		blocks: make(map[blockKey]*blockInfo),
-		seen:   make(map[string]bool),
+		blocks:  make(map[blockKey]*blockInfo),
+		seen:    make(map[string]bool),
+		origins: make(map[string]string),
 	}
 }
 
 func (b *builder) file(f *hcl.File) {
 	content, diags := f.Body.Content(fileSchema())
 	b.diags = append(b.diags, diags...)
+	if attr, ok := content.Attributes[attrPricingDefaults]; ok {
+		b.pricingDefaultsAttr(attr)
+	}
 	for _, blk := range content.Blocks {
 		b.block(blk)
 	}
@@ -304,15 +305,82 @@ func (b *builder) block(blk *hcl.Block) {
 		b.decode(blk, info, &p)
 		if !dup {
 			b.snap.Pricing = append(b.snap.Pricing, p.price(label))
+			b.origins[label] = origin(blk.DefRange)
 		}
 	case blockPricingFallback:
 		var p priceHCL
 		b.decode(blk, info, &p)
 		if !dup {
 			b.snap.Fallback = p.price("")
+			b.origins[""] = origin(blk.DefRange)
+		}
+	case blockAlert:
+		var a alertHCL
+		b.decode(blk, info, &a)
+		if !dup {
+			b.alert(label, info, &a)
 		}
 	}
 }
+
+// pricingDefaultsAttr decodes pricing_defaults = true|false; it may be set
+// in one file only.
+func (b *builder) pricingDefaultsAttr(attr *hcl.Attribute) {
+	if b.pricingDefaults != nil {
+		first := b.pricingDefaultsRange
+		b.diags = append(b.diags, &hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  "Duplicate pricing_defaults",
+			Detail:   fmt.Sprintf("pricing_defaults is already set at %s:%d:%d; set it once across all files.", first.Filename, first.Start.Line, first.Start.Column),
+			Subject:  attr.NameRange.Ptr(),
+		})
+		return
+	}
+	var v bool
+	diags := gohcl.DecodeExpression(attr.Expr, b.ctx, &v)
+	b.diags = append(b.diags, diags...)
+	if diags.HasErrors() {
+		return
+	}
+	b.pricingDefaults, b.pricingDefaultsRange = &v, attr.NameRange
+}
+
+// inheritPricing merges the embedded default's prices into the snapshot.
+// Operator pricing blocks come first, in declaration order, and the built-in
+// rows follow, less those whose glob an operator block repeats; since the
+// first matching glob prices a model, an operator block wins over every
+// built-in row for the models it matches. pricing_defaults = false keeps
+// the operator's rows only. A configuration without pricing_fallback takes
+// the built-in one either way.
+func (b *builder) inheritPricing() {
+	def, err := Default()
+	if err != nil {
+		b.diags = append(b.diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Invalid embedded default", Detail: err.Error()})
+		return
+	}
+	if b.pricingDefaults == nil || *b.pricingDefaults {
+		for _, p := range def.Pricing {
+			if _, mine := b.origins[p.Model]; !mine {
+				b.snap.Pricing = append(b.snap.Pricing, p)
+				b.origins[p.Model] = OriginBuiltIn
+			}
+		}
+	} else if len(b.snap.Pricing) == 0 {
+		b.diags = append(b.diags, &hcl.Diagnostic{
+			Severity: hcl.DiagWarning,
+			Summary:  "No prices",
+			Detail:   "pricing_defaults = false with no pricing block prices every model at pricing_fallback.",
+			Subject:  b.pricingDefaultsRange.Ptr(),
+		})
+	}
+	if !b.seen[blockPricingFallback] {
+		b.snap.Fallback = def.Fallback
+		b.origins[""] = OriginBuiltIn
+	}
+}
+
+// origin names where a block was declared, as "file:line".
+func origin(r hcl.Range) string { return fmt.Sprintf("%s:%d", r.Filename, r.Start.Line) }
 
 // decode decodes a block body, recording its errors. A block that decodes
 // with errors is still merged, so that references to it resolve and its

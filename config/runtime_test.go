@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 func compileFile(t *testing.T, name string) *Runtime {
@@ -529,5 +531,71 @@ func TestResponseHeaderAllowlist(t *testing.T) {
 	}
 	if !rt.PassResponseHeader("X-Anything") {
 		t.Error(`PassResponseHeader("X-Anything") under "*": got false, want true`)
+	}
+}
+
+func TestClaudeCodesDefaultModelCostsWhatClaudeCodeSays(t *testing.T) {
+	def, err := Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, err := Compile(def)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, known := rt.Price("claude-opus-4-8")
+	if !known {
+		t.Fatal("claude-opus-4-8 has no price")
+	}
+	want := Price{Model: "claude-opus-4-8*", Input: 5, Output: 25, CacheWrite5m: 6.25, CacheWrite1h: 10, CacheRead: 0.5}
+	if diff := cmp.Diff(want, p); diff != "" {
+		t.Errorf("price (-want +got):\n%s", diff)
+	}
+	// 25*5 + 20*25 + 10*6.25 + 5*0.5 = 690 micro-USD.
+	if got := p.Cost(TokenCounts{Input: 25, Output: 20, CacheWrite5m: 10, CacheRead: 5}); got != 0.00069 {
+		t.Errorf("got $%v, want $0.00069", got)
+	}
+}
+
+func TestLongContextTierPricesEveryTokenOfALongPrompt(t *testing.T) {
+	def, err := Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, err := Compile(def)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sonnet, _ := rt.Price("claude-sonnet-4-5-20250929")
+	haiku, _ := rt.Price("claude-haiku-5-5")
+	tests := []struct {
+		name  string
+		price Price
+		usage TokenCounts
+		want  float64 // micro-USD
+	}{
+		{"sonnet 4.5 at 200k exactly: standard", sonnet, TokenCounts{Input: 100_000, CacheRead: 100_000, Output: 1000}, 100_000*3 + 100_000*0.3 + 1000*15},
+		{"sonnet 4.5 one token over: every token at the long-context rates", sonnet, TokenCounts{Input: 100_001, CacheRead: 100_000, Output: 1000}, 100_001*6 + 100_000*0.6 + 1000*22.5},
+		{"cache writes count toward the prompt", sonnet, TokenCounts{Input: 1, CacheWrite5m: 150_000, CacheWrite1h: 50_000}, 1*6 + 150_000*7.5 + 50_000*12},
+		{"haiku 5.5 at 100k: standard", haiku, TokenCounts{Input: 100_000, Output: 10}, 100_000*0.1 + 10*0.5},
+		{"haiku 5.5 over 100k: five times", haiku, TokenCounts{Input: 100_001, Output: 10}, 100_001*0.5 + 10*2.5},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.price.Cost(tt.usage); math.Abs(got-tt.want/1e6) > 1e-12 {
+				t.Errorf("got $%v, want $%v", got, tt.want/1e6)
+			}
+		})
+	}
+}
+
+func TestLongContextTierNeedsAThreshold(t *testing.T) {
+	src := pricingBase + "pricing \"m*\" {\n  input = 1\n  output = 1\n  cache_write_5m = 1\n  cache_write_1h = 1\n  cache_read = 1\n  long_context {\n    above_input_tokens = 0\n    input = 2\n    output = 2\n    cache_write_5m = 2\n    cache_write_1h = 2\n    cache_read = -2\n  }\n}\n"
+	_, srcs, diags := LoadFiles(map[string][]byte{"a.hcl": []byte(src)})
+	got := srcs.FormatDiagnostics(diags)
+	for _, want := range []string{"above_input_tokens must be a positive number", "long_context.cache_read must be 0 or more"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("got %q, want it to contain %q", got, want)
+		}
 	}
 }

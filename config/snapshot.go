@@ -16,6 +16,9 @@ type Snapshot struct {
 	// model wins.
 	Pricing  []Price `json:"pricing,omitempty"`
 	Fallback Price   `json:"pricing_fallback"`
+	// Alerts are the alert destinations, by block label. Only the control plane acts on
+	// them; their secrets are variable names (see Secret).
+	Alerts map[string]Alert `json:"alerts,omitempty"`
 }
 
 // Server holds listener-wide settings.
@@ -187,6 +190,22 @@ type Price struct {
 	CacheWrite5m float64 `json:"cache_write_5m"`
 	CacheWrite1h float64 `json:"cache_write_1h"`
 	CacheRead    float64 `json:"cache_read"`
+	// LongContext, when its AboveInputTokens is set, prices every token of a
+	// request whose prompt (input, cache writes and cache reads) is longer
+	// than AboveInputTokens at its rates instead: Anthropic's long-context
+	// pricing.
+	LongContext PriceTier `json:"long_context,omitzero"`
+}
+
+// PriceTier is the price of a request whose prompt is longer than
+// AboveInputTokens, in USD per million tokens.
+type PriceTier struct {
+	AboveInputTokens int64   `json:"above_input_tokens"`
+	Input            float64 `json:"input"`
+	Output           float64 `json:"output"`
+	CacheWrite5m     float64 `json:"cache_write_5m"`
+	CacheWrite1h     float64 `json:"cache_write_1h"`
+	CacheRead        float64 `json:"cache_read"`
 }
 
 // TokenCounts is the usage of one request, as Anthropic reports it.
@@ -198,13 +217,24 @@ type TokenCounts struct {
 	CacheRead    int64
 }
 
-// Cost returns the price of u in USD.
+// Prompt is the length of the request's prompt: input, cache writes and
+// cache reads. It chooses the long-context tier.
+func (u TokenCounts) Prompt() int64 {
+	return u.Input + u.CacheWrite5m + u.CacheWrite1h + u.CacheRead
+}
+
+// Cost returns the price of u in USD: at the long-context tier's rates when
+// p has one and u's prompt is longer than its threshold, else at p's.
 func (p Price) Cost(u TokenCounts) float64 {
-	micro := float64(u.Input)*p.Input +
-		float64(u.Output)*p.Output +
-		float64(u.CacheWrite5m)*p.CacheWrite5m +
-		float64(u.CacheWrite1h)*p.CacheWrite1h +
-		float64(u.CacheRead)*p.CacheRead
+	t := p.LongContext
+	if t.AboveInputTokens <= 0 || u.Prompt() <= t.AboveInputTokens {
+		t = PriceTier{Input: p.Input, Output: p.Output, CacheWrite5m: p.CacheWrite5m, CacheWrite1h: p.CacheWrite1h, CacheRead: p.CacheRead}
+	}
+	micro := float64(u.Input)*t.Input +
+		float64(u.Output)*t.Output +
+		float64(u.CacheWrite5m)*t.CacheWrite5m +
+		float64(u.CacheWrite1h)*t.CacheWrite1h +
+		float64(u.CacheRead)*t.CacheRead
 	return micro / 1e6
 }
 

@@ -13,6 +13,22 @@ import (
 // printed with the source lines they point at.
 type Sources struct {
 	files map[string]*hcl.File
+	// origins says where each price row came from, by glob ("" for the
+	// fallback).
+	origins map[string]string
+}
+
+// OriginBuiltIn is the origin of a price row taken from the embedded default.
+const OriginBuiltIn = "built-in"
+
+// PriceOrigin says where the price row for glob came from ("" for the
+// fallback): "file:line" of its pricing block, OriginBuiltIn, or "" when it
+// is unknown (the configuration did not load).
+func (s *Sources) PriceOrigin(glob string) string {
+	if s == nil {
+		return ""
+	}
+	return s.origins[glob]
 }
 
 // Files returns the parsed files by name.

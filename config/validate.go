@@ -17,7 +17,12 @@ const (
 	blockRoute           = "route"
 	blockPricing         = "pricing"
 	blockPricingFallback = "pricing_fallback"
+	blockAlert           = "alert"
 )
+
+// attrPricingDefaults is the top-level attribute that, set to false, replaces
+// the built-in price table instead of adding to it.
+const attrPricingDefaults = "pricing_defaults"
 
 // location names the part of a configuration a problem is about, in terms
 // that both an HCL source (which turns it into a range) and a wire snapshot
@@ -101,6 +106,9 @@ func validate(s *Snapshot) []problem {
 		v.price(at(blockPricing, p.Model, ""), p)
 	}
 	v.price(at(blockPricingFallback, "", ""), s.Fallback)
+	for _, name := range sortedKeys(s.Alerts) {
+		v.alert(name, s.Alerts[name])
+	}
 	return v.problems
 }
 
@@ -297,6 +305,20 @@ func (v *validator) price(l location, p Price) {
 	}{
 		{"input", p.Input}, {"output", p.Output}, {"cache_write_5m", p.CacheWrite5m},
 		{"cache_write_1h", p.CacheWrite1h}, {"cache_read", p.CacheRead},
+	}
+	if t := p.LongContext; t != (PriceTier{}) {
+		if t.AboveInputTokens <= 0 {
+			tl := l
+			tl.attr = "long_context.above_input_tokens"
+			v.add(tl, "Invalid long-context threshold", fmt.Sprintf("above_input_tokens must be a positive number of prompt tokens, such as 200000, got %d.", t.AboveInputTokens))
+		}
+		fields = append(fields, []struct {
+			name string
+			val  float64
+		}{
+			{"long_context.input", t.Input}, {"long_context.output", t.Output}, {"long_context.cache_write_5m", t.CacheWrite5m},
+			{"long_context.cache_write_1h", t.CacheWrite1h}, {"long_context.cache_read", t.CacheRead},
+		}...)
 	}
 	for _, f := range fields {
 		if f.val < 0 {

@@ -1,4 +1,3 @@
-// Package controlplane serves the admin API and owns everything operators change.
 package controlplane
 
 import (
@@ -15,7 +14,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/claude-relay/claude-relay/controlplane/configapi"
+	"github.com/claude-relay/claude-relay/config/configapi"
+	"github.com/claude-relay/claude-relay/controlplane/alerts"
 	"github.com/claude-relay/claude-relay/store"
 )
 
@@ -62,6 +62,9 @@ type Options struct {
 	Now func() time.Time
 	// Config serves GET /admin/config/status and GET /admin/sidecars; nil leaves them out.
 	Config *Config
+	// Alerts serves GET /admin/alerts and POST /admin/alerts/{name}/test; nil leaves them
+	// out.
+	Alerts *alerts.Service
 	// OAuth names the Claude OAuth endpoints and client; empty fields take the defaults.
 	OAuth OAuthConfig
 	// RefreshAhead is how long before expiry OAuth tokens are refreshed; zero means
@@ -114,6 +117,7 @@ type Server struct {
 	recoverMu sync.Mutex
 	mux       *http.ServeMux
 	config    *Config
+	alerts    *alerts.Service
 	compiled  atomic.Pointer[compiledConfig] // the running configuration, compiled once per version
 
 	oauth        OAuthConfig
@@ -151,6 +155,7 @@ func New(opts Options) (*Server, error) {
 		now:        opts.Now,
 		cost:       opts.bcryptCost,
 		config:     opts.Config,
+		alerts:     opts.Alerts,
 		admin:      admin,
 		checkEvery: cmp.Or(opts.StoreCheck, DefaultStoreCheck),
 

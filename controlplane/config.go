@@ -18,7 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/claude-relay/claude-relay/config"
-	"github.com/claude-relay/claude-relay/controlplane/configapi"
+	"github.com/claude-relay/claude-relay/config/configapi"
 	"github.com/claude-relay/claude-relay/internal/metrics"
 	"github.com/claude-relay/claude-relay/store"
 )
@@ -60,6 +60,9 @@ type ConfigOptions struct {
 	Loader config.Loader
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// OnReload, when set, hears every reload's outcome: refused with the formatted
+	// diagnostics, or accepted (published or unchanged). Alerts use it.
+	OnReload func(ctx context.Context, refused bool, diagnostics string)
 }
 
 // Config watches the operator's HCL directory, publishes each valid change as a new
@@ -206,6 +209,7 @@ func (c *Config) Reload(ctx context.Context) (string, error) {
 		c.refuse(now, diags, diagsText)
 		c.log.Error("configuration refused; the last good snapshot stays", "dir", c.opts.Dir,
 			"errors", len(diags), "version", c.currentVersion(), "diagnostics", diagsText)
+		c.notify(ctx, true, diagsText)
 		return ReloadRefused, err
 	}
 	env, err := configapi.NewEnvelope(snap)
@@ -222,6 +226,7 @@ func (c *Config) Reload(ctx context.Context) (string, error) {
 		result = ReloadPublished
 	}
 	c.reloads.With(result).Inc()
+	c.notify(ctx, false, "")
 	c.statusMu.Lock()
 	c.status.LastReload, c.status.LastReloadResult = now.UTC(), result
 	c.status.Diagnostics, c.status.Text = nil, ""
@@ -232,6 +237,13 @@ func (c *Config) Reload(ctx context.Context) (string, error) {
 		c.log.Debug("configuration unchanged", "dir", c.opts.Dir, "version", env.Version)
 	}
 	return result, nil
+}
+
+// notify tells OnReload a reload's outcome.
+func (c *Config) notify(ctx context.Context, refused bool, text string) {
+	if c.opts.OnReload != nil {
+		c.opts.OnReload(ctx, refused, text)
+	}
 }
 
 func (c *Config) currentVersion() int64 {

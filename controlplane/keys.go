@@ -710,6 +710,9 @@ func toAPIUsage(u store.Usage) adminapi.Usage {
 		CacheWrite1h: u.CacheWrite1h,
 		CacheRead:    u.CacheRead,
 		CostUSD:      float64(u.CostMicroUSD) / 1e6,
+
+		UnpricedRequests:  u.UnpricedRequests,
+		EstimatedRequests: u.EstimatedRequests,
 	}
 }
 

@@ -9,7 +9,9 @@ type route struct {
 	// public routes need no session token.
 	public bool
 	// config routes exist only when the server distributes configuration.
-	config  bool
+	config bool
+	// alerts routes exist only when the server runs alerts.
+	alerts  bool
 	handler func(s *Server) http.HandlerFunc
 }
 
@@ -49,12 +51,15 @@ var adminRoutes = []route{
 
 	{method: "GET", path: "/admin/config/status", config: true, handler: func(s *Server) http.HandlerFunc { return s.handleConfigStatus }},
 	{method: "GET", path: "/admin/sidecars", config: true, handler: func(s *Server) http.HandlerFunc { return s.handleListSidecars }},
+
+	{method: "GET", path: "/admin/alerts", alerts: true, handler: func(s *Server) http.HandlerFunc { return s.handleListAlerts }},
+	{method: "POST", path: "/admin/alerts/{name}/test", alerts: true, handler: func(s *Server) http.HandlerFunc { return s.handleTestAlert }},
 }
 
 // register adds the routes this server serves to mux.
 func (s *Server) register(mux *http.ServeMux) {
 	for _, rt := range adminRoutes {
-		if rt.config && s.config == nil {
+		if rt.config && s.config == nil || rt.alerts && s.alerts == nil {
 			continue
 		}
 		h := rt.handler(s)

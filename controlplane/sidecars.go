@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/claude-relay/claude-relay/controlplane/configapi"
+	"github.com/claude-relay/claude-relay/config/configapi"
 )
 
 // ErrShuttingDown is returned by Poll once the control plane has stopped watching; the

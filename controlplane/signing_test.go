@@ -15,8 +15,8 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/claude-relay/claude-relay/config/configapi"
 	"github.com/claude-relay/claude-relay/controlplane/adminapi"
-	"github.com/claude-relay/claude-relay/controlplane/configapi"
 )
 
 // TestAdminTokenMintedWithTheJWTSecretIsRefused forges what a sidecar could make with what it

@@ -1,12 +1,67 @@
 // Package sidecar is the data plane: it authenticates relay keys, picks an upstream account,
 // relays Messages API requests with unbuffered streaming and records token usage.
 //
-// Background state it keeps current: CachedAuth drops a key's cached answers (and every cached
-// refusal) when the control plane publishes a key change; StoreAccounts reloads the account
-// list when the store announces an account change (AccountChanges), polls the accounts
-// version as a safety net, and checks it per request only while the list is empty.
+// # The request path, by function
 //
-// Health: HealthHandler serves the public GET /health (component statuses only);
-// CheckHealth and Server.Health build the operators' report with errors and details, which
-// the config client sends to the control plane with each poll (GET /admin/sidecars).
+// Server.ServeHTTP refuses a path that could leave its route (config.CheckRequestPath: dot
+// segments, encoded slashes) before routing; then the mux sends "/" to serveRoot, /health
+// and /metrics to their handlers and everything else to serveRelay, which runs one exchange:
+//
+//  1. Runtime.Resolve matches the route and builds the upstream path; Runtime.ClientIP and
+//     Route.Allowed apply the allowlist (403).
+//  2. credential + the Authenticator (CachedAuth over the auth plugin) give the Principal (401,
+//     or 503 when the key store is down).
+//  3. exchange.readBody reads the body under the body timeouts (408, 413, 415);
+//     sched.Scan finds the model, metadata.user_id and the first message without decoding it;
+//     exchange.checkModel applies the policy's model and client rules (403, 400).
+//  4. exchange.admit: exchange.policy merges the key's overrides into its policy, and
+//     limits.Limiter.Admit checks every counted limit and takes a concurrency lease in one
+//     Redis script (429 with retry-after). exchange.finishLease charges and releases on every
+//     exit path.
+//  5. exchange.forward lists schedulable accounts (Accounts.Upstreams), applies the key's
+//     binding, asks sched.Scheduler.Plan for an ordered plan (sticky session first, parked
+//     accounts skipped) and tries each account with exchange.send: a failure before the first
+//     byte is reported (sched.Scheduler.Report parks the account as the outcome says) and fails over; noAccount answers when none
+//     can serve.
+//  6. exchange.relay copies the answer: exchange.writeHeader filters response headers (the
+//     allowlist), the body is copied and flushed as it arrives, the usage parser
+//     (sidecar/usage) reads message_start/message_delta in passing, and an upstream error
+//     after the first byte becomes an SSE error event (exchange.upstreamBroke).
+//  7. exchange.accountUsage prices the counts (config.Runtime's price table) and hands a
+//     UsageRecord to the UsageSink (Recorder), which never blocks.
+//
+// # Background loops
+//
+//   - Recorder batches usage records into pipelined store writes, spools them to disk while
+//     Redis is down and replays the spool, quarantining a batch the store refuses.
+//   - limits' renewer renews live concurrency leases every TTL/3 in pipelines.
+//   - CachedAuth drops a key's cached answers (and every cached refusal) when the control
+//     plane publishes a key change.
+//   - StoreAccounts reloads the account list when the store announces an account change
+//     (AccountChanges), polls the accounts version as a safety net, checks it per request only
+//     while the list is empty, and writes account touches in throttled batches.
+//   - configclient long-polls the control plane (or the local HCL in a standalone sidecar)
+//     and calls Server.Apply.
+//
+// # Hot swap
+//
+// Server.Apply compiles a snapshot into a config.Runtime and swaps one atomic pointer;
+// a request loads the pointer once (serveRelay) and runs on that Runtime to its end, so a
+// reload never changes a request in flight and never takes a lock on the hot path. Plugins
+// swap the same way in plugins/host.
+//
+// # Health
+//
+// HealthHandler serves the public GET /health (component statuses only); CheckHealth and
+// Server.Health build the operators' report with errors and details, which the config client
+// sends to the control plane with each poll (GET /admin/sidecars).
+//
+// # Where to add …
+//
+//   - a route option: config (see "Adding a route option" in its package doc); the exchange
+//     reads it from ex.route.
+//   - a limit: config's "Adding a limit" checklist; the limiter side is limits.FromPolicy.
+//   - a metric: internal/metrics' package doc; the sidecar's families are registered in
+//     New (the serverMetrics literal in server.go) and resolved once where their labels are
+//     fixed (tokenCounters).
 package sidecar

@@ -7,7 +7,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/claude-relay/claude-relay/controlplane/configapi"
+	"github.com/claude-relay/claude-relay/config/configapi"
 )
 
 // healthTimeout bounds every component check.

@@ -826,6 +826,7 @@ func (ex *exchange) accountUsage(c Counts, model string) {
 	price, known := ex.rt.Price(model)
 	if !known {
 		s.log.Warn("no price for model, charging the fallback", "model", model)
+		s.m.unpriced.With(modelLabel(model)).Inc()
 	}
 	cost := price.Cost(config.TokenCounts{Input: c.Input, Output: c.Output, CacheWrite5m: c.CacheWrite5m, CacheWrite1h: c.CacheWrite1h, CacheRead: c.CacheRead})
 	ex.charge = limits.Usage{
@@ -834,8 +835,24 @@ func (ex *exchange) accountUsage(c Counts, model string) {
 	}
 	s.m.tokens.add(c)
 	if s.opts.Usage != nil {
-		s.opts.Usage.Record(UsageRecord{KeyID: ex.principal.KeyID, AccountID: ex.account, Model: model, At: s.now(), Counts: c, CostUSD: cost})
+		s.opts.Usage.Record(UsageRecord{KeyID: ex.principal.KeyID, AccountID: ex.account, Model: model, At: s.now(), Counts: c, CostUSD: cost, Unpriced: !known})
 	}
+}
+
+// maxModelLabel bounds a model label's length; the family's series are capped by the
+// registry (metrics.MaxSeriesPerFamily), so a client naming endless models cannot grow it.
+const maxModelLabel = 64
+
+// modelLabel is model as a metric label value: at most maxModelLabel bytes, "unknown" when
+// empty.
+func modelLabel(model string) string {
+	if model == "" {
+		return "unknown"
+	}
+	if len(model) > maxModelLabel {
+		return strings.ToValidUTF8(model[:maxModelLabel], "")
+	}
+	return model
 }
 
 // parseBaseURL validates an account's base URL.

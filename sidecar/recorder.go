@@ -149,7 +149,8 @@ func (r *Recorder) Record(u UsageRecord) {
 		Usage: store.Usage{
 			Requests: 1, InputTokens: u.Counts.Input, OutputTokens: u.Counts.Output,
 			CacheWrite5m: u.Counts.CacheWrite5m, CacheWrite1h: u.Counts.CacheWrite1h, CacheRead: u.Counts.CacheRead,
-			CostMicroUSD: int64(math.Round(u.CostUSD * 1e6)),
+			CostMicroUSD:     int64(math.Round(u.CostUSD * 1e6)),
+			UnpricedRequests: oneIf(u.Unpriced), EstimatedRequests: oneIf(u.Estimated),
 		},
 	}
 	select {
@@ -158,6 +159,13 @@ func (r *Recorder) Record(u UsageRecord) {
 		r.dropped.Inc()
 		r.log.Error("usage queue full; record dropped", "key", u.KeyID, "model", u.Model)
 	}
+}
+
+func oneIf(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // invalidLogEvery bounds the log lines about out-of-range usage: a broken upstream would

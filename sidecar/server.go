@@ -59,8 +59,9 @@ type AuthInput struct {
 
 // RequestAuthenticator is an Authenticator that also receives the client address and route,
 // and hands them to the auth provider (contract.AuthRequest's ClientIP and Route). The server
-// uses it when Options.Auth implements it; Authenticator alone stays enough, so existing
-// implementations keep working.
+// uses it when Options.Auth implements it (CachedAuth does); the address and route reach
+// the provider for logging and auditing only, since the sidecar checks the principal's
+// per-request rules itself (see CachedAuth.AuthenticateRequest).
 type RequestAuthenticator interface {
 	Authenticator
 	AuthenticateRequest(ctx context.Context, in AuthInput) (Principal, error)
@@ -110,6 +111,11 @@ type UsageRecord struct {
 	At                      time.Time
 	Counts                  Counts
 	CostUSD                 float64
+	// Unpriced says no price matched Model: CostUSD is pricing_fallback's.
+	Unpriced bool
+	// Estimated says Counts.Output is the relay's estimate of what it relayed (the client
+	// left before the upstream's final count), not the upstream's figure.
+	Estimated bool
 }
 
 // UsageSink takes usage records off the hot path. Record must not block.
@@ -174,6 +180,7 @@ type serverMetrics struct {
 	authErrors     *metrics.CounterVec
 	limitRefusals  *metrics.CounterVec
 	limitErrors    *metrics.Counter
+	unpriced       *metrics.CounterVec
 }
 
 // New builds a sidecar. It serves 503 until a configuration is applied.
@@ -216,6 +223,7 @@ func New(opts Options) *Server {
 		authErrors:     r.Counter("claude_relay_auth_backend_errors_total", "Authentications that failed because the backend was unavailable.", "stage"),
 		limitRefusals:  r.Counter("claude_relay_limit_refusals_total", "Requests refused by a key limit, by limit.", "limit"),
 		limitErrors:    r.Counter("claude_relay_limit_errors_total", "Limit checks or charges that failed because Redis was unavailable.").With(),
+		unpriced:       r.Counter("claude_relay_unpriced_requests_total", "Requests charged at pricing_fallback because no price matched their model, by model.", "model"),
 	}
 	if l := opts.Limits; l != nil {
 		r.CounterFunc("claude_relay_limit_redis_calls_total", "Limit calls (admissions, charges, releases) sent to Redis.", func() float64 {

@@ -54,3 +54,22 @@ func (l *Lock) Release(ctx context.Context) error {
 	}
 	return nil
 }
+
+// extendLockScript renews a lock's lease only if it still holds the caller's token.
+// KEYS: lock. ARGV: token, lease ms. Returns 1 if extended.
+var extendLockScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+`)
+
+// Extend renews the lease for a holder that keeps working under the lock. It reports false
+// when the lock was lost (the lease ran out and another holder may have it).
+func (l *Lock) Extend(ctx context.Context, lease time.Duration) (bool, error) {
+	n, err := extendLockScript.Run(ctx, l.s.rdb, []string{l.key}, l.token, lease.Milliseconds()).Int()
+	if err != nil {
+		return false, fmt.Errorf("extend lock: %w", err)
+	}
+	return n == 1, nil
+}

@@ -156,7 +156,8 @@ func (s Schema) OAuthPending(state string) string { return s.p + "admin:oauth:" 
 
 // KeyUsageDay is a HASH of one relay key's usage on one UTC day, fields "<model>:<counter>"
 // (counters: requests, input_tokens, output_tokens, cache_write_5m, cache_write_1h,
-// cache_read, cost_micro_usd). Owner: sidecar. TTL: UsageRetention after the day.
+// cache_read, cost_micro_usd, unpriced_requests, estimated_requests; a zero counter is
+// not written). Owner: sidecar. TTL: UsageRetention after the day.
 func (s Schema) KeyUsageDay(keyID string, day time.Time) string {
 	return s.p + "usage:{key:" + keyID + "}:day:" + dayString(day)
 }
@@ -337,3 +338,40 @@ func dayString(t time.Time) string { return t.UTC().Format(time.DateOnly) }
 func validPrefix(prefix string) bool {
 	return !strings.ContainsAny(prefix, "{} \t\r\n*?[]")
 }
+
+// --- Alerts (hash tag {alerts}: the outbox scripts and transactions touch these together) ---
+
+// AlertsState is a HASH of the conditions being alerted on now: field "<event>|<subject>" →
+// the raising event (JSON). A condition is raised once (HSETNX) and cleared once (HDEL), so
+// however many control planes observe it, one event and one all-clear enter the stream.
+// Owner: control plane. TTL: none.
+func (s Schema) AlertsState() string { return s.p + "alerts:{alerts}:state" }
+
+// AlertsEvents is a STREAM of alert events (field "e": the event as JSON), capped near
+// 10,000 entries. Owner: control plane (any). TTL: none.
+func (s Schema) AlertsEvents() string { return s.p + "alerts:{alerts}:events" }
+
+// AlertsCursor is a STRING: the id of the last AlertsEvents entry routed into messages.
+// Owner: the control plane holding the alerts lock. TTL: none.
+func (s Schema) AlertsCursor() string { return s.p + "alerts:{alerts}:cursor" }
+
+// AlertsMessages is a HASH: message id → message (JSON: destination, events, attempts,
+// status, last error). Owner: the control plane holding the alerts lock (and `admin alerts
+// test`). TTL: none; trimmed with AlertsRecent.
+func (s Schema) AlertsMessages() string { return s.p + "alerts:{alerts}:messages" }
+
+// AlertsDue is a ZSET of the messages still to send: message id scored by when (unix ms).
+// Owner: as AlertsMessages. TTL: none.
+func (s Schema) AlertsDue() string { return s.p + "alerts:{alerts}:due" }
+
+// AlertsRecent is a ZSET of every kept message by creation time (unix ms), trimmed to the
+// newest 500 (their AlertsMessages fields go with them). Owner: as AlertsMessages. TTL: none.
+func (s Schema) AlertsRecent() string { return s.p + "alerts:{alerts}:recent" }
+
+// AlertsOpen is a HASH: "<alert>|<event>[|resolved]" → the id of the message still gathering
+// events for that pair (not yet attempted). Owner: as AlertsMessages. TTL: none.
+func (s Schema) AlertsOpen() string { return s.p + "alerts:{alerts}:open" }
+
+// AlertsLastSent is a HASH: "<alert>|<event>[|resolved]" → unix ms of the last message's first
+// attempt, from which the alert's cooldown runs. Owner: as AlertsMessages. TTL: none.
+func (s Schema) AlertsLastSent() string { return s.p + "alerts:{alerts}:last-sent" }

@@ -21,6 +21,12 @@ type Usage struct {
 	CacheRead    int64
 	// CostMicroUSD is the cost in millionths of a US dollar.
 	CostMicroUSD int64
+	// UnpricedRequests counts the requests whose model no price matched: their cost is
+	// pricing_fallback's, not the model's.
+	UnpricedRequests int64
+	// EstimatedRequests counts the requests whose output tokens are the relay's estimate
+	// (the client left before the upstream's final count), not the upstream's figure.
+	EstimatedRequests int64
 }
 
 // UsageRecord is the usage of one upstream call (or several) to add to the counters.
@@ -38,10 +44,10 @@ type UsageRecord struct {
 }
 
 // usageCounters names the hash fields of Usage, in a fixed order.
-var usageCounters = [...]string{"requests", "input_tokens", "output_tokens", "cache_write_5m", "cache_write_1h", "cache_read", "cost_micro_usd"}
+var usageCounters = [...]string{"requests", "input_tokens", "output_tokens", "cache_write_5m", "cache_write_1h", "cache_read", "cost_micro_usd", "unpriced_requests", "estimated_requests"}
 
 func (u Usage) values() [len(usageCounters)]int64 {
-	return [...]int64{u.Requests, u.InputTokens, u.OutputTokens, u.CacheWrite5m, u.CacheWrite1h, u.CacheRead, u.CostMicroUSD}
+	return [...]int64{u.Requests, u.InputTokens, u.OutputTokens, u.CacheWrite5m, u.CacheWrite1h, u.CacheRead, u.CostMicroUSD, u.UnpricedRequests, u.EstimatedRequests}
 }
 
 // Add returns the sum of u and o.
@@ -54,6 +60,9 @@ func (u Usage) Add(o Usage) Usage {
 		CacheWrite1h: u.CacheWrite1h + o.CacheWrite1h,
 		CacheRead:    u.CacheRead + o.CacheRead,
 		CostMicroUSD: u.CostMicroUSD + o.CostMicroUSD,
+
+		UnpricedRequests:  u.UnpricedRequests + o.UnpricedRequests,
+		EstimatedRequests: u.EstimatedRequests + o.EstimatedRequests,
 	}
 }
 
@@ -74,6 +83,10 @@ func (u *Usage) set(name string, v int64) bool {
 		u.CacheRead = v
 	case "cost_micro_usd":
 		u.CostMicroUSD = v
+	case "unpriced_requests":
+		u.UnpricedRequests = v
+	case "estimated_requests":
+		u.EstimatedRequests = v
 	default:
 		return false
 	}

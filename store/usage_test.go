@@ -35,7 +35,8 @@ func TestRecordUsageIsOneRoundTripAndSumsExactly(t *testing.T) {
 			Usage: Usage{
 				Requests: 1, InputTokens: int64(1000 + i), OutputTokens: int64(i * 7),
 				CacheWrite5m: int64(i % 11), CacheWrite1h: int64(i % 5), CacheRead: int64(i * 13),
-				CostMicroUSD: int64(i*1_000_003 + 1),
+				CostMicroUSD:     int64(i*1_000_003 + 1),
+				UnpricedRequests: int64(i % 2), EstimatedRequests: int64(i % 3 / 2),
 			},
 		}
 		recs = append(recs, r)
@@ -166,5 +167,39 @@ func TestRecordUsageEdgeCases(t *testing.T) {
 	}
 	if got, err := s.KeyUsage(ctx, "never-used", clk.Now()); err != nil || got != nil {
 		t.Errorf("got (%v, %v), want (nil, nil) for no usage", got, err)
+	}
+}
+
+func TestUnpricedAndEstimatedRequestsAreCountedAndZerosNotWritten(t *testing.T) {
+	ctx := context.Background()
+	s, _, rdb, _ := newStore(t)
+	at := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	recs := []UsageRecord{
+		{KeyID: "k", Model: "claude-unreleased-9", At: at, Usage: Usage{Requests: 1, InputTokens: 10, CostMicroUSD: 150, UnpricedRequests: 1}},
+		{KeyID: "k", Model: "claude-opus-4-8", At: at, Usage: Usage{Requests: 1, OutputTokens: 40, CostMicroUSD: 1000, EstimatedRequests: 1}},
+		{KeyID: "k", Model: "claude-opus-4-8", At: at, Usage: Usage{Requests: 1, OutputTokens: 2, CostMicroUSD: 50}},
+	}
+	if err := s.RecordUsage(ctx, recs...); err != nil {
+		t.Fatal(err)
+	}
+	day, err := s.KeyUsage(ctx, "k", at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]Usage{
+		"claude-unreleased-9": {Requests: 1, InputTokens: 10, CostMicroUSD: 150, UnpricedRequests: 1},
+		"claude-opus-4-8":     {Requests: 2, OutputTokens: 42, CostMicroUSD: 1050, EstimatedRequests: 1},
+	}
+	if diff := cmp.Diff(want, day); diff != "" {
+		t.Errorf("day usage (-want +got):\n%s", diff)
+	}
+	fields, err := rdb.HKeys(ctx, s.keys.KeyUsageDay("k", at)).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fields {
+		if f == "claude-opus-4-8:unpriced_requests" || f == "claude-unreleased-9:estimated_requests" {
+			t.Errorf("field %s was written for a zero counter", f)
+		}
 	}
 }

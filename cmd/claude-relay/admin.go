@@ -183,6 +183,8 @@ func adminCommands() []adminCommand {
 		{name: "accounts list", summary: "list upstream accounts (credentials are never shown)", flags: sessionFlags, run: adminAccountsList},
 		{name: "accounts delete", args: "ID", nargs: 1, summary: "delete an upstream account and its credential", flags: sessionFlags, run: adminAccountsDelete},
 		{name: "sidecars", summary: "list sidecars with the configuration version each runs, any refused one (NACK) and their health", flags: sessionFlags, run: adminSidecars},
+		{name: "alerts test", args: "NAME", nargs: 1, summary: "send a test message to an alert destination now and say whether it arrived", flags: sessionFlags, run: adminAlertsTest},
+		{name: "alerts", summary: "list alert destinations, conditions raised now, and recent alert messages with their delivery status", flags: sessionFlags, run: adminAlerts},
 		{name: "config status", summary: "show the configuration version served and the errors of the last refused edit", flags: sessionFlags, run: adminConfigStatus},
 		{name: "health", summary: "show the control plane's health with each component's error and details (the public /health shows statuses only)", flags: sessionFlags, run: adminHealth},
 	}, manageCommands()...)
@@ -807,7 +809,8 @@ func adminKeysUsage(ctx context.Context, c *adminCLI, f *adminFlags, args []stri
 	}
 	row := func(label string, x adminapi.Usage) []string {
 		return []string{label, fmt.Sprint(x.Requests), fmt.Sprint(x.InputTokens), fmt.Sprint(x.OutputTokens),
-			fmt.Sprint(x.CacheWrite5m), fmt.Sprint(x.CacheWrite1h), fmt.Sprint(x.CacheRead), fmt.Sprintf("%.6f", x.CostUSD)}
+			fmt.Sprint(x.CacheWrite5m), fmt.Sprint(x.CacheWrite1h), fmt.Sprint(x.CacheRead), fmt.Sprintf("%.6f", x.CostUSD),
+			fmt.Sprint(x.UnpricedRequests), fmt.Sprint(x.EstimatedRequests)}
 	}
 	models := make([]string, 0, len(u.Models))
 	for m := range u.Models {
@@ -819,7 +822,7 @@ func adminKeysUsage(ctx context.Context, c *adminCLI, f *adminFlags, args []stri
 		rows = append(rows, row(m, u.Models[m]))
 	}
 	rows = append(rows, row("total "+u.Day, u.DayTotal), row("all time", u.Totals))
-	return c.table([]string{"MODEL (" + u.Day + " UTC)", "REQUESTS", "INPUT", "OUTPUT", "CACHE WRITE 5M", "CACHE WRITE 1H", "CACHE READ", "COST USD"}, rows)
+	return c.table([]string{"MODEL (" + u.Day + " UTC)", "REQUESTS", "INPUT", "OUTPUT", "CACHE WRITE 5M", "CACHE WRITE 1H", "CACHE READ", "COST USD", "UNPRICED", "ESTIMATED"}, rows)
 }
 
 func adminAccountsAdd(ctx context.Context, c *adminCLI, f *adminFlags, _ []string) error {

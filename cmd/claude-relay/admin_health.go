@@ -8,7 +8,7 @@ import (
 	"maps"
 	"slices"
 
-	"github.com/claude-relay/claude-relay/controlplane/configapi"
+	"github.com/claude-relay/claude-relay/config/configapi"
 )
 
 // adminHealth prints the control plane's own health: one row per component with its status

@@ -21,7 +21,10 @@ Usage:
   claude-relay dev      [flags]   control plane + sidecar in one process (make run)
   claude-relay control  [flags]   the control plane: admin API, configuration
   claude-relay sidecar  [flags]   the data plane: relays client requests upstream
-  claude-relay config check PATH  validate an HCL file or directory (like nginx -t)
+  claude-relay config check PATH  validate an HCL file or directory (like nginx -t);
+                                  --prices also prints the effective price table
+  claude-relay pricing import FILE|URL [--write]
+                                  render LiteLLM's price table as pricing-imported.hcl (-h)
   claude-relay admin …            manage keys and accounts (claude-relay admin -h)
   claude-relay crypto rotate      re-encrypt stored credentials under the current key (-h)
   claude-relay doctor [flags]     check a running installation and say what to fix (-h)
@@ -66,6 +69,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runConfig(args[1:], stdout, stderr)
 	case "crypto":
 		return runCrypto(ctx, args[1:], stdout, stderr)
+	case "pricing":
+		return runPricing(ctx, args[1:], stdout, stderr)
 	case "doctor":
 		return runDoctor(ctx, args[1:], stdout, stderr)
 	case "import":
@@ -118,8 +123,12 @@ func runProcess(ctx context.Context, mode string, args []string, stdout, stderr 
 }
 
 func runConfig(args []string, stdout, stderr io.Writer) int {
+	prices := false
+	if len(args) == 3 && args[0] == "check" && (args[1] == "--prices" || args[1] == "-prices") {
+		prices, args = true, []string{args[0], args[2]}
+	}
 	if len(args) != 2 || args[0] != "check" {
-		fmt.Fprintln(stderr, "usage: claude-relay config check PATH   (an .hcl file or a directory of them)")
+		fmt.Fprintln(stderr, "usage: claude-relay config check [--prices] PATH   (an .hcl file or a directory of them)")
 		return 2
 	}
 	path := args[1]
@@ -134,6 +143,12 @@ func runConfig(args []string, stdout, stderr io.Writer) int {
 	if _, err := config.Compile(snap); err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", path, err)
 		return 1
+	}
+	if prices {
+		if err := writePriceTable(stdout, snap, src); err != nil {
+			fmt.Fprintf(stderr, "claude-relay: %v\n", err)
+			return 1
+		}
 	}
 	fmt.Fprintf(stdout, "%s: configuration OK (%d routes, %d pools, %d policies, %d allowlists, %d prices)\n",
 		path, len(snap.Routes), len(snap.Pools), len(snap.Policies), len(snap.Allowlists), len(snap.Pricing))

@@ -45,7 +45,7 @@ route "messages" {
 			filepath.Join(bad, "relay.hcl") + ":5:", `"nope"`, "2 error(s); configuration refused",
 		}},
 		{"the embedded default is valid", []string{"config", "check", "../../config/default.hcl"}, 0, "configuration OK", nil},
-		{"missing path", []string{"config", "check"}, 2, "", []string{"usage: claude-relay config check PATH"}},
+		{"missing path", []string{"config", "check"}, 2, "", []string{"usage: claude-relay config check [--prices] PATH"}},
 		{"no such path", []string{"config", "check", filepath.Join(dir, "missing")}, 1, "", []string{"missing"}},
 		{"unknown command", []string{"frobnicate"}, 2, "", []string{`unknown command "frobnicate"`}},
 		{"version", []string{"version"}, 0, "claude-relay ", nil},

@@ -201,6 +201,12 @@ type Usage struct {
 	CacheWrite1h int64   `json:"cache_write_1h_tokens"`
 	CacheRead    int64   `json:"cache_read_tokens"`
 	CostUSD      float64 `json:"cost_usd"`
+	// UnpricedRequests counts requests charged at pricing_fallback because no price
+	// matched their model.
+	UnpricedRequests int64 `json:"unpriced_requests"`
+	// EstimatedRequests counts requests whose output tokens are the relay's estimate
+	// (the client left before the upstream's final count).
+	EstimatedRequests int64 `json:"estimated_requests"`
 }
 
 // KeyUsage is the body of GET /admin/keys/{id}/usage: one UTC day by model, that day's sum,

@@ -14,8 +14,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/claude-relay/claude-relay/config/configapi"
 	"github.com/claude-relay/claude-relay/controlplane/adminapi"
-	"github.com/claude-relay/claude-relay/controlplane/configapi"
+	"github.com/claude-relay/claude-relay/controlplane/alerts"
 )
 
 // maxResponseBytes caps how much of a response body the client reads.
@@ -261,6 +262,22 @@ func (c *Client) ConfigStatus(ctx context.Context) (configapi.ConfigStatus, erro
 func (c *Client) Sidecars(ctx context.Context) (configapi.SidecarList, error) {
 	var out configapi.SidecarList
 	err := c.do(ctx, http.MethodGet, "/admin/sidecars", nil, &out)
+	return out, err
+}
+
+// Alerts returns the alert destinations, the conditions raised now, and the newest messages
+// (with their delivery status) and events.
+func (c *Client) Alerts(ctx context.Context) (alerts.Status, error) {
+	var out alerts.Status
+	err := c.do(ctx, http.MethodGet, "/admin/alerts", nil, &out)
+	return out, err
+}
+
+// TestAlert sends a test message to the named alert destination now and returns it, sent or
+// failed with the error.
+func (c *Client) TestAlert(ctx context.Context, name string) (alerts.Message, error) {
+	var out alerts.Message
+	err := c.do(ctx, http.MethodPost, "/admin/alerts/"+url.PathEscape(name)+"/test", nil, &out)
 	return out, err
 }
 

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/claude-relay/claude-relay/config"
+	"github.com/claude-relay/claude-relay/config/configapi"
 	"github.com/claude-relay/claude-relay/controlplane"
-	"github.com/claude-relay/claude-relay/controlplane/configapi"
 	"github.com/claude-relay/claude-relay/sidecar/configclient"
 )
 
@@ -43,6 +43,7 @@ func newControlConfig(ctx context.Context, b *Base, dir string) (*controlplane.C
 		Logger:         b.Log,
 		Metrics:        b.Metrics,
 		SidecarSecrets: b.sidecarSecrets(),
+		OnReload:       configAlertHook(b, dir),
 	})
 }
 

@@ -18,9 +18,9 @@ import (
 	"time"
 
 	"github.com/claude-relay/claude-relay/config"
+	"github.com/claude-relay/claude-relay/config/configapi"
 	"github.com/claude-relay/claude-relay/controlplane"
 	"github.com/claude-relay/claude-relay/controlplane/adminclient"
-	"github.com/claude-relay/claude-relay/controlplane/configapi"
 	"github.com/claude-relay/claude-relay/internal/devredis"
 	"github.com/claude-relay/claude-relay/internal/metrics"
 	"github.com/claude-relay/claude-relay/store"
@@ -107,7 +107,11 @@ func RunDev(ctx context.Context, env *config.Env, opts Options) error {
 	if err != nil {
 		return err
 	}
-	cp, err := controlplane.New(controlplane.Options{Store: b.Store, SigningKey: key, Admin: controlplane.AdminBootstrap{Username: user, Password: password}, Logger: log, Config: cfg, OAuth: oauthConfig(env), Health: dp.srv.Health})
+	alerter, err := startAlerts(ctx, b, cfg, dp.srv.Health)
+	if err != nil {
+		return err
+	}
+	cp, err := controlplane.New(controlplane.Options{Store: b.Store, SigningKey: key, Admin: controlplane.AdminBootstrap{Username: user, Password: password}, Logger: log, Config: cfg, Alerts: alerter, OAuth: oauthConfig(env), Health: dp.srv.Health})
 	if err != nil {
 		return err
 	}

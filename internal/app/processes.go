@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/claude-relay/claude-relay/config"
+	"github.com/claude-relay/claude-relay/config/configapi"
 	"github.com/claude-relay/claude-relay/controlplane"
-	"github.com/claude-relay/claude-relay/controlplane/configapi"
 	"github.com/claude-relay/claude-relay/internal/metrics"
 	"github.com/claude-relay/claude-relay/sidecar"
 	"github.com/claude-relay/claude-relay/sidecar/limits"
@@ -259,7 +259,11 @@ func RunControl(ctx context.Context, env *config.Env, opts Options) error {
 	details := func(ctx context.Context) configapi.Health {
 		return sidecar.CheckHealth(ctx, Version, started, b.healthChecks())
 	}
-	cp, err := controlplane.New(controlplane.Options{Store: b.Store, SigningKey: key, Admin: adminBootstrap(env, opts.Stdout), Logger: b.Log, Config: cfg, OAuth: oauthConfig(env), Health: details})
+	alerter, err := startAlerts(ctx, b, cfg, details)
+	if err != nil {
+		return err
+	}
+	cp, err := controlplane.New(controlplane.Options{Store: b.Store, SigningKey: key, Admin: adminBootstrap(env, opts.Stdout), Logger: b.Log, Config: cfg, Alerts: alerter, OAuth: oauthConfig(env), Health: details})
 	if err != nil {
 		return err
 	}

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/claude-relay/claude-relay/config"
-	"github.com/claude-relay/claude-relay/controlplane/configapi"
+	"github.com/claude-relay/claude-relay/config/configapi"
 )
 
 // envelope builds a valid snapshot envelope with a route at path.

@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/claude-relay/claude-relay/controlplane/configapi"
+	"github.com/claude-relay/claude-relay/config/configapi"
 )
 
 // maxEnvelopeBytes caps a snapshot response.

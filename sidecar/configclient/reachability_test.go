@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/claude-relay/claude-relay/config/configapi"
 	"github.com/claude-relay/claude-relay/controlplane"
-	"github.com/claude-relay/claude-relay/controlplane/configapi"
 	"github.com/claude-relay/claude-relay/internal/testredis"
 	"github.com/claude-relay/claude-relay/plugins/crypto-aesgcm/aesgcm"
 	"github.com/claude-relay/claude-relay/sidecar"

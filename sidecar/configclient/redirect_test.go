@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/claude-relay/claude-relay/controlplane/configapi"
+	"github.com/claude-relay/claude-relay/config/configapi"
 )
 
 // TestPollDoesNotFollowARedirectWithItsToken: the poll carries a token signed with the shared

@@ -52,8 +52,9 @@ type Request struct {
 	Model string
 	// Session identifies the conversation ("" for none): see SessionKey.
 	Session string
-	// Bound lists the accounts the relay key is bound to; when set, only they are
-	// considered. (The hook for key bindings: the auth provider will fill it.)
+	// Bound lists the accounts the relay key is bound to (its binding to one account or an
+	// account group, resolved by the sidecar against the schedulable accounts); when
+	// non-nil, only they are considered.
 	Bound []string
 }
 

@@ -296,6 +296,7 @@ func minus(a, b store.Usage) store.Usage {
 		Requests: max(0, a.Requests-b.Requests), InputTokens: max(0, a.InputTokens-b.InputTokens),
 		OutputTokens: max(0, a.OutputTokens-b.OutputTokens), CacheWrite5m: max(0, a.CacheWrite5m-b.CacheWrite5m),
 		CacheWrite1h: max(0, a.CacheWrite1h-b.CacheWrite1h), CacheRead: max(0, a.CacheRead-b.CacheRead),
-		CostMicroUSD: max(0, a.CostMicroUSD-b.CostMicroUSD),
+		CostMicroUSD:     max(0, a.CostMicroUSD-b.CostMicroUSD),
+		UnpricedRequests: max(0, a.UnpricedRequests-b.UnpricedRequests), EstimatedRequests: max(0, a.EstimatedRequests-b.EstimatedRequests),
 	}
 }

@@ -1,4 +1,4 @@
-// Package configapi is the wire contract between the control plane and its sidecars: the versioned snapshot, the long-poll request, the sidecar tokens and the admin views of both.
+// Package configapi is the distribution protocol between the control plane and its sidecars, a neutral package both planes import: the versioned snapshot envelope, the long-poll request, the ACK/NACK and health headers, the sidecar tokens and the admin views of both.
 package configapi
 
 import (

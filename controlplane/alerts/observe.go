@@ -1,0 +1,274 @@
+package alerts
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/claude-relay/claude-relay/config"
+	"github.com/claude-relay/claude-relay/config/configapi"
+	"github.com/claude-relay/claude-relay/store"
+)
+
+// Defaults of the sources.
+const (
+	// DefaultParkThreshold: a rate-limited or overloaded account is worth an alert only when
+	// parked at least this long (a short 429 park is the relay working as designed).
+	DefaultParkThreshold = 5 * time.Minute
+	// DefaultBudgetThreshold is the share of a cost limit that raises budget_threshold.
+	DefaultBudgetThreshold = 0.8
+)
+
+// reconcile raises every condition of the named event that holds now and clears every
+// raised one that no longer does. clearing turns a raised event into its all-clear.
+func reconcile(ctx context.Context, o *Outbox, name string, now map[string]Event, clearing func(Event) Event) error {
+	raised, err := o.Raised(ctx)
+	if err != nil {
+		return err
+	}
+	subjects := make([]string, 0, len(now))
+	for s := range now {
+		subjects = append(subjects, s)
+	}
+	sort.Strings(subjects)
+	for _, s := range subjects {
+		e := now[s]
+		e.Name, e.Subject = name, s
+		if _, ok := raised[e.condition()]; ok {
+			continue
+		}
+		if _, err := o.Raise(ctx, e); err != nil {
+			return err
+		}
+	}
+	for _, e := range raised {
+		if e.Name != name {
+			continue
+		}
+		if _, ok := now[e.Subject]; ok {
+			continue
+		}
+		if _, err := o.Clear(ctx, clearing(e)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func allClear(summary string) func(Event) Event {
+	return func(e Event) Event {
+		return Event{Name: e.Name, Subject: e.Subject, Severity: e.Severity, Summary: summary}
+	}
+}
+
+// ParkSource observes the parked accounts (which sidecars write): an account parked as
+// unauthorized, blocked or failing, or rate limited or overloaded for at least threshold,
+// raises account_parked; its return to rotation clears it.
+func ParkSource(st *store.Store, threshold time.Duration, now func() time.Time) Source {
+	if now == nil {
+		now = time.Now
+	}
+	return Source{Name: config.EventAccountParked, Every: time.Second, Observe: func(ctx context.Context, o *Outbox) error {
+		parks, err := st.ParkedAccounts(ctx)
+		if err != nil {
+			return err
+		}
+		t := now()
+		cur := map[string]Event{}
+		names := map[string]string{}
+		if len(parks) > 0 {
+			if accts, err := st.ListAccounts(ctx); err == nil {
+				for _, a := range accts {
+					names[a.ID] = a.Name
+				}
+			}
+		}
+		for _, p := range parks {
+			short := p.State == "rate_limited" || p.State == "overloaded"
+			if short && !p.Until.IsZero() && p.Until.Sub(t) < threshold {
+				continue
+			}
+			if _, ok := cur[p.Account]; ok {
+				continue // one event per account, whatever families are parked
+			}
+			sev := config.SeverityWarning
+			if p.State == "unauthorized" || p.State == "blocked" {
+				sev = config.SeverityCritical
+			}
+			summary := parkSummary(p)
+			if n := names[p.Account]; n != "" {
+				summary = fmt.Sprintf("%q %s", n, summary)
+			}
+			cur[p.Account] = Event{Severity: sev, Summary: summary}
+		}
+		return reconcile(ctx, o, config.EventAccountParked, cur, allClear("back in rotation"))
+	}}
+}
+
+func parkSummary(p store.Parked) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "parked as %s", p.State)
+	if p.Status != 0 {
+		fmt.Fprintf(&b, " (%d)", p.Status)
+	}
+	if p.Family != "" {
+		fmt.Fprintf(&b, " for %s models", p.Family)
+	}
+	if p.Until.IsZero() {
+		b.WriteString(" until an operator clears it (claude-relay admin accounts)")
+	} else {
+		fmt.Fprintf(&b, " until %s", p.Until.UTC().Format(time.RFC3339))
+	}
+	if p.Reason != "" {
+		fmt.Fprintf(&b, ": %s", p.Reason)
+	}
+	return b.String()
+}
+
+// RefreshSource observes OAuth accounts: a failing token refresh raises
+// oauth_refresh_failed; the next successful refresh clears it.
+func RefreshSource(st *store.Store) Source {
+	return Source{Name: config.EventOAuthRefreshFailed, Every: 2 * time.Second, Observe: func(ctx context.Context, o *Outbox) error {
+		accts, err := st.ListAccounts(ctx)
+		if err != nil {
+			return err
+		}
+		cur := map[string]Event{}
+		for _, a := range accts {
+			if a.Type != store.AccountTypeClaudeOAuth || a.RefreshFailures == 0 {
+				continue
+			}
+			summary := fmt.Sprintf("%q: token refresh failed %d time(s): %s", a.Name, a.RefreshFailures, a.RefreshError)
+			if a.RefreshRetryAt != nil {
+				summary += fmt.Sprintf("; next try %s", a.RefreshRetryAt.UTC().Format(time.RFC3339))
+			}
+			cur[a.ID] = Event{Severity: config.SeverityCritical, Summary: summary}
+		}
+		return reconcile(ctx, o, config.EventOAuthRefreshFailed, cur, allClear("token refreshed"))
+	}}
+}
+
+// SidecarSource observes the sidecar registry and this control plane's own health: a
+// sidecar still refusing a snapshot raises sidecar_nack; a plugin component (plugin.auth,
+// plugin.crypto) not ok in a sidecar or here raises plugin_failed.
+func SidecarSource(list func(context.Context) ([]configapi.Sidecar, error), own func(context.Context) configapi.Health) Source {
+	return Source{Name: config.EventSidecarNack, Every: 2 * time.Second, Observe: func(ctx context.Context, o *Outbox) error {
+		sidecars, err := list(ctx)
+		if err != nil {
+			return err
+		}
+		nacks, plugins := map[string]Event{}, map[string]Event{}
+		for _, sc := range sidecars {
+			if sc.NackVersion > sc.Version && sc.LastError != "" {
+				nacks[sc.ID] = Event{Severity: config.SeverityCritical,
+					Summary: fmt.Sprintf("refused configuration version %d (runs %d): %s", sc.NackVersion, sc.Version, sc.LastError)}
+			}
+			pluginEvents(plugins, "sidecar "+sc.ID, sc.Health)
+		}
+		if own != nil {
+			h := own(ctx)
+			pluginEvents(plugins, "control plane", &h)
+		}
+		if err := reconcile(ctx, o, config.EventSidecarNack, nacks, allClear("runs the current configuration")); err != nil {
+			return err
+		}
+		return reconcile(ctx, o, config.EventPluginFailed, plugins, allClear("healthy again"))
+	}}
+}
+
+func pluginEvents(into map[string]Event, where string, h *configapi.Health) {
+	if h == nil {
+		return
+	}
+	for name, c := range h.Components {
+		if !strings.HasPrefix(name, "plugin.") || c.Status == "ok" {
+			continue
+		}
+		msg := c.Status
+		if c.Error != "" {
+			msg = c.Error
+		}
+		into[where+": "+name] = Event{Severity: config.SeverityCritical, Summary: msg}
+	}
+}
+
+// BudgetSource checks, every 30 s, each relay key with a daily cost limit (its own, or its
+// policy's) against today's cost: at threshold (a share, DefaultBudgetThreshold) it raises
+// budget_threshold, at the limit budget_reached; a new day clears both. It reads one usage
+// hash per such key.
+func BudgetSource(st *store.Store, snapshot func() *config.Snapshot, threshold float64, now func() time.Time) Source {
+	if now == nil {
+		now = time.Now
+	}
+	return Source{Name: config.EventBudgetThreshold, Every: 30 * time.Second, Observe: func(ctx context.Context, o *Outbox) error {
+		keys, err := st.ListKeys(ctx)
+		if err != nil {
+			return err
+		}
+		snap := snapshot()
+		soft, hard := map[string]Event{}, map[string]Event{}
+		for _, k := range keys {
+			limit := dailyCostLimit(k, snap)
+			if limit <= 0 || !k.Enabled || k.RevokedAt != nil || k.DeletedAt != nil {
+				continue
+			}
+			usage, err := st.KeyUsage(ctx, k.ID, now())
+			if err != nil {
+				return err
+			}
+			var micro int64
+			for _, u := range usage {
+				micro += u.CostMicroUSD
+			}
+			cost := float64(micro) / 1e6
+			summary := fmt.Sprintf("key %q (owner %q) spent $%.2f of its $%.2f daily cost limit today (%.0f%%)", k.Name, k.Owner, cost, limit, 100*cost/limit)
+			if cost >= limit {
+				hard[k.ID] = Event{Severity: config.SeverityCritical, Summary: summary}
+			}
+			if cost >= threshold*limit {
+				soft[k.ID] = Event{Severity: config.SeverityWarning, Summary: summary}
+			}
+		}
+		if err := reconcile(ctx, o, config.EventBudgetThreshold, soft, allClear("below the threshold again (a new day, or a higher limit)")); err != nil {
+			return err
+		}
+		return reconcile(ctx, o, config.EventBudgetReached, hard, allClear("below the limit again (a new day, or a higher limit)"))
+	}}
+}
+
+// dailyCostLimit is the key's own cost_per_day_usd, else its policy's.
+func dailyCostLimit(k store.Key, snap *config.Snapshot) float64 {
+	if l := k.Rules.Limits.CostPerDayUSD; l != nil {
+		return *l
+	}
+	if snap == nil || k.Policy == "" {
+		return 0
+	}
+	return snap.Policies[k.Policy].CostPerDayUSD
+}
+
+// ConfigReloads is a Config.OnReload hook: a refused reload raises config_refused for
+// subject (this control plane's configuration directory), the next accepted one clears it.
+// Every control plane may call it; the condition is recorded once.
+func ConfigReloads(o *Outbox, subject string, log hclog.Logger) func(context.Context, bool, string) {
+	return func(ctx context.Context, refused bool, text string) {
+		var err error
+		if refused {
+			summary := strings.TrimSpace(text)
+			if len(summary) > 600 {
+				summary = summary[:600] + "… (claude-relay admin config status)"
+			}
+			_, err = o.Raise(ctx, Event{Name: config.EventConfigRefused, Severity: config.SeverityCritical, Subject: subject,
+				Summary: "the edit was refused; the last good configuration is still served:\n" + summary})
+		} else {
+			_, err = o.Clear(ctx, Event{Name: config.EventConfigRefused, Subject: subject, Summary: "the configuration is valid again"})
+		}
+		if err != nil && log != nil && ctx.Err() == nil {
+			log.Warn("cannot record the configuration alert", "error", err)
+		}
+	}
+}

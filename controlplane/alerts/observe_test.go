@@ -1,0 +1,191 @@
+package alerts
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/claude-relay/claude-relay/config"
+	"github.com/claude-relay/claude-relay/config/configapi"
+	"github.com/claude-relay/claude-relay/store"
+)
+
+// raisedNames returns the raised conditions as "<event>|<subject>" → severity.
+func raisedNames(t *testing.T, o *Outbox) map[string]string {
+	t.Helper()
+	r, err := o.Raised(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for k, e := range r {
+		out[k] = e.Severity
+	}
+	return out
+}
+
+// lastEvent returns the newest event in the stream.
+func lastEvent(t *testing.T, o *Outbox) Event {
+	t.Helper()
+	ev, err := o.RecentEvents(context.Background(), 1)
+	if err != nil || len(ev) != 1 {
+		t.Fatalf("RecentEvents = %v, %v", ev, err)
+	}
+	return ev[0]
+}
+
+func observe(t *testing.T, src Source, o *Outbox) {
+	t.Helper()
+	if err := src.Observe(context.Background(), o); err != nil {
+		t.Fatalf("%s: %v", src.Name, err)
+	}
+}
+
+func TestLongOrHardParksRaiseAccountParkedAndTheReturnClearsIt(t *testing.T) {
+	st, rdb, _ := openStore(t)
+	ctx := context.Background()
+	now := time.Now()
+	ms := func(d time.Duration) string { return fmt.Sprint(now.Add(d).UnixMilli()) }
+	parks := st.Schema().AccountsParked()
+	rdb.HSet(ctx, parks,
+		"short", ms(time.Minute)+"|rate_limited|429|rate limited",
+		"long", ms(time.Hour)+"|rate_limited|429|weekly limit",
+		"revoked", "0|unauthorized|401|invalid x-api-key",
+		"flaky/opus", ms(time.Minute)+"|failing|500|3 errors in 60s")
+	o := NewOutbox(st, nil)
+	src := ParkSource(st, DefaultParkThreshold, nil)
+	observe(t, src, o)
+	got := raisedNames(t, o)
+	want := map[string]string{"account_parked|long": "warning", "account_parked|revoked": "critical", "account_parked|flaky": "warning"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("raised %v, want %v", got, want)
+	}
+	observe(t, src, o) // nothing new
+	if ev, _ := o.RecentEvents(ctx, 10); len(ev) != 3 {
+		t.Fatalf("%d events after a second look, want 3", len(ev))
+	}
+	rdb.HDel(ctx, parks, "revoked")
+	observe(t, src, o)
+	e := lastEvent(t, o)
+	if !e.Resolved || e.Subject != "revoked" || e.Severity != config.SeverityCritical || e.Summary != "back in rotation" {
+		t.Fatalf("all-clear = %+v", e)
+	}
+}
+
+func TestKeysCrossingEightyPercentAndTheirDailyCostLimitRaiseBudgetEvents(t *testing.T) {
+	st, _, _ := openStore(t)
+	ctx := context.Background()
+	limit := 10.0
+	own, _, err := st.CreateKey(ctx, store.KeySpec{Name: "own-limit", Owner: "ana", Rules: store.KeyRules{Limits: store.KeyLimits{CostPerDayUSD: &limit}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol, _, err := st.CreateKey(ctx, store.KeySpec{Name: "policy-limit", Policy: "team"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	free, _, err := st.CreateKey(ctx, store.KeySpec{Name: "unlimited"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap := &config.Snapshot{Policies: map[string]config.Policy{"team": {CostPerDayUSD: 5}}}
+	spend := func(id string, usd float64) {
+		if err := st.RecordUsage(ctx, store.UsageRecord{KeyID: id, AccountID: "a", Model: "claude-sonnet-4-5", Usage: store.Usage{Requests: 1, CostMicroUSD: int64(usd * 1e6)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	spend(own.ID, 8.5)  // 85 % of 10
+	spend(pol.ID, 5.25) // 105 % of the policy's 5
+	spend(free.ID, 1000)
+	o := NewOutbox(st, nil)
+	src := BudgetSource(st, func() *config.Snapshot { return snap }, DefaultBudgetThreshold, nil)
+	observe(t, src, o)
+	want := map[string]string{
+		"budget_threshold|" + own.ID: "warning", "budget_threshold|" + pol.ID: "warning", "budget_reached|" + pol.ID: "critical",
+	}
+	if got := raisedNames(t, o); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("raised %v, want %v", got, want)
+	}
+	// A higher limit is the all-clear of the reached one.
+	snap = &config.Snapshot{Policies: map[string]config.Policy{"team": {CostPerDayUSD: 6}}}
+	observe(t, src, o)
+	if e := lastEvent(t, o); !e.Resolved || e.Name != config.EventBudgetReached || e.Subject != pol.ID {
+		t.Fatalf("last event = %+v, want budget_reached's all-clear", e)
+	}
+}
+
+func TestAFailingOAuthRefreshRaisesAndTheNextSuccessClears(t *testing.T) {
+	st, _, _ := openStore(t)
+	ctx := context.Background()
+	exp := time.Now().Add(time.Hour)
+	a, err := st.AddAccount(ctx, store.AccountSpec{Name: "sub", Type: store.AccountTypeClaudeOAuth, Credential: "sk-ant-oat01-access", RefreshToken: "sk-ant-ort01-refresh", TokenExpiresAt: &exp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := NewOutbox(st, nil)
+	src := RefreshSource(st)
+	observe(t, src, o)
+	if got := raisedNames(t, o); len(got) != 0 {
+		t.Fatalf("raised %v before any failure", got)
+	}
+	if err := st.SetRefreshFailure(ctx, a.ID, "token endpoint answered 400: invalid_grant", time.Now(), time.Now().Add(time.Minute), 1); err != nil {
+		t.Fatal(err)
+	}
+	observe(t, src, o)
+	e := lastEvent(t, o)
+	if e.Name != config.EventOAuthRefreshFailed || e.Subject != a.ID || e.Severity != config.SeverityCritical || e.Resolved {
+		t.Fatalf("event = %+v", e)
+	}
+	if err := st.SetOAuthTokens(ctx, a.ID, "sk-ant-oat01-new", "sk-ant-ort01-new", &exp); err != nil {
+		t.Fatal(err)
+	}
+	observe(t, src, o)
+	if e := lastEvent(t, o); !e.Resolved || e.Summary != "token refreshed" {
+		t.Fatalf("all-clear = %+v", e)
+	}
+}
+
+func TestSidecarNacksAndFailingPluginsRaiseUntilFixed(t *testing.T) {
+	st, _, _ := openStore(t)
+	sidecars := []configapi.Sidecar{
+		{ID: "sc-1", Version: 4, NackVersion: 5, LastError: "route x: pool y unknown",
+			Health: &configapi.Health{Components: map[string]configapi.Component{"plugin.auth": {Status: "error", Error: "plugin exited 3 times in 60s"}, "redis": {Status: "error"}}}},
+		{ID: "sc-2", Version: 5, NackVersion: 3, LastError: "old refusal"},
+	}
+	own := configapi.Health{Components: map[string]configapi.Component{"plugin.crypto": {Status: "ok"}}}
+	o := NewOutbox(st, nil)
+	src := SidecarSource(func(context.Context) ([]configapi.Sidecar, error) { return sidecars, nil },
+		func(context.Context) configapi.Health { return own })
+	observe(t, src, o)
+	want := map[string]string{"sidecar_nack|sc-1": "critical", "plugin_failed|sidecar sc-1: plugin.auth": "critical"}
+	if got := raisedNames(t, o); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("raised %v, want %v", got, want)
+	}
+	sidecars[0].Version, sidecars[0].Health = 5, nil
+	own.Components["plugin.crypto"] = configapi.Component{Status: "error", Error: "no healthy instance"}
+	observe(t, src, o)
+	want = map[string]string{"plugin_failed|control plane: plugin.crypto": "critical"}
+	if got := raisedNames(t, o); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("raised %v, want %v", got, want)
+	}
+}
+
+func TestARefusedReloadRaisesConfigRefusedOnceAndTheNextGoodOneClears(t *testing.T) {
+	st, _, _ := openStore(t)
+	o := NewOutbox(st, nil)
+	hook := ConfigReloads(o, "host:/etc/claude-relay", nil)
+	ctx := context.Background()
+	hook(ctx, false, "")
+	hook(ctx, true, "relay.hcl:3,1-2: Unsupported block type")
+	hook(ctx, true, "relay.hcl:3,1-2: Unsupported block type")
+	hook(ctx, false, "")
+	hook(ctx, false, "")
+	ev, err := o.RecentEvents(ctx, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ev) != 2 || ev[1].Resolved || !ev[0].Resolved || ev[1].Subject != "host:/etc/claude-relay" {
+		t.Fatalf("events = %+v, want one raise then one all-clear", ev)
+	}
+}

@@ -1,0 +1,44 @@
+package app
+
+import (
+	"context"
+	"os"
+
+	"github.com/claude-relay/claude-relay/config/configapi"
+	"github.com/claude-relay/claude-relay/controlplane"
+	"github.com/claude-relay/claude-relay/controlplane/alerts"
+)
+
+// configAlertHook is the Config.OnReload hook that raises config_refused for this control
+// plane's directory (named with the host, since each control plane reads its own).
+func configAlertHook(b *Base, dir string) func(context.Context, bool, string) {
+	host, _ := os.Hostname()
+	if dir == "" {
+		dir = "(embedded default)"
+	}
+	return alerts.ConfigReloads(alerts.NewOutbox(b.Store, nil), host+":"+dir, b.Log.Named("alerts"))
+}
+
+// startAlerts runs the control plane's alerts until ctx ends: the sources it observes while
+// it holds the alerts lock, and the delivery of the alert blocks the served configuration
+// names.
+func startAlerts(ctx context.Context, b *Base, cfg *controlplane.Config, own func(context.Context) configapi.Health) (*alerts.Service, error) {
+	snaps := alerts.NewSnapshots(cfg.Current)
+	svc, err := alerts.New(alerts.Options{
+		Store:   b.Store,
+		Alerts:  snaps.Alerts,
+		Logger:  b.Log,
+		Metrics: b.Metrics,
+		Sources: []alerts.Source{
+			alerts.ParkSource(b.Store, alerts.DefaultParkThreshold, nil),
+			alerts.RefreshSource(b.Store),
+			alerts.SidecarSource(cfg.Sidecars, own),
+			alerts.BudgetSource(b.Store, snaps.Current, alerts.DefaultBudgetThreshold, nil),
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	go svc.Run(ctx)
+	return svc, nil
+}
