@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/claude-relay/claude-relay/internal/app.Version=$(VERSION)
 export CGO_ENABLED ?= 0
 
-.PHONY: all build run test vet fmt-check bench clean proto
+.PHONY: all build run test vet fmt-check bench bench-limits clean proto
 
 all: build
 
@@ -37,6 +37,12 @@ fmt-check:
 ## loopback; prints a markdown table, writes bench/results/latest.json. BENCH_FLAGS=-h lists flags.
 bench:
 	$(GO) run ./bench $(BENCH_FLAGS)
+
+## bench-limits: the limit scripts' Go benchmarks against a real Redis (CLAUDE_RELAY_TEST_REDIS):
+## admission vs a PING, auto-pipelined vs not, and reserve-mode admission vs today's (charge)
+## admission, each printed as a ratio measured in the same run
+bench-limits:
+	$(GO) test -run='^$$' -bench='BenchmarkAdmit' -benchtime=2x ./sidecar/limits
 
 ## proto: regenerate the plugin contracts' Go code (needs protoc from Debian's protobuf-compiler,
 ## protoc-gen-go v1.36.12 and protoc-gen-go-grpc v1.6.2 on PATH; go install them from the Go proxy)

@@ -55,6 +55,23 @@
 // on its own environment. A literal written there is refused and masked in
 // printed diagnostics (Sources.mask).
 //
+// # Limit modes
+//
+// A policy's token and cost limits hold in one of two modes (Policy.ModeOf):
+// "charge", the default, admits while a counter is below its limit and adds
+// the reported usage at the end, so concurrent requests can overshoot it by
+// what those in flight at the last admission cost (with concurrency = N, by
+// less than N worst-case requests); "reserve" reserves each request's worst
+// case (its body's bytes as input tokens and its max_tokens as output, at the
+// model's dearest rates) in the admission script and settles to the reported
+// usage at the end, so the limit holds exactly but refuses requests whose
+// worst case does not fit in what is left. Charge is the default because the
+// worst case of a typical Claude Code request is tens of times its real cost:
+// under reserve a few concurrent requests would hold a whole daily budget.
+// Reserve is for limits that must never be exceeded (a prepaid total).
+// Request limits and concurrency take no mode: they are counted when a
+// request is admitted and are exact already. sidecar/limits implements both.
+//
 // # Environment
 //
 // LoadEnv reads the deployment contract's environment variables (PORT,

@@ -38,18 +38,23 @@ type allowlistHCL struct {
 }
 
 type policyHCL struct {
-	RequestsPerMinute *int64    `hcl:"requests_per_minute,optional"`
-	TokensPerDay      *int64    `hcl:"tokens_per_day,optional"`
-	CostPerDayUSD     *float64  `hcl:"cost_per_day_usd,optional"`
-	Concurrency       *int      `hcl:"concurrency,optional"`
-	Models            *[]string `hcl:"models,optional"`
-	RequestsPerDay    *int64    `hcl:"requests_per_day,optional"`
-	TokensPerMinute   *int64    `hcl:"tokens_per_minute,optional"`
-	CostPerWeekUSD    *float64  `hcl:"cost_per_week_usd,optional"`
-	CostPerMonthUSD   *float64  `hcl:"cost_per_month_usd,optional"`
-	CostTotalUSD      *float64  `hcl:"cost_total_usd,optional"`
-	DeniedModels      *[]string `hcl:"denied_models,optional"`
-	Clients           *[]string `hcl:"clients,optional"`
+	RequestsPerMinute             *int64             `hcl:"requests_per_minute,optional"`
+	TokensPerDay                  *int64             `hcl:"tokens_per_day,optional"`
+	CostPerDayUSD                 *float64           `hcl:"cost_per_day_usd,optional"`
+	Concurrency                   *int               `hcl:"concurrency,optional"`
+	Models                        *[]string          `hcl:"models,optional"`
+	RequestsPerDay                *int64             `hcl:"requests_per_day,optional"`
+	TokensPerMinute               *int64             `hcl:"tokens_per_minute,optional"`
+	CostPerWeekUSD                *float64           `hcl:"cost_per_week_usd,optional"`
+	CostPerMonthUSD               *float64           `hcl:"cost_per_month_usd,optional"`
+	CostTotalUSD                  *float64           `hcl:"cost_total_usd,optional"`
+	DeniedModels                  *[]string          `hcl:"denied_models,optional"`
+	Clients                       *[]string          `hcl:"clients,optional"`
+	ConversationRequestsPerMinute *int64             `hcl:"conversation_requests_per_minute,optional"`
+	ConversationTokensPerMinute   *int64             `hcl:"conversation_tokens_per_minute,optional"`
+	ConversationCostPerMinuteUSD  *float64           `hcl:"conversation_cost_per_minute_usd,optional"`
+	LimitMode                     *string            `hcl:"limit_mode,optional"`
+	LimitModes                    *map[string]string `hcl:"limit_modes,optional"`
 }
 
 type poolHCL struct {

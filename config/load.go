@@ -3,6 +3,7 @@ package config
 import (
 	_ "embed"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -449,6 +450,14 @@ func (b *builder) policy(name string, info *blockInfo, p *policyHCL) {
 		CostPerWeekUSD:    deref(p.CostPerWeekUSD),
 		CostPerMonthUSD:   deref(p.CostPerMonthUSD),
 		CostTotalUSD:      deref(p.CostTotalUSD),
+		LimitMode:         deref(p.LimitMode),
+
+		ConversationRequestsPerMinute: deref(p.ConversationRequestsPerMinute),
+		ConversationTokensPerMinute:   deref(p.ConversationTokensPerMinute),
+		ConversationCostPerMinuteUSD:  deref(p.ConversationCostPerMinuteUSD),
+	}
+	if p.LimitModes != nil && len(*p.LimitModes) > 0 {
+		pol.LimitModes = maps.Clone(*p.LimitModes)
 	}
 	if p.DeniedModels != nil {
 		pol.DeniedModels = slices.Clone(*p.DeniedModels)

@@ -63,6 +63,61 @@ type Policy struct {
 	// Clients are the clients a key may use, each a known name (see
 	// KnownClients) or a User-Agent glob; nil allows any client.
 	Clients []string `json:"clients,omitempty"`
+	// ConversationRequestsPerMinute, ConversationTokensPerMinute and
+	// ConversationCostPerMinuteUSD cap one conversation of a key (the session
+	// the scheduler keeps sticky: metadata.user_id's session, else the first
+	// message) per minute: a breaker for a runaway agent. They are always
+	// charged (LimitModeCharge), whatever LimitMode says.
+	ConversationRequestsPerMinute int64   `json:"conversation_requests_per_minute,omitempty"`
+	ConversationTokensPerMinute   int64   `json:"conversation_tokens_per_minute,omitempty"`
+	ConversationCostPerMinuteUSD  float64 `json:"conversation_cost_per_minute_usd,omitempty"`
+	// LimitMode is how the policy's token and cost limits hold: LimitModeCharge
+	// (the default; "" means it) or LimitModeReserve.
+	LimitMode string `json:"limit_mode,omitempty"`
+	// LimitModes overrides LimitMode for single token or cost limits, by
+	// attribute name ("cost_total_usd" → "reserve").
+	LimitModes map[string]string `json:"limit_modes,omitempty"`
+}
+
+// How a token or cost limit holds under concurrent requests.
+const (
+	// LimitModeCharge admits a request while the limit's counter is below
+	// its maximum and charges the reported usage when the request ends: no
+	// request is refused for what it might cost, and the limit can be
+	// overshot by what the requests in flight at the last admission cost.
+	LimitModeCharge = "charge"
+	// LimitModeReserve reserves the request's worst-case usage at admission,
+	// in the script that checks the limit, and settles to the reported usage
+	// at the end: the limit holds exactly, and a request is refused when its
+	// worst case does not fit in what is left.
+	LimitModeReserve = "reserve"
+	// DefaultLimitMode is the mode of a limit the policy does not set.
+	DefaultLimitMode = LimitModeCharge
+)
+
+// LimitModes lists the modes a token or cost limit may take.
+func LimitModes() []string { return []string{LimitModeCharge, LimitModeReserve} }
+
+// ModeOf returns the mode of the policy's limit named attr: its entry in
+// LimitModes, else LimitMode, else DefaultLimitMode.
+func (p *Policy) ModeOf(attr string) string {
+	if p == nil {
+		return DefaultLimitMode
+	}
+	if m, ok := p.LimitModes[attr]; ok {
+		return m
+	}
+	if p.LimitMode != "" {
+		return p.LimitMode
+	}
+	return DefaultLimitMode
+}
+
+// BudgetLimits names the policy attributes that count tokens or cost: the
+// limits a mode applies to. Request limits are counted at admission and are
+// exact in any mode; per-conversation limits are breakers, always charged.
+func BudgetLimits() []string {
+	return []string{"tokens_per_minute", "tokens_per_day", "cost_per_day_usd", "cost_per_week_usd", "cost_per_month_usd", "cost_total_usd"}
 }
 
 // AllowsModel reports whether the policy lets a key use model.

@@ -161,6 +161,10 @@ func (v *validator) policy(name string, p Policy) {
 	negative("cost_per_week_usd", p.CostPerWeekUSD < 0, p.CostPerWeekUSD)
 	negative("cost_per_month_usd", p.CostPerMonthUSD < 0, p.CostPerMonthUSD)
 	negative("cost_total_usd", p.CostTotalUSD < 0, p.CostTotalUSD)
+	negative("conversation_requests_per_minute", p.ConversationRequestsPerMinute < 0, p.ConversationRequestsPerMinute)
+	negative("conversation_tokens_per_minute", p.ConversationTokensPerMinute < 0, p.ConversationTokensPerMinute)
+	negative("conversation_cost_per_minute_usd", p.ConversationCostPerMinuteUSD < 0, p.ConversationCostPerMinuteUSD)
+	v.limitModes(name, p)
 	for i, m := range p.DeniedModels {
 		if m == "" {
 			v.add(atElem(blockPolicy, name, "denied_models", i), "Invalid model glob", "A model glob must not be empty.")
@@ -174,6 +178,25 @@ func (v *validator) policy(name string, p Policy) {
 	for i, m := range p.Models {
 		if m == "" {
 			v.add(atElem(blockPolicy, name, "models", i), "Invalid model glob", "A model glob must not be empty.")
+		}
+	}
+}
+
+// limitModes checks a policy's limit_mode and limit_modes: known modes, and only limits
+// that count tokens or cost (requests are counted at admission, exact in any mode).
+func (v *validator) limitModes(name string, p Policy) {
+	modes := LimitModes()
+	if p.LimitMode != "" && !slices.Contains(modes, p.LimitMode) {
+		v.add(at(blockPolicy, name, "limit_mode"), "Unknown limit mode", fmt.Sprintf("limit_mode %q is not one of %s.", p.LimitMode, quoteList(modes)))
+	}
+	budgets := BudgetLimits()
+	for _, attr := range sortedKeys(p.LimitModes) {
+		mode := p.LimitModes[attr]
+		switch {
+		case !slices.Contains(budgets, attr):
+			v.add(at(blockPolicy, name, "limit_modes"), "Not a token or cost limit", fmt.Sprintf("limit_modes names %q; a mode applies only to token and cost limits (%s): requests are counted when admitted and concurrency is a lease, both exact already.", attr, quoteList(budgets)))
+		case !slices.Contains(modes, mode):
+			v.add(at(blockPolicy, name, "limit_modes"), "Unknown limit mode", fmt.Sprintf("limit_modes.%s = %q is not one of %s.", attr, mode, quoteList(modes)))
 		}
 	}
 }

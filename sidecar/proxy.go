@@ -93,6 +93,7 @@ type exchange struct {
 	account   string
 	started   time.Time
 	fields    sched.Fields  // model, metadata.user_id, first message: scanned, not decoded
+	session   *string       // sched.SessionKey of fields, once computed (see sessionKey)
 	charge    limits.Usage  // what the upstream reported, charged to the key's limits at the end
 	lease     *limits.Lease // the key's admission: finished on every exit path
 	moved     string        // why the conversation left its bound account ("" when it did not)
@@ -264,12 +265,15 @@ func (ex *exchange) admit() bool {
 	if set.Empty() {
 		return true
 	}
+	if set.PerConversation() {
+		set.Conversation = ex.sessionKey()
+	}
 	if ex.s.limits == nil {
 		ex.s.log.Error("a policy has limits but the sidecar has no limit store", "request_id", ex.id, "key", ex.principal.KeyID)
 		ex.fail(http.StatusServiceUnavailable, errAPI, "the relay cannot check this key's limits (no limit store is configured); retry shortly", 5*time.Second)
 		return false
 	}
-	lease, refusal, err := ex.s.limits.Admit(ex.r.Context(), ex.principal.KeyID, set)
+	lease, refusal, err := ex.s.limits.AdmitUpTo(ex.r.Context(), ex.principal.KeyID, set, ex.worstCase(set))
 	if err != nil {
 		if ex.r.Context().Err() != nil {
 			ex.status = 499
@@ -282,6 +286,7 @@ func (ex *exchange) admit() bool {
 	}
 	if refusal != nil {
 		ex.s.m.limitRefusals.With(refusal.Limit).Inc()
+		refusalHeaders(ex.w.Header(), refusal)
 		if refusal.RetryAfter <= 0 { // a limit that never resets: waiting does not help
 			ex.failFinal(http.StatusTooManyRequests, errRateLimit, refusal.Message())
 			return false
@@ -291,6 +296,55 @@ func (ex *exchange) admit() bool {
 	}
 	ex.lease = lease
 	return true
+}
+
+// sessionKey is the request's conversation (sched.SessionKey), computed once: per-conversation
+// limits and sticky sessions both use it.
+func (ex *exchange) sessionKey() string {
+	if ex.session == nil {
+		k := sched.SessionKey(ex.fields)
+		ex.session = &k
+	}
+	return *ex.session
+}
+
+// worstCase is the most this request can be charged, which reserve-mode limits reserve
+// (limits.WorstCase): its body and max_tokens at the dearest price it may be billed at —
+// its model's, or that of a model an account's model_map renames it to (the fallback price
+// for a model without one, as the charge would use). Nothing when the set reserves nothing.
+func (ex *exchange) worstCase(set limits.Set) limits.Usage {
+	if !set.Reserves() {
+		return limits.Usage{}
+	}
+	model := ex.fields.Model
+	p, _ := ex.rt.Price(model)
+	prices := []config.Price{p}
+	if model == "" || ex.s.opts.Accounts == nil {
+		return limits.WorstCase(int64(len(ex.body)), ex.fields.MaxTokens, prices...)
+	}
+	if ups, err := ex.s.opts.Accounts.Upstreams(ex.r.Context()); err == nil {
+		for _, up := range ups {
+			if m, ok := up.ModelMap[model]; ok {
+				p, _ := ex.rt.Price(m)
+				prices = append(prices, p)
+			}
+		}
+	}
+	return limits.WorstCase(int64(len(ex.body)), ex.fields.MaxTokens, prices...)
+}
+
+// refusalHeaders describe a limit refusal for programs: the limit, what is left of it in
+// its unit (USD for cost limits, else a count), when its window resets, and for a
+// reserve-mode refusal what this request could have used.
+func refusalHeaders(h http.Header, r *limits.Refusal) {
+	h.Set("X-Relay-Limit", r.Limit)
+	h.Set("X-Relay-Limit-Remaining", r.Value(r.Remaining()))
+	if !r.ResetAt.IsZero() {
+		h.Set("X-Relay-Limit-Reset", r.ResetAt.UTC().Format(time.RFC3339))
+	}
+	if r.Reservation {
+		h.Set("X-Relay-Limit-Requested", r.Value(r.Need))
+	}
 }
 
 // checkModel refuses (400) a body whose model cannot be told unambiguously: on the
@@ -443,7 +497,7 @@ func (ex *exchange) forward() {
 	req := sched.Request{
 		Pool:    pool,
 		Model:   ex.fields.Model,
-		Session: sched.SessionKey(ex.fields),
+		Session: ex.sessionKey(),
 	}
 	if b := ex.principal.Binding; b.AccountID != "" || b.Group != "" {
 		req.Bound = []string{}

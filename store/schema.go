@@ -212,6 +212,15 @@ func (s Schema) KeyLimitCounterAt(keyID, limit, windowStamp string) string {
 	return s.p + "limit:{key:" + keyID + "}:" + limit + ":" + windowStamp
 }
 
+// KeyConversationCounterAt is a STRING counter of a per-conversation limit (e.g.
+// "conversation_tokens_per_minute") for one conversation of one relay key (session: the
+// scheduler's session hash) in the window whose start LimitWindowStamp formatted. Owner:
+// sidecar limit scripts. TTL: the window length plus a minute. Shares {key:<id>} with the
+// key's counters, so one admission script checks both.
+func (s Schema) KeyConversationCounterAt(keyID, session, limit, windowStamp string) string {
+	return s.p + "limit:{key:" + keyID + "}:conv:" + session + ":" + limit + ":" + windowStamp
+}
+
 // LimitWindowStamp formats a limit window's start as it appears in counter keys.
 func LimitWindowStamp(windowStart time.Time) string {
 	return windowStart.UTC().Format("20060102T150405")
@@ -221,6 +230,23 @@ func LimitWindowStamp(windowStart time.Time) string {
 // for one relay key. Owner: sidecar. TTL: refreshed to the longest lease by the script.
 func (s Schema) KeyConcurrency(keyID string) string {
 	return s.p + "limit:{key:" + keyID + "}:concurrency"
+}
+
+// KeyReservations is a ZSET of one relay key's live reservations (requests admitted under a
+// limit in reserve mode), member "<lease id>:<tokens>:<micro-USD>" scored by its deadline
+// (unix ms). Owner: sidecar limit scripts; the admission script sweeps members whose deadline
+// passed (a dead sidecar's) and subtracts them from KeyReserved. TTL: the lease TTL,
+// refreshed with every admission and renewal. Shares {key:<id>} with the key's counters.
+func (s Schema) KeyReservations(keyID string) string {
+	return s.p + "limit:{key:" + keyID + "}:reservations"
+}
+
+// KeyReserved is a HASH of the sums of KeyReservations: field "t" (tokens) and "c" (micro-USD),
+// what requests in flight may still be charged. Owner: sidecar limit scripts (added at
+// admission, subtracted at settlement or sweep; deleted when no reservation is left). TTL: as
+// KeyReservations.
+func (s Schema) KeyReserved(keyID string) string {
+	return s.p + "limit:{key:" + keyID + "}:reserved"
 }
 
 // AccountsParked is a HASH of the accounts that must not be scheduled now: field "<account

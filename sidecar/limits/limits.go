@@ -1,4 +1,4 @@
-// Package limits enforces per-key request, token, cost and concurrency limits atomically in Redis.
+// Package limits enforces per-key request, token, cost and concurrency limits atomically in Redis, token and cost limits either charged at the end or reserved at admission (reserve.go).
 package limits
 
 import (
@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -74,6 +75,13 @@ type Limit struct {
 	Window Window
 	// Max is the allowance per window: requests, tokens, or micro-USD.
 	Max int64
+	// PerConversation limits count one conversation of the key (Set.Conversation), not
+	// the whole key.
+	PerConversation bool
+	// Reserve (tokens and cost only) makes the limit hold exactly: admission reserves the
+	// request's worst case and refuses it when that does not fit (config.LimitModeReserve).
+	// Otherwise the limit admits while below Max and is charged at the end.
+	Reserve bool
 }
 
 // Set is every limit one key is under.
@@ -83,10 +91,48 @@ type Set struct {
 	Counted []Limit
 	// Concurrency caps requests in flight; 0 means unlimited.
 	Concurrency int
+	// Conversation is the request's conversation (sched.SessionKey), set per request; the
+	// PerConversation limits apply only when it is set.
+	Conversation string
+}
+
+// PerConversation reports whether the set has limits per conversation: whether admission
+// needs Conversation.
+func (s Set) PerConversation() bool {
+	return slices.ContainsFunc(s.Counted, func(l Limit) bool { return l.PerConversation })
+}
+
+// forRequest returns the set without its PerConversation limits when the request names no
+// conversation (a copy; s is shared by every request of a policy).
+func (s Set) forRequest() Set {
+	if s.Conversation != "" || !s.PerConversation() {
+		return s
+	}
+	s.Counted = slices.DeleteFunc(slices.Clone(s.Counted), func(l Limit) bool { return l.PerConversation })
+	return s
 }
 
 // Empty reports whether the set limits nothing (no Redis work is needed).
 func (s Set) Empty() bool { return len(s.Counted) == 0 && s.Concurrency == 0 }
+
+// Reserves reports whether any limit of the set is in reserve mode: whether admission needs
+// the request's worst case (WorstCase).
+func (s Set) Reserves() bool {
+	t, c := s.reserves()
+	return t || c
+}
+
+// reserves reports which kinds the set reserves: whether any token limit, and any cost
+// limit, is in reserve mode.
+func (s Set) reserves() (tokens, cost bool) {
+	for _, lim := range s.Counted {
+		if lim.Reserve {
+			tokens = tokens || lim.Kind == Tokens
+			cost = cost || lim.Kind == Cost
+		}
+	}
+	return tokens, cost
+}
 
 // FromPolicy returns the counted limits and concurrency of a policy. A nil policy limits
 // nothing.
@@ -97,7 +143,8 @@ func FromPolicy(p *config.Policy) Set {
 	var s Set
 	add := func(name string, k Kind, w Window, max int64) {
 		if max > 0 {
-			s.Counted = append(s.Counted, Limit{Name: name, Kind: k, Window: w, Max: max})
+			reserve := k != Requests && p.ModeOf(name) == config.LimitModeReserve
+			s.Counted = append(s.Counted, Limit{Name: name, Kind: k, Window: w, Max: max, Reserve: reserve})
 		}
 	}
 	micro := func(usd float64) int64 { return int64(math.Round(usd * 1e6)) }
@@ -109,6 +156,14 @@ func FromPolicy(p *config.Policy) Set {
 	add("requests_per_day", Requests, Day, p.RequestsPerDay)
 	add("tokens_per_minute", Tokens, Minute, p.TokensPerMinute)
 	add("requests_per_minute", Requests, Minute, p.RequestsPerMinute)
+	n := len(s.Counted)
+	add("conversation_cost_per_minute_usd", Cost, Minute, micro(p.ConversationCostPerMinuteUSD))
+	add("conversation_tokens_per_minute", Tokens, Minute, p.ConversationTokensPerMinute)
+	add("conversation_requests_per_minute", Requests, Minute, p.ConversationRequestsPerMinute)
+	for i := n; i < len(s.Counted); i++ {
+		// Breakers, always charged: reservations are summed per key, not per conversation.
+		s.Counted[i].PerConversation, s.Counted[i].Reserve = true, false
+	}
 	s.Concurrency = p.Concurrency
 	return s
 }
@@ -126,6 +181,51 @@ type Refusal struct {
 	ResetAt time.Time
 	// RetryAfter is how long to wait before retrying; 0 when waiting will not help.
 	RetryAfter time.Duration
+	// Reservation is set when a reserve-mode limit refused: Need is this request's worst
+	// case and Reserved what requests in flight hold; the request fits when
+	// Current+Reserved+Need <= Max.
+	Reservation bool
+	Need        int64
+	Reserved    int64
+	// Conversation is set when a per-conversation limit refused: the count is this
+	// conversation's, not the key's.
+	Conversation bool
+}
+
+// scope names, in a message, what a per-conversation limit counted.
+func (r *Refusal) scope() string {
+	if r.Conversation {
+		return " by this conversation (its session in metadata.user_id, else its first message); the key's other conversations are not limited by it"
+	}
+	return ""
+}
+
+// Remaining is what is left of the limit: Max less what is used and, for a reserve-mode
+// limit, reserved; never negative.
+func (r *Refusal) Remaining() int64 {
+	if r.Limit == ConcurrencyLimit {
+		return max(r.Max-r.Current, 0)
+	}
+	return max(r.Max-r.Current-r.Reserved, 0)
+}
+
+// Format writes v in the limit's unit for a person: "$0.25", "1200 tokens", "3 requests".
+func (r *Refusal) Format(v int64) string {
+	switch r.Kind {
+	case Cost:
+		return "$" + strconv.FormatFloat(float64(v)/1e6, 'f', -1, 64)
+	case Tokens:
+		return strconv.FormatInt(v, 10) + " tokens"
+	}
+	return strconv.FormatInt(v, 10) + " requests"
+}
+
+// Value writes v in the limit's unit for a header: USD for cost, else a count.
+func (r *Refusal) Value(v int64) string {
+	if r.Kind == Cost {
+		return strconv.FormatFloat(float64(v)/1e6, 'f', -1, 64)
+	}
+	return strconv.FormatInt(v, 10)
 }
 
 // Message is the refusal as a person reads it: the limit, the current value, the reset.
@@ -133,19 +233,14 @@ func (r *Refusal) Message() string {
 	if r.Limit == ConcurrencyLimit {
 		return fmt.Sprintf("concurrency limit reached: %d of %d requests of this key are in flight; retry when one finishes", r.Current, r.Max)
 	}
-	val := func(v int64) string {
-		switch r.Kind {
-		case Cost:
-			return "$" + strconv.FormatFloat(float64(v)/1e6, 'f', -1, 64)
-		case Tokens:
-			return strconv.FormatInt(v, 10) + " tokens"
-		}
-		return strconv.FormatInt(v, 10) + " requests"
+	if r.Reservation {
+		return r.reservationMessage()
 	}
+	val := r.Format
 	if r.ResetAt.IsZero() {
-		return fmt.Sprintf("%s limit reached: %s used of %s; this limit never resets, ask the operator to raise it", r.Limit, val(r.Current), val(r.Max))
+		return fmt.Sprintf("%s limit reached: %s used of %s%s; this limit never resets, ask the operator to raise it", r.Limit, val(r.Current), val(r.Max), r.scope())
 	}
-	return fmt.Sprintf("%s limit reached: %s used of %s; it resets at %s (in %s)", r.Limit, val(r.Current), val(r.Max),
+	return fmt.Sprintf("%s limit reached: %s used of %s%s; it resets at %s (in %s)", r.Limit, val(r.Current), val(r.Max), r.scope(),
 		r.ResetAt.UTC().Format(time.RFC3339), r.RetryAfter.Round(time.Second))
 }
 
@@ -244,7 +339,7 @@ func (l *Limiter) run(ctx context.Context, c *scriptCall) (*redis.Cmd, error) {
 // Load loads the scripts into Redis so the hot path is one EVALSHA (go-redis would also
 // fall back to EVAL on NOSCRIPT).
 func (l *Limiter) Load(ctx context.Context) error {
-	for _, s := range []*redis.Script{admitScript, renewScript} {
+	for _, s := range scripts {
 		if err := s.Load(ctx, l.rdb).Err(); err != nil {
 			return fmt.Errorf("load limit script: %w", err)
 		}
@@ -252,77 +347,19 @@ func (l *Limiter) Load(ctx context.Context) error {
 	return nil
 }
 
-// admitScript checks every limit and, only when all pass, counts the request and takes a
-// concurrency lease — atomically, so sidecars sharing Redis never admit more than a limit.
-//
-// KEYS[1]: concurrency ZSET; KEYS[2..]: counters.
-// ARGV[1]: now (ms); ARGV[2]: lease id; ARGV[3]: lease TTL (ms); ARGV[4]: concurrency max
-// (0: none); then per counter: max, TTL (ms, 0: none), increment (1 for request counters, 0
-// for counters charged at the end).
-// Returns {-1} when admitted, else {index, current}: index 0 is concurrency, i >= 1 is
-// KEYS[i+1].
-var admitScript = redis.NewScript(`
-local now = tonumber(ARGV[1])
-if #KEYS > 1 then
-  local vals = redis.call('MGET', unpack(KEYS, 2))
-  for i = 2, #KEYS do
-    local base = 4 + (i - 2) * 3
-    local max = tonumber(ARGV[base + 1])
-    local inc = tonumber(ARGV[base + 3])
-    local cur = tonumber(vals[i - 1] or '0')
-    if cur + inc > max or (inc == 0 and cur >= max) then
-      return {i - 1, cur}
-    end
-  end
-end
-local cmax = tonumber(ARGV[4])
-if cmax > 0 then
-  -- Leases of dead sidecars are pruned only when they could make a difference.
-  local n = redis.call('ZCARD', KEYS[1])
-  if n >= cmax then
-    redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-    n = redis.call('ZCARD', KEYS[1])
-    if n >= cmax then
-      return {0, n}
-    end
-  end
-  local ttl = tonumber(ARGV[3])
-  redis.call('ZADD', KEYS[1], now + ttl, ARGV[2])
-  redis.call('PEXPIRE', KEYS[1], ttl)
-end
-for i = 2, #KEYS do
-  local base = 4 + (i - 2) * 3
-  if tonumber(ARGV[base + 3]) > 0 then
-    local v = redis.call('INCRBY', KEYS[i], ARGV[base + 3])
-    local ttl = tonumber(ARGV[base + 2])
-    if v == tonumber(ARGV[base + 3]) and ttl > 0 then
-      redis.call('PEXPIRE', KEYS[i], ttl)
-    end
-  end
-end
-return {-1}
-`)
-
-// renewScript moves a live lease's expiry forward. KEYS[1]: concurrency ZSET. ARGV[1]:
-// lease id; ARGV[2]: new expiry (ms); ARGV[3]: TTL (ms).
-var renewScript = redis.NewScript(`
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
-  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-  redis.call('PEXPIRE', KEYS[1], ARGV[3])
-  return 1
-end
-return 0
-`)
-
 // counterSlack keeps a window's counter a little past the window's end, so a request
 // finishing at the boundary charges a key that still exists for readers.
 const counterSlack = time.Minute
 
-// counterKey returns the key and TTL of limit's counter for the window holding now.
-func (l *Limiter) counterKey(keyID string, lim Limit, now time.Time) (key string, ttl time.Duration, reset time.Time) {
+// counterKey returns the key and TTL of limit's counter for the window holding now: the
+// key's, or for a PerConversation limit that of conversation conv.
+func (l *Limiter) counterKey(keyID, conv string, lim Limit, now time.Time) (key string, ttl time.Duration, reset time.Time) {
 	w := l.window(lim.Window, now)
 	if lim.Window != Total {
 		ttl = w.end.Sub(now) + counterSlack
+	}
+	if lim.PerConversation {
+		return l.keys.KeyConversationCounterAt(keyID, conv, lim.Name, w.stamp), ttl, w.end
 	}
 	return l.keys.KeyLimitCounterAt(keyID, lim.Name, w.stamp), ttl, w.end
 }
@@ -347,38 +384,27 @@ func (l *Limiter) window(w Window, now time.Time) *windowBounds {
 }
 
 // Admit checks every limit of set for the key and, when all pass, counts the request and
-// takes a concurrency slot, in one EVALSHA. It returns a Lease to Finish on every exit
-// path, or the Refusal of the first limit that binds. An empty set costs no round trip.
+// takes a concurrency slot, in one EVALSHA. It is AdmitUpTo with a worst case of nothing:
+// for requests whose usage cannot be bounded, or sets without reserve-mode limits.
 func (l *Limiter) Admit(ctx context.Context, keyID string, set Set) (*Lease, *Refusal, error) {
+	return l.AdmitUpTo(ctx, keyID, set, Usage{})
+}
+
+// AdmitUpTo checks every limit of set for the key and, when all pass, counts the request,
+// takes a concurrency slot and reserves worst (the most the request can be charged; see
+// WorstCase) against the set's reserve-mode limits, all in one EVALSHA. It returns a Lease
+// to Finish on every exit path, or the Refusal of the first limit that binds. An empty set
+// costs no round trip.
+func (l *Limiter) AdmitUpTo(ctx context.Context, keyID string, set Set, worst Usage) (*Lease, *Refusal, error) {
 	now := l.now()
+	set = set.forRequest()
 	lease := &Lease{l: l, keyID: keyID, set: set}
 	if set.Empty() {
 		return lease, nil, nil
 	}
-	keys := make([]string, 1, len(set.Counted)+1)
-	keys[0] = l.keys.KeyConcurrency(keyID)
-	args := make([]any, 4, 4+3*len(set.Counted))
-	args[0] = now.UnixMilli()
-	if set.Concurrency > 0 {
-		lease.id = newLeaseID()
-	}
-	args[1] = lease.id
-	args[2] = l.leaseTTL.Milliseconds()
-	args[3] = set.Concurrency
-	resets := make([]time.Time, len(set.Counted))
-	for i, lim := range set.Counted {
-		k, ttl, reset := l.counterKey(keyID, lim, now)
-		keys = append(keys, k)
-		inc := 0
-		if lim.Kind == Requests {
-			inc = 1
-		}
-		args = append(args, lim.Max, ttl.Milliseconds(), inc)
-		resets[i] = reset
-	}
-	call := &scriptCall{script: admitScript, keys: keys, args: args}
+	call, resets := l.admitCall(keyID, set, worst, now, lease)
 	if lease.id != "" {
-		call.onAbandon = func(cmd *redis.Cmd) { l.releaseAbandoned(keyID, lease.id, cmd) }
+		call.onAbandon = func(cmd *redis.Cmd) { l.releaseAbandoned(lease, cmd) }
 	}
 	cmd, err := l.run(ctx, call)
 	var res []int64
@@ -394,35 +420,105 @@ func (l *Limiter) Admit(ctx context.Context, keyID string, set Set) (*Lease, *Re
 		}
 		return lease, nil, nil
 	}
-	if len(res) < 2 {
-		return nil, nil, fmt.Errorf("check limits of key %s: unexpected reply %v", keyID, res)
-	}
-	idx, cur := res[0], res[1]
-	if idx == 0 {
-		return nil, &Refusal{Limit: ConcurrencyLimit, Max: int64(set.Concurrency), Current: cur, RetryAfter: time.Second}, nil
-	}
-	if idx < 1 || int(idx) > len(set.Counted) {
-		return nil, nil, fmt.Errorf("check limits of key %s: unexpected reply %v", keyID, res)
-	}
-	lim := set.Counted[idx-1]
-	r := &Refusal{Limit: lim.Name, Kind: lim.Kind, Max: lim.Max, Current: cur, ResetAt: resets[idx-1]}
-	if !r.ResetAt.IsZero() {
-		r.RetryAfter = max(r.ResetAt.Sub(now), time.Second)
+	r, err := refusal(set, res, resets, now)
+	if err != nil {
+		return nil, nil, fmt.Errorf("check limits of key %s: %w", keyID, err)
 	}
 	return nil, r, nil
 }
 
-// releaseAbandoned frees the concurrency slot an admission took when its caller gave up
-// before the result arrived: nobody will Finish that lease. The request stays counted, as it
-// would had the caller gone just after admission.
-func (l *Limiter) releaseAbandoned(keyID, leaseID string, cmd *redis.Cmd) {
-	if res, err := cmd.Int64Slice(); err == nil && len(res) > 0 && res[0] != -1 {
-		return // refused: no slot was taken
+// admitCall builds the admission script's call (see admitScript for its keys and
+// arguments) and fills lease with the ids it takes; resets are the counters' window ends.
+func (l *Limiter) admitCall(keyID string, set Set, worst Usage, now time.Time, lease *Lease) (*scriptCall, []time.Time) {
+	resT, resC := set.reserves()
+	var need Usage
+	if resT {
+		need.Tokens = max(worst.Tokens, 0)
 	}
-	// Admitted, or unknown (an error may hide a run that took the slot): ZREM of a lease id
-	// that is not there does nothing.
-	l.batch.detach(&scriptCall{plain: [][]any{{"ZREM", l.keys.KeyConcurrency(keyID), leaseID}},
-		what: "release of an abandoned concurrency lease"})
+	if resC {
+		need.CostMicroUSD = max(worst.CostMicroUSD, 0)
+	}
+	reserving := need.Tokens > 0 || need.CostMicroUSD > 0
+	if set.Concurrency > 0 || reserving {
+		lease.id = newLeaseID()
+		lease.conc = set.Concurrency > 0
+	}
+	member := ""
+	if resT || resC { // reads and sweeps what others hold, even when this request needs nothing
+		member = lease.id + ":" + strconv.FormatInt(need.Tokens, 10) + ":" + strconv.FormatInt(need.CostMicroUSD, 10)
+	}
+	if reserving {
+		lease.res, lease.need = member, need
+	}
+	keys := make([]string, 3, len(set.Counted)+3)
+	keys[0], keys[1], keys[2] = l.keys.KeyConcurrency(keyID), l.keys.KeyReservations(keyID), l.keys.KeyReserved(keyID)
+	concID := ""
+	if lease.conc {
+		concID = lease.id
+	}
+	args := make([]any, 7, 7+4*len(set.Counted))
+	args[0], args[1], args[2], args[3] = now.UnixMilli(), concID, l.leaseTTL.Milliseconds(), set.Concurrency
+	args[4], args[5], args[6] = member, need.Tokens, need.CostMicroUSD
+	resets := make([]time.Time, len(set.Counted))
+	for i, lim := range set.Counted {
+		k, ttl, reset := l.counterKey(keyID, set.Conversation, lim, now)
+		keys = append(keys, k)
+		inc, kind := 0, 0
+		switch {
+		case lim.Kind == Requests:
+			inc = 1
+		case lim.Reserve && lim.Kind == Tokens:
+			kind = 1
+		case lim.Reserve:
+			kind = 2
+		}
+		args = append(args, lim.Max, ttl.Milliseconds(), inc, kind)
+		resets[i] = reset
+	}
+	return &scriptCall{script: admitScript, keys: keys, args: args}, resets
+}
+
+// refusal turns the admission script's refusal reply into a Refusal.
+func refusal(set Set, res []int64, resets []time.Time, now time.Time) (*Refusal, error) {
+	if len(res) < 2 {
+		return nil, fmt.Errorf("unexpected reply %v", res)
+	}
+	idx, cur := res[0], res[1]
+	if idx == 0 {
+		return &Refusal{Limit: ConcurrencyLimit, Max: int64(set.Concurrency), Current: cur, RetryAfter: time.Second}, nil
+	}
+	if idx < 1 || int(idx) > len(set.Counted) {
+		return nil, fmt.Errorf("unexpected reply %v", res)
+	}
+	lim := set.Counted[idx-1]
+	r := &Refusal{Limit: lim.Name, Kind: lim.Kind, Max: lim.Max, Current: cur, ResetAt: resets[idx-1], Conversation: lim.PerConversation}
+	if len(res) >= 4 {
+		r.Reservation, r.Reserved, r.Need = true, res[2], res[3]
+	}
+	switch {
+	case r.Reservation && r.Need > r.Max:
+		// Never fits, whatever is charged or reserved: retrying cannot help.
+	case r.Reservation && r.Reserved > 0 && r.Current+r.Need <= r.Max:
+		// Fits once requests in flight settle, as a concurrency slot frees.
+		r.RetryAfter = time.Second
+	case !r.ResetAt.IsZero():
+		r.RetryAfter = max(r.ResetAt.Sub(now), time.Second)
+	}
+	return r, nil
+}
+
+// releaseAbandoned frees the concurrency slot and the reservation an admission took when its
+// caller gave up before the result arrived: nobody will Finish that lease. The request stays
+// counted, as it would had the caller gone just after admission.
+func (l *Limiter) releaseAbandoned(ls *Lease, cmd *redis.Cmd) {
+	if res, err := cmd.Int64Slice(); err == nil && len(res) > 0 && res[0] != -1 {
+		return // refused: nothing was taken
+	}
+	// Admitted, or unknown (an error may hide a run that took the slot): releasing a lease
+	// or reservation that is not there does nothing.
+	c := ls.settleCall(Usage{}, l.now())
+	c.what = "release of an abandoned admission"
+	l.batch.detach(c)
 }
 
 // Usage is what a finished request is charged.
@@ -437,18 +533,28 @@ type Lease struct {
 	l     *Limiter
 	keyID string
 	set   Set
-	id    string // concurrency lease id; "" when concurrency is unlimited
+	// id names the lease's concurrency slot (when conc) and reservation (when res is
+	// set); "" when it holds neither.
+	id   string
+	conc bool
+	res  string // the reservation's member in KeyReservations
+	need Usage  // what the reservation holds
 
 	once sync.Once
 }
 
-// ID is the concurrency lease id ("" when the key has no concurrency limit).
+// ID is the lease id ("" when the lease holds no concurrency slot and no reservation).
 func (ls *Lease) ID() string { return ls.id }
 
-// Finish charges u to the key's token and cost windows (those holding the time it ends) and
-// releases the concurrency slot, with plain commands in the next pipeline. It ignores ctx's
-// cancellation (the client may be gone) but not its values; it gives up after five seconds,
-// and a lease it could not release expires by itself after the lease TTL.
+// Reserved is what the lease's reservation holds (zero without one).
+func (ls *Lease) Reserved() Usage { return ls.need }
+
+// Finish charges u to the key's token and cost windows (those holding the time it ends),
+// releases the concurrency slot and settles the reservation, in the next pipeline: plain
+// commands, or one script when a reservation is held (its release and the charge must land
+// together). It ignores ctx's cancellation (the client may be gone) but not its values; it
+// gives up after five seconds, and a slot or reservation it could not release expires by
+// itself after the lease TTL.
 func (ls *Lease) Finish(ctx context.Context, u Usage) error {
 	var err error
 	ls.once.Do(func() {
@@ -462,15 +568,51 @@ func (ls *Lease) Finish(ctx context.Context, u Usage) error {
 
 func (ls *Lease) finish(ctx context.Context, u Usage) error {
 	l := ls.l
-	now := l.now()
-	// Plain commands, not a script: nothing here is checked, only added, and Redis runs a
-	// pipeline's commands in order, so the release lands before anything this sidecar
-	// queues after it. Each counter expires a little after its window ends, by a TTL computed
-	// from the sidecar's clock as every window is.
+	var c *scriptCall
+	if ls.res != "" {
+		c = ls.settleCall(u, l.now())
+	} else if c = ls.chargeCall(u, l.now()); c == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	cmd, err := l.run(ctx, c)
+	if err == nil {
+		err = cmd.Err()
+	}
+	if err != nil {
+		return fmt.Errorf("charge and release key %s: %w", ls.keyID, err)
+	}
+	return nil
+}
+
+// chargeCall is the plain commands that release the concurrency slot and charge u; nil
+// when there is nothing to do. Nothing here is checked, only added, and Redis runs a
+// pipeline's commands in order, so the release lands before anything this sidecar queues
+// after it. Each counter expires a little after its window ends, by a TTL computed from the
+// sidecar's clock as every window is.
+func (ls *Lease) chargeCall(u Usage, now time.Time) *scriptCall {
+	l := ls.l
 	var plain [][]any
-	if ls.id != "" {
+	if ls.conc {
 		plain = append(plain, []any{"ZREM", l.keys.KeyConcurrency(ls.keyID), ls.id})
 	}
+	ls.charges(u, now, func(k string, ttl time.Duration, amt int64) {
+		if ttl > 0 {
+			// Creates the window's counter with its expiry; a no-op (and nothing written
+			// to the AOF or replicas) once it exists. INCRBY keeps the expiry.
+			plain = append(plain, []any{"SET", k, 0, "PX", ttl.Milliseconds(), "NX"})
+		}
+		plain = append(plain, []any{"INCRBY", k, amt})
+	})
+	if len(plain) == 0 {
+		return nil
+	}
+	return &scriptCall{plain: plain}
+}
+
+// charges calls fn with each token and cost counter u charges: its key, TTL and amount.
+func (ls *Lease) charges(u Usage, now time.Time, fn func(k string, ttl time.Duration, amt int64)) {
 	for _, lim := range ls.set.Counted {
 		var amt int64
 		switch lim.Kind {
@@ -482,27 +624,9 @@ func (ls *Lease) finish(ctx context.Context, u Usage) error {
 		if amt <= 0 {
 			continue
 		}
-		k, ttl, _ := l.counterKey(ls.keyID, lim, now)
-		if ttl > 0 {
-			// Creates the window's counter with its expiry; a no-op (and nothing written
-			// to the AOF or replicas) once it exists. INCRBY keeps the expiry.
-			plain = append(plain, []any{"SET", k, 0, "PX", ttl.Milliseconds(), "NX"})
-		}
-		plain = append(plain, []any{"INCRBY", k, amt})
+		k, ttl, _ := ls.l.counterKey(ls.keyID, ls.set.Conversation, lim, now)
+		fn(k, ttl, amt)
 	}
-	if len(plain) == 0 {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	cmd, err := l.run(ctx, &scriptCall{plain: plain})
-	if err == nil {
-		err = cmd.Err()
-	}
-	if err != nil {
-		return fmt.Errorf("charge and release key %s: %w", ls.keyID, err)
-	}
-	return nil
 }
 
 // InFlight returns how many concurrency leases of a key are live now.
@@ -514,9 +638,16 @@ func (l *Limiter) InFlight(ctx context.Context, keyID string) (int64, error) {
 	return n, nil
 }
 
-// Current returns the value of a limit's counter in the window holding now.
+// Current returns the value of a limit's counter in the window holding now (for a
+// PerConversation limit, use ConversationCurrent).
 func (l *Limiter) Current(ctx context.Context, keyID string, lim Limit) (int64, error) {
-	k, _, _ := l.counterKey(keyID, lim, l.now())
+	return l.ConversationCurrent(ctx, keyID, "", lim)
+}
+
+// ConversationCurrent returns the value of a limit's counter in the window holding now, for
+// conversation conv of the key when the limit is PerConversation.
+func (l *Limiter) ConversationCurrent(ctx context.Context, keyID, conv string, lim Limit) (int64, error) {
+	k, _, _ := l.counterKey(keyID, conv, lim, l.now())
 	n, err := l.rdb.Get(ctx, k).Int64()
 	if errors.Is(err, redis.Nil) {
 		return 0, nil

@@ -11,7 +11,7 @@ import (
 // renewChunk is how many lease renewals go in one pipeline.
 const renewChunk = 512
 
-// renewer keeps the concurrency leases of running requests alive: every third of the lease
+// renewer keeps the concurrency leases and reservations of running requests alive: every third of the lease
 // TTL it renews all of them in pipelines, from one goroutine that runs only while leases are
 // live. A request therefore costs no goroutine or timer of its own, and ten thousand open
 // streams cost one pipeline burst per period instead of ten thousand tickers.
@@ -118,7 +118,7 @@ func (l *Limiter) renewLeases(leases []*Lease, timeout time.Duration) {
 	pipe := l.rdb.Pipeline()
 	cmds := make([]*redis.Cmd, len(leases))
 	for i, ls := range leases {
-		cmds[i] = pipe.EvalSha(ctx, renewScript.Hash(), []string{l.keys.KeyConcurrency(ls.keyID)}, ls.id, exp, ttl)
+		cmds[i] = pipe.EvalSha(ctx, renewScript.Hash(), ls.leaseKeys(), ls.concID(), ls.res, exp, ttl)
 	}
 	_, _ = pipe.Exec(ctx) // errors are per command
 	failed := 0
@@ -127,7 +127,7 @@ func (l *Limiter) renewLeases(leases []*Lease, timeout time.Duration) {
 		err := cmd.Err()
 		if redis.HasErrorPrefix(err, "NOSCRIPT") {
 			ls := leases[i]
-			err = renewScript.Run(ctx, l.rdb, []string{l.keys.KeyConcurrency(ls.keyID)}, ls.id, exp, ttl).Err()
+			err = renewScript.Run(ctx, l.rdb, ls.leaseKeys(), ls.concID(), ls.res, exp, ttl).Err()
 		}
 		if err != nil {
 			failed++

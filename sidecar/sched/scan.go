@@ -2,6 +2,9 @@ package sched
 
 import (
 	"encoding/json"
+	"errors"
+	"math"
+	"strconv"
 
 	"github.com/claude-relay/claude-relay/internal/jsonscan"
 )
@@ -21,7 +24,16 @@ type Fields struct {
 	UserID string
 	// FirstMessage is the raw JSON of messages[0] (a sub-slice of the body, not a copy).
 	FirstMessage []byte
+	// MaxTokens is the top-level "max_tokens" rounded up, at most MaxTokensCap; when more
+	// than one key names it (case ignored, as for the model) the largest. It bounds the
+	// output a reservation counts on (sidecar/limits); 0 when absent, negative or not a
+	// number (the upstream refuses such a Messages request before it costs anything).
+	MaxTokens int64
 }
+
+// MaxTokensCap bounds Fields.MaxTokens: any request asking for more is worth refusing by
+// every budget, and the bound keeps worst-case arithmetic far from overflow.
+const MaxTokensCap = 1 << 40
 
 // ModelStatus is what Scan concluded about a body's model.
 type ModelStatus uint8
@@ -83,6 +95,8 @@ func Scan(body []byte) Fields {
 			return false
 		case isModel:
 			return scanModel(s, &f, &seen)
+		case len(key) == len("max_tokens") && isMaxTokens(key):
+			return scanMaxTokens(s, &f)
 		case string(key) == "metadata": // no allocation: the compiler compares in place
 			if s.Peek() == '{' {
 				return s.Object(func(key []byte) bool {
@@ -129,6 +143,36 @@ func scanModel(s *jsonscan.Scanner, f *Fields, seen *bool) bool {
 		return false
 	}
 	f.Model, f.ModelStatus, f.ModelStart, f.ModelEnd = v, ModelFound, start, s.Pos()
+	return true
+}
+
+// isMaxTokens reports whether a key names "max_tokens" as a case-insensitive decoder sees
+// it (only plain keys: an escaped one is no cheaper to fake than to send plainly, and a
+// reservation errs on the large side either way by taking the largest).
+func isMaxTokens(key []byte) bool {
+	m, _ := jsonscan.MatchKey(key, "max_tokens")
+	return m
+}
+
+// scanMaxTokens reads a max_tokens value: a number is rounded up and capped; anything else
+// is skipped (and leaves MaxTokens as it was).
+func scanMaxTokens(s *jsonscan.Scanner, f *Fields) bool {
+	raw, ok := s.Value()
+	if !ok {
+		return false
+	}
+	if len(raw) == 0 || (raw[0] != '-' && (raw[0] < '0' || raw[0] > '9')) {
+		return true
+	}
+	v, err := strconv.ParseFloat(string(raw), 64)
+	if err != nil && !errors.Is(err, strconv.ErrRange) {
+		return true
+	}
+	n := int64(MaxTokensCap)
+	if v < MaxTokensCap {
+		n = int64(max(math.Ceil(v), 0))
+	}
+	f.MaxTokens = max(f.MaxTokens, n)
 	return true
 }
 

@@ -79,3 +79,28 @@ func BenchmarkSessionKeyLargeFirstMessage(b *testing.B) {
 		}
 	})
 }
+
+func TestScanReadsMaxTokensAsAnUpperBound(t *testing.T) {
+	tests := []struct {
+		name, body string
+		want       int64
+	}{
+		{"integer", `{"model":"m","max_tokens":32000,"messages":[]}`, 32000},
+		{"after the messages", `{"messages":[{"role":"user","content":"max_tokens"}],"max_tokens": 64000 }`, 64000},
+		{"fraction rounds up", `{"max_tokens":10.2}`, 11},
+		{"exponent", `{"max_tokens":1e3}`, 1000},
+		{"two spellings: the largest", `{"max_tokens":5,"MAX_TOKENS":700}`, 700},
+		{"huge is capped", `{"max_tokens":1e300}`, sched.MaxTokensCap},
+		{"negative is nothing", `{"max_tokens":-5}`, 0},
+		{"a string is nothing", `{"max_tokens":"999"}`, 0},
+		{"inside metadata is not it", `{"metadata":{"max_tokens":9},"max_tokens":3}`, 3},
+		{"absent", `{"model":"m"}`, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := sched.Scan([]byte(tt.body)).MaxTokens; got != tt.want {
+				t.Errorf("got %d, want %d", got, tt.want)
+			}
+		})
+	}
+}

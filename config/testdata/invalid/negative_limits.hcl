@@ -3,6 +3,7 @@ policy "team" {
   tokens_per_day      = -5000000
   cost_per_day_usd    = -0.5
   concurrency         = -4
+  conversation_cost_per_minute_usd = -1
 }
 
 pricing_fallback {

@@ -24,6 +24,11 @@ policy "team" {
   cost_per_month_usd  = 300
   cost_total_usd      = 1000
   clients             = ["claude_code", "MyTool/*"]
+  conversation_requests_per_minute = 30
+  conversation_tokens_per_minute   = 100000
+  conversation_cost_per_minute_usd = 0.5
+  limit_mode          = "reserve"
+  limit_modes         = { tokens_per_minute = "charge" }
 }
 
 policy "unlimited" {}
