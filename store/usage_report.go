@@ -180,35 +180,64 @@ func bucketStart(t time.Time, granularity string) time.Time {
 	}
 }
 
-// reportCell is one key, account and model in one bucket.
-type reportCell struct {
-	bucket              time.Time
+// parsedField is one key, account and model (a report bucket's field, parsed).
+type parsedField struct {
 	key, account, model string
 }
 
-// reportAgg sums bucket fields per key, account, model and bucket, before groups are known.
+// reportCell is one field in one bucket: indexes into reportAgg's labels and fields.
+type reportCell struct {
+	label, field int32
+}
+
+// reportAgg sums bucket fields per field and bucket, before groups are known. Strings are
+// parsed once per distinct field and cells are keyed by small integers, so a 30-day report
+// over thousands of keys spends its time reading Redis, not hashing strings.
 type reportAgg struct {
-	q     ReportQuery
-	cells map[reportCell]*usageValues
+	q       ReportQuery
+	labels  []time.Time
+	fieldIx map[string]int32
+	fields  []parsedField
+	cellIx  map[uint64]int32 // label<<32 | field → index in cells
+	cells   []reportCell
+	values  []usageValues
 }
 
 func newReportAgg(q ReportQuery) *reportAgg {
-	return &reportAgg{q: q, cells: make(map[reportCell]*usageValues)}
+	return &reportAgg{q: q, fieldIx: make(map[string]int32, 4096), cellIx: make(map[uint64]int32, 4096)}
+}
+
+// label returns the index of a bucket label, adding it after the last one if new (plans
+// list buckets in time order).
+func (a *reportAgg) label(t time.Time) int32 {
+	if n := len(a.labels); n == 0 || !a.labels[n-1].Equal(t) {
+		a.labels = append(a.labels, t)
+	}
+	return int32(len(a.labels) - 1)
 }
 
 func (a *reportAgg) addBucket(label time.Time, h map[string]string) error {
+	li := a.label(label)
 	for field, val := range h {
-		parts := strings.SplitN(field, "|", 3)
-		if len(parts) != 3 {
-			continue // not a report field; ignored rather than failing the report
+		fi, ok := a.fieldIx[field]
+		if !ok {
+			parts := strings.SplitN(field, "|", 3)
+			if len(parts) != 3 {
+				continue // not a report field; ignored rather than failing the report
+			}
+			fi = int32(len(a.fields))
+			a.fields = append(a.fields, parsedField{key: parts[0], account: parts[1], model: parts[2]})
+			a.fieldIx[field] = fi
 		}
-		c := reportCell{bucket: label, key: parts[0], account: parts[1], model: parts[2]}
-		v := a.cells[c]
-		if v == nil {
-			v = new(usageValues)
-			a.cells[c] = v
+		ck := uint64(li)<<32 | uint64(fi)
+		ci, ok := a.cellIx[ck]
+		if !ok {
+			ci = int32(len(a.cells))
+			a.cells = append(a.cells, reportCell{label: li, field: fi})
+			a.values = append(a.values, usageValues{})
+			a.cellIx[ck] = ci
 		}
-		if err := addPackedValues(v, val); err != nil {
+		if err := addPackedValues(&a.values[ci], val); err != nil {
 			return fmt.Errorf("field %q: %w", field, err)
 		}
 	}
@@ -234,10 +263,10 @@ func addPackedValues(v *usageValues, packed string) error {
 func (a *reportAgg) keyIDs() []string {
 	seen := map[string]bool{}
 	var ids []string
-	for c := range a.cells {
-		if c.key != "" && !seen[c.key] {
-			seen[c.key] = true
-			ids = append(ids, c.key)
+	for _, f := range a.fields {
+		if f.key != "" && !seen[f.key] {
+			seen[f.key] = true
+			ids = append(ids, f.key)
 		}
 	}
 	return ids
@@ -286,7 +315,7 @@ func (s *Store) keyAttributes(ctx context.Context, ids []string, groupBy []strin
 
 // groupValues returns the group values of a cell, one slice per row it counts in (a key with
 // several tags counts under each).
-func groupValues(c reportCell, groupBy []string, attrs map[string]keyAttrs) [][]string {
+func groupValues(c parsedField, groupBy []string, attrs map[string]keyAttrs) [][]string {
 	rows := [][]string{make([]string, 0, len(groupBy))}
 	for _, g := range groupBy {
 		vals := []string{""}
@@ -317,41 +346,94 @@ func groupValues(c reportCell, groupBy []string, attrs map[string]keyAttrs) [][]
 	return rows
 }
 
+// reportGroups numbers the distinct groups of a report.
+type reportGroups struct {
+	ix     map[string]int32
+	values [][]string
+	totals []usageValues
+}
+
+// of returns the group ids each field counts under.
+func (g *reportGroups) of(fields []parsedField, groupBy []string, attrs map[string]keyAttrs) [][]int32 {
+	out := make([][]int32, len(fields))
+	for fi, f := range fields {
+		for _, vals := range groupValues(f, groupBy, attrs) {
+			name := strings.Join(vals, "\x00")
+			id, ok := g.ix[name]
+			if !ok {
+				id = int32(len(g.values))
+				g.ix[name] = id
+				g.values = append(g.values, vals)
+				g.totals = append(g.totals, usageValues{})
+			}
+			out[fi] = append(out[fi], id)
+		}
+	}
+	return out
+}
+
 // report groups the cells into rows, sorts them and applies Top.
 func (a *reportAgg) report(attrs map[string]keyAttrs) *Report {
-	type rowKey struct {
-		bucket time.Time
-		group  string
-	}
-	rows := map[rowKey]*ReportRow{}
+	g := &reportGroups{ix: make(map[string]int32)}
+	groupsOf := g.of(a.fields, a.q.GroupBy, attrs)
+	type rowKey struct{ label, group int32 }
+	rowIx := make(map[rowKey]int32)
+	var rows []ReportRow
+	var rowKeys []rowKey
 	var totals usageValues
-	groupTotals := map[string]*usageValues{}
-	for c, v := range a.cells {
+	for ci, c := range a.cells {
+		v := &a.values[ci]
 		addValues(&totals, v)
-		for _, g := range groupValues(c, a.q.GroupBy, attrs) {
-			gk := strings.Join(g, "\x00")
-			k := rowKey{c.bucket, gk}
-			r := rows[k]
-			if r == nil {
-				r = &ReportRow{Bucket: c.bucket, Group: g, Counters: make([]int64, len(usageCounters))}
-				rows[k] = r
+		for _, gid := range groupsOf[c.field] {
+			k := rowKey{c.label, gid}
+			ri, ok := rowIx[k]
+			if !ok {
+				ri = int32(len(rows))
+				rowIx[k] = ri
+				rows = append(rows, ReportRow{Bucket: a.labels[c.label], Group: g.values[gid], Counters: make([]int64, len(usageCounters))})
+				rowKeys = append(rowKeys, k)
 			}
-			addSlice(r.Counters, v)
-			if groupTotals[gk] == nil {
-				groupTotals[gk] = new(usageValues)
-			}
-			addValues(groupTotals[gk], v)
+			addSlice(rows[ri].Counters, v)
+			addValues(&g.totals[gid], v)
 		}
 	}
-	keep := topGroups(groupTotals, a.q.Top)
-	out := &Report{Totals: totals[:]}
-	for k, r := range rows {
+	rank := groupRank(g.values)
+	keep := topGroups(g, rank, a.q.Top)
+	order := make([]int32, 0, len(rows))
+	for i, k := range rowKeys {
 		if keep == nil || keep[k.group] {
-			out.Rows = append(out.Rows, *r)
+			order = append(order, int32(i))
 		}
 	}
-	slices.SortFunc(out.Rows, compareRows)
+	slices.SortFunc(order, func(x, y int32) int {
+		kx, ky := rowKeys[x], rowKeys[y]
+		if c := cmp.Compare(kx.label, ky.label); c != 0 {
+			return c
+		}
+		if c := compareRanked(rows[x].Counters, rows[y].Counters); c != 0 {
+			return c
+		}
+		return cmp.Compare(rank[kx.group], rank[ky.group])
+	})
+	out := &Report{Totals: totals[:], Rows: make([]ReportRow, len(order))}
+	for i, ri := range order {
+		out.Rows[i] = rows[ri]
+	}
 	return out
+}
+
+// groupRank numbers groups in the order of their values.
+func groupRank(values [][]string) []int32 {
+	ids := make([]int32, len(values))
+	for i := range ids {
+		ids[i] = int32(i)
+	}
+	slices.SortFunc(ids, func(x, y int32) int { return slices.Compare(values[x], values[y]) })
+	rank := make([]int32, len(values))
+	for r, id := range ids {
+		rank[id] = int32(r)
+	}
+	return rank
 }
 
 func addValues(dst, v *usageValues) {
@@ -393,23 +475,23 @@ func compareRows(a, b ReportRow) int {
 }
 
 // topGroups returns the n groups ranked first over the whole range (nil: keep all).
-func topGroups(totals map[string]*usageValues, n int) map[string]bool {
-	if n <= 0 || n >= len(totals) {
+func topGroups(g *reportGroups, rank []int32, n int) map[int32]bool {
+	if n <= 0 || n >= len(g.values) {
 		return nil
 	}
-	names := make([]string, 0, len(totals))
-	for g := range totals {
-		names = append(names, g)
+	ids := make([]int32, len(g.values))
+	for i := range ids {
+		ids[i] = int32(i)
 	}
-	slices.SortFunc(names, func(a, b string) int {
-		if c := compareRanked(totals[a][:], totals[b][:]); c != 0 {
+	slices.SortFunc(ids, func(x, y int32) int {
+		if c := compareRanked(g.totals[x][:], g.totals[y][:]); c != 0 {
 			return c
 		}
-		return strings.Compare(a, b)
+		return cmp.Compare(rank[x], rank[y])
 	})
-	keep := make(map[string]bool, n)
-	for _, g := range names[:n] {
-		keep[g] = true
+	keep := make(map[int32]bool, n)
+	for _, id := range ids[:n] {
+		keep[id] = true
 	}
 	return keep
 }

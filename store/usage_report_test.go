@@ -175,7 +175,7 @@ func sortedKeys(m map[string]int64) []string {
 func TestUsageReportBucketsByHourDayAndMonth(t *testing.T) {
 	st, _, _, _ := newStore(t)
 	ctx := context.Background()
-	h := time.Now().UTC().Truncate(24*time.Hour).Add(-25 * time.Hour)
+	h := time.Now().UTC().Truncate(24 * time.Hour).Add(-25 * time.Hour)
 	recs := []UsageRecord{
 		{KeyID: "k", AccountID: "a", Model: "m", At: h.Add(10 * time.Minute), Usage: Usage{Requests: 1, InputTokens: 5}},
 		{KeyID: "k", AccountID: "a", Model: "m", At: h.Add(70 * time.Minute), Usage: Usage{Requests: 1, InputTokens: 7}},
