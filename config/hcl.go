@@ -21,6 +21,7 @@ func fileSchema() *hcl.BodySchema {
 		{Type: blockRoute, LabelNames: []string{"name"}},
 		{Type: blockPricing, LabelNames: []string{"model"}},
 		{Type: blockPricingFallback},
+		{Type: blockUsage},
 	}}
 }
 
@@ -28,6 +29,11 @@ type serverHCL struct {
 	TrustedProxies  *[]string `hcl:"trusted_proxies,optional"`
 	MaxBodyBytes    *int64    `hcl:"max_body_bytes,optional"`
 	ResponseHeaders *[]string `hcl:"response_headers,optional"`
+}
+
+type usageHCL struct {
+	HourlyRetention *string `hcl:"hourly_retention,optional"`
+	DailyRetention  *string `hcl:"daily_retention,optional"`
 }
 
 type allowlistHCL struct {

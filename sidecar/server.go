@@ -147,6 +147,14 @@ type Options struct {
 	// Scheduler orders accounts and keeps their health; nil means one with local state
 	// only (no parking shared with other sidecars, no sticky sessions).
 	Scheduler *sched.Scheduler
+	// Retention, when set, is given the usage block's retentions with every configuration
+	// applied (store.Store: how long the report buckets the recorder writes live).
+	Retention RetentionSetter
+}
+
+// RetentionSetter takes how long hourly and daily usage report buckets are kept.
+type RetentionSetter interface {
+	SetUsageRetention(hourly, daily time.Duration)
 }
 
 // Server is the sidecar's HTTP handler.
@@ -252,6 +260,9 @@ func (s *Server) Apply(snap *config.Snapshot) error {
 		return fmt.Errorf("compile snapshot: %w", err)
 	}
 	s.rt.Store(rt)
+	if s.opts.Retention != nil {
+		s.opts.Retention.SetUsageRetention(rt.UsageRetention())
+	}
 	return nil
 }
 

@@ -152,6 +152,7 @@ func (b *Base) newDataPlane(dataDir string, extraHealth ...sidecar.HealthCheck) 
 		Health:         append(b.healthChecks(), extraHealth...),
 		Limits:         lim,
 		Scheduler:      dp.sched,
+		Retention:      b.Store,
 	})
 	return dp, nil
 }
