@@ -68,6 +68,8 @@ type adminFlags struct {
 	priority      optInt
 	// m holds the flags of the key, account, audit and password commands (admin_manage.go).
 	m manageFlags
+	// u holds the flags of the usage command (admin_usage.go).
+	u usageFlags
 }
 
 // adminCommand is one "claude-relay admin …" command.
@@ -184,6 +186,7 @@ func adminCommands() []adminCommand {
 		{name: "accounts delete", args: "ID", nargs: 1, summary: "delete an upstream account and its credential", flags: sessionFlags, run: adminAccountsDelete},
 		{name: "sidecars", summary: "list sidecars with the configuration version each runs, any refused one (NACK) and their health", flags: sessionFlags, run: adminSidecars},
 		{name: "config status", summary: "show the configuration version served and the errors of the last refused edit", flags: sessionFlags, run: adminConfigStatus},
+		usageCommand(),
 		{name: "health", summary: "show the control plane's health with each component's error and details (the public /health shows statuses only)", flags: sessionFlags, run: adminHealth},
 	}, manageCommands()...)
 }
