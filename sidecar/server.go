@@ -147,6 +147,8 @@ type Options struct {
 	// Scheduler orders accounts and keeps their health; nil means one with local state
 	// only (no parking shared with other sidecars, no sticky sessions).
 	Scheduler *sched.Scheduler
+	// Keys, when set, serves GET /v1/relay/usage (store.Store).
+	Keys KeyRecords
 	// Retention, when set, is given the usage block's retentions with every configuration
 	// applied (store.Store: how long the report buckets the recorder writes live).
 	Retention RetentionSetter
@@ -246,6 +248,7 @@ func New(opts Options) *Server {
 	s.checks = append(slices.Clone(opts.Health), HealthCheck{Name: "config", Check: s.configCheck})
 	mux.Handle("GET /health", HealthHandler(opts.Version, s.started, s.checks))
 	mux.Handle("GET /metrics", opts.Metrics.Handler())
+	mux.HandleFunc("GET "+KeyUsagePath, s.serveKeyUsage)
 	mux.HandleFunc("GET /{$}", s.serveRoot) // GET and HEAD of "/" exactly
 	mux.HandleFunc("/", s.serveRelay)
 	s.mux = mux

@@ -441,24 +441,9 @@ func (s *Store) KeyUsage(ctx context.Context, keyID string, day time.Time) (map[
 	if err != nil {
 		return nil, fmt.Errorf("key %s usage: %w", keyID, err)
 	}
-	var out map[string]Usage
-	for field, val := range h {
-		i := strings.LastIndexByte(field, ':')
-		if i < 0 {
-			continue
-		}
-		model, counter := field[:i], field[i+1:]
-		v, err := parseCounter(field, val)
-		if err != nil {
-			return nil, fmt.Errorf("key %s usage: %w", keyID, err)
-		}
-		if out == nil {
-			out = map[string]Usage{}
-		}
-		u := out[model]
-		if u.set(counter, v) {
-			out[model] = u
-		}
+	out, err := modelUsage(h)
+	if err != nil {
+		return nil, fmt.Errorf("key %s usage: %w", keyID, err)
 	}
 	return out, nil
 }

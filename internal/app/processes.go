@@ -153,6 +153,7 @@ func (b *Base) newDataPlane(dataDir string, extraHealth ...sidecar.HealthCheck) 
 		Limits:         lim,
 		Scheduler:      dp.sched,
 		Retention:      b.Store,
+		Keys:           b.Store,
 	})
 	return dp, nil
 }
