@@ -155,16 +155,9 @@ func usageFormat(param, accept string) (string, error) {
 // hourlyRetention is how long hourly buckets are kept under the configuration served (the
 // default when this control plane serves none).
 func (s *Server) hourlyRetention() time.Duration {
-	if s.config != nil {
-		if cur := s.config.Current(); cur != nil {
-			var snap struct {
-				Usage *config.Usage `json:"usage"`
-			}
-			if json.Unmarshal(cur.Config, &snap) == nil {
-				h, _ := snap.Usage.Retention()
-				return h
-			}
-		}
+	if rt := s.runtime(); rt != nil {
+		h, _ := rt.UsageRetention()
+		return h
 	}
 	return config.DefaultHourlyRetention
 }

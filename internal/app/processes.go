@@ -272,6 +272,7 @@ func RunControl(ctx context.Context, env *config.Env, opts Options) error {
 	mux := http.NewServeMux()
 	mux.Handle("/admin/", cp.Handler())
 	mux.Handle(configapi.Path, cfg.SidecarHandler())
+	mux.Handle("GET "+sidecar.KeyUsagePath, cp.KeyUsageHandler())
 	mux.Handle("GET /metrics", b.Metrics.Handler())
 	health := sidecar.HealthHandler(Version, started, b.healthChecks())
 	mux.Handle("GET /health", health)
