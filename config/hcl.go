@@ -24,6 +24,7 @@ func fileSchema() *hcl.BodySchema {
 		{Type: blockPricing, LabelNames: []string{"model"}},
 		{Type: blockPricingFallback},
 		{Type: blockAlert, LabelNames: []string{"name"}},
+		{Type: blockUsage},
 	}}
 }
 
@@ -31,6 +32,11 @@ type serverHCL struct {
 	TrustedProxies  *[]string `hcl:"trusted_proxies,optional"`
 	MaxBodyBytes    *int64    `hcl:"max_body_bytes,optional"`
 	ResponseHeaders *[]string `hcl:"response_headers,optional"`
+}
+
+type usageHCL struct {
+	HourlyRetention *string `hcl:"hourly_retention,optional"`
+	DailyRetention  *string `hcl:"daily_retention,optional"`
 }
 
 type allowlistHCL struct {

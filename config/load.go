@@ -307,6 +307,12 @@ func (b *builder) block(blk *hcl.Block) {
 			b.snap.Pricing = append(b.snap.Pricing, p.price(label))
 			b.origins[label] = origin(blk.DefRange)
 		}
+	case blockUsage:
+		var u usageHCL
+		b.decode(blk, info, &u)
+		if !dup {
+			b.snap.Usage = &Usage{HourlyRetention: deref(u.HourlyRetention), DailyRetention: deref(u.DailyRetention)}
+		}
 	case blockPricingFallback:
 		var p priceHCL
 		b.decode(blk, info, &p)

@@ -268,6 +268,26 @@ func containsAddr(prefixes []netip.Prefix, ip netip.Addr) bool {
 // MaxBodyBytes is the request body cap.
 func (rt *Runtime) MaxBodyBytes() int64 { return rt.Snapshot.Server.MaxBodyBytes }
 
+// UsageRetention returns how long hourly and daily usage report buckets are kept.
+func (rt *Runtime) UsageRetention() (hourly, daily time.Duration) {
+	return rt.Snapshot.Usage.Retention()
+}
+
+// Retention returns the block's retentions, the defaults where unset (u may be nil).
+func (u *Usage) Retention() (hourly, daily time.Duration) {
+	hourly, daily = DefaultHourlyRetention, DefaultDailyRetention
+	if u == nil {
+		return hourly, daily
+	}
+	if d, err := ParseRetention(u.HourlyRetention); err == nil {
+		hourly = d
+	}
+	if d, err := ParseRetention(u.DailyRetention); err == nil {
+		daily = d
+	}
+	return hourly, daily
+}
+
 // Price returns the price of model: the first pricing glob that matches, in
 // declaration order, with known true; else the fallback with known false.
 func (rt *Runtime) Price(model string) (Price, bool) {

@@ -1,5 +1,7 @@
 package config
 
+import "time"
+
 // Snapshot is the compiled configuration as it travels on the wire: plain
 // values with stable snake_case JSON names and no HCL in sight. Load produces
 // it from the operator's files; the control plane versions it and serves it to
@@ -19,6 +21,16 @@ type Snapshot struct {
 	// Alerts are the alert destinations, by block label. Only the control plane acts on
 	// them; their secrets are variable names (see Secret).
 	Alerts map[string]Alert `json:"alerts,omitempty"`
+	// Usage sets how long usage report buckets are kept; nil keeps the defaults.
+	Usage *Usage `json:"usage,omitempty"`
+}
+
+// Usage is the usage block: how long the report buckets of GET /admin/usage live. Each is
+// a retention ("840h", or whole days such as "35d"); empty keeps the default (35 days of
+// hours, 400 days of days).
+type Usage struct {
+	HourlyRetention string `json:"hourly_retention,omitempty"`
+	DailyRetention  string `json:"daily_retention,omitempty"`
 }
 
 // Server holds listener-wide settings.
@@ -275,6 +287,10 @@ const (
 	DefaultPark5xxAfter        = 3
 	DefaultPark5xxWindow       = "60s"
 	DefaultPark5xxFor          = "60s"
+	// DefaultHourlyRetention and DefaultDailyRetention keep report buckets when the usage
+	// block does not say (store.DefaultHourlyRetention and store.UsageRetention agree).
+	DefaultHourlyRetention = 35 * 24 * time.Hour
+	DefaultDailyRetention  = 400 * 24 * time.Hour
 )
 
 // DefaultFailoverOn returns the statuses a pool fails over on by default.

@@ -193,31 +193,9 @@ func (ex *exchange) policy() (*config.Policy, bool) {
 		return base, true
 	}
 	var eff config.Policy
-	if base != nil {
-		eff = *base
+	if p := limits.Override(base, pr.Limits); p != nil {
+		eff = *p
 	}
-	l := pr.Limits
-	set := func(dst *int64, v *int64) {
-		if v != nil {
-			*dst = *v
-		}
-	}
-	setf := func(dst *float64, v *float64) {
-		if v != nil {
-			*dst = *v
-		}
-	}
-	set(&eff.RequestsPerMinute, l.RequestsPerMinute)
-	set(&eff.RequestsPerDay, l.RequestsPerDay)
-	set(&eff.TokensPerMinute, l.TokensPerMinute)
-	set(&eff.TokensPerDay, l.TokensPerDay)
-	if l.Concurrency != nil {
-		eff.Concurrency = int(*l.Concurrency)
-	}
-	setf(&eff.CostPerDayUSD, l.CostPerDayUSD)
-	setf(&eff.CostPerWeekUSD, l.CostPerWeekUSD)
-	setf(&eff.CostPerMonthUSD, l.CostPerMonthUSD)
-	setf(&eff.CostTotalUSD, l.CostTotalUSD)
 	if pr.AllowedModels != nil {
 		eff.Models = pr.AllowedModels
 	}

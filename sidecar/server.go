@@ -155,6 +155,16 @@ type Options struct {
 	// Scheduler orders accounts and keeps their health; nil means one with local state
 	// only (no parking shared with other sidecars, no sticky sessions).
 	Scheduler *sched.Scheduler
+	// Keys, when set, serves GET /v1/relay/usage (store.Store).
+	Keys KeyRecords
+	// Retention, when set, is given the usage block's retentions with every configuration
+	// applied (store.Store: how long the report buckets the recorder writes live).
+	Retention RetentionSetter
+}
+
+// RetentionSetter takes how long hourly and daily usage report buckets are kept.
+type RetentionSetter interface {
+	SetUsageRetention(hourly, daily time.Duration)
 }
 
 // Server is the sidecar's HTTP handler.
@@ -256,6 +266,7 @@ func New(opts Options) *Server {
 	s.checks = append(slices.Clone(opts.Health), HealthCheck{Name: "config", Check: s.configCheck})
 	mux.Handle("GET /health", HealthHandler(opts.Version, s.started, s.checks))
 	mux.Handle("GET /metrics", opts.Metrics.Handler())
+	mux.HandleFunc("GET "+KeyUsagePath, s.serveKeyUsage)
 	mux.HandleFunc("GET /{$}", s.serveRoot) // GET and HEAD of "/" exactly
 	mux.HandleFunc("/", s.serveRelay)
 	s.mux = mux
@@ -270,6 +281,9 @@ func (s *Server) Apply(snap *config.Snapshot) error {
 		return fmt.Errorf("compile snapshot: %w", err)
 	}
 	s.rt.Store(rt)
+	if s.opts.Retention != nil {
+		s.opts.Retention.SetUsageRetention(rt.UsageRetention())
+	}
 	return nil
 }
 

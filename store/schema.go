@@ -11,6 +11,11 @@ const DefaultPrefix = "crs:"
 // UsageRetention is how long daily usage hashes live after the day they describe.
 const UsageRetention = 400 * 24 * time.Hour
 
+// DefaultHourlyRetention is how long the hourly report buckets (UsageHour) live after their
+// hour unless the configuration's usage block says otherwise; daily ones (UsageDay) live
+// UsageRetention.
+const DefaultHourlyRetention = 35 * 24 * time.Hour
+
 // Schema names every Redis key and Pub/Sub channel claude-relay uses; nothing else in the code
 // base spells a key. Each key is listed with its Redis type, its owner (the plane that writes
 // it) and its TTL.
@@ -196,6 +201,27 @@ const UsageBatchMarkerTTL = 14 * 24 * time.Hour
 func (s Schema) AccountUsageDay(accountID string, day time.Time) string {
 	return s.p + "usage:{acct:" + accountID + "}:day:" + dayString(day)
 }
+
+// UsageHour is a HASH of every relay key's usage in one UTC hour, for reports: field
+// "<key id>|<account id>|<model>" (the model last: it is the one part a client influences)
+// → the packed counters "<n0>,<n1>,…" in usageCounters order (a counter added later is
+// appended, so an older value reads it as 0). One field per key, account and model, not per
+// counter, so a 30-day report reads a few thousand fields a day. Shares {day:<date>} with
+// the day's other buckets, so one batch updates a day in one script call; a Cluster puts
+// one day's report writes on one slot (one script call per recorder batch). Owner: sidecar
+// (recorder batches). TTL: the hourly retention after the hour.
+func (s Schema) UsageHour(hour time.Time) string {
+	return s.p + "usage:{day:" + dayString(hour) + "}:hour:" + hour.UTC().Format("15")
+}
+
+// UsageDay is a HASH like UsageHour for one whole UTC day. Owner: sidecar (recorder batches).
+// TTL: the daily retention after the day.
+func (s Schema) UsageDay(day time.Time) string {
+	return s.p + "usage:{day:" + dayString(day) + "}:all"
+}
+
+// UsageDayTag is the hash-tag group of UsageHour and UsageDay of day (for UsageApplied).
+func UsageDayTag(day time.Time) string { return "day:" + dayString(day) }
 
 // --- Limits and scheduling (sidecar; reserved here so the names live in one place) ---
 

@@ -68,6 +68,8 @@ type adminFlags struct {
 	priority      optInt
 	// m holds the flags of the key, account, audit and password commands (admin_manage.go).
 	m manageFlags
+	// u holds the flags of the usage command (admin_usage.go).
+	u usageFlags
 }
 
 // adminCommand is one "claude-relay admin …" command.
@@ -186,6 +188,7 @@ func adminCommands() []adminCommand {
 		{name: "alerts test", args: "NAME", nargs: 1, summary: "send a test message to an alert destination now and say whether it arrived", flags: sessionFlags, run: adminAlertsTest},
 		{name: "alerts", summary: "list alert destinations, conditions raised now, and recent alert messages with their delivery status", flags: sessionFlags, run: adminAlerts},
 		{name: "config status", summary: "show the configuration version served and the errors of the last refused edit", flags: sessionFlags, run: adminConfigStatus},
+		usageCommand(),
 		{name: "health", summary: "show the control plane's health with each component's error and details (the public /health shows statuses only)", flags: sessionFlags, run: adminHealth},
 	}, manageCommands()...)
 }

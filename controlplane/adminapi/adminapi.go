@@ -14,8 +14,10 @@ const Audience = "claude-relay-admin"
 const (
 	ErrInvalidRequest = "invalid_request_error"
 	ErrAuthentication = "authentication_error"
-	ErrNotFound       = "not_found_error"
-	ErrConflict       = "conflict_error"
+	// ErrPermission (HTTP 403) answers a relay key the configuration cannot serve.
+	ErrPermission = "permission_error"
+	ErrNotFound   = "not_found_error"
+	ErrConflict   = "conflict_error"
 	// ErrPreconditionFailed (HTTP 412) answers a change whose If-Match names a revision the
 	// key no longer has.
 	ErrPreconditionFailed = "precondition_failed_error"

@@ -89,3 +89,8 @@ pricing_fallback {
   cache_write_1h = 30
   cache_read     = 1.5
 }
+
+usage {
+  hourly_retention = "14d"
+  daily_retention  = "9600h"
+}
