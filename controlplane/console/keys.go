@@ -2,6 +2,7 @@ package console
 
 import (
 	"fmt"
+	"html/template"
 	"net/http"
 	"net/url"
 	"sort"
@@ -23,8 +24,8 @@ type keysData struct {
 	Keys     []adminapi.Key
 	Filter   adminclient.KeyQuery
 	Statuses []string
-	// Next is the query string of the next page ("" on the last).
-	Next string
+	// Next is the address of the next page ("" on the last).
+	Next template.URL
 	// First says this is the first page (no cursor).
 	First bool
 	// Form holds a refused create form's values.
@@ -54,7 +55,7 @@ func (c *Console) renderKeys(w http.ResponseWriter, r *http.Request, s session, 
 				next.Set(k, q.Get(k))
 			}
 		}
-		d.Next = next.Encode()
+		d.Next = template.URL(Prefix + "keys?" + next.Encode()) // every part is query-escaped
 	}
 	if v.Notice == "" {
 		v.Notice = notices[q.Get("done")]

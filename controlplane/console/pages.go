@@ -115,11 +115,16 @@ func (c *Console) handleConfig(w http.ResponseWriter, r *http.Request) {
 	v := s.view("Configuration", "config")
 	var d configData
 	var err error
-	if d.Status, err = s.api.ConfigStatus(r.Context()); err != nil {
-		c.fail(w, r, v, err)
+	d.Status, err = s.api.ConfigStatus(r.Context())
+	if err == nil {
+		d.Sidecars, err = s.api.Sidecars(r.Context())
+	}
+	if adminclient.IsNotFound(err) {
+		v.Notice = "This control plane does not distribute a configuration to sidecars."
+		c.render(w, r, http.StatusOK, "error", v)
 		return
 	}
-	if d.Sidecars, err = s.api.Sidecars(r.Context()); err != nil {
+	if err != nil {
 		c.fail(w, r, v, err)
 		return
 	}
