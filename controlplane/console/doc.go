@@ -16,7 +16,8 @@
 //
 // Every answer carries a Content-Security-Policy of 'self' only (no inline script or
 // style; static/console.js is the only script), frame-ancestors 'none', X-Frame-Options,
-// nosniff and Referrer-Policy no-referrer. The session cookie is HttpOnly, SameSite=Strict,
+// nosniff and Referrer-Policy same-origin (no-referrer would make browsers send
+// Origin: null with the console's own forms). The session cookie is HttpOnly, SameSite=Strict,
 // Secure when the browser came over HTTPS, scoped to /ui/ and expires with the token; a
 // state-changing request must come from the console's own origin and carry the CSRF token
 // derived from the session token. An admin API 401 (expired, logged out, password changed)

@@ -132,24 +132,24 @@ func (s *site) browser() *browser {
 	return &browser{t: s.t, s: s, hc: hc, origin: s.http.URL}
 }
 
-// page is an answer: status, headers and body.
-type page struct {
+// answer is an answer: status, headers and body.
+type answer struct {
 	status int
 	header http.Header
 	body   string
 }
 
-func (b *browser) get(path string) page {
+func (b *browser) get(path string) answer {
 	b.t.Helper()
 	return b.do(http.MethodGet, path, nil)
 }
 
-func (b *browser) post(path string, form url.Values) page {
+func (b *browser) post(path string, form url.Values) answer {
 	b.t.Helper()
 	return b.do(http.MethodPost, path, form)
 }
 
-func (b *browser) do(method, path string, form url.Values) page {
+func (b *browser) do(method, path string, form url.Values) answer {
 	b.t.Helper()
 	var body io.Reader
 	if form != nil {
@@ -174,11 +174,11 @@ func (b *browser) do(method, path string, form url.Values) page {
 	if err != nil {
 		b.t.Fatal(err)
 	}
-	return page{status: resp.StatusCode, header: resp.Header, body: string(data)}
+	return answer{status: resp.StatusCode, header: resp.Header, body: string(data)}
 }
 
 // login logs in through the console's form and returns the dashboard.
-func (b *browser) login() page {
+func (b *browser) login() answer {
 	b.t.Helper()
 	p := b.post("/ui/login", url.Values{"username": {testUser}, "password": {testPassword}})
 	if p.status != http.StatusSeeOther {
@@ -190,7 +190,7 @@ func (b *browser) login() page {
 var csrfField = regexp.MustCompile(`name="csrf" value="([0-9a-f]+)"`)
 
 // csrf is the CSRF token a page's forms carry.
-func (p page) csrf(t *testing.T) string {
+func (p answer) csrf(t *testing.T) string {
 	t.Helper()
 	m := csrfField.FindStringSubmatch(p.body)
 	if m == nil {

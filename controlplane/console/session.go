@@ -102,15 +102,18 @@ func (c *Console) checkForm(w http.ResponseWriter, r *http.Request, token string
 }
 
 // sameOrigin reports whether a state-changing request came from this host's pages: its
-// Origin (sent by browsers with every POST) names this host, or, without Origin, the
-// browser's Sec-Fetch-Site says same-origin.
+// Origin (sent by browsers with every POST) names this host; or the browser hid the origin
+// ("null", or none from an older browser) and its Sec-Fetch-Site, which no page can set,
+// says same-origin (or is absent: not a browser, so no cross-site request forgery).
 func sameOrigin(r *http.Request) bool {
-	if o := r.Header.Get("Origin"); o != "" {
+	site := r.Header.Get("Sec-Fetch-Site")
+	switch o := r.Header.Get("Origin"); o {
+	case "", "null":
+		return site == "same-origin" || site == "" && o == ""
+	default:
 		u, err := url.Parse(o)
 		return err == nil && u.Host != "" && strings.EqualFold(u.Host, r.Host)
 	}
-	site := r.Header.Get("Sec-Fetch-Site")
-	return site == "" || site == "same-origin"
 }
 
 // secure reports whether the browser reached the console over HTTPS (directly, or through a

@@ -24,7 +24,7 @@ func TestUnauthenticatedConsoleAnswersTheLoginPageWithSecurityHeaders(t *testing
 		t.Errorf("GET /ui/ is not the login page:\n%s", p.body)
 	}
 	want := map[string]string{
-		"X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+		"X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin",
 		"Cache-Control": "no-store",
 	}
 	for h, v := range want {
@@ -129,7 +129,7 @@ func TestConsoleWrongPasswordIsShownAndThrottledLikeTheAdminAPI(t *testing.T) {
 	if empty.status != http.StatusBadRequest || !strings.Contains(empty.body, "Enter a username and a password.") {
 		t.Errorf("no password: got %d\n%s", empty.status, empty.body)
 	}
-	var last page
+	var last answer
 	for range 6 {
 		last = b.post("/ui/login", url.Values{"username": {testUser}, "password": {"wrong"}})
 	}
