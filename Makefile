@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/claude-relay/claude-relay/internal/app.Version=$(VERSION)
 export CGO_ENABLED ?= 0
 
-.PHONY: all build run test vet fmt-check bench bench-limits clean proto
+.PHONY: all build run test vet fmt-check bench bench-limits clean proto screenshots
 
 all: build
 
@@ -32,6 +32,12 @@ vet:
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+## screenshots: every web console page at 1280 and 390 px wide into docs/screenshots/ (needs
+## Debian's chromium; the browser test drives dev mode against the fake upstream)
+screenshots:
+	CLAUDE_RELAY_TEST_BROWSER=required CLAUDE_RELAY_SCREENSHOTS=$(CURDIR)/docs/screenshots \
+		$(GO) test -count=1 -run '^TestConsoleInAHeadlessBrowser$$' ./controlplane/console/
 
 ## bench: the load harness (bench/): relay vs direct, httputil.ReverseProxy and nginx on
 ## loopback; prints a markdown table, writes bench/results/latest.json. BENCH_FLAGS=-h lists flags.

@@ -121,6 +121,9 @@ func RunDev(ctx context.Context, env *config.Env, opts Options) error {
 	go cp.Run(ctx) // OAuth token refresh
 	mux := http.NewServeMux()
 	mux.Handle("/admin/", cp.Handler())
+	if err := mountConsole(mux, cp, log); err != nil {
+		return err
+	}
 	mux.Handle(configapi.Path, cfg.SidecarHandler())
 	mux.Handle("/", dp.srv)
 

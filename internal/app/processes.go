@@ -275,6 +275,9 @@ func RunControl(ctx context.Context, env *config.Env, opts Options) error {
 	go cp.Run(ctx) // OAuth token refresh
 	mux := http.NewServeMux()
 	mux.Handle("/admin/", cp.Handler())
+	if err := mountConsole(mux, cp, b.Log); err != nil {
+		return err
+	}
 	mux.Handle(configapi.Path, cfg.SidecarHandler())
 	mux.Handle("GET "+sidecar.KeyUsagePath, cp.KeyUsageHandler())
 	mux.Handle("GET /metrics", b.Metrics.Handler())

@@ -1,0 +1,200 @@
+package console_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/claude-relay/claude-relay/controlplane"
+	"github.com/claude-relay/claude-relay/controlplane/adminclient"
+	"github.com/claude-relay/claude-relay/controlplane/console"
+	"github.com/claude-relay/claude-relay/internal/testredis"
+	"github.com/claude-relay/claude-relay/plugins/crypto-aesgcm/aesgcm"
+	"github.com/claude-relay/claude-relay/store"
+)
+
+const (
+	testUser     = "admin"
+	testPassword = "correct horse battery staple"
+	cookieName   = "claude_relay_console"
+)
+
+// clock is a settable time source for the control plane.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// site is a control plane serving the admin API and the console over loopback HTTP.
+type site struct {
+	t     *testing.T
+	http  *httptest.Server
+	clock *clock
+	admin *adminclient.Client // logged in through the admin API, as another operator
+}
+
+// newSite starts a control plane on a real Redis whose admin's password hash has bcrypt's
+// lowest cost (the control plane keeps an existing admin), so logins are fast.
+func newSite(t *testing.T, ttl time.Duration) *site {
+	t.Helper()
+	ctx := context.Background()
+	rdb, prefix := testredis.New(t)
+	sealer, err := aesgcm.New("0123456789abcdef0123456789abcdef")
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk := &clock{t: time.Now().UTC().Truncate(time.Second)}
+	st, err := store.Open(ctx, rdb, store.Options{Prefix: prefix, Sealer: sealer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte(testPassword), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.CreateAdminIfAbsent(ctx, testUser, hash); err != nil {
+		t.Fatal(err)
+	}
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp, err := controlplane.New(controlplane.Options{Store: st, SigningKey: key, Admin: controlplane.AdminBootstrap{Username: testUser}, Now: clk.Now, TokenTTL: ttl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cp.Bootstrap(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ui, err := console.New(console.Options{Admin: cp.Handler(), Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/admin/", cp.Handler())
+	mux.Handle("/ui/", ui.Handler())
+	hs := httptest.NewServer(mux)
+	t.Cleanup(hs.Close)
+	s := &site{t: t, http: hs, clock: clk}
+	anon, err := adminclient.New(hs.URL, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := anon.Login(ctx, testUser, testPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.admin, err = adminclient.New(hs.URL, res.Token, nil); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// browser is a cookie-keeping HTTP client that does not follow redirects, sending Origin with
+// every POST as browsers do.
+type browser struct {
+	t      *testing.T
+	s      *site
+	hc     *http.Client
+	origin string
+}
+
+func (s *site) browser() *browser {
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	hc := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	return &browser{t: s.t, s: s, hc: hc, origin: s.http.URL}
+}
+
+// answer is an answer: status, headers and body.
+type answer struct {
+	status int
+	header http.Header
+	body   string
+}
+
+func (b *browser) get(path string) answer {
+	b.t.Helper()
+	return b.do(http.MethodGet, path, nil)
+}
+
+func (b *browser) post(path string, form url.Values) answer {
+	b.t.Helper()
+	return b.do(http.MethodPost, path, form)
+}
+
+func (b *browser) do(method, path string, form url.Values) answer {
+	b.t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, err := http.NewRequest(method, b.s.http.URL+path, body)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	if method == http.MethodPost {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if b.origin != "" {
+			req.Header.Set("Origin", b.origin)
+		}
+	}
+	resp, err := b.hc.Do(req)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return answer{status: resp.StatusCode, header: resp.Header, body: string(data)}
+}
+
+// login logs in through the console's form and returns the dashboard.
+func (b *browser) login() answer {
+	b.t.Helper()
+	p := b.post("/ui/login", url.Values{"username": {testUser}, "password": {testPassword}})
+	if p.status != http.StatusSeeOther {
+		b.t.Fatalf("login: got %d, want 303\n%s", p.status, p.body)
+	}
+	return b.get("/ui/")
+}
+
+var csrfField = regexp.MustCompile(`name="csrf" value="([0-9a-f]+)"`)
+
+// csrf is the CSRF token a page's forms carry.
+func (p answer) csrf(t *testing.T) string {
+	t.Helper()
+	m := csrfField.FindStringSubmatch(p.body)
+	if m == nil {
+		t.Fatalf("page has no CSRF field:\n%s", p.body)
+	}
+	return m[1]
+}

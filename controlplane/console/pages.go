@@ -1,0 +1,154 @@
+package console
+
+import (
+	"net/http"
+	"sort"
+
+	"github.com/claude-relay/claude-relay/config/configapi"
+	"github.com/claude-relay/claude-relay/controlplane/adminapi"
+	"github.com/claude-relay/claude-relay/controlplane/adminclient"
+)
+
+// dashboardRefresh is how often the dashboard reloads itself, in seconds.
+const dashboardRefresh = 30
+
+// auditPageSize is how many audit entries one page shows.
+const auditPageSize = 100
+
+// dashboardData is the dashboard's data; a part the API could not give is nil, with the reason
+// in Problems.
+type dashboardData struct {
+	Usage     *UsageSummary
+	States    []stateCount
+	Accounts  int
+	Attention []adminapi.Account
+	Sidecars  *configapi.SidecarList
+	Health    *configapi.Health
+	Config    *configapi.ConfigStatus
+	Problems  []string
+}
+
+// stateCount is how many accounts are in one state.
+type stateCount struct {
+	State string
+	Count int
+}
+
+// handleDashboard shows today's usage, the accounts at a glance, the sidecars and the control
+// plane's health; it reloads itself.
+func (c *Console) handleDashboard(w http.ResponseWriter, r *http.Request) {
+	s := sessionFrom(r.Context())
+	ctx := r.Context()
+	var d dashboardData
+	problem := func(what string, err error) {
+		if err != nil && !adminclient.IsNotFound(err) {
+			d.Problems = append(d.Problems, what+": "+apiMessage(err))
+		}
+	}
+	src := c.usage
+	if src == nil {
+		src = keyUsageSum{}
+	}
+	if u, err := src.Today(ctx, s.api, c.now()); err == nil {
+		d.Usage = &u
+	} else {
+		problem("usage", err)
+	}
+	if accts, err := s.api.ListAccounts(ctx); err == nil {
+		d.Accounts, d.States, d.Attention = len(accts), countStates(accts), needAttention(accts)
+	} else {
+		problem("accounts", err)
+	}
+	if sc, err := s.api.Sidecars(ctx); err == nil {
+		d.Sidecars = &sc
+	} else {
+		problem("sidecars", err)
+	}
+	if h, err := s.api.Health(ctx); err == nil {
+		d.Health = &h
+	} else {
+		problem("health", err)
+	}
+	if cs, err := s.api.ConfigStatus(ctx); err == nil {
+		d.Config = &cs
+	} else {
+		problem("configuration", err)
+	}
+	v := s.view("Dashboard", "dashboard")
+	v.Refresh, v.Data = dashboardRefresh, d
+	c.render(w, r, http.StatusOK, "dashboard", v)
+}
+
+func countStates(accts []adminapi.Account) []stateCount {
+	n := map[string]int{}
+	for _, a := range accts {
+		n[a.Status.State]++
+	}
+	out := make([]stateCount, 0, len(n))
+	for st, k := range n {
+		out = append(out, stateCount{State: st, Count: k})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].State < out[j].State })
+	return out
+}
+
+// needAttention are the accounts not active or not schedulable.
+func needAttention(accts []adminapi.Account) []adminapi.Account {
+	var out []adminapi.Account
+	for _, a := range accts {
+		if a.Status.State != adminapi.AccountActive || !a.Schedulable || len(a.Parked) > 0 {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// configData is the configuration page's data.
+type configData struct {
+	Status   configapi.ConfigStatus
+	Sidecars configapi.SidecarList
+}
+
+// handleConfig shows the served configuration, the last refused edit and each sidecar's version.
+func (c *Console) handleConfig(w http.ResponseWriter, r *http.Request) {
+	s := sessionFrom(r.Context())
+	v := s.view("Configuration", "config")
+	var d configData
+	var err error
+	d.Status, err = s.api.ConfigStatus(r.Context())
+	if err == nil {
+		d.Sidecars, err = s.api.Sidecars(r.Context())
+	}
+	if adminclient.IsNotFound(err) {
+		v.Notice = "This control plane does not distribute a configuration to sidecars."
+		c.render(w, r, http.StatusOK, "error", v)
+		return
+	}
+	if err != nil {
+		c.fail(w, r, v, err)
+		return
+	}
+	v.Data = d
+	c.render(w, r, http.StatusOK, "config", v)
+}
+
+// auditData is one page of the audit log.
+type auditData struct {
+	Entries []adminapi.AuditEntry
+	Next    string
+	First   bool
+}
+
+// handleAudit shows the audit log, newest first.
+func (c *Console) handleAudit(w http.ResponseWriter, r *http.Request) {
+	s := sessionFrom(r.Context())
+	v := s.view("Audit log", "audit")
+	before := r.URL.Query().Get("before")
+	list, err := s.api.Audit(r.Context(), before, auditPageSize)
+	if err != nil {
+		c.fail(w, r, v, err)
+		return
+	}
+	v.Data = auditData{Entries: list.Entries, Next: list.NextCursor, First: before == ""}
+	c.render(w, r, http.StatusOK, "audit", v)
+}

@@ -1,0 +1,89 @@
+package console
+
+import (
+	"context"
+	"sort"
+	"time"
+
+	"github.com/claude-relay/claude-relay/controlplane/adminapi"
+	"github.com/claude-relay/claude-relay/controlplane/adminclient"
+)
+
+// UsageSource reports today's usage for the dashboard. This is where the usage report
+// endpoint (GET /admin/usage: requests, tokens and cost over time by model, key and account)
+// plugs in: an implementation calling it through api replaces keyUsageSum, which adds up the
+// per-key usage endpoint.
+type UsageSource interface {
+	Today(ctx context.Context, api *adminclient.Client, now time.Time) (UsageSummary, error)
+}
+
+// UsageSummary is today's usage (UTC) for the dashboard.
+type UsageSummary struct {
+	adminapi.Usage
+	// TopKeys are the keys that cost most today, most first.
+	TopKeys []KeyDay
+	// KeysCounted is how many keys were added up; Partial says more were used today.
+	KeysCounted int
+	Partial     bool
+}
+
+// KeyDay is one key's usage today.
+type KeyDay struct {
+	Key   adminapi.Key
+	Usage adminapi.Usage
+}
+
+// maxKeysSummed bounds how many keys' usage keyUsageSum reads for one dashboard.
+const maxKeysSummed = 200
+
+// topKeys is how many keys the dashboard lists.
+const topKeys = 10
+
+// keyUsageSum is the UsageSource used until the usage report endpoint exists: it reads today's
+// usage of the keys used today (last_used_at), the most recently used first, up to
+// maxKeysSummed of them.
+type keyUsageSum struct{}
+
+// Today adds up today's usage of the keys used today.
+func (keyUsageSum) Today(ctx context.Context, api *adminclient.Client, now time.Time) (UsageSummary, error) {
+	keys, err := api.ListAllKeys(ctx, adminclient.KeyQuery{})
+	if err != nil {
+		return UsageSummary{}, err
+	}
+	day := now.UTC().Truncate(24 * time.Hour)
+	var used []adminapi.Key
+	for _, k := range keys {
+		if k.LastUsedAt != nil && !k.LastUsedAt.Before(day) {
+			used = append(used, k)
+		}
+	}
+	sort.Slice(used, func(i, j int) bool { return used[i].LastUsedAt.After(*used[j].LastUsedAt) })
+	var sum UsageSummary
+	if len(used) > maxKeysSummed {
+		used, sum.Partial = used[:maxKeysSummed], true
+	}
+	for _, k := range used {
+		u, err := api.KeyUsage(ctx, k.ID, day.Format(time.DateOnly))
+		if err != nil {
+			return UsageSummary{}, err
+		}
+		addUsage(&sum.Usage, u.DayTotal)
+		sum.TopKeys = append(sum.TopKeys, KeyDay{Key: k, Usage: u.DayTotal})
+	}
+	sum.KeysCounted = len(used)
+	sort.SliceStable(sum.TopKeys, func(i, j int) bool { return sum.TopKeys[i].Usage.CostUSD > sum.TopKeys[j].Usage.CostUSD })
+	if len(sum.TopKeys) > topKeys {
+		sum.TopKeys = sum.TopKeys[:topKeys]
+	}
+	return sum, nil
+}
+
+func addUsage(to *adminapi.Usage, u adminapi.Usage) {
+	to.Requests += u.Requests
+	to.InputTokens += u.InputTokens
+	to.OutputTokens += u.OutputTokens
+	to.CacheWrite5m += u.CacheWrite5m
+	to.CacheWrite1h += u.CacheWrite1h
+	to.CacheRead += u.CacheRead
+	to.CostUSD += u.CostUSD
+}
