@@ -226,18 +226,15 @@ type StreamParser struct {
 // and code or CJK text about 3, so the estimate stays at or above what the upstream counts.
 const BytesPerToken = 2
 
-// deltaFramings are the shortest content_block_delta data lines of each counted delta type
-// (no whitespace, index 0, empty text): what is subtracted from a line's length to leave
-// its text's bytes, so that the count never falls below the text. An unknown delta type
-// gets the shortest framing of all.
-var deltaFramings = []struct {
-	kind    []byte
-	framing int
-}{
-	{[]byte(`"text_delta"`), len(`data:{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":""}}`)},
-	{[]byte(`"thinking_delta"`), len(`data:{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":""}}`)},
-	{[]byte(`"input_json_delta"`), len(`data:{"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":""}}`)},
-}
+// Framings are the shortest content_block_delta data lines of each counted delta type (no
+// whitespace, index 0, empty text): what is subtracted from a line's length to leave its
+// text's bytes, so that the count never falls below the text. Other delta types (a
+// citation, a type yet unknown) get the shortest, the text delta's.
+var (
+	textFraming     = len(`data:{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":""}}`)
+	thinkingFraming = len(`data:{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":""}}`)
+	toolFraming     = len(`data:{"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":""}}`)
+)
 
 // deltaProbe is how much of a content_block_delta data line is read to tell a signature
 // (not output text) from text, thinking or tool input.
@@ -336,20 +333,41 @@ func (p *StreamParser) decideDelta(final bool) {
 	if len(p.line) < deltaProbe && !final {
 		return
 	}
-	framing := 0
-	if !bytes.Contains(p.line, []byte(`"signature_delta"`)) {
-		framing = deltaFramings[0].framing
-		for _, f := range deltaFramings {
-			if bytes.Contains(p.line, f.kind) {
-				framing = f.framing
-			}
-		}
-		if bytes.HasPrefix(p.line, []byte("data: ")) {
-			framing++
-		}
+	framing := textFraming
+	switch string(deltaKind(p.line)) {
+	case "signature_delta":
+		framing = 0
+	case "thinking_delta":
+		framing = thinkingFraming
+	case "input_json_delta":
+		framing = toolFraming
+	}
+	if framing > 0 && bytes.HasPrefix(p.line, []byte("data: ")) {
+		framing++
 	}
 	p.skip()
 	p.delta = framing
+}
+
+// deltaKind returns the delta type a content_block_delta line's head names ("text_delta",
+// "signature_delta", …), or nil. It looks only at the few underscores of the head: a
+// quoted word ending in "_delta" other than the event's own type.
+func deltaKind(l []byte) []byte {
+	for i := 0; i < len(l); i++ {
+		j := bytes.IndexByte(l[i:], '_')
+		if j < 0 {
+			return nil
+		}
+		i += j
+		if !bytes.HasPrefix(l[i:], []byte(`_delta"`)) {
+			continue
+		}
+		q := bytes.LastIndexByte(l[:i], '"')
+		if kind := l[q+1 : i+len("_delta")]; q >= 0 && string(kind) != "content_block_delta" {
+			return kind
+		}
+	}
+	return nil
 }
 
 func (p *StreamParser) skip() {
