@@ -21,14 +21,18 @@
 //  5. exchange.forward lists schedulable accounts (Accounts.Upstreams), applies the key's
 //     binding, asks sched.Scheduler.Plan for an ordered plan (sticky session first, parked
 //     accounts skipped) and tries each account with exchange.send: a failure before the first
-//     byte is reported (sched.Scheduler.Report parks the account as the outcome says) and fails over; noAccount answers when none
-//     can serve.
+//     byte is reported (sched.Scheduler.Report parks the account as the outcome says) and the
+//     next account is tried; noAccount answers when none can serve.
 //  6. exchange.relay copies the answer: exchange.writeHeader filters response headers (the
 //     allowlist), the body is copied and flushed as it arrives, the usage parser
 //     (sidecar/usage) reads message_start/message_delta in passing, and an upstream error
 //     after the first byte becomes an SSE error event (exchange.upstreamBroke).
-//  7. exchange.accountUsage prices the counts (config.Runtime's price table) and hands a
-//     UsageRecord to the UsageSink (Recorder), which never blocks.
+//  7. exchange.relay feeds a stream to usage.StreamParser as it passes (a JSON answer to
+//     usage.FromJSON); exchange.accountUsage prices it (config.Runtime.Price; a model no price
+//     matches is charged pricing_fallback and counted as unpriced), charges the key's limits
+//     and hands a UsageRecord to the UsageSink (Recorder), which never blocks. A stream that
+//     ends before message_delta is charged usage.StreamParser.Estimate: at least what it
+//     relayed.
 //
 // # Background loops
 //

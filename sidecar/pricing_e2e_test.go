@@ -1,6 +1,7 @@
 package sidecar_test
 
 import (
+	"bufio"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -129,5 +130,62 @@ func TestUnpricedModelIsChargedTheFallbackAndShownAsUnpriced(t *testing.T) {
 	}
 	if !strings.Contains(h.logs.String(), "no price for model, charging the fallback") {
 		t.Error("no WARN line names the unpriced model")
+	}
+}
+
+func TestDisconnectAfterContentBlockStopIsChargedAtLeastTheRelayedText(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	admin := h.adminClient(t)
+	const model = "claude-opus-4-8"
+	text := strings.Repeat("The relay counts every token it relays, even when the client leaves early. ", 8)
+	const deltas = 40
+	h.up.Enqueue(fakeupstream.Script{Deltas: deltas, Pace: 20 * time.Millisecond, Blocks: []string{"text", "tool_use"}, Text: text})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	body := strings.Replace(streamBody, "claude-sonnet-4-5-20250929", model, 1)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.http.URL+"/v1/messages", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("X-Api-Key", h.key)
+	req.Header.Set("Anthropic-Version", "2023-06-01")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(resp.Body)
+	for { // the text block's end, as Claude Code's Esc would cut it
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("stream ended before content_block_stop: %v", err)
+		}
+		if strings.HasPrefix(line, "event: content_block_stop") {
+			break
+		}
+	}
+	cancel()
+	resp.Body.Close()
+	reqs, err := h.upstream(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reqs[0].Completed {
+		t.Fatal("the upstream finished before the client left; the test needs a cut stream")
+	}
+
+	u := waitAdminUsage(t, admin, h.keyID, model)
+	got := u.Models[model]
+	t.Logf("relayed %d bytes of text in %d deltas; recorded %+v", len(text), deltas, got)
+	// The fake upstream counts a token per delta: the text block alone is 40 tokens. A
+	// tokenizer takes about 4 bytes of English a token: len(text)/4 = 152.
+	if got.OutputTokens < deltas || got.OutputTokens < int64(len(text)/4) {
+		t.Errorf("output tokens: got %d, want at least the relayed text's %d deltas and %d tokens at 4 bytes a token", got.OutputTokens, deltas, len(text)/4)
+	}
+	if got.EstimatedRequests != 1 {
+		t.Errorf("estimated requests: got %d, want 1", got.EstimatedRequests)
+	}
+	wantCost := (float64(got.InputTokens)*5 + float64(got.OutputTokens)*25) / 1e6
+	if d := got.CostUSD - wantCost; d > 1e-6 || d < -1e-6 {
+		t.Errorf("cost: got $%v, want $%v for the estimated output", got.CostUSD, wantCost)
 	}
 }

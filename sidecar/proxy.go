@@ -903,12 +903,14 @@ func (ex *exchange) relay(ctx context.Context, cancel context.CancelCauseFunc, i
 	if accounted {
 		var c Counts
 		var model string
-		if sse {
-			c, model = parser.Counts(), parser.Model()
+		estimated := false
+		if sse { // a stream cut short is charged at least what it relayed (Estimate)
+			c, estimated = parser.Estimate()
+			model = parser.Model()
 		} else {
 			c, model, _ = usage.FromJSON(jsonBody)
 		}
-		ex.accountUsage(c, model)
+		ex.accountUsage(c, model, estimated)
 	}
 	s.log.Info("relayed", "request_id", ex.id, "route", ex.route.Name, "key", ex.principal.KeyID, "account", ex.account,
 		"status", ex.status, "duration", s.now().Sub(ex.started).Round(time.Millisecond))
@@ -960,7 +962,9 @@ func (ex *exchange) upstreamBroke(err error, sse, committed bool, timeout time.D
 	}
 }
 
-func (ex *exchange) accountUsage(c Counts, model string) {
+// accountUsage prices c, charges it to the key's limits and records it. estimated says
+// c.Output is the relay's estimate of a stream cut short, not the upstream's count.
+func (ex *exchange) accountUsage(c Counts, model string, estimated bool) {
 	if c.IsZero() {
 		return
 	}
@@ -981,7 +985,7 @@ func (ex *exchange) accountUsage(c Counts, model string) {
 		s.m.moves.With(ex.moved).Inc()
 	}
 	if s.opts.Usage != nil {
-		s.opts.Usage.Record(UsageRecord{KeyID: ex.principal.KeyID, AccountID: ex.account, Model: model, At: s.now(), Counts: c, CostUSD: cost, Unpriced: !known})
+		s.opts.Usage.Record(UsageRecord{KeyID: ex.principal.KeyID, AccountID: ex.account, Model: model, At: s.now(), Counts: c, CostUSD: cost, Unpriced: !known, Estimated: estimated})
 	}
 }
 

@@ -214,7 +214,31 @@ type StreamParser struct {
 	decided  bool   // keep/skip decided for the current line
 	skipping bool   // the current line is being discarded
 	events   int
+
+	// What an estimate of the output needs when the stream ends before message_delta.
+	delta      int   // > 0: the current line is a counted content_block_delta's data, this its framing
+	deltaBytes int64 // bytes of counted content_block_delta data lines, less their framing
+	final      bool  // a message_delta was seen: its output count is the upstream's own
 }
+
+// BytesPerToken is the conservative ratio Estimate turns relayed delta text into output
+// tokens with: 2 bytes of (JSON-escaped) text a token, where English prose takes about 4
+// and code or CJK text about 3, so the estimate stays at or above what the upstream counts.
+const BytesPerToken = 2
+
+// Framings are the shortest content_block_delta data lines of each counted delta type (no
+// whitespace, index 0, empty text): what is subtracted from a line's length to leave its
+// text's bytes, so that the count never falls below the text. Other delta types (a
+// citation, a type yet unknown) get the shortest, the text delta's.
+var (
+	textFraming     = len(`data:{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":""}}`)
+	thinkingFraming = len(`data:{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":""}}`)
+	toolFraming     = len(`data:{"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":""}}`)
+)
+
+// deltaProbe is how much of a content_block_delta data line is read to tell a signature
+// (not output text) from text, thinking or tool input.
+const deltaProbe = 96
 
 // Write feeds bytes from the stream. It never fails; it implements io.Writer so it can
 // sit behind an io.MultiWriter.
@@ -277,9 +301,12 @@ func (p *StreamParser) decide(final bool) {
 	// A data line: keep it if the event it belongs to carries usage. Without an event
 	// line, look at the JSON "type" near the start of the payload.
 	if len(p.event) > 0 {
-		if isUsageEvent(p.event) {
+		switch {
+		case isUsageEvent(p.event):
 			p.decided, p.keep = true, true
-		} else {
+		case bytes.Equal(p.event, []byte("content_block_delta")):
+			p.decideDelta(final)
+		default:
 			p.skip()
 		}
 		return
@@ -289,11 +316,58 @@ func (p *StreamParser) decide(final bool) {
 		return
 	}
 	head := l[:min(len(l), probe)]
-	if bytes.Contains(head, []byte("message_start")) || bytes.Contains(head, []byte("message_delta")) {
+	switch {
+	case bytes.Contains(head, []byte("message_start")) || bytes.Contains(head, []byte("message_delta")):
 		p.decided, p.keep = true, true
+	case bytes.Contains(head, []byte("content_block_delta")):
+		p.decideDelta(final)
+	default:
+		p.skip()
+	}
+}
+
+// decideDelta classifies a content_block_delta data line from its first deltaProbe bytes:
+// text, thinking and tool input are counted toward Estimate, a signature is not. The line
+// itself is never buffered beyond the probe.
+func (p *StreamParser) decideDelta(final bool) {
+	if len(p.line) < deltaProbe && !final {
 		return
 	}
+	framing := textFraming
+	switch string(deltaKind(p.line)) {
+	case "signature_delta":
+		framing = 0
+	case "thinking_delta":
+		framing = thinkingFraming
+	case "input_json_delta":
+		framing = toolFraming
+	}
+	if framing > 0 && bytes.HasPrefix(p.line, []byte("data: ")) {
+		framing++
+	}
 	p.skip()
+	p.delta = framing
+}
+
+// deltaKind returns the delta type a content_block_delta line's head names ("text_delta",
+// "signature_delta", …), or nil. It looks only at the few underscores of the head: a
+// quoted word ending in "_delta" other than the event's own type.
+func deltaKind(l []byte) []byte {
+	for i := 0; i < len(l); i++ {
+		j := bytes.IndexByte(l[i:], '_')
+		if j < 0 {
+			return nil
+		}
+		i += j
+		if !bytes.HasPrefix(l[i:], []byte(`_delta"`)) {
+			continue
+		}
+		q := bytes.LastIndexByte(l[:i], '"')
+		if kind := l[q+1 : i+len("_delta")]; q >= 0 && string(kind) != "content_block_delta" {
+			return kind
+		}
+	}
+	return nil
 }
 
 func (p *StreamParser) skip() {
@@ -317,6 +391,9 @@ func (p *StreamParser) endLine() {
 	if !p.decided {
 		p.decide(true)
 	}
+	if p.delta > 0 {
+		p.deltaBytes += int64(max(0, p.lineLen-p.delta))
+	}
 	if p.keep {
 		l := bytes.TrimSuffix(p.line, []byte("\r"))
 		switch {
@@ -331,7 +408,7 @@ func (p *StreamParser) endLine() {
 
 func (p *StreamParser) reset() {
 	p.line = p.line[:0]
-	p.inLine, p.keep, p.decided, p.skipping = false, false, false, false
+	p.inLine, p.keep, p.decided, p.skipping, p.delta = false, false, false, false, 0
 	p.lineLen = 0
 }
 
@@ -378,6 +455,7 @@ func (p *StreamParser) data(b []byte) {
 		}
 	case "message_delta":
 		p.st.apply(top)
+		p.final = true
 	}
 }
 
@@ -412,6 +490,25 @@ func scanMessage(sc *jsonscan.Scanner) (message, bool) {
 
 // Counts returns the usage seen so far.
 func (p *StreamParser) Counts() Counts { return p.st.counts() }
+
+// Estimate returns the usage seen so far for a stream that may have ended early (the client
+// left, the upstream broke). Once a message_delta was seen it is Counts, the upstream's own
+// figures. Before that, the upstream has reported only message_start's output count (1),
+// though it generated, and bills, every delta relayed since: the output count is then at
+// least the relayed text, thinking and tool input, at BytesPerToken, and estimated is true
+// when that raised it.
+func (p *StreamParser) Estimate() (c Counts, estimated bool) {
+	c = p.Counts()
+	if p.final {
+		return c, false
+	}
+	est := min((p.deltaBytes+BytesPerToken-1)/BytesPerToken, MaxTokens)
+	if est <= c.Output {
+		return c, false
+	}
+	c.Output = est
+	return c, true
+}
 
 // Model returns the model named by message_start, if seen.
 func (p *StreamParser) Model() string { return p.model }

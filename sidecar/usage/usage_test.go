@@ -283,3 +283,66 @@ func TestOutOfRangeUsageIsClampedAndNamed(t *testing.T) {
 		}
 	})
 }
+
+// cutStream is a stream the client left after content_block_stop: two text deltas, a
+// thinking block with its signature and a tool's input were relayed, no message_delta.
+func cutStream(text []string) string {
+	s := "event: message_start\n" +
+		`data: {"type":"message_start","message":{"model":"claude-opus-4-8","usage":{"input_tokens":25,"cache_read_input_tokens":5,"output_tokens":1}}}` + "\n\n" +
+		"event: content_block_start\n" + `data: {"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":""}}` + "\n\n" +
+		"event: content_block_delta\n" + `data: {"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"Let me think."}}` + "\n\n" +
+		"event: content_block_delta\n" + `data: {"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"` + strings.Repeat("S", 400) + `"}}` + "\n\n" +
+		"event: content_block_stop\n" + `data: {"type":"content_block_stop","index":0}` + "\n\n"
+	for _, t := range text {
+		b, _ := json.Marshal(t)
+		s += "event: content_block_delta\n" + `data: {"type":"content_block_delta","index":1,"delta":{"type":"text_delta","text":` + string(b) + `}}` + "\n\n"
+	}
+	return s + "event: content_block_delta\n" + `data: {"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":"{\"path\": \"/tmp/x\"}"}}` + "\n\n" +
+		"event: content_block_stop\n" + `data: {"type":"content_block_stop","index":2}` + "\n\n"
+}
+
+func TestEstimateOfACutStreamIsAtLeastTheRelayedText(t *testing.T) {
+	text := []string{"Hello, this is a reply of some length ", "that the client never let finish; ", "日本語のテキストも"}
+	s := cutStream(text)
+	// Relayed bytes: thinking 13, text (JSON-escaped), tool input 21 as written on the wire.
+	relayed := len("Let me think.") + len(`{\"path\": \"/tmp/x\"}`)
+	for _, t := range text {
+		b, _ := json.Marshal(t)
+		relayed += len(b) - 2
+	}
+	want := int64((relayed + BytesPerToken - 1) / BytesPerToken)
+	for _, size := range []int{1, 7, 64, len(s)} {
+		var p StreamParser
+		for i := 0; i < len(s); i += size {
+			p.Write([]byte(s[i:min(len(s), i+size)]))
+		}
+		c, estimated := p.Estimate()
+		if !estimated || c.Output != want {
+			t.Errorf("chunk %d: got output %d (estimated %v), want %d estimated from %d relayed bytes, the signature not counted", size, c.Output, estimated, want, relayed)
+		}
+		if c.Input != 25 || c.CacheRead != 5 {
+			t.Errorf("chunk %d: got %+v, want message_start's input and cache counts kept", size, c)
+		}
+		if p.Counts().Output != 1 {
+			t.Errorf("chunk %d: Counts output %d, want the upstream's 1", size, p.Counts().Output)
+		}
+	}
+}
+
+func TestEstimateKeepsTheUpstreamsCount(t *testing.T) {
+	var full StreamParser
+	full.Write([]byte(stream))
+	if c, estimated := full.Estimate(); estimated || c != wantStream {
+		t.Errorf("finished stream: got %+v (estimated %v), want the upstream's %+v", c, estimated, wantStream)
+	}
+	// A message_start that already reports more output than the relayed text is kept.
+	var p StreamParser
+	p.Write([]byte(strings.Replace(cutStream(nil), `"output_tokens":1`, `"output_tokens":500`, 1)))
+	if c, estimated := p.Estimate(); estimated || c.Output != 500 {
+		t.Errorf("got output %d (estimated %v), want the upstream's 500", c.Output, estimated)
+	}
+	var empty StreamParser
+	if c, estimated := empty.Estimate(); estimated || !c.IsZero() {
+		t.Errorf("nothing relayed: got %+v (estimated %v), want zero", c, estimated)
+	}
+}

@@ -66,12 +66,22 @@ route "anything" {
   pool  = "backup"
 }
 
+pricing_defaults = false # only the rows below price models
+
 pricing "claude-sonnet-4-5*" {
   input          = 3
   output         = 15
   cache_write_5m = 3.75
   cache_write_1h = 6
   cache_read     = 0.30
+  long_context {
+    above_input_tokens = 200000
+    input              = 6
+    output             = 22.5
+    cache_write_5m     = 7.5
+    cache_write_1h     = 12
+    cache_read         = 0.6
+  }
 }
 
 pricing "claude-*" {

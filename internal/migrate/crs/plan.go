@@ -793,6 +793,9 @@ func (b *builder) price(model string, u store.Usage) int64 {
 		return 0
 	}
 	pr, _ := b.opts.Pricer.Price(model)
+	// u is a day of many requests: the long-context tier prices one request by its own
+	// prompt, which a day's total does not tell, so the day is priced at standard rates.
+	pr.LongContext = config.PriceTier{}
 	usd := pr.Cost(config.TokenCounts{Input: u.InputTokens, Output: u.OutputTokens, CacheWrite5m: u.CacheWrite5m, CacheWrite1h: u.CacheWrite1h, CacheRead: u.CacheRead})
 	return int64(math.Round(usd * 1e6))
 }
