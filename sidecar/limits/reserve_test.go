@@ -399,3 +399,21 @@ func TestAConversationLimitTripsForThatConversationOnly(t *testing.T) {
 		ls.Finish(ctx, limits.Usage{})
 	}
 }
+
+func TestFromPolicyAppliesLimitModesToTokenAndCostLimitsOnly(t *testing.T) {
+	pol := &config.Policy{RequestsPerMinute: 5, TokensPerDay: 10, CostPerDayUSD: 1, CostTotalUSD: 9, ConversationTokensPerMinute: 3,
+		LimitMode: config.LimitModeReserve, LimitModes: map[string]string{"cost_per_day_usd": config.LimitModeCharge}}
+	got := map[string]bool{}
+	for _, l := range limits.FromPolicy(pol).Counted {
+		got[l.Name] = l.Reserve
+	}
+	want := map[string]bool{"requests_per_minute": false, "tokens_per_day": true, "cost_per_day_usd": false, "cost_total_usd": true, "conversation_tokens_per_minute": false}
+	for name, w := range want {
+		if g, ok := got[name]; !ok || g != w {
+			t.Errorf("%s: got reserve %v (present %v), want %v", name, g, ok, w)
+		}
+	}
+	if set := limits.FromPolicy(&config.Policy{CostPerDayUSD: 1}); set.Reserves() {
+		t.Error("a policy without limit_mode reserves; want charge by default")
+	}
+}
