@@ -24,6 +24,7 @@ func fileSchema() *hcl.BodySchema {
 		{Type: blockPricing, LabelNames: []string{"model"}},
 		{Type: blockPricingFallback},
 		{Type: blockAlert, LabelNames: []string{"name"}},
+		{Type: blockUsage},
 	}}
 }
 
@@ -31,6 +32,11 @@ type serverHCL struct {
 	TrustedProxies  *[]string `hcl:"trusted_proxies,optional"`
 	MaxBodyBytes    *int64    `hcl:"max_body_bytes,optional"`
 	ResponseHeaders *[]string `hcl:"response_headers,optional"`
+}
+
+type usageHCL struct {
+	HourlyRetention *string `hcl:"hourly_retention,optional"`
+	DailyRetention  *string `hcl:"daily_retention,optional"`
 }
 
 type allowlistHCL struct {
@@ -69,6 +75,11 @@ type poolHCL struct {
 	Park5xxAfter  *int    `hcl:"park_5xx_after,optional"`
 	Park5xxWindow *string `hcl:"park_5xx_window,optional"`
 	Park5xxFor    *string `hcl:"park_5xx_for,optional"`
+	// StopAtUtilization parks an account near_limit once a subscription window is used
+	// to this fraction.
+	StopAtUtilization *float64 `hcl:"stop_at_utilization,optional"`
+	// StickyWait is how long a conversation waits for its busy bound account.
+	StickyWait *string `hcl:"sticky_wait,optional"`
 }
 
 type routeHCL struct {

@@ -307,6 +307,12 @@ func (b *builder) block(blk *hcl.Block) {
 			b.snap.Pricing = append(b.snap.Pricing, p.price(label))
 			b.origins[label] = origin(blk.DefRange)
 		}
+	case blockUsage:
+		var u usageHCL
+		b.decode(blk, info, &u)
+		if !dup {
+			b.snap.Usage = &Usage{HourlyRetention: deref(u.HourlyRetention), DailyRetention: deref(u.DailyRetention)}
+		}
 	case blockPricingFallback:
 		var p priceHCL
 		b.decode(blk, info, &p)
@@ -507,6 +513,12 @@ func (b *builder) pool(name string, info *blockInfo, p *poolHCL) {
 	}
 	if p.Strategy != nil {
 		pool.Strategy = *p.Strategy
+	}
+	if p.StopAtUtilization != nil {
+		pool.StopAtUtilization = *p.StopAtUtilization
+	}
+	if p.StickyWait != nil {
+		pool.StickyWait = *p.StickyWait
 	}
 	if p.ParkOn429 != nil {
 		pool.ParkOn429 = *p.ParkOn429

@@ -70,6 +70,8 @@ type PoolRT struct {
 	Park5xxAfter        int
 	Park5xxWindow       time.Duration
 	Park5xxFor          time.Duration
+	StopAtUtilization   float64
+	StickyWait          time.Duration
 }
 
 // FailsOverOn reports whether an upstream status triggers a failover.
@@ -108,6 +110,10 @@ func Compile(s *Snapshot) (*Runtime, error) {
 		p529, _ := parseDuration(cmp.Or(p.Park529For, DefaultPark529For))
 		p5w, _ := parseDuration(cmp.Or(p.Park5xxWindow, DefaultPark5xxWindow))
 		p5f, _ := parseDuration(cmp.Or(p.Park5xxFor, DefaultPark5xxFor))
+		var stickyWait time.Duration
+		if p.StickyWait != "" {
+			stickyWait, _ = parseDuration(p.StickyWait)
+		}
 		rt.pools[name] = &PoolRT{
 			Name:                name,
 			Strategy:            p.Strategy,
@@ -120,6 +126,8 @@ func Compile(s *Snapshot) (*Runtime, error) {
 			Park5xxAfter:        p.Park5xxAfter,
 			Park5xxWindow:       p5w,
 			Park5xxFor:          p5f,
+			StopAtUtilization:   p.StopAtUtilization,
+			StickyWait:          stickyWait,
 		}
 	}
 	for name, p := range s.Policies {
@@ -259,6 +267,26 @@ func containsAddr(prefixes []netip.Prefix, ip netip.Addr) bool {
 
 // MaxBodyBytes is the request body cap.
 func (rt *Runtime) MaxBodyBytes() int64 { return rt.Snapshot.Server.MaxBodyBytes }
+
+// UsageRetention returns how long hourly and daily usage report buckets are kept.
+func (rt *Runtime) UsageRetention() (hourly, daily time.Duration) {
+	return rt.Snapshot.Usage.Retention()
+}
+
+// Retention returns the block's retentions, the defaults where unset (u may be nil).
+func (u *Usage) Retention() (hourly, daily time.Duration) {
+	hourly, daily = DefaultHourlyRetention, DefaultDailyRetention
+	if u == nil {
+		return hourly, daily
+	}
+	if d, err := ParseRetention(u.HourlyRetention); err == nil {
+		hourly = d
+	}
+	if d, err := ParseRetention(u.DailyRetention); err == nil {
+		daily = d
+	}
+	return hourly, daily
+}
 
 // Price returns the price of model: the first pricing glob that matches, in
 // declaration order, with known true; else the fallback with known false.

@@ -1,5 +1,7 @@
 package config
 
+import "time"
+
 // Snapshot is the compiled configuration as it travels on the wire: plain
 // values with stable snake_case JSON names and no HCL in sight. Load produces
 // it from the operator's files; the control plane versions it and serves it to
@@ -19,6 +21,16 @@ type Snapshot struct {
 	// Alerts are the alert destinations, by block label. Only the control plane acts on
 	// them; their secrets are variable names (see Secret).
 	Alerts map[string]Alert `json:"alerts,omitempty"`
+	// Usage sets how long usage report buckets are kept; nil keeps the defaults.
+	Usage *Usage `json:"usage,omitempty"`
+}
+
+// Usage is the usage block: how long the report buckets of GET /admin/usage live. Each is
+// a retention ("840h", or whole days such as "35d"); empty keeps the default (35 days of
+// hours, 400 days of days).
+type Usage struct {
+	HourlyRetention string `json:"hourly_retention,omitempty"`
+	DailyRetention  string `json:"daily_retention,omitempty"`
 }
 
 // Server holds listener-wide settings.
@@ -164,6 +176,13 @@ type Pool struct {
 	Park5xxAfter  int    `json:"park_5xx_after"`
 	Park5xxWindow string `json:"park_5xx_window"`
 	Park5xxFor    string `json:"park_5xx_for"`
+	// StopAtUtilization, when > 0, parks an account near_limit once the upstream reports
+	// one of its subscription windows (anthropic-ratelimit-unified-5h/7d-utilization) used
+	// to at least this fraction, until that window resets.
+	StopAtUtilization float64 `json:"stop_at_utilization,omitempty"`
+	// StickyWait is a Go duration: how long a conversation whose bound account is at its
+	// max_concurrency waits for a slot there before it moves ("" or 0: it moves at once).
+	StickyWait string `json:"sticky_wait,omitempty"`
 }
 
 // Route maps request paths to a pool, with optional access rules.
@@ -268,6 +287,10 @@ const (
 	DefaultPark5xxAfter        = 3
 	DefaultPark5xxWindow       = "60s"
 	DefaultPark5xxFor          = "60s"
+	// DefaultHourlyRetention and DefaultDailyRetention keep report buckets when the usage
+	// block does not say (store.DefaultHourlyRetention and store.UsageRetention agree).
+	DefaultHourlyRetention = 35 * 24 * time.Hour
+	DefaultDailyRetention  = 400 * 24 * time.Hour
 )
 
 // DefaultFailoverOn returns the statuses a pool fails over on by default.

@@ -2,8 +2,10 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -11,6 +13,7 @@ import (
 // Block type names, as the operator writes them.
 const (
 	blockServer          = "server"
+	blockUsage           = "usage"
 	blockAllowlist       = "allowlist"
 	blockPolicy          = "policy"
 	blockPool            = "pool"
@@ -108,6 +111,9 @@ func validate(s *Snapshot) []problem {
 	v.price(at(blockPricingFallback, "", ""), s.Fallback)
 	for _, name := range sortedKeys(s.Alerts) {
 		v.alert(name, s.Alerts[name])
+	}
+	if s.Usage != nil {
+		v.usage(*s.Usage)
 	}
 	return v.problems
 }
@@ -224,6 +230,10 @@ func (v *validator) pool(name string, p Pool) {
 	v.duration(at(blockPool, name, "park_529_for"), p.Park529For, false)
 	v.duration(at(blockPool, name, "park_5xx_window"), p.Park5xxWindow, false)
 	v.duration(at(blockPool, name, "park_5xx_for"), p.Park5xxFor, false)
+	v.duration(at(blockPool, name, "sticky_wait"), p.StickyWait, false)
+	if u := p.StopAtUtilization; u < 0 || u > 1 || math.IsNaN(u) {
+		v.add(at(blockPool, name, "stop_at_utilization"), "Invalid utilization", fmt.Sprintf("stop_at_utilization is a fraction of a subscription window (e.g. 0.9 stops at 90 %%), greater than 0 and at most 1, or 0 to never stop early; got %g.", u))
+	}
 	if p.Park5xxAfter < 0 {
 		v.add(at(blockPool, name, "park_5xx_after"), "Negative limit", fmt.Sprintf("park_5xx_after must be 0 (never park on 5xx) or positive, got %d.", p.Park5xxAfter))
 	}
@@ -389,6 +399,49 @@ func ParsePrefix(s string) (netip.Prefix, error) {
 		p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
 	}
 	return p.Masked(), nil
+}
+
+// usage checks the retentions of the usage block: at least the bucket they keep, and hours
+// kept no longer than days.
+func (v *validator) usage(u Usage) {
+	hourly, daily := DefaultHourlyRetention, DefaultDailyRetention
+	for _, r := range []struct {
+		name, val string
+		dst       *time.Duration
+		min       time.Duration
+	}{{"hourly_retention", u.HourlyRetention, &hourly, time.Hour}, {"daily_retention", u.DailyRetention, &daily, 24 * time.Hour}} {
+		if r.val == "" {
+			continue
+		}
+		d, err := ParseRetention(r.val)
+		switch {
+		case err != nil:
+			v.add(at(blockUsage, "", r.name), "Invalid retention", err.Error()+".")
+		case d < r.min:
+			v.add(at(blockUsage, "", r.name), "Retention too short", fmt.Sprintf("%s must be at least %s, got %q.", r.name, shortDuration(r.min), r.val))
+		default:
+			*r.dst = d
+		}
+	}
+	if hourly > daily {
+		v.add(at(blockUsage, "", "hourly_retention"), "Hours kept longer than days", fmt.Sprintf("hourly_retention (%s) must not be longer than daily_retention (%s): a day report would miss days an hour report still has.", shortDuration(hourly), shortDuration(daily)))
+	}
+}
+
+// ParseRetention parses a retention: a positive Go duration ("840h") or whole days ("35d").
+func ParseRetention(s string) (time.Duration, error) {
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		days, err := strconv.Atoi(n)
+		if err != nil || days <= 0 || days > 100*366 {
+			return 0, fmt.Errorf("%q is not a retention such as \"35d\" or \"840h\"", s)
+		}
+		return time.Duration(days) * 24 * time.Hour, nil
+	}
+	d, err := parseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a retention such as \"35d\" or \"840h\"", s)
+	}
+	return d, nil
 }
 
 // parseDuration parses a positive Go duration.

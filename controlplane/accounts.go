@@ -56,6 +56,10 @@ func toAPIAccount(a store.Account, parks []store.Parked, tampered string, now ti
 		LastUsedAt:     a.LastUsedAt,
 		Status:         adminapi.AccountStatus{State: adminapi.AccountActive},
 	}
+	if !a.Caps.IsZero() {
+		c := adminapi.AccountCaps(a.Caps)
+		out.Caps = &c
+	}
 	if a.Type == store.AccountTypeClaudeOAuth {
 		out.OAuth = &adminapi.OAuthDetails{
 			TokenExpiresAt: a.TokenExpiresAt, HasRefreshToken: a.HasRefreshToken, Scopes: a.Scopes,
@@ -90,6 +94,33 @@ func toAPIAccount(a store.Account, parks []store.Parked, tampered string, now ti
 		out.Status = adminapi.AccountStatus{State: adminapi.AccountTokenExpired, Reason: "the access token expired and there is no refresh token: add the account again", Since: a.TokenExpiresAt}
 	}
 	return out
+}
+
+// toAPIWindows shows a subscription-window reading.
+func toAPIWindows(w store.Windows, ok bool) adminapi.SubscriptionWindows {
+	if !ok {
+		return adminapi.SubscriptionWindows{}
+	}
+	at := w.ObservedAt.UTC()
+	out := adminapi.SubscriptionWindows{WindowStatus: w.Status, RepresentativeClaim: w.Claim, WindowsObservedAt: &at}
+	if x := w.FiveHour; x != nil {
+		u := x.Utilization
+		out.Utilization5h, out.Status5h, out.Reset5h = &u, x.Status, optTime(x.Reset)
+	}
+	if x := w.SevenDay; x != nil {
+		u := x.Utilization
+		out.Utilization7d, out.Status7d, out.Reset7d = &u, x.Status, optTime(x.Reset)
+	}
+	return out
+}
+
+// optTime is t in UTC, nil when zero.
+func optTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	t = t.UTC()
+	return &t
 }
 
 // checkBaseURL reports what is wrong with an upstream base URL, or "".
@@ -179,6 +210,13 @@ func checkGroup(fields fieldErrors, g string) {
 	}
 }
 
+// checkCaps reports negative caps.
+func checkCaps(fields fieldErrors, c store.AccountCaps) {
+	if err := c.Validate(); err != nil {
+		fields.add("caps", strings.ReplaceAll(err.Error(), "\n", "; "))
+	}
+}
+
 // parks returns the parks in force, from which account status is derived.
 func (s *Server) parks(ctx context.Context) ([]store.Parked, error) {
 	return s.st.ParkedAccounts(ctx)
@@ -204,10 +242,18 @@ func (s *Server) handleListAccounts(w http.ResponseWriter, r *http.Request) {
 		s.writeStoreError(w, r, err, "accounts")
 		return
 	}
+	windows, err := s.st.AccountWindows(r.Context())
+	if err != nil {
+		s.writeStoreError(w, r, err, "accounts")
+		return
+	}
 	now := s.now()
 	out := adminapi.AccountList{Accounts: make([]adminapi.Account, 0, len(accts))}
 	for _, a := range accts {
-		out.Accounts = append(out.Accounts, toAPIAccount(a, parks, tampered[a.ID], now))
+		acct := toAPIAccount(a, parks, tampered[a.ID], now)
+		wnd, ok := windows[a.ID]
+		acct.SubscriptionWindows = toAPIWindows(wnd, ok)
+		out.Accounts = append(out.Accounts, acct)
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -229,7 +275,15 @@ func (s *Server) writeAccount(w http.ResponseWriter, r *http.Request, status int
 		s.writeStoreError(w, r, err, fmt.Sprintf("account %q", id))
 		return
 	}
-	writeJSON(w, status, adminapi.AccountResponse{Account: toAPIAccount(acct, parks, tampered[id], s.now())})
+	windows, err := s.st.AccountWindows(r.Context())
+	if err != nil {
+		s.writeStoreError(w, r, err, fmt.Sprintf("account %q", id))
+		return
+	}
+	out := toAPIAccount(acct, parks, tampered[id], s.now())
+	wnd, ok := windows[id]
+	out.SubscriptionWindows = toAPIWindows(wnd, ok)
+	writeJSON(w, status, adminapi.AccountResponse{Account: out})
 }
 
 func (s *Server) handleAddAccount(w http.ResponseWriter, r *http.Request) {
@@ -310,6 +364,10 @@ func (s *Server) handleAddAccount(w http.ResponseWriter, r *http.Request) {
 	checkModelMap(fields, req.ModelMap)
 	checkProxy(fields, req.ProxyURL)
 	checkGroup(fields, req.Group)
+	if req.Caps != nil {
+		spec.Caps = store.AccountCaps(*req.Caps)
+		checkCaps(fields, spec.Caps)
+	}
 	if spec.Priority < minPriority || spec.Priority > maxPriority {
 		fields.add("priority", fmt.Sprintf("must be between %d and %d", minPriority, maxPriority))
 	}
@@ -380,6 +438,12 @@ func (s *Server) handleUpdateAccount(w http.ResponseWriter, r *http.Request) {
 		}
 		checkModelMap(fields, *req.ModelMap)
 		changed = append(changed, "model_map")
+	}
+	if req.Caps != nil {
+		c := store.AccountCaps(*req.Caps)
+		checkCaps(fields, c)
+		u.Caps = &c
+		changed = append(changed, "caps")
 	}
 	baseURL := cur.BaseURL
 	if u.BaseURL != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/claude-relay/claude-relay/controlplane/adminapi"
 	"github.com/claude-relay/claude-relay/fakeupstream"
+	"github.com/claude-relay/claude-relay/store"
 )
 
 // addAccount adds an account through the API.
@@ -259,5 +260,57 @@ func TestRelayKeyIsRefusedForAnthropicsOwnAPIButAllowedForAnotherRelay(t *testin
 	wantFields(t, h.do("PATCH", "/admin/accounts/"+console.ID, token, map[string]any{"api_key": relayKey}), "api_key")
 	if strings.Contains(h.logs.String(), relayKey) {
 		t.Error("the log holds the relay key")
+	}
+}
+
+func TestAccountShowsItsSubscriptionWindowsAndNearLimitPark(t *testing.T) {
+	h := newHarness(t)
+	token := h.login()
+	a := h.addAccount(token, adminapi.AddAccountRequest{Name: "max", APIKey: testAPIKey})
+	b := h.addAccount(token, adminapi.AddAccountRequest{Name: "console", APIKey: testAPIKey + "2"})
+	ctx := context.Background()
+	now := h.clock.Now().UTC()
+	reset5h, reset7d := now.Add(2*time.Hour).Truncate(time.Second), now.Add(90*time.Hour).Truncate(time.Second)
+	reading := store.Windows{Status: "allowed_warning", Claim: "five_hour", ObservedAt: now,
+		FiveHour: &store.Window{Utilization: 0.93, Reset: reset5h, Status: "allowed_warning"},
+		SevenDay: &store.Window{Utilization: 0.41, Reset: reset7d, Status: "allowed"}}
+	// What a sidecar writes after a response with the headers, and its near_limit park.
+	h.st.Client().HSet(ctx, h.st.Schema().AccountWindows(), a.ID, reading.Encode())
+	h.st.Client().HSet(ctx, h.st.Schema().AccountsParked(), a.ID, fmt.Sprintf("%d|near_limit|200|5-hour window 93%% used (the pool stops at 90%%)", reset5h.UnixMilli()))
+
+	u5, u7 := 0.93, 0.41
+	want := adminapi.SubscriptionWindows{Utilization5h: &u5, Reset5h: &reset5h, Status5h: "allowed_warning",
+		Utilization7d: &u7, Reset7d: &reset7d, Status7d: "allowed", WindowStatus: "allowed_warning", RepresentativeClaim: "five_hour", WindowsObservedAt: &now}
+	var got adminapi.AccountResponse
+	r := h.do("GET", "/admin/accounts/"+a.ID, token, nil)
+	wantStatus(t, r, http.StatusOK)
+	r.decode(t, &got)
+	if diff := cmp.Diff(want, got.Account.SubscriptionWindows); diff != "" {
+		t.Errorf("get: windows (-want +got):\n%s", diff)
+	}
+	if st := got.Account.Status; st.State != "near_limit" || st.Until == nil || !st.Until.Equal(reset5h) {
+		t.Errorf("get: status %+v, want near_limit until %s", st, reset5h)
+	}
+	var list adminapi.AccountList
+	r = h.do("GET", "/admin/accounts", token, nil)
+	r.decode(t, &list)
+	for _, acct := range list.Accounts {
+		switch acct.ID {
+		case a.ID:
+			if diff := cmp.Diff(want, acct.SubscriptionWindows); diff != "" {
+				t.Errorf("list: windows (-want +got):\n%s", diff)
+			}
+		case b.ID:
+			if acct.SubscriptionWindows != (adminapi.SubscriptionWindows{}) {
+				t.Errorf("list: an account without a reading shows %+v, want nothing", acct.SubscriptionWindows)
+			}
+		}
+	}
+	if !strings.Contains(string(r.body), `"utilization_5h":0.93`) || strings.Count(string(r.body), `"utilization_7d"`) != 1 {
+		t.Errorf("list JSON: got %s, want utilization_5h and utilization_7d on the one account with a reading", r.body)
+	}
+	wantStatus(t, h.do("DELETE", "/admin/accounts/"+a.ID, token, nil), http.StatusNoContent)
+	if n, _ := h.st.Client().HLen(ctx, h.st.Schema().AccountWindows()).Result(); n != 0 {
+		t.Errorf("windows after delete: got %d fields, want 0", n)
 	}
 }

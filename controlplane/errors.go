@@ -21,6 +21,7 @@ import (
 const (
 	errInvalidRequest = adminapi.ErrInvalidRequest
 	errAuthentication = adminapi.ErrAuthentication
+	errPermission     = adminapi.ErrPermission
 	errNotFound       = adminapi.ErrNotFound
 	errConflict       = adminapi.ErrConflict
 	errPrecondition   = adminapi.ErrPreconditionFailed

@@ -38,6 +38,8 @@ var adminRoutes = []route{
 	{method: "POST", path: "/admin/keys/{id}/regenerate", handler: func(s *Server) http.HandlerFunc { return s.handleRegenerateKey }},
 	{method: "GET", path: "/admin/keys/{id}/usage", handler: func(s *Server) http.HandlerFunc { return s.handleKeyUsage }},
 
+	{method: "GET", path: "/admin/usage", handler: func(s *Server) http.HandlerFunc { return s.handleUsage }},
+
 	{method: "GET", path: "/admin/accounts", handler: func(s *Server) http.HandlerFunc { return s.handleListAccounts }},
 	{method: "POST", path: "/admin/accounts", handler: func(s *Server) http.HandlerFunc { return s.handleAddAccount }},
 	{method: "POST", path: "/admin/accounts/oauth/start", handler: func(s *Server) http.HandlerFunc { return s.handleOAuthStart }},

@@ -95,6 +95,9 @@ func (x *exchange) messages() {
 	if !x.sleep(sc.FirstByteDelay) {
 		return
 	}
+	if sc.Unified != nil {
+		sc.Unified.setHeaders(x.w.Header())
+	}
 	for k, v := range sc.Header {
 		x.w.Header().Set(k, v)
 	}

@@ -1,8 +1,10 @@
 package fakeupstream
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"strconv"
 	"time"
 )
@@ -85,6 +87,55 @@ type Script struct {
 	// CumulativeDeltaUsage makes message_delta repeat the input and cache
 	// fields (as the newer API does), not only output_tokens.
 	CumulativeDeltaUsage bool `json:"cumulative_delta_usage,omitempty"`
+	// Unified makes the answer, whatever its status, carry the
+	// anthropic-ratelimit-unified-* headers a Claude subscription account's
+	// answers carry (as observed: Anthropic does not document them).
+	Unified *Unified `json:"unified,omitempty"`
+}
+
+// Unified is a subscription account's window reading, sent as
+// anthropic-ratelimit-unified-* headers.
+type Unified struct {
+	// Status is -status (default "allowed").
+	Status string `json:"status,omitempty"`
+	// Claim is -representative-claim (default "five_hour").
+	Claim string `json:"claim,omitempty"`
+	// FiveHour and SevenDay are the -5h-* and -7d-* headers; nil sends none.
+	FiveHour *UnifiedWindow `json:"5h,omitempty"`
+	SevenDay *UnifiedWindow `json:"7d,omitempty"`
+}
+
+// UnifiedWindow is one window: -utilization (a fraction, 0..1), -reset (unix
+// seconds) and -status (default "allowed", "allowed_warning" from 0.75).
+type UnifiedWindow struct {
+	Utilization float64   `json:"utilization"`
+	Reset       time.Time `json:"reset"`
+	Status      string    `json:"status,omitempty"`
+}
+
+// setHeaders writes u as response headers.
+func (u *Unified) setHeaders(h http.Header) {
+	h.Set("anthropic-ratelimit-unified-status", cmp.Or(u.Status, "allowed"))
+	h.Set("anthropic-ratelimit-unified-representative-claim", cmp.Or(u.Claim, "five_hour"))
+	for _, w := range []struct {
+		name string
+		w    *UnifiedWindow
+	}{{"5h", u.FiveHour}, {"7d", u.SevenDay}} {
+		if w.w == nil {
+			continue
+		}
+		status := w.w.Status
+		if status == "" {
+			status = "allowed"
+			if w.w.Utilization >= 0.75 {
+				status = "allowed_warning"
+			}
+		}
+		p := "anthropic-ratelimit-unified-" + w.name + "-"
+		h.Set(p+"utilization", strconv.FormatFloat(w.w.Utilization, 'f', -1, 64))
+		h.Set(p+"reset", strconv.FormatInt(w.w.Reset.Unix(), 10))
+		h.Set(p+"status", status)
+	}
 }
 
 // scriptFields is Script without its JSON methods.

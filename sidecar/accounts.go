@@ -174,7 +174,7 @@ func (a *StoreAccounts) reload(ctx context.Context, have int64) (*accountSet, er
 // onto its upstream and, when the account has an outbound proxy, gives it a transport of its
 // own through that proxy.
 func (a *StoreAccounts) configure(up *Upstream, acc store.Account, opened store.OpenedAccount) error {
-	up.Kind, up.Group, up.ModelMap = opened.Type, acc.Group, acc.ModelMap
+	up.Kind, up.Group, up.ModelMap, up.Caps = opened.Type, acc.Group, acc.ModelMap, acc.Caps
 	if opened.ProxyURL == "" {
 		return nil
 	}

@@ -120,6 +120,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 		Limits:         limits.New(o.rdb, st.Schema(), limits.Options{Logger: log, Now: o.now}),
 		Scheduler:      sc,
 		Now:            o.now,
+		Keys:           st,
 	})
 	var snap *config.Snapshot
 	if o.hcl == "" {

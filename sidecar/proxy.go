@@ -96,6 +96,7 @@ type exchange struct {
 	session   *string       // sched.SessionKey of fields, once computed (see sessionKey)
 	charge    limits.Usage  // what the upstream reported, charged to the key's limits at the end
 	lease     *limits.Lease // the key's admission: finished on every exit path
+	moved     string        // why the conversation left its bound account ("" when it did not)
 }
 
 func (s *Server) serveRelay(w http.ResponseWriter, r *http.Request) {
@@ -192,31 +193,9 @@ func (ex *exchange) policy() (*config.Policy, bool) {
 		return base, true
 	}
 	var eff config.Policy
-	if base != nil {
-		eff = *base
+	if p := limits.Override(base, pr.Limits); p != nil {
+		eff = *p
 	}
-	l := pr.Limits
-	set := func(dst *int64, v *int64) {
-		if v != nil {
-			*dst = *v
-		}
-	}
-	setf := func(dst *float64, v *float64) {
-		if v != nil {
-			*dst = *v
-		}
-	}
-	set(&eff.RequestsPerMinute, l.RequestsPerMinute)
-	set(&eff.RequestsPerDay, l.RequestsPerDay)
-	set(&eff.TokensPerMinute, l.TokensPerMinute)
-	set(&eff.TokensPerDay, l.TokensPerDay)
-	if l.Concurrency != nil {
-		eff.Concurrency = int(*l.Concurrency)
-	}
-	setf(&eff.CostPerDayUSD, l.CostPerDayUSD)
-	setf(&eff.CostPerWeekUSD, l.CostPerWeekUSD)
-	setf(&eff.CostPerMonthUSD, l.CostPerMonthUSD)
-	setf(&eff.CostTotalUSD, l.CostTotalUSD)
 	if pr.AllowedModels != nil {
 		eff.Models = pr.AllowedModels
 	}
@@ -520,12 +499,32 @@ func (ex *exchange) forward() {
 		ex.noAccount(u)
 		return
 	}
-	attempts := min(len(plan.Order), max(1, pool.FailoverMaxAttempts))
+	maxAttempts := max(1, pool.FailoverMaxAttempts)
+	tried := 0
+	var full []sched.CapFull
 	var lastErr error
-	for i, id := range plan.Order[:attempts] {
+	for i, id := range plan.Order {
+		if tried == maxAttempts {
+			break
+		}
 		up := byID[id]
-		last := i == attempts-1
-		release := s.sched.Acquire(id)
+		lease, refused := ex.acquireAccount(ctx, req, plan, up)
+		if refused != nil {
+			if cause := context.Cause(ctx); cause != nil {
+				ex.upstreamGone(cause)
+				return
+			}
+			full = append(full, *refused)
+			continue
+		}
+		tried++
+		last := tried == maxAttempts || i == len(plan.Order)-1
+		ex.noteMove(plan, id, tried, full)
+		local := s.sched.Acquire(id)
+		release := func() {
+			local()
+			lease.Release(ctx, ex.charge.Tokens, ex.charge.CostMicroUSD)
+		}
 		resp, err := ex.send(ctx, up)
 		if err != nil {
 			release()
@@ -545,6 +544,7 @@ func (ex *exchange) forward() {
 			// which limit), then relay it intact if this is the answer.
 			peek, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<10))
 			failover := s.sched.Report(ctx, req, id, sched.Outcome{Status: resp.StatusCode, Header: resp.Header, Body: peek})
+			ex.observeWindows(ctx, req, id, resp.Header) // after Report: a 429's park stands
 			if failover && !last {
 				s.m.upstreamErrors.With(strconv.Itoa(resp.StatusCode)).Inc()
 				s.log.Warn("upstream refused, failing over", "request_id", ex.id, "account", up.ID, "status", resp.StatusCode, "attempt", i+1)
@@ -557,8 +557,11 @@ func (ex *exchange) forward() {
 				io.Reader
 				io.Closer
 			}{io.MultiReader(bytes.NewReader(peek), resp.Body), resp.Body}
-		} else if id != plan.Sticky {
-			s.sched.Bind(ctx, req, id) // a sticky hit's TTL was refreshed by Plan
+		} else {
+			ex.observeWindows(ctx, req, id, resp.Header)
+			if id != plan.Sticky {
+				s.sched.Bind(ctx, req, id) // a sticky hit's TTL was refreshed by Plan
+			}
 		}
 		ex.account = up.ID
 		if s.toucher != nil {
@@ -568,7 +571,100 @@ func (ex *exchange) forward() {
 		ex.relay(ctx, cancel, idle, timeout, resp)
 		return
 	}
-	ex.fail(http.StatusBadGateway, errAPI, fmt.Sprintf("no upstream account could be reached (%d tried; the last: %s)%s", attempts, upstreamCause(lastErr), ex.seeLog()), 5*time.Second)
+	if tried == 0 { // every account was at its capacity
+		u := &sched.Unavailable{}
+		u.AddFull(full)
+		ex.noAccount(u)
+		return
+	}
+	ex.fail(http.StatusBadGateway, errAPI, fmt.Sprintf("no upstream account could be reached (%d tried; the last: %s)%s", tried, upstreamCause(lastErr), ex.seeLog()), 5*time.Second)
+}
+
+// acquireAccount takes a place on up under its caps (store.AccountCaps), shared with every
+// sidecar. The conversation's own account, when full for want of a concurrency slot, is
+// waited for up to the pool's sticky_wait: its prompt cache is worth a few seconds. It
+// returns the lease (nil for an account without caps), or why the account cannot take the
+// request now.
+func (ex *exchange) acquireAccount(ctx context.Context, req sched.Request, plan sched.Plan, up *Upstream) (*sched.AccountLease, *sched.CapFull) {
+	s := ex.s
+	var deadline time.Time
+	for {
+		lease, full, err := s.sched.AcquireCapacity(ctx, up.ID, up.Caps)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.m.limitErrors.Inc()
+				s.log.Warn("cannot check an account's capacity; skipping it", "request_id", ex.id, "account", up.ID, "error", err)
+			}
+			return nil, &sched.CapFull{Account: up.ID, Cap: sched.CapUnknown, Frees: s.now().Add(5 * time.Second)}
+		}
+		if full == nil {
+			return lease, nil
+		}
+		wait := req.Pool.StickyWait
+		if up.ID != plan.Sticky || full.Cap != sched.CapConcurrency || wait <= 0 {
+			return nil, full
+		}
+		if deadline.IsZero() {
+			deadline = time.Now().Add(wait)
+		}
+		if !time.Now().Before(deadline) {
+			return nil, full
+		}
+		t := time.NewTimer(min(stickyPoll, time.Until(deadline)))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, full
+		case <-t.C:
+		}
+	}
+}
+
+// stickyPoll is how often a conversation waiting for its busy account asks again.
+const stickyPoll = 50 * time.Millisecond
+
+// Why a conversation moved to another account, for the cache re-warm metric.
+const (
+	movedPark     = "park"     // its account was parked (or is gone)
+	movedCap      = "cap"      // its account was at its capacity
+	movedFailover = "failover" // its account failed and the request failed over
+)
+
+// noteMove records why the conversation is served by another account than the one it was
+// bound to, when it is: its first request there writes the prompt cache again.
+func (ex *exchange) noteMove(plan sched.Plan, id string, tried int, full []sched.CapFull) {
+	switch {
+	case plan.MovedFrom != "":
+		ex.moved = movedPark
+	case plan.Sticky == "" || id == plan.Sticky:
+		ex.moved = ""
+	case tried > 1:
+		ex.moved = movedFailover
+	case len(full) > 0 && full[0].Account == plan.Sticky:
+		ex.moved = movedCap
+	}
+}
+
+// observeWindows hands a response's subscription-window headers to the scheduler (which
+// records them and parks the account near its limit) and updates the window gauges.
+func (ex *exchange) observeWindows(ctx context.Context, req sched.Request, account string, h http.Header) {
+	w, ok := ex.s.sched.Observe(ctx, req, account, h)
+	if !ok {
+		return
+	}
+	m := &ex.s.m
+	for _, x := range []struct {
+		name string
+		w    *store.Window
+	}{{"5h", w.FiveHour}, {"7d", w.SevenDay}} {
+		if x.w == nil {
+			continue
+		}
+		m.windowUtil.With(account, x.name).Set(x.w.Utilization)
+		if !x.w.Reset.IsZero() {
+			m.windowReset.With(account, x.name).Set(float64(x.w.Reset.Unix()))
+		}
+	}
 }
 
 func bindingName(b store.KeyBinding) string {
@@ -594,11 +690,57 @@ func (ex *exchange) noAccount(u *sched.Unavailable) {
 	}
 	retry := max(u.Earliest.Sub(ex.s.now()), time.Second)
 	when := "; the earliest frees up at " + u.Earliest.UTC().Format(time.RFC3339) + ex.seeLog()
+	if len(u.Full) > 0 {
+		ex.fail(http.StatusTooManyRequests, errRateLimit, "every upstream account that could serve this request is at one of its caps ("+capsFull(u.Full)+")"+when, retry)
+		return
+	}
 	if u.AllRateLimited {
-		ex.fail(http.StatusTooManyRequests, errRateLimit, "every upstream account is rate-limited"+familyOf(u.Parked)+when, retry)
+		ex.fail(http.StatusTooManyRequests, errRateLimit, "every upstream account is rate-limited or near the limit of its subscription window"+familyOf(u.Parked)+when, retry)
 		return
 	}
 	ex.fail(http.StatusServiceUnavailable, errOverloaded, "no upstream account can serve this request right now (rate-limited, overloaded or failing)"+familyOf(u.Parked)+when, retry)
+}
+
+// capsFull names the caps that are full, each with how many accounts and when the first
+// of them frees: "max_concurrency: 2 accounts, a slot frees when a request ends;
+// tokens_per_day: 1 account, frees at …". Accounts are not named (the log names them).
+func capsFull(full []sched.CapFull) string {
+	type agg struct {
+		n     int
+		frees time.Time
+	}
+	var order []string
+	by := map[string]*agg{}
+	for _, f := range full {
+		a, ok := by[f.Cap]
+		if !ok {
+			a = &agg{frees: f.Frees}
+			by[f.Cap] = a
+			order = append(order, f.Cap)
+		}
+		a.n++
+		if f.Frees.Before(a.frees) {
+			a.frees = f.Frees
+		}
+	}
+	parts := make([]string, 0, len(order))
+	for _, c := range order {
+		a := by[c]
+		p := fmt.Sprintf("%s: %d account", c, a.n)
+		if a.n > 1 {
+			p += "s"
+		}
+		switch c {
+		case sched.CapConcurrency:
+			p += ", a slot frees when one of their requests ends"
+		case sched.CapUnknown:
+			p += ", the relay cannot check their capacity right now"
+		default:
+			p += ", frees at " + a.frees.UTC().Format(time.RFC3339)
+		}
+		parts = append(parts, p)
+	}
+	return strings.Join(parts, "; ")
 }
 
 // familyOf names the model family every park is limited to, as " for opus models", or "".
@@ -834,6 +976,10 @@ func (ex *exchange) accountUsage(c Counts, model string) {
 		CostMicroUSD: int64(math.Round(cost * 1e6)),
 	}
 	s.m.tokens.add(c)
+	if ex.moved != "" {
+		s.m.rewarm.With(ex.moved).Add(float64(c.CacheWrite5m + c.CacheWrite1h))
+		s.m.moves.With(ex.moved).Inc()
+	}
 	if s.opts.Usage != nil {
 		s.opts.Usage.Record(UsageRecord{KeyID: ex.principal.KeyID, AccountID: ex.account, Model: model, At: s.now(), Counts: c, CostUSD: cost, Unpriced: !known})
 	}

@@ -79,6 +79,8 @@ type Upstream struct {
 	Group string
 	// ModelMap renames request models for an Anthropic-compatible endpoint.
 	ModelMap map[string]string
+	// Caps bound the account's load across all sidecars (sched.AcquireCapacity).
+	Caps store.AccountCaps
 	// Transport, when set, carries this account's requests (its outbound proxy).
 	Transport http.RoundTripper
 	url       *url.URL
@@ -153,6 +155,16 @@ type Options struct {
 	// Scheduler orders accounts and keeps their health; nil means one with local state
 	// only (no parking shared with other sidecars, no sticky sessions).
 	Scheduler *sched.Scheduler
+	// Keys, when set, serves GET /v1/relay/usage (store.Store).
+	Keys KeyRecords
+	// Retention, when set, is given the usage block's retentions with every configuration
+	// applied (store.Store: how long the report buckets the recorder writes live).
+	Retention RetentionSetter
+}
+
+// RetentionSetter takes how long hourly and daily usage report buckets are kept.
+type RetentionSetter interface {
+	SetUsageRetention(hourly, daily time.Duration)
 }
 
 // Server is the sidecar's HTTP handler.
@@ -181,6 +193,10 @@ type serverMetrics struct {
 	limitRefusals  *metrics.CounterVec
 	limitErrors    *metrics.Counter
 	unpriced       *metrics.CounterVec
+	windowUtil     *metrics.GaugeVec // account, window: the latest subscription-window reading
+	windowReset    *metrics.GaugeVec
+	rewarm         *metrics.CounterVec // reason: cache-write tokens of a moved conversation's first request
+	moves          *metrics.CounterVec
 }
 
 // New builds a sidecar. It serves 503 until a configuration is applied.
@@ -224,6 +240,10 @@ func New(opts Options) *Server {
 		limitRefusals:  r.Counter("claude_relay_limit_refusals_total", "Requests refused by a key limit, by limit.", "limit"),
 		limitErrors:    r.Counter("claude_relay_limit_errors_total", "Limit checks or charges that failed because Redis was unavailable.").With(),
 		unpriced:       r.Counter("claude_relay_unpriced_requests_total", "Requests charged at pricing_fallback because no price matched their model, by model.", "model"),
+		windowUtil:     r.Gauge("claude_relay_account_window_utilization", "Fraction of an upstream account's subscription window used, as its latest response seen by this sidecar reported it (anthropic-ratelimit-unified-*).", "account", "window"),
+		rewarm:         r.Counter("claude_relay_cache_rewarm_tokens_total", "Cache-write tokens of the first request a conversation sent after it moved to another account, by why it moved (park, cap, failover).", "reason"),
+		moves:          r.Counter("claude_relay_conversation_moves_total", "Requests of a conversation served by another account than the one it was bound to, by why (park, cap, failover).", "reason"),
+		windowReset:    r.Gauge("claude_relay_account_window_reset_timestamp_seconds", "When an upstream account's subscription window resets (unix seconds), as its latest response seen by this sidecar reported it.", "account", "window"),
 	}
 	if l := opts.Limits; l != nil {
 		r.CounterFunc("claude_relay_limit_redis_calls_total", "Limit calls (admissions, charges, releases) sent to Redis.", func() float64 {
@@ -246,6 +266,7 @@ func New(opts Options) *Server {
 	s.checks = append(slices.Clone(opts.Health), HealthCheck{Name: "config", Check: s.configCheck})
 	mux.Handle("GET /health", HealthHandler(opts.Version, s.started, s.checks))
 	mux.Handle("GET /metrics", opts.Metrics.Handler())
+	mux.HandleFunc("GET "+KeyUsagePath, s.serveKeyUsage)
 	mux.HandleFunc("GET /{$}", s.serveRoot) // GET and HEAD of "/" exactly
 	mux.HandleFunc("/", s.serveRelay)
 	s.mux = mux
@@ -260,6 +281,9 @@ func (s *Server) Apply(snap *config.Snapshot) error {
 		return fmt.Errorf("compile snapshot: %w", err)
 	}
 	s.rt.Store(rt)
+	if s.opts.Retention != nil {
+		s.opts.Retention.SetUsageRetention(rt.UsageRetention())
+	}
 	return nil
 }
 

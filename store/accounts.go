@@ -60,6 +60,8 @@ type Account struct {
 	ModelMap map[string]string
 	// LastUsedAt is when a sidecar last sent a request with the account.
 	LastUsedAt *time.Time
+	// Caps bound the account's load across all sidecars (zero: none).
+	Caps AccountCaps
 
 	// OAuth accounts only.
 	TokenExpiresAt  *time.Time
@@ -93,6 +95,7 @@ type AccountSpec struct {
 	// ProxyURL is an http, https or socks5 proxy URL, credentials allowed; stored sealed.
 	ProxyURL string
 	ModelMap map[string]string
+	Caps     AccountCaps
 	// RefreshToken, TokenExpiresAt and Scopes are for OAuth accounts.
 	RefreshToken   string
 	TokenExpiresAt *time.Time
@@ -112,6 +115,8 @@ type AccountUpdate struct {
 	Schedulable *bool
 	ProxyURL    *string
 	ModelMap    *map[string]string
+	// Caps replaces the account's caps (a zero AccountCaps removes them).
+	Caps *AccountCaps
 	// Credential replaces the API key (or the OAuth access token).
 	Credential *string
 }
@@ -128,7 +133,7 @@ type AccountSecrets struct {
 
 // accountFields are the fields read for listing: never the sealed ones.
 var accountFields = []string{"id", "name", "type", "base_url", "priority", "schedulable", "created_at",
-	"credential_hint", "group", "proxy_hint", "model_map", "last_used_at", "token_expires_at",
+	"credential_hint", "group", "proxy_hint", "model_map", "caps", "last_used_at", "token_expires_at",
 	"has_refresh", "scopes", "refresh_error", "refresh_failed_at", "refresh_failures", "refresh_retry_at", "token_refreshed_at"}
 
 // Sealed-field aad suffixes: each secret is bound to its account and its field.
@@ -244,6 +249,9 @@ func (s *Store) AddAccount(ctx context.Context, spec AccountSpec) (Account, erro
 		b, _ := json.Marshal(a.ModelMap) // cannot fail: strings only
 		fields = append(fields, "model_map", string(b))
 	}
+	if !a.Caps.IsZero() {
+		fields = append(fields, "caps", a.Caps.encode())
+	}
 	if a.TokenExpiresAt != nil {
 		fields = append(fields, "token_expires_at", formatTime(*a.TokenExpiresAt))
 	}
@@ -281,6 +289,7 @@ func validateAccount(spec AccountSpec) (Account, string, error) {
 		Group:           spec.Group,
 		Schedulable:     !spec.Unschedulable,
 		ModelMap:        spec.ModelMap,
+		Caps:            spec.Caps,
 		HasRefreshToken: spec.RefreshToken != "",
 		Scopes:          spec.Scopes,
 	}
@@ -318,6 +327,9 @@ func validateAccount(spec AccountSpec) (Account, string, error) {
 	a.BaseURL = base
 	if a.Priority < 0 {
 		return Account{}, "", fmt.Errorf("priority %d must be >= 0", a.Priority)
+	}
+	if err := a.Caps.Validate(); err != nil {
+		return Account{}, "", err
 	}
 	if spec.ProxyURL != "" {
 		if a.ProxyHint, err = ProxyHint(spec.ProxyURL); err != nil {
@@ -603,6 +615,16 @@ func (s *Store) UpdateAccount(ctx context.Context, id string, u AccountUpdate) (
 			set = append(set, "model_map", string(b))
 		}
 	}
+	if u.Caps != nil {
+		if err := u.Caps.Validate(); err != nil {
+			return Account{}, fmt.Errorf("update account %s: %w: %w", id, err, ErrInvalid)
+		}
+		if u.Caps.IsZero() {
+			del = append(del, "caps")
+		} else {
+			set = append(set, "caps", u.Caps.encode())
+		}
+	}
 	if u.ProxyURL != nil && *u.ProxyURL != "" {
 		if _, err := ProxyHint(*u.ProxyURL); err != nil {
 			return Account{}, fmt.Errorf("update account %s: %w: %w", id, err, ErrInvalid)
@@ -815,6 +837,9 @@ func (s *Store) DeleteAccount(ctx context.Context, id string) error {
 	if ok == 0 {
 		return fmt.Errorf("delete account %s: %w", id, ErrNotFound)
 	}
+	// Its window reading is shown with the account only; a failure here leaves one small
+	// field that no listing shows.
+	_ = s.rdb.HDel(ctx, s.keys.AccountWindows(), id).Err()
 	s.announceAccount(ctx, id)
 	return nil
 }
@@ -896,6 +921,11 @@ func accountFromValues(vals []any) (Account, bool, error) {
 	if mm := m["model_map"]; mm != "" {
 		if err := json.Unmarshal([]byte(mm), &a.ModelMap); err != nil {
 			return Account{}, false, fmt.Errorf("account %s model_map: %w", a.ID, err)
+		}
+	}
+	if c := m["caps"]; c != "" {
+		if err := json.Unmarshal([]byte(c), &a.Caps); err != nil {
+			return Account{}, false, fmt.Errorf("account %s caps: %w", a.ID, err)
 		}
 	}
 	if a.CreatedAt, err = parseTime(m["created_at"]); err != nil {

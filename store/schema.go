@@ -11,6 +11,11 @@ const DefaultPrefix = "crs:"
 // UsageRetention is how long daily usage hashes live after the day they describe.
 const UsageRetention = 400 * 24 * time.Hour
 
+// DefaultHourlyRetention is how long the hourly report buckets (UsageHour) live after their
+// hour unless the configuration's usage block says otherwise; daily ones (UsageDay) live
+// UsageRetention.
+const DefaultHourlyRetention = 35 * 24 * time.Hour
+
 // Schema names every Redis key and Pub/Sub channel claude-relay uses; nothing else in the code
 // base spells a key. Each key is listed with its Redis type, its owner (the plane that writes
 // it) and its TTL.
@@ -197,6 +202,27 @@ func (s Schema) AccountUsageDay(accountID string, day time.Time) string {
 	return s.p + "usage:{acct:" + accountID + "}:day:" + dayString(day)
 }
 
+// UsageHour is a HASH of every relay key's usage in one UTC hour, for reports: field
+// "<key id>|<account id>|<model>" (the model last: it is the one part a client influences)
+// → the packed counters "<n0>,<n1>,…" in usageCounters order (a counter added later is
+// appended, so an older value reads it as 0). One field per key, account and model, not per
+// counter, so a 30-day report reads a few thousand fields a day. Shares {day:<date>} with
+// the day's other buckets, so one batch updates a day in one script call; a Cluster puts
+// one day's report writes on one slot (one script call per recorder batch). Owner: sidecar
+// (recorder batches). TTL: the hourly retention after the hour.
+func (s Schema) UsageHour(hour time.Time) string {
+	return s.p + "usage:{day:" + dayString(hour) + "}:hour:" + hour.UTC().Format("15")
+}
+
+// UsageDay is a HASH like UsageHour for one whole UTC day. Owner: sidecar (recorder batches).
+// TTL: the daily retention after the day.
+func (s Schema) UsageDay(day time.Time) string {
+	return s.p + "usage:{day:" + dayString(day) + "}:all"
+}
+
+// UsageDayTag is the hash-tag group of UsageHour and UsageDay of day (for UsageApplied).
+func UsageDayTag(day time.Time) string { return "day:" + dayString(day) }
+
 // --- Limits and scheduling (sidecar; reserved here so the names live in one place) ---
 
 // KeyLimitCounter is a STRING counter of limit name (e.g. "rpm", "tokens_day") for one relay
@@ -251,18 +277,44 @@ func (s Schema) KeyReserved(keyID string) string {
 
 // AccountsParked is a HASH of the accounts that must not be scheduled now: field "<account
 // id>" (the whole account) or "<account id>/<model family>" (one family only) → "<until unix
-// ms>|<state>|<upstream status>|<reason>", where state is rate_limited, overloaded,
-// failing, unauthorized or blocked and until 0 means "until an operator clears it". Entries
+// ms>|<state>|<upstream status>|<reason>", where state is rate_limited, near_limit,
+// overloaded, failing, unauthorized or blocked and until 0 means "until an operator clears it". Entries
 // whose time has passed are ignored by readers and overwritten or swept by writers, so a
 // parked account comes back by itself. Owner: sidecar (parking script); the control plane
 // clears entries. TTL: none (one small hash per deployment, read in one HGETALL).
 func (s Schema) AccountsParked() string { return s.p + "sched:{accounts}:parked" }
+
+// AccountWindows is a HASH: account id → JSON of the account's latest subscription-window
+// reading (store.Windows: utilization, reset and status of the 5-hour and 7-day windows, the
+// overall status and the representative claim, and when it was seen), taken from the
+// anthropic-ratelimit-unified-* headers of its responses. Owner: sidecar (batched, at most one
+// HSET per scheduler refresh interval, never on the request path); read by the control plane.
+// TTL: none (one small field per account; deleting an account drops its field).
+func (s Schema) AccountWindows() string { return s.p + "sched:{accounts}:windows" }
 
 // AccountErrors is a STRING counter of an account's 5xx answers in the current error window,
 // used to park an account that fails repeatedly. Owner: sidecar. TTL: the pool's
 // park_5xx_window, set when the counter is created.
 func (s Schema) AccountErrors(accountID string) string {
 	return s.p + "sched:{acct:" + accountID + "}:errors"
+}
+
+// AccountInFlight is a ZSET of the requests in flight on an account with max_concurrency,
+// lease ids scored by lease expiry (unix ms), shared by all sidecars: the capacity script adds
+// a lease only while fewer than max_concurrency unexpired ones exist; the sidecar removes it
+// when the request ends and renews it while the request runs, so a crashed sidecar's leases
+// expire by themselves. Owner: sidecar. TTL: refreshed past the longest lease by the scripts.
+func (s Schema) AccountInFlight(accountID string) string {
+	return s.p + "sched:{acct:" + accountID + "}:inflight"
+}
+
+// AccountCapUsage is a HASH of an account's use counted for its token and cost caps: fields
+// "d:<YYYYMMDD>:t" / "d:<YYYYMMDD>:c" (tokens and micro-USD of one UTC day) and
+// "b:<bucket>:t" / "b:<bucket>:c" (of one CapBucket, numbered unix ms / CapBucket, for the
+// rolling 5-hour caps). The charge script drops fields that left both windows. Owner:
+// sidecar. TTL: two days, renewed by every charge.
+func (s Schema) AccountCapUsage(accountID string) string {
+	return s.p + "sched:{acct:" + accountID + "}:use"
 }
 
 // StickySession is a STRING: pool name and session hash → account id, so a conversation

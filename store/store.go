@@ -56,6 +56,9 @@ type Store struct {
 	// stored); legacyLeft turns false once this process learns that none remain.
 	legacySecret []byte
 	legacyLeft   atomic.Bool
+	// hourlyRetention and dailyRetention are how long report buckets live (nanoseconds;
+	// 0 = the default), set from the configuration's usage block.
+	hourlyRetention, dailyRetention atomic.Int64
 }
 
 const pepperLen = 32

@@ -93,10 +93,27 @@ func (u *Usage) set(name string, v int64) bool {
 	return true
 }
 
-// usageBucket is one hash to increment.
+// usageBucket is one hash to increment: plain counters (HINCRBY per field), or, for the
+// report buckets, packed ones (one field holds every counter; see Schema.UsageHour).
 type usageBucket struct {
 	expireAt time.Time // zero: no TTL
 	fields   map[string]int64
+	packed   map[string]*usageValues
+}
+
+// usageValues are the counters of Usage in usageCounters order.
+type usageValues = [len(usageCounters)]int64
+
+// packValues formats counters as a packed report field ("n0,n1,…").
+func packValues(v *usageValues) string {
+	b := make([]byte, 0, 8*len(v))
+	for i, n := range v {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendInt(b, n, 10)
+	}
+	return string(b)
 }
 
 // ErrUsageRefused means the store will never apply a usage batch as it is: a record holds a
@@ -127,7 +144,9 @@ type BatchID struct {
 // group's bookkeeping key (UsageApplied, or UsageBatchApplied for a named batch), KEYS[2..]
 // the hashes. ARGV: the mode ("seq", "once" or "none"), the writer, the sequence, now (unix
 // seconds), the bookkeeping TTL in seconds, then per hash: its EXPIREAT (0 = none), its
-// number of fields, and field/increment pairs.
+// number of fields, and field/increment pairs; a negative number of fields means packed
+// fields (report buckets): field/"i0,i1,…" pairs added position by position, counters a
+// value lacks read as 0 (a packed sum stays exact below 2^53, or the script refuses it).
 //
 // In "seq" mode KEYS[1] is a hash of writer → "<last sequence>:<unix seconds applied>"; a
 // writer new to the hash first drops the entries of writers silent for longer than the TTL,
@@ -168,6 +187,25 @@ for i = 2, #KEYS do
   a = a + 2
   for _ = 1, n do
     redis.call('HINCRBY', KEYS[i], ARGV[a], ARGV[a + 1])
+    a = a + 2
+  end
+  for _ = 1, -n do
+    local old, out, j = {}, {}, 0
+    for x in string.gmatch(redis.call('HGET', KEYS[i], ARGV[a]) or '', '[^,]+') do
+      old[#old + 1] = tonumber(x) or 0
+    end
+    for x in string.gmatch(ARGV[a + 1], '[^,]+') do
+      j = j + 1
+      local v = (old[j] or 0) + tonumber(x)
+      if v > 9007199254740991 then
+        return redis.error_reply('ERR packed usage counter above 2^53 in ' .. KEYS[i])
+      end
+      out[j] = string.format('%.0f', v)
+    end
+    for k = j + 1, #old do
+      out[k] = string.format('%.0f', old[k])
+    end
+    redis.call('HSET', KEYS[i], ARGV[a], table.concat(out, ','))
     a = a + 2
   end
   if exp > 0 then
@@ -256,6 +294,13 @@ func (s *Store) recordUsageAs(ctx context.Context, mode, writer string, seq uint
 				if !b.expireAt.IsZero() {
 					exp = b.expireAt.Unix()
 				}
+				if b.packed != nil {
+					args = append(args, exp, -len(b.packed))
+					for f, v := range b.packed {
+						args = append(args, f, packValues(v))
+					}
+					continue
+				}
 				args = append(args, exp, len(b.fields))
 				for f, v := range b.fields {
 					args = append(args, f, v)
@@ -322,10 +367,10 @@ func (s *Store) usageGroups(recs []UsageRecord) ([]*usageGroup, error) {
 	var groups []*usageGroup
 	byTag := map[string]*usageGroup{}
 	buckets := map[string]*usageBucket{}
-	add := func(tag, key string, expireAt time.Time, fieldPrefix string, u Usage) {
+	bucket := func(tag, key string, expireAt time.Time) *usageBucket {
 		b := buckets[key]
 		if b == nil {
-			b = &usageBucket{expireAt: expireAt, fields: map[string]int64{}}
+			b = &usageBucket{expireAt: expireAt}
 			buckets[key] = b
 			g := byTag[tag]
 			if g == nil {
@@ -336,10 +381,32 @@ func (s *Store) usageGroups(recs []UsageRecord) ([]*usageGroup, error) {
 			g.keys = append(g.keys, key)
 			g.buckets = append(g.buckets, b)
 		}
+		return b
+	}
+	add := func(tag, key string, expireAt time.Time, fieldPrefix string, u Usage) {
+		b := bucket(tag, key, expireAt)
+		if b.fields == nil {
+			b.fields = map[string]int64{}
+		}
 		for i, v := range u.values() {
 			if v != 0 {
 				b.fields[fieldPrefix+usageCounters[i]] += v
 			}
+		}
+	}
+	hourly, daily := s.UsageRetention()
+	addPacked := func(tag, key string, expireAt time.Time, field string, u Usage) {
+		b := bucket(tag, key, expireAt)
+		if b.packed == nil {
+			b.packed = map[string]*usageValues{}
+		}
+		v := b.packed[field]
+		if v == nil {
+			v = new(usageValues)
+			b.packed[field] = v
+		}
+		for i, n := range u.values() {
+			v[i] += n
 		}
 	}
 	for _, r := range recs {
@@ -371,6 +438,12 @@ func (s *Store) usageGroups(recs []UsageRecord) ([]*usageGroup, error) {
 		if r.AccountID != "" && !r.TotalOnly {
 			add("acct:"+r.AccountID, s.keys.AccountUsageDay(r.AccountID, day), expireAt, "", r.Usage)
 		}
+		if !r.TotalOnly {
+			tag, field := UsageDayTag(day), reportField(r.KeyID, r.AccountID, model)
+			hour := at.UTC().Truncate(time.Hour)
+			addPacked(tag, s.keys.UsageHour(hour), hour.Add(time.Hour+hourly), field, r.Usage)
+			addPacked(tag, s.keys.UsageDay(day), day.Add(24*time.Hour+daily), field, r.Usage)
+		}
 	}
 	return groups, nil
 }
@@ -381,24 +454,9 @@ func (s *Store) KeyUsage(ctx context.Context, keyID string, day time.Time) (map[
 	if err != nil {
 		return nil, fmt.Errorf("key %s usage: %w", keyID, err)
 	}
-	var out map[string]Usage
-	for field, val := range h {
-		i := strings.LastIndexByte(field, ':')
-		if i < 0 {
-			continue
-		}
-		model, counter := field[:i], field[i+1:]
-		v, err := parseCounter(field, val)
-		if err != nil {
-			return nil, fmt.Errorf("key %s usage: %w", keyID, err)
-		}
-		if out == nil {
-			out = map[string]Usage{}
-		}
-		u := out[model]
-		if u.set(counter, v) {
-			out[model] = u
-		}
+	out, err := modelUsage(h)
+	if err != nil {
+		return nil, fmt.Errorf("key %s usage: %w", keyID, err)
 	}
 	return out, nil
 }

@@ -84,8 +84,8 @@ func TestUsageBatchesOfDifferentWritersAndNamedBatchesCountOnceEach(t *testing.T
 	}
 }
 
-// TestUsageBookkeepingDoesNotGrowPerRequest: batch bookkeeping is one small hash per key
-// and account, however many batches (requests) they saw.
+// TestUsageBookkeepingDoesNotGrowPerRequest: batch bookkeeping is one small hash per key,
+// account and day of report buckets, however many batches (requests) they saw.
 func TestUsageBookkeepingDoesNotGrowPerRequest(t *testing.T) {
 	st, _, rdb, prefix := newStore(t)
 	ctx := context.Background()
@@ -100,8 +100,8 @@ func TestUsageBookkeepingDoesNotGrowPerRequest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(markers) != keys+accounts {
-		t.Errorf("got %d bookkeeping keys after %d one-request batches, want %d (one per key and account)", len(markers), batches, keys+accounts)
+	if len(markers) != keys+accounts+1 {
+		t.Errorf("got %d bookkeeping keys after %d one-request batches, want %d (one per key and account, one for the day)", len(markers), batches, keys+accounts+1)
 	}
 	for _, m := range markers {
 		if n := rdb.HLen(ctx, m).Val(); n != 1 {

@@ -68,6 +68,8 @@ type adminFlags struct {
 	priority      optInt
 	// m holds the flags of the key, account, audit and password commands (admin_manage.go).
 	m manageFlags
+	// u holds the flags of the usage command (admin_usage.go).
+	u usageFlags
 }
 
 // adminCommand is one "claude-relay admin …" command.
@@ -186,6 +188,7 @@ func adminCommands() []adminCommand {
 		{name: "alerts test", args: "NAME", nargs: 1, summary: "send a test message to an alert destination now and say whether it arrived", flags: sessionFlags, run: adminAlertsTest},
 		{name: "alerts", summary: "list alert destinations, conditions raised now, and recent alert messages with their delivery status", flags: sessionFlags, run: adminAlerts},
 		{name: "config status", summary: "show the configuration version served and the errors of the last refused edit", flags: sessionFlags, run: adminConfigStatus},
+		usageCommand(),
 		{name: "health", summary: "show the control plane's health with each component's error and details (the public /health shows statuses only)", flags: sessionFlags, run: adminHealth},
 	}, manageCommands()...)
 }
@@ -883,9 +886,10 @@ func adminAccountsList(ctx context.Context, c *adminCLI, f *adminFlags, _ []stri
 	}
 	rows := make([][]string, 0, len(accts))
 	for _, a := range accts {
-		rows = append(rows, []string{a.ID, a.Name, a.Type, a.BaseURL, fmt.Sprint(a.Priority), orDash(a.Group), fmt.Sprint(a.Schedulable), accountStatus(a), a.CredentialHint, fmtTime(a.CreatedAt)})
+		rows = append(rows, []string{a.ID, a.Name, a.Type, a.BaseURL, fmt.Sprint(a.Priority), orDash(a.Group), fmt.Sprint(a.Schedulable), accountStatus(a),
+			windowCell(a.Utilization5h, a.Reset5h), windowCell(a.Utilization7d, a.Reset7d), a.CredentialHint, fmtTime(a.CreatedAt)})
 	}
-	return c.table([]string{"ID", "NAME", "TYPE", "BASE URL", "PRIORITY", "GROUP", "SCHEDULABLE", "STATUS", "CREDENTIAL", "CREATED"}, rows)
+	return c.table([]string{"ID", "NAME", "TYPE", "BASE URL", "PRIORITY", "GROUP", "SCHEDULABLE", "STATUS", "5H WINDOW", "7D WINDOW", "CREDENTIAL", "CREATED"}, rows)
 }
 
 func adminAccountsDelete(ctx context.Context, c *adminCLI, _ *adminFlags, args []string) error {

@@ -42,6 +42,7 @@ type manageFlags struct {
 	tokenExpires       string
 	group, proxyURL    optString
 	modelMap           mapFlag
+	caps               capFlags
 	unschedulable      bool
 	schedulable        optBool
 	model              string
@@ -223,6 +224,49 @@ func (l *limitFlags) api() *adminapi.KeyLimits {
 	}
 }
 
+// capFlags are an account's caps (adminapi.AccountCaps).
+type capFlags struct {
+	conc, tokDay, tok5h int64Flag
+	costDay, cost5h     floatFlag
+	none                bool
+}
+
+// register adds the cap flags to fs.
+func (c *capFlags) register(fs *flag.FlagSet, update bool) {
+	fs.Var(&c.conc, "max-concurrency", "at most this many `requests` in flight on the account, across all sidecars (0: unbounded)")
+	fs.Var(&c.tokDay, "tokens-day", "cap the account's `tokens` per UTC day")
+	fs.Var(&c.costDay, "cost-day", "cap the account's cost per UTC day, `USD`")
+	fs.Var(&c.tok5h, "tokens-5h", "cap the account's `tokens` over the last 5 hours (rolling)")
+	fs.Var(&c.cost5h, "cost-5h", "cap the account's cost over the last 5 hours (rolling), `USD`")
+	if update {
+		fs.BoolVar(&c.none, "no-caps", false, "remove every cap")
+	}
+}
+
+func (c *capFlags) any() bool {
+	return c.conc.p != nil || c.tokDay.p != nil || c.tok5h.p != nil || c.costDay.p != nil || c.cost5h.p != nil
+}
+
+// apply sets the caps given on base.
+func (c *capFlags) apply(base adminapi.AccountCaps) adminapi.AccountCaps {
+	if c.conc.p != nil {
+		base.MaxConcurrency = int(*c.conc.p)
+	}
+	if c.tokDay.p != nil {
+		base.TokensPerDay = *c.tokDay.p
+	}
+	if c.tok5h.p != nil {
+		base.TokensPer5h = *c.tok5h.p
+	}
+	if c.costDay.p != nil {
+		base.CostPerDayUSD = *c.costDay.p
+	}
+	if c.cost5h.p != nil {
+		base.CostPer5hUSD = *c.cost5h.p
+	}
+	return base
+}
+
 // keyRuleFlags registers the flags shared by keys create, update and bulk-create.
 func keyRuleFlags(fs *flag.FlagSet, m *manageFlags) {
 	fs.Var(&m.description, "description", "free-text `description`")
@@ -320,6 +364,7 @@ func manageCommands() []adminCommand {
 				fs.Var(&f.m.proxyURL, "proxy-url", "outbound proxy `URL` (http, https, socks5; \"\" removes it)")
 				fs.Var(&f.m.modelMap, "model-map", "rename a model, `FROM=TO` (repeatable; \"-\" clears)")
 				fs.BoolVar(&f.apiKeyStdin, "api-key-stdin", false, "rotate the API key: read the new one from stdin")
+				f.m.caps.register(fs, true)
 			}),
 			run: adminAccountsUpdate,
 		},
@@ -388,6 +433,7 @@ func accountAddFlags(fs *flag.FlagSet, f *adminFlags) {
 	fs.StringVar(&f.m.proxyURL.s, "proxy-url", "", "outbound proxy `URL`: http, https or socks5 (credentials allowed; stored encrypted)")
 	fs.Var(&f.m.modelMap, "model-map", "anthropic_compatible: rename a model, `FROM=TO` (repeatable)")
 	fs.BoolVar(&f.m.unschedulable, "unschedulable", false, "add the account out of rotation")
+	f.m.caps.register(fs, false)
 }
 
 // keyListQuery builds the list query from the flags.
@@ -557,6 +603,14 @@ func (c *adminCLI) printAccount(a adminapi.Account) error {
 			rows = append(rows, []string{"refresh error", o.RefreshError}, []string{"next refresh", fmtOptTime(o.RefreshRetryAt)})
 		}
 	}
+	if c := a.Caps; c != nil {
+		rows = append(rows, []string{"caps", capsText(*c)})
+	}
+	if a.WindowsObservedAt != nil {
+		rows = append(rows, []string{"5-hour window", windowDetail(a.Utilization5h, a.Reset5h, a.Status5h)},
+			[]string{"7-day window", windowDetail(a.Utilization7d, a.Reset7d, a.Status7d)},
+			[]string{"window status", orDash(a.WindowStatus) + ", binding: " + orDash(a.RepresentativeClaim) + ", read " + fmtTime(*a.WindowsObservedAt)})
+	}
 	for _, p := range a.Parked {
 		what := "parked"
 		if p.Family != "" {
@@ -565,6 +619,55 @@ func (c *adminCLI) printAccount(a adminapi.Account) error {
 		rows = append(rows, []string{what, fmt.Sprintf("%s until %s: %s", p.State, fmtOptTime(p.Until), p.Reason)})
 	}
 	return c.table([]string{"FIELD", "VALUE"}, rows)
+}
+
+// capsText lists an account's caps: "max 2 in flight, 1000000 tokens/day, $5.00/5h".
+func capsText(c adminapi.AccountCaps) string {
+	var parts []string
+	if c.MaxConcurrency > 0 {
+		parts = append(parts, fmt.Sprintf("max %d in flight", c.MaxConcurrency))
+	}
+	if c.TokensPerDay > 0 {
+		parts = append(parts, fmt.Sprintf("%d tokens/day", c.TokensPerDay))
+	}
+	if c.CostPerDayUSD > 0 {
+		parts = append(parts, fmt.Sprintf("$%.2f/day", c.CostPerDayUSD))
+	}
+	if c.TokensPer5h > 0 {
+		parts = append(parts, fmt.Sprintf("%d tokens/5h", c.TokensPer5h))
+	}
+	if c.CostPer5hUSD > 0 {
+		parts = append(parts, fmt.Sprintf("$%.2f/5h", c.CostPer5hUSD))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// windowCell is a subscription window in the accounts table: "93% to 15:10Z" (the use and
+// when the window resets), or "-" without a reading.
+func windowCell(u *float64, reset *time.Time) string {
+	if u == nil {
+		return "-"
+	}
+	s := fmt.Sprintf("%.0f%%", *u*100)
+	if reset != nil {
+		s += " to " + fmtTime(*reset)
+	}
+	return s
+}
+
+// windowDetail is a subscription window in accounts get.
+func windowDetail(u *float64, reset *time.Time, status string) string {
+	if u == nil {
+		return "-"
+	}
+	s := fmt.Sprintf("%.0f%% used", *u*100)
+	if status != "" {
+		s += " (" + status + ")"
+	}
+	if reset != nil {
+		s += ", resets " + fmtTime(*reset)
+	}
+	return s
 }
 
 // accountStatus is the status column: state, and until/since when known.
@@ -608,6 +711,23 @@ func adminAccountsUpdate(ctx context.Context, c *adminCLI, f *adminFlags, args [
 		}
 		key = strings.TrimSpace(key)
 		req.APIKey = &key
+	}
+	switch {
+	case m.caps.none && m.caps.any():
+		return usageError{"give --no-caps or cap flags, not both"}
+	case m.caps.none:
+		req.Caps = &adminapi.AccountCaps{}
+	case m.caps.any():
+		cur, err := c.client.GetAccount(ctx, args[0])
+		if err != nil {
+			return err
+		}
+		var base adminapi.AccountCaps
+		if cur.Caps != nil {
+			base = *cur.Caps
+		}
+		caps := m.caps.apply(base)
+		req.Caps = &caps
 	}
 	if b, _ := json.Marshal(req); string(b) == "{}" {
 		return usageError{"give at least one field to change"}
@@ -776,6 +896,10 @@ func (c *adminCLI) accountAddRequest(f *adminFlags, req *adminapi.AddAccountRequ
 	if m.unschedulable {
 		no := false
 		req.Schedulable = &no
+	}
+	if m.caps.any() {
+		caps := m.caps.apply(adminapi.AccountCaps{})
+		req.Caps = &caps
 	}
 	if m.accessTokenStdin {
 		if req.Type == "" {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -11,9 +12,11 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/claude-relay/claude-relay/controlplane"
 	"github.com/claude-relay/claude-relay/controlplane/adminapi"
+	"github.com/claude-relay/claude-relay/store"
 )
 
 func TestAdminKeysManageEveryOperationAsJSON(t *testing.T) {
@@ -196,5 +199,53 @@ func TestAdminAuditAndPasswordChange(t *testing.T) {
 	e.must(next+"\n", "login", "--addr", e.addr, "--password-stdin")
 	if code, _, stderr := e.run("wrong\nwhatever-long-enough\n", "password"); code != 1 || !strings.Contains(stderr, "current_password") {
 		t.Errorf("wrong current password: got exit %d stderr %q, want 1 naming current_password", code, stderr)
+	}
+}
+
+func TestAdminAccountsShowSubscriptionWindows(t *testing.T) {
+	var st *store.Store
+	e := newCLIEnv(t, func(o *controlplane.Options) { st = o.Store })
+	e.login()
+	a := decodeJSON[adminapi.AccountResponse](t, e.must(cliAPIKey+"\n", "accounts", "add", "--json", "--name", "max", "--api-key-stdin")).Account
+	reset := time.Date(2031, 5, 1, 15, 10, 0, 0, time.UTC)
+	w := store.Windows{Status: "allowed_warning", Claim: "five_hour", ObservedAt: time.Now(),
+		FiveHour: &store.Window{Utilization: 0.93, Reset: reset, Status: "allowed_warning"},
+		SevenDay: &store.Window{Utilization: 0.4, Reset: reset.Add(96 * time.Hour)}}
+	if err := st.Client().HSet(context.Background(), st.Schema().AccountWindows(), a.ID, w.Encode()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if list := e.must("", "accounts", "list"); !strings.Contains(list, "5H WINDOW") || !strings.Contains(list, "93% to 2031-05-01 15:10Z") || !strings.Contains(list, "40% to 2031-05-05 15:10Z") {
+		t.Errorf("accounts list: got\n%s\nwant both windows' use and reset", list)
+	}
+	if got := e.must("", "accounts", "get", a.ID); !strings.Contains(got, "93% used (allowed_warning), resets 2031-05-01 15:10Z") || !strings.Contains(got, "binding: five_hour") {
+		t.Errorf("accounts get: got\n%s\nwant the 5-hour window with its status and reset, and the binding window", got)
+	}
+	got := decodeJSON[adminapi.AccountResponse](t, e.must("", "accounts", "get", a.ID, "--json")).Account
+	if got.Utilization5h == nil || *got.Utilization5h != 0.93 || got.Utilization7d == nil || *got.Utilization7d != 0.4 {
+		t.Errorf("accounts get --json: got %+v", got.SubscriptionWindows)
+	}
+}
+
+func TestAdminAccountsCapsAreSetMergedShownAndRemoved(t *testing.T) {
+	e := newCLIEnv(t)
+	e.login()
+	a := decodeJSON[adminapi.AccountResponse](t, e.must(cliAPIKey+"\n", "accounts", "add", "--json", "--name", "capped", "--api-key-stdin",
+		"--max-concurrency", "2", "--tokens-day", "1000")).Account
+	if a.Caps == nil || *a.Caps != (adminapi.AccountCaps{MaxConcurrency: 2, TokensPerDay: 1000}) {
+		t.Fatalf("added caps: got %+v", a.Caps)
+	}
+	u := decodeJSON[adminapi.AccountResponse](t, e.must("", "accounts", "update", a.ID, "--json", "--cost-5h", "5")).Account
+	if u.Caps == nil || *u.Caps != (adminapi.AccountCaps{MaxConcurrency: 2, TokensPerDay: 1000, CostPer5hUSD: 5}) {
+		t.Errorf("updated caps: got %+v, want the new one merged with the others", u.Caps)
+	}
+	if got := e.must("", "accounts", "get", a.ID); !strings.Contains(got, "max 2 in flight, 1000 tokens/day, $5.00/5h") {
+		t.Errorf("accounts get: got\n%s\nwant the caps", got)
+	}
+	if code, _, stderr := e.run("", "accounts", "update", a.ID, "--max-concurrency", "-1"); code != 1 || !strings.Contains(stderr, "max_concurrency must be 0 (unbounded) or positive") {
+		t.Errorf("negative cap: got exit %d stderr %q, want 1 and the field's problem", code, stderr)
+	}
+	none := decodeJSON[adminapi.AccountResponse](t, e.must("", "accounts", "update", a.ID, "--json", "--no-caps")).Account
+	if none.Caps != nil {
+		t.Errorf("after --no-caps: got %+v, want none", none.Caps)
 	}
 }

@@ -31,6 +31,7 @@ Usage:
   claude-relay import crs …       move a Claude Relay Service installation in (-h)
   claude-relay export --to FILE   write keys, accounts, usage and audit log to a backup (-h)
   claude-relay import backup …    restore such a backup into this installation (-h)
+  claude-relay statusline         one line for Claude Code's status line: spend and limits (-h)
   claude-relay version            print the version
 
 Flags of dev, control and sidecar:
@@ -79,6 +80,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runExport(ctx, args[1:], stdout, stderr)
 	case "admin":
 		return runAdmin(ctx, args[1:], os.Getenv, stdout, stderr)
+	case "statusline":
+		return runStatusline(ctx, args[1:], os.Stdin, stdout, stderr)
 	case "dev", "control", "sidecar":
 		return runProcess(ctx, args[0], args[1:], stdout, stderr)
 	default:

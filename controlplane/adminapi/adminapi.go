@@ -14,8 +14,10 @@ const Audience = "claude-relay-admin"
 const (
 	ErrInvalidRequest = "invalid_request_error"
 	ErrAuthentication = "authentication_error"
-	ErrNotFound       = "not_found_error"
-	ErrConflict       = "conflict_error"
+	// ErrPermission (HTTP 403) answers a relay key the configuration cannot serve.
+	ErrPermission = "permission_error"
+	ErrNotFound   = "not_found_error"
+	ErrConflict   = "conflict_error"
 	// ErrPreconditionFailed (HTTP 412) answers a change whose If-Match names a revision the
 	// key no longer has.
 	ErrPreconditionFailed = "precondition_failed_error"
@@ -226,7 +228,7 @@ const (
 )
 
 // Account states reported in AccountStatus.State, besides the parking states the scheduler
-// writes (rate_limited, overloaded, failing, unauthorized, blocked).
+// writes (rate_limited, near_limit, overloaded, failing, unauthorized, blocked).
 const (
 	AccountActive         = "active"
 	AccountRefreshFailing = "refresh_failing"
@@ -254,6 +256,30 @@ type Account struct {
 	// Parked lists the parks in force, of the whole account or of one model family.
 	Parked []Park        `json:"parked,omitempty"`
 	OAuth  *OAuthDetails `json:"oauth,omitempty"`
+	Caps   *AccountCaps  `json:"caps,omitempty"`
+	SubscriptionWindows
+}
+
+// SubscriptionWindows is a subscription account's latest window reading, as the
+// anthropic-ratelimit-unified-* headers of the last response a sidecar saw reported it
+// (observed headers: Anthropic does not document them). Absent for accounts whose answers
+// carry none (API keys, most compatible endpoints). A reset in the past means the window has
+// started afresh since the reading.
+type SubscriptionWindows struct {
+	// Utilization5h and Utilization7d are the fractions (0..1) of the 5-hour and 7-day
+	// windows used.
+	Utilization5h *float64   `json:"utilization_5h,omitempty"`
+	Reset5h       *time.Time `json:"reset_5h,omitempty"`
+	Status5h      string     `json:"status_5h,omitempty"`
+	Utilization7d *float64   `json:"utilization_7d,omitempty"`
+	Reset7d       *time.Time `json:"reset_7d,omitempty"`
+	Status7d      string     `json:"status_7d,omitempty"`
+	// WindowStatus is the overall status: allowed, allowed_warning or rejected.
+	WindowStatus string `json:"window_status,omitempty"`
+	// RepresentativeClaim names the window that binds (five_hour, seven_day, …).
+	RepresentativeClaim string `json:"representative_claim,omitempty"`
+	// WindowsObservedAt is when the reading was taken.
+	WindowsObservedAt *time.Time `json:"windows_observed_at,omitempty"`
 }
 
 // AccountStatus says whether an account is usable, and if not why and since or until when.
@@ -301,6 +327,19 @@ type AddAccountRequest struct {
 	Schedulable  *bool             `json:"schedulable,omitempty"`
 	ProxyURL     string            `json:"proxy_url,omitempty"`
 	ModelMap     map[string]string `json:"model_map,omitempty"`
+	Caps         *AccountCaps      `json:"caps,omitempty"`
+}
+
+// AccountCaps bound an account's load, counted across all sidecars: requests in flight,
+// tokens and cost per UTC day and per rolling 5 hours. Absent or 0: unbounded. A request
+// that finds every account it could use at a cap gets a 429 naming the caps and when they
+// free.
+type AccountCaps struct {
+	MaxConcurrency int     `json:"max_concurrency,omitempty"`
+	TokensPerDay   int64   `json:"tokens_per_day,omitempty"`
+	CostPerDayUSD  float64 `json:"cost_per_day_usd,omitempty"`
+	TokensPer5h    int64   `json:"tokens_per_5h,omitempty"`
+	CostPer5hUSD   float64 `json:"cost_per_5h_usd,omitempty"`
 }
 
 // UpdateAccountRequest is the body of PATCH /admin/accounts/{id}: only the fields present
@@ -314,6 +353,8 @@ type UpdateAccountRequest struct {
 	ProxyURL    *string            `json:"proxy_url,omitempty"`
 	ModelMap    *map[string]string `json:"model_map,omitempty"`
 	APIKey      *string            `json:"api_key,omitempty"`
+	// Caps replaces every cap: {} removes them all.
+	Caps *AccountCaps `json:"caps,omitempty"`
 }
 
 // AccountResponse wraps one account.

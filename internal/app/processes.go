@@ -152,6 +152,8 @@ func (b *Base) newDataPlane(dataDir string, extraHealth ...sidecar.HealthCheck) 
 		Health:         append(b.healthChecks(), extraHealth...),
 		Limits:         lim,
 		Scheduler:      dp.sched,
+		Retention:      b.Store,
+		Keys:           b.Store,
 	})
 	return dp, nil
 }
@@ -274,6 +276,7 @@ func RunControl(ctx context.Context, env *config.Env, opts Options) error {
 	mux := http.NewServeMux()
 	mux.Handle("/admin/", cp.Handler())
 	mux.Handle(configapi.Path, cfg.SidecarHandler())
+	mux.Handle("GET "+sidecar.KeyUsagePath, cp.KeyUsageHandler())
 	mux.Handle("GET /metrics", b.Metrics.Handler())
 	health := sidecar.HealthHandler(Version, started, b.healthChecks())
 	mux.Handle("GET /health", health)

@@ -127,7 +127,7 @@ func (s *Scheduler) Run(ctx context.Context) {
 	tick := time.NewTicker(s.interval)
 	defer tick.Stop()
 	var failing bool
-	lastSweep := time.Now()
+	lastSweep, lastRenew := time.Now(), time.Now()
 	for {
 		err := s.refreshParked(ctx)
 		switch {
@@ -138,12 +138,27 @@ func (s *Scheduler) Run(ctx context.Context) {
 			failing = false
 			s.log.Info("account parking state readable again")
 		}
+		if err := s.flushWindows(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("cannot record subscription windows; retrying with the next refresh", "error", err)
+		}
+		if time.Since(lastRenew) >= leaseTTL/3 {
+			lastRenew = time.Now()
+			if err := s.renewLeases(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("cannot renew account capacity leases; they expire unless renewed in time", "error", err)
+			}
+		}
 		if time.Since(lastSweep) >= s.stickies.ttl {
 			lastSweep = time.Now()
 			s.stickies.sweep(s.now())
 		}
 		select {
 		case <-ctx.Done():
+			// The readings of the last interval: written once more on the way out.
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			defer cancel()
+			if err := s.flushWindows(fctx); err != nil {
+				s.log.Warn("cannot record subscription windows at shutdown", "error", err)
+			}
 			return
 		case <-tick.C:
 		}
@@ -228,11 +243,12 @@ func (s *Scheduler) stickyKey(req Request) string {
 }
 
 // stickyAccount returns the account req's session is bound to when it is among avail, else
-// "" (no session, a new one, or its account is unavailable and the session will move).
-func (s *Scheduler) stickyAccount(ctx context.Context, req Request, avail []Account, now time.Time) string {
+// "" (no session, a new one, or its account is unavailable and the session will move: then
+// moved is that account).
+func (s *Scheduler) stickyAccount(ctx context.Context, req Request, avail []Account, now time.Time) (acct, moved string) {
 	key := s.stickyKey(req)
 	if key == "" {
-		return ""
+		return "", ""
 	}
 	ttl := req.Pool.StickyTTL
 	has := func(id string) bool { return slices.ContainsFunc(avail, func(a Account) bool { return a.ID == id }) }
@@ -240,7 +256,7 @@ func (s *Scheduler) stickyAccount(ctx context.Context, req Request, avail []Acco
 		if s.stickies.touch(key, now, ttl/4) {
 			go s.expire(context.WithoutCancel(ctx), key, ttl)
 		}
-		return b.account
+		return b.account, ""
 	}
 	// No fresh copy, or its account is parked here: Redis decides (another sidecar may have
 	// moved the session already). The EXPIRE keeps a live binding alive in the same trip.
@@ -251,18 +267,18 @@ func (s *Scheduler) stickyAccount(ctx context.Context, req Request, avail []Acco
 		if ctx.Err() == nil {
 			s.log.Warn("cannot read sticky session; treating it as new", "error", err)
 		}
-		return ""
+		return "", ""
 	}
-	acct := get.Val()
+	acct = get.Val()
 	if acct == "" {
 		s.stickies.forget(key)
-		return ""
+		return "", ""
 	}
 	s.stickies.put(key, acct, now, ttl)
 	if !has(acct) {
-		return ""
+		return "", acct
 	}
-	return acct
+	return acct, ""
 }
 
 // expire refreshes the Redis TTL of a sticky binding in use, off the request path.

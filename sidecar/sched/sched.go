@@ -111,6 +111,8 @@ func (p Park) active(now time.Time) bool { return p.Until.IsZero() || now.Before
 type Unavailable struct {
 	// Parked are the parks keeping every candidate out.
 	Parked []Park
+	// Full are the caps of the accounts that were not parked but at their capacity.
+	Full []CapFull
 	// AllRateLimited is true when every candidate is parked for a rate limit.
 	AllRateLimited bool
 	// Earliest is when the first account comes back (zero when none will by itself).
@@ -146,6 +148,12 @@ func (u *Unavailable) Error() string {
 			fmt.Fprintf(&b, " until %s", p.Until.UTC().Format(time.RFC3339))
 		}
 	}
+	for i, f := range u.Full {
+		if i > 0 || len(u.Parked) > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(f.String())
+	}
 	b.WriteString(")")
 	if !u.Earliest.IsZero() {
 		fmt.Fprintf(&b, "; the earliest frees up at %s", u.Earliest.UTC().Format(time.RFC3339))
@@ -153,6 +161,21 @@ func (u *Unavailable) Error() string {
 		b.WriteString("; none comes back by itself: an operator must fix or re-enable an account")
 	}
 	return b.String()
+}
+
+// AddFull adds the refusals of accounts at their capacity to u (an *Unavailable of Plan, or
+// a new one when Plan found accounts) and moves Earliest to the first time one frees. A cap
+// counts as a rate limit.
+func (u *Unavailable) AddFull(full []CapFull) {
+	if len(u.Parked) == 0 && len(u.Full) == 0 {
+		u.AllRateLimited = true
+	}
+	for _, f := range full {
+		u.Full = append(u.Full, f)
+		if !f.Frees.IsZero() && (u.Earliest.IsZero() || f.Frees.Before(u.Earliest)) {
+			u.Earliest = f.Frees
+		}
+	}
 }
 
 // Refresher asks the control plane to refresh an OAuth account's token. It returns nil
@@ -202,6 +225,12 @@ type Scheduler struct {
 
 	inflight sync.Map // account id → *atomic.Int64
 	lastUsed sync.Map // account id → *atomic.Int64 (unix ns)
+
+	leases sync.Map // capacity lease id → account id: renewed by Run while held
+
+	wmu     sync.Mutex
+	windows map[string]store.Windows // account id → latest subscription-window reading
+	dirty   map[string]struct{}      // accounts whose reading is not yet in Redis
 }
 
 // New returns a Scheduler over rdb (nil: local state only) with the store's key schema.
@@ -225,6 +254,8 @@ func New(rdb redis.UniversalClient, keys store.Schema, opts Options) *Scheduler 
 		rdb: rdb, keys: keys, log: opts.Logger.Named("sched"), now: opts.Now, ref: opts.Refresher,
 		interval: opts.RefreshInterval,
 		parked:   make(map[string]Park),
+		windows:  make(map[string]store.Windows),
+		dirty:    make(map[string]struct{}),
 		stickies: stickyCache{ttl: opts.StickyCacheTTL, max: opts.StickyCacheSize, m: make(map[string]binding)},
 	}
 }
@@ -323,6 +354,9 @@ type Plan struct {
 	// Sticky is the account the session was bound to ("" for none, or when it is
 	// unavailable and the session will move).
 	Sticky string
+	// MovedFrom is the account the session was bound to when that account is parked or
+	// gone, so the session moves ("" otherwise).
+	MovedFrom string
 }
 
 // Plan orders the accounts for req: the sticky session's account first while it is
@@ -362,7 +396,7 @@ func (s *Scheduler) Plan(ctx context.Context, req Request, accounts []Account) (
 	if len(avail) == 0 {
 		u := &Unavailable{Parked: blocked, AllRateLimited: true}
 		for _, p := range blocked {
-			if p.State != RateLimited {
+			if p.State != RateLimited && p.State != NearLimit {
 				u.AllRateLimited = false
 			}
 			if !p.Until.IsZero() && (u.Earliest.IsZero() || p.Until.Before(u.Earliest)) {
@@ -371,7 +405,7 @@ func (s *Scheduler) Plan(ctx context.Context, req Request, accounts []Account) (
 		}
 		return Plan{}, u
 	}
-	stickyAcct := s.stickyAccount(ctx, req, avail, now)
+	stickyAcct, moved := s.stickyAccount(ctx, req, avail, now)
 	load := make(map[string][2]int64, len(avail))
 	for _, a := range avail {
 		load[a.ID] = [2]int64{counter(&s.inflight, a.ID).Load(), counter(&s.lastUsed, a.ID).Load()}
@@ -390,7 +424,7 @@ func (s *Scheduler) Plan(ctx context.Context, req Request, accounts []Account) (
 		}
 		return cmp.Or(cmp.Compare(a.Priority, b.Priority), cmp.Compare(la[0], lb[0]), cmp.Compare(la[1], lb[1]))
 	})
-	plan := Plan{Order: make([]string, 0, len(avail))}
+	plan := Plan{Order: make([]string, 0, len(avail)), MovedFrom: moved}
 	if stickyAcct != "" {
 		plan.Sticky = stickyAcct
 		plan.Order = append(plan.Order, stickyAcct)

@@ -13,3 +13,7 @@ pricing_fallback {
   cache_write_1h = 30
   cache_read     = 1.5
 }
+
+pool "claude" {
+  stop_at_utilization = 1.5
+}

@@ -43,6 +43,8 @@ pool "claude" {
   park_5xx_after  = 5
   park_5xx_window = "30s"
   park_5xx_for    = "2m"
+  stop_at_utilization = 0.9
+  sticky_wait         = "3s"
 }
 
 pool "backup" {
@@ -86,4 +88,9 @@ pricing_fallback {
   cache_write_5m = 18.75
   cache_write_1h = 30
   cache_read     = 1.5
+}
+
+usage {
+  hourly_retention = "14d"
+  daily_retention  = "9600h"
 }

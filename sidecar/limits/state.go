@@ -1,0 +1,100 @@
+package limits
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/claude-relay/claude-relay/config"
+	"github.com/claude-relay/claude-relay/store"
+)
+
+// State is where one counted limit of a key stands now.
+type State struct {
+	Limit
+	// Used is the window's counter (requests, tokens or micro-USD).
+	Used int64
+	// ResetAt is when the window ends; zero for a total limit, which never resets.
+	ResetAt time.Time
+}
+
+// KeyState is where every limit of a key stands now.
+type KeyState struct {
+	Counted []State
+	// InFlight is the number of live concurrency leases; Concurrency the cap (0: none).
+	InFlight    int64
+	Concurrency int
+}
+
+// ReadState reads the counters of set's limits for a key and its live leases in one
+// pipelined round trip (all in the key's {key:<id>} slot). It writes nothing: the
+// self-service view and the control plane read it without a Limiter.
+func ReadState(ctx context.Context, rdb redis.UniversalClient, keys store.Schema, keyID string, set Set, now time.Time) (KeyState, error) {
+	out := KeyState{Concurrency: set.Concurrency}
+	gets := make([]*redis.StringCmd, len(set.Counted))
+	var inflight *redis.IntCmd
+	_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, lim := range set.Counted {
+			start, _ := lim.Window.Bounds(now)
+			gets[i] = p.Get(ctx, keys.KeyLimitCounter(keyID, lim.Name, start))
+		}
+		inflight = p.ZCount(ctx, keys.KeyConcurrency(keyID), strconv.FormatInt(now.UnixMilli(), 10), "+inf")
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return KeyState{}, fmt.Errorf("read limits of key %s: %w", keyID, err)
+	}
+	for i, lim := range set.Counted {
+		n, err := gets[i].Int64()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return KeyState{}, fmt.Errorf("read limit %s of key %s: %w", lim.Name, keyID, err)
+		}
+		_, end := lim.Window.Bounds(now)
+		out.Counted = append(out.Counted, State{Limit: lim, Used: n, ResetAt: end})
+	}
+	out.InFlight = inflight.Val()
+	return out, nil
+}
+
+// State is ReadState on the Limiter's Redis and clock.
+func (l *Limiter) State(ctx context.Context, keyID string, set Set) (KeyState, error) {
+	return ReadState(ctx, l.rdb, l.keys, keyID, set, l.now())
+}
+
+// Override returns base (nil: no policy) with a key's own limits applied where it sets
+// them: the limits a key is under. The request path and the self-service view both use it.
+func Override(base *config.Policy, l store.KeyLimits) *config.Policy {
+	if l.IsZero() {
+		return base
+	}
+	var eff config.Policy
+	if base != nil {
+		eff = *base
+	}
+	set := func(dst *int64, v *int64) {
+		if v != nil {
+			*dst = *v
+		}
+	}
+	setf := func(dst *float64, v *float64) {
+		if v != nil {
+			*dst = *v
+		}
+	}
+	set(&eff.RequestsPerMinute, l.RequestsPerMinute)
+	set(&eff.RequestsPerDay, l.RequestsPerDay)
+	set(&eff.TokensPerMinute, l.TokensPerMinute)
+	set(&eff.TokensPerDay, l.TokensPerDay)
+	if l.Concurrency != nil {
+		eff.Concurrency = int(*l.Concurrency)
+	}
+	setf(&eff.CostPerDayUSD, l.CostPerDayUSD)
+	setf(&eff.CostPerWeekUSD, l.CostPerWeekUSD)
+	setf(&eff.CostPerMonthUSD, l.CostPerMonthUSD)
+	setf(&eff.CostTotalUSD, l.CostTotalUSD)
+	return &eff
+}

@@ -1,0 +1,497 @@
+package store
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// SetUsageRetention sets how long report buckets written from now on live after their hour
+// (hourly) and day (daily); zero keeps the default (DefaultHourlyRetention, UsageRetention).
+func (s *Store) SetUsageRetention(hourly, daily time.Duration) {
+	s.hourlyRetention.Store(int64(hourly))
+	s.dailyRetention.Store(int64(daily))
+}
+
+// UsageRetention returns how long hourly and daily report buckets live.
+func (s *Store) UsageRetention() (hourly, daily time.Duration) {
+	hourly, daily = time.Duration(s.hourlyRetention.Load()), time.Duration(s.dailyRetention.Load())
+	if hourly <= 0 {
+		hourly = DefaultHourlyRetention
+	}
+	if daily <= 0 {
+		daily = UsageRetention
+	}
+	return hourly, daily
+}
+
+// reportField names one key, account and model in a report bucket (see Schema.UsageHour).
+func reportField(keyID, accountID, model string) string {
+	return keyID + "|" + accountID + "|" + model
+}
+
+// Report granularities.
+const (
+	GranularityHour  = "hour"
+	GranularityDay   = "day"
+	GranularityMonth = "month"
+)
+
+// Report groupings: what a report row can be grouped by. Owner, tag and policy are
+// attributes of the key, resolved when the report is made (a key's current owner, tags and
+// policy); a key with several tags counts under each of them.
+const (
+	GroupKey     = "key"
+	GroupOwner   = "owner"
+	GroupTag     = "tag"
+	GroupModel   = "model"
+	GroupAccount = "account"
+	GroupPolicy  = "policy"
+)
+
+// ReportGroups lists every grouping in the order a row's group fields are compared.
+var ReportGroups = []string{GroupKey, GroupOwner, GroupTag, GroupModel, GroupAccount, GroupPolicy}
+
+// MaxReportBuckets bounds the buckets one report reads (about 90 days of hours, 25 years of
+// days), so a report's cost stays bounded whatever range is asked.
+const MaxReportBuckets = 90 * 24
+
+// ErrReportRange means the report's range or granularity cannot be answered as asked.
+var ErrReportRange = errors.New("invalid report range")
+
+// ReportQuery asks for usage between From and To (To excluded) by bucket and groups.
+type ReportQuery struct {
+	From, To    time.Time
+	Granularity string   // GranularityHour, GranularityDay or GranularityMonth
+	GroupBy     []string // some of ReportGroups; none: one row per bucket
+	// Top keeps the rows of the Top groups with the highest cost over the whole range
+	// (then requests, then names); 0 keeps every group. Totals always count everything.
+	Top int
+}
+
+// ReportRow is the usage of one group in one bucket.
+type ReportRow struct {
+	// Bucket is the start of the hour, day or month (UTC).
+	Bucket time.Time
+	// Group holds the value of each grouping asked for, in the order asked.
+	Group []string
+	// Counters are named by UsageCounters.
+	Counters []int64
+}
+
+// Report is the answer to a ReportQuery: rows sorted by bucket, then cost (highest first),
+// requests, then group values; totals over everything in the range.
+type Report struct {
+	Rows   []ReportRow
+	Totals []int64
+}
+
+// UsageCounters names the counters of report rows, in order.
+func UsageCounters() []string { return usageCounters[:] }
+
+// UsageReport reads the report buckets of q's range in one pipelined round trip (plus one
+// for the keys' owners, tags and policies when those are grouped on) and sums them.
+func (s *Store) UsageReport(ctx context.Context, q ReportQuery) (*Report, error) {
+	plan, err := s.reportPlan(q)
+	if err != nil {
+		return nil, err
+	}
+	cmds := make([]*redis.MapStringStringCmd, len(plan))
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, b := range plan {
+			cmds[i] = p.HGetAll(ctx, b.key)
+		}
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("usage report: %w", err)
+	}
+	agg := newReportAgg(q)
+	for i, b := range plan {
+		if err := agg.addBucket(b.label, cmds[i].Val()); err != nil {
+			return nil, fmt.Errorf("usage report: %s: %w", b.key, err)
+		}
+	}
+	attrs, err := s.keyAttributes(ctx, agg.keyIDs(), q.GroupBy)
+	if err != nil {
+		return nil, err
+	}
+	return agg.report(attrs), nil
+}
+
+// reportBucket is one hash a report reads and the bucket its usage lands in.
+type reportBucket struct {
+	key   string
+	label time.Time
+}
+
+// reportPlan lists the hashes to read: daily ones when the range is whole days and the
+// granularity a day or a month, hourly ones otherwise.
+func (s *Store) reportPlan(q ReportQuery) ([]reportBucket, error) {
+	from, to := q.From.UTC(), q.To.UTC()
+	if !slices.Contains([]string{GranularityHour, GranularityDay, GranularityMonth}, q.Granularity) {
+		return nil, fmt.Errorf("%w: granularity %q is not hour, day or month", ErrReportRange, q.Granularity)
+	}
+	for i, g := range q.GroupBy {
+		if !slices.Contains(ReportGroups, g) || slices.Contains(q.GroupBy[:i], g) {
+			return nil, fmt.Errorf("%w: cannot group by %q (one each of %s)", ErrReportRange, g, strings.Join(ReportGroups, ", "))
+		}
+	}
+	if !from.Before(to) {
+		return nil, fmt.Errorf("%w: from %s is not before to %s", ErrReportRange, from.Format(time.RFC3339), to.Format(time.RFC3339))
+	}
+	if from.Truncate(time.Hour) != from || to.Truncate(time.Hour) != to {
+		return nil, fmt.Errorf("%w: from and to must be whole hours", ErrReportRange)
+	}
+	wholeDays := from.Truncate(24*time.Hour) == from && to.Truncate(24*time.Hour) == to
+	step := time.Hour
+	if q.Granularity != GranularityHour && wholeDays {
+		step = 24 * time.Hour
+	}
+	if n := int(to.Sub(from) / step); n > MaxReportBuckets {
+		return nil, fmt.Errorf("%w: %d %s buckets asked, at most %d are read per report (narrow the range or use a coarser granularity)", ErrReportRange, n, map[time.Duration]string{time.Hour: "hourly", 24 * time.Hour: "daily"}[step], MaxReportBuckets)
+	}
+	var plan []reportBucket
+	for t := from; t.Before(to); t = t.Add(step) {
+		key := s.keys.UsageHour(t)
+		if step != time.Hour {
+			key = s.keys.UsageDay(t)
+		}
+		plan = append(plan, reportBucket{key: key, label: bucketStart(t, q.Granularity)})
+	}
+	return plan, nil
+}
+
+// bucketStart is the start of the report bucket holding t.
+func bucketStart(t time.Time, granularity string) time.Time {
+	switch granularity {
+	case GranularityHour:
+		return t.Truncate(time.Hour)
+	case GranularityMonth:
+		return time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, time.UTC)
+	default:
+		return t.Truncate(24 * time.Hour)
+	}
+}
+
+// parsedField is one key, account and model (a report bucket's field, parsed).
+type parsedField struct {
+	key, account, model string
+}
+
+// reportCell is one field in one bucket: indexes into reportAgg's labels and fields.
+type reportCell struct {
+	label, field int32
+}
+
+// reportAgg sums bucket fields per field and bucket, before groups are known. Strings are
+// parsed once per distinct field and cells are keyed by small integers, so a 30-day report
+// over thousands of keys spends its time reading Redis, not hashing strings.
+type reportAgg struct {
+	q       ReportQuery
+	labels  []time.Time
+	fieldIx map[string]int32
+	fields  []parsedField
+	cellIx  map[uint64]int32 // label<<32 | field → index in cells
+	cells   []reportCell
+	values  []usageValues
+}
+
+func newReportAgg(q ReportQuery) *reportAgg {
+	return &reportAgg{q: q, fieldIx: make(map[string]int32, 4096), cellIx: make(map[uint64]int32, 4096)}
+}
+
+// label returns the index of a bucket label, adding it after the last one if new (plans
+// list buckets in time order).
+func (a *reportAgg) label(t time.Time) int32 {
+	if n := len(a.labels); n == 0 || !a.labels[n-1].Equal(t) {
+		a.labels = append(a.labels, t)
+	}
+	return int32(len(a.labels) - 1)
+}
+
+func (a *reportAgg) addBucket(label time.Time, h map[string]string) error {
+	li := a.label(label)
+	for field, val := range h {
+		fi, ok := a.fieldIx[field]
+		if !ok {
+			parts := strings.SplitN(field, "|", 3)
+			if len(parts) != 3 {
+				continue // not a report field; ignored rather than failing the report
+			}
+			fi = int32(len(a.fields))
+			a.fields = append(a.fields, parsedField{key: parts[0], account: parts[1], model: parts[2]})
+			a.fieldIx[field] = fi
+		}
+		ck := uint64(li)<<32 | uint64(fi)
+		ci, ok := a.cellIx[ck]
+		if !ok {
+			ci = int32(len(a.cells))
+			a.cells = append(a.cells, reportCell{label: li, field: fi})
+			a.values = append(a.values, usageValues{})
+			a.cellIx[ck] = ci
+		}
+		if err := addPackedValues(&a.values[ci], val); err != nil {
+			return fmt.Errorf("field %q: %w", field, err)
+		}
+	}
+	return nil
+}
+
+// addPackedValues adds a packed value ("n0,n1,…") to v; counters beyond v are ignored (a
+// newer writer's), missing ones count 0 (an older writer's).
+func addPackedValues(v *usageValues, packed string) error {
+	for i := 0; packed != "" && i < len(v); i++ {
+		num, rest, _ := strings.Cut(packed, ",")
+		n, err := strconv.ParseInt(num, 10, 64)
+		if err != nil {
+			return err
+		}
+		v[i] += n
+		packed = rest
+	}
+	return nil
+}
+
+// keyIDs lists the keys the cells name.
+func (a *reportAgg) keyIDs() []string {
+	seen := map[string]bool{}
+	var ids []string
+	for _, f := range a.fields {
+		if f.key != "" && !seen[f.key] {
+			seen[f.key] = true
+			ids = append(ids, f.key)
+		}
+	}
+	return ids
+}
+
+// keyAttrs are the attributes of a key a report groups on.
+type keyAttrs struct {
+	owner, policy string
+	tags          []string
+}
+
+// keyAttributes reads the owner, tags and policy of keys in one pipelined round trip, only
+// when the report groups on one of them.
+func (s *Store) keyAttributes(ctx context.Context, ids []string, groupBy []string) (map[string]keyAttrs, error) {
+	if !slices.ContainsFunc(groupBy, func(g string) bool { return g == GroupOwner || g == GroupTag || g == GroupPolicy }) || len(ids) == 0 {
+		return nil, nil
+	}
+	cmds := make([]*redis.SliceCmd, len(ids))
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range ids {
+			cmds[i] = p.HMGet(ctx, s.keys.KeyRecord(id), "owner", "tags", "policy")
+		}
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("usage report: key attributes: %w", err)
+	}
+	out := make(map[string]keyAttrs, len(ids))
+	for i, id := range ids {
+		v := cmds[i].Val()
+		str := func(j int) string {
+			if j < len(v) {
+				if s, ok := v[j].(string); ok {
+					return s
+				}
+			}
+			return ""
+		}
+		a := keyAttrs{owner: str(0), policy: str(2)}
+		if t := str(1); t != "" {
+			a.tags = strings.Split(t, ",")
+		}
+		out[id] = a
+	}
+	return out, nil
+}
+
+// groupValues returns the group values of a cell, one slice per row it counts in (a key with
+// several tags counts under each).
+func groupValues(c parsedField, groupBy []string, attrs map[string]keyAttrs) [][]string {
+	rows := [][]string{make([]string, 0, len(groupBy))}
+	for _, g := range groupBy {
+		vals := []string{""}
+		switch g {
+		case GroupKey:
+			vals[0] = c.key
+		case GroupModel:
+			vals[0] = c.model
+		case GroupAccount:
+			vals[0] = c.account
+		case GroupOwner:
+			vals[0] = attrs[c.key].owner
+		case GroupPolicy:
+			vals[0] = attrs[c.key].policy
+		case GroupTag:
+			if t := attrs[c.key].tags; len(t) > 0 {
+				vals = t
+			}
+		}
+		var next [][]string
+		for _, r := range rows {
+			for _, v := range vals {
+				next = append(next, append(slices.Clip(r), v))
+			}
+		}
+		rows = next
+	}
+	return rows
+}
+
+// reportGroups numbers the distinct groups of a report.
+type reportGroups struct {
+	ix     map[string]int32
+	values [][]string
+	totals []usageValues
+}
+
+// of returns the group ids each field counts under.
+func (g *reportGroups) of(fields []parsedField, groupBy []string, attrs map[string]keyAttrs) [][]int32 {
+	out := make([][]int32, len(fields))
+	for fi, f := range fields {
+		for _, vals := range groupValues(f, groupBy, attrs) {
+			name := strings.Join(vals, "\x00")
+			id, ok := g.ix[name]
+			if !ok {
+				id = int32(len(g.values))
+				g.ix[name] = id
+				g.values = append(g.values, vals)
+				g.totals = append(g.totals, usageValues{})
+			}
+			out[fi] = append(out[fi], id)
+		}
+	}
+	return out
+}
+
+// report groups the cells into rows, sorts them and applies Top.
+func (a *reportAgg) report(attrs map[string]keyAttrs) *Report {
+	g := &reportGroups{ix: make(map[string]int32)}
+	groupsOf := g.of(a.fields, a.q.GroupBy, attrs)
+	type rowKey struct{ label, group int32 }
+	rowIx := make(map[rowKey]int32)
+	var rows []ReportRow
+	var rowKeys []rowKey
+	var totals usageValues
+	for ci, c := range a.cells {
+		v := &a.values[ci]
+		addValues(&totals, v)
+		for _, gid := range groupsOf[c.field] {
+			k := rowKey{c.label, gid}
+			ri, ok := rowIx[k]
+			if !ok {
+				ri = int32(len(rows))
+				rowIx[k] = ri
+				rows = append(rows, ReportRow{Bucket: a.labels[c.label], Group: g.values[gid], Counters: make([]int64, len(usageCounters))})
+				rowKeys = append(rowKeys, k)
+			}
+			addSlice(rows[ri].Counters, v)
+			addValues(&g.totals[gid], v)
+		}
+	}
+	rank := groupRank(g.values)
+	keep := topGroups(g, rank, a.q.Top)
+	order := make([]int32, 0, len(rows))
+	for i, k := range rowKeys {
+		if keep == nil || keep[k.group] {
+			order = append(order, int32(i))
+		}
+	}
+	slices.SortFunc(order, func(x, y int32) int {
+		kx, ky := rowKeys[x], rowKeys[y]
+		if c := cmp.Compare(kx.label, ky.label); c != 0 {
+			return c
+		}
+		if c := compareRanked(rows[x].Counters, rows[y].Counters); c != 0 {
+			return c
+		}
+		return cmp.Compare(rank[kx.group], rank[ky.group])
+	})
+	out := &Report{Totals: totals[:], Rows: make([]ReportRow, len(order))}
+	for i, ri := range order {
+		out.Rows[i] = rows[ri]
+	}
+	return out
+}
+
+// groupRank numbers groups in the order of their values.
+func groupRank(values [][]string) []int32 {
+	ids := make([]int32, len(values))
+	for i := range ids {
+		ids[i] = int32(i)
+	}
+	slices.SortFunc(ids, func(x, y int32) int { return slices.Compare(values[x], values[y]) })
+	rank := make([]int32, len(values))
+	for r, id := range ids {
+		rank[id] = int32(r)
+	}
+	return rank
+}
+
+func addValues(dst, v *usageValues) {
+	for i, n := range v {
+		dst[i] += n
+	}
+}
+
+func addSlice(dst []int64, v *usageValues) {
+	for i, n := range v {
+		dst[i] += n
+	}
+}
+
+// counterIndex is the position of a counter in usageCounters (-1 if absent).
+func counterIndex(name string) int { return slices.Index(usageCounters[:], name) }
+
+var (
+	costIndex     = counterIndex("cost_micro_usd")
+	requestsIndex = counterIndex("requests")
+)
+
+// compareRanked orders by cost, then requests, highest first.
+func compareRanked(a, b []int64) int {
+	if c := cmp.Compare(b[costIndex], a[costIndex]); c != 0 {
+		return c
+	}
+	return cmp.Compare(b[requestsIndex], a[requestsIndex])
+}
+
+func compareRows(a, b ReportRow) int {
+	if c := a.Bucket.Compare(b.Bucket); c != 0 {
+		return c
+	}
+	if c := compareRanked(a.Counters, b.Counters); c != 0 {
+		return c
+	}
+	return slices.Compare(a.Group, b.Group)
+}
+
+// topGroups returns the n groups ranked first over the whole range (nil: keep all).
+func topGroups(g *reportGroups, rank []int32, n int) map[int32]bool {
+	if n <= 0 || n >= len(g.values) {
+		return nil
+	}
+	ids := make([]int32, len(g.values))
+	for i := range ids {
+		ids[i] = int32(i)
+	}
+	slices.SortFunc(ids, func(x, y int32) int {
+		if c := compareRanked(g.totals[x][:], g.totals[y][:]); c != 0 {
+			return c
+		}
+		return cmp.Compare(rank[x], rank[y])
+	})
+	keep := make(map[int32]bool, n)
+	for _, id := range ids[:n] {
+		keep[id] = true
+	}
+	return keep
+}

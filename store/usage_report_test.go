@@ -1,0 +1,266 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// reportFixture records a scripted mix of requests over several keys, owners, tags, models,
+// accounts and days, and returns the keys' ids (k0 has owner alice, tags a,b and policy
+// team; k1 owner bob, tag a; k2 nothing).
+func reportFixture(t *testing.T, st *Store) (ids []string, day0 time.Time) {
+	t.Helper()
+	ctx := context.Background()
+	specs := []KeySpec{
+		{Name: "k0", Owner: "alice", Tags: []string{"a", "b"}, Policy: "team"},
+		{Name: "k1", Owner: "bob", Tags: []string{"a"}},
+		{Name: "k2"},
+	}
+	for _, sp := range specs {
+		k, _, err := st.CreateKey(ctx, sp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, k.ID)
+	}
+	// Redis expires buckets by its own clock: the days are recent ones.
+	day0 = time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -5)
+	var recs []UsageRecord
+	for i := 0; i < 60; i++ {
+		recs = append(recs, UsageRecord{
+			KeyID:     ids[i%3],
+			AccountID: []string{"acc1", "acc2"}[i%2],
+			Model:     []string{"claude-sonnet-4", "claude-haiku-4", "claude-opus-4"}[i%5%3],
+			At:        day0.Add(time.Duration(i) * 97 * time.Minute), // about 4 days, many hours
+			Usage: Usage{Requests: 1, InputTokens: int64(100 + i), OutputTokens: int64(10 * i), CacheWrite5m: int64(i % 4),
+				CacheWrite1h: int64(i % 3), CacheRead: int64(i * 7), CostMicroUSD: int64(1000 * (i + 1))},
+		})
+	}
+	for i := 0; i < len(recs); i += 25 {
+		if err := st.RecordUsageBatch(ctx, BatchID{Writer: "w", Seq: uint64(i + 1)}, recs[i:min(i+25, len(recs))]...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ids, day0
+}
+
+func usageOf(c []int64) Usage {
+	var u Usage
+	for i, name := range usageCounters {
+		u.set(name, c[i])
+	}
+	return u
+}
+
+func TestUsageReportTotalsEqualKeyAndAccountCountersForEveryGrouping(t *testing.T) {
+	st, _, _, _ := newStore(t)
+	ctx := context.Background()
+	ids, day0 := reportFixture(t, st)
+	var keySum, acctSum Usage
+	for d := 0; d < 5; d++ {
+		for _, id := range ids {
+			m, err := st.KeyUsage(ctx, id, day0.AddDate(0, 0, d))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, u := range m {
+				keySum = keySum.Add(u)
+			}
+		}
+		for _, a := range []string{"acc1", "acc2"} {
+			u, err := st.AccountUsage(ctx, a, day0.AddDate(0, 0, d))
+			if err != nil {
+				t.Fatal(err)
+			}
+			acctSum = acctSum.Add(u)
+		}
+	}
+	if diff := cmp.Diff(keySum, acctSum); diff != "" {
+		t.Fatalf("key and account counters disagree (-key +account):\n%s", diff)
+	}
+	groupings := [][]string{nil, {"key"}, {"owner"}, {"tag"}, {"model"}, {"account"}, {"policy"}, {"key", "owner", "tag", "model", "account", "policy"}}
+	for _, gran := range []string{GranularityHour, GranularityDay, GranularityMonth} {
+		for _, g := range groupings {
+			t.Run(fmt.Sprintf("%s/%v", gran, g), func(t *testing.T) {
+				rep, err := st.UsageReport(ctx, ReportQuery{From: day0, To: day0.AddDate(0, 0, 5), Granularity: gran, GroupBy: g})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if diff := cmp.Diff(keySum, usageOf(rep.Totals)); diff != "" {
+					t.Errorf("totals (-keys usage +report):\n%s", diff)
+				}
+				var rows Usage
+				for _, r := range rep.Rows {
+					rows = rows.Add(usageOf(r.Counters))
+				}
+				if !containsTag(g) {
+					if diff := cmp.Diff(keySum, rows); diff != "" {
+						t.Errorf("sum of rows (-keys usage +rows):\n%s", diff)
+					}
+				}
+			})
+		}
+	}
+}
+
+func containsTag(g []string) bool {
+	for _, x := range g {
+		if x == GroupTag {
+			return true
+		}
+	}
+	return false
+}
+
+func TestUsageReportResolvesKeyAttributesAndSorts(t *testing.T) {
+	st, _, _, _ := newStore(t)
+	ctx := context.Background()
+	_, day0 := reportFixture(t, st)
+	q := ReportQuery{From: day0, To: day0.AddDate(0, 0, 5), Granularity: GranularityDay, GroupBy: []string{"tag", "owner"}}
+	rep, err := st.UsageReport(ctx, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// k0 (alice, tags a and b), k1 (bob, tag a), k2 (no owner, no tag).
+	costs := map[string]int64{}
+	for i, r := range rep.Rows {
+		costs[fmt.Sprint(r.Group)] += r.Counters[costIndex]
+		if i > 0 && compareRows(rep.Rows[i-1], r) > 0 {
+			t.Errorf("row %d %v is before row %d %v: not sorted by bucket, then cost", i-1, rep.Rows[i-1], i, r)
+		}
+	}
+	wantGroups := []string{"[ ]", "[a alice]", "[a bob]", "[b alice]"}
+	if diff := cmp.Diff(wantGroups, sortedKeys(costs)); diff != "" {
+		t.Errorf("groups (-want +got):\n%s", diff)
+	}
+	if costs["[a alice]"] != costs["[b alice]"] {
+		t.Errorf("a key with two tags counts fully under each: got a %d, b %d", costs["[a alice]"], costs["[b alice]"])
+	}
+	best := ""
+	for g, c := range costs {
+		if best == "" || c > costs[best] {
+			best = g
+		}
+	}
+	q.Top = 1
+	top, err := st.UsageReport(ctx, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range top.Rows {
+		if fmt.Sprint(r.Group) != best {
+			t.Errorf("top=1: got a row of %v, want only %s", r.Group, best)
+		}
+	}
+	if !cmp.Equal(top.Totals, rep.Totals) {
+		t.Errorf("top=1 totals: got %v, want all usage %v", top.Totals, rep.Totals)
+	}
+}
+
+func sortedKeys(m map[string]int64) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func TestUsageReportBucketsByHourDayAndMonth(t *testing.T) {
+	st, _, _, _ := newStore(t)
+	ctx := context.Background()
+	h := time.Now().UTC().Truncate(24 * time.Hour).Add(-25 * time.Hour)
+	recs := []UsageRecord{
+		{KeyID: "k", AccountID: "a", Model: "m", At: h.Add(10 * time.Minute), Usage: Usage{Requests: 1, InputTokens: 5}},
+		{KeyID: "k", AccountID: "a", Model: "m", At: h.Add(70 * time.Minute), Usage: Usage{Requests: 1, InputTokens: 7}},
+	}
+	if err := st.RecordUsageBatch(ctx, BatchID{Writer: "w", Seq: 1}, recs...); err != nil {
+		t.Fatal(err)
+	}
+	// Retried: counted once in the report buckets too.
+	if err := st.RecordUsageBatch(ctx, BatchID{Writer: "w", Seq: 1}, recs...); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		gran     string
+		from, to time.Time
+		want     []string
+	}{
+		{GranularityHour, h, h.Add(2 * time.Hour), []string{stamp(h) + "=5", stamp(h.Add(time.Hour)) + "=7"}},
+		{GranularityDay, h.Add(-23 * time.Hour), h.Add(25 * time.Hour), []string{stamp(h.Add(-23*time.Hour)) + "=5", stamp(h.Add(time.Hour)) + "=7"}},
+		{GranularityMonth, h.Add(-23 * time.Hour), h.Add(25 * time.Hour), months(h)},
+		{GranularityDay, h, h.Add(time.Hour), []string{stamp(h.Add(-23*time.Hour)) + "=5"}}, // not whole days: read hourly
+	}
+	for _, tt := range tests {
+		t.Run(tt.gran+tt.from.String(), func(t *testing.T) {
+			rep, err := st.UsageReport(ctx, ReportQuery{From: tt.from, To: tt.to, Granularity: tt.gran})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, r := range rep.Rows {
+				got = append(got, fmt.Sprintf("%s=%d", r.Bucket.Format(time.RFC3339), r.Counters[1]))
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("rows (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func stamp(t time.Time) string { return t.Format(time.RFC3339) }
+
+// months is the month rows of 5 tokens in h's hour and 7 in the next (the same month or two).
+func months(h time.Time) []string {
+	m0, m1 := bucketStart(h, GranularityMonth), bucketStart(h.Add(time.Hour), GranularityMonth)
+	if m0 == m1 {
+		return []string{stamp(m0) + "=12"}
+	}
+	return []string{stamp(m0) + "=5", stamp(m1) + "=7"}
+}
+
+func TestUsageReportBucketsExpireAfterTheirRetention(t *testing.T) {
+	st, _, rdb, _ := newStore(t)
+	ctx := context.Background()
+	st.SetUsageRetention(48*time.Hour, 10*24*time.Hour)
+	at := time.Now().UTC()
+	if err := st.RecordUsage(ctx, UsageRecord{KeyID: "k", Model: "m", At: at, Usage: Usage{Requests: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	hour, day := at.Truncate(time.Hour), at.Truncate(24*time.Hour)
+	for key, want := range map[string]time.Time{
+		st.keys.UsageHour(hour): hour.Add(49 * time.Hour),
+		st.keys.UsageDay(day):   day.Add(11 * 24 * time.Hour),
+	} {
+		got, err := rdb.ExpireTime(ctx, key).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != time.Duration(want.Unix())*time.Second {
+			t.Errorf("%s expires at %v, want %v", key, time.Unix(int64(got/time.Second), 0).UTC(), want)
+		}
+	}
+}
+
+func TestUsageReportRefusesBadQueries(t *testing.T) {
+	st, _, _, _ := newStore(t)
+	d := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	for _, q := range []ReportQuery{
+		{From: d, To: d, Granularity: GranularityDay},
+		{From: d, To: d.Add(time.Minute), Granularity: GranularityDay},
+		{From: d, To: d.AddDate(0, 0, 1), Granularity: "week"},
+		{From: d, To: d.AddDate(0, 0, 1), Granularity: GranularityDay, GroupBy: []string{"colour"}},
+		{From: d, To: d.AddDate(0, 0, 1), Granularity: GranularityDay, GroupBy: []string{"key", "key"}},
+		{From: d, To: d.AddDate(0, 0, 91), Granularity: GranularityHour},
+	} {
+		if _, err := st.UsageReport(context.Background(), q); !errors.Is(err, ErrReportRange) {
+			t.Errorf("%+v: got %v, want ErrReportRange", q, err)
+		}
+	}
+}
