@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -275,14 +274,5 @@ func (l *Limiter) Reserved(ctx context.Context, keyID string) (Usage, error) {
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return Usage{}, fmt.Errorf("read reservations of key %s: %w", keyID, err)
 	}
-	num := func(x any) int64 {
-		s, _ := x.(string)
-		n, _ := strconv.ParseInt(s, 10, 64)
-		return n
-	}
-	var u Usage
-	if len(v) == 2 {
-		u = Usage{Tokens: num(v[0]), CostMicroUSD: num(v[1])}
-	}
-	return u, nil
+	return Usage{Tokens: heldOf(v, Tokens), CostMicroUSD: heldOf(v, Cost)}, nil
 }
