@@ -98,6 +98,10 @@
 //  5. testdata/valid/full.hcl sets it (run the golden tests with -update and read the diff),
 //     README's Limits table lists it, controlplane/openapi.json describes the override.
 //
+// Policy-only attributes skip step 3 and the override in step 4: limit_mode and limit_modes
+// (how a limit holds, see Limit modes; a token or cost limit added here joins BudgetLimits),
+// and the per-conversation breakers (conversation_*_per_minute, limits.Limit.PerConversation).
+//
 // # Adding a route option
 //
 // routeHCL in hcl.go, Route in snapshot.go, builder.route in load.go (copy, default, validate

@@ -15,9 +15,11 @@
 //     sched.Scan finds the model, metadata.user_id and the first message without decoding it;
 //     exchange.checkModel applies the policy's model and client rules (403, 400).
 //  4. exchange.admit: exchange.policy merges the key's overrides into its policy, and
-//     limits.Limiter.Admit checks every counted limit and takes a concurrency lease in one
-//     Redis script (429 with retry-after). exchange.finishLease charges and releases on every
-//     exit path.
+//     limits.Limiter.AdmitUpTo checks every counted limit (the key's, and the conversation's
+//     from exchange.sessionKey), takes a concurrency lease and reserves the request's worst
+//     case (exchange.worstCase, for reserve-mode limits) in one Redis script (429 with
+//     retry-after and x-relay-limit headers, refusalHeaders). exchange.finishLease charges,
+//     releases and settles the reservation on every exit path.
 //  5. exchange.forward lists schedulable accounts (Accounts.Upstreams), applies the key's
 //     binding, asks sched.Scheduler.Plan for an ordered plan (sticky session first, parked
 //     accounts skipped) and tries each account with exchange.send: a failure before the first
@@ -38,7 +40,8 @@
 //
 //   - Recorder batches usage records into pipelined store writes, spools them to disk while
 //     Redis is down and replays the spool, quarantining a batch the store refuses.
-//   - limits' renewer renews live concurrency leases every TTL/3 in pipelines.
+//   - limits' renewer renews live concurrency leases and reservations every TTL/3 in
+//     pipelines.
 //   - CachedAuth drops a key's cached answers (and every cached refusal) when the control
 //     plane publishes a key change.
 //   - StoreAccounts reloads the account list when the store announces an account change

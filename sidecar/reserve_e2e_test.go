@@ -158,3 +158,31 @@ func TestAConversationBudgetTripsForThatConversationOnly(t *testing.T) {
 		readAll(t, resp.Body)
 	}
 }
+
+func TestTheKeyViewShowsWhatRequestsInFlightReserve(t *testing.T) {
+	h := newHarness(t, harnessOptions{hcl: policyHCL("cost_per_day_usd = 1\n  tokens_per_day = 100000\n  limit_modes = { cost_per_day_usd = \"reserve\" }\n  conversation_requests_per_minute = 5")})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		resp := h.post("/v1/messages", h.key, jsonBody, map[string]string{fakeupstream.ScriptHeader: fakeupstream.Script{FirstByteDelay: 700 * time.Millisecond}.HeaderValue()})
+		readAll(t, resp.Body)
+	}()
+	lim := limits.New(h.rdb, h.st.Schema(), limits.Options{})
+	waitFor(t, 5*time.Second, func() bool { r, _ := lim.Reserved(context.Background(), h.keyID); return r.CostMicroUSD > 0 })
+	_, v, body := h.getView(h.key, false)
+	cost, tokens := limitNamed(t, v, "cost_per_day_usd"), limitNamed(t, v, "tokens_per_day")
+	if cost.Mode != "reserve" || !near(cost.Reserved, float64(worstMicro)/1e6) || !near(cost.Remaining, 1-float64(worstMicro)/1e6) {
+		t.Errorf("cost_per_day_usd while a request is in flight: got %+v, want reserve mode with its worst case ($%g) reserved and taken from remaining", cost, float64(worstMicro)/1e6)
+	}
+	if tokens.Mode != "charge" || tokens.Reserved != 0 {
+		t.Errorf("tokens_per_day: got %+v, want charge mode, nothing reserved", tokens)
+	}
+	if len(v.Limits) != 2 {
+		t.Errorf("limits: got %s, want the key's two (a conversation's limits are not the key's)", body)
+	}
+	<-done
+	_, v, _ = h.getView(h.key, false)
+	if c := limitNamed(t, v, "cost_per_day_usd"); c.Reserved != 0 || c.Used == 0 {
+		t.Errorf("after the request: got %+v, want it charged and nothing reserved", c)
+	}
+}

@@ -59,11 +59,17 @@ type KeyInfo struct {
 // Limit is where one limit stands: in US dollars for cost limits (unit "usd"), else in
 // tokens or requests.
 type Limit struct {
-	Name      string  `json:"name"`
-	Unit      string  `json:"unit"`
-	Limit     float64 `json:"limit"`
-	Used      float64 `json:"used"`
+	Name  string  `json:"name"`
+	Unit  string  `json:"unit"`
+	Limit float64 `json:"limit"`
+	Used  float64 `json:"used"`
+	// Reserved is what requests in flight hold against a limit in reserve mode (0 in
+	// charge mode); Remaining is net of it.
+	Reserved  float64 `json:"reserved"`
 	Remaining float64 `json:"remaining"`
+	// Mode is how a token or cost limit holds, "charge" or "reserve"; "" for request
+	// limits, which are exact in any mode.
+	Mode string `json:"mode,omitempty"`
 	// ResetsAt is when the window ends; null for a total limit, which never resets.
 	ResetsAt *time.Time `json:"resets_at"`
 }
@@ -127,16 +133,19 @@ func Build(ctx context.Context, src Sources, k Key, base *config.Policy, now tim
 }
 
 func limitOf(s limits.State) Limit {
-	l := Limit{Name: s.Name, Limit: float64(s.Max), Used: float64(s.Used)}
+	l := Limit{Name: s.Name, Limit: float64(s.Max), Used: float64(s.Used), Reserved: float64(s.Reserved), Mode: config.LimitModeCharge}
+	if s.Reserve {
+		l.Mode = config.LimitModeReserve
+	}
 	switch s.Kind {
 	case limits.Cost:
-		l.Unit, l.Limit, l.Used = "usd", float64(s.Max)/1e6, float64(s.Used)/1e6
+		l.Unit, l.Limit, l.Used, l.Reserved = "usd", float64(s.Max)/1e6, float64(s.Used)/1e6, float64(s.Reserved)/1e6
 	case limits.Tokens:
 		l.Unit = "tokens"
 	default:
-		l.Unit = "requests"
+		l.Unit, l.Mode = "requests", ""
 	}
-	l.Remaining = max(0, l.Limit-l.Used)
+	l.Remaining = max(0, l.Limit-l.Used-l.Reserved)
 	if !s.ResetAt.IsZero() {
 		t := s.ResetAt.UTC()
 		l.ResetsAt = &t

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -245,15 +244,20 @@ func (r *Refusal) reservationMessage() string {
 // body's size in bytes as input tokens (no tokenizer yields more tokens than bytes for text,
 // and base64 media is larger than its token count), charged at the highest of the input,
 // cache-write and cache-read rates, plus maxTokens output tokens (thinking included) at the
-// output rate; over every price given, so that a model's long-context tier counts when it is
-// dearer. Usage the body does not bound — server tools that fetch content, media referenced
-// by URL or file id — can exceed it; the settlement charges what the upstream reports.
+// output rate; over every price given, each with its long-context tier when the input bound
+// is above the tier's threshold (a prompt can then be long enough for it). Usage the body
+// does not bound — server tools that fetch content, media referenced by URL or file id — can
+// exceed it; the settlement charges what the upstream reports.
 func WorstCase(bodyBytes, maxTokens int64, prices ...config.Price) Usage {
 	in, out := max(bodyBytes, 0), max(maxTokens, 0)
 	var inRate, outRate float64
 	for _, p := range prices {
 		inRate = max(inRate, p.Input, p.CacheWrite5m, p.CacheWrite1h, p.CacheRead)
 		outRate = max(outRate, p.Output)
+		if lc := p.LongContext; lc.AboveInputTokens > 0 && in > lc.AboveInputTokens {
+			inRate = max(inRate, lc.Input, lc.CacheWrite5m, lc.CacheWrite1h, lc.CacheRead)
+			outRate = max(outRate, lc.Output)
+		}
 	}
 	// Rates are USD per million tokens: a token costs rate micro-USD.
 	cost := math.Ceil(float64(in)*inRate + float64(out)*outRate)
@@ -270,14 +274,5 @@ func (l *Limiter) Reserved(ctx context.Context, keyID string) (Usage, error) {
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return Usage{}, fmt.Errorf("read reservations of key %s: %w", keyID, err)
 	}
-	num := func(x any) int64 {
-		s, _ := x.(string)
-		n, _ := strconv.ParseInt(s, 10, 64)
-		return n
-	}
-	var u Usage
-	if len(v) == 2 {
-		u = Usage{Tokens: num(v[0]), CostMicroUSD: num(v[1])}
-	}
-	return u, nil
+	return Usage{Tokens: heldOf(v, Tokens), CostMicroUSD: heldOf(v, Cost)}, nil
 }

@@ -208,18 +208,22 @@ func TestAnAbandonedAdmissionReleasesItsReservation(t *testing.T) {
 }
 
 func TestWorstCaseTakesTheDearestRateOfEveryTier(t *testing.T) {
-	base := config.Price{Input: 5, Output: 25, CacheWrite5m: 6.25, CacheWrite1h: 10, CacheRead: 0.5}
-	long := config.Price{Input: 10, Output: 37.5, CacheWrite5m: 12.5, CacheWrite1h: 20, CacheRead: 1}
+	// claude-sonnet-4-5 in the built-in table: long context above 200k prompt tokens.
+	sonnet := config.Price{Input: 3, Output: 15, CacheWrite5m: 3.75, CacheWrite1h: 6, CacheRead: 0.3,
+		LongContext: config.PriceTier{AboveInputTokens: 200_000, Input: 6, Output: 22.5, CacheWrite5m: 7.5, CacheWrite1h: 12, CacheRead: 0.6}}
+	opus := config.Price{Input: 5, Output: 25, CacheWrite5m: 6.25, CacheWrite1h: 10, CacheRead: 0.5}
 	tests := []struct {
 		name      string
 		body, max int64
 		prices    []config.Price
 		want      limits.Usage
 	}{
-		{"cache write 1h is the dearest input", 1000, 100, []config.Price{base}, limits.Usage{Tokens: 1100, CostMicroUSD: 1000*10 + 100*25}},
-		{"the long-context tier when given", 1000, 100, []config.Price{base, long}, limits.Usage{Tokens: 1100, CostMicroUSD: 1000*20 + 100*75/2}},
+		{"cache write 1h is the dearest input", 1000, 100, []config.Price{opus}, limits.Usage{Tokens: 1100, CostMicroUSD: 1000*10 + 100*25}},
+		{"a body below the tier's threshold cannot reach it", 200_000, 100, []config.Price{sonnet}, limits.Usage{Tokens: 200_100, CostMicroUSD: 200_000*6 + 100*15}},
+		{"a body above it can", 200_001, 100, []config.Price{sonnet}, limits.Usage{Tokens: 200_101, CostMicroUSD: 200_001*12 + 100*45/2}},
+		{"the dearest of several prices (a model_map target)", 1000, 100, []config.Price{sonnet, opus}, limits.Usage{Tokens: 1100, CostMicroUSD: 1000*10 + 100*25}},
 		{"fractions round up", 1, 1, []config.Price{{Input: 0.3, Output: 0.3}}, limits.Usage{Tokens: 2, CostMicroUSD: 1}},
-		{"negatives are nothing", -5, -1, []config.Price{base}, limits.Usage{}},
+		{"negatives are nothing", -5, -1, []config.Price{opus}, limits.Usage{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -393,5 +397,23 @@ func TestAConversationLimitTripsForThatConversationOnly(t *testing.T) {
 		t.Fatalf("conversation a in the next minute: got %q, want admitted", ref.Message())
 	} else {
 		ls.Finish(ctx, limits.Usage{})
+	}
+}
+
+func TestFromPolicyAppliesLimitModesToTokenAndCostLimitsOnly(t *testing.T) {
+	pol := &config.Policy{RequestsPerMinute: 5, TokensPerDay: 10, CostPerDayUSD: 1, CostTotalUSD: 9, ConversationTokensPerMinute: 3,
+		LimitMode: config.LimitModeReserve, LimitModes: map[string]string{"cost_per_day_usd": config.LimitModeCharge}}
+	got := map[string]bool{}
+	for _, l := range limits.FromPolicy(pol).Counted {
+		got[l.Name] = l.Reserve
+	}
+	want := map[string]bool{"requests_per_minute": false, "tokens_per_day": true, "cost_per_day_usd": false, "cost_total_usd": true, "conversation_tokens_per_minute": false}
+	for name, w := range want {
+		if g, ok := got[name]; !ok || g != w {
+			t.Errorf("%s: got reserve %v (present %v), want %v", name, g, ok, w)
+		}
+	}
+	if set := limits.FromPolicy(&config.Policy{CostPerDayUSD: 1}); set.Reserves() {
+		t.Error("a policy without limit_mode reserves; want charge by default")
 	}
 }
