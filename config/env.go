@@ -42,6 +42,9 @@ const (
 	EnvClientBodyTimeout   = "CLAUDE_RELAY_CLIENT_BODY_TIMEOUT"
 	// EnvControlMaxConnections caps the control plane's concurrent client connections.
 	EnvControlMaxConnections = "CLAUDE_RELAY_CONTROL_MAX_CONNECTIONS"
+	// EnvAlertBudgetInterval is how often the control plane checks keys' cost against their
+	// daily limits for the budget alerts.
+	EnvAlertBudgetInterval = "CLAUDE_RELAY_ALERT_BUDGET_INTERVAL"
 	EnvConfigDir             = "CLAUDE_RELAY_CONFIG_DIR"
 	EnvDataDir               = "CLAUDE_RELAY_DATA_DIR"
 	EnvLogRetentionDays      = "LOG_RETENTION_DAYS"
@@ -115,6 +118,8 @@ type Env struct {
 	ControlAddr string // CLAUDE_RELAY_CONTROL_ADDR, default 127.0.0.1:3100
 	// ControlMaxConnections caps the control plane's concurrent client connections.
 	ControlMaxConnections int // CLAUDE_RELAY_CONTROL_MAX_CONNECTIONS, default 1024
+	// AlertBudgetInterval is how often the budget alerts read the keys' usage.
+	AlertBudgetInterval time.Duration // CLAUDE_RELAY_ALERT_BUDGET_INTERVAL, default 10s
 	// ControlURL is CLAUDE_RELAY_CONTROL_URL: when set, a sidecar takes its configuration
 	// from this control plane instead of local HCL.
 	ControlURL    string
@@ -140,6 +145,9 @@ const (
 	DefaultClientBodyTimeout   = 30 * time.Second
 	// DefaultControlMaxConnections leaves room for many sidecars' long-polls and the admins.
 	DefaultControlMaxConnections = 1024
+	// DefaultAlertBudgetInterval bounds the budget alerts' Redis reads (one per key with a
+	// daily cost limit, per interval).
+	DefaultAlertBudgetInterval = 10 * time.Second
 	DefaultDataDir               = "./data"
 	DefaultLogRetentionDays      = 30
 	DefaultControlAddr           = "127.0.0.1:3100"
@@ -206,6 +214,7 @@ func LoadEnv(lookup func(string) (string, bool), dotenv map[string]string) (*Env
 		ClientHeaderTimeout:   p.duration(EnvClientHeaderTimeout, DefaultClientHeaderTimeout),
 		ClientBodyTimeout:     p.duration(EnvClientBodyTimeout, DefaultClientBodyTimeout),
 		ControlMaxConnections: p.intMin(EnvControlMaxConnections, DefaultControlMaxConnections, 1),
+		AlertBudgetInterval:   p.duration(EnvAlertBudgetInterval, DefaultAlertBudgetInterval),
 		ConfigDir:             p.str(EnvConfigDir, ""),
 		DataDir:               p.str(EnvDataDir, DefaultDataDir),
 		LogRetentionDays:      p.intMin(EnvLogRetentionDays, DefaultLogRetentionDays, 0),

@@ -21,6 +21,9 @@ const (
 	DefaultParkThreshold = 5 * time.Minute
 	// DefaultBudgetThreshold is the share of a cost limit that raises budget_threshold.
 	DefaultBudgetThreshold = 0.8
+	// DefaultBudgetEvery is how often BudgetSource reads the keys' usage
+	// (config.DefaultAlertBudgetInterval; CLAUDE_RELAY_ALERT_BUDGET_INTERVAL).
+	DefaultBudgetEvery = config.DefaultAlertBudgetInterval
 )
 
 // reconcile raises every condition of the named event that holds now and clears every
@@ -196,15 +199,15 @@ func pluginEvents(into map[string]Event, where string, h *configapi.Health) {
 	}
 }
 
-// BudgetSource checks, every 30 s, each relay key with a daily cost limit (its own, or its
+// BudgetSource checks, every period, each relay key with a daily cost limit (its own, or its
 // policy's) against today's cost: at threshold (a share, DefaultBudgetThreshold) it raises
 // budget_threshold, at the limit budget_reached; a new day clears both. It reads one usage
 // hash per such key.
-func BudgetSource(st *store.Store, snapshot func() *config.Snapshot, threshold float64, now func() time.Time) Source {
+func BudgetSource(st *store.Store, snapshot func() *config.Snapshot, threshold float64, every time.Duration, now func() time.Time) Source {
 	if now == nil {
 		now = time.Now
 	}
-	return Source{Name: config.EventBudgetThreshold, Every: 30 * time.Second, Observe: func(ctx context.Context, o *Outbox) error {
+	return Source{Name: config.EventBudgetThreshold, Every: every, Observe: func(ctx context.Context, o *Outbox) error {
 		keys, err := st.ListKeys(ctx)
 		if err != nil {
 			return err

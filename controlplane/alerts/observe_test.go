@@ -99,7 +99,7 @@ func TestKeysCrossingEightyPercentAndTheirDailyCostLimitRaiseBudgetEvents(t *tes
 	spend(pol.ID, 5.25) // 105 % of the policy's 5
 	spend(free.ID, 1000)
 	o := NewOutbox(st, nil)
-	src := BudgetSource(st, func() *config.Snapshot { return snap }, DefaultBudgetThreshold, nil)
+	src := BudgetSource(st, func() *config.Snapshot { return snap }, DefaultBudgetThreshold, DefaultBudgetEvery, nil)
 	observe(t, src, o)
 	want := map[string]string{
 		"budget_threshold|" + own.ID: "warning", "budget_threshold|" + pol.ID: "warning", "budget_reached|" + pol.ID: "critical",
