@@ -45,12 +45,12 @@ const (
 	// EnvAlertBudgetInterval is how often the control plane checks keys' cost against their
 	// daily limits for the budget alerts.
 	EnvAlertBudgetInterval = "CLAUDE_RELAY_ALERT_BUDGET_INTERVAL"
-	EnvConfigDir             = "CLAUDE_RELAY_CONFIG_DIR"
-	EnvDataDir               = "CLAUDE_RELAY_DATA_DIR"
-	EnvLogRetentionDays      = "LOG_RETENTION_DAYS"
-	EnvControlAddr           = "CLAUDE_RELAY_CONTROL_ADDR"
-	EnvAdminUsername         = "ADMIN_USERNAME"
-	EnvAdminPassword         = "ADMIN_PASSWORD"
+	EnvConfigDir           = "CLAUDE_RELAY_CONFIG_DIR"
+	EnvDataDir             = "CLAUDE_RELAY_DATA_DIR"
+	EnvLogRetentionDays    = "LOG_RETENTION_DAYS"
+	EnvControlAddr         = "CLAUDE_RELAY_CONTROL_ADDR"
+	EnvAdminUsername       = "ADMIN_USERNAME"
+	EnvAdminPassword       = "ADMIN_PASSWORD"
 	// EnvOAuthAuthorizeURL … EnvOAuthScopes override the Claude subscription OAuth client
 	// (defaults: Claude Code's public client, see controlplane.DefaultOAuth…).
 	EnvOAuthAuthorizeURL = "CLAUDE_RELAY_OAUTH_AUTHORIZE_URL"
@@ -148,10 +148,10 @@ const (
 	// DefaultAlertBudgetInterval bounds the budget alerts' Redis reads (one per key with a
 	// daily cost limit, per interval).
 	DefaultAlertBudgetInterval = 10 * time.Second
-	DefaultDataDir               = "./data"
-	DefaultLogRetentionDays      = 30
-	DefaultControlAddr           = "127.0.0.1:3100"
-	DefaultAdminUsername         = "admin"
+	DefaultDataDir             = "./data"
+	DefaultLogRetentionDays    = 30
+	DefaultControlAddr         = "127.0.0.1:3100"
+	DefaultAdminUsername       = "admin"
 )
 
 // logLevel normalises a level name: hclog's names, any case, plus
