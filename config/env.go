@@ -42,15 +42,12 @@ const (
 	EnvClientBodyTimeout   = "CLAUDE_RELAY_CLIENT_BODY_TIMEOUT"
 	// EnvControlMaxConnections caps the control plane's concurrent client connections.
 	EnvControlMaxConnections = "CLAUDE_RELAY_CONTROL_MAX_CONNECTIONS"
-	// EnvAlertBudgetInterval is how often the control plane checks keys' cost against their
-	// daily limits for the budget alerts.
-	EnvAlertBudgetInterval = "CLAUDE_RELAY_ALERT_BUDGET_INTERVAL"
-	EnvConfigDir           = "CLAUDE_RELAY_CONFIG_DIR"
-	EnvDataDir             = "CLAUDE_RELAY_DATA_DIR"
-	EnvLogRetentionDays    = "LOG_RETENTION_DAYS"
-	EnvControlAddr         = "CLAUDE_RELAY_CONTROL_ADDR"
-	EnvAdminUsername       = "ADMIN_USERNAME"
-	EnvAdminPassword       = "ADMIN_PASSWORD"
+	EnvConfigDir             = "CLAUDE_RELAY_CONFIG_DIR"
+	EnvDataDir               = "CLAUDE_RELAY_DATA_DIR"
+	EnvLogRetentionDays      = "LOG_RETENTION_DAYS"
+	EnvControlAddr           = "CLAUDE_RELAY_CONTROL_ADDR"
+	EnvAdminUsername         = "ADMIN_USERNAME"
+	EnvAdminPassword         = "ADMIN_PASSWORD"
 	// EnvOAuthAuthorizeURL … EnvOAuthScopes override the Claude subscription OAuth client
 	// (defaults: Claude Code's public client, see controlplane.DefaultOAuth…).
 	EnvOAuthAuthorizeURL = "CLAUDE_RELAY_OAUTH_AUTHORIZE_URL"
@@ -68,6 +65,10 @@ const (
 	encryptionKeyCommand = "openssl rand -hex 16"
 )
 
+
+// EnvAlertBudgetInterval is how often the control plane checks keys' cost against their
+// daily limits for the budget alerts.
+const EnvAlertBudgetInterval = "CLAUDE_RELAY_ALERT_BUDGET_INTERVAL"
 // Env is the process configuration from environment variables (and an
 // optional .env file), as the predecessor's deployment guide defines them.
 type Env struct {
