@@ -65,10 +65,10 @@ const (
 	encryptionKeyCommand = "openssl rand -hex 16"
 )
 
-
 // EnvAlertBudgetInterval is how often the control plane checks keys' cost against their
 // daily limits for the budget alerts.
 const EnvAlertBudgetInterval = "CLAUDE_RELAY_ALERT_BUDGET_INTERVAL"
+
 // Env is the process configuration from environment variables (and an
 // optional .env file), as the predecessor's deployment guide defines them.
 type Env struct {
