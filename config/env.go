@@ -69,6 +69,10 @@ const (
 // daily limits for the budget alerts.
 const EnvAlertBudgetInterval = "CLAUDE_RELAY_ALERT_BUDGET_INTERVAL"
 
+// DefaultAlertBudgetInterval bounds the budget alerts' Redis reads (one per key with a daily
+// cost limit, per interval).
+const DefaultAlertBudgetInterval = 10 * time.Second
+
 // Env is the process configuration from environment variables (and an
 // optional .env file), as the predecessor's deployment guide defines them.
 type Env struct {
@@ -146,13 +150,10 @@ const (
 	DefaultClientBodyTimeout   = 30 * time.Second
 	// DefaultControlMaxConnections leaves room for many sidecars' long-polls and the admins.
 	DefaultControlMaxConnections = 1024
-	// DefaultAlertBudgetInterval bounds the budget alerts' Redis reads (one per key with a
-	// daily cost limit, per interval).
-	DefaultAlertBudgetInterval = 10 * time.Second
-	DefaultDataDir             = "./data"
-	DefaultLogRetentionDays    = 30
-	DefaultControlAddr         = "127.0.0.1:3100"
-	DefaultAdminUsername       = "admin"
+	DefaultDataDir               = "./data"
+	DefaultLogRetentionDays      = 30
+	DefaultControlAddr           = "127.0.0.1:3100"
+	DefaultAdminUsername         = "admin"
 )
 
 // logLevel normalises a level name: hclog's names, any case, plus
