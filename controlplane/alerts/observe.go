@@ -68,34 +68,50 @@ func allClear(summary string) func(Event) Event {
 	}
 }
 
+// tamperEvery is how often ParkSource opens every account's credential to find records
+// changed outside the admin API (one crypto call per account).
+const tamperEvery = 30 * time.Second
+
 // ParkSource observes the parked accounts (which sidecars write): an account parked as
 // unauthorized, blocked or failing, or rate limited or overloaded for at least threshold,
-// raises account_parked; its return to rotation clears it.
+// raises account_parked; its return to rotation clears it. Every 30 s it also looks for
+// tampered accounts (a record changed outside the admin API, which sidecars skip), raised
+// as account_parked too.
 func ParkSource(st *store.Store, threshold time.Duration, now func() time.Time) Source {
 	if now == nil {
 		now = time.Now
 	}
+	var tampered map[string]string
+	var checked time.Time
 	return Source{Name: config.EventAccountParked, Every: time.Second, Observe: func(ctx context.Context, o *Outbox) error {
 		parks, err := st.ParkedAccounts(ctx)
 		if err != nil {
 			return err
 		}
 		t := now()
-		cur := map[string]Event{}
-		names := map[string]string{}
-		if len(parks) > 0 {
-			if accts, err := st.ListAccounts(ctx); err == nil {
-				for _, a := range accts {
-					names[a.ID] = a.Name
-				}
+		var accts []store.Account
+		if len(parks) > 0 || len(tampered) > 0 || t.Sub(checked) >= tamperEvery {
+			if accts, err = st.ListAccounts(ctx); err != nil {
+				return err
 			}
+		}
+		if t.Sub(checked) >= tamperEvery {
+			if tampered, err = tamperedAccounts(ctx, st, accts); err != nil {
+				return err
+			}
+			checked = t
+		}
+		names := make(map[string]string, len(accts))
+		for _, a := range accts {
+			names[a.ID] = a.Name
+		}
+		cur := map[string]Event{}
+		for id, why := range tampered {
+			cur[id] = Event{Severity: config.SeverityCritical, Summary: fmt.Sprintf("%q tampered: sidecars skip it: %s", names[id], why)}
 		}
 		for _, p := range parks {
 			short := p.State == "rate_limited" || p.State == "overloaded"
-			if short && !p.Until.IsZero() && p.Until.Sub(t) < threshold {
-				continue
-			}
-			if _, ok := cur[p.Account]; ok {
+			if _, ok := cur[p.Account]; ok || short && !p.Until.IsZero() && p.Until.Sub(t) < threshold {
 				continue // one event per account, whatever families are parked
 			}
 			sev := config.SeverityWarning
@@ -110,6 +126,18 @@ func ParkSource(st *store.Store, threshold time.Duration, now func() time.Time) 
 		}
 		return reconcile(ctx, o, config.EventAccountParked, cur, allClear("back in rotation"))
 	}}
+}
+
+// tamperedAccounts finds the schedulable accounts whose credential does not open under
+// their record (see store.ErrTampered).
+func tamperedAccounts(ctx context.Context, st *store.Store, accts []store.Account) (map[string]string, error) {
+	var ids []string
+	for _, a := range accts {
+		if a.Schedulable {
+			ids = append(ids, a.ID)
+		}
+	}
+	return st.TamperedAccounts(ctx, ids)
 }
 
 func parkSummary(p store.Parked) string {

@@ -3,6 +3,7 @@ package alerts
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -187,5 +188,28 @@ func TestARefusedReloadRaisesConfigRefusedOnceAndTheNextGoodOneClears(t *testing
 	}
 	if len(ev) != 2 || ev[1].Resolved || !ev[0].Resolved || ev[1].Subject != "host:/etc/claude-relay" {
 		t.Fatalf("events = %+v, want one raise then one all-clear", ev)
+	}
+}
+
+func TestATamperedAccountRaisesAccountParked(t *testing.T) {
+	st, rdb, _ := openStore(t)
+	ctx := context.Background()
+	a, err := st.AddAccount(ctx, store.AccountSpec{Name: "team-key", BaseURL: "https://api.anthropic.com", Credential: "sk-ant-api03-secret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := NewOutbox(st, nil)
+	clock := time.Now()
+	src := ParkSource(st, DefaultParkThreshold, func() time.Time { return clock })
+	observe(t, src, o)
+	if got := raisedNames(t, o); len(got) != 0 {
+		t.Fatalf("raised %v before tampering", got)
+	}
+	rdb.HSet(ctx, st.Schema().Account(a.ID), "base_url", "https://attacker.example")
+	clock = clock.Add(tamperEvery)
+	observe(t, src, o)
+	e := lastEvent(t, o)
+	if e.Subject != a.ID || e.Severity != config.SeverityCritical || !strings.Contains(e.Summary, `"team-key" tampered`) {
+		t.Fatalf("event = %+v", e)
 	}
 }
