@@ -74,7 +74,8 @@ func TestAdminAlertsTestsADestinationAndListsItWithoutSecrets(t *testing.T) {
 
 // TestAFailingOAuthRefreshReachesTheWebhookAndSoDoesItsRecovery fails a refresh against a
 // fake token endpoint (invalid_grant) and shows the alert, then the all-clear after a
-// successful manual refresh, at a Slack-shaped receiver within seconds.
+// successful manual refresh, at a Slack-shaped receiver within seconds: recorded by the
+// refresh itself (no source runs here).
 func TestAFailingOAuthRefreshReachesTheWebhookAndSoDoesItsRecovery(t *testing.T) {
 	var mu sync.Mutex
 	var texts []string
@@ -99,7 +100,7 @@ func TestAFailingOAuthRefreshReachesTheWebhookAndSoDoesItsRecovery(t *testing.T)
 		var err error
 		svc, err = alerts.New(alerts.Options{Store: o.Store, Alerts: func() map[string]config.Alert { return blocks },
 			Lookup:  func(string) (string, bool) { return rcv.URL + "/services/T/B/x", true },
-			Sources: []alerts.Source{alerts.RefreshSource(o.Store)}, Tick: 50 * time.Millisecond, Gather: 100 * time.Millisecond})
+			Tick: 50 * time.Millisecond, Gather: 100 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -160,27 +160,45 @@ func parkSummary(p store.Parked) string {
 	return b.String()
 }
 
-// RefreshSource observes OAuth accounts: a failing token refresh raises
-// oauth_refresh_failed; the next successful refresh clears it.
+// RefreshSource observes OAuth accounts every 5 s: a failing token refresh raises
+// oauth_refresh_failed; the next successful refresh clears it. The refresh job records its
+// outcomes at once too (RecordRefresh); this catches what it could not record.
 func RefreshSource(st *store.Store) Source {
-	return Source{Name: config.EventOAuthRefreshFailed, Every: 2 * time.Second, Observe: func(ctx context.Context, o *Outbox) error {
+	return Source{Name: config.EventOAuthRefreshFailed, Every: 5 * time.Second, Observe: func(ctx context.Context, o *Outbox) error {
 		accts, err := st.ListAccounts(ctx)
 		if err != nil {
 			return err
 		}
 		cur := map[string]Event{}
 		for _, a := range accts {
-			if a.Type != store.AccountTypeClaudeOAuth || a.RefreshFailures == 0 {
-				continue
+			if a.Type == store.AccountTypeClaudeOAuth && a.RefreshFailures > 0 {
+				cur[a.ID] = refreshFailed(a)
 			}
-			summary := fmt.Sprintf("%q: token refresh failed %d time(s): %s", a.Name, a.RefreshFailures, a.RefreshError)
-			if a.RefreshRetryAt != nil {
-				summary += fmt.Sprintf("; next try %s", a.RefreshRetryAt.UTC().Format(time.RFC3339))
-			}
-			cur[a.ID] = Event{Severity: config.SeverityCritical, Summary: summary}
 		}
-		return reconcile(ctx, o, config.EventOAuthRefreshFailed, cur, allClear("token refreshed"))
+		return reconcile(ctx, o, config.EventOAuthRefreshFailed, cur, allClear(refreshedSummary))
 	}}
+}
+
+const refreshedSummary = "token refreshed"
+
+func refreshFailed(a store.Account) Event {
+	summary := fmt.Sprintf("%q: token refresh failed %d time(s): %s", a.Name, a.RefreshFailures, a.RefreshError)
+	if a.RefreshRetryAt != nil {
+		summary += fmt.Sprintf("; next try %s", a.RefreshRetryAt.UTC().Format(time.RFC3339))
+	}
+	return Event{Name: config.EventOAuthRefreshFailed, Subject: a.ID, Severity: config.SeverityCritical, Summary: summary}
+}
+
+// RecordRefresh records a token refresh's outcome as it happens: a failure raises
+// oauth_refresh_failed, a success clears it.
+func RecordRefresh(ctx context.Context, o *Outbox, a store.Account) error {
+	var err error
+	if a.RefreshFailures > 0 {
+		_, err = o.Raise(ctx, refreshFailed(a))
+	} else {
+		_, err = o.Clear(ctx, Event{Name: config.EventOAuthRefreshFailed, Subject: a.ID, Summary: refreshedSummary})
+	}
+	return err
 }
 
 // SidecarSource observes the sidecar registry and this control plane's own health: a
