@@ -99,8 +99,8 @@ func TestAFailingOAuthRefreshReachesTheWebhookAndSoDoesItsRecovery(t *testing.T)
 		o.OAuth = fake.config()
 		var err error
 		svc, err = alerts.New(alerts.Options{Store: o.Store, Alerts: func() map[string]config.Alert { return blocks },
-			Lookup:  func(string) (string, bool) { return rcv.URL + "/services/T/B/x", true },
-			Tick: 50 * time.Millisecond, Gather: 100 * time.Millisecond})
+			Lookup: func(string) (string, bool) { return rcv.URL + "/services/T/B/x", true },
+			Tick:   50 * time.Millisecond, Gather: 100 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}
