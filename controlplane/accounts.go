@@ -507,6 +507,35 @@ func (s *Server) handleUnparkAccount(w http.ResponseWriter, r *http.Request) {
 	s.writeAccount(w, r, http.StatusOK, id)
 }
 
+// handleUnbindAccount deletes every sticky binding to an account (it need not exist any
+// more: a deleted account's bindings can be cleared too).
+func (s *Server) handleUnbindAccount(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	n, err := s.st.ClearAccountBindings(r.Context(), id)
+	if err != nil {
+		s.writeStoreError(w, r, err, fmt.Sprintf("bindings of account %q", id))
+		return
+	}
+	s.auditLog(r, "account.unbind", id, "cleared", n)
+	writeJSON(w, http.StatusOK, adminapi.BindingsCleared{Cleared: n})
+}
+
+// handleClearSession deletes one conversation's sticky bindings, in every pool.
+func (s *Server) handleClearSession(w http.ResponseWriter, r *http.Request) {
+	session := r.PathValue("session")
+	if session == "" || len(session) > 256 {
+		writeInvalid(w, fieldErrors{"session": "must be the session id a client sends (Claude Code's session uuid) or the binding's 32-hex hash, at most 256 bytes"})
+		return
+	}
+	n, err := s.st.ClearStickySession(r.Context(), session)
+	if err != nil {
+		s.writeStoreError(w, r, err, "sticky session")
+		return
+	}
+	s.auditLog(r, "session.clear", session, "cleared", n)
+	writeJSON(w, http.StatusOK, adminapi.BindingsCleared{Cleared: n})
+}
+
 // accountTransport returns the transport an account's requests take: through its outbound
 // proxy when it has one. The caller closes its idle connections when done.
 func accountTransport(proxyURL string) (*http.Transport, error) {

@@ -376,6 +376,10 @@ func manageCommands() []adminCommand {
 			run: adminAccountsTest,
 		},
 		{name: "accounts unpark", args: "ID", nargs: 1, summary: "return a parked account to the rotation", flags: sessionFlags, run: accountStateCmd("Unparked", (*adminclient.Client).UnparkAccount)},
+		{name: "accounts unbind", args: "ID", nargs: 1, summary: "clear every sticky binding to an account: its conversations are scheduled afresh", flags: sessionFlags,
+			run: bindingsCmd("bound to account", (*adminclient.Client).UnbindAccount)},
+		{name: "sessions clear", args: "SESSION", nargs: 1, summary: "clear one conversation's sticky binding (SESSION: Claude Code's session id, or the binding hash)", flags: sessionFlags,
+			run: bindingsCmd("of conversation", (*adminclient.Client).ClearSession)},
 		{name: "accounts refresh", args: "ID", nargs: 1, summary: "refresh an OAuth account's tokens now", flags: sessionFlags, run: accountStateCmd("Refreshed", (*adminclient.Client).RefreshAccount)},
 		{
 			name: "accounts oauth start", summary: "start adding a Claude subscription account: prints the URL to open",
@@ -776,6 +780,25 @@ func accountStateCmd(done string, call func(*adminclient.Client, context.Context
 			return c.printJSON(adminapi.AccountResponse{Account: a})
 		}
 		_, err = fmt.Fprintf(c.stdout, "%s account %s (%s); status %s.\n", done, a.ID, a.Name, accountStatus(a))
+		return err
+	}
+}
+
+// bindingsCmd runs a command that clears sticky bindings and says how many it cleared.
+func bindingsCmd(what string, call func(*adminclient.Client, context.Context, string) (int, error)) func(context.Context, *adminCLI, *adminFlags, []string) error {
+	return func(ctx context.Context, c *adminCLI, f *adminFlags, args []string) error {
+		n, err := call(c.client, ctx, args[0])
+		if err != nil {
+			return err
+		}
+		if f.json {
+			return c.printJSON(adminapi.BindingsCleared{Cleared: n})
+		}
+		if n == 0 {
+			_, err = fmt.Fprintf(c.stdout, "No sticky binding %s %s was found (none, or they expired).\n", what, args[0])
+			return err
+		}
+		_, err = fmt.Fprintf(c.stdout, "Cleared %d sticky binding(s) %s %s; the next request of each conversation is scheduled afresh.\n", n, what, args[0])
 		return err
 	}
 }

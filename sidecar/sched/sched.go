@@ -277,7 +277,7 @@ func SessionKey(f Fields) string {
 				id = v.SessionID
 			}
 		}
-		return hashHex("u:" + id)
+		return store.StickySessionHash(id)
 	}
 	if len(f.FirstMessage) > 0 {
 		h := sha256.New()
@@ -329,11 +329,6 @@ func canonical(sc *jsonscan.Scanner, w io.Writer) bool {
 	raw, ok := sc.Value()
 	w.Write(raw)
 	return ok
-}
-
-func hashHex(s string) string {
-	sum := sha256.Sum256([]byte(s))
-	return hex.EncodeToString(sum[:16])
 }
 
 // Family is a model's family for parking ("opus", "sonnet", "haiku"), or "".
