@@ -1,4 +1,12 @@
 // Package sched chooses the upstream account for each request: key binding, sticky session, then the pool by priority and load, skipping parked accounts.
+//
+// The path of a request: Plan orders the accounts from memory (sched.go, cache.go: parking
+// view and sticky bindings); the sidecar then calls AcquireCapacity for each capped account
+// before trying it (capacity.go, one Redis script), Report after an error answer (parks),
+// Observe with every answer's headers (windows.go: subscription windows, near_limit parks)
+// and Bind when a session lands on a new account. Run, in the background, refreshes the
+// parking view, writes the window readings (one HSET per interval), renews capacity leases
+// and drops sticky bindings an operator cleared.
 package sched
 
 import (
