@@ -210,6 +210,16 @@ func checkGroup(fields fieldErrors, g string) {
 	}
 }
 
+// checkedCaps converts and checks the caps of an add request (nil: none).
+func checkedCaps(fields fieldErrors, c *adminapi.AccountCaps) store.AccountCaps {
+	if c == nil {
+		return store.AccountCaps{}
+	}
+	caps := store.AccountCaps(*c)
+	checkCaps(fields, caps)
+	return caps
+}
+
 // checkCaps reports negative caps.
 func checkCaps(fields fieldErrors, c store.AccountCaps) {
 	if err := c.Validate(); err != nil {
@@ -364,10 +374,7 @@ func (s *Server) handleAddAccount(w http.ResponseWriter, r *http.Request) {
 	checkModelMap(fields, req.ModelMap)
 	checkProxy(fields, req.ProxyURL)
 	checkGroup(fields, req.Group)
-	if req.Caps != nil {
-		spec.Caps = store.AccountCaps(*req.Caps)
-		checkCaps(fields, spec.Caps)
-	}
+	spec.Caps = checkedCaps(fields, req.Caps)
 	if spec.Priority < minPriority || spec.Priority > maxPriority {
 		fields.add("priority", fmt.Sprintf("must be between %d and %d", minPriority, maxPriority))
 	}

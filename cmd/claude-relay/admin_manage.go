@@ -311,6 +311,16 @@ func (f *adminFlags) createKeyRequest() adminapi.CreateKeyRequest {
 	}
 }
 
+// stickyCommands are the commands that clear sticky bindings.
+func stickyCommands() []adminCommand {
+	return []adminCommand{
+		{name: "accounts unbind", args: "ID", nargs: 1, summary: "clear every sticky binding to an account: its conversations are scheduled afresh", flags: sessionFlags,
+			run: bindingsCmd("bound to account", (*adminclient.Client).UnbindAccount)},
+		{name: "sessions clear", args: "SESSION", nargs: 1, summary: "clear one conversation's sticky binding (SESSION: Claude Code's session id, or the binding hash)", flags: sessionFlags,
+			run: bindingsCmd("of conversation", (*adminclient.Client).ClearSession)},
+	}
+}
+
 func manageCommands() []adminCommand {
 	keyFlags := func(extra func(fs *flag.FlagSet, f *adminFlags)) func(fs *flag.FlagSet, f *adminFlags) {
 		return func(fs *flag.FlagSet, f *adminFlags) {
@@ -376,10 +386,6 @@ func manageCommands() []adminCommand {
 			run: adminAccountsTest,
 		},
 		{name: "accounts unpark", args: "ID", nargs: 1, summary: "return a parked account to the rotation", flags: sessionFlags, run: accountStateCmd("Unparked", (*adminclient.Client).UnparkAccount)},
-		{name: "accounts unbind", args: "ID", nargs: 1, summary: "clear every sticky binding to an account: its conversations are scheduled afresh", flags: sessionFlags,
-			run: bindingsCmd("bound to account", (*adminclient.Client).UnbindAccount)},
-		{name: "sessions clear", args: "SESSION", nargs: 1, summary: "clear one conversation's sticky binding (SESSION: Claude Code's session id, or the binding hash)", flags: sessionFlags,
-			run: bindingsCmd("of conversation", (*adminclient.Client).ClearSession)},
 		{name: "accounts refresh", args: "ID", nargs: 1, summary: "refresh an OAuth account's tokens now", flags: sessionFlags, run: accountStateCmd("Refreshed", (*adminclient.Client).RefreshAccount)},
 		{
 			name: "accounts oauth start", summary: "start adding a Claude subscription account: prints the URL to open",

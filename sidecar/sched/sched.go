@@ -133,7 +133,9 @@ func (u *Unavailable) Error() string {
 		return "no upstream account is available: an operator must add one (claude-relay admin accounts add)"
 	}
 	var b strings.Builder
-	if u.AllRateLimited {
+	if len(u.Full) > 0 {
+		b.WriteString("every upstream account is at one of its caps or parked")
+	} else if u.AllRateLimited {
 		b.WriteString("every upstream account is rate-limited")
 	} else {
 		b.WriteString("no upstream account can serve this request")
