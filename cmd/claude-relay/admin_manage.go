@@ -233,7 +233,7 @@ type capFlags struct {
 
 // register adds the cap flags to fs.
 func (c *capFlags) register(fs *flag.FlagSet, update bool) {
-	fs.Var(&c.conc, "max-concurrency", "at most this many `requests` in flight on the account, across all sidecars (0: unbounded)")
+	fs.Var(&c.conc, "max-concurrency", "at most `N` requests in flight on the account, across all sidecars (0: unbounded)")
 	fs.Var(&c.tokDay, "tokens-day", "cap the account's `tokens` per UTC day")
 	fs.Var(&c.costDay, "cost-day", "cap the account's cost per UTC day, `USD`")
 	fs.Var(&c.tok5h, "tokens-5h", "cap the account's `tokens` over the last 5 hours (rolling)")
