@@ -264,3 +264,32 @@ func TestUsageReportRefusesBadQueries(t *testing.T) {
 		}
 	}
 }
+
+// TestReportBucketsRideTheRecordersOneRoundTrip: a batch over many keys, accounts, models and
+// hours still costs one pipelined round trip, report buckets included.
+func TestReportBucketsRideTheRecordersOneRoundTrip(t *testing.T) {
+	st, _, rdb, _ := newStore(t)
+	ctx := context.Background()
+	hook := &countHook{}
+	rdb.AddHook(hook)
+	at := time.Now().UTC()
+	var recs []UsageRecord
+	for i := range 200 {
+		recs = append(recs, UsageRecord{KeyID: fmt.Sprintf("k%d", i%17), AccountID: fmt.Sprintf("a%d", i%3), Model: fmt.Sprintf("m%d", i%4),
+			At: at.Add(-time.Duration(i%5) * time.Hour), Usage: Usage{Requests: 1, InputTokens: 3}})
+	}
+	hook.reset()
+	if err := st.RecordUsageBatch(ctx, BatchID{Writer: "w", Seq: 1}, recs...); err != nil {
+		t.Fatal(err)
+	}
+	if got := hook.roundTrips(); got != 1 {
+		t.Errorf("got %d round trips for one batch, want 1", got)
+	}
+	rep, err := st.UsageReport(ctx, ReportQuery{From: at.Truncate(time.Hour).Add(-5 * time.Hour), To: at.Truncate(time.Hour).Add(time.Hour), Granularity: GranularityHour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Totals[requestsIndex] != 200 || rep.Totals[1] != 600 {
+		t.Errorf("report totals %v, want 200 requests and 600 input tokens", rep.Totals)
+	}
+}
