@@ -293,3 +293,30 @@ func TestReportBucketsRideTheRecordersOneRoundTrip(t *testing.T) {
 		t.Errorf("report totals %v, want 200 requests and 600 input tokens", rep.Totals)
 	}
 }
+
+// TestImportedUsageAppearsInReportsOnce: usage carried over by an import lands in the report
+// buckets of its days, and importing again counts nothing twice.
+func TestImportedUsageAppearsInReportsOnce(t *testing.T) {
+	st, _, _, _ := newStore(t)
+	ctx := context.Background()
+	day := time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -3)
+	recs := []UsageRecord{
+		{KeyID: "k", AccountID: "a", Model: "m", At: day, Usage: Usage{Requests: 4, InputTokens: 40, CostMicroUSD: 700}},
+		{KeyID: "k", Model: "m", TotalOnly: true, Usage: Usage{Requests: 100}}, // before any day: totals only
+	}
+	for range 2 {
+		if err := st.ImportUsage(ctx, "crs", recs...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep, err := st.UsageReport(ctx, ReportQuery{From: day, To: day.AddDate(0, 0, 1), Granularity: GranularityDay, GroupBy: []string{GroupAccount}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := usageOf(rep.Totals); got != (Usage{Requests: 4, InputTokens: 40, CostMicroUSD: 700}) {
+		t.Errorf("report totals %+v, want the imported day once", got)
+	}
+	if len(rep.Rows) != 1 || rep.Rows[0].Group[0] != "a" {
+		t.Errorf("rows %+v, want one for account a", rep.Rows)
+	}
+}
