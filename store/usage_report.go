@@ -377,9 +377,10 @@ func (a *reportAgg) report(attrs map[string]keyAttrs) *Report {
 	g := &reportGroups{ix: make(map[string]int32)}
 	groupsOf := g.of(a.fields, a.q.GroupBy, attrs)
 	type rowKey struct{ label, group int32 }
-	rowIx := make(map[rowKey]int32)
-	var rows []ReportRow
-	var rowKeys []rowKey
+	rowIx := make(map[rowKey]int32, len(a.cells))
+	rows := make([]ReportRow, 0, len(a.cells))
+	rowKeys := make([]rowKey, 0, len(a.cells))
+	var backing []int64 // the rows' counters, allocated in blocks
 	var totals usageValues
 	for ci, c := range a.cells {
 		v := &a.values[ci]
@@ -390,7 +391,12 @@ func (a *reportAgg) report(attrs map[string]keyAttrs) *Report {
 			if !ok {
 				ri = int32(len(rows))
 				rowIx[k] = ri
-				rows = append(rows, ReportRow{Bucket: a.labels[c.label], Group: g.values[gid], Counters: make([]int64, len(usageCounters))})
+				if len(backing) < len(usageCounters) {
+					backing = make([]int64, len(usageCounters)*max(256, len(a.cells)-len(rows)))
+				}
+				counters := backing[:len(usageCounters):len(usageCounters)]
+				backing = backing[len(usageCounters):]
+				rows = append(rows, ReportRow{Bucket: a.labels[c.label], Group: g.values[gid], Counters: counters})
 				rowKeys = append(rowKeys, k)
 			}
 			addSlice(rows[ri].Counters, v)

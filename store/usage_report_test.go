@@ -264,3 +264,59 @@ func TestUsageReportRefusesBadQueries(t *testing.T) {
 		}
 	}
 }
+
+// TestReportBucketsRideTheRecordersOneRoundTrip: a batch over many keys, accounts, models and
+// hours still costs one pipelined round trip, report buckets included.
+func TestReportBucketsRideTheRecordersOneRoundTrip(t *testing.T) {
+	st, _, rdb, _ := newStore(t)
+	ctx := context.Background()
+	hook := &countHook{}
+	rdb.AddHook(hook)
+	at := time.Now().UTC()
+	var recs []UsageRecord
+	for i := range 200 {
+		recs = append(recs, UsageRecord{KeyID: fmt.Sprintf("k%d", i%17), AccountID: fmt.Sprintf("a%d", i%3), Model: fmt.Sprintf("m%d", i%4),
+			At: at.Add(-time.Duration(i%5) * time.Hour), Usage: Usage{Requests: 1, InputTokens: 3}})
+	}
+	hook.reset()
+	if err := st.RecordUsageBatch(ctx, BatchID{Writer: "w", Seq: 1}, recs...); err != nil {
+		t.Fatal(err)
+	}
+	if got := hook.roundTrips(); got != 1 {
+		t.Errorf("got %d round trips for one batch, want 1", got)
+	}
+	rep, err := st.UsageReport(ctx, ReportQuery{From: at.Truncate(time.Hour).Add(-5 * time.Hour), To: at.Truncate(time.Hour).Add(time.Hour), Granularity: GranularityHour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Totals[requestsIndex] != 200 || rep.Totals[1] != 600 {
+		t.Errorf("report totals %v, want 200 requests and 600 input tokens", rep.Totals)
+	}
+}
+
+// TestImportedUsageAppearsInReportsOnce: usage carried over by an import lands in the report
+// buckets of its days, and importing again counts nothing twice.
+func TestImportedUsageAppearsInReportsOnce(t *testing.T) {
+	st, _, _, _ := newStore(t)
+	ctx := context.Background()
+	day := time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -3)
+	recs := []UsageRecord{
+		{KeyID: "k", AccountID: "a", Model: "m", At: day, Usage: Usage{Requests: 4, InputTokens: 40, CostMicroUSD: 700}},
+		{KeyID: "k", Model: "m", TotalOnly: true, Usage: Usage{Requests: 100}}, // before any day: totals only
+	}
+	for range 2 {
+		if err := st.ImportUsage(ctx, "crs", recs...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep, err := st.UsageReport(ctx, ReportQuery{From: day, To: day.AddDate(0, 0, 1), Granularity: GranularityDay, GroupBy: []string{GroupAccount}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := usageOf(rep.Totals); got != (Usage{Requests: 4, InputTokens: 40, CostMicroUSD: 700}) {
+		t.Errorf("report totals %+v, want the imported day once", got)
+	}
+	if len(rep.Rows) != 1 || rep.Rows[0].Group[0] != "a" {
+		t.Errorf("rows %+v, want one for account a", rep.Rows)
+	}
+}
