@@ -55,11 +55,19 @@ type site struct {
 	http  *httptest.Server
 	clock *clock
 	admin *adminclient.Client // logged in through the admin API, as another operator
+	// config distributes the configuration (nil without a directory).
+	config *controlplane.Config
 }
 
 // newSite starts a control plane on a real Redis whose admin's password hash has bcrypt's
 // lowest cost (the control plane keeps an existing admin), so logins are fast.
 func newSite(t *testing.T, ttl time.Duration) *site {
+	t.Helper()
+	return newSiteWithConfig(t, ttl, "")
+}
+
+// newSiteWithConfig is newSite distributing the HCL configuration in dir ("" for none).
+func newSiteWithConfig(t *testing.T, ttl time.Duration, dir string) *site {
 	t.Helper()
 	ctx := context.Background()
 	rdb, prefix := testredis.New(t)
@@ -83,7 +91,14 @@ func newSite(t *testing.T, ttl time.Duration) *site {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cp, err := controlplane.New(controlplane.Options{Store: st, SigningKey: key, Admin: controlplane.AdminBootstrap{Username: testUser}, Now: clk.Now, TokenTTL: ttl})
+	var cfg *controlplane.Config
+	if dir != "" {
+		cfg, err = controlplane.NewConfig(ctx, controlplane.ConfigOptions{Dir: dir, Store: st, SidecarSecrets: [][]byte{[]byte("console-test-sidecar-secret-0123456789abcdef")}, Recheck: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	cp, err := controlplane.New(controlplane.Options{Store: st, SigningKey: key, Admin: controlplane.AdminBootstrap{Username: testUser}, Now: clk.Now, TokenTTL: ttl, Config: cfg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +114,7 @@ func newSite(t *testing.T, ttl time.Duration) *site {
 	mux.Handle("/ui/", ui.Handler())
 	hs := httptest.NewServer(mux)
 	t.Cleanup(hs.Close)
-	s := &site{t: t, http: hs, clock: clk}
+	s := &site{t: t, http: hs, clock: clk, config: cfg}
 	anon, err := adminclient.New(hs.URL, "", nil)
 	if err != nil {
 		t.Fatal(err)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -214,5 +216,34 @@ func TestConsolePagesAnswerWhatTheAdminAPIHas(t *testing.T) {
 	}
 	if a := b.get("/ui/audit"); !strings.Contains(a.body, "127.0.0.1") {
 		t.Errorf("the audit entry does not name the browser's address:\n%s", a.body)
+	}
+}
+
+func TestConsoleShowsARefusedConfigurationEditWithItsLocation(t *testing.T) {
+	dir := t.TempDir()
+	hcl := filepath.Join(dir, "relay.hcl")
+	if err := os.WriteFile(hcl, []byte("# relay\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := newSiteWithConfig(t, 0, dir)
+	b := s.browser()
+	b.login()
+	if p := b.get("/ui/config"); !strings.Contains(p.body, `<dd id="config-version">1</dd>`) || strings.Contains(p.body, "was refused") {
+		t.Fatalf("config page with a good configuration:\n%s", p.body)
+	}
+	if err := os.WriteFile(hcl, []byte("# relay\n\nno_such_block {\n}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := s.config.Reload(context.Background()); err == nil || res != "refused" {
+		t.Fatalf("reload of a broken file: got %q %v, want refused with an error", res, err)
+	}
+	p := b.get("/ui/config")
+	for _, want := range []string{"The last edit was refused", "relay.hcl:3:1", `<dd id="config-version">1</dd>`, ">refused<"} {
+		if !strings.Contains(p.body, want) {
+			t.Errorf("config page after a refused edit lacks %q:\n%s", want, p.body)
+		}
+	}
+	if dash := b.get("/ui/"); !strings.Contains(dash.body, "the last edit was refused") {
+		t.Errorf("the dashboard does not point at the refused edit")
 	}
 }
