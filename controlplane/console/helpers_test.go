@@ -51,7 +51,8 @@ func (c *clock) Advance(d time.Duration) {
 
 // site is a control plane serving the admin API and the console over loopback HTTP.
 type site struct {
-	t     *testing.T
+	t     testing.TB
+	st    *store.Store
 	http  *httptest.Server
 	clock *clock
 	admin *adminclient.Client // logged in through the admin API, as another operator
@@ -61,13 +62,13 @@ type site struct {
 
 // newSite starts a control plane on a real Redis whose admin's password hash has bcrypt's
 // lowest cost (the control plane keeps an existing admin), so logins are fast.
-func newSite(t *testing.T, ttl time.Duration) *site {
+func newSite(t testing.TB, ttl time.Duration) *site {
 	t.Helper()
 	return newSiteWithConfig(t, ttl, "")
 }
 
 // newSiteWithConfig is newSite distributing the HCL configuration in dir ("" for none).
-func newSiteWithConfig(t *testing.T, ttl time.Duration, dir string) *site {
+func newSiteWithConfig(t testing.TB, ttl time.Duration, dir string) *site {
 	t.Helper()
 	ctx := context.Background()
 	rdb, prefix := testredis.New(t)
@@ -114,7 +115,7 @@ func newSiteWithConfig(t *testing.T, ttl time.Duration, dir string) *site {
 	mux.Handle("/ui/", ui.Handler())
 	hs := httptest.NewServer(mux)
 	t.Cleanup(hs.Close)
-	s := &site{t: t, http: hs, clock: clk, config: cfg}
+	s := &site{t: t, st: st, http: hs, clock: clk, config: cfg}
 	anon, err := adminclient.New(hs.URL, "", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -132,7 +133,7 @@ func newSiteWithConfig(t *testing.T, ttl time.Duration, dir string) *site {
 // browser is a cookie-keeping HTTP client that does not follow redirects, sending Origin with
 // every POST as browsers do.
 type browser struct {
-	t      *testing.T
+	t      testing.TB
 	s      *site
 	hc     *http.Client
 	origin string
