@@ -98,7 +98,8 @@ func TestConsoleEditsAKeysSettings(t *testing.T) {
 	b.login()
 	pg := b.get("/ui/keys/" + id)
 	form := url.Values{"csrf": {pg.csrf(t)}, "revision": {"1"}, "name": {"ci runner"}, "owner": {"build team"}, "tags": {""},
-		"allowed_models": {"claude-sonnet-*"}, "allowed_cidrs": {"10.0.0.0/8, 192.168.0.0/16"}, "expires_after": {"30d"}}
+		"allowed_models": {"claude-sonnet-*"}, "allowed_cidrs": {"10.0.0.0/8, 192.168.0.0/16"}, "expires_after": {"30d"},
+		"limit_requests_per_minute": {"1,200"}, "limit_cost_per_day_usd": {"$12.50"}, "bind_group": {"eu"}}
 	p := b.post("/ui/keys/"+id, form)
 	if p.status != http.StatusSeeOther {
 		t.Fatalf("edit: got %d\n%s", p.status, p.body)
@@ -111,6 +112,23 @@ func TestConsoleEditsAKeysSettings(t *testing.T) {
 		len(k.AllowedCIDRs) != 2 || k.ExpiresAfter == "" {
 		t.Errorf("after edit: %+v", k)
 	}
+	if k.Limits == nil || k.Limits.RequestsPerMinute == nil || *k.Limits.RequestsPerMinute != 1200 ||
+		k.Limits.CostPerDayUSD == nil || *k.Limits.CostPerDayUSD != 12.5 || k.Limits.TokensPerDay != nil {
+		t.Errorf("limit overrides after edit: %+v", k.Limits)
+	}
+	if k.Binding == nil || k.Binding.Group != "eu" {
+		t.Errorf("binding after edit: %+v", k.Binding)
+	}
+	shown := b.get("/ui/keys/" + id)
+	if !strings.Contains(shown.body, `name="limit_requests_per_minute" inputmode="numeric" value="1200"`) || !strings.Contains(shown.body, `value="12.5"`) {
+		t.Errorf("the key page does not show the overrides")
+	}
+	form.Set("revision", "2")
+	form.Set("limit_concurrency", "many")
+	if nan := b.post("/ui/keys/"+id, form); nan.status != http.StatusBadRequest || !strings.Contains(nan.body, "concurrent requests: &#34;many&#34; is not a whole number") {
+		t.Errorf("a limit that is not a number: got %d\n%s", nan.status, nan.body)
+	}
+	form.Del("limit_concurrency")
 	form.Set("revision", "2")
 	form.Set("allowed_cidrs", "not-a-cidr")
 	bad := b.post("/ui/keys/"+id, form)
