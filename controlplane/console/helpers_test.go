@@ -70,6 +70,19 @@ func newSite(t testing.TB, ttl time.Duration) *site {
 // newSiteWithConfig is newSite distributing the HCL configuration in dir ("" for none).
 func newSiteWithConfig(t testing.TB, ttl time.Duration, dir string) *site {
 	t.Helper()
+	return newSiteWith(t, siteOptions{ttl: ttl, configDir: dir})
+}
+
+// siteOptions vary a site: the session lifetime, a configuration directory, OAuth endpoints.
+type siteOptions struct {
+	ttl       time.Duration
+	configDir string
+	oauth     controlplane.OAuthConfig
+}
+
+func newSiteWith(t testing.TB, o siteOptions) *site {
+	t.Helper()
+	ttl, dir := o.ttl, o.configDir
 	ctx := context.Background()
 	rdb, prefix := testredis.New(t)
 	sealer, err := aesgcm.New("0123456789abcdef0123456789abcdef")
@@ -99,7 +112,7 @@ func newSiteWithConfig(t testing.TB, ttl time.Duration, dir string) *site {
 			t.Fatal(err)
 		}
 	}
-	cp, err := controlplane.New(controlplane.Options{Store: st, SigningKey: key, Admin: controlplane.AdminBootstrap{Username: testUser}, Now: clk.Now, TokenTTL: ttl, Config: cfg})
+	cp, err := controlplane.New(controlplane.Options{Store: st, SigningKey: key, Admin: controlplane.AdminBootstrap{Username: testUser}, Now: clk.Now, TokenTTL: ttl, Config: cfg, OAuth: o.oauth})
 	if err != nil {
 		t.Fatal(err)
 	}
