@@ -2,6 +2,7 @@ package console_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
 	"os"
@@ -157,6 +158,9 @@ func TestConsoleListsKeysWithFiltersAndPages(t *testing.T) {
 	if n := strings.Count(first.body, `<a href="/ui/keys/`); n != 50 {
 		t.Errorf("first page: %d keys, want 50", n)
 	}
+	if len(first.body) > 200<<10 {
+		t.Errorf("a page of 50 keys is %d bytes, over 200 KB", len(first.body))
+	}
 	next := regexp.MustCompile(`href="/ui/keys\?([^"]+)" rel="next"`).FindStringSubmatch(first.body)
 	if next == nil {
 		t.Fatalf("first page has no next link")
@@ -263,5 +267,46 @@ func TestConsoleShowsARefusedConfigurationEditWithItsLocation(t *testing.T) {
 	}
 	if dash := b.get("/ui/"); !strings.Contains(dash.body, "the last edit was refused") {
 		t.Errorf("the dashboard does not point at the refused edit")
+	}
+}
+
+func TestConsoleRegeneratesDeletesAndRestoresAKey(t *testing.T) {
+	s := newSite(t, 0)
+	ctx := context.Background()
+	created, err := s.admin.CreateKey(ctx, adminapi.CreateKeyRequest{Name: "rotating"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := created.Key.ID
+	b := s.browser()
+	b.login()
+	csrf := b.get("/ui/keys/" + id).csrf(t)
+	regen := b.post("/ui/keys/"+id+"/regenerate", url.Values{"csrf": {csrf}, "revision": {"1"}})
+	secret := secretPattern.FindString(regen.body)
+	if regen.status != http.StatusOK || secret == "" || secret == created.Secret {
+		t.Fatalf("regenerate: got %d, a new secret: %v", regen.status, secret != created.Secret)
+	}
+	k, err := s.admin.GetKey(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	del := b.post("/ui/keys/"+id+"/delete", url.Values{"csrf": {csrf}, "revision": {fmt.Sprint(k.Revision)}})
+	if del.status != http.StatusSeeOther {
+		t.Fatalf("delete: got %d\n%s", del.status, del.body)
+	}
+	gone := b.get(del.header.Get("Location"))
+	if !strings.Contains(gone.body, ">deleted<") || !strings.Contains(gone.body, `action="/ui/keys/`+id+`/restore"`) || strings.Contains(gone.body, `id="edit-key"`) {
+		t.Errorf("a deleted key's page should offer restore only:\n%s", gone.body)
+	}
+	k, _ = s.admin.GetKey(ctx, id)
+	back := b.post("/ui/keys/"+id+"/restore", url.Values{"csrf": {csrf}, "revision": {fmt.Sprint(k.Revision)}})
+	if back.status != http.StatusSeeOther {
+		t.Fatalf("restore: got %d\n%s", back.status, back.body)
+	}
+	if k, _ := s.admin.GetKey(ctx, id); k.Status == adminapi.KeyDeleted {
+		t.Errorf("the key is still deleted: %+v", k)
+	}
+	if p := b.post("/ui/keys/"+id+"/explode", url.Values{"csrf": {csrf}}); p.status != http.StatusNotFound {
+		t.Errorf("an unknown action: got %d, want 404", p.status)
 	}
 }
