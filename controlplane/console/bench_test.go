@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/claude-relay/claude-relay/controlplane/adminclient"
 	"github.com/claude-relay/claude-relay/store"
 )
 
@@ -23,6 +24,13 @@ func BenchmarkDashboardFirstRender(b *testing.B) {
 	eb.login()
 
 	baseline := measure(b, eb, 20)
+	listStart := time.Now()
+	for range 5 {
+		if _, err := full.admin.ListAllKeys(context.Background(), adminclient.KeyQuery{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	list := time.Since(listStart) / 5
 	var size int
 	start := time.Now()
 	n := 0
@@ -38,8 +46,9 @@ func BenchmarkDashboardFirstRender(b *testing.B) {
 	b.ReportMetric(float64(per.Milliseconds()), "ms/render")
 	b.ReportMetric(float64(per)/float64(baseline), "x-empty-dashboard")
 	b.ReportMetric(float64(size), "bytes/page")
-	b.Logf("dashboard with 10,000 keys: %s a render (target < 300ms), %d bytes; empty installation: %s; ratio %.1f",
-		per.Round(time.Millisecond), size, baseline.Round(time.Microsecond), float64(per)/float64(baseline))
+	b.ReportMetric(float64(list)/float64(per), "list-all-keys/render")
+	b.Logf("dashboard with 10,000 keys: %s a render (target < 300ms), %d bytes; empty installation: %s; ratio %.1f; listing the 10,000 keys over the admin API alone: %s",
+		per.Round(time.Millisecond), size, baseline.Round(time.Microsecond), float64(per)/float64(baseline), list.Round(time.Millisecond))
 }
 
 // measure is the mean time of n dashboard renders.
