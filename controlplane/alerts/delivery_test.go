@@ -36,6 +36,9 @@ func TestAReceiversFailuresAreRetriedUnderTheSameWebhookID(t *testing.T) {
 	if msgs[0].Attempts != 3 || msgs[0].LastError != "" {
 		t.Fatalf("message = %+v", msgs[0])
 	}
+	if sent, retried := svc.sent.With("ops").Value(), svc.failed.With("ops", "retry").Value(); sent != 1 || retried != 2 {
+		t.Fatalf("metrics: sent %v, failed{retry} %v; want 1 and 2", sent, retried)
+	}
 }
 
 func TestAnUndeliverableMessageIsKeptWithItsError(t *testing.T) {

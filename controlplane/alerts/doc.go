@@ -16,6 +16,11 @@
 //     documented payload and signature; send: POST, judge the answer) and records sent, a
 //     retry with backoff, or failed (undeliverable, kept).
 //
+// The subscription-window alert (config.EventSubscriptionWindow) is reserved for the part
+// that tracks subscription windows: it raises the event with Outbox.Raise (subject: the
+// account id) when an account's window passes its threshold and clears it with
+// Outbox.Clear, or adds a Source; nothing else is needed here.
+//
 // To add a source: write a func returning a Source whose Observe builds the set of subjects
 // for which the condition holds and calls reconcile; add its event name to config
 // (AlertEvents) and README's event table; wire it in internal/app/alerts.go. To add a
