@@ -59,7 +59,7 @@ const (
 // ReportGroups lists every grouping in the order a row's group fields are compared.
 var ReportGroups = []string{GroupKey, GroupOwner, GroupTag, GroupModel, GroupAccount, GroupPolicy}
 
-// MaxReportBuckets bounds the buckets one report reads (about 90 days of hours, 25 years of
+// MaxReportBuckets bounds the buckets one report reads (90 days of hours, about 6 years of
 // days), so a report's cost stays bounded whatever range is asked.
 const MaxReportBuckets = 90 * 24
 
