@@ -6,9 +6,6 @@
 // list when the store announces an account change (AccountChanges), polls the accounts
 // version as a safety net, and checks it per request only while the list is empty.
 //
-// GET /v1/relay/usage (serveKeyUsage) answers a key holder's view of their own key: it
-// authenticates like a relayed request and builds the answer with keyview.Build.
-//
 // Health: HealthHandler serves the public GET /health (component statuses only);
 // CheckHealth and Server.Health build the operators' report with errors and details, which
 // the config client sends to the control plane with each poll (GET /admin/sidecars).
