@@ -320,3 +320,39 @@ func TestImportedUsageAppearsInReportsOnce(t *testing.T) {
 		t.Errorf("rows %+v, want one for account a", rep.Rows)
 	}
 }
+
+// TestDayReportsReadWholeDaysAndHoursOnlyAtTheEnds: a day report from 13:00 two days ago to
+// 05:00 today reads 11 + 5 hours and one whole day, and counts every hour of the range.
+func TestDayReportsReadWholeDaysAndHoursOnlyAtTheEnds(t *testing.T) {
+	st, _, _, _ := newStore(t)
+	ctx := context.Background()
+	today := time.Now().UTC().Truncate(24 * time.Hour)
+	from, to := today.AddDate(0, 0, -2).Add(13*time.Hour), today.Add(5*time.Hour)
+	var recs []UsageRecord
+	for h := from.Add(-3 * time.Hour); h.Before(to.Add(3 * time.Hour)); h = h.Add(time.Hour) {
+		recs = append(recs, UsageRecord{KeyID: "k", Model: "m", At: h.Add(time.Minute), Usage: Usage{Requests: 1}})
+	}
+	if err := st.RecordUsage(ctx, recs...); err != nil {
+		t.Fatal(err)
+	}
+	q := ReportQuery{From: from, To: to, Granularity: GranularityDay}
+	plan, err := st.reportPlan(q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plan) != 11+1+5 {
+		t.Errorf("plan reads %d hashes, want 17 (11 hours, 1 day, 5 hours)", len(plan))
+	}
+	rep, err := st.UsageReport(ctx, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range rep.Rows {
+		got = append(got, fmt.Sprintf("%s=%d", r.Bucket.Format(time.DateOnly), r.Counters[requestsIndex]))
+	}
+	want := []string{from.Format(time.DateOnly) + "=11", today.AddDate(0, 0, -1).Format(time.DateOnly) + "=24", today.Format(time.DateOnly) + "=5"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("rows (-want +got):\n%s", diff)
+	}
+}
