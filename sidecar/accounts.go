@@ -137,6 +137,10 @@ func (a *StoreAccounts) reload(ctx context.Context, have int64) (*accountSet, er
 		// read with it, never the listing's.
 		opened, err := a.st.OpenAccount(ctx, acc.ID)
 		switch {
+		case err != nil && ctx.Err() != nil:
+			// Stopped mid-reload (shutdown): keep the last list rather than one missing
+			// every account not yet opened, and do not report a decryption failure.
+			return nil, fmt.Errorf("reload accounts: %w", ctx.Err())
 		case errors.Is(err, store.ErrTampered):
 			a.log.Error("account record was changed outside the admin API (its credential does not open for the base URL, type and proxy it now has); account not used: check it and give its credential again",
 				"account", acc.ID, "name", acc.Name, "base_url", acc.BaseURL, "error", err)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -214,12 +215,16 @@ type UsageDump struct {
 	KeyDays     map[string]map[string]map[string]Usage `json:"key_days,omitempty"`
 	KeyTotals   map[string]Usage                       `json:"key_totals,omitempty"`
 	AccountDays map[string]map[string]Usage            `json:"account_days,omitempty"`
+	// Reports are the report buckets as stored: day (YYYY-MM-DD) → "all" or "hour:HH" →
+	// field ("<key>|<account>|<model>") → packed counters. A backup without them (an older
+	// file) has its reports rebuilt from the key days instead.
+	Reports map[string]map[string]map[string]string `json:"reports,omitempty"`
 }
 
 // DumpUsage reads every usage hash. It SCANs (on every master of a Cluster), so it is for
 // exports, never for a request path.
 func (s *Store) DumpUsage(ctx context.Context) (UsageDump, error) {
-	d := UsageDump{KeyDays: map[string]map[string]map[string]Usage{}, KeyTotals: map[string]Usage{}, AccountDays: map[string]map[string]Usage{}}
+	d := UsageDump{KeyDays: map[string]map[string]map[string]Usage{}, KeyTotals: map[string]Usage{}, AccountDays: map[string]map[string]Usage{}, Reports: map[string]map[string]map[string]string{}}
 	pattern := s.keys.p + "usage:{*"
 	var names []string
 	var mu sync.Mutex
@@ -282,6 +287,15 @@ func (s *Store) DumpUsage(ctx context.Context) (UsageDump, error) {
 				d.AccountDays[id] = map[string]Usage{}
 			}
 			d.AccountDays[id][day] = u
+		case kind == "day" && (tail == "all" || strings.HasPrefix(tail, "hour:")):
+			fields, err := s.rdb.HGetAll(ctx, name).Result()
+			if err != nil {
+				return d, fmt.Errorf("dump usage %s: %w", name, err)
+			}
+			if d.Reports[id] == nil {
+				d.Reports[id] = map[string]map[string]string{}
+			}
+			d.Reports[id][tail] = fields
 		}
 	}
 	return d, nil
@@ -369,4 +383,46 @@ func streamIDAfter(a, b string) bool {
 		return len(as) > len(bs)
 	}
 	return as > bs
+}
+
+// RestoreUsageReports writes report buckets from a backup (UsageDump.Reports) as they were:
+// a field already present is left alone, so importing again adds nothing. A bucket past its
+// retention is skipped; the others expire as the recorder's would.
+func (s *Store) RestoreUsageReports(ctx context.Context, reports map[string]map[string]map[string]string) error {
+	hourly, daily := s.UsageRetention()
+	now := s.now()
+	for dayText, buckets := range reports {
+		day, err := time.Parse(time.DateOnly, dayText)
+		if err != nil {
+			return fmt.Errorf("restore usage reports: day %q: %w", dayText, err)
+		}
+		_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for tail, fields := range buckets {
+				var name string
+				var expireAt time.Time
+				if tail == "all" {
+					name, expireAt = s.keys.UsageDay(day), day.Add(24*time.Hour+daily)
+				} else {
+					h, err := strconv.Atoi(strings.TrimPrefix(tail, "hour:"))
+					if err != nil || h < 0 || h > 23 {
+						return fmt.Errorf("restore usage reports: bucket %q of %s", tail, dayText)
+					}
+					hour := day.Add(time.Duration(h) * time.Hour)
+					name, expireAt = s.keys.UsageHour(hour), hour.Add(time.Hour+hourly)
+				}
+				if !expireAt.After(now) || len(fields) == 0 {
+					continue
+				}
+				for f, v := range fields {
+					p.HSetNX(ctx, name, f, v)
+				}
+				p.ExpireAt(ctx, name, expireAt)
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("restore usage reports of %s: %w", dayText, err)
+		}
+	}
+	return nil
 }

@@ -41,6 +41,10 @@ type UsageRecord struct {
 	// TotalOnly counts the usage in the key's all-time total only, not in a day: usage from
 	// before the days an import carries over (it has no day to land on).
 	TotalOnly bool
+	// NoReport keeps the record out of the report buckets (UsageHour, UsageDay): a backup
+	// restores those hashes as they were (RestoreUsageReports) rather than rebuilding them
+	// from day totals that no longer know their hour or account.
+	NoReport bool
 }
 
 // usageCounters names the hash fields of Usage, in a fixed order.
@@ -392,6 +396,11 @@ func (s *Store) usageGroups(recs []UsageRecord) ([]*usageGroup, error) {
 		}
 		if r.AccountID != "" {
 			gb.add("acct:"+r.AccountID, s.keys.AccountUsageDay(r.AccountID, day), expireAt, "", r.Usage)
+		}
+		// A report row is a key's usage (on an account, when known): usage of an account
+		// alone (an import's account days) is already in its keys' rows and would count twice.
+		if r.NoReport || r.KeyID == "" {
+			continue
 		}
 		tag, field := UsageDayTag(day), reportField(r.KeyID, r.AccountID, model)
 		hour := at.UTC().Truncate(time.Hour)

@@ -242,6 +242,9 @@ func Import(ctx context.Context, st *store.Store, f *File, sec *Secrets) (Summar
 
 func importUsage(ctx context.Context, st *store.Store, f *File, sum *Summary) error {
 	source := "backup:" + f.ID
+	// A backup that carries its report buckets restores them as they were; the day totals
+	// then must not add to them again.
+	noReport := len(f.Usage.Reports) > 0
 	ids := make([]string, 0, len(f.Usage.KeyTotals)+len(f.Usage.KeyDays))
 	seen := map[string]bool{}
 	for id := range f.Usage.KeyDays {
@@ -263,7 +266,7 @@ func importUsage(ctx context.Context, st *store.Store, f *File, sum *Summary) er
 					return fmt.Errorf("backup usage of key %s: day %q: %w", id, day, err)
 				}
 				for model, u := range models {
-					recs = append(recs, store.UsageRecord{KeyID: id, Model: model, At: at, Usage: u})
+					recs = append(recs, store.UsageRecord{KeyID: id, Model: model, At: at, Usage: u, NoReport: noReport})
 					sumDays = sumDays.Add(u)
 				}
 				sum.KeyDays++
@@ -287,7 +290,10 @@ func importUsage(ctx context.Context, st *store.Store, f *File, sum *Summary) er
 			sum.AccountDays++
 		}
 	}
-	return st.ImportUsage(ctx, source, recs...)
+	if err := st.ImportUsage(ctx, source, recs...); err != nil {
+		return err
+	}
+	return st.RestoreUsageReports(ctx, f.Usage.Reports)
 }
 
 // minus is a − b per counter, never below 0 (days whose total expired are in a only).
