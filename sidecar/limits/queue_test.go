@@ -247,3 +247,73 @@ func TestWithoutAQueueAFullKeyIsRefusedAtOnce(t *testing.T) {
 		t.Fatalf("got refusal %+v error %v; want an immediate concurrency refusal", ref, err)
 	}
 }
+
+// BenchmarkAdmitQueueing compares, in the same run, one request's admission and finish on a
+// key whose policy has a queue (queue_timeout set) but a free slot — the request does not
+// wait — against the same policy without a queue (today's admission): one caller at a
+// time, and 64 concurrent callers (auto-pipelined). A ratio near 1 is the promise that a
+// queue costs a request that does not wait nothing (one ZCARD inside the same script).
+func BenchmarkAdmitQueueing(b *testing.B) {
+	rdb, prefix := testredis.New(b)
+	l := limits.New(rdb, store.NewSchema(prefix), limits.Options{LeaseTTL: time.Minute})
+	defer l.Close()
+	if err := l.Load(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	pol := config.Policy{RequestsPerMinute: 1 << 40, RequestsPerDay: 1 << 40, TokensPerDay: 1 << 40, CostPerDayUSD: 1e9, Concurrency: 1 << 30}
+	plain := limits.FromPolicy(&pol)
+	pol.QueueTimeout = "30s"
+	queue := limits.FromPolicy(&pol)
+	used := limits.Usage{Tokens: 100, CostMicroUSD: 100}
+	one := func(set limits.Set, key string) {
+		ctx := context.Background()
+		lease, ref, err := l.Admit(ctx, key, set)
+		if err != nil || ref != nil || lease.Waited() != 0 {
+			b.Fatalf("got %v %v, want admitted at once", ref, err)
+		}
+		lease.Finish(ctx, used)
+	}
+	serial := func(set limits.Set) time.Duration {
+		const rounds = 400
+		t0 := time.Now()
+		for range rounds {
+			one(set, "bench")
+		}
+		return time.Since(t0) / rounds
+	}
+	parallel := func(set limits.Set) time.Duration {
+		const workers, each = 64, 50
+		var wg sync.WaitGroup
+		t0 := time.Now()
+		for w := range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range each {
+					one(set, "bench"+strings.Repeat("x", w%8))
+				}
+			}()
+		}
+		wg.Wait()
+		return time.Since(t0) / (workers * each)
+	}
+	// Alternated rounds, the fastest of each kept (the machine is shared).
+	var ps, qs, pp, qp time.Duration
+	low := func(d *time.Duration, v time.Duration) {
+		if *d == 0 || v < *d {
+			*d = v
+		}
+	}
+	for b.Loop() {
+		for range 5 {
+			low(&ps, serial(plain))
+			low(&qs, serial(queue))
+			low(&pp, parallel(plain))
+			low(&qp, parallel(queue))
+		}
+	}
+	b.ReportMetric(float64(ps.Nanoseconds()), "plain-ns/op")
+	b.ReportMetric(float64(qs.Nanoseconds()), "queue-ns/op")
+	b.ReportMetric(float64(qs)/float64(ps), "queue/plain")
+	b.ReportMetric(float64(qp)/float64(pp), "queue/plain-parallel")
+}
