@@ -1,4 +1,4 @@
-// Package limits enforces per-key request, token, cost and concurrency limits atomically in Redis, token and cost limits either charged at the end or reserved at admission (reserve.go).
+// Package limits enforces per-key request, token, cost and concurrency limits atomically in Redis, token and cost limits either charged at the end or reserved at admission (reserve.go), requests that find the concurrency full waiting in a queue when the policy says so (queue.go).
 package limits
 
 import (
