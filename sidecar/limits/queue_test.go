@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/claude-relay/claude-relay/config"
+	"github.com/claude-relay/claude-relay/internal/devredis"
 	"github.com/claude-relay/claude-relay/internal/testredis"
 	"github.com/claude-relay/claude-relay/sidecar/limits"
 	"github.com/claude-relay/claude-relay/store"
@@ -316,4 +317,32 @@ func BenchmarkAdmitQueueing(b *testing.B) {
 	b.ReportMetric(float64(qs.Nanoseconds()), "queue-ns/op")
 	b.ReportMetric(float64(qs)/float64(ps), "queue/plain")
 	b.ReportMetric(float64(qp)/float64(pp), "queue/plain-parallel")
+}
+
+// Dev mode's embedded Redis (miniredis, gopher-lua) must run the queue's script too.
+func TestTheQueueRunsOnTheDevModeStore(t *testing.T) {
+	ctx := context.Background()
+	mem, err := devredis.Start(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mem.Close()
+	l := limits.New(mem.Client(), store.NewSchema("dev:"), limits.Options{})
+	defer l.Close()
+	if err := l.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	set := queueSet(1, 5*time.Second, 0)
+	holder, ref, err := l.Admit(ctx, "k", set)
+	if err != nil || ref != nil {
+		t.Fatalf("first: got %v, %v; want admitted", ref, err)
+	}
+	waiter := admitAsync(ctx, l, "k", set)
+	queued(t, mem.Client(), store.NewSchema("dev:"), "k", 1)
+	holder.Finish(ctx, limits.Usage{})
+	w := <-waiter
+	if w.err != nil || w.ref != nil || w.lease.Waited() <= 0 {
+		t.Fatalf("waiter: got %v, %v; want admitted after waiting", w.ref, w.err)
+	}
+	w.lease.Finish(ctx, limits.Usage{})
 }
