@@ -132,9 +132,9 @@ func (l *Limiter) wait(ctx context.Context, lease *Lease, worst Usage, queued []
 		l.queue.unwatch(lease.keyID, wake)
 		res, resets, now, err := l.admitOnce(ctx, lease, worst, seq)
 		if err != nil {
-			if ctx.Err() == nil { // else the batcher's onAbandon leaves
-				l.leave(lease)
-			}
+			// Also when ctx ended: a call dropped before it was sent has no onAbandon to
+			// leave for it, and removing a ticket twice does nothing.
+			l.leave(lease)
 			return nil, nil, fmt.Errorf("wait in the queue of key %s: %w", lease.keyID, err)
 		}
 		switch {
