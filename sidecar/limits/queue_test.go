@@ -346,3 +346,26 @@ func TestTheQueueRunsOnTheDevModeStore(t *testing.T) {
 	}
 	w.lease.Finish(ctx, limits.Usage{})
 }
+
+func TestAWaiterRefusedByAnotherLimitMeanwhileGetsThatRefusalAndLeaves(t *testing.T) {
+	c := newClock(time.Date(2025, 6, 18, 10, 20, 0, 0, time.UTC)) // no minute boundary mid-test
+	a, b, rdb, keys := queueLimiters(t, limits.Options{Now: c.Now})
+	ctx := context.Background()
+	set := limits.FromPolicy(&config.Policy{Concurrency: 1, QueueTimeout: "10s", RequestsPerMinute: 2})
+	holder, _, _ := a.Admit(ctx, "k", set) // 1 of 2 requests this minute
+	first := admitAsync(ctx, a, "k", set)
+	queued(t, rdb, keys, "k", 1)
+	second := admitAsync(ctx, b, "k", set)
+	queued(t, rdb, keys, "k", 2)
+	holder.Finish(ctx, limits.Usage{})
+	f := <-first // 2 of 2
+	if f.err != nil || f.ref != nil {
+		t.Fatalf("first waiter: got %v, %v; want admitted", f.ref, f.err)
+	}
+	defer f.lease.Finish(ctx, limits.Usage{})
+	s := <-second
+	if s.err != nil || s.ref == nil || s.ref.Limit != "requests_per_minute" || s.ref.Waited <= 0 {
+		t.Fatalf("second waiter: got refusal %+v error %v; want requests_per_minute after waiting", s.ref, s.err)
+	}
+	queued(t, rdb, keys, "k", 0)
+}
