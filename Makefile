@@ -45,8 +45,9 @@ bench:
 	$(GO) run ./bench $(BENCH_FLAGS)
 
 ## bench-limits: the limit scripts' Go benchmarks against a real Redis (CLAUDE_RELAY_TEST_REDIS):
-## admission vs a PING, auto-pipelined vs not, and reserve-mode admission vs today's (charge)
-## admission, each printed as a ratio measured in the same run
+## admission vs a PING, auto-pipelined vs not, reserve-mode admission vs today's (charge)
+## admission, and admission of a queued policy that does not wait vs one without a queue,
+## each printed as a ratio measured in the same run
 bench-limits:
 	$(GO) test -run='^$$' -bench='BenchmarkAdmit' -benchtime=2x ./sidecar/limits
 

@@ -100,7 +100,8 @@
 //
 // Policy-only attributes skip step 3 and the override in step 4: limit_mode and limit_modes
 // (how a limit holds, see Limit modes; a token or cost limit added here joins BudgetLimits),
-// and the per-conversation breakers (conversation_*_per_minute, limits.Limit.PerConversation).
+// the per-conversation breakers (conversation_*_per_minute, limits.Limit.PerConversation),
+// and the concurrency queue (queue_timeout, queue_max: limits.Set.QueueTimeout).
 //
 // # Adding a route option
 //

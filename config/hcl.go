@@ -61,6 +61,8 @@ type policyHCL struct {
 	ConversationCostPerMinuteUSD  *float64           `hcl:"conversation_cost_per_minute_usd,optional"`
 	LimitMode                     *string            `hcl:"limit_mode,optional"`
 	LimitModes                    *map[string]string `hcl:"limit_modes,optional"`
+	QueueTimeout                  *string            `hcl:"queue_timeout,optional"`
+	QueueMax                      *int               `hcl:"queue_max,optional"`
 }
 
 type poolHCL struct {

@@ -457,6 +457,8 @@ func (b *builder) policy(name string, info *blockInfo, p *policyHCL) {
 		CostPerMonthUSD:   deref(p.CostPerMonthUSD),
 		CostTotalUSD:      deref(p.CostTotalUSD),
 		LimitMode:         deref(p.LimitMode),
+		QueueTimeout:      deref(p.QueueTimeout),
+		QueueMax:          deref(p.QueueMax),
 
 		ConversationRequestsPerMinute: deref(p.ConversationRequestsPerMinute),
 		ConversationTokensPerMinute:   deref(p.ConversationTokensPerMinute),

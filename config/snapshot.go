@@ -89,6 +89,23 @@ type Policy struct {
 	// LimitModes overrides LimitMode for single token or cost limits, by
 	// attribute name ("cost_total_usd" → "reserve").
 	LimitModes map[string]string `json:"limit_modes,omitempty"`
+	// QueueTimeout is a Go duration: how long a request that finds the key's
+	// concurrency full waits for a slot, in arrival order across sidecars,
+	// before it is refused; "" (no queue) refuses it at once.
+	QueueTimeout string `json:"queue_timeout,omitempty"`
+	// QueueMax caps the requests of one key waiting at once; 0 leaves the
+	// queue unbounded (QueueTimeout still bounds each wait).
+	QueueMax int `json:"queue_max,omitempty"`
+}
+
+// QueueWait is the policy's queue_timeout (0 when the policy has no queue or
+// the value is invalid, which validation refuses).
+func (p *Policy) QueueWait() time.Duration {
+	if p == nil || p.QueueTimeout == "" {
+		return 0
+	}
+	d, _ := parseDuration(p.QueueTimeout)
+	return d
 }
 
 // How a token or cost limit holds under concurrent requests.

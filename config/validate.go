@@ -169,6 +169,11 @@ func (v *validator) policy(name string, p Policy) {
 	negative("conversation_requests_per_minute", p.ConversationRequestsPerMinute < 0, p.ConversationRequestsPerMinute)
 	negative("conversation_tokens_per_minute", p.ConversationTokensPerMinute < 0, p.ConversationTokensPerMinute)
 	negative("conversation_cost_per_minute_usd", p.ConversationCostPerMinuteUSD < 0, p.ConversationCostPerMinuteUSD)
+	negative("queue_max", p.QueueMax < 0, p.QueueMax)
+	v.duration(at(blockPolicy, name, "queue_timeout"), p.QueueTimeout, false)
+	if p.QueueTimeout != "" && p.Concurrency == 0 {
+		v.add(at(blockPolicy, name, "queue_timeout"), "Queue without concurrency", "queue_timeout makes requests wait for a concurrency slot; set concurrency too, or remove queue_timeout.")
+	}
 	v.limitModes(name, p)
 	for i, m := range p.DeniedModels {
 		if m == "" {

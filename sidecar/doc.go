@@ -18,7 +18,8 @@
 //     limits.Limiter.AdmitUpTo checks every counted limit (the key's, and the conversation's
 //     from exchange.sessionKey), takes a concurrency lease and reserves the request's worst
 //     case (exchange.worstCase, for reserve-mode limits) in one Redis script (429 with
-//     retry-after and x-relay-limit headers, refusalHeaders). exchange.finishLease charges,
+//     retry-after and x-relay-limit headers, refusalHeaders); with a queue_timeout it waits
+//     there for a slot (limits/queue.go; exchange.observeQueue records the wait). exchange.finishLease charges,
 //     releases and settles the reservation on every exit path.
 //  5. exchange.forward lists schedulable accounts (Accounts.Upstreams), applies the key's
 //     binding, asks sched.Scheduler.Plan for an ordered plan (sticky session first, parked

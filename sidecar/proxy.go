@@ -251,7 +251,9 @@ func (ex *exchange) admit() bool {
 		ex.fail(http.StatusServiceUnavailable, errAPI, "the relay cannot check this key's limits (no limit store is configured); retry shortly", 5*time.Second)
 		return false
 	}
+	start := time.Now()
 	lease, refusal, err := ex.s.limits.AdmitUpTo(ex.r.Context(), ex.principal.KeyID, set, ex.worstCase(set))
+	ex.observeQueue(set, start, lease, refusal)
 	if err != nil {
 		if ex.r.Context().Err() != nil {
 			ex.status = 499
@@ -274,6 +276,22 @@ func (ex *exchange) admit() bool {
 	}
 	ex.lease = lease
 	return true
+}
+
+// observeQueue records how long a request of a queued set waited for a concurrency slot,
+// by outcome: admitted, timeout, refused (by another limit), gone (the client left).
+func (ex *exchange) observeQueue(set limits.Set, start time.Time, lease *limits.Lease, refusal *limits.Refusal) {
+	switch {
+	case set.QueueTimeout <= 0 || set.Concurrency <= 0:
+	case lease != nil && lease.Waited() > 0:
+		ex.s.m.queueWait.With("admitted").Observe(lease.Waited().Seconds())
+	case refusal != nil && refusal.Waited > 0 && refusal.Limit == limits.ConcurrencyLimit:
+		ex.s.m.queueWait.With("timeout").Observe(refusal.Waited.Seconds())
+	case refusal != nil && refusal.Waited > 0:
+		ex.s.m.queueWait.With("refused").Observe(refusal.Waited.Seconds())
+	case lease == nil && refusal == nil && ex.r.Context().Err() != nil:
+		ex.s.m.queueWait.With("gone").Observe(time.Since(start).Seconds())
+	}
 }
 
 // sessionKey is the request's conversation (sched.SessionKey), computed once: per-conversation

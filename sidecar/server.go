@@ -192,12 +192,17 @@ type serverMetrics struct {
 	authErrors     *metrics.CounterVec
 	limitRefusals  *metrics.CounterVec
 	limitErrors    *metrics.Counter
+	queueWait      *metrics.HistogramVec // outcome: how long requests waited in a key's queue
 	unpriced       *metrics.CounterVec
 	windowUtil     *metrics.GaugeVec // account, window: the latest subscription-window reading
 	windowReset    *metrics.GaugeVec
 	rewarm         *metrics.CounterVec // reason: cache-write tokens of a moved conversation's first request
 	moves          *metrics.CounterVec
 }
+
+// queueWaitBuckets are the upper bounds, in seconds, of claude_relay_queue_wait_seconds: from
+// one poll to a long queue_timeout.
+var queueWaitBuckets = []float64{0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300}
 
 // New builds a sidecar. It serves 503 until a configuration is applied.
 func New(opts Options) *Server {
@@ -239,6 +244,7 @@ func New(opts Options) *Server {
 		authErrors:     r.Counter("claude_relay_auth_backend_errors_total", "Authentications that failed because the backend was unavailable.", "stage"),
 		limitRefusals:  r.Counter("claude_relay_limit_refusals_total", "Requests refused by a key limit, by limit.", "limit"),
 		limitErrors:    r.Counter("claude_relay_limit_errors_total", "Limit checks or charges that failed because Redis was unavailable.").With(),
+		queueWait:      r.Histogram("claude_relay_queue_wait_seconds", "Time requests waited in a key's queue for a concurrency slot (policy queue_timeout), by outcome: admitted, timeout, refused (by another limit meanwhile), gone (the client left).", queueWaitBuckets, "outcome"),
 		unpriced:       r.Counter("claude_relay_unpriced_requests_total", "Requests charged at pricing_fallback because no price matched their model, by model.", "model"),
 		windowUtil:     r.Gauge("claude_relay_account_window_utilization", "Fraction of an upstream account's subscription window used, as its latest response seen by this sidecar reported it (anthropic-ratelimit-unified-*).", "account", "window"),
 		rewarm:         r.Counter("claude_relay_cache_rewarm_tokens_total", "Cache-write tokens of the first request a conversation sent after it moved to another account, by why it moved (park, cap, failover).", "reason"),
@@ -248,6 +254,12 @@ func New(opts Options) *Server {
 	if l := opts.Limits; l != nil {
 		r.CounterFunc("claude_relay_limit_redis_calls_total", "Limit calls (admissions, charges, releases) sent to Redis.", func() float64 {
 			return float64(l.Stats().Calls)
+		})
+		r.GaugeFunc("claude_relay_queue_waiting", "Requests of this sidecar waiting in a key's queue for a concurrency slot.", func() float64 {
+			return float64(l.Stats().Waiting)
+		})
+		r.CounterFunc("claude_relay_queue_timeouts_total", "Requests refused with 429 after waiting their policy's queue_timeout for a concurrency slot.", func() float64 {
+			return float64(l.Stats().QueueTimeouts)
 		})
 		r.CounterFunc("claude_relay_limit_redis_pipelines_total", "Pipelines that carried the limit calls; calls per pipeline is the batching factor.", func() float64 {
 			return float64(l.Stats().Pipelines)

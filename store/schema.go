@@ -258,6 +258,29 @@ func (s Schema) KeyConcurrency(keyID string) string {
 	return s.p + "limit:{key:" + keyID + "}:concurrency"
 }
 
+// KeyQueue is a ZSET of one relay key's requests waiting for a concurrency slot (policy
+// queue_timeout): member the waiter's lease id, scored by its arrival number from KeyQueueSeq,
+// so the admission script lets in only the first waiters, in arrival order across sidecars.
+// Owner: sidecar limit scripts (added when a request finds no free slot, removed when it is
+// admitted, leaves or its deadline in KeyQueueDeadlines passes). TTL: the ticket TTL,
+// refreshed by every waiter's poll. Shares {key:<id>} with the key's counters.
+func (s Schema) KeyQueue(keyID string) string {
+	return s.p + "limit:{key:" + keyID + "}:queue"
+}
+
+// KeyQueueDeadlines is a ZSET of the same members as KeyQueue scored by their deadline (unix
+// ms): a waiter moves its deadline forward with every poll, so a dead sidecar's waiters are
+// swept by the next admission that finds the queue non-empty. Owner and TTL: as KeyQueue.
+func (s Schema) KeyQueueDeadlines(keyID string) string {
+	return s.p + "limit:{key:" + keyID + "}:queue:deadlines"
+}
+
+// KeyQueueSeq is a STRING counter handing out KeyQueue's arrival numbers. Owner and TTL: as
+// KeyQueue (it may restart once the whole queue expired).
+func (s Schema) KeyQueueSeq(keyID string) string {
+	return s.p + "limit:{key:" + keyID + "}:queue:seq"
+}
+
 // KeyReservations is a ZSET of one relay key's live reservations (requests admitted under a
 // limit in reserve mode), member "<lease id>:<tokens>:<micro-USD>" scored by its deadline
 // (unix ms). Owner: sidecar limit scripts; the admission script sweeps members whose deadline

@@ -1,4 +1,4 @@
-// Package limits enforces per-key request, token, cost and concurrency limits atomically in Redis, token and cost limits either charged at the end or reserved at admission (reserve.go).
+// Package limits enforces per-key request, token, cost and concurrency limits atomically in Redis, token and cost limits either charged at the end or reserved at admission (reserve.go), requests that find the concurrency full waiting in a queue when the policy says so (queue.go).
 package limits
 
 import (
@@ -94,7 +94,16 @@ type Set struct {
 	// Conversation is the request's conversation (sched.SessionKey), set per request; the
 	// PerConversation limits apply only when it is set.
 	Conversation string
+	// QueueTimeout, with Concurrency, makes a request that finds the key's concurrency full
+	// wait up to this long for a slot, in arrival order across sidecars (queue.go); 0 refuses
+	// it at once.
+	QueueTimeout time.Duration
+	// QueueMax caps the key's waiters; 0 leaves the queue unbounded.
+	QueueMax int
 }
+
+// queues reports whether a request of the set that finds no free slot waits for one.
+func (s Set) queues() bool { return s.Concurrency > 0 && s.QueueTimeout > 0 }
 
 // PerConversation reports whether the set has limits per conversation: whether admission
 // needs Conversation.
@@ -165,6 +174,7 @@ func FromPolicy(p *config.Policy) Set {
 		s.Counted[i].PerConversation, s.Counted[i].Reserve = true, false
 	}
 	s.Concurrency = p.Concurrency
+	s.QueueTimeout, s.QueueMax = p.QueueWait(), max(p.QueueMax, 0)
 	return s
 }
 
@@ -181,6 +191,11 @@ type Refusal struct {
 	ResetAt time.Time
 	// RetryAfter is how long to wait before retrying; 0 when waiting will not help.
 	RetryAfter time.Duration
+	// Waited is how long the request waited in the key's queue before this refusal; Queued
+	// is how many requests were waiting when a full queue refused it (QueueFull).
+	Waited    time.Duration
+	Queued    int64
+	QueueFull bool
 	// Reservation is set when a reserve-mode limit refused: Need is this request's worst
 	// case and Reserved what requests in flight hold; the request fits when
 	// Current+Reserved+Need <= Max.
@@ -231,7 +246,7 @@ func (r *Refusal) Value(v int64) string {
 // Message is the refusal as a person reads it: the limit, the current value, the reset.
 func (r *Refusal) Message() string {
 	if r.Limit == ConcurrencyLimit {
-		return fmt.Sprintf("concurrency limit reached: %d of %d requests of this key are in flight; retry when one finishes", r.Current, r.Max)
+		return r.concurrencyMessage()
 	}
 	if r.Reservation {
 		return r.reservationMessage()
@@ -256,6 +271,10 @@ type Options struct {
 	// Context, when set, ends the Limiter: calls after it is done fail and pipelines in
 	// flight are cancelled. Close does the same explicitly.
 	Context context.Context
+	// TicketTTL is how long a queued request's ticket lives without a poll: a sidecar that
+	// dies leaves its waiters' places within this time. Default 5 s; waiters poll at least
+	// every tenth of it.
+	TicketTTL time.Duration
 	// unbatched sends each script call on its own (benchmarks compare it).
 	unbatched bool
 }
@@ -269,6 +288,7 @@ type Limiter struct {
 	keys     store.Schema
 	log      hclog.Logger
 	leaseTTL time.Duration
+	queue    queueState
 	now      func() time.Time
 	base     context.Context
 	renew    renewer
@@ -286,10 +306,14 @@ func New(rdb redis.UniversalClient, keys store.Schema, opts Options) *Limiter {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.TicketTTL <= 0 {
+		opts.TicketTTL = defaultTicketTTL
+	}
 	if opts.Context == nil {
 		opts.Context = context.Background()
 	}
 	l := &Limiter{rdb: rdb, keys: keys, log: opts.Logger.Named("limits"), leaseTTL: opts.LeaseTTL, now: opts.Now, base: opts.Context}
+	l.queue.ticketTTL = opts.TicketTTL
 	if !opts.unbatched {
 		l.batch = newBatcher(opts.Context, rdb, l.log)
 	}
@@ -312,14 +336,19 @@ type Stats struct {
 	Calls int64
 	// Pipelines is how many pipelines carried them: Calls/Pipelines is the batching factor.
 	Pipelines int64
+	// Waiting is how many requests of this Limiter wait in a key's queue now.
+	Waiting int64
+	// QueueTimeouts is how many requests were refused after waiting their queue_timeout.
+	QueueTimeouts int64
 }
 
-// Stats returns the Limiter's totals; they stay zero when it is unbatched.
+// Stats returns the Limiter's totals; Calls and Pipelines stay zero when it is unbatched.
 func (l *Limiter) Stats() Stats {
-	if l.batch == nil {
-		return Stats{}
+	st := Stats{Waiting: l.queue.waiting.Load(), QueueTimeouts: l.queue.timeouts.Load()}
+	if l.batch != nil {
+		st.Calls, st.Pipelines = l.batch.calls.Load(), l.batch.pipelines.Load()
 	}
-	return Stats{Calls: l.batch.calls.Load(), Pipelines: l.batch.pipelines.Load()}
+	return st
 }
 
 // run runs script once, through the batcher unless the Limiter is unbatched.
@@ -395,30 +424,25 @@ func (l *Limiter) Admit(ctx context.Context, keyID string, set Set) (*Lease, *Re
 // WorstCase) against the set's reserve-mode limits, all in one EVALSHA. It returns a Lease
 // to Finish on every exit path, or the Refusal of the first limit that binds. An empty set
 // costs no round trip.
+//
+// When the set has a queue (Set.QueueTimeout) and no slot is free, AdmitUpTo waits for one
+// in the key's queue (queue.go) until the timeout, ctx's end or another limit's refusal.
 func (l *Limiter) AdmitUpTo(ctx context.Context, keyID string, set Set, worst Usage) (*Lease, *Refusal, error) {
-	now := l.now()
 	set = set.forRequest()
 	lease := &Lease{l: l, keyID: keyID, set: set}
 	if set.Empty() {
 		return lease, nil, nil
 	}
-	call, resets := l.admitCall(keyID, set, worst, now, lease)
-	if lease.id != "" {
-		call.onAbandon = func(cmd *redis.Cmd) { l.releaseAbandoned(lease, cmd) }
-	}
-	cmd, err := l.run(ctx, call)
-	var res []int64
-	if err == nil {
-		res, err = cmd.Int64Slice()
-	}
+	res, resets, now, err := l.admitOnce(ctx, lease, worst, 0)
 	if err != nil {
 		return nil, nil, fmt.Errorf("check limits of key %s: %w", keyID, err)
 	}
-	if len(res) == 0 || res[0] == -1 {
-		if lease.id != "" {
-			l.renew.add(l, lease)
-		}
+	switch {
+	case len(res) == 0 || res[0] == -1:
+		l.admitted(lease)
 		return lease, nil, nil
+	case res[0] == -2 && len(res) >= 4:
+		return l.wait(ctx, lease, worst, res)
 	}
 	r, err := refusal(set, res, resets, now)
 	if err != nil {
@@ -427,9 +451,33 @@ func (l *Limiter) AdmitUpTo(ctx context.Context, keyID string, set Set, worst Us
 	return nil, r, nil
 }
 
+// admitOnce runs the admission script once for lease (seq is its queue ticket's arrival
+// number, 0 before it queued) and returns the script's reply, the counters' window ends and
+// the time the call was built at.
+func (l *Limiter) admitOnce(ctx context.Context, lease *Lease, worst Usage, seq int64) ([]int64, []time.Time, time.Time, error) {
+	now := l.now()
+	call, resets := l.admitCall(lease.keyID, lease.set, worst, now, lease, seq)
+	if lease.id != "" {
+		call.onAbandon = func(cmd *redis.Cmd) { l.releaseAbandoned(lease, cmd) }
+	}
+	cmd, err := l.run(ctx, call)
+	var res []int64
+	if err == nil {
+		res, err = cmd.Int64Slice()
+	}
+	return res, resets, now, err
+}
+
+// admitted starts renewing an admitted lease's slot and reservation.
+func (l *Limiter) admitted(lease *Lease) {
+	if lease.id != "" {
+		l.renew.add(l, lease)
+	}
+}
+
 // admitCall builds the admission script's call (see admitScript for its keys and
 // arguments) and fills lease with the ids it takes; resets are the counters' window ends.
-func (l *Limiter) admitCall(keyID string, set Set, worst Usage, now time.Time, lease *Lease) (*scriptCall, []time.Time) {
+func (l *Limiter) admitCall(keyID string, set Set, worst Usage, now time.Time, lease *Lease, seq int64) (*scriptCall, []time.Time) {
 	resT, resC := set.reserves()
 	var need Usage
 	if resT {
@@ -439,7 +487,7 @@ func (l *Limiter) admitCall(keyID string, set Set, worst Usage, now time.Time, l
 		need.CostMicroUSD = max(worst.CostMicroUSD, 0)
 	}
 	reserving := need.Tokens > 0 || need.CostMicroUSD > 0
-	if set.Concurrency > 0 || reserving {
+	if lease.id == "" && (set.Concurrency > 0 || reserving) {
 		lease.id = newLeaseID()
 		lease.conc = set.Concurrency > 0
 	}
@@ -450,15 +498,20 @@ func (l *Limiter) admitCall(keyID string, set Set, worst Usage, now time.Time, l
 	if reserving {
 		lease.res, lease.need = member, need
 	}
-	keys := make([]string, 3, len(set.Counted)+3)
+	keys := make([]string, 6, len(set.Counted)+6)
 	keys[0], keys[1], keys[2] = l.keys.KeyConcurrency(keyID), l.keys.KeyReservations(keyID), l.keys.KeyReserved(keyID)
-	concID := ""
+	keys[3], keys[4], keys[5] = l.keys.KeyQueue(keyID), l.keys.KeyQueueDeadlines(keyID), l.keys.KeyQueueSeq(keyID)
+	concID, ticket := "", ""
 	if lease.conc {
 		concID = lease.id
 	}
-	args := make([]any, 7, 7+4*len(set.Counted))
+	if set.queues() {
+		ticket = lease.id
+	}
+	args := make([]any, 11, 11+4*len(set.Counted))
 	args[0], args[1], args[2], args[3] = now.UnixMilli(), concID, l.leaseTTL.Milliseconds(), set.Concurrency
 	args[4], args[5], args[6] = member, need.Tokens, need.CostMicroUSD
+	args[7], args[8], args[9], args[10] = ticket, set.QueueMax, l.queue.ticketTTL.Milliseconds(), seq
 	resets := make([]time.Time, len(set.Counted))
 	for i, lim := range set.Counted {
 		k, ttl, reset := l.counterKey(keyID, set.Conversation, lim, now)
@@ -485,7 +538,11 @@ func refusal(set Set, res []int64, resets []time.Time, now time.Time) (*Refusal,
 	}
 	idx, cur := res[0], res[1]
 	if idx == 0 {
-		return &Refusal{Limit: ConcurrencyLimit, Max: int64(set.Concurrency), Current: cur, RetryAfter: time.Second}, nil
+		r := &Refusal{Limit: ConcurrencyLimit, Max: int64(set.Concurrency), Current: cur, RetryAfter: time.Second}
+		if len(res) >= 3 {
+			r.QueueFull, r.Queued = true, res[2]
+		}
+		return r, nil
 	}
 	if idx < 1 || int(idx) > len(set.Counted) {
 		return nil, fmt.Errorf("unexpected reply %v", res)
@@ -511,7 +568,12 @@ func refusal(set Set, res []int64, resets []time.Time, now time.Time) (*Refusal,
 // caller gave up before the result arrived: nobody will Finish that lease. The request stays
 // counted, as it would had the caller gone just after admission.
 func (l *Limiter) releaseAbandoned(ls *Lease, cmd *redis.Cmd) {
-	if res, err := cmd.Int64Slice(); err == nil && len(res) > 0 && res[0] != -1 {
+	res, err := cmd.Int64Slice()
+	if err == nil && len(res) > 0 && res[0] == -2 {
+		l.leaveDetached(ls) // queued: nobody will poll that ticket
+		return
+	}
+	if err == nil && len(res) > 0 && res[0] != -1 {
 		return // refused: nothing was taken
 	}
 	// Admitted, or unknown (an error may hide a run that took the slot): releasing a lease
@@ -539,12 +601,18 @@ type Lease struct {
 	conc bool
 	res  string // the reservation's member in KeyReservations
 	need Usage  // what the reservation holds
+	// waited is how long the request waited in the key's queue before admission.
+	waited time.Duration
 
 	once sync.Once
 }
 
 // ID is the lease id ("" when the lease holds no concurrency slot and no reservation).
 func (ls *Lease) ID() string { return ls.id }
+
+// Waited is how long the request waited in the key's queue before it was admitted (0 when
+// a slot was free at once).
+func (ls *Lease) Waited() time.Duration { return ls.waited }
 
 // Reserved is what the lease's reservation holds (zero without one).
 func (ls *Lease) Reserved() Usage { return ls.need }
@@ -562,6 +630,9 @@ func (ls *Lease) Finish(ctx context.Context, u Usage) error {
 			ls.l.renew.remove(ls)
 		}
 		err = ls.finish(ctx, u)
+		if ls.conc && ls.set.queues() {
+			ls.l.queue.wake(ls.keyID) // a slot is free: this sidecar's waiters poll now
+		}
 	})
 	return err
 }

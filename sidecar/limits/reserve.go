@@ -30,20 +30,35 @@ import (
 // concurrency lease and records a reservation — atomically, so sidecars sharing Redis never
 // admit more than a limit allows.
 //
+// With a queue (queue.go), a request that finds no free slot — or waiters ahead of it that
+// the free slots are for — takes a ticket in the key's queue instead of a refusal, and polls
+// with the same script until its ticket is among the first (max − in flight) waiters.
+//
 // KEYS[1]: concurrency ZSET; KEYS[2]: reservations ZSET; KEYS[3]: reserved sums HASH;
-// KEYS[4..]: counters.
+// KEYS[4]: queue ZSET; KEYS[5]: queue deadlines ZSET; KEYS[6]: queue arrival counter;
+// KEYS[7..]: counters.
 // ARGV[1]: now (ms); ARGV[2]: concurrency lease id ("" when none is taken); ARGV[3]: lease
 // TTL (ms); ARGV[4]: concurrency max (0: none); ARGV[5]: reservation member ("" when the set
-// reserves nothing); ARGV[6], ARGV[7]: tokens and micro-USD to reserve; then per counter:
-// max, TTL (ms, 0: none), increment (1 for request counters, else 0), kind (0: checked as
-// charged, 1: reserve-mode tokens, 2: reserve-mode cost).
-// Returns {-1} when admitted; else {index, current} (index 0 is concurrency, i >= 1 is
-// KEYS[i+3]), with {…, reserved, need} added for a reserve-mode limit.
+// reserves nothing); ARGV[6], ARGV[7]: tokens and micro-USD to reserve; ARGV[8]: queue ticket
+// ("" when the set has no queue); ARGV[9]: queue max (0: unbounded); ARGV[10]: ticket TTL
+// (ms); ARGV[11]: the ticket's arrival number (0 for a request not yet queued); then per
+// counter: max, TTL (ms, 0: none), increment (1 for request counters, else 0), kind (0:
+// checked as charged, 1: reserve-mode tokens, 2: reserve-mode cost).
+// Returns {-1} when admitted; {-2, arrival number, waiters ahead, in flight} when queued (or
+// still waiting); else {index, current} (index 0 is concurrency, i >= 1 is KEYS[i+6]), with
+// {…, reserved, need} added for a reserve-mode limit and {0, current, waiting} for a full
+// queue. A refused waiter leaves the queue.
 var admitScript = redis.NewScript(`
 local now = tonumber(ARGV[1])
 local held = {0, 0}
 local need = {tonumber(ARGV[6]), tonumber(ARGV[7])}
 local swept = false
+local ticket = ARGV[8]
+local polling = tonumber(ARGV[11]) > 0
+local function leave()
+  redis.call('ZREM', KEYS[4], ticket)
+  redis.call('ZREM', KEYS[5], ticket)
+end
 local function readHeld()
   local v = redis.call('HMGET', KEYS[3], 't', 'c')
   held[1] = math.max(tonumber(v[1]) or 0, 0)
@@ -82,38 +97,79 @@ end
 if ARGV[5] ~= '' then
   readHeld()
 end
-if #KEYS > 3 then
-  local vals = redis.call('MGET', unpack(KEYS, 4))
-  for i = 4, #KEYS do
-    local base = 8 + (i - 4) * 4
+if #KEYS > 6 then
+  local vals = redis.call('MGET', unpack(KEYS, 7))
+  for i = 7, #KEYS do
+    local base = 12 + (i - 7) * 4
     local max = tonumber(ARGV[base])
     local inc = tonumber(ARGV[base + 2])
     local kind = tonumber(ARGV[base + 3])
-    local cur = tonumber(vals[i - 3] or '0')
+    local cur = tonumber(vals[i - 6] or '0')
     if kind > 0 then
       local over = cur + held[kind] + need[kind] > max
       if over and held[kind] > 0 and not swept and sweep() then
         over = cur + held[kind] + need[kind] > max
       end
       if over then
-        return {i - 3, cur, held[kind], need[kind]}
+        if polling then leave() end
+        return {i - 6, cur, held[kind], need[kind]}
       end
     elseif cur + inc > max or (inc == 0 and cur >= max) then
-      return {i - 3, cur}
+      if polling then leave() end
+      return {i - 6, cur}
     end
   end
 end
 local ttl = tonumber(ARGV[3])
 local cmax = tonumber(ARGV[4])
 if cmax > 0 then
+  -- Waiters ahead: the whole queue for a newcomer, those before its ticket for a waiter.
+  -- Tickets of dead sidecars are swept first; an empty queue costs one ZCARD.
+  local ahead, inq = 0, false
+  if ticket ~= '' and redis.call('ZCARD', KEYS[4]) > 0 then
+    local dead = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now, 'LIMIT', 0, 256)
+    for _, m in ipairs(dead) do
+      redis.call('ZREM', KEYS[4], m)
+      redis.call('ZREM', KEYS[5], m)
+    end
+    local rank = redis.call('ZRANK', KEYS[4], ticket)
+    if rank then
+      ahead, inq = rank, true
+    else
+      ahead = redis.call('ZCARD', KEYS[4])
+    end
+  end
   -- Leases of dead sidecars are pruned only when they could make a difference.
   local n = redis.call('ZCARD', KEYS[1])
-  if n >= cmax then
+  if n + ahead >= cmax then
     redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
     n = redis.call('ZCARD', KEYS[1])
-    if n >= cmax then
+  end
+  if n + ahead >= cmax then
+    if ticket == '' then
       return {0, n}
     end
+    local tttl = tonumber(ARGV[10])
+    local seq = tonumber(ARGV[11])
+    if not inq then
+      local q = redis.call('ZCARD', KEYS[4])
+      local qmax = tonumber(ARGV[9])
+      if qmax > 0 and q >= qmax then
+        return {0, n, q}
+      end
+      if seq == 0 then
+        seq = redis.call('INCR', KEYS[6])
+      end
+      redis.call('ZADD', KEYS[4], seq, ticket)
+    end
+    redis.call('ZADD', KEYS[5], now + tttl, ticket)
+    redis.call('PEXPIRE', KEYS[4], tttl)
+    redis.call('PEXPIRE', KEYS[5], tttl)
+    redis.call('PEXPIRE', KEYS[6], tttl)
+    return {-2, seq, ahead, n}
+  end
+  if inq then
+    leave()
   end
   redis.call('ZADD', KEYS[1], now + ttl, ARGV[2])
   redis.call('PEXPIRE', KEYS[1], ttl)
@@ -125,8 +181,8 @@ if ARGV[5] ~= '' and (need[1] > 0 or need[2] > 0) then
   redis.call('PEXPIRE', KEYS[2], ttl)
   redis.call('PEXPIRE', KEYS[3], ttl)
 end
-for i = 4, #KEYS do
-  local base = 8 + (i - 4) * 4
+for i = 7, #KEYS do
+  local base = 12 + (i - 7) * 4
   if tonumber(ARGV[base + 2]) > 0 then
     local v = redis.call('INCRBY', KEYS[i], ARGV[base + 2])
     local cttl = tonumber(ARGV[base + 1])

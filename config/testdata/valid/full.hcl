@@ -29,6 +29,8 @@ policy "team" {
   conversation_cost_per_minute_usd = 0.5
   limit_mode          = "reserve"
   limit_modes         = { tokens_per_minute = "charge" }
+  queue_timeout       = "30s"
+  queue_max           = 50
 }
 
 policy "unlimited" {}
