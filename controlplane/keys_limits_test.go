@@ -1,7 +1,9 @@
 package controlplane
 
 import (
+	"encoding/json"
 	"net/http"
+	"os"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -49,5 +51,42 @@ func TestEveryKeyLimitOverrideIsStoredAndNoneMayBeNegative(t *testing.T) {
 	r.decode(t, &got)
 	if diff := cmp.Diff(&pos, got.Key.Limits); diff != "" {
 		t.Errorf("limits after a refused update (-want +got):\n%s", diff)
+	}
+}
+
+func TestOpenAPIKeyLimitsDescribeEveryOverridableLimit(t *testing.T) {
+	b, err := os.ReadFile("openapi.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Components struct {
+			Schemas struct {
+				KeyLimits struct {
+					Properties map[string]struct {
+						Type string `json:"type"`
+					} `json:"properties"`
+				} `json:"KeyLimits"`
+			} `json:"schemas"`
+		} `json:"components"`
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for name, p := range doc.Components.Schemas.KeyLimits.Properties {
+		got[name] = p.Type
+	}
+	want := map[string]string{}
+	for d := range config.Limits() {
+		if d.Overridable() {
+			want[d.Name] = "integer"
+			if d.Float() {
+				want[d.Name] = "number"
+			}
+		}
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("openapi.json KeyLimits properties (-table +document):\n%s", diff)
 	}
 }
