@@ -27,8 +27,8 @@ func tableNames(overridable bool) []string {
 	return out
 }
 
-// numericFields returns the names (by tag) of a struct's number fields and pointers to
-// numbers: its limits.
+// numericFields returns the names (by tag) of a struct's plain number fields and pointers
+// to them: its limits. Named number types (time.Duration) are settings, not limits.
 func numericFields(typ reflect.Type, tag string) []string {
 	var out []string
 	for f := range typ.Fields() {
@@ -36,8 +36,8 @@ func numericFields(typ reflect.Type, tag string) []string {
 		if t.Kind() == reflect.Pointer {
 			t = t.Elem()
 		}
-		switch t.Kind() {
-		case reflect.Int, reflect.Int64, reflect.Float64:
+		switch t {
+		case reflect.TypeFor[int](), reflect.TypeFor[int64](), reflect.TypeFor[float64]():
 			name, _, _ := strings.Cut(f.Tag.Get(tag), ",")
 			out = append(out, name)
 		}
