@@ -25,6 +25,11 @@ func testEnv(name string) (string, bool) {
 		"CRS_SECURITY__ENCRYPTION_KEY": "0123456789abcdef0123456789abcdef",
 		// Read, but never printed in a diagnostic.
 		"RELAY_TEST_STRATEGY_TYPO": "least_lodaed",
+		// Secret fields of alert blocks: checked set, never kept.
+		"RELAY_TEST_HOOK_SECRET":    "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+		"RELAY_TEST_FEISHU_URL":     "https://open.feishu.cn/open-apis/bot/v2/hook/secret-hook-id",
+		"RELAY_TEST_FEISHU_SIGN":    "feishu-signing-secret",
+		"RELAY_TEST_TELEGRAM_TOKEN": "123456:bot-token",
 	}[name]
 	return v, ok
 }

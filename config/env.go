@@ -65,6 +65,14 @@ const (
 	encryptionKeyCommand = "openssl rand -hex 16"
 )
 
+// EnvAlertBudgetInterval is how often the control plane checks keys' cost against their
+// daily limits for the budget alerts.
+const EnvAlertBudgetInterval = "CLAUDE_RELAY_ALERT_BUDGET_INTERVAL"
+
+// DefaultAlertBudgetInterval bounds the budget alerts' Redis reads (one per key with a daily
+// cost limit, per interval).
+const DefaultAlertBudgetInterval = 10 * time.Second
+
 // Env is the process configuration from environment variables (and an
 // optional .env file), as the predecessor's deployment guide defines them.
 type Env struct {
@@ -115,6 +123,8 @@ type Env struct {
 	ControlAddr string // CLAUDE_RELAY_CONTROL_ADDR, default 127.0.0.1:3100
 	// ControlMaxConnections caps the control plane's concurrent client connections.
 	ControlMaxConnections int // CLAUDE_RELAY_CONTROL_MAX_CONNECTIONS, default 1024
+	// AlertBudgetInterval is how often the budget alerts read the keys' usage.
+	AlertBudgetInterval time.Duration // CLAUDE_RELAY_ALERT_BUDGET_INTERVAL, default 10s
 	// ControlURL is CLAUDE_RELAY_CONTROL_URL: when set, a sidecar takes its configuration
 	// from this control plane instead of local HCL.
 	ControlURL    string
@@ -206,6 +216,7 @@ func LoadEnv(lookup func(string) (string, bool), dotenv map[string]string) (*Env
 		ClientHeaderTimeout:   p.duration(EnvClientHeaderTimeout, DefaultClientHeaderTimeout),
 		ClientBodyTimeout:     p.duration(EnvClientBodyTimeout, DefaultClientBodyTimeout),
 		ControlMaxConnections: p.intMin(EnvControlMaxConnections, DefaultControlMaxConnections, 1),
+		AlertBudgetInterval:   p.duration(EnvAlertBudgetInterval, DefaultAlertBudgetInterval),
 		ConfigDir:             p.str(EnvConfigDir, ""),
 		DataDir:               p.str(EnvDataDir, DefaultDataDir),
 		LogRetentionDays:      p.intMin(EnvLogRetentionDays, DefaultLogRetentionDays, 0),

@@ -27,6 +27,7 @@ func TestLoadEnvDefaults(t *testing.T) {
 		MaxConnections: 10000, RequestTimeout: 10 * time.Minute, DataDir: "./data", LogRetentionDays: 30,
 		ClientHeaderTimeout: 10 * time.Second, ClientBodyTimeout: 30 * time.Second,
 		ControlAddr: "127.0.0.1:3100", ControlMaxConnections: 1024, AdminUsername: "admin",
+		AlertBudgetInterval: 10 * time.Second,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
@@ -46,7 +47,7 @@ func TestLoadEnvReadsEveryVariable(t *testing.T) {
 		"REQUEST_TIMEOUT": "30000", "CLAUDE_RELAY_CONFIG_DIR": "/etc/claude-relay", "CLAUDE_RELAY_DATA_DIR": "/var/lib/claude-relay",
 		"LOG_RETENTION_DAYS": "7", "CLAUDE_RELAY_CONTROL_ADDR": "10.0.0.2:3100", "ADMIN_USERNAME": "ops", "ADMIN_PASSWORD": "hunter2-but-longer",
 		"CLAUDE_RELAY_CLIENT_HEADER_TIMEOUT": "5s", "CLAUDE_RELAY_CLIENT_BODY_TIMEOUT": "20000",
-		"CLAUDE_RELAY_CONTROL_MAX_CONNECTIONS": "64",
+		"CLAUDE_RELAY_CONTROL_MAX_CONNECTIONS": "64", "CLAUDE_RELAY_ALERT_BUDGET_INTERVAL": "1m",
 	}
 	got, err := LoadEnv(mapLookup(env), nil)
 	if err != nil {
@@ -60,6 +61,7 @@ func TestLoadEnvReadsEveryVariable(t *testing.T) {
 		ConfigDir: "/etc/claude-relay", DataDir: "/var/lib/claude-relay", LogRetentionDays: 7,
 		ClientHeaderTimeout: 5 * time.Second, ClientBodyTimeout: 20 * time.Second,
 		ControlAddr: "10.0.0.2:3100", ControlMaxConnections: 64, AdminUsername: "ops", AdminPassword: "hunter2-but-longer",
+		AlertBudgetInterval: time.Minute,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("env (-want +got):\n%s", diff)

@@ -210,6 +210,16 @@ func checkGroup(fields fieldErrors, g string) {
 	}
 }
 
+// checkedCaps converts and checks the caps of an add request (nil: none).
+func checkedCaps(fields fieldErrors, c *adminapi.AccountCaps) store.AccountCaps {
+	if c == nil {
+		return store.AccountCaps{}
+	}
+	caps := store.AccountCaps(*c)
+	checkCaps(fields, caps)
+	return caps
+}
+
 // checkCaps reports negative caps.
 func checkCaps(fields fieldErrors, c store.AccountCaps) {
 	if err := c.Validate(); err != nil {
@@ -364,10 +374,7 @@ func (s *Server) handleAddAccount(w http.ResponseWriter, r *http.Request) {
 	checkModelMap(fields, req.ModelMap)
 	checkProxy(fields, req.ProxyURL)
 	checkGroup(fields, req.Group)
-	if req.Caps != nil {
-		spec.Caps = store.AccountCaps(*req.Caps)
-		checkCaps(fields, spec.Caps)
-	}
+	spec.Caps = checkedCaps(fields, req.Caps)
 	if spec.Priority < minPriority || spec.Priority > maxPriority {
 		fields.add("priority", fmt.Sprintf("must be between %d and %d", minPriority, maxPriority))
 	}
@@ -505,6 +512,35 @@ func (s *Server) handleUnparkAccount(w http.ResponseWriter, r *http.Request) {
 	}
 	s.auditLog(r, "account.unpark", id)
 	s.writeAccount(w, r, http.StatusOK, id)
+}
+
+// handleUnbindAccount deletes every sticky binding to an account (it need not exist any
+// more: a deleted account's bindings can be cleared too).
+func (s *Server) handleUnbindAccount(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	n, err := s.st.ClearAccountBindings(r.Context(), id)
+	if err != nil {
+		s.writeStoreError(w, r, err, fmt.Sprintf("bindings of account %q", id))
+		return
+	}
+	s.auditLog(r, "account.unbind", id, "cleared", n)
+	writeJSON(w, http.StatusOK, adminapi.BindingsCleared{Cleared: n})
+}
+
+// handleClearSession deletes one conversation's sticky bindings, in every pool.
+func (s *Server) handleClearSession(w http.ResponseWriter, r *http.Request) {
+	session := r.PathValue("session")
+	if session == "" || len(session) > 256 {
+		writeInvalid(w, fieldErrors{"session": "must be the session id a client sends (Claude Code's session uuid) or the binding's 32-hex hash, at most 256 bytes"})
+		return
+	}
+	n, err := s.st.ClearStickySession(r.Context(), session)
+	if err != nil {
+		s.writeStoreError(w, r, err, "sticky session")
+		return
+	}
+	s.auditLog(r, "session.clear", session, "cleared", n)
+	writeJSON(w, http.StatusOK, adminapi.BindingsCleared{Cleared: n})
 }
 
 // accountTransport returns the transport an account's requests take: through its outbound

@@ -314,3 +314,35 @@ func TestAccountShowsItsSubscriptionWindowsAndNearLimitPark(t *testing.T) {
 		t.Errorf("windows after delete: got %d fields, want 0", n)
 	}
 }
+
+func TestClearSessionAndUnbindAccountAnswerHowManyAndAreAudited(t *testing.T) {
+	h := newHarness(t)
+	token := h.login()
+	ctx := context.Background()
+	rdb, keys := h.st.Client(), h.st.Schema()
+	rdb.Set(ctx, keys.StickySession("p", store.StickySessionHash("sess-1")), "acct-a", time.Hour)
+	rdb.Set(ctx, keys.StickySession("p", store.StickySessionHash("sess-2")), "acct-a", time.Hour)
+	rdb.Set(ctx, keys.StickySession("p", store.StickySessionHash("sess-3")), "acct-b", time.Hour)
+
+	var got adminapi.BindingsCleared
+	r := h.do("DELETE", "/admin/sessions/"+store.StickySessionHash("sess-1"), token, nil) // by its hash
+	wantStatus(t, r, http.StatusOK)
+	r.decode(t, &got)
+	if got.Cleared != 1 {
+		t.Errorf("clear by hash: got %+v, want 1", got)
+	}
+	r = h.do("POST", "/admin/accounts/acct-a/unbind", token, nil)
+	wantStatus(t, r, http.StatusOK)
+	got = adminapi.BindingsCleared{}
+	r.decode(t, &got)
+	if got.Cleared != 1 {
+		t.Errorf("unbind: got %+v, want 1 (sess-2; sess-3 is another account's)", got)
+	}
+	wantFields(t, h.do("DELETE", "/admin/sessions/"+strings.Repeat("x", 300), token, nil), "session")
+	logs := h.logs.String()
+	for _, action := range []string{"action=session.clear", "action=account.unbind"} {
+		if !strings.Contains(logs, action) {
+			t.Errorf("want an audit line with %s", action)
+		}
+	}
+}

@@ -1,12 +1,17 @@
 package controlplane
 
 import (
+	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/claude-relay/claude-relay/config"
 	"github.com/claude-relay/claude-relay/controlplane/alerts"
@@ -64,5 +69,68 @@ func TestAdminAlertsTestsADestinationAndListsItWithoutSecrets(t *testing.T) {
 	}
 	if !strings.Contains(h.logs.String(), "action=alert.test") {
 		t.Error("the test is not in the audit log")
+	}
+}
+
+// TestAFailingOAuthRefreshReachesTheWebhookAndSoDoesItsRecovery fails a refresh against a
+// fake token endpoint (invalid_grant) and shows the alert, then the all-clear after a
+// successful manual refresh, at a Slack-shaped receiver within seconds: recorded by the
+// refresh itself (no source runs here).
+func TestAFailingOAuthRefreshReachesTheWebhookAndSoDoesItsRecovery(t *testing.T) {
+	var mu sync.Mutex
+	var texts []string
+	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body struct{ Text string }
+		json.NewDecoder(r.Body).Decode(&body)
+		mu.Lock()
+		texts = append(texts, body.Text)
+		mu.Unlock()
+	}))
+	defer rcv.Close()
+	received := func(sub string) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.ContainsFunc(texts, func(s string) bool { return strings.Contains(s, sub) })
+	}
+	fake := newFakeOAuth(t)
+	blocks := map[string]config.Alert{"chat": {Kind: config.AlertSlack, Target: config.Secret{Env: "SLACK_URL"}, MinSeverity: "info", Cooldown: "1s"}}
+	var svc *alerts.Service
+	h := newHarness(t, func(o *Options) {
+		o.OAuth = fake.config()
+		var err error
+		svc, err = alerts.New(alerts.Options{Store: o.Store, Alerts: func() map[string]config.Alert { return blocks },
+			Lookup: func(string) (string, bool) { return rcv.URL + "/services/T/B/x", true },
+			Tick:   50 * time.Millisecond, Gather: 100 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Alerts = svc
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); svc.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	token := h.login()
+	id := addOAuthAccount(t, h, fake, time.Minute)
+	fake.failRefresh.Store(true)
+	wantStatus(t, h.do("POST", "/admin/accounts/"+id+"/refresh", token, nil), http.StatusBadGateway)
+	eventually(t, "oauth_refresh_failed at the receiver", func() bool { return received("oauth_refresh_failed (critical): " + id) })
+	if !received("invalid_grant") {
+		t.Errorf("the alert does not say why: %q", texts)
+	}
+	fake.failRefresh.Store(false)
+	wantStatus(t, h.do("POST", "/admin/accounts/"+id+"/refresh", token, nil), http.StatusOK)
+	eventually(t, "the all-clear", func() bool { return received("resolved: oauth_refresh_failed: " + id) })
+}
+
+func eventually(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

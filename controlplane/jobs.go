@@ -9,6 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/claude-relay/claude-relay/controlplane/alerts"
 	"github.com/claude-relay/claude-relay/store"
 )
 
@@ -123,6 +124,8 @@ func (s *Server) refreshAccount(ctx context.Context, id string, force bool) (boo
 			return false, errors.Join(err, serr)
 		}
 		s.log.Warn("oauth token refresh failed", "account", id, "failures", failures, "retry_at", retry, "error", err)
+		a.RefreshFailures, a.RefreshError, a.RefreshRetryAt = failures, err.Error(), &retry
+		s.alertRefresh(ctx, a)
 		return false, fmt.Errorf("refresh: %w", err)
 	}
 	var exp *time.Time
@@ -134,6 +137,8 @@ func (s *Server) refreshAccount(ctx context.Context, id string, force bool) (boo
 		return false, err
 	}
 	s.log.Info("oauth token refreshed", "account", id, "expires_at", exp)
+	a.RefreshFailures = 0
+	s.alertRefresh(ctx, a)
 	// A sidecar that met a 401 may have parked the account as unauthorized while it
 	// waited for this refresh: the new token ends that park (and only that one).
 	if cleared, err := s.st.ClearUnauthorized(ctx, id); err != nil {
@@ -142,6 +147,17 @@ func (s *Server) refreshAccount(ctx context.Context, id string, force bool) (boo
 		s.log.Info("account back in rotation after its token refresh", "account", id)
 	}
 	return true, nil
+}
+
+// alertRefresh records a refresh's outcome for the alerts at once (the alerts' own
+// RefreshSource would see it within seconds too).
+func (s *Server) alertRefresh(ctx context.Context, a store.Account) {
+	if s.alerts == nil {
+		return
+	}
+	if err := alerts.RecordRefresh(ctx, s.alerts.Outbox(), a); err != nil {
+		s.log.Warn("cannot record the token refresh alert", "account", a.ID, "error", err)
+	}
 }
 
 // handleRefreshAccount refreshes an OAuth account's tokens now.

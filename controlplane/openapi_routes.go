@@ -50,6 +50,8 @@ var adminRoutes = []route{
 	{method: "POST", path: "/admin/accounts/{id}/test", handler: func(s *Server) http.HandlerFunc { return s.handleTestAccount }},
 	{method: "POST", path: "/admin/accounts/{id}/unpark", handler: func(s *Server) http.HandlerFunc { return s.handleUnparkAccount }},
 	{method: "POST", path: "/admin/accounts/{id}/refresh", handler: func(s *Server) http.HandlerFunc { return s.handleRefreshAccount }},
+	{method: "POST", path: "/admin/accounts/{id}/unbind", handler: func(s *Server) http.HandlerFunc { return s.handleUnbindAccount }},
+	{method: "DELETE", path: "/admin/sessions/{session}", handler: func(s *Server) http.HandlerFunc { return s.handleClearSession }},
 
 	{method: "GET", path: "/admin/config/status", config: true, handler: func(s *Server) http.HandlerFunc { return s.handleConfigStatus }},
 	{method: "GET", path: "/admin/sidecars", config: true, handler: func(s *Server) http.HandlerFunc { return s.handleListSidecars }},

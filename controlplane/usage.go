@@ -83,8 +83,11 @@ func (s *Server) parseUsageQuery(r *http.Request) (store.ReportQuery, string, fi
 			if g = strings.TrimSpace(g); g == "" {
 				continue
 			}
-			if !slices.Contains(adminapi.UsageGroups, g) || slices.Contains(q.GroupBy, g) {
-				bad.add("group_by", "must list each of "+strings.Join(adminapi.UsageGroups, ", ")+" at most once")
+			switch {
+			case !slices.Contains(adminapi.UsageGroups, g):
+				bad.add("group_by", fmt.Sprintf("cannot group by %q: use %s", g, strings.Join(adminapi.UsageGroups, ", ")))
+			case slices.Contains(q.GroupBy, g):
+				bad.add("group_by", fmt.Sprintf("%q is listed twice", g))
 			}
 			q.GroupBy = append(q.GroupBy, g)
 		}

@@ -262,3 +262,64 @@ func TestConversationMovedByAParkOrAFailoverCountsItsCacheRewarmByReason(t *test
 		}
 	}
 }
+
+func TestOperatorClearsAConversationsBindingOrAllOfAnAccountsAndSidecarsForgetThem(t *testing.T) {
+	h := newHarness(t, harnessOptions{hcl: stickyHCL("1s"), accounts: 2})
+	ctx := context.Background()
+	accts, _ := h.st.ListAccounts(ctx)
+	first, second := accts[0], accts[1]
+	if second.Priority < first.Priority {
+		first, second = second, first
+	}
+	turn := func(conv string) string {
+		t.Helper()
+		before := len(h.up.Requests())
+		resp := h.post("/v1/messages", h.key, sessionBody(conv), nil)
+		if b := readAll(t, resp.Body); resp.StatusCode != 200 {
+			t.Fatalf("got %d %s", resp.StatusCode, b)
+		}
+		reqs, _ := h.upstream(before + 1)
+		return reqs[len(reqs)-1].Header.Get("X-Api-Key")
+	}
+	// Bind two conversations to the second account: park the first, then bring it back.
+	if err := h.sched.ParkAccount(ctx, sched.Park{Account: first.ID, State: sched.Overloaded, Status: 529, Until: time.Now().Add(time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []string{"conv-a", "conv-b", "conv-c"} {
+		if got := turn(c); got != upstreamKey+"-2" {
+			t.Fatalf("%s: served by %q, want the second account", c, got)
+		}
+	}
+	if err := h.sched.Unpark(ctx, first.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got := turn("conv-a"); got != upstreamKey+"-2" {
+		t.Fatalf("sticky: served by %q, want the second account still", got)
+	}
+
+	n, err := h.st.ClearStickySession(ctx, "conv-a")
+	if err != nil || n != 1 {
+		t.Fatalf("clear session: got %d %v, want 1 binding", n, err)
+	}
+	waitFor(t, 5*time.Second, func() bool { return h.sched.StickyCached() == 2 }) // the announcement reached the sidecar
+	if got := turn("conv-a"); got != upstreamKey {
+		t.Errorf("after clearing its binding: served by %q, want the first account (scheduled afresh)", got)
+	}
+	if got := turn("conv-b"); got != upstreamKey+"-2" {
+		t.Errorf("another conversation: served by %q, want its own binding kept", got)
+	}
+
+	n, err = h.st.ClearAccountBindings(ctx, second.ID)
+	if err != nil || n != 2 {
+		t.Fatalf("unbind account: got %d %v, want 2 bindings (conv-b, conv-c)", n, err)
+	}
+	waitFor(t, 5*time.Second, func() bool { return h.sched.StickyCached() == 1 }) // only conv-a's remains
+	for _, c := range []string{"conv-b", "conv-c", "conv-a"} {
+		if got := turn(c); got != upstreamKey {
+			t.Errorf("%s after unbinding the second account: served by %q, want the first", c, got)
+		}
+	}
+	if n, err := h.st.ClearStickySession(ctx, "no-such-conversation"); err != nil || n != 0 {
+		t.Errorf("clear an unknown session: got %d %v, want 0", n, err)
+	}
+}

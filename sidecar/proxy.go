@@ -459,47 +459,11 @@ func (ex *exchange) forward() {
 	idle := time.AfterFunc(timeout, func() { cancel(errIdleTimeout) })
 	defer idle.Stop()
 
-	ups, err := s.opts.Accounts.Upstreams(ctx)
-	if err != nil {
-		s.log.Error("cannot list upstream accounts", "request_id", ex.id, "error", err)
-		ex.fail(http.StatusServiceUnavailable, errAPI, "the relay cannot load its upstream accounts right now; retry shortly", 5*time.Second)
+	req, plan, byID, ok := ex.schedule(ctx)
+	if !ok {
 		return
 	}
-	byID := make(map[string]*Upstream, len(ups))
-	accts := make([]sched.Account, 0, len(ups))
-	for _, u := range ups {
-		byID[u.ID] = u
-		accts = append(accts, sched.Account{ID: u.ID, Priority: u.Priority})
-	}
-	pool := ex.route.Pool
-	req := sched.Request{
-		Pool:    pool,
-		Model:   ex.fields.Model,
-		Session: ex.sessionKey(),
-	}
-	if b := ex.principal.Binding; b.AccountID != "" || b.Group != "" {
-		req.Bound = []string{}
-		for _, u := range ups {
-			if u.ID == b.AccountID || (b.Group != "" && u.Group == b.Group) {
-				req.Bound = append(req.Bound, u.ID)
-			}
-		}
-		if len(req.Bound) == 0 {
-			s.log.Warn("relay key bound to no schedulable account", "request_id", ex.id, "key", ex.principal.KeyID, "binding", bindingName(b))
-			ex.failFinal(http.StatusInternalServerError, errAPI, "this relay key is bound to an upstream account or account group that has no schedulable account; retrying will not help: ask the operator"+ex.seeLog())
-			return
-		}
-	}
-	plan, err := s.sched.Plan(ctx, req, accts)
-	if err != nil {
-		var u *sched.Unavailable
-		if !errors.As(err, &u) {
-			u = &sched.Unavailable{}
-		}
-		ex.noAccount(u)
-		return
-	}
-	maxAttempts := max(1, pool.FailoverMaxAttempts)
+	maxAttempts := max(1, req.Pool.FailoverMaxAttempts)
 	tried := 0
 	var full []sched.CapFull
 	var lastErr error
@@ -533,7 +497,7 @@ func (ex *exchange) forward() {
 				return
 			}
 			s.m.upstreamErrors.With("connect").Inc()
-			s.log.Warn("upstream request failed", "request_id", ex.id, "account", up.ID, "error", err, "attempt", i+1)
+			s.log.Warn("upstream request failed", "request_id", ex.id, "account", up.ID, "error", err, "attempt", tried)
 			s.sched.Report(ctx, req, id, sched.Outcome{Err: err})
 			lastErr = err
 			continue
@@ -547,7 +511,7 @@ func (ex *exchange) forward() {
 			ex.observeWindows(ctx, req, id, resp.Header) // after Report: a 429's park stands
 			if failover && !last {
 				s.m.upstreamErrors.With(strconv.Itoa(resp.StatusCode)).Inc()
-				s.log.Warn("upstream refused, failing over", "request_id", ex.id, "account", up.ID, "status", resp.StatusCode, "attempt", i+1)
+				s.log.Warn("upstream refused, failing over", "request_id", ex.id, "account", up.ID, "status", resp.StatusCode, "attempt", tried)
 				io.CopyN(io.Discard, resp.Body, 64<<10)
 				resp.Body.Close()
 				release()
@@ -578,6 +542,53 @@ func (ex *exchange) forward() {
 		return
 	}
 	ex.fail(http.StatusBadGateway, errAPI, fmt.Sprintf("no upstream account could be reached (%d tried; the last: %s)%s", tried, upstreamCause(lastErr), ex.seeLog()), 5*time.Second)
+}
+
+// schedule asks the scheduler for the order in which to try the accounts the request may
+// use. It answers the client itself when there is none (and returns false).
+func (ex *exchange) schedule(ctx context.Context) (sched.Request, sched.Plan, map[string]*Upstream, bool) {
+	s := ex.s
+	ups, err := s.opts.Accounts.Upstreams(ctx)
+	if err != nil {
+		s.log.Error("cannot list upstream accounts", "request_id", ex.id, "error", err)
+		ex.fail(http.StatusServiceUnavailable, errAPI, "the relay cannot load its upstream accounts right now; retry shortly", 5*time.Second)
+		return sched.Request{}, sched.Plan{}, nil, false
+	}
+	byID := make(map[string]*Upstream, len(ups))
+	accts := make([]sched.Account, 0, len(ups))
+	for _, u := range ups {
+		byID[u.ID] = u
+		accts = append(accts, sched.Account{ID: u.ID, Priority: u.Priority})
+	}
+	pool := ex.route.Pool
+	req := sched.Request{
+		Pool:    pool,
+		Model:   ex.fields.Model,
+		Session: ex.sessionKey(),
+	}
+	if b := ex.principal.Binding; b.AccountID != "" || b.Group != "" {
+		req.Bound = []string{}
+		for _, u := range ups {
+			if u.ID == b.AccountID || (b.Group != "" && u.Group == b.Group) {
+				req.Bound = append(req.Bound, u.ID)
+			}
+		}
+		if len(req.Bound) == 0 {
+			s.log.Warn("relay key bound to no schedulable account", "request_id", ex.id, "key", ex.principal.KeyID, "binding", bindingName(b))
+			ex.failFinal(http.StatusInternalServerError, errAPI, "this relay key is bound to an upstream account or account group that has no schedulable account; retrying will not help: ask the operator"+ex.seeLog())
+			return sched.Request{}, sched.Plan{}, nil, false
+		}
+	}
+	plan, err := s.sched.Plan(ctx, req, accts)
+	if err != nil {
+		var u *sched.Unavailable
+		if !errors.As(err, &u) {
+			u = &sched.Unavailable{}
+		}
+		ex.noAccount(u)
+		return sched.Request{}, sched.Plan{}, nil, false
+	}
+	return req, plan, byID, true
 }
 
 // acquireAccount takes a place on up under its caps (store.AccountCaps), shared with every

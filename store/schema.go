@@ -323,6 +323,20 @@ func (s Schema) StickySession(pool, sessionHash string) string {
 	return s.p + "sched:sticky:" + pool + ":" + sessionHash
 }
 
+// StickySessionsMatch is the SCAN pattern of every sticky binding ("" sessionHash) or of one
+// session's bindings in every pool.
+func (s Schema) StickySessionsMatch(sessionHash string) string {
+	if sessionHash == "" {
+		return s.p + "sched:sticky:*"
+	}
+	return s.p + "sched:sticky:*:" + sessionHash
+}
+
+// StickyClearedChannel is the Pub/Sub channel on which the control plane announces sticky
+// bindings an operator cleared, payload "session:<hash>" or "account:<id>", so sidecars drop
+// their cached copies at once. Owner: control plane publishes, sidecars subscribe.
+func (s Schema) StickyClearedChannel() string { return s.p + "chan:sticky-cleared" }
+
 // Lock is a STRING holding the owner token of a named cluster-wide lock (e.g. token refresh of
 // one account). Owner: control plane jobs. TTL: the lock lease.
 func (s Schema) Lock(name string) string { return s.p + "lock:" + name }

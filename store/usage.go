@@ -364,59 +364,11 @@ func refusedByRedis(err error) bool {
 // usageGroups validates records and sums them into hashes grouped by hash tag, in the order
 // the groups first appear.
 func (s *Store) usageGroups(recs []UsageRecord) ([]*usageGroup, error) {
-	var groups []*usageGroup
-	byTag := map[string]*usageGroup{}
-	buckets := map[string]*usageBucket{}
-	bucket := func(tag, key string, expireAt time.Time) *usageBucket {
-		b := buckets[key]
-		if b == nil {
-			b = &usageBucket{expireAt: expireAt}
-			buckets[key] = b
-			g := byTag[tag]
-			if g == nil {
-				g = &usageGroup{tag: tag}
-				byTag[tag] = g
-				groups = append(groups, g)
-			}
-			g.keys = append(g.keys, key)
-			g.buckets = append(g.buckets, b)
-		}
-		return b
-	}
-	add := func(tag, key string, expireAt time.Time, fieldPrefix string, u Usage) {
-		b := bucket(tag, key, expireAt)
-		if b.fields == nil {
-			b.fields = map[string]int64{}
-		}
-		for i, v := range u.values() {
-			if v != 0 {
-				b.fields[fieldPrefix+usageCounters[i]] += v
-			}
-		}
-	}
+	gb := groupBuilder{byTag: map[string]*usageGroup{}, buckets: map[string]*usageBucket{}}
 	hourly, daily := s.UsageRetention()
-	addPacked := func(tag, key string, expireAt time.Time, field string, u Usage) {
-		b := bucket(tag, key, expireAt)
-		if b.packed == nil {
-			b.packed = map[string]*usageValues{}
-		}
-		v := b.packed[field]
-		if v == nil {
-			v = new(usageValues)
-			b.packed[field] = v
-		}
-		for i, n := range u.values() {
-			v[i] += n
-		}
-	}
 	for _, r := range recs {
-		for i, v := range r.Usage.values() {
-			if v < 0 {
-				return nil, fmt.Errorf("record usage: negative %s %d for key %q: %w", usageCounters[i], v, r.KeyID, ErrUsageRefused)
-			}
-			if v > MaxUsageValue {
-				return nil, fmt.Errorf("record usage: %s %d for key %q is above %d: %w", usageCounters[i], v, r.KeyID, int64(MaxUsageValue), ErrUsageRefused)
-			}
+		if err := checkRecord(r); err != nil {
+			return nil, err
 		}
 		at := r.At
 		if at.IsZero() {
@@ -431,21 +383,88 @@ func (s *Store) usageGroups(recs []UsageRecord) ([]*usageGroup, error) {
 		if r.KeyID != "" {
 			tag := "key:" + r.KeyID
 			if !r.TotalOnly {
-				add(tag, s.keys.KeyUsageDay(r.KeyID, day), expireAt, model+":", r.Usage)
+				gb.add(tag, s.keys.KeyUsageDay(r.KeyID, day), expireAt, model+":", r.Usage)
 			}
-			add(tag, s.keys.KeyUsageTotal(r.KeyID), time.Time{}, "", r.Usage)
+			gb.add(tag, s.keys.KeyUsageTotal(r.KeyID), time.Time{}, "", r.Usage)
 		}
-		if r.AccountID != "" && !r.TotalOnly {
-			add("acct:"+r.AccountID, s.keys.AccountUsageDay(r.AccountID, day), expireAt, "", r.Usage)
+		if r.TotalOnly {
+			continue
 		}
-		if !r.TotalOnly {
-			tag, field := UsageDayTag(day), reportField(r.KeyID, r.AccountID, model)
-			hour := at.UTC().Truncate(time.Hour)
-			addPacked(tag, s.keys.UsageHour(hour), hour.Add(time.Hour+hourly), field, r.Usage)
-			addPacked(tag, s.keys.UsageDay(day), day.Add(24*time.Hour+daily), field, r.Usage)
+		if r.AccountID != "" {
+			gb.add("acct:"+r.AccountID, s.keys.AccountUsageDay(r.AccountID, day), expireAt, "", r.Usage)
+		}
+		tag, field := UsageDayTag(day), reportField(r.KeyID, r.AccountID, model)
+		hour := at.UTC().Truncate(time.Hour)
+		gb.addPacked(tag, s.keys.UsageHour(hour), hour.Add(time.Hour+hourly), field, r.Usage)
+		gb.addPacked(tag, s.keys.UsageDay(day), day.Add(24*time.Hour+daily), field, r.Usage)
+	}
+	return gb.groups, nil
+}
+
+// checkRecord refuses a record holding a count out of range.
+func checkRecord(r UsageRecord) error {
+	for i, v := range r.Usage.values() {
+		if v < 0 {
+			return fmt.Errorf("record usage: negative %s %d for key %q: %w", usageCounters[i], v, r.KeyID, ErrUsageRefused)
+		}
+		if v > MaxUsageValue {
+			return fmt.Errorf("record usage: %s %d for key %q is above %d: %w", usageCounters[i], v, r.KeyID, int64(MaxUsageValue), ErrUsageRefused)
 		}
 	}
-	return groups, nil
+	return nil
+}
+
+// groupBuilder sums records into hashes grouped by hash tag, in the order groups appear.
+type groupBuilder struct {
+	groups  []*usageGroup
+	byTag   map[string]*usageGroup
+	buckets map[string]*usageBucket
+}
+
+func (gb *groupBuilder) bucket(tag, key string, expireAt time.Time) *usageBucket {
+	b := gb.buckets[key]
+	if b == nil {
+		b = &usageBucket{expireAt: expireAt}
+		gb.buckets[key] = b
+		g := gb.byTag[tag]
+		if g == nil {
+			g = &usageGroup{tag: tag}
+			gb.byTag[tag] = g
+			gb.groups = append(gb.groups, g)
+		}
+		g.keys = append(g.keys, key)
+		g.buckets = append(g.buckets, b)
+	}
+	return b
+}
+
+// add sums u into plain counter fields named fieldPrefix + counter.
+func (gb *groupBuilder) add(tag, key string, expireAt time.Time, fieldPrefix string, u Usage) {
+	b := gb.bucket(tag, key, expireAt)
+	if b.fields == nil {
+		b.fields = map[string]int64{}
+	}
+	for i, v := range u.values() {
+		if v != 0 {
+			b.fields[fieldPrefix+usageCounters[i]] += v
+		}
+	}
+}
+
+// addPacked sums u into one packed report field.
+func (gb *groupBuilder) addPacked(tag, key string, expireAt time.Time, field string, u Usage) {
+	b := gb.bucket(tag, key, expireAt)
+	if b.packed == nil {
+		b.packed = map[string]*usageValues{}
+	}
+	v := b.packed[field]
+	if v == nil {
+		v = new(usageValues)
+		b.packed[field] = v
+	}
+	for i, n := range u.values() {
+		v[i] += n
+	}
 }
 
 // KeyUsage returns model → usage of a relay key on the UTC day containing day (nil if none).

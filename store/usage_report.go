@@ -59,7 +59,7 @@ const (
 // ReportGroups lists every grouping in the order a row's group fields are compared.
 var ReportGroups = []string{GroupKey, GroupOwner, GroupTag, GroupModel, GroupAccount, GroupPolicy}
 
-// MaxReportBuckets bounds the buckets one report reads (about 90 days of hours, 25 years of
+// MaxReportBuckets bounds the buckets one report reads (90 days of hours, about 6 years of
 // days), so a report's cost stays bounded whatever range is asked.
 const MaxReportBuckets = 90 * 24
 
@@ -131,8 +131,9 @@ type reportBucket struct {
 	label time.Time
 }
 
-// reportPlan lists the hashes to read: daily ones when the range is whole days and the
-// granularity a day or a month, hourly ones otherwise.
+// reportPlan lists the hashes to read: for a day or month report, the daily hash of each
+// whole day in the range and the hourly ones of the partial days at its ends; for an hour
+// report, hourly ones.
 func (s *Store) reportPlan(q ReportQuery) ([]reportBucket, error) {
 	from, to := q.From.UTC(), q.To.UTC()
 	if !slices.Contains([]string{GranularityHour, GranularityDay, GranularityMonth}, q.Granularity) {
@@ -149,21 +150,17 @@ func (s *Store) reportPlan(q ReportQuery) ([]reportBucket, error) {
 	if from.Truncate(time.Hour) != from || to.Truncate(time.Hour) != to {
 		return nil, fmt.Errorf("%w: from and to must be whole hours", ErrReportRange)
 	}
-	wholeDays := from.Truncate(24*time.Hour) == from && to.Truncate(24*time.Hour) == to
-	step := time.Hour
-	if q.Granularity != GranularityHour && wholeDays {
-		step = 24 * time.Hour
-	}
-	if n := int(to.Sub(from) / step); n > MaxReportBuckets {
-		return nil, fmt.Errorf("%w: %d %s buckets asked, at most %d are read per report (narrow the range or use a coarser granularity)", ErrReportRange, n, map[time.Duration]string{time.Hour: "hourly", 24 * time.Hour: "daily"}[step], MaxReportBuckets)
-	}
 	var plan []reportBucket
-	for t := from; t.Before(to); t = t.Add(step) {
-		key := s.keys.UsageHour(t)
-		if step != time.Hour {
-			key = s.keys.UsageDay(t)
+	for t := from; t.Before(to); {
+		key, step := s.keys.UsageHour(t), time.Hour
+		if q.Granularity != GranularityHour && t.Truncate(24*time.Hour).Equal(t) && !t.Add(24*time.Hour).After(to) {
+			key, step = s.keys.UsageDay(t), 24*time.Hour
+		}
+		if len(plan) == MaxReportBuckets {
+			return nil, fmt.Errorf("%w: more than %d buckets asked (hours, or days for whole days of a day or month report); narrow the range or use a coarser granularity", ErrReportRange, MaxReportBuckets)
 		}
 		plan = append(plan, reportBucket{key: key, label: bucketStart(t, q.Granularity)})
+		t = t.Add(step)
 	}
 	return plan, nil
 }
@@ -377,9 +374,10 @@ func (a *reportAgg) report(attrs map[string]keyAttrs) *Report {
 	g := &reportGroups{ix: make(map[string]int32)}
 	groupsOf := g.of(a.fields, a.q.GroupBy, attrs)
 	type rowKey struct{ label, group int32 }
-	rowIx := make(map[rowKey]int32)
-	var rows []ReportRow
-	var rowKeys []rowKey
+	rowIx := make(map[rowKey]int32, len(a.cells))
+	rows := make([]ReportRow, 0, len(a.cells))
+	rowKeys := make([]rowKey, 0, len(a.cells))
+	var backing []int64 // the rows' counters, allocated in blocks
 	var totals usageValues
 	for ci, c := range a.cells {
 		v := &a.values[ci]
@@ -390,7 +388,12 @@ func (a *reportAgg) report(attrs map[string]keyAttrs) *Report {
 			if !ok {
 				ri = int32(len(rows))
 				rowIx[k] = ri
-				rows = append(rows, ReportRow{Bucket: a.labels[c.label], Group: g.values[gid], Counters: make([]int64, len(usageCounters))})
+				if len(backing) < len(usageCounters) {
+					backing = make([]int64, len(usageCounters)*max(256, len(a.cells)-len(rows)))
+				}
+				counters := backing[:len(usageCounters):len(usageCounters)]
+				backing = backing[len(usageCounters):]
+				rows = append(rows, ReportRow{Bucket: a.labels[c.label], Group: g.values[gid], Counters: counters})
 				rowKeys = append(rowKeys, k)
 			}
 			addSlice(rows[ri].Counters, v)

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -67,6 +68,19 @@ func BenchmarkUsageReport30Days10kKeys(b *testing.B) {
 	}
 	day0 := seedReportBench(b, st)
 	ctx := context.Background()
+	// Redis memory of one day's report buckets (the daily hash and its 24 hourly ones).
+	var dayBytes int64
+	for h := range 25 {
+		key := st.keys.UsageDay(day0)
+		if h < 24 {
+			key = st.keys.UsageHour(day0.Add(time.Duration(h) * time.Hour))
+		}
+		n, err := rdb.MemoryUsage(ctx, key).Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			b.Fatal(err)
+		}
+		dayBytes += n
+	}
 	to := day0.AddDate(0, 0, 30)
 	baseline := func(q ReportQuery) func() error {
 		return func() error {
@@ -106,6 +120,7 @@ func BenchmarkUsageReport30Days10kKeys(b *testing.B) {
 			b.ReportMetric(float64(per)/float64(200*time.Millisecond), "x_budget")
 			b.ReportMetric(float64(per)/float64(base), "x_baseline")
 			b.ReportMetric(float64(rows), "rows")
+			b.ReportMetric(float64(dayBytes)/1024, "KiB/day_of_buckets")
 		})
 	}
 }

@@ -264,3 +264,95 @@ func TestUsageReportRefusesBadQueries(t *testing.T) {
 		}
 	}
 }
+
+// TestReportBucketsRideTheRecordersOneRoundTrip: a batch over many keys, accounts, models and
+// hours still costs one pipelined round trip, report buckets included.
+func TestReportBucketsRideTheRecordersOneRoundTrip(t *testing.T) {
+	st, _, rdb, _ := newStore(t)
+	ctx := context.Background()
+	hook := &countHook{}
+	rdb.AddHook(hook)
+	at := time.Now().UTC()
+	var recs []UsageRecord
+	for i := range 200 {
+		recs = append(recs, UsageRecord{KeyID: fmt.Sprintf("k%d", i%17), AccountID: fmt.Sprintf("a%d", i%3), Model: fmt.Sprintf("m%d", i%4),
+			At: at.Add(-time.Duration(i%5) * time.Hour), Usage: Usage{Requests: 1, InputTokens: 3}})
+	}
+	hook.reset()
+	if err := st.RecordUsageBatch(ctx, BatchID{Writer: "w", Seq: 1}, recs...); err != nil {
+		t.Fatal(err)
+	}
+	if got := hook.roundTrips(); got != 1 {
+		t.Errorf("got %d round trips for one batch, want 1", got)
+	}
+	rep, err := st.UsageReport(ctx, ReportQuery{From: at.Truncate(time.Hour).Add(-5 * time.Hour), To: at.Truncate(time.Hour).Add(time.Hour), Granularity: GranularityHour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Totals[requestsIndex] != 200 || rep.Totals[1] != 600 {
+		t.Errorf("report totals %v, want 200 requests and 600 input tokens", rep.Totals)
+	}
+}
+
+// TestImportedUsageAppearsInReportsOnce: usage carried over by an import lands in the report
+// buckets of its days, and importing again counts nothing twice.
+func TestImportedUsageAppearsInReportsOnce(t *testing.T) {
+	st, _, _, _ := newStore(t)
+	ctx := context.Background()
+	day := time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -3)
+	recs := []UsageRecord{
+		{KeyID: "k", AccountID: "a", Model: "m", At: day, Usage: Usage{Requests: 4, InputTokens: 40, CostMicroUSD: 700}},
+		{KeyID: "k", Model: "m", TotalOnly: true, Usage: Usage{Requests: 100}}, // before any day: totals only
+	}
+	for range 2 {
+		if err := st.ImportUsage(ctx, "crs", recs...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep, err := st.UsageReport(ctx, ReportQuery{From: day, To: day.AddDate(0, 0, 1), Granularity: GranularityDay, GroupBy: []string{GroupAccount}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := usageOf(rep.Totals); got != (Usage{Requests: 4, InputTokens: 40, CostMicroUSD: 700}) {
+		t.Errorf("report totals %+v, want the imported day once", got)
+	}
+	if len(rep.Rows) != 1 || rep.Rows[0].Group[0] != "a" {
+		t.Errorf("rows %+v, want one for account a", rep.Rows)
+	}
+}
+
+// TestDayReportsReadWholeDaysAndHoursOnlyAtTheEnds: a day report from 13:00 two days ago to
+// 05:00 today reads 11 + 5 hours and one whole day, and counts every hour of the range.
+func TestDayReportsReadWholeDaysAndHoursOnlyAtTheEnds(t *testing.T) {
+	st, _, _, _ := newStore(t)
+	ctx := context.Background()
+	today := time.Now().UTC().Truncate(24 * time.Hour)
+	from, to := today.AddDate(0, 0, -2).Add(13*time.Hour), today.Add(5*time.Hour)
+	var recs []UsageRecord
+	for h := from.Add(-3 * time.Hour); h.Before(to.Add(3 * time.Hour)); h = h.Add(time.Hour) {
+		recs = append(recs, UsageRecord{KeyID: "k", Model: "m", At: h.Add(time.Minute), Usage: Usage{Requests: 1}})
+	}
+	if err := st.RecordUsage(ctx, recs...); err != nil {
+		t.Fatal(err)
+	}
+	q := ReportQuery{From: from, To: to, Granularity: GranularityDay}
+	plan, err := st.reportPlan(q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plan) != 11+1+5 {
+		t.Errorf("plan reads %d hashes, want 17 (11 hours, 1 day, 5 hours)", len(plan))
+	}
+	rep, err := st.UsageReport(ctx, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range rep.Rows {
+		got = append(got, fmt.Sprintf("%s=%d", r.Bucket.Format(time.DateOnly), r.Counters[requestsIndex]))
+	}
+	want := []string{from.Format(time.DateOnly) + "=11", today.AddDate(0, 0, -1).Format(time.DateOnly) + "=24", today.Format(time.DateOnly) + "=5"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("rows (-want +got):\n%s", diff)
+	}
+}

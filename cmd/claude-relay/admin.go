@@ -190,7 +190,7 @@ func adminCommands() []adminCommand {
 		{name: "config status", summary: "show the configuration version served and the errors of the last refused edit", flags: sessionFlags, run: adminConfigStatus},
 		usageCommand(),
 		{name: "health", summary: "show the control plane's health with each component's error and details (the public /health shows statuses only)", flags: sessionFlags, run: adminHealth},
-	}, manageCommands()...)
+	}, append(manageCommands(), stickyCommands()...)...)
 }
 
 // runAdmin runs "claude-relay admin ARGS" and returns the exit status. Like the relay's

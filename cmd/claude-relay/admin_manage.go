@@ -248,7 +248,7 @@ type capFlags struct {
 
 // register adds the cap flags to fs.
 func (c *capFlags) register(fs *flag.FlagSet, update bool) {
-	fs.Var(&c.conc, "max-concurrency", "at most this many `requests` in flight on the account, across all sidecars (0: unbounded)")
+	fs.Var(&c.conc, "max-concurrency", "at most `N` requests in flight on the account, across all sidecars (0: unbounded)")
 	fs.Var(&c.tokDay, "tokens-day", "cap the account's `tokens` per UTC day")
 	fs.Var(&c.costDay, "cost-day", "cap the account's cost per UTC day, `USD`")
 	fs.Var(&c.tok5h, "tokens-5h", "cap the account's `tokens` over the last 5 hours (rolling)")
@@ -315,6 +315,16 @@ func (f *adminFlags) createKeyRequest() adminapi.CreateKeyRequest {
 			Limits: m.limits.api(), AllowedModels: m.models.vals, DeniedModels: m.denied.vals,
 			AllowedClients: m.clients.vals, AllowedCIDRs: m.cidrs.vals, Binding: m.binding(),
 		},
+	}
+}
+
+// stickyCommands are the commands that clear sticky bindings.
+func stickyCommands() []adminCommand {
+	return []adminCommand{
+		{name: "accounts unbind", args: "ID", nargs: 1, summary: "clear every sticky binding to an account: its conversations are scheduled afresh", flags: sessionFlags,
+			run: bindingsCmd("bound to account", (*adminclient.Client).UnbindAccount)},
+		{name: "sessions clear", args: "SESSION", nargs: 1, summary: "clear one conversation's sticky binding (SESSION: Claude Code's session id, or the binding hash)", flags: sessionFlags,
+			run: bindingsCmd("of conversation", (*adminclient.Client).ClearSession)},
 	}
 }
 
@@ -783,6 +793,25 @@ func accountStateCmd(done string, call func(*adminclient.Client, context.Context
 			return c.printJSON(adminapi.AccountResponse{Account: a})
 		}
 		_, err = fmt.Fprintf(c.stdout, "%s account %s (%s); status %s.\n", done, a.ID, a.Name, accountStatus(a))
+		return err
+	}
+}
+
+// bindingsCmd runs a command that clears sticky bindings and says how many it cleared.
+func bindingsCmd(what string, call func(*adminclient.Client, context.Context, string) (int, error)) func(context.Context, *adminCLI, *adminFlags, []string) error {
+	return func(ctx context.Context, c *adminCLI, f *adminFlags, args []string) error {
+		n, err := call(c.client, ctx, args[0])
+		if err != nil {
+			return err
+		}
+		if f.json {
+			return c.printJSON(adminapi.BindingsCleared{Cleared: n})
+		}
+		if n == 0 {
+			_, err = fmt.Fprintf(c.stdout, "No sticky binding %s %s was found (none, or they expired).\n", what, args[0])
+			return err
+		}
+		_, err = fmt.Fprintf(c.stdout, "Cleared %d sticky binding(s) %s %s; the next request of each conversation is scheduled afresh.\n", n, what, args[0])
 		return err
 	}
 }

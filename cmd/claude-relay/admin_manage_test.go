@@ -249,3 +249,29 @@ func TestAdminAccountsCapsAreSetMergedShownAndRemoved(t *testing.T) {
 		t.Errorf("after --no-caps: got %+v, want none", none.Caps)
 	}
 }
+
+func TestAdminSessionsClearAndAccountsUnbind(t *testing.T) {
+	var st *store.Store
+	e := newCLIEnv(t, func(o *controlplane.Options) { st = o.Store })
+	e.login()
+	ctx := context.Background()
+	rdb, keys := st.Client(), st.Schema()
+	rdb.Set(ctx, keys.StickySession("claude", store.StickySessionHash("4f1c-session")), "acct-a", time.Hour)
+	rdb.Set(ctx, keys.StickySession("backup", store.StickySessionHash("4f1c-session")), "acct-b", time.Hour)
+	rdb.Set(ctx, keys.StickySession("claude", store.StickySessionHash("other-1")), "acct-a", time.Hour)
+	rdb.Set(ctx, keys.StickySession("claude", store.StickySessionHash("other-2")), "acct-b", time.Hour)
+
+	if out := e.must("", "sessions", "clear", "4f1c-session"); !strings.Contains(out, "Cleared 2 sticky binding(s) of conversation 4f1c-session") {
+		t.Errorf("sessions clear: got %q", out)
+	}
+	if out := e.must("", "sessions", "clear", "4f1c-session"); !strings.Contains(out, "No sticky binding of conversation 4f1c-session was found") {
+		t.Errorf("sessions clear again: got %q", out)
+	}
+	got := decodeJSON[adminapi.BindingsCleared](t, e.must("", "accounts", "unbind", "acct-a", "--json"))
+	if got.Cleared != 1 {
+		t.Errorf("accounts unbind: got %+v, want 1 cleared", got)
+	}
+	if n, _ := rdb.Exists(ctx, keys.StickySession("claude", store.StickySessionHash("other-2"))).Result(); n != 1 {
+		t.Error("accounts unbind deleted another account's binding")
+	}
+}

@@ -297,10 +297,14 @@ func limitText(l keyview.Limit) string {
 	return compact(l.Limit) + limitWindow(l.Name)
 }
 
-// money formats dollars: whole amounts without cents ($5), others with two decimals.
+// money formats dollars: whole amounts without cents ($5), amounts under a cent with the
+// digits that show them moving ($0.0022), others with two decimals.
 func money(usd float64) string {
-	if usd == math.Trunc(usd) && usd >= 1 {
+	switch {
+	case usd == math.Trunc(usd) && usd >= 1:
 		return "$" + strconv.FormatFloat(usd, 'f', 0, 64)
+	case usd > 0 && usd < 0.01:
+		return "$" + strconv.FormatFloat(usd, 'f', 4, 64)
 	}
 	return fmt.Sprintf("$%.2f", usd)
 }

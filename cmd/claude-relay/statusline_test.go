@@ -184,6 +184,7 @@ func TestStatuslineLineFormats(t *testing.T) {
 		{"no limits", `{"limits":[],"spend":{"today":{"cost_usd":0.4},"this_month":{"cost_usd":12.5}}}`, "$0.40 today · $12.50 this month"},
 		{"cost before tokens", `{"limits":[{"name":"tokens_per_day","unit":"tokens","limit":1000000,"used":900000},{"name":"cost_per_week_usd","unit":"usd","limit":50,"used":10,"resets_at":"2026-03-09T00:00:00Z"}],"spend":{"today":{"cost_usd":1}}}`, "$1 today · 20% of $50/week · resets Mon 00:00 UTC"},
 		{"tokens only", `{"limits":[{"name":"tokens_per_day","unit":"tokens","limit":1500000,"used":150000,"resets_at":"2026-03-05T00:00:00Z"}],"spend":{"today":{"cost_usd":0}}}`, "$0.00 today · 10% of 1.5M tokens/day · resets 00:00 UTC"},
+		{"under a cent", `{"limits":[],"spend":{"today":{"cost_usd":0.00222},"this_month":{"cost_usd":0.00222}}}`, "$0.0022 today · $0.0022 this month"},
 		{"total never resets", `{"limits":[{"name":"cost_total_usd","unit":"usd","limit":100,"used":99.5}],"spend":{"today":{"cost_usd":2.25}}}`, "$2.25 today · 100% of $100 total"},
 		{"month", `{"limits":[{"name":"cost_per_month_usd","unit":"usd","limit":20,"used":1,"resets_at":"2026-04-01T00:00:00Z"}],"spend":{"today":{"cost_usd":1}}}`, "$1 today · 5% of $20/month · resets 1 Apr 00:00 UTC"},
 	}

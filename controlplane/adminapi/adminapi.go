@@ -357,6 +357,14 @@ type UpdateAccountRequest struct {
 	Caps *AccountCaps `json:"caps,omitempty"`
 }
 
+// BindingsCleared answers POST /admin/accounts/{id}/unbind and DELETE
+// /admin/sessions/{session}: how many sticky bindings were deleted. The conversations they
+// bound are scheduled afresh with their next request (on any account: their prompt cache
+// is written again there).
+type BindingsCleared struct {
+	Cleared int `json:"cleared"`
+}
+
 // AccountResponse wraps one account.
 type AccountResponse struct {
 	Account Account `json:"account"`

@@ -193,6 +193,21 @@ func (c *Client) UnparkAccount(ctx context.Context, id string) (adminapi.Account
 	return out.Account, err
 }
 
+// UnbindAccount deletes every sticky binding to an account and returns how many.
+func (c *Client) UnbindAccount(ctx context.Context, id string) (int, error) {
+	var out adminapi.BindingsCleared
+	err := c.do(ctx, http.MethodPost, accountPath(id, "unbind"), nil, &out)
+	return out.Cleared, err
+}
+
+// ClearSession deletes one conversation's sticky bindings (session: the client's session id
+// or the binding hash) and returns how many.
+func (c *Client) ClearSession(ctx context.Context, session string) (int, error) {
+	var out adminapi.BindingsCleared
+	err := c.do(ctx, http.MethodDelete, "/admin/sessions/"+url.PathEscape(session), nil, &out)
+	return out.Cleared, err
+}
+
 // RefreshAccount refreshes an OAuth account's tokens now.
 func (c *Client) RefreshAccount(ctx context.Context, id string) (adminapi.Account, error) {
 	var out adminapi.AccountResponse

@@ -86,6 +86,7 @@ type Service struct {
 	pending atomic.Int64
 	leader  atomic.Bool
 	lastRun map[string]time.Time // by source name; only the Run goroutine touches it
+	lock    *store.Lock          // held by Run; only the Run goroutine touches it
 }
 
 // New builds a Service.
@@ -140,19 +141,19 @@ func (s *Service) Leader() bool { return s.leader.Load() }
 func (s *Service) Run(ctx context.Context) {
 	t := time.NewTicker(s.opts.Tick)
 	defer t.Stop()
-	var lock *store.Lock
 	defer func() {
-		if lock != nil {
+		if s.lock != nil {
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 			defer cancel()
-			_ = lock.Release(rctx)
+			_ = s.lock.Release(rctx)
+			s.lock = nil
 		}
 		s.leader.Store(false)
 	}()
 	for {
-		lock = s.hold(ctx, lock)
-		s.leader.Store(lock != nil)
-		if lock != nil {
+		s.lock = s.hold(ctx, s.lock)
+		s.leader.Store(s.lock != nil)
+		if s.lock != nil {
 			s.Step(ctx)
 		}
 		if n, err := s.out.Pending(ctx); err == nil {

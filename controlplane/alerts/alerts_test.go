@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
@@ -161,5 +162,34 @@ func checkDingTalk(t *testing.T, rawQuery, secret string) {
 	fmt.Sscan(ts, &ms)
 	if d := time.Since(time.UnixMilli(ms)); d < 0 || d > time.Minute {
 		t.Errorf("dingtalk timestamp %s is not now in milliseconds", ts)
+	}
+}
+
+func TestLongMessagesFitEachServicesLimit(t *testing.T) {
+	m := &Message{ID: "msg_1", Alert: "a", Event: config.EventAccountParked, Severity: config.SeverityWarning}
+	for i := range 60 {
+		m.add(Event{Subject: fmt.Sprintf("账户-%02d", i), Severity: "warning", Summary: strings.Repeat("parked <as> unauthorized & more ", 12)})
+	}
+	sec := secrets{target: "https://example.com/x"}
+	for kind, limit := range map[string]int{config.AlertWeCom: wecomMaxBytes, config.AlertTelegram: telegramMaxBytes} {
+		req, err := format(config.Alert{Kind: kind, ChatID: "1", APIURL: "https://api.telegram.org"}, sec, m, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body struct {
+			Text any `json:"text"`
+		}
+		json.Unmarshal(req.body, &body)
+		text, ok := body.Text.(string)
+		if !ok {
+			text = body.Text.(map[string]any)["content"].(string)
+		}
+		if len(text) > limit || !utf8.ValidString(text) || !strings.HasSuffix(text, "…") {
+			t.Errorf("%s: %d bytes (limit %d), valid UTF-8 %v", kind, len(text), limit, utf8.ValidString(text))
+		}
+	}
+	req, _ := format(config.Alert{Kind: config.AlertSlack}, sec, m, time.Now())
+	if strings.Contains(string(req.body), "<as>") || !strings.Contains(string(req.body), "&lt;as&gt; unauthorized &amp; more") {
+		t.Errorf("slack text not escaped: %.200s", req.body)
 	}
 }

@@ -23,7 +23,7 @@ func (s *Service) deliverDue(ctx context.Context) error {
 	}
 	alerts := s.opts.Alerts()
 	for i := range due {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || !s.keepLock(ctx) {
 			return nil
 		}
 		if err := s.attempt(ctx, alerts, &due[i]); err != nil {
@@ -31,6 +31,18 @@ func (s *Service) deliverDue(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// keepLock renews the lease before a send (a slow destination must not let it lapse and
+// another control plane send the same message); false when the lock was lost. A Step run
+// without Run (tests) holds no lock and goes on.
+func (s *Service) keepLock(ctx context.Context) bool {
+	if s.lock == nil {
+		return true
+	}
+	s.lock = s.hold(ctx, s.lock)
+	s.leader.Store(s.lock != nil)
+	return s.lock != nil
 }
 
 // attempt sends one message and records the outcome: sent; pending again after a backoff;

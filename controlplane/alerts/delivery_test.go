@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,6 +35,9 @@ func TestAReceiversFailuresAreRetriedUnderTheSameWebhookID(t *testing.T) {
 	})
 	if msgs[0].Attempts != 3 || msgs[0].LastError != "" {
 		t.Fatalf("message = %+v", msgs[0])
+	}
+	if sent, retried := svc.sent.With("ops").Value(), svc.failed.With("ops", "retry").Value(); sent != 1 || retried != 2 {
+		t.Fatalf("metrics: sent %v, failed{retry} %v; want 1 and 2", sent, retried)
 	}
 }
 
@@ -214,5 +218,34 @@ func TestErrorsNeverShowASecretURL(t *testing.T) {
 	}
 	if _, err := svc.Test(context.Background(), "nope"); err == nil {
 		t.Fatal("a test of an unknown alert succeeded")
+	}
+}
+
+func TestAMessageWhoseAlertBlockWasRemovedIsKeptAsFailed(t *testing.T) {
+	rcv := newReceiver(t)
+	st, _, _ := openStore(t)
+	blocks := map[string]config.Alert{"ops": webhookAlert(rcv.srv.URL)}
+	var mu sync.Mutex
+	svc := newTestService(t, st, nil, hookEnv, func(o *Options) {
+		o.Alerts = func() map[string]config.Alert { mu.Lock(); defer mu.Unlock(); return blocks }
+		o.Gather = time.Hour // routed, then the block goes before it is due
+	})
+	ctx := context.Background()
+	svc.Outbox().Raise(ctx, parked("acct-1"))
+	svc.Step(ctx)
+	mu.Lock()
+	blocks = map[string]config.Alert{}
+	mu.Unlock()
+	svc.opts.Now = func() time.Time { return time.Now().Add(2 * time.Hour) }
+	svc.Step(ctx)
+	msgs, err := svc.Outbox().Messages(ctx, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(msgs) != 1 || msgs[0].Status != StatusFailed || !strings.Contains(msgs[0].LastError, `alert block "ops" is no longer in the configuration`) {
+		t.Fatalf("messages = %+v", msgs)
+	}
+	if len(rcv.requests()) != 0 {
+		t.Fatal("a message was sent to a removed destination")
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/claude-relay/claude-relay/config"
 )
@@ -53,26 +54,54 @@ func format(a config.Alert, s secrets, m *Message, now time.Time) (request, erro
 	case config.AlertWebhook:
 		return formatWebhook(a.URL, s.secret, m, now)
 	case config.AlertSlack:
-		return jsonRequest(s.target, map[string]any{"text": m.Text()})
+		return jsonRequest(s.target, map[string]any{"text": slackEscape(m.Text())})
 	case config.AlertFeishu:
 		return formatFeishu(s.target, s.secret, m, now)
 	case config.AlertDingTalk:
 		return formatDingTalk(s.target, s.secret, m, now)
 	case config.AlertWeCom:
-		return jsonRequest(s.target, map[string]any{"msgtype": "text", "text": map[string]string{"content": m.Text()}})
+		return jsonRequest(s.target, map[string]any{"msgtype": "text", "text": map[string]string{"content": clip(m.Text(), wecomMaxBytes)}})
 	case config.AlertTelegram:
 		return jsonRequest(strings.TrimSuffix(a.APIURL, "/")+"/bot"+s.target+"/sendMessage",
-			map[string]any{"chat_id": a.ChatID, "text": m.Text(), "disable_web_page_preview": true})
+			map[string]any{"chat_id": a.ChatID, "text": clip(m.Text(), telegramMaxBytes), "disable_web_page_preview": true})
 	}
 	return request{}, fmt.Errorf("unknown destination %q", a.Kind)
 }
 
+// Message size limits the services document: WeCom text content 2048 bytes, Telegram
+// 4096 characters (bytes bound characters).
+const (
+	wecomMaxBytes    = 2048
+	telegramMaxBytes = 4096
+)
+
+// clip cuts s to at most n bytes on a character boundary, marking the cut.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	const mark = "…"
+	cut := n - len(mark)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + mark
+}
+
+// slackEscape escapes the three characters Slack's text formatting reserves.
+func slackEscape(s string) string {
+	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
+}
+
+// jsonRequest encodes v as the body, without HTML escaping (summaries hold < > &).
 func jsonRequest(u string, v any) (request, error) {
-	b, err := json.Marshal(v)
-	if err != nil {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
 		return request{}, fmt.Errorf("encode payload: %w", err)
 	}
-	return request{url: u, header: http.Header{"Content-Type": {"application/json"}}, body: b}, nil
+	return request{url: u, header: http.Header{"Content-Type": {"application/json"}}, body: bytes.TrimSuffix(buf.Bytes(), []byte("\n"))}, nil
 }
 
 // WebhookPayload is the generic webhook's body: the Standard Webhooks envelope (type,

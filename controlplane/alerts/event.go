@@ -77,15 +77,14 @@ const maxLines = 20
 
 // Title is the message's first line.
 func (m *Message) Title() string {
-	what := m.Event
+	what := fmt.Sprintf("%s (%s)", m.Event, m.Severity)
 	if m.Resolved {
-		what += " resolved"
+		what = "resolved: " + m.Event
 	}
-	n := len(m.Events)
-	if n == 1 {
-		return fmt.Sprintf("[claude-relay] %s (%s): %s", what, m.Severity, m.Events[0].Subject)
+	if n := len(m.Events); n != 1 {
+		return fmt.Sprintf("[claude-relay] %s: %d subjects", what, n)
 	}
-	return fmt.Sprintf("[claude-relay] %s (%s): %d subjects", what, m.Severity, n)
+	return fmt.Sprintf("[claude-relay] %s: %s", what, m.Events[0].Subject)
 }
 
 // Text is the message as plain text: the title, then one line per event.

@@ -21,6 +21,9 @@ const (
 	DefaultParkThreshold = 5 * time.Minute
 	// DefaultBudgetThreshold is the share of a cost limit that raises budget_threshold.
 	DefaultBudgetThreshold = 0.8
+	// DefaultBudgetEvery is how often BudgetSource reads the keys' usage
+	// (config.DefaultAlertBudgetInterval; CLAUDE_RELAY_ALERT_BUDGET_INTERVAL).
+	DefaultBudgetEvery = config.DefaultAlertBudgetInterval
 )
 
 // reconcile raises every condition of the named event that holds now and clears every
@@ -65,34 +68,50 @@ func allClear(summary string) func(Event) Event {
 	}
 }
 
+// tamperEvery is how often ParkSource opens every account's credential to find records
+// changed outside the admin API (one crypto call per account).
+const tamperEvery = 30 * time.Second
+
 // ParkSource observes the parked accounts (which sidecars write): an account parked as
 // unauthorized, blocked or failing, or rate limited or overloaded for at least threshold,
-// raises account_parked; its return to rotation clears it.
+// raises account_parked; its return to rotation clears it. Every 30 s it also looks for
+// tampered accounts (a record changed outside the admin API, which sidecars skip), raised
+// as account_parked too.
 func ParkSource(st *store.Store, threshold time.Duration, now func() time.Time) Source {
 	if now == nil {
 		now = time.Now
 	}
+	var tampered map[string]string
+	var checked time.Time
 	return Source{Name: config.EventAccountParked, Every: time.Second, Observe: func(ctx context.Context, o *Outbox) error {
 		parks, err := st.ParkedAccounts(ctx)
 		if err != nil {
 			return err
 		}
 		t := now()
-		cur := map[string]Event{}
-		names := map[string]string{}
-		if len(parks) > 0 {
-			if accts, err := st.ListAccounts(ctx); err == nil {
-				for _, a := range accts {
-					names[a.ID] = a.Name
-				}
+		var accts []store.Account
+		if len(parks) > 0 || len(tampered) > 0 || t.Sub(checked) >= tamperEvery {
+			if accts, err = st.ListAccounts(ctx); err != nil {
+				return err
 			}
+		}
+		if t.Sub(checked) >= tamperEvery {
+			if tampered, err = tamperedAccounts(ctx, st, accts); err != nil {
+				return err
+			}
+			checked = t
+		}
+		names := make(map[string]string, len(accts))
+		for _, a := range accts {
+			names[a.ID] = a.Name
+		}
+		cur := map[string]Event{}
+		for id, why := range tampered {
+			cur[id] = Event{Severity: config.SeverityCritical, Summary: fmt.Sprintf("%q tampered: sidecars skip it: %s", names[id], why)}
 		}
 		for _, p := range parks {
 			short := p.State == "rate_limited" || p.State == "overloaded"
-			if short && !p.Until.IsZero() && p.Until.Sub(t) < threshold {
-				continue
-			}
-			if _, ok := cur[p.Account]; ok {
+			if _, ok := cur[p.Account]; ok || short && !p.Until.IsZero() && p.Until.Sub(t) < threshold {
 				continue // one event per account, whatever families are parked
 			}
 			sev := config.SeverityWarning
@@ -107,6 +126,18 @@ func ParkSource(st *store.Store, threshold time.Duration, now func() time.Time) 
 		}
 		return reconcile(ctx, o, config.EventAccountParked, cur, allClear("back in rotation"))
 	}}
+}
+
+// tamperedAccounts finds the schedulable accounts whose credential does not open under
+// their record (see store.ErrTampered).
+func tamperedAccounts(ctx context.Context, st *store.Store, accts []store.Account) (map[string]string, error) {
+	var ids []string
+	for _, a := range accts {
+		if a.Schedulable {
+			ids = append(ids, a.ID)
+		}
+	}
+	return st.TamperedAccounts(ctx, ids)
 }
 
 func parkSummary(p store.Parked) string {
@@ -129,27 +160,45 @@ func parkSummary(p store.Parked) string {
 	return b.String()
 }
 
-// RefreshSource observes OAuth accounts: a failing token refresh raises
-// oauth_refresh_failed; the next successful refresh clears it.
+// RefreshSource observes OAuth accounts every 5 s: a failing token refresh raises
+// oauth_refresh_failed; the next successful refresh clears it. The refresh job records its
+// outcomes at once too (RecordRefresh); this catches what it could not record.
 func RefreshSource(st *store.Store) Source {
-	return Source{Name: config.EventOAuthRefreshFailed, Every: 2 * time.Second, Observe: func(ctx context.Context, o *Outbox) error {
+	return Source{Name: config.EventOAuthRefreshFailed, Every: 5 * time.Second, Observe: func(ctx context.Context, o *Outbox) error {
 		accts, err := st.ListAccounts(ctx)
 		if err != nil {
 			return err
 		}
 		cur := map[string]Event{}
 		for _, a := range accts {
-			if a.Type != store.AccountTypeClaudeOAuth || a.RefreshFailures == 0 {
-				continue
+			if a.Type == store.AccountTypeClaudeOAuth && a.RefreshFailures > 0 {
+				cur[a.ID] = refreshFailed(a)
 			}
-			summary := fmt.Sprintf("%q: token refresh failed %d time(s): %s", a.Name, a.RefreshFailures, a.RefreshError)
-			if a.RefreshRetryAt != nil {
-				summary += fmt.Sprintf("; next try %s", a.RefreshRetryAt.UTC().Format(time.RFC3339))
-			}
-			cur[a.ID] = Event{Severity: config.SeverityCritical, Summary: summary}
 		}
-		return reconcile(ctx, o, config.EventOAuthRefreshFailed, cur, allClear("token refreshed"))
+		return reconcile(ctx, o, config.EventOAuthRefreshFailed, cur, allClear(refreshedSummary))
 	}}
+}
+
+const refreshedSummary = "token refreshed"
+
+func refreshFailed(a store.Account) Event {
+	summary := fmt.Sprintf("%q: token refresh failed %d time(s): %s", a.Name, a.RefreshFailures, a.RefreshError)
+	if a.RefreshRetryAt != nil {
+		summary += fmt.Sprintf("; next try %s", a.RefreshRetryAt.UTC().Format(time.RFC3339))
+	}
+	return Event{Name: config.EventOAuthRefreshFailed, Subject: a.ID, Severity: config.SeverityCritical, Summary: summary}
+}
+
+// RecordRefresh records a token refresh's outcome as it happens: a failure raises
+// oauth_refresh_failed, a success clears it.
+func RecordRefresh(ctx context.Context, o *Outbox, a store.Account) error {
+	var err error
+	if a.RefreshFailures > 0 {
+		_, err = o.Raise(ctx, refreshFailed(a))
+	} else {
+		_, err = o.Clear(ctx, Event{Name: config.EventOAuthRefreshFailed, Subject: a.ID, Summary: refreshedSummary})
+	}
+	return err
 }
 
 // SidecarSource observes the sidecar registry and this control plane's own health: a
@@ -196,15 +245,15 @@ func pluginEvents(into map[string]Event, where string, h *configapi.Health) {
 	}
 }
 
-// BudgetSource checks, every 30 s, each relay key with a daily cost limit (its own, or its
+// BudgetSource checks, every period, each relay key with a daily cost limit (its own, or its
 // policy's) against today's cost: at threshold (a share, DefaultBudgetThreshold) it raises
 // budget_threshold, at the limit budget_reached; a new day clears both. It reads one usage
 // hash per such key.
-func BudgetSource(st *store.Store, snapshot func() *config.Snapshot, threshold float64, now func() time.Time) Source {
+func BudgetSource(st *store.Store, snapshot func() *config.Snapshot, threshold float64, every time.Duration, now func() time.Time) Source {
 	if now == nil {
 		now = time.Now
 	}
-	return Source{Name: config.EventBudgetThreshold, Every: 30 * time.Second, Observe: func(ctx context.Context, o *Outbox) error {
+	return Source{Name: config.EventBudgetThreshold, Every: every, Observe: func(ctx context.Context, o *Outbox) error {
 		keys, err := st.ListKeys(ctx)
 		if err != nil {
 			return err

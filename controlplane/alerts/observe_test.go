@@ -3,6 +3,7 @@ package alerts
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -99,7 +100,7 @@ func TestKeysCrossingEightyPercentAndTheirDailyCostLimitRaiseBudgetEvents(t *tes
 	spend(pol.ID, 5.25) // 105 % of the policy's 5
 	spend(free.ID, 1000)
 	o := NewOutbox(st, nil)
-	src := BudgetSource(st, func() *config.Snapshot { return snap }, DefaultBudgetThreshold, nil)
+	src := BudgetSource(st, func() *config.Snapshot { return snap }, DefaultBudgetThreshold, DefaultBudgetEvery, nil)
 	observe(t, src, o)
 	want := map[string]string{
 		"budget_threshold|" + own.ID: "warning", "budget_threshold|" + pol.ID: "warning", "budget_reached|" + pol.ID: "critical",
@@ -187,5 +188,28 @@ func TestARefusedReloadRaisesConfigRefusedOnceAndTheNextGoodOneClears(t *testing
 	}
 	if len(ev) != 2 || ev[1].Resolved || !ev[0].Resolved || ev[1].Subject != "host:/etc/claude-relay" {
 		t.Fatalf("events = %+v, want one raise then one all-clear", ev)
+	}
+}
+
+func TestATamperedAccountRaisesAccountParked(t *testing.T) {
+	st, rdb, _ := openStore(t)
+	ctx := context.Background()
+	a, err := st.AddAccount(ctx, store.AccountSpec{Name: "team-key", BaseURL: "https://api.anthropic.com", Credential: "sk-ant-api03-secret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := NewOutbox(st, nil)
+	clock := time.Now()
+	src := ParkSource(st, DefaultParkThreshold, func() time.Time { return clock })
+	observe(t, src, o)
+	if got := raisedNames(t, o); len(got) != 0 {
+		t.Fatalf("raised %v before tampering", got)
+	}
+	rdb.HSet(ctx, st.Schema().Account(a.ID), "base_url", "https://attacker.example")
+	clock = clock.Add(tamperEvery)
+	observe(t, src, o)
+	e := lastEvent(t, o)
+	if e.Subject != a.ID || e.Severity != config.SeverityCritical || !strings.Contains(e.Summary, `"team-key" tampered`) {
+		t.Fatalf("event = %+v", e)
 	}
 }

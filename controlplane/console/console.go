@@ -53,7 +53,7 @@ type Console struct {
 }
 
 // pageNames are the templates under templates/ that are pages (each defines "content").
-var pageNames = []string{"login", "dashboard", "keys", "key", "key_created", "accounts", "config", "audit", "error"}
+var pageNames = []string{"login", "dashboard", "keys", "key", "key_created", "accounts", "config", "audit", "oauth", "error"}
 
 // New builds the console.
 func New(opts Options) (*Console, error) {
@@ -120,6 +120,8 @@ func (c *Console) routes() *http.ServeMux {
 	mux.HandleFunc("POST /ui/keys/{id}/{action}", c.authed(c.handleKeyAction))
 	mux.HandleFunc("GET /ui/accounts", c.authed(c.handleAccounts))
 	mux.HandleFunc("POST /ui/accounts", c.authed(c.handleAddAccount))
+	mux.HandleFunc("POST /ui/accounts/oauth", c.authed(c.handleOAuthStart))
+	mux.HandleFunc("POST /ui/accounts/oauth/finish", c.authed(c.handleOAuthFinish))
 	mux.HandleFunc("POST /ui/accounts/{id}/{action}", c.authed(c.handleAccountAction))
 	mux.HandleFunc("GET /ui/config", c.authed(c.handleConfig))
 	mux.HandleFunc("GET /ui/audit", c.authed(c.handleAudit))

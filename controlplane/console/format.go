@@ -43,6 +43,7 @@ var funcs = template.FuncMap{
 	"iso":     func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
 	"isoPtr":  func(t *time.Time) string { return isoPtr(t) },
 	"seconds": func(s int64) string { return (time.Duration(s) * time.Second).String() },
+	"plural":  plural,
 }
 
 // formatNumber is formatInt for the integer types templates hold.
@@ -188,3 +189,12 @@ func (c *Console) fail(w http.ResponseWriter, r *http.Request, v view, err error
 }
 
 func asAPIError(err error, target **adminclient.APIError) bool { return errors.As(err, target) }
+
+// plural is n with the noun in the number it takes: "1 key", "1,200 keys".
+func plural(n any, one, many string) string {
+	s := formatNumber(n)
+	if s == "1" {
+		return s + " " + one
+	}
+	return s + " " + many
+}

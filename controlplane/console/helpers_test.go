@@ -51,16 +51,38 @@ func (c *clock) Advance(d time.Duration) {
 
 // site is a control plane serving the admin API and the console over loopback HTTP.
 type site struct {
-	t     *testing.T
+	t     testing.TB
+	st    *store.Store
 	http  *httptest.Server
 	clock *clock
 	admin *adminclient.Client // logged in through the admin API, as another operator
+	// config distributes the configuration (nil without a directory).
+	config *controlplane.Config
 }
 
 // newSite starts a control plane on a real Redis whose admin's password hash has bcrypt's
 // lowest cost (the control plane keeps an existing admin), so logins are fast.
-func newSite(t *testing.T, ttl time.Duration) *site {
+func newSite(t testing.TB, ttl time.Duration) *site {
 	t.Helper()
+	return newSiteWithConfig(t, ttl, "")
+}
+
+// newSiteWithConfig is newSite distributing the HCL configuration in dir ("" for none).
+func newSiteWithConfig(t testing.TB, ttl time.Duration, dir string) *site {
+	t.Helper()
+	return newSiteWith(t, siteOptions{ttl: ttl, configDir: dir})
+}
+
+// siteOptions vary a site: the session lifetime, a configuration directory, OAuth endpoints.
+type siteOptions struct {
+	ttl       time.Duration
+	configDir string
+	oauth     controlplane.OAuthConfig
+}
+
+func newSiteWith(t testing.TB, o siteOptions) *site {
+	t.Helper()
+	ttl, dir := o.ttl, o.configDir
 	ctx := context.Background()
 	rdb, prefix := testredis.New(t)
 	sealer, err := aesgcm.New("0123456789abcdef0123456789abcdef")
@@ -83,7 +105,14 @@ func newSite(t *testing.T, ttl time.Duration) *site {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cp, err := controlplane.New(controlplane.Options{Store: st, SigningKey: key, Admin: controlplane.AdminBootstrap{Username: testUser}, Now: clk.Now, TokenTTL: ttl})
+	var cfg *controlplane.Config
+	if dir != "" {
+		cfg, err = controlplane.NewConfig(ctx, controlplane.ConfigOptions{Dir: dir, Store: st, SidecarSecrets: [][]byte{[]byte("console-test-sidecar-secret-0123456789abcdef")}, Recheck: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	cp, err := controlplane.New(controlplane.Options{Store: st, SigningKey: key, Admin: controlplane.AdminBootstrap{Username: testUser}, Now: clk.Now, TokenTTL: ttl, Config: cfg, OAuth: o.oauth})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +128,7 @@ func newSite(t *testing.T, ttl time.Duration) *site {
 	mux.Handle("/ui/", ui.Handler())
 	hs := httptest.NewServer(mux)
 	t.Cleanup(hs.Close)
-	s := &site{t: t, http: hs, clock: clk}
+	s := &site{t: t, st: st, http: hs, clock: clk, config: cfg}
 	anon, err := adminclient.New(hs.URL, "", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -117,7 +146,7 @@ func newSite(t *testing.T, ttl time.Duration) *site {
 // browser is a cookie-keeping HTTP client that does not follow redirects, sending Origin with
 // every POST as browsers do.
 type browser struct {
-	t      *testing.T
+	t      testing.TB
 	s      *site
 	hc     *http.Client
 	origin string

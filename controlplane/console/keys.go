@@ -95,6 +95,9 @@ type keyData struct {
 	Key    adminapi.Key
 	Usage  *adminapi.KeyUsage
 	Models []modelUsage
+	// LimitInputs are the edit form's limit overrides; Accounts the binding's choices.
+	LimitInputs []limitInput
+	Accounts    []adminapi.Account
 	// Form is the edit form's values: the key's, or a refused edit's.
 	Form keyForm
 }
@@ -109,6 +112,9 @@ type modelUsage struct {
 type keyForm struct {
 	Name, Description, Owner, Tags, Policy, ExpiresAt, ExpiresAfter string
 	AllowedModels, DeniedModels, AllowedCIDRs, AllowedClients       string
+	BindAccount, BindGroup                                          string
+	// Limits are the overrides by limit name ("": the policy's value).
+	Limits map[string]string
 }
 
 func formOf(k adminapi.Key) keyForm {
@@ -117,6 +123,10 @@ func formOf(k adminapi.Key) keyForm {
 		ExpiresAfter:  k.ExpiresAfter,
 		AllowedModels: strings.Join(k.AllowedModels, ", "), DeniedModels: strings.Join(k.DeniedModels, ", "),
 		AllowedCIDRs: strings.Join(k.AllowedCIDRs, ", "), AllowedClients: strings.Join(k.AllowedClients, ", "),
+	}
+	f.Limits = limitValues(k.Limits)
+	if k.Binding != nil {
+		f.BindAccount, f.BindGroup = k.Binding.AccountID, k.Binding.Group
 	}
 	if k.ExpiresAfter == "" { // a lifetime from first use sets expires_at itself
 		f.ExpiresAt = isoPtr(k.ExpiresAt)
@@ -141,6 +151,10 @@ func (c *Console) renderKey(w http.ResponseWriter, r *http.Request, s session, s
 	d := keyData{Key: k, Form: formOf(k)}
 	if form != nil {
 		d.Form = *form
+	}
+	d.LimitInputs = limitInputs(d.Form.Limits)
+	if accts, err := s.api.ListAccounts(r.Context()); err == nil {
+		d.Accounts = accts
 	}
 	if u, err := s.api.KeyUsage(r.Context(), id, ""); err == nil {
 		d.Usage = &u
@@ -168,8 +182,20 @@ func (c *Console) handleUpdateKey(w http.ResponseWriter, r *http.Request) {
 		ExpiresAfter: r.PostFormValue("expires_after"), AllowedModels: r.PostFormValue("allowed_models"),
 		DeniedModels: r.PostFormValue("denied_models"), AllowedCIDRs: r.PostFormValue("allowed_cidrs"),
 		AllowedClients: r.PostFormValue("allowed_clients"),
+		BindAccount:    strings.TrimSpace(r.PostFormValue("bind_account")), BindGroup: strings.TrimSpace(r.PostFormValue("bind_group")),
+	}
+	var limits *adminapi.KeyLimits
+	var bad []string
+	f.Limits, limits, bad = limitsFromForm(r)
+	if len(bad) > 0 {
+		v := s.view("Key", "keys")
+		v.Error = "Your changes were not saved: " + strings.Join(bad, "; ") + "."
+		c.renderKey(w, r, s, http.StatusBadRequest, v, &f)
+		return
 	}
 	req := f.request()
+	req.Limits = limits
+	req.Binding = &adminapi.KeyBinding{AccountID: f.BindAccount, Group: f.BindGroup}
 	_, err := s.api.UpdateKey(r.Context(), r.PathValue("id"), req, ifMatch(r)...)
 	if err != nil {
 		v := s.view("Key", "keys")

@@ -2,8 +2,11 @@ package console_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -96,7 +99,8 @@ func TestConsoleEditsAKeysSettings(t *testing.T) {
 	b.login()
 	pg := b.get("/ui/keys/" + id)
 	form := url.Values{"csrf": {pg.csrf(t)}, "revision": {"1"}, "name": {"ci runner"}, "owner": {"build team"}, "tags": {""},
-		"allowed_models": {"claude-sonnet-*"}, "allowed_cidrs": {"10.0.0.0/8, 192.168.0.0/16"}, "expires_after": {"30d"}}
+		"allowed_models": {"claude-sonnet-*"}, "allowed_cidrs": {"10.0.0.0/8, 192.168.0.0/16"}, "expires_after": {"30d"},
+		"limit_requests_per_minute": {"1,200"}, "limit_cost_per_day_usd": {"$12.50"}, "bind_group": {"eu"}}
 	p := b.post("/ui/keys/"+id, form)
 	if p.status != http.StatusSeeOther {
 		t.Fatalf("edit: got %d\n%s", p.status, p.body)
@@ -109,6 +113,23 @@ func TestConsoleEditsAKeysSettings(t *testing.T) {
 		len(k.AllowedCIDRs) != 2 || k.ExpiresAfter == "" {
 		t.Errorf("after edit: %+v", k)
 	}
+	if k.Limits == nil || k.Limits.RequestsPerMinute == nil || *k.Limits.RequestsPerMinute != 1200 ||
+		k.Limits.CostPerDayUSD == nil || *k.Limits.CostPerDayUSD != 12.5 || k.Limits.TokensPerDay != nil {
+		t.Errorf("limit overrides after edit: %+v", k.Limits)
+	}
+	if k.Binding == nil || k.Binding.Group != "eu" {
+		t.Errorf("binding after edit: %+v", k.Binding)
+	}
+	shown := b.get("/ui/keys/" + id)
+	if !strings.Contains(shown.body, `name="limit_requests_per_minute" inputmode="numeric" value="1200"`) || !strings.Contains(shown.body, `value="12.5"`) {
+		t.Errorf("the key page does not show the overrides")
+	}
+	form.Set("revision", "2")
+	form.Set("limit_concurrency", "many")
+	if nan := b.post("/ui/keys/"+id, form); nan.status != http.StatusBadRequest || !strings.Contains(nan.body, "concurrent requests: &#34;many&#34; is not a whole number") {
+		t.Errorf("a limit that is not a number: got %d\n%s", nan.status, nan.body)
+	}
+	form.Del("limit_concurrency")
 	form.Set("revision", "2")
 	form.Set("allowed_cidrs", "not-a-cidr")
 	bad := b.post("/ui/keys/"+id, form)
@@ -136,6 +157,9 @@ func TestConsoleListsKeysWithFiltersAndPages(t *testing.T) {
 	first := b.get("/ui/keys")
 	if n := strings.Count(first.body, `<a href="/ui/keys/`); n != 50 {
 		t.Errorf("first page: %d keys, want 50", n)
+	}
+	if len(first.body) > 200<<10 {
+		t.Errorf("a page of 50 keys is %d bytes, over 200 KB", len(first.body))
 	}
 	next := regexp.MustCompile(`href="/ui/keys\?([^"]+)" rel="next"`).FindStringSubmatch(first.body)
 	if next == nil {
@@ -203,7 +227,7 @@ func TestConsolePagesAnswerWhatTheAdminAPIHas(t *testing.T) {
 	for path, want := range map[string]string{
 		"/ui/": "<h1>Dashboard</h1>",
 		// The audit log names the browser's address: the console passes it to the admin API.
-		"/ui/audit":   "<td>key.create</td>\n    <td><code>",
+		"/ui/audit":   `<td data-label="Action">key.create</td>`,
 		"/ui/config":  "does not distribute a configuration",
 		"/ui/nowhere": "There is no console page /ui/nowhere.",
 	} {
@@ -214,5 +238,75 @@ func TestConsolePagesAnswerWhatTheAdminAPIHas(t *testing.T) {
 	}
 	if a := b.get("/ui/audit"); !strings.Contains(a.body, "127.0.0.1") {
 		t.Errorf("the audit entry does not name the browser's address:\n%s", a.body)
+	}
+}
+
+func TestConsoleShowsARefusedConfigurationEditWithItsLocation(t *testing.T) {
+	dir := t.TempDir()
+	hcl := filepath.Join(dir, "relay.hcl")
+	if err := os.WriteFile(hcl, []byte("# relay\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := newSiteWithConfig(t, 0, dir)
+	b := s.browser()
+	b.login()
+	if p := b.get("/ui/config"); !strings.Contains(p.body, `<dd id="config-version">1</dd>`) || strings.Contains(p.body, "was refused") {
+		t.Fatalf("config page with a good configuration:\n%s", p.body)
+	}
+	if err := os.WriteFile(hcl, []byte("# relay\n\nno_such_block {\n}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := s.config.Reload(context.Background()); err == nil || res != "refused" {
+		t.Fatalf("reload of a broken file: got %q %v, want refused with an error", res, err)
+	}
+	p := b.get("/ui/config")
+	for _, want := range []string{"The last edit was refused", "relay.hcl:3:1", `<dd id="config-version">1</dd>`, ">refused<"} {
+		if !strings.Contains(p.body, want) {
+			t.Errorf("config page after a refused edit lacks %q:\n%s", want, p.body)
+		}
+	}
+	if dash := b.get("/ui/"); !strings.Contains(dash.body, "the last edit was refused") {
+		t.Errorf("the dashboard does not point at the refused edit")
+	}
+}
+
+func TestConsoleRegeneratesDeletesAndRestoresAKey(t *testing.T) {
+	s := newSite(t, 0)
+	ctx := context.Background()
+	created, err := s.admin.CreateKey(ctx, adminapi.CreateKeyRequest{Name: "rotating"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := created.Key.ID
+	b := s.browser()
+	b.login()
+	csrf := b.get("/ui/keys/" + id).csrf(t)
+	regen := b.post("/ui/keys/"+id+"/regenerate", url.Values{"csrf": {csrf}, "revision": {"1"}})
+	secret := secretPattern.FindString(regen.body)
+	if regen.status != http.StatusOK || secret == "" || secret == created.Secret {
+		t.Fatalf("regenerate: got %d, a new secret: %v", regen.status, secret != created.Secret)
+	}
+	k, err := s.admin.GetKey(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	del := b.post("/ui/keys/"+id+"/delete", url.Values{"csrf": {csrf}, "revision": {fmt.Sprint(k.Revision)}})
+	if del.status != http.StatusSeeOther {
+		t.Fatalf("delete: got %d\n%s", del.status, del.body)
+	}
+	gone := b.get(del.header.Get("Location"))
+	if !strings.Contains(gone.body, ">deleted<") || !strings.Contains(gone.body, `action="/ui/keys/`+id+`/restore"`) || strings.Contains(gone.body, `id="edit-key"`) {
+		t.Errorf("a deleted key's page should offer restore only:\n%s", gone.body)
+	}
+	k, _ = s.admin.GetKey(ctx, id)
+	back := b.post("/ui/keys/"+id+"/restore", url.Values{"csrf": {csrf}, "revision": {fmt.Sprint(k.Revision)}})
+	if back.status != http.StatusSeeOther {
+		t.Fatalf("restore: got %d\n%s", back.status, back.body)
+	}
+	if k, _ := s.admin.GetKey(ctx, id); k.Status == adminapi.KeyDeleted {
+		t.Errorf("the key is still deleted: %+v", k)
+	}
+	if p := b.post("/ui/keys/"+id+"/explode", url.Values{"csrf": {csrf}}); p.status != http.StatusNotFound {
+		t.Errorf("an unknown action: got %d, want 404", p.status)
 	}
 }

@@ -2,8 +2,11 @@ package console
 
 import (
 	"context"
+	"fmt"
 	"sort"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/claude-relay/claude-relay/controlplane/adminapi"
 	"github.com/claude-relay/claude-relay/controlplane/adminclient"
@@ -62,13 +65,13 @@ func (keyUsageSum) Today(ctx context.Context, api *adminclient.Client, now time.
 	if len(used) > maxKeysSummed {
 		used, sum.Partial = used[:maxKeysSummed], true
 	}
-	for _, k := range used {
-		u, err := api.KeyUsage(ctx, k.ID, day.Format(time.DateOnly))
-		if err != nil {
-			return UsageSummary{}, err
-		}
-		addUsage(&sum.Usage, u.DayTotal)
-		sum.TopKeys = append(sum.TopKeys, KeyDay{Key: k, Usage: u.DayTotal})
+	days, err := dayTotals(ctx, api, used, day.Format(time.DateOnly))
+	if err != nil {
+		return UsageSummary{}, err
+	}
+	for i, k := range used {
+		addUsage(&sum.Usage, days[i])
+		sum.TopKeys = append(sum.TopKeys, KeyDay{Key: k, Usage: days[i]})
 	}
 	sum.KeysCounted = len(used)
 	sort.SliceStable(sum.TopKeys, func(i, j int) bool { return sum.TopKeys[i].Usage.CostUSD > sum.TopKeys[j].Usage.CostUSD })
@@ -86,4 +89,25 @@ func addUsage(to *adminapi.Usage, u adminapi.Usage) {
 	to.CacheWrite1h += u.CacheWrite1h
 	to.CacheRead += u.CacheRead
 	to.CostUSD += u.CostUSD
+}
+
+// usageReaders is how many per-key usage calls keyUsageSum makes at once.
+const usageReaders = 16
+
+// dayTotals reads each key's usage on day, usageReaders at a time.
+func dayTotals(ctx context.Context, api *adminclient.Client, keys []adminapi.Key, day string) ([]adminapi.Usage, error) {
+	out := make([]adminapi.Usage, len(keys))
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(usageReaders)
+	for i, k := range keys {
+		g.Go(func() error {
+			u, err := api.KeyUsage(ctx, k.ID, day)
+			if err != nil {
+				return fmt.Errorf("usage of key %s: %w", k.ID, err)
+			}
+			out[i] = u.DayTotal
+			return nil
+		})
+	}
+	return out, g.Wait()
 }

@@ -181,6 +181,7 @@ func printDevBanner(opts Options, addr net.Addr, base, storeLabel, user, relayKe
 		pwFrom = "its password is ADMIN_PASSWORD"
 	}
 	fmt.Fprintf(w, "  admin       %s   (%s; claude-relay admin … is logged in on this machine)\n", user, pwFrom)
+	fmt.Fprintf(w, "  console     %s/ui/   (log in as %s)\n", base, user)
 	fmt.Fprintf(w, "  data dir    %s\n", opts.DataDir)
 	switch {
 	case upstreamRefusal != "":

@@ -77,12 +77,14 @@ func (h *hookReceiver) find(typ, subject string) (alerts.WebhookPayload, bool) {
 func TestAlertsReachTheOperatorsWebhookFromRealProcesses(t *testing.T) {
 	in := newInstall(t)
 	rcv := newHookReceiver(t)
-	in.env = append(in.env, "E2E_HOOK_SECRET="+e2eHookSecret)
+	in.env = append(in.env, "E2E_HOOK_SECRET="+e2eHookSecret, "CLAUDE_RELAY_ALERT_BUDGET_INTERVAL=1s")
 	def, err := readDefaultHCL()
 	if err != nil {
 		t.Fatal(err)
 	}
 	good := def + `
+policy "tiny" { cost_per_day_usd = 0.000001 }
+
 alert "ops" {
   webhook  = "` + rcv.srv.URL + `/relay"
   secret   = env("E2E_HOOK_SECRET")
@@ -108,8 +110,19 @@ alert "ops" {
 			}
 		}
 	}
+	budgetKey, budgetSecret, err := in.st.CreateKey(ctx, store.KeySpec{Name: "small-budget", Policy: "tiny"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	cp := in.start("control", "control")
 	sc := in.startSidecar("sidecar", "-control-plane", cp.url())
+
+	// A key on a tiny daily budget spends it: budget_threshold comes at the next budget
+	// check (every second here), checked last.
+	budgetStart := time.Now()
+	if ok, _, err := send(http.DefaultClient, sc, budgetSecret); !ok {
+		t.Fatalf("request with the budget key: %v", err)
+	}
 
 	// The upstream answers the revoked account's credential with 401: the sidecar parks it
 	// and fails over to the good account.
@@ -144,6 +157,11 @@ alert "ops" {
 		_, ok := rcv.find("relay.alert.config_refused.resolved", in.config)
 		return ok
 	})
+	waitFor(t, 15*time.Second, "budget_threshold at the webhook", func() bool {
+		_, ok := rcv.find("relay.alert.budget_threshold", budgetKey.ID)
+		return ok
+	})
+	t.Logf("budget_threshold arrived %v after the request", time.Since(budgetStart).Round(time.Millisecond))
 	if out := cp.out.String(); strings.Contains(out, "cannot deliver alerts") || strings.Contains(out, "cannot route alert events") {
 		t.Errorf("the control plane failed to deliver or route (see its output)")
 	}

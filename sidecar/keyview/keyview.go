@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/claude-relay/claude-relay/config"
@@ -112,7 +113,7 @@ func Build(ctx context.Context, src Sources, k Key, base *config.Policy, now tim
 		Key:    KeyInfo{ID: k.ID, Name: k.Name, Status: k.Status, Policy: k.Policy, ExpiresAt: k.ExpiresAt},
 		Limits: []Limit{}, GeneratedAt: now.UTC(),
 	}
-	set := limits.FromPolicy(base.WithKeyLimits(config.KeyLimits(k.Limits)))
+	set := keyLimits(limits.FromPolicy(base.WithKeyLimits(config.KeyLimits(k.Limits))))
 	v.Concurrency.Limit = set.Concurrency
 	if src.Limits != nil && !set.Empty() {
 		st, err := src.Limits(ctx, k.ID, set)
@@ -130,6 +131,21 @@ func Build(ctx context.Context, src Sources, k Key, base *config.Policy, now tim
 	}
 	v.Spend = Spend{Today: period(sp.Today), ThisWeek: period(sp.Week), ThisMonth: period(sp.Month), Total: usageOf(sp.Total)}
 	return v, nil
+}
+
+// conversationPrefix starts the names of limits counted per conversation, not per key: a
+// key has as many of those counters as conversations, so the view leaves them out.
+const conversationPrefix = "conversation_"
+
+// keyLimits is set without the limits counted per conversation.
+func keyLimits(set limits.Set) limits.Set {
+	out := limits.Set{Concurrency: set.Concurrency}
+	for _, l := range set.Counted {
+		if !strings.HasPrefix(l.Name, conversationPrefix) {
+			out.Counted = append(out.Counted, l)
+		}
+	}
+	return out
 }
 
 func limitOf(s limits.State) Limit {

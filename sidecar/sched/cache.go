@@ -77,6 +77,20 @@ func (c *stickyCache) put(key, account string, now time.Time, ttl time.Duration)
 	c.m[key] = binding{account: account, expires: now.Add(min(ttl, c.ttl)), touched: now}
 }
 
+// forgetWhere drops the bindings for which drop is true.
+func (c *stickyCache) forgetWhere(drop func(key string, b binding) bool) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for k, b := range c.m {
+		if drop(k, b) {
+			delete(c.m, k)
+			n++
+		}
+	}
+	return n
+}
+
 func (c *stickyCache) forget(key string) {
 	c.mu.Lock()
 	delete(c.m, key)
@@ -124,6 +138,7 @@ func (s *Scheduler) Run(ctx context.Context) {
 	if s.rdb == nil {
 		return
 	}
+	go s.listenCleared(ctx)
 	tick := time.NewTicker(s.interval)
 	defer tick.Stop()
 	var failing bool
@@ -162,6 +177,40 @@ func (s *Scheduler) Run(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
+	}
+}
+
+// listenCleared drops this sidecar's cached copies of the sticky bindings an operator
+// cleared (store.ClearStickySession, ClearAccountBindings) as they are announced, until ctx
+// ends. go-redis re-subscribes by itself after a broken connection; a missed announcement
+// costs at most StickyCacheTTL of the old binding.
+func (s *Scheduler) listenCleared(ctx context.Context) {
+	ps := s.rdb.Subscribe(ctx, s.keys.StickyClearedChannel())
+	stop := context.AfterFunc(ctx, func() { ps.Close() })
+	defer stop()
+	defer ps.Close()
+	for {
+		msg, err := ps.Receive(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		m, ok := msg.(*redis.Message)
+		if !ok {
+			continue
+		}
+		kind, v, _ := strings.Cut(m.Payload, ":")
+		n := s.stickies.forgetWhere(func(key string, b binding) bool {
+			return (kind == "session" && strings.HasSuffix(key, ":"+v)) || (kind == "account" && b.account == v)
+		})
+		s.log.Info("sticky bindings cleared by an operator", "what", m.Payload, "cached_dropped", n)
 	}
 }
 

@@ -1,4 +1,12 @@
 // Package sched chooses the upstream account for each request: key binding, sticky session, then the pool by priority and load, skipping parked accounts.
+//
+// The path of a request: Plan orders the accounts from memory (sched.go, cache.go: parking
+// view and sticky bindings); the sidecar then calls AcquireCapacity for each capped account
+// before trying it (capacity.go, one Redis script), Report after an error answer (parks),
+// Observe with every answer's headers (windows.go: subscription windows, near_limit parks)
+// and Bind when a session lands on a new account. Run, in the background, refreshes the
+// parking view, writes the window readings (one HSET per interval), renews capacity leases
+// and drops sticky bindings an operator cleared.
 package sched
 
 import (
@@ -126,7 +134,9 @@ func (u *Unavailable) Error() string {
 		return "no upstream account is available: an operator must add one (claude-relay admin accounts add)"
 	}
 	var b strings.Builder
-	if u.AllRateLimited {
+	if len(u.Full) > 0 {
+		b.WriteString("every upstream account is at one of its caps or parked")
+	} else if u.AllRateLimited {
 		b.WriteString("every upstream account is rate-limited")
 	} else {
 		b.WriteString("no upstream account can serve this request")
@@ -278,7 +288,7 @@ func SessionKey(f Fields) string {
 				id = v.SessionID
 			}
 		}
-		return hashHex("u:" + id)
+		return store.StickySessionHash(id)
 	}
 	if len(f.FirstMessage) > 0 {
 		h := sha256.New()
@@ -330,11 +340,6 @@ func canonical(sc *jsonscan.Scanner, w io.Writer) bool {
 	raw, ok := sc.Value()
 	w.Write(raw)
 	return ok
-}
-
-func hashHex(s string) string {
-	sum := sha256.Sum256([]byte(s))
-	return hex.EncodeToString(sum[:16])
 }
 
 // Family is a model's family for parking ("opus", "sonnet", "haiku"), or "".

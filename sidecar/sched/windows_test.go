@@ -1,11 +1,14 @@
 package sched_test
 
 import (
+	"context"
 	"net/http"
 	"testing"
 	"time"
 
+	"github.com/claude-relay/claude-relay/config"
 	"github.com/claude-relay/claude-relay/sidecar/sched"
+	"github.com/claude-relay/claude-relay/store"
 )
 
 func TestReadWindowsTakesObservedFormatsAndIgnoresWhatItCannotRead(t *testing.T) {
@@ -66,4 +69,55 @@ func TestReadWindowsAllocatesNothingWithoutUnifiedHeaders(t *testing.T) {
 	if n := testing.AllocsPerRun(100, func() { sched.ReadWindows(h, now) }); n != 0 {
 		t.Errorf("got %v allocations, want 0", n)
 	}
+}
+
+// BenchmarkSchedulingCostOfWindowsAndCaps measures what windows and caps add to one request's
+// scheduling on an account that has neither (an API-key account): Plan, AcquireCapacity,
+// Observe of a typical answer's headers and the releases, against Plan and Acquire alone,
+// in the same run. The ratio should stay near 1: such an account pays no Redis work and no
+// allocation for the new features. It also reports Observe of a subscription answer.
+func BenchmarkSchedulingCostOfWindowsAndCaps(b *testing.B) {
+	s := sched.New(nil, store.NewSchema("bench:"), sched.Options{})
+	pool := &config.PoolRT{Name: "p", Strategy: config.StrategyLeastLoaded, StopAtUtilization: 0.9}
+	accts := []sched.Account{{ID: "a", Priority: 1}, {ID: "b", Priority: 1}, {ID: "c", Priority: 2}}
+	req := sched.Request{Pool: pool, Model: "claude-sonnet-4-5"}
+	plain := http.Header{"Content-Type": {"text/event-stream"}, "Request-Id": {"req_1"}, "Anthropic-Ratelimit-Requests-Remaining": {"49"}}
+	sub := plain.Clone()
+	for k, v := range map[string]string{"Anthropic-Ratelimit-Unified-5h-Utilization": "0.42", "Anthropic-Ratelimit-Unified-5h-Reset": "1800003600", "Anthropic-Ratelimit-Unified-7d-Utilization": "0.3", "Anthropic-Ratelimit-Unified-7d-Reset": "1800300000", "Anthropic-Ratelimit-Unified-Status": "allowed"} {
+		sub.Set(k, v)
+	}
+	ctx := context.Background()
+	base := func() {
+		p, _ := s.Plan(ctx, req, accts)
+		s.Acquire(p.Order[0])()
+	}
+	full := func(h http.Header) func() {
+		return func() {
+			p, _ := s.Plan(ctx, req, accts)
+			lease, _, _ := s.AcquireCapacity(ctx, p.Order[0], store.AccountCaps{})
+			release := s.Acquire(p.Order[0])
+			s.Observe(ctx, req, p.Order[0], h)
+			release()
+			lease.Release(ctx, 100, 1000)
+		}
+	}
+	timeIt := func(n int, f func()) time.Duration {
+		t0 := time.Now()
+		for range n {
+			f()
+		}
+		return time.Since(t0) / time.Duration(n)
+	}
+	// The fastest of the runs of each: the machine is shared, and noise only adds time.
+	tb, tf, ts := time.Hour, time.Hour, time.Hour
+	for b.Loop() {
+		tb = min(tb, timeIt(2000, base))
+		tf = min(tf, timeIt(2000, full(plain)))
+		ts = min(ts, timeIt(2000, full(sub)))
+	}
+	b.ReportMetric(float64(tb.Nanoseconds()), "plan-ns")
+	b.ReportMetric(float64(tf.Nanoseconds()), "plan+caps+observe-ns")
+	b.ReportMetric(float64(tf)/float64(tb), "no-windows/baseline")
+	b.ReportMetric(float64(ts)/float64(tb), "subscription/baseline")
+	b.ReportMetric(testing.AllocsPerRun(100, full(plain))-testing.AllocsPerRun(100, base), "extra-allocs")
 }

@@ -104,3 +104,22 @@ usage {
   hourly_retention = "14d"
   daily_retention  = "9600h"
 }
+
+alert "ops" {
+  webhook      = "https://hooks.example.com/relay"
+  secret       = env("RELAY_TEST_HOOK_SECRET")
+  events       = ["account_parked", "oauth_refresh_failed", "budget_threshold", "config_refused"]
+  min_severity = "warning"
+  cooldown     = "10m"
+}
+
+alert "lark" {
+  feishu = env("RELAY_TEST_FEISHU_URL")
+  secret = env("RELAY_TEST_FEISHU_SIGN")
+}
+
+alert "oncall" {
+  telegram = env("RELAY_TEST_TELEGRAM_TOKEN")
+  chat_id  = "-1001234567890"
+  api_url  = "http://10.0.0.9:8081"
+}

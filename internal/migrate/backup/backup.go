@@ -202,7 +202,7 @@ func Import(ctx context.Context, st *store.Store, f *File, sec *Secrets) (Summar
 		spec := store.AccountSpec{
 			ID: a.ID, CreatedAt: a.CreatedAt, Name: a.Name, Type: a.Type, BaseURL: a.BaseURL,
 			Credential: s.Credential, RefreshToken: s.RefreshToken, ProxyURL: s.ProxyURL,
-			Priority: a.Priority, Group: a.Group, Unschedulable: !a.Schedulable, ModelMap: a.ModelMap,
+			Priority: a.Priority, Group: a.Group, Unschedulable: !a.Schedulable, ModelMap: a.ModelMap, Caps: a.Caps,
 			TokenExpiresAt: a.TokenExpiresAt, Scopes: a.Scopes,
 		}
 		if _, err := st.AddAccount(ctx, spec); err != nil {

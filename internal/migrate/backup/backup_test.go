@@ -47,7 +47,8 @@ func installation(t *testing.T, st *store.Store) []string {
 		RefreshToken: "sk-ant-ort01-refresh", TokenExpiresAt: &exp, Scopes: "user:inference", ProxyURL: "socks5h://u:p@127.0.0.1:1080", Group: "team"})
 	must(err)
 	compat, err := st.AddAccount(ctx, store.AccountSpec{Name: "gateway", Type: store.AccountTypeAnthropicCompatible, BaseURL: "https://gw.example.com",
-		Credential: "gw-key-0123456789abcdefghijkl", ModelMap: map[string]string{"claude-sonnet-4-5": "sonnet"}, Priority: 7, Unschedulable: true})
+		Credential: "gw-key-0123456789abcdefghijkl", ModelMap: map[string]string{"claude-sonnet-4-5": "sonnet"}, Priority: 7, Unschedulable: true,
+		Caps: store.AccountCaps{MaxConcurrency: 2, TokensPer5h: 500000, CostPerDayUSD: 12.5}})
 	must(err)
 	must(st.SetRefreshFailure(ctx, oauth.ID, "invalid_grant", time.Now(), time.Now().Add(time.Minute), 2))
 	must(st.TouchAccount(ctx, compat.ID, time.Now()))
