@@ -82,26 +82,31 @@
 //
 // # Adding a limit
 //
-// A per-key limit is written in several places today (one limit table driving them all is
-// still to come); a new one touches every step of this list, in order:
+// One table defines every per-key limit: limitTable in limits.go (its name, what it counts,
+// its window, whether a key may override it and with which CLI flag, and where its value
+// lives). Load, validation (negatives refused with file:line:col, and by the admin API), the
+// key override merge (Policy.WithKeyLimits), limits.FromPolicy and the admin CLI's flags all
+// read the table. A new limit is:
 //
-//  1. policyHCL in hcl.go (a pointer field with its hcl tag) and Policy in snapshot.go (a
-//     plain field with its snake_case JSON name).
-//  2. builder.policy in load.go copies it; validator.policy in validate.go bounds it (a
-//     negative limit is refused with file:line:col).
-//  3. store.KeyLimits (the per-key override, a pointer), controlplane's checkLimits and
-//     adminapi.KeyLimits (the admin API) and the CLI's limit flags
-//     (cmd/claude-relay/admin_manage.go).
-//  4. sidecar's exchange.policy merges the override into the policy; limits.FromPolicy turns
-//     the policy field into a Limit (name, what it counts, its window) the admission script
-//     checks.
-//  5. testdata/valid/full.hcl sets it (run the golden tests with -update and read the diff),
-//     README's Limits table lists it, controlplane/openapi.json describes the override.
+//  1. a pointer field in policyHCL (hcl.go) and a plain field in Policy (snapshot.go), with
+//     the limit's snake_case name as its hcl and json tag;
+//  2. a row in limitTable, at its place in the longest-window-first order (the order the
+//     limiter checks, so a refusal names the limit that binds longest);
+//  3. if a key may override it: a pointer field in KeyLimits (limits.go), the same in
+//     store.KeyLimits and adminapi.KeyLimits (the three convert into each other), and the
+//     row's Flag and Usage; controlplane/openapi.json's KeyLimits schema describes it;
+//  4. testdata/valid/full.hcl sets it (run the golden tests with -update and read the diff),
+//     and README's Limits table lists it.
 //
-// Policy-only attributes skip step 3 and the override in step 4: limit_mode and limit_modes
-// (how a limit holds, see Limit modes; a token or cost limit added here joins BudgetLimits),
-// the per-conversation breakers (conversation_*_per_minute, limits.Limit.PerConversation),
-// and the concurrency queue (queue_timeout, queue_max: limits.Set.QueueTimeout).
+// The table tests (limits_test.go) fail when a limit field is in one of the structs and not
+// in the table or the other way round, when an accessor reaches another field, when
+// full.hcl leaves a limit unset, or when openapi.json and the table differ; the merge,
+// validation, limiter and CLI tests iterate the table, so they cover the new limit as is.
+// A token or cost limit of a key is a budget (BudgetLimits: limit_mode and limit_modes reach
+// it); a per-conversation breaker sets PerConversation and is policy-only.
+//
+// The concurrency queue (queue_timeout, queue_max: limits.Set.QueueTimeout) is a policy
+// attribute outside the table: it is a duration and a waiter count, not a counted limit.
 //
 // # Adding a route option
 //

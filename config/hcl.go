@@ -43,11 +43,13 @@ type allowlistHCL struct {
 	CIDRs []string `hcl:"cidrs"`
 }
 
+// policyHCL is a policy block. Its limit attributes are read through the limit table
+// (limits.go); a limit field here must have its row there.
 type policyHCL struct {
 	RequestsPerMinute             *int64             `hcl:"requests_per_minute,optional"`
 	TokensPerDay                  *int64             `hcl:"tokens_per_day,optional"`
 	CostPerDayUSD                 *float64           `hcl:"cost_per_day_usd,optional"`
-	Concurrency                   *int               `hcl:"concurrency,optional"`
+	Concurrency                   *int64             `hcl:"concurrency,optional"`
 	Models                        *[]string          `hcl:"models,optional"`
 	RequestsPerDay                *int64             `hcl:"requests_per_day,optional"`
 	TokensPerMinute               *int64             `hcl:"tokens_per_minute,optional"`

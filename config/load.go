@@ -447,22 +447,12 @@ func (b *builder) server(s *serverHCL) {
 
 func (b *builder) policy(name string, info *blockInfo, p *policyHCL) {
 	pol := Policy{
-		RequestsPerMinute: deref(p.RequestsPerMinute),
-		TokensPerDay:      deref(p.TokensPerDay),
-		CostPerDayUSD:     deref(p.CostPerDayUSD),
-		Concurrency:       deref(p.Concurrency),
-		RequestsPerDay:    deref(p.RequestsPerDay),
-		TokensPerMinute:   deref(p.TokensPerMinute),
-		CostPerWeekUSD:    deref(p.CostPerWeekUSD),
-		CostPerMonthUSD:   deref(p.CostPerMonthUSD),
-		CostTotalUSD:      deref(p.CostTotalUSD),
-		LimitMode:         deref(p.LimitMode),
-		QueueTimeout:      deref(p.QueueTimeout),
-		QueueMax:          deref(p.QueueMax),
-
-		ConversationRequestsPerMinute: deref(p.ConversationRequestsPerMinute),
-		ConversationTokensPerMinute:   deref(p.ConversationTokensPerMinute),
-		ConversationCostPerMinuteUSD:  deref(p.ConversationCostPerMinuteUSD),
+		LimitMode:    deref(p.LimitMode),
+		QueueTimeout: deref(p.QueueTimeout),
+		QueueMax:     deref(p.QueueMax),
+	}
+	for i := range limitTable {
+		limitTable[i].copyHCL(&pol, p)
 	}
 	if p.LimitModes != nil && len(*p.LimitModes) > 0 {
 		pol.LimitModes = maps.Clone(*p.LimitModes)

@@ -56,7 +56,7 @@ type Policy struct {
 	RequestsPerMinute int64   `json:"requests_per_minute"`
 	TokensPerDay      int64   `json:"tokens_per_day"`
 	CostPerDayUSD     float64 `json:"cost_per_day_usd"`
-	Concurrency       int     `json:"concurrency"`
+	Concurrency       int64   `json:"concurrency"`
 	// Models are globs ("*" matches any run of characters); nil allows any
 	// model.
 	Models []string `json:"models,omitempty"`
@@ -140,13 +140,6 @@ func (p *Policy) ModeOf(attr string) string {
 		return p.LimitMode
 	}
 	return DefaultLimitMode
-}
-
-// BudgetLimits names the policy attributes that count tokens or cost: the
-// limits a mode applies to. Request limits are counted at admission and are
-// exact in any mode; per-conversation limits are breakers, always charged.
-func BudgetLimits() []string {
-	return []string{"tokens_per_minute", "tokens_per_day", "cost_per_day_usd", "cost_per_week_usd", "cost_per_month_usd", "cost_total_usd"}
 }
 
 // AllowsModel reports whether the policy lets a key use model.

@@ -152,24 +152,14 @@ func (v *validator) allowlist(name string, a Allowlist) {
 }
 
 func (v *validator) policy(name string, p Policy) {
-	negative := func(attr string, neg bool, val any) {
-		if neg {
-			v.add(at(blockPolicy, name, attr), "Negative limit", fmt.Sprintf("%s must be 0 (unlimited) or positive, got %v.", attr, val))
+	for d := range Limits() {
+		if d.Negative(&p) {
+			v.add(at(blockPolicy, name, d.Name), "Negative limit", fmt.Sprintf("%s must be 0 (unlimited) or positive, got %v.", d.Name, d.Value(&p)))
 		}
 	}
-	negative("requests_per_minute", p.RequestsPerMinute < 0, p.RequestsPerMinute)
-	negative("tokens_per_day", p.TokensPerDay < 0, p.TokensPerDay)
-	negative("cost_per_day_usd", p.CostPerDayUSD < 0, p.CostPerDayUSD)
-	negative("concurrency", p.Concurrency < 0, p.Concurrency)
-	negative("requests_per_day", p.RequestsPerDay < 0, p.RequestsPerDay)
-	negative("tokens_per_minute", p.TokensPerMinute < 0, p.TokensPerMinute)
-	negative("cost_per_week_usd", p.CostPerWeekUSD < 0, p.CostPerWeekUSD)
-	negative("cost_per_month_usd", p.CostPerMonthUSD < 0, p.CostPerMonthUSD)
-	negative("cost_total_usd", p.CostTotalUSD < 0, p.CostTotalUSD)
-	negative("conversation_requests_per_minute", p.ConversationRequestsPerMinute < 0, p.ConversationRequestsPerMinute)
-	negative("conversation_tokens_per_minute", p.ConversationTokensPerMinute < 0, p.ConversationTokensPerMinute)
-	negative("conversation_cost_per_minute_usd", p.ConversationCostPerMinuteUSD < 0, p.ConversationCostPerMinuteUSD)
-	negative("queue_max", p.QueueMax < 0, p.QueueMax)
+	if p.QueueMax < 0 {
+		v.add(at(blockPolicy, name, "queue_max"), "Negative limit", fmt.Sprintf("queue_max must be 0 (unlimited) or positive, got %v.", p.QueueMax))
+	}
 	v.duration(at(blockPolicy, name, "queue_timeout"), p.QueueTimeout, false)
 	if p.QueueTimeout != "" && p.Concurrency == 0 {
 		v.add(at(blockPolicy, name, "queue_timeout"), "Queue without concurrency", "queue_timeout makes requests wait for a concurrency slot; set concurrency too, or remove queue_timeout.")

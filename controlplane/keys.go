@@ -13,6 +13,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/claude-relay/claude-relay/config"
 	"github.com/claude-relay/claude-relay/controlplane/adminapi"
 	"github.com/claude-relay/claude-relay/store"
 )
@@ -165,23 +166,13 @@ func checkLimits(fields fieldErrors, l *adminapi.KeyLimits) store.KeyLimits {
 	if l == nil {
 		return store.KeyLimits{}
 	}
-	for name, v := range map[string]*int64{
-		"requests_per_minute": l.RequestsPerMinute, "requests_per_day": l.RequestsPerDay,
-		"tokens_per_minute": l.TokensPerMinute, "tokens_per_day": l.TokensPerDay, "concurrency": l.Concurrency,
-	} {
-		if v != nil && *v < 0 {
-			fields.add("limits."+name, "must not be negative")
+	k := config.KeyLimits(*l)
+	for d := range config.Limits() {
+		if d.OverrideNegative(&k) {
+			fields.add("limits."+d.Name, "must not be negative")
 		}
 	}
-	for name, v := range map[string]*float64{
-		"cost_per_day_usd": l.CostPerDayUSD, "cost_per_week_usd": l.CostPerWeekUSD,
-		"cost_per_month_usd": l.CostPerMonthUSD, "cost_total_usd": l.CostTotalUSD,
-	} {
-		if v != nil && *v < 0 {
-			fields.add("limits."+name, "must not be negative")
-		}
-	}
-	return store.KeyLimits(*l)
+	return store.KeyLimits(k)
 }
 
 // checkBinding validates a binding: one account that exists, or a group name, not both.

@@ -61,7 +61,9 @@ const (
 )
 
 // KeyLimits are per-key replacements of the values of the key's HCL policy; nil leaves the
-// policy's value. Field names match config.Policy's JSON.
+// policy's value. It is config.KeyLimits, the override of config's limit table, kept here
+// as its own type so that the store (and the auth plugin) need not link config; the two
+// convert into each other, and config's table test fails when they differ.
 type KeyLimits struct {
 	RequestsPerMinute *int64   `json:"requests_per_minute,omitempty"`
 	RequestsPerDay    *int64   `json:"requests_per_day,omitempty"`

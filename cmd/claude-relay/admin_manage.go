@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/claude-relay/claude-relay/config"
 	"github.com/claude-relay/claude-relay/controlplane/adminapi"
 	"github.com/claude-relay/claude-relay/controlplane/adminclient"
 )
@@ -165,12 +166,33 @@ func (m *mapFlag) Set(s string) error {
 	return nil
 }
 
-// limitFlags are the per-key limit overrides.
-type limitFlags struct {
-	rpm, rpd, tpm, tpd, conc int64Flag
-	costDay, costWeek        floatFlag
-	costMonth, costTotal     floatFlag
+// limitFlags are the per-key limit overrides: one flag per overridable limit of config's
+// limit table (LimitDef.Flag), parsed into l.
+type limitFlags struct{ l config.KeyLimits }
+
+// register adds a flag for every limit a key may override.
+func (f *limitFlags) register(fs *flag.FlagSet) {
+	for d := range config.Limits() {
+		if d.Overridable() {
+			fs.Var(limitFlag{def: d, l: &f.l}, d.Flag, "override: "+d.Usage)
+		}
+	}
 }
+
+// limitFlag is one limit override flag; it knows whether it was given (a nil field).
+type limitFlag struct {
+	def config.LimitDef
+	l   *config.KeyLimits
+}
+
+func (f limitFlag) String() string {
+	if f.l == nil {
+		return ""
+	}
+	return f.def.OverrideString(f.l)
+}
+
+func (f limitFlag) Set(s string) error { return f.def.SetOverride(f.l, s) }
 
 type int64Flag struct{ p *int64 }
 
@@ -208,20 +230,13 @@ func (f *floatFlag) Set(s string) error {
 	return nil
 }
 
-func (l *limitFlags) any() bool {
-	return l.rpm.p != nil || l.rpd.p != nil || l.tpm.p != nil || l.tpd.p != nil || l.conc.p != nil ||
-		l.costDay.p != nil || l.costWeek.p != nil || l.costMonth.p != nil || l.costTotal.p != nil
-}
-
-func (l *limitFlags) api() *adminapi.KeyLimits {
-	if !l.any() {
+// api returns the overrides given, nil when none was.
+func (f *limitFlags) api() *adminapi.KeyLimits {
+	if f.l.IsZero() {
 		return nil
 	}
-	return &adminapi.KeyLimits{
-		RequestsPerMinute: l.rpm.p, RequestsPerDay: l.rpd.p, TokensPerMinute: l.tpm.p, TokensPerDay: l.tpd.p,
-		Concurrency: l.conc.p, CostPerDayUSD: l.costDay.p, CostPerWeekUSD: l.costWeek.p,
-		CostPerMonthUSD: l.costMonth.p, CostTotalUSD: l.costTotal.p,
-	}
+	l := adminapi.KeyLimits(f.l)
+	return &l
 }
 
 // capFlags are an account's caps (adminapi.AccountCaps).
@@ -279,15 +294,7 @@ func keyRuleFlags(fs *flag.FlagSet, m *manageFlags) {
 	fs.Var(&m.cidrs, "allow-ip", "IP allowlist `CIDRs` (\"-\" clears)")
 	fs.Var(&m.bindAccount, "bind-account", "bind the key to one account `ID`")
 	fs.Var(&m.bindGroup, "bind-group", "bind the key to an account `group`")
-	fs.Var(&m.limits.rpm, "rpm", "override: requests per minute")
-	fs.Var(&m.limits.rpd, "rpd", "override: requests per day")
-	fs.Var(&m.limits.tpm, "tpm", "override: tokens per minute")
-	fs.Var(&m.limits.tpd, "tpd", "override: tokens per day")
-	fs.Var(&m.limits.conc, "concurrency", "override: requests in flight")
-	fs.Var(&m.limits.costDay, "cost-day", "override: USD per day")
-	fs.Var(&m.limits.costWeek, "cost-week", "override: USD per week")
-	fs.Var(&m.limits.costMonth, "cost-month", "override: USD per month")
-	fs.Var(&m.limits.costTotal, "cost-total", "override: USD over the key's life")
+	m.limits.register(fs)
 }
 
 // binding is the binding the flags name, or nil.

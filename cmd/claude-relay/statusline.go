@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/claude-relay/claude-relay/config"
 	"github.com/claude-relay/claude-relay/sidecar"
 	"github.com/claude-relay/claude-relay/sidecar/keyview"
 )
@@ -260,17 +261,40 @@ func tightest(ls []keyview.Limit) (keyview.Limit, bool) {
 	return best, found
 }
 
-// windows names the window of each limit for the line.
-var windows = map[string]string{
-	"cost_per_day_usd": "/day", "cost_per_week_usd": "/week", "cost_per_month_usd": "/month", "cost_total_usd": " total",
-	"tokens_per_day": " tokens/day", "tokens_per_minute": " tokens/min", "requests_per_day": " requests/day", "requests_per_minute": " requests/min",
+// limitWindow names what the limit called name counts and its window for the line, from
+// config's limit table: "/day" for a cost, " tokens/min", " requests/day", " total".
+func limitWindow(name string) string {
+	d, ok := config.LimitByName(name)
+	if !ok {
+		return ""
+	}
+	var unit string
+	switch d.Counts {
+	case config.CountsTokens:
+		unit = " tokens"
+	case config.CountsRequests:
+		unit = " requests"
+	}
+	switch d.Window {
+	case config.WindowMinute:
+		return unit + "/min"
+	case config.WindowDay:
+		return unit + "/day"
+	case config.WindowWeek:
+		return unit + "/week"
+	case config.WindowMonth:
+		return unit + "/month"
+	case config.WindowTotal:
+		return unit + " total"
+	}
+	return unit
 }
 
 func limitText(l keyview.Limit) string {
 	if l.Unit == "usd" {
-		return money(l.Limit) + windows[l.Name]
+		return money(l.Limit) + limitWindow(l.Name)
 	}
-	return compact(l.Limit) + windows[l.Name]
+	return compact(l.Limit) + limitWindow(l.Name)
 }
 
 // money formats dollars: whole amounts without cents ($5), amounts under a cent with the

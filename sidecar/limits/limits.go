@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"strconv"
 	"sync"
@@ -150,32 +149,44 @@ func FromPolicy(p *config.Policy) Set {
 		return Set{}
 	}
 	var s Set
-	add := func(name string, k Kind, w Window, max int64) {
-		if max > 0 {
-			reserve := k != Requests && p.ModeOf(name) == config.LimitModeReserve
-			s.Counted = append(s.Counted, Limit{Name: name, Kind: k, Window: w, Max: max, Reserve: reserve})
+	for d := range config.Limits() {
+		max := d.Max(p)
+		switch {
+		case d.Counts == config.CountsInFlight:
+			s.Concurrency = int(max)
+		case max > 0:
+			k, w := kindWindow(d.Counts, d.Window)
+			// Breakers (per conversation) are always charged: reservations are summed per
+			// key, not per conversation.
+			reserve := d.Budget() && p.ModeOf(d.Name) == config.LimitModeReserve
+			s.Counted = append(s.Counted, Limit{Name: d.Name, Kind: k, Window: w, Max: max, PerConversation: d.PerConversation, Reserve: reserve})
 		}
 	}
-	micro := func(usd float64) int64 { return int64(math.Round(usd * 1e6)) }
-	add("cost_total_usd", Cost, Total, micro(p.CostTotalUSD))
-	add("cost_per_month_usd", Cost, Month, micro(p.CostPerMonthUSD))
-	add("cost_per_week_usd", Cost, Week, micro(p.CostPerWeekUSD))
-	add("cost_per_day_usd", Cost, Day, micro(p.CostPerDayUSD))
-	add("tokens_per_day", Tokens, Day, p.TokensPerDay)
-	add("requests_per_day", Requests, Day, p.RequestsPerDay)
-	add("tokens_per_minute", Tokens, Minute, p.TokensPerMinute)
-	add("requests_per_minute", Requests, Minute, p.RequestsPerMinute)
-	n := len(s.Counted)
-	add("conversation_cost_per_minute_usd", Cost, Minute, micro(p.ConversationCostPerMinuteUSD))
-	add("conversation_tokens_per_minute", Tokens, Minute, p.ConversationTokensPerMinute)
-	add("conversation_requests_per_minute", Requests, Minute, p.ConversationRequestsPerMinute)
-	for i := n; i < len(s.Counted); i++ {
-		// Breakers, always charged: reservations are summed per key, not per conversation.
-		s.Counted[i].PerConversation, s.Counted[i].Reserve = true, false
-	}
-	s.Concurrency = p.Concurrency
 	s.QueueTimeout, s.QueueMax = p.QueueWait(), max(p.QueueMax, 0)
 	return s
+}
+
+// kindWindow maps what a config limit counts and its window to the limiter's.
+func kindWindow(c config.LimitCounts, w config.LimitWindow) (Kind, Window) {
+	k := Requests
+	switch c {
+	case config.CountsTokens:
+		k = Tokens
+	case config.CountsCost:
+		k = Cost
+	}
+	win := Minute
+	switch w {
+	case config.WindowDay:
+		win = Day
+	case config.WindowWeek:
+		win = Week
+	case config.WindowMonth:
+		win = Month
+	case config.WindowTotal:
+		win = Total
+	}
+	return k, win
 }
 
 // ConcurrencyLimit is the name refusals give the concurrency limit.

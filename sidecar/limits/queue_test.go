@@ -49,7 +49,7 @@ func queued(t *testing.T, rdb redis.UniversalClient, keys store.Schema, key stri
 }
 
 func queueSet(conc int, timeout time.Duration, max int) limits.Set {
-	return limits.FromPolicy(&config.Policy{Concurrency: conc, QueueTimeout: timeout.String(), QueueMax: max, RequestsPerMinute: 1000})
+	return limits.FromPolicy(&config.Policy{Concurrency: int64(conc), QueueTimeout: timeout.String(), QueueMax: max, RequestsPerMinute: 1000})
 }
 
 type admission struct {

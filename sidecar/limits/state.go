@@ -9,7 +9,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/claude-relay/claude-relay/config"
 	"github.com/claude-relay/claude-relay/store"
 )
 
@@ -91,38 +90,4 @@ func heldOf(v []any, k Kind) int64 {
 // State is ReadState on the Limiter's Redis and clock.
 func (l *Limiter) State(ctx context.Context, keyID string, set Set) (KeyState, error) {
 	return ReadState(ctx, l.rdb, l.keys, keyID, set, l.now())
-}
-
-// Override returns base (nil: no policy) with a key's own limits applied where it sets
-// them: the limits a key is under. The request path and the self-service view both use it.
-func Override(base *config.Policy, l store.KeyLimits) *config.Policy {
-	if l.IsZero() {
-		return base
-	}
-	var eff config.Policy
-	if base != nil {
-		eff = *base
-	}
-	set := func(dst *int64, v *int64) {
-		if v != nil {
-			*dst = *v
-		}
-	}
-	setf := func(dst *float64, v *float64) {
-		if v != nil {
-			*dst = *v
-		}
-	}
-	set(&eff.RequestsPerMinute, l.RequestsPerMinute)
-	set(&eff.RequestsPerDay, l.RequestsPerDay)
-	set(&eff.TokensPerMinute, l.TokensPerMinute)
-	set(&eff.TokensPerDay, l.TokensPerDay)
-	if l.Concurrency != nil {
-		eff.Concurrency = int(*l.Concurrency)
-	}
-	setf(&eff.CostPerDayUSD, l.CostPerDayUSD)
-	setf(&eff.CostPerWeekUSD, l.CostPerWeekUSD)
-	setf(&eff.CostPerMonthUSD, l.CostPerMonthUSD)
-	setf(&eff.CostTotalUSD, l.CostTotalUSD)
-	return &eff
 }
