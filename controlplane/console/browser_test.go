@@ -283,7 +283,7 @@ func TestConsoleInAHeadlessBrowser(t *testing.T) {
 		t.Fatalf("relay with the new key: %v", err)
 	}
 	b.waitText(keyURL, "#key-requests", "1")
-	b.waitText(ui, "#today-requests", "1")
+	b.waitText(ui, "#total-requests", "1")
 
 	// Revoked, the next request is refused.
 	b.do(chromedp.Navigate(keyURL), chromedp.Click(chromedp.CSS("#revoke")), chromedp.WaitVisible(chromedp.CSS(".notice")))

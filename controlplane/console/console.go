@@ -37,9 +37,6 @@ type Options struct {
 	Logger hclog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
-	// Usage reports usage over time for the dashboard; nil means the dashboard sums today's
-	// per-key usage itself (see usage.go).
-	Usage UsageSource
 }
 
 // Console serves the web console. It is safe for concurrent use.
@@ -47,7 +44,6 @@ type Console struct {
 	admin http.Handler
 	log   hclog.Logger
 	now   func() time.Time
-	usage UsageSource
 	pages map[string]*template.Template
 	mux   *http.ServeMux
 }
@@ -63,7 +59,7 @@ func New(opts Options) (*Console, error) {
 	if _, err := adminclient.New(adminBase, "", nil); err != nil {
 		return nil, fmt.Errorf("console: %w", err)
 	}
-	c := &Console{admin: opts.Admin, log: opts.Logger, now: opts.Now, usage: opts.Usage}
+	c := &Console{admin: opts.Admin, log: opts.Logger, now: opts.Now}
 	if c.log == nil {
 		c.log = hclog.NewNullLogger()
 	}
