@@ -49,7 +49,7 @@ type Console struct {
 }
 
 // pageNames are the templates under templates/ that are pages (each defines "content").
-var pageNames = []string{"login", "dashboard", "keys", "key", "key_created", "accounts", "config", "audit", "oauth", "error"}
+var pageNames = []string{"login", "dashboard", "keys", "key", "key_created", "accounts", "config", "audit", "oauth", "error", "usage"}
 
 // New builds the console.
 func New(opts Options) (*Console, error) {
@@ -121,6 +121,8 @@ func (c *Console) routes() *http.ServeMux {
 	mux.HandleFunc("POST /ui/accounts/{id}/{action}", c.authed(c.handleAccountAction))
 	mux.HandleFunc("GET /ui/config", c.authed(c.handleConfig))
 	mux.HandleFunc("GET /ui/audit", c.authed(c.handleAudit))
+	mux.HandleFunc("GET /ui/usage", c.authed(c.handleUsage))
+	mux.HandleFunc("GET /ui/usage.csv", c.authed(c.handleUsageCSV))
 	mux.HandleFunc("/ui/", func(w http.ResponseWriter, r *http.Request) {
 		c.render(w, r, http.StatusNotFound, "error", view{Title: "Not found", Error: "There is no console page " + r.URL.Path + "."})
 	})

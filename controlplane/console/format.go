@@ -44,6 +44,7 @@ var funcs = template.FuncMap{
 	"isoPtr":  func(t *time.Time) string { return isoPtr(t) },
 	"seconds": func(s int64) string { return (time.Duration(s) * time.Second).String() },
 	"plural":  plural,
+	"list":    func(s ...string) []string { return s },
 }
 
 // formatNumber is formatInt for the integer types templates hold.

@@ -77,3 +77,43 @@ func TestDashboardWithoutUsageSaysSo(t *testing.T) {
 		}
 	}
 }
+
+func TestUsagePageReportsARangeGroupedWithChartTableAndCSV(t *testing.T) {
+	s := newSite(t, 0)
+	b := s.browser()
+	b.login()
+	now := s.clock.Now()
+	id := s.createKey(t, "reporting")
+	s.recordUsage(t, id, "claude-opus", now.Add(-48*time.Hour), 1234, 3_000_000)
+	s.recordUsage(t, id, "claude-haiku", now, 5, 1_000)
+	day := func(d int) string { return now.AddDate(0, 0, d).Format(time.DateOnly) }
+
+	p := b.get("/ui/usage?from=" + day(-3) + "&to=" + day(0) + "&granularity=day&group_by=model&metric=requests")
+	for _, want := range []string{`id="usage-requests">1,239<`, `id="usage-cost">$3.00<`, `id="usage-chart"`,
+		"<td data-label=\"model\">claude-opus</td>", ">1,234<", `<option value="model" selected>`} {
+		if !strings.Contains(p.body, want) {
+			t.Errorf("the usage page lacks %q", want)
+		}
+	}
+	if got := len(rectPattern.FindAllString(p.body, -1)); got != 2 {
+		t.Errorf("got %d bars, want 2 (two days with usage)", got)
+	}
+
+	csv := b.get("/ui/usage.csv?from=" + day(-3) + "&to=" + day(0) + "&granularity=day&group_by=model")
+	if csv.status != 200 || !strings.HasPrefix(csv.header.Get("Content-Type"), "text/csv") {
+		t.Fatalf("CSV export: got %d %q, want 200 text/csv\n%s", csv.status, csv.header.Get("Content-Type"), csv.body)
+	}
+	for _, want := range []string{"bucket,model,requests,", day(-2) + ",claude-opus,1234,", day(0) + ",claude-haiku,5,"} {
+		if !strings.Contains(csv.body, want) {
+			t.Errorf("the CSV lacks %q:\n%s", want, csv.body)
+		}
+	}
+
+	bad := b.get("/ui/usage?from=" + day(0) + "&to=" + day(-3))
+	if bad.status != 400 || !strings.Contains(bad.body, `id="page-error"`) || !strings.Contains(bad.body, `id="usage-form"`) {
+		t.Errorf("a backwards range: got %d, want 400 with the API's reason above the form\n%s", bad.status, bad.body)
+	}
+	if anon := s.browser().get("/ui/usage.csv"); anon.status == 200 && strings.Contains(anon.body, "bucket,") {
+		t.Error("the CSV export answers without a session")
+	}
+}
