@@ -49,7 +49,7 @@ type Console struct {
 }
 
 // pageNames are the templates under templates/ that are pages (each defines "content").
-var pageNames = []string{"login", "dashboard", "keys", "key", "key_created", "accounts", "config", "audit", "oauth", "error", "usage"}
+var pageNames = []string{"login", "dashboard", "keys", "key", "key_created", "accounts", "config", "audit", "oauth", "error", "usage", "me"}
 
 // New builds the console.
 func New(opts Options) (*Console, error) {
@@ -108,6 +108,7 @@ func (c *Console) routes() *http.ServeMux {
 	})
 	mux.HandleFunc("GET /ui/{$}", c.handleHome)
 	mux.HandleFunc("POST /ui/login", c.handleLogin)
+	mux.HandleFunc("GET /ui/me", c.handleMe)
 	mux.HandleFunc("POST /ui/logout", c.authed(c.handleLogout))
 	mux.HandleFunc("GET /ui/keys", c.authed(c.handleKeys))
 	mux.HandleFunc("POST /ui/keys", c.authed(c.handleCreateKey))
@@ -127,6 +128,12 @@ func (c *Console) routes() *http.ServeMux {
 		c.render(w, r, http.StatusNotFound, "error", view{Title: "Not found", Error: "There is no console page " + r.URL.Path + "."})
 	})
 	return mux
+}
+
+// handleMe is the key holder's page: no admin session; its script reads the key's own view
+// from the control plane's GET /v1/relay/usage with the key the holder pastes.
+func (c *Console) handleMe(w http.ResponseWriter, r *http.Request) {
+	c.render(w, r, http.StatusOK, "me", view{Title: "My relay key"})
 }
 
 // securityHeaders sets the headers every console answer carries.

@@ -126,6 +126,7 @@ func newSiteWith(t testing.TB, o siteOptions) *site {
 	mux := http.NewServeMux()
 	mux.Handle("/admin/", cp.Handler())
 	mux.Handle("/ui/", ui.Handler())
+	mux.Handle("GET /v1/relay/usage", cp.KeyUsageHandler())
 	hs := httptest.NewServer(mux)
 	t.Cleanup(hs.Close)
 	s := &site{t: t, st: st, http: hs, clock: clk, config: cfg}
