@@ -284,10 +284,10 @@ func TestConsoleInAHeadlessBrowser(t *testing.T) {
 	}
 	b.waitText(keyURL, "#key-requests", "1")
 	b.waitText(ui, "#total-requests", "1")
-	b.waitText(ui+"usage", "#usage-requests", "1")
 	if n := b.count("#chart-requests rect"); n != 1 {
 		t.Errorf("the dashboard's request chart has %d bars, want 1", n)
 	}
+	b.waitText(ui+"usage", "#usage-requests", "1")
 
 	// The key holder's page shows the key's own spend, the key kept in the tab.
 	b.showMe(ui+"me", secret)
@@ -331,7 +331,7 @@ func TestConsoleInAHeadlessBrowser(t *testing.T) {
 func (c *chrome) showMe(url, key string) {
 	c.t.Helper()
 	c.do(chromedp.Navigate(url), chromedp.WaitVisible(chromedp.CSS("#me-form")), chromedp.SendKeys(chromedp.CSS("#me-key"), key),
-		chromedp.Submit(chromedp.CSS("#me-form")), chromedp.WaitVisible(chromedp.CSS("#me-out")))
+		chromedp.Click(chromedp.CSS("#me-show")), chromedp.WaitVisible(chromedp.CSS("#me-out")))
 }
 
 // count is how many elements match sel.

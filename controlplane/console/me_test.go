@@ -55,6 +55,9 @@ func TestKeyHolderPageShowsOnlyTheirOwnKeyFromTheControlPlane(t *testing.T) {
 	if strings.Contains(page.body, "holder-own") || strings.Contains(page.body, "<script>") {
 		t.Error("the key holder's page carries key data or inline script")
 	}
+	if !strings.Contains(page.body, `<input id="me-key" type="password"`) || strings.Contains(page.body, `name="key"`) {
+		t.Error("the key field has a name: a submit without the script would put the key in the address")
+	}
 
 	status, v, raw := keyView(t, s, mine.Secret)
 	if status != http.StatusOK {
