@@ -15,6 +15,9 @@ import (
 // chart is one stacked bar chart: a bar per bucket, a segment per series.
 type chart struct {
 	ID, Title string
+	// Width is the viewBox's width: about the width it is shown at, so its text stays
+	// readable (the height is chartH).
+	Width int
 	// Summary is the chart in words, for screen readers (aria-label).
 	Summary string
 	Bars    []segment
@@ -42,12 +45,12 @@ type legendItem struct {
 
 // chart geometry (viewBox units).
 const (
-	chartW, chartH         = 720, 190
+	chartH                 = 190
 	plotLeft, plotBottom   = 64, 22
 	plotTop                = 8
 	maxSeries              = 6 // more series than this: the rest are "other"
 	otherSeries            = "other"
-	maxXTicks              = 8
+	xTickSpacing           = 110 // viewBox units between bucket labels, at least
 	chartMetricRequests    = "requests"
 	chartMetricTokens      = "tokens"
 	chartMetricCost        = "cost"
@@ -135,9 +138,9 @@ func seriesName(r adminapi.UsageRow, group string) string {
 }
 
 // buildChart draws m over buckets (every bucket of the range, oldest first, as the report
-// names them), stacked by the series of group.
-func buildChart(id string, m metric, rows []adminapi.UsageRow, buckets []string, group string, label func(string) string) chart {
-	c := chart{ID: id, Title: m.Title}
+// names them), stacked by the series of group, width units wide.
+func buildChart(id string, width int, m metric, rows []adminapi.UsageRow, buckets []string, group string, label func(string) string) chart {
+	c := chart{ID: id, Title: m.Title, Width: width}
 	names, of := series(rows, group)
 	index := make(map[string]int, len(buckets))
 	for i, b := range buckets {
@@ -183,7 +186,7 @@ func (c *chart) drawBars(values [][]float64, buckets, names []string, top float6
 	if top == 0 || len(buckets) == 0 {
 		return
 	}
-	plotW, plotH := float64(chartW-plotLeft), float64(chartH-plotBottom-plotTop)
+	plotW, plotH := float64(c.Width-plotLeft), float64(chartH-plotBottom-plotTop)
 	slot := plotW / float64(len(buckets))
 	w := max(slot*0.8, 1)
 	for b, vs := range values {
@@ -204,13 +207,18 @@ func (c *chart) drawTicks(buckets []string, top float64, m metric, label func(st
 	plotH := float64(chartH - plotBottom - plotTop)
 	for _, frac := range []float64{0, 0.5, 1} {
 		y := float64(chartH-plotBottom) - frac*plotH
-		c.YTicks = append(c.YTicks, tick{X: f1(plotLeft - 6), Y: f1(y), Label: m.Format(top * frac)})
+		l := m.Format(top * frac)
+		if n := len(c.YTicks); n > 0 && c.YTicks[n-1].Label == l {
+			continue // a small integer range: 0, 0, 1 reads as 0, 1
+		}
+		c.YTicks = append(c.YTicks, tick{X: f1(plotLeft - 6), Y: f1(y), Label: l})
 	}
 	if len(buckets) == 0 {
 		return
 	}
-	step := (len(buckets) + maxXTicks - 1) / maxXTicks
-	slot := float64(chartW-plotLeft) / float64(len(buckets))
+	maxTicks := max((c.Width-plotLeft)/xTickSpacing, 1)
+	step := (len(buckets) + maxTicks - 1) / maxTicks
+	slot := float64(c.Width-plotLeft) / float64(len(buckets))
 	for i := 0; i < len(buckets); i += step {
 		c.XTicks = append(c.XTicks, tick{X: f1(plotLeft + (float64(i)+0.5)*slot), Y: f1(chartH - 6), Label: label(buckets[i])})
 	}

@@ -12,6 +12,9 @@ import (
 // The dashboard's usage comes from the usage report (GET /admin/usage) in two calls, whatever
 // the number of keys: the range by model (the charts and totals) and the top keys by cost.
 
+// dashboardChartWidth is the width of the dashboard's charts (three side by side).
+const dashboardChartWidth = 420
+
 // topKeys is how many keys the dashboard lists.
 const topKeys = 10
 
@@ -66,7 +69,7 @@ func dashboardUsage(ctx context.Context, api *adminclient.Client, sp span) (usag
 	sum.Totals = byModel.Totals
 	buckets := bucketsOf(sp.From, sp.To, sp.Granularity)
 	for _, name := range []string{chartMetricRequests, chartMetricTokens, chartMetricCost} {
-		sum.Charts = append(sum.Charts, buildChart("chart-"+name, metrics[name], byModel.Rows, buckets, "model", bucketLabel))
+		sum.Charts = append(sum.Charts, buildChart("chart-"+name, dashboardChartWidth, metrics[name], byModel.Rows, buckets, "model", bucketLabel))
 	}
 	q := sp.query("key")
 	q.Granularity, q.Top = "month", topKeys // at most two buckets a key, added up below

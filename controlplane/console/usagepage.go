@@ -14,6 +14,9 @@ import (
 // one dimension, drawn as a chart of one metric and listed as a table, with its CSV export
 // through the console (the same session).
 
+// usageChartWidth is the width of the usage page's chart (the page's width).
+const usageChartWidth = 1000
+
 // usageTableRows bounds the rows the page lists; the CSV export has them all.
 const usageTableRows = 500
 
@@ -92,7 +95,7 @@ func (c *Console) handleUsage(w http.ResponseWriter, r *http.Request) {
 	}
 	d.Totals, d.Rows = rep.Totals, rep.Rows
 	if from, to, ok := f.bounds(); ok {
-		ch := buildChart("usage-chart", metrics[f.Metric], rep.Rows, bucketsOf(from, to, f.Granularity), f.Group, bucketLabel)
+		ch := buildChart("usage-chart", usageChartWidth, metrics[f.Metric], rep.Rows, bucketsOf(from, to, f.Granularity), f.Group, bucketLabel)
 		d.Chart = &ch
 	}
 	if len(d.Rows) > usageTableRows {
