@@ -2,6 +2,7 @@ package console_test
 
 import (
 	"context"
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -115,5 +116,30 @@ func TestUsagePageReportsARangeGroupedWithChartTableAndCSV(t *testing.T) {
 	}
 	if anon := s.browser().get("/ui/usage.csv"); anon.status == 200 && strings.Contains(anon.body, "bucket,") {
 		t.Error("the CSV export answers without a session")
+	}
+}
+
+func TestUsagePageListsAtMost250RowsUnder200KBAndPointsToTheCSV(t *testing.T) {
+	s := newSite(t, 0)
+	b := s.browser()
+	b.login()
+	now := s.clock.Now()
+	recs := make([]store.UsageRecord, 0, 300)
+	for i := range 300 {
+		recs = append(recs, store.UsageRecord{KeyID: fmt.Sprintf("k%015d", i), AccountID: "acct", Model: "claude-sonnet-4-5-20250929", At: now,
+			Usage: store.Usage{Requests: int64(i + 1), InputTokens: 123456, OutputTokens: 65432, CacheRead: 1000000, CostMicroUSD: 1_234_567}})
+	}
+	if err := s.st.RecordUsage(context.Background(), recs...); err != nil {
+		t.Fatal(err)
+	}
+	p := b.get("/ui/usage?granularity=hour&group_by=key&top=0&from=" + now.Format(time.DateOnly) + "&to=" + now.Format(time.DateOnly))
+	if got := strings.Count(p.body, `<td data-label="Bucket">`); got != 250 {
+		t.Errorf("got %d rows, want 250", got)
+	}
+	if !strings.Contains(p.body, "50 more rows in the CSV export") {
+		t.Error("the page does not say the rest is in the CSV export")
+	}
+	if len(p.body) > 200_000 {
+		t.Errorf("the usage page is %d bytes, want under 200 KB", len(p.body))
 	}
 }

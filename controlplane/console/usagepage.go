@@ -18,7 +18,7 @@ import (
 const usageChartWidth = 1000
 
 // usageTableRows bounds the rows the page lists; the CSV export has them all.
-const usageTableRows = 500
+const usageTableRows = 250
 
 // usageForm is the usage page's form, as asked (and defaulted).
 type usageForm struct {
