@@ -5,6 +5,8 @@ import (
 	"sort"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/claude-relay/claude-relay/controlplane/adminapi"
 	"github.com/claude-relay/claude-relay/controlplane/adminclient"
 )
@@ -59,23 +61,28 @@ type keyUsage struct {
 	adminapi.UsageCounters
 }
 
-// dashboardUsage reads sp's usage by model and its top keys.
+// dashboardUsage reads sp's usage by model and its top keys: two report calls, at once.
 func dashboardUsage(ctx context.Context, api *adminclient.Client, sp span) (usageSummary, error) {
 	sum := usageSummary{Span: sp}
-	byModel, err := api.Usage(ctx, sp.query("model"))
-	if err != nil {
+	var byModel, byKey adminapi.UsageReport
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() (err error) {
+		byModel, err = api.Usage(gctx, sp.query("model"))
+		return err
+	})
+	g.Go(func() (err error) {
+		q := sp.query("key")
+		q.Granularity, q.Top = "month", topKeys // at most two buckets a key, added up below
+		byKey, err = api.Usage(gctx, q)
+		return err
+	})
+	if err := g.Wait(); err != nil {
 		return sum, err
 	}
 	sum.Totals = byModel.Totals
 	buckets := bucketsOf(sp.From, sp.To, sp.Granularity)
 	for _, name := range []string{chartMetricRequests, chartMetricTokens, chartMetricCost} {
 		sum.Charts = append(sum.Charts, buildChart("chart-"+name, dashboardChartWidth, metrics[name], byModel.Rows, buckets, "model", bucketLabel))
-	}
-	q := sp.query("key")
-	q.Granularity, q.Top = "month", topKeys // at most two buckets a key, added up below
-	byKey, err := api.Usage(ctx, q)
-	if err != nil {
-		return sum, err
 	}
 	sum.TopKeys = topOf(byKey.Rows, "key", topKeys)
 	resolveKeys(ctx, api, sum.TopKeys)
