@@ -8,13 +8,17 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/claude-relay/claude-relay/controlplane/adminclient"
 	"github.com/claude-relay/claude-relay/store"
 )
 
 // BenchmarkDashboardFirstRender renders the dashboard of an installation with 10,000 keys and
-// 30 days of usage (500 keys active a day, 3 models), against the dashboard of an empty one
-// in the same run. The target is under 300 ms a render and 200 KB a page.
+// 30 days of hourly usage (500 keys active a day, 3 models), against the dashboard of an
+// empty one and against what the first console did to sum a day (list every key, read the
+// usage of each used today) in the same run. The target is under 300 ms a render and 200 KB
+// a page.
 func BenchmarkDashboardFirstRender(b *testing.B) {
 	full := newSite(b, 0)
 	seedInstallation(b, full.st, 10000, 30, 500)
@@ -25,43 +29,78 @@ func BenchmarkDashboardFirstRender(b *testing.B) {
 
 	baseline := measure(b, eb, 20)
 	listStart := time.Now()
-	for range 5 {
-		if _, err := full.admin.ListAllKeys(context.Background(), adminclient.KeyQuery{}); err != nil {
-			b.Fatal(err)
-		}
+	for range 3 {
+		sumByListing(b, full.admin)
 	}
-	list := time.Since(listStart) / 5
+	list := time.Since(listStart) / 3
 	var size int
 	start := time.Now()
 	n := 0
 	for b.Loop() {
 		p := fb.get("/ui/")
-		if p.status != http.StatusOK || !strings.Contains(p.body, `id="today-requests"`) {
+		if p.status != http.StatusOK || !strings.Contains(p.body, `id="total-requests"`) {
 			b.Fatalf("dashboard: %d\n%s", p.status, p.body)
 		}
 		size = len(p.body)
 		n++
 	}
 	per := time.Since(start) / time.Duration(n)
+	month := measurePath(b, fb, "/ui/?range=30d", 5)
 	b.ReportMetric(float64(per.Milliseconds()), "ms/render")
 	b.ReportMetric(float64(per)/float64(baseline), "x-empty-dashboard")
 	b.ReportMetric(float64(size), "bytes/page")
-	b.ReportMetric(float64(list)/float64(per), "list-all-keys/render")
-	b.Logf("dashboard with 10,000 keys: %s a render (target < 300ms), %d bytes; empty installation: %s; ratio %.1f; listing the 10,000 keys over the admin API alone: %s",
-		per.Round(time.Millisecond), size, baseline.Round(time.Microsecond), float64(per)/float64(baseline), list.Round(time.Millisecond))
+	b.ReportMetric(float64(list)/float64(per), "x-faster-than-listing")
+	b.ReportMetric(float64(month.Milliseconds()), "ms/30-day-render")
+	b.Logf("dashboard with 10,000 keys: %s a render (target < 300ms), %d bytes; empty installation: %s; ratio %.1f; "+
+		"summing today by listing the 10,000 keys and reading each used key's day (the first console's way): %s, %.1fx the render; the 30-day dashboard: %s",
+		per.Round(time.Millisecond), size, baseline.Round(time.Microsecond), float64(per)/float64(baseline), list.Round(time.Millisecond), float64(list)/float64(per), month.Round(time.Millisecond))
 }
 
 // measure is the mean time of n dashboard renders.
-func measure(b *testing.B, br *browser, n int) time.Duration {
+func measure(b *testing.B, br *browser, n int) time.Duration { return measurePath(b, br, "/ui/", n) }
+
+// measurePath is the mean time of n renders of the page at path.
+func measurePath(b *testing.B, br *browser, path string, n int) time.Duration {
 	start := time.Now()
 	for range n {
-		br.get("/ui/")
+		if p := br.get(path); p.status != http.StatusOK {
+			b.Fatalf("%s: %d\n%s", path, p.status, p.body)
+		}
 	}
 	return time.Since(start) / time.Duration(n)
 }
 
-// seedInstallation creates keys and days of usage: active keys a day, three models each,
-// today's marked used today.
+// sumByListing is how the first console summed today's usage: every key listed, then the
+// day of each key used today (up to 200), 16 at a time.
+func sumByListing(b *testing.B, api *adminclient.Client) {
+	ctx := context.Background()
+	keys, err := api.ListAllKeys(ctx, adminclient.KeyQuery{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	day := time.Now().UTC().Truncate(24 * time.Hour)
+	var used []string
+	for _, k := range keys {
+		if k.LastUsedAt != nil && !k.LastUsedAt.Before(day) && len(used) < 200 {
+			used = append(used, k.ID)
+		}
+	}
+	var g errgroup.Group
+	g.SetLimit(16)
+	for _, id := range used {
+		g.Go(func() error {
+			_, err := api.KeyUsage(ctx, id, day.Format(time.DateOnly))
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// seedInstallation creates keys and days of hourly usage: active keys a day, three models
+// each, each key in its own hour of the day (so every hour has usage), today's keys marked
+// used today.
 func seedInstallation(b *testing.B, st *store.Store, keys, days, active int) {
 	ctx := context.Background()
 	var ids []string
@@ -81,10 +120,11 @@ func seedInstallation(b *testing.B, st *store.Store, keys, days, active int) {
 	now := time.Now().UTC()
 	models := []string{"claude-sonnet-4-5-20250929", "claude-haiku-4-5-20251001", "claude-opus-4-1-20250805"}
 	for d := range days {
-		at := now.Add(-time.Duration(d) * 24 * time.Hour)
+		day := now.Add(-time.Duration(d) * 24 * time.Hour)
 		var recs []store.UsageRecord
 		for i := range active {
 			id := ids[(d*active+i*7)%len(ids)]
+			at := day.Add(-time.Duration(i%24) * time.Hour)
 			for m, model := range models {
 				recs = append(recs, store.UsageRecord{KeyID: id, AccountID: "acct", Model: model, At: at,
 					Usage: store.Usage{Requests: int64(24 + m), InputTokens: 12000, OutputTokens: 3400, CostMicroUSD: 91000}})

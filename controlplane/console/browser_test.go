@@ -283,7 +283,20 @@ func TestConsoleInAHeadlessBrowser(t *testing.T) {
 		t.Fatalf("relay with the new key: %v", err)
 	}
 	b.waitText(keyURL, "#key-requests", "1")
-	b.waitText(ui, "#today-requests", "1")
+	b.waitText(ui, "#total-requests", "1")
+	if n := b.count("#chart-requests rect"); n != 1 {
+		t.Errorf("the dashboard's request chart has %d bars, want 1", n)
+	}
+	b.waitText(ui+"usage", "#usage-requests", "1")
+
+	// The key holder's page shows the key's own spend, the key kept in the tab.
+	b.showMe(ui+"me", secret)
+	if got := b.text("#me-name"); got != "browser key" {
+		t.Fatalf("/ui/me names %q, want the key's name", got)
+	}
+	if got := b.text("#me-spend"); !strings.Contains(got, "claude-sonnet-4-5-20250929") {
+		t.Fatalf("/ui/me spend lacks the model used:\n%s", got)
+	}
 
 	// Revoked, the next request is refused.
 	b.do(chromedp.Navigate(keyURL), chromedp.Click(chromedp.CSS("#revoke")), chromedp.WaitVisible(chromedp.CSS(".notice")))
@@ -305,24 +318,42 @@ func TestConsoleInAHeadlessBrowser(t *testing.T) {
 		t.Fatalf("accounts after adding one:\n%s", got)
 	}
 
-	for _, path := range []string{"config", "audit", "keys"} {
+	for _, path := range []string{"config", "audit", "keys", "alerts", "usage?granularity=hour&group_by=key"} {
 		b.do(chromedp.Navigate(ui+path), chromedp.WaitVisible(chromedp.CSS("h1")))
 	}
 	b.checkConsole()
 	if dir := os.Getenv(screenshotsEnv); dir != "" {
-		b.screenshots(dir, ui, keyURL)
+		b.screenshots(dir, r.base, keyURL)
 	}
 }
 
-// screenshots writes every page at 1280 and 390 px wide to dir as PNG files.
-func (c *chrome) screenshots(dir, ui, keyURL string) {
+// showMe opens the key holder's page and pastes key.
+func (c *chrome) showMe(url, key string) {
 	c.t.Helper()
+	c.do(chromedp.Navigate(url), chromedp.WaitVisible(chromedp.CSS("#me-form")), chromedp.SendKeys(chromedp.CSS("#me-key"), key),
+		chromedp.Click(chromedp.CSS("#me-show")), chromedp.WaitVisible(chromedp.CSS("#me-out")))
+}
+
+// count is how many elements match sel.
+func (c *chrome) count(sel string) int {
+	c.t.Helper()
+	n, err := chromedp.Run(c.ctx, chromedp.Evaluate[int](fmt.Sprintf("document.querySelectorAll(%q).length", sel)))
+	if err != nil {
+		c.t.Fatalf("browser: count %s: %v", sel, err)
+	}
+	return n
+}
+
+// screenshots writes every page at 1280 and 390 px wide to dir as PNG files.
+func (c *chrome) screenshots(dir, base, keyURL string) {
+	c.t.Helper()
+	ui := base + "/ui/"
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		c.t.Fatal(err)
 	}
 	shots := []struct{ name, url string }{
 		{"dashboard", ui}, {"keys", ui + "keys"}, {"key", keyURL}, {"accounts", ui + "accounts"},
-		{"config", ui + "config"}, {"audit", ui + "audit"},
+		{"config", ui + "config"}, {"audit", ui + "audit"}, {"usage", ui + "usage"}, {"alerts", ui + "alerts"},
 	}
 	for _, w := range []int64{1280, 390} {
 		c.do(chromedp.EmulateViewport(w, 900))
@@ -333,6 +364,12 @@ func (c *chrome) screenshots(dir, ui, keyURL string) {
 		c.do(chromedp.Navigate(ui+"keys"), chromedp.SendKeys(chromedp.CSS("#k-name"), fmt.Sprintf("screenshot %d", w)),
 			chromedp.Submit(chromedp.CSS("#create-key")), chromedp.WaitVisible(chromedp.CSS("#secret")))
 		c.shoot(filepath.Join(dir, fmt.Sprintf("key-created-%d.png", w)))
+		secret := c.text("#secret")
+		if err := relayRequest(base, secret); err != nil {
+			c.t.Fatalf("relay with the screenshot key: %v", err)
+		}
+		c.showMe(ui+"me", secret)
+		c.shoot(filepath.Join(dir, fmt.Sprintf("me-%d.png", w)))
 	}
 	c.do(chromedp.Navigate(ui), chromedp.Click(chromedp.CSS(".logout button")), chromedp.WaitVisible(chromedp.CSS("#login-form")))
 	for _, w := range []int64{1280, 390} {

@@ -37,9 +37,6 @@ type Options struct {
 	Logger hclog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
-	// Usage reports usage over time for the dashboard; nil means the dashboard sums today's
-	// per-key usage itself (see usage.go).
-	Usage UsageSource
 }
 
 // Console serves the web console. It is safe for concurrent use.
@@ -47,13 +44,12 @@ type Console struct {
 	admin http.Handler
 	log   hclog.Logger
 	now   func() time.Time
-	usage UsageSource
 	pages map[string]*template.Template
 	mux   *http.ServeMux
 }
 
 // pageNames are the templates under templates/ that are pages (each defines "content").
-var pageNames = []string{"login", "dashboard", "keys", "key", "key_created", "accounts", "config", "audit", "oauth", "error"}
+var pageNames = []string{"login", "dashboard", "keys", "key", "key_created", "accounts", "config", "audit", "oauth", "error", "usage", "me", "alerts"}
 
 // New builds the console.
 func New(opts Options) (*Console, error) {
@@ -63,7 +59,7 @@ func New(opts Options) (*Console, error) {
 	if _, err := adminclient.New(adminBase, "", nil); err != nil {
 		return nil, fmt.Errorf("console: %w", err)
 	}
-	c := &Console{admin: opts.Admin, log: opts.Logger, now: opts.Now, usage: opts.Usage}
+	c := &Console{admin: opts.Admin, log: opts.Logger, now: opts.Now}
 	if c.log == nil {
 		c.log = hclog.NewNullLogger()
 	}
@@ -112,6 +108,7 @@ func (c *Console) routes() *http.ServeMux {
 	})
 	mux.HandleFunc("GET /ui/{$}", c.handleHome)
 	mux.HandleFunc("POST /ui/login", c.handleLogin)
+	mux.HandleFunc("GET /ui/me", c.handleMe)
 	mux.HandleFunc("POST /ui/logout", c.authed(c.handleLogout))
 	mux.HandleFunc("GET /ui/keys", c.authed(c.handleKeys))
 	mux.HandleFunc("POST /ui/keys", c.authed(c.handleCreateKey))
@@ -125,10 +122,20 @@ func (c *Console) routes() *http.ServeMux {
 	mux.HandleFunc("POST /ui/accounts/{id}/{action}", c.authed(c.handleAccountAction))
 	mux.HandleFunc("GET /ui/config", c.authed(c.handleConfig))
 	mux.HandleFunc("GET /ui/audit", c.authed(c.handleAudit))
+	mux.HandleFunc("GET /ui/usage", c.authed(c.handleUsage))
+	mux.HandleFunc("GET /ui/alerts", c.authed(c.handleAlerts))
+	mux.HandleFunc("POST /ui/alerts/{name}/test", c.authed(c.handleTestAlert))
+	mux.HandleFunc("GET /ui/usage.csv", c.authed(c.handleUsageCSV))
 	mux.HandleFunc("/ui/", func(w http.ResponseWriter, r *http.Request) {
 		c.render(w, r, http.StatusNotFound, "error", view{Title: "Not found", Error: "There is no console page " + r.URL.Path + "."})
 	})
 	return mux
+}
+
+// handleMe is the key holder's page: no admin session; its script reads the key's own view
+// from the control plane's GET /v1/relay/usage with the key the holder pastes.
+func (c *Console) handleMe(w http.ResponseWriter, r *http.Request) {
+	c.render(w, r, http.StatusOK, "me", view{Title: "My relay key"})
 }
 
 // securityHeaders sets the headers every console answer carries.

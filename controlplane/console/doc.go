@@ -27,5 +27,6 @@
 //
 // A template under templates/ (it defines "content"), its name in pageNames, a handler
 // method on Console that gathers the data through the admin client, and one line in
-// routes. Usage reports plug in through Options.Usage (usage.go).
+// routes. Usage comes from the usage report (GET /admin/usage, usage.go), drawn as inline SVG
+// (chart.go and the "chart" template in layout.html).
 package console

@@ -12,6 +12,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/claude-relay/claude-relay/controlplane/adminapi"
 	"github.com/claude-relay/claude-relay/controlplane/adminclient"
 )
 
@@ -33,17 +34,53 @@ var notices = map[string]string{
 
 // funcs are the template functions: numbers, money and times formatted for people.
 var funcs = template.FuncMap{
-	"num":     formatNumber,
-	"usd":     formatUSD,
-	"ago":     func(t time.Time) string { return relative(time.Now(), t) },
-	"agoPtr":  func(t *time.Time) string { return relativePtr(time.Now(), t) },
-	"abs":     absolute,
-	"absPtr":  func(t *time.Time) string { return absolutePtr(t) },
-	"join":    strings.Join,
-	"iso":     func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
-	"isoPtr":  func(t *time.Time) string { return isoPtr(t) },
-	"seconds": func(s int64) string { return (time.Duration(s) * time.Second).String() },
-	"plural":  plural,
+	"num":      formatNumber,
+	"usd":      formatUSD,
+	"ago":      func(t time.Time) string { return relative(time.Now(), t) },
+	"agoPtr":   func(t *time.Time) string { return relativePtr(time.Now(), t) },
+	"abs":      absolute,
+	"absPtr":   func(t *time.Time) string { return absolutePtr(t) },
+	"join":     strings.Join,
+	"iso":      func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
+	"isoPtr":   func(t *time.Time) string { return isoPtr(t) },
+	"seconds":  func(s int64) string { return (time.Duration(s) * time.Second).String() },
+	"plural":   plural,
+	"list":     func(s ...string) []string { return s },
+	"pct":      func(f *float64) string { return formatPercent(f) },
+	"capsText": capsText,
+	"frac":     func(f *float64) string { return strconv.FormatFloat(*f, 'f', 3, 64) },
+}
+
+// formatPercent is a fraction as a whole percentage ("37%"); "" for none.
+func formatPercent(f *float64) string {
+	if f == nil {
+		return ""
+	}
+	return strconv.FormatFloat(*f*100, 'f', 0, 64) + "%"
+}
+
+// capsText lists an account's caps in words.
+func capsText(c *adminapi.AccountCaps) string {
+	var parts []string
+	if c.MaxConcurrency > 0 {
+		parts = append(parts, formatInt(int64(c.MaxConcurrency))+" at once")
+	}
+	if c.TokensPer5h > 0 {
+		parts = append(parts, formatInt(c.TokensPer5h)+" tokens / 5 h")
+	}
+	if c.CostPer5hUSD > 0 {
+		parts = append(parts, formatUSD(c.CostPer5hUSD)+" / 5 h")
+	}
+	if c.TokensPerDay > 0 {
+		parts = append(parts, formatInt(c.TokensPerDay)+" tokens / day")
+	}
+	if c.CostPerDayUSD > 0 {
+		parts = append(parts, formatUSD(c.CostPerDayUSD)+" / day")
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
 }
 
 // formatNumber is formatInt for the integer types templates hold.

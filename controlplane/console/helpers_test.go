@@ -19,6 +19,7 @@ import (
 
 	"github.com/claude-relay/claude-relay/controlplane"
 	"github.com/claude-relay/claude-relay/controlplane/adminclient"
+	"github.com/claude-relay/claude-relay/controlplane/alerts"
 	"github.com/claude-relay/claude-relay/controlplane/console"
 	"github.com/claude-relay/claude-relay/internal/testredis"
 	"github.com/claude-relay/claude-relay/plugins/crypto-aesgcm/aesgcm"
@@ -78,6 +79,8 @@ type siteOptions struct {
 	ttl       time.Duration
 	configDir string
 	oauth     controlplane.OAuthConfig
+	// alerts, when set, builds the alerts the control plane runs on its store.
+	alerts func(*store.Store) *alerts.Service
 }
 
 func newSiteWith(t testing.TB, o siteOptions) *site {
@@ -112,7 +115,11 @@ func newSiteWith(t testing.TB, o siteOptions) *site {
 			t.Fatal(err)
 		}
 	}
-	cp, err := controlplane.New(controlplane.Options{Store: st, SigningKey: key, Admin: controlplane.AdminBootstrap{Username: testUser}, Now: clk.Now, TokenTTL: ttl, Config: cfg, OAuth: o.oauth})
+	var alerter *alerts.Service
+	if o.alerts != nil {
+		alerter = o.alerts(st)
+	}
+	cp, err := controlplane.New(controlplane.Options{Store: st, SigningKey: key, Admin: controlplane.AdminBootstrap{Username: testUser}, Now: clk.Now, TokenTTL: ttl, Config: cfg, OAuth: o.oauth, Alerts: alerter})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,6 +133,7 @@ func newSiteWith(t testing.TB, o siteOptions) *site {
 	mux := http.NewServeMux()
 	mux.Handle("/admin/", cp.Handler())
 	mux.Handle("/ui/", ui.Handler())
+	mux.Handle("GET /v1/relay/usage", cp.KeyUsageHandler())
 	hs := httptest.NewServer(mux)
 	t.Cleanup(hs.Close)
 	s := &site{t: t, st: st, http: hs, clock: clk, config: cfg}

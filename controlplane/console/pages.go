@@ -18,7 +18,7 @@ const auditPageSize = 100
 // dashboardData is the dashboard's data; a part the API could not give is nil, with the reason
 // in Problems.
 type dashboardData struct {
-	Usage     *UsageSummary
+	Usage     *usageSummary
 	States    []stateCount
 	Accounts  int
 	Attention []adminapi.Account
@@ -34,7 +34,7 @@ type stateCount struct {
 	Count int
 }
 
-// handleDashboard shows today's usage, the accounts at a glance, the sidecars and the control
+// handleDashboard shows the usage of the last 24 hours (or 30 days) by model and its top keys, the accounts at a glance, the sidecars and the control
 // plane's health; it reloads itself.
 func (c *Console) handleDashboard(w http.ResponseWriter, r *http.Request) {
 	s := sessionFrom(r.Context())
@@ -45,11 +45,7 @@ func (c *Console) handleDashboard(w http.ResponseWriter, r *http.Request) {
 			d.Problems = append(d.Problems, what+": "+apiMessage(err))
 		}
 	}
-	src := c.usage
-	if src == nil {
-		src = keyUsageSum{}
-	}
-	if u, err := src.Today(ctx, s.api, c.now()); err == nil {
+	if u, err := dashboardUsage(ctx, s.api, dashboardSpan(r.URL.Query().Get("range"), c.now())); err == nil {
 		d.Usage = &u
 	} else {
 		problem("usage", err)

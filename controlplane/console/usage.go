@@ -2,7 +2,6 @@ package console
 
 import (
 	"context"
-	"fmt"
 	"sort"
 	"time"
 
@@ -12,102 +11,126 @@ import (
 	"github.com/claude-relay/claude-relay/controlplane/adminclient"
 )
 
-// UsageSource reports today's usage for the dashboard. This is where the usage report
-// endpoint (GET /admin/usage: requests, tokens and cost over time by model, key and account)
-// plugs in: an implementation calling it through api replaces keyUsageSum, which adds up the
-// per-key usage endpoint.
-type UsageSource interface {
-	Today(ctx context.Context, api *adminclient.Client, now time.Time) (UsageSummary, error)
-}
+// The dashboard's usage comes from the usage report (GET /admin/usage) in two calls, whatever
+// the number of keys: the range by model (the charts and totals) and the top keys by cost.
 
-// UsageSummary is today's usage (UTC) for the dashboard.
-type UsageSummary struct {
-	adminapi.Usage
-	// TopKeys are the keys that cost most today, most first.
-	TopKeys []KeyDay
-	// KeysCounted is how many keys were added up; Partial says more were used today.
-	KeysCounted int
-	Partial     bool
-}
-
-// KeyDay is one key's usage today.
-type KeyDay struct {
-	Key   adminapi.Key
-	Usage adminapi.Usage
-}
-
-// maxKeysSummed bounds how many keys' usage keyUsageSum reads for one dashboard.
-const maxKeysSummed = 200
+// dashboardChartWidth is the width of the dashboard's charts (three side by side).
+const dashboardChartWidth = 420
 
 // topKeys is how many keys the dashboard lists.
 const topKeys = 10
 
-// keyUsageSum is the UsageSource used until the usage report endpoint exists: it reads today's
-// usage of the keys used today (last_used_at), the most recently used first, up to
-// maxKeysSummed of them.
-type keyUsageSum struct{}
+// span is a range the dashboard charts: the last 24 hours by hour, or the last 30 days by day.
+type span struct {
+	Name        string // "24h" or "30d"
+	Label       string
+	Granularity string
+	From, To    time.Time // To excluded
+}
 
-// Today adds up today's usage of the keys used today.
-func (keyUsageSum) Today(ctx context.Context, api *adminclient.Client, now time.Time) (UsageSummary, error) {
-	keys, err := api.ListAllKeys(ctx, adminclient.KeyQuery{})
-	if err != nil {
-		return UsageSummary{}, err
+// dashboardSpan is the span named name ("30d"; anything else is the last 24 hours), ending
+// with the current hour or day.
+func dashboardSpan(name string, now time.Time) span {
+	now = now.UTC()
+	if name == "30d" {
+		to := now.Truncate(24*time.Hour).AddDate(0, 0, 1)
+		return span{Name: "30d", Label: "last 30 days (UTC), by day", Granularity: "day", From: to.AddDate(0, 0, -30), To: to}
 	}
-	day := now.UTC().Truncate(24 * time.Hour)
-	var used []adminapi.Key
-	for _, k := range keys {
-		if k.LastUsedAt != nil && !k.LastUsedAt.Before(day) {
-			used = append(used, k)
-		}
+	to := now.Truncate(time.Hour).Add(time.Hour)
+	return span{Name: "24h", Label: "last 24 hours, by hour", Granularity: "hour", From: to.Add(-24 * time.Hour), To: to}
+}
+
+// query asks for sp grouped by groups.
+func (sp span) query(groups ...string) adminclient.UsageQuery {
+	return adminclient.UsageQuery{From: sp.From.Format(time.RFC3339), To: sp.To.Add(-time.Second).Format(time.RFC3339),
+		Granularity: sp.Granularity, GroupBy: groups}
+}
+
+// usageSummary is the dashboard's usage: totals, a chart per metric by model, the top keys.
+type usageSummary struct {
+	Span    span
+	Totals  adminapi.UsageCounters
+	Charts  []chart
+	TopKeys []keyUsage
+}
+
+// keyUsage is one key's usage over a range; Key is nil when the key is gone.
+type keyUsage struct {
+	ID  string
+	Key *adminapi.Key
+	adminapi.UsageCounters
+}
+
+// dashboardUsage reads sp's usage by model and its top keys: two report calls, at once.
+func dashboardUsage(ctx context.Context, api *adminclient.Client, sp span) (usageSummary, error) {
+	sum := usageSummary{Span: sp}
+	var byModel, byKey adminapi.UsageReport
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() (err error) {
+		byModel, err = api.Usage(gctx, sp.query("model"))
+		return err
+	})
+	g.Go(func() (err error) {
+		q := sp.query("key")
+		q.Granularity, q.Top = "month", topKeys // at most two buckets a key, added up below
+		byKey, err = api.Usage(gctx, q)
+		return err
+	})
+	if err := g.Wait(); err != nil {
+		return sum, err
 	}
-	sort.Slice(used, func(i, j int) bool { return used[i].LastUsedAt.After(*used[j].LastUsedAt) })
-	var sum UsageSummary
-	if len(used) > maxKeysSummed {
-		used, sum.Partial = used[:maxKeysSummed], true
+	sum.Totals = byModel.Totals
+	buckets := bucketsOf(sp.From, sp.To, sp.Granularity)
+	for _, name := range []string{chartMetricRequests, chartMetricTokens, chartMetricCost} {
+		sum.Charts = append(sum.Charts, buildChart("chart-"+name, dashboardChartWidth, metrics[name], byModel.Rows, buckets, "model", bucketLabel))
 	}
-	days, err := dayTotals(ctx, api, used, day.Format(time.DateOnly))
-	if err != nil {
-		return UsageSummary{}, err
-	}
-	for i, k := range used {
-		addUsage(&sum.Usage, days[i])
-		sum.TopKeys = append(sum.TopKeys, KeyDay{Key: k, Usage: days[i]})
-	}
-	sum.KeysCounted = len(used)
-	sort.SliceStable(sum.TopKeys, func(i, j int) bool { return sum.TopKeys[i].Usage.CostUSD > sum.TopKeys[j].Usage.CostUSD })
-	if len(sum.TopKeys) > topKeys {
-		sum.TopKeys = sum.TopKeys[:topKeys]
-	}
+	sum.TopKeys = topOf(byKey.Rows, "key", topKeys)
+	resolveKeys(ctx, api, sum.TopKeys)
 	return sum, nil
 }
 
-func addUsage(to *adminapi.Usage, u adminapi.Usage) {
-	to.Requests += u.Requests
-	to.InputTokens += u.InputTokens
-	to.OutputTokens += u.OutputTokens
-	to.CacheWrite5m += u.CacheWrite5m
-	to.CacheWrite1h += u.CacheWrite1h
-	to.CacheRead += u.CacheRead
-	to.CostUSD += u.CostUSD
+// topOf adds up rows by the value of group and keeps the n costing most.
+func topOf(rows []adminapi.UsageRow, group string, n int) []keyUsage {
+	at := map[string]int{}
+	var out []keyUsage
+	for _, r := range rows {
+		id := r.Group[group]
+		i, ok := at[id]
+		if !ok {
+			i = len(out)
+			at[id] = i
+			out = append(out, keyUsage{ID: id})
+		}
+		addCounters(&out[i].UsageCounters, r.UsageCounters)
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if out[i].CostUSD != out[j].CostUSD {
+			return out[i].CostUSD > out[j].CostUSD
+		}
+		return out[i].Requests > out[j].Requests
+	})
+	if len(out) > n {
+		out = out[:n]
+	}
+	return out
 }
 
-// usageReaders is how many per-key usage calls keyUsageSum makes at once.
-const usageReaders = 16
-
-// dayTotals reads each key's usage on day, usageReaders at a time.
-func dayTotals(ctx context.Context, api *adminclient.Client, keys []adminapi.Key, day string) ([]adminapi.Usage, error) {
-	out := make([]adminapi.Usage, len(keys))
-	g, ctx := errgroup.WithContext(ctx)
-	g.SetLimit(usageReaders)
-	for i, k := range keys {
-		g.Go(func() error {
-			u, err := api.KeyUsage(ctx, k.ID, day)
-			if err != nil {
-				return fmt.Errorf("usage of key %s: %w", k.ID, err)
-			}
-			out[i] = u.DayTotal
-			return nil
-		})
+// resolveKeys reads each key's record for its name; a key that cannot be read keeps its id.
+func resolveKeys(ctx context.Context, api *adminclient.Client, keys []keyUsage) {
+	for i := range keys {
+		if k, err := api.GetKey(ctx, keys[i].ID); err == nil {
+			keys[i].Key = &k
+		}
 	}
-	return out, g.Wait()
+}
+
+func addCounters(to *adminapi.UsageCounters, c adminapi.UsageCounters) {
+	to.Requests += c.Requests
+	to.InputTokens += c.InputTokens
+	to.OutputTokens += c.OutputTokens
+	to.CacheWrite5m += c.CacheWrite5m
+	to.CacheWrite1h += c.CacheWrite1h
+	to.CacheRead += c.CacheRead
+	to.CostUSD += c.CostUSD
+	to.UnpricedRequests += c.UnpricedRequests
 }

@@ -1,0 +1,145 @@
+package console_test
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/claude-relay/claude-relay/controlplane/adminapi"
+	"github.com/claude-relay/claude-relay/store"
+)
+
+// recordUsage records requests of a key and model at a time.
+func (s *site) recordUsage(t *testing.T, keyID, model string, at time.Time, requests, costMicroUSD int64) {
+	t.Helper()
+	err := s.st.RecordUsage(context.Background(), store.UsageRecord{KeyID: keyID, AccountID: "acct", Model: model, At: at,
+		Usage: store.Usage{Requests: requests, InputTokens: 1000 * requests, OutputTokens: 100 * requests, CostMicroUSD: costMicroUSD}})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// createKey creates a key through the admin API and returns its id.
+func (s *site) createKey(t *testing.T, name string) string {
+	t.Helper()
+	k, err := s.admin.CreateKey(context.Background(), adminapi.CreateKeyRequest{Name: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k.Key.ID
+}
+
+var rectPattern = regexp.MustCompile(`<rect class="s\d"`)
+
+func TestDashboardChartsTheUsageReportByModelWithTheTopKeys(t *testing.T) {
+	s := newSite(t, 0)
+	b := s.browser()
+	b.login()
+	now := s.clock.Now()
+	big, small := s.createKey(t, "big-spender"), s.createKey(t, "small-spender")
+	s.recordUsage(t, big, "claude-opus", now.Add(-2*time.Hour), 3, 2_500_000)
+	s.recordUsage(t, small, "claude-haiku", now, 1200, 1_000)
+	s.recordUsage(t, small, "claude-haiku", now.Add(-72*time.Hour), 7, 1_000) // only in the 30 days
+
+	day := b.get("/ui/")
+	for _, want := range []string{`id="total-requests">1,203<`, `id="total-cost">$2.50<`, "claude-opus", "claude-haiku",
+		`id="chart-requests"`, `id="chart-tokens"`, `id="chart-cost"`, "last 24 hours, by hour"} {
+		if !strings.Contains(day.body, want) {
+			t.Errorf("the 24-hour dashboard lacks %q", want)
+		}
+	}
+	if got := len(rectPattern.FindAllString(day.body, -1)); got != 6 { // 2 hours with usage x 3 charts
+		t.Errorf("got %d bars, want 6", got)
+	}
+	if i, j := strings.Index(day.body, ">big-spender<"), strings.Index(day.body, ">small-spender<"); i < 0 || j < i {
+		t.Errorf("the top keys are not by cost, most first (big-spender at %d, small-spender at %d)", i, j)
+	}
+	month := b.get("/ui/?range=30d")
+	for _, want := range []string{`id="total-requests">1,210<`, "last 30 days (UTC), by day"} {
+		if !strings.Contains(month.body, want) {
+			t.Errorf("the 30-day dashboard lacks %q", want)
+		}
+	}
+	if strings.Contains(day.body, "<script>") || strings.Contains(day.body, " style=") {
+		t.Error("the charts carry inline script or style, which the CSP refuses")
+	}
+}
+
+func TestDashboardWithoutUsageSaysSo(t *testing.T) {
+	s := newSite(t, 0)
+	b := s.browser()
+	p := b.login()
+	for _, want := range []string{`id="total-requests">0<`, "Nothing in this range.", "No key was used in this range."} {
+		if !strings.Contains(p.body, want) {
+			t.Errorf("the empty dashboard lacks %q\n%s", want, p.body)
+		}
+	}
+}
+
+func TestUsagePageReportsARangeGroupedWithChartTableAndCSV(t *testing.T) {
+	s := newSite(t, 0)
+	b := s.browser()
+	b.login()
+	now := s.clock.Now()
+	id := s.createKey(t, "reporting")
+	s.recordUsage(t, id, "claude-opus", now.Add(-48*time.Hour), 1234, 3_000_000)
+	s.recordUsage(t, id, "claude-haiku", now, 5, 1_000)
+	day := func(d int) string { return now.AddDate(0, 0, d).Format(time.DateOnly) }
+
+	p := b.get("/ui/usage?from=" + day(-3) + "&to=" + day(0) + "&granularity=day&group_by=model&metric=requests")
+	for _, want := range []string{`id="usage-requests">1,239<`, `id="usage-cost">$3.00<`, `id="usage-chart"`,
+		"<td data-label=\"model\">claude-opus</td>", ">1,234<", `<option value="model" selected>`} {
+		if !strings.Contains(p.body, want) {
+			t.Errorf("the usage page lacks %q", want)
+		}
+	}
+	if got := len(rectPattern.FindAllString(p.body, -1)); got != 2 {
+		t.Errorf("got %d bars, want 2 (two days with usage)", got)
+	}
+
+	csv := b.get("/ui/usage.csv?from=" + day(-3) + "&to=" + day(0) + "&granularity=day&group_by=model")
+	if csv.status != 200 || !strings.HasPrefix(csv.header.Get("Content-Type"), "text/csv") {
+		t.Fatalf("CSV export: got %d %q, want 200 text/csv\n%s", csv.status, csv.header.Get("Content-Type"), csv.body)
+	}
+	for _, want := range []string{"bucket,model,requests,", day(-2) + ",claude-opus,1234,", day(0) + ",claude-haiku,5,"} {
+		if !strings.Contains(csv.body, want) {
+			t.Errorf("the CSV lacks %q:\n%s", want, csv.body)
+		}
+	}
+
+	bad := b.get("/ui/usage?from=" + day(0) + "&to=" + day(-3))
+	if bad.status != 400 || !strings.Contains(bad.body, `id="page-error"`) || !strings.Contains(bad.body, `id="usage-form"`) {
+		t.Errorf("a backwards range: got %d, want 400 with the API's reason above the form\n%s", bad.status, bad.body)
+	}
+	if anon := s.browser().get("/ui/usage.csv"); anon.status == 200 && strings.Contains(anon.body, "bucket,") {
+		t.Error("the CSV export answers without a session")
+	}
+}
+
+func TestUsagePageListsAtMost250RowsUnder200KBAndPointsToTheCSV(t *testing.T) {
+	s := newSite(t, 0)
+	b := s.browser()
+	b.login()
+	now := s.clock.Now()
+	recs := make([]store.UsageRecord, 0, 300)
+	for i := range 300 {
+		recs = append(recs, store.UsageRecord{KeyID: fmt.Sprintf("k%015d", i), AccountID: "acct", Model: "claude-sonnet-4-5-20250929", At: now,
+			Usage: store.Usage{Requests: int64(i + 1), InputTokens: 123456, OutputTokens: 65432, CacheRead: 1000000, CostMicroUSD: 1_234_567}})
+	}
+	if err := s.st.RecordUsage(context.Background(), recs...); err != nil {
+		t.Fatal(err)
+	}
+	p := b.get("/ui/usage?granularity=hour&group_by=key&top=0&from=" + now.Format(time.DateOnly) + "&to=" + now.Format(time.DateOnly))
+	if got := strings.Count(p.body, `<td data-label="Bucket">`); got != 250 {
+		t.Errorf("got %d rows, want 250", got)
+	}
+	if !strings.Contains(p.body, "50 more rows in the CSV export") {
+		t.Error("the page does not say the rest is in the CSV export")
+	}
+	if len(p.body) > 200_000 {
+		t.Errorf("the usage page is %d bytes, want under 200 KB", len(p.body))
+	}
+}
