@@ -26,33 +26,44 @@ const (
 	DefaultBudgetEvery = config.DefaultAlertBudgetInterval
 )
 
-// reconcile raises every condition of the named event that holds now and clears every
-// raised one that no longer does. clearing turns a raised event into its all-clear.
+// reconcile raises every condition of the named event that holds now (by subject) and
+// clears every raised one that no longer does. clearing turns a raised event into its
+// all-clear.
 func reconcile(ctx context.Context, o *Outbox, name string, now map[string]Event, clearing func(Event) Event) error {
+	conds := make(map[string]Event, len(now))
+	for s, e := range now {
+		e.Name, e.Subject = name, s
+		conds[e.condition()] = e
+	}
+	return reconcileConditions(ctx, o, name, conds, clearing)
+}
+
+// reconcileConditions is reconcile over events keyed by their condition (Name and Subject
+// set), for sources whose conditions are more than a subject (subscription_window's
+// thresholds).
+func reconcileConditions(ctx context.Context, o *Outbox, name string, now map[string]Event, clearing func(Event) Event) error {
 	raised, err := o.Raised(ctx)
 	if err != nil {
 		return err
 	}
-	subjects := make([]string, 0, len(now))
-	for s := range now {
-		subjects = append(subjects, s)
+	conds := make([]string, 0, len(now))
+	for c := range now {
+		conds = append(conds, c)
 	}
-	sort.Strings(subjects)
-	for _, s := range subjects {
-		e := now[s]
-		e.Name, e.Subject = name, s
-		if _, ok := raised[e.condition()]; ok {
+	sort.Strings(conds)
+	for _, c := range conds {
+		if _, ok := raised[c]; ok {
 			continue
 		}
-		if _, err := o.Raise(ctx, e); err != nil {
+		if _, err := o.Raise(ctx, now[c]); err != nil {
 			return err
 		}
 	}
-	for _, e := range raised {
+	for c, e := range raised {
 		if e.Name != name {
 			continue
 		}
-		if _, ok := now[e.Subject]; ok {
+		if _, ok := now[c]; ok {
 			continue
 		}
 		if _, err := o.Clear(ctx, clearing(e)); err != nil {
@@ -64,7 +75,7 @@ func reconcile(ctx context.Context, o *Outbox, name string, now map[string]Event
 
 func allClear(summary string) func(Event) Event {
 	return func(e Event) Event {
-		return Event{Name: e.Name, Subject: e.Subject, Severity: e.Severity, Summary: summary}
+		return Event{Name: e.Name, Subject: e.Subject, Severity: e.Severity, Summary: summary, Threshold: e.Threshold}
 	}
 }
 

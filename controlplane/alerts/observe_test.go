@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -211,5 +212,65 @@ func TestATamperedAccountRaisesAccountParked(t *testing.T) {
 	e := lastEvent(t, o)
 	if e.Subject != a.ID || e.Severity != config.SeverityCritical || !strings.Contains(e.Summary, `"team-key" tampered`) {
 		t.Fatalf("event = %+v", e)
+	}
+}
+
+func TestASubscriptionWindowAboveEachBlocksThresholdRaisesForThatBlockAndClearsWhenItResets(t *testing.T) {
+	st, rdb, _ := openStore(t)
+	ctx := context.Background()
+	a, err := st.AddAccount(ctx, store.AccountSpec{Name: "max-plan", BaseURL: "https://api.anthropic.com", Credential: "sk-ant-api03-x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cool, err := st.AddAccount(ctx, store.AccountSpec{Name: "quiet", BaseURL: "https://api.anthropic.com", Credential: "sk-ant-api03-y"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	var later atomic.Int64 // the source's clock: start + later
+	clock := func() time.Time { return start.Add(time.Duration(later.Load())) }
+	write := func(id string, w store.Windows) {
+		w.ObservedAt = clock()
+		if err := rdb.HSet(ctx, st.Schema().AccountWindows(), id, w.Encode()).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(a.ID, store.Windows{FiveHour: &store.Window{Utilization: 0.85, Reset: start.Add(time.Hour)},
+		SevenDay: &store.Window{Utilization: 0.4, Reset: start.Add(72 * time.Hour)}})
+	write(cool.ID, store.Windows{FiveHour: &store.Window{Utilization: 0.79, Reset: start.Add(time.Hour)}})
+	rcvLow, rcvHigh := newReceiver(t), newReceiver(t)
+	alertsCfg := map[string]config.Alert{"low": webhookAlert(rcvLow.srv.URL, config.EventSubscriptionWindow), "high": webhookAlert(rcvHigh.srv.URL, config.EventSubscriptionWindow)}
+	low, high := alertsCfg["low"], alertsCfg["high"]
+	low.WindowThreshold, high.WindowThreshold = 0.8, 0.9
+	alertsCfg["low"], alertsCfg["high"] = low, high
+	src := WindowSource(st, func() map[string]config.Alert { return alertsCfg }, clock)
+	src.Every = 20 * time.Millisecond
+	svc := newTestService(t, st, alertsCfg, map[string]string{"HOOK_SECRET": testSecret}, func(o *Options) { o.Sources = []Source{src} })
+	run(t, svc)
+	eventually(t, "the 0.8 block's message", func() bool { return len(rcvLow.requests()) == 1 })
+	body := string(rcvLow.requests()[0].body)
+	if !strings.Contains(body, `\"max-plan\": 5h subscription window at 85% (threshold 80%)`) || strings.Contains(body, cool.ID) {
+		t.Fatalf("message = %s", body)
+	}
+	want := map[string]string{"subscription_window|" + a.ID + "|0.8": "warning"}
+	if got := raisedNames(t, svc.Outbox()); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("raised %v, want %v", got, want)
+	}
+	// The 7-day window used up: the 0.9 block hears it, as critical.
+	write(a.ID, store.Windows{SevenDay: &store.Window{Utilization: 1.01, Reset: start.Add(72 * time.Hour), Status: "rejected"}})
+	eventually(t, "the 0.9 block's message", func() bool { return len(rcvHigh.requests()) == 1 })
+	if body := string(rcvHigh.requests()[0].body); !strings.Contains(body, "7d subscription window at 101% (threshold 90%)") || !strings.Contains(body, `"severity":"critical"`) {
+		t.Fatalf("message = %s", body)
+	}
+	// The window resets: both conditions clear, each block hears its own all-clear.
+	later.Store(int64(73 * time.Hour))
+	eventually(t, "both all-clears", func() bool { return len(rcvLow.requests()) == 2 && len(rcvHigh.requests()) == 2 })
+	for _, r := range []*receiver{rcvLow, rcvHigh} {
+		if body := string(r.requests()[1].body); !strings.Contains(body, "relay.alert.subscription_window.resolved") || !strings.Contains(body, "the window reset") {
+			t.Fatalf("all-clear = %s", body)
+		}
+	}
+	if got := raisedNames(t, svc.Outbox()); len(got) != 0 {
+		t.Fatalf("still raised: %v", got)
 	}
 }

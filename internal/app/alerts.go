@@ -33,6 +33,7 @@ func startAlerts(ctx context.Context, b *Base, cfg *controlplane.Config, own fun
 			alerts.ParkSource(b.Store, alerts.DefaultParkThreshold, nil),
 			alerts.RefreshSource(b.Store),
 			alerts.SidecarSource(cfg.Sidecars, own),
+			alerts.WindowSource(b.Store, snaps.Alerts, nil),
 			alerts.BudgetSource(b.Store, snaps.Current, alerts.DefaultBudgetThreshold, b.Env.AlertBudgetInterval, nil),
 		},
 	})
