@@ -256,61 +256,6 @@ func pluginEvents(into map[string]Event, where string, h *configapi.Health) {
 	}
 }
 
-// BudgetSource checks, every period, each relay key with a daily cost limit (its own, or its
-// policy's) against today's cost: at threshold (a share, DefaultBudgetThreshold) it raises
-// budget_threshold, at the limit budget_reached; a new day clears both. It reads one usage
-// hash per such key.
-func BudgetSource(st *store.Store, snapshot func() *config.Snapshot, threshold float64, every time.Duration, now func() time.Time) Source {
-	if now == nil {
-		now = time.Now
-	}
-	return Source{Name: config.EventBudgetThreshold, Every: every, Observe: func(ctx context.Context, o *Outbox) error {
-		keys, err := st.ListKeys(ctx)
-		if err != nil {
-			return err
-		}
-		snap := snapshot()
-		soft, hard := map[string]Event{}, map[string]Event{}
-		for _, k := range keys {
-			limit := dailyCostLimit(k, snap)
-			if limit <= 0 || !k.Enabled || k.RevokedAt != nil || k.DeletedAt != nil {
-				continue
-			}
-			usage, err := st.KeyUsage(ctx, k.ID, now())
-			if err != nil {
-				return err
-			}
-			var micro int64
-			for _, u := range usage {
-				micro += u.CostMicroUSD
-			}
-			cost := float64(micro) / 1e6
-			summary := fmt.Sprintf("key %q (owner %q) spent $%.2f of its $%.2f daily cost limit today (%.0f%%)", k.Name, k.Owner, cost, limit, 100*cost/limit)
-			if cost >= limit {
-				hard[k.ID] = Event{Severity: config.SeverityCritical, Summary: summary}
-			}
-			if cost >= threshold*limit {
-				soft[k.ID] = Event{Severity: config.SeverityWarning, Summary: summary}
-			}
-		}
-		if err := reconcile(ctx, o, config.EventBudgetThreshold, soft, allClear("below the threshold again (a new day, or a higher limit)")); err != nil {
-			return err
-		}
-		return reconcile(ctx, o, config.EventBudgetReached, hard, allClear("below the limit again (a new day, or a higher limit)"))
-	}}
-}
-
-// dailyCostLimit is the key's own cost_per_day_usd, else its policy's.
-func dailyCostLimit(k store.Key, snap *config.Snapshot) float64 {
-	if l := k.Rules.Limits.CostPerDayUSD; l != nil {
-		return *l
-	}
-	if snap == nil || k.Policy == "" {
-		return 0
-	}
-	return snap.Policies[k.Policy].CostPerDayUSD
-}
-
 // ConfigReloads is a Config.OnReload hook: a refused reload raises config_refused for
 // subject (this control plane's configuration directory), the next accepted one clears it.
 // Every control plane may call it; the condition is recorded once.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/claude-relay/claude-relay/config"
 	"github.com/claude-relay/claude-relay/config/configapi"
+	"github.com/claude-relay/claude-relay/sidecar/limits"
 	"github.com/claude-relay/claude-relay/store"
 )
 
@@ -75,44 +76,61 @@ func TestLongOrHardParksRaiseAccountParkedAndTheReturnClearsIt(t *testing.T) {
 	}
 }
 
-func TestKeysCrossingEightyPercentAndTheirDailyCostLimitRaiseBudgetEvents(t *testing.T) {
-	st, _, _ := openStore(t)
+func TestKeysCrossingEightyPercentAndTheirCostLimitsOfAnyWindowRaiseBudgetEvents(t *testing.T) {
+	st, rdb, _ := openStore(t)
 	ctx := context.Background()
-	limit := 10.0
-	own, _, err := st.CreateKey(ctx, store.KeySpec{Name: "own-limit", Owner: "ana", Rules: store.KeyRules{Limits: store.KeyLimits{CostPerDayUSD: &limit}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pol, _, err := st.CreateKey(ctx, store.KeySpec{Name: "policy-limit", Policy: "team"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	free, _, err := st.CreateKey(ctx, store.KeySpec{Name: "unlimited"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	snap := &config.Snapshot{Policies: map[string]config.Policy{"team": {CostPerDayUSD: 5}}}
-	spend := func(id string, usd float64) {
-		if err := st.RecordUsage(ctx, store.UsageRecord{KeyID: id, AccountID: "a", Model: "claude-sonnet-4-5", Usage: store.Usage{Requests: 1, CostMicroUSD: int64(usd * 1e6)}}); err != nil {
+	usd := func(v float64) *float64 { return &v }
+	snap := &config.Snapshot{Policies: map[string]config.Policy{"team": {CostPerDayUSD: 100, CostPerWeekUSD: 5}}}
+	lim := limits.New(rdb, st.Schema(), limits.Options{})
+	t.Cleanup(lim.Close)
+	key := func(spec store.KeySpec, spent float64) store.Key {
+		k, _, err := st.CreateKey(ctx, spec)
+		if err != nil {
 			t.Fatal(err)
 		}
+		base := (*config.Policy)(nil)
+		if p, ok := snap.Policies[k.Policy]; ok {
+			base = &p
+		}
+		// Charged as a sidecar charges a request: admitted, then finished with its cost.
+		lease, refusal, err := lim.Admit(ctx, k.ID, limits.FromPolicy(limits.Override(base, k.Rules.Limits)))
+		if err != nil || refusal != nil {
+			t.Fatalf("admit %s: %v %+v", k.Name, err, refusal)
+		}
+		if err := lease.Finish(ctx, limits.Usage{CostMicroUSD: int64(spent * 1e6)}); err != nil {
+			t.Fatal(err)
+		}
+		return k
 	}
-	spend(own.ID, 8.5)  // 85 % of 10
-	spend(pol.ID, 5.25) // 105 % of the policy's 5
-	spend(free.ID, 1000)
+	day := key(store.KeySpec{Name: "own-day", Owner: "ana", Rules: store.KeyRules{Limits: store.KeyLimits{CostPerDayUSD: usd(10)}}}, 8.5)
+	week := key(store.KeySpec{Name: "policy-week", Policy: "team"}, 5.25)
+	total := key(store.KeySpec{Name: "lifetime", Rules: store.KeyRules{Limits: store.KeyLimits{CostTotalUSD: usd(20), CostPerMonthUSD: usd(100)}}}, 17)
+	key(store.KeySpec{Name: "monthly", Rules: store.KeyRules{Limits: store.KeyLimits{CostPerMonthUSD: usd(10)}}}, 1)
+	key(store.KeySpec{Name: "unlimited"}, 1000)
 	o := NewOutbox(st, nil)
 	src := BudgetSource(st, func() *config.Snapshot { return snap }, DefaultBudgetThreshold, DefaultBudgetEvery, nil)
 	observe(t, src, o)
 	want := map[string]string{
-		"budget_threshold|" + own.ID: "warning", "budget_threshold|" + pol.ID: "warning", "budget_reached|" + pol.ID: "critical",
+		"budget_threshold|" + day.ID: "warning", "budget_threshold|" + week.ID: "warning", "budget_reached|" + week.ID: "critical",
+		"budget_threshold|" + total.ID: "warning",
 	}
 	if got := raisedNames(t, o); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("raised %v, want %v", got, want)
 	}
+	raised, _ := o.Raised(ctx)
+	for id, words := range map[string]string{
+		day.ID:   `key "own-day" (owner "ana") spent $8.50 of its $10.00 cost_per_day_usd limit today (85%)`,
+		week.ID:  "$5.25 of its $5.00 cost_per_week_usd limit this week (105%)",
+		total.ID: "$17.00 of its $20.00 cost_total_usd limit in total (85%)",
+	} {
+		if s := raised["budget_threshold|"+id].Summary; !strings.Contains(s, words) {
+			t.Errorf("summary %q lacks %q", s, words)
+		}
+	}
 	// A higher limit is the all-clear of the reached one.
-	snap = &config.Snapshot{Policies: map[string]config.Policy{"team": {CostPerDayUSD: 6}}}
+	snap = &config.Snapshot{Policies: map[string]config.Policy{"team": {CostPerDayUSD: 100, CostPerWeekUSD: 6}}}
 	observe(t, src, o)
-	if e := lastEvent(t, o); !e.Resolved || e.Name != config.EventBudgetReached || e.Subject != pol.ID {
+	if e := lastEvent(t, o); !e.Resolved || e.Name != config.EventBudgetReached || e.Subject != week.ID {
 		t.Fatalf("last event = %+v, want budget_reached's all-clear", e)
 	}
 }
