@@ -1,6 +1,7 @@
 package alerts
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"sort"
@@ -83,15 +84,32 @@ func allClear(summary string) func(Event) Event {
 // changed outside the admin API (one crypto call per account).
 const tamperEvery = 30 * time.Second
 
+// ParkOptions tunes ParkSource; zero values take the defaults.
+type ParkOptions struct {
+	// Threshold: a rate-limited or overloaded park this long or longer raises
+	// account_parked (DefaultParkThreshold).
+	Threshold time.Duration
+	// Overloads overloaded (529) parks of one account within OverloadWindow raise
+	// account_parked however short each is (DefaultOverloads, DefaultOverloadWindow).
+	Overloads      int
+	OverloadWindow time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
 // ParkSource observes the parked accounts (which sidecars write): an account parked as
-// unauthorized, blocked or failing, or rate limited or overloaded for at least threshold,
-// raises account_parked; its return to rotation clears it. Every 30 s it also looks for
-// tampered accounts (a record changed outside the admin API, which sidecars skip), raised
-// as account_parked too.
-func ParkSource(st *store.Store, threshold time.Duration, now func() time.Time) Source {
-	if now == nil {
-		now = time.Now
+// unauthorized, blocked or failing, or rate limited or overloaded for at least the
+// threshold, or overloaded repeatedly (opts.Overloads parks within opts.OverloadWindow),
+// raises account_parked; its return to rotation (and, for the repeated overloads, fewer of
+// them within the window) clears it. Every 30 s it also looks for tampered accounts (a
+// record changed outside the admin API, which sidecars skip), raised as account_parked too.
+func ParkSource(st *store.Store, opts ParkOptions) Source {
+	if opts.Now == nil {
+		opts.Now = time.Now
 	}
+	opts.Threshold = cmp.Or(opts.Threshold, DefaultParkThreshold)
+	opts.Overloads = cmp.Or(opts.Overloads, DefaultOverloads)
+	opts.OverloadWindow = cmp.Or(opts.OverloadWindow, DefaultOverloadWindow)
 	var tampered map[string]string
 	var checked time.Time
 	return Source{Name: config.EventAccountParked, Every: time.Second, Observe: func(ctx context.Context, o *Outbox) error {
@@ -99,9 +117,13 @@ func ParkSource(st *store.Store, threshold time.Duration, now func() time.Time) 
 		if err != nil {
 			return err
 		}
-		t := now()
+		t := opts.Now()
+		overloads, err := countOverloads(ctx, st, parks, t, opts.OverloadWindow)
+		if err != nil {
+			return err
+		}
 		var accts []store.Account
-		if len(parks) > 0 || len(tampered) > 0 || t.Sub(checked) >= tamperEvery {
+		if len(parks) > 0 || len(tampered) > 0 || len(overloads) > 0 || t.Sub(checked) >= tamperEvery {
 			if accts, err = st.ListAccounts(ctx); err != nil {
 				return err
 			}
@@ -120,23 +142,34 @@ func ParkSource(st *store.Store, threshold time.Duration, now func() time.Time) 
 		for id, why := range tampered {
 			cur[id] = Event{Severity: config.SeverityCritical, Summary: fmt.Sprintf("%q tampered: sidecars skip it: %s", names[id], why)}
 		}
-		for _, p := range parks {
-			short := p.State == "rate_limited" || p.State == "overloaded"
-			if _, ok := cur[p.Account]; ok || short && !p.Until.IsZero() && p.Until.Sub(t) < threshold {
-				continue // one event per account, whatever families are parked
+		parkEvents(cur, parks, names, t, opts.Threshold)
+		for id, n := range overloads {
+			if _, ok := cur[id]; !ok && n >= opts.Overloads {
+				cur[id] = Event{Severity: config.SeverityWarning, Summary: fmt.Sprintf("%q overloaded (529) %d times in the last %s: the upstream keeps refusing it, however short each park", names[id], n, opts.OverloadWindow)}
 			}
-			sev := config.SeverityWarning
-			if p.State == "unauthorized" || p.State == "blocked" {
-				sev = config.SeverityCritical
-			}
-			summary := parkSummary(p)
-			if n := names[p.Account]; n != "" {
-				summary = fmt.Sprintf("%q %s", n, summary)
-			}
-			cur[p.Account] = Event{Severity: sev, Summary: summary}
 		}
 		return reconcile(ctx, o, config.EventAccountParked, cur, allClear("back in rotation"))
 	}}
+}
+
+// parkEvents adds an event for each account parked hard, or parked long, to cur (one per
+// account, whatever families are parked).
+func parkEvents(cur map[string]Event, parks []store.Parked, names map[string]string, t time.Time, threshold time.Duration) {
+	for _, p := range parks {
+		short := p.State == "rate_limited" || p.State == "overloaded"
+		if _, ok := cur[p.Account]; ok || short && !p.Until.IsZero() && p.Until.Sub(t) < threshold {
+			continue
+		}
+		sev := config.SeverityWarning
+		if p.State == "unauthorized" || p.State == "blocked" {
+			sev = config.SeverityCritical
+		}
+		summary := parkSummary(p)
+		if n := names[p.Account]; n != "" {
+			summary = fmt.Sprintf("%q %s", n, summary)
+		}
+		cur[p.Account] = Event{Severity: sev, Summary: summary}
+	}
 }
 
 // tamperedAccounts finds the schedulable accounts whose credential does not open under

@@ -57,7 +57,7 @@ func TestLongOrHardParksRaiseAccountParkedAndTheReturnClearsIt(t *testing.T) {
 		"revoked", "0|unauthorized|401|invalid x-api-key",
 		"flaky/opus", ms(time.Minute)+"|failing|500|3 errors in 60s")
 	o := NewOutbox(st, nil)
-	src := ParkSource(st, DefaultParkThreshold, nil)
+	src := ParkSource(st, ParkOptions{})
 	observe(t, src, o)
 	got := raisedNames(t, o)
 	want := map[string]string{"account_parked|long": "warning", "account_parked|revoked": "critical", "account_parked|flaky": "warning"}
@@ -219,7 +219,7 @@ func TestATamperedAccountRaisesAccountParked(t *testing.T) {
 	}
 	o := NewOutbox(st, nil)
 	clock := time.Now()
-	src := ParkSource(st, DefaultParkThreshold, func() time.Time { return clock })
+	src := ParkSource(st, ParkOptions{Now: func() time.Time { return clock }})
 	observe(t, src, o)
 	if got := raisedNames(t, o); len(got) != 0 {
 		t.Fatalf("raised %v before tampering", got)
@@ -290,5 +290,56 @@ func TestASubscriptionWindowAboveEachBlocksThresholdRaisesForThatBlockAndClearsW
 	}
 	if got := raisedNames(t, svc.Outbox()); len(got) != 0 {
 		t.Fatalf("still raised: %v", got)
+	}
+}
+
+func TestAnAccountOverloadedThreeTimesInTenMinutesRaisesAccountParkedThoughEachParkIsShort(t *testing.T) {
+	st, rdb, _ := openStore(t)
+	ctx := context.Background()
+	a, err := st.AddAccount(ctx, store.AccountSpec{Name: "busy", BaseURL: "https://api.anthropic.com", Credential: "sk-ant-api03-x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := time.Now()
+	opts := ParkOptions{Now: func() time.Time { return clock }}
+	o := NewOutbox(st, nil)
+	parks := st.Schema().AccountsParked()
+	overload := func(src Source) {
+		t.Helper()
+		// A 529 parks the account for 15 s (the scheduler's default); the source sees it, then
+		// the park ends before the next one.
+		rdb.HSet(ctx, parks, a.ID, fmt.Sprint(clock.Add(15*time.Second).UnixMilli())+"|overloaded|529|Overloaded")
+		observe(t, src, o)
+		observe(t, src, o) // the same park seen again is not a new overload
+		rdb.HDel(ctx, parks, a.ID)
+		clock = clock.Add(time.Minute)
+		observe(t, src, o)
+	}
+	src := ParkSource(st, opts)
+	overload(src)
+	overload(src)
+	if got := raisedNames(t, o); len(got) != 0 {
+		t.Fatalf("raised %v after two short overloads", got)
+	}
+	// The third comes after the alerts lock moved to another control plane: the count is
+	// in Redis, so the new holder's source goes on from two.
+	src = ParkSource(st, opts)
+	overload(src)
+	e := lastEvent(t, o)
+	if e.Name != config.EventAccountParked || e.Subject != a.ID || e.Resolved || e.Severity != config.SeverityWarning ||
+		!strings.Contains(e.Summary, `"busy" overloaded (529) 3 times in the last 10m0s`) {
+		t.Fatalf("event = %+v", e)
+	}
+	if ev, _ := o.RecentEvents(ctx, 10); len(ev) != 1 {
+		t.Fatalf("%d events, want the one raise", len(ev))
+	}
+	// Once the first overloads age out of the window: back in rotation.
+	clock = clock.Add(DefaultOverloadWindow - 90*time.Second)
+	observe(t, src, o)
+	if e := lastEvent(t, o); !e.Resolved || e.Subject != a.ID || e.Summary != "back in rotation" {
+		t.Fatalf("all-clear = %+v", e)
+	}
+	if n, _ := rdb.HLen(ctx, st.Schema().AlertsOverloads()).Result(); n != 1 {
+		t.Fatalf("%d overload sightings kept, want the one still in the window", n)
 	}
 }
