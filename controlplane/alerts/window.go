@@ -14,7 +14,7 @@ import (
 
 // windowEvery is how often WindowSource reads the accounts' subscription windows (one
 // HGETALL of AccountWindows, plus the account list when a reading is at a threshold).
-const windowEvery = 5 * time.Second
+const windowEvery = 2 * time.Second
 
 // WindowSource observes the accounts' latest subscription-window readings (which sidecars
 // write from the anthropic-ratelimit-unified-* headers): an account whose 5-hour or 7-day
