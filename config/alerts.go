@@ -63,7 +63,10 @@ func SeverityRank(s string) int {
 const (
 	DefaultAlertMinSeverity = SeverityInfo
 	DefaultAlertCooldown    = "5m"
-	DefaultTelegramAPI      = "https://api.telegram.org"
+	// DefaultAlertWindowThreshold is the subscription-window utilization (a share of the
+	// window) at or above which subscription_window is raised.
+	DefaultAlertWindowThreshold = 0.8
+	DefaultTelegramAPI          = "https://api.telegram.org"
 )
 
 // Alert is one alert block: a destination and the events it wants. Destination URLs that
@@ -90,6 +93,9 @@ type Alert struct {
 	// Cooldown is a Go duration: after a message for an event, further ones for it are
 	// gathered for this long and sent as one.
 	Cooldown string `json:"cooldown"`
+	// WindowThreshold is the share (0 < x <= 1) of an account's 5-hour or 7-day
+	// subscription window at or above which this block hears subscription_window.
+	WindowThreshold float64 `json:"window_threshold"`
 }
 
 // Wants reports whether the alert takes an event of that name and severity.
@@ -116,16 +122,18 @@ type alertHCL struct {
 	Events      *[]string      `hcl:"events,optional"`
 	MinSeverity *string        `hcl:"min_severity,optional"`
 	Cooldown    *string        `hcl:"cooldown,optional"`
+	WindowThr   *float64       `hcl:"window_threshold,optional"`
 }
 
 // alert builds an alert block's Alert; the validator checks what the block says.
 func (b *builder) alert(name string, info *blockInfo, h *alertHCL) {
 	a := Alert{
-		URL:         deref(h.Webhook),
-		ChatID:      deref(h.ChatID),
-		APIURL:      deref(h.APIURL),
-		MinSeverity: DefaultAlertMinSeverity,
-		Cooldown:    DefaultAlertCooldown,
+		URL:             deref(h.Webhook),
+		ChatID:          deref(h.ChatID),
+		APIURL:          deref(h.APIURL),
+		MinSeverity:     DefaultAlertMinSeverity,
+		Cooldown:        DefaultAlertCooldown,
+		WindowThreshold: DefaultAlertWindowThreshold,
 	}
 	secrets := map[string]*hcl.Attribute{AlertSlack: h.Slack, AlertFeishu: h.Feishu, AlertDingTalk: h.DingTalk, AlertWeCom: h.WeCom, AlertTelegram: h.Telegram}
 	var kinds []string
@@ -158,6 +166,9 @@ func (b *builder) alert(name string, info *blockInfo, h *alertHCL) {
 	}
 	if h.Cooldown != nil {
 		a.Cooldown = *h.Cooldown
+	}
+	if h.WindowThr != nil {
+		a.WindowThreshold = *h.WindowThr
 	}
 	if b.snap.Alerts == nil {
 		b.snap.Alerts = make(map[string]Alert)
@@ -197,6 +208,9 @@ func (v *validator) alert(name string, a Alert) {
 		v.add(l("min_severity"), "Unknown severity", fmt.Sprintf("min_severity %q is not one of %s.", a.MinSeverity, quoteList([]string{SeverityInfo, SeverityWarning, SeverityCritical})))
 	}
 	v.duration(l("cooldown"), a.Cooldown, true)
+	if !(a.WindowThreshold > 0 && a.WindowThreshold <= 1) {
+		v.add(l("window_threshold"), "Invalid window_threshold", fmt.Sprintf("window_threshold %g is a share of a subscription window: more than 0 and at most 1 (e.g. 0.9 for 90 %%).", a.WindowThreshold))
+	}
 }
 
 // CheckReceiverURL accepts an https:// URL, or an http:// one whose host is a loopback or

@@ -25,6 +25,7 @@ alert "chat" {
   slack        = env("SLACK_URL")
   min_severity = "critical"
   cooldown     = "1m"
+  window_threshold = 0.95
 }
 alert "tg" {
   telegram = env("TG_TOKEN")
@@ -36,10 +37,10 @@ alert "lan" { webhook = "http://10.1.2.3:8080/hook" }
 		t.Fatalf("refused:\n%s", diags)
 	}
 	ops := snap.Alerts["ops"]
-	if ops.Kind != AlertWebhook || ops.Secret.Env != "OPS_SECRET" || len(ops.Events) != 4 || ops.Cooldown != DefaultAlertCooldown || ops.MinSeverity != SeverityInfo {
+	if ops.Kind != AlertWebhook || ops.Secret.Env != "OPS_SECRET" || len(ops.Events) != 4 || ops.Cooldown != DefaultAlertCooldown || ops.MinSeverity != SeverityInfo || ops.WindowThreshold != DefaultAlertWindowThreshold {
 		t.Fatalf("ops = %+v", ops)
 	}
-	if c := snap.Alerts["chat"]; c.Kind != AlertSlack || c.Target.Env != "SLACK_URL" || c.Events != nil || !c.Wants(EventConfigRefused, SeverityCritical) || c.Wants(EventConfigRefused, SeverityWarning) {
+	if c := snap.Alerts["chat"]; c.Kind != AlertSlack || c.Target.Env != "SLACK_URL" || c.Events != nil || !c.Wants(EventConfigRefused, SeverityCritical) || c.Wants(EventConfigRefused, SeverityWarning) || c.WindowThreshold != 0.95 {
 		t.Fatalf("chat = %+v", c)
 	}
 	if tg := snap.Alerts["tg"]; tg.Kind != AlertTelegram || tg.APIURL != DefaultTelegramAPI || tg.ChatID != "-100123" {
@@ -83,6 +84,14 @@ func TestAlertBlockMistakesAreDiagnosedWithoutSecrets(t *testing.T) {
   webhook  = "https://a.example/"
   cooldown = "soon"
 }`, "Invalid duration"},
+		{"window threshold zero", `alert "x" {
+  webhook          = "https://a.example/"
+  window_threshold = 0
+}`, "Invalid window_threshold"},
+		{"window threshold as a percentage", `alert "x" {
+  webhook          = "https://a.example/"
+  window_threshold = 90
+}`, "more than 0 and at most 1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			snap, diags := loadAlerts(t, tc.src)

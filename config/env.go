@@ -66,11 +66,11 @@ const (
 )
 
 // EnvAlertBudgetInterval is how often the control plane checks keys' cost against their
-// daily limits for the budget alerts.
+// cost limits (day, week, month, total) for the budget alerts.
 const EnvAlertBudgetInterval = "CLAUDE_RELAY_ALERT_BUDGET_INTERVAL"
 
-// DefaultAlertBudgetInterval bounds the budget alerts' Redis reads (one per key with a daily
-// cost limit, per interval).
+// DefaultAlertBudgetInterval bounds the budget alerts' Redis reads (per interval: the key
+// list and one pipelined GET per cost limit of each limited key).
 const DefaultAlertBudgetInterval = 10 * time.Second
 
 // Env is the process configuration from environment variables (and an

@@ -464,3 +464,9 @@ func (s Schema) AlertsOpen() string { return s.p + "alerts:{alerts}:open" }
 // AlertsLastSent is a HASH: "<alert>|<event>[|resolved]" → unix ms of the last message's first
 // attempt, from which the alert's cooldown runs. Owner: as AlertsMessages. TTL: none.
 func (s Schema) AlertsLastSent() string { return s.p + "alerts:{alerts}:last-sent" }
+
+// AlertsOverloads is a HASH of the overloaded (529) parks the alerts lock holder has seen:
+// field "<account>|<family>|<until unix ms>" (one park) → unix ms when first seen. Fields
+// older than the overload window are dropped at each look. Owner: the control plane holding
+// the alerts lock. TTL: none (a few fields per overloaded account).
+func (s Schema) AlertsOverloads() string { return s.p + "alerts:{alerts}:overloads" }

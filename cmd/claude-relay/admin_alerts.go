@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/claude-relay/claude-relay/controlplane/alerts"
@@ -26,9 +27,9 @@ func adminAlerts(ctx context.Context, c *adminCLI, f *adminFlags, _ []string) er
 			if a.Events != nil {
 				events = strings.Join(a.Events, ",")
 			}
-			rows = append(rows, []string{a.Name, a.Kind, events, a.MinSeverity, a.Cooldown})
+			rows = append(rows, []string{a.Name, a.Kind, events, a.MinSeverity, a.Cooldown, strconv.FormatFloat(a.WindowThreshold, 'g', -1, 64)})
 		}
-		if err := c.table([]string{"ALERT", "DESTINATION", "EVENTS", "MIN SEVERITY", "COOLDOWN"}, rows); err != nil {
+		if err := c.table([]string{"ALERT", "DESTINATION", "EVENTS", "MIN SEVERITY", "COOLDOWN", "WINDOW THRESHOLD"}, rows); err != nil {
 			return err
 		}
 	}

@@ -271,7 +271,7 @@ func (r *router) add(ctx context.Context, e Event) error {
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		if !r.alerts[name].Wants(e.Name, e.Severity) {
+		if a := r.alerts[name]; !a.Wants(e.Name, e.Severity) || e.Threshold != 0 && e.Threshold != a.WindowThreshold {
 			continue
 		}
 		m, err := r.message(ctx, name, r.alerts[name], e)

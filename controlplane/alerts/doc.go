@@ -4,7 +4,7 @@
 // The path of an event:
 //
 //   - A condition is observed. Sources (ParkSource, RefreshSource, SidecarSource,
-//     BudgetSource) run on the control plane holding the alerts lock, each at its own period,
+//     BudgetSource, WindowSource) run on the control plane holding the alerts lock, each at its own period,
 //     and call reconcile; ConfigReloads is a hook every control plane's Config calls.
 //   - Outbox.Raise records a condition's event once (HSETNX on AlertsState, then XADD to
 //     AlertsEvents, in one script); Outbox.Clear records its all-clear once (HDEL, XADD).
@@ -16,10 +16,10 @@
 //     documented payload and signature; send: POST, judge the answer) and records sent, a
 //     retry with backoff, or failed (undeliverable, kept).
 //
-// The subscription-window alert (config.EventSubscriptionWindow) is reserved for the part
-// that tracks subscription windows: it raises the event with Outbox.Raise (subject: the
-// account id) when an account's window passes its threshold and clears it with
-// Outbox.Clear, or adds a Source; nothing else is needed here.
+// WindowSource raises the subscription-window alert (config.EventSubscriptionWindow) from
+// the readings sidecars keep in store.AccountWindows; its conditions carry the threshold
+// (Event.Threshold) so that each alert block's window_threshold is its own condition, and
+// the router sends such an event only to the blocks with that threshold.
 //
 // To add a source: write a func returning a Source whose Observe builds the set of subjects
 // for which the condition holds and calls reconcile; add its event name to config

@@ -2,6 +2,7 @@ package alerts
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -21,10 +22,20 @@ type Event struct {
 	Summary  string    `json:"summary"`
 	Resolved bool      `json:"resolved,omitempty"`
 	Time     time.Time `json:"time"`
+	// Threshold is set on subscription_window events: the window share they were raised
+	// at. Only alert blocks with that window_threshold receive them (and their all-clear).
+	Threshold float64 `json:"threshold,omitempty"`
 }
 
-// condition names the state an event raises or clears.
-func (e Event) condition() string { return e.Name + "|" + e.Subject }
+// condition names the state an event raises or clears: its name and subject, and its
+// threshold when it has one (one account can be above 0.8 for one block and not yet above
+// 0.9 for another).
+func (e Event) condition() string {
+	if e.Threshold != 0 {
+		return e.Name + "|" + e.Subject + "|" + strconv.FormatFloat(e.Threshold, 'g', -1, 64)
+	}
+	return e.Name + "|" + e.Subject
+}
 
 // Message statuses.
 const (

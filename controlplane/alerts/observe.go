@@ -1,6 +1,7 @@
 package alerts
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"sort"
@@ -26,33 +27,44 @@ const (
 	DefaultBudgetEvery = config.DefaultAlertBudgetInterval
 )
 
-// reconcile raises every condition of the named event that holds now and clears every
-// raised one that no longer does. clearing turns a raised event into its all-clear.
+// reconcile raises every condition of the named event that holds now (by subject) and
+// clears every raised one that no longer does. clearing turns a raised event into its
+// all-clear.
 func reconcile(ctx context.Context, o *Outbox, name string, now map[string]Event, clearing func(Event) Event) error {
+	conds := make(map[string]Event, len(now))
+	for s, e := range now {
+		e.Name, e.Subject = name, s
+		conds[e.condition()] = e
+	}
+	return reconcileConditions(ctx, o, name, conds, clearing)
+}
+
+// reconcileConditions is reconcile over events keyed by their condition (Name and Subject
+// set), for sources whose conditions are more than a subject (subscription_window's
+// thresholds).
+func reconcileConditions(ctx context.Context, o *Outbox, name string, now map[string]Event, clearing func(Event) Event) error {
 	raised, err := o.Raised(ctx)
 	if err != nil {
 		return err
 	}
-	subjects := make([]string, 0, len(now))
-	for s := range now {
-		subjects = append(subjects, s)
+	conds := make([]string, 0, len(now))
+	for c := range now {
+		conds = append(conds, c)
 	}
-	sort.Strings(subjects)
-	for _, s := range subjects {
-		e := now[s]
-		e.Name, e.Subject = name, s
-		if _, ok := raised[e.condition()]; ok {
+	sort.Strings(conds)
+	for _, c := range conds {
+		if _, ok := raised[c]; ok {
 			continue
 		}
-		if _, err := o.Raise(ctx, e); err != nil {
+		if _, err := o.Raise(ctx, now[c]); err != nil {
 			return err
 		}
 	}
-	for _, e := range raised {
+	for c, e := range raised {
 		if e.Name != name {
 			continue
 		}
-		if _, ok := now[e.Subject]; ok {
+		if _, ok := now[c]; ok {
 			continue
 		}
 		if _, err := o.Clear(ctx, clearing(e)); err != nil {
@@ -64,7 +76,7 @@ func reconcile(ctx context.Context, o *Outbox, name string, now map[string]Event
 
 func allClear(summary string) func(Event) Event {
 	return func(e Event) Event {
-		return Event{Name: e.Name, Subject: e.Subject, Severity: e.Severity, Summary: summary}
+		return Event{Name: e.Name, Subject: e.Subject, Severity: e.Severity, Summary: summary, Threshold: e.Threshold}
 	}
 }
 
@@ -72,15 +84,32 @@ func allClear(summary string) func(Event) Event {
 // changed outside the admin API (one crypto call per account).
 const tamperEvery = 30 * time.Second
 
+// ParkOptions tunes ParkSource; zero values take the defaults.
+type ParkOptions struct {
+	// Threshold: a rate-limited or overloaded park this long or longer raises
+	// account_parked (DefaultParkThreshold).
+	Threshold time.Duration
+	// Overloads overloaded (529) parks of one account within OverloadWindow raise
+	// account_parked however short each is (DefaultOverloads, DefaultOverloadWindow).
+	Overloads      int
+	OverloadWindow time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
 // ParkSource observes the parked accounts (which sidecars write): an account parked as
-// unauthorized, blocked or failing, or rate limited or overloaded for at least threshold,
-// raises account_parked; its return to rotation clears it. Every 30 s it also looks for
-// tampered accounts (a record changed outside the admin API, which sidecars skip), raised
-// as account_parked too.
-func ParkSource(st *store.Store, threshold time.Duration, now func() time.Time) Source {
-	if now == nil {
-		now = time.Now
+// unauthorized, blocked or failing, or rate limited or overloaded for at least the
+// threshold, or overloaded repeatedly (opts.Overloads parks within opts.OverloadWindow),
+// raises account_parked; its return to rotation (and, for the repeated overloads, fewer of
+// them within the window) clears it. Every 30 s it also looks for tampered accounts (a
+// record changed outside the admin API, which sidecars skip), raised as account_parked too.
+func ParkSource(st *store.Store, opts ParkOptions) Source {
+	if opts.Now == nil {
+		opts.Now = time.Now
 	}
+	opts.Threshold = cmp.Or(opts.Threshold, DefaultParkThreshold)
+	opts.Overloads = cmp.Or(opts.Overloads, DefaultOverloads)
+	opts.OverloadWindow = cmp.Or(opts.OverloadWindow, DefaultOverloadWindow)
 	var tampered map[string]string
 	var checked time.Time
 	return Source{Name: config.EventAccountParked, Every: time.Second, Observe: func(ctx context.Context, o *Outbox) error {
@@ -88,9 +117,13 @@ func ParkSource(st *store.Store, threshold time.Duration, now func() time.Time) 
 		if err != nil {
 			return err
 		}
-		t := now()
+		t := opts.Now()
+		overloads, err := countOverloads(ctx, st, parks, t, opts.OverloadWindow)
+		if err != nil {
+			return err
+		}
 		var accts []store.Account
-		if len(parks) > 0 || len(tampered) > 0 || t.Sub(checked) >= tamperEvery {
+		if len(parks) > 0 || len(tampered) > 0 || len(overloads) > 0 || t.Sub(checked) >= tamperEvery {
 			if accts, err = st.ListAccounts(ctx); err != nil {
 				return err
 			}
@@ -109,23 +142,34 @@ func ParkSource(st *store.Store, threshold time.Duration, now func() time.Time) 
 		for id, why := range tampered {
 			cur[id] = Event{Severity: config.SeverityCritical, Summary: fmt.Sprintf("%q tampered: sidecars skip it: %s", names[id], why)}
 		}
-		for _, p := range parks {
-			short := p.State == "rate_limited" || p.State == "overloaded"
-			if _, ok := cur[p.Account]; ok || short && !p.Until.IsZero() && p.Until.Sub(t) < threshold {
-				continue // one event per account, whatever families are parked
+		parkEvents(cur, parks, names, t, opts.Threshold)
+		for id, n := range overloads {
+			if _, ok := cur[id]; !ok && n >= opts.Overloads {
+				cur[id] = Event{Severity: config.SeverityWarning, Summary: fmt.Sprintf("%q overloaded (529) %d times in the last %s: the upstream keeps refusing it, however short each park", names[id], n, opts.OverloadWindow)}
 			}
-			sev := config.SeverityWarning
-			if p.State == "unauthorized" || p.State == "blocked" {
-				sev = config.SeverityCritical
-			}
-			summary := parkSummary(p)
-			if n := names[p.Account]; n != "" {
-				summary = fmt.Sprintf("%q %s", n, summary)
-			}
-			cur[p.Account] = Event{Severity: sev, Summary: summary}
 		}
 		return reconcile(ctx, o, config.EventAccountParked, cur, allClear("back in rotation"))
 	}}
+}
+
+// parkEvents adds an event for each account parked hard, or parked long, to cur (one per
+// account, whatever families are parked).
+func parkEvents(cur map[string]Event, parks []store.Parked, names map[string]string, t time.Time, threshold time.Duration) {
+	for _, p := range parks {
+		short := p.State == "rate_limited" || p.State == "overloaded"
+		if _, ok := cur[p.Account]; ok || short && !p.Until.IsZero() && p.Until.Sub(t) < threshold {
+			continue
+		}
+		sev := config.SeverityWarning
+		if p.State == "unauthorized" || p.State == "blocked" {
+			sev = config.SeverityCritical
+		}
+		summary := parkSummary(p)
+		if n := names[p.Account]; n != "" {
+			summary = fmt.Sprintf("%q %s", n, summary)
+		}
+		cur[p.Account] = Event{Severity: sev, Summary: summary}
+	}
 }
 
 // tamperedAccounts finds the schedulable accounts whose credential does not open under
@@ -243,61 +287,6 @@ func pluginEvents(into map[string]Event, where string, h *configapi.Health) {
 		}
 		into[where+": "+name] = Event{Severity: config.SeverityCritical, Summary: msg}
 	}
-}
-
-// BudgetSource checks, every period, each relay key with a daily cost limit (its own, or its
-// policy's) against today's cost: at threshold (a share, DefaultBudgetThreshold) it raises
-// budget_threshold, at the limit budget_reached; a new day clears both. It reads one usage
-// hash per such key.
-func BudgetSource(st *store.Store, snapshot func() *config.Snapshot, threshold float64, every time.Duration, now func() time.Time) Source {
-	if now == nil {
-		now = time.Now
-	}
-	return Source{Name: config.EventBudgetThreshold, Every: every, Observe: func(ctx context.Context, o *Outbox) error {
-		keys, err := st.ListKeys(ctx)
-		if err != nil {
-			return err
-		}
-		snap := snapshot()
-		soft, hard := map[string]Event{}, map[string]Event{}
-		for _, k := range keys {
-			limit := dailyCostLimit(k, snap)
-			if limit <= 0 || !k.Enabled || k.RevokedAt != nil || k.DeletedAt != nil {
-				continue
-			}
-			usage, err := st.KeyUsage(ctx, k.ID, now())
-			if err != nil {
-				return err
-			}
-			var micro int64
-			for _, u := range usage {
-				micro += u.CostMicroUSD
-			}
-			cost := float64(micro) / 1e6
-			summary := fmt.Sprintf("key %q (owner %q) spent $%.2f of its $%.2f daily cost limit today (%.0f%%)", k.Name, k.Owner, cost, limit, 100*cost/limit)
-			if cost >= limit {
-				hard[k.ID] = Event{Severity: config.SeverityCritical, Summary: summary}
-			}
-			if cost >= threshold*limit {
-				soft[k.ID] = Event{Severity: config.SeverityWarning, Summary: summary}
-			}
-		}
-		if err := reconcile(ctx, o, config.EventBudgetThreshold, soft, allClear("below the threshold again (a new day, or a higher limit)")); err != nil {
-			return err
-		}
-		return reconcile(ctx, o, config.EventBudgetReached, hard, allClear("below the limit again (a new day, or a higher limit)"))
-	}}
-}
-
-// dailyCostLimit is the key's own cost_per_day_usd, else its policy's.
-func dailyCostLimit(k store.Key, snap *config.Snapshot) float64 {
-	if l := k.Rules.Limits.CostPerDayUSD; l != nil {
-		return *l
-	}
-	if snap == nil || k.Policy == "" {
-		return 0
-	}
-	return snap.Policies[k.Policy].CostPerDayUSD
 }
 
 // ConfigReloads is a Config.OnReload hook: a refused reload raises config_refused for

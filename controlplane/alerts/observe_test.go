@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/claude-relay/claude-relay/config"
 	"github.com/claude-relay/claude-relay/config/configapi"
+	"github.com/claude-relay/claude-relay/sidecar/limits"
 	"github.com/claude-relay/claude-relay/store"
 )
 
@@ -55,7 +57,7 @@ func TestLongOrHardParksRaiseAccountParkedAndTheReturnClearsIt(t *testing.T) {
 		"revoked", "0|unauthorized|401|invalid x-api-key",
 		"flaky/opus", ms(time.Minute)+"|failing|500|3 errors in 60s")
 	o := NewOutbox(st, nil)
-	src := ParkSource(st, DefaultParkThreshold, nil)
+	src := ParkSource(st, ParkOptions{})
 	observe(t, src, o)
 	got := raisedNames(t, o)
 	want := map[string]string{"account_parked|long": "warning", "account_parked|revoked": "critical", "account_parked|flaky": "warning"}
@@ -74,44 +76,61 @@ func TestLongOrHardParksRaiseAccountParkedAndTheReturnClearsIt(t *testing.T) {
 	}
 }
 
-func TestKeysCrossingEightyPercentAndTheirDailyCostLimitRaiseBudgetEvents(t *testing.T) {
-	st, _, _ := openStore(t)
+func TestKeysCrossingEightyPercentAndTheirCostLimitsOfAnyWindowRaiseBudgetEvents(t *testing.T) {
+	st, rdb, _ := openStore(t)
 	ctx := context.Background()
-	limit := 10.0
-	own, _, err := st.CreateKey(ctx, store.KeySpec{Name: "own-limit", Owner: "ana", Rules: store.KeyRules{Limits: store.KeyLimits{CostPerDayUSD: &limit}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pol, _, err := st.CreateKey(ctx, store.KeySpec{Name: "policy-limit", Policy: "team"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	free, _, err := st.CreateKey(ctx, store.KeySpec{Name: "unlimited"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	snap := &config.Snapshot{Policies: map[string]config.Policy{"team": {CostPerDayUSD: 5}}}
-	spend := func(id string, usd float64) {
-		if err := st.RecordUsage(ctx, store.UsageRecord{KeyID: id, AccountID: "a", Model: "claude-sonnet-4-5", Usage: store.Usage{Requests: 1, CostMicroUSD: int64(usd * 1e6)}}); err != nil {
+	usd := func(v float64) *float64 { return &v }
+	snap := &config.Snapshot{Policies: map[string]config.Policy{"team": {CostPerDayUSD: 100, CostPerWeekUSD: 5}}}
+	lim := limits.New(rdb, st.Schema(), limits.Options{})
+	t.Cleanup(lim.Close)
+	key := func(spec store.KeySpec, spent float64) store.Key {
+		k, _, err := st.CreateKey(ctx, spec)
+		if err != nil {
 			t.Fatal(err)
 		}
+		base := (*config.Policy)(nil)
+		if p, ok := snap.Policies[k.Policy]; ok {
+			base = &p
+		}
+		// Charged as a sidecar charges a request: admitted, then finished with its cost.
+		lease, refusal, err := lim.Admit(ctx, k.ID, limits.FromPolicy(limits.Override(base, k.Rules.Limits)))
+		if err != nil || refusal != nil {
+			t.Fatalf("admit %s: %v %+v", k.Name, err, refusal)
+		}
+		if err := lease.Finish(ctx, limits.Usage{CostMicroUSD: int64(spent * 1e6)}); err != nil {
+			t.Fatal(err)
+		}
+		return k
 	}
-	spend(own.ID, 8.5)  // 85 % of 10
-	spend(pol.ID, 5.25) // 105 % of the policy's 5
-	spend(free.ID, 1000)
+	day := key(store.KeySpec{Name: "own-day", Owner: "ana", Rules: store.KeyRules{Limits: store.KeyLimits{CostPerDayUSD: usd(10)}}}, 8.5)
+	week := key(store.KeySpec{Name: "policy-week", Policy: "team"}, 5.25)
+	total := key(store.KeySpec{Name: "lifetime", Rules: store.KeyRules{Limits: store.KeyLimits{CostTotalUSD: usd(20), CostPerMonthUSD: usd(100)}}}, 17)
+	key(store.KeySpec{Name: "monthly", Rules: store.KeyRules{Limits: store.KeyLimits{CostPerMonthUSD: usd(10)}}}, 1)
+	key(store.KeySpec{Name: "unlimited"}, 1000)
 	o := NewOutbox(st, nil)
 	src := BudgetSource(st, func() *config.Snapshot { return snap }, DefaultBudgetThreshold, DefaultBudgetEvery, nil)
 	observe(t, src, o)
 	want := map[string]string{
-		"budget_threshold|" + own.ID: "warning", "budget_threshold|" + pol.ID: "warning", "budget_reached|" + pol.ID: "critical",
+		"budget_threshold|" + day.ID: "warning", "budget_threshold|" + week.ID: "warning", "budget_reached|" + week.ID: "critical",
+		"budget_threshold|" + total.ID: "warning",
 	}
 	if got := raisedNames(t, o); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("raised %v, want %v", got, want)
 	}
+	raised, _ := o.Raised(ctx)
+	for id, words := range map[string]string{
+		day.ID:   `key "own-day" (owner "ana") spent $8.50 of its $10.00 cost_per_day_usd limit today (85%)`,
+		week.ID:  "$5.25 of its $5.00 cost_per_week_usd limit this week (105%)",
+		total.ID: "$17.00 of its $20.00 cost_total_usd limit in total (85%)",
+	} {
+		if s := raised["budget_threshold|"+id].Summary; !strings.Contains(s, words) {
+			t.Errorf("summary %q lacks %q", s, words)
+		}
+	}
 	// A higher limit is the all-clear of the reached one.
-	snap = &config.Snapshot{Policies: map[string]config.Policy{"team": {CostPerDayUSD: 6}}}
+	snap = &config.Snapshot{Policies: map[string]config.Policy{"team": {CostPerDayUSD: 100, CostPerWeekUSD: 6}}}
 	observe(t, src, o)
-	if e := lastEvent(t, o); !e.Resolved || e.Name != config.EventBudgetReached || e.Subject != pol.ID {
+	if e := lastEvent(t, o); !e.Resolved || e.Name != config.EventBudgetReached || e.Subject != week.ID {
 		t.Fatalf("last event = %+v, want budget_reached's all-clear", e)
 	}
 }
@@ -200,7 +219,7 @@ func TestATamperedAccountRaisesAccountParked(t *testing.T) {
 	}
 	o := NewOutbox(st, nil)
 	clock := time.Now()
-	src := ParkSource(st, DefaultParkThreshold, func() time.Time { return clock })
+	src := ParkSource(st, ParkOptions{Now: func() time.Time { return clock }})
 	observe(t, src, o)
 	if got := raisedNames(t, o); len(got) != 0 {
 		t.Fatalf("raised %v before tampering", got)
@@ -211,5 +230,116 @@ func TestATamperedAccountRaisesAccountParked(t *testing.T) {
 	e := lastEvent(t, o)
 	if e.Subject != a.ID || e.Severity != config.SeverityCritical || !strings.Contains(e.Summary, `"team-key" tampered`) {
 		t.Fatalf("event = %+v", e)
+	}
+}
+
+func TestASubscriptionWindowAboveEachBlocksThresholdRaisesForThatBlockAndClearsWhenItResets(t *testing.T) {
+	st, rdb, _ := openStore(t)
+	ctx := context.Background()
+	a, err := st.AddAccount(ctx, store.AccountSpec{Name: "max-plan", BaseURL: "https://api.anthropic.com", Credential: "sk-ant-api03-x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cool, err := st.AddAccount(ctx, store.AccountSpec{Name: "quiet", BaseURL: "https://api.anthropic.com", Credential: "sk-ant-api03-y"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	var later atomic.Int64 // the source's clock: start + later
+	clock := func() time.Time { return start.Add(time.Duration(later.Load())) }
+	write := func(id string, w store.Windows) {
+		w.ObservedAt = clock()
+		if err := rdb.HSet(ctx, st.Schema().AccountWindows(), id, w.Encode()).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(a.ID, store.Windows{FiveHour: &store.Window{Utilization: 0.85, Reset: start.Add(time.Hour)},
+		SevenDay: &store.Window{Utilization: 0.4, Reset: start.Add(72 * time.Hour)}})
+	write(cool.ID, store.Windows{FiveHour: &store.Window{Utilization: 0.79, Reset: start.Add(time.Hour)}})
+	rcvLow, rcvHigh := newReceiver(t), newReceiver(t)
+	alertsCfg := map[string]config.Alert{"low": webhookAlert(rcvLow.srv.URL, config.EventSubscriptionWindow), "high": webhookAlert(rcvHigh.srv.URL, config.EventSubscriptionWindow)}
+	low, high := alertsCfg["low"], alertsCfg["high"]
+	low.WindowThreshold, high.WindowThreshold = 0.8, 0.9
+	alertsCfg["low"], alertsCfg["high"] = low, high
+	src := WindowSource(st, func() map[string]config.Alert { return alertsCfg }, clock)
+	src.Every = 20 * time.Millisecond
+	svc := newTestService(t, st, alertsCfg, map[string]string{"HOOK_SECRET": testSecret}, func(o *Options) { o.Sources = []Source{src} })
+	run(t, svc)
+	eventually(t, "the 0.8 block's message", func() bool { return len(rcvLow.requests()) == 1 })
+	body := string(rcvLow.requests()[0].body)
+	if !strings.Contains(body, `\"max-plan\": 5h subscription window at 85% (threshold 80%)`) || strings.Contains(body, cool.ID) {
+		t.Fatalf("message = %s", body)
+	}
+	want := map[string]string{"subscription_window|" + a.ID + "|0.8": "warning"}
+	if got := raisedNames(t, svc.Outbox()); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("raised %v, want %v", got, want)
+	}
+	// The 7-day window used up: the 0.9 block hears it, as critical.
+	write(a.ID, store.Windows{SevenDay: &store.Window{Utilization: 1.01, Reset: start.Add(72 * time.Hour), Status: "rejected"}})
+	eventually(t, "the 0.9 block's message", func() bool { return len(rcvHigh.requests()) == 1 })
+	if body := string(rcvHigh.requests()[0].body); !strings.Contains(body, "7d subscription window at 101% (threshold 90%)") || !strings.Contains(body, `"severity":"critical"`) {
+		t.Fatalf("message = %s", body)
+	}
+	// The window resets: both conditions clear, each block hears its own all-clear.
+	later.Store(int64(73 * time.Hour))
+	eventually(t, "both all-clears", func() bool { return len(rcvLow.requests()) == 2 && len(rcvHigh.requests()) == 2 })
+	for _, r := range []*receiver{rcvLow, rcvHigh} {
+		if body := string(r.requests()[1].body); !strings.Contains(body, "relay.alert.subscription_window.resolved") || !strings.Contains(body, "the window reset") {
+			t.Fatalf("all-clear = %s", body)
+		}
+	}
+	if got := raisedNames(t, svc.Outbox()); len(got) != 0 {
+		t.Fatalf("still raised: %v", got)
+	}
+}
+
+func TestAnAccountOverloadedThreeTimesInTenMinutesRaisesAccountParkedThoughEachParkIsShort(t *testing.T) {
+	st, rdb, _ := openStore(t)
+	ctx := context.Background()
+	a, err := st.AddAccount(ctx, store.AccountSpec{Name: "busy", BaseURL: "https://api.anthropic.com", Credential: "sk-ant-api03-x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := time.Now()
+	opts := ParkOptions{Now: func() time.Time { return clock }}
+	o := NewOutbox(st, nil)
+	parks := st.Schema().AccountsParked()
+	overload := func(src Source) {
+		t.Helper()
+		// A 529 parks the account for 15 s (the scheduler's default); the source sees it, then
+		// the park ends before the next one.
+		rdb.HSet(ctx, parks, a.ID, fmt.Sprint(clock.Add(15*time.Second).UnixMilli())+"|overloaded|529|Overloaded")
+		observe(t, src, o)
+		observe(t, src, o) // the same park seen again is not a new overload
+		rdb.HDel(ctx, parks, a.ID)
+		clock = clock.Add(time.Minute)
+		observe(t, src, o)
+	}
+	src := ParkSource(st, opts)
+	overload(src)
+	overload(src)
+	if got := raisedNames(t, o); len(got) != 0 {
+		t.Fatalf("raised %v after two short overloads", got)
+	}
+	// The third comes after the alerts lock moved to another control plane: the count is
+	// in Redis, so the new holder's source goes on from two.
+	src = ParkSource(st, opts)
+	overload(src)
+	e := lastEvent(t, o)
+	if e.Name != config.EventAccountParked || e.Subject != a.ID || e.Resolved || e.Severity != config.SeverityWarning ||
+		!strings.Contains(e.Summary, `"busy" overloaded (529) 3 times in the last 10m0s`) {
+		t.Fatalf("event = %+v", e)
+	}
+	if ev, _ := o.RecentEvents(ctx, 10); len(ev) != 1 {
+		t.Fatalf("%d events, want the one raise", len(ev))
+	}
+	// Once the first overloads age out of the window: back in rotation.
+	clock = clock.Add(DefaultOverloadWindow - 90*time.Second)
+	observe(t, src, o)
+	if e := lastEvent(t, o); !e.Resolved || e.Subject != a.ID || e.Summary != "back in rotation" {
+		t.Fatalf("all-clear = %+v", e)
+	}
+	if n, _ := rdb.HLen(ctx, st.Schema().AlertsOverloads()).Result(); n != 1 {
+		t.Fatalf("%d overload sightings kept, want the one still in the window", n)
 	}
 }

@@ -16,6 +16,8 @@ type Destination struct {
 	Events      []string `json:"events,omitempty"`
 	MinSeverity string   `json:"min_severity"`
 	Cooldown    string   `json:"cooldown"`
+	// WindowThreshold is the block's subscription_window threshold.
+	WindowThreshold float64 `json:"window_threshold,omitempty"`
 }
 
 // Status is the body of GET /admin/alerts.
@@ -37,7 +39,7 @@ type Status struct {
 func (s *Service) Status(ctx context.Context, n int64) (Status, error) {
 	st := Status{Alerts: []Destination{}, Raised: []Event{}, Messages: []Message{}, Events: []Event{}}
 	for name, a := range s.opts.Alerts() {
-		st.Alerts = append(st.Alerts, Destination{Name: name, Kind: a.Kind, Events: a.Events, MinSeverity: a.MinSeverity, Cooldown: a.Cooldown})
+		st.Alerts = append(st.Alerts, Destination{Name: name, Kind: a.Kind, Events: a.Events, MinSeverity: a.MinSeverity, Cooldown: a.Cooldown, WindowThreshold: a.WindowThreshold})
 	}
 	sort.Slice(st.Alerts, func(i, j int) bool { return st.Alerts[i].Name < st.Alerts[j].Name })
 	var err error

@@ -30,9 +30,10 @@ func startAlerts(ctx context.Context, b *Base, cfg *controlplane.Config, own fun
 		Logger:  b.Log,
 		Metrics: b.Metrics,
 		Sources: []alerts.Source{
-			alerts.ParkSource(b.Store, alerts.DefaultParkThreshold, nil),
+			alerts.ParkSource(b.Store, alerts.ParkOptions{}),
 			alerts.RefreshSource(b.Store),
 			alerts.SidecarSource(cfg.Sidecars, own),
+			alerts.WindowSource(b.Store, snaps.Alerts, nil),
 			alerts.BudgetSource(b.Store, snaps.Current, alerts.DefaultBudgetThreshold, b.Env.AlertBudgetInterval, nil),
 		},
 	})

@@ -88,8 +88,9 @@ policy "tiny" { cost_per_day_usd = 0.000001 }
 alert "ops" {
   webhook  = "` + rcv.srv.URL + `/relay"
   secret   = env("E2E_HOOK_SECRET")
-  events   = ["account_parked", "oauth_refresh_failed", "budget_threshold", "config_refused"]
+  events   = ["account_parked", "oauth_refresh_failed", "budget_threshold", "config_refused", "subscription_window"]
   cooldown = "2s"
+  window_threshold = 0.9
 }
 `
 	in.writeConfig(good)
@@ -157,6 +158,27 @@ alert "ops" {
 		_, ok := rcv.find("relay.alert.config_refused.resolved", in.config)
 		return ok
 	})
+	// The good account's answer reports its 5-hour window at 92 %: above the block's 0.9.
+	var goodAcct string
+	for _, a := range accts {
+		if a.ID != bad.ID {
+			goodAcct = a.ID
+		}
+	}
+	reset := time.Now().Add(2 * time.Hour).UTC().Format(time.RFC3339)
+	start = time.Now()
+	if ok, _, err := sendScripted(http.DefaultClient, sc, in.key, `{"unified":{"5h":{"utilization":0.92,"reset":"`+reset+`"}}}`); !ok {
+		t.Fatalf("request with a window reading: %v", err)
+	}
+	waitFor(t, 15*time.Second, "subscription_window at the webhook", func() bool {
+		_, ok := rcv.find("relay.alert.subscription_window", goodAcct)
+		return ok
+	})
+	t.Logf("subscription_window arrived %v after the request", time.Since(start).Round(time.Millisecond))
+	p, _ = rcv.find("relay.alert.subscription_window", goodAcct)
+	if !strings.Contains(p.Data.Events[0].Summary, "5h subscription window at 92% (threshold 90%)") {
+		t.Errorf("subscription_window summary: %q", p.Data.Events[0].Summary)
+	}
 	waitFor(t, 15*time.Second, "budget_threshold at the webhook", func() bool {
 		_, ok := rcv.find("relay.alert.budget_threshold", budgetKey.ID)
 		return ok

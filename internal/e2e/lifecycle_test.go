@@ -27,6 +27,11 @@ type outcome struct {
 
 // send posts one paced stream to p and reads it to the end.
 func send(client *http.Client, p *proc, key string) (ok, retryable bool, err error) {
+	return sendScripted(client, p, key, scriptHeader(40*time.Millisecond, 10))
+}
+
+// sendScripted is send with the fake upstream's script (X-Fake-Script) given.
+func sendScripted(client *http.Client, p *proc, key, script string) (ok, retryable bool, err error) {
 	req, err := http.NewRequest(http.MethodPost, p.url()+"/v1/messages", strings.NewReader(streamBody))
 	if err != nil {
 		return false, false, err
@@ -34,7 +39,7 @@ func send(client *http.Client, p *proc, key string) (ok, retryable bool, err err
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Anthropic-Version", "2023-06-01")
 	req.Header.Set("X-Api-Key", key)
-	req.Header.Set("X-Fake-Script", scriptHeader(40*time.Millisecond, 10))
+	req.Header.Set("X-Fake-Script", script)
 	resp, err := client.Do(req)
 	if err != nil {
 		return false, true, err // no response: the relay did not take the request
