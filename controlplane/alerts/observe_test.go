@@ -93,7 +93,7 @@ func TestKeysCrossingEightyPercentAndTheirCostLimitsOfAnyWindowRaiseBudgetEvents
 			base = &p
 		}
 		// Charged as a sidecar charges a request: admitted, then finished with its cost.
-		lease, refusal, err := lim.Admit(ctx, k.ID, limits.FromPolicy(limits.Override(base, k.Rules.Limits)))
+		lease, refusal, err := lim.Admit(ctx, k.ID, limits.FromPolicy(base.WithKeyLimits(config.KeyLimits(k.Rules.Limits))))
 		if err != nil || refusal != nil {
 			t.Fatalf("admit %s: %v %+v", k.Name, err, refusal)
 		}
