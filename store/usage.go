@@ -41,6 +41,9 @@ type UsageRecord struct {
 	// TotalOnly counts the usage in the key's all-time total only, not in a day: usage from
 	// before the days an import carries over (it has no day to land on).
 	TotalOnly bool
+	// Ledger, when set and the ledger is on (Store.SetLedger), adds this request's record
+	// to the day's ledger stream in the same write.
+	Ledger *LedgerEntry `json:"ledger,omitempty"`
 }
 
 // usageCounters names the hash fields of Usage, in a fixed order.
@@ -99,6 +102,10 @@ type usageBucket struct {
 	expireAt time.Time // zero: no TTL
 	fields   map[string]int64
 	packed   map[string]*usageValues
+	// ledger, for a ledger stream: entries to XADD (values in ledgerFields order), trimmed
+	// to maxLen.
+	ledger [][]any
+	maxLen int64
 }
 
 // usageValues are the counters of Usage in usageCounters order.
@@ -183,8 +190,24 @@ end
 local a = 6
 for i = 2, #KEYS do
   local exp = tonumber(ARGV[a])
-  local n = tonumber(ARGV[a + 1])
+  local n = ARGV[a + 1]
   a = a + 2
+  if n == 'L' then
+    local maxlen, m, f = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+    local names = a + 3
+    a = names + f
+    for _ = 1, m do
+      local args = {KEYS[i], 'MAXLEN', maxlen, '*'}
+      for k = 0, f - 1 do
+        args[#args + 1] = ARGV[names + k]
+        args[#args + 1] = ARGV[a + k]
+      end
+      redis.call('XADD', unpack(args))
+      a = a + f
+    end
+    n = 0
+  end
+  n = tonumber(n)
   for _ = 1, n do
     redis.call('HINCRBY', KEYS[i], ARGV[a], ARGV[a + 1])
     a = a + 2
@@ -294,6 +317,10 @@ func (s *Store) recordUsageAs(ctx context.Context, mode, writer string, seq uint
 				if !b.expireAt.IsZero() {
 					exp = b.expireAt.Unix()
 				}
+				if b.ledger != nil {
+					args = appendLedgerArgs(append(args, exp), b)
+					continue
+				}
 				if b.packed != nil {
 					args = append(args, exp, -len(b.packed))
 					for f, v := range b.packed {
@@ -397,8 +424,26 @@ func (s *Store) usageGroups(recs []UsageRecord) ([]*usageGroup, error) {
 		hour := at.UTC().Truncate(time.Hour)
 		gb.addPacked(tag, s.keys.UsageHour(hour), hour.Add(time.Hour+hourly), field, r.Usage)
 		gb.addPacked(tag, s.keys.UsageDay(day), day.Add(24*time.Hour+daily), field, r.Usage)
+		if l := s.ledger.Load(); l != nil && r.Ledger != nil {
+			b := gb.bucket(tag, s.keys.LedgerDay(day), day.Add(24*time.Hour+l.Retention))
+			b.maxLen = l.MaxPerDay
+			b.ledger = append(b.ledger, ledgerValues(r, at, model))
+		}
 	}
 	return gb.groups, nil
+}
+
+// appendLedgerArgs adds a ledger stream's arguments of applyUsageBatch: "L", MAXLEN, the
+// number of entries, the number of fields, the field names, then each entry's values.
+func appendLedgerArgs(args []any, b *usageBucket) []any {
+	args = append(args, "L", b.maxLen, len(b.ledger), len(ledgerFields))
+	for _, f := range ledgerFields {
+		args = append(args, f)
+	}
+	for _, e := range b.ledger {
+		args = append(args, e...)
+	}
+	return args
 }
 
 // checkRecord refuses a record holding a count out of range.
