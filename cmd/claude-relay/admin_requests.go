@@ -40,7 +40,7 @@ func requestsCommand() adminCommand {
 func adminRequests(ctx context.Context, c *adminCLI, af *adminFlags, f *requestsFlags) error {
 	q := f.q
 	var rows [][]string
-	var all []adminapi.LedgerRecord
+	all := []adminapi.LedgerRecord{}
 	for {
 		page, err := c.client.Requests(ctx, q)
 		if err != nil {
