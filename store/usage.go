@@ -311,28 +311,7 @@ func (s *Store) recordUsageAs(ctx context.Context, mode, writer string, seq uint
 				marker = s.keys.UsageBatchApplied(g.tag, writer)
 			}
 			keys := append([]string{marker}, g.keys...)
-			args := []any{mode, writer, seq, now, ttl}
-			for _, b := range g.buckets {
-				exp := int64(0)
-				if !b.expireAt.IsZero() {
-					exp = b.expireAt.Unix()
-				}
-				if b.ledger != nil {
-					args = appendLedgerArgs(append(args, exp), b)
-					continue
-				}
-				if b.packed != nil {
-					args = append(args, exp, -len(b.packed))
-					for f, v := range b.packed {
-						args = append(args, f, packValues(v))
-					}
-					continue
-				}
-				args = append(args, exp, len(b.fields))
-				for f, v := range b.fields {
-					args = append(args, f, v)
-				}
-			}
+			args := groupArgs(g, []any{mode, writer, seq, now, ttl})
 			// EVAL, not EVALSHA: a pipeline cannot fall back on NOSCRIPT, and Redis
 			// caches the compiled script by its hash anyway.
 			cmds[i] = applyUsageBatch.Eval(ctx, p, keys, args...)
@@ -354,6 +333,31 @@ func (s *Store) recordUsageAs(ctx context.Context, mode, writer string, seq uint
 		return fmt.Errorf("record usage (%d records): Redis refused %s: %w", len(recs), strings.Join(refused, "; "), ErrUsageRefused)
 	}
 	return fmt.Errorf("record usage (%d records): %w", len(recs), err)
+}
+
+// groupArgs appends the per-hash arguments of applyUsageBatch for g's hashes to args.
+func groupArgs(g *usageGroup, args []any) []any {
+	for _, b := range g.buckets {
+		exp := int64(0)
+		if !b.expireAt.IsZero() {
+			exp = b.expireAt.Unix()
+		}
+		switch {
+		case b.ledger != nil:
+			args = appendLedgerArgs(append(args, exp), b)
+		case b.packed != nil:
+			args = append(args, exp, -len(b.packed))
+			for f, v := range b.packed {
+				args = append(args, f, packValues(v))
+			}
+		default:
+			args = append(args, exp, len(b.fields))
+			for f, v := range b.fields {
+				args = append(args, f, v)
+			}
+		}
+	}
+	return args
 }
 
 func countErrs(cmds []*redis.Cmd) int {
