@@ -153,7 +153,9 @@ type BatchID struct {
 // seconds), the bookkeeping TTL in seconds, then per hash: its EXPIREAT (0 = none), its
 // number of fields, and field/increment pairs; a negative number of fields means packed
 // fields (report buckets): field/"i0,i1,…" pairs added position by position, counters a
-// value lacks read as 0 (a packed sum stays exact below 2^53, or the script refuses it).
+// value lacks read as 0 (a packed sum stays exact below 2^53, or the script refuses it); a
+// number of fields "L" means a ledger stream: MAXLEN, the number of entries m, the number of
+// fields f, the f field names, then m×f values, each entry XADDed with an exact MAXLEN.
 //
 // In "seq" mode KEYS[1] is a hash of writer → "<last sequence>:<unix seconds applied>"; a
 // writer new to the hash first drops the entries of writers silent for longer than the TTL,
