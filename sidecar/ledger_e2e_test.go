@@ -95,6 +95,22 @@ func TestLedgerRecordsEachRelayedRequestAndSumsToTheReport(t *testing.T) {
 	if sum != want {
 		t.Errorf("ledger sums to %+v, the report's totals are %+v", sum, want)
 	}
+
+	// A configuration without the ledger turns it off: the next request adds no record.
+	snap.Usage = nil
+	if err := h.srv.Apply(snap); err != nil {
+		t.Fatal(err)
+	}
+	h.up.Enqueue(fakeupstream.Script{Usage: &fakeupstream.Usage{InputTokens: 5, OutputTokens: 5}})
+	readAll(t, h.post("/v1/messages", h.key, jsonBody, nil).Body)
+	h.waitWritten(n + 1)
+	page, err := h.st.Ledger(ctx, store.LedgerQuery{From: from, To: to, Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Records) != n {
+		t.Errorf("ledger off: %d records, want still %d", len(page.Records), n)
+	}
 }
 
 func setCounter(u *store.Usage, name string, v int64) bool {
