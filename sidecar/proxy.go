@@ -998,8 +998,12 @@ func (ex *exchange) accountUsage(c Counts, model string, estimated bool) {
 		s.m.moves.With(ex.moved).Inc()
 	}
 	if s.opts.Usage != nil {
-		s.opts.Usage.Record(UsageRecord{KeyID: ex.principal.KeyID, AccountID: ex.account, Model: model, At: s.now(), Counts: c,
-			CostUSD: cost, Unpriced: !known, Estimated: estimated, Ledger: ex.ledgerEntry(estimated)})
+		rec := UsageRecord{KeyID: ex.principal.KeyID, AccountID: ex.account, Model: model, At: s.now(), Counts: c,
+			CostUSD: cost, Unpriced: !known, Estimated: estimated}
+		if u := ex.rt.Snapshot.Usage; u != nil && u.Ledger { // nothing built for a ledger that is off
+			rec.Ledger = ex.ledgerEntry(estimated)
+		}
+		s.opts.Usage.Record(rec)
 	}
 }
 
