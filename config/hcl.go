@@ -37,6 +37,9 @@ type serverHCL struct {
 type usageHCL struct {
 	HourlyRetention *string `hcl:"hourly_retention,optional"`
 	DailyRetention  *string `hcl:"daily_retention,optional"`
+	Ledger          *bool   `hcl:"ledger,optional"`
+	LedgerRetention *string `hcl:"ledger_retention,optional"`
+	LedgerMaxPerDay *int64  `hcl:"ledger_max_records_per_day,optional"`
 }
 
 type allowlistHCL struct {

@@ -311,7 +311,14 @@ func (b *builder) block(blk *hcl.Block) {
 		var u usageHCL
 		b.decode(blk, info, &u)
 		if !dup {
-			b.snap.Usage = &Usage{HourlyRetention: deref(u.HourlyRetention), DailyRetention: deref(u.DailyRetention)}
+			b.snap.Usage = &Usage{HourlyRetention: deref(u.HourlyRetention), DailyRetention: deref(u.DailyRetention),
+				LedgerRetention: deref(u.LedgerRetention)}
+			if u.Ledger != nil {
+				b.snap.Usage.Ledger = *u.Ledger
+			}
+			if u.LedgerMaxPerDay != nil {
+				b.snap.Usage.LedgerMaxRecordsPerDay = *u.LedgerMaxPerDay
+			}
 		}
 	case blockPricingFallback:
 		var p priceHCL

@@ -288,6 +288,16 @@ func (u *Usage) Retention() (hourly, daily time.Duration) {
 	return hourly, daily
 }
 
+// LedgerBounds returns the request ledger's bounds and whether it is on (u may be nil); an unset
+// bound is 0 (the store's default).
+func (u *Usage) LedgerBounds() (retention time.Duration, maxPerDay int64, on bool) {
+	if u == nil || !u.Ledger {
+		return 0, 0, false
+	}
+	retention, _ = ParseRetention(u.LedgerRetention)
+	return retention, u.LedgerMaxRecordsPerDay, true
+}
+
 // Price returns the price of model: the first pricing glob that matches, in
 // declaration order, with known true; else the fallback with known false.
 func (rt *Runtime) Price(model string) (Price, bool) {

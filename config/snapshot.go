@@ -31,6 +31,12 @@ type Snapshot struct {
 type Usage struct {
 	HourlyRetention string `json:"hourly_retention,omitempty"`
 	DailyRetention  string `json:"daily_retention,omitempty"`
+	// Ledger turns on the request ledger (GET /admin/requests): one metadata record per
+	// relayed request, kept LedgerRetention after its day (default 7d) and at most
+	// LedgerMaxRecordsPerDay a day (default 1,000,000; the oldest trimmed first).
+	Ledger                 bool   `json:"ledger,omitempty"`
+	LedgerRetention        string `json:"ledger_retention,omitempty"`
+	LedgerMaxRecordsPerDay int64  `json:"ledger_max_records_per_day,omitempty"`
 }
 
 // Server holds listener-wide settings.

@@ -418,10 +418,23 @@ func (v *validator) usage(u Usage) {
 			*r.dst = d
 		}
 	}
+	if u.LedgerRetention != "" {
+		if d, err := ParseRetention(u.LedgerRetention); err != nil {
+			v.add(at(blockUsage, "", "ledger_retention"), "Invalid retention", err.Error()+".")
+		} else if d < time.Hour {
+			v.add(at(blockUsage, "", "ledger_retention"), "Retention too short", fmt.Sprintf("ledger_retention must be at least 1h, got %q.", u.LedgerRetention))
+		}
+	}
+	if u.LedgerMaxRecordsPerDay < 0 || u.LedgerMaxRecordsPerDay > MaxLedgerRecordsPerDay {
+		v.add(at(blockUsage, "", "ledger_max_records_per_day"), "Invalid ledger size", fmt.Sprintf("ledger_max_records_per_day must be 1 to %d, got %d.", MaxLedgerRecordsPerDay, u.LedgerMaxRecordsPerDay))
+	}
 	if hourly > daily {
 		v.add(at(blockUsage, "", "hourly_retention"), "Hours kept longer than days", fmt.Sprintf("hourly_retention (%s) must not be longer than daily_retention (%s): a day report would miss days an hour report still has.", shortDuration(hourly), shortDuration(daily)))
 	}
 }
+
+// MaxLedgerRecordsPerDay bounds ledger_max_records_per_day (about 2.5 GB of Redis a day).
+const MaxLedgerRecordsPerDay = 10_000_000
 
 // ParseRetention parses a retention: a positive Go duration ("840h") or whole days ("35d").
 func ParseRetention(s string) (time.Duration, error) {

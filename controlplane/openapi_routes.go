@@ -39,6 +39,7 @@ var adminRoutes = []route{
 	{method: "GET", path: "/admin/keys/{id}/usage", handler: func(s *Server) http.HandlerFunc { return s.handleKeyUsage }},
 
 	{method: "GET", path: "/admin/usage", handler: func(s *Server) http.HandlerFunc { return s.handleUsage }},
+	{method: "GET", path: "/admin/requests", handler: func(s *Server) http.HandlerFunc { return s.handleRequests }},
 
 	{method: "GET", path: "/admin/accounts", handler: func(s *Server) http.HandlerFunc { return s.handleListAccounts }},
 	{method: "POST", path: "/admin/accounts", handler: func(s *Server) http.HandlerFunc { return s.handleAddAccount }},

@@ -121,6 +121,8 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 		Scheduler:      sc,
 		Now:            o.now,
 		Keys:           st,
+		Retention:      st,
+		SidecarID:      "sc-test:1",
 	})
 	var snap *config.Snapshot
 	if o.hcl == "" {

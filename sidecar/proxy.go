@@ -97,6 +97,7 @@ type exchange struct {
 	charge    limits.Usage  // what the upstream reported, charged to the key's limits at the end
 	lease     *limits.Lease // the key's admission: finished on every exit path
 	moved     string        // why the conversation left its bound account ("" when it did not)
+	firstByte time.Time     // when the upstream's answer headers arrived (zero before)
 }
 
 func (s *Server) serveRelay(w http.ResponseWriter, r *http.Request) {
@@ -963,6 +964,7 @@ func (ex *exchange) writeHeader(resp *http.Response) {
 		h[k] = vv
 	}
 	ex.status = resp.StatusCode
+	ex.firstByte = ex.s.now()
 	ex.w.WriteHeader(resp.StatusCode)
 }
 
@@ -1014,8 +1016,37 @@ func (ex *exchange) accountUsage(c Counts, model string, estimated bool) {
 		s.m.moves.With(ex.moved).Inc()
 	}
 	if s.opts.Usage != nil {
-		s.opts.Usage.Record(UsageRecord{KeyID: ex.principal.KeyID, AccountID: ex.account, Model: model, At: s.now(), Counts: c, CostUSD: cost, Unpriced: !known, Estimated: estimated})
+		rec := UsageRecord{KeyID: ex.principal.KeyID, AccountID: ex.account, Model: model, At: s.now(), Counts: c,
+			CostUSD: cost, Unpriced: !known, Estimated: estimated}
+		if u := ex.rt.Snapshot.Usage; u != nil && u.Ledger { // nothing built for a ledger that is off
+			rec.Ledger = ex.ledgerEntry(estimated)
+		}
+		s.opts.Usage.Record(rec)
 	}
+}
+
+// ledgerEntry is the request's record for the request ledger: metadata only. Its error kind
+// says how the request ended when not well: "client_gone" (499), "upstream_<status>" for an
+// error status, "cut_short" for a stream whose output the relay estimated.
+func (ex *exchange) ledgerEntry(estimated bool) *store.LedgerEntry {
+	now := ex.s.now()
+	e := &store.LedgerEntry{
+		Route: ex.route.Name, Status: ex.status, DurationMillis: now.Sub(ex.started).Milliseconds(),
+		Client: config.ClientKind(ex.r.Header.Get("User-Agent")), Sidecar: ex.s.opts.SidecarID,
+		SessionHash: ex.sessionKey(),
+	}
+	if !ex.firstByte.IsZero() {
+		e.TTFBMillis = ex.firstByte.Sub(ex.started).Milliseconds()
+	}
+	switch {
+	case ex.status == 499:
+		e.ErrorKind = "client_gone"
+	case ex.status >= 400:
+		e.ErrorKind = "upstream_" + strconv.Itoa(ex.status)
+	case estimated:
+		e.ErrorKind = "cut_short"
+	}
+	return e
 }
 
 // maxModelLabel bounds a model label's length; the family's series are capped by the

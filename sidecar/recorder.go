@@ -152,6 +152,7 @@ func (r *Recorder) Record(u UsageRecord) {
 			CostMicroUSD:     int64(math.Round(u.CostUSD * 1e6)),
 			UnpricedRequests: oneIf(u.Unpriced), EstimatedRequests: oneIf(u.Estimated),
 		},
+		Ledger: u.Ledger,
 	}
 	select {
 	case r.in <- rec:

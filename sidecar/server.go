@@ -118,6 +118,8 @@ type UsageRecord struct {
 	// Estimated says Counts.Output is the relay's estimate of what it relayed (the client
 	// left before the upstream's final count), not the upstream's figure.
 	Estimated bool
+	// Ledger is the request's record for the request ledger (written only when it is on).
+	Ledger *store.LedgerEntry
 }
 
 // UsageSink takes usage records off the hot path. Record must not block.
@@ -160,6 +162,13 @@ type Options struct {
 	// Retention, when set, is given the usage block's retentions with every configuration
 	// applied (store.Store: how long the report buckets the recorder writes live).
 	Retention RetentionSetter
+	// SidecarID names this sidecar in the request ledger's records.
+	SidecarID string
+}
+
+// LedgerSetter takes the request ledger's settings (store.Store): nil turns it off.
+type LedgerSetter interface {
+	SetLedger(*store.LedgerSettings)
 }
 
 // RetentionSetter takes how long hourly and daily usage report buckets are kept.
@@ -295,6 +304,13 @@ func (s *Server) Apply(snap *config.Snapshot) error {
 	s.rt.Store(rt)
 	if s.opts.Retention != nil {
 		s.opts.Retention.SetUsageRetention(rt.UsageRetention())
+	}
+	if l, ok := s.opts.Retention.(LedgerSetter); ok {
+		var set *store.LedgerSettings
+		if keep, max, on := rt.Snapshot.Usage.LedgerBounds(); on {
+			set = &store.LedgerSettings{Retention: keep, MaxPerDay: max}
+		}
+		l.SetLedger(set)
 	}
 	return nil
 }

@@ -220,6 +220,15 @@ func (s Schema) UsageDay(day time.Time) string {
 	return s.p + "usage:{day:" + dayString(day) + "}:all"
 }
 
+// LedgerDay is a STREAM of the request ledger's records of one UTC day (the request's day),
+// one entry per relayed request, metadata only (see store.LedgerRecord for the fields). It
+// shares {day:<date>} with the day's report buckets, so it rides the same script call of a
+// recorder batch. Owner: sidecar (recorder batches). Bounds: MAXLEN the usage block's
+// ledger_max_records_per_day (oldest trimmed first); TTL the ledger retention after the day.
+func (s Schema) LedgerDay(day time.Time) string {
+	return s.p + "usage:{day:" + dayString(day) + "}:ledger"
+}
+
 // UsageDayTag is the hash-tag group of UsageHour and UsageDay of day (for UsageApplied).
 func UsageDayTag(day time.Time) string { return "day:" + dayString(day) }
 

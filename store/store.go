@@ -59,6 +59,8 @@ type Store struct {
 	// hourlyRetention and dailyRetention are how long report buckets live (nanoseconds;
 	// 0 = the default), set from the configuration's usage block.
 	hourlyRetention, dailyRetention atomic.Int64
+	// ledger is the request ledger's settings (nil: off), set from the usage block.
+	ledger atomic.Pointer[LedgerSettings]
 }
 
 const pepperLen = 32

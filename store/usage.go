@@ -45,6 +45,9 @@ type UsageRecord struct {
 	// restores those hashes as they were (RestoreUsageReports) rather than rebuilding them
 	// from day totals that no longer know their hour or account.
 	NoReport bool
+	// Ledger, when set and the ledger is on (Store.SetLedger), adds this request's record
+	// to the day's ledger stream in the same write.
+	Ledger *LedgerEntry `json:"ledger,omitempty"`
 }
 
 // usageCounters names the hash fields of Usage, in a fixed order.
@@ -103,6 +106,10 @@ type usageBucket struct {
 	expireAt time.Time // zero: no TTL
 	fields   map[string]int64
 	packed   map[string]*usageValues
+	// ledger, for a ledger stream: entries to XADD (values in ledgerFields order), trimmed
+	// to maxLen.
+	ledger [][]any
+	maxLen int64
 }
 
 // usageValues are the counters of Usage in usageCounters order.
@@ -150,7 +157,9 @@ type BatchID struct {
 // seconds), the bookkeeping TTL in seconds, then per hash: its EXPIREAT (0 = none), its
 // number of fields, and field/increment pairs; a negative number of fields means packed
 // fields (report buckets): field/"i0,i1,…" pairs added position by position, counters a
-// value lacks read as 0 (a packed sum stays exact below 2^53, or the script refuses it).
+// value lacks read as 0 (a packed sum stays exact below 2^53, or the script refuses it); a
+// number of fields "L" means a ledger stream: MAXLEN, the number of entries m, the number of
+// fields f, the f field names, then m×f values, each entry XADDed with an exact MAXLEN.
 //
 // In "seq" mode KEYS[1] is a hash of writer → "<last sequence>:<unix seconds applied>"; a
 // writer new to the hash first drops the entries of writers silent for longer than the TTL,
@@ -187,8 +196,24 @@ end
 local a = 6
 for i = 2, #KEYS do
   local exp = tonumber(ARGV[a])
-  local n = tonumber(ARGV[a + 1])
+  local n = ARGV[a + 1]
   a = a + 2
+  if n == 'L' then
+    local maxlen, m, f = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+    local names = a + 3
+    a = names + f
+    for _ = 1, m do
+      local args = {KEYS[i], 'MAXLEN', maxlen, '*'}
+      for k = 0, f - 1 do
+        args[#args + 1] = ARGV[names + k]
+        args[#args + 1] = ARGV[a + k]
+      end
+      redis.call('XADD', unpack(args))
+      a = a + f
+    end
+    n = 0
+  end
+  n = tonumber(n)
   for _ = 1, n do
     redis.call('HINCRBY', KEYS[i], ARGV[a], ARGV[a + 1])
     a = a + 2
@@ -292,24 +317,7 @@ func (s *Store) recordUsageAs(ctx context.Context, mode, writer string, seq uint
 				marker = s.keys.UsageBatchApplied(g.tag, writer)
 			}
 			keys := append([]string{marker}, g.keys...)
-			args := []any{mode, writer, seq, now, ttl}
-			for _, b := range g.buckets {
-				exp := int64(0)
-				if !b.expireAt.IsZero() {
-					exp = b.expireAt.Unix()
-				}
-				if b.packed != nil {
-					args = append(args, exp, -len(b.packed))
-					for f, v := range b.packed {
-						args = append(args, f, packValues(v))
-					}
-					continue
-				}
-				args = append(args, exp, len(b.fields))
-				for f, v := range b.fields {
-					args = append(args, f, v)
-				}
-			}
+			args := groupArgs(g, []any{mode, writer, seq, now, ttl})
 			// EVAL, not EVALSHA: a pipeline cannot fall back on NOSCRIPT, and Redis
 			// caches the compiled script by its hash anyway.
 			cmds[i] = applyUsageBatch.Eval(ctx, p, keys, args...)
@@ -331,6 +339,31 @@ func (s *Store) recordUsageAs(ctx context.Context, mode, writer string, seq uint
 		return fmt.Errorf("record usage (%d records): Redis refused %s: %w", len(recs), strings.Join(refused, "; "), ErrUsageRefused)
 	}
 	return fmt.Errorf("record usage (%d records): %w", len(recs), err)
+}
+
+// groupArgs appends the per-hash arguments of applyUsageBatch for g's hashes to args.
+func groupArgs(g *usageGroup, args []any) []any {
+	for _, b := range g.buckets {
+		exp := int64(0)
+		if !b.expireAt.IsZero() {
+			exp = b.expireAt.Unix()
+		}
+		switch {
+		case b.ledger != nil:
+			args = appendLedgerArgs(append(args, exp), b)
+		case b.packed != nil:
+			args = append(args, exp, -len(b.packed))
+			for f, v := range b.packed {
+				args = append(args, f, packValues(v))
+			}
+		default:
+			args = append(args, exp, len(b.fields))
+			for f, v := range b.fields {
+				args = append(args, f, v)
+			}
+		}
+	}
+	return args
 }
 
 func countErrs(cmds []*redis.Cmd) int {
@@ -406,8 +439,26 @@ func (s *Store) usageGroups(recs []UsageRecord) ([]*usageGroup, error) {
 		hour := at.UTC().Truncate(time.Hour)
 		gb.addPacked(tag, s.keys.UsageHour(hour), hour.Add(time.Hour+hourly), field, r.Usage)
 		gb.addPacked(tag, s.keys.UsageDay(day), day.Add(24*time.Hour+daily), field, r.Usage)
+		if l := s.ledger.Load(); l != nil && r.Ledger != nil {
+			b := gb.bucket(tag, s.keys.LedgerDay(day), day.Add(24*time.Hour+l.Retention))
+			b.maxLen = l.MaxPerDay
+			b.ledger = append(b.ledger, ledgerValues(r, at, model))
+		}
 	}
 	return gb.groups, nil
+}
+
+// appendLedgerArgs adds a ledger stream's arguments of applyUsageBatch: "L", MAXLEN, the
+// number of entries, the number of fields, the field names, then each entry's values.
+func appendLedgerArgs(args []any, b *usageBucket) []any {
+	args = append(args, "L", b.maxLen, len(b.ledger), len(ledgerFields))
+	for _, f := range ledgerFields {
+		args = append(args, f)
+	}
+	for _, e := range b.ledger {
+		args = append(args, e...)
+	}
+	return args
 }
 
 // checkRecord refuses a record holding a count out of range.

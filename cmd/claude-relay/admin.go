@@ -70,6 +70,7 @@ type adminFlags struct {
 	m manageFlags
 	// u holds the flags of the usage command (admin_usage.go).
 	u usageFlags
+	r requestsFlags
 }
 
 // adminCommand is one "claude-relay admin …" command.
@@ -189,6 +190,7 @@ func adminCommands() []adminCommand {
 		{name: "alerts", summary: "list alert destinations, conditions raised now, and recent alert messages with their delivery status", flags: sessionFlags, run: adminAlerts},
 		{name: "config status", summary: "show the configuration version served and the errors of the last refused edit", flags: sessionFlags, run: adminConfigStatus},
 		usageCommand(),
+		requestsCommand(),
 		{name: "health", summary: "show the control plane's health with each component's error and details (the public /health shows statuses only)", flags: sessionFlags, run: adminHealth},
 	}, append(manageCommands(), stickyCommands()...)...)
 }

@@ -118,7 +118,7 @@ type dataPlane struct {
 	onHUP func(context.Context)
 }
 
-func (b *Base) newDataPlane(dataDir string, extraHealth ...sidecar.HealthCheck) (*dataPlane, error) {
+func (b *Base) newDataPlane(dataDir, id string, extraHealth ...sidecar.HealthCheck) (*dataPlane, error) {
 	spool, err := dataPath(dataDir, "usage-spool.jsonl")
 	if err != nil {
 		return nil, err
@@ -154,6 +154,7 @@ func (b *Base) newDataPlane(dataDir string, extraHealth ...sidecar.HealthCheck) 
 		Scheduler:      dp.sched,
 		Retention:      b.Store,
 		Keys:           b.Store,
+		SidecarID:      id,
 	})
 	return dp, nil
 }
@@ -209,7 +210,7 @@ func RunSidecar(ctx context.Context, env *config.Env, opts Options) error {
 	if err != nil {
 		return err
 	}
-	dp, err := b.newDataPlane(opts.DataDir)
+	dp, err := b.newDataPlane(opts.DataDir, sidecarID(opts.Listen))
 	if err != nil {
 		return err
 	}

@@ -105,6 +105,9 @@ pricing_fallback {
 usage {
   hourly_retention = "14d"
   daily_retention  = "9600h"
+  ledger           = true
+  ledger_retention = "3d"
+  ledger_max_records_per_day = 50000
 }
 
 alert "ops" {

@@ -1,0 +1,29 @@
+package adminapi
+
+// LedgerRecord is one relayed request in GET /admin/requests: metadata only, never a prompt
+// or an answer. Every field is always present.
+type LedgerRecord struct {
+	ID      string `json:"id"`   // unique within its UTC day
+	Time    string `json:"time"` // RFC 3339 with milliseconds, UTC
+	Key     string `json:"key"`
+	Owner   string `json:"owner"` // the key's owner now
+	Account string `json:"account"`
+	Model   string `json:"model"`
+	Route   string `json:"route"`
+	Status  int    `json:"status"`
+	UsageCounters
+	EstimatedOutput bool   `json:"estimated_output"` // output tokens are the relay's estimate
+	TTFBMillis      int64  `json:"ttfb_ms"`
+	DurationMillis  int64  `json:"duration_ms"`
+	Client          string `json:"client"`
+	Sidecar         string `json:"sidecar"`
+	Session         string `json:"session"` // the conversation's hash, never the raw session id
+	Error           string `json:"error"`
+}
+
+// LedgerPage is the body of GET /admin/requests: records newest first and the cursor of the
+// next page ("" when there is none).
+type LedgerPage struct {
+	Requests []LedgerRecord `json:"requests"`
+	Next     string         `json:"next"`
+}
