@@ -5,12 +5,10 @@ import (
 	"context"
 	"crypto/hmac"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -225,29 +223,9 @@ type UsageDump struct {
 // exports, never for a request path.
 func (s *Store) DumpUsage(ctx context.Context) (UsageDump, error) {
 	d := UsageDump{KeyDays: map[string]map[string]map[string]Usage{}, KeyTotals: map[string]Usage{}, AccountDays: map[string]map[string]Usage{}, Reports: map[string]map[string]map[string]string{}}
-	pattern := s.keys.p + "usage:{*"
-	var names []string
-	var mu sync.Mutex
-	scan := func(ctx context.Context, c *redis.Client) error {
-		iter := c.Scan(ctx, 0, pattern, 1000).Iterator()
-		for iter.Next(ctx) {
-			mu.Lock()
-			names = append(names, iter.Val())
-			mu.Unlock()
-		}
-		return iter.Err()
-	}
-	var err error
-	switch c := s.rdb.(type) {
-	case *redis.ClusterClient:
-		err = c.ForEachMaster(ctx, scan)
-	case *redis.Client:
-		err = scan(ctx, c)
-	default:
-		err = errors.New("unsupported Redis client")
-	}
+	names, err := s.scanKeys(ctx, s.keys.p+"usage:{*")
 	if err != nil {
-		return d, fmt.Errorf("dump usage: scan: %w", err)
+		return d, fmt.Errorf("dump usage: %w", err)
 	}
 	for _, name := range names {
 		rest := strings.TrimPrefix(name, s.keys.p+"usage:{")
