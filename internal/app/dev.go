@@ -354,6 +354,10 @@ func devLogin(ctx context.Context, b *Base, base, user, password string) {
 	if path == "" {
 		path, err = adminclient.DefaultSessionPath()
 	}
+	if err == nil && otherLiveSession(ctx, path, base) {
+		b.Log.Info("kept the CLI's admin session for another relay; for this one run claude-relay admin login --addr "+base+" or set CLAUDE_RELAY_ADMIN_FILE", "path", path)
+		return
+	}
 	if err == nil {
 		err = adminclient.SaveSession(path, base, token)
 	}
@@ -362,6 +366,24 @@ func devLogin(ctx context.Context, b *Base, base, user, password string) {
 		return
 	}
 	b.Log.Info("admin session saved for the CLI", "path", path)
+}
+
+// otherLiveSession reports whether the session file at path belongs to another relay and
+// still works there: dev mode must not log the operator's CLI out of a control plane it
+// uses. A missing, unreadable or expired session, or one for base itself, may be replaced.
+func otherLiveSession(ctx context.Context, path, base string) bool {
+	old, err := adminclient.LoadSession(path)
+	if err != nil || old.Addr == "" || old.Token == "" || old.Addr == base {
+		return false
+	}
+	c, err := adminclient.New(old.Addr, old.Token, &http.Client{Timeout: 2 * time.Second})
+	if err != nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	_, err = c.WhoAmI(ctx)
+	return err == nil
 }
 
 func randomHex(n int) string {
