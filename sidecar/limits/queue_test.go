@@ -274,45 +274,8 @@ func BenchmarkAdmitQueueing(b *testing.B) {
 		}
 		lease.Finish(ctx, used)
 	}
-	serial := func(set limits.Set) time.Duration {
-		const rounds = 400
-		t0 := time.Now()
-		for range rounds {
-			one(set, "bench")
-		}
-		return time.Since(t0) / rounds
-	}
-	parallel := func(set limits.Set) time.Duration {
-		const workers, each = 64, 50
-		var wg sync.WaitGroup
-		t0 := time.Now()
-		for w := range workers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for range each {
-					one(set, "bench"+strings.Repeat("x", w%8))
-				}
-			}()
-		}
-		wg.Wait()
-		return time.Since(t0) / (workers * each)
-	}
-	// Alternated rounds, the fastest of each kept (the machine is shared).
-	var ps, qs, pp, qp time.Duration
-	low := func(d *time.Duration, v time.Duration) {
-		if *d == 0 || v < *d {
-			*d = v
-		}
-	}
-	for b.Loop() {
-		for range 5 {
-			low(&ps, serial(plain))
-			low(&qs, serial(queue))
-			low(&pp, parallel(plain))
-			low(&qp, parallel(queue))
-		}
-	}
+	t := compareAdmissions(b, plain, queue, one)
+	ps, qs, pp, qp := t.baseSerial, t.candSerial, t.baseParallel, t.candParallel
 	b.ReportMetric(float64(ps.Nanoseconds()), "plain-ns/op")
 	b.ReportMetric(float64(qs.Nanoseconds()), "queue-ns/op")
 	b.ReportMetric(float64(qs)/float64(ps), "queue/plain")

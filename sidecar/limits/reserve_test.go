@@ -310,46 +310,8 @@ func BenchmarkAdmitReserving(b *testing.B) {
 		}
 		lease.Finish(ctx, used)
 	}
-	serial := func(set limits.Set) time.Duration {
-		const rounds = 400
-		t0 := time.Now()
-		for range rounds {
-			one(set, "bench")
-		}
-		return time.Since(t0) / rounds
-	}
-	parallel := func(set limits.Set) time.Duration {
-		const workers, each = 64, 50
-		var wg sync.WaitGroup
-		t0 := time.Now()
-		for w := range workers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for range each {
-					one(set, "bench"+strings.Repeat("x", w%8))
-				}
-			}()
-		}
-		wg.Wait()
-		return time.Since(t0) / (workers * each)
-	}
-	// Alternated rounds, the fastest of each kept: on a shared machine the other load
-	// comes and goes, and the minimum is what the code costs.
-	var cs, rs, cp, rp time.Duration
-	low := func(d *time.Duration, v time.Duration) {
-		if *d == 0 || v < *d {
-			*d = v
-		}
-	}
-	for b.Loop() {
-		for range 5 {
-			low(&cs, serial(charge))
-			low(&rs, serial(reserve))
-			low(&cp, parallel(charge))
-			low(&rp, parallel(reserve))
-		}
-	}
+	t := compareAdmissions(b, charge, reserve, one)
+	cs, rs, cp, rp := t.baseSerial, t.candSerial, t.baseParallel, t.candParallel
 	b.ReportMetric(float64(cs.Nanoseconds()), "charge-ns/op")
 	b.ReportMetric(float64(rs.Nanoseconds()), "reserve-ns/op")
 	b.ReportMetric(float64(rs)/float64(cs), "reserve/charge")
