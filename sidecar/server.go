@@ -16,6 +16,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/claude-relay/claude-relay/config"
+	"github.com/claude-relay/claude-relay/config/configapi"
+	"github.com/claude-relay/claude-relay/internal/health"
 	"github.com/claude-relay/claude-relay/internal/metrics"
 	"github.com/claude-relay/claude-relay/sidecar/limits"
 	"github.com/claude-relay/claude-relay/sidecar/sched"
@@ -127,18 +129,6 @@ type UsageSink interface {
 	Record(UsageRecord)
 }
 
-// HealthCheck is one component of GET /health.
-type HealthCheck struct {
-	Name string
-	// Check returns nil when the component is ok. Any other error fails the service (503)
-	// and shows as "error" on the public /health, unless it is a *HealthProblem, which
-	// says what the public answer may show and whether the service still works.
-	Check func(ctx context.Context) error
-	// Info, when set, adds details about the component to the operators' report (the
-	// admin API, never the public /health); it must be fast and safe for concurrent use.
-	Info func() any
-}
-
 // Options configures a Server.
 type Options struct {
 	Logger         hclog.Logger
@@ -148,7 +138,7 @@ type Options struct {
 	Usage          UsageSink
 	Metrics        *metrics.Registry
 	RequestTimeout time.Duration // idle bound: no upstream byte for this long ends the request
-	Health         []HealthCheck
+	Health         []health.Check
 	Transport      http.RoundTripper // default: NewTransport()
 	Now            func() time.Time
 	// Limits enforces the per-key limits of policies; nil refuses (503) keys whose policy
@@ -187,7 +177,7 @@ type Server struct {
 	limits    *limits.Limiter
 	sched     *sched.Scheduler
 	toucher   AccountToucher // nil when Options.Accounts does not record last use
-	checks    []HealthCheck  // GET /health's components and Health's
+	checks    []health.Check // GET /health's components and Health's
 	m         serverMetrics
 	mux       *http.ServeMux
 }
@@ -284,8 +274,8 @@ func New(opts Options) *Server {
 		return 0
 	})
 	mux := http.NewServeMux()
-	s.checks = append(slices.Clone(opts.Health), HealthCheck{Name: "config", Check: s.configCheck})
-	mux.Handle("GET /health", HealthHandler(opts.Version, s.started, s.checks))
+	s.checks = append(slices.Clone(opts.Health), health.Check{Name: "config", Check: s.configCheck})
+	mux.Handle("GET /health", health.Handler(opts.Version, s.started, s.checks))
 	mux.Handle("GET /metrics", opts.Metrics.Handler())
 	mux.HandleFunc("GET "+KeyUsagePath, s.serveKeyUsage)
 	mux.HandleFunc("GET /{$}", s.serveRoot) // GET and HEAD of "/" exactly
@@ -372,10 +362,17 @@ func (s *Server) serveRoot(w http.ResponseWriter, r *http.Request) {
 	io.WriteString(w, rootText)
 }
 
+// Health is the sidecar's report for operators: every component of GET /health, the
+// "config" one included, with errors and details. The config client sends it to the
+// control plane with each poll.
+func (s *Server) Health(ctx context.Context) configapi.Health {
+	return health.Report(ctx, s.opts.Version, s.started, s.checks)
+}
+
 // configCheck reports whether a configuration is applied.
 func (s *Server) configCheck(context.Context) error {
 	if s.rt.Load() == nil {
-		return &HealthProblem{Public: "no configuration applied", Err: errors.New("no configuration applied: the control plane is unreachable and there is no saved copy")}
+		return &health.Problem{Public: "no configuration applied", Err: errors.New("no configuration applied: the control plane is unreachable and there is no saved copy")}
 	}
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/claude-relay/claude-relay/config"
+	"github.com/claude-relay/claude-relay/internal/health"
 	"github.com/claude-relay/claude-relay/internal/metrics"
 	"github.com/claude-relay/claude-relay/plugins/auth-apikey/apikey"
 	"github.com/claude-relay/claude-relay/plugins/contract"
@@ -84,7 +85,7 @@ func (b *Base) hostConfig(file, path string, settings map[string]string) host.Co
 
 // addPluginHealth shows a plugin in /health.
 func (b *Base) addPluginHealth(name string, check func(context.Context) error, status func() host.Status) {
-	b.pluginHealth = append(b.pluginHealth, sidecar.HealthCheck{
+	b.pluginHealth = append(b.pluginHealth, health.Check{
 		Name:  "plugin." + name,
 		Check: check,
 		Info:  func() any { return status() },
