@@ -22,8 +22,8 @@ import (
 	"github.com/claude-relay/claude-relay/plugins/contract"
 	"github.com/claude-relay/claude-relay/plugins/crypto-aesgcm/aesgcm"
 	"github.com/claude-relay/claude-relay/plugins/host"
-	"github.com/claude-relay/claude-relay/sidecar"
 	"github.com/claude-relay/claude-relay/store"
+	"github.com/claude-relay/claude-relay/store/decryptcache"
 )
 
 // Plugin binary names in the plugin directory. Another provider (an IdP, Vault transit, a
@@ -171,7 +171,7 @@ func (b *Base) pluginRedisConfig() store.RedisConfig {
 // sealer is what the store seals and opens with: the crypto provider behind the bounded
 // decryption cache.
 func sealer(c contract.Crypto) store.Sealer {
-	return sidecar.NewDecryptCache(contract.Sealer{Crypto: c}, decryptCacheSize, decryptCacheTTL)
+	return decryptcache.New(contract.Sealer{Crypto: c}, decryptCacheSize, decryptCacheTTL)
 }
 
 // OpenTool connects to Redis and starts the crypto provider the way the relay does, for
