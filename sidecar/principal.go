@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/claude-relay/claude-relay/plugins/contract"
+	"github.com/claude-relay/claude-relay/plugins/contract/keyrules"
 	"github.com/claude-relay/claude-relay/store"
 )
 
@@ -14,7 +15,7 @@ import (
 // the key's own rules (limit overrides, model and client rules, IP allowlist, binding). A
 // principal whose rules cannot be read is refused rather than served without them.
 func principalFrom(p contract.Principal) (Principal, error) {
-	rules, err := store.DecodeKeyRules(p.Overrides, p.Bindings, p.Attributes)
+	rules, err := keyrules.Decode(p.Overrides, p.Bindings, p.Attributes)
 	if err != nil {
 		return Principal{}, fmt.Errorf("key %s rules: %w", p.KeyID, err)
 	}

@@ -96,7 +96,7 @@ type Principal struct {
 	Policy string
 	// Overrides are per-key replacements of policy values.
 	Overrides map[string]string
-	// Bindings carry the key's binding to one upstream account (store.EncodeKeyRules; a
+	// Bindings carry the key's binding to one upstream account (keyrules.Encode; a
 	// binding to an account group travels in Attributes). Empty: the route's pool decides.
 	Bindings   []string
 	Attributes map[string]string
