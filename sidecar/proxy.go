@@ -131,13 +131,7 @@ func (s *Server) serveRelay(w http.ResponseWriter, r *http.Request) {
 		ex.fail(http.StatusUnauthorized, errAuthentication, "missing relay key: send it as the x-api-key header or as Authorization: Bearer", 0)
 		return
 	}
-	var p Principal
-	var err error
-	if ra, ok := s.opts.Auth.(RequestAuthenticator); ok {
-		p, err = ra.AuthenticateRequest(r.Context(), AuthInput{Credential: cred, ClientIP: ex.clientIP, Route: route.Name})
-	} else {
-		p, err = s.opts.Auth.Authenticate(r.Context(), cred)
-	}
+	p, err := s.opts.Auth.Authenticate(r.Context(), AuthInput{Credential: cred, ClientIP: ex.clientIP, Route: route.Name})
 	if err != nil {
 		if errors.Is(err, ErrInvalidCredential) {
 			ex.fail(http.StatusUnauthorized, errAuthentication, err.Error(), 0)
@@ -547,9 +541,7 @@ func (ex *exchange) forward() {
 			}
 		}
 		ex.account = up.ID
-		if s.toucher != nil {
-			s.toucher.Touch(up.ID, ex.started)
-		}
+		s.opts.Accounts.Touch(up.ID, ex.started)
 		defer release() // also when relay aborts the handler
 		ex.relay(ctx, cancel, idle, timeout, resp)
 		return

@@ -47,8 +47,11 @@ var ErrInvalidCredential = errors.New("invalid relay key")
 
 // Authenticator checks a client credential. Errors wrapping ErrInvalidCredential are
 // refusals (401); any other error means the backend could not decide (503, fail closed).
+// The client address and route in AuthInput reach the auth provider (contract.AuthRequest's
+// ClientIP and Route) for logging and auditing only: the sidecar checks the principal's
+// per-request rules itself (see CachedAuth.Authenticate).
 type Authenticator interface {
-	Authenticate(ctx context.Context, credential string) (Principal, error)
+	Authenticate(ctx context.Context, in AuthInput) (Principal, error)
 }
 
 // AuthInput is what the relay knows about a request when it authenticates it: the
@@ -57,16 +60,6 @@ type AuthInput struct {
 	Credential string
 	ClientIP   netip.Addr
 	Route      string
-}
-
-// RequestAuthenticator is an Authenticator that also receives the client address and route,
-// and hands them to the auth provider (contract.AuthRequest's ClientIP and Route). The server
-// uses it when Options.Auth implements it (CachedAuth does); the address and route reach
-// the provider for logging and auditing only, since the sidecar checks the principal's
-// per-request rules itself (see CachedAuth.AuthenticateRequest).
-type RequestAuthenticator interface {
-	Authenticator
-	AuthenticateRequest(ctx context.Context, in AuthInput) (Principal, error)
 }
 
 // Upstream is one schedulable upstream account with its decrypted credential.
@@ -97,15 +90,12 @@ func NewUpstream(id, name, baseURL, credential string, priority int) (*Upstream,
 	return &Upstream{ID: id, Name: name, Credential: credential, Priority: priority, url: u}, nil
 }
 
-// AccountSource lists the accounts requests may be sent to.
+// AccountSource lists the accounts requests may be sent to and records when one was used.
+// The server calls Touch on the request path for every response it relays, so Touch must
+// not block or do I/O itself (StoreAccounts batches and throttles the writes); a source that
+// keeps no last-use times implements it as a no-op.
 type AccountSource interface {
 	Upstreams(ctx context.Context) ([]*Upstream, error)
-}
-
-// AccountToucher is implemented by account sources that record when an account was last
-// used. The server calls Touch on the request path for every response it relays, so Touch
-// must not block or do I/O itself (StoreAccounts batches and throttles the writes).
-type AccountToucher interface {
 	Touch(accountID string, at time.Time)
 }
 
@@ -176,7 +166,6 @@ type Server struct {
 	now       func() time.Time
 	limits    *limits.Limiter
 	sched     *sched.Scheduler
-	toucher   AccountToucher // nil when Options.Accounts does not record last use
 	checks    []health.Check // GET /health's components and Health's
 	m         serverMetrics
 	mux       *http.ServeMux
@@ -226,7 +215,6 @@ func New(opts Options) *Server {
 		limits:    opts.Limits,
 		sched:     opts.Scheduler,
 	}
-	s.toucher, _ = opts.Accounts.(AccountToucher)
 	if s.sched == nil {
 		s.sched = sched.New(nil, store.Schema{}, sched.Options{Logger: opts.Logger, Now: opts.Now})
 	}
