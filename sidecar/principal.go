@@ -37,6 +37,26 @@ func principalFrom(p contract.Principal) (Principal, error) {
 	return out, nil
 }
 
+// boundAccounts lists the accounts of ups a key's binding allows: the bound account, or
+// every account of the bound group (none, not nil, when no account matches).
+func boundAccounts(b store.KeyBinding, ups []*Upstream) []string {
+	bound := []string{}
+	for _, u := range ups {
+		if u.ID == b.AccountID || (b.Group != "" && u.Group == b.Group) {
+			bound = append(bound, u.ID)
+		}
+	}
+	return bound
+}
+
+// bindingName names a key's binding in log lines.
+func bindingName(b store.KeyBinding) string {
+	if b.AccountID != "" {
+		return "account " + b.AccountID
+	}
+	return "account group " + b.Group
+}
+
 // OAuthBeta is the anthropic-beta value an OAuth bearer token needs.
 const OAuthBeta = "oauth-2025-04-20"
 
