@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/claude-relay/claude-relay/internal/testutil"
 )
 
 type countingSealer struct{ opens atomic.Int64 }
@@ -22,7 +24,7 @@ func (c *countingSealer) Open(_ context.Context, env, aad []byte) ([]byte, error
 func TestDecryptCacheIsBoundedBySizeAndTTL(t *testing.T) {
 	inner := &countingSealer{}
 	c := NewDecryptCache(inner, 3, time.Minute)
-	clk := &fakeClock{t: time.Unix(1_700_000_000, 0)}
+	clk := testutil.NewClock(time.Unix(1_700_000_000, 0))
 	c.now = clk.Now
 	ctx := context.Background()
 	open := func(i int) string {

@@ -8,12 +8,12 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/claude-relay/claude-relay/config"
 	"github.com/claude-relay/claude-relay/internal/testredis"
+	"github.com/claude-relay/claude-relay/internal/testutil"
 	"github.com/claude-relay/claude-relay/sidecar/sched"
 	"github.com/claude-relay/claude-relay/store"
 )
@@ -85,15 +85,9 @@ func TestSessionKeyIgnoresMovedCacheBreakpointsAndWhitespace(t *testing.T) {
 	}
 }
 
-type clock struct{ ns atomic.Int64 }
-
-func (c *clock) Now() time.Time      { return time.Unix(0, c.ns.Load()) }
-func (c *clock) Add(d time.Duration) { c.ns.Add(int64(d)) }
-
 func TestParkingStatesReasonsAndReturnByThemselves(t *testing.T) {
 	rdb, prefix := testredis.New(t)
-	c := &clock{}
-	c.ns.Store(time.Date(2025, 6, 18, 10, 0, 0, 0, time.UTC).UnixNano())
+	c := testutil.NewClock(time.Date(2025, 6, 18, 10, 0, 0, 0, time.UTC))
 	pool := &config.PoolRT{Name: "p", Strategy: config.StrategyStickyLeastLoaded, FailoverOn: config.DefaultFailoverOn(),
 		ParkOn429: config.ParkOn429ResetHeader, Park429For: time.Minute, Park529For: 15 * time.Second, Park5xxAfter: 3, Park5xxWindow: time.Minute, Park5xxFor: time.Minute, StickyTTL: time.Hour}
 	accts := []sched.Account{{ID: "a", Priority: 1}, {ID: "b", Priority: 2}}
@@ -163,8 +157,8 @@ func TestParkingStatesReasonsAndReturnByThemselves(t *testing.T) {
 				return
 			}
 			// The time passes: the account comes back by itself, no job needed.
-			defer c.ns.Store(now.UnixNano())
-			c.Add(tt.until.Sub(now))
+			defer c.Set(now)
+			c.Advance(tt.until.Sub(now))
 			plan, err = s.Plan(ctx, req, accts)
 			if err != nil || plan.Order[0] != "a" {
 				t.Errorf("after the park: got %v %v, want a first", plan, err)
