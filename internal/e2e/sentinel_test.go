@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/claude-relay/claude-relay/internal/testredis"
+	"github.com/claude-relay/claude-relay/internal/testutil"
 	"github.com/claude-relay/claude-relay/plugins/crypto-aesgcm/aesgcm"
 	"github.com/claude-relay/claude-relay/store"
 )
@@ -59,7 +60,7 @@ func TestSidecarOnSentinelRelaysAcrossFailover(t *testing.T) {
 			promoted := time.Since(begin)
 
 			const window = 15 * time.Second
-			waitFor(t, window, "a relayed request succeeding after the move", func() bool {
+			testutil.Eventually(t, window, "a relayed request succeeding after the move", func() bool {
 				ok, _, err := send(client, p, in.key)
 				if !ok {
 					t.Logf("request after the move: %v", err)
@@ -69,7 +70,7 @@ func TestSidecarOnSentinelRelaysAcrossFailover(t *testing.T) {
 			})
 			relayed := time.Since(begin)
 			var health string
-			waitFor(t, window, "/health redis ok after the move", func() bool {
+			testutil.Eventually(t, window, "/health redis ok after the move", func() bool {
 				health = redisHealth(client, p)
 				return health == "ok"
 			})
