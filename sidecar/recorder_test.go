@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/claude-relay/claude-relay/config"
 	"github.com/claude-relay/claude-relay/fakeupstream"
 	"github.com/claude-relay/claude-relay/internal/metrics"
 	"github.com/claude-relay/claude-relay/internal/testredis"
@@ -122,7 +123,7 @@ func TestRefusedUsageBatchIsQuarantinedAndLaterRecordsAreWritten(t *testing.T) {
 	rec := sidecar.NewRecorder(st, sidecar.RecorderOptions{Logger: hclog.New(&hclog.LoggerOptions{Output: logs}), Metrics: reg, SpoolPath: spool})
 	ctx, cancel := context.WithCancel(context.Background())
 	go rec.Run(ctx, 2*time.Second)
-	rec.Record(sidecar.UsageRecord{KeyID: "k-live", AccountID: "a", Model: "m", At: now, Counts: sidecar.Counts{Input: 4, Output: 2}})
+	rec.Record(sidecar.UsageRecord{KeyID: "k-live", AccountID: "a", Model: "m", At: now, Counts: sidecar.Counts{TokenCounts: config.TokenCounts{Input: 4, Output: 2}}})
 
 	ctxb := context.Background()
 	testutil.Eventually(t, 10*time.Second, "the condition", func() bool {
@@ -209,7 +210,7 @@ func TestUsageRetryBackoffGrowsWhileRedisIsDown(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer func() { cancel(); rec.Wait() }()
 	go rec.Run(ctx, time.Second)
-	rec.Record(sidecar.UsageRecord{KeyID: "k", Model: "m", At: time.Now(), Counts: sidecar.Counts{Input: 1}})
+	rec.Record(sidecar.UsageRecord{KeyID: "k", Model: "m", At: time.Now(), Counts: sidecar.Counts{TokenCounts: config.TokenCounts{Input: 1}}})
 
 	// Note when each failed attempt is counted, for a while.
 	var at []time.Time

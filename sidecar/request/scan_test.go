@@ -1,12 +1,13 @@
-package sched_test
+package request_test
 
 import (
-	"crypto/sha256"
+	"bytes"
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
-	"github.com/claude-relay/claude-relay/sidecar/sched"
+	"github.com/claude-relay/claude-relay/sidecar/request"
 )
 
 func TestReplaceModelSplicesOnlyTheModelString(t *testing.T) {
@@ -29,8 +30,8 @@ func TestReplaceModelSplicesOnlyTheModelString(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			body := []byte(tt.body)
-			f := sched.Scan(body)
-			got := sched.ReplaceModel(body, f, tt.model)
+			f := request.Scan(body)
+			got := request.ReplaceModel(body, f, tt.model)
 			if string(got) != tt.want {
 				t.Errorf("got %s, want %s", got, tt.want)
 			}
@@ -41,7 +42,7 @@ func TestReplaceModelSplicesOnlyTheModelString(t *testing.T) {
 				t.Errorf("got invalid JSON %s", got)
 			}
 			if f.Model != "" {
-				if again := sched.Scan(got).Model; again != tt.model {
+				if again := request.Scan(got).Model; again != tt.model {
 					t.Errorf("got model %q after the splice, want %q", again, tt.model)
 				}
 			}
@@ -51,33 +52,10 @@ func TestReplaceModelSplicesOnlyTheModelString(t *testing.T) {
 
 func TestScanReportsTheModelSpan(t *testing.T) {
 	body := []byte(`{"max_tokens":1, "model" : "claude-opus-4-1"}`)
-	f := sched.Scan(body)
+	f := request.Scan(body)
 	if got := string(body[f.ModelStart:f.ModelEnd]); got != `"claude-opus-4-1"` {
 		t.Errorf("got span %q, want %q", got, `"claude-opus-4-1"`)
 	}
-}
-
-// BenchmarkSessionKeyLargeFirstMessage hashes a 1 MB first message (a pasted document in
-// content blocks), canonically (cache_control dropped) against the raw bytes.
-func BenchmarkSessionKeyLargeFirstMessage(b *testing.B) {
-	doc := strings.Repeat("All work and no play makes Jack a dull boy. ", 1<<20/44)
-	body := []byte(`{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"` + doc +
-		`","cache_control":{"type":"ephemeral"}},{"type":"text","text":"Summarise it."}]}]}`)
-	f := sched.Scan(body)
-	b.Run("canonical", func(b *testing.B) {
-		b.SetBytes(int64(len(f.FirstMessage)))
-		for b.Loop() {
-			sched.SessionKey(f)
-		}
-	})
-	b.Run("raw", func(b *testing.B) {
-		b.SetBytes(int64(len(f.FirstMessage)))
-		for b.Loop() {
-			h := sha256.New()
-			h.Write(f.FirstMessage)
-			h.Sum(nil)
-		}
-	})
 }
 
 func TestScanReadsMaxTokensAsAnUpperBound(t *testing.T) {
@@ -90,7 +68,7 @@ func TestScanReadsMaxTokensAsAnUpperBound(t *testing.T) {
 		{"fraction rounds up", `{"max_tokens":10.2}`, 11},
 		{"exponent", `{"max_tokens":1e3}`, 1000},
 		{"two spellings: the largest", `{"max_tokens":5,"MAX_TOKENS":700}`, 700},
-		{"huge is capped", `{"max_tokens":1e300}`, sched.MaxTokensCap},
+		{"huge is capped", `{"max_tokens":1e300}`, request.MaxTokensCap},
 		{"negative is nothing", `{"max_tokens":-5}`, 0},
 		{"a string is nothing", `{"max_tokens":"999"}`, 0},
 		{"inside metadata is not it", `{"metadata":{"max_tokens":9},"max_tokens":3}`, 3},
@@ -98,9 +76,87 @@ func TestScanReadsMaxTokensAsAnUpperBound(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := sched.Scan([]byte(tt.body)).MaxTokens; got != tt.want {
+			if got := request.Scan([]byte(tt.body)).MaxTokens; got != tt.want {
 				t.Errorf("got %d, want %d", got, tt.want)
 			}
 		})
 	}
+}
+
+func TestScanFindsModelUserIDAndFirstMessageWithoutDecoding(t *testing.T) {
+	tests := []struct {
+		name, body           string
+		model, user, message string
+	}{
+		{"plain", `{"model":"claude-sonnet-4-5","metadata":{"user_id":"user_ab_account__session_123"},"messages":[{"role":"user","content":"hi"}]}`,
+			"claude-sonnet-4-5", "user_ab_account__session_123", `{"role":"user","content":"hi"}`},
+		{"keys in any order, values to skip", ` { "system" : [{"type":"text","text":"a \"quoted\" } ] brace"}], "messages" : [ {"role":"user","content":[{"type":"text","text":"x"}]} , {"role":"assistant","content":"y"} ], "max_tokens": 10, "stream": true, "metadata": {"other": {"n": [1,2]}, "user_id": "u1"}, "model": "m" }`,
+			"m", "u1", `{"role":"user","content":[{"type":"text","text":"x"}]}`},
+		{"escaped model", `{"model":"claude-\u0073onnet"}`, "claude-sonnet", "", ""},
+		{"no metadata", `{"model":"m","messages":[]}`, "m", "", ""},
+		{"not an object", `[1,2]`, "", "", ""},
+		// A body cut short yields nothing: a key past the fault could name another model.
+		{"truncated", `{"model":"m","messages":[{"role":"user","content":"hi`, "", "", ""},
+		{"backslash at the end", `{"model":"m\`, "", "", ""},
+		{"empty", ``, "", "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := request.Scan([]byte(tt.body))
+			if f.Model != tt.model || f.UserID != tt.user || string(f.FirstMessage) != tt.message {
+				t.Errorf("got %q %q %q, want %q %q %q", f.Model, f.UserID, f.FirstMessage, tt.model, tt.user, tt.message)
+			}
+		})
+	}
+}
+
+func benchBody() []byte {
+	var b bytes.Buffer
+	b.WriteString(`{"model":"claude-sonnet-4-5-20250929","max_tokens":32000,"stream":true,"system":[{"type":"text","text":"You are Claude Code."}],"messages":[`)
+	for i := range 2000 {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(`{"role":"user","content":[{"type":"text","text":"` + strings.Repeat("lorem ipsum \\\"dolor\\\" sit amet {} [] ", 120) + `"}]}`)
+	}
+	b.WriteString(`],"metadata":{"user_id":"user_0123_account__session_4567"}}`)
+	return b.Bytes()
+}
+
+// BenchmarkScan scans a ~10 MB body for model and metadata.user_id and reports the ratio
+// against json.Unmarshal into a small struct, measured in the same run.
+func BenchmarkScan(b *testing.B) {
+	body := benchBody()
+	type small struct {
+		Model    string `json:"model"`
+		Metadata struct {
+			UserID string `json:"user_id"`
+		} `json:"metadata"`
+	}
+	timeIt := func(n int, f func()) time.Duration {
+		t0 := time.Now()
+		for range n {
+			f()
+		}
+		return time.Since(t0) / time.Duration(n)
+	}
+	var scan, unmarshal time.Duration
+	for b.Loop() {
+		scan = timeIt(20, func() {
+			if f := request.Scan(body); f.UserID == "" {
+				b.Fatal("user_id not found")
+			}
+		})
+		unmarshal = timeIt(3, func() {
+			var v small
+			if err := json.Unmarshal(body, &v); err != nil || v.Metadata.UserID == "" {
+				b.Fatal("unmarshal failed", err)
+			}
+		})
+	}
+	b.ReportMetric(float64(len(body))/1e6, "MB")
+	b.ReportMetric(float64(scan.Microseconds()), "scan-µs")
+	b.ReportMetric(float64(unmarshal.Microseconds()), "unmarshal-µs")
+	b.ReportMetric(float64(unmarshal)/float64(scan), "unmarshal/scan")
+	b.ReportMetric(testing.AllocsPerRun(5, func() { request.Scan(body) }), "scan-allocs")
 }
