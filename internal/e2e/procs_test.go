@@ -19,8 +19,8 @@ import (
 	"github.com/claude-relay/claude-relay/fakeupstream"
 	"github.com/claude-relay/claude-relay/internal/testredis"
 	"github.com/claude-relay/claude-relay/internal/testutil"
-	"github.com/claude-relay/claude-relay/plugins/crypto-aesgcm/aesgcm"
 	"github.com/claude-relay/claude-relay/store"
+	"github.com/claude-relay/claude-relay/store/storetest"
 )
 
 const (
@@ -79,14 +79,7 @@ func newInstallOn(t *testing.T, cfg store.RedisConfig, env []string) *install {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rdb.Close() })
-	sealer, err := aesgcm.New(testEncryptionKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.Open(ctx, rdb, store.Options{Sealer: sealer})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := storetest.Open(t, rdb, store.Options{})
 	in.rdb, in.st = rdb, st
 	in.up = fakeupstream.Start(t, fakeupstream.Options{APIKeys: []string{upstreamKey}})
 	if _, err := st.AddAccount(ctx, store.AccountSpec{Name: "acct", BaseURL: in.up.URL(), Credential: upstreamKey}); err != nil {
