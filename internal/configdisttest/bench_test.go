@@ -38,7 +38,7 @@ func percentile(d []time.Duration, p float64) time.Duration {
 // publish, the long-poll answers and the compile+swap. It reports p50 and p99 over b.N
 // edits, and the debounce as the baseline they include.
 func BenchmarkEditToApplied(b *testing.B) {
-	st, _, prefix := storetest.New(b)
+	st, _, _ := storetest.New(b)
 	dir := b.TempDir()
 	write := func(i int) {
 		if err := os.WriteFile(filepath.Join(dir, "relay.hcl"), []byte(baseHCL(fmt.Sprintf("/v1/edit-%d", i))), 0o644); err != nil {
