@@ -1,4 +1,3 @@
-// Package app wires the control plane, the sidecar and dev mode into running processes.
 package app
 
 import (
