@@ -325,3 +325,58 @@ func TestSidecarHealthHeaderIsRecordedAndABadOneIgnored(t *testing.T) {
 		t.Errorf("good: got %+v, want its report", list[1])
 	}
 }
+
+func TestHeldPollIsReleasedWith503WhenTheDistributionStops(t *testing.T) {
+	dir := t.TempDir()
+	writeHCL(t, dir, routeHCL("/v1/a"))
+	cfg := newTestConfig(t, configStore(t, ""), dir)
+	ctx, cancel := context.WithCancel(t.Context())
+	stopped := make(chan struct{})
+	go func() { cfg.Run(ctx); close(stopped) }()
+	srv := httptest.NewServer(cfg.Server.Handler())
+	defer srv.Close()
+	token, err := configapi.MintToken(testJWTSecret, "s1", time.Minute, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur := cfg.Cache.Current()
+	type answer struct {
+		code       int
+		retryAfter string
+		err        error
+	}
+	answered := make(chan answer, 1)
+	go func() {
+		req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("%s%s?wait=1m&epoch=%s&version=%d", srv.URL, configapi.Path, cur.Epoch, cur.Version), nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			answered <- answer{err: err}
+			return
+		}
+		resp.Body.Close()
+		answered <- answer{code: resp.StatusCode, retryAfter: resp.Header.Get("Retry-After")}
+	}()
+	// Wait until the poll is recorded (so held), then stop.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		list, err := cfg.Registry.List(t.Context())
+		if err == nil && len(list) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the poll was not recorded: %v, %v", list, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case a := <-answered:
+		if a.err != nil || a.code != http.StatusServiceUnavailable || a.retryAfter != "1" {
+			t.Errorf("got %d Retry-After %q (%v), want 503 with Retry-After 1", a.code, a.retryAfter, a.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the held poll was not released when the distribution stopped")
+	}
+	<-stopped
+}
