@@ -12,7 +12,7 @@ import (
 
 	"github.com/claude-relay/claude-relay/config/configdist"
 	"github.com/claude-relay/claude-relay/controlplane"
-	"github.com/claude-relay/claude-relay/sidecar"
+	"github.com/claude-relay/claude-relay/internal/health"
 	"github.com/claude-relay/claude-relay/sidecar/configclient"
 )
 
@@ -166,7 +166,7 @@ func (b *Base) startSidecar(ctx context.Context, opts Options, f feed) (*dataPla
 		Logger:       b.Log,
 	}
 	ccOpts.State = configclient.NewState(ccOpts)
-	var extra []sidecar.HealthCheck
+	var extra []health.Check
 	if f.followed {
 		extra = append(extra, ccOpts.State.HealthCheck())
 	}

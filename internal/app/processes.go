@@ -17,6 +17,7 @@ import (
 	"github.com/claude-relay/claude-relay/config/configapi"
 	"github.com/claude-relay/claude-relay/controlplane"
 	"github.com/claude-relay/claude-relay/internal/devredis"
+	"github.com/claude-relay/claude-relay/internal/health"
 	"github.com/claude-relay/claude-relay/internal/metrics"
 	"github.com/claude-relay/claude-relay/sidecar"
 	"github.com/claude-relay/claude-relay/sidecar/limits"
@@ -111,8 +112,8 @@ func newBase(ctx context.Context, env *config.Env, opts *Options, inMemory bool)
 }
 
 // healthChecks are the components behind GET /health.
-func (b *Base) healthChecks() []sidecar.HealthCheck {
-	return append([]sidecar.HealthCheck{
+func (b *Base) healthChecks() []health.Check {
+	return append([]health.Check{
 		{Name: "redis", Check: func(ctx context.Context) error { return b.Redis.Ping(ctx).Err() }},
 		{Name: "logger", Check: func(context.Context) error {
 			if b.Files == nil {
@@ -132,7 +133,7 @@ type dataPlane struct {
 	sched    *sched.Scheduler
 }
 
-func (b *Base) newDataPlane(dataDir, id string, extraHealth ...sidecar.HealthCheck) (*dataPlane, error) {
+func (b *Base) newDataPlane(dataDir, id string, extraHealth ...health.Check) (*dataPlane, error) {
 	spool, err := dataPath(dataDir, "usage-spool.jsonl")
 	if err != nil {
 		return nil, err
@@ -244,7 +245,7 @@ func RunControl(ctx context.Context, env *config.Env, opts Options) error {
 	go onHUP(ctx, reloadForHUP(b, dist.Source))
 	started := time.Now()
 	details := func(ctx context.Context) configapi.Health {
-		return sidecar.CheckHealth(ctx, Version, started, b.healthChecks())
+		return health.Report(ctx, Version, started, b.healthChecks())
 	}
 	mux, cp, err := b.startControlPlane(ctx, opts, dist, details, adminBootstrap(env, opts.Stdout))
 	if err != nil {
@@ -252,7 +253,7 @@ func RunControl(ctx context.Context, env *config.Env, opts Options) error {
 	}
 	mux.Handle("GET "+sidecar.KeyUsagePath, cp.KeyUsageHandler())
 	mux.Handle("GET /metrics", b.Metrics.Handler())
-	mux.Handle("GET /health", sidecar.HealthHandler(Version, started, b.healthChecks()))
+	mux.Handle("GET /health", health.Handler(Version, started, b.healthChecks()))
 	b.Log.Info("control plane listening", "addr", opts.Listen, "version", Version, "max_connections", env.ControlMaxConnections)
 	return serve(ctx, b.Log, b.Metrics, opts.Listen, b.connLimits(env.ControlMaxConnections), mux, opts.Grace, opts.Ready)
 }

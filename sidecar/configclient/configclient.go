@@ -19,7 +19,7 @@ import (
 
 	"github.com/claude-relay/claude-relay/config"
 	"github.com/claude-relay/claude-relay/config/configapi"
-	"github.com/claude-relay/claude-relay/sidecar"
+	"github.com/claude-relay/claude-relay/internal/health"
 )
 
 // Defaults of Options.
@@ -509,8 +509,8 @@ func (c *State) Status() Status {
 // (the sidecar is answering 503). The public /health shows only that; the error (with the
 // control plane's address and the poll's failure) and the details (applied version,
 // source, since when) go to operators through the admin API.
-func (c *State) HealthCheck() sidecar.HealthCheck {
-	return sidecar.HealthCheck{
+func (c *State) HealthCheck() health.Check {
+	return health.Check{
 		Name:  "control_plane",
 		Check: func(context.Context) error { return c.check() },
 		Info:  func() any { return c.Status() },
@@ -523,7 +523,7 @@ func (c *State) check() error {
 		if s.Reachable {
 			return nil
 		}
-		return &sidecar.HealthProblem{Public: "unreachable", Warning: true, Err: fmt.Errorf(
+		return &health.Problem{Public: "unreachable", Warning: true, Err: fmt.Errorf(
 			"control plane %s unreachable since %s (%s); serving version %d from %s",
 			c.controlPlane, s.Since.UTC().Format(time.RFC3339), orNone(s.LastError), s.Version, s.Source)}
 	}
@@ -541,7 +541,7 @@ func (c *State) check() error {
 	if c.statePath != "" {
 		disk = "no saved copy at " + c.statePath
 	}
-	return &sidecar.HealthProblem{Public: public, Err: fmt.Errorf("no configuration: control plane %s %s, and %s", c.controlPlane, why, disk)}
+	return &health.Problem{Public: public, Err: fmt.Errorf("no configuration: control plane %s %s, and %s", c.controlPlane, why, disk)}
 }
 
 func orNone(s string) string {
