@@ -1,4 +1,3 @@
-// Package app wires the control plane, the sidecar and dev mode into running processes.
 package app
 
 import (
@@ -115,20 +114,6 @@ func (b *Base) Close() error {
 		errs = append(errs, b.closers[i]())
 	}
 	return errors.Join(errs...)
-}
-
-// loadConfig reads the operator's HCL (or the embedded default), printing diagnostics.
-func loadConfig(dir string, log hclog.Logger, diagOut io.Writer) (*config.Snapshot, error) {
-	if dir == "" {
-		log.Info("no CLAUDE_RELAY_CONFIG_DIR given: using the embedded default configuration")
-		return config.Default()
-	}
-	snap, src, diags := config.Load(dir)
-	if diags.HasErrors() {
-		src.WriteDiagnostics(diagOut, diags)
-		return nil, fmt.Errorf("configuration in %s has %d error(s)", dir, len(diags.Errs()))
-	}
-	return snap, nil
 }
 
 // connLimits bound a listener's clients: how many connections it holds at once and how long
