@@ -22,6 +22,7 @@ import (
 	"github.com/claude-relay/claude-relay/config"
 	"github.com/claude-relay/claude-relay/plugins/crypto-aesgcm/aesgcm"
 	"github.com/claude-relay/claude-relay/store"
+	"github.com/redis/go-redis/v9"
 )
 
 const (
@@ -263,7 +264,7 @@ func startTarget(name, instance, work, self, upURL string, ups upstreamURLs, o o
 	if err != nil {
 		return nil, nil, err
 	}
-	var c, redis *child
+	var c, rds *child
 	key := upstreamAPIKey
 	caEnv := []string{"SSL_CERT_FILE=" + ups.caFile} // Go reads it for its root CAs on Linux
 	switch name {
@@ -275,7 +276,7 @@ func startTarget(name, instance, work, self, upURL string, ups upstreamURLs, o o
 			policy = "open"
 		}
 		var env []string
-		env, key, redis, err = prepareRelay(work, instance, upURL, policy)
+		env, key, rds, err = prepareRelay(work, instance, upURL, policy)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -296,12 +297,19 @@ func startTarget(name, instance, work, self, upURL string, ups upstreamURLs, o o
 		}
 		c, err = startChild("nginx", work, nil, bin, "-p", work, "-c", conf, "-g", "daemon off;")
 	}
+	var rdb *redis.Client
+	if rds != nil {
+		rdb = redis.NewClient(&redis.Options{Addr: rds.addr, PoolSize: 1})
+	}
 	stopAll := func(d time.Duration) {
 		if c != nil {
 			c.stop(d)
 		}
-		if redis != nil {
-			redis.stop(d)
+		if rdb != nil {
+			_ = rdb.Close()
+		}
+		if rds != nil {
+			rds.stop(d)
 		}
 	}
 	if err != nil {
@@ -313,7 +321,7 @@ func startTarget(name, instance, work, self, upURL string, ups upstreamURLs, o o
 		stopAll(time.Second)
 		return nil, nil, err
 	}
-	return &target{name: name, url: url, key: key, proc: c, redis: redis}, func() { stopAll(10 * time.Second) }, nil
+	return &target{name: name, url: url, key: key, proc: c, redis: rds, rdb: rdb}, func() { stopAll(10 * time.Second) }, nil
 }
 
 // prepareRelay starts a dedicated Redis with AOF (as production runs it), stores an upstream
@@ -343,6 +351,7 @@ func prepareRelay(work, instance, upURL, policy string) (env []string, secret st
 		"--appendonly", "yes", "--appendfsync", "everysec", "--dir", rdir); err != nil {
 		return nil, "", nil, err
 	}
+	redis.addr = redisAddr
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	var rdbErr error

@@ -40,6 +40,7 @@ type child struct {
 	cmd    *exec.Cmd
 	out    *os.File // combined output, kept for error messages
 	exited chan struct{}
+	addr   string // where it listens, for Redis
 }
 
 // startChild runs argv with env added to a minimal environment, logging to a file in dir.
