@@ -37,6 +37,9 @@ type target struct {
 	// connection to it for INFO; nil for the others.
 	redis *child
 	rdb   *redis.Client
+	// control is the relay's control plane (its Redis traffic is counted with the sidecar's).
+	control    *child
+	controlURL string
 	// upstreamStats, when set, tells what the fake upstream carries while streams are open.
 	upstreamStats func() (upstreamStats, error)
 }
@@ -73,6 +76,7 @@ type phase struct {
 	Elapsed  time.Duration
 	CPU      time.Duration // proxy CPU time spent during the phase
 	RedisCPU time.Duration // CPU time of the relay's Redis during the phase (/proc)
+	CtlCPU   time.Duration // CPU time of the relay's control plane during the phase
 	Redis    *redisCost    // the relay's Redis cost per request; nil for the others
 }
 
@@ -94,10 +98,24 @@ func (t *target) openRedisWindow() *redisWindow {
 		return nil
 	}
 	w := &redisWindow{}
-	if w.relay, w.err = fetchRelayCounters(t.url); w.err == nil {
+	if w.relay, w.err = t.relayCounters(); w.err == nil {
 		w.info, w.err = readRedisInfo(context.Background(), t.rdb)
 	}
 	return w
+}
+
+// relayCounters are the Redis counters of the sidecar and its control plane, summed: both
+// send to the relay's Redis.
+func (t *target) relayCounters() (relayCounters, error) {
+	rc, err := fetchRelayCounters(t.url)
+	if err != nil || t.controlURL == "" {
+		return rc, err
+	}
+	cc, err := fetchRelayCounters(t.controlURL)
+	if err != nil {
+		return rc, err
+	}
+	return rc.plus(cc), nil
 }
 
 // close reads Redis, then the relay (the reverse order of open, so the relay's sends and
@@ -110,7 +128,7 @@ func (w *redisWindow) close(t *target, requests int64) (*redisCost, error) {
 	if err != nil {
 		return nil, err
 	}
-	rc, err := fetchRelayCounters(t.url)
+	rc, err := t.relayCounters()
 	if err != nil {
 		return nil, err
 	}
@@ -131,7 +149,7 @@ func closedLoop(t *target, conc int, d time.Duration, body, script string, first
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	window := t.openRedisWindow()
-	before, redisBefore := t.cpu(), cpuOf(t.redis)
+	before, redisBefore, ctlBefore := t.cpu(), cpuOf(t.redis), cpuOf(t.control)
 	start := time.Now()
 	var wg sync.WaitGroup
 	for range conc {
@@ -183,6 +201,7 @@ func closedLoop(t *target, conc int, d time.Duration, body, script string, first
 	}
 	p.CPU = t.cpu() - before
 	p.RedisCPU = cpuOf(t.redis) - redisBefore
+	p.CtlCPU = cpuOf(t.control) - ctlBefore
 	p.Requests = int64(len(p.Lat))
 	p.Errors = errs.Load()
 	if window != nil {

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -63,7 +64,7 @@ type options struct {
 }
 
 func main() {
-	mode := flag.String("mode", "", "internal: run as upstream, revproxy or relay")
+	mode := flag.String("mode", "", "internal: run as upstream, revproxy, relay or control")
 	listen := flag.String("listen", "", "internal: listen address of -mode")
 	tlsListen := flag.String("tls-listen", "", "internal: TLS listen address of -mode upstream")
 	certFile := flag.String("cert", "", "internal: TLS certificate of -mode upstream")
@@ -89,6 +90,8 @@ func main() {
 		err = runReverseProxy(*listen, *upstream, true)
 	case "relay":
 		err = runRelay(*listen, o.cpuProfile)
+	case "control":
+		err = runControl(*listen)
 	case "":
 		for _, s := range strings.Split(*streams, ",") {
 			n, perr := strconv.Atoi(strings.TrimSpace(s))
@@ -264,28 +267,14 @@ func startTarget(name, instance, work, self, upURL string, ups upstreamURLs, o o
 	if err != nil {
 		return nil, nil, err
 	}
-	var c, rds *child
+	var c, ctl, rds *child
 	key := upstreamAPIKey
 	caEnv := []string{"SSL_CERT_FILE=" + ups.caFile} // Go reads it for its root CAs on Linux
 	switch name {
 	case "revproxy", "revproxy-pool":
 		c, err = startChild(instance, work, caEnv, self, "-mode", name, "-listen", addr, "-upstream", upURL)
 	case "relay", "relay-open":
-		policy := "bench"
-		if name == "relay-open" {
-			policy = "open"
-		}
-		var env []string
-		env, key, rds, err = prepareRelay(work, instance, upURL, policy)
-		if err != nil {
-			return nil, nil, err
-		}
-		args := []string{self, "-mode", "relay", "-listen", addr}
-		if o.cpuProfile != "" && instance == name && name == o.profiled { // the latency phases
-			abs, _ := filepath.Abs(o.cpuProfile)
-			args = append(args, "-cpuprofile", abs)
-		}
-		c, err = startChild(instance, work, append(env, caEnv...), args...)
+		c, ctl, rds, key, err = startRelay(name, instance, work, self, addr, upURL, caEnv, o)
 	case "nginx":
 		bin, lerr := exec.LookPath("nginx")
 		if lerr != nil {
@@ -305,6 +294,9 @@ func startTarget(name, instance, work, self, upURL string, ups upstreamURLs, o o
 		if c != nil {
 			c.stop(d)
 		}
+		if ctl != nil {
+			ctl.stop(d)
+		}
 		if rdb != nil {
 			_ = rdb.Close()
 		}
@@ -317,11 +309,57 @@ func startTarget(name, instance, work, self, upURL string, ups upstreamURLs, o o
 		return nil, nil, err
 	}
 	url := "http://" + addr
-	if err := c.waitHTTP(http.DefaultClient, url+"/health", 20*time.Second); err != nil {
+	wait := c.waitHTTP
+	if rds != nil {
+		wait = c.waitOK // a sidecar answers 503 until the control plane's configuration is applied
+	}
+	if err := wait(http.DefaultClient, url+"/health", 30*time.Second); err != nil {
 		stopAll(time.Second)
 		return nil, nil, err
 	}
-	return &target{name: name, url: url, key: key, proc: c, redis: rds, rdb: rdb}, func() { stopAll(10 * time.Second) }, nil
+	t := &target{name: name, url: url, key: key, proc: c, redis: rds, rdb: rdb, control: ctl}
+	if ctl != nil {
+		t.controlURL = "http://" + ctl.addr
+	}
+	return t, func() { stopAll(10 * time.Second) }, nil
+}
+
+// startRelay starts the relay in production shape: its own Redis, a control plane on it
+// serving the configuration, and the sidecar (the process measured) taking its configuration
+// from the control plane.
+func startRelay(name, instance, work, self, addr, upURL string, caEnv []string, o options) (c, ctl, rds *child, key string, err error) {
+	policy := "bench"
+	if name == "relay-open" {
+		policy = "open"
+	}
+	env, key, rds, err := prepareRelay(work, instance, upURL, policy)
+	if err != nil {
+		return nil, nil, nil, "", err
+	}
+	ctlAddr, err := freeAddr()
+	if err == nil {
+		cenv := append(slices.Clone(env), "CLAUDE_RELAY_DATA_DIR="+filepath.Join(work, "data-control-"+instance))
+		ctl, err = startChild("control-"+instance, work, cenv, self, "-mode", "control", "-listen", ctlAddr)
+	}
+	if err == nil {
+		ctl.addr = ctlAddr
+		err = ctl.waitOK(http.DefaultClient, "http://"+ctlAddr+"/health", 30*time.Second)
+	}
+	if err != nil {
+		if ctl != nil {
+			ctl.stop(time.Second)
+		}
+		rds.stop(time.Second)
+		return nil, nil, nil, "", fmt.Errorf("control plane: %w", err)
+	}
+	args := []string{self, "-mode", "relay", "-listen", addr}
+	if o.cpuProfile != "" && instance == name && name == o.profiled { // the latency phases
+		abs, _ := filepath.Abs(o.cpuProfile)
+		args = append(args, "-cpuprofile", abs)
+	}
+	env = append(env, "CLAUDE_RELAY_CONTROL_URL=http://"+ctlAddr)
+	c, err = startChild(instance, work, append(env, caEnv...), args...)
+	return c, ctl, rds, key, err
 }
 
 // prepareRelay starts a dedicated Redis with AOF (as production runs it), stores an upstream

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -209,6 +210,21 @@ func fetchRelayCounters(base string) (relayCounters, error) {
 	}
 	defer resp.Body.Close()
 	return parseRelayMetrics(resp.Body)
+}
+
+// plus adds another process's counters (the control plane's to the sidecar's).
+func (c relayCounters) plus(o relayCounters) relayCounters {
+	sum := relayCounters{
+		LimitCalls: c.LimitCalls + o.LimitCalls, LimitPipelines: c.LimitPipelines + o.LimitPipelines,
+		RoundTrips: c.RoundTrips + o.RoundTrips, Commands: maps.Clone(c.Commands), HasTraffic: c.HasTraffic && o.HasTraffic,
+	}
+	if sum.Commands == nil {
+		sum.Commands = map[string]float64{}
+	}
+	for k, v := range o.Commands {
+		sum.Commands[k] += v
+	}
+	return sum
 }
 
 func (after relayCounters) since(before relayCounters) relayCounters {

@@ -55,6 +55,9 @@ type phaseResult struct {
 	Seconds     float64    `json:"seconds"`
 	CPUPerReqUS float64    `json:"cpu_per_request_us"`
 	Redis       *redisCost `json:"redis,omitempty"`
+	// ControlCPUUS is the relay's control plane's CPU per request (none of it on the
+	// request path: configuration polls and background jobs).
+	ControlCPUUS float64 `json:"control_plane_cpu_us,omitempty"`
 	// CPUVsRevproxy is this target's CPU per request ÷ (b)'s in the same phase;
 	// WithRedisVsRevproxy adds the Redis CPU per request to this target's first.
 	CPUVsRevproxy       float64 `json:"cpu_vs_revproxy,omitempty"`
@@ -68,6 +71,7 @@ func newPhaseResult(name string, conc int, p phase) phaseResult {
 	r := phaseResult{Name: name, Concurrency: conc, Requests: p.Requests, Seconds: p.Elapsed.Seconds(), Redis: p.Redis}
 	if p.Requests > 0 {
 		r.CPUPerReqUS = float64(p.CPU.Microseconds()) / float64(p.Requests)
+		r.ControlCPUUS = float64(p.CtlCPU.Microseconds()) / float64(p.Requests)
 	}
 	return r
 }
