@@ -149,38 +149,12 @@ func run(o options, stdout io.Writer) error {
 	}
 	res.StreamLevels = o.streams
 
-	// The fake upstream serves plain HTTP/1.1 for the latency and throughput phases (comparable
-	// with earlier runs) and HTTP/2 over TLS for the open-streams phase of the Go proxies, as
-	// api.anthropic.com does: there, many streams share a few upstream connections.
-	certFile, keyFile, pool, err := writeCert(work)
-	if err != nil {
-		return err
-	}
-	upAddr, err := freeAddr()
-	if err != nil {
-		return err
-	}
-	upTLSAddr, err := freeAddr()
-	if err != nil {
-		return err
-	}
-	up, err := startChild("upstream", work, nil, self, "-mode", "upstream", "-listen", upAddr,
-		"-tls-listen", upTLSAddr, "-cert", certFile, "-key", keyFile)
+	up, upstreams, upTLSURL, statsClient, err := startUpstream(work, self)
 	if err != nil {
 		return err
 	}
 	defer up.stop(5 * time.Second)
-	upURL, upTLSURL := "http://"+upAddr, "https://"+upTLSAddr
-	if err := up.waitHTTP(http.DefaultClient, upURL+"/v1/models", 10*time.Second); err != nil {
-		return err
-	}
-	statsClient := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: pool}, DisableKeepAlives: true,
-	}}
-	if err := up.waitHTTP(statsClient, upTLSURL+upstreamStatsPath, 10*time.Second); err != nil {
-		return err
-	}
-	upstreams := upstreamURLs{plain: upURL, caFile: certFile}
+	upURL := upstreams.plain
 
 	for _, name := range []string{"direct", "revproxy", "revproxy-pool", "relay", "relay-open", "nginx"} {
 		if !o.targets[name] {
@@ -212,29 +186,84 @@ func run(o options, stdout io.Writer) error {
 			}
 			t.upstreamStats = func() (upstreamStats, error) { return fetchUpstreamStats(statsClient, upTLSURL) }
 		}
-		var levels []int
-		for _, n := range o.streams {
-			if max := maxStreams(name, nofile); n > max {
-				res.Notes = append(res.Notes, fmt.Sprintf("%s: %d open streams need %d descriptors (HTTP/1.1 to the upstream: two per stream); RLIMIT_NOFILE allows %d here, so %d streams were measured instead", name, n, 2*n+100, nofile, max))
-				n = max
-			}
-			levels = append(levels, n)
-		}
-		measureStreams(t, &r, levels, o.duration/3)
+		measureStreams(t, &r, res.streamLevels(name, o.streams, nofile), o.duration/3)
 		res.Targets = append(res.Targets, r)
 		stop()
 	}
 	res.computeRatios()
 	res.writeMarkdown(stdout)
-	if o.out != "" {
-		if err := os.MkdirAll(filepath.Dir(o.out), 0o755); err != nil {
-			return fmt.Errorf("results dir: %w", err)
+	if o.out == "" {
+		return nil
+	}
+	if err := res.writeJSON(o.out); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "\nJSON: %s\n", o.out)
+	return nil
+}
+
+// startUpstream starts the fake upstream in work. It serves plain HTTP/1.1 for the latency
+// and throughput phases (comparable with earlier runs) and HTTP/2 over TLS for the
+// open-streams phase of the Go proxies, as api.anthropic.com does: there, many streams share
+// a few upstream connections. It returns the TLS listener's URL and a client that trusts it.
+func startUpstream(work, self string) (*child, upstreamURLs, string, *http.Client, error) {
+	certFile, keyFile, pool, err := writeCert(work)
+	if err != nil {
+		return nil, upstreamURLs{}, "", nil, err
+	}
+	upAddr, err := freeAddr()
+	if err != nil {
+		return nil, upstreamURLs{}, "", nil, err
+	}
+	upTLSAddr, err := freeAddr()
+	if err != nil {
+		return nil, upstreamURLs{}, "", nil, err
+	}
+	up, err := startChild("upstream", work, nil, self, "-mode", "upstream", "-listen", upAddr,
+		"-tls-listen", upTLSAddr, "-cert", certFile, "-key", keyFile)
+	if err != nil {
+		return nil, upstreamURLs{}, "", nil, err
+	}
+	upURL, upTLSURL := "http://"+upAddr, "https://"+upTLSAddr
+	if err := up.waitHTTP(http.DefaultClient, upURL+"/v1/models", 10*time.Second); err != nil {
+		up.stop(time.Second)
+		return nil, upstreamURLs{}, "", nil, err
+	}
+	statsClient := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: pool}, DisableKeepAlives: true,
+	}}
+	if err := up.waitHTTP(statsClient, upTLSURL+upstreamStatsPath, 10*time.Second); err != nil {
+		up.stop(time.Second)
+		return nil, upstreamURLs{}, "", nil, err
+	}
+	return up, upstreamURLs{plain: upURL, caFile: certFile}, upTLSURL, statsClient, nil
+}
+
+// streamLevels are the open-stream counts measured through target name: the wanted ones,
+// each capped at what RLIMIT_NOFILE allows (with a note saying so).
+func (res *results) streamLevels(name string, wanted []int, nofile uint64) []int {
+	var levels []int
+	for _, n := range wanted {
+		if max := maxStreams(name, nofile); n > max {
+			res.Notes = append(res.Notes, fmt.Sprintf("%s: %d open streams need %d descriptors (HTTP/1.1 to the upstream: two per stream); RLIMIT_NOFILE allows %d here, so %d streams were measured instead", name, n, 2*n+100, nofile, max))
+			n = max
 		}
-		b, _ := json.MarshalIndent(res, "", "  ")
-		if err := os.WriteFile(o.out, append(b, '\n'), 0o644); err != nil {
-			return fmt.Errorf("write results: %w", err)
-		}
-		fmt.Fprintf(stdout, "\nJSON: %s\n", o.out)
+		levels = append(levels, n)
+	}
+	return levels
+}
+
+// writeJSON writes the results to path.
+func (res *results) writeJSON(path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("results dir: %w", err)
+	}
+	b, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode results: %w", err)
+	}
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write results: %w", err)
 	}
 	return nil
 }
