@@ -40,7 +40,8 @@ screenshots:
 		$(GO) test -count=1 -run '^TestConsoleInAHeadlessBrowser$$' ./controlplane/console/
 
 ## bench: the load harness (bench/): relay vs direct, httputil.ReverseProxy and nginx on
-## loopback; prints a markdown table, writes bench/results/latest.json. BENCH_FLAGS=-h lists flags.
+## loopback; prints a markdown table and the relay's Redis cost per request of every phase,
+## writes bench/results/latest.json. BENCH_FLAGS=-h lists flags.
 bench:
 	$(GO) run ./bench $(BENCH_FLAGS)
 

@@ -206,9 +206,10 @@ func (c *countedConn) Close() error {
 	return err
 }
 
-// registerRedisPool exports the Redis connection pool's state: the deployment guide asks
-// that pool usage (connections ÷ size) stay under 80 %.
+// registerRedisPool exports the Redis connection pool's state (the deployment guide asks
+// that pool usage, connections ÷ size, stay under 80 %) and what the process sends to Redis.
 func registerRedisPool(m *metrics.Registry, rdb redis.UniversalClient, size int) {
+	registerRedisTraffic(m, rdb)
 	m.GaugeFunc("claude_relay_redis_pool_size", "Connections the Redis pool may open (per node).", func() float64 { return float64(size) })
 	m.GaugeFunc("claude_relay_redis_pool_connections", "Connections the Redis pool holds now, idle or in use.", func() float64 {
 		return float64(rdb.PoolStats().TotalConns)
