@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/claude-relay/claude-relay/internal/testutil"
 	"github.com/claude-relay/claude-relay/plugins/contract"
 )
 
@@ -36,30 +37,13 @@ func (f *fakeProvider) Authenticate(_ context.Context, req contract.AuthRequest)
 	return contract.AuthResult{Refusal: "unknown relay key"}, nil
 }
 
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 func TestAuthCacheKeepsAnswersForTheTTLTheProviderReturns(t *testing.T) {
 	p := &fakeProvider{answers: map[string]contract.AuthResult{
 		"short": {Principal: contract.Principal{KeyID: "k1"}, CacheTTL: 10 * time.Second},
 		"dflt":  {Principal: contract.Principal{KeyID: "k2"}},
 		"nope":  {Refusal: "disabled", CacheTTL: time.Hour},
 	}}
-	clk := &fakeClock{t: time.Unix(1_700_000_000, 0)}
+	clk := testutil.NewClock(time.Unix(1_700_000_000, 0))
 	a := NewCachedAuth(p, nil, nil, time.Minute, 2*time.Second)
 	a.now = clk.Now
 	tests := []struct {
@@ -78,9 +62,9 @@ func TestAuthCacheKeepsAnswersForTheTTLTheProviderReturns(t *testing.T) {
 		t.Run(fmt.Sprintf("%d_%s_%v", i, tc.cred, tc.advance), func(t *testing.T) {
 			a.Flush()
 			p.calls.Store(0)
-			_, err1 := a.Authenticate(context.Background(), tc.cred)
+			_, err1 := a.Authenticate(context.Background(), AuthInput{Credential: tc.cred})
 			clk.Advance(tc.advance)
-			_, err2 := a.Authenticate(context.Background(), tc.cred)
+			_, err2 := a.Authenticate(context.Background(), AuthInput{Credential: tc.cred})
 			if got := p.calls.Load(); got != tc.wantCalls {
 				t.Errorf("got %d provider calls, want %d", got, tc.wantCalls)
 			}
@@ -100,7 +84,7 @@ func TestConcurrentMissesMakeOneProviderCall(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			pr, err := a.Authenticate(context.Background(), "k")
+			pr, err := a.Authenticate(context.Background(), AuthInput{Credential: "k"})
 			if err == nil && pr.KeyID != "k" {
 				err = fmt.Errorf("got key %q, want k", pr.KeyID)
 			}
@@ -127,7 +111,7 @@ func TestConcurrentMissesMakeOneProviderCall(t *testing.T) {
 func TestProviderOutageFailsClosedNotOpen(t *testing.T) {
 	p := &fakeProvider{err: fmt.Errorf("%w: no healthy instance", contract.ErrUnavailable)}
 	a := NewCachedAuth(p, nil, nil, time.Minute, time.Second)
-	_, err := a.Authenticate(context.Background(), "cr_x")
+	_, err := a.Authenticate(context.Background(), AuthInput{Credential: "cr_x"})
 	if err == nil || errors.Is(err, ErrInvalidCredential) {
 		t.Fatalf("got %v, want a backend error (503), not acceptance nor a 401", err)
 	}
@@ -137,7 +121,7 @@ func TestProviderOutageFailsClosedNotOpen(t *testing.T) {
 	// The failure is not cached: once the provider is back, the key works.
 	p.err = nil
 	p.answers = map[string]contract.AuthResult{"cr_x": {Principal: contract.Principal{KeyID: "x"}}}
-	if pr, err := a.Authenticate(context.Background(), "cr_x"); err != nil || pr.KeyID != "x" {
+	if pr, err := a.Authenticate(context.Background(), AuthInput{Credential: "cr_x"}); err != nil || pr.KeyID != "x" {
 		t.Errorf("got %+v, %v after recovery, want key x", pr, err)
 	}
 }
@@ -146,7 +130,7 @@ func TestEmptyOrOversizedCredentialIsRefusedWithoutAProviderCall(t *testing.T) {
 	p := &fakeProvider{}
 	a := NewCachedAuth(p, nil, nil, time.Minute, time.Second)
 	for _, cred := range []string{"", string(make([]byte, maxCredentialLen+1))} {
-		if _, err := a.Authenticate(context.Background(), cred); !errors.Is(err, ErrInvalidCredential) {
+		if _, err := a.Authenticate(context.Background(), AuthInput{Credential: cred}); !errors.Is(err, ErrInvalidCredential) {
 			t.Errorf("got %v for a credential of %d bytes, want a refusal", err, len(cred))
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/claude-relay/claude-relay/internal/testredis"
+	"github.com/claude-relay/claude-relay/internal/testutil"
 	"github.com/claude-relay/claude-relay/plugins/contract"
 	"github.com/claude-relay/claude-relay/plugins/crypto-aesgcm/aesgcm"
 	"github.com/claude-relay/claude-relay/plugins/host"
@@ -32,12 +33,12 @@ func TestRevokedKeyIsRefusedByEverySidecarWithinOneSecond(t *testing.T) {
 	}
 	secret := f.secrets[0]
 	for i, ca := range sidecars {
-		eventually(t, 5*time.Second, fmt.Sprintf("sidecar %d to accept the key", i), func() bool {
-			_, err := ca.Authenticate(ctx, secret)
+		testutil.Eventually(t, 5*time.Second, fmt.Sprintf("sidecar %d to accept the key", i), func() bool {
+			_, err := ca.Authenticate(ctx, sidecar.AuthInput{Credential: secret})
 			return err == nil
 		})
 	}
-	p, err := sidecars[0].Authenticate(ctx, secret)
+	p, err := sidecars[0].Authenticate(ctx, sidecar.AuthInput{Credential: secret})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +54,7 @@ func TestRevokedKeyIsRefusedByEverySidecarWithinOneSecond(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for time.Since(revokedAt) < 5*time.Second {
-				_, err := ca.Authenticate(ctx, secret)
+				_, err := ca.Authenticate(ctx, sidecar.AuthInput{Credential: secret})
 				if errors.Is(err, sidecar.ErrInvalidCredential) {
 					took[i] = time.Since(revokedAt)
 					return
@@ -149,7 +150,7 @@ func TestRotationUnderLoadNeverFailsADecrypt(t *testing.T) {
 	}
 	waitOK := func(n int64) {
 		target := ok.Load() + n
-		eventually(t, 30*time.Second, "decrypts", func() bool { return ok.Load() >= target })
+		testutil.Eventually(t, 30*time.Second, "decrypts", func() bool { return ok.Load() >= target })
 	}
 	waitOK(200) // before
 	rot := contract.Sealer{Crypto: startCrypto(newKey, oldKey)}

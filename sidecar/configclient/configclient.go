@@ -19,7 +19,8 @@ import (
 
 	"github.com/claude-relay/claude-relay/config"
 	"github.com/claude-relay/claude-relay/config/configapi"
-	"github.com/claude-relay/claude-relay/sidecar"
+	"github.com/claude-relay/claude-relay/internal/atomicfile"
+	"github.com/claude-relay/claude-relay/internal/health"
 )
 
 // Defaults of Options.
@@ -418,50 +419,14 @@ func (c *Client) save(env *configapi.Envelope) error {
 	return WriteFileAtomic(c.opts.StatePath, b)
 }
 
-// WriteFileAtomic replaces path with data (mode 0600) so that a crash leaves either the old
-// or the new content, never a mix.
+// WriteFileAtomic replaces path with data (mode 0600, its directory created 0700) so that a
+// crash leaves either the old or the new content, never a mix.
 func WriteFileAtomic(path string, data []byte) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create %s: %w", dir, err)
 	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return fmt.Errorf("create temporary file: %w", err)
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if err := f.Chmod(0o600); err != nil {
-		return fmt.Errorf("chmod %s: %w", tmp, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		return fmt.Errorf("write %s: %w", tmp, err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", tmp, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", tmp, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("rename to %s: %w", path, err)
-	}
-	ok = true
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", dir, err)
-	}
-	return nil
+	return atomicfile.WriteFile(path, data, 0o600)
 }
 
 // Status reports the applied snapshot and the state of the control plane channel.
@@ -484,8 +449,8 @@ func (c *Client) Status() Status {
 // (the sidecar is answering 503). The public /health shows only that; the error (with the
 // control plane's address and the poll's failure) and the details (applied version,
 // source, since when) go to operators through the admin API.
-func (c *Client) HealthCheck() sidecar.HealthCheck {
-	return sidecar.HealthCheck{
+func (c *Client) HealthCheck() health.Check {
+	return health.Check{
 		Name:  "control_plane",
 		Check: func(context.Context) error { return c.check() },
 		Info:  func() any { return c.Status() },
@@ -498,7 +463,7 @@ func (c *Client) check() error {
 		if s.Reachable {
 			return nil
 		}
-		return &sidecar.HealthProblem{Public: "unreachable", Warning: true, Err: fmt.Errorf(
+		return &health.Problem{Public: "unreachable", Warning: true, Err: fmt.Errorf(
 			"control plane %s unreachable since %s (%s); serving version %d from %s",
 			c.opts.ControlPlane, s.Since.UTC().Format(time.RFC3339), orNone(s.LastError), s.Version, s.Source)}
 	}
@@ -516,7 +481,7 @@ func (c *Client) check() error {
 	if c.opts.StatePath != "" {
 		disk = "no saved copy at " + c.opts.StatePath
 	}
-	return &sidecar.HealthProblem{Public: public, Err: fmt.Errorf("no configuration: control plane %s %s, and %s", c.opts.ControlPlane, why, disk)}
+	return &health.Problem{Public: public, Err: fmt.Errorf("no configuration: control plane %s %s, and %s", c.opts.ControlPlane, why, disk)}
 }
 
 func orNone(s string) string {
