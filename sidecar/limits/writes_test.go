@@ -11,6 +11,7 @@ import (
 
 	"github.com/claude-relay/claude-relay/config"
 	"github.com/claude-relay/claude-relay/internal/testredis"
+	"github.com/claude-relay/claude-relay/internal/testutil"
 	"github.com/claude-relay/claude-relay/sidecar/limits"
 	"github.com/claude-relay/claude-relay/store"
 )
@@ -43,7 +44,7 @@ func TestOnceCountersExistARequestWritesNoExpiry(t *testing.T) {
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	defer rdb.Close()
 	ctx := context.Background()
-	c := newClock(time.Date(2025, 6, 18, 10, 20, 30, 0, time.UTC)) // mid-minute: no window ends
+	c := testutil.NewClock(time.Date(2025, 6, 18, 10, 20, 30, 0, time.UTC)) // mid-minute: no window ends
 	const leaseTTL = time.Minute
 	l := limits.New(rdb, store.NewSchema("w:"), limits.Options{Now: c.Now, LeaseTTL: leaseTTL})
 	defer l.Close()
@@ -105,7 +106,7 @@ func TestAChargeThatCreatesItsWindowsCounterGivesItItsExpiry(t *testing.T) {
 			rdb, prefix := testredis.New(t)
 			ctx := context.Background()
 			start := time.Date(2025, 6, 18, 10, 20, 50, 0, time.UTC)
-			c := newClock(start)
+			c := testutil.NewClock(start)
 			l := newLimiter(t, rdb, prefix, c)
 			defer l.Close()
 			set := limits.FromPolicy(&config.Policy{TokensPerMinute: 1 << 40, LimitMode: mode})
