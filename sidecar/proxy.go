@@ -93,6 +93,9 @@ type exchange struct {
 	lease     *limits.Lease // the key's admission: finished on every exit path
 	moved     string        // why the conversation left its bound account ("" when it did not)
 	firstByte time.Time     // when the upstream's answer headers arrived (zero before)
+	// streamOpen: the queue keep-alive answered 200 and ping events while the request
+	// waited (keepalive.go), so what follows goes out as stream events, not as a status.
+	streamOpen bool
 }
 
 func (s *Server) serveRelay(w http.ResponseWriter, r *http.Request) {
@@ -242,7 +245,12 @@ func (ex *exchange) admit() bool {
 		return false
 	}
 	start := time.Now()
+	var ka *keepalive
+	if set.QueueTimeout > 0 && set.Concurrency > 0 {
+		ka = ex.startKeepalive(pol.QueueKeepaliveEvery())
+	}
 	lease, refusal, err := ex.s.limits.AdmitUpTo(ex.r.Context(), ex.principal.KeyID, set, ex.worstCase(set))
+	ex.streamOpen = ka.stop()
 	ex.observeQueue(set, start, lease, refusal)
 	if err != nil {
 		if ex.r.Context().Err() != nil {
@@ -394,6 +402,11 @@ func modelRule(p *config.Policy) string {
 // which the Anthropic SDKs quote in their errors.
 func (ex *exchange) fail(status int, typ, msg string, retryAfter time.Duration) {
 	ex.status = status
+	if ex.streamOpen { // the keep-alive already answered 200: the error is the stream's event
+		ex.w.Write(sseError(typ, msg))
+		http.NewResponseController(ex.w).Flush()
+		return
+	}
 	ex.w.Header().Set("Request-Id", ex.id)
 	if !ex.bodyRead {
 		// Refused before its body was read (no route, no key, a body that is too large or
@@ -829,6 +842,10 @@ func (ex *exchange) relay(call *upstreamCall, resp *http.Response) {
 	s := ex.s
 	defer resp.Body.Close()
 	sse := strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
+	if ex.streamOpen && !sse {
+		ex.relayIntoOpenStream(resp)
+		return
+	}
 	if sse {
 		s.m.activeStreams.Inc()
 		defer s.m.activeStreams.Dec()
@@ -872,6 +889,10 @@ func (ex *exchange) copyEnded(err error, resp *http.Response, sse, committed boo
 // (config.DefaultResponseHeaders and the operator's server.response_headers): never
 // cookies, the account's organization id or whatever else an upstream or its gateway adds.
 func (ex *exchange) writeHeader(resp *http.Response) {
+	if ex.streamOpen { // the keep-alive sent the stream's status and headers already
+		ex.status, ex.firstByte = resp.StatusCode, ex.s.now()
+		return
+	}
 	copyHeaders(ex.w.Header(), resp.Header, ex.rt.PassResponseHeader)
 	ex.status = resp.StatusCode
 	ex.firstByte = ex.s.now()
