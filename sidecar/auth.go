@@ -96,6 +96,14 @@ func (a *CachedAuth) Authenticate(ctx context.Context, in AuthInput) (Principal,
 		return e.p, e.err
 	}
 	v, err, _ := a.sf.Do(string(h[:]), func() (any, error) {
+		// A caller that missed the cache just before another flight for the same key
+		// stored its answer starts a flight of its own: the stored answer serves it.
+		a.mu.RLock()
+		e, ok := a.entries[h]
+		a.mu.RUnlock()
+		if ok && a.now().Before(e.exp) {
+			return e, nil
+		}
 		// The call serves every waiter: it must not die with the first caller.
 		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
@@ -107,7 +115,7 @@ func (a *CachedAuth) Authenticate(ctx context.Context, in AuthInput) (Principal,
 		if err != nil {
 			return nil, fmt.Errorf("auth provider: %w", err)
 		}
-		e := authEntry{}
+		e = authEntry{}
 		if res.Accepted() {
 			p, err := principalFrom(res.Principal)
 			if err != nil {
