@@ -31,10 +31,10 @@
 //
 // # Background jobs
 //
-// Server.Run (jobs.go) runs the OAuth token refresh every interval and on a sidecar's 401
-// report, and the check for an emptied Redis (Bootstrap); Distribution.Run runs the
-// directory watch and follows the other control planes, and on the way out releases the
-// held long-polls (configdist.ErrShuttingDown, 503 with Retry-After).
+// Server.RefreshTokens (tokenrefresh.go) runs the OAuth token refresh every interval and on a
+// sidecar's 401 report, and the check for an emptied Redis (Bootstrap); Distribution.Run
+// runs the directory watch and follows the other control planes, and on the way out
+// releases the held long-polls (configdist.ErrShuttingDown, 503 with Retry-After).
 //
 // # Where to add an admin endpoint
 //

@@ -277,7 +277,7 @@ func (b *Base) startControlPlane(ctx context.Context, opts Options, dist *contro
 	if err := cp.Bootstrap(ctx); err != nil {
 		return nil, nil, fmt.Errorf("create admin: %w", err)
 	}
-	go cp.Run(ctx) // OAuth token refresh
+	go cp.RefreshTokens(ctx) // OAuth token refresh
 	mux := http.NewServeMux()
 	mux.Handle("/admin/", cp.Handler())
 	if err := mountConsole(mux, cp, b.Log); err != nil {

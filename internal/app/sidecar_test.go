@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/claude-relay/claude-relay/internal/testredis"
+	"github.com/claude-relay/claude-relay/internal/testutil"
 )
 
 // TestStandaloneSidecarAppliesItsHCLThroughTheConfigClient runs a sidecar without a control
@@ -30,7 +31,7 @@ func TestStandaloneSidecarAppliesItsHCLThroughTheConfigClient(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "relay.hcl"), []byte("route \"messages\" {\n  paths = [\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var out lockedBuffer
+	var out testutil.Buffer
 	err := RunSidecar(t.Context(), env, Options{Listen: "127.0.0.1:0", ConfigDir: dir, DataDir: t.TempDir(), Stdout: &out, Stderr: &out})
 	if err == nil || !strings.Contains(err.Error(), "relay.hcl:") {
 		t.Fatalf("broken directory: got %v, want a refusal pointing at relay.hcl", err)
