@@ -32,9 +32,9 @@
 // # Background jobs
 //
 // Server.RefreshTokens (tokenrefresh.go) runs the OAuth token refresh every interval and on a
-// sidecar's 401 report, and the check for an emptied Redis (Bootstrap); Distribution.Run runs
-// the directory watch and follows the other control planes, and on the way out releases the
-// held long-polls (configdist.ErrShuttingDown, 503 with Retry-After).
+// sidecar's 401 report, and the check for an emptied Redis (Bootstrap); Distribution.Run
+// runs the directory watch and follows the other control planes, and on the way out
+// releases the held long-polls (configdist.ErrShuttingDown, 503 with Retry-After).
 //
 // # Where to add an admin endpoint
 //
