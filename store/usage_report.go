@@ -37,6 +37,14 @@ func reportField(keyID, accountID, model string) string {
 	return keyID + "|" + accountID + "|" + model
 }
 
+// rollupField names one account and model in a report rollup (see Schema.UsageHourSum).
+func rollupField(accountID, model string) string {
+	return accountID + "|" + model
+}
+
+// rollupPartial is the field that marks a rollup as not covering its whole bucket.
+const rollupPartial = "!partial"
+
 // Report granularities.
 const (
 	GranularityHour  = "hour"
@@ -97,26 +105,33 @@ type Report struct {
 func UsageCounters() []string { return usageCounters[:] }
 
 // UsageReport reads the report buckets of q's range in one pipelined round trip (plus one
-// for the keys' owners, tags and policies when those are grouped on) and sums them.
+// for the keys' owners, tags and policies when those are grouped on) and sums them. A
+// report grouped by model or account alone (or not at all) reads the buckets' rollups
+// (Schema.UsageHourSum), a few fields an hour, and the buckets whose rollup is missing or
+// partial in a second round trip.
 func (s *Store) UsageReport(ctx context.Context, q ReportQuery) (*Report, error) {
+	return s.usageReport(ctx, q, rollupsServe(q.GroupBy))
+}
+
+// rollupsServe reports whether a report grouped by groupBy can be read from the rollups,
+// which know no key.
+func rollupsServe(groupBy []string) bool {
+	for _, g := range groupBy {
+		if g != GroupModel && g != GroupAccount {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Store) usageReport(ctx context.Context, q ReportQuery, sums bool) (*Report, error) {
 	plan, err := s.reportPlan(q)
 	if err != nil {
 		return nil, err
 	}
-	cmds := make([]*redis.MapStringStringCmd, len(plan))
-	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, b := range plan {
-			cmds[i] = p.HGetAll(ctx, b.key)
-		}
-		return nil
-	}); err != nil {
-		return nil, fmt.Errorf("usage report: %w", err)
-	}
 	agg := newReportAgg(q)
-	for i, b := range plan {
-		if err := agg.addBucket(b.label, cmds[i].Val()); err != nil {
-			return nil, fmt.Errorf("usage report: %s: %w", b.key, err)
-		}
+	if err := s.readReportBuckets(ctx, plan, sums, agg); err != nil {
+		return nil, fmt.Errorf("usage report: %w", err)
 	}
 	attrs, err := s.keyAttributes(ctx, agg.keyIDs(), q.GroupBy)
 	if err != nil {
@@ -125,10 +140,72 @@ func (s *Store) UsageReport(ctx context.Context, q ReportQuery) (*Report, error)
 	return agg.report(attrs), nil
 }
 
-// reportBucket is one hash a report reads and the bucket its usage lands in.
+// readReportBuckets reads the plan's hashes (their rollups when sums is set, and then the
+// buckets whose rollup cannot answer) into agg.
+func (s *Store) readReportBuckets(ctx context.Context, plan []reportBucket, sums bool, agg *reportAgg) error {
+	keys := make([]string, len(plan))
+	for i, b := range plan {
+		keys[i] = b.key
+		if sums {
+			keys[i] = b.sum
+		}
+	}
+	hashes, err := s.readHashes(ctx, keys)
+	if err != nil {
+		return err
+	}
+	if sums {
+		var again []int
+		for i, h := range hashes {
+			if _, partial := h[rollupPartial]; partial || len(h) == 0 {
+				again = append(again, i)
+			}
+		}
+		full := make([]string, len(again))
+		for j, i := range again {
+			full[j] = plan[i].key
+		}
+		more, err := s.readHashes(ctx, full)
+		if err != nil {
+			return err
+		}
+		for j, i := range again {
+			hashes[i], keys[i] = more[j], full[j]
+		}
+	}
+	for i, b := range plan {
+		if err := agg.addBucket(b.label, hashes[i], keys[i] != b.key); err != nil {
+			return fmt.Errorf("%s: %w", keys[i], err)
+		}
+	}
+	return nil
+}
+
+// readHashes reads hashes in one pipelined round trip.
+func (s *Store) readHashes(ctx context.Context, keys []string) ([]map[string]string, error) {
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	cmds := make([]*redis.MapStringStringCmd, len(keys))
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, k := range keys {
+			cmds[i] = p.HGetAll(ctx, k)
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	out := make([]map[string]string, len(keys))
+	for i, c := range cmds {
+		out[i] = c.Val()
+	}
+	return out, nil
+}
+
+// reportBucket is one hash a report reads, its rollup, and the bucket its usage lands in.
 type reportBucket struct {
-	key   string
-	label time.Time
+	key, sum string
+	label    time.Time
 }
 
 // reportPlan lists the hashes to read: for a day or month report, the daily hash of each
@@ -152,14 +229,14 @@ func (s *Store) reportPlan(q ReportQuery) ([]reportBucket, error) {
 	}
 	var plan []reportBucket
 	for t := from; t.Before(to); {
-		key, step := s.keys.UsageHour(t), time.Hour
+		key, sum, step := s.keys.UsageHour(t), s.keys.UsageHourSum(t), time.Hour
 		if q.Granularity != GranularityHour && t.Truncate(24*time.Hour).Equal(t) && !t.Add(24*time.Hour).After(to) {
-			key, step = s.keys.UsageDay(t), 24*time.Hour
+			key, sum, step = s.keys.UsageDay(t), s.keys.UsageDaySum(t), 24*time.Hour
 		}
 		if len(plan) == MaxReportBuckets {
 			return nil, fmt.Errorf("%w: more than %d buckets asked (hours, or days for whole days of a day or month report); narrow the range or use a coarser granularity", ErrReportRange, MaxReportBuckets)
 		}
-		plan = append(plan, reportBucket{key: key, label: bucketStart(t, q.Granularity)})
+		plan = append(plan, reportBucket{key: key, sum: sum, label: bucketStart(t, q.Granularity)})
 		t = t.Add(step)
 	}
 	return plan, nil
@@ -193,7 +270,8 @@ type reportCell struct {
 type reportAgg struct {
 	q       ReportQuery
 	labels  []time.Time
-	fieldIx map[string]int32
+	fieldIx map[string]int32 // report bucket fields
+	sumIx   map[string]int32 // rollup fields
 	fields  []parsedField
 	cellIx  map[uint64]int32 // label<<32 | field → index in cells
 	cells   []reportCell
@@ -201,7 +279,7 @@ type reportAgg struct {
 }
 
 func newReportAgg(q ReportQuery) *reportAgg {
-	return &reportAgg{q: q, fieldIx: make(map[string]int32, 4096), cellIx: make(map[uint64]int32, 4096)}
+	return &reportAgg{q: q, fieldIx: make(map[string]int32, 4096), sumIx: make(map[string]int32, 64), cellIx: make(map[uint64]int32, 4096)}
 }
 
 // label returns the index of a bucket label, adding it after the last one if new (plans
@@ -213,18 +291,24 @@ func (a *reportAgg) label(t time.Time) int32 {
 	return int32(len(a.labels) - 1)
 }
 
-func (a *reportAgg) addBucket(label time.Time, h map[string]string) error {
+// addBucket adds a report bucket's fields ("key|account|model"), or its rollup's
+// ("account|model") when sum is set, to the bucket labelled label.
+func (a *reportAgg) addBucket(label time.Time, h map[string]string, sum bool) error {
 	li := a.label(label)
+	ix := a.fieldIx
+	if sum {
+		ix = a.sumIx
+	}
 	for field, val := range h {
-		fi, ok := a.fieldIx[field]
+		fi, ok := ix[field]
 		if !ok {
-			parts := strings.SplitN(field, "|", 3)
-			if len(parts) != 3 {
-				continue // not a report field; ignored rather than failing the report
+			f, ok := parseReportField(field, sum)
+			if !ok {
+				continue // not a report field (or the partial mark); ignored
 			}
 			fi = int32(len(a.fields))
-			a.fields = append(a.fields, parsedField{key: parts[0], account: parts[1], model: parts[2]})
-			a.fieldIx[field] = fi
+			a.fields = append(a.fields, f)
+			ix[field] = fi
 		}
 		ck := uint64(li)<<32 | uint64(fi)
 		ci, ok := a.cellIx[ck]
@@ -239,6 +323,19 @@ func (a *reportAgg) addBucket(label time.Time, h map[string]string) error {
 		}
 	}
 	return nil
+}
+
+// parseReportField reads a report bucket's field, or a rollup's when sum is set.
+func parseReportField(field string, sum bool) (parsedField, bool) {
+	if sum {
+		acct, model, ok := strings.Cut(field, "|")
+		return parsedField{account: acct, model: model}, ok && acct != rollupPartial
+	}
+	parts := strings.SplitN(field, "|", 3)
+	if len(parts) != 3 {
+		return parsedField{}, false
+	}
+	return parsedField{key: parts[0], account: parts[1], model: parts[2]}, true
 }
 
 // addPackedValues adds a packed value ("n0,n1,…") to v; counters beyond v are ignored (a
