@@ -133,7 +133,7 @@ func NewRecorder(w UsageWriter, opts RecorderOptions) *Recorder {
 		lingering:  20 * time.Millisecond,
 		dropped:    opts.Metrics.Counter("claude_relay_usage_records_dropped_total", "Usage records dropped because the queue was full.").With(),
 		shed: opts.Metrics.Counter("claude_relay_usage_outcomes_shed_total",
-			"Records of requests without tokens (refused, failed) not recorded because the usage queue or backlog was over half full: room is kept for records with usage.").With(),
+			"Records of requests without tokens (refused, failed) not recorded because the usage queue was over half full or the backlog over its bound: room is kept for records with usage.").With(),
 		written:  opts.Metrics.Counter("claude_relay_usage_records_written_total", "Usage records written to Redis.").With(),
 		failures: opts.Metrics.Counter("claude_relay_redis_errors_total", "Redis operations that failed.", "op").With("record_usage"),
 		setAsideN: opts.Metrics.Counter("claude_relay_usage_quarantined_total",

@@ -17,7 +17,7 @@ type requestsFlags struct {
 
 func requestsCommand() adminCommand {
 	return adminCommand{
-		name: "requests", summary: "the request ledger (usage block's ledger = true): one line per relayed request, newest first",
+		name: "requests", summary: "the request ledger (usage block's ledger = true): one line per request (answered, refused or failed; ERROR names how, MOVED a moved conversation), newest first",
 		flags: func(fs *flag.FlagSet, af *adminFlags) {
 			q := &af.r.q
 			fs.StringVar(&q.From, "from", "", "first UTC `day` (YYYY-MM-DD) or RFC 3339 time (default 24 hours ago)")

@@ -19,7 +19,7 @@ type usageFlags struct {
 
 func usageCommand() adminCommand {
 	return adminCommand{
-		name: "usage", summary: "usage by hour, day or month, grouped by key, owner, tag, model, account or policy (--csv, --jsonl export)",
+		name: "usage", summary: "usage by hour, day or month, grouped by key, owner, tag, model, account or policy, with refused and failed requests (--csv, --jsonl export)",
 		flags: func(fs *flag.FlagSet, af *adminFlags) {
 			f := &af.u
 			fs.StringVar(&f.from, "from", "", "first UTC `day` (YYYY-MM-DD) or RFC 3339 time (default 6 days ago)")
