@@ -103,6 +103,9 @@ type exchange struct {
 	kind     string
 	refused  bool
 	recorded bool // accountUsage recorded it (else recordOutcome does)
+	// streamOpen: the queue keep-alive answered 200 and ping events while the request
+	// waited (keepalive.go), so what follows goes out as stream events, not as a status.
+	streamOpen bool
 }
 
 func (s *Server) serveRelay(w http.ResponseWriter, r *http.Request) {
@@ -261,7 +264,12 @@ func (ex *exchange) admit() bool {
 		return false
 	}
 	start := time.Now()
+	var ka *keepalive
+	if set.QueueTimeout > 0 && set.Concurrency > 0 {
+		ka = ex.startKeepalive(pol.QueueKeepaliveEvery())
+	}
 	lease, refusal, err := ex.s.limits.AdmitUpTo(ex.r.Context(), ex.principal.KeyID, set, ex.worstCase(set))
+	ex.streamOpen = ka.stop()
 	ex.observeQueue(set, start, lease, refusal)
 	if err != nil {
 		if ex.r.Context().Err() != nil {
@@ -414,6 +422,11 @@ func modelRule(p *config.Policy) string {
 // which the Anthropic SDKs quote in their errors.
 func (ex *exchange) fail(status int, typ, msg string, retryAfter time.Duration) {
 	ex.status = status
+	if ex.streamOpen { // the keep-alive already answered 200: the error is the stream's event
+		ex.w.Write(sseError(typ, msg))
+		http.NewResponseController(ex.w).Flush()
+		return
+	}
 	ex.w.Header().Set("Request-Id", ex.id)
 	if !ex.bodyRead {
 		// Refused before its body was read (no route, no key, a body that is too large or
@@ -867,6 +880,10 @@ func (ex *exchange) relay(ctx context.Context, cancel context.CancelCauseFunc, i
 	s := ex.s
 	defer resp.Body.Close()
 	sse := strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
+	if ex.streamOpen && !sse {
+		ex.relayIntoOpenStream(resp)
+		return
+	}
 	accounted := ex.upPath == "/v1/messages" && resp.StatusCode == http.StatusOK
 	var parser usage.StreamParser
 	var jsonBody []byte
@@ -967,6 +984,10 @@ func (ex *exchange) relay(ctx context.Context, cancel context.CancelCauseFunc, i
 // (config.DefaultResponseHeaders and the operator's server.response_headers): never
 // cookies, the account's organization id or whatever else an upstream or its gateway adds.
 func (ex *exchange) writeHeader(resp *http.Response) {
+	if ex.streamOpen { // the keep-alive sent the stream's status and headers already
+		ex.status, ex.firstByte = resp.StatusCode, ex.s.now()
+		return
+	}
 	h := ex.w.Header()
 	conn := resp.Header.Values("Connection")
 	for k, vv := range resp.Header {

@@ -206,6 +206,7 @@ type serverMetrics struct {
 	limitRefusals  *metrics.CounterVec
 	limitErrors    *metrics.Counter
 	queueWait      *metrics.HistogramVec // outcome: how long requests waited in a key's queue
+	queuePings     *metrics.Counter      // ping events sent to streamed requests waiting in a queue
 	unpriced       *metrics.CounterVec
 	windowUtil     *metrics.GaugeVec // account, window: the latest subscription-window reading
 	windowReset    *metrics.GaugeVec
@@ -258,6 +259,7 @@ func New(opts Options) *Server {
 		limitRefusals:  r.Counter("claude_relay_limit_refusals_total", "Requests refused by a key limit, by limit.", "limit"),
 		limitErrors:    r.Counter("claude_relay_limit_errors_total", "Limit checks or charges that failed because Redis was unavailable.").With(),
 		queueWait:      r.Histogram("claude_relay_queue_wait_seconds", "Time requests waited in a key's queue for a concurrency slot (policy queue_timeout), by outcome: admitted, timeout, refused (by another limit meanwhile), gone (the client left).", queueWaitBuckets, "outcome"),
+		queuePings:     r.Counter("claude_relay_queue_pings_total", "Ping events sent to streamed requests waiting in a key's queue (policy queue_keepalive).").With(),
 		unpriced:       r.Counter("claude_relay_unpriced_requests_total", "Requests charged at pricing_fallback because no price matched their model, by model.", "model"),
 		windowUtil:     r.Gauge("claude_relay_account_window_utilization", "Fraction of an upstream account's subscription window used, as its latest response seen by this sidecar reported it (anthropic-ratelimit-unified-*).", "account", "window"),
 		rewarm:         r.Counter("claude_relay_cache_rewarm_tokens_total", "Cache-write tokens of the first request a conversation sent after it moved to another account, by why it moved (park, cap, failover).", "reason"),
