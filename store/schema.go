@@ -236,6 +236,14 @@ func (s Schema) UsageDaySum(day time.Time) string {
 	return s.p + "usage:{day:" + dayString(day) + "}:sum:all"
 }
 
+// UsageDayKeys is a HASH, the rollup of UsageDay by key alone: field "<key id>" (""
+// for refusals of an unknown key) → the packed counters, for day and month reports grouped
+// by key, owner, tag or policy only ("top keys"). Partial as UsageHourSum. Owner: sidecar
+// (recorder batches). TTL: as its UsageDay.
+func (s Schema) UsageDayKeys(day time.Time) string {
+	return s.p + "usage:{day:" + dayString(day) + "}:keys:all"
+}
+
 // LedgerDay is a STREAM of the request ledger's records of one UTC day (the request's day),
 // one entry per relayed request, metadata only (see store.LedgerRecord for the fields). It
 // shares {day:<date>} with the day's report buckets, so it rides the same script call of a

@@ -485,6 +485,7 @@ func (s *Store) usageGroups(recs []UsageRecord) ([]*usageGroup, error) {
 		gb.addRollup(tag, s.keys.UsageHourSum(hour), hourKey, hour.Add(time.Hour+hourly), sum, r.Usage)
 		gb.addPacked(tag, hourKey, hour.Add(time.Hour+hourly), field, r.Usage)
 		gb.addRollup(tag, s.keys.UsageDaySum(day), dayKey, day.Add(24*time.Hour+daily), sum, r.Usage)
+		gb.addRollup(tag, s.keys.UsageDayKeys(day), dayKey, day.Add(24*time.Hour+daily), r.KeyID, r.Usage)
 		gb.addPacked(tag, dayKey, day.Add(24*time.Hour+daily), field, r.Usage)
 		if l := s.ledger.Load(); l != nil && r.Ledger != nil {
 			b := gb.bucket(tag, s.keys.LedgerDay(day), day.Add(24*time.Hour+l.Retention))

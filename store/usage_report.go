@@ -106,31 +106,50 @@ func UsageCounters() []string { return usageCounters[:] }
 
 // UsageReport reads the report buckets of q's range in one pipelined round trip (plus one
 // for the keys' owners, tags and policies when those are grouped on) and sums them. A
-// report grouped by model or account alone (or not at all) reads the buckets' rollups
-// (Schema.UsageHourSum), a few fields an hour, and the buckets whose rollup is missing or
-// partial in a second round trip.
+// report grouped by model or account alone (or not at all) reads the buckets' rollups by
+// account and model (Schema.UsageHourSum), a few fields an hour; one grouped by key
+// attributes alone reads whole days' rollups by key (Schema.UsageDayKeys); the buckets whose
+// rollup is missing or partial are read in a second round trip.
 func (s *Store) UsageReport(ctx context.Context, q ReportQuery) (*Report, error) {
-	return s.usageReport(ctx, q, rollupsServe(q.GroupBy))
+	return s.usageReport(ctx, q, rollupFor(q.GroupBy))
 }
 
-// rollupsServe reports whether a report grouped by groupBy can be read from the rollups,
-// which know no key.
-func rollupsServe(groupBy []string) bool {
+// Rollups a report can read instead of its buckets.
+type rollup int
+
+const (
+	rollupNone    rollup = iota // the buckets: "key|account|model"
+	rollupAccount               // by account and model: "account|model"
+	rollupKey                   // by key, whole days only: "key"
+)
+
+// rollupFor picks the rollup that answers a report grouped by groupBy.
+func rollupFor(groupBy []string) rollup {
+	byKey, byAccount := false, false
 	for _, g := range groupBy {
-		if g != GroupModel && g != GroupAccount {
-			return false
+		switch g {
+		case GroupModel, GroupAccount:
+			byAccount = true
+		default:
+			byKey = true
 		}
 	}
-	return true
+	switch {
+	case byKey && byAccount:
+		return rollupNone
+	case byKey:
+		return rollupKey
+	}
+	return rollupAccount
 }
 
-func (s *Store) usageReport(ctx context.Context, q ReportQuery, sums bool) (*Report, error) {
+func (s *Store) usageReport(ctx context.Context, q ReportQuery, r rollup) (*Report, error) {
 	plan, err := s.reportPlan(q)
 	if err != nil {
 		return nil, err
 	}
 	agg := newReportAgg(q)
-	if err := s.readReportBuckets(ctx, plan, sums, agg); err != nil {
+	if err := s.readReportBuckets(ctx, plan, r, agg); err != nil {
 		return nil, fmt.Errorf("usage report: %w", err)
 	}
 	attrs, err := s.keyAttributes(ctx, agg.keyIDs(), q.GroupBy)
@@ -140,41 +159,40 @@ func (s *Store) usageReport(ctx context.Context, q ReportQuery, sums bool) (*Rep
 	return agg.report(attrs), nil
 }
 
-// readReportBuckets reads the plan's hashes (their rollups when sums is set, and then the
-// buckets whose rollup cannot answer) into agg.
-func (s *Store) readReportBuckets(ctx context.Context, plan []reportBucket, sums bool, agg *reportAgg) error {
+// readReportBuckets reads the plan's hashes (their rollups r where they have one, and then
+// the buckets whose rollup cannot answer) into agg.
+func (s *Store) readReportBuckets(ctx context.Context, plan []reportBucket, r rollup, agg *reportAgg) error {
 	keys := make([]string, len(plan))
+	kinds := make([]rollup, len(plan))
 	for i, b := range plan {
 		keys[i] = b.key
-		if sums {
-			keys[i] = b.sum
+		if alt := b.rollups[r]; alt != "" {
+			keys[i], kinds[i] = alt, r
 		}
 	}
 	hashes, err := s.readHashes(ctx, keys)
 	if err != nil {
 		return err
 	}
-	if sums {
-		var again []int
-		for i, h := range hashes {
-			if _, partial := h[rollupPartial]; partial || len(h) == 0 {
-				again = append(again, i)
-			}
-		}
-		full := make([]string, len(again))
-		for j, i := range again {
-			full[j] = plan[i].key
-		}
-		more, err := s.readHashes(ctx, full)
-		if err != nil {
-			return err
-		}
-		for j, i := range again {
-			hashes[i], keys[i] = more[j], full[j]
+	var again []int
+	for i, h := range hashes {
+		if _, partial := h[rollupPartial]; kinds[i] != rollupNone && (partial || len(h) == 0) {
+			again = append(again, i)
 		}
 	}
+	full := make([]string, len(again))
+	for j, i := range again {
+		full[j] = plan[i].key
+	}
+	more, err := s.readHashes(ctx, full)
+	if err != nil {
+		return err
+	}
+	for j, i := range again {
+		hashes[i], keys[i], kinds[i] = more[j], full[j], rollupNone
+	}
 	for i, b := range plan {
-		if err := agg.addBucket(b.label, hashes[i], keys[i] != b.key); err != nil {
+		if err := agg.addBucket(b.label, hashes[i], kinds[i]); err != nil {
 			return fmt.Errorf("%s: %w", keys[i], err)
 		}
 	}
@@ -202,10 +220,12 @@ func (s *Store) readHashes(ctx context.Context, keys []string) ([]map[string]str
 	return out, nil
 }
 
-// reportBucket is one hash a report reads, its rollup, and the bucket its usage lands in.
+// reportBucket is one hash a report reads, its rollups (by kind; "" for none) and the
+// bucket its usage lands in.
 type reportBucket struct {
-	key, sum string
-	label    time.Time
+	key     string
+	rollups [3]string
+	label   time.Time
 }
 
 // reportPlan lists the hashes to read: for a day or month report, the daily hash of each
@@ -229,14 +249,17 @@ func (s *Store) reportPlan(q ReportQuery) ([]reportBucket, error) {
 	}
 	var plan []reportBucket
 	for t := from; t.Before(to); {
-		key, sum, step := s.keys.UsageHour(t), s.keys.UsageHourSum(t), time.Hour
+		b, step := reportBucket{key: s.keys.UsageHour(t)}, time.Hour
+		b.rollups[rollupAccount] = s.keys.UsageHourSum(t)
 		if q.Granularity != GranularityHour && t.Truncate(24*time.Hour).Equal(t) && !t.Add(24*time.Hour).After(to) {
-			key, sum, step = s.keys.UsageDay(t), s.keys.UsageDaySum(t), 24*time.Hour
+			b, step = reportBucket{key: s.keys.UsageDay(t)}, 24*time.Hour
+			b.rollups[rollupAccount], b.rollups[rollupKey] = s.keys.UsageDaySum(t), s.keys.UsageDayKeys(t)
 		}
 		if len(plan) == MaxReportBuckets {
 			return nil, fmt.Errorf("%w: more than %d buckets asked (hours, or days for whole days of a day or month report); narrow the range or use a coarser granularity", ErrReportRange, MaxReportBuckets)
 		}
-		plan = append(plan, reportBucket{key: key, sum: sum, label: bucketStart(t, q.Granularity)})
+		b.label = bucketStart(t, q.Granularity)
+		plan = append(plan, b)
 		t = t.Add(step)
 	}
 	return plan, nil
@@ -270,8 +293,7 @@ type reportCell struct {
 type reportAgg struct {
 	q       ReportQuery
 	labels  []time.Time
-	fieldIx map[string]int32 // report bucket fields
-	sumIx   map[string]int32 // rollup fields
+	fieldIx [3]map[string]int32 // fields by the kind of hash they come from (a rollup, or none)
 	fields  []parsedField
 	cellIx  map[uint64]int32 // label<<32 | field → index in cells
 	cells   []reportCell
@@ -279,7 +301,8 @@ type reportAgg struct {
 }
 
 func newReportAgg(q ReportQuery) *reportAgg {
-	return &reportAgg{q: q, fieldIx: make(map[string]int32, 4096), sumIx: make(map[string]int32, 64), cellIx: make(map[uint64]int32, 4096)}
+	return &reportAgg{q: q, fieldIx: [3]map[string]int32{make(map[string]int32, 4096), make(map[string]int32, 64), make(map[string]int32, 1024)},
+		cellIx: make(map[uint64]int32, 4096)}
 }
 
 // label returns the index of a bucket label, adding it after the last one if new (plans
@@ -291,18 +314,15 @@ func (a *reportAgg) label(t time.Time) int32 {
 	return int32(len(a.labels) - 1)
 }
 
-// addBucket adds a report bucket's fields ("key|account|model"), or its rollup's
-// ("account|model") when sum is set, to the bucket labelled label.
-func (a *reportAgg) addBucket(label time.Time, h map[string]string, sum bool) error {
+// addBucket adds the fields of a report bucket, or of its rollup of kind r, to the bucket
+// labelled label.
+func (a *reportAgg) addBucket(label time.Time, h map[string]string, r rollup) error {
 	li := a.label(label)
-	ix := a.fieldIx
-	if sum {
-		ix = a.sumIx
-	}
+	ix := a.fieldIx[r]
 	for field, val := range h {
 		fi, ok := ix[field]
 		if !ok {
-			f, ok := parseReportField(field, sum)
+			f, ok := parseReportField(field, r)
 			if !ok {
 				continue // not a report field (or the partial mark); ignored
 			}
@@ -325,11 +345,14 @@ func (a *reportAgg) addBucket(label time.Time, h map[string]string, sum bool) er
 	return nil
 }
 
-// parseReportField reads a report bucket's field, or a rollup's when sum is set.
-func parseReportField(field string, sum bool) (parsedField, bool) {
-	if sum {
+// parseReportField reads a field of a report bucket, or of its rollup of kind r.
+func parseReportField(field string, r rollup) (parsedField, bool) {
+	switch r {
+	case rollupAccount:
 		acct, model, ok := strings.Cut(field, "|")
-		return parsedField{account: acct, model: model}, ok && acct != rollupPartial
+		return parsedField{account: acct, model: model}, ok
+	case rollupKey:
+		return parsedField{key: field}, field != rollupPartial
 	}
 	parts := strings.SplitN(field, "|", 3)
 	if len(parts) != 3 {

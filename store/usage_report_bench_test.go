@@ -110,7 +110,7 @@ func BenchmarkUsageReport30Days10kKeys(b *testing.B) {
 	} {
 		b.Run(fmt.Sprintf("%s/%s/top%d", q.Granularity, strings.Join(q.GroupBy, ","), q.Top), func(b *testing.B) {
 			base := timeOf(b, baseline(q))
-			before := timeOf(b, func() error { _, err := st.usageReport(ctx, q, false); return err })
+			before := timeOf(b, func() error { _, err := st.usageReport(ctx, q, rollupNone); return err })
 			var rows int
 			b.ResetTimer()
 			start := time.Now()

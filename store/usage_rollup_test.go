@@ -25,14 +25,18 @@ func TestReportRollupsAnswerAsTheBucketsDo(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, gran := range []string{GranularityHour, GranularityDay, GranularityMonth} {
-		for _, g := range [][]string{nil, {"model"}, {"account"}, {"account", "model"}, {"model", "account"}} {
+		for _, g := range [][]string{nil, {"model"}, {"account"}, {"account", "model"}, {"model", "account"},
+			{"key"}, {"owner"}, {"tag"}, {"policy"}, {"tag", "owner", "key"}} {
 			t.Run(fmt.Sprintf("%s/%v", gran, g), func(t *testing.T) {
 				q := ReportQuery{From: day0.Add(2 * time.Hour), To: day0.AddDate(0, 0, 5), Granularity: gran, GroupBy: g}
-				fast, err := st.usageReport(ctx, q, true)
+				if rollupFor(g) == rollupNone {
+					t.Fatalf("grouping %v reads no rollup", g)
+				}
+				fast, err := st.UsageReport(ctx, q)
 				if err != nil {
 					t.Fatal(err)
 				}
-				full, err := st.usageReport(ctx, q, false)
+				full, err := st.usageReport(ctx, q, rollupNone)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -61,24 +65,26 @@ func TestReportReadsTheBucketWhenItsRollupIsPartial(t *testing.T) {
 	if err := st.RecordUsageBatch(ctx, BatchID{Writer: "w", Seq: 1}, rec("k1", 5)); err != nil {
 		t.Fatal(err)
 	}
-	if err := rdb.Del(ctx, st.keys.UsageHourSum(hour), st.keys.UsageDaySum(day)).Err(); err != nil {
+	if err := rdb.Del(ctx, st.keys.UsageHourSum(hour), st.keys.UsageDaySum(day), st.keys.UsageDayKeys(day)).Err(); err != nil {
 		t.Fatal(err)
 	}
 	if err := st.RecordUsageBatch(ctx, BatchID{Writer: "w", Seq: 2}, rec("k2", 7)); err != nil {
 		t.Fatal(err)
 	}
-	for _, key := range []string{st.keys.UsageHourSum(hour), st.keys.UsageDaySum(day)} {
+	for _, key := range []string{st.keys.UsageHourSum(hour), st.keys.UsageDaySum(day), st.keys.UsageDayKeys(day)} {
 		if v, _ := rdb.HGet(ctx, key, rollupPartial).Result(); v != "1" {
 			t.Errorf("%s: %s = %q, want 1 (created after its bucket)", key, rollupPartial, v)
 		}
 	}
 	for _, gran := range []string{GranularityHour, GranularityDay} {
-		rep, err := st.UsageReport(ctx, ReportQuery{From: day, To: day.Add(24 * time.Hour), Granularity: gran, GroupBy: []string{"model"}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if u := usageOf(rep.Totals); u.Requests != 2 || u.InputTokens != 12 {
-			t.Errorf("%s report: %+v, want 2 requests and 12 input tokens (both writes)", gran, u)
+		for _, g := range []string{"model", "key"} {
+			rep, err := st.UsageReport(ctx, ReportQuery{From: day, To: day.Add(24 * time.Hour), Granularity: gran, GroupBy: []string{g}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if u := usageOf(rep.Totals); u.Requests != 2 || u.InputTokens != 12 {
+				t.Errorf("%s report by %s: %+v, want 2 requests and 12 input tokens (both writes)", gran, g, u)
+			}
 		}
 	}
 
@@ -96,12 +102,14 @@ func TestReportReadsTheBucketWhenItsRollupIsPartial(t *testing.T) {
 	if v, _ := rdb2.HGet(ctx, st2.keys.UsageHourSum(hour), rollupPartial).Result(); v != "1" {
 		t.Errorf("restored hour's rollup: %s = %q, want 1", rollupPartial, v)
 	}
-	rep, err := st2.UsageReport(ctx, ReportQuery{From: day, To: day.Add(24 * time.Hour), Granularity: GranularityDay})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if u := usageOf(rep.Totals); u.Requests != 3 || u.InputTokens != 112 {
-		t.Errorf("after a restore: %+v, want 3 requests and 112 input tokens", u)
+	for _, g := range [][]string{nil, {"key"}} {
+		rep, err := st2.UsageReport(ctx, ReportQuery{From: day, To: day.Add(24 * time.Hour), Granularity: GranularityDay, GroupBy: g})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if u := usageOf(rep.Totals); u.Requests != 3 || u.InputTokens != 112 {
+			t.Errorf("after a restore, grouped by %v: %+v, want 3 requests and 112 input tokens", g, u)
+		}
 	}
 }
 
