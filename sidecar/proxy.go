@@ -537,11 +537,10 @@ func (ex *exchange) forward() {
 				ex.upstreamGone(cause)
 				return
 			}
-			ex.account = up.ID // the last account tried, should none answer
 			s.m.upstreamErrors.With("connect").Inc()
 			s.log.Warn("upstream request failed", "request_id", ex.id, "account", up.ID, "error", err, "attempt", tried)
 			s.sched.Report(ctx, req, id, sched.Outcome{Err: err})
-			lastErr = err
+			lastErr, ex.account = err, up.ID // the last account tried, should none answer
 			continue
 		}
 		idle.Reset(timeout) // the headers are in: the wait for the body starts now
@@ -949,8 +948,7 @@ func (ex *exchange) relay(ctx context.Context, cancel context.CancelCauseFunc, i
 	case upstreamFailed:
 		ex.upstreamBroke(readErr, sse, committed, timeout)
 	case clientGone:
-		ex.failure("client_gone")
-		if !committed {
+		if ex.failure("client_gone"); !committed {
 			ex.status = 499 // client closed the request, as nginx logs it
 		}
 		s.log.Info("client went away mid-response", "request_id", ex.id, "key", ex.principal.KeyID, "account", ex.account, "events", parser.Events())

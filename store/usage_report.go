@@ -493,40 +493,21 @@ func (g *reportGroups) of(fields []parsedField, groupBy []string, attrs map[stri
 func (a *reportAgg) report(attrs map[string]keyAttrs) *Report {
 	g := &reportGroups{ix: make(map[string]int32)}
 	groupsOf := g.of(a.fields, a.q.GroupBy, attrs)
-	type rowKey struct{ label, group int32 }
-	rowIx := make(map[rowKey]int32, len(a.cells))
-	rows := make([]ReportRow, 0, len(a.cells))
-	rowKeys := make([]rowKey, 0, len(a.cells))
-	var backing []int64 // the rows' counters, allocated in blocks
 	var totals usageValues
 	for ci, c := range a.cells {
 		v := &a.values[ci]
 		addValues(&totals, v)
 		for _, gid := range groupsOf[c.field] {
-			k := rowKey{c.label, gid}
-			ri, ok := rowIx[k]
-			if !ok {
-				ri = int32(len(rows))
-				rowIx[k] = ri
-				if len(backing) < len(usageCounters) {
-					backing = make([]int64, len(usageCounters)*max(256, len(a.cells)-len(rows)))
-				}
-				counters := backing[:len(usageCounters):len(usageCounters)]
-				backing = backing[len(usageCounters):]
-				rows = append(rows, ReportRow{Bucket: a.labels[c.label], Group: g.values[gid], Counters: counters})
-				rowKeys = append(rowKeys, k)
-			}
-			addSlice(rows[ri].Counters, v)
 			addValues(&g.totals[gid], v)
 		}
 	}
 	rank := groupRank(g.values)
-	keep := topGroups(g, rank, a.q.Top)
-	order := make([]int32, 0, len(rows))
-	for i, k := range rowKeys {
-		if keep == nil || keep[k.group] {
-			order = append(order, int32(i))
-		}
+	// Rows are built for the groups kept only: a top-10 report over thousands of keys
+	// sums and sorts ten keys' rows, not every key's.
+	rows, rowKeys := a.rows(groupsOf, g, topGroups(g, rank, a.q.Top))
+	order := make([]int32, len(rows))
+	for i := range order {
+		order[i] = int32(i)
 	}
 	slices.SortFunc(order, func(x, y int32) int {
 		kx, ky := rowKeys[x], rowKeys[y]
@@ -543,6 +524,44 @@ func (a *reportAgg) report(attrs map[string]keyAttrs) *Report {
 		out.Rows[i] = rows[ri]
 	}
 	return out
+}
+
+// rowKey is a report row: a bucket label and a group.
+type rowKey struct{ label, group int32 }
+
+// rows sums the cells into a row per bucket and group, for the groups in keep (all when
+// keep is nil).
+func (a *reportAgg) rows(groupsOf [][]int32, g *reportGroups, keep map[int32]bool) ([]ReportRow, []rowKey) {
+	n := len(a.cells)
+	if keep != nil {
+		n = min(n, len(keep)*len(a.labels))
+	}
+	rowIx := make(map[rowKey]int32, n)
+	rows := make([]ReportRow, 0, n)
+	rowKeys := make([]rowKey, 0, n)
+	var backing []int64 // the rows' counters, allocated in blocks
+	for ci, c := range a.cells {
+		for _, gid := range groupsOf[c.field] {
+			if keep != nil && !keep[gid] {
+				continue
+			}
+			k := rowKey{c.label, gid}
+			ri, ok := rowIx[k]
+			if !ok {
+				ri = int32(len(rows))
+				rowIx[k] = ri
+				if len(backing) < len(usageCounters) {
+					backing = make([]int64, len(usageCounters)*max(256, n-len(rows)))
+				}
+				counters := backing[:len(usageCounters):len(usageCounters)]
+				backing = backing[len(usageCounters):]
+				rows = append(rows, ReportRow{Bucket: a.labels[c.label], Group: g.values[gid], Counters: counters})
+				rowKeys = append(rowKeys, k)
+			}
+			addSlice(rows[ri].Counters, &a.values[ci])
+		}
+	}
+	return rows, rowKeys
 }
 
 // groupRank numbers groups in the order of their values.

@@ -69,18 +69,24 @@ func BenchmarkUsageReport30Days10kKeys(b *testing.B) {
 	}
 	day0 := seedReportBench(b, st)
 	ctx := context.Background()
-	// Redis memory of one day's report buckets (the daily hash and its 24 hourly ones).
-	var dayBytes int64
-	for h := range 25 {
-		key := st.keys.UsageDay(day0)
-		if h < 24 {
-			key = st.keys.UsageHour(day0.Add(time.Duration(h) * time.Hour))
-		}
-		n, err := rdb.MemoryUsage(ctx, key).Result()
+	// Redis memory of one day's report buckets (the daily hash and its 24 hourly ones), and
+	// of their rollups.
+	var dayBytes, rollupBytes int64
+	keys := []string{st.keys.UsageDay(day0), st.keys.UsageDaySum(day0), st.keys.UsageDayKeys(day0)}
+	for h := range 24 {
+		hour := day0.Add(time.Duration(h) * time.Hour)
+		keys = append(keys, st.keys.UsageHour(hour), st.keys.UsageHourSum(hour))
+	}
+	for _, key := range keys {
+		n, err := rdb.MemoryUsage(ctx, key, 0).Result()
 		if err != nil && !errors.Is(err, redis.Nil) {
 			b.Fatal(err)
 		}
-		dayBytes += n
+		if strings.Contains(key, ":sum:") || strings.Contains(key, ":keys:") {
+			rollupBytes += n
+		} else {
+			dayBytes += n
+		}
 	}
 	to := day0.AddDate(0, 0, 30)
 	baseline := func(q ReportQuery) func() error {
@@ -128,6 +134,7 @@ func BenchmarkUsageReport30Days10kKeys(b *testing.B) {
 			b.ReportMetric(float64(per)/float64(before), "x_before")
 			b.ReportMetric(float64(rows), "rows")
 			b.ReportMetric(float64(dayBytes)/1024, "KiB/day_of_buckets")
+			b.ReportMetric(float64(rollupBytes)/1024, "KiB/day_of_rollups")
 		})
 	}
 }
