@@ -21,7 +21,7 @@ func TestAdminRequestsPrintsTheLedgerAsATableAndJSON(t *testing.T) {
 	var recs []store.UsageRecord
 	for i := range 3 {
 		recs = append(recs, store.UsageRecord{KeyID: key.Key.ID, AccountID: "acc", Model: "claude-sonnet-4-5", At: now.Add(-time.Duration(2-i) * time.Minute), // oldest first, as a recorder writes them
-			Usage:  store.Usage{Requests: 1, InputTokens: 300, OutputTokens: int64(40 + i), CostMicroUSD: 1_250_000},
+			Usage: store.Usage{Requests: 1, InputTokens: 300, OutputTokens: int64(40 + i), CostMicroUSD: 1_250_000},
 			Ledger: &store.LedgerEntry{Route: "messages", Status: []int{200, 499, 529}[i], TTFBMillis: 120, DurationMillis: 900, Client: "claude_code",
 				ErrorKind: []string{"", "client_gone", "upstream_529"}[i], Moved: []string{"", "failover", ""}[i]}})
 	}
