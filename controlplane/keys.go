@@ -700,6 +700,8 @@ func toAPIUsage(u store.Usage) adminapi.Usage {
 
 		UnpricedRequests:  u.UnpricedRequests,
 		EstimatedRequests: u.EstimatedRequests,
+		RefusedRequests:   u.RefusedRequests,
+		FailedRequests:    u.FailedRequests,
 	}
 }
 

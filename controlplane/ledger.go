@@ -98,8 +98,9 @@ func toAPILedgerRecord(r store.LedgerRecord) adminapi.LedgerRecord {
 		Account: r.Account, Model: r.Model, Route: r.Route, Status: r.Status,
 		UsageCounters: adminapi.UsageCounters{Requests: u.Requests, InputTokens: u.InputTokens, OutputTokens: u.OutputTokens,
 			CacheWrite5m: u.CacheWrite5m, CacheWrite1h: u.CacheWrite1h, CacheRead: u.CacheRead,
-			CostUSD: float64(u.CostMicroUSD) / 1e6, UnpricedRequests: u.UnpricedRequests},
+			CostUSD: float64(u.CostMicroUSD) / 1e6, UnpricedRequests: u.UnpricedRequests,
+			RefusedRequests: u.RefusedRequests, FailedRequests: u.FailedRequests},
 		EstimatedOutput: u.EstimatedRequests > 0, TTFBMillis: r.TTFBMillis, DurationMillis: r.DurationMillis,
-		Client: r.Client, Sidecar: r.Sidecar, Session: r.SessionHash, Error: r.ErrorKind,
+		Client: r.Client, Sidecar: r.Sidecar, Session: r.SessionHash, Error: r.ErrorKind, Moved: r.Moved,
 	}
 }

@@ -8,13 +8,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/claude-relay/claude-relay/controlplane/adminapi"
 	"github.com/claude-relay/claude-relay/store"
 )
 
 // TestRequestsLedgerPagesSumToUsageTotals: a mix over three days, two keys and two models
-// in the ledger; GET /admin/requests paged through (a page spans days) returns each record
-// once, newest first, summing to GET /admin/usage's totals for the same days; filters work.
+// in the ledger, refused (one without a key) and failed requests included; GET
+// /admin/requests paged through (a page spans days) returns each record once, newest first,
+// summing to GET /admin/usage's totals for the same days (and its CSV to the same rows);
+// records carry their error kind and a moved conversation's reason; filters work.
 func TestRequestsLedgerPagesSumToUsageTotals(t *testing.T) {
 	h := newHarness(t)
 	token := h.login()
@@ -30,13 +34,30 @@ func TestRequestsLedgerPagesSumToUsageTotals(t *testing.T) {
 			Usage:  store.Usage{Requests: 1, InputTokens: int64(50 + i), OutputTokens: int64(3 * i), CacheRead: int64(i), CostMicroUSD: int64(1234 * i)},
 			Ledger: &store.LedgerEntry{Route: "messages", Status: []int{200, 200, 529}[i%3], Client: "claude_code"},
 		})
+		if i%3 == 2 {
+			recs[i].Usage.FailedRequests, recs[i].Ledger.ErrorKind = 1, "upstream_529"
+		}
+	}
+	recs[4].Ledger.Moved = "failover"
+	for i, key := range []string{"", k0, k1} { // refusals: no tokens, one without a key
+		recs = append(recs, store.UsageRecord{KeyID: key, Model: "claude-haiku-4-5", At: day0.Add(23*time.Hour + time.Duration(i)*10*time.Minute),
+			Usage:  store.Usage{Requests: 1, RefusedRequests: 1},
+			Ledger: &store.LedgerEntry{Route: "messages", Status: []int{401, 429, 403}[i], ErrorKind: []string{"key_invalid", "limit_requests_per_day", "model_not_allowed"}[i]}})
 	}
 	if err := h.st.RecordUsageBatch(context.Background(), store.BatchID{Writer: "test", Seq: 1}, recs...); err != nil {
 		t.Fatal(err)
 	}
 	span := fmt.Sprintf("from=%s&to=%s", day0.Format(time.DateOnly), day0.AddDate(0, 0, 2).Format(time.DateOnly))
 	var rep adminapi.UsageReport
-	h.do("GET", "/admin/usage?"+span, token, nil).decode(t, &rep)
+	h.do("GET", "/admin/usage?"+span+"&group_by=key,model", token, nil).decode(t, &rep)
+	if diff := cmp.Diff(rowsAsCSV([]string{"key", "model"}, rep.Rows), h.csvRows(t, token, "/admin/usage?"+span+"&group_by=key,model&format=csv")); diff != "" {
+		t.Errorf("CSV (-json +csv):\n%s", diff)
+	}
+	if rep.Totals.RefusedRequests != 3 || rep.Totals.FailedRequests != 10 {
+		t.Errorf("totals: %d refused, %d failed; want 3 and 10", rep.Totals.RefusedRequests, rep.Totals.FailedRequests)
+	}
+	kinds := map[string]int{}
+	moved := 0
 
 	var sum adminapi.UsageCounters
 	seen := map[string]bool{}
@@ -55,12 +76,22 @@ func TestRequestsLedgerPagesSumToUsageTotals(t *testing.T) {
 				t.Errorf("owner %q, want alice", rec.Owner)
 			}
 			sum = addCounters(sum, rec.UsageCounters)
+			kinds[rec.Error]++
+			if rec.Moved == "failover" {
+				moved++
+			}
+			if (rec.Error == "upstream_529") != (rec.FailedRequests == 1) || (rec.Error == "key_invalid") != (rec.Key == "" && rec.RefusedRequests == 1) {
+				t.Errorf("record %+v: error kind and refused/failed disagree", rec)
+			}
 		}
 		cursor = page.Next
 	}
 	sum.CostUSD = math.Round(sum.CostUSD*1e6) / 1e6
-	if len(seen) != 30 || sum != rep.Totals {
+	if len(seen) != 33 || sum != rep.Totals {
 		t.Errorf("ledger: %d records summing to %+v; usage totals %+v", len(seen), sum, rep.Totals)
+	}
+	if want := map[string]int{"": 20, "upstream_529": 10, "key_invalid": 1, "limit_requests_per_day": 1, "model_not_allowed": 1}; !cmp.Equal(kinds, want) || moved != 1 {
+		t.Errorf("error kinds %v (want %v), %d moved (want 1)", kinds, want, moved)
 	}
 
 	var page adminapi.LedgerPage

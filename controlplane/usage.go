@@ -201,6 +201,7 @@ func apiCounters(c []int64) adminapi.UsageCounters {
 		Requests: get("requests"), InputTokens: get("input_tokens"), OutputTokens: get("output_tokens"),
 		CacheWrite5m: get("cache_write_5m"), CacheWrite1h: get("cache_write_1h"), CacheRead: get("cache_read"),
 		CostUSD: float64(get("cost_micro_usd")) / 1e6, UnpricedRequests: get("unpriced_requests"),
+		RefusedRequests: get("refused_requests"), FailedRequests: get("failed_requests"),
 	}
 }
 

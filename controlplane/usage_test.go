@@ -99,7 +99,8 @@ func TestUsageReportTotalsEqualKeysUsageInJSONCSVAndJSONL(t *testing.T) {
 func addCounters(a, b adminapi.UsageCounters) adminapi.UsageCounters {
 	return adminapi.UsageCounters{Requests: a.Requests + b.Requests, InputTokens: a.InputTokens + b.InputTokens,
 		OutputTokens: a.OutputTokens + b.OutputTokens, CacheWrite5m: a.CacheWrite5m + b.CacheWrite5m, CacheWrite1h: a.CacheWrite1h + b.CacheWrite1h,
-		CacheRead: a.CacheRead + b.CacheRead, CostUSD: a.CostUSD + b.CostUSD, UnpricedRequests: a.UnpricedRequests + b.UnpricedRequests}
+		CacheRead: a.CacheRead + b.CacheRead, CostUSD: a.CostUSD + b.CostUSD, UnpricedRequests: a.UnpricedRequests + b.UnpricedRequests,
+		RefusedRequests: a.RefusedRequests + b.RefusedRequests, FailedRequests: a.FailedRequests + b.FailedRequests}
 }
 
 // roundCost drops the float noise of sums made in a different order.
@@ -188,7 +189,7 @@ func TestUsageReportRowsCarryEveryFieldAndEmptyRangesAnswerEmptyRows(t *testing.
 	}
 	empty := h.do("GET", "/admin/usage?from=2020-01-01&to=2020-01-02", token, nil)
 	wantStatus(t, empty, http.StatusOK)
-	if want := `{"rows":[],"totals":{"requests":0,"input_tokens":0,"output_tokens":0,"cache_write_5m_tokens":0,"cache_write_1h_tokens":0,"cache_read_tokens":0,"cost_usd":0,"unpriced_requests":0}}`; strings.TrimSpace(string(empty.body)) != want {
+	if want := `{"rows":[],"totals":{"requests":0,"input_tokens":0,"output_tokens":0,"cache_write_5m_tokens":0,"cache_write_1h_tokens":0,"cache_read_tokens":0,"cost_usd":0,"unpriced_requests":0,"refused_requests":0,"failed_requests":0}}`; strings.TrimSpace(string(empty.body)) != want {
 		t.Errorf("empty range: got %s, want %s", empty.body, want)
 	}
 	csvAnswer := h.doHeader("GET", "/admin/usage?from="+day0.Format(time.DateOnly), token, map[string]string{"Accept": "text/csv"}, nil)

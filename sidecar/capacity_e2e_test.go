@@ -2,8 +2,10 @@ package sidecar_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -215,7 +217,8 @@ func TestStickyWaitKeepsAConversationOnItsBusyAccountAndAMoveCountsItsCacheRewar
 }
 
 func TestConversationMovedByAParkOrAFailoverCountsItsCacheRewarmByReason(t *testing.T) {
-	h := newHarness(t, harnessOptions{hcl: stickyHCL("1s"), accounts: 2})
+	h := newHarness(t, harnessOptions{hcl: stickyHCL("1s") + "\nusage {\n  ledger = true\n}\n", accounts: 2})
+	from := time.Now().UTC().Add(-time.Minute)
 	accts, _ := h.st.ListAccounts(context.Background())
 	byKey := map[string]string{upstreamKey: accts[0].ID, upstreamKey + "-2": accts[1].ID}
 	if accts[0].Name != "acct1" {
@@ -261,6 +264,23 @@ func TestConversationMovedByAParkOrAFailoverCountsItsCacheRewarmByReason(t *test
 		if !strings.Contains(text, want) {
 			t.Errorf("metrics: missing %s", want)
 		}
+	}
+	// The ledger names the move on the moved conversation's first request, with its
+	// re-warm cost in its cache-write tokens.
+	h.waitWritten(4)
+	page, err := h.st.Ledger(context.Background(), store.LedgerQuery{From: from, To: time.Now().Add(time.Minute), Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var moved []string
+	for _, r := range page.Records {
+		if r.Moved != "" {
+			moved = append(moved, fmt.Sprintf("%s:%d", r.Moved, r.Usage.CacheWrite5m))
+		}
+	}
+	slices.Sort(moved)
+	if want := []string{"failover:400", "park:400"}; !slices.Equal(moved, want) || len(page.Records) != 4 {
+		t.Errorf("ledger: %d records, moved %v; want 4 records, moved %v", len(page.Records), moved, want)
 	}
 }
 

@@ -43,11 +43,18 @@
 //     limits and hands a UsageRecord to the UsageSink (Recorder), which never blocks. A
 //     stream that ends before message_delta is charged usage.StreamParser.Estimate: at least
 //     what it relayed.
+//  8. Every refusal and failure is named where it happens (exchange.refusal or
+//     exchange.failure before fail: "key_invalid", "limit_<name>", "upstream_timeout" …);
+//     exchange.recordOutcome, deferred in serveRelay, hands the UsageSink a record for a
+//     refused or failed request that recorded no usage (exchange.errorKind, and
+//     exchange.countedModel, which keeps client-made model names out of the counters), with
+//     its ledger entry (exchange.ledgerEntry, which also carries exchange.moved).
 //
 // # Background loops
 //
 //   - Recorder batches usage records into pipelined store writes, spools them to disk while
-//     Redis is down and replays the spool, quarantining a batch the store refuses.
+//     Redis is down and replays the spool, quarantining a batch the store refuses; records
+//     without tokens (refusals) are shed first when its queue or backlog fills.
 //   - limits' renewer renews live concurrency leases and reservations every TTL/3 in
 //     pipelines.
 //   - CachedAuth drops a key's cached answers (and every cached refusal) when the control

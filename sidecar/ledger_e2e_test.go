@@ -116,7 +116,8 @@ func TestLedgerRecordsEachRelayedRequestAndSumsToTheReport(t *testing.T) {
 func setCounter(u *store.Usage, name string, v int64) bool {
 	for n, p := range map[string]*int64{"requests": &u.Requests, "input_tokens": &u.InputTokens, "output_tokens": &u.OutputTokens,
 		"cache_write_5m": &u.CacheWrite5m, "cache_write_1h": &u.CacheWrite1h, "cache_read": &u.CacheRead,
-		"cost_micro_usd": &u.CostMicroUSD, "unpriced_requests": &u.UnpricedRequests, "estimated_requests": &u.EstimatedRequests} {
+		"cost_micro_usd": &u.CostMicroUSD, "unpriced_requests": &u.UnpricedRequests, "estimated_requests": &u.EstimatedRequests,
+		"refused_requests": &u.RefusedRequests, "failed_requests": &u.FailedRequests} {
 		if n == name {
 			*p = v
 			return true

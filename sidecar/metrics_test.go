@@ -28,7 +28,8 @@ func TestMetricsCountRequestsTokensAndErrors(t *testing.T) {
 			t.Fatal(err)
 		}
 		body = readAll(t, resp.Body)
-		return strings.Contains(body, "claude_relay_usage_records_written_total 1")
+		// Two records: the answer's usage and the refusal (401).
+		return strings.Contains(body, "claude_relay_usage_records_written_total 2")
 	})
 	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain; version=0.0.4") {
 		t.Errorf("content-type: got %q", ct)
@@ -40,7 +41,7 @@ func TestMetricsCountRequestsTokensAndErrors(t *testing.T) {
 		`claude_relay_tokens_total{kind="output"} 9`,
 		`claude_relay_upstream_response_seconds_count{route="messages"} 1`,
 		`claude_relay_active_streams 0`,
-		`claude_relay_usage_records_written_total 1`,
+		`claude_relay_usage_records_written_total 2`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %q", want)

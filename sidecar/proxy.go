@@ -94,6 +94,11 @@ type exchange struct {
 	lease     *limits.Lease  // the key's admission: finished on every exit path
 	moved     string         // why the conversation left its bound account ("" when it did not)
 	firstByte time.Time      // when the upstream's answer headers arrived (zero before)
+	// kind names how the request ended when not well, for the usage counters and the
+	// ledger (see errorKind); refused says the relay refused it rather than failed it.
+	kind     string
+	refused  bool
+	recorded bool // accountUsage recorded it (else recordOutcome does)
 	// streamOpen: the queue keep-alive answered 200 and ping events while the request
 	// waited (keepalive.go), so what follows goes out as stream events, not as a status.
 	streamOpen bool
@@ -113,32 +118,35 @@ func (s *Server) serveRelay(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ex.rt = rt
+	// Every refused or failed request is counted and, with the ledger on, has its record,
+	// like those with usage.
+	defer ex.recordOutcome()
 	route, upPath, ok := rt.Resolve(r.Method, r.URL.Path)
 	if !ok {
-		ex.fail(http.StatusNotFound, errNotFound, fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path), 0)
+		ex.refusal("no_route").fail(http.StatusNotFound, errNotFound, fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path), 0)
 		return
 	}
 	ex.route, ex.upPath, routeName = route, upPath, route.Name
 
 	ex.clientIP = rt.ClientIP(r.RemoteAddr, r.Header.Values("X-Forwarded-For"))
 	if !route.Allowed(ex.clientIP) {
-		ex.fail(http.StatusForbidden, errPermission, fmt.Sprintf("client address %s is not allowed on route %q", ex.clientIP, route.Name), 0)
+		ex.refusal("ip_not_allowed").fail(http.StatusForbidden, errPermission, fmt.Sprintf("client address %s is not allowed on route %q", ex.clientIP, route.Name), 0)
 		return
 	}
 	cred := credential(r)
 	if cred == "" {
-		ex.fail(http.StatusUnauthorized, errAuthentication, "missing relay key: send it as the x-api-key header or as Authorization: Bearer", 0)
+		ex.refusal("key_missing").fail(http.StatusUnauthorized, errAuthentication, "missing relay key: send it as the x-api-key header or as Authorization: Bearer", 0)
 		return
 	}
 	p, err := s.opts.Auth.Authenticate(r.Context(), AuthInput{Credential: cred, ClientIP: ex.clientIP, Route: route.Name})
 	if err != nil {
 		if errors.Is(err, ErrInvalidCredential) {
-			ex.fail(http.StatusUnauthorized, errAuthentication, err.Error(), 0)
+			ex.refusal(keyRefusalKind(err)).fail(http.StatusUnauthorized, errAuthentication, err.Error(), 0)
 			return
 		}
 		s.m.authErrors.With("authenticate").Inc()
 		s.log.Error("authentication backend unavailable", "request_id", ex.id, "error", err)
-		ex.fail(http.StatusServiceUnavailable, errAPI, "the relay cannot check keys right now (its key store is unavailable); retry shortly", 5*time.Second)
+		ex.failure("auth_unavailable").fail(http.StatusServiceUnavailable, errAPI, "the relay cannot check keys right now (its key store is unavailable); retry shortly", 5*time.Second)
 		return
 	}
 	ex.principal = p
@@ -152,7 +160,7 @@ func (s *Server) serveRelay(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	if !identityEncoding(r.Header.Values("Content-Encoding")) {
-		ex.fail(http.StatusUnsupportedMediaType, errInvalidRequest, fmt.Sprintf("the request body is encoded (Content-Encoding: %s); the relay reads the model from the body and accepts only uncompressed bodies: send it without Content-Encoding", strings.Join(r.Header.Values("Content-Encoding"), ", ")), 0)
+		ex.refusal("body_encoded").fail(http.StatusUnsupportedMediaType, errInvalidRequest, fmt.Sprintf("the request body is encoded (Content-Encoding: %s); the relay reads the model from the body and accepts only uncompressed bodies: send it without Content-Encoding", strings.Join(r.Header.Values("Content-Encoding"), ", ")), 0)
 		return
 	}
 	if err := ex.readBody(buf); err != nil {
@@ -208,29 +216,29 @@ func (ex *exchange) admit() bool {
 	pol, ok := ex.policy()
 	if !ok {
 		ex.s.log.Error("relay key names an unknown policy", "request_id", ex.id, "key", ex.principal.KeyID, "policy", ex.principal.Policy)
-		ex.fail(http.StatusForbidden, errPermission, fmt.Sprintf("this relay key is under policy %q, which the relay's configuration does not define; ask the operator to define it or change the key", ex.principal.Policy), 0)
+		ex.refusal("unknown_policy").fail(http.StatusForbidden, errPermission, fmt.Sprintf("this relay key is under policy %q, which the relay's configuration does not define; ask the operator to define it or change the key", ex.principal.Policy), 0)
 		return false
 	}
 	if cidrs := ex.principal.AllowedCIDRs; cidrs != nil {
 		ip := ex.clientIP.Unmap()
 		if !slices.ContainsFunc(cidrs, func(p netip.Prefix) bool { return p.Contains(ip) }) {
-			ex.fail(http.StatusForbidden, errPermission, fmt.Sprintf("client address %s is not in this relay key's IP allowlist", ip), 0)
+			ex.refusal("key_ip_not_allowed").fail(http.StatusForbidden, errPermission, fmt.Sprintf("client address %s is not in this relay key's IP allowlist", ip), 0)
 			return false
 		}
 	}
 	if ex.fields.ModelStatus == request.ModelFound {
 		if m := ex.fields.Model; !pol.AllowsModel(m) {
-			ex.fail(http.StatusForbidden, errPermission, fmt.Sprintf("model %q is not allowed for this relay key (its policy allows %s)", m, modelRule(pol)), 0)
+			ex.refusal("model_not_allowed").fail(http.StatusForbidden, errPermission, fmt.Sprintf("model %q is not allowed for this relay key (its policy allows %s)", m, modelRule(pol)), 0)
 			return false
 		}
 	} else if len(ex.body) > 0 && pol != nil && (pol.Models != nil || len(pol.DeniedModels) > 0) {
 		// A body on another endpoint (a batch, say) whose model the scanner cannot name:
 		// a key limited to some models must not get through it.
-		ex.fail(http.StatusForbidden, errPermission, fmt.Sprintf("this relay key may use only some models (its policy allows %s), and the relay cannot tell which model this request uses", modelRule(pol)), 0)
+		ex.refusal("model_not_allowed").fail(http.StatusForbidden, errPermission, fmt.Sprintf("this relay key may use only some models (its policy allows %s), and the relay cannot tell which model this request uses", modelRule(pol)), 0)
 		return false
 	}
 	if ua := ex.r.Header.Get("User-Agent"); !pol.AllowsClient(ua) {
-		ex.fail(http.StatusForbidden, errPermission, fmt.Sprintf("client %q is not allowed for this relay key (its policy allows clients %s)", ua, strings.Join(pol.Clients, ", ")), 0)
+		ex.refusal("client_not_allowed").fail(http.StatusForbidden, errPermission, fmt.Sprintf("client %q is not allowed for this relay key (its policy allows clients %s)", ua, strings.Join(pol.Clients, ", ")), 0)
 		return false
 	}
 	set := limits.FromPolicy(pol)
@@ -242,7 +250,7 @@ func (ex *exchange) admit() bool {
 	}
 	if ex.s.limits == nil {
 		ex.s.log.Error("a policy has limits but the sidecar has no limit store", "request_id", ex.id, "key", ex.principal.KeyID)
-		ex.fail(http.StatusServiceUnavailable, errAPI, "the relay cannot check this key's limits (no limit store is configured); retry shortly", 5*time.Second)
+		ex.failure("limits_unavailable").fail(http.StatusServiceUnavailable, errAPI, "the relay cannot check this key's limits (no limit store is configured); retry shortly", 5*time.Second)
 		return false
 	}
 	start := time.Now()
@@ -255,17 +263,18 @@ func (ex *exchange) admit() bool {
 	ex.observeQueue(set, start, lease, refusal)
 	if err != nil {
 		if ex.r.Context().Err() != nil {
-			ex.status = 499
+			ex.failure("client_gone").status = 499
 			return false
 		}
 		ex.s.m.limitErrors.Inc()
 		ex.s.log.Error("cannot check limits", "request_id", ex.id, "key", ex.principal.KeyID, "error", err)
-		ex.fail(http.StatusServiceUnavailable, errAPI, "the relay cannot check this key's limits right now (its limit store is unavailable); retry shortly", 5*time.Second)
+		ex.failure("limits_unavailable").fail(http.StatusServiceUnavailable, errAPI, "the relay cannot check this key's limits right now (its limit store is unavailable); retry shortly", 5*time.Second)
 		return false
 	}
 	if refusal != nil {
 		ex.s.m.limitRefusals.With(refusal.Limit).Inc()
 		refusalHeaders(ex.w.Header(), refusal)
+		ex.refusal(limitRefusalKind(refusal))
 		if refusal.RetryAfter <= 0 { // a limit that never resets: waiting does not help
 			ex.failFinal(http.StatusTooManyRequests, errRateLimit, refusal.Message())
 			return false
@@ -352,7 +361,7 @@ func (ex *exchange) checkModel() bool {
 		return true
 	}
 	if namesModel(ex.upPath) || st == request.ModelDuplicated || st == request.ModelNotString {
-		ex.fail(http.StatusBadRequest, errInvalidRequest, st.Problem(), 0)
+		ex.refusal("bad_model").fail(http.StatusBadRequest, errInvalidRequest, st.Problem(), 0)
 		return false
 	}
 	return true
@@ -435,7 +444,7 @@ func (ex *exchange) seeLog() string {
 func (ex *exchange) readBody(buf *bytes.Buffer) error {
 	limit := ex.rt.MaxBodyBytes()
 	tooLarge := func() error {
-		ex.fail(http.StatusRequestEntityTooLarge, errTooLarge, fmt.Sprintf("request body is larger than the relay's limit of %d bytes", limit), 0)
+		ex.refusal("body_too_large").fail(http.StatusRequestEntityTooLarge, errTooLarge, fmt.Sprintf("request body is larger than the relay's limit of %d bytes", limit), 0)
 		return errors.New("body too large")
 	}
 	if ex.r.ContentLength > limit {
@@ -453,10 +462,10 @@ func (ex *exchange) readBody(buf *bytes.Buffer) error {
 			return tooLarge()
 		}
 		if errors.Is(err, os.ErrDeadlineExceeded) {
-			ex.fail(http.StatusRequestTimeout, errTimeout, "the relay stopped waiting for the request body: "+err.Error()+"; send the body promptly after the headers", 0)
+			ex.refusal("body_timeout").fail(http.StatusRequestTimeout, errTimeout, "the relay stopped waiting for the request body: "+err.Error()+"; send the body promptly after the headers", 0)
 			return err
 		}
-		ex.fail(http.StatusBadRequest, errInvalidRequest, "could not read the request body: "+err.Error(), 0)
+		ex.refusal("body_unreadable").fail(http.StatusBadRequest, errInvalidRequest, "could not read the request body: "+err.Error(), 0)
 		return err
 	}
 	ex.bodyRead = true
@@ -522,7 +531,7 @@ func (ex *exchange) forward() {
 		ex.noAccount(u)
 		return
 	}
-	ex.fail(http.StatusBadGateway, errAPI, fmt.Sprintf("no upstream account could be reached (%d tried; the last: %s)%s", tried, upstreamCause(lastErr), ex.seeLog()), 5*time.Second)
+	ex.failure("upstream_unreachable").fail(http.StatusBadGateway, errAPI, fmt.Sprintf("no upstream account could be reached (%d tried; the last: %s)%s", tried, upstreamCause(lastErr), ex.seeLog()), 5*time.Second)
 }
 
 // attempt is what one upstream attempt came to.
@@ -555,6 +564,7 @@ func (ex *exchange) try(call *upstreamCall, req sched.Request, plan sched.Plan, 
 		s.m.upstreamErrors.With("connect").Inc()
 		s.log.Warn("upstream request failed", "request_id", ex.id, "account", id, "error", err, "attempt", tried)
 		s.sched.Report(ctx, req, id, sched.Outcome{Err: err})
+		ex.account = id // the last account tried, should none answer
 		return attempt{err: err}
 	}
 	call.arrived() // the headers are in: the wait for the body starts now
@@ -590,7 +600,7 @@ func (ex *exchange) schedule(ctx context.Context) (sched.Request, sched.Plan, ma
 	ups, err := s.opts.Accounts.Upstreams(ctx)
 	if err != nil {
 		s.log.Error("cannot list upstream accounts", "request_id", ex.id, "error", err)
-		ex.fail(http.StatusServiceUnavailable, errAPI, "the relay cannot load its upstream accounts right now; retry shortly", 5*time.Second)
+		ex.failure("accounts_unavailable").fail(http.StatusServiceUnavailable, errAPI, "the relay cannot load its upstream accounts right now; retry shortly", 5*time.Second)
 		return sched.Request{}, sched.Plan{}, nil, false
 	}
 	byID := make(map[string]*Upstream, len(ups))
@@ -608,7 +618,7 @@ func (ex *exchange) schedule(ctx context.Context) (sched.Request, sched.Plan, ma
 	if b := ex.principal.Binding; b.AccountID != "" || b.Group != "" {
 		if req.Bound = boundAccounts(b, ups); len(req.Bound) == 0 {
 			s.log.Warn("relay key bound to no schedulable account", "request_id", ex.id, "key", ex.principal.KeyID, "binding", bindingName(b))
-			ex.failFinal(http.StatusInternalServerError, errAPI, "this relay key is bound to an upstream account or account group that has no schedulable account; retrying will not help: ask the operator"+ex.seeLog())
+			ex.refusal("no_account").failFinal(http.StatusInternalServerError, errAPI, "this relay key is bound to an upstream account or account group that has no schedulable account; retrying will not help: ask the operator"+ex.seeLog())
 			return sched.Request{}, sched.Plan{}, nil, false
 		}
 	}
@@ -717,6 +727,7 @@ func (ex *exchange) observeWindows(ctx context.Context, req sched.Request, accou
 // answer names no account and no upstream reason; the log line does, under the request id.
 func (ex *exchange) noAccount(u *sched.Unavailable) {
 	ex.s.log.Warn("no upstream account can serve", "request_id", ex.id, "key", ex.principal.KeyID, "why", u.Error())
+	ex.refusal("no_account")
 	if u.Earliest.IsZero() {
 		msg := "every upstream account is out of service until an operator re-enables one (blocked or unauthorized)"
 		if u.NoAccounts || len(u.Parked) == 0 {
@@ -876,7 +887,7 @@ func (ex *exchange) copyEnded(err error, resp *http.Response, sse, committed boo
 		ex.upstreamBroke(err, sse, committed, timeout)
 		return true
 	case clientGone:
-		if !committed {
+		if ex.failure("client_gone"); !committed {
 			ex.status = 499 // client closed the request, as nginx logs it
 		}
 		ex.s.log.Info("client went away mid-response", "request_id", ex.id, "key", ex.principal.KeyID, "account", ex.account, "events", events)
@@ -909,6 +920,10 @@ func (ex *exchange) upstreamBroke(err error, sse, committed bool, timeout time.D
 	s.m.upstreamErrors.With("mid_stream").Inc()
 	s.log.Warn("upstream stream broke", "request_id", ex.id, "account", ex.account, "route", ex.route.Name, "error", err)
 	idle := errors.Is(err, errIdleTimeout)
+	ex.failure("upstream_broke")
+	if idle {
+		ex.failure("upstream_timeout")
+	}
 	switch {
 	case sse:
 		msg := "the upstream connection broke mid-response" + ex.seeLog()
@@ -948,35 +963,128 @@ func (ex *exchange) accountUsage(c Counts, model string, estimated bool) {
 		s.m.moves.With(ex.moved).Inc()
 	}
 	if s.opts.Usage != nil {
+		kind := ex.errorKind(estimated)
 		rec := UsageRecord{KeyID: ex.principal.KeyID, AccountID: ex.account, Model: model, At: s.now(), Counts: c,
-			CostUSD: cost, Unpriced: !known, Estimated: estimated}
+			CostUSD: cost, Unpriced: !known, Estimated: estimated, Failed: kind != ""}
 		if u := ex.rt.Snapshot.Usage; u != nil && u.Ledger { // nothing built for a ledger that is off
-			rec.Ledger = ex.ledgerEntry(estimated)
+			rec.Ledger = ex.ledgerEntry(kind)
 		}
 		s.opts.Usage.Record(rec)
+		ex.recorded = true
 	}
 }
 
-// ledgerEntry is the request's record for the request ledger: metadata only. Its error kind
-// says how the request ended when not well: "client_gone" (499), "upstream_<status>" for an
-// error status, "cut_short" for a stream whose output the relay estimated.
-func (ex *exchange) ledgerEntry(estimated bool) *store.LedgerEntry {
+// recordOutcome counts a refused or failed request that recorded no usage when it ends,
+// with its ledger record when the ledger is on. A request answered well without usage
+// (count_tokens, a model list) is not counted, as it is not billed. On the request path it
+// costs building one record and a channel send.
+func (ex *exchange) recordOutcome() {
+	s := ex.s
+	if ex.recorded || s.opts.Usage == nil {
+		return
+	}
+	kind := ex.errorKind(false)
+	if kind == "" {
+		return
+	}
+	rec := UsageRecord{KeyID: ex.principal.KeyID, AccountID: ex.account, Model: ex.countedModel(), At: s.now(),
+		Refused: ex.refused, Failed: !ex.refused && kind != ""}
+	if u := ex.rt.Snapshot.Usage; u != nil && u.Ledger {
+		rec.Ledger = ex.ledgerEntry(kind)
+	}
+	s.opts.Usage.Record(rec)
+}
+
+// refusal names the relay's refusal of the request (see errorKind) and returns ex.
+func (ex *exchange) refusal(kind string) *exchange {
+	ex.kind, ex.refused = kind, true
+	return ex
+}
+
+// failure names how the request failed (see errorKind) and returns ex.
+func (ex *exchange) failure(kind string) *exchange {
+	ex.kind, ex.refused = kind, false
+	return ex
+}
+
+// errorKind says how the request ended when not well: the refusal or failure the relay
+// named ("key_invalid", "limit_cost_per_day_usd", "no_account", "upstream_timeout",
+// "client_gone" …), else "upstream_<status>" for an upstream's error status, "cut_short"
+// for a stream that ended before its final count (estimated), "" for a request that went well.
+func (ex *exchange) errorKind(estimated bool) string {
+	switch {
+	case ex.kind != "":
+		return ex.kind
+	case ex.status == 499:
+		return "client_gone"
+	case ex.status >= 400:
+		return "upstream_" + strconv.Itoa(ex.status)
+	case estimated:
+		return "cut_short"
+	}
+	return ""
+}
+
+// countedModel is the model a request without usage is counted under: the one its body
+// names when the price table prices it, else "" (counted as "unknown"). Usage names the
+// model the upstream answered with; a refusal has only what the client sent, which must not
+// add a report field per made-up name.
+func (ex *exchange) countedModel() string {
+	m := ex.fields.Model
+	if ex.fields.ModelStatus != request.ModelFound || len(m) > maxModelLabel {
+		return ""
+	}
+	if _, known := ex.rt.Price(m); !known {
+		return ""
+	}
+	return m
+}
+
+// keyRefusalKind names an authentication refusal from the provider's reason: key_revoked,
+// key_disabled, key_expired, else key_invalid (unknown or malformed). The provider names no
+// key it refuses, so the record has none either, and never the credential.
+func keyRefusalKind(err error) string {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "revoked"):
+		return "key_revoked"
+	case strings.Contains(msg, "disabled"):
+		return "key_disabled"
+	case strings.Contains(msg, "expired"):
+		return "key_expired"
+	}
+	return "key_invalid"
+}
+
+// limitRefusalKind names a limit refusal: "queue_timeout" (waited for a concurrency slot in
+// vain), "queue_full", else "limit_" and the limit's name.
+func limitRefusalKind(r *limits.Refusal) string {
+	switch {
+	case r.QueueFull:
+		return "queue_full"
+	case r.Limit == limits.ConcurrencyLimit && r.Waited > 0:
+		return "queue_timeout"
+	}
+	return "limit_" + r.Limit
+}
+
+// ledgerEntry is the request's record for the request ledger: metadata only, with its error
+// kind (errorKind) and, on a moved conversation's first request, why it moved.
+func (ex *exchange) ledgerEntry(kind string) *store.LedgerEntry {
 	now := ex.s.now()
 	e := &store.LedgerEntry{
-		Route: ex.route.Name, Status: ex.status, DurationMillis: now.Sub(ex.started).Milliseconds(),
+		Status: ex.status, DurationMillis: now.Sub(ex.started).Milliseconds(),
 		Client: config.ClientKind(ex.r.Header.Get("User-Agent")), Sidecar: ex.s.opts.SidecarID,
-		SessionHash: ex.sessionKey(),
+		ErrorKind: kind, Moved: ex.moved,
+	}
+	if ex.route != nil {
+		e.Route = ex.route.Name
+	}
+	if ex.bodyRead { // the conversation is known from the body only
+		e.SessionHash = ex.sessionKey()
 	}
 	if !ex.firstByte.IsZero() {
 		e.TTFBMillis = ex.firstByte.Sub(ex.started).Milliseconds()
-	}
-	switch {
-	case ex.status == 499:
-		e.ErrorKind = "client_gone"
-	case ex.status >= 400:
-		e.ErrorKind = "upstream_" + strconv.Itoa(ex.status)
-	case estimated:
-		e.ErrorKind = "cut_short"
 	}
 	return e
 }
@@ -1014,8 +1122,8 @@ func (ex *exchange) upstreamGone(cause error) {
 	if errors.Is(cause, errIdleTimeout) {
 		ex.s.m.upstreamErrors.With("timeout").Inc()
 		ex.s.log.Warn("upstream did not answer", "request_id", ex.id, "timeout", ex.timeout())
-		ex.fail(http.StatusGatewayTimeout, errAPI, fmt.Sprintf("the upstream did not answer within %s (REQUEST_TIMEOUT or the route's timeout)%s", ex.timeout(), ex.seeLog()), 0)
+		ex.failure("upstream_timeout").fail(http.StatusGatewayTimeout, errAPI, fmt.Sprintf("the upstream did not answer within %s (REQUEST_TIMEOUT or the route's timeout)%s", ex.timeout(), ex.seeLog()), 0)
 		return
 	}
-	ex.status = 499 // client closed the request, as nginx logs it
+	ex.failure("client_gone").status = 499 // client closed the request, as nginx logs it
 }

@@ -53,6 +53,7 @@ type Recorder struct {
 	batchMax   int
 	pendMax    int
 	dropped    *metrics.Counter
+	shed       *metrics.Counter
 	written    *metrics.Counter
 	failures   *metrics.Counter
 	setAsideN  *metrics.Counter
@@ -60,6 +61,7 @@ type Recorder struct {
 	lingering  time.Duration
 
 	invalidLogged atomic.Int64 // unix ns of the last log line about out-of-range usage
+	shedLogged    atomic.Int64 // unix ns of the last log line about shed outcome records
 
 	// Relay keys' last use rides on the batches: at most one write per key per
 	// keyTouchEvery, off the request path. Only Run's goroutine uses touched.
@@ -138,8 +140,10 @@ func NewRecorder(w UsageWriter, opts RecorderOptions) *Recorder {
 		pendMax:    1_000_000,
 		lingering:  usageLinger,
 		dropped:    opts.Metrics.Counter("claude_relay_usage_records_dropped_total", "Usage records dropped because the queue was full.").With(),
-		written:    opts.Metrics.Counter("claude_relay_usage_records_written_total", "Usage records written to Redis.").With(),
-		failures:   opts.Metrics.Counter("claude_relay_redis_errors_total", "Redis operations that failed.", "op").With("record_usage"),
+		shed: opts.Metrics.Counter("claude_relay_usage_outcomes_shed_total",
+			"Records of requests without tokens (refused, failed) not recorded because the usage queue was over half full or the backlog over its bound: room is kept for records with usage.").With(),
+		written:  opts.Metrics.Counter("claude_relay_usage_records_written_total", "Usage records written to Redis.").With(),
+		failures: opts.Metrics.Counter("claude_relay_redis_errors_total", "Redis operations that failed.", "op").With("record_usage"),
 		setAsideN: opts.Metrics.Counter("claude_relay_usage_quarantined_total",
 			"Usage records in batches the store refused, set aside in the quarantine file instead of being retried.").With(),
 		invalid: opts.Metrics.Counter("claude_relay_usage_invalid_total",
@@ -147,7 +151,9 @@ func NewRecorder(w UsageWriter, opts RecorderOptions) *Recorder {
 	}
 }
 
-// Record implements UsageSink. It never blocks.
+// Record implements UsageSink. It never blocks. A record without tokens (a refusal, say)
+// is shed (counted) when the queue is over half full, so that a flood of refusals never
+// crowds out records with usage.
 func (r *Recorder) Record(u UsageRecord) {
 	if u.Counts.Invalid != 0 {
 		r.reportInvalid(u)
@@ -159,8 +165,13 @@ func (r *Recorder) Record(u UsageRecord) {
 			CacheWrite5m: u.Counts.CacheWrite5m, CacheWrite1h: u.Counts.CacheWrite1h, CacheRead: u.Counts.CacheRead,
 			CostMicroUSD:     int64(math.Round(u.CostUSD * 1e6)),
 			UnpricedRequests: oneIf(u.Unpriced), EstimatedRequests: oneIf(u.Estimated),
+			RefusedRequests: oneIf(u.Refused), FailedRequests: oneIf(u.Failed),
 		},
 		Ledger: u.Ledger,
+	}
+	if noTokens(rec) && len(r.in) > cap(r.in)/2 {
+		r.shedOutcomes(1)
+		return
 	}
 	select {
 	case r.in <- rec:
@@ -168,6 +179,50 @@ func (r *Recorder) Record(u UsageRecord) {
 		r.dropped.Inc()
 		r.log.Error("usage queue full; record dropped", "key", u.KeyID, "model", u.Model)
 	}
+}
+
+// noTokens reports whether a record counts a request and no token (nothing billed).
+func noTokens(rec store.UsageRecord) bool {
+	u := rec.Usage
+	return u.InputTokens|u.OutputTokens|u.CacheWrite5m|u.CacheWrite1h|u.CacheRead|u.CostMicroUSD == 0
+}
+
+// shedOutcomes counts n records without tokens not recorded, and logs it at most once per
+// invalidLogEvery.
+func (r *Recorder) shedOutcomes(n int) {
+	r.shed.Add(float64(n))
+	now, last := time.Now().UnixNano(), r.shedLogged.Load()
+	if now-last < int64(invalidLogEvery) || !r.shedLogged.CompareAndSwap(last, now) {
+		return
+	}
+	r.log.Warn("usage queue over half full: records of requests without tokens (refusals, failures) are not recorded (logged at most every 10s, all counted in claude_relay_usage_outcomes_shed_total)")
+}
+
+// trimBacklog drops records from pending to bring it to max: records without tokens first,
+// then the oldest.
+func (r *Recorder) trimBacklog(pending []store.UsageRecord, max int) []store.UsageRecord {
+	over := len(pending) - max
+	if over <= 0 {
+		return pending
+	}
+	kept := pending[:0]
+	shed := 0
+	for _, rec := range pending {
+		if shed < over && noTokens(rec) {
+			shed++
+			continue
+		}
+		kept = append(kept, rec)
+	}
+	if shed > 0 {
+		r.shedOutcomes(shed)
+	}
+	if over -= shed; over > 0 {
+		r.dropped.Add(float64(over))
+		r.log.Error("usage backlog over its bound; oldest records dropped", "dropped", over)
+		kept = kept[over:]
+	}
+	return kept
 }
 
 func oneIf(b bool) int64 {
@@ -280,11 +335,7 @@ func (r *Recorder) Run(ctx context.Context, flushTimeout time.Duration) {
 			wait := retryDelay(failed)
 			retry = time.After(wait)
 			r.log.Warn("cannot write usage; will retry", "records", countRecords(todo)+len(pending), "retry_in", wait, "error", err)
-			if over := len(pending) - r.pendMax; over > 0 {
-				r.dropped.Add(float64(over))
-				r.log.Error("usage backlog over its bound; oldest records dropped", "dropped", over)
-				pending = pending[over:]
-			}
+			pending = r.trimBacklog(pending, r.pendMax)
 		}
 	}
 }

@@ -110,6 +110,10 @@ type UsageRecord struct {
 	// Estimated says Counts.Output is the relay's estimate of what it relayed (the client
 	// left before the upstream's final count), not the upstream's figure.
 	Estimated bool
+	// Refused says the relay answered the request itself without relaying it (an invalid
+	// key, a rule, a limit, no account); Failed that it ended in an error once relayed (or
+	// while being relayed). Either way Counts may be zero.
+	Refused, Failed bool
 	// Ledger is the request's record for the request ledger (written only when it is on).
 	Ledger *store.LedgerEntry
 }

@@ -377,16 +377,17 @@ func (s *Store) RestoreUsageReports(ctx context.Context, reports map[string]map[
 		_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for tail, fields := range buckets {
 				var name string
+				var sums []string
 				var expireAt time.Time
 				if tail == "all" {
-					name, expireAt = s.keys.UsageDay(day), day.Add(24*time.Hour+daily)
+					name, sums, expireAt = s.keys.UsageDay(day), []string{s.keys.UsageDaySum(day), s.keys.UsageDayKeys(day)}, day.Add(24*time.Hour+daily)
 				} else {
 					h, err := strconv.Atoi(strings.TrimPrefix(tail, "hour:"))
 					if err != nil || h < 0 || h > 23 {
 						return fmt.Errorf("restore usage reports: bucket %q of %s", tail, dayText)
 					}
 					hour := day.Add(time.Duration(h) * time.Hour)
-					name, expireAt = s.keys.UsageHour(hour), hour.Add(time.Hour+hourly)
+					name, sums, expireAt = s.keys.UsageHour(hour), []string{s.keys.UsageHourSum(hour)}, hour.Add(time.Hour+hourly)
 				}
 				if !expireAt.After(now) || len(fields) == 0 {
 					continue
@@ -395,6 +396,11 @@ func (s *Store) RestoreUsageReports(ctx context.Context, reports map[string]map[
 					p.HSetNX(ctx, name, f, v)
 				}
 				p.ExpireAt(ctx, name, expireAt)
+				// The bucket's rollups do not hold what was restored: reports read the bucket.
+				for _, sum := range sums {
+					p.HSet(ctx, sum, rollupPartial, "1")
+					p.ExpireAt(ctx, sum, expireAt)
+				}
 			}
 			return nil
 		})

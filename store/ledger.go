@@ -54,19 +54,29 @@ type LedgerEntry struct {
 	Sidecar        string `json:"sidecar,omitempty"`
 	// SessionHash is the conversation's hash (sched.SessionKey), never the raw session id.
 	SessionHash string `json:"session,omitempty"`
-	ErrorKind   string `json:"error,omitempty"`
+	// ErrorKind names how the request ended when not well (see the README's Request
+	// ledger): a refusal ("key_invalid", "limit_requests_per_minute", …) or a failure
+	// ("upstream_529", "client_gone", …); the record's RefusedRequests or FailedRequests says
+	// which.
+	ErrorKind string `json:"error,omitempty"`
+	// Moved says why the conversation is on another account than the one it was bound to
+	// ("park", "cap" or "failover"), on its first request there: that request writes the
+	// prompt cache again (its cache-write tokens are the re-warm cost).
+	Moved string `json:"moved,omitempty"`
 }
 
 // ledgerFields names the fields of a ledger stream entry, in the order ledgerValues gives
 // them. Every entry has them all, so Redis stores the names once per stream node.
 var ledgerFields = [...]string{"t", "key", "acct", "model", "route", "status", "in", "out",
-	"cw5m", "cw1h", "cr", "cost", "unpriced", "estimated", "ttfb", "dur", "client", "sidecar", "session", "err"}
+	"cw5m", "cw1h", "cr", "cost", "unpriced", "estimated", "ttfb", "dur", "client", "sidecar", "session", "err",
+	"refused", "failed", "moved"}
 
 func ledgerValues(r UsageRecord, at time.Time, model string) []any {
 	e, u := r.Ledger, r.Usage
 	return []any{at.UnixMilli(), r.KeyID, r.AccountID, model, e.Route, e.Status, u.InputTokens, u.OutputTokens,
 		u.CacheWrite5m, u.CacheWrite1h, u.CacheRead, u.CostMicroUSD, u.UnpricedRequests, u.EstimatedRequests,
-		e.TTFBMillis, e.DurationMillis, e.Client, e.Sidecar, e.SessionHash, e.ErrorKind}
+		e.TTFBMillis, e.DurationMillis, e.Client, e.Sidecar, e.SessionHash, e.ErrorKind,
+		u.RefusedRequests, u.FailedRequests, e.Moved}
 }
 
 // LedgerRecord is one request as the ledger answers it.
@@ -226,10 +236,11 @@ func parseLedgerEntry(m redis.XMessage) (LedgerRecord, bool) {
 		ID: m.ID, At: time.UnixMilli(ms).UTC(), KeyID: str("key"), Account: str("acct"), Model: str("model"),
 		Usage: Usage{Requests: 1, InputTokens: num("in"), OutputTokens: num("out"), CacheWrite5m: num("cw5m"),
 			CacheWrite1h: num("cw1h"), CacheRead: num("cr"), CostMicroUSD: num("cost"),
-			UnpricedRequests: num("unpriced"), EstimatedRequests: num("estimated")},
+			UnpricedRequests: num("unpriced"), EstimatedRequests: num("estimated"),
+			RefusedRequests: num("refused"), FailedRequests: num("failed")},
 		LedgerEntry: LedgerEntry{Route: str("route"), Status: int(num("status")), TTFBMillis: num("ttfb"),
 			DurationMillis: num("dur"), Client: str("client"), Sidecar: str("sidecar"),
-			SessionHash: str("session"), ErrorKind: str("err")},
+			SessionHash: str("session"), ErrorKind: str("err"), Moved: str("moved")},
 	}, true
 }
 

@@ -220,6 +220,30 @@ func (s Schema) UsageDay(day time.Time) string {
 	return s.p + "usage:{day:" + dayString(day) + "}:all"
 }
 
+// UsageHourSum is a HASH, the rollup of UsageHour without the key: field "<account
+// id>|<model>" → the same packed counters, so that reports not grouped by a key attribute
+// read a few fields an hour instead of every key's. Written in the same script call as its
+// bucket; one created after its bucket began (by a version without rollups, or a backup
+// restore) holds the field "!partial" and reports read the bucket instead. Owner: sidecar
+// (recorder batches). TTL: as its UsageHour.
+func (s Schema) UsageHourSum(hour time.Time) string {
+	return s.p + "usage:{day:" + dayString(hour) + "}:sum:hour:" + hour.UTC().Format("15")
+}
+
+// UsageDaySum is the rollup of UsageDay, as UsageHourSum is of UsageHour. TTL: as its
+// UsageDay.
+func (s Schema) UsageDaySum(day time.Time) string {
+	return s.p + "usage:{day:" + dayString(day) + "}:sum:all"
+}
+
+// UsageDayKeys is a HASH, the rollup of UsageDay by key alone: field "<key id>" (""
+// for refusals of an unknown key) → the packed counters, for day and month reports grouped
+// by key, owner, tag or policy only ("top keys"). Partial as UsageHourSum. Owner: sidecar
+// (recorder batches). TTL: as its UsageDay.
+func (s Schema) UsageDayKeys(day time.Time) string {
+	return s.p + "usage:{day:" + dayString(day) + "}:keys:all"
+}
+
 // LedgerDay is a STREAM of the request ledger's records of one UTC day (the request's day),
 // one entry per relayed request, metadata only (see store.LedgerRecord for the fields). It
 // shares {day:<date>} with the day's report buckets, so it rides the same script call of a

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -27,6 +28,14 @@ type Usage struct {
 	// EstimatedRequests counts the requests whose output tokens are the relay's estimate
 	// (the client left before the upstream's final count), not the upstream's figure.
 	EstimatedRequests int64
+	// RefusedRequests counts the requests the relay answered itself without relaying them
+	// (an invalid key, an allowlist, a model or client rule, a limit, no account): part of
+	// Requests, with no tokens.
+	RefusedRequests int64
+	// FailedRequests counts the relayed requests that ended in an error (an upstream error
+	// status, no upstream reachable, a timeout, the client gone, a stream cut short): part of
+	// Requests; those the upstream answered carry its usage.
+	FailedRequests int64
 }
 
 // UsageRecord is the usage of one upstream call (or several) to add to the counters.
@@ -51,10 +60,13 @@ type UsageRecord struct {
 }
 
 // usageCounters names the hash fields of Usage, in a fixed order.
-var usageCounters = [...]string{"requests", "input_tokens", "output_tokens", "cache_write_5m", "cache_write_1h", "cache_read", "cost_micro_usd", "unpriced_requests", "estimated_requests"}
+// A counter added later goes at the end: packed report fields are positional.
+var usageCounters = [...]string{"requests", "input_tokens", "output_tokens", "cache_write_5m", "cache_write_1h", "cache_read",
+	"cost_micro_usd", "unpriced_requests", "estimated_requests", "refused_requests", "failed_requests"}
 
 func (u Usage) values() [len(usageCounters)]int64 {
-	return [...]int64{u.Requests, u.InputTokens, u.OutputTokens, u.CacheWrite5m, u.CacheWrite1h, u.CacheRead, u.CostMicroUSD, u.UnpricedRequests, u.EstimatedRequests}
+	return [...]int64{u.Requests, u.InputTokens, u.OutputTokens, u.CacheWrite5m, u.CacheWrite1h, u.CacheRead, u.CostMicroUSD,
+		u.UnpricedRequests, u.EstimatedRequests, u.RefusedRequests, u.FailedRequests}
 }
 
 // Add returns the sum of u and o.
@@ -70,6 +82,8 @@ func (u Usage) Add(o Usage) Usage {
 
 		UnpricedRequests:  u.UnpricedRequests + o.UnpricedRequests,
 		EstimatedRequests: u.EstimatedRequests + o.EstimatedRequests,
+		RefusedRequests:   u.RefusedRequests + o.RefusedRequests,
+		FailedRequests:    u.FailedRequests + o.FailedRequests,
 	}
 }
 
@@ -94,6 +108,10 @@ func (u *Usage) set(name string, v int64) bool {
 		u.UnpricedRequests = v
 	case "estimated_requests":
 		u.EstimatedRequests = v
+	case "refused_requests":
+		u.RefusedRequests = v
+	case "failed_requests":
+		u.FailedRequests = v
 	default:
 		return false
 	}
@@ -106,6 +124,9 @@ type usageBucket struct {
 	expireAt time.Time // zero: no TTL
 	fields   map[string]int64
 	packed   map[string]*usageValues
+	// source, for a report rollup (packed fields summed without the key, see
+	// Schema.UsageHourSum): the report bucket it sums, which the script checks.
+	source string
 	// ledger, for a ledger stream: entries to XADD (values in ledgerFields order), trimmed
 	// to maxLen.
 	ledger [][]any
@@ -115,10 +136,15 @@ type usageBucket struct {
 // usageValues are the counters of Usage in usageCounters order.
 type usageValues = [len(usageCounters)]int64
 
-// packValues formats counters as a packed report field ("n0,n1,…").
+// packValues formats counters as a packed report field ("n0,n1,…"), without the zeros at
+// its end (a reader takes a missing counter as 0).
 func packValues(v *usageValues) string {
-	b := make([]byte, 0, 8*len(v))
-	for i, n := range v {
+	last := len(v) - 1
+	for last > 0 && v[last] == 0 {
+		last--
+	}
+	b := make([]byte, 0, 8*(last+1))
+	for i, n := range v[:last+1] {
 		if i > 0 {
 			b = append(b, ',')
 		}
@@ -159,7 +185,11 @@ type BatchID struct {
 // fields (report buckets): field/"i0,i1,…" pairs added position by position, counters a
 // value lacks read as 0 (a packed sum stays exact below 2^53, or the script refuses it); a
 // number of fields "L" means a ledger stream: MAXLEN, the number of entries m, the number of
-// fields f, the f field names, then m×f values, each entry XADDed with an exact MAXLEN.
+// fields f, the f field names, then m×f values, each entry XADDed with an exact MAXLEN; a
+// number of fields "R" means a report rollup: the index in KEYS of the report bucket it sums,
+// the number of packed fields, and the pairs. A rollup created after its bucket (written
+// before rollups existed, or restored from a backup) is marked "!partial" so that reports
+// read the bucket instead; it is applied before its bucket in the same call.
 //
 // In "seq" mode KEYS[1] is a hash of writer → "<last sequence>:<unix seconds applied>"; a
 // writer new to the hash first drops the entries of writers silent for longer than the TTL,
@@ -198,7 +228,13 @@ for i = 2, #KEYS do
   local exp = tonumber(ARGV[a])
   local n = ARGV[a + 1]
   a = a + 2
-  if n == 'L' then
+  if n == 'R' then
+    if redis.call('EXISTS', KEYS[i]) == 0 and redis.call('EXISTS', KEYS[tonumber(ARGV[a])]) == 1 then
+      redis.call('HSET', KEYS[i], '!partial', '1')
+    end
+    n = -tonumber(ARGV[a + 1])
+    a = a + 2
+  elseif n == 'L' then
     local maxlen, m, f = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
     local names = a + 3
     a = names + f
@@ -382,6 +418,12 @@ func groupArgs(g *usageGroup, args []any) []any {
 		switch {
 		case b.ledger != nil:
 			args = appendLedgerArgs(append(args, exp), b)
+		case b.source != "":
+			// KEYS[1] is the bookkeeping key: the group's hashes start at KEYS[2].
+			args = append(args, exp, "R", slices.Index(g.keys, b.source)+2, len(b.packed))
+			for f, v := range b.packed {
+				args = append(args, f, packValues(v))
+			}
 		case b.packed != nil:
 			args = append(args, exp, -len(b.packed))
 			for f, v := range b.packed {
@@ -461,15 +503,21 @@ func (s *Store) usageGroups(recs []UsageRecord) ([]*usageGroup, error) {
 		if r.AccountID != "" {
 			gb.add("acct:"+r.AccountID, s.keys.AccountUsageDay(r.AccountID, day), expireAt, "", r.Usage)
 		}
-		// A report row is a key's usage (on an account, when known): usage of an account
-		// alone (an import's account days) is already in its keys' rows and would count twice.
-		if r.NoReport || r.KeyID == "" {
+		// A report row is a key's usage (on an account, when known), or a request refused
+		// before its key was known (no key, no account): usage of an account alone (an
+		// import's account days) is already in its keys' rows and would count twice.
+		if r.NoReport || (r.KeyID == "" && r.AccountID != "") {
 			continue
 		}
-		tag, field := UsageDayTag(day), reportField(r.KeyID, r.AccountID, model)
+		tag, field, sum := UsageDayTag(day), reportField(r.KeyID, r.AccountID, model), rollupField(r.AccountID, model)
 		hour := at.UTC().Truncate(time.Hour)
-		gb.addPacked(tag, s.keys.UsageHour(hour), hour.Add(time.Hour+hourly), field, r.Usage)
-		gb.addPacked(tag, s.keys.UsageDay(day), day.Add(24*time.Hour+daily), field, r.Usage)
+		hourKey, dayKey := s.keys.UsageHour(hour), s.keys.UsageDay(day)
+		// Each rollup before its bucket: the script checks whether the bucket existed first.
+		gb.addRollup(tag, s.keys.UsageHourSum(hour), hourKey, hour.Add(time.Hour+hourly), sum, r.Usage)
+		gb.addPacked(tag, hourKey, hour.Add(time.Hour+hourly), field, r.Usage)
+		gb.addRollup(tag, s.keys.UsageDaySum(day), dayKey, day.Add(24*time.Hour+daily), sum, r.Usage)
+		gb.addRollup(tag, s.keys.UsageDayKeys(day), dayKey, day.Add(24*time.Hour+daily), r.KeyID, r.Usage)
+		gb.addPacked(tag, dayKey, day.Add(24*time.Hour+daily), field, r.Usage)
 		if l := s.ledger.Load(); l != nil && r.Ledger != nil {
 			b := gb.bucket(tag, s.keys.LedgerDay(day), day.Add(24*time.Hour+l.Retention))
 			b.maxLen = l.MaxPerDay
@@ -540,6 +588,12 @@ func (gb *groupBuilder) add(tag, key string, expireAt time.Time, fieldPrefix str
 			b.fields[fieldPrefix+usageCounters[i]] += v
 		}
 	}
+}
+
+// addRollup sums u into one packed field of the rollup of the report bucket source.
+func (gb *groupBuilder) addRollup(tag, key, source string, expireAt time.Time, field string, u Usage) {
+	gb.bucket(tag, key, expireAt).source = source
+	gb.addPacked(tag, key, expireAt, field, u)
 }
 
 // addPacked sums u into one packed report field.

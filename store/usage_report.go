@@ -37,6 +37,14 @@ func reportField(keyID, accountID, model string) string {
 	return keyID + "|" + accountID + "|" + model
 }
 
+// rollupField names one account and model in a report rollup (see Schema.UsageHourSum).
+func rollupField(accountID, model string) string {
+	return accountID + "|" + model
+}
+
+// rollupPartial is the field that marks a rollup as not covering its whole bucket.
+const rollupPartial = "!partial"
+
 // Report granularities.
 const (
 	GranularityHour  = "hour"
@@ -97,26 +105,52 @@ type Report struct {
 func UsageCounters() []string { return usageCounters[:] }
 
 // UsageReport reads the report buckets of q's range in one pipelined round trip (plus one
-// for the keys' owners, tags and policies when those are grouped on) and sums them.
+// for the keys' owners, tags and policies when those are grouped on) and sums them. A
+// report grouped by model or account alone (or not at all) reads the buckets' rollups by
+// account and model (Schema.UsageHourSum), a few fields an hour; one grouped by key
+// attributes alone reads whole days' rollups by key (Schema.UsageDayKeys); the buckets whose
+// rollup is missing or partial are read in a second round trip.
 func (s *Store) UsageReport(ctx context.Context, q ReportQuery) (*Report, error) {
+	return s.usageReport(ctx, q, rollupFor(q.GroupBy))
+}
+
+// Rollups a report can read instead of its buckets.
+type rollup int
+
+const (
+	rollupNone    rollup = iota // the buckets: "key|account|model"
+	rollupAccount               // by account and model: "account|model"
+	rollupKey                   // by key, whole days only: "key"
+)
+
+// rollupFor picks the rollup that answers a report grouped by groupBy.
+func rollupFor(groupBy []string) rollup {
+	byKey, byAccount := false, false
+	for _, g := range groupBy {
+		switch g {
+		case GroupModel, GroupAccount:
+			byAccount = true
+		default:
+			byKey = true
+		}
+	}
+	switch {
+	case byKey && byAccount:
+		return rollupNone
+	case byKey:
+		return rollupKey
+	}
+	return rollupAccount
+}
+
+func (s *Store) usageReport(ctx context.Context, q ReportQuery, r rollup) (*Report, error) {
 	plan, err := s.reportPlan(q)
 	if err != nil {
 		return nil, err
 	}
-	cmds := make([]*redis.MapStringStringCmd, len(plan))
-	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, b := range plan {
-			cmds[i] = p.HGetAll(ctx, b.key)
-		}
-		return nil
-	}); err != nil {
-		return nil, fmt.Errorf("usage report: %w", err)
-	}
 	agg := newReportAgg(q)
-	for i, b := range plan {
-		if err := agg.addBucket(b.label, cmds[i].Val()); err != nil {
-			return nil, fmt.Errorf("usage report: %s: %w", b.key, err)
-		}
+	if err := s.readReportBuckets(ctx, plan, r, agg); err != nil {
+		return nil, fmt.Errorf("usage report: %w", err)
 	}
 	attrs, err := s.keyAttributes(ctx, agg.keyIDs(), q.GroupBy)
 	if err != nil {
@@ -125,10 +159,73 @@ func (s *Store) UsageReport(ctx context.Context, q ReportQuery) (*Report, error)
 	return agg.report(attrs), nil
 }
 
-// reportBucket is one hash a report reads and the bucket its usage lands in.
+// readReportBuckets reads the plan's hashes (their rollups r where they have one, and then
+// the buckets whose rollup cannot answer) into agg.
+func (s *Store) readReportBuckets(ctx context.Context, plan []reportBucket, r rollup, agg *reportAgg) error {
+	keys := make([]string, len(plan))
+	kinds := make([]rollup, len(plan))
+	for i, b := range plan {
+		keys[i] = b.key
+		if alt := b.rollups[r]; alt != "" {
+			keys[i], kinds[i] = alt, r
+		}
+	}
+	hashes, err := s.readHashes(ctx, keys)
+	if err != nil {
+		return err
+	}
+	var again []int
+	for i, h := range hashes {
+		if _, partial := h[rollupPartial]; kinds[i] != rollupNone && (partial || len(h) == 0) {
+			again = append(again, i)
+		}
+	}
+	full := make([]string, len(again))
+	for j, i := range again {
+		full[j] = plan[i].key
+	}
+	more, err := s.readHashes(ctx, full)
+	if err != nil {
+		return err
+	}
+	for j, i := range again {
+		hashes[i], keys[i], kinds[i] = more[j], full[j], rollupNone
+	}
+	for i, b := range plan {
+		if err := agg.addBucket(b.label, hashes[i], kinds[i]); err != nil {
+			return fmt.Errorf("%s: %w", keys[i], err)
+		}
+	}
+	return nil
+}
+
+// readHashes reads hashes in one pipelined round trip.
+func (s *Store) readHashes(ctx context.Context, keys []string) ([]map[string]string, error) {
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	cmds := make([]*redis.MapStringStringCmd, len(keys))
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, k := range keys {
+			cmds[i] = p.HGetAll(ctx, k)
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	out := make([]map[string]string, len(keys))
+	for i, c := range cmds {
+		out[i] = c.Val()
+	}
+	return out, nil
+}
+
+// reportBucket is one hash a report reads, its rollups (by kind; "" for none) and the
+// bucket its usage lands in.
 type reportBucket struct {
-	key   string
-	label time.Time
+	key     string
+	rollups [3]string
+	label   time.Time
 }
 
 // reportPlan lists the hashes to read: for a day or month report, the daily hash of each
@@ -152,14 +249,17 @@ func (s *Store) reportPlan(q ReportQuery) ([]reportBucket, error) {
 	}
 	var plan []reportBucket
 	for t := from; t.Before(to); {
-		key, step := s.keys.UsageHour(t), time.Hour
+		b, step := reportBucket{key: s.keys.UsageHour(t)}, time.Hour
+		b.rollups[rollupAccount] = s.keys.UsageHourSum(t)
 		if q.Granularity != GranularityHour && t.Truncate(24*time.Hour).Equal(t) && !t.Add(24*time.Hour).After(to) {
-			key, step = s.keys.UsageDay(t), 24*time.Hour
+			b, step = reportBucket{key: s.keys.UsageDay(t)}, 24*time.Hour
+			b.rollups[rollupAccount], b.rollups[rollupKey] = s.keys.UsageDaySum(t), s.keys.UsageDayKeys(t)
 		}
 		if len(plan) == MaxReportBuckets {
 			return nil, fmt.Errorf("%w: more than %d buckets asked (hours, or days for whole days of a day or month report); narrow the range or use a coarser granularity", ErrReportRange, MaxReportBuckets)
 		}
-		plan = append(plan, reportBucket{key: key, label: bucketStart(t, q.Granularity)})
+		b.label = bucketStart(t, q.Granularity)
+		plan = append(plan, b)
 		t = t.Add(step)
 	}
 	return plan, nil
@@ -193,7 +293,7 @@ type reportCell struct {
 type reportAgg struct {
 	q       ReportQuery
 	labels  []time.Time
-	fieldIx map[string]int32
+	fieldIx [3]map[string]int32 // fields by the kind of hash they come from (a rollup, or none)
 	fields  []parsedField
 	cellIx  map[uint64]int32 // label<<32 | field → index in cells
 	cells   []reportCell
@@ -201,7 +301,8 @@ type reportAgg struct {
 }
 
 func newReportAgg(q ReportQuery) *reportAgg {
-	return &reportAgg{q: q, fieldIx: make(map[string]int32, 4096), cellIx: make(map[uint64]int32, 4096)}
+	return &reportAgg{q: q, fieldIx: [3]map[string]int32{make(map[string]int32, 4096), make(map[string]int32, 64), make(map[string]int32, 1024)},
+		cellIx: make(map[uint64]int32, 4096)}
 }
 
 // label returns the index of a bucket label, adding it after the last one if new (plans
@@ -213,18 +314,21 @@ func (a *reportAgg) label(t time.Time) int32 {
 	return int32(len(a.labels) - 1)
 }
 
-func (a *reportAgg) addBucket(label time.Time, h map[string]string) error {
+// addBucket adds the fields of a report bucket, or of its rollup of kind r, to the bucket
+// labelled label.
+func (a *reportAgg) addBucket(label time.Time, h map[string]string, r rollup) error {
 	li := a.label(label)
+	ix := a.fieldIx[r]
 	for field, val := range h {
-		fi, ok := a.fieldIx[field]
+		fi, ok := ix[field]
 		if !ok {
-			parts := strings.SplitN(field, "|", 3)
-			if len(parts) != 3 {
-				continue // not a report field; ignored rather than failing the report
+			f, ok := parseReportField(field, r)
+			if !ok {
+				continue // not a report field (or the partial mark); ignored
 			}
 			fi = int32(len(a.fields))
-			a.fields = append(a.fields, parsedField{key: parts[0], account: parts[1], model: parts[2]})
-			a.fieldIx[field] = fi
+			a.fields = append(a.fields, f)
+			ix[field] = fi
 		}
 		ck := uint64(li)<<32 | uint64(fi)
 		ci, ok := a.cellIx[ck]
@@ -239,6 +343,22 @@ func (a *reportAgg) addBucket(label time.Time, h map[string]string) error {
 		}
 	}
 	return nil
+}
+
+// parseReportField reads a field of a report bucket, or of its rollup of kind r.
+func parseReportField(field string, r rollup) (parsedField, bool) {
+	switch r {
+	case rollupAccount:
+		acct, model, ok := strings.Cut(field, "|")
+		return parsedField{account: acct, model: model}, ok
+	case rollupKey:
+		return parsedField{key: field}, field != rollupPartial
+	}
+	parts := strings.SplitN(field, "|", 3)
+	if len(parts) != 3 {
+		return parsedField{}, false
+	}
+	return parsedField{key: parts[0], account: parts[1], model: parts[2]}, true
 }
 
 // addPackedValues adds a packed value ("n0,n1,…") to v; counters beyond v are ignored (a
@@ -373,40 +493,21 @@ func (g *reportGroups) of(fields []parsedField, groupBy []string, attrs map[stri
 func (a *reportAgg) report(attrs map[string]keyAttrs) *Report {
 	g := &reportGroups{ix: make(map[string]int32)}
 	groupsOf := g.of(a.fields, a.q.GroupBy, attrs)
-	type rowKey struct{ label, group int32 }
-	rowIx := make(map[rowKey]int32, len(a.cells))
-	rows := make([]ReportRow, 0, len(a.cells))
-	rowKeys := make([]rowKey, 0, len(a.cells))
-	var backing []int64 // the rows' counters, allocated in blocks
 	var totals usageValues
 	for ci, c := range a.cells {
 		v := &a.values[ci]
 		addValues(&totals, v)
 		for _, gid := range groupsOf[c.field] {
-			k := rowKey{c.label, gid}
-			ri, ok := rowIx[k]
-			if !ok {
-				ri = int32(len(rows))
-				rowIx[k] = ri
-				if len(backing) < len(usageCounters) {
-					backing = make([]int64, len(usageCounters)*max(256, len(a.cells)-len(rows)))
-				}
-				counters := backing[:len(usageCounters):len(usageCounters)]
-				backing = backing[len(usageCounters):]
-				rows = append(rows, ReportRow{Bucket: a.labels[c.label], Group: g.values[gid], Counters: counters})
-				rowKeys = append(rowKeys, k)
-			}
-			addSlice(rows[ri].Counters, v)
 			addValues(&g.totals[gid], v)
 		}
 	}
 	rank := groupRank(g.values)
-	keep := topGroups(g, rank, a.q.Top)
-	order := make([]int32, 0, len(rows))
-	for i, k := range rowKeys {
-		if keep == nil || keep[k.group] {
-			order = append(order, int32(i))
-		}
+	// Rows are built for the groups kept only: a top-10 report over thousands of keys
+	// sums and sorts ten keys' rows, not every key's.
+	rows, rowKeys := a.rows(groupsOf, g, topGroups(g, rank, a.q.Top))
+	order := make([]int32, len(rows))
+	for i := range order {
+		order[i] = int32(i)
 	}
 	slices.SortFunc(order, func(x, y int32) int {
 		kx, ky := rowKeys[x], rowKeys[y]
@@ -423,6 +524,44 @@ func (a *reportAgg) report(attrs map[string]keyAttrs) *Report {
 		out.Rows[i] = rows[ri]
 	}
 	return out
+}
+
+// rowKey is a report row: a bucket label and a group.
+type rowKey struct{ label, group int32 }
+
+// rows sums the cells into a row per bucket and group, for the groups in keep (all when
+// keep is nil).
+func (a *reportAgg) rows(groupsOf [][]int32, g *reportGroups, keep map[int32]bool) ([]ReportRow, []rowKey) {
+	n := len(a.cells)
+	if keep != nil {
+		n = min(n, len(keep)*len(a.labels))
+	}
+	rowIx := make(map[rowKey]int32, n)
+	rows := make([]ReportRow, 0, n)
+	rowKeys := make([]rowKey, 0, n)
+	var backing []int64 // the rows' counters, allocated in blocks
+	for ci, c := range a.cells {
+		for _, gid := range groupsOf[c.field] {
+			if keep != nil && !keep[gid] {
+				continue
+			}
+			k := rowKey{c.label, gid}
+			ri, ok := rowIx[k]
+			if !ok {
+				ri = int32(len(rows))
+				rowIx[k] = ri
+				if len(backing) < len(usageCounters) {
+					backing = make([]int64, len(usageCounters)*max(256, n-len(rows)))
+				}
+				counters := backing[:len(usageCounters):len(usageCounters)]
+				backing = backing[len(usageCounters):]
+				rows = append(rows, ReportRow{Bucket: a.labels[c.label], Group: g.values[gid], Counters: counters})
+				rowKeys = append(rowKeys, k)
+			}
+			addSlice(rows[ri].Counters, &a.values[ci])
+		}
+	}
+	return rows, rowKeys
 }
 
 // groupRank numbers groups in the order of their values.

@@ -209,6 +209,10 @@ type Usage struct {
 	// EstimatedRequests counts requests whose output tokens are the relay's estimate
 	// (the client left before the upstream's final count).
 	EstimatedRequests int64 `json:"estimated_requests"`
+	// RefusedRequests counts requests the relay refused itself, FailedRequests relayed
+	// requests that ended in an error; both are part of Requests.
+	RefusedRequests int64 `json:"refused_requests"`
+	FailedRequests  int64 `json:"failed_requests"`
 }
 
 // KeyUsage is the body of GET /admin/keys/{id}/usage: one UTC day by model, that day's sum,

@@ -19,6 +19,9 @@ type LedgerRecord struct {
 	Sidecar         string `json:"sidecar"`
 	Session         string `json:"session"` // the conversation's hash, never the raw session id
 	Error           string `json:"error"`
+	// Moved is why the conversation left the account it was bound to (park, cap,
+	// failover), on its first request on the new one; "" otherwise.
+	Moved string `json:"moved"`
 }
 
 // LedgerPage is the body of GET /admin/requests: records newest first and the cursor of the

@@ -23,16 +23,22 @@ type UsageCounters struct {
 	CostUSD      float64 `json:"cost_usd"`
 	// UnpricedRequests counts requests whose model had no price (their cost counts 0).
 	UnpricedRequests int64 `json:"unpriced_requests"`
+	// RefusedRequests counts requests the relay refused itself (an invalid key, a rule, a
+	// limit, no account); FailedRequests relayed requests that ended in an error. Both are
+	// part of Requests.
+	RefusedRequests int64 `json:"refused_requests"`
+	FailedRequests  int64 `json:"failed_requests"`
 }
 
 // UsageCounterColumns names the counters in CSV column order.
-var UsageCounterColumns = []string{"requests", "input_tokens", "output_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens", "cache_read_tokens", "cost_usd", "unpriced_requests"}
+var UsageCounterColumns = []string{"requests", "input_tokens", "output_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens", "cache_read_tokens", "cost_usd", "unpriced_requests", "refused_requests", "failed_requests"}
 
 // Columns returns the counters as CSV cells, in UsageCounterColumns order.
 func (c UsageCounters) Columns() []string {
 	i := strconv.FormatInt
 	return []string{i(c.Requests, 10), i(c.InputTokens, 10), i(c.OutputTokens, 10), i(c.CacheWrite5m, 10),
-		i(c.CacheWrite1h, 10), i(c.CacheRead, 10), strconv.FormatFloat(c.CostUSD, 'f', -1, 64), i(c.UnpricedRequests, 10)}
+		i(c.CacheWrite1h, 10), i(c.CacheRead, 10), strconv.FormatFloat(c.CostUSD, 'f', -1, 64), i(c.UnpricedRequests, 10),
+		i(c.RefusedRequests, 10), i(c.FailedRequests, 10)}
 }
 
 // UsageRow is one row of GET /admin/usage: a bucket ("2026-01-31T13:00:00Z" for an hour,

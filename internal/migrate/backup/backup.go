@@ -304,5 +304,6 @@ func minus(a, b store.Usage) store.Usage {
 		CacheWrite1h: max(0, a.CacheWrite1h-b.CacheWrite1h), CacheRead: max(0, a.CacheRead-b.CacheRead),
 		CostMicroUSD:     max(0, a.CostMicroUSD-b.CostMicroUSD),
 		UnpricedRequests: max(0, a.UnpricedRequests-b.UnpricedRequests), EstimatedRequests: max(0, a.EstimatedRequests-b.EstimatedRequests),
+		RefusedRequests: max(0, a.RefusedRequests-b.RefusedRequests), FailedRequests: max(0, a.FailedRequests-b.FailedRequests),
 	}
 }

@@ -17,7 +17,7 @@ type requestsFlags struct {
 
 func requestsCommand() adminCommand {
 	return adminCommand{
-		name: "requests", summary: "the request ledger (usage block's ledger = true): one line per relayed request, newest first",
+		name: "requests", summary: "the request ledger (usage block's ledger = true): one line per request (answered, refused or failed; ERROR names how, MOVED a moved conversation), newest first",
 		flags: func(fs *flag.FlagSet, af *adminFlags) {
 			q := &af.r.q
 			fs.StringVar(&q.From, "from", "", "first UTC `day` (YYYY-MM-DD) or RFC 3339 time (default 24 hours ago)")
@@ -53,7 +53,7 @@ func adminRequests(ctx context.Context, c *adminCLI, af *adminFlags, f *requests
 		for _, r := range page.Requests {
 			rows = append(rows, []string{r.Time, orDash(r.Key), orDash(r.Owner), orDash(r.Account), orDash(r.Model), orDash(r.Route),
 				fmt.Sprint(r.Status), fmt.Sprint(r.InputTokens), fmt.Sprint(r.OutputTokens), fmt.Sprint(r.CacheRead),
-				fmt.Sprintf("%.6f", r.CostUSD), fmt.Sprint(r.TTFBMillis), fmt.Sprint(r.DurationMillis), orDash(r.Client), orDash(r.Error)})
+				fmt.Sprintf("%.6f", r.CostUSD), fmt.Sprint(r.TTFBMillis), fmt.Sprint(r.DurationMillis), orDash(r.Client), orDash(r.Error), orDash(r.Moved)})
 		}
 		if !f.all || page.Next == "" {
 			if !af.json && page.Next != "" {
@@ -66,5 +66,5 @@ func adminRequests(ctx context.Context, c *adminCLI, af *adminFlags, f *requests
 	if af.json { // --all: every page's records as one page with no next
 		return c.printJSON(adminapi.LedgerPage{Requests: all})
 	}
-	return c.table([]string{"TIME", "KEY", "OWNER", "ACCOUNT", "MODEL", "ROUTE", "STATUS", "INPUT", "OUTPUT", "CACHE READ", "COST USD", "TTFB MS", "MS", "CLIENT", "ERROR"}, rows)
+	return c.table([]string{"TIME", "KEY", "OWNER", "ACCOUNT", "MODEL", "ROUTE", "STATUS", "INPUT", "OUTPUT", "CACHE READ", "COST USD", "TTFB MS", "MS", "CLIENT", "ERROR", "MOVED"}, rows)
 }

@@ -21,14 +21,15 @@ func TestAdminRequestsPrintsTheLedgerAsATableAndJSON(t *testing.T) {
 	var recs []store.UsageRecord
 	for i := range 3 {
 		recs = append(recs, store.UsageRecord{KeyID: key.Key.ID, AccountID: "acc", Model: "claude-sonnet-4-5", At: now.Add(-time.Duration(2-i) * time.Minute), // oldest first, as a recorder writes them
-			Usage:  store.Usage{Requests: 1, InputTokens: 300, OutputTokens: int64(40 + i), CostMicroUSD: 1_250_000},
-			Ledger: &store.LedgerEntry{Route: "messages", Status: []int{200, 499, 529}[i], TTFBMillis: 120, DurationMillis: 900, Client: "claude_code", ErrorKind: []string{"", "client_gone", "upstream_529"}[i]}})
+			Usage: store.Usage{Requests: 1, InputTokens: 300, OutputTokens: int64(40 + i), CostMicroUSD: 1_250_000},
+			Ledger: &store.LedgerEntry{Route: "messages", Status: []int{200, 499, 529}[i], TTFBMillis: 120, DurationMillis: 900, Client: "claude_code",
+				ErrorKind: []string{"", "client_gone", "upstream_529"}[i], Moved: []string{"", "failover", ""}[i]}})
 	}
 	if err := st.RecordUsageBatch(context.Background(), store.BatchID{Writer: "cli", Seq: 1}, recs...); err != nil {
 		t.Fatal(err)
 	}
 	out := e.must("", "requests", "--limit", "2")
-	for _, want := range []string{"TIME", "OWNER", "TTFB MS", "alice", "claude-sonnet-4-5", "1.250000", "claude_code", "client_gone", "more: --cursor "} {
+	for _, want := range []string{"TIME", "OWNER", "TTFB MS", "alice", "claude-sonnet-4-5", "1.250000", "claude_code", "client_gone", "MOVED", "failover", "more: --cursor "} {
 		if !strings.Contains(out, want) {
 			t.Errorf("requests table: got %q, want it to contain %q", out, want)
 		}

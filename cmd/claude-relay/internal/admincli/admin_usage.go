@@ -19,7 +19,7 @@ type usageFlags struct {
 
 func usageCommand() adminCommand {
 	return adminCommand{
-		name: "usage", summary: "usage by hour, day or month, grouped by key, owner, tag, model, account or policy (--csv, --jsonl export)",
+		name: "usage", summary: "usage by hour, day or month, grouped by key, owner, tag, model, account or policy, with refused and failed requests (--csv, --jsonl export)",
 		flags: func(fs *flag.FlagSet, af *adminFlags) {
 			f := &af.u
 			fs.StringVar(&f.from, "from", "", "first UTC `day` (YYYY-MM-DD) or RFC 3339 time (default 6 days ago)")
@@ -63,9 +63,10 @@ func adminUsageReport(ctx context.Context, c *adminCLI, af *adminFlags, f *usage
 	for _, g := range q.GroupBy {
 		header = append(header, strings.ToUpper(g))
 	}
-	header = append(header, "REQUESTS", "INPUT", "OUTPUT", "CACHE WRITE 5M", "CACHE WRITE 1H", "CACHE READ", "COST USD", "UNPRICED")
+	header = append(header, "REQUESTS", "REFUSED", "FAILED", "INPUT", "OUTPUT", "CACHE WRITE 5M", "CACHE WRITE 1H", "CACHE READ", "COST USD", "UNPRICED")
 	row := func(first []string, u adminapi.UsageCounters) []string {
-		return append(first, fmt.Sprint(u.Requests), fmt.Sprint(u.InputTokens), fmt.Sprint(u.OutputTokens), fmt.Sprint(u.CacheWrite5m),
+		return append(first, fmt.Sprint(u.Requests), fmt.Sprint(u.RefusedRequests), fmt.Sprint(u.FailedRequests),
+			fmt.Sprint(u.InputTokens), fmt.Sprint(u.OutputTokens), fmt.Sprint(u.CacheWrite5m),
 			fmt.Sprint(u.CacheWrite1h), fmt.Sprint(u.CacheRead), fmt.Sprintf("%.6f", u.CostUSD), fmt.Sprint(u.UnpricedRequests))
 	}
 	rows := make([][]string, 0, len(rep.Rows)+1)

@@ -27,7 +27,7 @@ func TestAdminUsagePrintsATableCSVAndJSONThatAgree(t *testing.T) {
 	}
 	from := today.AddDate(0, 0, -1).Format(time.DateOnly)
 	out := e.must("", "usage", "--from", from, "--group-by", "owner,model")
-	for _, want := range []string{"BUCKET", "OWNER", "MODEL", "COST USD", "UNPRICED", "alice", "claude-sonnet-4-5", "1.250000", "total", "1.270000"} {
+	for _, want := range []string{"BUCKET", "OWNER", "MODEL", "COST USD", "UNPRICED", "REFUSED", "FAILED", "alice", "claude-sonnet-4-5", "1.250000", "total", "1.270000"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("usage table: got %q, want it to contain %q", out, want)
 		}
