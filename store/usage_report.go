@@ -74,6 +74,8 @@ type ReportQuery struct {
 	// Top keeps the rows of the Top groups with the highest cost over the whole range
 	// (then requests, then names); 0 keeps every group. Totals always count everything.
 	Top int
+	// Key, when set, keeps only this key's usage (rows and totals): one key's report.
+	Key string
 }
 
 // ReportRow is the usage of one group in one bucket.
@@ -215,7 +217,14 @@ func (a *reportAgg) label(t time.Time) int32 {
 
 func (a *reportAgg) addBucket(label time.Time, h map[string]string) error {
 	li := a.label(label)
+	keyPrefix := ""
+	if a.q.Key != "" {
+		keyPrefix = a.q.Key + "|"
+	}
 	for field, val := range h {
+		if keyPrefix != "" && !strings.HasPrefix(field, keyPrefix) {
+			continue
+		}
 		fi, ok := a.fieldIx[field]
 		if !ok {
 			parts := strings.SplitN(field, "|", 3)
