@@ -89,6 +89,23 @@ func dashboardUsage(ctx context.Context, api *adminclient.Client, sp span) (usag
 	return sum, nil
 }
 
+// keyCharts draws one key's requests, tokens and cost over sp by model, from the usage report
+// of that key alone (GET /admin/usage?key=): one report call, whatever the number of keys.
+func keyCharts(ctx context.Context, api *adminclient.Client, id string, sp span) ([]chart, adminapi.UsageCounters, error) {
+	q := sp.query("model")
+	q.Key = id
+	rep, err := api.Usage(ctx, q)
+	if err != nil {
+		return nil, adminapi.UsageCounters{}, err
+	}
+	buckets := bucketsOf(sp.From, sp.To, sp.Granularity)
+	var charts []chart
+	for _, name := range []string{chartMetricRequests, chartMetricTokens, chartMetricCost} {
+		charts = append(charts, buildChart("key-chart-"+name, dashboardChartWidth, metrics[name], rep.Rows, buckets, "model", bucketLabel))
+	}
+	return charts, rep.Totals, nil
+}
+
 // topOf adds up rows by the value of group and keeps the n costing most.
 func topOf(rows []adminapi.UsageRow, group string, n int) []keyUsage {
 	at := map[string]int{}
