@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/claude-relay/claude-relay/config/configapi"
+	"github.com/claude-relay/claude-relay/store"
 )
 
 // ErrShuttingDown is returned by Poll once the control plane has stopped watching; the
@@ -110,7 +111,22 @@ func (c *Config) Sidecars(ctx context.Context) ([]configapi.Sidecar, error) {
 		}
 	}
 	slices.SortFunc(out, func(a, b configapi.Sidecar) int { return strings.Compare(a.ID, b.ID) })
+	c.addLoads(ctx, out, now)
 	return out, nil
+}
+
+// addLoads fills each sidecar's Load from what the sidecars wrote to Redis; a sidecar that
+// cannot be read keeps none (the registry still answers).
+func (c *Config) addLoads(ctx context.Context, list []configapi.Sidecar, now time.Time) {
+	loads, err := c.opts.Store.SidecarLoads(ctx)
+	if err != nil {
+		c.log.Warn("cannot read the sidecars' load", "error", err)
+	}
+	for i := range list {
+		if l, ok := loads[list[i].ID]; ok {
+			list[i].Load = &configapi.Load{InFlight: l.InFlight, Streams: l.Streams, At: l.At, Stale: now.Sub(l.At) > store.LoadStale}
+		}
+	}
 }
 
 // SidecarHandler serves the long-poll at configapi.Path to sidecars that present a valid
