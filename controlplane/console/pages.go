@@ -23,6 +23,7 @@ type dashboardData struct {
 	Accounts  int
 	Attention []adminapi.Account
 	Sidecars  *configapi.SidecarList
+	Load      *relayLoad
 	Health    *configapi.Health
 	Config    *configapi.ConfigStatus
 	Problems  []string
@@ -56,7 +57,7 @@ func (c *Console) handleDashboard(w http.ResponseWriter, r *http.Request) {
 		problem("accounts", err)
 	}
 	if sc, err := s.api.Sidecars(ctx); err == nil {
-		d.Sidecars = &sc
+		d.Sidecars, d.Load = &sc, loadOf(sc.Sidecars)
 	} else {
 		problem("sidecars", err)
 	}
@@ -73,6 +74,32 @@ func (c *Console) handleDashboard(w http.ResponseWriter, r *http.Request) {
 	v := s.view("Dashboard", "dashboard")
 	v.Refresh, v.Data = dashboardRefresh, d
 	c.render(w, r, http.StatusOK, "dashboard", v)
+}
+
+// relayLoad is the sidecars' load added up: what the relay is doing now.
+type relayLoad struct {
+	InFlight, Streams int64
+	// Reporting counts the sidecars whose load is current; Stale those whose last report is
+	// too old to count (they may be gone); Silent those that reported none.
+	Reporting, Stale, Silent int
+}
+
+// loadOf adds up the current load reports of the sidecars.
+func loadOf(list []configapi.Sidecar) *relayLoad {
+	var l relayLoad
+	for _, sc := range list {
+		switch {
+		case sc.Load == nil:
+			l.Silent++
+		case sc.Load.Stale:
+			l.Stale++
+		default:
+			l.Reporting++
+			l.InFlight += sc.Load.InFlight
+			l.Streams += sc.Load.Streams
+		}
+	}
+	return &l
 }
 
 func countStates(accts []adminapi.Account) []stateCount {
