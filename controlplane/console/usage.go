@@ -3,6 +3,7 @@ package console
 import (
 	"context"
 	"sort"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -132,13 +133,20 @@ func topOf(rows []adminapi.UsageRow, group string, n int) []keyUsage {
 	return out
 }
 
-// resolveKeys reads each key's record for its name; a key that cannot be read keeps its id.
+// resolveKeys reads each key's record for its name, all at once; a key that cannot be read
+// keeps its id.
 func resolveKeys(ctx context.Context, api *adminclient.Client, keys []keyUsage) {
+	var wg sync.WaitGroup
 	for i := range keys {
-		if k, err := api.GetKey(ctx, keys[i].ID); err == nil {
-			keys[i].Key = &k
-		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if k, err := api.GetKey(ctx, keys[i].ID); err == nil {
+				keys[i].Key = &k
+			}
+		}()
 	}
+	wg.Wait()
 }
 
 func addCounters(to *adminapi.UsageCounters, c adminapi.UsageCounters) {

@@ -176,7 +176,7 @@ func runRemoteSidecar(ctx context.Context, b *Base, opts Options, controlURL str
 	if err != nil {
 		return err
 	}
-	dp, err = b.newDataPlane(opts.DataDir, sidecarID(opts.Listen), cc.HealthCheck())
+	dp, err = b.newDataPlane(opts.DataDir, cc.ID(), cc.HealthCheck()) // the registry's name for it, also with port 0
 	if err != nil {
 		return err
 	}
@@ -201,7 +201,7 @@ func devConfig(ctx context.Context, b *Base, opts Options) (*controlplane.Config
 	if err != nil {
 		return nil, nil, err
 	}
-	dp, err = b.newDataPlane(opts.DataDir, sidecarID(opts.Listen), cc.HealthCheck())
+	dp, err = b.newDataPlane(opts.DataDir, cc.ID(), cc.HealthCheck()) // the registry's name for it, also with port 0
 	if err != nil {
 		return nil, nil, err
 	}
