@@ -105,8 +105,9 @@
 // A token or cost limit of a key is a budget (BudgetLimits: limit_mode and limit_modes reach
 // it); a per-conversation breaker sets PerConversation and is policy-only.
 //
-// The concurrency queue (queue_timeout, queue_max: limits.Set.QueueTimeout) is a policy
-// attribute outside the table: it is a duration and a waiter count, not a counted limit.
+// The concurrency queue (queue_timeout, queue_max, queue_keepalive: limits.Set.QueueTimeout,
+// Policy.QueueKeepaliveEvery) is a policy attribute outside the table: durations and a
+// waiter count, not counted limits.
 //
 // # Adding a route option
 //

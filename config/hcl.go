@@ -68,6 +68,7 @@ type policyHCL struct {
 	LimitModes                    *map[string]string `hcl:"limit_modes,optional"`
 	QueueTimeout                  *string            `hcl:"queue_timeout,optional"`
 	QueueMax                      *int               `hcl:"queue_max,optional"`
+	QueueKeepalive                *string            `hcl:"queue_keepalive,optional"`
 }
 
 type poolHCL struct {

@@ -454,9 +454,10 @@ func (b *builder) server(s *serverHCL) {
 
 func (b *builder) policy(name string, info *blockInfo, p *policyHCL) {
 	pol := Policy{
-		LimitMode:    deref(p.LimitMode),
-		QueueTimeout: deref(p.QueueTimeout),
-		QueueMax:     deref(p.QueueMax),
+		LimitMode:      deref(p.LimitMode),
+		QueueTimeout:   deref(p.QueueTimeout),
+		QueueMax:       deref(p.QueueMax),
+		QueueKeepalive: deref(p.QueueKeepalive),
 	}
 	for i := range limitTable {
 		limitTable[i].copyHCL(&pol, p)

@@ -102,6 +102,21 @@ type Policy struct {
 	// QueueMax caps the requests of one key waiting at once; 0 leaves the
 	// queue unbounded (QueueTimeout still bounds each wait).
 	QueueMax int `json:"queue_max,omitempty"`
+	// QueueKeepalive is a Go duration: a streamed request (`"stream": true`) that has
+	// waited this long in the queue gets its stream opened (200, text/event-stream) and a
+	// `ping` event, and another every QueueKeepalive while it waits; "" sends nothing while
+	// it waits. Once the stream is open, a refusal is an SSE error event, not a status.
+	QueueKeepalive string `json:"queue_keepalive,omitempty"`
+}
+
+// QueueKeepaliveEvery is the policy's queue_keepalive (0 when unset or invalid, which
+// validation refuses).
+func (p *Policy) QueueKeepaliveEvery() time.Duration {
+	if p == nil || p.QueueKeepalive == "" {
+		return 0
+	}
+	d, _ := parseDuration(p.QueueKeepalive)
+	return d
 }
 
 // QueueWait is the policy's queue_timeout (0 when the policy has no queue or

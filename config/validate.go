@@ -164,6 +164,7 @@ func (v *validator) policy(name string, p Policy) {
 	if p.QueueTimeout != "" && p.Concurrency == 0 {
 		v.add(at(blockPolicy, name, "queue_timeout"), "Queue without concurrency", "queue_timeout makes requests wait for a concurrency slot; set concurrency too, or remove queue_timeout.")
 	}
+	v.queueKeepalive(name, p)
 	v.limitModes(name, p)
 	for i, m := range p.DeniedModels {
 		if m == "" {
@@ -236,6 +237,27 @@ func (v *validator) pool(name string, p Pool) {
 
 // duration checks a Go duration string; an empty one is an error only when
 // required.
+// queueKeepalive checks queue_keepalive: a duration of at least MinQueueKeepalive, on a
+// policy whose requests wait (queue_timeout).
+func (v *validator) queueKeepalive(name string, p Policy) {
+	if p.QueueKeepalive == "" {
+		return
+	}
+	l := at(blockPolicy, name, "queue_keepalive")
+	d, err := parseDuration(p.QueueKeepalive)
+	switch {
+	case err != nil:
+		v.add(l, "Invalid duration", err.Error()+".")
+	case d < MinQueueKeepalive:
+		v.add(l, "Keep-alive too frequent", fmt.Sprintf("queue_keepalive must be at least %s (a ping every 10s-30s keeps proxies from closing an idle stream), got %s.", MinQueueKeepalive, p.QueueKeepalive))
+	case p.QueueTimeout == "":
+		v.add(l, "Keep-alive without a queue", "queue_keepalive sends ping events to streamed requests waiting for a concurrency slot; set queue_timeout (and concurrency) too, or remove queue_keepalive.")
+	}
+}
+
+// MinQueueKeepalive is the shortest queue_keepalive a policy may set.
+const MinQueueKeepalive = 100 * time.Millisecond
+
 func (v *validator) duration(l location, s string, required bool) {
 	if s == "" && !required {
 		return

@@ -322,39 +322,7 @@ func (s *Server) handleAddAccount(w http.ResponseWriter, r *http.Request) {
 
 	fields := fieldErrors{}
 	checkName(fields, "name", req.Name)
-	switch spec.Type {
-	case store.AccountTypeAnthropicAPIKey, store.AccountTypeAnthropicCompatible:
-		spec.Credential = strings.TrimSpace(req.APIKey)
-		checkSecret(fields, "api_key", spec.Credential)
-		for field, v := range map[string]string{"access_token": req.AccessToken, "refresh_token": req.RefreshToken, "expires_at": req.ExpiresAt} {
-			if v != "" {
-				fields.add(field, "only for claude_oauth accounts")
-			}
-		}
-		if spec.Type == store.AccountTypeAnthropicCompatible && spec.BaseURL == "" {
-			fields.add("base_url", "required for anthropic_compatible accounts")
-		}
-	case store.AccountTypeClaudeOAuth:
-		spec.Credential = strings.TrimSpace(req.AccessToken)
-		checkSecret(fields, "access_token", spec.Credential)
-		if req.APIKey != "" {
-			fields.add("api_key", "claude_oauth accounts take access_token (and refresh_token), not api_key")
-		}
-		if req.RefreshToken != "" {
-			spec.RefreshToken = strings.TrimSpace(req.RefreshToken)
-			checkSecret(fields, "refresh_token", spec.RefreshToken)
-		}
-		if req.ExpiresAt != "" {
-			t, err := time.Parse(time.RFC3339, req.ExpiresAt)
-			if err != nil {
-				fields.add("expires_at", "must be an RFC 3339 time such as 2030-01-02T15:04:05Z")
-			} else {
-				spec.TokenExpiresAt = &t
-			}
-		}
-	default:
-		fields.add("type", "must be one of "+strings.Join(store.AccountTypes, ", "))
-	}
+	checkNewCredential(fields, req, &spec)
 	if spec.BaseURL == "" {
 		spec.BaseURL = defaultBaseURL
 	}
@@ -390,6 +358,45 @@ func (s *Server) handleAddAccount(w http.ResponseWriter, r *http.Request) {
 	}
 	s.auditLog(r, "account.add", acct.ID, "name", acct.Name, "type", acct.Type, "base_url", acct.BaseURL, "priority", acct.Priority)
 	s.writeAccount(w, r, http.StatusCreated, acct.ID)
+}
+
+// checkNewCredential takes a new account's credential from the fields its type uses (api_key;
+// access_token, refresh_token and expires_at for claude_oauth) into spec, and notes the fields
+// its type does not take and an unknown type.
+func checkNewCredential(fields fieldErrors, req adminapi.AddAccountRequest, spec *store.AccountSpec) {
+	switch spec.Type {
+	case store.AccountTypeAnthropicAPIKey, store.AccountTypeAnthropicCompatible:
+		spec.Credential = strings.TrimSpace(req.APIKey)
+		checkSecret(fields, "api_key", spec.Credential)
+		for field, v := range map[string]string{"access_token": req.AccessToken, "refresh_token": req.RefreshToken, "expires_at": req.ExpiresAt} {
+			if v != "" {
+				fields.add(field, "only for claude_oauth accounts")
+			}
+		}
+		if spec.Type == store.AccountTypeAnthropicCompatible && spec.BaseURL == "" {
+			fields.add("base_url", "required for anthropic_compatible accounts")
+		}
+	case store.AccountTypeClaudeOAuth:
+		spec.Credential = strings.TrimSpace(req.AccessToken)
+		checkSecret(fields, "access_token", spec.Credential)
+		if req.APIKey != "" {
+			fields.add("api_key", "claude_oauth accounts take access_token (and refresh_token), not api_key")
+		}
+		if req.RefreshToken != "" {
+			spec.RefreshToken = strings.TrimSpace(req.RefreshToken)
+			checkSecret(fields, "refresh_token", spec.RefreshToken)
+		}
+		if req.ExpiresAt != "" {
+			t, err := time.Parse(time.RFC3339, req.ExpiresAt)
+			if err != nil {
+				fields.add("expires_at", "must be an RFC 3339 time such as 2030-01-02T15:04:05Z")
+			} else {
+				spec.TokenExpiresAt = &t
+			}
+		}
+	default:
+		fields.add("type", "must be one of "+strings.Join(store.AccountTypes, ", "))
+	}
 }
 
 func (s *Server) handleGetAccount(w http.ResponseWriter, r *http.Request) {

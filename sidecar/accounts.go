@@ -282,7 +282,7 @@ func (a *StoreAccounts) listen(ctx context.Context, ac AccountChanges) {
 	}
 }
 
-// Touch implements AccountToucher: it queues a last-use write for the account unless one
+// Touch implements AccountSource: it queues a last-use write for the account unless one
 // was queued less than touchEvery ago, so a busy account costs one Redis write per 10 s per
 // sidecar, never one per request. Run does the writes; Touch never blocks, and drops the
 // write when the queue is full (the next use after touchEvery queues one again).
@@ -399,6 +399,5 @@ func (r *tokenRefresher) requestAndWait(ctx context.Context, id, old string) err
 
 var (
 	_ AccountSource   = (*StoreAccounts)(nil)
-	_ AccountToucher  = (*StoreAccounts)(nil)
 	_ sched.Refresher = (*tokenRefresher)(nil)
 )

@@ -71,13 +71,7 @@ const maxAuthEntries = 100_000
 // tokens) are far shorter.
 const maxCredentialLen = 8192
 
-// Authenticate implements Authenticator: AuthenticateRequest without a client address or
-// route.
-func (a *CachedAuth) Authenticate(ctx context.Context, credential string) (Principal, error) {
-	return a.AuthenticateRequest(ctx, AuthInput{Credential: credential})
-}
-
-// AuthenticateRequest implements RequestAuthenticator. The credential's format is the
+// Authenticate implements Authenticator. The credential's format is the
 // provider's business (relay keys, IdP tokens…); an empty or oversized one is refused without
 // asking it. On a cache miss the provider also gets the client address and the route.
 //
@@ -88,7 +82,7 @@ func (a *CachedAuth) Authenticate(ctx context.Context, credential string) (Princ
 // for providers: an answer must not vary with ClientIP or Route (they are for logging and
 // auditing); a provider that restricts by address returns the allowed CIDRs as the
 // principal's allowed_cidrs attribute instead.
-func (a *CachedAuth) AuthenticateRequest(ctx context.Context, in AuthInput) (Principal, error) {
+func (a *CachedAuth) Authenticate(ctx context.Context, in AuthInput) (Principal, error) {
 	credential := in.Credential
 	if credential == "" || len(credential) > maxCredentialLen {
 		return Principal{}, fmt.Errorf("%w: missing or oversized credential", ErrInvalidCredential)
@@ -220,4 +214,4 @@ func (a *CachedAuth) Run(ctx context.Context) {
 	}
 }
 
-var _ RequestAuthenticator = (*CachedAuth)(nil)
+var _ Authenticator = (*CachedAuth)(nil)

@@ -78,9 +78,9 @@ func TestAuthCacheKeepsAnswersForTheTTLTheProviderReturns(t *testing.T) {
 		t.Run(fmt.Sprintf("%d_%s_%v", i, tc.cred, tc.advance), func(t *testing.T) {
 			a.Flush()
 			p.calls.Store(0)
-			_, err1 := a.Authenticate(context.Background(), tc.cred)
+			_, err1 := a.Authenticate(context.Background(), AuthInput{Credential: tc.cred})
 			clk.Advance(tc.advance)
-			_, err2 := a.Authenticate(context.Background(), tc.cred)
+			_, err2 := a.Authenticate(context.Background(), AuthInput{Credential: tc.cred})
 			if got := p.calls.Load(); got != tc.wantCalls {
 				t.Errorf("got %d provider calls, want %d", got, tc.wantCalls)
 			}
@@ -100,7 +100,7 @@ func TestConcurrentMissesMakeOneProviderCall(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			pr, err := a.Authenticate(context.Background(), "k")
+			pr, err := a.Authenticate(context.Background(), AuthInput{Credential: "k"})
 			if err == nil && pr.KeyID != "k" {
 				err = fmt.Errorf("got key %q, want k", pr.KeyID)
 			}
@@ -127,7 +127,7 @@ func TestConcurrentMissesMakeOneProviderCall(t *testing.T) {
 func TestProviderOutageFailsClosedNotOpen(t *testing.T) {
 	p := &fakeProvider{err: fmt.Errorf("%w: no healthy instance", contract.ErrUnavailable)}
 	a := NewCachedAuth(p, nil, nil, time.Minute, time.Second)
-	_, err := a.Authenticate(context.Background(), "cr_x")
+	_, err := a.Authenticate(context.Background(), AuthInput{Credential: "cr_x"})
 	if err == nil || errors.Is(err, ErrInvalidCredential) {
 		t.Fatalf("got %v, want a backend error (503), not acceptance nor a 401", err)
 	}
@@ -137,7 +137,7 @@ func TestProviderOutageFailsClosedNotOpen(t *testing.T) {
 	// The failure is not cached: once the provider is back, the key works.
 	p.err = nil
 	p.answers = map[string]contract.AuthResult{"cr_x": {Principal: contract.Principal{KeyID: "x"}}}
-	if pr, err := a.Authenticate(context.Background(), "cr_x"); err != nil || pr.KeyID != "x" {
+	if pr, err := a.Authenticate(context.Background(), AuthInput{Credential: "cr_x"}); err != nil || pr.KeyID != "x" {
 		t.Errorf("got %+v, %v after recovery, want key x", pr, err)
 	}
 }
@@ -146,7 +146,7 @@ func TestEmptyOrOversizedCredentialIsRefusedWithoutAProviderCall(t *testing.T) {
 	p := &fakeProvider{}
 	a := NewCachedAuth(p, nil, nil, time.Minute, time.Second)
 	for _, cred := range []string{"", string(make([]byte, maxCredentialLen+1))} {
-		if _, err := a.Authenticate(context.Background(), cred); !errors.Is(err, ErrInvalidCredential) {
+		if _, err := a.Authenticate(context.Background(), AuthInput{Credential: cred}); !errors.Is(err, ErrInvalidCredential) {
 			t.Errorf("got %v for a credential of %d bytes, want a refusal", err, len(cred))
 		}
 	}

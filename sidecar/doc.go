@@ -9,8 +9,9 @@
 //
 //  1. Runtime.Resolve matches the route and builds the upstream path; Runtime.ClientIP and
 //     Route.Allowed apply the allowlist (403).
-//  2. credential + the Authenticator (CachedAuth over the auth plugin) give the Principal (401,
-//     or 503 when the key store is down).
+//  2. credential + Authenticator.Authenticate (CachedAuth over the auth plugin; the
+//     principal's rules decoded by principalFrom with plugins/contract/keyrules) give the
+//     Principal (401, or 503 when the key store is down).
 //  3. exchange.readBody reads the body under the body timeouts (408, 413, 415);
 //     sched.Scan finds the model, metadata.user_id and the first message without decoding it;
 //     exchange.checkModel applies the policy's model and client rules (403, 400).
@@ -21,21 +22,27 @@
 //     retry-after and x-relay-limit headers, refusalHeaders); with a queue_timeout it waits
 //     there for a slot (limits/queue.go; exchange.observeQueue records the wait). exchange.finishLease charges,
 //     releases and settles the reservation on every exit path.
-//  5. exchange.forward lists schedulable accounts (Accounts.Upstreams), applies the key's
-//     binding, asks sched.Scheduler.Plan for an ordered plan (sticky session first, parked
-//     accounts skipped) and tries each account with exchange.send: a failure before the first
-//     byte is reported (sched.Scheduler.Report parks the account as the outcome says) and the
-//     next account is tried; noAccount answers when none can serve.
-//  6. exchange.relay copies the answer: exchange.writeHeader filters response headers (the
-//     allowlist), the body is copied and flushed as it arrives, the usage parser
-//     (sidecar/usage) reads message_start/message_delta in passing, and an upstream error
-//     after the first byte becomes an SSE error event (exchange.upstreamBroke).
-//  7. exchange.relay feeds a stream to usage.StreamParser as it passes (a JSON answer to
-//     usage.FromJSON); exchange.accountUsage prices it (config.Runtime.Price; a model no price
-//     matches is charged pricing_fallback and counted as unpriced), charges the key's limits
-//     and hands a UsageRecord to the UsageSink (Recorder), which never blocks. A stream that
-//     ends before message_delta is charged usage.StreamParser.Estimate: at least what it
-//     relayed.
+//  5. exchange.forward opens the upstream call (startUpstreamCall: the idle deadline) and
+//     asks exchange.schedule for a plan: it lists schedulable accounts (Accounts.Upstreams),
+//     narrows them to the key's binding (boundAccounts) and asks sched.Scheduler.Plan for an
+//     ordered plan (sticky session first, parked accounts skipped). For each account,
+//     exchange.acquireAccount takes a place under its caps and exchange.try sends the request
+//     (exchange.send; copyHeaders with forwardRequestHeader filters the client's headers) and
+//     reports the outcome (sched.Scheduler.Report parks the account as it says): a failure
+//     before the first byte moves on to the next account; noAccount answers when none can
+//     serve. The account that answers is touched (Accounts.Touch) and its answer relayed.
+//  6. exchange.relay reads: headers, copy, report, account. streaming.go does the copying:
+//     exchange.copyBody writes the headers (exchange.writeHeader: copyHeaders with the
+//     runtime's response header allowlist), copies and flushes the body as it arrives and
+//     feeds every read to a usageTap; exchange.copyEnded answers for how the copy ended (an
+//     upstream error after the first byte becomes an SSE error event, exchange.upstreamBroke;
+//     a client gone is a 499).
+//  7. The usageTap reads a stream with usage.StreamParser as it passes (a JSON answer with
+//     usage.FromJSON); exchange.accountUsage prices it (config.Runtime.Price; a model no
+//     price matches is charged pricing_fallback and counted as unpriced), charges the key's
+//     limits and hands a UsageRecord to the UsageSink (Recorder), which never blocks. A
+//     stream that ends before message_delta is charged usage.StreamParser.Estimate: at least
+//     what it relayed.
 //
 // # Background loops
 //
@@ -60,9 +67,16 @@
 //
 // # Health
 //
-// HealthHandler serves the public GET /health (component statuses only); CheckHealth and
-// Server.Health build the operators' report with errors and details, which the config client
-// sends to the control plane with each poll (GET /admin/sidecars).
+// internal/health serves the public GET /health (component statuses only) and builds the
+// operators' report; Server.Health is that report for the sidecar's components, the
+// "config" one included, which the config client sends to the control plane with each
+// poll (GET /admin/sidecars).
+//
+// # Not here
+//
+// What every process uses lives in its own package: internal/health (checks and their
+// handler), store/decryptcache (the decrypt cache in front of the crypto provider) and
+// plugins/contract/keyrules (how an auth provider's principal carries a key's rules).
 //
 // # Where to add …
 //

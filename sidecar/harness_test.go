@@ -16,6 +16,7 @@ import (
 
 	"github.com/claude-relay/claude-relay/config"
 	"github.com/claude-relay/claude-relay/fakeupstream"
+	"github.com/claude-relay/claude-relay/internal/health"
 	"github.com/claude-relay/claude-relay/internal/metrics"
 	"github.com/claude-relay/claude-relay/internal/testredis"
 	"github.com/claude-relay/claude-relay/internal/testutil"
@@ -116,7 +117,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	srv := sidecar.New(sidecar.Options{
 		Logger: log, Version: "test", Auth: auth, Accounts: accts, Usage: rec, Metrics: reg,
 		RequestTimeout: time.Minute,
-		Health:         []sidecar.HealthCheck{{Name: "redis", Check: func(ctx context.Context) error { return o.rdb.Ping(ctx).Err() }}},
+		Health:         []health.Check{{Name: "redis", Check: func(ctx context.Context) error { return o.rdb.Ping(ctx).Err() }}},
 		Limits:         limits.New(o.rdb, st.Schema(), limits.Options{Logger: log, Now: o.now}),
 		Scheduler:      sc,
 		Now:            o.now,

@@ -95,13 +95,7 @@ func (s *Server) authenticateView(r *http.Request, ip netip.Addr, route string) 
 	if cred == "" {
 		return Principal{}, http.StatusUnauthorized, "missing relay key: send it as the x-api-key header or as Authorization: Bearer"
 	}
-	var p Principal
-	var err error
-	if ra, ok := s.opts.Auth.(RequestAuthenticator); ok {
-		p, err = ra.AuthenticateRequest(r.Context(), AuthInput{Credential: cred, ClientIP: ip, Route: route})
-	} else {
-		p, err = s.opts.Auth.Authenticate(r.Context(), cred)
-	}
+	p, err := s.opts.Auth.Authenticate(r.Context(), AuthInput{Credential: cred, ClientIP: ip, Route: route})
 	switch {
 	case errors.Is(err, ErrInvalidCredential):
 		return Principal{}, http.StatusUnauthorized, err.Error()

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/claude-relay/claude-relay/plugins/contract"
+	"github.com/claude-relay/claude-relay/plugins/contract/keyrules"
 	"github.com/claude-relay/claude-relay/store"
 )
 
@@ -14,7 +15,7 @@ import (
 // the key's own rules (limit overrides, model and client rules, IP allowlist, binding). A
 // principal whose rules cannot be read is refused rather than served without them.
 func principalFrom(p contract.Principal) (Principal, error) {
-	rules, err := store.DecodeKeyRules(p.Overrides, p.Bindings, p.Attributes)
+	rules, err := keyrules.Decode(p.Overrides, p.Bindings, p.Attributes)
 	if err != nil {
 		return Principal{}, fmt.Errorf("key %s rules: %w", p.KeyID, err)
 	}
@@ -34,6 +35,26 @@ func principalFrom(p contract.Principal) (Principal, error) {
 		out.AllowedCIDRs = append(out.AllowedCIDRs, pfx.Masked())
 	}
 	return out, nil
+}
+
+// boundAccounts lists the accounts of ups a key's binding allows: the bound account, or
+// every account of the bound group (none, not nil, when no account matches).
+func boundAccounts(b store.KeyBinding, ups []*Upstream) []string {
+	bound := []string{}
+	for _, u := range ups {
+		if u.ID == b.AccountID || (b.Group != "" && u.Group == b.Group) {
+			bound = append(bound, u.ID)
+		}
+	}
+	return bound
+}
+
+// bindingName names a key's binding in log lines.
+func bindingName(b store.KeyBinding) string {
+	if b.AccountID != "" {
+		return "account " + b.AccountID
+	}
+	return "account group " + b.Group
 }
 
 // OAuthBeta is the anthropic-beta value an OAuth bearer token needs.

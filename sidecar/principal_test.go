@@ -8,6 +8,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/claude-relay/claude-relay/plugins/contract"
+	"github.com/claude-relay/claude-relay/plugins/contract/keyrules"
 	"github.com/claude-relay/claude-relay/store"
 )
 
@@ -51,7 +52,7 @@ func TestPrincipalCarriesTheKeysRules(t *testing.T) {
 	rules := store.KeyRules{Limits: store.KeyLimits{RequestsPerMinute: &rpm}, AllowedModels: []string{"claude-haiku-*"},
 		DeniedModels: []string{"claude-opus-*"}, AllowedClients: []string{"claude_code"},
 		AllowedCIDRs: []string{"10.0.0.0/8", "2001:db8::/32"}, Binding: store.KeyBinding{Group: "eu"}}
-	o, b, a := store.EncodeKeyRules(rules)
+	o, b, a := keyrules.Encode(rules)
 	got, err := principalFrom(contract.Principal{KeyID: "k1", Name: "n", Policy: "team", Overrides: o, Bindings: b, Attributes: a})
 	if err != nil {
 		t.Fatal(err)
@@ -63,7 +64,7 @@ func TestPrincipalCarriesTheKeysRules(t *testing.T) {
 	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
 		t.Errorf("principal (-want +got):\n%s", diff)
 	}
-	if _, err := principalFrom(contract.Principal{KeyID: "k", Attributes: map[string]string{store.AttrAllowedCIDRs: `["nope"]`}}); err == nil {
+	if _, err := principalFrom(contract.Principal{KeyID: "k", Attributes: map[string]string{keyrules.AttrAllowedCIDRs: `["nope"]`}}); err == nil {
 		t.Error("a principal with an unreadable CIDR: got nil error, want it refused")
 	}
 }

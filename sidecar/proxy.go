@@ -52,14 +52,9 @@ func init() {
 	}
 }
 
-// Copy buffers: 32 KiB for JSON answers (few reads for a long one), 8 KiB for event
-// streams, which arrive an event (a few hundred bytes) at a time and may be held open by
-// the ten thousand, each holding its buffer while it waits. A burst of events larger
-// than the buffer just takes another read; the stream parser handles lines of any length.
-var (
-	bufPool    = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
-	sseBufPool = sync.Pool{New: func() any { b := make([]byte, 8<<10); return &b }}
-)
+// forwardRequestHeader reports whether a client header is sent upstream (not in dropRequest).
+func forwardRequestHeader(name string) bool { return !dropRequest[name] }
+
 var bodyPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // maxPooledBody is the largest body buffer returned to bodyPool.
@@ -98,6 +93,9 @@ type exchange struct {
 	lease     *limits.Lease // the key's admission: finished on every exit path
 	moved     string        // why the conversation left its bound account ("" when it did not)
 	firstByte time.Time     // when the upstream's answer headers arrived (zero before)
+	// streamOpen: the queue keep-alive answered 200 and ping events while the request
+	// waited (keepalive.go), so what follows goes out as stream events, not as a status.
+	streamOpen bool
 }
 
 func (s *Server) serveRelay(w http.ResponseWriter, r *http.Request) {
@@ -133,13 +131,7 @@ func (s *Server) serveRelay(w http.ResponseWriter, r *http.Request) {
 		ex.fail(http.StatusUnauthorized, errAuthentication, "missing relay key: send it as the x-api-key header or as Authorization: Bearer", 0)
 		return
 	}
-	var p Principal
-	var err error
-	if ra, ok := s.opts.Auth.(RequestAuthenticator); ok {
-		p, err = ra.AuthenticateRequest(r.Context(), AuthInput{Credential: cred, ClientIP: ex.clientIP, Route: route.Name})
-	} else {
-		p, err = s.opts.Auth.Authenticate(r.Context(), cred)
-	}
+	p, err := s.opts.Auth.Authenticate(r.Context(), AuthInput{Credential: cred, ClientIP: ex.clientIP, Route: route.Name})
 	if err != nil {
 		if errors.Is(err, ErrInvalidCredential) {
 			ex.fail(http.StatusUnauthorized, errAuthentication, err.Error(), 0)
@@ -255,7 +247,12 @@ func (ex *exchange) admit() bool {
 		return false
 	}
 	start := time.Now()
+	var ka *keepalive
+	if set.QueueTimeout > 0 && set.Concurrency > 0 {
+		ka = ex.startKeepalive(pol.QueueKeepaliveEvery())
+	}
 	lease, refusal, err := ex.s.limits.AdmitUpTo(ex.r.Context(), ex.principal.KeyID, set, ex.worstCase(set))
+	ex.streamOpen = ka.stop()
 	ex.observeQueue(set, start, lease, refusal)
 	if err != nil {
 		if ex.r.Context().Err() != nil {
@@ -407,6 +404,11 @@ func modelRule(p *config.Policy) string {
 // which the Anthropic SDKs quote in their errors.
 func (ex *exchange) fail(status int, typ, msg string, retryAfter time.Duration) {
 	ex.status = status
+	if ex.streamOpen { // the keep-alive already answered 200: the error is the stream's event
+		ex.w.Write(sseError(typ, msg))
+		http.NewResponseController(ex.w).Flush()
+		return
+	}
 	ex.w.Header().Set("Request-Id", ex.id)
 	if !ex.bodyRead {
 		// Refused before its body was read (no route, no key, a body that is too large or
@@ -473,14 +475,9 @@ func (ex *exchange) timeout() time.Duration {
 // forward sends the request to upstream accounts in the scheduler's order, failing over
 // on retryable failures until a response starts; then it relays that response.
 func (ex *exchange) forward() {
-	s := ex.s
-	ctx, cancel := context.WithCancelCause(ex.r.Context())
-	defer cancel(nil)
-	timeout := ex.timeout()
-	idle := time.AfterFunc(timeout, func() { cancel(errIdleTimeout) })
-	defer idle.Stop()
-
-	req, plan, byID, ok := ex.schedule(ctx)
+	call := startUpstreamCall(ex.r.Context(), ex.timeout())
+	defer call.end()
+	req, plan, byID, ok := ex.schedule(call.ctx)
 	if !ok {
 		return
 	}
@@ -493,9 +490,9 @@ func (ex *exchange) forward() {
 			break
 		}
 		up := byID[id]
-		lease, refused := ex.acquireAccount(ctx, req, plan, up)
+		lease, refused := ex.acquireAccount(call.ctx, req, plan, up)
 		if refused != nil {
-			if cause := context.Cause(ctx); cause != nil {
+			if cause := context.Cause(call.ctx); cause != nil {
 				ex.upstreamGone(cause)
 				return
 			}
@@ -503,57 +500,21 @@ func (ex *exchange) forward() {
 			continue
 		}
 		tried++
-		last := tried == maxAttempts || i == len(plan.Order)-1
 		ex.noteMove(plan, id, tried, full)
-		local := s.sched.Acquire(id)
-		release := func() {
-			local()
-			lease.Release(ctx, ex.charge.Tokens, ex.charge.CostMicroUSD)
-		}
-		resp, err := ex.send(ctx, up)
-		if err != nil {
-			release()
-			if cause := context.Cause(ctx); cause != nil {
-				ex.upstreamGone(cause)
-				return
+		a := ex.try(&call, req, plan, up, lease, tried, tried == maxAttempts || i == len(plan.Order)-1)
+		switch {
+		case a.done:
+			return
+		case a.resp == nil:
+			if a.err != nil {
+				lastErr = a.err
 			}
-			s.m.upstreamErrors.With("connect").Inc()
-			s.log.Warn("upstream request failed", "request_id", ex.id, "account", up.ID, "error", err, "attempt", tried)
-			s.sched.Report(ctx, req, id, sched.Outcome{Err: err})
-			lastErr = err
 			continue
 		}
-		idle.Reset(timeout) // the headers are in: the wait for the body starts now
-		if resp.StatusCode >= 400 {
-			// Error bodies are small: read the start to learn why (organization disabled,
-			// which limit), then relay it intact if this is the answer.
-			peek, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<10))
-			failover := s.sched.Report(ctx, req, id, sched.Outcome{Status: resp.StatusCode, Header: resp.Header, Body: peek})
-			ex.observeWindows(ctx, req, id, resp.Header) // after Report: a 429's park stands
-			if failover && !last {
-				s.m.upstreamErrors.With(strconv.Itoa(resp.StatusCode)).Inc()
-				s.log.Warn("upstream refused, failing over", "request_id", ex.id, "account", up.ID, "status", resp.StatusCode, "attempt", tried)
-				io.CopyN(io.Discard, resp.Body, 64<<10)
-				resp.Body.Close()
-				release()
-				continue
-			}
-			resp.Body = struct {
-				io.Reader
-				io.Closer
-			}{io.MultiReader(bytes.NewReader(peek), resp.Body), resp.Body}
-		} else {
-			ex.observeWindows(ctx, req, id, resp.Header)
-			if id != plan.Sticky {
-				s.sched.Bind(ctx, req, id) // a sticky hit's TTL was refreshed by Plan
-			}
-		}
 		ex.account = up.ID
-		if s.toucher != nil {
-			s.toucher.Touch(up.ID, ex.started)
-		}
-		defer release() // also when relay aborts the handler
-		ex.relay(ctx, cancel, idle, timeout, resp)
+		ex.s.opts.Accounts.Touch(up.ID, ex.started)
+		defer a.release() // also when relay aborts the handler
+		ex.relay(&call, a.resp)
 		return
 	}
 	if tried == 0 { // every account was at its capacity
@@ -563,6 +524,64 @@ func (ex *exchange) forward() {
 		return
 	}
 	ex.fail(http.StatusBadGateway, errAPI, fmt.Sprintf("no upstream account could be reached (%d tried; the last: %s)%s", tried, upstreamCause(lastErr), ex.seeLog()), 5*time.Second)
+}
+
+// attempt is what one upstream attempt came to.
+type attempt struct {
+	resp    *http.Response // the answer to relay; nil: try the next account
+	release func()         // frees the account's places, once resp is relayed
+	err     error          // why the account could not be reached (nil when it answered)
+	done    bool           // the request ended (its context did) and was answered
+}
+
+// try sends the request to up, holding its capacity lease, and reports the outcome to the
+// scheduler. A connection failure, or an error status the scheduler fails over on (unless
+// last), frees the account and asks for the next one; any other answer is the one to relay.
+// An error answer's start is read to learn why (organization disabled, which limit) and
+// put back in front of its body, which is relayed intact.
+func (ex *exchange) try(call *upstreamCall, req sched.Request, plan sched.Plan, up *Upstream, lease *sched.AccountLease, tried int, last bool) attempt {
+	s, ctx, id := ex.s, call.ctx, up.ID
+	local := s.sched.Acquire(id)
+	release := func() {
+		local()
+		lease.Release(ctx, ex.charge.Tokens, ex.charge.CostMicroUSD)
+	}
+	resp, err := ex.send(ctx, up)
+	if err != nil {
+		release()
+		if cause := context.Cause(ctx); cause != nil {
+			ex.upstreamGone(cause)
+			return attempt{done: true}
+		}
+		s.m.upstreamErrors.With("connect").Inc()
+		s.log.Warn("upstream request failed", "request_id", ex.id, "account", id, "error", err, "attempt", tried)
+		s.sched.Report(ctx, req, id, sched.Outcome{Err: err})
+		return attempt{err: err}
+	}
+	call.arrived() // the headers are in: the wait for the body starts now
+	if resp.StatusCode < 400 {
+		ex.observeWindows(ctx, req, id, resp.Header)
+		if id != plan.Sticky {
+			s.sched.Bind(ctx, req, id) // a sticky hit's TTL was refreshed by Plan
+		}
+		return attempt{resp: resp, release: release}
+	}
+	peek, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<10))
+	failover := s.sched.Report(ctx, req, id, sched.Outcome{Status: resp.StatusCode, Header: resp.Header, Body: peek})
+	ex.observeWindows(ctx, req, id, resp.Header) // after Report: a 429's park stands
+	if failover && !last {
+		s.m.upstreamErrors.With(strconv.Itoa(resp.StatusCode)).Inc()
+		s.log.Warn("upstream refused, failing over", "request_id", ex.id, "account", id, "status", resp.StatusCode, "attempt", tried)
+		io.CopyN(io.Discard, resp.Body, 64<<10)
+		resp.Body.Close()
+		release()
+		return attempt{}
+	}
+	resp.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(peek), resp.Body), resp.Body}
+	return attempt{resp: resp, release: release}
 }
 
 // schedule asks the scheduler for the order in which to try the accounts the request may
@@ -588,13 +607,7 @@ func (ex *exchange) schedule(ctx context.Context) (sched.Request, sched.Plan, ma
 		Session: ex.sessionKey(),
 	}
 	if b := ex.principal.Binding; b.AccountID != "" || b.Group != "" {
-		req.Bound = []string{}
-		for _, u := range ups {
-			if u.ID == b.AccountID || (b.Group != "" && u.Group == b.Group) {
-				req.Bound = append(req.Bound, u.ID)
-			}
-		}
-		if len(req.Bound) == 0 {
+		if req.Bound = boundAccounts(b, ups); len(req.Bound) == 0 {
 			s.log.Warn("relay key bound to no schedulable account", "request_id", ex.id, "key", ex.principal.KeyID, "binding", bindingName(b))
 			ex.failFinal(http.StatusInternalServerError, errAPI, "this relay key is bound to an upstream account or account group that has no schedulable account; retrying will not help: ask the operator"+ex.seeLog())
 			return sched.Request{}, sched.Plan{}, nil, false
@@ -697,13 +710,6 @@ func (ex *exchange) observeWindows(ctx context.Context, req sched.Request, accou
 			m.windowReset.With(account, x.name).Set(float64(x.w.Reset.Unix()))
 		}
 	}
-}
-
-func bindingName(b store.KeyBinding) string {
-	if b.AccountID != "" {
-		return "account " + b.AccountID
-	}
-	return "account group " + b.Group
 }
 
 // noAccount answers when no account can serve. When one comes back by itself: 429 if all
@@ -816,13 +822,7 @@ func (ex *exchange) send(ctx context.Context, up *Upstream) (*http.Response, err
 		req.Body = io.NopCloser(bytes.NewReader(body))
 		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 	}
-	conn := ex.r.Header.Values("Connection")
-	for k, vv := range ex.r.Header {
-		if dropRequest[k] || listed(conn, k) {
-			continue
-		}
-		req.Header[k] = vv
-	}
+	copyHeaders(req.Header, ex.r.Header, forwardRequestHeader)
 	setCredential(req.Header, up)
 	req.Header.Set("Accept-Encoding", "identity")
 	start := ex.s.now()
@@ -837,112 +837,26 @@ func (ex *exchange) send(ctx context.Context, up *Upstream) (*http.Response, err
 	return resp, err
 }
 
-// listed reports whether a Connection header names key.
-func listed(conn []string, key string) bool {
-	for _, v := range conn {
-		for _, f := range strings.Split(v, ",") {
-			if http.CanonicalHeaderKey(strings.TrimSpace(f)) == key {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// relay copies the upstream response to the client as it arrives, flushing SSE events
-// immediately, and accounts the usage it sees. An event stream's headers go out at once,
-// so the client sees the stream open; a JSON answer's go out with its first bytes, so an
-// answer that stalls or breaks before any byte still gets a proper error (504 or 502)
-// instead of a dropped connection.
-func (ex *exchange) relay(ctx context.Context, cancel context.CancelCauseFunc, idle *time.Timer, timeout time.Duration, resp *http.Response) {
+// relay copies the upstream's answer to the client as it arrives (copyBody: event
+// streams flushed read by read, their usage read in passing by the tap), reports how the
+// copy ended (copyEnded) and accounts the usage the tap saw.
+func (ex *exchange) relay(call *upstreamCall, resp *http.Response) {
 	s := ex.s
 	defer resp.Body.Close()
 	sse := strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
-	accounted := ex.upPath == "/v1/messages" && resp.StatusCode == http.StatusOK
-	var parser usage.StreamParser
-	var jsonBody []byte
-	const maxJSON = 8 << 20
-
-	rc := http.NewResponseController(ex.w)
-	committed := false // the response's status and headers are written
+	if ex.streamOpen && !sse {
+		ex.relayIntoOpenStream(resp)
+		return
+	}
 	if sse {
 		s.m.activeStreams.Inc()
 		defer s.m.activeStreams.Dec()
-		ex.writeHeader(resp)
-		committed = true
-		rc.Flush() // headers out now: the client sees the stream open
 	}
-	pool := &bufPool
-	if sse {
-		pool = &sseBufPool
-	}
-	bp := pool.Get().(*[]byte)
-	defer pool.Put(bp)
-	buf := *bp
-	var readErr error
-	for {
-		n, err := resp.Body.Read(buf)
-		if n > 0 {
-			idle.Reset(timeout)
-			if !committed {
-				ex.writeHeader(resp)
-				committed = true
-			}
-			if _, werr := ex.w.Write(buf[:n]); werr != nil {
-				cancel(errClientGone)
-				readErr = errClientGone
-				if accounted && sse {
-					parser.Write(buf[:n])
-				}
-				break
-			}
-			if sse {
-				rc.Flush()
-				if accounted {
-					parser.Write(buf[:n])
-				}
-			} else if accounted && len(jsonBody)+n <= maxJSON {
-				jsonBody = append(jsonBody, buf[:n]...)
-			}
-		}
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			readErr = err
-			if cause := context.Cause(ctx); cause != nil {
-				readErr = cause
-			}
-			break
-		}
-	}
-
-	clientGone := errors.Is(readErr, errClientGone) || errors.Is(readErr, context.Canceled)
-	upstreamFailed := readErr != nil && !clientGone
-	switch {
-	case upstreamFailed:
-		ex.upstreamBroke(readErr, sse, committed, timeout)
-	case clientGone:
-		if !committed {
-			ex.status = 499 // client closed the request, as nginx logs it
-		}
-		s.log.Info("client went away mid-response", "request_id", ex.id, "key", ex.principal.KeyID, "account", ex.account, "events", parser.Events())
-	case !committed: // an empty body
-		ex.writeHeader(resp)
-		committed = true
-	}
-
-	if accounted {
-		var c Counts
-		var model string
-		estimated := false
-		if sse { // a stream cut short is charged at least what it relayed (Estimate)
-			c, estimated = parser.Estimate()
-			model = parser.Model()
-		} else {
-			c, model, _ = usage.FromJSON(jsonBody)
-		}
-		ex.accountUsage(c, model, estimated)
+	tap := usageTap{on: ex.upPath == "/v1/messages" && resp.StatusCode == http.StatusOK, sse: sse}
+	committed, err := ex.copyBody(call, resp, sse, &tap)
+	upstreamFailed := ex.copyEnded(err, resp, sse, committed, call.timeout, tap.parser.Events())
+	if tap.on {
+		ex.accountUsage(tap.usage())
 	}
 	s.log.Info("relayed", "request_id", ex.id, "route", ex.route.Name, "key", ex.principal.KeyID, "account", ex.account,
 		"status", ex.status, "duration", s.now().Sub(ex.started).Round(time.Millisecond))
@@ -953,18 +867,35 @@ func (ex *exchange) relay(ctx context.Context, cancel context.CancelCauseFunc, i
 	}
 }
 
+// copyEnded answers for how the copy ended, and reports whether the upstream failed: an
+// upstream failure or silence goes to upstreamBroke; a client that went away is logged
+// (499 when nothing was sent); an empty body still gets its status and headers.
+func (ex *exchange) copyEnded(err error, resp *http.Response, sse, committed bool, timeout time.Duration, events int) bool {
+	clientGone := errors.Is(err, errClientGone) || errors.Is(err, context.Canceled)
+	switch {
+	case err != nil && !clientGone:
+		ex.upstreamBroke(err, sse, committed, timeout)
+		return true
+	case clientGone:
+		if !committed {
+			ex.status = 499 // client closed the request, as nginx logs it
+		}
+		ex.s.log.Info("client went away mid-response", "request_id", ex.id, "key", ex.principal.KeyID, "account", ex.account, "events", events)
+	case !committed: // an empty body
+		ex.writeHeader(resp)
+	}
+	return false
+}
+
 // writeHeader writes the upstream response's status and its allowlisted headers
 // (config.DefaultResponseHeaders and the operator's server.response_headers): never
 // cookies, the account's organization id or whatever else an upstream or its gateway adds.
 func (ex *exchange) writeHeader(resp *http.Response) {
-	h := ex.w.Header()
-	conn := resp.Header.Values("Connection")
-	for k, vv := range resp.Header {
-		if !ex.rt.PassResponseHeader(k) || listed(conn, k) {
-			continue
-		}
-		h[k] = vv
+	if ex.streamOpen { // the keep-alive sent the stream's status and headers already
+		ex.status, ex.firstByte = resp.StatusCode, ex.s.now()
+		return
 	}
+	copyHeaders(ex.w.Header(), resp.Header, ex.rt.PassResponseHeader)
 	ex.status = resp.StatusCode
 	ex.firstByte = ex.s.now()
 	ex.w.WriteHeader(resp.StatusCode)

@@ -16,6 +16,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/claude-relay/claude-relay/config"
+	"github.com/claude-relay/claude-relay/config/configapi"
+	"github.com/claude-relay/claude-relay/internal/health"
 	"github.com/claude-relay/claude-relay/internal/metrics"
 	"github.com/claude-relay/claude-relay/sidecar/limits"
 	"github.com/claude-relay/claude-relay/sidecar/sched"
@@ -45,8 +47,11 @@ var ErrInvalidCredential = errors.New("invalid relay key")
 
 // Authenticator checks a client credential. Errors wrapping ErrInvalidCredential are
 // refusals (401); any other error means the backend could not decide (503, fail closed).
+// The client address and route in AuthInput reach the auth provider (contract.AuthRequest's
+// ClientIP and Route) for logging and auditing only: the sidecar checks the principal's
+// per-request rules itself (see CachedAuth.Authenticate).
 type Authenticator interface {
-	Authenticate(ctx context.Context, credential string) (Principal, error)
+	Authenticate(ctx context.Context, in AuthInput) (Principal, error)
 }
 
 // AuthInput is what the relay knows about a request when it authenticates it: the
@@ -55,16 +60,6 @@ type AuthInput struct {
 	Credential string
 	ClientIP   netip.Addr
 	Route      string
-}
-
-// RequestAuthenticator is an Authenticator that also receives the client address and route,
-// and hands them to the auth provider (contract.AuthRequest's ClientIP and Route). The server
-// uses it when Options.Auth implements it (CachedAuth does); the address and route reach
-// the provider for logging and auditing only, since the sidecar checks the principal's
-// per-request rules itself (see CachedAuth.AuthenticateRequest).
-type RequestAuthenticator interface {
-	Authenticator
-	AuthenticateRequest(ctx context.Context, in AuthInput) (Principal, error)
 }
 
 // Upstream is one schedulable upstream account with its decrypted credential.
@@ -95,15 +90,12 @@ func NewUpstream(id, name, baseURL, credential string, priority int) (*Upstream,
 	return &Upstream{ID: id, Name: name, Credential: credential, Priority: priority, url: u}, nil
 }
 
-// AccountSource lists the accounts requests may be sent to.
+// AccountSource lists the accounts requests may be sent to and records when one was used.
+// The server calls Touch on the request path for every response it relays, so Touch must
+// not block or do I/O itself (StoreAccounts batches and throttles the writes); a source that
+// keeps no last-use times implements it as a no-op.
 type AccountSource interface {
 	Upstreams(ctx context.Context) ([]*Upstream, error)
-}
-
-// AccountToucher is implemented by account sources that record when an account was last
-// used. The server calls Touch on the request path for every response it relays, so Touch
-// must not block or do I/O itself (StoreAccounts batches and throttles the writes).
-type AccountToucher interface {
 	Touch(accountID string, at time.Time)
 }
 
@@ -127,18 +119,6 @@ type UsageSink interface {
 	Record(UsageRecord)
 }
 
-// HealthCheck is one component of GET /health.
-type HealthCheck struct {
-	Name string
-	// Check returns nil when the component is ok. Any other error fails the service (503)
-	// and shows as "error" on the public /health, unless it is a *HealthProblem, which
-	// says what the public answer may show and whether the service still works.
-	Check func(ctx context.Context) error
-	// Info, when set, adds details about the component to the operators' report (the
-	// admin API, never the public /health); it must be fast and safe for concurrent use.
-	Info func() any
-}
-
 // Options configures a Server.
 type Options struct {
 	Logger         hclog.Logger
@@ -148,7 +128,7 @@ type Options struct {
 	Usage          UsageSink
 	Metrics        *metrics.Registry
 	RequestTimeout time.Duration // idle bound: no upstream byte for this long ends the request
-	Health         []HealthCheck
+	Health         []health.Check
 	Transport      http.RoundTripper // default: NewTransport()
 	Now            func() time.Time
 	// Limits enforces the per-key limits of policies; nil refuses (503) keys whose policy
@@ -186,8 +166,7 @@ type Server struct {
 	now       func() time.Time
 	limits    *limits.Limiter
 	sched     *sched.Scheduler
-	toucher   AccountToucher // nil when Options.Accounts does not record last use
-	checks    []HealthCheck  // GET /health's components and Health's
+	checks    []health.Check // GET /health's components and Health's
 	m         serverMetrics
 	mux       *http.ServeMux
 	inFlight  atomic.Int64 // requests being answered (Load)
@@ -203,6 +182,7 @@ type serverMetrics struct {
 	limitRefusals  *metrics.CounterVec
 	limitErrors    *metrics.Counter
 	queueWait      *metrics.HistogramVec // outcome: how long requests waited in a key's queue
+	queuePings     *metrics.Counter      // ping events sent to streamed requests waiting in a queue
 	unpriced       *metrics.CounterVec
 	windowUtil     *metrics.GaugeVec // account, window: the latest subscription-window reading
 	windowReset    *metrics.GaugeVec
@@ -237,7 +217,6 @@ func New(opts Options) *Server {
 		limits:    opts.Limits,
 		sched:     opts.Scheduler,
 	}
-	s.toucher, _ = opts.Accounts.(AccountToucher)
 	if s.sched == nil {
 		s.sched = sched.New(nil, store.Schema{}, sched.Options{Logger: opts.Logger, Now: opts.Now})
 	}
@@ -255,6 +234,7 @@ func New(opts Options) *Server {
 		limitRefusals:  r.Counter("claude_relay_limit_refusals_total", "Requests refused by a key limit, by limit.", "limit"),
 		limitErrors:    r.Counter("claude_relay_limit_errors_total", "Limit checks or charges that failed because Redis was unavailable.").With(),
 		queueWait:      r.Histogram("claude_relay_queue_wait_seconds", "Time requests waited in a key's queue for a concurrency slot (policy queue_timeout), by outcome: admitted, timeout, refused (by another limit meanwhile), gone (the client left).", queueWaitBuckets, "outcome"),
+		queuePings:     r.Counter("claude_relay_queue_pings_total", "Ping events sent to streamed requests waiting in a key's queue (policy queue_keepalive).").With(),
 		unpriced:       r.Counter("claude_relay_unpriced_requests_total", "Requests charged at pricing_fallback because no price matched their model, by model.", "model"),
 		windowUtil:     r.Gauge("claude_relay_account_window_utilization", "Fraction of an upstream account's subscription window used, as its latest response seen by this sidecar reported it (anthropic-ratelimit-unified-*).", "account", "window"),
 		rewarm:         r.Counter("claude_relay_cache_rewarm_tokens_total", "Cache-write tokens of the first request a conversation sent after it moved to another account, by why it moved (park, cap, failover).", "reason"),
@@ -288,8 +268,8 @@ func New(opts Options) *Server {
 		return 0
 	})
 	mux := http.NewServeMux()
-	s.checks = append(slices.Clone(opts.Health), HealthCheck{Name: "config", Check: s.configCheck})
-	mux.Handle("GET /health", HealthHandler(opts.Version, s.started, s.checks))
+	s.checks = append(slices.Clone(opts.Health), health.Check{Name: "config", Check: s.configCheck})
+	mux.Handle("GET /health", health.Handler(opts.Version, s.started, s.checks))
 	mux.Handle("GET /metrics", opts.Metrics.Handler())
 	mux.HandleFunc("GET "+KeyUsagePath, s.serveKeyUsage)
 	mux.HandleFunc("GET /{$}", s.serveRoot) // GET and HEAD of "/" exactly
@@ -376,10 +356,17 @@ func (s *Server) serveRoot(w http.ResponseWriter, r *http.Request) {
 	io.WriteString(w, rootText)
 }
 
+// Health is the sidecar's report for operators: every component of GET /health, the
+// "config" one included, with errors and details. The config client sends it to the
+// control plane with each poll.
+func (s *Server) Health(ctx context.Context) configapi.Health {
+	return health.Report(ctx, s.opts.Version, s.started, s.checks)
+}
+
 // configCheck reports whether a configuration is applied.
 func (s *Server) configCheck(context.Context) error {
 	if s.rt.Load() == nil {
-		return &HealthProblem{Public: "no configuration applied", Err: errors.New("no configuration applied: the control plane is unreachable and there is no saved copy")}
+		return &health.Problem{Public: "no configuration applied", Err: errors.New("no configuration applied: the control plane is unreachable and there is no saved copy")}
 	}
 	return nil
 }

@@ -347,32 +347,6 @@ func TestCreateKeysIsAllOrNothing(t *testing.T) {
 	}
 }
 
-func TestKeyRulesSurviveThePluginPrincipalEncoding(t *testing.T) {
-	rpm, cost := int64(60), 2.5
-	tests := []KeyRules{
-		{},
-		{Limits: KeyLimits{RequestsPerMinute: &rpm, CostPerDayUSD: &cost}},
-		{AllowedModels: []string{"claude-*"}, DeniedModels: []string{"claude-opus-*"}, AllowedClients: []string{"claude_code", "my-bot/*"},
-			AllowedCIDRs: []string{"10.0.0.0/8", "2001:db8::/32"}, Binding: KeyBinding{AccountID: "a1"}},
-		{Binding: KeyBinding{Group: "eu"}},
-	}
-	for i, r := range tests {
-		t.Run(fmt.Sprint(i), func(t *testing.T) {
-			o, b, a := EncodeKeyRules(r)
-			got, err := DecodeKeyRules(o, b, a)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if diff := cmp.Diff(r, got); diff != "" {
-				t.Errorf("round trip (-want +got):\n%s", diff)
-			}
-		})
-	}
-	if _, err := DecodeKeyRules(map[string]string{"requests_per_minute": "lots"}, nil, nil); err == nil {
-		t.Error("a non-number override: got nil error, want one")
-	}
-}
-
 func TestBackfillIndexesKeysCreatedBeforeTheIndexes(t *testing.T) {
 	ctx := context.Background()
 	s, _, rdb, _ := newStore(t)

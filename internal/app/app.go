@@ -18,11 +18,11 @@ import (
 	"golang.org/x/net/netutil"
 
 	"github.com/claude-relay/claude-relay/config"
+	"github.com/claude-relay/claude-relay/internal/health"
 	"github.com/claude-relay/claude-relay/internal/httpserve"
 	"github.com/claude-relay/claude-relay/internal/logging"
 	"github.com/claude-relay/claude-relay/internal/metrics"
 	"github.com/claude-relay/claude-relay/plugins/contract"
-	"github.com/claude-relay/claude-relay/sidecar"
 	"github.com/claude-relay/claude-relay/store"
 )
 
@@ -40,7 +40,7 @@ type Base struct {
 	Crypto  contract.Crypto // the crypto provider (plugins.go)
 	closers []func() error
 	// pluginHealth are the provider plugins' /health components.
-	pluginHealth []sidecar.HealthCheck
+	pluginHealth []health.Check
 }
 
 // LoadEnv reads .env from the working directory and the process environment.

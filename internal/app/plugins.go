@@ -16,13 +16,14 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/claude-relay/claude-relay/config"
+	"github.com/claude-relay/claude-relay/internal/health"
 	"github.com/claude-relay/claude-relay/internal/metrics"
 	"github.com/claude-relay/claude-relay/plugins/auth-apikey/apikey"
 	"github.com/claude-relay/claude-relay/plugins/contract"
 	"github.com/claude-relay/claude-relay/plugins/crypto-aesgcm/aesgcm"
 	"github.com/claude-relay/claude-relay/plugins/host"
-	"github.com/claude-relay/claude-relay/sidecar"
 	"github.com/claude-relay/claude-relay/store"
+	"github.com/claude-relay/claude-relay/store/decryptcache"
 )
 
 // Plugin binary names in the plugin directory. Another provider (an IdP, Vault transit, a
@@ -84,7 +85,7 @@ func (b *Base) hostConfig(file, path string, settings map[string]string) host.Co
 
 // addPluginHealth shows a plugin in /health.
 func (b *Base) addPluginHealth(name string, check func(context.Context) error, status func() host.Status) {
-	b.pluginHealth = append(b.pluginHealth, sidecar.HealthCheck{
+	b.pluginHealth = append(b.pluginHealth, health.Check{
 		Name:  "plugin." + name,
 		Check: check,
 		Info:  func() any { return status() },
@@ -170,7 +171,7 @@ func (b *Base) pluginRedisConfig() store.RedisConfig {
 // sealer is what the store seals and opens with: the crypto provider behind the bounded
 // decryption cache.
 func sealer(c contract.Crypto) store.Sealer {
-	return sidecar.NewDecryptCache(contract.Sealer{Crypto: c}, decryptCacheSize, decryptCacheTTL)
+	return decryptcache.New(contract.Sealer{Crypto: c}, decryptCacheSize, decryptCacheTTL)
 }
 
 // OpenTool connects to Redis and starts the crypto provider the way the relay does, for

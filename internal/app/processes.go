@@ -16,6 +16,7 @@ import (
 	"github.com/claude-relay/claude-relay/config"
 	"github.com/claude-relay/claude-relay/config/configapi"
 	"github.com/claude-relay/claude-relay/controlplane"
+	"github.com/claude-relay/claude-relay/internal/health"
 	"github.com/claude-relay/claude-relay/internal/metrics"
 	"github.com/claude-relay/claude-relay/sidecar"
 	"github.com/claude-relay/claude-relay/sidecar/limits"
@@ -95,8 +96,8 @@ func production(ctx context.Context, env *config.Env, opts *Options) (*Base, err
 }
 
 // healthChecks are the components behind GET /health.
-func (b *Base) healthChecks() []sidecar.HealthCheck {
-	return append([]sidecar.HealthCheck{
+func (b *Base) healthChecks() []health.Check {
+	return append([]health.Check{
 		{Name: "redis", Check: func(ctx context.Context) error { return b.Redis.Ping(ctx).Err() }},
 		{Name: "logger", Check: func(context.Context) error {
 			if b.Files == nil {
@@ -120,7 +121,7 @@ type dataPlane struct {
 	onHUP func(context.Context)
 }
 
-func (b *Base) newDataPlane(dataDir, id string, extraHealth ...sidecar.HealthCheck) (*dataPlane, error) {
+func (b *Base) newDataPlane(dataDir, id string, extraHealth ...health.Check) (*dataPlane, error) {
 	spool, err := dataPath(dataDir, "usage-spool.jsonl")
 	if err != nil {
 		return nil, err
@@ -264,7 +265,7 @@ func RunControl(ctx context.Context, env *config.Env, opts Options) error {
 	}
 	started := time.Now()
 	details := func(ctx context.Context) configapi.Health {
-		return sidecar.CheckHealth(ctx, Version, started, b.healthChecks())
+		return health.Report(ctx, Version, started, b.healthChecks())
 	}
 	alerter, err := startAlerts(ctx, b, cfg, details)
 	if err != nil {
@@ -286,8 +287,7 @@ func RunControl(ctx context.Context, env *config.Env, opts Options) error {
 	mux.Handle(configapi.Path, cfg.SidecarHandler())
 	mux.Handle("GET "+sidecar.KeyUsagePath, cp.KeyUsageHandler())
 	mux.Handle("GET /metrics", b.Metrics.Handler())
-	health := sidecar.HealthHandler(Version, started, b.healthChecks())
-	mux.Handle("GET /health", health)
+	mux.Handle("GET /health", health.Handler(Version, started, b.healthChecks()))
 	b.Log.Info("control plane listening", "addr", opts.Listen, "version", Version, "max_connections", env.ControlMaxConnections)
 	return serve(ctx, b.Log, b.Metrics, opts.Listen, b.connLimits(env.ControlMaxConnections), mux, opts.Grace, opts.Ready)
 }

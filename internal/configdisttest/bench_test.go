@@ -105,8 +105,8 @@ func BenchmarkEditToApplied(b *testing.B) {
 // staticAuth accepts one key.
 type staticAuth struct{}
 
-func (staticAuth) Authenticate(_ context.Context, cred string) (sidecar.Principal, error) {
-	if cred != "cr_bench" {
+func (staticAuth) Authenticate(_ context.Context, in sidecar.AuthInput) (sidecar.Principal, error) {
+	if in.Credential != "cr_bench" {
 		return sidecar.Principal{}, sidecar.ErrInvalidCredential
 	}
 	return sidecar.Principal{KeyID: "k1", Name: "bench"}, nil
@@ -115,6 +115,7 @@ func (staticAuth) Authenticate(_ context.Context, cred string) (sidecar.Principa
 type staticAccounts struct{ up []*sidecar.Upstream }
 
 func (a staticAccounts) Upstreams(context.Context) ([]*sidecar.Upstream, error) { return a.up, nil }
+func (staticAccounts) Touch(string, time.Time)                                  {}
 
 type discardUsage struct{}
 

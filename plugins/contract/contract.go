@@ -9,9 +9,11 @@
 // that calls ServeAuth or ServeCrypto, as plugins/auth-apikey and plugins/crypto-aesgcm do.
 // Built to the file the host runs (CLAUDE_RELAY_PLUGIN_DIR/auth-apikey or crypto-aesgcm), it
 // is started, self-tested and swapped in by plugins/host without a restart; a binary that
-// fails its self-test is refused and the running one keeps serving. A new kind of provider
-// (not auth, not crypto) needs a service in contract.proto, an entry in the plugin map and a
-// start function in plugins/host/providers.go.
+// fails its self-test is refused and the running one keeps serving. An auth provider that
+// carries a key's rules (limit overrides, model, client and address rules, a binding) puts
+// them in its Principal with plugins/contract/keyrules, which the sidecar decodes. A new
+// kind of provider (not auth, not crypto) needs a service in contract.proto, an entry in
+// the plugin map and a start function in plugins/host/providers.go.
 //
 // An upstream account type (a new kind of upstream rather than a plugin) is a store
 // AccountType (store/accounts.go: how its credential is sealed and validated), how the sidecar
@@ -96,7 +98,7 @@ type Principal struct {
 	Policy string
 	// Overrides are per-key replacements of policy values.
 	Overrides map[string]string
-	// Bindings carry the key's binding to one upstream account (store.EncodeKeyRules; a
+	// Bindings carry the key's binding to one upstream account (keyrules.Encode; a
 	// binding to an account group travels in Attributes). Empty: the route's pool decides.
 	Bindings   []string
 	Attributes map[string]string

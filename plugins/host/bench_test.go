@@ -35,11 +35,11 @@ func BenchmarkAuth(b *testing.B) {
 	}
 	b.Run("baseline_cache_hit", func(b *testing.B) {
 		ca := sidecar.NewCachedAuth(a, f.st, nil, time.Hour, time.Second)
-		if _, err := ca.Authenticate(ctx, secret); err != nil {
+		if _, err := ca.Authenticate(ctx, sidecar.AuthInput{Credential: secret}); err != nil {
 			b.Fatal(err)
 		}
 		for b.Loop() {
-			if _, err := ca.Authenticate(ctx, secret); err != nil {
+			if _, err := ca.Authenticate(ctx, sidecar.AuthInput{Credential: secret}); err != nil {
 				b.Fatal(err)
 			}
 		}

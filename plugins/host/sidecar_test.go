@@ -33,11 +33,11 @@ func TestRevokedKeyIsRefusedByEverySidecarWithinOneSecond(t *testing.T) {
 	secret := f.secrets[0]
 	for i, ca := range sidecars {
 		eventually(t, 5*time.Second, fmt.Sprintf("sidecar %d to accept the key", i), func() bool {
-			_, err := ca.Authenticate(ctx, secret)
+			_, err := ca.Authenticate(ctx, sidecar.AuthInput{Credential: secret})
 			return err == nil
 		})
 	}
-	p, err := sidecars[0].Authenticate(ctx, secret)
+	p, err := sidecars[0].Authenticate(ctx, sidecar.AuthInput{Credential: secret})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +53,7 @@ func TestRevokedKeyIsRefusedByEverySidecarWithinOneSecond(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for time.Since(revokedAt) < 5*time.Second {
-				_, err := ca.Authenticate(ctx, secret)
+				_, err := ca.Authenticate(ctx, sidecar.AuthInput{Credential: secret})
 				if errors.Is(err, sidecar.ErrInvalidCredential) {
 					took[i] = time.Since(revokedAt)
 					return

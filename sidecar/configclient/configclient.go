@@ -19,7 +19,7 @@ import (
 
 	"github.com/claude-relay/claude-relay/config"
 	"github.com/claude-relay/claude-relay/config/configapi"
-	"github.com/claude-relay/claude-relay/sidecar"
+	"github.com/claude-relay/claude-relay/internal/health"
 )
 
 // Defaults of Options.
@@ -487,8 +487,8 @@ func (c *Client) Status() Status {
 // (the sidecar is answering 503). The public /health shows only that; the error (with the
 // control plane's address and the poll's failure) and the details (applied version,
 // source, since when) go to operators through the admin API.
-func (c *Client) HealthCheck() sidecar.HealthCheck {
-	return sidecar.HealthCheck{
+func (c *Client) HealthCheck() health.Check {
+	return health.Check{
 		Name:  "control_plane",
 		Check: func(context.Context) error { return c.check() },
 		Info:  func() any { return c.Status() },
@@ -501,7 +501,7 @@ func (c *Client) check() error {
 		if s.Reachable {
 			return nil
 		}
-		return &sidecar.HealthProblem{Public: "unreachable", Warning: true, Err: fmt.Errorf(
+		return &health.Problem{Public: "unreachable", Warning: true, Err: fmt.Errorf(
 			"control plane %s unreachable since %s (%s); serving version %d from %s",
 			c.opts.ControlPlane, s.Since.UTC().Format(time.RFC3339), orNone(s.LastError), s.Version, s.Source)}
 	}
@@ -519,7 +519,7 @@ func (c *Client) check() error {
 	if c.opts.StatePath != "" {
 		disk = "no saved copy at " + c.opts.StatePath
 	}
-	return &sidecar.HealthProblem{Public: public, Err: fmt.Errorf("no configuration: control plane %s %s, and %s", c.opts.ControlPlane, why, disk)}
+	return &health.Problem{Public: public, Err: fmt.Errorf("no configuration: control plane %s %s, and %s", c.opts.ControlPlane, why, disk)}
 }
 
 func orNone(s string) string {

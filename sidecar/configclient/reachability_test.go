@@ -12,9 +12,9 @@ import (
 
 	"github.com/claude-relay/claude-relay/config/configapi"
 	"github.com/claude-relay/claude-relay/controlplane"
+	"github.com/claude-relay/claude-relay/internal/health"
 	"github.com/claude-relay/claude-relay/internal/testredis"
 	"github.com/claude-relay/claude-relay/plugins/crypto-aesgcm/aesgcm"
-	"github.com/claude-relay/claude-relay/sidecar"
 	"github.com/claude-relay/claude-relay/store"
 )
 
@@ -146,7 +146,7 @@ func TestControlPlaneComponentFollowsReachability(t *testing.T) {
 	}
 	hc := c.HealthCheck()
 	status := func() (string, string) {
-		h := sidecar.CheckHealth(t.Context(), "test", time.Now(), []sidecar.HealthCheck{hc})
+		h := health.Report(t.Context(), "test", time.Now(), []health.Check{hc})
 		comp := h.Components["control_plane"]
 		return comp.Status, comp.Error
 	}
@@ -169,7 +169,7 @@ func TestControlPlaneComponentFollowsReachability(t *testing.T) {
 			t.Errorf("operators' error: got %q, want it to contain %q", detail, want)
 		}
 	}
-	if h := sidecar.CheckHealth(t.Context(), "test", time.Now(), []sidecar.HealthCheck{hc}); h.Status != "ok" {
+	if h := health.Report(t.Context(), "test", time.Now(), []health.Check{hc}); h.Status != "ok" {
 		t.Errorf("service status while serving the applied configuration: got %q, want ok", h.Status)
 	}
 	mu.Lock()
@@ -189,7 +189,7 @@ func TestHealthChangeReachesTheControlPlaneWithoutWaitingForTheLongPoll(t *testi
 	}
 	var mu sync.Mutex
 	redisErr := error(nil)
-	checks := []sidecar.HealthCheck{{Name: "redis", Check: func(context.Context) error {
+	checks := []health.Check{{Name: "redis", Check: func(context.Context) error {
 		mu.Lock()
 		defer mu.Unlock()
 		return redisErr
@@ -197,7 +197,7 @@ func TestHealthChangeReachesTheControlPlaneWithoutWaitingForTheLongPoll(t *testi
 	c, err := New(Options{
 		Fetcher: fetch, Apply: (&applier{}).apply, ID: "s1", ControlPlane: "http://" + cp.addr,
 		Health: func(ctx context.Context) configapi.Health {
-			return sidecar.CheckHealth(ctx, "test", time.Now(), checks)
+			return health.Report(ctx, "test", time.Now(), checks)
 		},
 		HealthEvery: 100 * time.Millisecond,
 	})

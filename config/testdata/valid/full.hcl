@@ -31,6 +31,7 @@ policy "team" {
   limit_modes         = { tokens_per_minute = "charge" }
   queue_timeout       = "30s"
   queue_max           = 50
+  queue_keepalive     = "15s"
 }
 
 policy "unlimited" {}

@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/claude-relay/claude-relay/plugins/contract"
+	"github.com/claude-relay/claude-relay/plugins/contract/keyrules"
 	"github.com/claude-relay/claude-relay/store"
 )
 
@@ -136,7 +137,7 @@ func (p *Provider) Authenticate(ctx context.Context, req contract.AuthRequest) (
 	if k.ExpiresAt != nil {
 		ttl = min(ttl, k.ExpiresAt.Sub(p.now()))
 	}
-	overrides, bindings, attrs := store.EncodeKeyRules(k.Rules)
+	overrides, bindings, attrs := keyrules.Encode(k.Rules)
 	return contract.AuthResult{
 		Principal: contract.Principal{KeyID: k.ID, Name: k.Name, Policy: k.Policy, Overrides: overrides, Bindings: bindings, Attributes: attrs},
 		CacheTTL:  ttl,

@@ -1,11 +1,17 @@
-package store
+// Package keyrules is the plugin contract's wire codec for a relay key's rules: how an auth
+// provider puts them in the principal it returns (contract.Principal's Overrides, Bindings and
+// Attributes) and how the sidecar reads them back. The default provider (plugins/auth-apikey)
+// encodes a stored key's rules with Encode; another provider sends the same names.
+package keyrules
 
 import (
 	"encoding/json"
 	"fmt"
+
+	"github.com/claude-relay/claude-relay/store"
 )
 
-// Attribute names under which EncodeKeyRules puts a key's rules into an auth provider's
+// Attribute names under which Encode puts a key's rules into an auth provider's
 // principal (plugins/contract.Principal.Attributes).
 const (
 	AttrAllowedModels  = "allowed_models"
@@ -15,11 +21,11 @@ const (
 	AttrBindingGroup   = "binding_group"
 )
 
-// EncodeKeyRules flattens a key's rules into the string maps an auth provider's principal
+// Encode flattens a key's rules into the string maps an auth provider's principal
 // carries over the plugin channel: limit overrides by their policy field name (e.g.
 // "requests_per_minute" → "60"), the bound account id in bindings, and model, client and
-// CIDR lists as JSON arrays in attributes. DecodeKeyRules reverses it.
-func EncodeKeyRules(r KeyRules) (overrides map[string]string, bindings []string, attrs map[string]string) {
+// CIDR lists as JSON arrays in attributes. Decode reverses it.
+func Encode(r store.KeyRules) (overrides map[string]string, bindings []string, attrs map[string]string) {
 	if !r.Limits.IsZero() {
 		b, _ := json.Marshal(r.Limits) // cannot fail: numbers only
 		var raw map[string]json.RawMessage
@@ -55,21 +61,21 @@ func EncodeKeyRules(r KeyRules) (overrides map[string]string, bindings []string,
 	return overrides, bindings, attrs
 }
 
-// DecodeKeyRules rebuilds a key's rules from what EncodeKeyRules produced. Unknown override
+// Decode rebuilds a key's rules from what Encode produced. Unknown override
 // and attribute names are ignored (another provider may send its own).
-func DecodeKeyRules(overrides map[string]string, bindings []string, attrs map[string]string) (KeyRules, error) {
-	var r KeyRules
+func Decode(overrides map[string]string, bindings []string, attrs map[string]string) (store.KeyRules, error) {
+	var r store.KeyRules
 	if len(overrides) > 0 {
 		raw := make(map[string]json.RawMessage, len(overrides))
 		for k, v := range overrides {
 			if !json.Valid([]byte(v)) {
-				return KeyRules{}, fmt.Errorf("override %s: %q is not a number", k, v)
+				return store.KeyRules{}, fmt.Errorf("override %s: %q is not a number", k, v)
 			}
 			raw[k] = json.RawMessage(v)
 		}
 		b, _ := json.Marshal(raw) // cannot fail: valid raw messages
 		if err := json.Unmarshal(b, &r.Limits); err != nil {
-			return KeyRules{}, fmt.Errorf("overrides: %w", err)
+			return store.KeyRules{}, fmt.Errorf("overrides: %w", err)
 		}
 	}
 	if len(bindings) > 0 {
@@ -85,7 +91,7 @@ func DecodeKeyRules(overrides map[string]string, bindings []string, attrs map[st
 			continue
 		}
 		if err := json.Unmarshal([]byte(v), dst); err != nil {
-			return KeyRules{}, fmt.Errorf("attribute %s: %w", name, err)
+			return store.KeyRules{}, fmt.Errorf("attribute %s: %w", name, err)
 		}
 	}
 	return r, nil

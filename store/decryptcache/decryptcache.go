@@ -1,4 +1,6 @@
-package sidecar
+// Package decryptcache keeps opened credential envelopes in memory, bounded by a size cap
+// and a TTL, in front of the crypto provider (a store.Sealer that caches Open).
+package decryptcache
 
 import (
 	"context"
@@ -10,12 +12,12 @@ import (
 	"github.com/claude-relay/claude-relay/store"
 )
 
-// DecryptCache is the deployment guide's "decryption cache": opened envelopes kept in memory,
+// Cache is the deployment guide's "decryption cache": opened envelopes kept in memory,
 // bounded by a size cap and a TTL, in front of the crypto provider, so reloading the account
 // list does not make a provider call per credential. Entries are keyed by a hash of the
 // envelope and its context; every seal uses a fresh nonce, so a changed credential is a new
 // key and nothing needs invalidating. It is a store.Sealer; Seal passes through.
-type DecryptCache struct {
+type Cache struct {
 	inner store.Sealer
 	max   int
 	ttl   time.Duration
@@ -30,18 +32,18 @@ type decrypted struct {
 	exp   time.Time
 }
 
-// NewDecryptCache caches up to size (at least 1) opened envelopes of inner for ttl each.
-func NewDecryptCache(inner store.Sealer, size int, ttl time.Duration) *DecryptCache {
-	return &DecryptCache{inner: inner, max: max(size, 1), ttl: ttl, now: time.Now, entries: make(map[[32]byte]decrypted)}
+// New caches up to size (at least 1) opened envelopes of inner for ttl each.
+func New(inner store.Sealer, size int, ttl time.Duration) *Cache {
+	return &Cache{inner: inner, max: max(size, 1), ttl: ttl, now: time.Now, entries: make(map[[32]byte]decrypted)}
 }
 
 // Seal implements store.Sealer.
-func (c *DecryptCache) Seal(ctx context.Context, plaintext, aad []byte) ([]byte, error) {
+func (c *Cache) Seal(ctx context.Context, plaintext, aad []byte) ([]byte, error) {
 	return c.inner.Seal(ctx, plaintext, aad)
 }
 
 // Open implements store.Sealer from the cache when it can, else through the provider.
-func (c *DecryptCache) Open(ctx context.Context, envelope, aad []byte) ([]byte, error) {
+func (c *Cache) Open(ctx context.Context, envelope, aad []byte) ([]byte, error) {
 	h := sha256.New()
 	var n [8]byte
 	binary.BigEndian.PutUint64(n[:], uint64(len(aad)))
@@ -65,7 +67,7 @@ func (c *DecryptCache) Open(ctx context.Context, envelope, aad []byte) ([]byte, 
 	return plain, nil
 }
 
-func (c *DecryptCache) put(k [32]byte, e decrypted) {
+func (c *Cache) put(k [32]byte, e decrypted) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.entries[k]; !ok && len(c.entries) >= c.max {
@@ -91,10 +93,10 @@ func (c *DecryptCache) put(k [32]byte, e decrypted) {
 }
 
 // Len returns the number of cached entries.
-func (c *DecryptCache) Len() int {
+func (c *Cache) Len() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.entries)
 }
 
-var _ store.Sealer = (*DecryptCache)(nil)
+var _ store.Sealer = (*Cache)(nil)

@@ -1,4 +1,7 @@
-package sidecar
+// Package health runs a process's component checks and serves them: the public GET /health
+// (statuses only) and the operators' report (errors and details), for every process (control
+// plane, sidecar, dev).
+package health
 
 import (
 	"context"
@@ -10,13 +13,25 @@ import (
 	"github.com/claude-relay/claude-relay/config/configapi"
 )
 
-// healthTimeout bounds every component check.
-const healthTimeout = 2 * time.Second
+// timeout bounds every component check.
+const timeout = 2 * time.Second
 
-// HealthProblem is a check's error that says what the public /health may show about it. The
+// Check is one component of GET /health.
+type Check struct {
+	Name string
+	// Check returns nil when the component is ok. Any other error fails the service (503)
+	// and shows as "error" on the public /health, unless it is a *Problem, which
+	// says what the public answer may show and whether the service still works.
+	Check func(ctx context.Context) error
+	// Info, when set, adds details about the component to the operators' report (the
+	// admin API, never the public /health); it must be fast and safe for concurrent use.
+	Info func() any
+}
+
+// Problem is a check's error that says what the public /health may show about it. The
 // public answer is read by anyone who can reach the port, so it never carries Err's text
 // (addresses, paths, upstream errors): those go to operators through the admin API.
-type HealthProblem struct {
+type Problem struct {
 	// Public is a short status text that names nothing internal: "unreachable", "no
 	// configuration applied".
 	Public string
@@ -29,7 +44,7 @@ type HealthProblem struct {
 }
 
 // Error implements error with the full text.
-func (p *HealthProblem) Error() string {
+func (p *Problem) Error() string {
 	if p.Err == nil {
 		return p.Public
 	}
@@ -37,7 +52,7 @@ func (p *HealthProblem) Error() string {
 }
 
 // Unwrap returns Err.
-func (p *HealthProblem) Unwrap() error { return p.Err }
+func (p *Problem) Unwrap() error { return p.Err }
 
 // componentStatus is what the public /health shows for a check's result: "ok", a warning's
 // public text, "error", or "error: " and a failure's public text.
@@ -45,7 +60,7 @@ func componentStatus(err error) (status string, failed bool) {
 	if err == nil {
 		return "ok", false
 	}
-	var p *HealthProblem
+	var p *Problem
 	if !errors.As(err, &p) {
 		return "error", true
 	}
@@ -61,15 +76,15 @@ func componentStatus(err error) (status string, failed bool) {
 	return "error: " + p.Public, true
 }
 
-// CheckHealth runs the checks concurrently, each bounded by a 2 s deadline, and returns the
+// Report runs the checks concurrently, each bounded by a 2 s deadline, and returns the
 // operators' report: every component's public status with its full error and, from Info,
 // its details.
-func CheckHealth(ctx context.Context, version string, started time.Time, checks []HealthCheck) configapi.Health {
-	return checkHealth(ctx, version, started, checks, true)
+func Report(ctx context.Context, version string, started time.Time, checks []Check) configapi.Health {
+	return run(ctx, version, started, checks, true)
 }
 
-func checkHealth(ctx context.Context, version string, started time.Time, checks []HealthCheck, details bool) configapi.Health {
-	ctx, cancel := context.WithTimeout(ctx, healthTimeout)
+func run(ctx context.Context, version string, started time.Time, checks []Check, details bool) configapi.Health {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	now := time.Now()
 	h := configapi.Health{
@@ -118,14 +133,14 @@ type publicHealth struct {
 	Components map[string]string `json:"components"`
 }
 
-// HealthHandler serves the public GET /health in the deployment contract's shape,
+// Handler serves the public GET /health in the deployment contract's shape,
 // {"status":"ok","version":…,"uptime":…,"components":{"redis":"ok",…}}, with each
 // component's status only (see componentStatus). A failing component answers 503 with
 // "status":"degraded"; a warning does not. Errors and details are for operators:
-// CheckHealth, served by the admin API.
-func HealthHandler(version string, started time.Time, checks []HealthCheck) http.Handler {
+// Report, served by the admin API.
+func Handler(version string, started time.Time, checks []Check) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := checkHealth(r.Context(), version, started, checks, false)
+		h := run(r.Context(), version, started, checks, false)
 		body := publicHealth{Status: h.Status, Version: h.Version, Uptime: h.Uptime, Components: make(map[string]string, len(h.Components))}
 		for name, c := range h.Components {
 			body.Components[name] = c.Status
@@ -137,11 +152,4 @@ func HealthHandler(version string, started time.Time, checks []HealthCheck) http
 		}
 		_ = json.NewEncoder(w).Encode(body) // a client gone away is not our problem
 	})
-}
-
-// Health is the sidecar's report for operators: every component of GET /health, the
-// "config" one included, with errors and details. The config client sends it to the
-// control plane with each poll.
-func (s *Server) Health(ctx context.Context) configapi.Health {
-	return CheckHealth(ctx, s.opts.Version, s.started, s.checks)
 }
