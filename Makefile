@@ -24,7 +24,7 @@ run: build
 ## the request scanner's model against encoding/json's
 test: fmt-check vet
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 15m ./...
-	$(GO) test -run='^$$' -fuzz=FuzzScanModel -fuzztime=5s ./sidecar/sched
+	$(GO) test -run='^$$' -fuzz=FuzzScanModel -fuzztime=5s ./sidecar/request
 
 vet:
 	$(GO) vet ./...

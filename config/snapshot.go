@@ -258,7 +258,8 @@ type PriceTier struct {
 	CacheRead        float64 `json:"cache_read"`
 }
 
-// TokenCounts is the usage of one request, as Anthropic reports it.
+// TokenCounts is the usage of one request, as Anthropic reports it (sidecar/usage.Counts
+// carries it as parsed from an answer).
 type TokenCounts struct {
 	Input        int64
 	Output       int64

@@ -15,6 +15,7 @@ import (
 
 	"github.com/claude-relay/claude-relay/config"
 	"github.com/claude-relay/claude-relay/controlplane/alerts"
+	"github.com/claude-relay/claude-relay/internal/testutil"
 )
 
 func TestAdminAlertsTestsADestinationAndListsItWithoutSecrets(t *testing.T) {
@@ -115,22 +116,11 @@ func TestAFailingOAuthRefreshReachesTheWebhookAndSoDoesItsRecovery(t *testing.T)
 	id := addOAuthAccount(t, h, fake, time.Minute)
 	fake.failRefresh.Store(true)
 	wantStatus(t, h.do("POST", "/admin/accounts/"+id+"/refresh", token, nil), http.StatusBadGateway)
-	eventually(t, "oauth_refresh_failed at the receiver", func() bool { return received("oauth_refresh_failed (critical): " + id) })
+	testutil.Eventually(t, 5*time.Second, "oauth_refresh_failed at the receiver", func() bool { return received("oauth_refresh_failed (critical): " + id) })
 	if !received("invalid_grant") {
 		t.Errorf("the alert does not say why: %q", texts)
 	}
 	fake.failRefresh.Store(false)
 	wantStatus(t, h.do("POST", "/admin/accounts/"+id+"/refresh", token, nil), http.StatusOK)
-	eventually(t, "the all-clear", func() bool { return received("resolved: oauth_refresh_failed: " + id) })
-}
-
-func eventually(t *testing.T, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.Eventually(t, 5*time.Second, "the all-clear", func() bool { return received("resolved: oauth_refresh_failed: " + id) })
 }

@@ -35,7 +35,7 @@ func TestJobsStoppedDuringStartUpLogNoError(t *testing.T) {
 	h := newHarness(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	h.srv.Run(ctx)
+	h.srv.RefreshTokens(ctx)
 	if logs := h.logs.String(); strings.Contains(logs, "[ERROR]") {
 		t.Errorf("jobs stopped at start-up logged an error:\n%s", logs)
 	}

@@ -14,8 +14,8 @@ import (
 
 	"github.com/claude-relay/claude-relay/config/configapi"
 	"github.com/claude-relay/claude-relay/internal/testredis"
-	"github.com/claude-relay/claude-relay/plugins/crypto-aesgcm/aesgcm"
 	"github.com/claude-relay/claude-relay/store"
+	"github.com/claude-relay/claude-relay/store/storetest"
 )
 
 // routeHCL is a valid configuration whose single route serves path.
@@ -30,14 +30,7 @@ func configStore(t *testing.T, prefix string) *store.Store {
 	if prefix == "" {
 		prefix = p
 	}
-	sealer, err := aesgcm.New("0123456789abcdef0123456789abcdef")
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.Open(t.Context(), rdb, store.Options{Prefix: prefix, Sealer: sealer})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := storetest.Open(t, rdb, store.Options{Prefix: prefix})
 	return st
 }
 

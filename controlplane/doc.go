@@ -17,8 +17,9 @@
 //
 // # Background jobs
 //
-// Server.Run (jobs.go) runs the OAuth token refresh every interval and on a sidecar's 401
-// report, and the check for an emptied Redis (Bootstrap); Config.Run runs the watch.
+// Server.RefreshTokens (tokenrefresh.go) runs the OAuth token refresh every interval and on a
+// sidecar's 401 report, and the check for an emptied Redis (Bootstrap); Config.Run runs the
+// watch.
 //
 // # Where to add an admin endpoint
 //

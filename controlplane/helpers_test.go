@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,8 +20,8 @@ import (
 	"github.com/claude-relay/claude-relay/controlplane/adminapi"
 	"github.com/claude-relay/claude-relay/internal/testredis"
 	"github.com/claude-relay/claude-relay/internal/testutil"
-	"github.com/claude-relay/claude-relay/plugins/crypto-aesgcm/aesgcm"
 	"github.com/claude-relay/claude-relay/store"
+	"github.com/claude-relay/claude-relay/store/storetest"
 )
 
 const (
@@ -32,34 +31,14 @@ const (
 
 var testJWTSecret = []byte("test-jwt-secret-0123456789abcdef-0123456789")
 
-type lockedBuffer = testutil.Buffer
-
-// clock is a settable time source shared by the server and the store.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // harness is a control plane on a real Redis, served over loopback HTTP.
 type harness struct {
 	t     *testing.T
 	st    *store.Store
 	srv   *Server
 	http  *httptest.Server
-	logs  *lockedBuffer
-	clock *clock
+	logs  *testutil.Buffer
+	clock *testutil.Clock
 	key   ed25519.PrivateKey // the control plane's session signing key
 }
 
@@ -73,16 +52,9 @@ func newHarness(t *testing.T, tweak ...func(*Options)) *harness {
 func newHarnessOn(t *testing.T, rdb redis.UniversalClient, prefix string, tweak ...func(*Options)) *harness {
 	t.Helper()
 	ctx := context.Background()
-	sealer, err := aesgcm.New("0123456789abcdef0123456789abcdef")
-	if err != nil {
-		t.Fatalf("aesgcm.New: %v", err)
-	}
-	clk := &clock{t: time.Now().UTC().Truncate(time.Second)}
-	st, err := store.Open(ctx, rdb, store.Options{Prefix: prefix, Sealer: sealer, Now: clk.Now})
-	if err != nil {
-		t.Fatalf("store.Open: %v", err)
-	}
-	logs := &lockedBuffer{}
+	clk := testutil.NewClock(time.Now().UTC().Truncate(time.Second))
+	st := storetest.Open(t, rdb, store.Options{Prefix: prefix, Now: clk.Now})
+	logs := &testutil.Buffer{}
 	key := newTestKey(t)
 	opts := Options{
 		Store:      st,

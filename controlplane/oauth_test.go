@@ -387,7 +387,7 @@ func TestSidecarRefreshRequestTriggersOneRefresh(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan struct{})
-	go func() { h.srv.Run(ctx); close(done) }()
+	go func() { h.srv.RefreshTokens(ctx); close(done) }()
 	deadline := time.Now().Add(10 * time.Second)
 	for fake.refreshCalls.Load() == 0 && time.Now().Before(deadline) {
 		// The subscription may not be up yet: publish until the control plane hears it.

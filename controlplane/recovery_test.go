@@ -128,7 +128,7 @@ func TestEmptiedRedisIsNoticedOnASessionAndPeriodically(t *testing.T) {
 	// With nobody asking, the periodic check notices the next loss by itself.
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); h.srv.Run(ctx) }()
+	go func() { defer close(done); h.srv.RefreshTokens(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
 	if err := rdb.FlushAll(ctx).Err(); err != nil {
 		t.Fatal(err)

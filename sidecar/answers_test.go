@@ -14,6 +14,7 @@ import (
 	"github.com/anthropics/anthropic-sdk-go/v2/option"
 
 	"github.com/claude-relay/claude-relay/fakeupstream"
+	"github.com/claude-relay/claude-relay/internal/testutil"
 	"github.com/claude-relay/claude-relay/store"
 )
 
@@ -42,7 +43,7 @@ func (h *harness) checkFindableInLog(resp *http.Response, msg, detail string) {
 	if resp.Header.Get("Request-Id") != id || !strings.Contains(msg, id) {
 		h.t.Errorf("request-id header %q and message %q: want both to carry %s", resp.Header.Get("Request-Id"), msg, id)
 	}
-	waitFor(h.t, 2*time.Second, func() bool {
+	testutil.Eventually(h.t, 2*time.Second, "the condition", func() bool {
 		for line := range strings.SplitSeq(h.logs.String(), "\n") {
 			if strings.Contains(line, id) && strings.Contains(line, detail) {
 				return true
@@ -88,7 +89,7 @@ func TestNoAccountIsAFinalAnswerTheSDKsDoNotRetry(t *testing.T) {
 	}
 	var resp *http.Response
 	var body string
-	waitFor(t, 2*time.Second, func() bool {
+	testutil.Eventually(t, 2*time.Second, "the condition", func() bool {
 		resp = h.post("/v1/messages", h.key, jsonBody, nil)
 		body = readAll(t, resp.Body)
 		return strings.Contains(body, "no upstream account")
@@ -204,7 +205,7 @@ func TestUnresolvableUpstreamIsA502WithoutItsName(t *testing.T) {
 	}
 	var resp *http.Response
 	var body string
-	waitFor(t, 5*time.Second, func() bool {
+	testutil.Eventually(t, 5*time.Second, "the condition", func() bool {
 		resp = h.post("/v1/messages", h.key, jsonBody, nil)
 		body = readAll(t, resp.Body)
 		return resp.StatusCode == http.StatusBadGateway

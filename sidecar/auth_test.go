@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/claude-relay/claude-relay/internal/testutil"
 	"github.com/claude-relay/claude-relay/plugins/contract"
 )
 
@@ -36,30 +37,13 @@ func (f *fakeProvider) Authenticate(_ context.Context, req contract.AuthRequest)
 	return contract.AuthResult{Refusal: "unknown relay key"}, nil
 }
 
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 func TestAuthCacheKeepsAnswersForTheTTLTheProviderReturns(t *testing.T) {
 	p := &fakeProvider{answers: map[string]contract.AuthResult{
 		"short": {Principal: contract.Principal{KeyID: "k1"}, CacheTTL: 10 * time.Second},
 		"dflt":  {Principal: contract.Principal{KeyID: "k2"}},
 		"nope":  {Refusal: "disabled", CacheTTL: time.Hour},
 	}}
-	clk := &fakeClock{t: time.Unix(1_700_000_000, 0)}
+	clk := testutil.NewClock(time.Unix(1_700_000_000, 0))
 	a := NewCachedAuth(p, nil, nil, time.Minute, 2*time.Second)
 	a.now = clk.Now
 	tests := []struct {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/claude-relay/claude-relay/fakeupstream"
+	"github.com/claude-relay/claude-relay/internal/testutil"
 	"github.com/claude-relay/claude-relay/sidecar/sched"
 	"github.com/claude-relay/claude-relay/store"
 )
@@ -76,14 +77,14 @@ func TestAccountMaxConcurrencyOfOneNeverHasTwoInFlightAcrossTwoSidecars(t *testi
 		t.Errorf("got %d served and %d refused, want at least 1 served and 20 in all", ok.Load(), refused.Load())
 	}
 	// Every slot is back: nothing in flight across the sidecars.
-	waitFor(t, 5*time.Second, func() bool {
+	testutil.Eventually(t, 5*time.Second, "the condition", func() bool {
 		n, err := h.sched.InFlightShared(context.Background(), ids[0])
 		return err == nil && n == 0
 	})
 }
 
 func TestAccountTokenCapSkipsTheAccountAndTheAnswerSaysWhenItFrees(t *testing.T) {
-	clock := newTestClock(time.Date(2026, 12, 3, 22, 0, 0, 0, time.UTC))
+	clock := testutil.NewClock(time.Date(2026, 12, 3, 22, 0, 0, 0, time.UTC))
 	h := newHarness(t, harnessOptions{hcl: capacityHCL, accounts: 2, now: clock.Now})
 	accts, _ := h.st.ListAccounts(context.Background())
 	capped, other := accts[0], accts[1]
@@ -110,7 +111,7 @@ func TestAccountTokenCapSkipsTheAccountAndTheAnswerSaysWhenItFrees(t *testing.T)
 	if !strings.Contains(h.logs.String(), "account "+capped.ID+" at its tokens_per_day cap") {
 		t.Errorf("log: want the account named with its cap; got %s", h.logs.String())
 	}
-	clock.Add(2 * time.Hour) // a new UTC day: the day cap frees, the 5-hour one does not
+	clock.Advance(2 * time.Hour) // a new UTC day: the day cap frees, the 5-hour one does not
 	if got := h.servedBy(nil); got != upstreamKey {
 		t.Errorf("after midnight: served by %q, want the day-capped account back", got)
 	}
@@ -140,7 +141,7 @@ func (h *harness) holdConversation(conv string, hold time.Duration, accts []stor
 		resp := h.post("/v1/messages", h.key, sessionBody(conv), map[string]string{fakeupstream.ScriptHeader: fakeupstream.Script{BodyDelay: hold}.HeaderValue()})
 		readAll(h.t, resp.Body)
 	}()
-	waitFor(h.t, 5*time.Second, func() bool {
+	testutil.Eventually(h.t, 5*time.Second, "the condition", func() bool {
 		for _, a := range accts {
 			if h.sched.InFlight(a.ID) > 0 {
 				return true
@@ -301,7 +302,7 @@ func TestOperatorClearsAConversationsBindingOrAllOfAnAccountsAndSidecarsForgetTh
 	if err != nil || n != 1 {
 		t.Fatalf("clear session: got %d %v, want 1 binding", n, err)
 	}
-	waitFor(t, 5*time.Second, func() bool { return h.sched.StickyCached() == 2 }) // the announcement reached the sidecar
+	testutil.Eventually(t, 5*time.Second, "the condition", func() bool { return h.sched.StickyCached() == 2 }) // the announcement reached the sidecar
 	if got := turn("conv-a"); got != upstreamKey {
 		t.Errorf("after clearing its binding: served by %q, want the first account (scheduled afresh)", got)
 	}
@@ -313,7 +314,7 @@ func TestOperatorClearsAConversationsBindingOrAllOfAnAccountsAndSidecarsForgetTh
 	if err != nil || n != 2 {
 		t.Fatalf("unbind account: got %d %v, want 2 bindings (conv-b, conv-c)", n, err)
 	}
-	waitFor(t, 5*time.Second, func() bool { return h.sched.StickyCached() == 1 }) // only conv-a's remains
+	testutil.Eventually(t, 5*time.Second, "the condition", func() bool { return h.sched.StickyCached() == 1 }) // only conv-a's remains
 	for _, c := range []string{"conv-b", "conv-c", "conv-a"} {
 		if got := turn(c); got != upstreamKey {
 			t.Errorf("%s after unbinding the second account: served by %q, want the first", c, got)

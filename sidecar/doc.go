@@ -13,7 +13,7 @@
 //     principal's rules decoded by principalFrom with plugins/contract/keyrules) give the
 //     Principal (401, or 503 when the key store is down).
 //  3. exchange.readBody reads the body under the body timeouts (408, 413, 415);
-//     sched.Scan finds the model, metadata.user_id and the first message without decoding it;
+//     request.Scan finds the model, metadata.user_id and the first message without decoding it;
 //     exchange.checkModel applies the policy's model and client rules (403, 400).
 //  4. exchange.admit: exchange.policy merges the key's overrides into its policy, and
 //     limits.Limiter.AdmitUpTo checks every counted limit (the key's, and the conversation's

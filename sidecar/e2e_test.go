@@ -21,6 +21,7 @@ import (
 
 	"github.com/claude-relay/claude-relay/fakeupstream"
 	"github.com/claude-relay/claude-relay/internal/testredis"
+	"github.com/claude-relay/claude-relay/internal/testutil"
 	"github.com/claude-relay/claude-relay/sidecar"
 	"github.com/claude-relay/claude-relay/store"
 )
@@ -294,7 +295,7 @@ func TestRevokedKeyRefusedWithinASecond(t *testing.T) {
 	if err := h.st.RevokeKey(context.Background(), h.keyID); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, time.Second, func() bool {
+	testutil.Eventually(t, time.Second, "the condition", func() bool {
 		resp := h.post("/v1/messages/count_tokens", h.key, jsonBody, nil)
 		readAll(t, resp.Body)
 		return resp.StatusCode == http.StatusUnauthorized

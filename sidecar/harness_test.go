@@ -21,11 +21,11 @@ import (
 	"github.com/claude-relay/claude-relay/internal/testredis"
 	"github.com/claude-relay/claude-relay/internal/testutil"
 	"github.com/claude-relay/claude-relay/plugins/auth-apikey/apikey"
-	"github.com/claude-relay/claude-relay/plugins/crypto-aesgcm/aesgcm"
 	"github.com/claude-relay/claude-relay/sidecar"
 	"github.com/claude-relay/claude-relay/sidecar/limits"
 	"github.com/claude-relay/claude-relay/sidecar/sched"
 	"github.com/claude-relay/claude-relay/store"
+	"github.com/claude-relay/claude-relay/store/storetest"
 )
 
 const (
@@ -43,7 +43,7 @@ type harness struct {
 	http     *httptest.Server
 	key      string
 	keyID    string
-	logs     *syncBuffer
+	logs     *testutil.Buffer
 	reg      *metrics.Registry
 	stopRec  context.CancelFunc
 	recorder *sidecar.Recorder
@@ -58,8 +58,6 @@ type harnessOptions struct {
 	now       func() time.Time // the sidecar's clock (limit windows, parking); nil: time.Now
 }
 
-type syncBuffer = testutil.Buffer
-
 func newHarness(t *testing.T, o harnessOptions) *harness {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -73,14 +71,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	if o.accounts == 0 {
 		o.accounts = 1
 	}
-	sealer, err := aesgcm.New(testEncryptionKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.Open(ctx, o.rdb, store.Options{Prefix: prefix, Sealer: sealer})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := storetest.Open(t, o.rdb, store.Options{Prefix: prefix})
 	up := fakeupstream.Start(t, fakeupstream.Options{APIKeys: []string{upstreamKey, upstreamKey + "-2", upstreamKey + "-3"}})
 	for i := range o.accounts {
 		cred := upstreamKey
@@ -95,7 +86,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &testutil.Buffer{}
 	log := hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Debug})
 	reg := metrics.NewRegistry()
 	auth := sidecar.NewCachedAuth(apikey.FromStore(st, "test", time.Minute, time.Second), st, log, time.Minute, time.Second)
@@ -184,7 +175,7 @@ func readAll(t *testing.T, r io.ReadCloser) string {
 func (h *harness) waitUsage(model string, requests int64) store.Usage {
 	h.t.Helper()
 	var got store.Usage
-	waitFor(h.t, 10*time.Second, func() bool {
+	testutil.Eventually(h.t, 10*time.Second, "the condition", func() bool {
 		m, err := h.st.KeyUsage(context.Background(), h.keyID, time.Now())
 		if err != nil {
 			return false
@@ -193,17 +184,6 @@ func (h *harness) waitUsage(model string, requests int64) store.Usage {
 		return got.Requests >= requests
 	})
 	return got
-}
-
-func waitFor(t *testing.T, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %s", d)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 const streamBody = `{"model":"claude-sonnet-4-5-20250929","max_tokens":256,"stream":true,"messages":[{"role":"user","content":"Hello, relay"}]}`
@@ -225,7 +205,7 @@ func (h *harness) upstream(n int) ([]fakeupstream.Request, error) {
 func (h *harness) waitWritten(n int) {
 	h.t.Helper()
 	want := fmt.Sprintf("claude_relay_usage_records_written_total %d\n", n)
-	waitFor(h.t, 10*time.Second, func() bool {
+	testutil.Eventually(h.t, 10*time.Second, "the condition", func() bool {
 		resp, err := http.Get(h.http.URL + "/metrics")
 		if err != nil {
 			return false

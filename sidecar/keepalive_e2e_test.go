@@ -13,6 +13,7 @@ import (
 	"github.com/anthropics/anthropic-sdk-go/v2/option"
 
 	"github.com/claude-relay/claude-relay/fakeupstream"
+	"github.com/claude-relay/claude-relay/internal/testutil"
 )
 
 // keepaliveHarness is a queueHarness whose one slot is held by a request the upstream
@@ -31,7 +32,7 @@ func keepaliveHarness(t *testing.T, policy string, hold time.Duration) (*harness
 		held <- resp.StatusCode
 	}()
 	ctx := context.Background()
-	waitFor(t, 5*time.Second, func() bool {
+	testutil.Eventually(t, 5*time.Second, "the first request holding the concurrency slot", func() bool {
 		n, _ := h.rdb.ZCard(ctx, h.st.Schema().KeyConcurrency(h.keyID)).Result()
 		return n == 1
 	})

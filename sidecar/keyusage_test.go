@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/claude-relay/claude-relay/internal/testutil"
 	"github.com/claude-relay/claude-relay/sidecar/keyview"
 	"github.com/claude-relay/claude-relay/store"
 )
@@ -55,7 +56,7 @@ func near(a, b float64) bool { return math.Abs(a-b) < 1e-9 }
 func TestKeyUsageViewMovesExactlyWithRequestsAndLimitsResetAtTheirWindow(t *testing.T) {
 	// Near real time: Redis expires usage hashes by its own clock.
 	start := time.Now().UTC().Truncate(24 * time.Hour).Add(23*time.Hour + 58*time.Minute + 10*time.Second)
-	clk := newTestClock(start)
+	clk := testutil.NewClock(start)
 	h := newHarness(t, harnessOptions{now: clk.Now, hcl: policyHCL(`
   requests_per_minute = 10
   tokens_per_day      = 1000
@@ -99,7 +100,7 @@ func TestKeyUsageViewMovesExactlyWithRequestsAndLimitsResetAtTheirWindow(t *test
 		t.Errorf("spend: got %+v, want 2 requests this week, month and in total", v.Spend)
 	}
 
-	clk.Add(time.Minute) // 23:59:10: the minute window turned, the day did not
+	clk.Advance(time.Minute) // 23:59:10: the minute window turned, the day did not
 	_, v, _ = h.getView(h.key, false)
 	if l := limitNamed(t, v, "requests_per_minute"); l.Used != 0 || l.Remaining != 10 {
 		t.Errorf("after a minute: requests_per_minute %+v, want 0 used", l)
@@ -108,7 +109,7 @@ func TestKeyUsageViewMovesExactlyWithRequestsAndLimitsResetAtTheirWindow(t *test
 		t.Errorf("after a minute: tokens_per_day %+v, want still 64", l)
 	}
 
-	clk.Add(time.Minute) // 00:00:10 the next day
+	clk.Advance(time.Minute) // 00:00:10 the next day
 	next := clk.Now()
 	_, v, _ = h.getView(h.key, false)
 	if l := limitNamed(t, v, "tokens_per_day"); l.Used != 0 || !l.ResetsAt.Equal(next.Truncate(24*time.Hour).Add(24*time.Hour)) {
@@ -173,5 +174,5 @@ func TestKeyUsageViewRevealsNothingOfOtherKeysOrAccounts(t *testing.T) {
 	if err := h.st.RevokeKey(context.Background(), other.ID); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, func() bool { s, _, _ := h.getView(secret, false); return s == http.StatusUnauthorized })
+	testutil.Eventually(t, 5*time.Second, "the condition", func() bool { s, _, _ := h.getView(secret, false); return s == http.StatusUnauthorized })
 }

@@ -19,19 +19,13 @@ import (
 
 	"github.com/claude-relay/claude-relay/config"
 	"github.com/claude-relay/claude-relay/fakeupstream"
+	"github.com/claude-relay/claude-relay/internal/testutil"
 	"github.com/claude-relay/claude-relay/plugins/auth-apikey/apikey"
 	"github.com/claude-relay/claude-relay/sidecar"
 	"github.com/claude-relay/claude-relay/sidecar/limits"
 	"github.com/claude-relay/claude-relay/sidecar/sched"
 	"github.com/claude-relay/claude-relay/store"
 )
-
-// testClock is a settable clock shared by a sidecar and the test.
-type testClock struct{ ns atomic.Int64 }
-
-func newTestClock(t time.Time) *testClock { c := &testClock{}; c.ns.Store(t.UnixNano()); return c }
-func (c *testClock) Now() time.Time       { return time.Unix(0, c.ns.Load()) }
-func (c *testClock) Add(d time.Duration)  { c.ns.Add(int64(d)) }
 
 func policyHCL(policy string) string {
 	return `
@@ -69,7 +63,7 @@ func TestEachPolicyLimitRefusesWithItsNameValueAndResetThenAdmitsAfterTheReset(t
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			clk := newTestClock(time.Date(2025, 6, 18, 10, 20, 0, 0, time.UTC))
+			clk := testutil.NewClock(time.Date(2025, 6, 18, 10, 20, 0, 0, time.UTC))
 			h := newHarness(t, harnessOptions{hcl: policyHCL(tt.policy), now: clk.Now})
 			for i := range tt.admit {
 				resp := h.post("/v1/messages", h.key, jsonBody, nil)
@@ -89,7 +83,7 @@ func TestEachPolicyLimitRefusesWithItsNameValueAndResetThenAdmitsAfterTheReset(t
 			if ra, err := strconv.Atoi(resp.Header.Get("Retry-After")); err != nil || ra < 1 {
 				t.Errorf("retry-after: got %q, want a positive number of seconds", resp.Header.Get("Retry-After"))
 			}
-			clk.Add(tt.advance)
+			clk.Advance(tt.advance)
 			resp = h.post("/v1/messages", h.key, jsonBody, nil)
 			if body := readAll(t, resp.Body); resp.StatusCode != 200 {
 				t.Fatalf("after the reset: got %d %s, want 200", resp.StatusCode, body)
@@ -119,7 +113,7 @@ func TestEachPolicyLimitRefusesWithItsNameValueAndResetThenAdmitsAfterTheReset(t
 			done <- resp.StatusCode
 		}()
 		lim := limits.New(h.rdb, h.st.Schema(), limits.Options{})
-		waitFor(t, 5*time.Second, func() bool { n, _ := lim.InFlight(context.Background(), h.keyID); return n == 1 })
+		testutil.Eventually(t, 5*time.Second, "the condition", func() bool { n, _ := lim.InFlight(context.Background(), h.keyID); return n == 1 })
 		resp := h.post("/v1/messages", h.key, jsonBody, nil)
 		body := readAll(t, resp.Body)
 		if _, msg := anthropicError(t, body); resp.StatusCode != 429 || !strings.Contains(msg, "concurrency limit reached: 1 of 1") {
@@ -265,7 +259,7 @@ func TestThreeSidecarsSharingRedisNeverExceedTheKeyLimit(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			clk := newTestClock(time.Date(2025, 6, 18, 10, 20, 0, 0, time.UTC)) // no minute boundary mid-test
+			clk := testutil.NewClock(time.Date(2025, 6, 18, 10, 20, 0, 0, time.UTC)) // no minute boundary mid-test
 			hcl := policyHCL(tt.policy)
 			h := newHarness(t, harnessOptions{hcl: hcl, now: clk.Now})
 			cp := newCountingProxy(t, h.up.URL())
@@ -273,7 +267,7 @@ func TestThreeSidecarsSharingRedisNeverExceedTheKeyLimit(t *testing.T) {
 			urls := h.sidecars(2, hcl, clk.Now)
 			// Every sidecar must see the new account (behind the counting proxy) first.
 			for _, u := range urls {
-				waitFor(t, 5*time.Second, func() bool {
+				testutil.Eventually(t, 5*time.Second, "the condition", func() bool {
 					before := cp.total.Load()
 					req, _ := http.NewRequest(http.MethodPost, u+"/v1/messages", strings.NewReader(jsonBody))
 					req.Header.Set("X-Api-Key", h.key)
@@ -286,7 +280,7 @@ func TestThreeSidecarsSharingRedisNeverExceedTheKeyLimit(t *testing.T) {
 					return cp.total.Load() > before
 				})
 			}
-			clk.Add(time.Minute) // a fresh window for the storm
+			clk.Advance(time.Minute) // a fresh window for the storm
 			cp.peak.Store(0)
 			hdr := tt.script.HeaderValue()
 			var ok, refused atomic.Int64
@@ -385,12 +379,12 @@ route "messages" {
 			resp.Body.Close()
 		}()
 	}
-	waitFor(t, 5*time.Second, func() bool {
+	testutil.Eventually(t, 5*time.Second, "the condition", func() bool {
 		n, _ := lim.InFlight(context.Background(), h.keyID)
 		return n > 0
 	})
 	wg.Wait()
-	waitFor(t, 10*time.Second, func() bool {
+	testutil.Eventually(t, 10*time.Second, "the condition", func() bool {
 		n, err := lim.InFlight(context.Background(), h.keyID)
 		return err == nil && n == 0
 	})
@@ -465,7 +459,7 @@ func TestFailoverMatrix(t *testing.T) {
 		// Each attempt is a new conversation: one that started on the other account while the
 		// list was reloading stays there (sticky session), as it should.
 		attempt := 0
-		waitFor(t, 5*time.Second, func() bool {
+		testutil.Eventually(t, 5*time.Second, "the condition", func() bool {
 			attempt++
 			req := strings.Replace(streamBody, "Hello, relay", fmt.Sprintf("Hello, relay (attempt %d)", attempt), 1)
 			resp := h.post("/v1/messages", h.key, req, nil)
@@ -520,7 +514,7 @@ func TestEveryAccountRateLimitedIsA429SayingWhenTheEarliestFreesUp(t *testing.T)
 	if err := sc.Unpark(context.Background(), mustOneAccount(t, h)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, func() bool { return len(h.sched.View()) == 0 }) // another sidecar's unpark: seen within the refresh interval
+	testutil.Eventually(t, 5*time.Second, "the condition", func() bool { return len(h.sched.View()) == 0 }) // another sidecar's unpark: seen within the refresh interval
 	resp = h.post("/v1/messages", h.key, jsonBody, nil)
 	readAll(t, resp.Body)
 	resp = h.post("/v1/messages", h.key, jsonBody, nil)
@@ -550,7 +544,7 @@ func TestStickySessions(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
 	ids := h.replaceAccounts(3, h.up.URL())
 	keyToID := map[string]string{upstreamKey: ids[0], upstreamKey + "-2": ids[1], upstreamKey + "-3": ids[2]}
-	waitFor(t, 5*time.Second, func() bool {
+	testutil.Eventually(t, 5*time.Second, "the condition", func() bool {
 		accts, _ := h.st.ListAccounts(context.Background())
 		return len(accts) == 3
 	})
@@ -582,7 +576,7 @@ func TestStickySessions(t *testing.T) {
 		if err := sc.ParkAccount(context.Background(), sched.Park{Account: first, State: sched.RateLimited, Status: 429, Until: time.Now().Add(time.Minute)}); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 5*time.Second, func() bool { return len(h.sched.View()) == 1 }) // another sidecar's park: seen within the refresh interval
+		testutil.Eventually(t, 5*time.Second, "the condition", func() bool { return len(h.sched.View()) == 1 }) // another sidecar's park: seen within the refresh interval
 		moved := served(sessionBody("conv-b"))
 		if moved == first {
 			t.Fatalf("got parked account %s, want another", first)
@@ -590,7 +584,7 @@ func TestStickySessions(t *testing.T) {
 		if err := sc.Unpark(context.Background(), first); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 5*time.Second, func() bool { return len(h.sched.View()) == 0 })
+		testutil.Eventually(t, 5*time.Second, "the condition", func() bool { return len(h.sched.View()) == 0 })
 		for range 3 {
 			if got := served(sessionBody("conv-b")); got != moved {
 				t.Fatalf("after the move: got %s, want %s (re-bound)", got, moved)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/claude-relay/claude-relay/fakeupstream"
+	"github.com/claude-relay/claude-relay/internal/testutil"
 )
 
 func TestMetricsCountRequestsTokensAndErrors(t *testing.T) {
@@ -21,7 +22,7 @@ func TestMetricsCountRequestsTokensAndErrors(t *testing.T) {
 
 	// The recorder counts a batch once Redis has acknowledged it, just after it lands.
 	var body string
-	waitFor(t, 5*time.Second, func() bool {
+	testutil.Eventually(t, 5*time.Second, "the condition", func() bool {
 		var err error
 		if resp, err = http.Get(h.http.URL + "/metrics"); err != nil {
 			t.Fatal(err)
@@ -52,7 +53,7 @@ func TestKeyLastUseIsRecorded(t *testing.T) {
 	before := time.Now().Add(-time.Second)
 	resp := h.post("/v1/messages", h.key, jsonBody, nil)
 	readAll(t, resp.Body)
-	waitFor(t, 10*time.Second, func() bool {
+	testutil.Eventually(t, 10*time.Second, "the condition", func() bool {
 		k, err := h.st.GetKey(context.Background(), h.keyID)
 		return err == nil && k.LastUsedAt != nil && k.LastUsedAt.After(before)
 	})

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/claude-relay/claude-relay/fakeupstream"
+	"github.com/claude-relay/claude-relay/internal/testutil"
 	"github.com/claude-relay/claude-relay/store"
 )
 
@@ -78,7 +79,7 @@ func TestRegeneratedAndDeletedKeysAreRefusedWithinASecond(t *testing.T) {
 			if err := tc.change(h); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, time.Second, func() bool {
+			testutil.Eventually(t, time.Second, "the condition", func() bool {
 				resp := h.post("/v1/messages/count_tokens", h.key, jsonBody, nil)
 				readAll(t, resp.Body)
 				return resp.StatusCode == http.StatusUnauthorized

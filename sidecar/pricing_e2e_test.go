@@ -11,13 +11,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/anthropics/anthropic-sdk-go/v2"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/anthropics/anthropic-sdk-go/v2"
 
 	"github.com/claude-relay/claude-relay/controlplane"
 	"github.com/claude-relay/claude-relay/controlplane/adminapi"
 	"github.com/claude-relay/claude-relay/controlplane/adminclient"
 	"github.com/claude-relay/claude-relay/fakeupstream"
+	"github.com/claude-relay/claude-relay/internal/testutil"
 )
 
 // adminClient starts a control plane on h's store and returns an admin API client logged
@@ -61,7 +63,7 @@ func (h *harness) adminClient(t *testing.T) *adminclient.Client {
 func waitAdminUsage(t *testing.T, c *adminclient.Client, keyID, model string) adminapi.KeyUsage {
 	t.Helper()
 	var u adminapi.KeyUsage
-	waitFor(t, 10*time.Second, func() bool {
+	testutil.Eventually(t, 10*time.Second, "the condition", func() bool {
 		var err error
 		u, err = c.KeyUsage(context.Background(), keyID, time.Now().UTC().Format(time.DateOnly))
 		return err == nil && u.Models[model].Requests >= 1

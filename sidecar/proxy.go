@@ -19,6 +19,7 @@ import (
 
 	"github.com/claude-relay/claude-relay/config"
 	"github.com/claude-relay/claude-relay/sidecar/limits"
+	"github.com/claude-relay/claude-relay/sidecar/request"
 	"github.com/claude-relay/claude-relay/sidecar/sched"
 	"github.com/claude-relay/claude-relay/sidecar/usage"
 	"github.com/claude-relay/claude-relay/store"
@@ -87,12 +88,12 @@ type exchange struct {
 	status    int
 	account   string
 	started   time.Time
-	fields    sched.Fields  // model, metadata.user_id, first message: scanned, not decoded
-	session   *string       // sched.SessionKey of fields, once computed (see sessionKey)
-	charge    limits.Usage  // what the upstream reported, charged to the key's limits at the end
-	lease     *limits.Lease // the key's admission: finished on every exit path
-	moved     string        // why the conversation left its bound account ("" when it did not)
-	firstByte time.Time     // when the upstream's answer headers arrived (zero before)
+	fields    request.Fields // model, metadata.user_id, first message: scanned, not decoded
+	session   *string        // sched.SessionKey of fields, once computed (see sessionKey)
+	charge    limits.Usage   // what the upstream reported, charged to the key's limits at the end
+	lease     *limits.Lease  // the key's admission: finished on every exit path
+	moved     string         // why the conversation left its bound account ("" when it did not)
+	firstByte time.Time      // when the upstream's answer headers arrived (zero before)
 	// streamOpen: the queue keep-alive answered 200 and ping events while the request
 	// waited (keepalive.go), so what follows goes out as stream events, not as a status.
 	streamOpen bool
@@ -159,7 +160,7 @@ func (s *Server) serveRelay(w http.ResponseWriter, r *http.Request) {
 	if err := ex.readBody(buf); err != nil {
 		return
 	}
-	ex.fields = sched.Scan(ex.body)
+	ex.fields = request.Scan(ex.body)
 	if !ex.checkModel() {
 		return
 	}
@@ -219,7 +220,7 @@ func (ex *exchange) admit() bool {
 			return false
 		}
 	}
-	if ex.fields.ModelStatus == sched.ModelFound {
+	if ex.fields.ModelStatus == request.ModelFound {
 		if m := ex.fields.Model; !pol.AllowsModel(m) {
 			ex.fail(http.StatusForbidden, errPermission, fmt.Sprintf("model %q is not allowed for this relay key (its policy allows %s)", m, modelRule(pol)), 0)
 			return false
@@ -349,10 +350,10 @@ func refusalHeaders(h http.Header, r *limits.Refusal) {
 // all act on the model found here.
 func (ex *exchange) checkModel() bool {
 	st := ex.fields.ModelStatus
-	if st == sched.ModelFound || (len(ex.body) == 0 && !namesModel(ex.upPath)) {
+	if st == request.ModelFound || (len(ex.body) == 0 && !namesModel(ex.upPath)) {
 		return true
 	}
-	if namesModel(ex.upPath) || st == sched.ModelDuplicated || st == sched.ModelNotString {
+	if namesModel(ex.upPath) || st == request.ModelDuplicated || st == request.ModelNotString {
 		ex.fail(http.StatusBadRequest, errInvalidRequest, st.Problem(), 0)
 		return false
 	}
@@ -800,8 +801,8 @@ func familyOf(parks []sched.Park) string {
 // next attempt.
 func (ex *exchange) send(ctx context.Context, up *Upstream) (*http.Response, error) {
 	body := ex.body
-	if m, ok := up.ModelMap[ex.fields.Model]; ok && ex.fields.ModelStatus == sched.ModelFound {
-		body = sched.ReplaceModel(body, ex.fields, m)
+	if m, ok := up.ModelMap[ex.fields.Model]; ok && ex.fields.ModelStatus == request.ModelFound {
+		body = request.ReplaceModel(body, ex.fields, m)
 	}
 	u := *up.url
 	u.Path = strings.TrimSuffix(u.Path, "/") + ex.upPath
@@ -938,7 +939,7 @@ func (ex *exchange) accountUsage(c Counts, model string, estimated bool) {
 		s.log.Warn("no price for model, charging the fallback", "model", model)
 		s.m.unpriced.With(modelLabel(model)).Inc()
 	}
-	cost := price.Cost(config.TokenCounts{Input: c.Input, Output: c.Output, CacheWrite5m: c.CacheWrite5m, CacheWrite1h: c.CacheWrite1h, CacheRead: c.CacheRead})
+	cost := price.Cost(c.TokenCounts)
 	ex.charge = limits.Usage{
 		Tokens:       c.Input + c.Output + c.CacheWrite5m + c.CacheWrite1h + c.CacheRead,
 		CostMicroUSD: int64(math.Round(cost * 1e6)),

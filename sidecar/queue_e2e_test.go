@@ -16,6 +16,7 @@ import (
 	"github.com/anthropics/anthropic-sdk-go/v2/option"
 
 	"github.com/claude-relay/claude-relay/fakeupstream"
+	"github.com/claude-relay/claude-relay/internal/testutil"
 )
 
 // queueHarness is a harness with one more sidecar sharing its Redis and a counting proxy in
@@ -28,7 +29,7 @@ func queueHarness(t *testing.T, policy string) (*harness, *countingProxy, []stri
 	h.replaceAccounts(1, cp.srv.URL)
 	urls := h.sidecars(1, hcl, nil)
 	for _, u := range urls {
-		waitFor(t, 5*time.Second, func() bool {
+		testutil.Eventually(t, 5*time.Second, "the condition", func() bool {
 			before := cp.total.Load()
 			resp, err := postTo(context.Background(), u, h.key, fakeupstream.Script{})
 			if err != nil {
@@ -220,7 +221,7 @@ func TestAClientThatDisconnectsWhileQueuedFreesItsPlace(t *testing.T) {
 		first <- resp.StatusCode
 	}()
 	queueKey := h.st.Schema().KeyQueue(h.keyID)
-	waitFor(t, 5*time.Second, func() bool { n, _ := h.rdb.ZCard(ctx, h.st.Schema().KeyConcurrency(h.keyID)).Result(); return n == 1 })
+	testutil.Eventually(t, 5*time.Second, "the condition", func() bool { n, _ := h.rdb.ZCard(ctx, h.st.Schema().KeyConcurrency(h.keyID)).Result(); return n == 1 })
 	leaving, leave := context.WithCancel(ctx)
 	gone := make(chan error, 1)
 	go func() {
@@ -230,7 +231,7 @@ func TestAClientThatDisconnectsWhileQueuedFreesItsPlace(t *testing.T) {
 		}
 		gone <- err
 	}()
-	waitFor(t, 5*time.Second, func() bool { n, _ := h.rdb.ZCard(ctx, queueKey).Result(); return n == 1 })
+	testutil.Eventually(t, 5*time.Second, "the condition", func() bool { n, _ := h.rdb.ZCard(ctx, queueKey).Result(); return n == 1 })
 	next := make(chan int, 1)
 	go func() {
 		resp, err := postTo(ctx, urls[0], h.key, fakeupstream.Script{})
@@ -241,12 +242,12 @@ func TestAClientThatDisconnectsWhileQueuedFreesItsPlace(t *testing.T) {
 		readAll(t, resp.Body)
 		next <- resp.StatusCode
 	}()
-	waitFor(t, 5*time.Second, func() bool { n, _ := h.rdb.ZCard(ctx, queueKey).Result(); return n == 2 })
+	testutil.Eventually(t, 5*time.Second, "the condition", func() bool { n, _ := h.rdb.ZCard(ctx, queueKey).Result(); return n == 2 })
 	leave()
 	if err := <-gone; !errors.Is(err, context.Canceled) {
 		t.Fatalf("leaving client: got %v, want context.Canceled", err)
 	}
-	waitFor(t, 5*time.Second, func() bool { n, _ := h.rdb.ZCard(ctx, queueKey).Result(); return n == 1 })
+	testutil.Eventually(t, 5*time.Second, "the condition", func() bool { n, _ := h.rdb.ZCard(ctx, queueKey).Result(); return n == 1 })
 	if got := <-first; got != 200 {
 		t.Fatalf("first request: got %d, want 200", got)
 	}

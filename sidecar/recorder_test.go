@@ -14,25 +14,20 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/claude-relay/claude-relay/config"
 	"github.com/claude-relay/claude-relay/fakeupstream"
 	"github.com/claude-relay/claude-relay/internal/metrics"
 	"github.com/claude-relay/claude-relay/internal/testredis"
-	"github.com/claude-relay/claude-relay/plugins/crypto-aesgcm/aesgcm"
+	"github.com/claude-relay/claude-relay/internal/testutil"
 	"github.com/claude-relay/claude-relay/sidecar"
 	"github.com/claude-relay/claude-relay/store"
+	"github.com/claude-relay/claude-relay/store/storetest"
 )
 
 // openStore opens the real store on rdb under prefix.
 func openStore(t *testing.T, rdb redis.UniversalClient, prefix string) *store.Store {
 	t.Helper()
-	sealer, err := aesgcm.New(testEncryptionKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.Open(context.Background(), rdb, store.Options{Prefix: prefix, Sealer: sealer})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := storetest.Open(t, rdb, store.Options{Prefix: prefix})
 	return st
 }
 
@@ -124,14 +119,14 @@ func TestRefusedUsageBatchIsQuarantinedAndLaterRecordsAreWritten(t *testing.T) {
 	}
 
 	reg := metrics.NewRegistry()
-	logs := &syncBuffer{}
+	logs := &testutil.Buffer{}
 	rec := sidecar.NewRecorder(st, sidecar.RecorderOptions{Logger: hclog.New(&hclog.LoggerOptions{Output: logs}), Metrics: reg, SpoolPath: spool})
 	ctx, cancel := context.WithCancel(context.Background())
 	go rec.Run(ctx, 2*time.Second)
-	rec.Record(sidecar.UsageRecord{KeyID: "k-live", AccountID: "a", Model: "m", At: now, Counts: sidecar.Counts{Input: 4, Output: 2}})
+	rec.Record(sidecar.UsageRecord{KeyID: "k-live", AccountID: "a", Model: "m", At: now, Counts: sidecar.Counts{TokenCounts: config.TokenCounts{Input: 4, Output: 2}}})
 
 	ctxb := context.Background()
-	waitFor(t, 10*time.Second, func() bool {
+	testutil.Eventually(t, 10*time.Second, "the condition", func() bool {
 		s, _ := st.KeyTotals(ctxb, "k-spooled")
 		l, _ := st.KeyTotals(ctxb, "k-live")
 		return s.Requests == 1 && l.Requests == 1
@@ -189,7 +184,7 @@ func TestSpooledBatchThatLandedBeforeIsNotCountedTwice(t *testing.T) {
 	rec := sidecar.NewRecorder(st, sidecar.RecorderOptions{Metrics: reg, SpoolPath: spool})
 	rctx, cancel := context.WithCancel(ctx)
 	go rec.Run(rctx, 2*time.Second)
-	waitFor(t, 10*time.Second, func() bool {
+	testutil.Eventually(t, 10*time.Second, "the condition", func() bool {
 		return counterValue(reg, "claude_relay_usage_records_written_total", "Usage records written to Redis.") == 2
 	})
 	cancel()
@@ -215,7 +210,7 @@ func TestUsageRetryBackoffGrowsWhileRedisIsDown(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer func() { cancel(); rec.Wait() }()
 	go rec.Run(ctx, time.Second)
-	rec.Record(sidecar.UsageRecord{KeyID: "k", Model: "m", At: time.Now(), Counts: sidecar.Counts{Input: 1}})
+	rec.Record(sidecar.UsageRecord{KeyID: "k", Model: "m", At: time.Now(), Counts: sidecar.Counts{TokenCounts: config.TokenCounts{Input: 1}}})
 
 	// Note when each failed attempt is counted, for a while.
 	var at []time.Time
@@ -241,7 +236,7 @@ func TestUsageRetryBackoffGrowsWhileRedisIsDown(t *testing.T) {
 		t.Errorf("got %d attempts in 2.5 s, want at most 8 (100 ms, 200, 400, 800, … apart)", len(at))
 	}
 	srv.Start()
-	waitFor(t, 15*time.Second, func() bool {
+	testutil.Eventually(t, 15*time.Second, "the condition", func() bool {
 		u, err := st.KeyTotals(context.Background(), "k")
 		return err == nil && u.Requests == 1
 	})

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/claude-relay/claude-relay/internal/testutil"
 	"github.com/claude-relay/claude-relay/store"
 )
 
@@ -49,7 +50,7 @@ func TestUpstreamRedirectIsNotFollowedWithTheAccountsCredential(t *testing.T) {
 	}
 	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	var resp *http.Response
-	waitFor(t, 5*time.Second, func() bool { // until the sidecar has loaded the new account list
+	testutil.Eventually(t, 5*time.Second, "the condition", func() bool { // until the sidecar has loaded the new account list
 		req, err := http.NewRequest(http.MethodPost, h.http.URL+"/v1/messages", strings.NewReader(jsonBody))
 		if err != nil {
 			t.Fatal(err)
@@ -105,7 +106,7 @@ func TestBaseURLChangedInRedisReceivesNoCredential(t *testing.T) {
 	if err := h.rdb.Incr(ctx, schema.AccountsVersion()).Err(); err != nil { // sidecars reload
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, func() bool { // until the sidecar has reloaded the account
+	testutil.Eventually(t, 5*time.Second, "the condition", func() bool { // until the sidecar has reloaded the account
 		resp := h.post("/v1/messages", h.key, jsonBody, nil)
 		readAll(t, resp.Body)
 		mu.Lock()

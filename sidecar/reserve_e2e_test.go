@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/claude-relay/claude-relay/fakeupstream"
+	"github.com/claude-relay/claude-relay/internal/testutil"
 	"github.com/claude-relay/claude-relay/sidecar/limits"
 )
 
@@ -92,7 +93,7 @@ func TestBudgetOfTenWorstCaseRequestsAcrossTwoSidecars(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.mode, func(t *testing.T) {
-			clk := newTestClock(time.Date(2025, 6, 18, 10, 20, 0, 0, time.UTC))
+			clk := testutil.NewClock(time.Date(2025, 6, 18, 10, 20, 0, 0, time.UTC))
 			hcl := policyHCL(tt.policy)
 			h := newHarness(t, harnessOptions{hcl: hcl, now: clk.Now})
 			urls := h.sidecars(1, hcl, clk.Now)
@@ -121,7 +122,7 @@ func TestBudgetOfTenWorstCaseRequestsAcrossTwoSidecars(t *testing.T) {
 }
 
 func TestAConversationBudgetTripsForThatConversationOnly(t *testing.T) {
-	clk := newTestClock(time.Date(2025, 6, 18, 10, 20, 0, 0, time.UTC))
+	clk := testutil.NewClock(time.Date(2025, 6, 18, 10, 20, 0, 0, time.UTC))
 	// The fake reports 44 input and 5 output tokens for a body below: two requests pass 50.
 	h := newHarness(t, harnessOptions{hcl: policyHCL("conversation_tokens_per_minute = 50\n  conversation_requests_per_minute = 10"), now: clk.Now})
 	session := func(id string) string {
@@ -151,7 +152,7 @@ func TestAConversationBudgetTripsForThatConversationOnly(t *testing.T) {
 			readAll(t, resp.Body)
 		}
 	}
-	clk.Add(time.Minute)
+	clk.Advance(time.Minute)
 	if resp := h.post("/v1/messages", h.key, runaway, nil); resp.StatusCode != 200 {
 		t.Fatalf("the runaway conversation a minute later: got %d %s, want 200", resp.StatusCode, readAll(t, resp.Body))
 	} else {
@@ -168,7 +169,7 @@ func TestTheKeyViewShowsWhatRequestsInFlightReserve(t *testing.T) {
 		readAll(t, resp.Body)
 	}()
 	lim := limits.New(h.rdb, h.st.Schema(), limits.Options{})
-	waitFor(t, 5*time.Second, func() bool { r, _ := lim.Reserved(context.Background(), h.keyID); return r.CostMicroUSD > 0 })
+	testutil.Eventually(t, 5*time.Second, "the condition", func() bool { r, _ := lim.Reserved(context.Background(), h.keyID); return r.CostMicroUSD > 0 })
 	_, v, body := h.getView(h.key, false)
 	cost, tokens := limitNamed(t, v, "cost_per_day_usd"), limitNamed(t, v, "tokens_per_day")
 	if cost.Mode != "reserve" || !near(cost.Reserved, float64(worstMicro)/1e6) || !near(cost.Remaining, 1-float64(worstMicro)/1e6) {

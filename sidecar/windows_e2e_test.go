@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/claude-relay/claude-relay/fakeupstream"
+	"github.com/claude-relay/claude-relay/internal/testutil"
 	"github.com/claude-relay/claude-relay/sidecar/sched"
 )
 
@@ -40,7 +41,7 @@ func (h *harness) servedBy(sc *fakeupstream.Script) string {
 }
 
 func TestSubscriptionWindowsAreRecordedAndParkTheAccountNearItsLimitUntilTheReset(t *testing.T) {
-	clock := newTestClock(time.Now())
+	clock := testutil.NewClock(time.Now())
 	h := newHarness(t, harnessOptions{hcl: windowsHCL, accounts: 2, now: clock.Now})
 	ctx := context.Background()
 	accts, err := h.st.ListAccounts(ctx)
@@ -62,7 +63,7 @@ func TestSubscriptionWindowsAreRecordedAndParkTheAccountNearItsLimitUntilTheRese
 	if got := h.servedBy(below); got != upstreamKey {
 		t.Fatalf("first request: served by %q, want the priority account", got)
 	}
-	waitFor(t, 5*time.Second, func() bool {
+	testutil.Eventually(t, 5*time.Second, "the condition", func() bool {
 		w, err := h.st.AccountWindows(ctx)
 		return err == nil && w[first].FiveHour != nil && w[first].FiveHour.Utilization == 0.5
 	})
@@ -82,7 +83,7 @@ func TestSubscriptionWindowsAreRecordedAndParkTheAccountNearItsLimitUntilTheRese
 		SevenDay: &fakeupstream.UnifiedWindow{Utilization: 0.3, Reset: reset7d},
 	}}
 	h.servedBy(above)
-	waitFor(t, 5*time.Second, func() bool {
+	testutil.Eventually(t, 5*time.Second, "the condition", func() bool {
 		parks, err := h.st.ParkedAccounts(ctx)
 		return err == nil && len(parks) == 1
 	})
@@ -97,7 +98,7 @@ func TestSubscriptionWindowsAreRecordedAndParkTheAccountNearItsLimitUntilTheRese
 	}
 
 	// The window resets: the account comes back by itself.
-	clock.Add(time.Hour + time.Second)
+	clock.Advance(time.Hour + time.Second)
 	if got := h.servedBy(nil); got != upstreamKey {
 		t.Fatalf("after the reset: served by %q, want the priority account back", got)
 	}
@@ -119,7 +120,7 @@ func TestEveryAccountNearItsLimitIsA429SayingWhenTheFirstWindowResets(t *testing
 		FiveHour: &fakeupstream.UnifiedWindow{Utilization: 0.91, Reset: time.Now().Add(time.Hour)},
 		SevenDay: &fakeupstream.UnifiedWindow{Utilization: 0.97, Reset: reset7d},
 	}})
-	waitFor(t, 5*time.Second, func() bool { return len(h.sched.View()) == 1 })
+	testutil.Eventually(t, 5*time.Second, "the condition", func() bool { return len(h.sched.View()) == 1 })
 	resp := h.post("/v1/messages", h.key, jsonBody, nil)
 	typ, msg := anthropicError(t, readAll(t, resp.Body))
 	if resp.StatusCode != 429 || typ != "rate_limit_error" || !strings.Contains(msg, "near the limit of its subscription window") || !strings.Contains(msg, reset7d.UTC().Format(time.RFC3339)) {

@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/claude-relay/claude-relay/config"
+	"github.com/claude-relay/claude-relay/internal/testutil"
 	"github.com/claude-relay/claude-relay/plugins/auth-apikey/apikey"
 	"github.com/claude-relay/claude-relay/plugins/contract"
 	"github.com/claude-relay/claude-relay/sidecar"
@@ -199,7 +200,7 @@ func TestMappedAccountReceivesTheMappedModelAndUsageFollowsTheUpstream(t *testin
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, func() bool {
+	testutil.Eventually(t, 5*time.Second, "the condition", func() bool {
 		status, _ := send(t, h.http.URL, bound, uniqueBody("claude-opus-4-1-20250805"), nil)
 		return status == http.StatusOK
 	})
@@ -234,7 +235,7 @@ func TestMappedAccountReceivesTheMappedModelAndUsageFollowsTheUpstream(t *testin
 	}
 	// Usage is recorded under the model the upstream reported, never the one the client asked.
 	var usage map[string]store.Usage
-	waitFor(t, 5*time.Second, func() bool {
+	testutil.Eventually(t, 5*time.Second, "the condition", func() bool {
 		usage, err = h.st.KeyUsage(ctx, boundKey.ID, time.Now())
 		return err == nil && usage[to].Requests >= 1
 	})
@@ -300,7 +301,7 @@ func TestOAuth401AsksTheControlPlaneForOneRefreshThenFailsOver(t *testing.T) {
 				}()
 			}
 			clients.Wait()
-			waitFor(t, 5*time.Second, func() bool { return published.Load() >= 1 })
+			testutil.Eventually(t, 5*time.Second, "the condition", func() bool { return published.Load() >= 1 })
 			if got := published.Load(); got != 1 {
 				t.Errorf("got %d refresh requests, want 1", got)
 			}
@@ -342,10 +343,8 @@ func (c *countingTouches) TouchAccount(ctx context.Context, id string, at time.T
 func TestAccountLastUseIsRecordedAtMostOncePer10sPerSidecar(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
 	ctx := context.Background()
-	var mu sync.Mutex
-	clock := time.Now().Truncate(time.Second)
-	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
-	advance := func(d time.Duration) { mu.Lock(); clock = clock.Add(d); mu.Unlock() }
+	clock := testutil.NewClock(time.Now().Truncate(time.Second))
+	now, advance := clock.Now, func(d time.Duration) { clock.Advance(d) }
 	cs := &countingTouches{Store: h.st}
 	base := h.wired(wiredOptions{accountStore: cs, now: now})
 	accts, err := h.st.ListAccounts(ctx)
@@ -377,7 +376,7 @@ func TestAccountLastUseIsRecordedAtMostOncePer10sPerSidecar(t *testing.T) {
 			t.Fatalf("request %d: got %d %s, want 200", i+1, status, body)
 		}
 		want := start.Add(st.want)
-		waitFor(t, 5*time.Second, func() bool { return lastUsed().Equal(want) && cs.n.Load() == st.writes })
+		testutil.Eventually(t, 5*time.Second, "the condition", func() bool { return lastUsed().Equal(want) && cs.n.Load() == st.writes })
 	}
 	// The writes are queued in order: a stray write from a throttled request would have
 	// landed before the fourth one, so the count is final.

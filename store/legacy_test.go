@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/claude-relay/claude-relay/internal/testredis"
+	"github.com/claude-relay/claude-relay/internal/testutil"
 	"github.com/claude-relay/claude-relay/plugins/crypto-aesgcm/aesgcm"
 )
 
@@ -47,7 +48,7 @@ func importOne(t *testing.T, s *Store, source, secret string, mod func(*LegacyKe
 }
 
 // reopen opens the store again, as a restarted process does, so it loads the legacy secret.
-func reopen(t *testing.T, rdb redis.UniversalClient, prefix string, clk *clock) *Store {
+func reopen(t *testing.T, rdb redis.UniversalClient, prefix string, clk *testutil.Clock) *Store {
 	t.Helper()
 	s, err := Open(context.Background(), rdb, Options{Prefix: prefix, Sealer: sealer(t, testEncKey), Now: clk.Now})
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/claude-relay/claude-relay/internal/devredis"
 	"github.com/claude-relay/claude-relay/internal/testredis"
+	"github.com/claude-relay/claude-relay/internal/testutil"
 	"github.com/claude-relay/claude-relay/plugins/crypto-aesgcm/aesgcm"
 	"github.com/redis/go-redis/v9"
 )
@@ -25,24 +26,9 @@ const (
 // The default crypto provider satisfies the store's Sealer.
 var _ Sealer = (*aesgcm.Sealer)(nil)
 
-// clock is a settable test clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Date(2026, 3, 14, 9, 26, 53, 589793238, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
+// newClock is a test clock at a fixed time with nanoseconds (which the store must round).
+func newClock() *testutil.Clock {
+	return testutil.NewClock(time.Date(2026, 3, 14, 9, 26, 53, 589793238, time.UTC))
 }
 
 func sealer(t testing.TB, key string) *aesgcm.Sealer {
@@ -55,7 +41,7 @@ func sealer(t testing.TB, key string) *aesgcm.Sealer {
 }
 
 // newStore opens a store on the test Redis under a fresh prefix.
-func newStore(t *testing.T) (*Store, *clock, redis.UniversalClient, string) {
+func newStore(t *testing.T) (*Store, *testutil.Clock, redis.UniversalClient, string) {
 	t.Helper()
 	rdb, prefix := testredis.New(t)
 	clk := newClock()

@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/claude-relay/claude-relay/cmd/claude-relay/internal/admincli"
 	"github.com/claude-relay/claude-relay/config"
 	"github.com/claude-relay/claude-relay/internal/app"
 )
@@ -79,7 +80,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "export":
 		return runExport(ctx, args[1:], stdout, stderr)
 	case "admin":
-		return runAdmin(ctx, args[1:], os.Getenv, stdout, stderr)
+		return admincli.Run(ctx, args[1:], os.Getenv, stdout, stderr)
 	case "statusline":
 		return runStatusline(ctx, args[1:], os.Stdin, stdout, stderr)
 	case "dev", "control", "sidecar":

@@ -17,6 +17,7 @@ import (
 
 	"github.com/claude-relay/claude-relay/config"
 	"github.com/claude-relay/claude-relay/config/priceimport"
+	"github.com/claude-relay/claude-relay/internal/atomicfile"
 )
 
 const pricingUsage = `usage: claude-relay pricing import FILE|URL [--write] [--config-dir DIR]
@@ -136,8 +137,8 @@ func importPrices(ctx context.Context, src, dir string, write bool, o importOpti
 		fmt.Fprintf(stdout, "nothing written; run again with --write to write %s\n", target)
 		return nil
 	}
-	if err := writeFileAtomic(target, rendered); err != nil {
-		return err
+	if err := atomicfile.WriteFile(target, rendered, 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", target, err)
 	}
 	fmt.Fprintf(stdout, "wrote %s; a running control plane reloads it (or send it SIGHUP)\n", target)
 	return nil
@@ -226,31 +227,6 @@ func checkDirWith(dir, target string, content []byte, stderr io.Writer) error {
 	}
 	if _, err := config.Compile(snap); err != nil {
 		return fmt.Errorf("%s would not load with the imported prices (%w); nothing written", dir, err)
-	}
-	return nil
-}
-
-// writeFileAtomic writes b to path through a temporary file in the same directory, so the
-// control plane's watch never sees half a file.
-func writeFileAtomic(path string, b []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".pricing-import-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name()) // after the rename, there is nothing left to remove
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
 }

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/claude-relay/claude-relay/config"
+	"github.com/claude-relay/claude-relay/internal/atomicfile"
 	"github.com/claude-relay/claude-relay/sidecar"
 	"github.com/claude-relay/claude-relay/sidecar/keyview"
 )
@@ -213,14 +214,7 @@ func (sl statusline) writeCache(base, key string, v keyview.View, at time.Time) 
 	if err != nil {
 		return
 	}
-	f, err := os.CreateTemp(sl.cacheDir, "statusline-*.tmp")
-	if err != nil {
-		return
-	}
-	_, werr := f.Write(b)
-	if cerr := f.Close(); werr != nil || cerr != nil || os.Rename(f.Name(), sl.cachePath(base, key)) != nil {
-		_ = os.Remove(f.Name())
-	}
+	_ = atomicfile.WriteFile(sl.cachePath(base, key), b, 0o600)
 }
 
 // formatLine is the status line of a view at now: spend today, then the tightest limit

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -16,11 +17,11 @@ import (
 	"github.com/claude-relay/claude-relay/config"
 	"github.com/claude-relay/claude-relay/internal/testredis"
 	"github.com/claude-relay/claude-relay/plugins/auth-apikey/apikey"
-	"github.com/claude-relay/claude-relay/plugins/crypto-aesgcm/aesgcm"
 	"github.com/claude-relay/claude-relay/sidecar"
 	"github.com/claude-relay/claude-relay/sidecar/keyview"
 	"github.com/claude-relay/claude-relay/sidecar/limits"
 	"github.com/claude-relay/claude-relay/store"
+	"github.com/claude-relay/claude-relay/store/storetest"
 )
 
 // statuslineRelay is a real sidecar (store on Redis, the relay-key auth provider, limits)
@@ -29,14 +30,7 @@ func statuslineRelay(t *testing.T, now time.Time) (url, key string) {
 	t.Helper()
 	ctx := context.Background()
 	rdb, prefix := testredis.New(t)
-	sealer, err := aesgcm.New("0123456789abcdef0123456789abcdef")
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.Open(ctx, rdb, store.Options{Prefix: prefix, Sealer: sealer})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := storetest.Open(t, rdb, store.Options{Prefix: prefix})
 	k, secret, err := st.CreateKey(ctx, store.KeySpec{Name: "dev laptop", Policy: "team"})
 	if err != nil {
 		t.Fatal(err)
@@ -190,10 +184,31 @@ func TestStatuslineLineFormats(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			v := decodeJSON[keyview.View](t, tt.view)
+			var v keyview.View
+			if err := json.Unmarshal([]byte(tt.view), &v); err != nil {
+				t.Fatalf("view does not parse: %v\n%s", err, tt.view)
+			}
 			if got := formatLine(v, now); got != tt.want {
 				t.Errorf("got %q, want %q", got, tt.want)
 			}
 		})
+	}
+}
+
+func TestStatuslineNamesTheWindowOfEveryKeyLimit(t *testing.T) {
+	want := map[string]string{
+		"cost_per_day_usd": "/day", "cost_per_week_usd": "/week", "cost_per_month_usd": "/month", "cost_total_usd": " total",
+		"tokens_per_day": " tokens/day", "tokens_per_minute": " tokens/min", "requests_per_day": " requests/day", "requests_per_minute": " requests/min",
+	}
+	for d := range config.Limits() {
+		if d.PerConversation || d.Counts == config.CountsInFlight {
+			continue // not in the key's view
+		}
+		if got, ok := want[d.Name]; !ok || limitWindow(d.Name) != got {
+			t.Errorf("limitWindow(%q): got %q, want %q", d.Name, limitWindow(d.Name), got)
+		}
+	}
+	if got := limitWindow("unknown_limit"); got != "" {
+		t.Errorf("limitWindow of an unknown limit: got %q, want \"\"", got)
 	}
 }

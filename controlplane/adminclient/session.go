@@ -7,6 +7,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/claude-relay/claude-relay/internal/atomicfile"
 )
 
 // Session is what `claude-relay admin login` remembers: where the control plane is and the
@@ -37,28 +39,7 @@ func SaveSession(path, addr, token string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("save session: %w", err)
 	}
-	f, err := os.CreateTemp(dir, ".admin-*.json") // mode 0600
-	if err != nil {
-		return fmt.Errorf("save session: %w", err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after the rename
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return fmt.Errorf("save session: %w", err)
-	}
-	if _, err := f.Write(append(data, '\n')); err != nil {
-		f.Close()
-		return fmt.Errorf("save session: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("save session: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("save session: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := atomicfile.WriteFile(path, append(data, '\n'), 0o600); err != nil {
 		return fmt.Errorf("save session: %w", err)
 	}
 	return nil

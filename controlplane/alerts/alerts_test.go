@@ -16,6 +16,7 @@ import (
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/claude-relay/claude-relay/config"
+	"github.com/claude-relay/claude-relay/internal/testutil"
 )
 
 func decodePayload(t *testing.T, b []byte) WebhookPayload {
@@ -35,7 +36,7 @@ func TestWebhookMessagesVerifyWithTheStandardWebhooksLibrary(t *testing.T) {
 	if ok, err := svc.Outbox().Raise(context.Background(), parked("acct-1")); err != nil || !ok {
 		t.Fatalf("Raise = %v, %v", ok, err)
 	}
-	eventually(t, "the webhook", func() bool { return len(rcv.requests()) == 1 })
+	testutil.Eventually(t, 5*time.Second, "the webhook", func() bool { return len(rcv.requests()) == 1 })
 	r := rcv.requests()[0]
 	wh, err := standardwebhooks.NewWebhook(testSecret)
 	if err != nil {
@@ -90,7 +91,7 @@ func TestChatDestinationsGetTheirDocumentedPayloads(t *testing.T) {
 	if _, err := svc.Outbox().Raise(context.Background(), parked("acct-7")); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "five deliveries", func() bool { return len(rcv.requests()) == 5 })
+	testutil.Eventually(t, 5*time.Second, "five deliveries", func() bool { return len(rcv.requests()) == 5 })
 	for _, r := range rcv.requests() {
 		var body map[string]any
 		if err := json.Unmarshal(r.body, &body); err != nil {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/claude-relay/claude-relay/config"
+	"github.com/claude-relay/claude-relay/internal/testutil"
 )
 
 var hookEnv = map[string]string{"HOOK_SECRET": testSecret}
@@ -20,7 +21,7 @@ func TestAReceiversFailuresAreRetriedUnderTheSameWebhookID(t *testing.T) {
 	svc := newTestService(t, st, map[string]config.Alert{"ops": webhookAlert(rcv.srv.URL)}, hookEnv)
 	run(t, svc)
 	svc.Outbox().Raise(context.Background(), parked("acct-1"))
-	eventually(t, "the third attempt", func() bool { return len(rcv.requests()) == 3 })
+	testutil.Eventually(t, 5*time.Second, "the third attempt", func() bool { return len(rcv.requests()) == 3 })
 	reqs := rcv.requests()
 	id := reqs[0].header.Get("webhook-id")
 	for _, r := range reqs {
@@ -29,7 +30,7 @@ func TestAReceiversFailuresAreRetriedUnderTheSameWebhookID(t *testing.T) {
 		}
 	}
 	var msgs []Message
-	eventually(t, "the message marked sent", func() bool {
+	testutil.Eventually(t, 5*time.Second, "the message marked sent", func() bool {
 		msgs, _ = svc.Outbox().Messages(context.Background(), 10)
 		return len(msgs) == 1 && msgs[0].Status == StatusSent
 	})
@@ -49,7 +50,7 @@ func TestAnUndeliverableMessageIsKeptWithItsError(t *testing.T) {
 	run(t, svc)
 	svc.Outbox().Raise(context.Background(), parked("acct-1"))
 	var msgs []Message
-	eventually(t, "the message given up", func() bool {
+	testutil.Eventually(t, 5*time.Second, "the message given up", func() bool {
 		msgs, _ = svc.Outbox().Messages(context.Background(), 10)
 		return len(msgs) == 1 && msgs[0].Status == StatusFailed
 	})
@@ -74,7 +75,7 @@ func TestPendingMessagesSurviveAControlPlaneRestart(t *testing.T) {
 	done := make(chan struct{})
 	go func() { defer close(done); first.Run(ctx) }()
 	first.Outbox().Raise(context.Background(), parked("acct-1"))
-	eventually(t, "the failed first attempt", func() bool { return len(rcv.requests()) == 1 })
+	testutil.Eventually(t, 5*time.Second, "the failed first attempt", func() bool { return len(rcv.requests()) == 1 })
 	stop()
 	<-done
 	if n, _ := first.Outbox().Pending(context.Background()); n != 1 {
@@ -84,7 +85,7 @@ func TestPendingMessagesSurviveAControlPlaneRestart(t *testing.T) {
 	later := func() time.Time { return time.Now().Add(2 * time.Hour) }
 	second := newTestService(t, openStoreOn(t, rdb, prefix), alerts, hookEnv, func(o *Options) { o.Now = later })
 	run(t, second)
-	eventually(t, "the retry from the second control plane", func() bool { return len(rcv.requests()) == 2 })
+	testutil.Eventually(t, 5*time.Second, "the retry from the second control plane", func() bool { return len(rcv.requests()) == 2 })
 	r := rcv.requests()
 	if r[0].header.Get("webhook-id") != r[1].header.Get("webhook-id") {
 		t.Fatal("the retry after the restart is a different message")
@@ -104,7 +105,7 @@ func TestTwoControlPlanesDeliverEachMessageOnce(t *testing.T) {
 		a.Outbox().Raise(context.Background(), parked(fmt.Sprint("acct-", i)))
 		b.Outbox().Raise(context.Background(), parked(fmt.Sprint("acct-", i)))
 	}
-	eventually(t, "a delivery", func() bool { return len(rcv.requests()) >= 1 })
+	testutil.Eventually(t, 5*time.Second, "a delivery", func() bool { return len(rcv.requests()) >= 1 })
 	time.Sleep(500 * time.Millisecond) // several ticks of both
 	reqs := rcv.requests()
 	if len(reqs) != 1 {
@@ -128,7 +129,7 @@ func TestFiftyAccountsParkedAtOnceAreOneMessageAndLaterOnesWaitForTheCooldown(t 
 	for i := range 50 {
 		svc.Outbox().Raise(ctx, parked(fmt.Sprintf("acct-%02d", i)))
 	}
-	eventually(t, "the first message", func() bool { return len(rcv.requests()) == 1 })
+	testutil.Eventually(t, 5*time.Second, "the first message", func() bool { return len(rcv.requests()) == 1 })
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("first message after %v, want within 5s", d)
 	}
@@ -144,7 +145,7 @@ func TestFiftyAccountsParkedAtOnceAreOneMessageAndLaterOnesWaitForTheCooldown(t 
 	sentAt := time.Now()
 	svc.Outbox().Raise(ctx, parked("acct-50"))
 	svc.Outbox().Raise(ctx, parked("acct-51"))
-	eventually(t, "the coalesced second message", func() bool { return len(rcv.requests()) == 2 })
+	testutil.Eventually(t, 5*time.Second, "the coalesced second message", func() bool { return len(rcv.requests()) == 2 })
 	if d := time.Since(sentAt); d < 200*time.Millisecond {
 		t.Fatalf("second message after %v, want after the 300ms cooldown", d)
 	}
@@ -169,14 +170,14 @@ func TestAnAllClearFollowsItsRaiseOnce(t *testing.T) {
 	if ok, _ := out.Raise(ctx, parked("acct-1")); ok {
 		t.Fatal("a condition already raised was raised again")
 	}
-	eventually(t, "the raise", func() bool { return len(rcv.requests()) == 1 })
+	testutil.Eventually(t, 5*time.Second, "the raise", func() bool { return len(rcv.requests()) == 1 })
 	back := parked("acct-1")
 	back.Severity, back.Summary = config.SeverityInfo, "back in rotation"
 	if ok, _ := out.Clear(ctx, back); !ok {
 		t.Fatal("the all-clear was not recorded")
 	}
 	out.Clear(ctx, back)
-	eventually(t, "the all-clear", func() bool { return len(rcv.requests()) == 2 })
+	testutil.Eventually(t, 5*time.Second, "the all-clear", func() bool { return len(rcv.requests()) == 2 })
 	time.Sleep(200 * time.Millisecond)
 	reqs := rcv.requests()
 	if len(reqs) != 2 {

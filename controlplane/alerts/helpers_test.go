@@ -14,8 +14,8 @@ import (
 
 	"github.com/claude-relay/claude-relay/config"
 	"github.com/claude-relay/claude-relay/internal/testredis"
-	"github.com/claude-relay/claude-relay/plugins/crypto-aesgcm/aesgcm"
 	"github.com/claude-relay/claude-relay/store"
+	"github.com/claude-relay/claude-relay/store/storetest"
 )
 
 // testSecret is a Standard Webhooks secret (whsec_ + base64).
@@ -80,14 +80,7 @@ func openStore(t *testing.T) (*store.Store, redis.UniversalClient, string) {
 
 func openStoreOn(t *testing.T, rdb redis.UniversalClient, prefix string) *store.Store {
 	t.Helper()
-	sealer, err := aesgcm.New("0123456789abcdef0123456789abcdef")
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.Open(context.Background(), rdb, store.Options{Prefix: prefix, Sealer: sealer})
-	if err != nil {
-		t.Fatalf("store.Open: %v", err)
-	}
+	st := storetest.Open(t, rdb, store.Options{Prefix: prefix})
 	return st
 }
 
@@ -120,17 +113,6 @@ func run(t *testing.T, s *Service) {
 	done := make(chan struct{})
 	go func() { defer close(done); s.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-}
-
-func eventually(t *testing.T, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 func webhookAlert(url string, events ...string) config.Alert {

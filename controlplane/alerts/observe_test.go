@@ -10,6 +10,7 @@ import (
 
 	"github.com/claude-relay/claude-relay/config"
 	"github.com/claude-relay/claude-relay/config/configapi"
+	"github.com/claude-relay/claude-relay/internal/testutil"
 	"github.com/claude-relay/claude-relay/sidecar/limits"
 	"github.com/claude-relay/claude-relay/store"
 )
@@ -265,7 +266,7 @@ func TestASubscriptionWindowAboveEachBlocksThresholdRaisesForThatBlockAndClearsW
 	src.Every = 20 * time.Millisecond
 	svc := newTestService(t, st, alertsCfg, map[string]string{"HOOK_SECRET": testSecret}, func(o *Options) { o.Sources = []Source{src} })
 	run(t, svc)
-	eventually(t, "the 0.8 block's message", func() bool { return len(rcvLow.requests()) == 1 })
+	testutil.Eventually(t, 5*time.Second, "the 0.8 block's message", func() bool { return len(rcvLow.requests()) == 1 })
 	body := string(rcvLow.requests()[0].body)
 	if !strings.Contains(body, `\"max-plan\": 5h subscription window at 85% (threshold 80%)`) || strings.Contains(body, cool.ID) {
 		t.Fatalf("message = %s", body)
@@ -276,13 +277,13 @@ func TestASubscriptionWindowAboveEachBlocksThresholdRaisesForThatBlockAndClearsW
 	}
 	// The 7-day window used up: the 0.9 block hears it, as critical.
 	write(a.ID, store.Windows{SevenDay: &store.Window{Utilization: 1.01, Reset: start.Add(72 * time.Hour), Status: "rejected"}})
-	eventually(t, "the 0.9 block's message", func() bool { return len(rcvHigh.requests()) == 1 })
+	testutil.Eventually(t, 5*time.Second, "the 0.9 block's message", func() bool { return len(rcvHigh.requests()) == 1 })
 	if body := string(rcvHigh.requests()[0].body); !strings.Contains(body, "7d subscription window at 101% (threshold 90%)") || !strings.Contains(body, `"severity":"critical"`) {
 		t.Fatalf("message = %s", body)
 	}
 	// The window resets: both conditions clear, each block hears its own all-clear.
 	later.Store(int64(73 * time.Hour))
-	eventually(t, "both all-clears", func() bool { return len(rcvLow.requests()) == 2 && len(rcvHigh.requests()) == 2 })
+	testutil.Eventually(t, 5*time.Second, "both all-clears", func() bool { return len(rcvLow.requests()) == 2 && len(rcvHigh.requests()) == 2 })
 	for _, r := range []*receiver{rcvLow, rcvHigh} {
 		if body := string(r.requests()[1].body); !strings.Contains(body, "relay.alert.subscription_window.resolved") || !strings.Contains(body, "the window reset") {
 			t.Fatalf("all-clear = %s", body)

@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,8 +21,9 @@ import (
 	"github.com/claude-relay/claude-relay/controlplane/alerts"
 	"github.com/claude-relay/claude-relay/controlplane/console"
 	"github.com/claude-relay/claude-relay/internal/testredis"
-	"github.com/claude-relay/claude-relay/plugins/crypto-aesgcm/aesgcm"
+	"github.com/claude-relay/claude-relay/internal/testutil"
 	"github.com/claude-relay/claude-relay/store"
+	"github.com/claude-relay/claude-relay/store/storetest"
 )
 
 const (
@@ -32,30 +32,12 @@ const (
 	cookieName   = "claude_relay_console"
 )
 
-// clock is a settable time source for the control plane.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // site is a control plane serving the admin API and the console over loopback HTTP.
 type site struct {
 	t     testing.TB
 	st    *store.Store
 	http  *httptest.Server
-	clock *clock
+	clock *testutil.Clock
 	admin *adminclient.Client // logged in through the admin API, as another operator
 	// config distributes the configuration (nil without a directory).
 	config *controlplane.Config
@@ -88,15 +70,8 @@ func newSiteWith(t testing.TB, o siteOptions) *site {
 	ttl, dir := o.ttl, o.configDir
 	ctx := context.Background()
 	rdb, prefix := testredis.New(t)
-	sealer, err := aesgcm.New("0123456789abcdef0123456789abcdef")
-	if err != nil {
-		t.Fatal(err)
-	}
-	clk := &clock{t: time.Now().UTC().Truncate(time.Second)}
-	st, err := store.Open(ctx, rdb, store.Options{Prefix: prefix, Sealer: sealer})
-	if err != nil {
-		t.Fatal(err)
-	}
+	clk := testutil.NewClock(time.Now().UTC().Truncate(time.Second))
+	st := storetest.Open(t, rdb, store.Options{Prefix: prefix})
 	hash, err := bcrypt.GenerateFromPassword([]byte(testPassword), bcrypt.MinCost)
 	if err != nil {
 		t.Fatal(err)

@@ -18,6 +18,7 @@ import (
 	"github.com/claude-relay/claude-relay/config"
 	"github.com/claude-relay/claude-relay/fakeupstream"
 	"github.com/claude-relay/claude-relay/internal/testredis"
+	"github.com/claude-relay/claude-relay/internal/testutil"
 )
 
 // Short client timeouts for these tests, set through the environment as an operator would.
@@ -326,7 +327,7 @@ func startControl(t *testing.T, env *config.Env) string {
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
-	var out lockedBuffer
+	var out testutil.Buffer
 	go func() {
 		done <- RunControl(ctx, env, Options{
 			Listen: "127.0.0.1:0", DataDir: t.TempDir(), Stdout: &out, Stderr: &out, Grace: 2 * time.Second,

@@ -25,13 +25,11 @@ import (
 	"github.com/claude-relay/claude-relay/internal/testutil"
 )
 
-type lockedBuffer = testutil.Buffer
-
 // devProcess is RunDev running in the test process.
 type devProcess struct {
 	addr   string
-	stdout *lockedBuffer
-	stderr *lockedBuffer
+	stdout *testutil.Buffer
+	stderr *testutil.Buffer
 	stop   func() error
 }
 
@@ -44,7 +42,7 @@ func startDev(t *testing.T, env *config.Env, dataDir string) *devProcess {
 func startDevOn(t *testing.T, env *config.Env, dataDir, listen string) *devProcess {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &devProcess{stdout: &lockedBuffer{}, stderr: &lockedBuffer{}}
+	p := &devProcess{stdout: &testutil.Buffer{}, stderr: &testutil.Buffer{}}
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
 	go func() {

@@ -278,7 +278,7 @@ func RunControl(ctx context.Context, env *config.Env, opts Options) error {
 	if err := cp.Bootstrap(ctx); err != nil {
 		return fmt.Errorf("create admin: %w", err)
 	}
-	go cp.Run(ctx) // OAuth token refresh
+	go cp.RefreshTokens(ctx) // OAuth token refresh
 	mux := http.NewServeMux()
 	mux.Handle("/admin/", cp.Handler())
 	if err := mountConsole(mux, cp, b.Log); err != nil {

@@ -18,11 +18,9 @@ import (
 	"github.com/claude-relay/claude-relay/config"
 	"github.com/claude-relay/claude-relay/controlplane"
 	"github.com/claude-relay/claude-relay/fakeupstream"
-	"github.com/claude-relay/claude-relay/internal/testredis"
-	"github.com/claude-relay/claude-relay/plugins/crypto-aesgcm/aesgcm"
 	"github.com/claude-relay/claude-relay/sidecar"
 	"github.com/claude-relay/claude-relay/sidecar/configclient"
-	"github.com/claude-relay/claude-relay/store"
+	"github.com/claude-relay/claude-relay/store/storetest"
 )
 
 // benchSidecars is how many sidecars follow the control plane in BenchmarkEditToApplied.
@@ -40,12 +38,7 @@ func percentile(d []time.Duration, p float64) time.Duration {
 // publish, the long-poll answers and the compile+swap. It reports p50 and p99 over b.N
 // edits, and the debounce as the baseline they include.
 func BenchmarkEditToApplied(b *testing.B) {
-	rdb, prefix := testredis.New(b)
-	sealer, _ := aesgcm.New(encryptionKey)
-	st, err := store.Open(b.Context(), rdb, store.Options{Prefix: prefix, Sealer: sealer})
-	if err != nil {
-		b.Fatal(err)
-	}
+	st, _, _ := storetest.New(b)
 	dir := b.TempDir()
 	write := func(i int) {
 		if err := os.WriteFile(filepath.Join(dir, "relay.hcl"), []byte(baseHCL(fmt.Sprintf("/v1/edit-%d", i))), 0o644); err != nil {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/claude-relay/claude-relay/config/configapi"
 	"github.com/claude-relay/claude-relay/fakeupstream"
+	"github.com/claude-relay/claude-relay/internal/testutil"
 )
 
 // baseHCL opens /v1/messages to loopback clients; extra is appended inside the route's paths.
@@ -283,7 +284,7 @@ func TestSidecarSurvivesControlPlaneOutage(t *testing.T) {
 
 	c.ctl.kill()
 	t.Run("control plane killed: the sidecar keeps serving", func(t *testing.T) {
-		eventually(t, "the sidecar notices the control plane is gone", func() bool {
+		testutil.Eventually(t, waitFor, "the sidecar notices the control plane is gone", func() bool {
 			return s.health(t).Components["control_plane"] == "unreachable"
 		})
 		if got := routeStatus(t, s, "/v1/messages"); got != http.StatusUnauthorized {
@@ -308,7 +309,7 @@ func TestSidecarSurvivesControlPlaneOutage(t *testing.T) {
 	t.Run("control plane back: they converge", func(t *testing.T) {
 		c.writeFile("relay.hcl", baseHCL("/v1/while-down"))
 		c.startControl()
-		eventually(t, "the restarted sidecar reports version "+fmt.Sprint(v)+" from its disk copy", func() bool {
+		testutil.Eventually(t, waitFor, "the restarted sidecar reports version "+fmt.Sprint(v)+" from its disk copy", func() bool {
 			st := s.channel(t)
 			return st.Version == v && st.Source == "disk" || st.Version > v
 		})
@@ -364,7 +365,7 @@ func TestTwoSidecarsConvergeAndAdminShowsNack(t *testing.T) {
 	c.writeFile("relay.hcl", baseHCL("/v1/everywhere", "/v1/nack-me"))
 	v = c.published(v)
 	s1.waitVersion(t, v)
-	eventually(t, "sidecar-2 reports its NACK", func() bool {
+	testutil.Eventually(t, waitFor, "sidecar-2 reports its NACK", func() bool {
 		return s2.channel(t).NackVersion == v
 	})
 	if got := s2.channel(t).Version; got != good {
@@ -379,7 +380,7 @@ func TestTwoSidecarsConvergeAndAdminShowsNack(t *testing.T) {
 
 	// The registry learns of the NACK on sidecar-2's next poll.
 	var list configapi.SidecarList
-	eventually(t, "admin sidecars shows the NACK", func() bool {
+	testutil.Eventually(t, waitFor, "admin sidecars shows the NACK", func() bool {
 		if err := json.Unmarshal([]byte(c.runCLI("sidecars", "--json")), &list); err != nil {
 			t.Fatal(err)
 		}

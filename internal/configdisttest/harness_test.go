@@ -36,24 +36,8 @@ const (
 var binary string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "configdisttest-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binary = filepath.Join(dir, "claude-relay")
 	// relaytest compiles in the NACK hook (CLAUDE_RELAY_TEST_REFUSE_CONFIG).
-	cmd := exec.Command("go", "build", "-tags", "relaytest", "-o", binary, "./cmd/claude-relay")
-	cmd.Dir = filepath.Join("..", "..")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "go build ./cmd/claude-relay: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(testutil.RunWithBinaries(m, testutil.Binary{Path: &binary, Package: "github.com/claude-relay/claude-relay/cmd/claude-relay", Tags: "relaytest"}))
 }
 
 // cluster is one deployment under test: a Redis, a config directory, a control plane and
@@ -76,11 +60,9 @@ type cluster struct {
 type proc struct {
 	name string
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *testutil.Buffer
 	done chan struct{}
 }
-
-type syncBuffer = testutil.Buffer
 
 func newCluster(t *testing.T, hcl string) *cluster {
 	t.Helper()
@@ -113,7 +95,7 @@ func (c *cluster) start(name string, args []string, env []string) *proc {
 	cmd := exec.Command(binary, args...)
 	cmd.Dir = c.t.TempDir()
 	cmd.Env = env
-	p := &proc{name: name, cmd: cmd, out: &syncBuffer{}, done: make(chan struct{})}
+	p := &proc{name: name, cmd: cmd, out: &testutil.Buffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.out, p.out
 	if err := cmd.Start(); err != nil {
 		c.t.Fatalf("start %s: %v", name, err)
@@ -223,7 +205,7 @@ func (c *cluster) status() configapi.ConfigStatus {
 func (c *cluster) waitStatus(what string, ok func(configapi.ConfigStatus) bool) configapi.ConfigStatus {
 	c.t.Helper()
 	var st configapi.ConfigStatus
-	eventually(c.t, what, func() bool {
+	testutil.Eventually(c.t, waitFor, what, func() bool {
 		st = c.status()
 		return ok(st)
 	})
@@ -290,7 +272,7 @@ func (s *sidecarProc) channel(t *testing.T) configclient.Status {
 // waitVersion waits until the sidecar reports running version v.
 func (s *sidecarProc) waitVersion(t *testing.T, v int64) {
 	t.Helper()
-	eventually(t, fmt.Sprintf("%s runs version %d", s.name, v), func() bool {
+	testutil.Eventually(t, waitFor, fmt.Sprintf("%s runs version %d", s.name, v), func() bool {
 		return s.channel(t).Version == v
 	})
 }
@@ -314,20 +296,9 @@ func (s *sidecarProc) do(t *testing.T, method, path string, header http.Header, 
 	return resp.StatusCode, string(b)
 }
 
-func eventually(t *testing.T, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitFor)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting until %s", waitFor, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func waitHTTP(t *testing.T, url string) {
 	t.Helper()
-	eventually(t, url+" answers", func() bool {
+	testutil.Eventually(t, waitFor, url+" answers", func() bool {
 		resp, err := http.Get(url)
 		if err != nil {
 			return false

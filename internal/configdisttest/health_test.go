@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/claude-relay/claude-relay/internal/testutil"
 )
 
 var (
@@ -136,7 +138,7 @@ func TestPublicHealthShowsStatusesOnlyAndTheAdminAPIShowsDetails(t *testing.T) {
 		if err := os.Rename(tmp, bad); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "the sidecar's public health shows plugin.auth failing", func() bool {
+		testutil.Eventually(t, waitFor, "the sidecar's public health shows plugin.auth failing", func() bool {
 			return s.health(t).Components["plugin.auth"] == "error"
 		})
 		h := s.health(t)
@@ -146,7 +148,7 @@ func TestPublicHealthShowsStatusesOnlyAndTheAdminAPIShowsDetails(t *testing.T) {
 		if strings.Contains(h.Raw, "refused") || strings.Contains(h.Raw, c.pluginDir) {
 			t.Errorf("public health says why: %s", h.Raw)
 		}
-		eventually(t, "the registry shows why (the sidecar reports at once, not at its next long-poll)", func() bool {
+		testutil.Eventually(t, waitFor, "the registry shows why (the sidecar reports at once, not at its next long-poll)", func() bool {
 			sc, ok := s.reported(t)
 			return ok && sc.Health != nil && sc.Health.Components["plugin.auth"].Status == "error" &&
 				sc.Health.Components["plugin.auth"].Error != ""
@@ -157,7 +159,7 @@ func TestPublicHealthShowsStatusesOnlyAndTheAdminAPIShowsDetails(t *testing.T) {
 		if err := os.Rename(tmp, bad); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, "the good binary is swapped back in", func() bool { return s.health(t).Components["plugin.auth"] == "ok" })
+		testutil.Eventually(t, waitFor, "the good binary is swapped back in", func() bool { return s.health(t).Components["plugin.auth"] == "ok" })
 	})
 }
 
@@ -169,7 +171,7 @@ func TestSidecarSeesTheControlPlaneBackWithinSeconds(t *testing.T) {
 
 	c.ctl.kill()
 	start := time.Now()
-	eventually(t, "the sidecar's public health says the control plane is unreachable", func() bool {
+	testutil.Eventually(t, waitFor, "the sidecar's public health says the control plane is unreachable", func() bool {
 		return s.health(t).Components["control_plane"] == "unreachable"
 	})
 	t.Logf("unreachable %s after the kill", time.Since(start).Round(time.Millisecond))
@@ -177,7 +179,7 @@ func TestSidecarSeesTheControlPlaneBackWithinSeconds(t *testing.T) {
 
 	c.startControl() // returns once the control plane answers /health
 	start = time.Now()
-	eventually(t, "the sidecar's public health says the control plane is back", func() bool {
+	testutil.Eventually(t, waitFor, "the sidecar's public health says the control plane is back", func() bool {
 		return s.health(t).Components["control_plane"] == "ok"
 	})
 	took := time.Since(start)

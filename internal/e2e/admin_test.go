@@ -18,6 +18,7 @@ import (
 	"github.com/claude-relay/claude-relay/controlplane"
 	"github.com/claude-relay/claude-relay/controlplane/adminapi"
 	"github.com/claude-relay/claude-relay/controlplane/adminclient"
+	"github.com/claude-relay/claude-relay/internal/testutil"
 )
 
 const adminPassword = "e2e-admin-password-0123"
@@ -172,7 +173,7 @@ func TestControlPlaneReCreatesAGeneratedAdminAfterRedisIsEmptied(t *testing.T) {
 		t.Fatalf("login with the lost password: got %v, want 401", err)
 	}
 	var all [][]string
-	waitFor(t, 15*time.Second, "a second generated password", func() bool {
+	testutil.Eventually(t, 15*time.Second, "a second generated password", func() bool {
 		all = generatedPassword.FindAllStringSubmatch(cp.out.String(), -1)
 		return len(all) == 2
 	})

@@ -14,6 +14,7 @@ import (
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/claude-relay/claude-relay/controlplane/alerts"
+	"github.com/claude-relay/claude-relay/internal/testutil"
 	"github.com/claude-relay/claude-relay/store"
 )
 
@@ -131,7 +132,7 @@ alert "ops" {
 	if ok, _, err := send(http.DefaultClient, sc, in.key); !ok {
 		t.Fatalf("request: %v", err)
 	}
-	waitFor(t, 10*time.Second, "account_parked at the webhook", func() bool {
+	testutil.Eventually(t, 10*time.Second, "account_parked at the webhook", func() bool {
 		_, ok := rcv.find("relay.alert.account_parked", bad.ID)
 		return ok
 	})
@@ -144,7 +145,7 @@ alert "ops" {
 	// A broken save: refused, alerted, and the all-clear once it is fixed.
 	start = time.Now()
 	in.writeConfig(good + "\nroute \"broken\" {\n")
-	waitFor(t, 10*time.Second, "config_refused at the webhook", func() bool {
+	testutil.Eventually(t, 10*time.Second, "config_refused at the webhook", func() bool {
 		_, ok := rcv.find("relay.alert.config_refused", in.config)
 		return ok
 	})
@@ -154,7 +155,7 @@ alert "ops" {
 		t.Errorf("config_refused summary lacks the diagnostics: %q", p.Data.Events[0].Summary)
 	}
 	in.writeConfig(good)
-	waitFor(t, 10*time.Second, "the config_refused all-clear", func() bool {
+	testutil.Eventually(t, 10*time.Second, "the config_refused all-clear", func() bool {
 		_, ok := rcv.find("relay.alert.config_refused.resolved", in.config)
 		return ok
 	})
@@ -170,7 +171,7 @@ alert "ops" {
 	if ok, _, err := sendScripted(http.DefaultClient, sc, in.key, `{"unified":{"5h":{"utilization":0.92,"reset":"`+reset+`"}}}`); !ok {
 		t.Fatalf("request with a window reading: %v", err)
 	}
-	waitFor(t, 15*time.Second, "subscription_window at the webhook", func() bool {
+	testutil.Eventually(t, 15*time.Second, "subscription_window at the webhook", func() bool {
 		_, ok := rcv.find("relay.alert.subscription_window", goodAcct)
 		return ok
 	})
@@ -179,7 +180,7 @@ alert "ops" {
 	if !strings.Contains(p.Data.Events[0].Summary, "5h subscription window at 92% (threshold 90%)") {
 		t.Errorf("subscription_window summary: %q", p.Data.Events[0].Summary)
 	}
-	waitFor(t, 15*time.Second, "budget_threshold at the webhook", func() bool {
+	testutil.Eventually(t, 15*time.Second, "budget_threshold at the webhook", func() bool {
 		_, ok := rcv.find("relay.alert.budget_threshold", budgetKey.ID)
 		return ok
 	})

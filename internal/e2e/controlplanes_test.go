@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/claude-relay/claude-relay/internal/testutil"
 )
 
 // routeAnswers reports whether the sidecar has a route for path: without a key it answers
@@ -42,7 +44,7 @@ func TestTwoControlPlanesAndTwoSidecarsConvergeOnOneRedis(t *testing.T) {
 	}
 	in.writeConfig(def + "\nroute \"probe\" {\n  paths = [\"/v1/e2e-probe\"]\n  pool  = \"default\"\n}\n")
 	for _, s := range []*proc{s1, s2} {
-		waitFor(t, 15*time.Second, s.name+" applies the edit", func() bool { return routeAnswers(s, "/v1/e2e-probe") })
+		testutil.Eventually(t, 15*time.Second, s.name+" applies the edit", func() bool { return routeAnswers(s, "/v1/e2e-probe") })
 	}
 
 	// Control plane 1 dies: its sidecar keeps serving what it applied.
@@ -53,7 +55,7 @@ func TestTwoControlPlanesAndTwoSidecarsConvergeOnOneRedis(t *testing.T) {
 	}
 	// The surviving control plane still distributes: a second edit reaches sidecar-2.
 	in.writeConfig(def + "\nroute \"probe2\" {\n  paths = [\"/v1/e2e-probe-2\"]\n  pool  = \"default\"\n}\n")
-	waitFor(t, 15*time.Second, "sidecar-2 applies the second edit", func() bool { return routeAnswers(s2, "/v1/e2e-probe-2") })
+	testutil.Eventually(t, 15*time.Second, "sidecar-2 applies the second edit", func() bool { return routeAnswers(s2, "/v1/e2e-probe-2") })
 }
 
 func readDefaultHCL() (string, error) {

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/claude-relay/claude-relay/internal/testutil"
 )
 
 const streamBody = `{"model":"claude-sonnet-4-5-20250929","max_tokens":256,"stream":true,"messages":[{"role":"user","content":"Hello, relay"}]}`
@@ -117,7 +119,7 @@ func TestRestartOfOneOfTwoSidecarsUnderLoadLosesNothing(t *testing.T) {
 	}
 
 	// SIGTERM sidecar A while it relays streams.
-	waitFor(t, 10*time.Second, "streams in flight on sidecar-a", func() bool { return inflight[0].Load() >= 3 })
+	testutil.Eventually(t, 10*time.Second, "streams in flight on sidecar-a", func() bool { return inflight[0].Load() >= 3 })
 	now := time.Now()
 	sigtermAt.Store(&now)
 	sidecars[0].signal(syscall.SIGTERM)
@@ -213,11 +215,11 @@ route "messages" {
 }
 `)
 	p.signal(syscall.SIGHUP)
-	waitFor(t, 10*time.Second, "the reloaded allowlist refusing 127.0.0.1", func() bool { return status() == 403 })
+	testutil.Eventually(t, 10*time.Second, "the reloaded allowlist refusing 127.0.0.1", func() bool { return status() == 403 })
 
 	in.writeConfig("route \"messages\" {\n  paths = [\n")
 	p.signal(syscall.SIGHUP)
-	waitFor(t, 10*time.Second, "the broken edit being refused", func() bool {
+	testutil.Eventually(t, 10*time.Second, "the broken edit being refused", func() bool {
 		return strings.Contains(p.out.String(), "configuration reload refused")
 	})
 	if out := p.out.String(); !strings.Contains(out, "relay.hcl:") {

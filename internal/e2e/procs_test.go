@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -20,8 +19,8 @@ import (
 	"github.com/claude-relay/claude-relay/fakeupstream"
 	"github.com/claude-relay/claude-relay/internal/testredis"
 	"github.com/claude-relay/claude-relay/internal/testutil"
-	"github.com/claude-relay/claude-relay/plugins/crypto-aesgcm/aesgcm"
 	"github.com/claude-relay/claude-relay/store"
+	"github.com/claude-relay/claude-relay/store/storetest"
 )
 
 const (
@@ -34,21 +33,7 @@ const (
 var relayBin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "claude-relay-e2e-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	relayBin = filepath.Join(dir, "claude-relay")
-	build := exec.Command("go", "build", "-o", relayBin, "github.com/claude-relay/claude-relay/cmd/claude-relay")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "e2e: build claude-relay: %v\n%s", err, out)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(testutil.RunWithBinaries(m, testutil.Binary{Path: &relayBin, Package: "github.com/claude-relay/claude-relay/cmd/claude-relay"}))
 }
 
 // install is what a deployment shares: one Redis (single or Cluster), a fake upstream
@@ -94,14 +79,7 @@ func newInstallOn(t *testing.T, cfg store.RedisConfig, env []string) *install {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rdb.Close() })
-	sealer, err := aesgcm.New(testEncryptionKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.Open(ctx, rdb, store.Options{Sealer: sealer})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := storetest.Open(t, rdb, store.Options{})
 	in.rdb, in.st = rdb, st
 	in.up = fakeupstream.Start(t, fakeupstream.Options{APIKeys: []string{upstreamKey}})
 	if _, err := st.AddAccount(ctx, store.AccountSpec{Name: "acct", BaseURL: in.up.URL(), Credential: upstreamKey}); err != nil {
@@ -134,7 +112,7 @@ type proc struct {
 	name   string
 	addr   string
 	cmd    *exec.Cmd
-	out    *syncBuffer
+	out    *testutil.Buffer
 	exited chan struct{}
 	err    error // Wait's result, valid after exited is closed
 }
@@ -166,7 +144,7 @@ func (in *install) start(name, mode string, args ...string) *proc {
 		"LOG_DIR=" + filepath.Join(dir, "logs"),
 		"LOG_LEVEL=debug",
 	}, in.env...)
-	p := &proc{t: t, name: name, addr: addr, cmd: cmd, out: &syncBuffer{}, exited: make(chan struct{})}
+	p := &proc{t: t, name: name, addr: addr, cmd: cmd, out: &testutil.Buffer{}, exited: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.out, p.out
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
@@ -230,20 +208,7 @@ func (p *proc) wait(d time.Duration) int {
 	return 0
 }
 
-type syncBuffer = testutil.Buffer
-
 // scriptHeader paces a fake upstream stream: events every pace, deltas text deltas.
 func scriptHeader(pace time.Duration, deltas int) string {
 	return `{"pace":"` + pace.String() + `","deltas":` + strconv.Itoa(deltas) + `}`
-}
-
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, d)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }

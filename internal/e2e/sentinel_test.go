@@ -9,8 +9,9 @@ import (
 	"time"
 
 	"github.com/claude-relay/claude-relay/internal/testredis"
-	"github.com/claude-relay/claude-relay/plugins/crypto-aesgcm/aesgcm"
+	"github.com/claude-relay/claude-relay/internal/testutil"
 	"github.com/claude-relay/claude-relay/store"
+	"github.com/claude-relay/claude-relay/store/storetest"
 )
 
 // TestSidecarOnSentinelRelaysAcrossFailover runs the real sidecar with REDIS_SENTINEL_* (and
@@ -59,7 +60,7 @@ func TestSidecarOnSentinelRelaysAcrossFailover(t *testing.T) {
 			promoted := time.Since(begin)
 
 			const window = 15 * time.Second
-			waitFor(t, window, "a relayed request succeeding after the move", func() bool {
+			testutil.Eventually(t, window, "a relayed request succeeding after the move", func() bool {
 				ok, _, err := send(client, p, in.key)
 				if !ok {
 					t.Logf("request after the move: %v", err)
@@ -69,7 +70,7 @@ func TestSidecarOnSentinelRelaysAcrossFailover(t *testing.T) {
 			})
 			relayed := time.Since(begin)
 			var health string
-			waitFor(t, window, "/health redis ok after the move", func() bool {
+			testutil.Eventually(t, window, "/health redis ok after the move", func() bool {
 				health = redisHealth(client, p)
 				return health == "ok"
 			})
@@ -88,14 +89,7 @@ func TestSidecarOnSentinelRelaysAcrossFailover(t *testing.T) {
 			if info, err := nc.Info(ctx, "replication").Result(); err != nil || !strings.Contains(info, "role:master") {
 				t.Fatalf("INFO replication on %s: got (%q, %v), want role:master", newMaster, info, err)
 			}
-			sealer, err := aesgcm.New(testEncryptionKey)
-			if err != nil {
-				t.Fatal(err)
-			}
-			direct, err := store.Open(ctx, nc, store.Options{Sealer: sealer})
-			if err != nil {
-				t.Fatalf("open store on new master %s: %v", newMaster, err)
-			}
+			direct := storetest.Open(t, nc, store.Options{})
 			waitForTotals(t, direct, in.keyID, completed)
 		})
 	}

@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/claude-relay/claude-relay/internal/testutil"
 )
 
 // TestSIGHUPOnTheControlPlaneLogsWhatItReloaded sends SIGHUP to a control plane with an
@@ -17,12 +19,12 @@ func TestSIGHUPOnTheControlPlaneLogsWhatItReloaded(t *testing.T) {
 	in := newInstall(t)
 	p := in.start("control", "control")
 	p.signal(syscall.SIGHUP)
-	waitFor(t, 10*time.Second, "the SIGHUP reload being logged", func() bool {
+	testutil.Eventually(t, 10*time.Second, "the SIGHUP reload being logged", func() bool {
 		return strings.Contains(p.out.String(), "SIGHUP: configuration re-read: dir="+in.config+" result=unchanged version=1")
 	})
 	in.writeConfig("route \"messages\" {\n  paths = [\n")
 	p.signal(syscall.SIGHUP)
-	waitFor(t, 10*time.Second, "the refused SIGHUP reload being logged", func() bool {
+	testutil.Eventually(t, 10*time.Second, "the refused SIGHUP reload being logged", func() bool {
 		return strings.Contains(p.out.String(), "SIGHUP: configuration re-read and refused; still serving the last good one: dir="+in.config+" version=1")
 	})
 	p.signal(syscall.SIGTERM)
@@ -65,7 +67,7 @@ func TestSIGINTWhileASidecarWaitsForItsControlPlaneExitsCleanly(t *testing.T) {
 		"CRS_SECURITY__ENCRYPTION_KEY=" + testEncryptionKey,
 		"LOG_DIR=",
 	}, in.env...)
-	var out syncBuffer
+	var out testutil.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

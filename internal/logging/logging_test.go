@@ -12,25 +12,9 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/claude-relay/claude-relay/internal/testutil"
 )
-
-// fakeClock is a settable clock safe for concurrent use.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = t
-}
 
 func readFile(t *testing.T, path string) string {
 	t.Helper()
@@ -43,7 +27,7 @@ func readFile(t *testing.T, path string) string {
 
 func TestDaySwitchWritesToNewFileWithoutRestart(t *testing.T) {
 	dir := t.TempDir()
-	clock := &fakeClock{t: time.Date(2025, 11, 25, 23, 59, 59, 0, time.UTC)}
+	clock := testutil.NewClock(time.Date(2025, 11, 25, 23, 59, 59, 0, time.UTC))
 	var stderr bytes.Buffer
 	log, files, err := New(Options{Name: "test", Dir: dir, Stderr: &stderr, Now: clock.Now})
 	if err != nil {
@@ -83,7 +67,7 @@ func TestDaySwitchWritesToNewFileWithoutRestart(t *testing.T) {
 func TestDaySwitchFollowsUTCNotLocalTime(t *testing.T) {
 	dir := t.TempDir()
 	// 23:30 in UTC-5 is already 04:30 UTC the next day.
-	clock := &fakeClock{t: time.Date(2025, 11, 25, 23, 30, 0, 0, time.FixedZone("EST", -5*3600))}
+	clock := testutil.NewClock(time.Date(2025, 11, 25, 23, 30, 0, 0, time.FixedZone("EST", -5*3600)))
 	log, files, err := New(Options{Dir: dir, Stderr: &bytes.Buffer{}, Now: clock.Now})
 	if err != nil {
 		t.Fatalf("New: %v", err)
@@ -116,7 +100,7 @@ func TestRetentionDeletesOnlyExpiredLogFiles(t *testing.T) {
 	if err := os.Mkdir(filepath.Join(dir, "claude-relay-2020-01-01.log"), 0o750); err != nil {
 		t.Fatal(err)
 	}
-	clock := &fakeClock{t: time.Date(2025, 11, 25, 12, 0, 0, 0, time.UTC)}
+	clock := testutil.NewClock(time.Date(2025, 11, 25, 12, 0, 0, 0, time.UTC))
 	log, files, err := New(Options{Dir: dir, RetentionDays: 30, Stderr: &bytes.Buffer{}, Now: clock.Now})
 	if err != nil {
 		t.Fatalf("New: %v", err)

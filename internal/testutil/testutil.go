@@ -1,4 +1,5 @@
-// Package testutil holds small helpers shared by the tests of several packages.
+// Package testutil is the shared test toolbox: a settable Clock, Eventually, a Buffer safe
+// for concurrent writers and BuildBinaries for a TestMain that runs real processes.
 package testutil
 
 import (

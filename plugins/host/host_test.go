@@ -15,6 +15,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/claude-relay/claude-relay/internal/testutil"
 	"github.com/claude-relay/claude-relay/plugins/contract"
 	"github.com/claude-relay/claude-relay/plugins/host"
 )
@@ -67,7 +68,7 @@ func startLoad(t *testing.T, a *host.Auth, secrets []string, workers int) *load 
 func (l *load) waitCalls(t *testing.T, n int64) {
 	t.Helper()
 	target := l.ok.Load() + n
-	eventually(t, 30*time.Second, fmt.Sprintf("%d more successful calls", n), func() bool { return l.ok.Load() >= target })
+	testutil.Eventually(t, 30*time.Second, fmt.Sprintf("%d more successful calls", n), func() bool { return l.ok.Load() >= target })
 }
 
 func (l *load) check(t *testing.T) {
@@ -106,7 +107,7 @@ func TestSIGKILLOfThePluginUnderLoadFailsNoCall(t *testing.T) {
 		if err := syscall.Kill(before.PID, syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 20*time.Second, "the restarted plugin", func() bool {
+		testutil.Eventually(t, 20*time.Second, "the restarted plugin", func() bool {
 			s := a.Status()
 			return s.Healthy && s.PID != before.PID
 		})
@@ -129,13 +130,13 @@ func TestReplacedBinaryIsSwappedInUnderLoadWithoutFailures(t *testing.T) {
 	oldPID := a.Status().PID
 
 	install(t, bins.authV2, path)
-	eventually(t, 20*time.Second, "version v2 to serve", func() bool { return a.Status().Version == "v2" })
+	testutil.Eventually(t, 20*time.Second, "version v2 to serve", func() bool { return a.Status().Version == "v2" })
 	l.waitCalls(t, 200)
 	info, err := a.Info(context.Background())
 	if err != nil || info.Version != "v2" {
 		t.Errorf("got Info %+v, %v; want version v2", info, err)
 	}
-	eventually(t, 10*time.Second, "the old process to stop after draining", func() bool { return !alive(oldPID) })
+	testutil.Eventually(t, 10*time.Second, "the old process to stop after draining", func() bool { return !alive(oldPID) })
 	if s := a.Status(); s.Swaps != 1 || s.Restarts != 0 {
 		t.Errorf("got %d swaps and %d restarts, want 1 and 0", s.Swaps, s.Restarts)
 	}
@@ -159,7 +160,7 @@ func TestCorruptBinaryIsRefusedAndTheOldOneKeepsServing(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			installBytes(t, tc.data, path)
-			eventually(t, 20*time.Second, "the new binary to be refused", func() bool { return a.Status().Refused != "" })
+			testutil.Eventually(t, 20*time.Second, "the new binary to be refused", func() bool { return a.Status().Refused != "" })
 			l.waitCalls(t, 100)
 			s := a.Status()
 			if s.Version != "v1" || s.PID != pid || !s.Healthy {
@@ -171,7 +172,7 @@ func TestCorruptBinaryIsRefusedAndTheOldOneKeepsServing(t *testing.T) {
 			}
 			// Reset for the next case: a good binary clears the refusal.
 			install(t, bins.authV1, path)
-			eventually(t, 20*time.Second, "the refusal to clear", func() bool { return a.Status().Refused == "" })
+			testutil.Eventually(t, 20*time.Second, "the refusal to clear", func() bool { return a.Status().Refused == "" })
 		})
 	}
 	if err := a.Check(context.Background()); err != nil {
@@ -184,11 +185,11 @@ func TestNoHealthyInstanceFailsClosed(t *testing.T) {
 	f := newKeyFixture(t, 1)
 	a, path := startAuth(t, bins.authV1, f)
 	installBytes(t, []byte("not a plugin"), path)
-	eventually(t, 20*time.Second, "the corrupt binary to be refused", func() bool { return a.Status().Refused != "" })
+	testutil.Eventually(t, 20*time.Second, "the corrupt binary to be refused", func() bool { return a.Status().Refused != "" })
 	if err := syscall.Kill(a.Status().PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "the plugin to be reported unhealthy", func() bool { return !a.Status().Healthy })
+	testutil.Eventually(t, 20*time.Second, "the plugin to be reported unhealthy", func() bool { return !a.Status().Healthy })
 
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
@@ -201,7 +202,7 @@ func TestNoHealthyInstanceFailsClosed(t *testing.T) {
 	}
 	// Installing a good binary brings it back.
 	install(t, bins.authV1, path)
-	eventually(t, 20*time.Second, "recovery", func() bool { return a.Status().Healthy })
+	testutil.Eventually(t, 20*time.Second, "recovery", func() bool { return a.Status().Healthy })
 	res, err := a.Authenticate(context.Background(), contract.AuthRequest{Credential: f.secrets[0]})
 	if err != nil || !res.Accepted() {
 		t.Errorf("got %+v, %v after recovery; want accepted", res, err)
@@ -221,7 +222,7 @@ func TestPluginSeesOnlyTheEnvironmentTheHostPasses(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			buf := &syncBuffer{}
+			buf := &testutil.Buffer{}
 			log := hclog.New(&hclog.LoggerOptions{Output: buf, Level: hclog.Debug})
 			path := filepath.Join(t.TempDir(), "envauth")
 			install(t, bins.env, path)
@@ -250,7 +251,7 @@ func TestPluginSeesOnlyTheEnvironmentTheHostPasses(t *testing.T) {
 					t.Errorf("plugin environment has %s, which the host did not pass", name)
 				}
 			}
-			eventually(t, 5*time.Second, "the plugin's stderr log re-logged by the host", func() bool {
+			testutil.Eventually(t, 5*time.Second, "the plugin's stderr log re-logged by the host", func() bool {
 				out := buf.String()
 				return strings.Contains(out, "envauth plugin starting") && strings.Contains(out, "stderr-relogged")
 			})

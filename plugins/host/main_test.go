@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -17,9 +16,9 @@ import (
 	"github.com/claude-relay/claude-relay/internal/testredis"
 	"github.com/claude-relay/claude-relay/internal/testutil"
 	"github.com/claude-relay/claude-relay/plugins/auth-apikey/apikey"
-	"github.com/claude-relay/claude-relay/plugins/crypto-aesgcm/aesgcm"
 	"github.com/claude-relay/claude-relay/plugins/host"
 	"github.com/claude-relay/claude-relay/store"
+	"github.com/claude-relay/claude-relay/store/storetest"
 )
 
 // bins holds the plugin binaries TestMain builds: real processes for every test.
@@ -30,35 +29,15 @@ var bins struct {
 const modulePath = "github.com/claude-relay/claude-relay"
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "claude-relay-plugins-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+	bin := func(path *string, name, pkg, version string) testutil.Binary {
+		return testutil.Binary{Path: path, Name: name, Package: modulePath + pkg, LDFlags: "-X main.version=" + version}
 	}
-	code := func() int {
-		defer os.RemoveAll(dir)
-		for _, b := range []struct {
-			out     *string
-			name    string
-			pkg     string
-			version string
-		}{
-			{&bins.authV1, "auth-apikey-v1", "/plugins/auth-apikey", "v1"},
-			{&bins.authV2, "auth-apikey-v2", "/plugins/auth-apikey", "v2"},
-			{&bins.crypto, "crypto-aesgcm", "/plugins/crypto-aesgcm", "v1"},
-			{&bins.env, "envauth", "/plugins/host/testdata/envauth", "test"},
-		} {
-			*b.out = filepath.Join(dir, b.name)
-			cmd := exec.Command("go", "build", "-o", *b.out, "-ldflags", "-X main.version="+b.version, modulePath+b.pkg)
-			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-			if out, err := cmd.CombinedOutput(); err != nil {
-				fmt.Fprintf(os.Stderr, "build %s: %v\n%s", b.name, err, out)
-				return 1
-			}
-		}
-		return m.Run()
-	}()
-	os.Exit(code)
+	os.Exit(testutil.RunWithBinaries(m,
+		bin(&bins.authV1, "auth-apikey-v1", "/plugins/auth-apikey", "v1"),
+		bin(&bins.authV2, "auth-apikey-v2", "/plugins/auth-apikey", "v2"),
+		bin(&bins.crypto, "crypto-aesgcm", "/plugins/crypto-aesgcm", "v1"),
+		bin(&bins.env, "envauth", "/plugins/host/testdata/envauth", "test"),
+	))
 }
 
 // install copies src to dst the way package managers do: write a temporary file beside it,
@@ -117,14 +96,7 @@ type keyFixture struct {
 func newKeyFixture(t testing.TB, n int) *keyFixture {
 	t.Helper()
 	rdb, prefix := testredis.New(t)
-	sealer, err := aesgcm.New(oldKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.Open(context.Background(), rdb, store.Options{Prefix: prefix, Sealer: sealer})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := storetest.Open(t, rdb, store.Options{Prefix: prefix, Sealer: storetest.Sealer(t, oldKey)})
 	f := &keyFixture{st: st, settings: map[string]string{
 		apikey.SettingRedis:  redisConfig(t, rdb),
 		apikey.SettingPrefix: prefix,
@@ -143,7 +115,7 @@ func newKeyFixture(t testing.TB, n int) *keyFixture {
 // hostConfig is a Config tuned for tests: quick health checks and debounce.
 func hostConfig(t testing.TB, path string, settings map[string]string, log hclog.Logger) host.Config {
 	if log == nil {
-		buf := &syncBuffer{}
+		buf := &testutil.Buffer{}
 		log = hclog.New(&hclog.LoggerOptions{Output: buf, Level: hclog.Info})
 		t.Cleanup(func() {
 			if t.Failed() {
@@ -160,19 +132,5 @@ func hostConfig(t testing.TB, path string, settings map[string]string, log hclog
 		RestartWait:    15 * time.Second,
 		DrainTimeout:   5 * time.Second,
 		BackoffMax:     time.Second,
-	}
-}
-
-type syncBuffer = testutil.Buffer
-
-// eventually polls cond until it holds or d passes.
-func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/claude-relay/claude-relay/internal/testredis"
+	"github.com/claude-relay/claude-relay/internal/testutil"
 	"github.com/claude-relay/claude-relay/plugins/contract"
 	"github.com/claude-relay/claude-relay/plugins/crypto-aesgcm/aesgcm"
 	"github.com/claude-relay/claude-relay/plugins/host"
@@ -32,7 +33,7 @@ func TestRevokedKeyIsRefusedByEverySidecarWithinOneSecond(t *testing.T) {
 	}
 	secret := f.secrets[0]
 	for i, ca := range sidecars {
-		eventually(t, 5*time.Second, fmt.Sprintf("sidecar %d to accept the key", i), func() bool {
+		testutil.Eventually(t, 5*time.Second, fmt.Sprintf("sidecar %d to accept the key", i), func() bool {
 			_, err := ca.Authenticate(ctx, sidecar.AuthInput{Credential: secret})
 			return err == nil
 		})
@@ -149,7 +150,7 @@ func TestRotationUnderLoadNeverFailsADecrypt(t *testing.T) {
 	}
 	waitOK := func(n int64) {
 		target := ok.Load() + n
-		eventually(t, 30*time.Second, "decrypts", func() bool { return ok.Load() >= target })
+		testutil.Eventually(t, 30*time.Second, "decrypts", func() bool { return ok.Load() >= target })
 	}
 	waitOK(200) // before
 	rot := contract.Sealer{Crypto: startCrypto(newKey, oldKey)}

@@ -14,8 +14,9 @@ import (
 	"github.com/claude-relay/claude-relay/controlplane"
 	"github.com/claude-relay/claude-relay/internal/health"
 	"github.com/claude-relay/claude-relay/internal/testredis"
-	"github.com/claude-relay/claude-relay/plugins/crypto-aesgcm/aesgcm"
+	"github.com/claude-relay/claude-relay/internal/testutil"
 	"github.com/claude-relay/claude-relay/store"
+	"github.com/claude-relay/claude-relay/store/storetest"
 )
 
 const testSecret = "test-jwt-secret-0123456789abcdef0123456789abcdef"
@@ -34,14 +35,7 @@ type controlPlane struct {
 func startControlPlane(t *testing.T) *controlPlane {
 	t.Helper()
 	rdb, prefix := testredis.New(t)
-	sealer, err := aesgcm.New("0123456789abcdef0123456789abcdef")
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.Open(t.Context(), rdb, store.Options{Prefix: prefix, Sealer: sealer})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := storetest.Open(t, rdb, store.Options{Prefix: prefix})
 	cfg, err := controlplane.NewConfig(t.Context(), controlplane.ConfigOptions{Store: st, SidecarSecrets: [][]byte{[]byte(testSecret)}})
 	if err != nil {
 		t.Fatal(err)
@@ -83,19 +77,6 @@ func (cp *controlPlane) restart() {
 	cp.serve(ln)
 }
 
-// waitFor polls ok every 10 ms until it holds or d passes, and returns how long it took.
-func waitFor(t *testing.T, d time.Duration, what string, ok func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !ok() {
-		if time.Since(start) > d {
-			t.Fatalf("not within %s: %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return time.Since(start)
-}
-
 func TestReachableWithinSecondsOfTheControlPlaneReturning(t *testing.T) {
 	cp := startControlPlane(t)
 	fetch, err := NewHTTPFetcher("http://"+cp.addr, []byte(testSecret), nil)
@@ -112,16 +93,16 @@ func TestReachableWithinSecondsOfTheControlPlaneReturning(t *testing.T) {
 	go func() { c.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
 
-	waitFor(t, 10*time.Second, "the configuration is applied", func() bool { st := c.Status(); return st.Version > 0 && st.Reachable })
+	testutil.Eventually(t, 10*time.Second, "the configuration is applied", func() bool { st := c.Status(); return st.Version > 0 && st.Reachable })
 	time.Sleep(200 * time.Millisecond) // a long-poll is now held
 
 	cp.stop()
-	took := waitFor(t, 3*time.Second, "the sidecar sees the control plane gone", func() bool { return !c.Status().Reachable })
+	took := testutil.Eventually(t, 3*time.Second, "the sidecar sees the control plane gone", func() bool { return !c.Status().Reachable })
 	t.Logf("unreachable %s after the control plane stopped", took.Round(time.Millisecond))
 
 	time.Sleep(2 * time.Second) // a few failed polls: the backoff grows
 	cp.restart()
-	took = waitFor(t, 7*time.Second, "the sidecar sees the control plane back (backoff at most 5 s, then one poll)", func() bool { return c.Status().Reachable })
+	took = testutil.Eventually(t, 7*time.Second, "the sidecar sees the control plane back (backoff at most 5 s, then one poll)", func() bool { return c.Status().Reachable })
 	t.Logf("reachable %s after the control plane came back", took.Round(time.Millisecond))
 }
 
@@ -216,13 +197,13 @@ func TestHealthChangeReachesTheControlPlaneWithoutWaitingForTheLongPoll(t *testi
 		}
 		return list[0].Health.Components["redis"]
 	}
-	waitFor(t, 10*time.Second, "the sidecar reports redis ok", func() bool { return reported().Status == "ok" && c.Status().Reachable })
+	testutil.Eventually(t, 10*time.Second, "the sidecar reports redis ok", func() bool { return reported().Status == "ok" && c.Status().Reachable })
 	time.Sleep(300 * time.Millisecond) // a long-poll (30 s) is now held
 
 	mu.Lock()
 	redisErr = errors.New("dial tcp 10.0.0.7:6379: connect: connection refused")
 	mu.Unlock()
-	took := waitFor(t, 2*time.Second, "the control plane hears of the redis error", func() bool {
+	took := testutil.Eventually(t, 2*time.Second, "the control plane hears of the redis error", func() bool {
 		r := reported()
 		return r.Status == "error" && strings.Contains(r.Error, "10.0.0.7:6379")
 	})

@@ -70,22 +70,10 @@ func hookedClient(t testing.TB, rdb redis.UniversalClient, h *countHook) redis.U
 	return c
 }
 
-// waitFor polls cond until it holds, failing the test after 10 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func TestConcurrentAdmitsShareFewPipelinesAndNeverExceedTheConcurrencyLimit(t *testing.T) {
 	rdb, prefix := testredis.New(t)
 	h := &countHook{}
-	c := newClock(time.Date(2025, 6, 18, 10, 20, 0, 0, time.UTC))
+	c := testutil.NewClock(time.Date(2025, 6, 18, 10, 20, 0, 0, time.UTC))
 	l := newLimiter(t, hookedClient(t, rdb, h), prefix, c)
 	defer l.Close()
 	h.singles.Store(0)
@@ -175,7 +163,7 @@ func TestAnAdmissionWhoseCallerGaveUpHoldsNoSlot(t *testing.T) {
 				entered <- struct{}{}
 				once.Do(func() { <-release }) // hold the first pipeline only
 			}}
-			c := newClock(time.Date(2025, 6, 18, 10, 20, 0, 0, time.UTC))
+			c := testutil.NewClock(time.Date(2025, 6, 18, 10, 20, 0, 0, time.UTC))
 			l := newLimiter(t, hookedClient(t, rdb, h), prefix, c)
 			defer l.Close()
 			ctx := context.Background()
@@ -213,7 +201,7 @@ func TestAnAdmissionWhoseCallerGaveUpHoldsNoSlot(t *testing.T) {
 			}
 			// The slot comes back (concurrency is 1: a new admission proves it).
 			var lease *limits.Lease
-			waitFor(t, "the abandoned admission's slot to be released", func() bool {
+			testutil.Eventually(t, 10*time.Second, "the abandoned admission's slot to be released", func() bool {
 				ls, ref, err := l.Admit(ctx, "k", set)
 				if err != nil {
 					t.Fatal(err)
@@ -232,7 +220,7 @@ func TestAnAdmissionWhoseCallerGaveUpHoldsNoSlot(t *testing.T) {
 func TestAdmitRunsAfterRedisForgetsTheScripts(t *testing.T) {
 	rdb, prefix := testredis.New(t)
 	h := &countHook{}
-	c := newClock(time.Date(2025, 6, 18, 10, 20, 0, 0, time.UTC))
+	c := testutil.NewClock(time.Date(2025, 6, 18, 10, 20, 0, 0, time.UTC))
 	l := newLimiter(t, hookedClient(t, rdb, h), prefix, c)
 	defer l.Close()
 	ctx := context.Background()

@@ -20,14 +20,7 @@ import (
 	"github.com/claude-relay/claude-relay/store"
 )
 
-// clock is a settable test clock.
-type clock struct{ ns atomic.Int64 }
-
-func newClock(t time.Time) *clock { c := &clock{}; c.ns.Store(t.UnixNano()); return c }
-func (c *clock) Now() time.Time   { return time.Unix(0, c.ns.Load()) }
-func (c *clock) Set(t time.Time)  { c.ns.Store(t.UnixNano()) }
-
-func newLimiter(t testing.TB, rdb redis.UniversalClient, prefix string, c *clock) *limits.Limiter {
+func newLimiter(t testing.TB, rdb redis.UniversalClient, prefix string, c *testutil.Clock) *limits.Limiter {
 	t.Helper()
 	l := limits.New(rdb, store.NewSchema(prefix), limits.Options{Now: c.Now, LeaseTTL: 3 * time.Second})
 	if err := l.Load(context.Background()); err != nil {
@@ -60,7 +53,7 @@ func TestEachLimitAdmitsUpToItsMaxThenRefusesUntilTheWindowResets(t *testing.T) 
 	rdb, prefix := testredis.New(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := newClock(start)
+			c := testutil.NewClock(start)
 			l := newLimiter(t, rdb, prefix, c)
 			ctx := context.Background()
 			key := "k-" + tt.name
@@ -109,7 +102,7 @@ func TestEachLimitAdmitsUpToItsMaxThenRefusesUntilTheWindowResets(t *testing.T) 
 
 func TestConcurrencyLeaseIsHeldUntilFinishAndExpiresWhenTheSidecarDies(t *testing.T) {
 	rdb, prefix := testredis.New(t)
-	c := newClock(time.Now())
+	c := testutil.NewClock(time.Now())
 	l := newLimiter(t, rdb, prefix, c)
 	ctx := context.Background()
 	set := limits.FromPolicy(&config.Policy{Concurrency: 2})
@@ -165,7 +158,7 @@ func TestLeaseHeartbeatKeepsALongRequestCounted(t *testing.T) {
 
 func TestConcurrentLimitersSharingRedisNeverAdmitMoreThanTheLimit(t *testing.T) {
 	rdb, prefix := testredis.New(t)
-	c := newClock(time.Date(2025, 6, 18, 10, 20, 0, 0, time.UTC))
+	c := testutil.NewClock(time.Date(2025, 6, 18, 10, 20, 0, 0, time.UTC))
 	sidecars := []*limits.Limiter{newLimiter(t, rdb, prefix, c), newLimiter(t, rdb, prefix, c), newLimiter(t, rdb, prefix, c)}
 	const n = 7
 	tests := []struct {
@@ -338,7 +331,7 @@ func TestClosedLimiterStopsRenewing(t *testing.T) {
 func TestChargedCountersExpireAfterTheirWindowAndTheTotalNever(t *testing.T) {
 	rdb, prefix := testredis.New(t)
 	now := time.Now()
-	c := newClock(now)
+	c := testutil.NewClock(now)
 	l := newLimiter(t, rdb, prefix, c)
 	ctx := context.Background()
 	set := limits.FromPolicy(&config.Policy{TokensPerMinute: 1 << 40, CostTotalUSD: 1e6})

@@ -13,6 +13,7 @@ import (
 	"github.com/claude-relay/claude-relay/config"
 	"github.com/claude-relay/claude-relay/internal/devredis"
 	"github.com/claude-relay/claude-relay/internal/testredis"
+	"github.com/claude-relay/claude-relay/internal/testutil"
 	"github.com/claude-relay/claude-relay/sidecar/limits"
 	"github.com/claude-relay/claude-relay/store"
 )
@@ -311,7 +312,7 @@ func TestTheQueueRunsOnTheDevModeStore(t *testing.T) {
 }
 
 func TestAWaiterRefusedByAnotherLimitMeanwhileGetsThatRefusalAndLeaves(t *testing.T) {
-	c := newClock(time.Date(2025, 6, 18, 10, 20, 0, 0, time.UTC)) // no minute boundary mid-test
+	c := testutil.NewClock(time.Date(2025, 6, 18, 10, 20, 0, 0, time.UTC)) // no minute boundary mid-test
 	a, b, rdb, keys := queueLimiters(t, limits.Options{Now: c.Now})
 	ctx := context.Background()
 	set := limits.FromPolicy(&config.Policy{Concurrency: 1, QueueTimeout: "10s", RequestsPerMinute: 2})

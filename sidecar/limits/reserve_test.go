@@ -12,6 +12,7 @@ import (
 	"github.com/claude-relay/claude-relay/config"
 	"github.com/claude-relay/claude-relay/internal/devredis"
 	"github.com/claude-relay/claude-relay/internal/testredis"
+	"github.com/claude-relay/claude-relay/internal/testutil"
 	"github.com/claude-relay/claude-relay/sidecar/limits"
 	"github.com/claude-relay/claude-relay/store"
 )
@@ -63,7 +64,7 @@ func storm(t *testing.T, ls []*limits.Limiter, key string, set limits.Set, n int
 
 func TestReserveModeNeverChargesMoreThanTheBudgetAcrossTwoSidecars(t *testing.T) {
 	rdb, prefix := testredis.New(t)
-	c := newClock(time.Date(2025, 6, 18, 10, 20, 0, 0, time.UTC))
+	c := testutil.NewClock(time.Date(2025, 6, 18, 10, 20, 0, 0, time.UTC))
 	sidecars := []*limits.Limiter{newLimiter(t, rdb, prefix, c), newLimiter(t, rdb, prefix, c)}
 	ctx := context.Background()
 	// The budget fits ten worst-case requests: $1 a day, 10000 tokens a minute.
@@ -88,7 +89,7 @@ func TestReserveModeNeverChargesMoreThanTheBudgetAcrossTwoSidecars(t *testing.T)
 
 func TestChargeModeOvershootStaysUnderConcurrencyTimesTheWorstCase(t *testing.T) {
 	rdb, prefix := testredis.New(t)
-	c := newClock(time.Date(2025, 6, 18, 10, 20, 0, 0, time.UTC))
+	c := testutil.NewClock(time.Date(2025, 6, 18, 10, 20, 0, 0, time.UTC))
 	sidecars := []*limits.Limiter{newLimiter(t, rdb, prefix, c), newLimiter(t, rdb, prefix, c)}
 	const conc = 5
 	set := limits.FromPolicy(&config.Policy{CostPerDayUSD: 1, Concurrency: conc})
@@ -105,7 +106,7 @@ func TestChargeModeOvershootStaysUnderConcurrencyTimesTheWorstCase(t *testing.T)
 func TestAReservationThatDoesNotFitSaysWhatIsLeftAndWhenRetryingHelps(t *testing.T) {
 	rdb, prefix := testredis.New(t)
 	start := time.Date(2025, 6, 18, 10, 20, 0, 0, time.UTC)
-	c := newClock(start)
+	c := testutil.NewClock(start)
 	l := newLimiter(t, rdb, prefix, c)
 	ctx := context.Background()
 	set := limits.FromPolicy(&config.Policy{CostPerDayUSD: 0.25, LimitModes: map[string]string{"cost_per_day_usd": "reserve"}})
@@ -140,7 +141,7 @@ func TestAReservationThatDoesNotFitSaysWhatIsLeftAndWhenRetryingHelps(t *testing
 
 func TestACrashedSidecarsReservationIsReleasedAfterItsExpiry(t *testing.T) {
 	rdb, prefix := testredis.New(t)
-	c := newClock(time.Now())
+	c := testutil.NewClock(time.Now())
 	crashed, alive := newLimiter(t, rdb, prefix, c), newLimiter(t, rdb, prefix, c)
 	ctx := context.Background()
 	set := limits.FromPolicy(&config.Policy{CostTotalUSD: 0.15, TokensPerDay: 1500, LimitMode: config.LimitModeReserve})
@@ -241,7 +242,7 @@ func TestReservationsRunOnTheDevModeStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer mem.Close()
-	c := newClock(time.Now())
+	c := testutil.NewClock(time.Now())
 	l := limits.New(mem.Client(), store.NewSchema("dev:"), limits.Options{Now: c.Now, LeaseTTL: time.Second})
 	defer l.Close()
 	if err := l.Load(ctx); err != nil {
@@ -321,7 +322,7 @@ func BenchmarkAdmitReserving(b *testing.B) {
 func TestAConversationLimitTripsForThatConversationOnly(t *testing.T) {
 	rdb, prefix := testredis.New(t)
 	start := time.Date(2025, 6, 18, 10, 20, 30, 0, time.UTC)
-	c := newClock(start)
+	c := testutil.NewClock(start)
 	l := newLimiter(t, rdb, prefix, c)
 	ctx := context.Background()
 	// In reserve mode on purpose: conversation limits stay charged (breakers).

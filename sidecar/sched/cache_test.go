@@ -11,6 +11,7 @@ import (
 
 	"github.com/claude-relay/claude-relay/config"
 	"github.com/claude-relay/claude-relay/internal/testredis"
+	"github.com/claude-relay/claude-relay/internal/testutil"
 	"github.com/claude-relay/claude-relay/sidecar/sched"
 	"github.com/claude-relay/claude-relay/store"
 )
@@ -92,17 +93,6 @@ func counting(t *testing.T, rdb redis.UniversalClient) (redis.UniversalClient, *
 	return c, cmds
 }
 
-func waitFor(t *testing.T, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %s", d)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func stickyPool() *config.PoolRT {
 	return &config.PoolRT{Name: "p", Strategy: config.StrategyStickyLeastLoaded, StickyTTL: time.Hour, FailoverOn: config.DefaultFailoverOn()}
 }
@@ -117,12 +107,11 @@ func run(t *testing.T, s *sched.Scheduler) {
 func TestPlanMakesNoRedisCommandInSteadyState(t *testing.T) {
 	base, prefix := testredis.New(t)
 	rdb, cmds := counting(t, base)
-	c := &clock{}
-	c.ns.Store(time.Date(2025, 6, 18, 10, 0, 0, 0, time.UTC).UnixNano())
+	c := testutil.NewClock(time.Date(2025, 6, 18, 10, 0, 0, 0, time.UTC))
 	// An interval long enough that Run reads the parking state once, at its start.
 	s := sched.New(rdb, store.NewSchema(prefix), sched.Options{Now: c.Now, RefreshInterval: time.Hour})
 	run(t, s)
-	waitFor(t, 5*time.Second, func() bool { return cmds.get("hgetall") == 1 })
+	testutil.Eventually(t, 5*time.Second, "the condition", func() bool { return cmds.get("hgetall") == 1 })
 	ctx := context.Background()
 	pool := stickyPool()
 	accts := []sched.Account{{ID: "a", Priority: 1}, {ID: "b", Priority: 1}, {ID: "c", Priority: 2}}
@@ -157,13 +146,13 @@ func TestPlanMakesNoRedisCommandInSteadyState(t *testing.T) {
 		short := &config.PoolRT{Name: "short", Strategy: config.StrategyStickyLeastLoaded, StickyTTL: 20 * time.Second}
 		r := sched.Request{Pool: short, Session: "conv-2"}
 		s.Bind(ctx, r, "b")
-		c.Add(5 * time.Second) // a quarter of the TTL
+		c.Advance(5 * time.Second) // a quarter of the TTL
 		for range 10 {
 			if got, _ := s.Plan(ctx, r, accts); got.Sticky != "b" {
 				t.Fatalf("got sticky %q, want b", got.Sticky)
 			}
 		}
-		waitFor(t, 5*time.Second, func() bool { return cmds.get("expire") == 1 })
+		testutil.Eventually(t, 5*time.Second, "the condition", func() bool { return cmds.get("expire") == 1 })
 		ttl, err := base.PTTL(ctx, store.NewSchema(prefix).StickySession("short", "conv-2")).Result()
 		if err != nil || ttl < 15*time.Second {
 			t.Errorf("Redis TTL: got %s %v, want refreshed to about 20s", ttl, err)
@@ -210,7 +199,7 @@ func TestParkByAnotherSidecarIsHonouredWithinTheRefreshInterval(t *testing.T) {
 				t.Fatal(err)
 			}
 			// Generous for a loaded machine; the interval is what it takes when idle.
-			waitFor(t, 20*interval, func() bool { return first() == tt.want })
+			testutil.Eventually(t, 20*interval, "the condition", func() bool { return first() == tt.want })
 			t.Logf("seen after %s (refresh interval %s)", time.Since(start), interval)
 		})
 	}
@@ -240,8 +229,7 @@ func TestOwnParkAndUnparkChangeThePlanAtOnce(t *testing.T) {
 
 func TestStickyBindingByAnotherSidecarIsHonoured(t *testing.T) {
 	rdb, prefix := testredis.New(t)
-	c := &clock{}
-	c.ns.Store(time.Date(2025, 6, 18, 10, 0, 0, 0, time.UTC).UnixNano())
+	c := testutil.NewClock(time.Date(2025, 6, 18, 10, 0, 0, 0, time.UTC))
 	const interval = 20 * time.Millisecond
 	s := sched.New(rdb, store.NewSchema(prefix), sched.Options{Now: c.Now, RefreshInterval: interval})
 	other := sched.New(rdb, store.NewSchema(prefix), sched.Options{Now: c.Now})
@@ -266,7 +254,7 @@ func TestStickyBindingByAnotherSidecarIsHonoured(t *testing.T) {
 		if got := sticky("conv-1"); got != "a" {
 			t.Fatalf("while the local copy is fresh: got %q, want a", got)
 		}
-		c.Add(30 * time.Second) // the default local expiry, below the pool's hour
+		c.Advance(30 * time.Second) // the default local expiry, below the pool's hour
 		if got := sticky("conv-1"); got != "b" {
 			t.Errorf("after the local copy expired: got %q, want b", got)
 		}
@@ -277,7 +265,7 @@ func TestStickyBindingByAnotherSidecarIsHonoured(t *testing.T) {
 		if err := other.ParkAccount(ctx, sched.Park{Account: "a", State: sched.RateLimited, Status: 429, Until: c.Now().Add(time.Hour)}); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 5*time.Second, func() bool { return len(s.View()) == 1 })
+		testutil.Eventually(t, 5*time.Second, "the condition", func() bool { return len(s.View()) == 1 })
 		if got := sticky("conv-2"); got != "c" {
 			t.Errorf("got %q, want c (Redis read again, not a new account)", got)
 		}

@@ -30,6 +30,7 @@ import (
 
 	"github.com/claude-relay/claude-relay/config"
 	"github.com/claude-relay/claude-relay/internal/jsonscan"
+	"github.com/claude-relay/claude-relay/sidecar/request"
 	"github.com/claude-relay/claude-relay/store"
 )
 
@@ -275,7 +276,7 @@ func New(rdb redis.UniversalClient, keys store.Schema, opts Options) *Scheduler 
 // newer versions a JSON object with session_id), else the whole user_id, else a hash of the
 // first message (the conversation's start stays the same across its turns). "" when the
 // body has none of these.
-func SessionKey(f Fields) string {
+func SessionKey(f request.Fields) string {
 	id := f.UserID
 	if id != "" {
 		if _, after, ok := strings.Cut(id, "_session_"); ok && after != "" {

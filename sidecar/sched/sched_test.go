@@ -1,52 +1,25 @@
 package sched_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
+	"crypto/sha256"
 	"errors"
 	"net/http"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/claude-relay/claude-relay/config"
 	"github.com/claude-relay/claude-relay/internal/testredis"
+	"github.com/claude-relay/claude-relay/internal/testutil"
+	"github.com/claude-relay/claude-relay/sidecar/request"
 	"github.com/claude-relay/claude-relay/sidecar/sched"
 	"github.com/claude-relay/claude-relay/store"
 )
 
-func TestScanFindsModelUserIDAndFirstMessageWithoutDecoding(t *testing.T) {
-	tests := []struct {
-		name, body           string
-		model, user, message string
-	}{
-		{"plain", `{"model":"claude-sonnet-4-5","metadata":{"user_id":"user_ab_account__session_123"},"messages":[{"role":"user","content":"hi"}]}`,
-			"claude-sonnet-4-5", "user_ab_account__session_123", `{"role":"user","content":"hi"}`},
-		{"keys in any order, values to skip", ` { "system" : [{"type":"text","text":"a \"quoted\" } ] brace"}], "messages" : [ {"role":"user","content":[{"type":"text","text":"x"}]} , {"role":"assistant","content":"y"} ], "max_tokens": 10, "stream": true, "metadata": {"other": {"n": [1,2]}, "user_id": "u1"}, "model": "m" }`,
-			"m", "u1", `{"role":"user","content":[{"type":"text","text":"x"}]}`},
-		{"escaped model", `{"model":"claude-\u0073onnet"}`, "claude-sonnet", "", ""},
-		{"no metadata", `{"model":"m","messages":[]}`, "m", "", ""},
-		{"not an object", `[1,2]`, "", "", ""},
-		// A body cut short yields nothing: a key past the fault could name another model.
-		{"truncated", `{"model":"m","messages":[{"role":"user","content":"hi`, "", "", ""},
-		{"backslash at the end", `{"model":"m\`, "", "", ""},
-		{"empty", ``, "", "", ""},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			f := sched.Scan([]byte(tt.body))
-			if f.Model != tt.model || f.UserID != tt.user || string(f.FirstMessage) != tt.message {
-				t.Errorf("got %q %q %q, want %q %q %q", f.Model, f.UserID, f.FirstMessage, tt.model, tt.user, tt.message)
-			}
-		})
-	}
-}
-
 func TestSessionKey(t *testing.T) {
-	key := func(body string) string { return sched.SessionKey(sched.Scan([]byte(body))) }
+	key := func(body string) string { return sched.SessionKey(request.Scan([]byte(body))) }
 	a1 := key(`{"metadata":{"user_id":"user_h1_account__session_aaa"},"messages":[{"role":"user","content":"one"}]}`)
 	a2 := key(`{"metadata":{"user_id":"user_h2_account__session_aaa"},"messages":[{"role":"user","content":"two"}]}`)
 	b := key(`{"metadata":{"user_id":"user_h1_account__session_bbb"}}`)
@@ -65,7 +38,7 @@ func TestSessionKey(t *testing.T) {
 }
 
 func TestSessionKeyIgnoresMovedCacheBreakpointsAndWhitespace(t *testing.T) {
-	key := func(body string) string { return sched.SessionKey(sched.Scan([]byte(body))) }
+	key := func(body string) string { return sched.SessionKey(request.Scan([]byte(body))) }
 	// Turn 1: the first message is also the last and carries the cache breakpoint.
 	turn1 := key(`{"messages":[{"role":"user","content":[{"type":"text","text":"Summarise this file","cache_control":{"type":"ephemeral"}}]}]}`)
 	// Turn 2: the breakpoint moved to the newest message; the SDK also spaced things out.
@@ -85,15 +58,9 @@ func TestSessionKeyIgnoresMovedCacheBreakpointsAndWhitespace(t *testing.T) {
 	}
 }
 
-type clock struct{ ns atomic.Int64 }
-
-func (c *clock) Now() time.Time      { return time.Unix(0, c.ns.Load()) }
-func (c *clock) Add(d time.Duration) { c.ns.Add(int64(d)) }
-
 func TestParkingStatesReasonsAndReturnByThemselves(t *testing.T) {
 	rdb, prefix := testredis.New(t)
-	c := &clock{}
-	c.ns.Store(time.Date(2025, 6, 18, 10, 0, 0, 0, time.UTC).UnixNano())
+	c := testutil.NewClock(time.Date(2025, 6, 18, 10, 0, 0, 0, time.UTC))
 	pool := &config.PoolRT{Name: "p", Strategy: config.StrategyStickyLeastLoaded, FailoverOn: config.DefaultFailoverOn(),
 		ParkOn429: config.ParkOn429ResetHeader, Park429For: time.Minute, Park529For: 15 * time.Second, Park5xxAfter: 3, Park5xxWindow: time.Minute, Park5xxFor: time.Minute, StickyTTL: time.Hour}
 	accts := []sched.Account{{ID: "a", Priority: 1}, {ID: "b", Priority: 2}}
@@ -163,8 +130,8 @@ func TestParkingStatesReasonsAndReturnByThemselves(t *testing.T) {
 				return
 			}
 			// The time passes: the account comes back by itself, no job needed.
-			defer c.ns.Store(now.UnixNano())
-			c.Add(tt.until.Sub(now))
+			defer c.Set(now)
+			c.Advance(tt.until.Sub(now))
 			plan, err = s.Plan(ctx, req, accts)
 			if err != nil || plan.Order[0] != "a" {
 				t.Errorf("after the park: got %v %v, want a first", plan, err)
@@ -196,53 +163,25 @@ func TestShortParkNeverShortensALongOneAndEveryoneParkedSaysWhen(t *testing.T) {
 	}
 }
 
-func benchBody() []byte {
-	var b bytes.Buffer
-	b.WriteString(`{"model":"claude-sonnet-4-5-20250929","max_tokens":32000,"stream":true,"system":[{"type":"text","text":"You are Claude Code."}],"messages":[`)
-	for i := range 2000 {
-		if i > 0 {
-			b.WriteByte(',')
+// BenchmarkSessionKeyLargeFirstMessage hashes a 1 MB first message (a pasted document in
+// content blocks), canonically (cache_control dropped) against the raw bytes.
+func BenchmarkSessionKeyLargeFirstMessage(b *testing.B) {
+	doc := strings.Repeat("All work and no play makes Jack a dull boy. ", 1<<20/44)
+	body := []byte(`{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"` + doc +
+		`","cache_control":{"type":"ephemeral"}},{"type":"text","text":"Summarise it."}]}]}`)
+	f := request.Scan(body)
+	b.Run("canonical", func(b *testing.B) {
+		b.SetBytes(int64(len(f.FirstMessage)))
+		for b.Loop() {
+			sched.SessionKey(f)
 		}
-		b.WriteString(`{"role":"user","content":[{"type":"text","text":"` + strings.Repeat("lorem ipsum \\\"dolor\\\" sit amet {} [] ", 120) + `"}]}`)
-	}
-	b.WriteString(`],"metadata":{"user_id":"user_0123_account__session_4567"}}`)
-	return b.Bytes()
-}
-
-// BenchmarkScan scans a ~10 MB body for model and metadata.user_id and reports the ratio
-// against json.Unmarshal into a small struct, measured in the same run.
-func BenchmarkScan(b *testing.B) {
-	body := benchBody()
-	type small struct {
-		Model    string `json:"model"`
-		Metadata struct {
-			UserID string `json:"user_id"`
-		} `json:"metadata"`
-	}
-	timeIt := func(n int, f func()) time.Duration {
-		t0 := time.Now()
-		for range n {
-			f()
+	})
+	b.Run("raw", func(b *testing.B) {
+		b.SetBytes(int64(len(f.FirstMessage)))
+		for b.Loop() {
+			h := sha256.New()
+			h.Write(f.FirstMessage)
+			h.Sum(nil)
 		}
-		return time.Since(t0) / time.Duration(n)
-	}
-	var scan, unmarshal time.Duration
-	for b.Loop() {
-		scan = timeIt(20, func() {
-			if f := sched.Scan(body); f.UserID == "" {
-				b.Fatal("user_id not found")
-			}
-		})
-		unmarshal = timeIt(3, func() {
-			var v small
-			if err := json.Unmarshal(body, &v); err != nil || v.Metadata.UserID == "" {
-				b.Fatal("unmarshal failed", err)
-			}
-		})
-	}
-	b.ReportMetric(float64(len(body))/1e6, "MB")
-	b.ReportMetric(float64(scan.Microseconds()), "scan-µs")
-	b.ReportMetric(float64(unmarshal.Microseconds()), "unmarshal-µs")
-	b.ReportMetric(float64(unmarshal)/float64(scan), "unmarshal/scan")
-	b.ReportMetric(testing.AllocsPerRun(5, func() { sched.Scan(body) }), "scan-allocs")
+	})
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"strconv"
 
+	"github.com/claude-relay/claude-relay/config"
 	"github.com/claude-relay/claude-relay/internal/jsonscan"
 )
 
@@ -18,13 +19,9 @@ import (
 const MaxTokens = 10_000_000
 
 // Counts is the token usage of one response, as the upstream reported it, each count within
-// [0, MaxTokens].
+// [0, MaxTokens]: config.TokenCounts (what a price applies to) and the counts clamped.
 type Counts struct {
-	Input        int64
-	Output       int64
-	CacheWrite5m int64
-	CacheWrite1h int64
-	CacheRead    int64
+	config.TokenCounts
 	// Invalid names the counts the upstream reported out of range (negative, above
 	// MaxTokens, or too large for an integer), which were clamped.
 	Invalid Fields
@@ -180,7 +177,7 @@ func (s *state) counts() Counts {
 	clamp(&creation, FieldCacheWrite5m, &bad)
 	clamp(&e5m, FieldCacheWrite5m, &bad)
 	clamp(&e1h, FieldCacheWrite1h, &bad)
-	c := Counts{Input: input, Output: output, CacheRead: cacheRead}
+	c := Counts{TokenCounts: config.TokenCounts{Input: input, Output: output, CacheRead: cacheRead}}
 	if s.breakdown {
 		c.CacheWrite5m, c.CacheWrite1h = e5m, e1h
 		if rest := creation - e5m - e1h; rest > 0 {

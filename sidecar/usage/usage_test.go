@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/claude-relay/claude-relay/config"
 )
 
 const stream = "event: message_start\n" +
@@ -20,7 +22,7 @@ const stream = "event: message_start\n" +
 	"event: message_stop\n" +
 	`data: {"type":"message_stop"}` + "\n\n"
 
-var wantStream = Counts{Input: 120, Output: 42, CacheWrite5m: 20, CacheWrite1h: 30, CacheRead: 700}
+var wantStream = Counts{TokenCounts: config.TokenCounts{Input: 120, Output: 42, CacheWrite5m: 20, CacheWrite1h: 30, CacheRead: 700}}
 
 func TestStreamUsageSurvivesAnySplit(t *testing.T) {
 	for _, name := range []string{"lf", "crlf"} {
@@ -58,38 +60,38 @@ func TestStreamUsageCases(t *testing.T) {
 			in: "event: message_start\ndata: { \"message\" : {\"usage\": {\"input_tokens\": 8, \"cache_creation\": null}, \"content\": [{\"input\": {\"usage\": {\"input_tokens\": 999}}}], \"model\": \"m\"}, \"type\" : \"message_start\" }\n\n" +
 				"event: message_delta\ndata: {\"usage\":null,\"type\":\"message_delta\"}\n\n" +
 				"event: message_delta\ndata: {\"usage\":{\"output_tokens\":4},\"type\":\"message_delta\"}\n\n",
-			want: Counts{Input: 8, Output: 4},
+			want: Counts{TokenCounts: config.TokenCounts{Input: 8, Output: 4}},
 		},
 		{
 			name: "cache writes without breakdown are 5m",
 			in: "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"model\":\"m\",\"usage\":{\"input_tokens\":5,\"cache_creation_input_tokens\":9,\"output_tokens\":1}}}\n\n" +
 				"event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":3}}\n\n",
-			want: Counts{Input: 5, Output: 3, CacheWrite5m: 9},
+			want: Counts{TokenCounts: config.TokenCounts{Input: 5, Output: 3, CacheWrite5m: 9}},
 		},
 		{
 			name: "cumulative delta usage replaces start values",
 			in: "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"model\":\"m\",\"usage\":{\"input_tokens\":5,\"output_tokens\":1}}}\n\n" +
 				"event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"input_tokens\":6,\"cache_read_input_tokens\":4,\"output_tokens\":8}}\n\n",
-			want: Counts{Input: 6, Output: 8, CacheRead: 4},
+			want: Counts{TokenCounts: config.TokenCounts{Input: 6, Output: 8, CacheRead: 4}},
 		},
 		{
 			name: "data lines without event names",
 			in: "data: {\"type\":\"message_start\",\"message\":{\"model\":\"m\",\"usage\":{\"input_tokens\":7,\"output_tokens\":1}}}\n\n" +
 				"data: {\"type\":\"content_block_delta\",\"delta\":{\"type\":\"text_delta\",\"text\":\"" + long + "\"}}\n\n" +
 				"data: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":2}}\n\n",
-			want: Counts{Input: 7, Output: 2},
+			want: Counts{TokenCounts: config.TokenCounts{Input: 7, Output: 2}},
 		},
 		{
 			name: "long delta lines are not usage",
 			in: "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"model\":\"m\",\"usage\":{\"input_tokens\":1,\"output_tokens\":1}}}\n\n" +
 				"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"delta\":{\"type\":\"text_delta\",\"text\":\"" + long + "\\\"usage\\\":{\\\"output_tokens\\\":77}\"}}\n\n" +
 				"event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":11}}\n\n",
-			want: Counts{Input: 1, Output: 11},
+			want: Counts{TokenCounts: config.TokenCounts{Input: 1, Output: 11}},
 		},
 		{
 			name: "stream cut before message_delta keeps start usage",
 			in:   "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"model\":\"m\",\"usage\":{\"input_tokens\":33,\"output_tokens\":1}}}\n\nevent: content_block_delta\ndata: {\"type\":\"content_b",
-			want: Counts{Input: 33, Output: 1},
+			want: Counts{TokenCounts: config.TokenCounts{Input: 33, Output: 1}},
 		},
 		{
 			name: "garbage and comments are ignored",
@@ -116,7 +118,7 @@ func TestJSONUsage(t *testing.T) {
 	if !ok {
 		t.Fatal("got no usage, want usage")
 	}
-	if want := (Counts{Input: 10, Output: 6, CacheWrite5m: 1, CacheWrite1h: 3, CacheRead: 2}); got != want {
+	if want := (Counts{TokenCounts: config.TokenCounts{Input: 10, Output: 6, CacheWrite5m: 1, CacheWrite1h: 3, CacheRead: 2}}); got != want {
 		t.Fatalf("got %+v, want %+v", got, want)
 	}
 	if model != "claude-haiku-4-5" {
@@ -155,13 +157,13 @@ func TestJSONUsageReadsOnlyTheTopLevelUsage(t *testing.T) {
 		{
 			name:  "a tool input holding a usage key comes first",
 			body:  `{"model":"m1","content":[{"type":"tool_use","input":{"usage":{"input_tokens":999}}}],"usage":{"input_tokens":3,"output_tokens":4}}`,
-			want:  Counts{Input: 3, Output: 4},
+			want:  Counts{TokenCounts: config.TokenCounts{Input: 3, Output: 4}},
 			model: "m1", ok: true,
 		},
 		{
 			name:  "usage before content, model last, whitespace and escapes",
 			body:  "{ \"usage\" : {\"input_tokens\": 7, \"output_tokens\": 1},\n \"content\":[{\"text\":\"a \\\"usage\\\": {} }\"}], \"model\": \"claude-\\u0073onnet\" }",
-			want:  Counts{Input: 7, Output: 1},
+			want:  Counts{TokenCounts: config.TokenCounts{Input: 7, Output: 1}},
 			model: "claude-sonnet", ok: true,
 		},
 		{name: "usage is not an object", body: `{"usage":null,"model":"m"}`},
@@ -236,27 +238,27 @@ func TestOutOfRangeUsageIsClampedAndNamed(t *testing.T) {
 		{
 			name: "absurd counts are capped at MaxTokens",
 			in:   start(`{"input_tokens":10,"output_tokens":1}`) + delta(`{"output_tokens":10000001}`),
-			want: Counts{Input: 10, Output: MaxTokens, Invalid: FieldOutput},
+			want: Counts{TokenCounts: config.TokenCounts{Input: 10, Output: MaxTokens}, Invalid: FieldOutput},
 		},
 		{
 			name: "integers beyond int64 are capped, not dropped",
 			in:   start(`{"input_tokens":99999999999999999999999,"output_tokens":1}`) + delta(`{"output_tokens":-99999999999999999999999}`),
-			want: Counts{Input: MaxTokens, Invalid: FieldInput | FieldOutput},
+			want: Counts{TokenCounts: config.TokenCounts{Input: MaxTokens}, Invalid: FieldInput | FieldOutput},
 		},
 		{
 			name: "a negative cache breakdown is clamped before the remainder is computed",
 			in:   start(`{"input_tokens":1,"output_tokens":1,"cache_creation_input_tokens":100,"cache_creation":{"ephemeral_5m_input_tokens":-400,"ephemeral_1h_input_tokens":40}}`),
-			want: Counts{Input: 1, Output: 1, CacheWrite5m: 60, CacheWrite1h: 40, Invalid: FieldCacheWrite5m},
+			want: Counts{TokenCounts: config.TokenCounts{Input: 1, Output: 1, CacheWrite5m: 60, CacheWrite1h: 40}, Invalid: FieldCacheWrite5m},
 		},
 		{
 			name: "a later valid value replaces an invalid one",
 			in:   start(`{"input_tokens":5,"output_tokens":-1}`) + delta(`{"output_tokens":9}`),
-			want: Counts{Input: 5, Output: 9},
+			want: Counts{TokenCounts: config.TokenCounts{Input: 5, Output: 9}},
 		},
 		{
 			name: "MaxTokens itself is valid",
 			in:   start(`{"input_tokens":10000000,"output_tokens":0}`),
-			want: Counts{Input: MaxTokens},
+			want: Counts{TokenCounts: config.TokenCounts{Input: MaxTokens}},
 		},
 	}
 	for _, tt := range tests {
@@ -270,7 +272,7 @@ func TestOutOfRangeUsageIsClampedAndNamed(t *testing.T) {
 	}
 	t.Run("json", func(t *testing.T) {
 		got, _, ok := FromJSON([]byte(`{"model":"m","usage":{"input_tokens":-7,"output_tokens":20000000,"cache_read_input_tokens":3}}`))
-		want := Counts{Output: MaxTokens, CacheRead: 3, Invalid: FieldInput | FieldOutput}
+		want := Counts{TokenCounts: config.TokenCounts{Output: MaxTokens, CacheRead: 3}, Invalid: FieldInput | FieldOutput}
 		if !ok || got != want {
 			t.Errorf("got %+v %v, want %+v", got, ok, want)
 		}

@@ -3,11 +3,11 @@ package decryptcache
 import (
 	"context"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/claude-relay/claude-relay/internal/testutil"
 	"github.com/claude-relay/claude-relay/plugins/crypto-aesgcm/aesgcm"
 	"github.com/claude-relay/claude-relay/store"
 )
@@ -23,23 +23,6 @@ func (c *countingSealer) Open(ctx context.Context, env, aad []byte) ([]byte, err
 	return c.Sealer.Open(ctx, env, aad)
 }
 
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 func TestDecryptCacheIsBoundedBySizeAndTTL(t *testing.T) {
 	aes, err := aesgcm.New("0123456789abcdef0123456789abcdef")
 	if err != nil {
@@ -47,7 +30,7 @@ func TestDecryptCacheIsBoundedBySizeAndTTL(t *testing.T) {
 	}
 	inner := &countingSealer{Sealer: aes}
 	c := New(inner, 3, time.Minute)
-	clk := &fakeClock{t: time.Unix(1_700_000_000, 0)}
+	clk := testutil.NewClock(time.Unix(1_700_000_000, 0))
 	c.now = clk.Now
 	ctx := context.Background()
 	envs := map[int][]byte{} // each credential sealed once, as the store keeps it

@@ -15,19 +15,13 @@ import (
 	"github.com/claude-relay/claude-relay/internal/testredis"
 	"github.com/claude-relay/claude-relay/plugins/crypto-aesgcm/aesgcm"
 	"github.com/claude-relay/claude-relay/store"
+	"github.com/claude-relay/claude-relay/store/storetest"
 )
 
 func open(t *testing.T, encKey string) (*store.Store, redis.UniversalClient, string) {
 	t.Helper()
 	rdb, prefix := testredis.New(t)
-	sealer, err := aesgcm.New(encKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.Open(context.Background(), rdb, store.Options{Prefix: prefix, Sealer: sealer})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := storetest.Open(t, rdb, store.Options{Prefix: prefix, Sealer: storetest.Sealer(t, encKey)})
 	return st, rdb, prefix
 }
 

@@ -16,8 +16,8 @@ import (
 	"github.com/claude-relay/claude-relay/internal/migrate/crs"
 	"github.com/claude-relay/claude-relay/internal/migrate/crs/crstest"
 	"github.com/claude-relay/claude-relay/internal/testredis"
-	"github.com/claude-relay/claude-relay/plugins/crypto-aesgcm/aesgcm"
 	"github.com/claude-relay/claude-relay/store"
+	"github.com/claude-relay/claude-relay/store/storetest"
 )
 
 const crsKey = "CRS-ENCRYPTION-KEY-32-CHARACTERS"
@@ -177,11 +177,7 @@ func TestImportResumesAfterAnInterruptionAndASecondRunChangesNothing(t *testing.
 		t.Fatal(err)
 	}
 	rdb, prefix := testredis.New(t)
-	sealer, _ := aesgcm.New("0123456789abcdef0123456789abcdef")
-	st, err := store.Open(ctx, rdb, store.Options{Prefix: prefix, Sealer: sealer})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := storetest.Open(t, rdb, store.Options{Prefix: prefix})
 	// Interrupted after the first chunk of keys.
 	cctx, cancel := context.WithCancel(ctx)
 	_, err = crs.Apply(cctx, st, plan, []byte(crsKey), func(p crs.Progress) {
@@ -260,11 +256,7 @@ func TestCRSDaysLandOnUTCDaysExactlyByHourElseByTheirMidpoint(t *testing.T) {
 		t.Errorf("got %d days, %d split by hour; want 2 and 1", plan.KeyDays, plan.DaysByHour)
 	}
 	rdb, prefix := testredis.New(t)
-	sealer, _ := aesgcm.New("0123456789abcdef0123456789abcdef")
-	st, err := store.Open(ctx, rdb, store.Options{Prefix: prefix, Sealer: sealer})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := storetest.Open(t, rdb, store.Options{Prefix: prefix})
 	if _, err := crs.Apply(ctx, st, plan, []byte(crsKey), nil); err != nil {
 		t.Fatal(err)
 	}

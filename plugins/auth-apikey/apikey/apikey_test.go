@@ -6,41 +6,23 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/claude-relay/claude-relay/internal/testredis"
+	"github.com/claude-relay/claude-relay/internal/testutil"
 	"github.com/claude-relay/claude-relay/plugins/contract"
-	"github.com/claude-relay/claude-relay/plugins/crypto-aesgcm/aesgcm"
 	"github.com/claude-relay/claude-relay/store"
+	"github.com/claude-relay/claude-relay/store/storetest"
 )
-
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
 
 func TestAuthenticateAnswersEveryKeyState(t *testing.T) {
 	ctx := context.Background()
 	rdb, prefix := testredis.New(t)
-	sealer, err := aesgcm.New("0123456789abcdef0123456789abcdef")
-	if err != nil {
-		t.Fatal(err)
-	}
-	clk := &clock{t: time.Now().UTC()}
-	st, err := store.Open(ctx, rdb, store.Options{Prefix: prefix, Sealer: sealer, Now: clk.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
+	clk := testutil.NewClock(time.Now().UTC())
+	st := storetest.Open(t, rdb, store.Options{Prefix: prefix, Now: clk.Now})
 	mk := func(spec store.KeySpec) (store.Key, string) {
 		k, secret, err := st.CreateKey(ctx, spec)
 		if err != nil {
@@ -48,7 +30,7 @@ func TestAuthenticateAnswersEveryKeyState(t *testing.T) {
 		}
 		return k, secret
 	}
-	soon := clk.t.Add(10 * time.Second)
+	soon := clk.Now().Add(10 * time.Second)
 	valid, validSecret := mk(store.KeySpec{Name: "valid", Policy: "team"})
 	_, expiringSecret := mk(store.KeySpec{Name: "expiring", ExpiresAt: &soon})
 	revoked, revokedSecret := mk(store.KeySpec{Name: "revoked"})
@@ -132,11 +114,7 @@ func TestConfigureRefusesBadSettings(t *testing.T) {
 func TestKeyImportedFromCRSAuthenticatesWithTheLegacySecretSetting(t *testing.T) {
 	ctx := context.Background()
 	rdb, prefix := testredis.New(t)
-	sealer, _ := aesgcm.New("0123456789abcdef0123456789abcdef")
-	st, err := store.Open(ctx, rdb, store.Options{Prefix: prefix, Sealer: sealer})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := storetest.Open(t, rdb, store.Options{Prefix: prefix})
 	crsKey := []byte("CRS-ENCRYPTION-KEY-32-CHARACTERS")
 	secret := "cr_" + strings.Repeat("c3", 32)
 	if _, err := st.ImportLegacyKeys(ctx, crsKey, []store.LegacyKeySpec{{KeySpec: store.KeySpec{Name: "from crs"}, LegacyHash: store.LegacyKeyHash(secret, crsKey), Source: "crs:1"}}); err != nil {

@@ -1,4 +1,4 @@
-package main
+package admincli
 
 import (
 	"bytes"
@@ -18,8 +18,8 @@ import (
 	"github.com/claude-relay/claude-relay/controlplane/adminapi"
 	"github.com/claude-relay/claude-relay/controlplane/adminclient"
 	"github.com/claude-relay/claude-relay/internal/testredis"
-	"github.com/claude-relay/claude-relay/plugins/crypto-aesgcm/aesgcm"
 	"github.com/claude-relay/claude-relay/store"
+	"github.com/claude-relay/claude-relay/store/storetest"
 )
 
 const (
@@ -28,7 +28,7 @@ const (
 	cliAPIKey   = "sk-ant-api03-CLITEST-secret-0123456789"
 )
 
-// cliEnv is a control plane on a real Redis plus an environment for runAdmin.
+// cliEnv is a control plane on a real Redis plus an environment for Run.
 type cliEnv struct {
 	t           *testing.T
 	addr        string
@@ -40,14 +40,7 @@ func newCLIEnv(t *testing.T, tweak ...func(*controlplane.Options)) *cliEnv {
 	t.Helper()
 	ctx := context.Background()
 	rdb, prefix := testredis.New(t)
-	sealer, err := aesgcm.New("0123456789abcdef0123456789abcdef")
-	if err != nil {
-		t.Fatalf("aesgcm.New: %v", err)
-	}
-	st, err := store.Open(ctx, rdb, store.Options{Prefix: prefix, Sealer: sealer})
-	if err != nil {
-		t.Fatalf("store.Open: %v", err)
-	}
+	st := storetest.Open(t, rdb, store.Options{Prefix: prefix})
 	// A low-cost hash keeps the test fast; the server compares at the hash's own cost.
 	hash, err := bcrypt.GenerateFromPassword([]byte(cliPassword), bcrypt.MinCost)
 	if err != nil {

@@ -1,4 +1,4 @@
-package main
+package admincli
 
 import (
 	"bufio"
@@ -15,7 +15,6 @@ import (
 	"os"
 	"reflect"
 	"slices"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -65,7 +64,7 @@ type adminFlags struct {
 	apiKey        string
 	apiKeyStdin   bool
 	baseURL       string
-	priority      optInt
+	priority      optional[int]
 	// m holds the flags of the key, account, audit and password commands (admin_manage.go).
 	m manageFlags
 	// u holds the flags of the usage command (admin_usage.go).
@@ -97,28 +96,6 @@ type adminCLI struct {
 	tokenFromFile string
 	// addrSource says where login took the control plane address from.
 	addrSource string
-}
-
-// optInt is an integer flag that knows whether it was given.
-type optInt struct {
-	n   int
-	set bool
-}
-
-func (o *optInt) String() string {
-	if o == nil || !o.set {
-		return ""
-	}
-	return strconv.Itoa(o.n)
-}
-
-func (o *optInt) Set(s string) error {
-	n, err := strconv.Atoi(s)
-	if err != nil {
-		return errors.New("must be an integer")
-	}
-	o.n, o.set = n, true
-	return nil
 }
 
 // usageError is a mistake in the command line: it exits 2 with the command's usage.
@@ -195,9 +172,9 @@ func adminCommands() []adminCommand {
 	}, append(manageCommands(), stickyCommands()...)...)
 }
 
-// runAdmin runs "claude-relay admin ARGS" and returns the exit status. Like the relay's
+// Run runs "claude-relay admin ARGS" and returns the exit status. Like the relay's
 // processes, it reads .env in the working directory too; the process environment wins.
-func runAdmin(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) int {
+func Run(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) int {
 	return runAdminIO(ctx, args, withDotEnv(env, ".env"), os.Stdin, stdout, stderr)
 }
 
@@ -216,7 +193,7 @@ func withDotEnv(env func(string) string, path string) func(string) string {
 	}
 }
 
-// runAdminIO is runAdmin with stdin given, for tests.
+// runAdminIO is Run with stdin given, for tests.
 func runAdminIO(ctx context.Context, args []string, env func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
 	cmds := adminCommands()
 	if len(args) == 0 {
@@ -851,7 +828,7 @@ func adminAccountsAdd(ctx context.Context, c *adminCLI, f *adminFlags, _ []strin
 		return err
 	}
 	if f.priority.set {
-		req.Priority = &f.priority.n
+		req.Priority = &f.priority.v
 	}
 	a, err := c.client.AddAccount(ctx, req)
 	if err != nil {

@@ -1,4 +1,4 @@
-package main
+package admincli
 
 import (
 	"flag"
@@ -74,23 +74,5 @@ func TestKeysCreateSendsEveryLimitFlag(t *testing.T) {
 	w := adminapi.KeyLimits(want)
 	if diff := cmp.Diff(&w, created.Key.Limits); diff != "" {
 		t.Errorf("created key's limits (-want +got):\n%s", diff)
-	}
-}
-
-func TestStatuslineNamesTheWindowOfEveryKeyLimit(t *testing.T) {
-	want := map[string]string{
-		"cost_per_day_usd": "/day", "cost_per_week_usd": "/week", "cost_per_month_usd": "/month", "cost_total_usd": " total",
-		"tokens_per_day": " tokens/day", "tokens_per_minute": " tokens/min", "requests_per_day": " requests/day", "requests_per_minute": " requests/min",
-	}
-	for d := range config.Limits() {
-		if d.PerConversation || d.Counts == config.CountsInFlight {
-			continue // not in the key's view
-		}
-		if got, ok := want[d.Name]; !ok || limitWindow(d.Name) != got {
-			t.Errorf("limitWindow(%q): got %q, want %q", d.Name, limitWindow(d.Name), got)
-		}
-	}
-	if got := limitWindow("unknown_limit"); got != "" {
-		t.Errorf("limitWindow of an unknown limit: got %q, want \"\"", got)
 	}
 }

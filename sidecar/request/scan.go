@@ -1,4 +1,7 @@
-package sched
+// Package request reads what the relay needs from a Messages request body (the model,
+// metadata.user_id, the first message, max_tokens) without decoding it, and splices a
+// mapped model name into it.
+package request
 
 import (
 	"encoding/json"

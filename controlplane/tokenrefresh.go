@@ -179,11 +179,12 @@ func (s *Server) handleRefreshAccount(w http.ResponseWriter, r *http.Request) {
 	s.writeAccount(w, r, http.StatusOK, id)
 }
 
-// Run runs the control plane's background jobs until ctx ends: once, indexing relay keys made
-// by an older version for listing; then the OAuth token refresh every refresh interval, one
-// refresh for each account a sidecar reports a 401 on, and the check for an emptied Redis
-// (see Bootstrap) every Options.StoreCheck.
-func (s *Server) Run(ctx context.Context) {
+// RefreshTokens runs the OAuth token refresh until ctx ends: a pass over every account every
+// refresh interval, and one refresh for each account a sidecar reports a 401 on. It is the
+// control plane's one background loop, so it also indexes, once at start, relay keys made by
+// an older version for listing, and runs beside it the check for an emptied Redis (see
+// Bootstrap) every Options.StoreCheck.
+func (s *Server) RefreshTokens(ctx context.Context) {
 	if n, err := s.st.BackfillKeyIndexes(ctx); err != nil && ctx.Err() != nil {
 		return // stopped during start-up
 	} else if err != nil {

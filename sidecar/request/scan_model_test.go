@@ -1,47 +1,47 @@
-package sched_test
+package request_test
 
 import (
 	"bytes"
 	"encoding/json"
 	"testing"
 
-	"github.com/claude-relay/claude-relay/sidecar/sched"
+	"github.com/claude-relay/claude-relay/sidecar/request"
 )
 
 func TestScanFindsTheModelAnUpstreamWouldSee(t *testing.T) {
 	tests := []struct {
 		name, body string
-		status     sched.ModelStatus
+		status     request.ModelStatus
 		model      string
 	}{
-		{"plain", `{"model":"claude-haiku-4-5","max_tokens":1}`, sched.ModelFound, "claude-haiku-4-5"},
-		{"escaped value", `{"model":"claude-\u006fpus-4-1"}`, sched.ModelFound, "claude-opus-4-1"},
-		{"escaped key", `{"mod\u0065l":"claude-opus-4-1"}`, sched.ModelFound, "claude-opus-4-1"},
-		{"capitalised key, as Go decoders match it", `{"Model":"claude-opus-4-1"}`, sched.ModelFound, "claude-opus-4-1"},
-		{"upper-case key", `{"MODEL":"claude-opus-4-1"}`, sched.ModelFound, "claude-opus-4-1"},
-		{"nested model is not the model", `{"metadata":{"model":"x"},"messages":[{"model":"y"}]}`, sched.ModelMissing, ""},
-		{"no model", `{"max_tokens":1}`, sched.ModelMissing, ""},
-		{"empty body", ``, sched.ModelMissing, ""},
-		{"twice", `{"model":"claude-haiku-4-5","model":"claude-opus-4-1"}`, sched.ModelDuplicated, ""},
-		{"twice in two spellings", `{"model":"claude-haiku-4-5","Model":"claude-opus-4-1"}`, sched.ModelDuplicated, ""},
-		{"twice, once escaped", `{"mod\u0065l":"claude-opus-4-1","model":"claude-haiku-4-5"}`, sched.ModelDuplicated, ""},
-		{"null", `{"model":null}`, sched.ModelNotString, ""},
-		{"number", `{"model":7}`, sched.ModelNotString, ""},
-		{"object", `{"model":{"id":"claude-opus-4-1"}}`, sched.ModelNotString, ""},
-		{"array body", `[{"model":"claude-haiku-4-5"}]`, sched.BodyMalformed, ""},
-		{"trailing garbage", `{"model":"claude-haiku-4-5"} {"model":"claude-opus-4-1"}`, sched.BodyMalformed, ""},
-		{"cut short", `{"model":"claude-haiku-4-5","messages":[`, sched.BodyMalformed, ""},
-		{"bad escape in a key", `{"mo\del":"claude-opus-4-1","model":"claude-haiku-4-5"}`, sched.BodyMalformed, ""},
-		{"raw control character in the model", "{\"model\":\"claude-haiku\x01\"}", sched.BodyMalformed, ""},
-		{"invalid UTF-8 decodes as encoding/json does", "{\"model\":\"claude-haiku-\xff\"}", sched.ModelFound, "claude-haiku-\uFFFD"},
+		{"plain", `{"model":"claude-haiku-4-5","max_tokens":1}`, request.ModelFound, "claude-haiku-4-5"},
+		{"escaped value", `{"model":"claude-\u006fpus-4-1"}`, request.ModelFound, "claude-opus-4-1"},
+		{"escaped key", `{"mod\u0065l":"claude-opus-4-1"}`, request.ModelFound, "claude-opus-4-1"},
+		{"capitalised key, as Go decoders match it", `{"Model":"claude-opus-4-1"}`, request.ModelFound, "claude-opus-4-1"},
+		{"upper-case key", `{"MODEL":"claude-opus-4-1"}`, request.ModelFound, "claude-opus-4-1"},
+		{"nested model is not the model", `{"metadata":{"model":"x"},"messages":[{"model":"y"}]}`, request.ModelMissing, ""},
+		{"no model", `{"max_tokens":1}`, request.ModelMissing, ""},
+		{"empty body", ``, request.ModelMissing, ""},
+		{"twice", `{"model":"claude-haiku-4-5","model":"claude-opus-4-1"}`, request.ModelDuplicated, ""},
+		{"twice in two spellings", `{"model":"claude-haiku-4-5","Model":"claude-opus-4-1"}`, request.ModelDuplicated, ""},
+		{"twice, once escaped", `{"mod\u0065l":"claude-opus-4-1","model":"claude-haiku-4-5"}`, request.ModelDuplicated, ""},
+		{"null", `{"model":null}`, request.ModelNotString, ""},
+		{"number", `{"model":7}`, request.ModelNotString, ""},
+		{"object", `{"model":{"id":"claude-opus-4-1"}}`, request.ModelNotString, ""},
+		{"array body", `[{"model":"claude-haiku-4-5"}]`, request.BodyMalformed, ""},
+		{"trailing garbage", `{"model":"claude-haiku-4-5"} {"model":"claude-opus-4-1"}`, request.BodyMalformed, ""},
+		{"cut short", `{"model":"claude-haiku-4-5","messages":[`, request.BodyMalformed, ""},
+		{"bad escape in a key", `{"mo\del":"claude-opus-4-1","model":"claude-haiku-4-5"}`, request.BodyMalformed, ""},
+		{"raw control character in the model", "{\"model\":\"claude-haiku\x01\"}", request.BodyMalformed, ""},
+		{"invalid UTF-8 decodes as encoding/json does", "{\"model\":\"claude-haiku-\xff\"}", request.ModelFound, "claude-haiku-\uFFFD"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := sched.Scan([]byte(tt.body))
+			f := request.Scan([]byte(tt.body))
 			if f.ModelStatus != tt.status || f.Model != tt.model {
 				t.Errorf("got %v %q, want %v %q", f.ModelStatus, f.Model, tt.status, tt.model)
 			}
-			if (f.ModelStatus == sched.ModelFound) != (f.ModelStatus.Problem() == "") {
+			if (f.ModelStatus == request.ModelFound) != (f.ModelStatus.Problem() == "") {
 				t.Errorf("Problem(): got %q for status %v", f.ModelStatus.Problem(), f.ModelStatus)
 			}
 		})
@@ -83,8 +83,8 @@ func FuzzScanModel(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		got := sched.Scan(body)
-		if got.ModelStatus == sched.ModelFound {
+		got := request.Scan(body)
+		if got.ModelStatus == request.ModelFound {
 			var atSpan string
 			if got.ModelStart < 0 || got.ModelEnd > len(body) || got.ModelStart >= got.ModelEnd ||
 				json.Unmarshal(body[got.ModelStart:got.ModelEnd], &atSpan) != nil || atSpan != got.Model {
@@ -97,15 +97,15 @@ func FuzzScanModel(f *testing.F) {
 		}
 		switch {
 		case keys == 0:
-			if got.ModelStatus != sched.ModelMissing {
+			if got.ModelStatus != request.ModelMissing {
 				t.Fatalf("Scan(%q): got %v %q, want ModelMissing", body, got.ModelStatus, got.Model)
 			}
 		case keys > 1:
-			if got.ModelStatus != sched.ModelDuplicated && got.ModelStatus != sched.ModelNotString {
+			if got.ModelStatus != request.ModelDuplicated && got.ModelStatus != request.ModelNotString {
 				t.Fatalf("Scan(%q): got %v %q, want the duplicated model refused", body, got.ModelStatus, got.Model)
 			}
 		case values[0][0] != '"':
-			if got.ModelStatus != sched.ModelNotString {
+			if got.ModelStatus != request.ModelNotString {
 				t.Fatalf("Scan(%q): got %v %q, want ModelNotString", body, got.ModelStatus, got.Model)
 			}
 		default:
@@ -115,10 +115,10 @@ func FuzzScanModel(f *testing.F) {
 			if err := json.Unmarshal(body, &want); err != nil {
 				t.Fatalf("json.Unmarshal(%q): %v", body, err)
 			}
-			if got.ModelStatus != sched.ModelFound || got.Model != want.Model {
+			if got.ModelStatus != request.ModelFound || got.Model != want.Model {
 				t.Fatalf("Scan(%q): got %v %q, want encoding/json's %q", body, got.ModelStatus, got.Model, want.Model)
 			}
-			replaced := sched.ReplaceModel(body, got, "replaced")
+			replaced := request.ReplaceModel(body, got, "replaced")
 			if err := json.Unmarshal(replaced, &want); err != nil || want.Model != "replaced" {
 				t.Fatalf("ReplaceModel(%q) = %q: model %q, %v; want \"replaced\"", body, replaced, want.Model, err)
 			}

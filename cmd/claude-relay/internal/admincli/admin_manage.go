@@ -1,4 +1,4 @@
-package main
+package admincli
 
 import (
 	"context"
@@ -19,16 +19,16 @@ import (
 
 // manageFlags are the flags of the key, account, audit and password commands.
 type manageFlags struct {
-	description, owner      optString
-	tags                    listFlag
+	description, owner      optional[string]
+	tags                    optional[[]string]
 	expiresAfter            string
-	models, denied, clients listFlag
-	cidrs                   listFlag
-	bindAccount, bindGroup  optString
+	models, denied, clients optional[[]string]
+	cidrs                   optional[[]string]
+	bindAccount, bindGroup  optional[string]
 	limits                  limitFlags
 	// keys list
 	filterName, filterTag, filterStatus string
-	filterPolicy                        optString
+	filterPolicy                        optional[string]
 	limit                               int
 	cursor                              string
 	all                                 bool
@@ -41,129 +41,21 @@ type manageFlags struct {
 	accessTokenStdin   bool
 	refreshTokenStdin  bool
 	tokenExpires       string
-	group, proxyURL    optString
-	modelMap           mapFlag
+	group, proxyURL    optional[string]
+	modelMap           optional[map[string]string]
 	caps               capFlags
 	unschedulable      bool
-	schedulable        optBool
+	schedulable        optional[bool]
 	model              string
 	code, callback     string
 	state              string
 	before             string
-	renamed, newPolicy optString
-	newBaseURL         optString
-	newExpires         optString
+	renamed, newPolicy optional[string]
+	newBaseURL         optional[string]
+	newExpires         optional[string]
 	// keys update: list edits applied to the key as read (a read-modify-write with If-Match)
-	addModels, removeModels   listFlag
-	addClients, removeClients listFlag
-}
-
-// optString is a string flag that knows whether it was given.
-type optString struct {
-	s   string
-	set bool
-}
-
-func (o *optString) String() string {
-	if o == nil {
-		return ""
-	}
-	return o.s
-}
-
-func (o *optString) Set(s string) error { o.s, o.set = s, true; return nil }
-
-func (o *optString) ptr() *string {
-	if !o.set {
-		return nil
-	}
-	s := o.s
-	return &s
-}
-
-// optBool is a true/false flag that knows whether it was given.
-type optBool struct {
-	b, set bool
-}
-
-func (o *optBool) String() string {
-	if o == nil || !o.set {
-		return ""
-	}
-	return strconv.FormatBool(o.b)
-}
-
-func (o *optBool) Set(s string) error {
-	b, err := strconv.ParseBool(s)
-	if err != nil {
-		return errors.New("must be true or false")
-	}
-	o.b, o.set = b, true
-	return nil
-}
-
-func (o *optBool) IsBoolFlag() bool { return true }
-
-// listFlag is a comma-separated list that may also be repeated; "-" given alone clears it.
-type listFlag struct {
-	vals []string
-	set  bool
-}
-
-func (l *listFlag) String() string {
-	if l == nil {
-		return ""
-	}
-	return strings.Join(l.vals, ",")
-}
-
-func (l *listFlag) Set(s string) error {
-	l.set = true
-	if s == "-" {
-		l.vals = []string{}
-		return nil
-	}
-	for _, v := range strings.Split(s, ",") {
-		if v = strings.TrimSpace(v); v != "" {
-			l.vals = append(l.vals, v)
-		}
-	}
-	return nil
-}
-
-func (l *listFlag) ptr() *[]string {
-	if !l.set {
-		return nil
-	}
-	v := l.vals
-	if v == nil {
-		v = []string{}
-	}
-	return &v
-}
-
-// mapFlag is a repeated FROM=TO flag.
-type mapFlag struct {
-	m   map[string]string
-	set bool
-}
-
-func (m *mapFlag) String() string { return "" }
-
-func (m *mapFlag) Set(s string) error {
-	m.set = true
-	if m.m == nil {
-		m.m = map[string]string{}
-	}
-	if s == "-" {
-		return nil
-	}
-	from, to, ok := strings.Cut(s, "=")
-	if !ok || from == "" || to == "" {
-		return errors.New("must be FROM=TO")
-	}
-	m.m[from] = to
-	return nil
+	addModels, removeModels   optional[[]string]
+	addClients, removeClients optional[[]string]
 }
 
 // limitFlags are the per-key limit overrides: one flag per overridable limit of config's
@@ -194,42 +86,6 @@ func (f limitFlag) String() string {
 
 func (f limitFlag) Set(s string) error { return f.def.SetOverride(f.l, s) }
 
-type int64Flag struct{ p *int64 }
-
-func (f *int64Flag) String() string {
-	if f == nil || f.p == nil {
-		return ""
-	}
-	return strconv.FormatInt(*f.p, 10)
-}
-
-func (f *int64Flag) Set(s string) error {
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil {
-		return errors.New("must be an integer")
-	}
-	f.p = &n
-	return nil
-}
-
-type floatFlag struct{ p *float64 }
-
-func (f *floatFlag) String() string {
-	if f == nil || f.p == nil {
-		return ""
-	}
-	return strconv.FormatFloat(*f.p, 'f', -1, 64)
-}
-
-func (f *floatFlag) Set(s string) error {
-	n, err := strconv.ParseFloat(s, 64)
-	if err != nil {
-		return errors.New("must be a number")
-	}
-	f.p = &n
-	return nil
-}
-
 // api returns the overrides given, nil when none was.
 func (f *limitFlags) api() *adminapi.KeyLimits {
 	if f.l.IsZero() {
@@ -241,8 +97,8 @@ func (f *limitFlags) api() *adminapi.KeyLimits {
 
 // capFlags are an account's caps (adminapi.AccountCaps).
 type capFlags struct {
-	conc, tokDay, tok5h int64Flag
-	costDay, cost5h     floatFlag
+	conc, tokDay, tok5h optional[int64]
+	costDay, cost5h     optional[float64]
 	none                bool
 }
 
@@ -259,25 +115,25 @@ func (c *capFlags) register(fs *flag.FlagSet, update bool) {
 }
 
 func (c *capFlags) any() bool {
-	return c.conc.p != nil || c.tokDay.p != nil || c.tok5h.p != nil || c.costDay.p != nil || c.cost5h.p != nil
+	return c.conc.set || c.tokDay.set || c.tok5h.set || c.costDay.set || c.cost5h.set
 }
 
 // apply sets the caps given on base.
 func (c *capFlags) apply(base adminapi.AccountCaps) adminapi.AccountCaps {
-	if c.conc.p != nil {
-		base.MaxConcurrency = int(*c.conc.p)
+	if c.conc.set {
+		base.MaxConcurrency = int(c.conc.v)
 	}
-	if c.tokDay.p != nil {
-		base.TokensPerDay = *c.tokDay.p
+	if c.tokDay.set {
+		base.TokensPerDay = c.tokDay.v
 	}
-	if c.tok5h.p != nil {
-		base.TokensPer5h = *c.tok5h.p
+	if c.tok5h.set {
+		base.TokensPer5h = c.tok5h.v
 	}
-	if c.costDay.p != nil {
-		base.CostPerDayUSD = *c.costDay.p
+	if c.costDay.set {
+		base.CostPerDayUSD = c.costDay.v
 	}
-	if c.cost5h.p != nil {
-		base.CostPer5hUSD = *c.cost5h.p
+	if c.cost5h.set {
+		base.CostPer5hUSD = c.cost5h.v
 	}
 	return base
 }
@@ -302,7 +158,7 @@ func (m *manageFlags) binding() *adminapi.KeyBinding {
 	if !m.bindAccount.set && !m.bindGroup.set {
 		return nil
 	}
-	return &adminapi.KeyBinding{AccountID: m.bindAccount.s, Group: m.bindGroup.s}
+	return &adminapi.KeyBinding{AccountID: m.bindAccount.v, Group: m.bindGroup.v}
 }
 
 // createKeyRequest builds a create request from the flags.
@@ -310,10 +166,10 @@ func (f *adminFlags) createKeyRequest() adminapi.CreateKeyRequest {
 	m := &f.m
 	return adminapi.CreateKeyRequest{
 		Name: f.name, Policy: f.policy, ExpiresAt: f.expires, ExpiresAfter: m.expiresAfter,
-		Description: m.description.s, Owner: m.owner.s, Tags: m.tags.vals,
+		Description: m.description.v, Owner: m.owner.v, Tags: m.tags.v,
 		KeyRules: adminapi.KeyRules{
-			Limits: m.limits.api(), AllowedModels: m.models.vals, DeniedModels: m.denied.vals,
-			AllowedClients: m.clients.vals, AllowedCIDRs: m.cidrs.vals, Binding: m.binding(),
+			Limits: m.limits.api(), AllowedModels: m.models.v, DeniedModels: m.denied.v,
+			AllowedClients: m.clients.v, AllowedCIDRs: m.cidrs.v, Binding: m.binding(),
 		},
 	}
 }
@@ -328,19 +184,41 @@ func stickyCommands() []adminCommand {
 	}
 }
 
-func manageCommands() []adminCommand {
-	keyFlags := func(extra func(fs *flag.FlagSet, f *adminFlags)) func(fs *flag.FlagSet, f *adminFlags) {
-		return func(fs *flag.FlagSet, f *adminFlags) {
-			if extra != nil {
-				extra(fs, f)
-			}
-			sessionFlags(fs, f)
+// withSession registers a command's own flags (own may be nil), then the session flags.
+func withSession(own func(fs *flag.FlagSet, f *adminFlags)) func(fs *flag.FlagSet, f *adminFlags) {
+	return func(fs *flag.FlagSet, f *adminFlags) {
+		if own != nil {
+			own(fs, f)
 		}
+		sessionFlags(fs, f)
 	}
+}
+
+// manageCommands are the key, account, audit and password commands beyond the basic ones
+// of adminCommands.
+func manageCommands() []adminCommand {
+	return slices.Concat(keyManageCommands(), accountManageCommands(), []adminCommand{
+		{
+			name: "audit", summary: "list admin actions, newest first",
+			flags: withSession(func(fs *flag.FlagSet, f *adminFlags) {
+				fs.IntVar(&f.m.limit, "limit", 50, "`entries` per page")
+				fs.StringVar(&f.m.before, "before", "", "page `cursor` printed by the previous page")
+			}),
+			run: adminAudit,
+		},
+		{
+			name: "password", summary: "change your admin password (reads current and new from stdin, one per line); signs out older sessions",
+			flags: sessionFlags, run: adminPassword,
+		},
+	})
+}
+
+// keyManageCommands change, enable, disable, delete, restore, regenerate and bulk-create keys.
+func keyManageCommands() []adminCommand {
 	return []adminCommand{
 		{
 			name: "keys update", args: "ID", nargs: 1, summary: "change a relay key: only the flags given change",
-			flags: keyFlags(func(fs *flag.FlagSet, f *adminFlags) {
+			flags: withSession(func(fs *flag.FlagSet, f *adminFlags) {
 				fs.Var(&f.m.renamed, "name", "new `name`")
 				fs.Var(&f.m.newPolicy, "policy", "limit `policy` (\"\" for the default)")
 				fs.Var(&f.m.newExpires, "expires", "fixed expiry `time`, RFC 3339 (\"\" removes the expiry)")
@@ -359,7 +237,7 @@ func manageCommands() []adminCommand {
 		{name: "keys regenerate", args: "ID", nargs: 1, summary: "give a relay key a new secret (shown once); the old one stops working", flags: sessionFlags, run: adminKeysRegenerate},
 		{
 			name: "keys bulk-create", summary: "create many relay keys at once and print their secrets (shown only once)",
-			flags: keyFlags(func(fs *flag.FlagSet, f *adminFlags) {
+			flags: withSession(func(fs *flag.FlagSet, f *adminFlags) {
 				fs.IntVar(&f.m.count, "count", 0, "how many `keys` to create, named PREFIX-1 … PREFIX-N")
 				fs.StringVar(&f.m.namePrefix, "name-prefix", "key", "name `prefix` for --count")
 				fs.StringVar(&f.m.file, "file", "", "JSON `file` of {\"keys\":[{…create request…}]} instead of --count (\"-\" reads stdin)")
@@ -369,10 +247,16 @@ func manageCommands() []adminCommand {
 			}),
 			run: adminKeysBulkCreate,
 		},
+	}
+}
+
+// accountManageCommands show, change, test, unpark and refresh accounts and add OAuth ones.
+func accountManageCommands() []adminCommand {
+	return []adminCommand{
 		{name: "accounts get", args: "ID", nargs: 1, summary: "show one upstream account with its status", flags: sessionFlags, run: adminAccountsGet},
 		{
 			name: "accounts update", args: "ID", nargs: 1, summary: "change an upstream account: only the flags given change",
-			flags: keyFlags(func(fs *flag.FlagSet, f *adminFlags) {
+			flags: withSession(func(fs *flag.FlagSet, f *adminFlags) {
 				fs.Var(&f.m.renamed, "name", "new `name`")
 				fs.Var(&f.m.newBaseURL, "base-url", "upstream base `URL`")
 				fs.Var(&f.priority, "priority", "scheduling `priority` 1-100, lower runs first")
@@ -387,7 +271,7 @@ func manageCommands() []adminCommand {
 		},
 		{
 			name: "accounts test", args: "ID", nargs: 1, summary: "send one max_tokens=1 request through the account and report the result",
-			flags: keyFlags(func(fs *flag.FlagSet, f *adminFlags) {
+			flags: withSession(func(fs *flag.FlagSet, f *adminFlags) {
 				fs.StringVar(&f.m.model, "model", "", "`model` to ask for (default the control plane's test model)")
 			}),
 			run: adminAccountsTest,
@@ -396,34 +280,22 @@ func manageCommands() []adminCommand {
 		{name: "accounts refresh", args: "ID", nargs: 1, summary: "refresh an OAuth account's tokens now", flags: sessionFlags, run: accountStateCmd("Refreshed", (*adminclient.Client).RefreshAccount)},
 		{
 			name: "accounts oauth start", summary: "start adding a Claude subscription account: prints the URL to open",
-			flags: keyFlags(func(fs *flag.FlagSet, f *adminFlags) {
+			flags: withSession(func(fs *flag.FlagSet, f *adminFlags) {
 				fs.StringVar(&f.name, "name", "", "account `name` (required)")
 				fs.Var(&f.priority, "priority", "scheduling `priority` 1-100 (default 50)")
-				fs.StringVar(&f.m.group.s, "group", "", "account `group`")
-				fs.StringVar(&f.m.proxyURL.s, "proxy-url", "", "outbound proxy `URL` for this account")
+				fs.StringVar(&f.m.group.v, "group", "", "account `group`")
+				fs.StringVar(&f.m.proxyURL.v, "proxy-url", "", "outbound proxy `URL` for this account")
 			}),
 			run: adminOAuthStart,
 		},
 		{
 			name: "accounts oauth finish", summary: "finish adding a Claude subscription account with the code the callback page shows",
-			flags: keyFlags(func(fs *flag.FlagSet, f *adminFlags) {
+			flags: withSession(func(fs *flag.FlagSet, f *adminFlags) {
 				fs.StringVar(&f.m.code, "code", "", "the `code#state` the callback page shows (\"-\" reads stdin)")
 				fs.StringVar(&f.m.callback, "callback-url", "", "or the whole callback `URL`")
 				fs.StringVar(&f.m.state, "state", "", "the `state` printed by oauth start, when the code lacks it")
 			}),
 			run: adminOAuthFinish,
-		},
-		{
-			name: "audit", summary: "list admin actions, newest first",
-			flags: keyFlags(func(fs *flag.FlagSet, f *adminFlags) {
-				fs.IntVar(&f.m.limit, "limit", 50, "`entries` per page")
-				fs.StringVar(&f.m.before, "before", "", "page `cursor` printed by the previous page")
-			}),
-			run: adminAudit,
-		},
-		{
-			name: "password", summary: "change your admin password (reads current and new from stdin, one per line); signs out older sessions",
-			flags: sessionFlags, run: adminPassword,
 		},
 	}
 }
@@ -446,8 +318,8 @@ func accountAddFlags(fs *flag.FlagSet, f *adminFlags) {
 	fs.BoolVar(&f.m.accessTokenStdin, "access-token-stdin", false, "claude_oauth: read the access token (or setup token) from stdin")
 	fs.BoolVar(&f.m.refreshTokenStdin, "refresh-token-stdin", false, "claude_oauth: read the refresh token from the next stdin line")
 	fs.StringVar(&f.m.tokenExpires, "token-expires", "", "claude_oauth: access token expiry `time`, RFC 3339")
-	fs.StringVar(&f.m.group.s, "group", "", "account `group` keys can be bound to")
-	fs.StringVar(&f.m.proxyURL.s, "proxy-url", "", "outbound proxy `URL`: http, https or socks5 (credentials allowed; stored encrypted)")
+	fs.StringVar(&f.m.group.v, "group", "", "account `group` keys can be bound to")
+	fs.StringVar(&f.m.proxyURL.v, "proxy-url", "", "outbound proxy `URL`: http, https or socks5 (credentials allowed; stored encrypted)")
 	fs.Var(&f.m.modelMap, "model-map", "anthropic_compatible: rename a model, `FROM=TO` (repeatable)")
 	fs.BoolVar(&f.m.unschedulable, "unschedulable", false, "add the account out of rotation")
 	f.m.caps.register(fs, false)
@@ -457,7 +329,7 @@ func accountAddFlags(fs *flag.FlagSet, f *adminFlags) {
 func (f *adminFlags) keyListQuery() adminclient.KeyQuery {
 	m := &f.m
 	return adminclient.KeyQuery{Name: m.filterName, Tag: m.filterTag, Status: m.filterStatus,
-		Policy: m.filterPolicy.s, PolicySet: m.filterPolicy.set, Cursor: m.cursor, Limit: m.limit}
+		Policy: m.filterPolicy.v, PolicySet: m.filterPolicy.set, Cursor: m.cursor, Limit: m.limit}
 }
 
 func adminKeysUpdate(ctx context.Context, c *adminCLI, f *adminFlags, args []string) error {
@@ -492,10 +364,10 @@ func adminKeysUpdate(ctx context.Context, c *adminCLI, f *adminFlags, args []str
 		k, err = c.client.ModifyKey(ctx, args[0], 1+listEditRetries, func(cur adminapi.Key) (adminapi.UpdateKeyRequest, error) {
 			r := req
 			if editModels {
-				r.AllowedModels = editList(cur.AllowedModels, m.addModels.vals, m.removeModels.vals)
+				r.AllowedModels = editList(cur.AllowedModels, m.addModels.v, m.removeModels.v)
 			}
 			if editClients {
-				r.AllowedClients = editList(cur.AllowedClients, m.addClients.vals, m.removeClients.vals)
+				r.AllowedClients = editList(cur.AllowedClients, m.addClients.v, m.removeClients.v)
 			}
 			return r, nil
 		})
@@ -713,13 +585,13 @@ func adminAccountsUpdate(ctx context.Context, c *adminCLI, f *adminFlags, args [
 	m := &f.m
 	req := adminapi.UpdateAccountRequest{Name: m.renamed.ptr(), BaseURL: m.newBaseURL.ptr(), Group: m.group.ptr(), ProxyURL: m.proxyURL.ptr()}
 	if f.priority.set {
-		req.Priority = &f.priority.n
+		req.Priority = &f.priority.v
 	}
 	if m.schedulable.set {
-		req.Schedulable = &m.schedulable.b
+		req.Schedulable = &m.schedulable.v
 	}
 	if m.modelMap.set {
-		req.ModelMap = &m.modelMap.m
+		req.ModelMap = &m.modelMap.v
 	}
 	if f.apiKeyStdin {
 		key, err := c.readLine()
@@ -820,9 +692,9 @@ func adminOAuthStart(ctx context.Context, c *adminCLI, f *adminFlags, _ []string
 	if strings.TrimSpace(f.name) == "" {
 		return usageError{"--name is required"}
 	}
-	req := adminapi.OAuthStartRequest{Name: f.name, Group: f.m.group.s, ProxyURL: f.m.proxyURL.s}
+	req := adminapi.OAuthStartRequest{Name: f.name, Group: f.m.group.v, ProxyURL: f.m.proxyURL.v}
 	if f.priority.set {
-		req.Priority = &f.priority.n
+		req.Priority = &f.priority.v
 	}
 	res, err := c.client.OAuthStart(ctx, req)
 	if err != nil {
@@ -925,9 +797,9 @@ func adminPassword(ctx context.Context, c *adminCLI, f *adminFlags, _ []string) 
 // reading OAuth tokens from stdin (access token first, then the refresh token).
 func (c *adminCLI) accountAddRequest(f *adminFlags, req *adminapi.AddAccountRequest) error {
 	m := &f.m
-	req.Type, req.Group, req.ProxyURL, req.ExpiresAt = m.accountType, m.group.s, m.proxyURL.s, m.tokenExpires
+	req.Type, req.Group, req.ProxyURL, req.ExpiresAt = m.accountType, m.group.v, m.proxyURL.v, m.tokenExpires
 	if m.modelMap.set {
-		req.ModelMap = m.modelMap.m
+		req.ModelMap = m.modelMap.v
 	}
 	if m.unschedulable {
 		no := false
