@@ -40,16 +40,18 @@ screenshots:
 		$(GO) test -count=1 -run '^TestConsoleInAHeadlessBrowser$$' ./controlplane/console/
 
 ## bench: the load harness (bench/): relay vs direct, httputil.ReverseProxy and nginx on
-## loopback; prints a markdown table, writes bench/results/latest.json. BENCH_FLAGS=-h lists flags.
+## loopback; prints a markdown table and the relay's Redis cost per request of every phase,
+## writes bench/results/latest.json. BENCH_FLAGS=-h lists flags.
 bench:
 	$(GO) run ./bench $(BENCH_FLAGS)
 
 ## bench-limits: the limit scripts' Go benchmarks against a real Redis (CLAUDE_RELAY_TEST_REDIS):
 ## admission vs a PING, auto-pipelined vs not, reserve-mode admission vs today's (charge)
 ## admission, and admission of a queued policy that does not wait vs one without a queue,
-## each printed as a ratio measured in the same run
+## each printed as a ratio measured in the same run; and what a request's limits cost Redis
+## (CPU, commands, round trips, on a redis-server of its own with AOF) before vs after issue 19
 bench-limits:
-	$(GO) test -run='^$$' -bench='BenchmarkAdmit' -benchtime=2x ./sidecar/limits
+	$(GO) test -run='^$$' -bench='BenchmarkAdmit|BenchmarkRedisCostPerRequest' -benchtime=2x ./sidecar/limits
 
 ## bench-ledger: the request ledger's cost against a real Redis: relay CPU per recorded request
 ## ledger off vs on (ns/record; the ledger adds on - off), the batch write with Redis, and the

@@ -3,15 +3,18 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 const (
@@ -30,8 +33,13 @@ type target struct {
 	url  string // base URL
 	key  string // x-api-key to send
 	proc *child // the proxy process measured; nil for direct
-	// redis is the relay's Redis server, whose CPU is reported on its own; nil for the others.
+	// redis is the relay's Redis server, whose CPU is reported on its own, and rdb one
+	// connection to it for INFO; nil for the others.
 	redis *child
+	rdb   *redis.Client
+	// control is the relay's control plane (its Redis traffic is counted with the sidecar's).
+	control    *child
+	controlURL string
 	// upstreamStats, when set, tells what the fake upstream carries while streams are open.
 	upstreamStats func() (upstreamStats, error)
 }
@@ -67,7 +75,65 @@ type phase struct {
 	Lat      []time.Duration // per request: full response, or first byte for streams
 	Elapsed  time.Duration
 	CPU      time.Duration // proxy CPU time spent during the phase
-	RedisCPU time.Duration // CPU time of the relay's Redis during the phase
+	RedisCPU time.Duration // CPU time of the relay's Redis during the phase (/proc)
+	CtlCPU   time.Duration // CPU time of the relay's control plane during the phase
+	Redis    *redisCost    // the relay's Redis cost per request; nil for the others
+}
+
+// redisSettle is how long a phase waits after its last response before its Redis and CPU
+// readings, so work a request leaves behind (the charge after the response, the usage
+// recorder's batch, at most 20 ms late) is counted in the phase that caused it.
+const redisSettle = 250 * time.Millisecond
+
+// redisWindow is the readings at the start of a phase against the relay's Redis.
+type redisWindow struct {
+	info  redisInfo
+	relay relayCounters
+	err   error
+}
+
+// openRedisWindow reads the relay's counters, then Redis's; nil for targets without Redis.
+func (t *target) openRedisWindow() *redisWindow {
+	if t.rdb == nil {
+		return nil
+	}
+	w := &redisWindow{}
+	if w.relay, w.err = t.relayCounters(); w.err == nil {
+		w.info, w.err = readRedisInfo(context.Background(), t.rdb)
+	}
+	return w
+}
+
+// relayCounters are the Redis counters of the sidecar and its control plane, summed: both
+// send to the relay's Redis.
+func (t *target) relayCounters() (relayCounters, error) {
+	rc, err := fetchRelayCounters(t.url)
+	if err != nil || t.controlURL == "" {
+		return rc, err
+	}
+	cc, err := fetchRelayCounters(t.controlURL)
+	if err != nil {
+		return rc, err
+	}
+	return rc.plus(cc), nil
+}
+
+// close reads Redis, then the relay (the reverse order of open, so the relay's sends and
+// Redis's executions cover the same span), and returns the cost per request.
+func (w *redisWindow) close(t *target, requests int64) (*redisCost, error) {
+	if w.err != nil {
+		return nil, w.err
+	}
+	info, err := readRedisInfo(context.Background(), t.rdb)
+	if err != nil {
+		return nil, err
+	}
+	rc, err := t.relayCounters()
+	if err != nil {
+		return nil, err
+	}
+	c := perRequest(info.since(w.info), rc.since(w.relay), requests)
+	return &c, nil
 }
 
 // closedLoop runs conc workers that send requests back to back for d and times each one;
@@ -82,7 +148,8 @@ func closedLoop(t *target, conc int, d time.Duration, body, script string, first
 	)
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
-	before, redisBefore := t.cpu(), cpuOf(t.redis)
+	window := t.openRedisWindow()
+	before, redisBefore, ctlBefore := t.cpu(), cpuOf(t.redis), cpuOf(t.control)
 	start := time.Now()
 	var wg sync.WaitGroup
 	for range conc {
@@ -129,10 +196,22 @@ func closedLoop(t *target, conc int, d time.Duration, body, script string, first
 	}
 	wg.Wait()
 	p.Elapsed = time.Since(start)
+	if window != nil {
+		time.Sleep(redisSettle)
+	}
 	p.CPU = t.cpu() - before
 	p.RedisCPU = cpuOf(t.redis) - redisBefore
+	p.CtlCPU = cpuOf(t.control) - ctlBefore
 	p.Requests = int64(len(p.Lat))
 	p.Errors = errs.Load()
+	if window != nil {
+		var err error
+		if p.Redis, err = window.close(t, p.Requests); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: %s: Redis counters: %v\n", t.name, err)
+		} else if p.Redis.CPUUS == 0 && p.Requests > 0 {
+			p.Redis.CPUUS = float64(p.RedisCPU.Microseconds()) / float64(p.Requests) // INFO without cpu
+		}
+	}
 	return p
 }
 
@@ -258,40 +337,6 @@ func percentile(lat []time.Duration, p float64) time.Duration {
 	slices.Sort(s)
 	i := int(p * float64(len(s)-1))
 	return s[i]
-}
-
-// limitBatching reads the relay's limit call and pipeline totals from its /metrics; both are
-// zero for targets that have none.
-func limitBatching(t *target) (calls, pipelines float64) {
-	if t.redis == nil {
-		return 0, 0
-	}
-	resp, err := http.Get(t.url + "/metrics")
-	if err != nil {
-		return 0, 0
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return 0, 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		name, val, ok := strings.Cut(line, " ")
-		if !ok {
-			continue
-		}
-		v, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
-		if err != nil {
-			continue
-		}
-		switch name {
-		case "claude_relay_limit_redis_calls_total":
-			calls = v
-		case "claude_relay_limit_redis_pipelines_total":
-			pipelines = v
-		}
-	}
-	return calls, pipelines
 }
 
 // medianRSS samples the process's resident memory five times, 100 ms apart, and returns the

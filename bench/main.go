@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -22,6 +23,7 @@ import (
 	"github.com/claude-relay/claude-relay/config"
 	"github.com/claude-relay/claude-relay/plugins/crypto-aesgcm/aesgcm"
 	"github.com/claude-relay/claude-relay/store"
+	"github.com/redis/go-redis/v9"
 )
 
 const (
@@ -62,7 +64,7 @@ type options struct {
 }
 
 func main() {
-	mode := flag.String("mode", "", "internal: run as upstream, revproxy or relay")
+	mode := flag.String("mode", "", "internal: run as upstream, revproxy, relay or control")
 	listen := flag.String("listen", "", "internal: listen address of -mode")
 	tlsListen := flag.String("tls-listen", "", "internal: TLS listen address of -mode upstream")
 	certFile := flag.String("cert", "", "internal: TLS certificate of -mode upstream")
@@ -88,6 +90,8 @@ func main() {
 		err = runReverseProxy(*listen, *upstream, true)
 	case "relay":
 		err = runRelay(*listen, o.cpuProfile)
+	case "control":
+		err = runControl(*listen)
 	case "":
 		for _, s := range strings.Split(*streams, ",") {
 			n, perr := strconv.Atoi(strings.TrimSpace(s))
@@ -145,38 +149,12 @@ func run(o options, stdout io.Writer) error {
 	}
 	res.StreamLevels = o.streams
 
-	// The fake upstream serves plain HTTP/1.1 for the latency and throughput phases (comparable
-	// with earlier runs) and HTTP/2 over TLS for the open-streams phase of the Go proxies, as
-	// api.anthropic.com does: there, many streams share a few upstream connections.
-	certFile, keyFile, pool, err := writeCert(work)
-	if err != nil {
-		return err
-	}
-	upAddr, err := freeAddr()
-	if err != nil {
-		return err
-	}
-	upTLSAddr, err := freeAddr()
-	if err != nil {
-		return err
-	}
-	up, err := startChild("upstream", work, nil, self, "-mode", "upstream", "-listen", upAddr,
-		"-tls-listen", upTLSAddr, "-cert", certFile, "-key", keyFile)
+	up, upstreams, upTLSURL, statsClient, err := startUpstream(work, self)
 	if err != nil {
 		return err
 	}
 	defer up.stop(5 * time.Second)
-	upURL, upTLSURL := "http://"+upAddr, "https://"+upTLSAddr
-	if err := up.waitHTTP(http.DefaultClient, upURL+"/v1/models", 10*time.Second); err != nil {
-		return err
-	}
-	statsClient := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: pool}, DisableKeepAlives: true,
-	}}
-	if err := up.waitHTTP(statsClient, upTLSURL+upstreamStatsPath, 10*time.Second); err != nil {
-		return err
-	}
-	upstreams := upstreamURLs{plain: upURL, caFile: certFile}
+	upURL := upstreams.plain
 
 	for _, name := range []string{"direct", "revproxy", "revproxy-pool", "relay", "relay-open", "nginx"} {
 		if !o.targets[name] {
@@ -208,29 +186,84 @@ func run(o options, stdout io.Writer) error {
 			}
 			t.upstreamStats = func() (upstreamStats, error) { return fetchUpstreamStats(statsClient, upTLSURL) }
 		}
-		var levels []int
-		for _, n := range o.streams {
-			if max := maxStreams(name, nofile); n > max {
-				res.Notes = append(res.Notes, fmt.Sprintf("%s: %d open streams need %d descriptors (HTTP/1.1 to the upstream: two per stream); RLIMIT_NOFILE allows %d here, so %d streams were measured instead", name, n, 2*n+100, nofile, max))
-				n = max
-			}
-			levels = append(levels, n)
-		}
-		measureStreams(t, &r, levels, o.duration/3)
+		measureStreams(t, &r, res.streamLevels(name, o.streams, nofile), o.duration/3)
 		res.Targets = append(res.Targets, r)
 		stop()
 	}
 	res.computeRatios()
 	res.writeMarkdown(stdout)
-	if o.out != "" {
-		if err := os.MkdirAll(filepath.Dir(o.out), 0o755); err != nil {
-			return fmt.Errorf("results dir: %w", err)
+	if o.out == "" {
+		return nil
+	}
+	if err := res.writeJSON(o.out); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "\nJSON: %s\n", o.out)
+	return nil
+}
+
+// startUpstream starts the fake upstream in work. It serves plain HTTP/1.1 for the latency
+// and throughput phases (comparable with earlier runs) and HTTP/2 over TLS for the
+// open-streams phase of the Go proxies, as api.anthropic.com does: there, many streams share
+// a few upstream connections. It returns the TLS listener's URL and a client that trusts it.
+func startUpstream(work, self string) (*child, upstreamURLs, string, *http.Client, error) {
+	certFile, keyFile, pool, err := writeCert(work)
+	if err != nil {
+		return nil, upstreamURLs{}, "", nil, err
+	}
+	upAddr, err := freeAddr()
+	if err != nil {
+		return nil, upstreamURLs{}, "", nil, err
+	}
+	upTLSAddr, err := freeAddr()
+	if err != nil {
+		return nil, upstreamURLs{}, "", nil, err
+	}
+	up, err := startChild("upstream", work, nil, self, "-mode", "upstream", "-listen", upAddr,
+		"-tls-listen", upTLSAddr, "-cert", certFile, "-key", keyFile)
+	if err != nil {
+		return nil, upstreamURLs{}, "", nil, err
+	}
+	upURL, upTLSURL := "http://"+upAddr, "https://"+upTLSAddr
+	if err := up.waitHTTP(http.DefaultClient, upURL+"/v1/models", 10*time.Second); err != nil {
+		up.stop(time.Second)
+		return nil, upstreamURLs{}, "", nil, err
+	}
+	statsClient := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: pool}, DisableKeepAlives: true,
+	}}
+	if err := up.waitHTTP(statsClient, upTLSURL+upstreamStatsPath, 10*time.Second); err != nil {
+		up.stop(time.Second)
+		return nil, upstreamURLs{}, "", nil, err
+	}
+	return up, upstreamURLs{plain: upURL, caFile: certFile}, upTLSURL, statsClient, nil
+}
+
+// streamLevels are the open-stream counts measured through target name: the wanted ones,
+// each capped at what RLIMIT_NOFILE allows (with a note saying so).
+func (res *results) streamLevels(name string, wanted []int, nofile uint64) []int {
+	var levels []int
+	for _, n := range wanted {
+		if max := maxStreams(name, nofile); n > max {
+			res.Notes = append(res.Notes, fmt.Sprintf("%s: %d open streams need %d descriptors (HTTP/1.1 to the upstream: two per stream); RLIMIT_NOFILE allows %d here, so %d streams were measured instead", name, n, 2*n+100, nofile, max))
+			n = max
 		}
-		b, _ := json.MarshalIndent(res, "", "  ")
-		if err := os.WriteFile(o.out, append(b, '\n'), 0o644); err != nil {
-			return fmt.Errorf("write results: %w", err)
-		}
-		fmt.Fprintf(stdout, "\nJSON: %s\n", o.out)
+		levels = append(levels, n)
+	}
+	return levels
+}
+
+// writeJSON writes the results to path.
+func (res *results) writeJSON(path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("results dir: %w", err)
+	}
+	b, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode results: %w", err)
+	}
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write results: %w", err)
 	}
 	return nil
 }
@@ -263,28 +296,14 @@ func startTarget(name, instance, work, self, upURL string, ups upstreamURLs, o o
 	if err != nil {
 		return nil, nil, err
 	}
-	var c, redis *child
+	var c, ctl, rds *child
 	key := upstreamAPIKey
 	caEnv := []string{"SSL_CERT_FILE=" + ups.caFile} // Go reads it for its root CAs on Linux
 	switch name {
 	case "revproxy", "revproxy-pool":
 		c, err = startChild(instance, work, caEnv, self, "-mode", name, "-listen", addr, "-upstream", upURL)
 	case "relay", "relay-open":
-		policy := "bench"
-		if name == "relay-open" {
-			policy = "open"
-		}
-		var env []string
-		env, key, redis, err = prepareRelay(work, instance, upURL, policy)
-		if err != nil {
-			return nil, nil, err
-		}
-		args := []string{self, "-mode", "relay", "-listen", addr}
-		if o.cpuProfile != "" && instance == name && name == o.profiled { // the latency phases
-			abs, _ := filepath.Abs(o.cpuProfile)
-			args = append(args, "-cpuprofile", abs)
-		}
-		c, err = startChild(instance, work, append(env, caEnv...), args...)
+		c, ctl, rds, key, err = startRelay(name, instance, work, self, addr, upURL, caEnv, o)
 	case "nginx":
 		bin, lerr := exec.LookPath("nginx")
 		if lerr != nil {
@@ -296,12 +315,22 @@ func startTarget(name, instance, work, self, upURL string, ups upstreamURLs, o o
 		}
 		c, err = startChild("nginx", work, nil, bin, "-p", work, "-c", conf, "-g", "daemon off;")
 	}
+	var rdb *redis.Client
+	if rds != nil {
+		rdb = redis.NewClient(&redis.Options{Addr: rds.addr, PoolSize: 1})
+	}
 	stopAll := func(d time.Duration) {
 		if c != nil {
 			c.stop(d)
 		}
-		if redis != nil {
-			redis.stop(d)
+		if ctl != nil {
+			ctl.stop(d)
+		}
+		if rdb != nil {
+			_ = rdb.Close()
+		}
+		if rds != nil {
+			rds.stop(d)
 		}
 	}
 	if err != nil {
@@ -309,11 +338,57 @@ func startTarget(name, instance, work, self, upURL string, ups upstreamURLs, o o
 		return nil, nil, err
 	}
 	url := "http://" + addr
-	if err := c.waitHTTP(http.DefaultClient, url+"/health", 20*time.Second); err != nil {
+	wait := c.waitHTTP
+	if rds != nil {
+		wait = c.waitOK // a sidecar answers 503 until the control plane's configuration is applied
+	}
+	if err := wait(http.DefaultClient, url+"/health", 30*time.Second); err != nil {
 		stopAll(time.Second)
 		return nil, nil, err
 	}
-	return &target{name: name, url: url, key: key, proc: c, redis: redis}, func() { stopAll(10 * time.Second) }, nil
+	t := &target{name: name, url: url, key: key, proc: c, redis: rds, rdb: rdb, control: ctl}
+	if ctl != nil {
+		t.controlURL = "http://" + ctl.addr
+	}
+	return t, func() { stopAll(10 * time.Second) }, nil
+}
+
+// startRelay starts the relay in production shape: its own Redis, a control plane on it
+// serving the configuration, and the sidecar (the process measured) taking its configuration
+// from the control plane.
+func startRelay(name, instance, work, self, addr, upURL string, caEnv []string, o options) (c, ctl, rds *child, key string, err error) {
+	policy := "bench"
+	if name == "relay-open" {
+		policy = "open"
+	}
+	env, key, rds, err := prepareRelay(work, instance, upURL, policy)
+	if err != nil {
+		return nil, nil, nil, "", err
+	}
+	ctlAddr, err := freeAddr()
+	if err == nil {
+		cenv := append(slices.Clone(env), "CLAUDE_RELAY_DATA_DIR="+filepath.Join(work, "data-control-"+instance))
+		ctl, err = startChild("control-"+instance, work, cenv, self, "-mode", "control", "-listen", ctlAddr)
+	}
+	if err == nil {
+		ctl.addr = ctlAddr
+		err = ctl.waitOK(http.DefaultClient, "http://"+ctlAddr+"/health", 30*time.Second)
+	}
+	if err != nil {
+		if ctl != nil {
+			ctl.stop(time.Second)
+		}
+		rds.stop(time.Second)
+		return nil, nil, nil, "", fmt.Errorf("control plane: %w", err)
+	}
+	args := []string{self, "-mode", "relay", "-listen", addr}
+	if o.cpuProfile != "" && instance == name && name == o.profiled { // the latency phases
+		abs, _ := filepath.Abs(o.cpuProfile)
+		args = append(args, "-cpuprofile", abs)
+	}
+	env = append(env, "CLAUDE_RELAY_CONTROL_URL=http://"+ctlAddr)
+	c, err = startChild(instance, work, append(env, caEnv...), args...)
+	return c, ctl, rds, key, err
 }
 
 // prepareRelay starts a dedicated Redis with AOF (as production runs it), stores an upstream
@@ -343,6 +418,7 @@ func prepareRelay(work, instance, upURL, policy string) (env []string, secret st
 		"--appendonly", "yes", "--appendfsync", "everysec", "--dir", rdir); err != nil {
 		return nil, "", nil, err
 	}
+	redis.addr = redisAddr
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	var rdbErr error

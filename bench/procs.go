@@ -40,6 +40,7 @@ type child struct {
 	cmd    *exec.Cmd
 	out    *os.File // combined output, kept for error messages
 	exited chan struct{}
+	addr   string // where it listens, for Redis
 }
 
 // startChild runs argv with env added to a minimal environment, logging to a file in dir.
@@ -99,6 +100,29 @@ func (c *child) waitHTTP(client *http.Client, url string, d time.Duration) error
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%s does not answer on %s within %s:\n%s", c.name, url, d, c.tail())
+		}
+	}
+}
+
+// waitOK polls url with client until it answers 200 or d passes.
+func (c *child) waitOK(client *http.Client, url string, d time.Duration) error {
+	deadline := time.Now().Add(d)
+	status := 0
+	for {
+		resp, err := client.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if status = resp.StatusCode; status == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-c.exited:
+			return fmt.Errorf("%s exited at start:\n%s", c.name, c.tail())
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s does not answer 200 on %s within %s (last status %d):\n%s", c.name, url, d, status, c.tail())
 		}
 	}
 }
@@ -413,6 +437,22 @@ func (b *copyBuffers) Get() []byte {
 }
 
 func (b *copyBuffers) Put(buf []byte) { b.p.Put(&buf) }
+
+// runControl is the control plane of (c), as `claude-relay control` runs it: it serves the
+// sidecar its configuration and runs its background jobs on the same Redis.
+func runControl(addr string) error {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	env, err := app.LoadEnv()
+	if err != nil {
+		return err
+	}
+	err = app.RunControl(ctx, env, app.Options{Listen: addr, Grace: 2 * time.Second})
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
 
 // runRelay is (c): the relay's sidecar exactly as `claude-relay sidecar` runs it (the same
 // app.RunSidecar), linked into this binary so it can be CPU-profiled with -cpuprofile.

@@ -30,15 +30,59 @@ type targetResult struct {
 	P50C32        float64 `json:"latency_p50_c32_ms"`
 	P99C32        float64 `json:"latency_p99_c32_ms"`
 	ThroughputC32 float64 `json:"throughput_c32_rps"`
-	TTFBP50       float64 `json:"stream_ttfb_p50_ms"`
-	TTFBP99       float64 `json:"stream_ttfb_p99_ms"`
-	CPUPerReqUS   float64 `json:"cpu_per_request_us"`
-	RedisCPUUS    float64 `json:"redis_cpu_per_request_us,omitempty"`
+	TTFBP50C1     float64 `json:"stream_ttfb_p50_c1_ms"`
+	TTFBP99C1     float64 `json:"stream_ttfb_p99_c1_ms"`
+	TTFBP50C32    float64 `json:"stream_ttfb_p50_c32_ms"`
+	TTFBP99C32    float64 `json:"stream_ttfb_p99_c32_ms"`
+	CPUPerReqC1US float64 `json:"cpu_per_request_c1_us"`
+	CPUPerReqUS   float64 `json:"cpu_per_request_us"` // at c=32
+	RedisCPUC1US  float64 `json:"redis_cpu_per_request_c1_us,omitempty"`
+	RedisCPUUS    float64 `json:"redis_cpu_per_request_us,omitempty"` // at c=32
 	// LimitCallsPerPipeline is the relay's limit script calls per Redis pipeline at c=32
 	// (from its /metrics): how well concurrent requests share round trips.
 	LimitCallsPerPipeline float64        `json:"limit_calls_per_redis_pipeline,omitempty"`
+	Phases                []phaseResult  `json:"phases"`
 	Streams               []streamMetric `json:"streams"`
 	Errors                int64          `json:"errors"`
+}
+
+// phaseResult is one load phase of a target: its CPU and, for the relay, its Redis cost,
+// per request, with the ratios to (b) in the same phase.
+type phaseResult struct {
+	Name        string     `json:"name"`
+	Concurrency int        `json:"concurrency"`
+	Requests    int64      `json:"requests"`
+	Seconds     float64    `json:"seconds"`
+	CPUPerReqUS float64    `json:"cpu_per_request_us"`
+	Redis       *redisCost `json:"redis,omitempty"`
+	// ControlCPUUS is the relay's control plane's CPU per request (none of it on the
+	// request path: configuration polls and background jobs).
+	ControlCPUUS float64 `json:"control_plane_cpu_us,omitempty"`
+	// CPUVsRevproxy is this target's CPU per request ÷ (b)'s in the same phase;
+	// WithRedisVsRevproxy adds the Redis CPU per request to this target's first.
+	CPUVsRevproxy       float64 `json:"cpu_vs_revproxy,omitempty"`
+	WithRedisVsRevproxy float64 `json:"cpu_with_redis_vs_revproxy,omitempty"`
+}
+
+// The load phases every target runs, in this order.
+var phaseNames = []string{"JSON c=1", "JSON c=32", "stream c=1", "stream c=32"}
+
+func newPhaseResult(name string, conc int, p phase) phaseResult {
+	r := phaseResult{Name: name, Concurrency: conc, Requests: p.Requests, Seconds: p.Elapsed.Seconds(), Redis: p.Redis}
+	if p.Requests > 0 {
+		r.CPUPerReqUS = float64(p.CPU.Microseconds()) / float64(p.Requests)
+		r.ControlCPUUS = float64(p.CtlCPU.Microseconds()) / float64(p.Requests)
+	}
+	return r
+}
+
+func (t *targetResult) phase(name string) *phaseResult {
+	for i := range t.Phases {
+		if t.Phases[i].Name == name {
+			return &t.Phases[i]
+		}
+	}
+	return nil
 }
 
 type streamMetric struct {
@@ -55,28 +99,39 @@ type streamMetric struct {
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-// measure runs the latency, throughput and first-byte phases against t.
+// measure runs the latency, throughput and first-byte phases against t: small JSON
+// requests and paced streams, each at concurrency 1 and 32.
 func measure(t *target, d time.Duration) targetResult {
 	r := targetResult{Name: t.name}
 	closedLoop(t, 8, d/3, smallBody, "", false) // warm up connections and caches
 	c1 := closedLoop(t, 1, d, smallBody, "", false)
 	r.P50C1, r.P99C1 = ms(percentile(c1.Lat, .50)), ms(percentile(c1.Lat, .99))
-	calls0, pipes0 := limitBatching(t)
 	c32 := closedLoop(t, 32, d, smallBody, "", false)
-	if calls1, pipes1 := limitBatching(t); pipes1 > pipes0 {
-		r.LimitCallsPerPipeline = (calls1 - calls0) / (pipes1 - pipes0)
-	}
 	r.P50C32, r.P99C32 = ms(percentile(c32.Lat, .50)), ms(percentile(c32.Lat, .99))
 	r.ThroughputC32 = float64(c32.Requests) / c32.Elapsed.Seconds()
-	if c32.Requests > 0 && c32.CPU > 0 {
-		r.CPUPerReqUS = float64(c32.CPU.Microseconds()) / float64(c32.Requests)
+	s1 := closedLoop(t, 1, d, streamBody, streamScript, true)
+	r.TTFBP50C1, r.TTFBP99C1 = ms(percentile(s1.Lat, .50)), ms(percentile(s1.Lat, .99))
+	s32 := closedLoop(t, 32, d, streamBody, streamScript, true)
+	r.TTFBP50C32, r.TTFBP99C32 = ms(percentile(s32.Lat, .50)), ms(percentile(s32.Lat, .99))
+	for i, p := range []phase{c1, c32, s1, s32} {
+		r.Phases = append(r.Phases, newPhaseResult(phaseNames[i], []int{1, 32, 1, 32}[i], p))
 	}
-	if c32.Requests > 0 && c32.RedisCPU > 0 {
-		r.RedisCPUUS = float64(c32.RedisCPU.Microseconds()) / float64(c32.Requests)
+	if p := r.phase("JSON c=1"); p != nil {
+		r.CPUPerReqC1US = p.CPUPerReqUS
+		if p.Redis != nil {
+			r.RedisCPUC1US = p.Redis.CPUUS
+		}
 	}
-	ttfb := closedLoop(t, 8, d, streamBody, streamScript, true)
-	r.TTFBP50, r.TTFBP99 = ms(percentile(ttfb.Lat, .50)), ms(percentile(ttfb.Lat, .99))
-	r.Errors = c1.Errors + c32.Errors + ttfb.Errors
+	if p := r.phase("JSON c=32"); p != nil {
+		r.CPUPerReqUS = p.CPUPerReqUS
+		if rc := p.Redis; rc != nil {
+			r.RedisCPUUS = rc.CPUUS
+			if rc.LimitPipelines > 0 {
+				r.LimitCallsPerPipeline = rc.LimitCalls / rc.LimitPipelines
+			}
+		}
+	}
+	r.Errors = c1.Errors + c32.Errors + s1.Errors + s32.Errors
 	return r
 }
 
@@ -111,6 +166,7 @@ func (res *results) target(name string) *targetResult {
 // terms of the targets: added latency in ms, throughput and memory as ratios.
 func (res *results) computeRatios() {
 	relay, direct, rp := res.target("relay"), res.target("direct"), res.target("revproxy")
+	res.phaseRatios(rp)
 	if relay == nil {
 		return
 	}
@@ -118,7 +174,8 @@ func (res *results) computeRatios() {
 	if direct != nil {
 		res.Ratios["added_p50_c32_ms_vs_direct"] = relay.P50C32 - direct.P50C32
 		res.Ratios["added_p99_c32_ms_vs_direct"] = relay.P99C32 - direct.P99C32
-		res.Ratios["added_ttfb_p50_ms_vs_direct"] = relay.TTFBP50 - direct.TTFBP50
+		res.Ratios["added_ttfb_p50_c1_ms_vs_direct"] = relay.TTFBP50C1 - direct.TTFBP50C1
+		res.Ratios["added_ttfb_p50_c32_ms_vs_direct"] = relay.TTFBP50C32 - direct.TTFBP50C32
 	}
 	if rp != nil {
 		res.Ratios["added_p50_c32_ms_vs_revproxy"] = relay.P50C32 - rp.P50C32
@@ -159,6 +216,31 @@ func (res *results) computeRatios() {
 	}
 }
 
+// phaseRatios sets each target's CPU per request, alone and with its Redis, as a ratio to
+// (b)'s in the same phase.
+func (res *results) phaseRatios(rp *targetResult) {
+	if rp == nil {
+		return
+	}
+	for i := range res.Targets {
+		t := &res.Targets[i]
+		if t.Name == rp.Name {
+			continue
+		}
+		for j := range t.Phases {
+			p := &t.Phases[j]
+			b := rp.phase(p.Name)
+			if b == nil || b.CPUPerReqUS <= 0 {
+				continue
+			}
+			p.CPUVsRevproxy = p.CPUPerReqUS / b.CPUPerReqUS
+			if p.Redis != nil {
+				p.WithRedisVsRevproxy = (p.CPUPerReqUS + p.Redis.CPUUS) / b.CPUPerReqUS
+			}
+		}
+	}
+}
+
 // writeMarkdown prints one row per metric, one column per target, then the relay's ratios.
 func (res *results) writeMarkdown(w io.Writer) {
 	fmt.Fprintf(w, "\n## claude-relay benchmark (%s, %s, %d CPUs, %.0fs phases)\n\n", res.Date, res.GoVersion, res.CPUs, res.PhaseSeconds)
@@ -189,11 +271,16 @@ func (res *results) writeMarkdown(w io.Writer) {
 	row("latency p50, c=32 (ms)", "ms", func(t *targetResult) float64 { return t.P50C32 })
 	row("latency p99, c=32 (ms)", "ms", func(t *targetResult) float64 { return t.P99C32 })
 	row("throughput, c=32 (req/s)", "rps", func(t *targetResult) float64 { return t.ThroughputC32 })
-	row("stream TTFB p50 (ms)", "ms", func(t *targetResult) float64 { return t.TTFBP50 })
-	row("stream TTFB p99 (ms)", "ms", func(t *targetResult) float64 { return t.TTFBP99 })
-	row("proxy CPU per request (µs)", "us", func(t *targetResult) float64 { return t.CPUPerReqUS })
-	row("Redis CPU per request (µs)", "us", func(t *targetResult) float64 { return t.RedisCPUUS })
-	row("proxy + Redis CPU per request (µs)", "us", func(t *targetResult) float64 { return t.CPUPerReqUS + t.RedisCPUUS })
+	row("stream TTFB p50, c=1 (ms)", "ms", func(t *targetResult) float64 { return t.TTFBP50C1 })
+	row("stream TTFB p99, c=1 (ms)", "ms", func(t *targetResult) float64 { return t.TTFBP99C1 })
+	row("stream TTFB p50, c=32 (ms)", "ms", func(t *targetResult) float64 { return t.TTFBP50C32 })
+	row("stream TTFB p99, c=32 (ms)", "ms", func(t *targetResult) float64 { return t.TTFBP99C32 })
+	row("proxy CPU per request, c=1 (µs)", "us", func(t *targetResult) float64 { return t.CPUPerReqC1US })
+	row("proxy CPU per request, c=32 (µs)", "us", func(t *targetResult) float64 { return t.CPUPerReqUS })
+	row("Redis CPU per request, c=1 (µs)", "us", func(t *targetResult) float64 { return t.RedisCPUC1US })
+	row("Redis CPU per request, c=32 (µs)", "us", func(t *targetResult) float64 { return t.RedisCPUUS })
+	row("proxy + Redis CPU per request, c=1 (µs)", "us", func(t *targetResult) float64 { return t.CPUPerReqC1US + t.RedisCPUC1US })
+	row("proxy + Redis CPU per request, c=32 (µs)", "us", func(t *targetResult) float64 { return t.CPUPerReqUS + t.RedisCPUUS })
 	for i, n := range res.StreamLevels {
 		row(fmt.Sprintf("proxy RSS per open stream at %d (KiB)", n), "kib", func(t *targetResult) float64 {
 			if i < len(t.Streams) {
@@ -222,8 +309,9 @@ func (res *results) writeMarkdown(w io.Writer) {
 		}
 	}
 	if relay != nil && relay.LimitCallsPerPipeline > 0 {
-		fmt.Fprintf(w, "\nThe relay's limit checks and charges at c=32 went to Redis %.2f calls per pipeline (two calls per request).\n", relay.LimitCallsPerPipeline)
+		fmt.Fprintf(w, "\nThe relay's limit checks and charges at c=32 went to Redis %.2f calls per pipeline.\n", relay.LimitCallsPerPipeline)
 	}
+	res.writeRedisMarkdown(w)
 	fmt.Fprintln(w, "\nUpstream of the open-streams phase (counted by the fake upstream with every stream open):")
 	for _, t := range res.Targets {
 		for _, s := range t.Streams {

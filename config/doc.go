@@ -38,6 +38,12 @@
 // built-in table, and a configuration without pricing_fallback takes the
 // built-in one (see builder.inheritPricing).
 //
+// Who runs that lifecycle: configdist.Source loads and compiles a directory once per change
+// and publishes the Snapshot (as a configapi.Envelope) with its Runtime into a
+// configdist.SnapshotCache; the control plane serves that cache to sidecars, and a
+// standalone sidecar's config client polls its own. A sidecar compiles what it receives
+// once more in sidecar.Server.Apply, since the wire carries the Snapshot, not the Runtime.
+//
 // Expressions may call env("NAME") or env("NAME", "default") to read the
 // environment; an empty variable counts as unset. env() refuses the relay's
 // own secrets (IsRelaySecret: CRS_SECURITY__*, REDIS_URL, the Redis passwords,

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -60,8 +59,10 @@ type Options struct {
 	TokenTTL time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
-	// Config serves GET /admin/config/status and GET /admin/sidecars; nil leaves them out.
-	Config *Config
+	// Config is the configuration distribution: its Source serves GET /admin/config/status,
+	// its Registry GET /admin/sidecars, its Cache the running configuration (policies, trusted
+	// proxies); nil leaves those routes out and trusts no proxy.
+	Config *Distribution
 	// Alerts serves GET /admin/alerts and POST /admin/alerts/{name}/test; nil leaves them
 	// out.
 	Alerts *alerts.Service
@@ -116,9 +117,8 @@ type Server struct {
 	// recoverMu makes one recovery of an emptied store at a time.
 	recoverMu sync.Mutex
 	mux       *http.ServeMux
-	config    *Config
+	config    *Distribution
 	alerts    *alerts.Service
-	compiled  atomic.Pointer[compiledConfig] // the running configuration, compiled once per version
 
 	oauth        OAuthConfig
 	refreshAhead time.Duration

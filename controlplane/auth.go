@@ -237,35 +237,13 @@ func (s *Server) clientIP(r *http.Request) string {
 	return ip.String()
 }
 
-// compiledConfig is the running configuration compiled, for the snapshot it came from.
-type compiledConfig struct {
-	epoch   string
-	version int64
-	rt      *config.Runtime
-}
-
-// runtime returns the running configuration compiled (nil without one: nothing trusted).
+// runtime returns the running configuration compiled, as the snapshot cache holds it (nil
+// without one: nothing trusted).
 func (s *Server) runtime() *config.Runtime {
 	if s.config == nil {
 		return nil
 	}
-	env := s.config.Current()
-	if env == nil {
-		return nil
-	}
-	if c := s.compiled.Load(); c != nil && c.epoch == env.Epoch && c.version == env.Version {
-		return c.rt
-	}
-	snap, err := env.Snapshot()
-	if err != nil {
-		return nil
-	}
-	rt, err := config.Compile(snap)
-	if err != nil {
-		return nil
-	}
-	s.compiled.Store(&compiledConfig{epoch: env.Epoch, version: env.Version, rt: rt})
-	return rt
+	return s.config.Cache.Runtime()
 }
 
 func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {

@@ -4,22 +4,37 @@
 //
 // # Snapshot distribution
 //
-// Config watches the operator's HCL directory (fsnotify on the directory, debounced, plus a
-// periodic re-read and announcements from other control planes), loads and validates it with
-// package config, and publishes each valid change as a versioned configapi.Envelope in Redis
-// (store), so that every control plane serves the same version; a broken edit is refused with
-// its diagnostics (file:line:col) and the last good snapshot keeps being served. Sidecars
-// long-poll configapi.Path with their running version: Config.Poll answers at once when a
-// newer snapshot exists and otherwise holds the request until one is published or the wait
-// ends. Each poll carries the sidecar's ACK or NACK of what it runs and its health report
-// (configapi headers); the sidecar registry behind GET /admin/sidecars records them. The
-// wire contract lives in config/configapi, which the sidecar imports instead of this package.
+// Distribution (distribution.go) assembles the configuration pipeline from parts that each
+// do one job, following go-control-plane's pkg/cache/v3 (a snapshot cache that does not care
+// who produces snapshots):
+//
+//	configdist.Source         reads the operator's HCL directory (fsnotify on the directory,
+//	                          debounced, plus a periodic re-read and SIGHUP), validates and
+//	                          compiles it once, keeps the diagnostics (file:line:col) of a
+//	                          refused edit while the last good snapshot stays; Status is
+//	                          GET /admin/config/status.
+//	StorePublisher            publisher.go: numbers each valid snapshot in Redis
+//	                          (store.PublishConfig), so every control plane serves the same
+//	                          version, announces it, and follows what the others publish
+//	                          (Follow, Run: store.SubscribeConfig and a re-check).
+//	configdist.SnapshotCache  the current configapi.Envelope with its compiled
+//	                          *config.Runtime; the admin API reads the runtime from it
+//	                          (trusted proxies, policies) without compiling again.
+//	ConfigServer              configserver.go: the long-poll at configapi.Path (sidecar
+//	                          tokens, ACK/NACK and health headers); Poll records the report
+//	                          in the registry, then waits on the cache.
+//	SidecarRegistry           sidecars.go: what each sidecar last reported, kept in the
+//	                          store (GET /admin/sidecars, the sidecar alerts).
+//
+// The wire contract lives in config/configapi, which the sidecar imports instead of this
+// package; the Redis side (keys, publish script, registry hash) lives in store/config.go.
 //
 // # Background jobs
 //
 // Server.RefreshTokens (tokenrefresh.go) runs the OAuth token refresh every interval and on a
-// sidecar's 401 report, and the check for an emptied Redis (Bootstrap); Config.Run runs the
-// watch.
+// sidecar's 401 report, and the check for an emptied Redis (Bootstrap); Distribution.Run runs
+// the directory watch and follows the other control planes, and on the way out releases the
+// held long-polls (configdist.ErrShuttingDown, 503 with Retry-After).
 //
 // # Where to add an admin endpoint
 //

@@ -244,16 +244,12 @@ func (s *Server) checkPolicy(fields fieldErrors, policy string) {
 	if s.config == nil {
 		return
 	}
-	env := s.config.Current()
-	if env == nil {
+	env, rt := s.config.Cache.Current(), s.config.Cache.Runtime()
+	if env == nil || rt == nil {
 		return
 	}
-	snap, err := env.Snapshot()
-	if err != nil {
-		return
-	}
-	if _, ok := snap.Policies[policy]; !ok {
-		fields.add("policy", unknownPolicy(policy, env.Version, s.config.Status().Dir, slices.Sorted(maps.Keys(snap.Policies))))
+	if _, ok := rt.Snapshot.Policies[policy]; !ok {
+		fields.add("policy", unknownPolicy(policy, env.Version, s.config.Source.Dir(), slices.Sorted(maps.Keys(rt.Snapshot.Policies))))
 	}
 }
 

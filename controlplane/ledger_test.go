@@ -85,7 +85,7 @@ func TestRequestsLedgerPagesSumToUsageTotals(t *testing.T) {
 func TestRequestsLedgerSaysWhetherTheServedConfigurationTurnsItOn(t *testing.T) {
 	dir := t.TempDir()
 	writeHCL(t, dir, routeHCL("/v1/messages")+"usage {\n  ledger = true\n}\n")
-	var cfg *Config
+	var cfg *Distribution
 	h := newHarness(t, func(o *Options) {
 		cfg = newTestConfig(t, o.Store, dir)
 		o.Config = cfg
@@ -102,7 +102,7 @@ func TestRequestsLedgerSaysWhetherTheServedConfigurationTurnsItOn(t *testing.T) 
 		t.Errorf("ledger = true: got %q, want on", got)
 	}
 	writeHCL(t, dir, routeHCL("/v1/messages"))
-	if _, err := cfg.Reload(t.Context()); err != nil {
+	if _, err := cfg.Source.Reload(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	if got := state(); got != adminapi.LedgerOff {

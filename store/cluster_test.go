@@ -91,4 +91,20 @@ func TestStoreWorksOnRedisCluster(t *testing.T) {
 	if tot, err := s.KeyTotals(ctx, k.ID); err != nil || tot.Requests != 1 {
 		t.Fatalf("got (%+v, %v), want 1 request", tot, err)
 	}
+	cfg := &StoredConfig{SHA256: "h", Config: []byte(`{}`), CreatedAt: time.Now()}
+	if published, err := s.PublishConfig(ctx, cfg); err != nil || !published || cfg.Version != 1 {
+		t.Fatalf("PublishConfig: got %v, version %d, %v", published, cfg.Version, err)
+	}
+	if cur, err := s.CurrentConfig(ctx); err != nil || cur == nil || cur.Version != 1 {
+		t.Fatalf("CurrentConfig: got %+v, %v", cur, err)
+	}
+	if err := s.RecordSidecar(ctx, "s1", []byte(`{}`)); err != nil {
+		t.Fatalf("RecordSidecar: %v", err)
+	}
+	if m, err := s.SidecarReports(ctx); err != nil || len(m) != 1 {
+		t.Fatalf("SidecarReports: got %v, %v", m, err)
+	}
+	if err := s.ForgetSidecars(ctx, "s1"); err != nil {
+		t.Fatalf("ForgetSidecars: %v", err)
+	}
 }

@@ -235,8 +235,9 @@ func UsageDayTag(day time.Time) string { return "day:" + dayString(day) }
 // --- Limits and scheduling (sidecar; reserved here so the names live in one place) ---
 
 // KeyLimitCounter is a STRING counter of limit name (e.g. "rpm", "tokens_day") for one relay
-// key in the window starting at windowStart. Owner: sidecar limit scripts. TTL: the window
-// length (set by the script). Shares {key:<id>} with the key's usage.
+// key in the window starting at windowStart. Owner: sidecar limits (the admission script, the
+// charge's INCRBY). TTL: to the window's end plus a minute, set once by whichever command
+// creates the counter (none for a total). Shares {key:<id>} with the key's usage.
 func (s Schema) KeyLimitCounter(keyID, limit string, windowStart time.Time) string {
 	return s.KeyLimitCounterAt(keyID, limit, LimitWindowStamp(windowStart))
 }
@@ -262,7 +263,9 @@ func LimitWindowStamp(windowStart time.Time) string {
 }
 
 // KeyConcurrency is a ZSET of in-flight request lease ids scored by lease expiry (unix ms)
-// for one relay key. Owner: sidecar. TTL: refreshed to the longest lease by the script.
+// for one relay key. Owner: sidecar. TTL: at least the lease TTL past the newest lease: the
+// admission script moves it to 1.25 lease TTLs only when less than one is left, so most
+// admissions write no expiry; renewals move it to one lease TTL.
 func (s Schema) KeyConcurrency(keyID string) string {
 	return s.p + "limit:{key:" + keyID + "}:concurrency"
 }
@@ -271,8 +274,9 @@ func (s Schema) KeyConcurrency(keyID string) string {
 // queue_timeout): member the waiter's lease id, scored by its arrival number from KeyQueueSeq,
 // so the admission script lets in only the first waiters, in arrival order across sidecars.
 // Owner: sidecar limit scripts (added when a request finds no free slot, removed when it is
-// admitted, leaves or its deadline in KeyQueueDeadlines passes). TTL: the ticket TTL,
-// refreshed by every waiter's poll. Shares {key:<id>} with the key's counters.
+// admitted, leaves or its deadline in KeyQueueDeadlines passes). TTL: at least the ticket
+// TTL past the newest deadline (moved to 1.25 ticket TTLs by a poll that finds less than one
+// left). Shares {key:<id>} with the key's counters.
 func (s Schema) KeyQueue(keyID string) string {
 	return s.p + "limit:{key:" + keyID + "}:queue"
 }
@@ -293,8 +297,9 @@ func (s Schema) KeyQueueSeq(keyID string) string {
 // KeyReservations is a ZSET of one relay key's live reservations (requests admitted under a
 // limit in reserve mode), member "<lease id>:<tokens>:<micro-USD>" scored by its deadline
 // (unix ms). Owner: sidecar limit scripts; the admission script sweeps members whose deadline
-// passed (a dead sidecar's) and subtracts them from KeyReserved. TTL: the lease TTL,
-// refreshed with every admission and renewal. Shares {key:<id>} with the key's counters.
+// passed (a dead sidecar's) and subtracts them from KeyReserved. TTL: at least the lease TTL
+// past the newest deadline, moved together with KeyReserved's (by an admission that finds
+// less than one lease TTL left, and by renewals). Shares {key:<id>} with the key's counters.
 func (s Schema) KeyReservations(keyID string) string {
 	return s.p + "limit:{key:" + keyID + "}:reservations"
 }

@@ -309,21 +309,17 @@ func (s *Store) recordUsageAs(ctx context.Context, mode, writer string, seq uint
 	}
 	ttl := strconv.FormatInt(int64(UsageBatchMarkerTTL/time.Second), 10)
 	now := strconv.FormatInt(s.now().Unix(), 10)
-	cmds := make([]*redis.Cmd, len(groups))
-	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, g := range groups {
-			marker := s.keys.UsageApplied(g.tag)
-			if mode == "once" || mode == "forever" {
-				marker = s.keys.UsageBatchApplied(g.tag, writer)
-			}
-			keys := append([]string{marker}, g.keys...)
-			args := groupArgs(g, []any{mode, writer, seq, now, ttl})
-			// EVAL, not EVALSHA: a pipeline cannot fall back on NOSCRIPT, and Redis
-			// caches the compiled script by its hash anyway.
-			cmds[i] = applyUsageBatch.Eval(ctx, p, keys, args...)
+	keys := make([][]string, len(groups))
+	args := make([][]any, len(groups))
+	for i, g := range groups {
+		marker := s.keys.UsageApplied(g.tag)
+		if mode == "once" || mode == "forever" {
+			marker = s.keys.UsageBatchApplied(g.tag, writer)
 		}
-		return nil
-	})
+		keys[i] = append([]string{marker}, g.keys...)
+		args[i] = groupArgs(g, []any{mode, writer, seq, now, ttl})
+	}
+	cmds, err := s.applyGroups(ctx, keys, args)
 	if err == nil {
 		return nil
 	}
@@ -339,6 +335,41 @@ func (s *Store) recordUsageAs(ctx context.Context, mode, writer string, seq uint
 		return fmt.Errorf("record usage (%d records): Redis refused %s: %w", len(recs), strings.Join(refused, "; "), ErrUsageRefused)
 	}
 	return fmt.Errorf("record usage (%d records): %w", len(recs), err)
+}
+
+// applyGroups runs applyUsageBatch once per group in one pipeline, by its hash (EVALSHA: the
+// ~2 KB script is neither sent nor hashed by Redis again per group and batch). The groups a
+// Redis without the script answered NOSCRIPT are sent again with EVAL, which loads it: they
+// did nothing, so nothing counts twice.
+func (s *Store) applyGroups(ctx context.Context, keys [][]string, args [][]any) ([]*redis.Cmd, error) {
+	cmds := make([]*redis.Cmd, len(keys))
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i := range keys {
+			cmds[i] = applyUsageBatch.EvalSha(ctx, p, keys[i], args[i]...)
+		}
+		return nil
+	})
+	var again []int
+	for i, c := range cmds {
+		if redis.HasErrorPrefix(c.Err(), "NOSCRIPT") {
+			again = append(again, i)
+		}
+	}
+	if len(again) == 0 {
+		return cmds, err
+	}
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, i := range again {
+			cmds[i] = applyUsageBatch.Eval(ctx, p, keys[i], args[i]...)
+		}
+		return nil
+	})
+	for _, c := range cmds {
+		if e := c.Err(); e != nil && err == nil {
+			err = e
+		}
+	}
+	return cmds, err
 }
 
 // groupArgs appends the per-hash arguments of applyUsageBatch for g's hashes to args.

@@ -11,6 +11,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/claude-relay/claude-relay/internal/testredis"
 )
 
 func TestRetriedUsageBatchCountsOnce(t *testing.T) {
@@ -188,4 +190,55 @@ func allKeys(ctx context.Context, rdb redis.UniversalClient, pattern string) ([]
 		return err
 	})
 	return keys, err
+}
+
+// Usage batches run the script by its hash; a Redis that does not have it (restarted, or
+// SCRIPT FLUSH) answers NOSCRIPT, and the groups it refused are sent again with the script
+// itself: the batch is written, once, in one more round trip, and later batches are back to
+// one round trip.
+func TestAUsageBatchIsWrittenOnceWhenRedisForgotTheScript(t *testing.T) {
+	srv := testredis.StartServer(t)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer rdb.Close()
+	hook := &countHook{}
+	rdb.AddHook(hook)
+	ctx := context.Background()
+	st, err := Open(ctx, rdb, Options{Sealer: sealer(t, testEncKey)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	day := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	rec := UsageRecord{KeyID: "k1", AccountID: "a1", Model: "m", At: day, Usage: Usage{Requests: 1, InputTokens: 10}}
+	for seq := uint64(1); seq <= 3; seq++ {
+		if seq < 3 {
+			if err := rdb.ScriptFlush(ctx).Err(); err != nil {
+				t.Fatal(err)
+			}
+		} else { // the script is loaded now: no flush, one round trip
+			hook.reset()
+		}
+		if err := st.RecordUsageBatch(ctx, BatchID{Writer: "w", Seq: seq}, rec); err != nil {
+			t.Fatalf("batch %d: %v", seq, err)
+		}
+	}
+	if got := hook.roundTrips(); got != 1 {
+		t.Errorf("round trips of a batch once Redis has the script: got %d, want 1", got)
+	}
+	if err := rdb.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.RecordUsageBatch(ctx, BatchID{Writer: "w", Seq: 3}, rec); err != nil { // a retry
+		t.Fatal(err)
+	}
+	got, err := st.KeyTotals(ctx, "k1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (Usage{Requests: 3, InputTokens: 30}); got != want {
+		t.Errorf("k1 total: got %+v, want %+v", got, want)
+	}
+	m, err := st.KeyUsage(ctx, "k1", day)
+	if err != nil || m["m"] != (Usage{Requests: 3, InputTokens: 30}) {
+		t.Errorf("k1 day: got %+v (%v), want 3 requests, 30 input tokens", m["m"], err)
+	}
 }

@@ -40,7 +40,7 @@ type site struct {
 	clock *testutil.Clock
 	admin *adminclient.Client // logged in through the admin API, as another operator
 	// config distributes the configuration (nil without a directory).
-	config *controlplane.Config
+	config *controlplane.Distribution
 }
 
 // newSite starts a control plane on a real Redis whose admin's password hash has bcrypt's
@@ -83,9 +83,9 @@ func newSiteWith(t testing.TB, o siteOptions) *site {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var cfg *controlplane.Config
+	var cfg *controlplane.Distribution
 	if dir != "" {
-		cfg, err = controlplane.NewConfig(ctx, controlplane.ConfigOptions{Dir: dir, Store: st, SidecarSecrets: [][]byte{[]byte("console-test-sidecar-secret-0123456789abcdef")}, Recheck: time.Hour})
+		cfg, err = controlplane.NewDistribution(ctx, controlplane.DistributionOptions{Dir: dir, Store: st, SidecarSecrets: [][]byte{[]byte("console-test-sidecar-secret-0123456789abcdef")}, Recheck: time.Hour})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/claude-relay/claude-relay/config/configapi"
+	"github.com/claude-relay/claude-relay/controlplane"
 	"github.com/claude-relay/claude-relay/store"
 )
 
@@ -19,9 +20,9 @@ func TestDashboardAddsUpTheSidecarsActiveStreamsAndNamesEachSidecars(t *testing.
 	}
 	s := newSiteWithConfig(t, 0, dir)
 	ctx := context.Background()
-	cur := s.config.Current()
+	reg := controlplane.NewSidecarRegistry(s.st, nil, nil) // the registry the control plane lists, in the same store
 	for _, id := range []string{"east:3000", "west:3000", "gone:3000", "old:3000"} {
-		if _, err := s.config.Poll(ctx, configapi.PollRequest{SidecarID: id, Epoch: cur.Epoch, Version: cur.Version}); err != nil {
+		if err := reg.Record(ctx, configapi.PollRequest{SidecarID: id, Version: 1}); err != nil {
 			t.Fatal(err)
 		}
 	}

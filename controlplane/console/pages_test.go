@@ -256,7 +256,7 @@ func TestConsoleShowsARefusedConfigurationEditWithItsLocation(t *testing.T) {
 	if err := os.WriteFile(hcl, []byte("# relay\n\nno_such_block {\n}\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if res, err := s.config.Reload(context.Background()); err == nil || res != "refused" {
+	if res, err := s.config.Source.Reload(context.Background()); err == nil || res != "refused" {
 		t.Fatalf("reload of a broken file: got %q %v, want refused with an error", res, err)
 	}
 	p := b.get("/ui/config")

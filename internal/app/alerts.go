@@ -9,7 +9,7 @@ import (
 	"github.com/claude-relay/claude-relay/controlplane/alerts"
 )
 
-// configAlertHook is the Config.OnReload hook that raises config_refused for this control
+// configAlertHook is the configuration source's OnReload hook that raises config_refused for this control
 // plane's directory (named with the host, since each control plane reads its own).
 func configAlertHook(b *Base, dir string) func(context.Context, bool, string) {
 	host, _ := os.Hostname()
@@ -22,8 +22,8 @@ func configAlertHook(b *Base, dir string) func(context.Context, bool, string) {
 // startAlerts runs the control plane's alerts until ctx ends: the sources it observes while
 // it holds the alerts lock, and the delivery of the alert blocks the served configuration
 // names.
-func startAlerts(ctx context.Context, b *Base, cfg *controlplane.Config, own func(context.Context) configapi.Health) (*alerts.Service, error) {
-	snaps := alerts.NewSnapshots(cfg.Current)
+func startAlerts(ctx context.Context, b *Base, dist *controlplane.Distribution, own func(context.Context) configapi.Health) (*alerts.Service, error) {
+	snaps := alerts.NewSnapshots(dist.Cache.Current)
 	svc, err := alerts.New(alerts.Options{
 		Store:   b.Store,
 		Alerts:  snaps.Alerts,
@@ -32,7 +32,7 @@ func startAlerts(ctx context.Context, b *Base, cfg *controlplane.Config, own fun
 		Sources: []alerts.Source{
 			alerts.ParkSource(b.Store, alerts.ParkOptions{}),
 			alerts.RefreshSource(b.Store),
-			alerts.SidecarSource(cfg.Sidecars, own),
+			alerts.SidecarSource(dist.Registry.List, own),
 			alerts.WindowSource(b.Store, snaps.Alerts, nil),
 			alerts.BudgetSource(b.Store, snaps.Current, alerts.DefaultBudgetThreshold, b.Env.AlertBudgetInterval, nil),
 		},

@@ -1,4 +1,3 @@
-// Package app wires the control plane, the sidecar and dev mode into running processes.
 package app
 
 import (
@@ -117,20 +116,6 @@ func (b *Base) Close() error {
 	return errors.Join(errs...)
 }
 
-// loadConfig reads the operator's HCL (or the embedded default), printing diagnostics.
-func loadConfig(dir string, log hclog.Logger, diagOut io.Writer) (*config.Snapshot, error) {
-	if dir == "" {
-		log.Info("no CLAUDE_RELAY_CONFIG_DIR given: using the embedded default configuration")
-		return config.Default()
-	}
-	snap, src, diags := config.Load(dir)
-	if diags.HasErrors() {
-		src.WriteDiagnostics(diagOut, diags)
-		return nil, fmt.Errorf("configuration in %s has %d error(s)", dir, len(diags.Errs()))
-	}
-	return snap, nil
-}
-
 // connLimits bound a listener's clients: how many connections it holds at once and how long
 // a request may take to arrive.
 type connLimits struct {
@@ -221,9 +206,10 @@ func (c *countedConn) Close() error {
 	return err
 }
 
-// registerRedisPool exports the Redis connection pool's state: the deployment guide asks
-// that pool usage (connections ÷ size) stay under 80 %.
+// registerRedisPool exports the Redis connection pool's state (the deployment guide asks
+// that pool usage, connections ÷ size, stay under 80 %) and what the process sends to Redis.
 func registerRedisPool(m *metrics.Registry, rdb redis.UniversalClient, size int) {
+	registerRedisTraffic(m, rdb)
 	m.GaugeFunc("claude_relay_redis_pool_size", "Connections the Redis pool may open (per node).", func() float64 { return float64(size) })
 	m.GaugeFunc("claude_relay_redis_pool_connections", "Connections the Redis pool holds now, idle or in use.", func() float64 {
 		return float64(rdb.PoolStats().TotalConns)

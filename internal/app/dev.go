@@ -18,11 +18,8 @@ import (
 	"time"
 
 	"github.com/claude-relay/claude-relay/config"
-	"github.com/claude-relay/claude-relay/config/configapi"
 	"github.com/claude-relay/claude-relay/controlplane"
 	"github.com/claude-relay/claude-relay/controlplane/adminclient"
-	"github.com/claude-relay/claude-relay/internal/devredis"
-	"github.com/claude-relay/claude-relay/internal/metrics"
 	"github.com/claude-relay/claude-relay/store"
 )
 
@@ -39,52 +36,12 @@ func RunDev(ctx context.Context, env *config.Env, opts Options) error {
 	if err := devSecrets(env, opts.DataDir); err != nil {
 		return err
 	}
-	if err := env.CheckSecrets(); err != nil {
-		return err
-	}
-	log, files, err := newLogger(env, opts.Stderr)
+	b, storeLabel, err := newBase(ctx, env, &opts, true)
 	if err != nil {
 		return err
 	}
-	b := &Base{Env: env, Log: log, Files: files, Metrics: metrics.NewRegistry()}
-	metrics.RegisterProcess(b.Metrics)
-	if files != nil {
-		b.closers = append(b.closers, files.Close)
-	}
 	defer b.Close()
-
-	storeLabel := ""
-	var rdb interface{ Close() error }
-	if env.RedisConfigured() {
-		rc := redisConfig(env)
-		c, err := store.Connect(ctx, rc)
-		if err != nil {
-			return err
-		}
-		registerRedisPool(b.Metrics, c, rc.PoolSize)
-		rdb = c
-		storeLabel = "Redis at " + env.RedisAddr()
-		if err := b.openStore(ctx, c); err != nil {
-			c.Close()
-			return err
-		}
-	} else {
-		mem, err := devredis.Start(ctx)
-		if err != nil {
-			return err
-		}
-		rdb = mem
-		storeLabel = "IN-MEMORY (lost on exit; set REDIS_URL or REDIS_HOST for a real Redis)"
-		log.Warn(devredis.Banner)
-		if err := b.openStore(ctx, mem.Client()); err != nil {
-			mem.Close()
-			return err
-		}
-	}
-	b.closers = append(b.closers, rdb.Close)
-
-	user := env.AdminUsername
-	password, err := devAdminPassword(env, opts.DataDir)
+	admin, err := devAdmin(env, opts.DataDir)
 	if err != nil {
 		return err
 	}
@@ -96,50 +53,36 @@ func RunDev(ctx context.Context, env *config.Env, opts Options) error {
 	if err != nil {
 		return err
 	}
-
+	dist, err := newDistribution(ctx, b, opts.ConfigDir)
+	if err != nil {
+		return err
+	}
+	go dist.Run(ctx)
 	// The in-process sidecar follows the in-process control plane through the same config
 	// client a remote sidecar uses, polling it directly instead of over HTTP.
-	cfg, dp, err := devConfig(ctx, b, opts)
+	f := inProcessFeed(b, dist)
+	dp, err := b.startSidecar(ctx, opts, f)
 	if err != nil {
 		return err
 	}
-	key, err := b.adminSigningKey(opts.DataDir)
+	mux, _, err := b.startControlPlane(ctx, opts, dist, dp.srv.Health, admin)
 	if err != nil {
 		return err
 	}
-	alerter, err := startAlerts(ctx, b, cfg, dp.srv.Health)
-	if err != nil {
-		return err
-	}
-	cp, err := controlplane.New(controlplane.Options{Store: b.Store, SigningKey: key, Admin: controlplane.AdminBootstrap{Username: user, Password: password}, Logger: log, Config: cfg, Alerts: alerter, OAuth: oauthConfig(env), Health: dp.srv.Health})
-	if err != nil {
-		return err
-	}
-	if err := cp.Bootstrap(ctx); err != nil {
-		return fmt.Errorf("create admin: %w", err)
-	}
-	go cp.RefreshTokens(ctx) // OAuth token refresh
-	mux := http.NewServeMux()
-	mux.Handle("/admin/", cp.Handler())
-	if err := mountConsole(mux, cp, log); err != nil {
-		return err
-	}
-	mux.Handle(configapi.Path, cfg.SidecarHandler())
 	mux.Handle("/", dp.srv)
-
 	ready := opts.Ready
 	opts.Ready = func(addr net.Addr) {
 		base := "http://" + displayAddr(addr)
-		go devLogin(ctx, b, base, user, password)
+		go devLogin(ctx, b, base, admin.Username, admin.Password)
 		if !loopback(addr) {
-			log.Warn("dev mode listens beyond this machine (HOST): its admin API too; unset HOST to keep it on 127.0.0.1", "addr", addr.String())
+			b.Log.Warn("dev mode listens beyond this machine (HOST): its admin API too; unset HOST to keep it on 127.0.0.1", "addr", addr.String())
 		}
-		printDevBanner(opts, addr, base, storeLabel, user, relayKey, upstreamRefusal)
+		printDevBanner(opts, addr, base, storeLabel, admin.Username, relayKey, upstreamRefusal)
 		if ready != nil {
 			ready(addr)
 		}
 	}
-	return runDataPlane(ctx, b, dp, opts, mux)
+	return runDataPlane(ctx, b, dp, opts, mux, f.hup)
 }
 
 // displayAddr turns a wildcard listen address into one a client can dial.
@@ -220,6 +163,13 @@ func devSecrets(env *config.Env, dataDir string) error {
 		env.EncryptionKey = enc
 	}
 	return nil
+}
+
+// devAdmin is dev mode's admin: ADMIN_USERNAME with ADMIN_PASSWORD, or a password
+// generated once and kept in the data dir.
+func devAdmin(env *config.Env, dataDir string) (controlplane.AdminBootstrap, error) {
+	pw, err := devAdminPassword(env, dataDir)
+	return controlplane.AdminBootstrap{Username: env.AdminUsername, Password: pw}, err
 }
 
 // devAdminPassword is ADMIN_PASSWORD, or one generated once and kept in the data dir.

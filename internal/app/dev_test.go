@@ -58,7 +58,7 @@ func startDevOn(t *testing.T, env *config.Env, dataDir, listen string) *devProce
 		t.Fatalf("dev mode exited at start: %v\nstderr:\n%s", err, p.stderr.String())
 	case <-time.After(60 * time.Second):
 		cancel()
-		t.Fatal("dev mode did not start within 60s (bcrypt at the production cost is slow under the race detector)")
+		t.Fatalf("dev mode did not start within 60s (bcrypt at the production cost is slow under the race detector)\nstderr:\n%s", p.stderr.String())
 	}
 	var once sync.Once
 	var stopErr error

@@ -7,15 +7,16 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"strconv"
 	"sync"
-	"syscall"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/claude-relay/claude-relay/config"
 	"github.com/claude-relay/claude-relay/config/configapi"
 	"github.com/claude-relay/claude-relay/controlplane"
+	"github.com/claude-relay/claude-relay/internal/devredis"
 	"github.com/claude-relay/claude-relay/internal/health"
 	"github.com/claude-relay/claude-relay/internal/metrics"
 	"github.com/claude-relay/claude-relay/sidecar"
@@ -65,34 +66,49 @@ func (o *Options) defaults(env *config.Env) {
 	}
 }
 
-// production prepares the shared base for the control plane and sidecar: secrets are
-// required, Redis must answer.
-func production(ctx context.Context, env *config.Env, opts *Options) (*Base, error) {
+// newBase prepares what every process mode shares: the secrets are checked, logging and
+// metrics set up, Redis connected and the store opened over the crypto provider. Without a
+// configured Redis, inMemory (dev mode) starts the in-memory Redis-protocol store instead
+// of connecting to the default address; storeLabel says which store it is.
+func newBase(ctx context.Context, env *config.Env, opts *Options, inMemory bool) (b *Base, storeLabel string, err error) {
 	if err := env.CheckSecrets(); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	log, files, err := newLogger(env, opts.Stderr)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	b := &Base{Env: env, Log: log, Files: files, Metrics: metrics.NewRegistry()}
+	b = &Base{Env: env, Log: log, Files: files, Metrics: metrics.NewRegistry()}
 	metrics.RegisterProcess(b.Metrics)
 	if files != nil {
 		b.closers = append(b.closers, files.Close)
 	}
-	rc := redisConfig(env)
-	rdb, err := store.Connect(ctx, rc)
-	if err != nil {
-		b.Close()
-		return nil, err
+	var rdb redis.UniversalClient
+	if inMemory && !env.RedisConfigured() {
+		mem, err := devredis.Start(ctx)
+		if err != nil {
+			b.Close()
+			return nil, "", err
+		}
+		b.closers = append(b.closers, mem.Close)
+		log.Warn(devredis.Banner)
+		rdb, storeLabel = mem.Client(), "IN-MEMORY (lost on exit; set REDIS_URL or REDIS_HOST for a real Redis)"
+	} else {
+		rc := redisConfig(env)
+		c, err := store.Connect(ctx, rc)
+		if err != nil {
+			b.Close()
+			return nil, "", err
+		}
+		b.closers = append(b.closers, c.Close)
+		registerRedisPool(b.Metrics, c, rc.PoolSize)
+		rdb, storeLabel = c, "Redis at "+env.RedisAddr()
 	}
-	b.closers = append(b.closers, rdb.Close)
-	registerRedisPool(b.Metrics, rdb, rc.PoolSize)
 	if err := b.openStore(ctx, rdb); err != nil {
 		b.Close()
-		return nil, err
+		return nil, "", err
 	}
-	return b, nil
+	return b, storeLabel, nil
 }
 
 // healthChecks are the components behind GET /health.
@@ -117,8 +133,6 @@ type dataPlane struct {
 	sched    *sched.Scheduler
 	// load receives the sidecar's requests in flight and streams (the store: Redis).
 	load sidecar.LoadSink
-	// onHUP, when set, replaces re-reading local HCL on SIGHUP.
-	onHUP func(context.Context)
 }
 
 func (b *Base) newDataPlane(dataDir, id string, extraHealth ...health.Check) (*dataPlane, error) {
@@ -176,64 +190,37 @@ func (dp *dataPlane) run(ctx, recorderCtx context.Context) (wait func()) {
 	return wg.Wait
 }
 
-// reloadOnHUP re-reads the configuration on SIGHUP and applies it; a bad edit is
-// reported and the running configuration stays.
-func reloadOnHUP(ctx context.Context, b *Base, dir string, apply func(*config.Snapshot) error, diagOut io.Writer) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-hup:
-		}
-		snap, err := loadConfig(dir, b.Log, diagOut)
-		if err == nil {
-			err = apply(snap)
-		}
-		if err != nil {
-			b.Log.Error("configuration reload refused; keeping the running one", "error", err)
-			continue
-		}
-		b.Log.Info("configuration reloaded", "dir", dir)
-	}
-}
-
-// RunSidecar runs the data plane until ctx ends.
+// RunSidecar runs the data plane until ctx ends: following the control plane at
+// -control-plane or CLAUDE_RELAY_CONTROL_URL, else reading its own HCL.
 func RunSidecar(ctx context.Context, env *config.Env, opts Options) error {
 	opts.defaults(env)
-	b, err := production(ctx, env, &opts)
+	b, _, err := newBase(ctx, env, &opts, false)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
+	var f feed
 	if url := opts.controlURL(env); url != "" {
-		return runRemoteSidecar(ctx, b, opts, url)
+		f, err = remoteFeed(b, url, opts.DataDir)
+	} else {
+		f, err = localFeed(ctx, b, opts.ConfigDir)
 	}
-	snap, err := loadConfig(opts.ConfigDir, b.Log, opts.Stderr)
 	if err != nil {
 		return err
 	}
-	dp, err := b.newDataPlane(opts.DataDir, sidecarID(opts.Listen))
+	dp, err := b.startSidecar(ctx, opts, f)
 	if err != nil {
 		return err
 	}
-	if err := dp.srv.Apply(snap); err != nil {
-		return err
-	}
-	return runDataPlane(ctx, b, dp, opts, dp.srv)
+	return runDataPlane(ctx, b, dp, opts, dp.srv, f.hup)
 }
 
-func runDataPlane(ctx context.Context, b *Base, dp *dataPlane, opts Options, h http.Handler) error {
+// runDataPlane serves h until ctx ends, with the data plane's workers and hup on SIGHUP.
+func runDataPlane(ctx context.Context, b *Base, dp *dataPlane, opts Options, h http.Handler, hup func(context.Context)) error {
 	workers, stopWorkers := context.WithCancel(context.WithoutCancel(ctx))
 	recCtx, stopRecorder := context.WithCancel(context.WithoutCancel(ctx))
 	wait := dp.run(workers, recCtx)
-	if dp.onHUP != nil {
-		go onHUP(ctx, dp.onHUP)
-	} else {
-		go reloadOnHUP(ctx, b, opts.ConfigDir, dp.srv.Apply, opts.Stderr)
-	}
+	go onHUP(ctx, hup)
 	b.Log.Info("sidecar listening", "addr", opts.Listen, "version", Version, "max_connections", b.Env.MaxConnections)
 	err := serve(ctx, b.Log, b.Metrics, opts.Listen, b.connLimits(b.Env.MaxConnections), h, opts.Grace, opts.Ready)
 	// Streams have drained (or the grace ran out): flush usage, then stop.
@@ -249,47 +236,59 @@ func RunControl(ctx context.Context, env *config.Env, opts Options) error {
 		opts.Listen = env.ControlAddr
 	}
 	opts.defaults(env)
-	b, err := production(ctx, env, &opts)
+	b, _, err := newBase(ctx, env, &opts, false)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
-	cfg, err := newControlConfig(ctx, b, opts.ConfigDir)
+	dist, err := newDistribution(ctx, b, opts.ConfigDir)
 	if err != nil {
 		return err
 	}
-	runControlConfig(ctx, b, cfg)
-	key, err := b.adminSigningKey(opts.DataDir)
-	if err != nil {
-		return err
-	}
+	go dist.Run(ctx)
+	go onHUP(ctx, reloadForHUP(b, dist.Source))
 	started := time.Now()
 	details := func(ctx context.Context) configapi.Health {
 		return health.Report(ctx, Version, started, b.healthChecks())
 	}
-	alerter, err := startAlerts(ctx, b, cfg, details)
+	mux, cp, err := b.startControlPlane(ctx, opts, dist, details, adminBootstrap(env, opts.Stdout))
 	if err != nil {
 		return err
 	}
-	cp, err := controlplane.New(controlplane.Options{Store: b.Store, SigningKey: key, Admin: adminBootstrap(env, opts.Stdout), Logger: b.Log, Config: cfg, Alerts: alerter, OAuth: oauthConfig(env), Health: details})
-	if err != nil {
-		return err
-	}
-	if err := cp.Bootstrap(ctx); err != nil {
-		return fmt.Errorf("create admin: %w", err)
-	}
-	go cp.RefreshTokens(ctx) // OAuth token refresh
-	mux := http.NewServeMux()
-	mux.Handle("/admin/", cp.Handler())
-	if err := mountConsole(mux, cp, b.Log); err != nil {
-		return err
-	}
-	mux.Handle(configapi.Path, cfg.SidecarHandler())
 	mux.Handle("GET "+sidecar.KeyUsagePath, cp.KeyUsageHandler())
 	mux.Handle("GET /metrics", b.Metrics.Handler())
 	mux.Handle("GET /health", health.Handler(Version, started, b.healthChecks()))
 	b.Log.Info("control plane listening", "addr", opts.Listen, "version", Version, "max_connections", env.ControlMaxConnections)
 	return serve(ctx, b.Log, b.Metrics, opts.Listen, b.connLimits(env.ControlMaxConnections), mux, opts.Grace, opts.Ready)
+}
+
+// startControlPlane starts the admin API over dist (its alerts, its OAuth token refresh,
+// the admin bootstrap) and returns the mux that control plane and dev mode share: the admin
+// API, the web console and the sidecars' long-poll. own reports this process's health.
+func (b *Base) startControlPlane(ctx context.Context, opts Options, dist *controlplane.Distribution, own func(context.Context) configapi.Health, admin controlplane.AdminBootstrap) (*http.ServeMux, *controlplane.Server, error) {
+	key, err := b.adminSigningKey(opts.DataDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	alerter, err := startAlerts(ctx, b, dist, own)
+	if err != nil {
+		return nil, nil, err
+	}
+	cp, err := controlplane.New(controlplane.Options{Store: b.Store, SigningKey: key, Admin: admin, Logger: b.Log, Config: dist, Alerts: alerter, OAuth: oauthConfig(b.Env), Health: own})
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := cp.Bootstrap(ctx); err != nil {
+		return nil, nil, fmt.Errorf("create admin: %w", err)
+	}
+	go cp.RefreshTokens(ctx) // OAuth token refresh
+	mux := http.NewServeMux()
+	mux.Handle("/admin/", cp.Handler())
+	if err := mountConsole(mux, cp, b.Log); err != nil {
+		return nil, nil, err
+	}
+	mux.Handle(configapi.Path, dist.Server.Handler())
+	return mux, cp, nil
 }
 
 // oauthConfig is the Claude OAuth client the environment names (CLAUDE_RELAY_OAUTH_*).
@@ -298,4 +297,12 @@ func oauthConfig(env *config.Env) controlplane.OAuthConfig {
 		AuthorizeURL: env.OAuthAuthorizeURL, TokenURL: env.OAuthTokenURL, ClientID: env.OAuthClientID,
 		RedirectURI: env.OAuthRedirectURI, Scopes: env.OAuthScopes,
 	}
+}
+
+// controlURL is the -control-plane flag, else CLAUDE_RELAY_CONTROL_URL.
+func (o *Options) controlURL(env *config.Env) string {
+	if o.ControlURL != "" {
+		return o.ControlURL
+	}
+	return env.ControlURL
 }

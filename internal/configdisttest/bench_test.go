@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/claude-relay/claude-relay/config"
+	"github.com/claude-relay/claude-relay/config/configdist"
 	"github.com/claude-relay/claude-relay/controlplane"
 	"github.com/claude-relay/claude-relay/fakeupstream"
 	"github.com/claude-relay/claude-relay/sidecar"
@@ -46,13 +47,13 @@ func BenchmarkEditToApplied(b *testing.B) {
 		}
 	}
 	write(-1)
-	cfg, err := controlplane.NewConfig(b.Context(), controlplane.ConfigOptions{Dir: dir, Store: st, SidecarSecrets: [][]byte{[]byte(jwtSecret)}})
+	cfg, err := controlplane.NewDistribution(b.Context(), controlplane.DistributionOptions{Dir: dir, Store: st, SidecarSecrets: [][]byte{[]byte(jwtSecret)}})
 	if err != nil {
 		b.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(b.Context())
 	go cfg.Run(ctx)
-	cp := httptest.NewServer(cfg.SidecarHandler())
+	cp := httptest.NewServer(cfg.Server.Handler())
 	// Stop the watcher and the clients first: held long-polls are then released at once.
 	defer cp.Close()
 	defer cancel()
@@ -77,12 +78,12 @@ func BenchmarkEditToApplied(b *testing.B) {
 			}
 		}
 	}
-	waitAll(cfg.Current().Version)
+	waitAll(cfg.Cache.Current().Version)
 
 	lat := make([]time.Duration, 0, b.N)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		want := cfg.Current().Version + 1
+		want := cfg.Cache.Current().Version + 1
 		start := time.Now()
 		write(i)
 		waitAll(want)
@@ -91,8 +92,8 @@ func BenchmarkEditToApplied(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(percentile(lat, 0.50).Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(percentile(lat, 0.99).Microseconds())/1000, "p99-ms")
-	b.ReportMetric(float64(controlplane.DefaultDebounce.Milliseconds()), "debounce-ms")
-	b.ReportMetric(float64(percentile(lat, 0.50)-controlplane.DefaultDebounce)/1e6, "p50-beyond-debounce-ms")
+	b.ReportMetric(float64(configdist.DefaultDebounce.Milliseconds()), "debounce-ms")
+	b.ReportMetric(float64(percentile(lat, 0.50)-configdist.DefaultDebounce)/1e6, "p50-beyond-debounce-ms")
 }
 
 // staticAuth accepts one key.

@@ -81,6 +81,10 @@ type Options struct {
 	Logger hclog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// State, when set, is the client's state made beforehand with NewState from these
+	// options, so that what reports it (the sidecar's /health, through State.HealthCheck)
+	// can be built before the client that applies to it; nil makes one.
+	State *State
 }
 
 // Status is what /health reports about the configuration channel.
@@ -103,8 +107,17 @@ type Status struct {
 
 // Client polls the control plane and applies what it gets. It is safe for concurrent use.
 type Client struct {
+	*State
 	opts Options
 	log  hclog.Logger
+}
+
+// State is what a Client knows about its channel: the applied snapshot, the last poll's
+// outcome, the refused snapshot. It reports them (Status, HealthCheck) and is safe for
+// concurrent use.
+type State struct {
+	controlPlane string
+	statePath    string
 
 	mu        sync.Mutex
 	applied   *configapi.Envelope
@@ -117,6 +130,15 @@ type Client struct {
 	nackEpoch string
 	nackVer   int64
 	nackErr   string
+}
+
+// NewState returns the state of the client that New(opts) will make.
+func NewState(opts Options) *State {
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	return &State{controlPlane: opts.ControlPlane, statePath: opts.StatePath, since: now()}
 }
 
 // New validates opts and returns a client; call LoadDisk, then Run.
@@ -143,7 +165,10 @@ func New(opts Options) (*Client, error) {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	return &Client{opts: opts, log: log.Named("configclient"), since: opts.Now()}, nil
+	if opts.State == nil {
+		opts.State = NewState(opts)
+	}
+	return &Client{State: opts.State, opts: opts, log: log.Named("configclient")}, nil
 }
 
 // LoadDisk applies the saved snapshot, so the sidecar serves before (or without) the
@@ -355,7 +380,7 @@ func (c *Client) reached() {
 	c.reachable, c.contacted = true, true
 }
 
-func (c *Client) versionLocked() int64 {
+func (c *State) versionLocked() int64 {
 	if c.applied == nil {
 		return 0
 	}
@@ -433,11 +458,11 @@ func WriteFileAtomic(path string, data []byte) error {
 func (c *Client) ID() string { return c.opts.ID }
 
 // Status reports the applied snapshot and the state of the control plane channel.
-func (c *Client) Status() Status {
+func (c *State) Status() Status {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s := Status{
-		Source: c.source, AppliedAt: c.appliedAt, ControlPlane: c.opts.ControlPlane,
+		Source: c.source, AppliedAt: c.appliedAt, ControlPlane: c.controlPlane,
 		Reachable: c.reachable, Since: c.since, LastError: c.lastErr, NackVersion: c.nackVer,
 	}
 	if c.applied != nil {
@@ -452,7 +477,7 @@ func (c *Client) Status() Status {
 // (the sidecar is answering 503). The public /health shows only that; the error (with the
 // control plane's address and the poll's failure) and the details (applied version,
 // source, since when) go to operators through the admin API.
-func (c *Client) HealthCheck() health.Check {
+func (c *State) HealthCheck() health.Check {
 	return health.Check{
 		Name:  "control_plane",
 		Check: func(context.Context) error { return c.check() },
@@ -460,7 +485,7 @@ func (c *Client) HealthCheck() health.Check {
 	}
 }
 
-func (c *Client) check() error {
+func (c *State) check() error {
 	s := c.Status()
 	if s.Version != 0 {
 		if s.Reachable {
@@ -468,7 +493,7 @@ func (c *Client) check() error {
 		}
 		return &health.Problem{Public: "unreachable", Warning: true, Err: fmt.Errorf(
 			"control plane %s unreachable since %s (%s); serving version %d from %s",
-			c.opts.ControlPlane, s.Since.UTC().Format(time.RFC3339), orNone(s.LastError), s.Version, s.Source)}
+			c.controlPlane, s.Since.UTC().Format(time.RFC3339), orNone(s.LastError), s.Version, s.Source)}
 	}
 	public, why := "unreachable, and no saved configuration", "not reached yet"
 	switch {
@@ -481,10 +506,10 @@ func (c *Client) check() error {
 		}
 	}
 	disk := "no saved copy"
-	if c.opts.StatePath != "" {
-		disk = "no saved copy at " + c.opts.StatePath
+	if c.statePath != "" {
+		disk = "no saved copy at " + c.statePath
 	}
-	return &health.Problem{Public: public, Err: fmt.Errorf("no configuration: control plane %s %s, and %s", c.opts.ControlPlane, why, disk)}
+	return &health.Problem{Public: public, Err: fmt.Errorf("no configuration: control plane %s %s, and %s", c.controlPlane, why, disk)}
 }
 
 func orNone(s string) string {

@@ -272,3 +272,27 @@ func TestBackoffGrowsWithJitterAndIsCapped(t *testing.T) {
 		}
 	}
 }
+
+func TestStateMadeBeforeTheClientReportsWhatTheClientDoes(t *testing.T) {
+	opts := Options{Fetcher: newScript(answer(envelope(t, "e1", 3, "/v3"))), ID: "s1", ControlPlane: "http://cp:3100"}
+	state := NewState(opts)
+	check := state.HealthCheck() // what /health holds before the client exists
+	if err := check.Check(t.Context()); err == nil || !strings.Contains(err.Error(), "http://cp:3100") {
+		t.Fatalf("before any poll: got %v, want a problem naming the control plane", err)
+	}
+	a := &applier{}
+	opts.Apply, opts.State = a.apply, state
+	c, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.PollOnce(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := check.Check(t.Context()); err != nil {
+		t.Errorf("after the client applied version 3: got %v, want healthy", err)
+	}
+	if st := state.Status(); st.Version != 3 || st.Epoch != "e1" || !st.Reachable || st != c.Status() {
+		t.Errorf("state: got %+v, want version 3 of e1, reachable, the client's own status", st)
+	}
+}

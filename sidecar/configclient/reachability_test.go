@@ -26,7 +26,7 @@ const testSecret = "test-jwt-secret-0123456789abcdef0123456789abcdef"
 type controlPlane struct {
 	t    *testing.T
 	addr string
-	cfg  *controlplane.Config
+	cfg  *controlplane.Distribution
 
 	mu  sync.Mutex
 	srv *http.Server
@@ -36,7 +36,7 @@ func startControlPlane(t *testing.T) *controlPlane {
 	t.Helper()
 	rdb, prefix := testredis.New(t)
 	st := storetest.Open(t, rdb, store.Options{Prefix: prefix})
-	cfg, err := controlplane.NewConfig(t.Context(), controlplane.ConfigOptions{Store: st, SidecarSecrets: [][]byte{[]byte(testSecret)}})
+	cfg, err := controlplane.NewDistribution(t.Context(), controlplane.DistributionOptions{Store: st, SidecarSecrets: [][]byte{[]byte(testSecret)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +52,7 @@ func startControlPlane(t *testing.T) *controlPlane {
 }
 
 func (cp *controlPlane) serve(ln net.Listener) {
-	srv := &http.Server{Handler: cp.cfg.SidecarHandler()}
+	srv := &http.Server{Handler: cp.cfg.Server.Handler()}
 	cp.mu.Lock()
 	cp.srv = srv
 	cp.mu.Unlock()
@@ -191,7 +191,7 @@ func TestHealthChangeReachesTheControlPlaneWithoutWaitingForTheLongPoll(t *testi
 	t.Cleanup(func() { cancel(); <-done })
 
 	reported := func() configapi.Component {
-		list, err := cp.cfg.Sidecars(t.Context())
+		list, err := cp.cfg.Registry.List(t.Context())
 		if err != nil || len(list) != 1 || list[0].Health == nil {
 			return configapi.Component{}
 		}

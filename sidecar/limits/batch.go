@@ -32,8 +32,11 @@ type scriptCall struct {
 	args   []any
 	// plain, when script is nil, are commands sent as they are, each an argument list
 	// ("INCRBY", key, n). They cost Redis far less than a script; use them where the
-	// commands need no atomic check.
-	plain [][]any
+	// commands need no atomic check. cmds are their replies, set before the call is
+	// delivered; windowed are the charged counters among them (Lease.chargeCall).
+	plain    [][]any
+	cmds     []*redis.Cmd
+	windowed []chargedCounter
 
 	state atomic.Int32
 	cmd   *redis.Cmd    // the result, set before done is closed
@@ -222,13 +225,16 @@ func (b *batcher) send(ctx context.Context, batch []*scriptCall) {
 	b.pipelines.Add(1)
 	b.calls.Add(int64(len(sent)))
 	start := time.Now()
-	// Errors are per command. Exec reports the first, which for a charge is often the nil
-	// reply of a SET NX that found its counter: that is an answer, and its time counts.
+	// Errors are per command. Exec reports the first; a nil reply is an answer, and its
+	// time counts.
 	_, err := pipe.Exec(ctx)
 	if took := time.Since(start); took >= slowPipeline && (err == nil || errors.Is(err, redis.Nil)) {
 		b.slow(took, len(sent))
 	}
 	for i, c := range sent {
+		if c.script == nil {
+			c.cmds = cmds[i]
+		}
 		b.deliver(c, result(ctx, b.rdb, c, cmds[i]))
 	}
 }
@@ -276,7 +282,7 @@ func result(ctx context.Context, rdb redis.UniversalClient, c *scriptCall, cmds 
 		return cmds[0]
 	}
 	for _, cmd := range cmds {
-		if err := cmd.Err(); err != nil && !errors.Is(err, redis.Nil) { // a SET NX that found the key
+		if err := cmd.Err(); err != nil && !errors.Is(err, redis.Nil) {
 			return cmd
 		}
 	}

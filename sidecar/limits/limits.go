@@ -371,6 +371,7 @@ func (l *Limiter) run(ctx context.Context, c *scriptCall) (*redis.Cmd, error) {
 		pipe := l.rdb.Pipeline()
 		cmds := queue(ctx, pipe, c)
 		_, _ = pipe.Exec(ctx)
+		c.cmds = cmds
 		return result(ctx, l.rdb, c, cmds), nil
 	}
 	return l.batch.do(ctx, c)
@@ -519,10 +520,11 @@ func (l *Limiter) admitCall(keyID string, set Set, worst Usage, now time.Time, l
 	if set.queues() {
 		ticket = lease.id
 	}
-	args := make([]any, 11, 11+4*len(set.Counted))
+	args := make([]any, 12, 12+4*len(set.Counted))
 	args[0], args[1], args[2], args[3] = now.UnixMilli(), concID, l.leaseTTL.Milliseconds(), set.Concurrency
 	args[4], args[5], args[6] = member, need.Tokens, need.CostMicroUSD
 	args[7], args[8], args[9], args[10] = ticket, set.QueueMax, l.queue.ticketTTL.Milliseconds(), seq
+	args[11] = now.UnixMilli() + l.leaseTTL.Milliseconds()
 	resets := make([]time.Time, len(set.Counted))
 	for i, lim := range set.Counted {
 		k, ttl, reset := l.counterKey(keyID, set.Conversation, lim, now)
@@ -662,6 +664,9 @@ func (ls *Lease) finish(ctx context.Context, u Usage) error {
 	if err == nil {
 		err = cmd.Err()
 	}
+	if err == nil {
+		err = l.expireCreated(ctx, c)
+	}
 	if err != nil {
 		return fmt.Errorf("charge and release key %s: %w", ls.keyID, err)
 	}
@@ -671,26 +676,58 @@ func (ls *Lease) finish(ctx context.Context, u Usage) error {
 // chargeCall is the plain commands that release the concurrency slot and charge u; nil
 // when there is nothing to do. Nothing here is checked, only added, and Redis runs a
 // pipeline's commands in order, so the release lands before anything this sidecar queues
-// after it. Each counter expires a little after its window ends, by a TTL computed from the
-// sidecar's clock as every window is.
+// after it. A counter expires a little after its window ends, by a TTL computed from the
+// sidecar's clock as every window is: the charge that creates it gives it that expiry
+// (expireCreated), so the other charges of the window are one INCRBY each.
 func (ls *Lease) chargeCall(u Usage, now time.Time) *scriptCall {
 	l := ls.l
-	var plain [][]any
+	c := &scriptCall{}
 	if ls.conc {
-		plain = append(plain, []any{"ZREM", l.keys.KeyConcurrency(ls.keyID), ls.id})
+		c.plain = append(c.plain, []any{"ZREM", l.keys.KeyConcurrency(ls.keyID), ls.id})
 	}
 	ls.charges(u, now, func(k string, ttl time.Duration, amt int64) {
 		if ttl > 0 {
-			// Creates the window's counter with its expiry; a no-op (and nothing written
-			// to the AOF or replicas) once it exists. INCRBY keeps the expiry.
-			plain = append(plain, []any{"SET", k, 0, "PX", ttl.Milliseconds(), "NX"})
+			c.windowed = append(c.windowed, chargedCounter{at: len(c.plain), key: k, amt: amt, ttl: ttl})
 		}
-		plain = append(plain, []any{"INCRBY", k, amt})
+		c.plain = append(c.plain, []any{"INCRBY", k, amt})
 	})
+	if len(c.plain) == 0 {
+		return nil
+	}
+	return c
+}
+
+// chargedCounter is a windowed counter a charge's INCRBY (plain command at) adds amt to.
+type chargedCounter struct {
+	at  int
+	key string
+	amt int64
+	ttl time.Duration
+}
+
+// expireCreated gives the counters a charge created (its INCRBY answered the amount: the
+// counter was not there) their expiry, in one more round trip: once per counter and
+// window. A counter that was there at 0 gets its expiry again, which changes nothing.
+func (l *Limiter) expireCreated(ctx context.Context, c *scriptCall) error {
+	var plain [][]any
+	for _, w := range c.windowed {
+		if w.at < len(c.cmds) {
+			if n, err := c.cmds[w.at].Int64(); err == nil && n == w.amt {
+				plain = append(plain, []any{"PEXPIRE", w.key, w.ttl.Milliseconds()})
+			}
+		}
+	}
 	if len(plain) == 0 {
 		return nil
 	}
-	return &scriptCall{plain: plain}
+	cmd, err := l.run(ctx, &scriptCall{plain: plain})
+	if err == nil {
+		err = cmd.Err()
+	}
+	if err != nil {
+		return fmt.Errorf("set the expiry of a new limit counter: %w", err)
+	}
+	return nil
 }
 
 // charges calls fn with each token and cost counter u charges: its key, TTL and amount.

@@ -41,7 +41,8 @@ import (
 // TTL (ms); ARGV[4]: concurrency max (0: none); ARGV[5]: reservation member ("" when the set
 // reserves nothing); ARGV[6], ARGV[7]: tokens and micro-USD to reserve; ARGV[8]: queue ticket
 // ("" when the set has no queue); ARGV[9]: queue max (0: unbounded); ARGV[10]: ticket TTL
-// (ms); ARGV[11]: the ticket's arrival number (0 for a request not yet queued); then per
+// (ms); ARGV[11]: the ticket's arrival number (0 for a request not yet queued); ARGV[12]:
+// now + lease TTL (ms), the expiry a lease and a reservation are scored with; then per
 // counter: max, TTL (ms, 0: none), increment (1 for request counters, else 0), kind (0:
 // checked as charged, 1: reserve-mode tokens, 2: reserve-mode cost).
 // Returns {-1} when admitted; {-2, arrival number, waiters ahead, in flight} when queued (or
@@ -58,6 +59,19 @@ local polling = tonumber(ARGV[11]) > 0
 local function leave()
   redis.call('ZREM', KEYS[4], ticket)
   redis.call('ZREM', KEYS[5], ticket)
+end
+-- keep moves key's expiry to ttl plus a quarter from now, only when less than ttl is left:
+-- the key outlives every member scored up to now + ttl, while most calls write no expiry
+-- (each one written is a command Redis propagates to the AOF and replicas). peer, when
+-- given, gets the same expiry, so the two keys expire together.
+local function keep(key, ttl, peer)
+  if redis.call('PTTL', key) < ttl or (peer and redis.call('PTTL', peer) < ttl) then
+    local e = ttl + math.floor(ttl / 4)
+    redis.call('PEXPIRE', key, e)
+    if peer then
+      redis.call('PEXPIRE', peer, e)
+    end
+  end
 end
 local function readHeld()
   local v = redis.call('HMGET', KEYS[3], 't', 'c')
@@ -100,7 +114,7 @@ end
 if #KEYS > 6 then
   local vals = redis.call('MGET', unpack(KEYS, 7))
   for i = 7, #KEYS do
-    local base = 12 + (i - 7) * 4
+    local base = 13 + (i - 7) * 4
     local max = tonumber(ARGV[base])
     local inc = tonumber(ARGV[base + 2])
     local kind = tonumber(ARGV[base + 3])
@@ -163,26 +177,24 @@ if cmax > 0 then
       redis.call('ZADD', KEYS[4], seq, ticket)
     end
     redis.call('ZADD', KEYS[5], now + tttl, ticket)
-    redis.call('PEXPIRE', KEYS[4], tttl)
-    redis.call('PEXPIRE', KEYS[5], tttl)
-    redis.call('PEXPIRE', KEYS[6], tttl)
+    keep(KEYS[4], tttl, KEYS[5])
+    keep(KEYS[6], tttl)
     return {-2, seq, ahead, n}
   end
   if inq then
     leave()
   end
-  redis.call('ZADD', KEYS[1], now + ttl, ARGV[2])
-  redis.call('PEXPIRE', KEYS[1], ttl)
+  redis.call('ZADD', KEYS[1], ARGV[12], ARGV[2])
+  keep(KEYS[1], ttl)
 end
 if ARGV[5] ~= '' and (need[1] > 0 or need[2] > 0) then
-  redis.call('ZADD', KEYS[2], now + ttl, ARGV[5])
+  redis.call('ZADD', KEYS[2], ARGV[12], ARGV[5])
   redis.call('HINCRBY', KEYS[3], 't', need[1])
   redis.call('HINCRBY', KEYS[3], 'c', need[2])
-  redis.call('PEXPIRE', KEYS[2], ttl)
-  redis.call('PEXPIRE', KEYS[3], ttl)
+  keep(KEYS[2], ttl, KEYS[3])
 end
 for i = 7, #KEYS do
-  local base = 12 + (i - 7) * 4
+  local base = 13 + (i - 7) * 4
   if tonumber(ARGV[base + 2]) > 0 then
     local v = redis.call('INCRBY', KEYS[i], ARGV[base + 2])
     local cttl = tonumber(ARGV[base + 1])
@@ -210,10 +222,11 @@ end
 for i = 4, #KEYS do
   local base = 5 + (i - 4) * 2
   local ttl = tonumber(ARGV[base + 1])
-  if ttl > 0 then
-    redis.call('SET', KEYS[i], 0, 'PX', ttl, 'NX')
+  local amt = tonumber(ARGV[base])
+  -- A counter the charge creates gets its expiry; INCRBY keeps an existing one.
+  if redis.call('INCRBY', KEYS[i], amt) == amt and ttl > 0 then
+    redis.call('PEXPIRE', KEYS[i], ttl)
   end
-  redis.call('INCRBY', KEYS[i], ARGV[base])
 end
 if redis.call('ZREM', KEYS[2], ARGV[2]) == 1 then
   if redis.call('ZCARD', KEYS[2]) == 0 then

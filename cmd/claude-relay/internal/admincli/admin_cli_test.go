@@ -83,7 +83,7 @@ func TestAdminKeysCreateWithAnUnknownPolicySaysWherePoliciesComeFrom(t *testing.
 		t.Fatal(err)
 	}
 	e := newCLIEnv(t, func(o *controlplane.Options) {
-		cfg, err := controlplane.NewConfig(t.Context(), controlplane.ConfigOptions{Dir: dir, Store: o.Store, Recheck: time.Hour})
+		cfg, err := controlplane.NewDistribution(t.Context(), controlplane.DistributionOptions{Dir: dir, Store: o.Store, Recheck: time.Hour})
 		if err != nil {
 			t.Fatal(err)
 		}

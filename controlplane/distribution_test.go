@@ -13,6 +13,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/claude-relay/claude-relay/config/configapi"
+	"github.com/claude-relay/claude-relay/config/configdist"
 	"github.com/claude-relay/claude-relay/internal/testredis"
 	"github.com/claude-relay/claude-relay/store"
 	"github.com/claude-relay/claude-relay/store/storetest"
@@ -34,9 +35,9 @@ func configStore(t *testing.T, prefix string) *store.Store {
 	return st
 }
 
-func newTestConfig(t *testing.T, st *store.Store, dir string) *Config {
+func newTestConfig(t *testing.T, st *store.Store, dir string) *Distribution {
 	t.Helper()
-	cfg, err := NewConfig(t.Context(), ConfigOptions{Dir: dir, Store: st, SidecarSecrets: [][]byte{testJWTSecret}, Debounce: 10 * time.Millisecond, Recheck: time.Hour})
+	cfg, err := NewDistribution(t.Context(), DistributionOptions{Dir: dir, Store: st, SidecarSecrets: [][]byte{testJWTSecret}, Debounce: 10 * time.Millisecond, Recheck: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +56,7 @@ func TestVersionsIncreaseAcrossRestartsAndUnchangedContentMakesNone(t *testing.T
 	writeHCL(t, dir, routeHCL("/v1/a"))
 	st := configStore(t, "")
 	cfg := newTestConfig(t, st, dir)
-	first := cfg.Current()
+	first := cfg.Cache.Current()
 	if first == nil || first.Version != 1 || first.Epoch == "" {
 		t.Fatalf("first snapshot: got %+v, want version 1 with an epoch", first)
 	}
@@ -67,12 +68,12 @@ func TestVersionsIncreaseAcrossRestartsAndUnchangedContentMakesNone(t *testing.T
 		result  string
 		version int64
 	}{
-		{"reload without a change", "", false, ReloadUnchanged, 1},
-		{"a comment is no change", "# comment\n" + routeHCL("/v1/a"), false, ReloadUnchanged, 1},
-		{"a real change", routeHCL("/v1/b"), false, ReloadPublished, 2},
-		{"restart with the same content", "", true, ReloadUnchanged, 2},
-		{"restart with new content", routeHCL("/v1/c"), true, ReloadPublished, 3},
-		{"back to earlier content is a new version", routeHCL("/v1/a"), false, ReloadPublished, 4},
+		{"reload without a change", "", false, configdist.ReloadUnchanged, 1},
+		{"a comment is no change", "# comment\n" + routeHCL("/v1/a"), false, configdist.ReloadUnchanged, 1},
+		{"a real change", routeHCL("/v1/b"), false, configdist.ReloadPublished, 2},
+		{"restart with the same content", "", true, configdist.ReloadUnchanged, 2},
+		{"restart with new content", routeHCL("/v1/c"), true, configdist.ReloadPublished, 3},
+		{"back to earlier content is a new version", routeHCL("/v1/a"), false, configdist.ReloadPublished, 4},
 	}
 	for _, s := range steps {
 		t.Run(s.name, func(t *testing.T) {
@@ -82,14 +83,14 @@ func TestVersionsIncreaseAcrossRestartsAndUnchangedContentMakesNone(t *testing.T
 			result := ""
 			if s.restart {
 				cfg = newTestConfig(t, st, dir)
-				result = cfg.Status().LastReloadResult
+				result = cfg.Source.Status().LastReloadResult
 			} else {
 				var err error
-				if result, err = cfg.Reload(t.Context()); err != nil {
+				if result, err = cfg.Source.Reload(t.Context()); err != nil {
 					t.Fatal(err)
 				}
 			}
-			if got := cfg.Current(); result != s.result || got.Version != s.version || got.Epoch != first.Epoch {
+			if got := cfg.Cache.Current(); result != s.result || got.Version != s.version || got.Epoch != first.Epoch {
 				t.Errorf("got %s version %d epoch %s, want %s version %d epoch %s", result, got.Version, got.Epoch, s.result, s.version, first.Epoch)
 			}
 		})
@@ -103,15 +104,15 @@ func TestBrokenDirectoryAtStartServesTheStoredSnapshot(t *testing.T) {
 	newTestConfig(t, st, dir)
 	writeHCL(t, dir, "route {")
 	cfg := newTestConfig(t, st, dir)
-	if got := cfg.Current(); got == nil || got.Version != 1 {
+	if got := cfg.Cache.Current(); got == nil || got.Version != 1 {
 		t.Fatalf("got %+v, want the stored version 1", got)
 	}
-	if s := cfg.Status(); s.LastReloadResult != ReloadRefused || len(s.Diagnostics) == 0 {
+	if s := cfg.Source.Status(); s.LastReloadResult != configdist.ReloadRefused || len(s.Diagnostics) == 0 {
 		t.Errorf("status: got %+v, want a refusal with diagnostics", s)
 	}
 
 	fresh := configStore(t, "")
-	if _, err := NewConfig(t.Context(), ConfigOptions{Dir: dir, Store: fresh}); err == nil {
+	if _, err := NewDistribution(t.Context(), DistributionOptions{Dir: dir, Store: fresh}); err == nil {
 		t.Error("got nil error, want a broken directory with nothing stored refused")
 	}
 }
@@ -123,8 +124,8 @@ func TestTwoControlPlanesAgreeOnVersions(t *testing.T) {
 	_, prefix := testredis.New(t)
 	a := newTestConfig(t, configStore(t, prefix), dirA)
 	b := newTestConfig(t, configStore(t, prefix), dirB)
-	if a.Current().Version != b.Current().Version {
-		t.Fatalf("same content: got versions %d and %d, want equal", a.Current().Version, b.Current().Version)
+	if a.Cache.Current().Version != b.Cache.Current().Version {
+		t.Fatalf("same content: got versions %d and %d, want equal", a.Cache.Current().Version, b.Cache.Current().Version)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
@@ -132,18 +133,18 @@ func TestTwoControlPlanesAgreeOnVersions(t *testing.T) {
 	// b is subscribed once Run has started; a publish before that is caught by the
 	// re-check, which this test sets to an hour, so retry the publish until b follows.
 	deadline := time.Now().Add(5 * time.Second)
-	for i := 0; b.Current().Version < 2; i++ {
+	for i := 0; b.Cache.Current().Version < 2; i++ {
 		if time.Now().After(deadline) {
-			t.Fatalf("b did not follow a's publish: at version %d", b.Current().Version)
+			t.Fatalf("b did not follow a's publish: at version %d", b.Cache.Current().Version)
 		}
 		writeHCL(t, dirA, routeHCL(fmt.Sprintf("/v1/b%d", i)))
-		if _, err := a.Reload(t.Context()); err != nil {
+		if _, err := a.Source.Reload(t.Context()); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if b.Current().SHA256 != a.Current().SHA256 && b.Current().Version == a.Current().Version {
-		t.Errorf("same version, different content: a %s, b %s", a.Current().SHA256, b.Current().SHA256)
+	if b.Cache.Current().SHA256 != a.Cache.Current().SHA256 && b.Cache.Current().Version == a.Cache.Current().Version {
+		t.Errorf("same version, different content: a %s, b %s", a.Cache.Current().SHA256, b.Cache.Current().SHA256)
 	}
 }
 
@@ -151,7 +152,7 @@ func TestPollAnswersNewerAtOnceHoldsOtherwiseAndSkipsNacked(t *testing.T) {
 	dir := t.TempDir()
 	writeHCL(t, dir, routeHCL("/v1/a"))
 	cfg := newTestConfig(t, configStore(t, ""), dir)
-	cur := cfg.Current()
+	cur := cfg.Cache.Current()
 
 	immediate := []struct {
 		name string
@@ -165,7 +166,7 @@ func TestPollAnswersNewerAtOnceHoldsOtherwiseAndSkipsNacked(t *testing.T) {
 	}
 	for _, tt := range immediate {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := cfg.Poll(t.Context(), tt.req)
+			got, err := cfg.Server.Poll(t.Context(), tt.req)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -178,11 +179,11 @@ func TestPollAnswersNewerAtOnceHoldsOtherwiseAndSkipsNacked(t *testing.T) {
 	t.Run("a held poll answers when a new version is published", func(t *testing.T) {
 		done := make(chan *configapi.Envelope, 1)
 		go func() {
-			e, _ := cfg.Poll(t.Context(), configapi.PollRequest{Epoch: cur.Epoch, Version: cur.Version, Wait: time.Minute})
+			e, _ := cfg.Server.Poll(t.Context(), configapi.PollRequest{Epoch: cur.Epoch, Version: cur.Version, Wait: time.Minute})
 			done <- e
 		}()
 		writeHCL(t, dir, routeHCL("/v1/b"))
-		if _, err := cfg.Reload(t.Context()); err != nil {
+		if _, err := cfg.Source.Reload(t.Context()); err != nil {
 			t.Fatal(err)
 		}
 		select {
@@ -200,18 +201,18 @@ func TestSidecarRegistryRecordsAckAndNack(t *testing.T) {
 	dir := t.TempDir()
 	writeHCL(t, dir, routeHCL("/v1/a"))
 	cfg := newTestConfig(t, configStore(t, ""), dir)
-	cur := cfg.Current()
+	cur := cfg.Cache.Current()
 	reports := []configapi.PollRequest{
 		{SidecarID: "b", Addr: "10.0.0.2:3000", Epoch: cur.Epoch, Version: 0, NackEpoch: cur.Epoch, NackVersion: cur.Version, NackError: "compile snapshot:\nbad"},
 		{SidecarID: "a", Addr: "10.0.0.1:3000", Epoch: cur.Epoch, Version: cur.Version},
 	}
 	for _, r := range reports {
 		r.Wait = 0
-		if _, err := cfg.Poll(t.Context(), r); err != nil {
+		if _, err := cfg.Server.Poll(t.Context(), r); err != nil {
 			t.Fatal(err)
 		}
 	}
-	list, err := cfg.Sidecars(t.Context())
+	list, err := cfg.Registry.List(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,7 +231,7 @@ func TestSidecarEndpointRefusesBadTokens(t *testing.T) {
 	dir := t.TempDir()
 	writeHCL(t, dir, routeHCL("/v1/a"))
 	cfg := newTestConfig(t, configStore(t, ""), dir)
-	srv := httptest.NewServer(cfg.SidecarHandler())
+	srv := httptest.NewServer(cfg.Server.Handler())
 	defer srv.Close()
 	now := time.Now()
 	good, err := configapi.MintToken(testJWTSecret, "s1", time.Minute, now)
@@ -278,7 +279,7 @@ func TestSidecarHealthHeaderIsRecordedAndABadOneIgnored(t *testing.T) {
 	dir := t.TempDir()
 	writeHCL(t, dir, routeHCL("/v1/a"))
 	cfg := newTestConfig(t, configStore(t, ""), dir)
-	srv := httptest.NewServer(cfg.SidecarHandler())
+	srv := httptest.NewServer(cfg.Server.Handler())
 	defer srv.Close()
 	poll := func(id, health string) int {
 		t.Helper()
@@ -306,7 +307,7 @@ func TestSidecarHealthHeaderIsRecordedAndABadOneIgnored(t *testing.T) {
 	if code := poll("bad", "%%% not a report"); code != http.StatusOK {
 		t.Fatalf("poll with a bad health report: got %d, want 200 (the report ignored)", code)
 	}
-	list, err := cfg.Sidecars(t.Context())
+	list, err := cfg.Registry.List(t.Context())
 	if err != nil || len(list) != 2 {
 		t.Fatalf("got %+v, %v, want two sidecars", list, err)
 	}
@@ -318,17 +319,69 @@ func TestSidecarHealthHeaderIsRecordedAndABadOneIgnored(t *testing.T) {
 	}
 }
 
+func TestHeldPollIsReleasedWith503WhenTheDistributionStops(t *testing.T) {
+	dir := t.TempDir()
+	writeHCL(t, dir, routeHCL("/v1/a"))
+	cfg := newTestConfig(t, configStore(t, ""), dir)
+	ctx, cancel := context.WithCancel(t.Context())
+	stopped := make(chan struct{})
+	go func() { cfg.Run(ctx); close(stopped) }()
+	srv := httptest.NewServer(cfg.Server.Handler())
+	defer srv.Close()
+	token, err := configapi.MintToken(testJWTSecret, "s1", time.Minute, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur := cfg.Cache.Current()
+	type answer struct {
+		code       int
+		retryAfter string
+		err        error
+	}
+	answered := make(chan answer, 1)
+	go func() {
+		req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("%s%s?wait=1m&epoch=%s&version=%d", srv.URL, configapi.Path, cur.Epoch, cur.Version), nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			answered <- answer{err: err}
+			return
+		}
+		resp.Body.Close()
+		answered <- answer{code: resp.StatusCode, retryAfter: resp.Header.Get("Retry-After")}
+	}()
+	// Wait until the poll is recorded (so held), then stop.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		list, err := cfg.Registry.List(t.Context())
+		if err == nil && len(list) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the poll was not recorded: %v, %v", list, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case a := <-answered:
+		if a.err != nil || a.code != http.StatusServiceUnavailable || a.retryAfter != "1" {
+			t.Errorf("got %d Retry-After %q (%v), want 503 with Retry-After 1", a.code, a.retryAfter, a.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the held poll was not released when the distribution stopped")
+	}
+	<-stopped
+}
+
 // TestSidecarRegistryCarriesEachSidecarsLoadAndMarksOldReportsStale: the load each sidecar
 // wrote to Redis appears with its registry entry; one older than store.LoadStale is marked
 // stale; a load of a sidecar the registry does not know is not listed.
 func TestSidecarRegistryCarriesEachSidecarsLoadAndMarksOldReportsStale(t *testing.T) {
-	dir := t.TempDir()
-	writeHCL(t, dir, routeHCL("/v1/a"))
 	st := configStore(t, "")
-	cfg := newTestConfig(t, st, dir)
-	cur := cfg.Current()
+	reg := NewSidecarRegistry(st, nil, nil)
 	for _, id := range []string{"a", "b", "c"} {
-		if _, err := cfg.Poll(t.Context(), configapi.PollRequest{SidecarID: id, Epoch: cur.Epoch, Version: cur.Version}); err != nil {
+		if err := reg.Record(t.Context(), configapi.PollRequest{SidecarID: id, Version: 1}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -342,7 +395,7 @@ func TestSidecarRegistryCarriesEachSidecarsLoadAndMarksOldReportsStale(t *testin
 			t.Fatal(err)
 		}
 	}
-	list, err := cfg.Sidecars(t.Context())
+	list, err := reg.List(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
