@@ -373,3 +373,42 @@ func TestHeldPollIsReleasedWith503WhenTheDistributionStops(t *testing.T) {
 	}
 	<-stopped
 }
+
+// TestSidecarRegistryCarriesEachSidecarsLoadAndMarksOldReportsStale: the load each sidecar
+// wrote to Redis appears with its registry entry; one older than store.LoadStale is marked
+// stale; a load of a sidecar the registry does not know is not listed.
+func TestSidecarRegistryCarriesEachSidecarsLoadAndMarksOldReportsStale(t *testing.T) {
+	st := configStore(t, "")
+	reg := NewSidecarRegistry(st, nil, nil)
+	for _, id := range []string{"a", "b", "c"} {
+		if err := reg.Record(t.Context(), configapi.PollRequest{SidecarID: id, Version: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := time.Now().UTC()
+	for id, l := range map[string]store.SidecarLoad{
+		"a":     {InFlight: 3, Streams: 2, At: now},
+		"b":     {InFlight: 9, Streams: 9, At: now.Add(-store.LoadStale - time.Minute)},
+		"ghost": {InFlight: 1, Streams: 1, At: now},
+	} {
+		if err := st.PutSidecarLoad(t.Context(), id, l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list, err := reg.List(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 3 {
+		t.Fatalf("got %d sidecars, want a, b and c", len(list))
+	}
+	if l := list[0].Load; l == nil || l.InFlight != 3 || l.Streams != 2 || l.Stale {
+		t.Errorf("a: got load %+v, want 3 in flight, 2 streams, fresh", l)
+	}
+	if l := list[1].Load; l == nil || !l.Stale {
+		t.Errorf("b: got load %+v, want it marked stale", l)
+	}
+	if list[2].Load != nil {
+		t.Errorf("c reported no load: got %+v", list[2].Load)
+	}
+}

@@ -31,11 +31,23 @@ func (s *Server) handleRequests(w http.ResponseWriter, r *http.Request) {
 		s.writeStoreError(w, r, err, "request ledger")
 		return
 	}
-	out := adminapi.LedgerPage{Requests: make([]adminapi.LedgerRecord, 0, len(page.Records)), Next: page.Next}
+	out := adminapi.LedgerPage{Requests: make([]adminapi.LedgerRecord, 0, len(page.Records)), Next: page.Next, Ledger: s.ledgerState()}
 	for _, rec := range page.Records {
 		out.Requests = append(out.Requests, toAPILedgerRecord(rec))
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// ledgerState says whether the configuration served turns the ledger on.
+func (s *Server) ledgerState() string {
+	rt := s.runtime()
+	if rt == nil || rt.Snapshot == nil {
+		return adminapi.LedgerUnknown
+	}
+	if _, _, on := rt.Snapshot.Usage.LedgerBounds(); on {
+		return adminapi.LedgerOn
+	}
+	return adminapi.LedgerOff
 }
 
 // parseLedgerQuery reads from and to (UTC days, both included, or RFC 3339 times; default the

@@ -109,3 +109,40 @@ func TestRequestsLedgerPagesSumToUsageTotals(t *testing.T) {
 	wantFields(t, h.do("GET", "/admin/requests?from=yesterday", token, nil), "from")
 	wantFields(t, h.do("GET", "/admin/requests?cursor=bogus", token, nil), "query")
 }
+
+// TestRequestsLedgerSaysWhetherTheServedConfigurationTurnsItOn: GET /admin/requests says
+// "on" and "off" as the configuration served changes, and "unknown" on a control plane that
+// distributes none.
+func TestRequestsLedgerSaysWhetherTheServedConfigurationTurnsItOn(t *testing.T) {
+	dir := t.TempDir()
+	writeHCL(t, dir, routeHCL("/v1/messages")+"usage {\n  ledger = true\n}\n")
+	var cfg *Distribution
+	h := newHarness(t, func(o *Options) {
+		cfg = newTestConfig(t, o.Store, dir)
+		o.Config = cfg
+	})
+	token := h.login()
+	state := func() string {
+		var page adminapi.LedgerPage
+		r := h.do("GET", "/admin/requests", token, nil)
+		wantStatus(t, r, http.StatusOK)
+		r.decode(t, &page)
+		return page.Ledger
+	}
+	if got := state(); got != adminapi.LedgerOn {
+		t.Errorf("ledger = true: got %q, want on", got)
+	}
+	writeHCL(t, dir, routeHCL("/v1/messages"))
+	if _, err := cfg.Source.Reload(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := state(); got != adminapi.LedgerOff {
+		t.Errorf("no ledger setting: got %q, want off", got)
+	}
+	bare := newHarness(t)
+	var page adminapi.LedgerPage
+	bare.do("GET", "/admin/requests", bare.login(), nil).decode(t, &page)
+	if page.Ledger != adminapi.LedgerUnknown {
+		t.Errorf("no configuration distributed: got %q, want unknown", page.Ledger)
+	}
+}

@@ -83,7 +83,22 @@ func (r *SidecarRegistry) List(ctx context.Context) ([]configapi.Sidecar, error)
 		r.log.Warn("cannot drop stale sidecars from the registry", "error", err)
 	}
 	slices.SortFunc(out, func(a, b configapi.Sidecar) int { return strings.Compare(a.ID, b.ID) })
+	r.addLoads(ctx, out, now)
 	return out, nil
+}
+
+// addLoads fills each sidecar's Load from what the sidecars wrote to Redis; when the loads
+// cannot be read the sidecars keep none (the registry still answers).
+func (r *SidecarRegistry) addLoads(ctx context.Context, list []configapi.Sidecar, now time.Time) {
+	loads, err := r.st.SidecarLoads(ctx)
+	if err != nil {
+		r.log.Warn("cannot read the sidecars' load", "error", err)
+	}
+	for i := range list {
+		if l, ok := loads[list[i].ID]; ok {
+			list[i].Load = &configapi.Load{InFlight: l.InFlight, Streams: l.Streams, At: l.At, Stale: now.Sub(l.At) > store.LoadStale}
+		}
+	}
 }
 
 // handleHealth serves GET /admin/health: this control plane's own health with the errors

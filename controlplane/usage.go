@@ -50,7 +50,7 @@ func (s *Server) handleUsage(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// parseUsageQuery reads from, to, granularity, group_by, top and format (or the Accept
+// parseUsageQuery reads from, to, granularity, group_by, top, key and format (or the Accept
 // header). from and to are UTC days (both included) or RFC 3339 times, widened to whole
 // hours.
 func (s *Server) parseUsageQuery(r *http.Request) (store.ReportQuery, string, fieldErrors) {
@@ -98,6 +98,11 @@ func (s *Server) parseUsageQuery(r *http.Request) (store.ReportQuery, string, fi
 			bad.add("top", "must be a whole number (0: every group)")
 		}
 		q.Top = n
+	}
+	if _, ok := v["key"]; ok {
+		if q.Key = strings.TrimSpace(v.Get("key")); q.Key == "" || strings.Contains(q.Key, "|") {
+			bad.add("key", "must be a key id (as in GET /admin/keys)")
+		}
 	}
 	format, err := usageFormat(v.Get("format"), r.Header.Get("Accept"))
 	if err != nil {

@@ -214,11 +214,50 @@ func TestUsageReportRefusesBadParametersByName(t *testing.T) {
 		"from=2026-02-02&to=2026-02-01": "range",
 		"from=2000-01-01&to=2026-01-01": "range",
 		"granularity=hour&from=" + old:  "from",
+		"key=":                          "key",
+		"key=a%7Cb":                     "key",
 	} {
 		r := h.do("GET", "/admin/usage?"+q, token, nil)
 		wantStatus(t, r, http.StatusBadRequest)
 		if e := r.errorBody(t); e.Fields[field] == "" {
 			t.Errorf("%s: got fields %v, want a problem with %q", q, e.Fields, field)
+		}
+	}
+}
+
+func TestUsageReportOfOneKeyEqualsThatKeysUsageByDay(t *testing.T) {
+	h := newHarness(t)
+	token := h.login()
+	ids, day0 := recordMix(t, h, token)
+	for _, id := range ids {
+		var want adminapi.UsageCounters
+		byDay := map[string]int64{}
+		for d := 0; d < 3; d++ {
+			day := day0.AddDate(0, 0, d).Format(time.DateOnly)
+			var ku adminapi.KeyUsage
+			h.do("GET", fmt.Sprintf("/admin/keys/%s/usage?day=%s", id, day), token, nil).decode(t, &ku)
+			want.Requests += ku.DayTotal.Requests
+			want.InputTokens += ku.DayTotal.InputTokens
+			byDay[day] = ku.DayTotal.Requests
+		}
+		var rep adminapi.UsageReport
+		r := h.do("GET", "/admin/usage?from="+day0.Format(time.DateOnly)+"&key="+id+"&group_by=key", token, nil)
+		wantStatus(t, r, http.StatusOK)
+		r.decode(t, &rep)
+		if rep.Totals.Requests != want.Requests || rep.Totals.InputTokens != want.InputTokens {
+			t.Errorf("key %s: got totals %+v, want requests %d and input %d", id, rep.Totals, want.Requests, want.InputTokens)
+		}
+		got := map[string]int64{}
+		for _, row := range rep.Rows {
+			if row.Group["key"] != id {
+				t.Errorf("key %s: a row of %q", id, row.Group["key"])
+			}
+			got[row.Bucket] += row.Requests
+		}
+		for day, n := range byDay {
+			if got[day] != n {
+				t.Errorf("key %s on %s: got %d requests, want %d", id, day, got[day], n)
+			}
 		}
 	}
 }

@@ -64,6 +64,9 @@
 //     while the list is empty, and writes account touches in throttled batches.
 //   - configclient long-polls the control plane (or the local HCL in a standalone sidecar)
 //     and calls Server.Apply.
+//   - Server.ReportLoad writes the sidecar's requests in flight and streams (Server.Load) to
+//     Redis when they change (looked at every 2 s, written at least every 30 s), for the
+//     control plane's GET /admin/sidecars and the console's dashboard.
 //
 // # Hot swap
 //

@@ -105,6 +105,8 @@ type exchange struct {
 }
 
 func (s *Server) serveRelay(w http.ResponseWriter, r *http.Request) {
+	s.inFlight.Add(1)
+	defer s.inFlight.Add(-1)
 	ex := &exchange{s: s, w: w, r: r, started: s.now(), id: newRequestID()}
 	w.Header()[relayRequestIDHeader] = []string{ex.id}
 	routeName := "unmatched"

@@ -173,6 +173,7 @@ type Server struct {
 	checks    []health.Check // GET /health's components and Health's
 	m         serverMetrics
 	mux       *http.ServeMux
+	inFlight  atomic.Int64 // requests being answered (Load)
 }
 
 type serverMetrics struct {
@@ -258,6 +259,9 @@ func New(opts Options) *Server {
 			return float64(l.Stats().Pipelines)
 		})
 	}
+	r.GaugeFunc("claude_relay_in_flight_requests", "Requests this sidecar is answering right now (streams included).", func() float64 {
+		return float64(s.inFlight.Load())
+	})
 	r.GaugeFunc("claude_relay_uptime_seconds", "Seconds since the sidecar started.", func() float64 {
 		return s.now().Sub(s.started).Seconds()
 	})

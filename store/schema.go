@@ -457,6 +457,12 @@ func (s Schema) ConfigChannel() string { return s.p + "chan:config" }
 // entries unseen for a day are dropped when listed.
 func (s Schema) Sidecars() string { return s.p + "{config}:sidecars" }
 
+// SidecarLoad is a HASH: sidecar id → JSON of its load now (requests in flight, streams being
+// relayed, when it said so; SidecarLoad in sidecarload.go). Owner: sidecars (each writes its
+// own field when the numbers change, at least every LoadRefresh). TTL: none; entries silent
+// for a day are dropped when listed.
+func (s Schema) SidecarLoad() string { return s.p + "{config}:sidecar_load" }
+
 // dayString formats the UTC calendar day of t.
 func dayString(t time.Time) string { return t.UTC().Format(time.DateOnly) }
 

@@ -82,6 +82,8 @@ type ReportQuery struct {
 	// Top keeps the rows of the Top groups with the highest cost over the whole range
 	// (then requests, then names); 0 keeps every group. Totals always count everything.
 	Top int
+	// Key, when set, keeps only this key's usage (rows and totals): one key's report.
+	Key string
 }
 
 // ReportRow is the usage of one group in one bucket.
@@ -111,7 +113,11 @@ func UsageCounters() []string { return usageCounters[:] }
 // attributes alone reads whole days' rollups by key (Schema.UsageDayKeys); the buckets whose
 // rollup is missing or partial are read in a second round trip.
 func (s *Store) UsageReport(ctx context.Context, q ReportQuery) (*Report, error) {
-	return s.usageReport(ctx, q, rollupFor(q.GroupBy))
+	r := rollupFor(q.GroupBy)
+	if q.Key != "" { // the rollups do not keep one key's usage by model and account
+		r = rollupNone
+	}
+	return s.usageReport(ctx, q, r)
 }
 
 // Rollups a report can read instead of its buckets.
@@ -319,7 +325,14 @@ func (a *reportAgg) label(t time.Time) int32 {
 func (a *reportAgg) addBucket(label time.Time, h map[string]string, r rollup) error {
 	li := a.label(label)
 	ix := a.fieldIx[r]
+	keyPrefix := "" // one key's report reads the buckets (rollupFor): their fields start with the key
+	if a.q.Key != "" {
+		keyPrefix = a.q.Key + "|"
+	}
 	for field, val := range h {
+		if keyPrefix != "" && !strings.HasPrefix(field, keyPrefix) {
+			continue
+		}
 		fi, ok := ix[field]
 		if !ok {
 			f, ok := parseReportField(field, r)

@@ -356,3 +356,47 @@ func TestDayReportsReadWholeDaysAndHoursOnlyAtTheEnds(t *testing.T) {
 		t.Errorf("rows (-want +got):\n%s", diff)
 	}
 }
+
+func TestUsageReportOfOneKeyEqualsThatKeysCountersAndNoOther(t *testing.T) {
+	st, _, _, _ := newStore(t)
+	ctx := context.Background()
+	ids, day0 := reportFixture(t, st)
+	for _, id := range ids {
+		var want Usage
+		for d := 0; d < 5; d++ {
+			m, err := st.KeyUsage(ctx, id, day0.AddDate(0, 0, d))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, u := range m {
+				want = want.Add(u)
+			}
+		}
+		for _, gran := range []string{GranularityHour, GranularityDay} {
+			rep, err := st.UsageReport(ctx, ReportQuery{From: day0, To: day0.AddDate(0, 0, 5), Granularity: gran, GroupBy: []string{GroupKey, GroupModel}, Key: id})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(want, usageOf(rep.Totals)); diff != "" {
+				t.Errorf("key %s by %s: totals (-key's counters +report):\n%s", id, gran, diff)
+			}
+			var rows Usage
+			for _, r := range rep.Rows {
+				if r.Group[0] != id {
+					t.Errorf("key %s by %s: a row of key %s", id, gran, r.Group[0])
+				}
+				rows = rows.Add(usageOf(r.Counters))
+			}
+			if diff := cmp.Diff(want, rows); diff != "" {
+				t.Errorf("key %s by %s: rows (-key's counters +rows):\n%s", id, gran, diff)
+			}
+		}
+	}
+	rep, err := st.UsageReport(ctx, ReportQuery{From: day0, To: day0.AddDate(0, 0, 5), Granularity: GranularityDay, Key: "no-such-key"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Rows) != 0 || usageOf(rep.Totals).Requests != 0 {
+		t.Errorf("an unknown key's report: %d rows, %d requests; want none", len(rep.Rows), usageOf(rep.Totals).Requests)
+	}
+}

@@ -189,6 +189,19 @@ type Sidecar struct {
 	// error and details (plugin binaries, the control plane it follows). Nil for a sidecar
 	// that reports none.
 	Health *Health `json:"health,omitempty"`
+	// Load is what the sidecar said it was doing last (it writes its load to Redis within
+	// seconds of a change); nil for a sidecar that reported none.
+	Load *Load `json:"load,omitempty"`
+}
+
+// Load is a sidecar's requests in flight and event streams being relayed, as of At.
+type Load struct {
+	InFlight int64     `json:"in_flight"`
+	Streams  int64     `json:"streams"`
+	At       time.Time `json:"at"`
+	// Stale says the sidecar has not confirmed these numbers for longer than it should
+	// have (it may be gone): they are not what it does now.
+	Stale bool `json:"stale"`
 }
 
 // SidecarList is the body of GET /admin/sidecars.

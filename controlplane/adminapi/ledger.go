@@ -29,4 +29,15 @@ type LedgerRecord struct {
 type LedgerPage struct {
 	Requests []LedgerRecord `json:"requests"`
 	Next     string         `json:"next"`
+	// Ledger says whether the configuration this control plane serves turns the ledger on:
+	// LedgerOn, LedgerOff (records written before it was turned off are still listed) or
+	// LedgerUnknown (this control plane distributes no configuration).
+	Ledger string `json:"ledger"`
 }
+
+// The states of LedgerPage.Ledger.
+const (
+	LedgerOn      = "on"
+	LedgerOff     = "off"
+	LedgerUnknown = "unknown"
+)

@@ -19,6 +19,8 @@ type UsageQuery struct {
 	Granularity string // hour, day or month
 	GroupBy     []string
 	Top         int
+	// Key, when set, reports only this key's usage.
+	Key string
 }
 
 func (q UsageQuery) path(format string) string {
@@ -32,6 +34,7 @@ func (q UsageQuery) path(format string) string {
 	set("to", q.To)
 	set("granularity", q.Granularity)
 	set("group_by", strings.Join(q.GroupBy, ","))
+	set("key", q.Key)
 	if q.Top > 0 {
 		v.Set("top", strconv.Itoa(q.Top))
 	}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -56,7 +58,7 @@ func startRelay(t *testing.T) *relay {
 	if err != nil {
 		t.Fatal(err)
 	}
-	env.LogDir, env.ConfigDir = t.TempDir(), ""
+	env.LogDir, env.ConfigDir = t.TempDir(), ledgerConfigDir(t)
 	// A Redis of its own, holding the admin with bcrypt's lowest cost: dev mode keeps an
 	// existing admin, and each login then takes microseconds instead of a second or more.
 	rds := testredis.StartServer(t)
@@ -98,6 +100,23 @@ func startRelay(t *testing.T) *relay {
 		}
 	}
 	return &relay{base: "http://" + addr, password: env.AdminPassword, upstream: up}
+}
+
+// ledgerConfigDir is a configuration directory holding the embedded default configuration
+// with the request ledger turned on.
+func ledgerConfigDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	def, err := os.ReadFile(filepath.Join("..", "..", "config", config.DefaultFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, content := range map[string][]byte{config.DefaultFileName: def, "ledger.hcl": []byte("usage {\n  ledger = true\n}\n")} {
+		if err := os.WriteFile(filepath.Join(dir, name), content, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
 }
 
 // seedAdmin stores the admin user "admin" with password at bcrypt's lowest cost, where the
@@ -283,11 +302,32 @@ func TestConsoleInAHeadlessBrowser(t *testing.T) {
 		t.Fatalf("relay with the new key: %v", err)
 	}
 	b.waitText(keyURL, "#key-requests", "1")
+	if n := b.count("#key-chart-requests rect"); n != 1 {
+		t.Errorf("the key's request chart has %d bars, want 1", n)
+	}
 	b.waitText(ui, "#total-requests", "1")
 	if n := b.count("#chart-requests rect"); n != 1 {
 		t.Errorf("the dashboard's request chart has %d bars, want 1", n)
 	}
 	b.waitText(ui+"usage", "#usage-requests", "1")
+
+	// The request is in the ledger, on the usage page's Requests tab.
+	b.do(chromedp.Click(chromedp.CSS(`nav.tabs a[href="/ui/usage/requests"]`)), chromedp.WaitVisible(chromedp.CSS("#requests")))
+	if n := b.count(`#requests td[data-label="When"]`); n != 1 || b.count("#ledger-off") != 0 {
+		t.Errorf("the Requests tab lists %d records (want 1), ledger-off notes: %d", n, b.count("#ledger-off"))
+	}
+	if got := b.text(`#requests td[data-label="Model"]`); got != "claude-sonnet-4-5-20250929" {
+		t.Errorf("the ledger's record names model %q", got)
+	}
+
+	// A stream held open by the upstream shows on the dashboard as an active stream.
+	streamDone := holdStream(t, r, secret, 4*time.Second)
+	b.waitText(ui, "#active-streams", "1")
+	defer func() { // the stream ends while the test goes on
+		if err := <-streamDone; err != nil {
+			t.Errorf("the held stream: %v", err)
+		}
+	}()
 
 	// The key holder's page shows the key's own spend, the key kept in the tab.
 	b.showMe(ui+"me", secret)
@@ -327,6 +367,41 @@ func TestConsoleInAHeadlessBrowser(t *testing.T) {
 	}
 }
 
+// holdStream starts a streamed request with key whose upstream stalls for hold after its
+// headers; the channel answers when the stream has ended.
+func holdStream(t *testing.T, r *relay, key string, hold time.Duration) <-chan error {
+	t.Helper()
+	r.upstream.Enqueue(fakeupstream.Script{BodyDelay: hold})
+	done := make(chan error, 1)
+	go func() {
+		body := `{"model":"claude-sonnet-4-5-20250929","max_tokens":32,"stream":true,"messages":[{"role":"user","content":"hold on"}]}`
+		req, err := http.NewRequest(http.MethodPost, r.base+"/v1/messages", strings.NewReader(body))
+		if err != nil {
+			done <- err
+			return
+		}
+		req.Header.Set("x-api-key", key)
+		req.Header.Set("anthropic-version", "2023-06-01")
+		req.Header.Set("content-type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			done <- err
+			return
+		}
+		defer resp.Body.Close()
+		if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+			done <- err
+			return
+		}
+		if resp.StatusCode != http.StatusOK {
+			done <- fmt.Errorf("status %d", resp.StatusCode)
+			return
+		}
+		done <- nil
+	}()
+	return done
+}
+
 // showMe opens the key holder's page and pastes key.
 func (c *chrome) showMe(url, key string) {
 	c.t.Helper()
@@ -353,7 +428,7 @@ func (c *chrome) screenshots(dir, base, keyURL string) {
 	}
 	shots := []struct{ name, url string }{
 		{"dashboard", ui}, {"keys", ui + "keys"}, {"key", keyURL}, {"accounts", ui + "accounts"},
-		{"config", ui + "config"}, {"audit", ui + "audit"}, {"usage", ui + "usage"}, {"alerts", ui + "alerts"},
+		{"config", ui + "config"}, {"audit", ui + "audit"}, {"usage", ui + "usage"}, {"requests", ui + "usage/requests"}, {"alerts", ui + "alerts"},
 	}
 	for _, w := range []int64{1280, 390} {
 		c.do(chromedp.EmulateViewport(w, 900))

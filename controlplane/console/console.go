@@ -49,7 +49,7 @@ type Console struct {
 }
 
 // pageNames are the templates under templates/ that are pages (each defines "content").
-var pageNames = []string{"login", "dashboard", "keys", "key", "key_created", "accounts", "config", "audit", "oauth", "error", "usage", "me", "alerts"}
+var pageNames = []string{"login", "dashboard", "keys", "key", "key_created", "accounts", "config", "audit", "oauth", "error", "usage", "requests", "me", "alerts"}
 
 // New builds the console.
 func New(opts Options) (*Console, error) {
@@ -123,6 +123,7 @@ func (c *Console) routes() *http.ServeMux {
 	mux.HandleFunc("GET /ui/config", c.authed(c.handleConfig))
 	mux.HandleFunc("GET /ui/audit", c.authed(c.handleAudit))
 	mux.HandleFunc("GET /ui/usage", c.authed(c.handleUsage))
+	mux.HandleFunc("GET /ui/usage/requests", c.authed(c.handleRequests))
 	mux.HandleFunc("GET /ui/alerts", c.authed(c.handleAlerts))
 	mux.HandleFunc("POST /ui/alerts/{name}/test", c.authed(c.handleTestAlert))
 	mux.HandleFunc("GET /ui/usage.csv", c.authed(c.handleUsageCSV))

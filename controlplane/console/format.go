@@ -34,14 +34,19 @@ var notices = map[string]string{
 
 // funcs are the template functions: numbers, money and times formatted for people.
 var funcs = template.FuncMap{
-	"num":      formatNumber,
-	"usd":      formatUSD,
-	"ago":      func(t time.Time) string { return relative(time.Now(), t) },
-	"agoPtr":   func(t *time.Time) string { return relativePtr(time.Now(), t) },
-	"abs":      absolute,
-	"absPtr":   func(t *time.Time) string { return absolutePtr(t) },
-	"join":     strings.Join,
-	"iso":      func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
+	"num":     formatNumber,
+	"usd":     formatUSD,
+	"ago":     func(t time.Time) string { return relative(time.Now(), t) },
+	"agoPtr":  func(t *time.Time) string { return relativePtr(time.Now(), t) },
+	"abs":     absolute,
+	"absPtr":  func(t *time.Time) string { return absolutePtr(t) },
+	"join":    strings.Join,
+	"iso":     func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
+	"agoText": func(s string) string { return textTime(s, func(t time.Time) string { return relative(time.Now(), t) }) },
+	"absText": func(s string) string {
+		return textTime(s, func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") })
+	},
+	"ms":       formatMillis,
 	"isoPtr":   func(t *time.Time) string { return isoPtr(t) },
 	"seconds":  func(s int64) string { return (time.Duration(s) * time.Second).String() },
 	"plural":   plural,
@@ -234,4 +239,21 @@ func plural(n any, one, many string) string {
 		return s + " " + one
 	}
 	return s + " " + many
+}
+
+// textTime formats an RFC 3339 time given as text with f; text that is not one stays as it is.
+func textTime(s string, f func(time.Time) string) string {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return s
+	}
+	return f(t)
+}
+
+// formatMillis is a duration in milliseconds as people read it: "850 ms", "12.4 s".
+func formatMillis(ms int64) string {
+	if ms < 1000 {
+		return formatInt(ms) + " ms"
+	}
+	return strconv.FormatFloat(float64(ms)/1000, 'f', 1, 64) + " s"
 }

@@ -100,6 +100,11 @@ type keyData struct {
 	Accounts    []adminapi.Account
 	// Form is the edit form's values: the key's, or a refused edit's.
 	Form keyForm
+	// Charts are the key's usage over Span by model, with their Totals; nil when the
+	// report failed.
+	Charts []chart
+	Span   span
+	Totals adminapi.UsageCounters
 }
 
 // modelUsage is one model's row of a key's usage today.
@@ -164,6 +169,12 @@ func (c *Console) renderKey(w http.ResponseWriter, r *http.Request, s session, s
 		sort.Slice(d.Models, func(i, j int) bool { return d.Models[i].CostUSD > d.Models[j].CostUSD })
 	} else {
 		c.log.Warn("key usage", "key", id, "error", err)
+	}
+	d.Span = dashboardSpan(r.URL.Query().Get("range"), c.now())
+	if charts, totals, err := keyCharts(r.Context(), s.api, id, d.Span); err == nil {
+		d.Charts, d.Totals = charts, totals
+	} else {
+		c.log.Warn("key usage chart", "key", id, "error", err)
 	}
 	v.Title = "Key " + k.Name
 	if v.Notice == "" {

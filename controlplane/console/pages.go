@@ -3,6 +3,7 @@ package console
 import (
 	"net/http"
 	"sort"
+	"sync"
 
 	"github.com/claude-relay/claude-relay/config/configapi"
 	"github.com/claude-relay/claude-relay/controlplane/adminapi"
@@ -23,6 +24,7 @@ type dashboardData struct {
 	Accounts  int
 	Attention []adminapi.Account
 	Sidecars  *configapi.SidecarList
+	Load      *relayLoad
 	Health    *configapi.Health
 	Config    *configapi.ConfigStatus
 	Problems  []string
@@ -34,45 +36,89 @@ type stateCount struct {
 	Count int
 }
 
-// handleDashboard shows the usage of the last 24 hours (or 30 days) by model and its top keys, the accounts at a glance, the sidecars and the control
-// plane's health; it reloads itself.
+// handleDashboard shows the usage of the last 24 hours (or 30 days) by model and its top keys,
+// what the relay is doing now, the accounts at a glance, the sidecars and the control plane's
+// health; it reloads itself. Its parts are read at once, each from its own API call.
 func (c *Console) handleDashboard(w http.ResponseWriter, r *http.Request) {
 	s := sessionFrom(r.Context())
 	ctx := r.Context()
 	var d dashboardData
+	var mu sync.Mutex
 	problem := func(what string, err error) {
 		if err != nil && !adminclient.IsNotFound(err) {
+			mu.Lock()
 			d.Problems = append(d.Problems, what+": "+apiMessage(err))
+			mu.Unlock()
 		}
 	}
-	if u, err := dashboardUsage(ctx, s.api, dashboardSpan(r.URL.Query().Get("range"), c.now())); err == nil {
-		d.Usage = &u
-	} else {
+	var wg sync.WaitGroup
+	part := func(f func()) { wg.Add(1); go func() { defer wg.Done(); f() }() }
+	part(func() {
+		u, err := dashboardUsage(ctx, s.api, dashboardSpan(r.URL.Query().Get("range"), c.now()))
+		if err == nil {
+			d.Usage = &u
+		}
 		problem("usage", err)
-	}
-	if accts, err := s.api.ListAccounts(ctx); err == nil {
-		d.Accounts, d.States, d.Attention = len(accts), countStates(accts), needAttention(accts)
-	} else {
+	})
+	part(func() {
+		accts, err := s.api.ListAccounts(ctx)
+		if err == nil {
+			d.Accounts, d.States, d.Attention = len(accts), countStates(accts), needAttention(accts)
+		}
 		problem("accounts", err)
-	}
-	if sc, err := s.api.Sidecars(ctx); err == nil {
-		d.Sidecars = &sc
-	} else {
+	})
+	part(func() {
+		sc, err := s.api.Sidecars(ctx)
+		if err == nil {
+			d.Sidecars, d.Load = &sc, loadOf(sc.Sidecars)
+		}
 		problem("sidecars", err)
-	}
-	if h, err := s.api.Health(ctx); err == nil {
-		d.Health = &h
-	} else {
+	})
+	part(func() {
+		h, err := s.api.Health(ctx)
+		if err == nil {
+			d.Health = &h
+		}
 		problem("health", err)
-	}
-	if cs, err := s.api.ConfigStatus(ctx); err == nil {
-		d.Config = &cs
-	} else {
+	})
+	part(func() {
+		cs, err := s.api.ConfigStatus(ctx)
+		if err == nil {
+			d.Config = &cs
+		}
 		problem("configuration", err)
-	}
+	})
+	wg.Wait()
+	sort.Strings(d.Problems)
 	v := s.view("Dashboard", "dashboard")
 	v.Refresh, v.Data = dashboardRefresh, d
 	c.render(w, r, http.StatusOK, "dashboard", v)
+}
+
+// relayLoad is the sidecars' load added up: what the relay is doing now.
+type relayLoad struct {
+	InFlight, Streams int64
+	// Reporting counts the sidecars whose load is current; Stale those whose last report is
+	// too old to count (they may be gone); Silent those that reported none.
+	Reporting, Stale, Silent int
+}
+
+// loadOf adds up the current load reports of the sidecars.
+func loadOf(list []configapi.Sidecar) *relayLoad {
+	var l relayLoad
+	for _, sc := range list {
+		switch {
+		case sc.Load == nil:
+			l.Silent++
+		case sc.Load.Stale:
+			l.Stale++
+		default:
+			l.Reporting++
+			l.InFlight += sc.Load.InFlight
+			l.Streams += sc.Load.Streams
+		}
+	}
+	return &l
 }
 
 func countStates(accts []adminapi.Account) []stateCount {

@@ -3,6 +3,7 @@ package console
 import (
 	"context"
 	"sort"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -89,6 +90,23 @@ func dashboardUsage(ctx context.Context, api *adminclient.Client, sp span) (usag
 	return sum, nil
 }
 
+// keyCharts draws one key's requests, tokens and cost over sp by model, from the usage report
+// of that key alone (GET /admin/usage?key=): one report call, whatever the number of keys.
+func keyCharts(ctx context.Context, api *adminclient.Client, id string, sp span) ([]chart, adminapi.UsageCounters, error) {
+	q := sp.query("model")
+	q.Key = id
+	rep, err := api.Usage(ctx, q)
+	if err != nil {
+		return nil, adminapi.UsageCounters{}, err
+	}
+	buckets := bucketsOf(sp.From, sp.To, sp.Granularity)
+	var charts []chart
+	for _, name := range []string{chartMetricRequests, chartMetricTokens, chartMetricCost} {
+		charts = append(charts, buildChart("key-chart-"+name, dashboardChartWidth, metrics[name], rep.Rows, buckets, "model", bucketLabel))
+	}
+	return charts, rep.Totals, nil
+}
+
 // topOf adds up rows by the value of group and keeps the n costing most.
 func topOf(rows []adminapi.UsageRow, group string, n int) []keyUsage {
 	at := map[string]int{}
@@ -115,13 +133,20 @@ func topOf(rows []adminapi.UsageRow, group string, n int) []keyUsage {
 	return out
 }
 
-// resolveKeys reads each key's record for its name; a key that cannot be read keeps its id.
+// resolveKeys reads each key's record for its name, all at once; a key that cannot be read
+// keeps its id.
 func resolveKeys(ctx context.Context, api *adminclient.Client, keys []keyUsage) {
+	var wg sync.WaitGroup
 	for i := range keys {
-		if k, err := api.GetKey(ctx, keys[i].ID); err == nil {
-			keys[i].Key = &k
-		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if k, err := api.GetKey(ctx, keys[i].ID); err == nil {
+				keys[i].Key = &k
+			}
+		}()
 	}
+	wg.Wait()
 }
 
 func addCounters(to *adminapi.UsageCounters, c adminapi.UsageCounters) {

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/claude-relay/claude-relay/controlplane/adminapi"
@@ -24,6 +25,8 @@ const usageTableRows = 250
 type usageForm struct {
 	From, To, Granularity, Group, Metric string
 	Top                                  int
+	// Key, when set, reports one key's usage only.
+	Key string
 }
 
 // usagePageData is the usage page's data.
@@ -40,7 +43,8 @@ type usagePageData struct {
 // readUsageForm reads the page's query, defaulting to the last 7 UTC days by day by model.
 func readUsageForm(q url.Values, now time.Time) usageForm {
 	today := now.UTC().Truncate(24 * time.Hour)
-	f := usageForm{From: q.Get("from"), To: q.Get("to"), Granularity: q.Get("granularity"), Group: q.Get("group_by"), Metric: q.Get("metric"), Top: 10}
+	f := usageForm{From: q.Get("from"), To: q.Get("to"), Granularity: q.Get("granularity"), Group: q.Get("group_by"), Metric: q.Get("metric"), Top: 10,
+		Key: strings.TrimSpace(q.Get("key"))}
 	if f.From == "" {
 		f.From = today.AddDate(0, 0, -6).Format(time.DateOnly)
 	}
@@ -64,7 +68,7 @@ func readUsageForm(q url.Values, now time.Time) usageForm {
 
 // query is the report the form asks for.
 func (f usageForm) query() adminclient.UsageQuery {
-	q := adminclient.UsageQuery{From: f.From, To: f.To, Granularity: f.Granularity}
+	q := adminclient.UsageQuery{From: f.From, To: f.To, Granularity: f.Granularity, Key: f.Key}
 	if f.Group != "" {
 		q.GroupBy, q.Top = []string{f.Group}, f.Top
 	}
@@ -73,7 +77,11 @@ func (f usageForm) query() adminclient.UsageQuery {
 
 // values is the form as a query string (for the CSV link).
 func (f usageForm) values() url.Values {
-	return url.Values{"from": {f.From}, "to": {f.To}, "granularity": {f.Granularity}, "group_by": {f.Group}, "metric": {f.Metric}, "top": {strconv.Itoa(f.Top)}}
+	v := url.Values{"from": {f.From}, "to": {f.To}, "granularity": {f.Granularity}, "group_by": {f.Group}, "metric": {f.Metric}, "top": {strconv.Itoa(f.Top)}}
+	if f.Key != "" {
+		v.Set("key", f.Key)
+	}
+	return v
 }
 
 // handleUsage shows a usage report: chart and table.

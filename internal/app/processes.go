@@ -131,6 +131,8 @@ type dataPlane struct {
 	accounts *sidecar.StoreAccounts
 	recorder *sidecar.Recorder
 	sched    *sched.Scheduler
+	// load receives the sidecar's requests in flight and streams (the store: Redis).
+	load sidecar.LoadSink
 }
 
 func (b *Base) newDataPlane(dataDir, id string, extraHealth ...health.Check) (*dataPlane, error) {
@@ -155,6 +157,7 @@ func (b *Base) newDataPlane(dataDir, id string, extraHealth ...health.Check) (*d
 		// A 401 on an OAuth account asks the control plane for one refresh and waits
 		// briefly for the new token before the account is parked as unauthorized.
 		sched: sched.New(b.Store.Client(), b.Store.Schema(), sched.Options{Logger: b.Log, Refresher: accounts.Refresher(5 * time.Second)}),
+		load:  b.Store,
 	}
 	dp.srv = sidecar.New(sidecar.Options{
 		Logger:         b.Log,
@@ -178,8 +181,9 @@ func (b *Base) newDataPlane(dataDir, id string, extraHealth ...health.Check) (*d
 // recorder flushes after ctx ends, so it outlives the HTTP server's drain).
 func (dp *dataPlane) run(ctx, recorderCtx context.Context) (wait func()) {
 	var wg sync.WaitGroup
-	wg.Add(4)
+	wg.Add(5)
 	go func() { defer wg.Done(); dp.auth.Run(ctx) }()
+	go func() { defer wg.Done(); dp.srv.ReportLoad(ctx, dp.load, sidecar.DefaultLoadEvery) }()
 	go func() { defer wg.Done(); dp.sched.Run(ctx) }()
 	go func() { defer wg.Done(); dp.accounts.Run(ctx) }()
 	go func() { defer wg.Done(); dp.recorder.Run(recorderCtx, 10*time.Second) }()

@@ -454,6 +454,9 @@ func WriteFileAtomic(path string, data []byte) error {
 	return atomicfile.WriteFile(path, data, 0o600)
 }
 
+// ID is the name this client polls under (Options.ID), the sidecar's name in the registry.
+func (c *Client) ID() string { return c.opts.ID }
+
 // Status reports the applied snapshot and the state of the control plane channel.
 func (c *State) Status() Status {
 	c.mu.Lock()
