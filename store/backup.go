@@ -6,6 +6,7 @@ import (
 	"crypto/hmac"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -214,8 +215,10 @@ type UsageDump struct {
 	KeyTotals   map[string]Usage                       `json:"key_totals,omitempty"`
 	AccountDays map[string]map[string]Usage            `json:"account_days,omitempty"`
 	// Reports are the report buckets as stored: day (YYYY-MM-DD) → "all" or "hour:HH" →
-	// field ("<key>|<account>|<model>") → packed counters. A backup without them (an older
-	// file) has its reports rebuilt from the key days instead.
+	// field ("<key>|<account>|<model>") → packed counters; and their rollups as stored,
+	// under "sum:all", "keys:all" and "sum:hour:HH". A backup without them (an older file)
+	// has its reports rebuilt from the key days instead; one without rollups has them
+	// marked partial (reports read the buckets).
 	Reports map[string]map[string]map[string]string `json:"reports,omitempty"`
 }
 
@@ -265,7 +268,7 @@ func (s *Store) DumpUsage(ctx context.Context) (UsageDump, error) {
 				d.AccountDays[id] = map[string]Usage{}
 			}
 			d.AccountDays[id][day] = u
-		case kind == "day" && (tail == "all" || strings.HasPrefix(tail, "hour:")):
+		case kind == "day" && (tail == "all" || strings.HasPrefix(tail, "hour:") || tail == "keys:all" || strings.HasPrefix(tail, "sum:")):
 			fields, err := s.rdb.HGetAll(ctx, name).Result()
 			if err != nil {
 				return d, fmt.Errorf("dump usage %s: %w", name, err)
@@ -365,48 +368,103 @@ func streamIDAfter(a, b string) bool {
 
 // RestoreUsageReports writes report buckets from a backup (UsageDump.Reports) as they were:
 // a field already present is left alone, so importing again adds nothing. A bucket past its
-// retention is skipped; the others expire as the recorder's would.
+// retention is skipped; the others expire as the recorder's would. A bucket that did not
+// exist gets its rollups as the backup carries them; one merged into an existing bucket (or
+// restored from a backup without rollups) has its rollups marked partial, so that reports
+// read the bucket itself.
 func (s *Store) RestoreUsageReports(ctx context.Context, reports map[string]map[string]map[string]string) error {
-	hourly, daily := s.UsageRetention()
-	now := s.now()
 	for dayText, buckets := range reports {
 		day, err := time.Parse(time.DateOnly, dayText)
 		if err != nil {
 			return fmt.Errorf("restore usage reports: day %q: %w", dayText, err)
 		}
-		_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for tail, fields := range buckets {
-				var name string
-				var sums []string
-				var expireAt time.Time
-				if tail == "all" {
-					name, sums, expireAt = s.keys.UsageDay(day), []string{s.keys.UsageDaySum(day), s.keys.UsageDayKeys(day)}, day.Add(24*time.Hour+daily)
-				} else {
-					h, err := strconv.Atoi(strings.TrimPrefix(tail, "hour:"))
-					if err != nil || h < 0 || h > 23 {
-						return fmt.Errorf("restore usage reports: bucket %q of %s", tail, dayText)
-					}
-					hour := day.Add(time.Duration(h) * time.Hour)
-					name, sums, expireAt = s.keys.UsageHour(hour), []string{s.keys.UsageHourSum(hour)}, hour.Add(time.Hour+hourly)
-				}
-				if !expireAt.After(now) || len(fields) == 0 {
-					continue
-				}
-				for f, v := range fields {
-					p.HSetNX(ctx, name, f, v)
-				}
-				p.ExpireAt(ctx, name, expireAt)
-				// The bucket's rollups do not hold what was restored: reports read the bucket.
-				for _, sum := range sums {
-					p.HSet(ctx, sum, rollupPartial, "1")
-					p.ExpireAt(ctx, sum, expireAt)
-				}
-			}
-			return nil
-		})
-		if err != nil {
+		if err := s.restoreReportDay(ctx, day, buckets); err != nil {
 			return fmt.Errorf("restore usage reports of %s: %w", dayText, err)
 		}
 	}
 	return nil
+}
+
+// reportBucketOf is a backed-up report bucket of day: its hash, its rollups (tail → hash)
+// and when it expires.
+type reportBucketOf struct {
+	name     string
+	rollups  map[string]string
+	expireAt time.Time
+}
+
+func (s *Store) reportBucket(day time.Time, tail string) (reportBucketOf, error) {
+	hourly, daily := s.UsageRetention()
+	if tail == "all" {
+		return reportBucketOf{s.keys.UsageDay(day), map[string]string{"sum:all": s.keys.UsageDaySum(day), "keys:all": s.keys.UsageDayKeys(day)}, day.Add(24*time.Hour + daily)}, nil
+	}
+	h, err := strconv.Atoi(strings.TrimPrefix(tail, "hour:"))
+	if err != nil || h < 0 || h > 23 || !strings.HasPrefix(tail, "hour:") {
+		return reportBucketOf{}, fmt.Errorf("bucket %q", tail)
+	}
+	hour := day.Add(time.Duration(h) * time.Hour)
+	return reportBucketOf{s.keys.UsageHour(hour), map[string]string{"sum:" + tail: s.keys.UsageHourSum(hour)}, hour.Add(time.Hour + hourly)}, nil
+}
+
+// restoreReportDay restores one day's buckets: one round trip to see which exist, one to
+// write them, one for their rollups.
+func (s *Store) restoreReportDay(ctx context.Context, day time.Time, buckets map[string]map[string]string) error {
+	now := s.now()
+	var todo []string
+	plans := map[string]reportBucketOf{}
+	for tail, fields := range buckets {
+		if tail == "keys:all" || strings.HasPrefix(tail, "sum:") {
+			continue // a rollup: written with its bucket
+		}
+		b, err := s.reportBucket(day, tail)
+		if err != nil {
+			return err
+		}
+		if b.expireAt.After(now) && len(fields) > 0 {
+			todo, plans[tail] = append(todo, tail), b
+		}
+	}
+	existed := make([]*redis.IntCmd, len(todo))
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, tail := range todo {
+			existed[i] = p.Exists(ctx, plans[tail].name)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	added := make([][]*redis.BoolCmd, len(todo))
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, tail := range todo {
+			b := plans[tail]
+			for f, v := range buckets[tail] {
+				added[i] = append(added[i], p.HSetNX(ctx, b.name, f, v))
+			}
+			p.ExpireAt(ctx, b.name, b.expireAt)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, tail := range todo {
+			b := plans[tail]
+			grew := slices.ContainsFunc(added[i], func(c *redis.BoolCmd) bool { return c.Val() })
+			for rtail, rname := range b.rollups {
+				sums, carried := buckets[rtail]
+				switch {
+				case existed[i].Val() == 0 && carried && len(sums) > 0:
+					p.Del(ctx, rname)
+					p.HSet(ctx, rname, sums)
+				case grew: // merged into what was there: its rollups no longer add up
+					p.HSet(ctx, rname, rollupPartial, "1")
+				default:
+					continue // nothing was added
+				}
+				p.ExpireAt(ctx, rname, b.expireAt)
+			}
+		}
+		return nil
+	})
+	return err
 }
