@@ -112,12 +112,16 @@ func keyCharts(ctx context.Context, api *adminclient.Client, id string, sp span)
 	return charts, rep.Totals, nil
 }
 
-// topOf adds up rows by the value of group and keeps the n costing most.
+// topOf adds up rows by the value of group and keeps the n costing most. Rows of no key
+// (requests refused before their key was known) are not a key's: they are left out.
 func topOf(rows []adminapi.UsageRow, group string, n int) []keyUsage {
 	at := map[string]int{}
 	var out []keyUsage
 	for _, r := range rows {
 		id := r.Group[group]
+		if id == "" {
+			continue
+		}
 		i, ok := at[id]
 		if !ok {
 			i = len(out)

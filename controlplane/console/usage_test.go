@@ -184,6 +184,9 @@ func TestDashboardShowsRefusalAndErrorRatesAndRequestsByOutcome(t *testing.T) {
 		`<rect class="s0" <rect class="s1" <rect class="s0" <rect class="s2"` {
 		t.Errorf("the outcome chart's bars: %s", got)
 	}
+	if strings.Contains(day.body, "(gone)") {
+		t.Error("the top keys list the requests refused before their key was known as a gone key")
+	}
 	month := b.get("/ui/?range=30d")
 	for _, want := range []string{`id="refusal-rate">18.7 %<`, "refused (112 of 600)", `id="error-rate">0.4 %<`, "failed (2 of 488 relayed)"} {
 		if !strings.Contains(month.body, want) {
