@@ -347,6 +347,17 @@ func TestConsoleInAHeadlessBrowser(t *testing.T) {
 	if err := relayRequest(r.base, secret); !errors.As(err, &apiErr) || apiErr.StatusCode != 401 {
 		t.Fatalf("a request with the revoked key: got %v, want a 401", err)
 	}
+	// The dashboard counts it: 1 refused of 3 requests (the first, the held stream, this one).
+	b.waitText(ui, "#refusal-rate", "33.3 %")
+	if got := b.text("#refusals"); !strings.Contains(got, "refused (1 of 3)") {
+		t.Errorf("the dashboard's refusals read %q, want 1 of 3", got)
+	}
+	if got := b.text("#errors"); !strings.Contains(got, "0 %") || !strings.Contains(got, "failed (0 of 2 relayed)") {
+		t.Errorf("the dashboard's errors read %q, want none of 2 relayed", got)
+	}
+	if a, r := b.count("#chart-outcomes rect.s0"), b.count("#chart-outcomes rect.s2"); a != 1 || r != 1 {
+		t.Errorf("the outcome chart has %d answered and %d refused bars, want 1 and 1", a, r)
+	}
 
 	// An account is added.
 	b.do(chromedp.Navigate(ui+"accounts"), chromedp.WaitVisible(chromedp.CSS("#add-account")),

@@ -140,8 +140,15 @@ func seriesName(r adminapi.UsageRow, group string) string {
 // buildChart draws m over buckets (every bucket of the range, oldest first, as the report
 // names them), stacked by the series of group, width units wide.
 func buildChart(id string, width int, m metric, rows []adminapi.UsageRow, buckets []string, group string, label func(string) string) chart {
-	c := chart{ID: id, Title: m.Title, Width: width}
 	names, of := series(rows, group)
+	return buildChartOf(id, width, m, rows, buckets, group, label, names, of)
+}
+
+// buildChartOf is buildChart with its series given: names in stacking order, of naming each
+// value's series.
+func buildChartOf(id string, width int, m metric, rows []adminapi.UsageRow, buckets []string, group string,
+	label func(string) string, names []string, of map[string]string) chart {
+	c := chart{ID: id, Title: m.Title, Width: width}
 	index := make(map[string]int, len(buckets))
 	for i, b := range buckets {
 		index[b] = i
@@ -159,7 +166,11 @@ func buildChart(id string, width int, m metric, rows []adminapi.UsageRow, bucket
 		if !ok {
 			continue
 		}
-		values[b][seriesIndex[of[seriesName(r, group)]]] += m.Value(r.UsageCounters)
+		s, ok := seriesIndex[of[seriesName(r, group)]]
+		if !ok {
+			continue
+		}
+		values[b][s] += m.Value(r.UsageCounters)
 	}
 	var top, sum float64
 	for _, vs := range values {

@@ -59,3 +59,15 @@ func TestLoginNeverSendsTheBrowserOffTheConsole(t *testing.T) {
 		}
 	}
 }
+
+func TestRatesAreFormattedForPeople(t *testing.T) {
+	for _, c := range []struct {
+		n, of int64
+		want  string
+	}{{0, 0, "–"}, {3, 0, "–"}, {0, 500, "0 %"}, {12, 500, "2.4 %"}, {1, 3, "33.3 %"}, {1, 10_000, "< 0.1 %"},
+		{9_999, 10_000, "> 99.9 %"}, {7, 7, "100 %"}, {5, 1_000, "0.5 %"}} {
+		if got := formatRate(c.n, c.of); got != c.want {
+			t.Errorf("formatRate(%d, %d): got %q, want %q", c.n, c.of, got, c.want)
+		}
+	}
+}

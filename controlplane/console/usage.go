@@ -49,10 +49,13 @@ func (sp span) query(groups ...string) adminclient.UsageQuery {
 
 // usageSummary is the dashboard's usage: totals, a chart per metric by model, the top keys.
 type usageSummary struct {
-	Span    span
-	Totals  adminapi.UsageCounters
-	Charts  []chart
-	TopKeys []keyUsage
+	Span   span
+	Totals adminapi.UsageCounters
+	Charts []chart
+	// Rates are the range's refusal and error rates, Outcomes its requests by outcome.
+	Rates    rates
+	Outcomes chart
+	TopKeys  []keyUsage
 }
 
 // keyUsage is one key's usage over a range; Key is nil when the key is gone.
@@ -85,6 +88,8 @@ func dashboardUsage(ctx context.Context, api *adminclient.Client, sp span) (usag
 	for _, name := range []string{chartMetricRequests, chartMetricTokens, chartMetricCost} {
 		sum.Charts = append(sum.Charts, buildChart("chart-"+name, dashboardChartWidth, metrics[name], byModel.Rows, buckets, "model", bucketLabel))
 	}
+	sum.Rates = ratesOf(byModel.Totals)
+	sum.Outcomes = outcomeChart("chart-outcomes", dashboardChartWidth, byModel.Rows, buckets)
 	sum.TopKeys = topOf(byKey.Rows, "key", topKeys)
 	resolveKeys(ctx, api, sum.TopKeys)
 	return sum, nil
@@ -107,12 +112,16 @@ func keyCharts(ctx context.Context, api *adminclient.Client, id string, sp span)
 	return charts, rep.Totals, nil
 }
 
-// topOf adds up rows by the value of group and keeps the n costing most.
+// topOf adds up rows by the value of group and keeps the n costing most. Rows of no key
+// (requests refused before their key was known) are not a key's: they are left out.
 func topOf(rows []adminapi.UsageRow, group string, n int) []keyUsage {
 	at := map[string]int{}
 	var out []keyUsage
 	for _, r := range rows {
 		id := r.Group[group]
+		if id == "" {
+			continue
+		}
 		i, ok := at[id]
 		if !ok {
 			i = len(out)
@@ -158,4 +167,6 @@ func addCounters(to *adminapi.UsageCounters, c adminapi.UsageCounters) {
 	to.CacheRead += c.CacheRead
 	to.CostUSD += c.CostUSD
 	to.UnpricedRequests += c.UnpricedRequests
+	to.RefusedRequests += c.RefusedRequests
+	to.FailedRequests += c.FailedRequests
 }

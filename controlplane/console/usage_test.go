@@ -51,8 +51,8 @@ func TestDashboardChartsTheUsageReportByModelWithTheTopKeys(t *testing.T) {
 			t.Errorf("the 24-hour dashboard lacks %q", want)
 		}
 	}
-	if got := len(rectPattern.FindAllString(day.body, -1)); got != 6 { // 2 hours with usage x 3 charts
-		t.Errorf("got %d bars, want 6", got)
+	if got := len(rectPattern.FindAllString(day.body, -1)); got != 8 { // 2 hours with usage x 4 charts (3 by model, 1 by outcome)
+		t.Errorf("got %d bars, want 8", got)
 	}
 	if i, j := strings.Index(day.body, ">big-spender<"), strings.Index(day.body, ">small-spender<"); i < 0 || j < i {
 		t.Errorf("the top keys are not by cost, most first (big-spender at %d, small-spender at %d)", i, j)
@@ -141,5 +141,70 @@ func TestUsagePageListsAtMost250RowsUnder200KBAndPointsToTheCSV(t *testing.T) {
 	}
 	if len(p.body) > 200_000 {
 		t.Errorf("the usage page is %d bytes, want under 200 KB", len(p.body))
+	}
+}
+
+func TestDashboardShowsRefusalAndErrorRatesAndRequestsByOutcome(t *testing.T) {
+	s := newSite(t, 0)
+	b := s.browser()
+	b.login()
+	now := s.clock.Now()
+	key := s.createKey(t, "busy")
+	record := func(keyID string, at time.Time, u store.Usage) {
+		t.Helper()
+		rec := store.UsageRecord{KeyID: keyID, AccountID: "acct", Model: "claude-haiku", At: at, Usage: u}
+		if keyID == "" { // refused before its key was known: on no account, as the relay records it
+			rec.AccountID = ""
+		}
+		if err := s.st.RecordUsage(context.Background(), rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 500 requests over two hours: 12 refused (10 of them with an unknown key), 2 of the 488
+	// relayed failed.
+	record(key, now.Add(-time.Hour), store.Usage{Requests: 300, InputTokens: 3000, FailedRequests: 2, CostMicroUSD: 1000})
+	record(key, now, store.Usage{Requests: 190, InputTokens: 1900, RefusedRequests: 2, CostMicroUSD: 1000})
+	record("", now, store.Usage{Requests: 10, RefusedRequests: 10})
+	record(key, now.Add(-72*time.Hour), store.Usage{Requests: 100, RefusedRequests: 100}) // only in the 30 days
+
+	day := b.get("/ui/")
+	for _, want := range []string{`id="total-requests">500<`, `id="refusal-rate">2.4 %<`, "refused (12 of 500)",
+		`id="error-rate">0.4 %<`, "failed (2 of 488 relayed)", `id="chart-outcomes"`,
+		"Requests by outcome: 500 in all over 24 buckets, at most 300 in one (486 answered, 2 failed, 12 refused)",
+		"· answered: 298<", "· failed: 2<", "· answered: 188<", "· refused: 12<"} {
+		if !strings.Contains(day.body, want) {
+			t.Errorf("the 24-hour dashboard lacks %q", want)
+		}
+	}
+	// answered and failed in the first hour, answered and refused in the second: each
+	// outcome in its own colour, whatever its size.
+	chart := day.body[strings.Index(day.body, `id="chart-outcomes"`):]
+	chart = chart[:strings.Index(chart, "</figure>")]
+	if got := strings.Join(regexp.MustCompile(`<rect class="(s\d)"`).FindAllString(chart, -1), " "); got !=
+		`<rect class="s0" <rect class="s1" <rect class="s0" <rect class="s2"` {
+		t.Errorf("the outcome chart's bars: %s", got)
+	}
+	if strings.Contains(day.body, "(gone)") {
+		t.Error("the top keys list the requests refused before their key was known as a gone key")
+	}
+	month := b.get("/ui/?range=30d")
+	for _, want := range []string{`id="refusal-rate">18.7 %<`, "refused (112 of 600)", `id="error-rate">0.4 %<`, "failed (2 of 488 relayed)"} {
+		if !strings.Contains(month.body, want) {
+			t.Errorf("the 30-day dashboard lacks %q", want)
+		}
+	}
+	if strings.Contains(day.body, "<script>") || strings.Contains(day.body, " style=") {
+		t.Error("the rates carry inline script or style, which the CSP refuses")
+	}
+}
+
+func TestDashboardRatesWithoutRequestsSayNothingToDivide(t *testing.T) {
+	s := newSite(t, 0)
+	b := s.browser()
+	p := b.login()
+	for _, want := range []string{`id="refusal-rate">–<`, "refused (0 of 0)", `id="error-rate">–<`, "failed (0 of 0 relayed)"} {
+		if !strings.Contains(p.body, want) {
+			t.Errorf("the empty dashboard lacks %q", want)
+		}
 	}
 }
