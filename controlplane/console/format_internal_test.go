@@ -71,3 +71,11 @@ func TestRatesAreFormattedForPeople(t *testing.T) {
 		}
 	}
 }
+
+func TestNameAccountsShowsNamesAndKeepsUnknownIDs(t *testing.T) {
+	charts := []chart{{Legend: []legendItem{{Name: "a1"}, {Name: "gone"}}}, {Legend: []legendItem{{Name: "a1"}}}}
+	nameAccounts(charts, map[string]string{"a1": "console-main"})
+	if got := []string{charts[0].Legend[0].Name, charts[0].Legend[1].Name, charts[1].Legend[0].Name}; got[0] != "console-main" || got[1] != "gone" || got[2] != "console-main" {
+		t.Errorf("legends %v, want [console-main gone console-main]", got)
+	}
+}

@@ -53,6 +53,7 @@ func (c *Console) handleDashboard(w http.ResponseWriter, r *http.Request) {
 	}
 	var wg sync.WaitGroup
 	part := func(f func()) { wg.Add(1); go func() { defer wg.Done(); f() }() }
+	var accountNames map[string]string
 	part(func() {
 		u, err := dashboardUsage(ctx, s.api, dashboardSpan(r.URL.Query().Get("range"), c.now()))
 		if err == nil {
@@ -64,6 +65,10 @@ func (c *Console) handleDashboard(w http.ResponseWriter, r *http.Request) {
 		accts, err := s.api.ListAccounts(ctx)
 		if err == nil {
 			d.Accounts, d.States, d.Attention = len(accts), countStates(accts), needAttention(accts)
+			accountNames = make(map[string]string, len(accts))
+			for _, a := range accts {
+				accountNames[a.ID] = a.Name
+			}
 		}
 		problem("accounts", err)
 	})
@@ -89,6 +94,9 @@ func (c *Console) handleDashboard(w http.ResponseWriter, r *http.Request) {
 		problem("configuration", err)
 	})
 	wg.Wait()
+	if d.Usage != nil {
+		nameAccounts(d.Usage.AccountCharts, accountNames)
+	}
 	sort.Strings(d.Problems)
 	v := s.view("Dashboard", "dashboard")
 	v.Refresh, v.Data = dashboardRefresh, d

@@ -52,6 +52,9 @@ type usageSummary struct {
 	Span   span
 	Totals adminapi.UsageCounters
 	Charts []chart
+	// AccountCharts are the same metrics by upstream account; their series are account ids
+	// until nameAccounts gives them the accounts' names.
+	AccountCharts []chart
 	// Rates are the range's refusal and error rates, Outcomes its requests by outcome.
 	Rates    rates
 	Outcomes chart
@@ -68,10 +71,14 @@ type keyUsage struct {
 // dashboardUsage reads sp's usage by model and its top keys: two report calls, at once.
 func dashboardUsage(ctx context.Context, api *adminclient.Client, sp span) (usageSummary, error) {
 	sum := usageSummary{Span: sp}
-	var byModel, byKey adminapi.UsageReport
+	var byModel, byAccount, byKey adminapi.UsageReport
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() (err error) {
 		byModel, err = api.Usage(gctx, sp.query("model"))
+		return err
+	})
+	g.Go(func() (err error) {
+		byAccount, err = api.Usage(gctx, sp.query("account"))
 		return err
 	})
 	g.Go(func() (err error) {
@@ -87,6 +94,7 @@ func dashboardUsage(ctx context.Context, api *adminclient.Client, sp span) (usag
 	buckets := bucketsOf(sp.From, sp.To, sp.Granularity)
 	for _, name := range []string{chartMetricRequests, chartMetricTokens, chartMetricCost} {
 		sum.Charts = append(sum.Charts, buildChart("chart-"+name, dashboardChartWidth, metrics[name], byModel.Rows, buckets, "model", bucketLabel))
+		sum.AccountCharts = append(sum.AccountCharts, buildChart("account-chart-"+name, dashboardChartWidth, metrics[name], byAccount.Rows, buckets, "account", bucketLabel))
 	}
 	sum.Rates = ratesOf(byModel.Totals)
 	sum.Outcomes = outcomeChart("chart-outcomes", dashboardChartWidth, byModel.Rows, buckets)
@@ -169,4 +177,16 @@ func addCounters(to *adminapi.UsageCounters, c adminapi.UsageCounters) {
 	to.UnpricedRequests += c.UnpricedRequests
 	to.RefusedRequests += c.RefusedRequests
 	to.FailedRequests += c.FailedRequests
+}
+
+// nameAccounts shows the accounts' names instead of their ids in the legends of charts by
+// account (an id without a name, of an account since deleted, stays as it is).
+func nameAccounts(charts []chart, names map[string]string) {
+	for _, c := range charts {
+		for i, l := range c.Legend {
+			if n, ok := names[l.Name]; ok && n != "" {
+				c.Legend[i].Name = n
+			}
+		}
+	}
 }

@@ -46,13 +46,14 @@ func TestDashboardChartsTheUsageReportByModelWithTheTopKeys(t *testing.T) {
 
 	day := b.get("/ui/")
 	for _, want := range []string{`id="total-requests">1,203<`, `id="total-cost">$2.50<`, "claude-opus", "claude-haiku",
-		`id="chart-requests"`, `id="chart-tokens"`, `id="chart-cost"`, "last 24 hours, by hour"} {
+		`id="chart-requests"`, `id="chart-tokens"`, `id="chart-cost"`, "last 24 hours, by hour",
+		`id="account-chart-requests"`, `id="account-chart-tokens"`, `id="account-chart-cost"`, "By account"} {
 		if !strings.Contains(day.body, want) {
 			t.Errorf("the 24-hour dashboard lacks %q", want)
 		}
 	}
-	if got := len(rectPattern.FindAllString(day.body, -1)); got != 8 { // 2 hours with usage x 4 charts (3 by model, 1 by outcome)
-		t.Errorf("got %d bars, want 8", got)
+	if got := len(rectPattern.FindAllString(day.body, -1)); got != 14 { // 2 hours with usage x 7 charts (3 by model, 3 by account, 1 by outcome)
+		t.Errorf("got %d bars, want 14", got)
 	}
 	if i, j := strings.Index(day.body, ">big-spender<"), strings.Index(day.body, ">small-spender<"); i < 0 || j < i {
 		t.Errorf("the top keys are not by cost, most first (big-spender at %d, small-spender at %d)", i, j)
