@@ -228,28 +228,12 @@ func (s *Server) refreshRequested(ctx context.Context, id string) {
 
 // receiveRefreshRequests forwards account ids published by sidecars until ctx ends.
 func (s *Server) receiveRefreshRequests(ctx context.Context, out chan<- string) {
-	ps := s.st.SubscribeRefreshRequests(ctx)
-	stop := context.AfterFunc(ctx, func() { ps.Close() })
-	defer stop()
-	defer ps.Close()
-	for {
-		msg, err := ps.Receive(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(time.Second):
-			}
-			continue
-		}
+	store.Receive(ctx, s.st.SubscribeRefreshRequests(ctx), func(msg any) {
 		if m, ok := msg.(*redis.Message); ok {
 			select {
 			case out <- m.Payload:
 			default: // a burst: the periodic pass catches up
 			}
 		}
-	}
+	}, nil)
 }

@@ -248,38 +248,17 @@ func (a *StoreAccounts) Run(ctx context.Context) {
 // reloads too, since changes may have been announced while it was down; go-redis
 // re-subscribes by itself after a broken connection.
 func (a *StoreAccounts) listen(ctx context.Context, ac AccountChanges) {
-	ps := ac.SubscribeAccountChanges(ctx)
-	stop := context.AfterFunc(ctx, func() { ps.Close() }) // ends a blocked Receive
-	defer stop()
-	defer ps.Close()
-	backoff := 100 * time.Millisecond
-	for {
-		msg, err := ps.Receive(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			a.log.Debug("account change subscription broken; polling meanwhile", "error", err, "retry_in", backoff)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(backoff):
-			}
-			backoff = min(backoff*2, 5*time.Second)
-			continue
-		}
+	store.Receive(ctx, ac.SubscribeAccountChanges(ctx), func(msg any) {
 		switch msg.(type) {
-		case *redis.Subscription:
-			backoff = 100 * time.Millisecond
-		case *redis.Message:
-		default:
-			continue
+		case *redis.Subscription, *redis.Message:
+			select {
+			case a.kick <- struct{}{}:
+			default: // a reload is already due
+			}
 		}
-		select {
-		case a.kick <- struct{}{}:
-		default: // a reload is already due
-		}
-	}
+	}, func(err error, retry time.Duration) {
+		a.log.Debug("account change subscription broken; polling meanwhile", "error", err, "retry_in", retry)
+	})
 }
 
 // Touch implements AccountSource: it queues a last-use write for the account unless one

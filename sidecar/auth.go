@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/claude-relay/claude-relay/plugins/contract"
+	"github.com/claude-relay/claude-relay/store"
 )
 
 // RevocationSource is where CachedAuth hears that keys were revoked, disabled or re-enabled.
@@ -186,40 +187,20 @@ func (a *CachedAuth) Flush() {
 // Run receives revocations until ctx ends. go-redis re-subscribes after a broken
 // connection and confirms with a subscription message, which flushes the cache.
 func (a *CachedAuth) Run(ctx context.Context) {
-	ps := a.revocations.SubscribeRevocations(ctx)
-	// Receive does not watch ctx while it waits on the socket: closing the
-	// subscription is what ends a blocked Receive.
-	stop := context.AfterFunc(ctx, func() { ps.Close() })
-	defer stop()
-	defer ps.Close()
-	backoff := 100 * time.Millisecond
-	for {
-		msg, err := ps.Receive(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			// Keep serving cached results while Redis is away (nothing can be revoked
-			// meanwhile); the re-subscription flushes whatever may have been missed.
-			a.log.Warn("revocation subscription broken", "error", err, "retry_in", backoff)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(backoff):
-			}
-			backoff = min(backoff*2, 5*time.Second)
-			continue
-		}
+	// Cached results keep serving while Redis is away (nothing can be revoked meanwhile);
+	// the re-subscription flushes whatever may have been missed.
+	store.Receive(ctx, a.revocations.SubscribeRevocations(ctx), func(msg any) {
 		switch m := msg.(type) {
 		case *redis.Subscription:
 			a.Flush()
 			a.subscribedOnce.Do(func() { close(a.subscribed) })
-			backoff = 100 * time.Millisecond
 		case *redis.Message:
 			a.Evict(m.Payload)
 			a.log.Debug("key revoked", "key", m.Payload)
 		}
-	}
+	}, func(err error, retry time.Duration) {
+		a.log.Warn("revocation subscription broken", "error", err, "retry_in", retry)
+	})
 }
 
 var _ Authenticator = (*CachedAuth)(nil)

@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/claude-relay/claude-relay/config"
+	"github.com/claude-relay/claude-relay/store"
 )
 
 // Why Plan makes no Redis round trip in steady state:
@@ -185,33 +186,17 @@ func (s *Scheduler) Run(ctx context.Context) {
 // ends. go-redis re-subscribes by itself after a broken connection; a missed announcement
 // costs at most StickyCacheTTL of the old binding.
 func (s *Scheduler) listenCleared(ctx context.Context) {
-	ps := s.rdb.Subscribe(ctx, s.keys.StickyClearedChannel())
-	stop := context.AfterFunc(ctx, func() { ps.Close() })
-	defer stop()
-	defer ps.Close()
-	for {
-		msg, err := ps.Receive(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(time.Second):
-			}
-			continue
-		}
+	store.Receive(ctx, s.rdb.Subscribe(ctx, s.keys.StickyClearedChannel()), func(msg any) {
 		m, ok := msg.(*redis.Message)
 		if !ok {
-			continue
+			return
 		}
 		kind, v, _ := strings.Cut(m.Payload, ":")
 		n := s.stickies.forgetWhere(func(key string, b binding) bool {
 			return (kind == "session" && strings.HasSuffix(key, ":"+v)) || (kind == "account" && b.account == v)
 		})
 		s.log.Info("sticky bindings cleared by an operator", "what", m.Payload, "cached_dropped", n)
-	}
+	}, nil)
 }
 
 // errRefreshBusy says another refresh is under way.
