@@ -53,6 +53,14 @@ route "messages" {
 }
 `
 
+// targetOrder is every target, in the order they are measured.
+var targetOrder = []string{"direct", "revproxy", "revproxy-pool", "floor", "relay", "relay-open", "nginx"}
+
+// ledgerHCL turns the request ledger on (measureLedger switches it on and off).
+const ledgerHCL = `
+usage { ledger = true }
+`
+
 type options struct {
 	duration   time.Duration
 	streams    []int
@@ -61,6 +69,8 @@ type options struct {
 	cpuProfile string
 	profiled   string // the target whose relay process -cpuprofile covers
 	keep       bool
+	// ledgerRounds is how many times the relay's ledger is measured off and on.
+	ledgerRounds int
 }
 
 func main() {
@@ -69,14 +79,16 @@ func main() {
 	tlsListen := flag.String("tls-listen", "", "internal: TLS listen address of -mode upstream")
 	certFile := flag.String("cert", "", "internal: TLS certificate of -mode upstream")
 	keyFile := flag.String("key", "", "internal: TLS key of -mode upstream")
-	upstream := flag.String("upstream", "", "internal: upstream base URL of -mode revproxy")
+	upstream := flag.String("upstream", "", "internal: upstream base URL of -mode revproxy and floor")
+	redisAddr := flag.String("redis", "", "internal: Redis address of -mode floor")
 	var o options
 	flag.DurationVar(&o.duration, "duration", 3*time.Second, "length of each latency/throughput phase")
 	streams := flag.String("streams", "1000,10000", "open-stream counts at which memory per stream is measured")
 	flag.StringVar(&o.out, "out", "bench/results/latest.json", "JSON results file (empty: none)")
-	targets := flag.String("targets", "direct,revproxy,revproxy-pool,relay,relay-open,nginx", "what to measure (revproxy-pool: the ReverseProxy with a BufferPool; relay-open: the relay with a key under a policy without limits); nginx is skipped when not on PATH")
+	targets := flag.String("targets", strings.Join(targetOrder, ","), "what to measure (revproxy-pool: the ReverseProxy with a BufferPool; floor: the ReverseProxy plus an INCR before and a DECR after each request on a Redis of its own, the Redis floor of an exact limiter; relay-open: the relay with a key under a policy without limits); nginx is skipped when not on PATH")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the relay process to this file (go tool pprof FILE)")
 	flag.StringVar(&o.profiled, "cpuprofile-target", "relay", "which relay -cpuprofile covers: relay or relay-open")
+	flag.IntVar(&o.ledgerRounds, "ledger-rounds", 5, "JSON c=32 phases of the relay with the request ledger off and on, alternated in one process (0: none)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (logs of every process)")
 	flag.Parse()
 
@@ -88,6 +100,8 @@ func main() {
 		err = runReverseProxy(*listen, *upstream, false)
 	case "revproxy-pool":
 		err = runReverseProxy(*listen, *upstream, true)
+	case "floor":
+		err = runFloorProxy(*listen, *upstream, *redisAddr)
 	case "relay":
 		err = runRelay(*listen, o.cpuProfile)
 	case "control":
@@ -156,7 +170,7 @@ func run(o options, stdout io.Writer) error {
 	defer up.stop(5 * time.Second)
 	upURL := upstreams.plain
 
-	for _, name := range []string{"direct", "revproxy", "revproxy-pool", "relay", "relay-open", "nginx"} {
+	for _, name := range targetOrder {
 		if !o.targets[name] {
 			continue
 		}
@@ -170,12 +184,19 @@ func run(o options, stdout io.Writer) error {
 		}
 		fmt.Fprintf(os.Stderr, "bench: measuring %s …\n", name)
 		r := measure(t, o.duration)
-		if name == "relay-open" || name == "revproxy-pool" {
+		if name != "direct" && name != "revproxy" && name != "relay" && name != "nginx" {
 			// Variants of (b) and (c) for the request phases; the open-streams phase is
 			// measured on (b) and (c) themselves.
 			res.Targets = append(res.Targets, r)
 			stop()
 			continue
+		}
+		if name == "relay" && o.ledgerRounds > 0 {
+			fmt.Fprintf(os.Stderr, "bench: measuring the request ledger off and on …\n")
+			if res.Ledger, err = measureLedger(t, filepath.Join(work, "config"), o.duration, o.ledgerRounds); err != nil {
+				stop()
+				return fmt.Errorf("ledger: %w", err)
+			}
 		}
 		if name == "revproxy" || name == "relay" {
 			// A fresh instance of the proxy whose upstream is the TLS listener.
@@ -302,6 +323,10 @@ func startTarget(name, instance, work, self, upURL string, ups upstreamURLs, o o
 	switch name {
 	case "revproxy", "revproxy-pool":
 		c, err = startChild(instance, work, caEnv, self, "-mode", name, "-listen", addr, "-upstream", upURL)
+	case "floor":
+		if rds, err = startRedis(work, instance); err == nil {
+			c, err = startChild(instance, work, caEnv, self, "-mode", name, "-listen", addr, "-upstream", upURL, "-redis", rds.addr)
+		}
 	case "relay", "relay-open":
 		c, ctl, rds, key, err = startRelay(name, instance, work, self, addr, upURL, caEnv, o)
 	case "nginx":
@@ -339,7 +364,7 @@ func startTarget(name, instance, work, self, upURL string, ups upstreamURLs, o o
 	}
 	url := "http://" + addr
 	wait := c.waitHTTP
-	if rds != nil {
+	if ctl != nil {
 		wait = c.waitOK // a sidecar answers 503 until the control plane's configuration is applied
 	}
 	if err := wait(http.DefaultClient, url+"/health", 30*time.Second); err != nil {
@@ -401,24 +426,11 @@ func prepareRelay(work, instance, upURL, policy string) (env []string, secret st
 			redis = nil
 		}
 	}()
-	redisAddr, err := freeAddr()
-	if err != nil {
+	if redis, err = startRedis(work, instance); err != nil {
 		return nil, "", nil, err
 	}
+	redisAddr := redis.addr
 	host, port, _ := strings.Cut(redisAddr, ":")
-	rbin, err := exec.LookPath("redis-server")
-	if err != nil {
-		return nil, "", nil, fmt.Errorf("the relay needs redis-server on PATH: %w", err)
-	}
-	rdir := filepath.Join(work, "redis-"+instance)
-	if err := os.MkdirAll(rdir, 0o700); err != nil {
-		return nil, "", nil, err
-	}
-	if redis, err = startChild("redis", rdir, nil, rbin, "--port", port, "--bind", host, "--save", "",
-		"--appendonly", "yes", "--appendfsync", "everysec", "--dir", rdir); err != nil {
-		return nil, "", nil, err
-	}
-	redis.addr = redisAddr
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	var rdbErr error
@@ -467,6 +479,42 @@ func prepareRelay(work, instance, upURL, policy string) (env []string, secret st
 		"LOG_DIR=" + filepath.Join(work, "logs-"+instance), "LOG_LEVEL=info", "MAX_CONNECTIONS=100000",
 	}
 	return env, secret, redis, nil
+}
+
+// startRedis starts a redis-server of instance's own in work, with AOF (appendfsync everysec)
+// and no RDB snapshots, as production runs it.
+func startRedis(work, instance string) (*child, error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	host, port, _ := strings.Cut(addr, ":")
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		return nil, fmt.Errorf("%s needs redis-server on PATH: %w", instance, err)
+	}
+	dir := filepath.Join(work, "redis-"+instance)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	srv, err := startChild("redis", dir, nil, bin, "--port", port, "--bind", host, "--save", "",
+		"--appendonly", "yes", "--appendfsync", "everysec", "--dir", dir)
+	if err != nil {
+		return nil, err
+	}
+	srv.addr = addr
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	defer rdb.Close()
+	for start := time.Now(); ; time.Sleep(50 * time.Millisecond) {
+		err := rdb.Ping(context.Background()).Err()
+		if err == nil {
+			return srv, nil
+		}
+		if time.Since(start) > 15*time.Second {
+			srv.stop(time.Second)
+			return nil, fmt.Errorf("%s: redis-server at %s: %w", instance, addr, err)
+		}
+	}
 }
 
 // writeNginxConf writes an nginx configuration for proxy_pass with the SSE settings of the

@@ -272,6 +272,8 @@ type redisCost struct {
 	CommandUS          float64       `json:"command_time_us"`
 	CommandUSEstimated bool          `json:"command_time_estimated,omitempty"`
 	Top                []commandCost `json:"top_commands_by_time"`
+	// Calls is every command's calls per request, by name.
+	Calls map[string]float64 `json:"calls_per_request"`
 }
 
 // commandCost is one command's share of a phase, per request.
@@ -299,12 +301,14 @@ func perRequest(d redisDelta, rc relayCounters, requests int64) redisCost {
 	}
 	var usec, innerUsec float64
 	var top []commandCost
+	c.Calls = map[string]float64{}
 	c.CommandUSEstimated = scripts > 0 && !rc.HasTraffic
 	for name, st := range d.Commands {
 		in := innerCalls(name, st.Calls, scripts, rc)
 		if in > 0 && in < st.Calls {
 			c.CommandUSEstimated = true
 		}
+		c.Calls[name] = float64(st.Calls) / n
 		calls += st.Calls
 		inner += in
 		usec += float64(st.Usec)

@@ -19,6 +19,7 @@ type results struct {
 	StreamLevels []int          `json:"stream_levels"`
 	Targets      []targetResult `json:"targets"`
 	Ratios       map[string]any `json:"relay_ratios,omitempty"`
+	Ledger       *ledgerResult  `json:"ledger,omitempty"`
 	Notes        []string       `json:"notes,omitempty"`
 }
 
@@ -171,6 +172,7 @@ func (res *results) computeRatios() {
 		return
 	}
 	res.Ratios = map[string]any{}
+	res.ledgerAndFloorRatios(relay)
 	if direct != nil {
 		res.Ratios["added_p50_c32_ms_vs_direct"] = relay.P50C32 - direct.P50C32
 		res.Ratios["added_p99_c32_ms_vs_direct"] = relay.P99C32 - direct.P99C32
@@ -311,6 +313,7 @@ func (res *results) writeMarkdown(w io.Writer) {
 	if relay != nil && relay.LimitCallsPerPipeline > 0 {
 		fmt.Fprintf(w, "\nThe relay's limit checks and charges at c=32 went to Redis %.2f calls per pipeline.\n", relay.LimitCallsPerPipeline)
 	}
+	res.writeLedgerAndFloor(w, relay)
 	res.writeRedisMarkdown(w)
 	fmt.Fprintln(w, "\nUpstream of the open-streams phase (counted by the fake upstream with every stream open):")
 	for _, t := range res.Targets {
@@ -356,6 +359,8 @@ func label(name string) string {
 		return "(c) relay"
 	case "relay-open":
 		return "(c′) relay, key without limits"
+	case "floor":
+		return "(r) ReverseProxy + INCR/DECR in Redis"
 	case "nginx":
 		return "(d) nginx"
 	}
@@ -389,4 +394,47 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// ledgerAndFloorRatios sets what the request ledger adds to the relay's CPU per request
+// (on − off, µs, and their ratio) and the relay's Redis CPU per request against
+// the floor's (two round trips per request, nothing else), at c=1 and c=32.
+func (res *results) ledgerAndFloorRatios(relay *targetResult) {
+	if l := res.Ledger; l != nil {
+		res.Ratios["ledger_added_cpu_us_c32"] = l.AddedUS
+		res.Ratios["ledger_cpu_per_request_vs_off_c32"] = l.Ratio
+	}
+	if f := res.target("floor"); f != nil {
+		res.Ratios["redis_floor_us_c1"] = f.RedisCPUC1US
+		res.Ratios["redis_floor_us_c32"] = f.RedisCPUUS
+		if f.RedisCPUC1US > 0 {
+			res.Ratios["relay_redis_vs_floor_c1"] = relay.RedisCPUC1US / f.RedisCPUC1US
+		}
+		if f.RedisCPUUS > 0 {
+			res.Ratios["relay_redis_vs_floor_c32"] = relay.RedisCPUUS / f.RedisCPUUS
+		}
+	}
+}
+
+// writeLedgerAndFloor says in words what ledgerAndFloorRatios measured.
+func (res *results) writeLedgerAndFloor(w io.Writer, relay *targetResult) {
+	if relay == nil {
+		return
+	}
+	if l := res.Ledger; l != nil {
+		fmt.Fprintf(w, "\nThe request ledger, switched off and on in the same relay (JSON c=32, %d rounds each): %+.1f µs of relay CPU per request (median on %.1f vs off %.1f, %.3f×); rounds off %s, on %s; %.2f XADDs per request with it on.\n",
+			len(l.OnUS), l.AddedUS, median(l.OnUS), median(l.OffUS), l.Ratio, usList(l.OffUS), usList(l.OnUS), l.XAddsOn)
+	}
+	if f := res.target("floor"); f != nil {
+		fmt.Fprintf(w, "\nRedis floor (r), an INCR before and a DECR after each request and nothing else, each its own round trip: %.1f µs of Redis CPU per request at c=1, %.1f at c=32; the relay's Redis: %.1f (%s the floor) and %.1f (%s).\n",
+			f.RedisCPUC1US, f.RedisCPUUS, relay.RedisCPUC1US, times(relay.RedisCPUC1US/f.RedisCPUC1US), relay.RedisCPUUS, times(relay.RedisCPUUS/f.RedisCPUUS))
+	}
+}
+
+func usList(v []float64) string {
+	parts := make([]string, len(v))
+	for i, x := range v {
+		parts[i] = fmt.Sprintf("%.1f", x)
+	}
+	return strings.Join(parts, "/")
 }
