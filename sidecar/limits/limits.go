@@ -487,9 +487,18 @@ func (l *Limiter) admitted(lease *Lease) {
 	}
 }
 
-// admitCall builds the admission script's call (see admitScript for its keys and
-// arguments) and fills lease with the ids it takes; resets are the counters' window ends.
+// admitCall builds the admission script's call (plainAdmitScript for a set that neither
+// queues nor reserves, else admitScript; see each for its keys and arguments) and fills
+// lease with the ids it takes; resets are the counters' window ends.
 func (l *Limiter) admitCall(keyID string, set Set, worst Usage, now time.Time, lease *Lease, seq int64) (*scriptCall, []time.Time) {
+	if resT, resC := set.reserves(); !resT && !resC && !set.queues() {
+		return l.plainAdmitCall(keyID, set, now, lease)
+	}
+	return l.fullAdmitCall(keyID, set, worst, now, lease, seq)
+}
+
+// fullAdmitCall is admitCall for a set that queues or reserves.
+func (l *Limiter) fullAdmitCall(keyID string, set Set, worst Usage, now time.Time, lease *Lease, seq int64) (*scriptCall, []time.Time) {
 	resT, resC := set.reserves()
 	var need Usage
 	if resT {

@@ -238,7 +238,7 @@ func (c redisCounters) per(before redisCounters, n int) requestCost {
 // but the lease expiry.
 func (l *Limiter) legacyAdmit(ctx context.Context, keyID string, set Set) (*Lease, error) {
 	lease := &Lease{l: l, keyID: keyID, set: set}
-	call, _ := l.admitCall(keyID, set, Usage{}, l.now(), lease, 0)
+	call, _ := l.fullAdmitCall(keyID, set, Usage{}, l.now(), lease, 0)
 	call.script = legacyAdmitScript
 	call.args = append(call.args[:11:11], call.args[12:]...)
 	cmd, err := l.run(ctx, call)

@@ -260,7 +260,7 @@ return n
 `)
 
 // scripts are every script the Limiter runs, for Load.
-var scripts = []*redis.Script{admitScript, settleScript, renewScript}
+var scripts = []*redis.Script{admitScript, plainAdmitScript, settleScript, renewScript}
 
 // leaseKeys are the keys of a lease's slot and reservation, in the scripts' order.
 func (ls *Lease) leaseKeys() []string {
