@@ -40,8 +40,10 @@ screenshots:
 		$(GO) test -count=1 -run '^TestConsoleInAHeadlessBrowser$$' ./controlplane/console/
 
 ## bench: the load harness (bench/): relay vs direct, httputil.ReverseProxy and nginx on
-## loopback; prints a markdown table and the relay's Redis cost per request of every phase,
-## writes bench/results/latest.json. BENCH_FLAGS=-h lists flags.
+## loopback; prints a markdown table and the relay's Redis cost per request of every phase
+## beside the Redis floor (a ReverseProxy doing one INCR and one DECR per request), what the
+## request ledger adds (switched off and on in the same relay), and writes
+## bench/results/latest.json. BENCH_FLAGS=-h lists flags.
 bench:
 	$(GO) run ./bench $(BENCH_FLAGS)
 
