@@ -2,20 +2,11 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
-	"net/http/httputil"
-	"net/url"
-	"os"
-	"os/signal"
 	"sync/atomic"
-	"syscall"
-	"time"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/claude-relay/claude-relay/sidecar"
 )
 
 // runFloorProxy is (r): the ReverseProxy of (b) plus the least Redis work an exact limiter can
@@ -26,18 +17,14 @@ import (
 // admission-then-release design. It exports the counters the relay does on /metrics, so its
 // Redis cost is reported like the relay's.
 func runFloorProxy(addr, upstream, redisAddr string) error {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
-	target, err := url.Parse(upstream)
+	proxy, err := newReverseProxy(upstream, false)
 	if err != nil {
-		return fmt.Errorf("upstream url: %w", err)
+		return err
 	}
 	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
 	defer rdb.Close()
-	rp := httputil.NewSingleHostReverseProxy(target)
-	rp.Transport = sidecar.NewTransport()
 	var incrs, decrs atomic.Int64
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return serveUntilSignal(addr, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/health":
 			fmt.Fprintln(w, "ok")
@@ -58,13 +45,6 @@ func runFloorProxy(addr, upstream, redisAddr string) error {
 			_ = rdb.Decr(context.WithoutCancel(r.Context()), "floor:in_flight").Err()
 			decrs.Add(1)
 		}()
-		_ = http.NewResponseController(w).EnableFullDuplex()
-		rp.ServeHTTP(w, r)
-	})
-	srv := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	go func() { <-ctx.Done(); srv.Close() }()
-	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+		proxy.ServeHTTP(w, r)
+	}))
 }

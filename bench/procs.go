@@ -397,11 +397,18 @@ func fetchUpstreamStats(client *http.Client, base string) (upstreamStats, error)
 // pooled it is (b′): the same with a BufferPool, the tuning any Go proxy in production has,
 // so the relay is also compared with the fastest ReverseProxy, not only the default one.
 func runReverseProxy(addr, upstream string, pooled bool) error {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
+	h, err := newReverseProxy(upstream, pooled)
+	if err != nil {
+		return err
+	}
+	return serveUntilSignal(addr, h)
+}
+
+// newReverseProxy is (b)'s handler, with a BufferPool when pooled.
+func newReverseProxy(upstream string, pooled bool) (http.Handler, error) {
 	target, err := url.Parse(upstream)
 	if err != nil {
-		return fmt.Errorf("upstream url: %w", err)
+		return nil, fmt.Errorf("upstream url: %w", err)
 	}
 	rp := httputil.NewSingleHostReverseProxy(target)
 	rp.Transport = sidecar.NewTransport() // the relay's own: HTTP/2 over TLS, same pool sizes
@@ -414,10 +421,16 @@ func runReverseProxy(addr, upstream string, pooled bool) error {
 	// connection: after a short response that only cost a redial, mid-stream it cut the stream
 	// (the 1–3 stream errors of earlier runs). The relay reads the body whole before it
 	// forwards it, so it never hit this.
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_ = http.NewResponseController(w).EnableFullDuplex()
 		rp.ServeHTTP(w, r)
-	})
+	}), nil
+}
+
+// serveUntilSignal serves h on addr until SIGTERM or an interrupt.
+func serveUntilSignal(addr string, h http.Handler) error {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
 	srv := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	go func() { <-ctx.Done(); srv.Close() }()
 	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
