@@ -95,7 +95,7 @@ func toAPIRules(r store.KeyRules) adminapi.KeyRules {
 		AllowedCIDRs:   r.AllowedCIDRs,
 	}
 	if !r.Limits.IsZero() {
-		l := adminapi.KeyLimits(r.Limits)
+		l := r.Limits
 		out.Limits = &l
 	}
 	if r.Binding != (store.KeyBinding{}) {
@@ -166,13 +166,12 @@ func checkLimits(fields fieldErrors, l *adminapi.KeyLimits) store.KeyLimits {
 	if l == nil {
 		return store.KeyLimits{}
 	}
-	k := config.KeyLimits(*l)
 	for d := range config.Limits() {
-		if d.OverrideNegative(&k) {
+		if d.OverrideNegative(l) {
 			fields.add("limits."+d.Name, "must not be negative")
 		}
 	}
-	return store.KeyLimits(k)
+	return *l
 }
 
 // checkBinding validates a binding: one account that exists, or a group name, not both.

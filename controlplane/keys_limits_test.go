@@ -27,7 +27,7 @@ func everyOverride(t *testing.T, v string) (adminapi.KeyLimits, []string) {
 		}
 		fields = append(fields, "limits."+d.Name)
 	}
-	return adminapi.KeyLimits(k), fields
+	return k, fields
 }
 
 func TestEveryKeyLimitOverrideIsStoredAndNoneMayBeNegative(t *testing.T) {

@@ -255,14 +255,7 @@ func TestMidStreamErrorEventCarriesNoTransportDetails(t *testing.T) {
 }
 
 func TestJSONAnswerStallingAfterItsHeadersIsA504(t *testing.T) {
-	h := newHarness(t, harnessOptions{hcl: `
-pool "p" {}
-route "messages" {
-  paths   = ["/v1/messages"]
-  pool    = "p"
-  timeout = "300ms"
-}
-`})
+	h := newHarness(t, harnessOptions{hcl: timeoutRoute("300ms")})
 	h.up.Enqueue(fakeupstream.Script{BodyDelay: 3 * time.Second})
 	resp := h.post("/v1/messages", h.key, jsonBody, nil)
 	body := readAll(t, resp.Body)

@@ -51,13 +51,8 @@ func TestUpstreamRedirectIsNotFollowedWithTheAccountsCredential(t *testing.T) {
 	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	var resp *http.Response
 	testutil.Eventually(t, 5*time.Second, "the condition", func() bool { // until the sidecar has loaded the new account list
-		req, err := http.NewRequest(http.MethodPost, h.http.URL+"/v1/messages", strings.NewReader(jsonBody))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("X-Api-Key", h.key)
-		req.Header.Set("Anthropic-Version", "2023-06-01")
-		req.Header.Set("Content-Type", "application/json")
+		req := relayRequest(context.Background(), h.http.URL+"/v1/messages", h.key, jsonBody, map[string]string{"Content-Type": "application/json"})
+		var err error
 		if resp, err = noFollow.Do(req); err != nil {
 			t.Fatal(err)
 		}

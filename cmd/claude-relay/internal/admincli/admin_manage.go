@@ -91,7 +91,7 @@ func (f *limitFlags) api() *adminapi.KeyLimits {
 	if f.l.IsZero() {
 		return nil
 	}
-	l := adminapi.KeyLimits(f.l)
+	l := f.l
 	return &l
 }
 

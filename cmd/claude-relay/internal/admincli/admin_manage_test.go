@@ -203,9 +203,9 @@ func TestAdminAuditAndPasswordChange(t *testing.T) {
 }
 
 func TestAdminAccountsShowSubscriptionWindows(t *testing.T) {
-	var st *store.Store
-	e := newCLIEnv(t, func(o *controlplane.Options) { st = o.Store })
+	e := newCLIEnv(t)
 	e.login()
+	st := e.st
 	a := decodeJSON[adminapi.AccountResponse](t, e.must(cliAPIKey+"\n", "accounts", "add", "--json", "--name", "max", "--api-key-stdin")).Account
 	reset := time.Date(2031, 5, 1, 15, 10, 0, 0, time.UTC)
 	w := store.Windows{Status: "allowed_warning", Claim: "five_hour", ObservedAt: time.Now(),
@@ -251,9 +251,9 @@ func TestAdminAccountsCapsAreSetMergedShownAndRemoved(t *testing.T) {
 }
 
 func TestAdminSessionsClearAndAccountsUnbind(t *testing.T) {
-	var st *store.Store
-	e := newCLIEnv(t, func(o *controlplane.Options) { st = o.Store })
+	e := newCLIEnv(t)
 	e.login()
+	st := e.st
 	ctx := context.Background()
 	rdb, keys := st.Client(), st.Schema()
 	rdb.Set(ctx, keys.StickySession("claude", store.StickySessionHash("4f1c-session")), "acct-a", time.Hour)

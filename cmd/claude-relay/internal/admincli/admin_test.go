@@ -34,6 +34,8 @@ type cliEnv struct {
 	addr        string
 	sessionFile string
 	vars        map[string]string
+	// st is the control plane's store, for what a test sets up behind the admin API.
+	st *store.Store
 }
 
 func newCLIEnv(t *testing.T, tweak ...func(*controlplane.Options)) *cliEnv {
@@ -67,7 +69,7 @@ func newCLIEnv(t *testing.T, tweak ...func(*controlplane.Options)) *cliEnv {
 	srv := httptest.NewServer(cp.Handler())
 	t.Cleanup(srv.Close)
 	file := filepath.Join(t.TempDir(), "cfg", "admin.json")
-	return &cliEnv{t: t, addr: srv.URL, sessionFile: file, vars: map[string]string{envAdminFile: file}}
+	return &cliEnv{t: t, addr: srv.URL, sessionFile: file, vars: map[string]string{envAdminFile: file}, st: st}
 }
 
 // run runs "claude-relay admin ARGS" with stdin and returns the exit code, stdout and stderr.
@@ -86,6 +88,14 @@ func (e *cliEnv) must(stdin string, args ...string) string {
 		e.t.Fatalf("admin %v: got exit %d (stderr %q), want 0", args, code, errOut)
 	}
 	return out
+}
+
+// recordUsage writes recs to the store as one recorder batch would.
+func (e *cliEnv) recordUsage(recs ...store.UsageRecord) {
+	e.t.Helper()
+	if err := e.st.RecordUsageBatch(context.Background(), store.BatchID{Writer: "cli", Seq: 1}, recs...); err != nil {
+		e.t.Fatal(err)
+	}
 }
 
 func (e *cliEnv) login() {
