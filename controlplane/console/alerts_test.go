@@ -41,11 +41,7 @@ func TestAlertsPageListsDeliveriesAndSendsATest(t *testing.T) {
 	b := s.browser()
 	b.login()
 	page := b.get("/ui/alerts")
-	for _, want := range []string{`id="test-team"`, `id="test-down"`, "No messages yet."} {
-		if !strings.Contains(page.body, want) {
-			t.Errorf("the alerts page lacks %q\n%s", want, page.body)
-		}
-	}
+	page.shows(t, "the alerts page", `id="test-team"`, `id="test-down"`, "No messages yet.")
 	sent := b.post("/ui/alerts/team/test", url.Values{"csrf": {page.csrf(t)}})
 	if sent.status != http.StatusSeeOther || hits.Load() != 1 {
 		t.Fatalf("send test: got %d with %d deliveries, want 303 and 1", sent.status, hits.Load())
@@ -97,10 +93,6 @@ func TestAccountsPageShowsSubscriptionWindowsAndCaps(t *testing.T) {
 	b := s.browser()
 	b.login()
 	p := b.get("/ui/accounts")
-	for _, want := range []string{"5 h <meter", `value="0.930"`, "93%", "7 d <meter", "41%", "window-allowed_warning",
-		"caps: 4 at once, 2,000,000 tokens / 5 h, $25.00 / day", "5 h resets <time"} {
-		if !strings.Contains(p.body, want) {
-			t.Errorf("the accounts page lacks %q", want)
-		}
-	}
+	p.shows(t, "the accounts page", "5 h <meter", `value="0.930"`, "93%", "7 d <meter", "41%", "window-allowed_warning",
+		"caps: 4 at once, 2,000,000 tokens / 5 h, $25.00 / day", "5 h resets <time")
 }

@@ -25,11 +25,7 @@ func TestKeyPageChartsThatKeysUsageOnlyOverTheRangeAsked(t *testing.T) {
 	s.recordUsage(t, other, "claude-sonnet", now, 99, 9_000_000)
 
 	day := b.get("/ui/keys/" + mine)
-	for _, want := range []string{`id="key-chart-requests"`, `id="key-chart-tokens"`, `id="key-chart-cost"`, "1,234 requests", "$2.50 in this range", "claude-opus"} {
-		if !strings.Contains(day.body, want) {
-			t.Errorf("the key's 24-hour chart lacks %q", want)
-		}
-	}
+	day.shows(t, "the key's 24-hour chart", `id="key-chart-requests"`, `id="key-chart-tokens"`, `id="key-chart-cost"`, "1,234 requests", "$2.50 in this range", "claude-opus")
 	if strings.Contains(day.body, "claude-sonnet") || strings.Contains(day.body, "claude-haiku") {
 		t.Error("the key's 24-hour chart shows another key's model, or usage older than 24 hours")
 	}
@@ -37,11 +33,7 @@ func TestKeyPageChartsThatKeysUsageOnlyOverTheRangeAsked(t *testing.T) {
 		t.Errorf("got %d bars, want 3", got)
 	}
 	month := b.get("/ui/keys/" + mine + "?range=30d")
-	for _, want := range []string{"1,241 requests", "claude-haiku", "last 30 days (UTC), by day"} {
-		if !strings.Contains(month.body, want) {
-			t.Errorf("the key's 30-day chart lacks %q", want)
-		}
-	}
+	month.shows(t, "the key's 30-day chart", "1,241 requests", "claude-haiku", "last 30 days (UTC), by day")
 	if strings.Contains(month.body, "claude-sonnet") {
 		t.Error("the key's 30-day chart shows another key's usage")
 	}

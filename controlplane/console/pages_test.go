@@ -49,10 +49,7 @@ func TestConsoleCreatesAKeyShowingItsSecretOnce(t *testing.T) {
 func TestConsoleKeyChangeAtAStaleRevisionShowsTheConflict(t *testing.T) {
 	s := newSite(t, 0)
 	ctx := context.Background()
-	created, err := s.admin.CreateKey(ctx, adminapi.CreateKeyRequest{Name: "shared"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	created := s.newKey(t, adminapi.CreateKeyRequest{Name: "shared"})
 	id := created.Key.ID
 	b := s.browser()
 	b.login()
@@ -90,10 +87,7 @@ func TestConsoleKeyChangeAtAStaleRevisionShowsTheConflict(t *testing.T) {
 func TestConsoleEditsAKeysSettings(t *testing.T) {
 	s := newSite(t, 0)
 	ctx := context.Background()
-	created, err := s.admin.CreateKey(ctx, adminapi.CreateKeyRequest{Name: "ci", Tags: []string{"old"}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	created := s.newKey(t, adminapi.CreateKeyRequest{Name: "ci", Tags: []string{"old"}})
 	id := created.Key.ID
 	b := s.browser()
 	b.login()
@@ -260,11 +254,7 @@ func TestConsoleShowsARefusedConfigurationEditWithItsLocation(t *testing.T) {
 		t.Fatalf("reload of a broken file: got %q %v, want refused with an error", res, err)
 	}
 	p := b.get("/ui/config")
-	for _, want := range []string{"The last edit was refused", "relay.hcl:3:1", `<dd id="config-version">1</dd>`, ">refused<"} {
-		if !strings.Contains(p.body, want) {
-			t.Errorf("config page after a refused edit lacks %q:\n%s", want, p.body)
-		}
-	}
+	p.shows(t, "config page after a refused edit", "The last edit was refused", "relay.hcl:3:1", `<dd id="config-version">1</dd>`, ">refused<")
 	if dash := b.get("/ui/"); !strings.Contains(dash.body, "the last edit was refused") {
 		t.Errorf("the dashboard does not point at the refused edit")
 	}
@@ -273,10 +263,7 @@ func TestConsoleShowsARefusedConfigurationEditWithItsLocation(t *testing.T) {
 func TestConsoleRegeneratesDeletesAndRestoresAKey(t *testing.T) {
 	s := newSite(t, 0)
 	ctx := context.Background()
-	created, err := s.admin.CreateKey(ctx, adminapi.CreateKeyRequest{Name: "rotating"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	created := s.newKey(t, adminapi.CreateKeyRequest{Name: "rotating"})
 	id := created.Key.ID
 	b := s.browser()
 	b.login()
