@@ -282,30 +282,40 @@ func (s *Server) keySpec(r *http.Request, req adminapi.CreateKeyRequest) (store.
 		Name: strings.TrimSpace(req.Name), Description: req.Description, Owner: req.Owner,
 		Policy: req.Policy, Tags: checkTags(fields, req.Tags),
 	}
-	switch {
-	case req.ExpiresAt != "" && req.ExpiresAfter != "":
-		fields.add("expires_at", "give expires_at or expires_after, not both")
-	case req.ExpiresAt != "":
-		exp, err := time.Parse(time.RFC3339, req.ExpiresAt)
-		switch {
-		case err != nil:
-			fields.add("expires_at", "must be an RFC 3339 time such as 2030-01-02T15:04:05Z")
-		case !exp.After(s.now()):
-			fields.add("expires_at", "must be in the future")
-		default:
-			exp = exp.UTC()
-			spec.ExpiresAt = &exp
-		}
-	case req.ExpiresAfter != "":
-		d, err := parseLifetime(req.ExpiresAfter)
-		if err != nil {
-			fields.add("expires_after", lifetimeHelp)
-		}
-		spec.ExpiresAfter = d
-	}
+	exp := s.checkExpiry(fields, req.ExpiresAt, req.ExpiresAfter)
+	spec.ExpiresAt, spec.ExpiresAfter = exp.At, exp.After
 	var err error
 	spec.Rules, err = s.checkRules(r, fields, req.KeyRules)
 	return spec, fields, err
+}
+
+// checkExpiry validates a key's expiry, the one create and update take: an RFC 3339 time
+// in the future (at), or a lifetime counted from first use (after); at most one of them.
+// Both "" is no expiry.
+func (s *Server) checkExpiry(fields fieldErrors, at, after string) store.KeyExpiry {
+	var e store.KeyExpiry
+	switch {
+	case at != "" && after != "":
+		fields.add("expires_at", "give expires_at or expires_after, not both")
+	case at != "":
+		t, err := time.Parse(time.RFC3339, at)
+		switch {
+		case err != nil:
+			fields.add("expires_at", "must be an RFC 3339 time such as 2030-01-02T15:04:05Z")
+		case !t.After(s.now()):
+			fields.add("expires_at", "must be in the future")
+		default:
+			t = t.UTC()
+			e.At = &t
+		}
+	case after != "":
+		d, err := parseLifetime(after)
+		if err != nil {
+			fields.add("expires_after", lifetimeHelp)
+		}
+		e.After = d
+	}
+	return e
 }
 
 func (s *Server) handleListKeys(w http.ResponseWriter, r *http.Request) {
@@ -542,29 +552,7 @@ func (s *Server) keyUpdate(r *http.Request, req adminapi.UpdateKeyRequest, cur s
 		u.Tags = &t
 	}
 	if req.ExpiresAt != nil || req.ExpiresAfter != nil {
-		at, after := deref(req.ExpiresAt), deref(req.ExpiresAfter)
-		e := store.KeyExpiry{}
-		switch {
-		case at != "" && after != "":
-			fields.add("expires_at", "give expires_at or expires_after, not both")
-		case at != "":
-			t, err := time.Parse(time.RFC3339, at)
-			switch {
-			case err != nil:
-				fields.add("expires_at", "must be an RFC 3339 time such as 2030-01-02T15:04:05Z")
-			case !t.After(s.now()):
-				fields.add("expires_at", "must be in the future")
-			default:
-				t = t.UTC()
-				e.At = &t
-			}
-		case after != "":
-			d, err := parseLifetime(after)
-			if err != nil {
-				fields.add("expires_after", lifetimeHelp)
-			}
-			e.After = d
-		}
+		e := s.checkExpiry(fields, deref(req.ExpiresAt), deref(req.ExpiresAfter))
 		u.Expiry = &e
 	}
 	if req.Limits != nil || req.AllowedModels != nil || req.DeniedModels != nil || req.AllowedClients != nil || req.AllowedCIDRs != nil || req.Binding != nil {
