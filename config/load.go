@@ -95,7 +95,7 @@ func (l Loader) Load(path string) (*Snapshot, *Sources, hcl.Diagnostics) {
 
 // LoadFiles is the package-level LoadFiles with this loader's settings.
 func (l Loader) LoadFiles(files map[string][]byte) (*Snapshot, *Sources, hcl.Diagnostics) {
-	names := sortedKeys(files)
+	names := slices.Sorted(maps.Keys(files))
 	if len(names) == 0 {
 		return nil, &Sources{}, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "No configuration files", Detail: "No HCL files were given."}}
 	}

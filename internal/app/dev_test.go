@@ -277,13 +277,7 @@ func TestStartRefusals(t *testing.T) {
 
 // freePort returns a TCP port nothing listens on right now.
 func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	_, port, _ := net.SplitHostPort(l.Addr().String())
+	_, port, _ := net.SplitHostPort(testutil.FreeAddr(t))
 	return port
 }
 
