@@ -33,6 +33,16 @@ func dec(t testing.TB) *crs.Decrypter {
 	return d
 }
 
+// crsRedis starts a Redis of its own for a CRS installation and returns a client of it and
+// a writer that fills it the way CRS does; both close with the test.
+func crsRedis(tb testing.TB) (*redis.Client, *crstest.Writer) {
+	tb.Helper()
+	srv := testredis.StartServer(tb)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	tb.Cleanup(func() { rdb.Close() })
+	return rdb, &crstest.Writer{RDB: rdb, EncryptionKey: crsKey}
+}
+
 func i64(v int64) *int64     { return &v }
 func usd(v float64) *float64 { return &v }
 
@@ -111,10 +121,7 @@ func TestLimitsMapToTheClosestStricterRule(t *testing.T) {
 
 func TestAccountInSeveralGroupsIsPlacedInOneAndReported(t *testing.T) {
 	ctx := context.Background()
-	srv := testredis.StartServer(t)
-	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
-	defer rdb.Close()
-	w := &crstest.Writer{RDB: rdb, EncryptionKey: crsKey}
+	rdb, w := crsRedis(t)
 	a, _ := w.AddConsoleAccount(ctx, "shared", "https://relay.example.com", "sk-ant-api03-shared-0123456789abcdef", nil, nil)
 	b, _ := w.AddConsoleAccount(ctx, "only-b", "https://relay.example.com/v1/messages", "sk-ant-api03-onlyb-0123456789abcdef", nil, nil)
 	w.AddGroup(ctx, "ga", "claude", a)
@@ -149,10 +156,7 @@ func TestAccountInSeveralGroupsIsPlacedInOneAndReported(t *testing.T) {
 
 func TestImportResumesAfterAnInterruptionAndASecondRunChangesNothing(t *testing.T) {
 	ctx := context.Background()
-	crsSrv := testredis.StartServer(t)
-	crsRDB := redis.NewClient(&redis.Options{Addr: crsSrv.Addr()})
-	defer crsRDB.Close()
-	w := &crstest.Writer{RDB: crsRDB, EncryptionKey: crsKey}
+	crsRDB, w := crsRedis(t)
 	acct, _ := w.AddConsoleAccount(ctx, "console", "https://api.anthropic.com", "sk-ant-api03-console-0123456789abcdef", nil, nil)
 	const n = 1200 // more than one chunk of the import
 	ids := make([]string, n)
@@ -225,10 +229,7 @@ func TestImportResumesAfterAnInterruptionAndASecondRunChangesNothing(t *testing.
 
 func TestCRSDaysLandOnUTCDaysExactlyByHourElseByTheirMidpoint(t *testing.T) {
 	ctx := context.Background()
-	crsSrv := testredis.StartServer(t)
-	crsRDB := redis.NewClient(&redis.Options{Addr: crsSrv.Addr()})
-	defer crsRDB.Close()
-	w := &crstest.Writer{RDB: crsRDB, EncryptionKey: crsKey} // UTC+8
+	crsRDB, w := crsRedis(t) // UTC+8
 	exact, _, _ := w.AddKey(ctx, map[string]string{"name": "exact"})
 	shifted, _, _ := w.AddKey(ctx, map[string]string{"name": "shifted"})
 	// CRS day 2026-11-20 (UTC+8) runs from 2026-11-19 16:00 to 2026-11-20 16:00 UTC.
