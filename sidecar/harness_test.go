@@ -152,6 +152,18 @@ func (h *harness) post(path, key, body string, hdr map[string]string) *http.Resp
 	return resp
 }
 
+// postStatus posts body with the harness's key and hdr to /v1/messages and returns the
+// answer's body; an answer with another status than want fails the test.
+func (h *harness) postStatus(t *testing.T, body string, hdr map[string]string, want int) string {
+	t.Helper()
+	resp := h.post("/v1/messages", h.key, body, hdr)
+	got := readAll(t, resp.Body)
+	if resp.StatusCode != want {
+		t.Fatalf("got %d %s, want %d", resp.StatusCode, got, want)
+	}
+	return got
+}
+
 // relayRequest is a POST of body to url with the API version, the relay key (none when
 // key is "") and hdr's headers: the request every test sends a sidecar.
 func relayRequest(ctx context.Context, url, key, body string, hdr map[string]string) *http.Request {

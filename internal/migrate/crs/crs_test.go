@@ -43,6 +43,20 @@ func crsRedis(tb testing.TB) (*redis.Client, *crstest.Writer) {
 	return rdb, &crstest.Writer{RDB: rdb, EncryptionKey: crsKey}
 }
 
+// readPlan reads the CRS installation in rdb and plans its import with the default options.
+func readPlan(t *testing.T, rdb *redis.Client) *crs.Plan {
+	t.Helper()
+	ds, err := crs.Read(context.Background(), rdb, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := crs.Build(ds, dec(t), crs.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 func i64(v int64) *int64     { return &v }
 func usd(v float64) *float64 { return &v }
 
@@ -126,14 +140,7 @@ func TestAccountInSeveralGroupsIsPlacedInOneAndReported(t *testing.T) {
 	b, _ := w.AddConsoleAccount(ctx, "only-b", "https://relay.example.com/v1/messages", "sk-ant-api03-onlyb-0123456789abcdef", nil, nil)
 	w.AddGroup(ctx, "ga", "claude", a)
 	w.AddGroup(ctx, "gb", "claude", a, b)
-	ds, err := crs.Read(ctx, rdb, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := crs.Build(ds, dec(t), crs.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := readPlan(t, rdb)
 	groups := map[string]string{}
 	for _, ap := range p.Accounts {
 		groups[ap.Spec.Name] = ap.Spec.Group
@@ -172,19 +179,12 @@ func TestImportResumesAfterAnInterruptionAndASecondRunChangesNothing(t *testing.
 			}
 		}
 	}
-	ds, err := crs.Read(ctx, crsRDB, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	plan, err := crs.Build(ds, dec(t), crs.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	plan := readPlan(t, crsRDB)
 	rdb, prefix := testredis.New(t)
 	st := storetest.Open(t, rdb, store.Options{Prefix: prefix})
 	// Interrupted after the first chunk of keys.
 	cctx, cancel := context.WithCancel(ctx)
-	_, err = crs.Apply(cctx, st, plan, []byte(crsKey), func(p crs.Progress) {
+	_, err := crs.Apply(cctx, st, plan, []byte(crsKey), func(p crs.Progress) {
 		if p.Stage == "keys" {
 			cancel()
 		}
@@ -245,14 +245,7 @@ func TestCRSDaysLandOnUTCDaysExactlyByHourElseByTheirMidpoint(t *testing.T) {
 	}
 	// The shifted key's early hour has expired in CRS (hourly hashes live 7 days).
 	crsRDB.Del(ctx, "usage:"+shifted+":model:hourly:claude-sonnet-4-5:2026-11-20:02")
-	ds, err := crs.Read(ctx, crsRDB, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	plan, err := crs.Build(ds, dec(t), crs.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	plan := readPlan(t, crsRDB)
 	if plan.KeyDays != 2 || plan.DaysByHour != 1 {
 		t.Errorf("got %d days, %d split by hour; want 2 and 1", plan.KeyDays, plan.DaysByHour)
 	}
