@@ -76,30 +76,6 @@ func TestAccountTypesStoreSecretsAndShowOnlyHints(t *testing.T) {
 	}
 }
 
-func TestAccountAddNamesInvalidFieldsPerType(t *testing.T) {
-	h := newHarness(t)
-	token := h.login()
-	tests := []struct {
-		name string
-		req  adminapi.AddAccountRequest
-		want []string
-	}{
-		{"oauth without token", adminapi.AddAccountRequest{Name: "a", Type: "claude_oauth"}, []string{"access_token"}},
-		{"oauth with api key", adminapi.AddAccountRequest{Name: "a", Type: "claude_oauth", AccessToken: "t", APIKey: "k"}, []string{"api_key"}},
-		{"oauth bad expiry", adminapi.AddAccountRequest{Name: "a", Type: "claude_oauth", AccessToken: "t", ExpiresAt: "tomorrow"}, []string{"expires_at"}},
-		{"api key with tokens", adminapi.AddAccountRequest{Name: "a", APIKey: "k", RefreshToken: "r"}, []string{"refresh_token"}},
-		{"compatible without base url", adminapi.AddAccountRequest{Name: "a", Type: "anthropic_compatible", APIKey: "k"}, []string{"base_url"}},
-		{"model map on api key", adminapi.AddAccountRequest{Name: "a", APIKey: "k", ModelMap: map[string]string{"a": "b"}}, []string{"model_map"}},
-		{"bad proxy", adminapi.AddAccountRequest{Name: "a", APIKey: "k", ProxyURL: "ftp://p:21"}, []string{"proxy_url"}},
-		{"bad group", adminapi.AddAccountRequest{Name: "a", APIKey: "k", Group: "e u"}, []string{"group"}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			wantFields(t, h.do("POST", "/admin/accounts", token, tt.req), tt.want...)
-		})
-	}
-}
-
 func TestAccountUpdateAndUnpark(t *testing.T) {
 	h := newHarness(t)
 	token := h.login()
