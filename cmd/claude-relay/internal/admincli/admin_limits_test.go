@@ -57,8 +57,7 @@ func TestKeyLimitFlagsAreGeneratedFromTheLimitTable(t *testing.T) {
 }
 
 func TestKeysCreateSendsEveryLimitFlag(t *testing.T) {
-	e := newCLIEnv(t)
-	e.login()
+	e := loggedInCLI(t)
 	args := []string{"keys", "create", "--json", "--name", "limited"}
 	var want config.KeyLimits
 	for d := range config.Limits() {

@@ -10,8 +10,7 @@ import (
 )
 
 func TestAdminRequestsPrintsTheLedgerAsATableAndJSON(t *testing.T) {
-	e := newCLIEnv(t)
-	e.login()
+	e := loggedInCLI(t)
 	e.st.SetLedger(&store.LedgerSettings{})
 	key := decodeJSON[adminapi.CreateKeyResponse](t, e.must("", "keys", "create", "--name", "k", "--owner", "alice", "--json"))
 	now := time.Now().UTC()

@@ -11,8 +11,7 @@ import (
 )
 
 func TestAdminUsagePrintsATableCSVAndJSONThatAgree(t *testing.T) {
-	e := newCLIEnv(t)
-	e.login()
+	e := loggedInCLI(t)
 	key := decodeJSON[adminapi.CreateKeyResponse](t, e.must("", "keys", "create", "--name", "k", "--owner", "alice", "--json"))
 	today := time.Now().UTC().Truncate(24 * time.Hour)
 	recs := []store.UsageRecord{
