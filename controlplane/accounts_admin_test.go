@@ -28,8 +28,7 @@ func (h *harness) addAccount(token string, req adminapi.AddAccountRequest) admin
 func boolPtr(b bool) *bool { return &b }
 
 func TestAccountTypesStoreSecretsAndShowOnlyHints(t *testing.T) {
-	h := newHarness(t)
-	token := h.login()
+	h, token := loggedIn(t)
 	const access, refresh = "sk-ant-oat01-ACCESS-0123456789abcdef", "sk-ant-ort01-REFRESH-0123456789abcdef"
 	exp := h.clock.Now().Add(8 * time.Hour)
 
@@ -77,8 +76,7 @@ func TestAccountTypesStoreSecretsAndShowOnlyHints(t *testing.T) {
 }
 
 func TestAccountUpdateAndUnpark(t *testing.T) {
-	h := newHarness(t)
-	token := h.login()
+	h, token := loggedIn(t)
 	a := h.addAccount(token, adminapi.AddAccountRequest{Name: "console", APIKey: testAPIKey})
 	path := "/admin/accounts/" + a.ID
 	ctx := context.Background()
@@ -130,8 +128,7 @@ func TestAccountUpdateAndUnpark(t *testing.T) {
 
 func TestAccountTestSendsOneTokenRequestWithTheAccountsCredential(t *testing.T) {
 	up := fakeupstream.Start(t, fakeupstream.Options{})
-	h := newHarness(t)
-	token := h.login()
+	h, token := loggedIn(t)
 	key := h.addAccount(token, adminapi.AddAccountRequest{Name: "key", BaseURL: up.URL(), APIKey: testAPIKey})
 	oauth := h.addAccount(token, adminapi.AddAccountRequest{Name: "sub", Type: "claude_oauth", BaseURL: up.URL(), AccessToken: "sk-ant-oat01-token-0123456789abcdef"})
 
@@ -198,8 +195,7 @@ func TestAccountTestSendsOneTokenRequestWithTheAccountsCredential(t *testing.T) 
 var relayKey = "cr_" + strings.Repeat("ab12", 16)
 
 func TestRelayKeyIsRefusedForAnthropicsOwnAPIButAllowedForAnotherRelay(t *testing.T) {
-	h := newHarness(t)
-	token := h.login()
+	h, token := loggedIn(t)
 	refused := []struct {
 		name  string
 		req   adminapi.AddAccountRequest
@@ -240,8 +236,7 @@ func TestRelayKeyIsRefusedForAnthropicsOwnAPIButAllowedForAnotherRelay(t *testin
 }
 
 func TestAccountShowsItsSubscriptionWindowsAndNearLimitPark(t *testing.T) {
-	h := newHarness(t)
-	token := h.login()
+	h, token := loggedIn(t)
 	a := h.addAccount(token, adminapi.AddAccountRequest{Name: "max", APIKey: testAPIKey})
 	b := h.addAccount(token, adminapi.AddAccountRequest{Name: "console", APIKey: testAPIKey + "2"})
 	ctx := context.Background()
@@ -292,8 +287,7 @@ func TestAccountShowsItsSubscriptionWindowsAndNearLimitPark(t *testing.T) {
 }
 
 func TestClearSessionAndUnbindAccountAnswerHowManyAndAreAudited(t *testing.T) {
-	h := newHarness(t)
-	token := h.login()
+	h, token := loggedIn(t)
 	ctx := context.Background()
 	rdb, keys := h.st.Client(), h.st.Schema()
 	rdb.Set(ctx, keys.StickySession("p", store.StickySessionHash("sess-1")), "acct-a", time.Hour)

@@ -16,8 +16,7 @@ const testAPIKey = "sk-ant-api03-TESTKEY-never-shown-0123456789abcdef"
 func intPtr(n int) *int { return &n }
 
 func TestAccountAddGetListDelete(t *testing.T) {
-	h := newHarness(t)
-	token := h.login()
+	h, token := loggedIn(t)
 
 	r := h.do("POST", "/admin/accounts", token, adminapi.AddAccountRequest{Name: "team console", APIKey: testAPIKey})
 	wantStatus(t, r, http.StatusCreated)
@@ -78,8 +77,7 @@ func TestAccountAddGetListDelete(t *testing.T) {
 }
 
 func TestAddAccountNamesInvalidFields(t *testing.T) {
-	h := newHarness(t)
-	token := h.login()
+	h, token := loggedIn(t)
 	tests := []struct {
 		name string
 		body any
@@ -112,8 +110,7 @@ func TestAddAccountNamesInvalidFields(t *testing.T) {
 }
 
 func TestSecretsNeverInResponsesOrLogs(t *testing.T) {
-	h := newHarness(t)
-	token := h.login()
+	h, token := loggedIn(t)
 	var key adminapi.CreateKeyResponse
 	h.do("POST", "/admin/keys", token, adminapi.CreateKeyRequest{Name: "k"}).decode(t, &key)
 	var acct adminapi.AccountResponse

@@ -209,8 +209,7 @@ func TestProtectedEndpointsRefuseMissingOrForgedTokens(t *testing.T) {
 }
 
 func TestSessionExpiresAfterTokenTTL(t *testing.T) {
-	h := newHarness(t)
-	token := h.login()
+	h, token := loggedIn(t)
 	h.clock.Advance(DefaultTokenTTL - time.Second)
 	wantStatus(t, h.do("GET", "/admin/whoami", token, nil), http.StatusOK)
 	h.clock.Advance(time.Second)

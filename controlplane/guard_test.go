@@ -95,8 +95,7 @@ func TestFailedGuessesArePacedInTotalWithoutLockingTheAccount(t *testing.T) {
 }
 
 func TestPasswordChangeGuessesAreBoundedLikeLogins(t *testing.T) {
-	h := newHarness(t)
-	token := h.login()
+	h, token := loggedIn(t)
 	change := func(current string) response {
 		return h.do("POST", "/admin/password", token, adminapi.ChangePasswordRequest{CurrentPassword: current, NewPassword: "a brand new password"})
 	}

@@ -289,6 +289,21 @@ func (s *Server) keySpec(r *http.Request, req adminapi.CreateKeyRequest) (store.
 	return spec, fields, err
 }
 
+// checked reports whether a key request passed validation (keySpec, keyUpdate); otherwise
+// it has answered: the store's error reading the binding account the request names, or
+// the invalid fields.
+func (s *Server) checked(w http.ResponseWriter, r *http.Request, fields fieldErrors, err error) bool {
+	if err != nil {
+		s.writeStoreError(w, r, err, "binding account")
+		return false
+	}
+	if len(fields) > 0 {
+		writeInvalid(w, fields)
+		return false
+	}
+	return true
+}
+
 // checkExpiry validates a key's expiry, the one create and update take: an RFC 3339 time
 // in the future (at), or a lifetime counted from first use (after); at most one of them.
 // Both "" is no expiry.
@@ -371,12 +386,7 @@ func (s *Server) handleCreateKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	spec, fields, err := s.keySpec(r, req)
-	if err != nil {
-		s.writeStoreError(w, r, err, "binding account")
-		return
-	}
-	if len(fields) > 0 {
-		writeInvalid(w, fields)
+	if !s.checked(w, r, fields, err) {
 		return
 	}
 	key, secret, err := s.st.CreateKey(r.Context(), spec)
@@ -496,12 +506,7 @@ func (s *Server) handleUpdateKey(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		u, fields, err := s.keyUpdate(r, req, cur)
-		if err != nil {
-			s.writeStoreError(w, r, err, "binding account")
-			return
-		}
-		if len(fields) > 0 {
-			writeInvalid(w, fields)
+		if !s.checked(w, r, fields, err) {
 			return
 		}
 		u.IfRevision = cur.Revision

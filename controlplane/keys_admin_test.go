@@ -31,8 +31,7 @@ func (h *harness) createKey(token string, req adminapi.CreateKeyRequest) adminap
 }
 
 func TestKeyCreateCarriesEveryField(t *testing.T) {
-	h := newHarness(t)
-	token := h.login()
+	h, token := loggedIn(t)
 	acct := h.addAccount(token, adminapi.AddAccountRequest{Name: "console", APIKey: testAPIKey})
 	req := adminapi.CreateKeyRequest{
 		Name: "ci", Description: "build farm", Owner: "platform team", Tags: []string{"CI", "eng"}, Policy: "team",
@@ -69,8 +68,7 @@ func TestKeyCreateCarriesEveryField(t *testing.T) {
 }
 
 func TestKeyCreateNamesInvalidFields(t *testing.T) {
-	h := newHarness(t)
-	token := h.login()
+	h, token := loggedIn(t)
 	past := h.clock.Now().Add(-time.Hour).Format(time.RFC3339)
 	tests := []struct {
 		name string
@@ -102,8 +100,7 @@ func TestKeyCreateNamesInvalidFields(t *testing.T) {
 }
 
 func TestKeyListPagesAndFilters(t *testing.T) {
-	h := newHarness(t)
-	token := h.login()
+	h, token := loggedIn(t)
 	var ids []string
 	for i := range 5 {
 		tags := []string{"even"}
@@ -160,8 +157,7 @@ func TestKeyListPagesAndFilters(t *testing.T) {
 }
 
 func TestKeyUpdateEnableDisableRegenerateDeleteRestore(t *testing.T) {
-	h := newHarness(t)
-	token := h.login()
+	h, token := loggedIn(t)
 	created := h.createKey(token, adminapi.CreateKeyRequest{Name: "k", Tags: []string{"a"}})
 	id := created.Key.ID
 	path := "/admin/keys/" + id
@@ -237,8 +233,7 @@ func TestKeyUpdateEnableDisableRegenerateDeleteRestore(t *testing.T) {
 }
 
 func TestKeyBulkCreateIsAllOrNothing(t *testing.T) {
-	h := newHarness(t)
-	token := h.login()
+	h, token := loggedIn(t)
 	r := h.do("POST", "/admin/keys/bulk", token, adminapi.BulkCreateKeysRequest{Keys: []adminapi.CreateKeyRequest{{Name: "a"}, {Name: "b", Tags: []string{"x"}}}})
 	wantStatus(t, r, http.StatusCreated)
 	var got adminapi.BulkCreateKeysResponse

@@ -31,8 +31,7 @@ func everyOverride(t *testing.T, v string) (adminapi.KeyLimits, []string) {
 }
 
 func TestEveryKeyLimitOverrideIsStoredAndNoneMayBeNegative(t *testing.T) {
-	h := newHarness(t)
-	token := h.login()
+	h, token := loggedIn(t)
 
 	neg, fields := everyOverride(t, "-1")
 	wantFields(t, h.do("POST", "/admin/keys", token, adminapi.CreateKeyRequest{Name: "k", KeyRules: adminapi.KeyRules{Limits: &neg}}), fields...)

@@ -14,8 +14,7 @@ import (
 )
 
 func TestKeyCreateGetListRevoke(t *testing.T) {
-	h := newHarness(t)
-	token := h.login()
+	h, token := loggedIn(t)
 	exp := h.clock.Now().Add(48 * time.Hour).UTC()
 
 	r := h.do("POST", "/admin/keys", token, adminapi.CreateKeyRequest{Name: "ci runner", Policy: "team", ExpiresAt: exp.Format(time.RFC3339)})
@@ -85,8 +84,7 @@ func TestKeyCreateGetListRevoke(t *testing.T) {
 }
 
 func TestKeyStatusReportsExpiry(t *testing.T) {
-	h := newHarness(t)
-	token := h.login()
+	h, token := loggedIn(t)
 	r := h.do("POST", "/admin/keys", token, adminapi.CreateKeyRequest{Name: "short", ExpiresAt: h.clock.Now().Add(time.Hour).Format(time.RFC3339)})
 	wantStatus(t, r, http.StatusCreated)
 	var created adminapi.CreateKeyResponse
@@ -109,8 +107,7 @@ func TestListKeysIsEmptyArrayWhenNone(t *testing.T) {
 }
 
 func TestCreateKeyNamesInvalidFields(t *testing.T) {
-	h := newHarness(t)
-	token := h.login()
+	h, token := loggedIn(t)
 	now := h.clock.Now()
 	tests := []struct {
 		name string
@@ -137,8 +134,7 @@ func TestCreateKeyNamesInvalidFields(t *testing.T) {
 }
 
 func TestUnknownKeyIs404(t *testing.T) {
-	h := newHarness(t)
-	token := h.login()
+	h, token := loggedIn(t)
 	for _, ep := range []struct{ method, path string }{
 		{"GET", "/admin/keys/0123456789abcdef"},
 		{"POST", "/admin/keys/0123456789abcdef/revoke"},

@@ -29,8 +29,7 @@ func (h *harness) keyView(hdr map[string]string) response {
 }
 
 func TestControlPlaneKeyViewAnswersTheKeysOwnLimitsAndSpend(t *testing.T) {
-	h := newHarness(t)
-	token := h.login()
+	h, token := loggedIn(t)
 	perDay := int64(5)
 	created := h.createKey(token, adminapi.CreateKeyRequest{Name: "me", KeyRules: adminapi.KeyRules{Limits: &adminapi.KeyLimits{RequestsPerDay: &perDay}}})
 	ctx := context.Background()

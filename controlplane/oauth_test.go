@@ -168,8 +168,7 @@ func (h *harness) oauthStart(token, name string) adminapi.OAuthStartResponse {
 
 func TestOAuthFlowEndToEndWithPKCE(t *testing.T) {
 	fake := newFakeOAuth(t)
-	h := newHarness(t, func(o *Options) { o.OAuth = fake.config() })
-	token := h.login()
+	h, token := loggedIn(t, func(o *Options) { o.OAuth = fake.config() })
 	ctx := context.Background()
 
 	start := h.oauthStart(token, "my claude")
@@ -323,8 +322,7 @@ func TestRefreshUnderContentionCallsTheTokenEndpointOnce(t *testing.T) {
 
 func TestRefreshFailureMarksTheAccountAndBacksOff(t *testing.T) {
 	fake := newFakeOAuth(t)
-	h := newHarness(t, func(o *Options) { o.OAuth = fake.config() })
-	token := h.login()
+	h, token := loggedIn(t, func(o *Options) { o.OAuth = fake.config() })
 	id := addOAuthAccount(t, h, fake, time.Minute)
 	fake.failRefresh.Store(true)
 	ctx := context.Background()

@@ -121,8 +121,7 @@ func TestPasswordChangeSignsOutOlderSessions(t *testing.T) {
 }
 
 func TestAuditLogRecordsAdminActionsWithWhoAndWhere(t *testing.T) {
-	h := newHarness(t)
-	token := h.login()
+	h, token := loggedIn(t)
 	k := h.createKey(token, adminapi.CreateKeyRequest{Name: "audited"})
 	wantStatus(t, h.do("POST", "/admin/keys/"+k.Key.ID+"/disable", token, nil), http.StatusOK)
 

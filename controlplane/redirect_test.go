@@ -63,8 +63,7 @@ func TestAccountTestReportsARedirectAndSendsNoCredentialThere(t *testing.T) {
 		t.Run(http.StatusText(status), func(t *testing.T) {
 			other := newCatcher(t)
 			redirector := newRedirector(t, status, other.srv.URL)
-			h := newHarness(t)
-			token := h.login()
+			h, token := loggedIn(t)
 			for _, req := range []adminapi.AddAccountRequest{
 				{Name: "key", BaseURL: redirector.URL, APIKey: testAPIKey},
 				{Name: "sub", Type: "claude_oauth", BaseURL: redirector.URL, AccessToken: "sk-ant-oat01-token-0123456789abcdef"},
@@ -94,8 +93,7 @@ func TestOAuthTokenRequestsDoNotFollowRedirects(t *testing.T) {
 			fake := newFakeOAuth(t)
 			cfg := fake.config()
 			cfg.TokenURL = redirector.URL + "/v1/oauth/token"
-			h := newHarness(t, func(o *Options) { o.OAuth = cfg })
-			token := h.login()
+			h, token := loggedIn(t, func(o *Options) { o.OAuth = cfg })
 			ctx := context.Background()
 
 			t.Run("refresh", func(t *testing.T) {

@@ -38,8 +38,7 @@ func TestAlertsPageListsDeliveriesAndSendsATest(t *testing.T) {
 		}
 		return svc
 	}})
-	b := s.browser()
-	b.login()
+	b := s.loggedIn()
 	page := b.get("/ui/alerts")
 	page.shows(t, "the alerts page", `id="test-team"`, `id="test-down"`, "No messages yet.")
 	sent := b.post("/ui/alerts/team/test", url.Values{"csrf": {page.csrf(t)}})
@@ -90,8 +89,7 @@ func TestAccountsPageShowsSubscriptionWindowsAndCaps(t *testing.T) {
 	if err := s.st.Client().HSet(ctx, s.st.Schema().AccountWindows(), a.ID, reading.Encode()).Err(); err != nil {
 		t.Fatal(err)
 	}
-	b := s.browser()
-	b.login()
+	b := s.loggedIn()
 	p := b.get("/ui/accounts")
 	p.shows(t, "the accounts page", "5 h <meter", `value="0.930"`, "93%", "7 d <meter", "41%", "window-allowed_warning",
 		"caps: 4 at once, 2,000,000 tokens / 5 h, $25.00 / day", "5 h resets <time")

@@ -217,6 +217,14 @@ func (b *browser) do(method, path string, form url.Values) answer {
 }
 
 // login logs in through the console's form and returns the dashboard.
+// loggedIn is a browser already logged in to the console.
+func (s *site) loggedIn() *browser {
+	b := s.browser()
+	b.t.Helper()
+	b.login()
+	return b
+}
+
 func (b *browser) login() answer {
 	b.t.Helper()
 	p := b.post("/ui/login", url.Values{"username": {testUser}, "password": {testPassword}})

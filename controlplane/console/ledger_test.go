@@ -16,8 +16,7 @@ import (
 
 func TestKeyPageChartsThatKeysUsageOnlyOverTheRangeAsked(t *testing.T) {
 	s := newSite(t, 0)
-	b := s.browser()
-	b.login()
+	b := s.loggedIn()
 	now := s.clock.Now()
 	mine, other := s.createKey(t, "mine"), s.createKey(t, "other")
 	s.recordUsage(t, mine, "claude-opus", now.Add(-2*time.Hour), 1234, 2_500_000)
@@ -60,8 +59,7 @@ var ledgerRow = regexp.MustCompile(`<td data-label="When"><time datetime="([^"]+
 
 func TestRequestsTabPagesThroughTheLedgerWithFilters(t *testing.T) {
 	s := ledgerSite(t, "usage {\n  ledger = true\n}\n")
-	b := s.browser()
-	b.login()
+	b := s.loggedIn()
 	now := s.clock.Now()
 	a, z := s.createKey(t, "a"), s.createKey(t, "z")
 	var recs []store.UsageRecord
@@ -130,8 +128,7 @@ func TestRequestsTabSaysWhenTheLedgerIsOff(t *testing.T) {
 			if tc.config {
 				s = ledgerSite(t, tc.hcl)
 			}
-			b := s.browser()
-			b.login()
+			b := s.loggedIn()
 			p := b.get("/ui/usage/requests")
 			if p.status != 200 || !strings.Contains(p.body, `id="ledger-off"`) || !strings.Contains(p.body, tc.want) {
 				t.Errorf("got %d, want the note %q\n%s", p.status, tc.want, p.body)

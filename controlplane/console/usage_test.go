@@ -32,8 +32,7 @@ var rectPattern = regexp.MustCompile(`<rect class="s\d"`)
 
 func TestDashboardChartsTheUsageReportByModelWithTheTopKeys(t *testing.T) {
 	s := newSite(t, 0)
-	b := s.browser()
-	b.login()
+	b := s.loggedIn()
 	now := s.clock.Now()
 	big, small := s.createKey(t, "big-spender"), s.createKey(t, "small-spender")
 	s.recordUsage(t, big, "claude-opus", now.Add(-2*time.Hour), 3, 2_500_000)
@@ -66,8 +65,7 @@ func TestDashboardWithoutUsageSaysSo(t *testing.T) {
 
 func TestUsagePageReportsARangeGroupedWithChartTableAndCSV(t *testing.T) {
 	s := newSite(t, 0)
-	b := s.browser()
-	b.login()
+	b := s.loggedIn()
 	now := s.clock.Now()
 	id := s.createKey(t, "reporting")
 	s.recordUsage(t, id, "claude-opus", now.Add(-48*time.Hour), 1234, 3_000_000)
@@ -98,8 +96,7 @@ func TestUsagePageReportsARangeGroupedWithChartTableAndCSV(t *testing.T) {
 
 func TestUsagePageListsAtMost250RowsUnder200KBAndPointsToTheCSV(t *testing.T) {
 	s := newSite(t, 0)
-	b := s.browser()
-	b.login()
+	b := s.loggedIn()
 	now := s.clock.Now()
 	recs := make([]store.UsageRecord, 0, 300)
 	for i := range 300 {
@@ -123,8 +120,7 @@ func TestUsagePageListsAtMost250RowsUnder200KBAndPointsToTheCSV(t *testing.T) {
 
 func TestDashboardShowsRefusalAndErrorRatesAndRequestsByOutcome(t *testing.T) {
 	s := newSite(t, 0)
-	b := s.browser()
-	b.login()
+	b := s.loggedIn()
 	now := s.clock.Now()
 	key := s.createKey(t, "busy")
 	record := func(keyID string, at time.Time, u store.Usage) {
