@@ -26,6 +26,15 @@ func newLimiter(t testing.TB, rdb redis.UniversalClient, prefix string, c *testu
 	return l
 }
 
+// clockedLimiter is a loaded limiter on a Redis of the test's own, on a clock stopped at
+// start, and that clock.
+func clockedLimiter(t *testing.T, start time.Time) (*limits.Limiter, *testutil.Clock) {
+	t.Helper()
+	rdb, prefix := testredis.New(t)
+	c := testutil.NewClock(start)
+	return newLimiter(t, rdb, prefix, c), c
+}
+
 // devLimiter is a loaded limiter on dev mode's embedded Redis (miniredis, whose Lua is
 // gopher-lua) under the "dev:" prefix, and that Redis's client; both close with the test.
 func devLimiter(t *testing.T) (*limits.Limiter, redis.UniversalClient) {

@@ -91,9 +91,7 @@ func TestEachLimitAdmitsUpToItsMaxThenRefusesUntilTheWindowResets(t *testing.T) 
 }
 
 func TestConcurrencyLeaseIsHeldUntilFinishAndExpiresWhenTheSidecarDies(t *testing.T) {
-	rdb, prefix := testredis.New(t)
-	c := testutil.NewClock(time.Now())
-	l := newLimiter(t, rdb, prefix, c)
+	l, c := clockedLimiter(t, time.Now())
 	ctx := context.Background()
 	set := limits.FromPolicy(&config.Policy{Concurrency: 2})
 	a, _, _ := l.Admit(ctx, "k", set)

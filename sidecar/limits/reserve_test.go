@@ -104,10 +104,8 @@ func TestChargeModeOvershootStaysUnderConcurrencyTimesTheWorstCase(t *testing.T)
 }
 
 func TestAReservationThatDoesNotFitSaysWhatIsLeftAndWhenRetryingHelps(t *testing.T) {
-	rdb, prefix := testredis.New(t)
 	start := time.Date(2025, 6, 18, 10, 20, 0, 0, time.UTC)
-	c := testutil.NewClock(start)
-	l := newLimiter(t, rdb, prefix, c)
+	l, _ := clockedLimiter(t, start)
 	ctx := context.Background()
 	set := limits.FromPolicy(&config.Policy{CostPerDayUSD: 0.25, LimitModes: map[string]string{"cost_per_day_usd": "reserve"}})
 
@@ -299,10 +297,8 @@ func BenchmarkAdmitReserving(b *testing.B) {
 }
 
 func TestAConversationLimitTripsForThatConversationOnly(t *testing.T) {
-	rdb, prefix := testredis.New(t)
 	start := time.Date(2025, 6, 18, 10, 20, 30, 0, time.UTC)
-	c := testutil.NewClock(start)
-	l := newLimiter(t, rdb, prefix, c)
+	l, c := clockedLimiter(t, start)
 	ctx := context.Background()
 	// In reserve mode on purpose: conversation limits stay charged (breakers).
 	pol := &config.Policy{ConversationRequestsPerMinute: 2, ConversationTokensPerMinute: 500, LimitMode: config.LimitModeReserve, TokensPerDay: 1 << 30}
