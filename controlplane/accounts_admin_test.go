@@ -19,9 +19,7 @@ import (
 func (h *harness) addAccount(token string, req adminapi.AddAccountRequest) adminapi.Account {
 	h.t.Helper()
 	r := h.do("POST", "/admin/accounts", token, req)
-	wantStatus(h.t, r, http.StatusCreated)
-	var out adminapi.AccountResponse
-	r.decode(h.t, &out)
+	out := wantDecoded[adminapi.AccountResponse](h.t, r, http.StatusCreated)
 	return out.Account
 }
 
@@ -86,9 +84,7 @@ func TestAccountUpdateAndUnpark(t *testing.T) {
 		Name: strPtr("console 2"), Priority: intPtr(7), Group: strPtr("us"), Schedulable: boolPtr(false),
 		ProxyURL: strPtr("socks5://proxy:1080"), APIKey: strPtr("sk-ant-api03-rotated-key-000000000000"),
 	})
-	wantStatus(t, r, http.StatusOK)
-	var got adminapi.AccountResponse
-	r.decode(t, &got)
+	got := wantDecoded[adminapi.AccountResponse](t, r, http.StatusOK)
 	if got.Account.Name != "console 2" || got.Account.Priority != 7 || got.Account.Group != "us" || got.Account.Schedulable ||
 		got.Account.Proxy != "socks5://proxy:1080" || got.Account.CredentialHint != "sk-ant-…0000" {
 		t.Errorf("updated account: got %+v", got.Account)
@@ -160,9 +156,7 @@ func TestAccountTestSendsOneTokenRequestWithTheAccountsCredential(t *testing.T) 
 				up.Enqueue(*tt.script)
 			}
 			r := h.do("POST", "/admin/accounts/"+tt.id+"/test", token, nil)
-			wantStatus(t, r, http.StatusOK)
-			var res adminapi.TestAccountResult
-			r.decode(t, &res)
+			res := wantDecoded[adminapi.TestAccountResult](t, r, http.StatusOK)
 			if res.OK != tt.wantOK || res.HTTPStatus != tt.wantCode || res.Model != DefaultTestModel || !strings.Contains(res.Error, tt.wantError) {
 				t.Errorf("got %+v, want ok %t status %d error containing %q", res, tt.wantOK, tt.wantCode, tt.wantError)
 			}

@@ -19,9 +19,7 @@ func TestAccountAddGetListDelete(t *testing.T) {
 	h, token := loggedIn(t)
 
 	r := h.do("POST", "/admin/accounts", token, adminapi.AddAccountRequest{Name: "team console", APIKey: testAPIKey})
-	wantStatus(t, r, http.StatusCreated)
-	var created adminapi.AccountResponse
-	r.decode(t, &created)
+	created := wantDecoded[adminapi.AccountResponse](t, r, http.StatusCreated)
 	want := adminapi.Account{
 		ID: created.Account.ID, Name: "team console", Type: "anthropic_api_key", BaseURL: "https://api.anthropic.com",
 		Priority: 50, Schedulable: true, CreatedAt: h.clock.Now(), CredentialHint: created.Account.CredentialHint,
@@ -41,9 +39,7 @@ func TestAccountAddGetListDelete(t *testing.T) {
 	r = h.do("POST", "/admin/accounts", token, adminapi.AddAccountRequest{
 		Name: "proxy", Type: "anthropic_api_key", BaseURL: "https://llm.example.com/anthropic/", APIKey: "sk-other", Priority: intPtr(10),
 	})
-	wantStatus(t, r, http.StatusCreated)
-	var second adminapi.AccountResponse
-	r.decode(t, &second)
+	second := wantDecoded[adminapi.AccountResponse](t, r, http.StatusCreated)
 	if second.Account.BaseURL != "https://llm.example.com/anthropic" || second.Account.Priority != 10 {
 		t.Errorf("got base_url %q priority %d, want https://llm.example.com/anthropic and 10", second.Account.BaseURL, second.Account.Priority)
 	}

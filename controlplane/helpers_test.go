@@ -176,6 +176,15 @@ func (h *harness) login() string {
 	return out.Token
 }
 
+// wantDecoded fails the test unless r has status want, and returns r's body decoded.
+func wantDecoded[T any](t *testing.T, r response, want int) T {
+	t.Helper()
+	wantStatus(t, r, want)
+	var out T
+	r.decode(t, &out)
+	return out
+}
+
 // wantStatus fails the test unless r has status want.
 func wantStatus(t *testing.T, r response, want int) {
 	t.Helper()

@@ -45,9 +45,7 @@ func TestEveryKeyLimitOverrideIsStoredAndNoneMayBeNegative(t *testing.T) {
 	wantFields(t, h.do("PATCH", path, token, adminapi.UpdateKeyRequest{Limits: &neg}), fields...)
 
 	r := h.do("GET", path, token, nil)
-	wantStatus(t, r, http.StatusOK)
-	var got adminapi.KeyResponse
-	r.decode(t, &got)
+	got := wantDecoded[adminapi.KeyResponse](t, r, http.StatusOK)
 	if diff := cmp.Diff(&pos, got.Key.Limits); diff != "" {
 		t.Errorf("limits after a refused update (-want +got):\n%s", diff)
 	}

@@ -17,9 +17,7 @@ import (
 func (h *harness) keyAt(token, id string) adminapi.Key {
 	h.t.Helper()
 	r := h.do("GET", "/admin/keys/"+id, token, nil)
-	wantStatus(h.t, r, http.StatusOK)
-	var out adminapi.KeyResponse
-	r.decode(h.t, &out)
+	out := wantDecoded[adminapi.KeyResponse](h.t, r, http.StatusOK)
 	if got, want := r.header.Get("ETag"), adminapi.ETag(out.Key.Revision); got != want {
 		h.t.Errorf("GET key: got ETag %q, want %q (the revision in the body)", got, want)
 	}

@@ -160,9 +160,7 @@ func (f *fakeOAuth) follow(t *testing.T, authorizeURL string) string {
 func (h *harness) oauthStart(token, name string) adminapi.OAuthStartResponse {
 	h.t.Helper()
 	r := h.do("POST", "/admin/accounts/oauth/start", token, adminapi.OAuthStartRequest{Name: name, Group: "me"})
-	wantStatus(h.t, r, http.StatusOK)
-	var out adminapi.OAuthStartResponse
-	r.decode(h.t, &out)
+	out := wantDecoded[adminapi.OAuthStartResponse](h.t, r, http.StatusOK)
 	return out
 }
 
@@ -185,9 +183,7 @@ func TestOAuthFlowEndToEndWithPKCE(t *testing.T) {
 	callback := fake.follow(t, start.AuthorizeURL)
 
 	r := h.do("POST", "/admin/accounts/oauth/finish", token, adminapi.OAuthFinishRequest{CallbackURL: callback})
-	wantStatus(t, r, http.StatusCreated)
-	var got adminapi.AccountResponse
-	r.decode(t, &got)
+	got := wantDecoded[adminapi.AccountResponse](t, r, http.StatusCreated)
 	a := got.Account
 	if a.Type != adminapi.AccountClaudeOAuth || a.Name != "my claude" || a.Group != "me" || a.OAuth == nil || !a.OAuth.HasRefreshToken ||
 		a.OAuth.TokenExpiresAt == nil || !a.OAuth.TokenExpiresAt.Equal(h.clock.Now().Add(time.Hour)) || a.OAuth.Scopes != "user:inference" {

@@ -70,9 +70,7 @@ func TestAccountTestReportsARedirectAndSendsNoCredentialThere(t *testing.T) {
 			} {
 				a := h.addAccount(token, req)
 				r := h.do("POST", "/admin/accounts/"+a.ID+"/test", token, nil)
-				wantStatus(t, r, http.StatusOK)
-				var res adminapi.TestAccountResult
-				r.decode(t, &res)
+				res := wantDecoded[adminapi.TestAccountResult](t, r, http.StatusOK)
 				want := fmt.Sprintf("upstream answered %d redirect to %s", status, other.srv.URL)
 				if res.OK || res.HTTPStatus != status || !strings.HasPrefix(res.Error, want) {
 					t.Errorf("%s: got %+v, want a failed test with status %d and an error naming %q", req.Name, res, status, want)
