@@ -283,9 +283,7 @@ func (p *Policy) WithKeyLimits(k KeyLimits) *Policy {
 		return p
 	}
 	var eff Policy
-	if p != nil {
-		eff = *p
-	}
+	setIf(&eff, p)
 	for i := range limitTable {
 		limitTable[i].apply(&eff, &k)
 	}
