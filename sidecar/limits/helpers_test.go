@@ -63,6 +63,22 @@ func benchLimiter(b *testing.B) (*limits.Limiter, redis.UniversalClient) {
 	return l, rdb
 }
 
+// inParallel calls one each times from each of workers goroutines at once (worker w passes
+// w) and returns the time per call.
+func inParallel(workers, each int, one func(w int)) time.Duration {
+	var wg sync.WaitGroup
+	t0 := time.Now()
+	for w := range workers {
+		wg.Go(func() {
+			for range each {
+				one(w)
+			}
+		})
+	}
+	wg.Wait()
+	return time.Since(t0) / time.Duration(workers*each)
+}
+
 // reportComparison reports the times of base and cand, named so, and cand's ratios to base
 // serial and parallel: "<cand>/<base>" and "<cand>/<base>-parallel".
 func reportComparison(b *testing.B, t admissionTimes, base, cand string) {
@@ -91,20 +107,7 @@ func compareAdmissions(b *testing.B, base, cand limits.Set, one func(set limits.
 		return time.Since(t0) / rounds
 	}
 	parallel := func(set limits.Set) time.Duration {
-		const workers, each = 64, 50
-		var wg sync.WaitGroup
-		t0 := time.Now()
-		for w := range workers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for range each {
-					one(set, "bench"+strings.Repeat("x", w%8))
-				}
-			}()
-		}
-		wg.Wait()
-		return time.Since(t0) / (workers * each)
+		return inParallel(64, 50, func(w int) { one(set, "bench"+strings.Repeat("x", w%8)) })
 	}
 	var t admissionTimes
 	low := func(d *time.Duration, v time.Duration) {
