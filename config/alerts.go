@@ -161,15 +161,9 @@ func (b *builder) alert(name string, info *blockInfo, h *alertHCL) {
 			b.attrError(info, "events", "Empty event list", "events = [] would send nothing; list event names, or remove the attribute to send every event.")
 		}
 	}
-	if h.MinSeverity != nil {
-		a.MinSeverity = *h.MinSeverity
-	}
-	if h.Cooldown != nil {
-		a.Cooldown = *h.Cooldown
-	}
-	if h.WindowThr != nil {
-		a.WindowThreshold = *h.WindowThr
-	}
+	setIf(&a.MinSeverity, h.MinSeverity)
+	setIf(&a.Cooldown, h.Cooldown)
+	setIf(&a.WindowThreshold, h.WindowThr)
 	if b.snap.Alerts == nil {
 		b.snap.Alerts = make(map[string]Alert)
 	}

@@ -98,9 +98,9 @@
 //     the limit's snake_case name as its hcl and json tag;
 //  2. a row in limitTable, at its place in the longest-window-first order (the order the
 //     limiter checks, so a refusal names the limit that binds longest);
-//  3. if a key may override it: a pointer field in KeyLimits (limits.go), the same in
-//     store.KeyLimits and adminapi.KeyLimits (the three convert into each other), and the
-//     row's Flag and Usage; controlplane/openapi.json's KeyLimits schema describes it;
+//  3. if a key may override it: a pointer field in KeyLimits (internal/keylimits; config,
+//     store and adminapi name that one type), and the row's Flag and Usage;
+//     controlplane/openapi.json's KeyLimits schema describes it;
 //  4. testdata/valid/full.hcl sets it (run the golden tests with -update and read the diff),
 //     and README's Limits table lists it.
 //

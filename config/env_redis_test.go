@@ -59,15 +59,9 @@ func TestRedisSentinelAndClusterVariables(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e, err := LoadEnv(mapLookup(tt.env), nil)
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("got %v, want an error containing %q", err, tt.wantErr)
-				}
+			e := loadEnv(t, tt.env, tt.wantErr)
+			if e == nil {
 				return
-			}
-			if err != nil {
-				t.Fatalf("got %v, want no error", err)
 			}
 			tt.check(t, e)
 			if got := e.RedisAddr(); got != tt.wantAddr {

@@ -17,6 +17,23 @@ func mapLookup(m map[string]string) func(string) (string, bool) {
 	}
 }
 
+// loadEnv loads env (no .env file). With wantErr it checks that loading fails with an error
+// containing wantErr and returns nil; without, loading must succeed.
+func loadEnv(t *testing.T, env map[string]string, wantErr string) *Env {
+	t.Helper()
+	e, err := LoadEnv(mapLookup(env), nil)
+	if wantErr != "" {
+		if err == nil || !strings.Contains(err.Error(), wantErr) {
+			t.Fatalf("got %v, want an error containing %q", err, wantErr)
+		}
+		return nil
+	}
+	if err != nil {
+		t.Fatalf("got %v, want no error", err)
+	}
+	return e
+}
+
 func TestLoadEnvDefaults(t *testing.T) {
 	got, err := LoadEnv(mapLookup(nil), nil)
 	if err != nil {
@@ -143,15 +160,9 @@ func TestLogLevelSources(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e, err := LoadEnv(mapLookup(tt.env), nil)
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("got %v, want an error containing %q", err, tt.wantErr)
-				}
+			e := loadEnv(t, tt.env, tt.wantErr)
+			if e == nil {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			if e.LogLevel != tt.want {
 				t.Errorf("got %q, want %q", e.LogLevel, tt.want)

@@ -136,6 +136,14 @@ func (p *priceHCL) price(model string) Price {
 	return out
 }
 
+// setIf sets *dst to *p when p is set; otherwise *dst keeps its value (for an optional
+// attribute the operator left out, the default already in it).
+func setIf[T any](dst *T, p *T) {
+	if p != nil {
+		*dst = *p
+	}
+}
+
 func deref[T any](p *T) T {
 	if p == nil {
 		var zero T

@@ -5,6 +5,8 @@ import (
 	"iter"
 	"math"
 	"strconv"
+
+	"github.com/claude-relay/claude-relay/internal/keylimits"
 )
 
 // LimitCounts is what a policy limit counts.
@@ -36,23 +38,10 @@ const (
 )
 
 // KeyLimits are per-key replacements of the values of the key's policy; nil leaves the
-// policy's value. Field names match Policy's JSON. The store keeps them in a key's rules
-// (store.KeyLimits), the admin API takes them (adminapi.KeyLimits), and the request path
-// applies them with Policy.WithKeyLimits.
-type KeyLimits struct {
-	RequestsPerMinute *int64   `json:"requests_per_minute,omitempty"`
-	RequestsPerDay    *int64   `json:"requests_per_day,omitempty"`
-	TokensPerMinute   *int64   `json:"tokens_per_minute,omitempty"`
-	TokensPerDay      *int64   `json:"tokens_per_day,omitempty"`
-	Concurrency       *int64   `json:"concurrency,omitempty"`
-	CostPerDayUSD     *float64 `json:"cost_per_day_usd,omitempty"`
-	CostPerWeekUSD    *float64 `json:"cost_per_week_usd,omitempty"`
-	CostPerMonthUSD   *float64 `json:"cost_per_month_usd,omitempty"`
-	CostTotalUSD      *float64 `json:"cost_total_usd,omitempty"`
-}
-
-// IsZero reports whether no limit is overridden.
-func (l KeyLimits) IsZero() bool { return l == KeyLimits{} }
+// policy's value. It is keylimits.KeyLimits, the one type the store keeps in a key's rules
+// (store.KeyLimits) and the admin API takes (adminapi.KeyLimits); the request path applies
+// it with Policy.WithKeyLimits.
+type KeyLimits = keylimits.KeyLimits
 
 // LimitDef is one limit of a policy, defined once: its name (the HCL attribute, the JSON
 // field of Policy and KeyLimits, the admin API field, the name refusals give), what it
@@ -294,9 +283,7 @@ func (p *Policy) WithKeyLimits(k KeyLimits) *Policy {
 		return p
 	}
 	var eff Policy
-	if p != nil {
-		eff = *p
-	}
+	setIf(&eff, p)
 	for i := range limitTable {
 		limitTable[i].apply(&eff, &k)
 	}

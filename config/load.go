@@ -95,7 +95,7 @@ func (l Loader) Load(path string) (*Snapshot, *Sources, hcl.Diagnostics) {
 
 // LoadFiles is the package-level LoadFiles with this loader's settings.
 func (l Loader) LoadFiles(files map[string][]byte) (*Snapshot, *Sources, hcl.Diagnostics) {
-	names := sortedKeys(files)
+	names := slices.Sorted(maps.Keys(files))
 	if len(names) == 0 {
 		return nil, &Sources{}, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "No configuration files", Detail: "No HCL files were given."}}
 	}
@@ -313,12 +313,8 @@ func (b *builder) block(blk *hcl.Block) {
 		if !dup {
 			b.snap.Usage = &Usage{HourlyRetention: deref(u.HourlyRetention), DailyRetention: deref(u.DailyRetention),
 				LedgerRetention: deref(u.LedgerRetention)}
-			if u.Ledger != nil {
-				b.snap.Usage.Ledger = *u.Ledger
-			}
-			if u.LedgerMaxPerDay != nil {
-				b.snap.Usage.LedgerMaxRecordsPerDay = *u.LedgerMaxPerDay
-			}
+			setIf(&b.snap.Usage.Ledger, u.Ledger)
+			setIf(&b.snap.Usage.LedgerMaxRecordsPerDay, u.LedgerMaxPerDay)
 		}
 	case blockPricingFallback:
 		var p priceHCL
@@ -412,13 +408,9 @@ func (b *builder) addBlockDiags(info *blockInfo, diags hcl.Diagnostics) {
 			continue
 		}
 		subject := info.defRange
-		if d.Subject != nil {
-			subject = *d.Subject
-		}
+		setIf(&subject, d.Subject)
 		span := subject // gohcl puts the whole expression in Context
-		if d.Context != nil {
-			span = *d.Context
-		}
+		setIf(&span, d.Context)
 		if slices.ContainsFunc(info.broken, span.Overlaps) {
 			continue
 		}
@@ -444,12 +436,8 @@ func (b *builder) server(s *serverHCL) {
 	if s.TrustedProxies != nil {
 		b.snap.Server.TrustedProxies = canonicalPrefixes(*s.TrustedProxies)
 	}
-	if s.MaxBodyBytes != nil {
-		b.snap.Server.MaxBodyBytes = *s.MaxBodyBytes
-	}
-	if s.ResponseHeaders != nil {
-		b.snap.Server.ResponseHeaders = *s.ResponseHeaders
-	}
+	setIf(&b.snap.Server.MaxBodyBytes, s.MaxBodyBytes)
+	setIf(&b.snap.Server.ResponseHeaders, s.ResponseHeaders)
 }
 
 func (b *builder) policy(name string, info *blockInfo, p *policyHCL) {
@@ -499,45 +487,21 @@ func (b *builder) pool(name string, info *blockInfo, p *poolHCL) {
 		Park5xxWindow:       DefaultPark5xxWindow,
 		Park5xxFor:          DefaultPark5xxFor,
 	}
-	if p.Park529For != nil {
-		pool.Park529For = *p.Park529For
-	}
-	if p.Park5xxAfter != nil {
-		pool.Park5xxAfter = *p.Park5xxAfter
-	}
-	if p.Park5xxWindow != nil {
-		pool.Park5xxWindow = *p.Park5xxWindow
-	}
-	if p.Park5xxFor != nil {
-		pool.Park5xxFor = *p.Park5xxFor
-	}
-	if p.Strategy != nil {
-		pool.Strategy = *p.Strategy
-	}
-	if p.StopAtUtilization != nil {
-		pool.StopAtUtilization = *p.StopAtUtilization
-	}
-	if p.StickyWait != nil {
-		pool.StickyWait = *p.StickyWait
-	}
-	if p.ParkOn429 != nil {
-		pool.ParkOn429 = *p.ParkOn429
-	}
-	if p.Park429For != nil {
-		pool.Park429For = *p.Park429For
-	}
-	if p.StickyTTL != nil {
-		pool.StickyTTL = *p.StickyTTL
-	}
+	setIf(&pool.Park529For, p.Park529For)
+	setIf(&pool.Park5xxAfter, p.Park5xxAfter)
+	setIf(&pool.Park5xxWindow, p.Park5xxWindow)
+	setIf(&pool.Park5xxFor, p.Park5xxFor)
+	setIf(&pool.Strategy, p.Strategy)
+	setIf(&pool.StopAtUtilization, p.StopAtUtilization)
+	setIf(&pool.StickyWait, p.StickyWait)
+	setIf(&pool.ParkOn429, p.ParkOn429)
+	setIf(&pool.Park429For, p.Park429For)
+	setIf(&pool.StickyTTL, p.StickyTTL)
 	if p.Failover != nil {
 		f, diags := decodeFailover(p.Failover, b.ctx)
 		b.addBlockDiags(info, diags)
-		if f.MaxAttempts != nil {
-			pool.FailoverMaxAttempts = *f.MaxAttempts
-		}
-		if f.On != nil {
-			pool.FailoverOn = *f.On
-		}
+		setIf(&pool.FailoverMaxAttempts, f.MaxAttempts)
+		setIf(&pool.FailoverOn, f.On)
 	}
 	if b.snap.Pools == nil {
 		b.snap.Pools = make(map[string]Pool)

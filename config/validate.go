@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"net/netip"
 	"slices"
@@ -88,13 +89,13 @@ func lowerFirst(s string) string {
 func validate(s *Snapshot) []problem {
 	v := &validator{}
 	v.server(s.Server)
-	for _, name := range sortedKeys(s.Allowlists) {
+	for _, name := range slices.Sorted(maps.Keys(s.Allowlists)) {
 		v.allowlist(name, s.Allowlists[name])
 	}
-	for _, name := range sortedKeys(s.Policies) {
+	for _, name := range slices.Sorted(maps.Keys(s.Policies)) {
 		v.policy(name, s.Policies[name])
 	}
-	for _, name := range sortedKeys(s.Pools) {
+	for _, name := range slices.Sorted(maps.Keys(s.Pools)) {
 		v.pool(name, s.Pools[name])
 	}
 	v.routes(s)
@@ -109,7 +110,7 @@ func validate(s *Snapshot) []problem {
 		v.price(at(blockPricing, p.Model, ""), p)
 	}
 	v.price(at(blockPricingFallback, "", ""), s.Fallback)
-	for _, name := range sortedKeys(s.Alerts) {
+	for _, name := range slices.Sorted(maps.Keys(s.Alerts)) {
 		v.alert(name, s.Alerts[name])
 	}
 	if s.Usage != nil {
@@ -191,7 +192,7 @@ func (v *validator) limitModes(name string, p Policy) {
 		v.add(at(blockPolicy, name, "limit_mode"), "Unknown limit mode", fmt.Sprintf("limit_mode %q is not one of %s.", p.LimitMode, quoteList(modes)))
 	}
 	budgets := BudgetLimits()
-	for _, attr := range sortedKeys(p.LimitModes) {
+	for _, attr := range slices.Sorted(maps.Keys(p.LimitModes)) {
 		mode := p.LimitModes[attr]
 		switch {
 		case !slices.Contains(budgets, attr):
@@ -302,9 +303,9 @@ func (v *validator) routes(s *Snapshot) {
 				v.add(atElem(blockRoute, r.Name, "methods", i), "Invalid method", fmt.Sprintf("%q is not an upper-case HTTP method such as \"POST\".", m))
 			}
 		}
-		v.reference(r.Name, "pool", r.Pool, true, sortedKeys(s.Pools))
-		v.reference(r.Name, "allowlist", r.Allowlist, false, sortedKeys(s.Allowlists))
-		v.reference(r.Name, "policy", r.Policy, false, sortedKeys(s.Policies))
+		v.reference(r.Name, "pool", r.Pool, true, slices.Sorted(maps.Keys(s.Pools)))
+		v.reference(r.Name, "allowlist", r.Allowlist, false, slices.Sorted(maps.Keys(s.Allowlists)))
+		v.reference(r.Name, "policy", r.Policy, false, slices.Sorted(maps.Keys(s.Policies)))
 		v.duration(at(blockRoute, r.Name, "timeout"), r.Timeout, false)
 	}
 }
@@ -492,13 +493,4 @@ func quoteList(items []string) string {
 		q[i] = fmt.Sprintf("%q", s)
 	}
 	return strings.Join(q, ", ")
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

@@ -19,17 +19,14 @@ import (
 func (h *harness) addAccount(token string, req adminapi.AddAccountRequest) adminapi.Account {
 	h.t.Helper()
 	r := h.do("POST", "/admin/accounts", token, req)
-	wantStatus(h.t, r, http.StatusCreated)
-	var out adminapi.AccountResponse
-	r.decode(h.t, &out)
+	out := wantDecoded[adminapi.AccountResponse](h.t, r, http.StatusCreated)
 	return out.Account
 }
 
 func boolPtr(b bool) *bool { return &b }
 
 func TestAccountTypesStoreSecretsAndShowOnlyHints(t *testing.T) {
-	h := newHarness(t)
-	token := h.login()
+	h, token := loggedIn(t)
 	const access, refresh = "sk-ant-oat01-ACCESS-0123456789abcdef", "sk-ant-ort01-REFRESH-0123456789abcdef"
 	exp := h.clock.Now().Add(8 * time.Hour)
 
@@ -76,33 +73,8 @@ func TestAccountTypesStoreSecretsAndShowOnlyHints(t *testing.T) {
 	}
 }
 
-func TestAccountAddNamesInvalidFieldsPerType(t *testing.T) {
-	h := newHarness(t)
-	token := h.login()
-	tests := []struct {
-		name string
-		req  adminapi.AddAccountRequest
-		want []string
-	}{
-		{"oauth without token", adminapi.AddAccountRequest{Name: "a", Type: "claude_oauth"}, []string{"access_token"}},
-		{"oauth with api key", adminapi.AddAccountRequest{Name: "a", Type: "claude_oauth", AccessToken: "t", APIKey: "k"}, []string{"api_key"}},
-		{"oauth bad expiry", adminapi.AddAccountRequest{Name: "a", Type: "claude_oauth", AccessToken: "t", ExpiresAt: "tomorrow"}, []string{"expires_at"}},
-		{"api key with tokens", adminapi.AddAccountRequest{Name: "a", APIKey: "k", RefreshToken: "r"}, []string{"refresh_token"}},
-		{"compatible without base url", adminapi.AddAccountRequest{Name: "a", Type: "anthropic_compatible", APIKey: "k"}, []string{"base_url"}},
-		{"model map on api key", adminapi.AddAccountRequest{Name: "a", APIKey: "k", ModelMap: map[string]string{"a": "b"}}, []string{"model_map"}},
-		{"bad proxy", adminapi.AddAccountRequest{Name: "a", APIKey: "k", ProxyURL: "ftp://p:21"}, []string{"proxy_url"}},
-		{"bad group", adminapi.AddAccountRequest{Name: "a", APIKey: "k", Group: "e u"}, []string{"group"}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			wantFields(t, h.do("POST", "/admin/accounts", token, tt.req), tt.want...)
-		})
-	}
-}
-
 func TestAccountUpdateAndUnpark(t *testing.T) {
-	h := newHarness(t)
-	token := h.login()
+	h, token := loggedIn(t)
 	a := h.addAccount(token, adminapi.AddAccountRequest{Name: "console", APIKey: testAPIKey})
 	path := "/admin/accounts/" + a.ID
 	ctx := context.Background()
@@ -112,9 +84,7 @@ func TestAccountUpdateAndUnpark(t *testing.T) {
 		Name: strPtr("console 2"), Priority: intPtr(7), Group: strPtr("us"), Schedulable: boolPtr(false),
 		ProxyURL: strPtr("socks5://proxy:1080"), APIKey: strPtr("sk-ant-api03-rotated-key-000000000000"),
 	})
-	wantStatus(t, r, http.StatusOK)
-	var got adminapi.AccountResponse
-	r.decode(t, &got)
+	got := wantDecoded[adminapi.AccountResponse](t, r, http.StatusOK)
 	if got.Account.Name != "console 2" || got.Account.Priority != 7 || got.Account.Group != "us" || got.Account.Schedulable ||
 		got.Account.Proxy != "socks5://proxy:1080" || got.Account.CredentialHint != "sk-ant-…0000" {
 		t.Errorf("updated account: got %+v", got.Account)
@@ -154,8 +124,7 @@ func TestAccountUpdateAndUnpark(t *testing.T) {
 
 func TestAccountTestSendsOneTokenRequestWithTheAccountsCredential(t *testing.T) {
 	up := fakeupstream.Start(t, fakeupstream.Options{})
-	h := newHarness(t)
-	token := h.login()
+	h, token := loggedIn(t)
 	key := h.addAccount(token, adminapi.AddAccountRequest{Name: "key", BaseURL: up.URL(), APIKey: testAPIKey})
 	oauth := h.addAccount(token, adminapi.AddAccountRequest{Name: "sub", Type: "claude_oauth", BaseURL: up.URL(), AccessToken: "sk-ant-oat01-token-0123456789abcdef"})
 
@@ -187,9 +156,7 @@ func TestAccountTestSendsOneTokenRequestWithTheAccountsCredential(t *testing.T) 
 				up.Enqueue(*tt.script)
 			}
 			r := h.do("POST", "/admin/accounts/"+tt.id+"/test", token, nil)
-			wantStatus(t, r, http.StatusOK)
-			var res adminapi.TestAccountResult
-			r.decode(t, &res)
+			res := wantDecoded[adminapi.TestAccountResult](t, r, http.StatusOK)
 			if res.OK != tt.wantOK || res.HTTPStatus != tt.wantCode || res.Model != DefaultTestModel || !strings.Contains(res.Error, tt.wantError) {
 				t.Errorf("got %+v, want ok %t status %d error containing %q", res, tt.wantOK, tt.wantCode, tt.wantError)
 			}
@@ -222,8 +189,7 @@ func TestAccountTestSendsOneTokenRequestWithTheAccountsCredential(t *testing.T) 
 var relayKey = "cr_" + strings.Repeat("ab12", 16)
 
 func TestRelayKeyIsRefusedForAnthropicsOwnAPIButAllowedForAnotherRelay(t *testing.T) {
-	h := newHarness(t)
-	token := h.login()
+	h, token := loggedIn(t)
 	refused := []struct {
 		name  string
 		req   adminapi.AddAccountRequest
@@ -264,8 +230,7 @@ func TestRelayKeyIsRefusedForAnthropicsOwnAPIButAllowedForAnotherRelay(t *testin
 }
 
 func TestAccountShowsItsSubscriptionWindowsAndNearLimitPark(t *testing.T) {
-	h := newHarness(t)
-	token := h.login()
+	h, token := loggedIn(t)
 	a := h.addAccount(token, adminapi.AddAccountRequest{Name: "max", APIKey: testAPIKey})
 	b := h.addAccount(token, adminapi.AddAccountRequest{Name: "console", APIKey: testAPIKey + "2"})
 	ctx := context.Background()
@@ -316,8 +281,7 @@ func TestAccountShowsItsSubscriptionWindowsAndNearLimitPark(t *testing.T) {
 }
 
 func TestClearSessionAndUnbindAccountAnswerHowManyAndAreAudited(t *testing.T) {
-	h := newHarness(t)
-	token := h.login()
+	h, token := loggedIn(t)
 	ctx := context.Background()
 	rdb, keys := h.st.Client(), h.st.Schema()
 	rdb.Set(ctx, keys.StickySession("p", store.StickySessionHash("sess-1")), "acct-a", time.Hour)

@@ -16,13 +16,10 @@ const testAPIKey = "sk-ant-api03-TESTKEY-never-shown-0123456789abcdef"
 func intPtr(n int) *int { return &n }
 
 func TestAccountAddGetListDelete(t *testing.T) {
-	h := newHarness(t)
-	token := h.login()
+	h, token := loggedIn(t)
 
 	r := h.do("POST", "/admin/accounts", token, adminapi.AddAccountRequest{Name: "team console", APIKey: testAPIKey})
-	wantStatus(t, r, http.StatusCreated)
-	var created adminapi.AccountResponse
-	r.decode(t, &created)
+	created := wantDecoded[adminapi.AccountResponse](t, r, http.StatusCreated)
 	want := adminapi.Account{
 		ID: created.Account.ID, Name: "team console", Type: "anthropic_api_key", BaseURL: "https://api.anthropic.com",
 		Priority: 50, Schedulable: true, CreatedAt: h.clock.Now(), CredentialHint: created.Account.CredentialHint,
@@ -42,9 +39,7 @@ func TestAccountAddGetListDelete(t *testing.T) {
 	r = h.do("POST", "/admin/accounts", token, adminapi.AddAccountRequest{
 		Name: "proxy", Type: "anthropic_api_key", BaseURL: "https://llm.example.com/anthropic/", APIKey: "sk-other", Priority: intPtr(10),
 	})
-	wantStatus(t, r, http.StatusCreated)
-	var second adminapi.AccountResponse
-	r.decode(t, &second)
+	second := wantDecoded[adminapi.AccountResponse](t, r, http.StatusCreated)
 	if second.Account.BaseURL != "https://llm.example.com/anthropic" || second.Account.Priority != 10 {
 		t.Errorf("got base_url %q priority %d, want https://llm.example.com/anthropic and 10", second.Account.BaseURL, second.Account.Priority)
 	}
@@ -78,8 +73,7 @@ func TestAccountAddGetListDelete(t *testing.T) {
 }
 
 func TestAddAccountNamesInvalidFields(t *testing.T) {
-	h := newHarness(t)
-	token := h.login()
+	h, token := loggedIn(t)
 	tests := []struct {
 		name string
 		body any
@@ -95,6 +89,14 @@ func TestAddAccountNamesInvalidFields(t *testing.T) {
 		{"priority as string", `{"name":"a","api_key":"k","priority":"high"}`, []string{"priority"}},
 		{"key with a space", adminapi.AddAccountRequest{Name: "a", APIKey: "sk ant"}, []string{"api_key"}},
 		{"name too long", adminapi.AddAccountRequest{Name: strings.Repeat("x", 101), APIKey: "k"}, []string{"name"}},
+		{"oauth without token", adminapi.AddAccountRequest{Name: "a", Type: "claude_oauth"}, []string{"access_token"}},
+		{"oauth with api key", adminapi.AddAccountRequest{Name: "a", Type: "claude_oauth", AccessToken: "t", APIKey: "k"}, []string{"api_key"}},
+		{"oauth bad expiry", adminapi.AddAccountRequest{Name: "a", Type: "claude_oauth", AccessToken: "t", ExpiresAt: "tomorrow"}, []string{"expires_at"}},
+		{"api key with tokens", adminapi.AddAccountRequest{Name: "a", APIKey: "k", RefreshToken: "r"}, []string{"refresh_token"}},
+		{"compatible without base url", adminapi.AddAccountRequest{Name: "a", Type: "anthropic_compatible", APIKey: "k"}, []string{"base_url"}},
+		{"model map on api key", adminapi.AddAccountRequest{Name: "a", APIKey: "k", ModelMap: map[string]string{"a": "b"}}, []string{"model_map"}},
+		{"bad proxy", adminapi.AddAccountRequest{Name: "a", APIKey: "k", ProxyURL: "ftp://p:21"}, []string{"proxy_url"}},
+		{"bad group", adminapi.AddAccountRequest{Name: "a", APIKey: "k", Group: "e u"}, []string{"group"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -104,8 +106,7 @@ func TestAddAccountNamesInvalidFields(t *testing.T) {
 }
 
 func TestSecretsNeverInResponsesOrLogs(t *testing.T) {
-	h := newHarness(t)
-	token := h.login()
+	h, token := loggedIn(t)
 	var key adminapi.CreateKeyResponse
 	h.do("POST", "/admin/keys", token, adminapi.CreateKeyRequest{Name: "k"}).decode(t, &key)
 	var acct adminapi.AccountResponse

@@ -42,9 +42,7 @@ func TestAdminAlertsTestsADestinationAndListsItWithoutSecrets(t *testing.T) {
 	token := h.login()
 
 	r := h.do("POST", "/admin/alerts/team/test", token, nil)
-	wantStatus(t, r, http.StatusOK)
-	var m alerts.Message
-	r.decode(t, &m)
+	m := wantDecoded[alerts.Message](t, r, http.StatusOK)
 	if m.Status != alerts.StatusSent || hits.Load() != 1 {
 		t.Fatalf("test message = %+v, receiver hits %d", m, hits.Load())
 	}
@@ -57,9 +55,7 @@ func TestAdminAlertsTestsADestinationAndListsItWithoutSecrets(t *testing.T) {
 	wantStatus(t, h.do("POST", "/admin/alerts/nope/test", token, nil), http.StatusNotFound)
 
 	r = h.do("GET", "/admin/alerts", token, nil)
-	wantStatus(t, r, http.StatusOK)
-	var st alerts.Status
-	r.decode(t, &st)
+	st := wantDecoded[alerts.Status](t, r, http.StatusOK)
 	if len(st.Alerts) != 2 || st.Alerts[1].Name != "team" || st.Alerts[1].Kind != "wecom" || len(st.Messages) != 2 {
 		t.Fatalf("status = %+v", st)
 	}

@@ -20,9 +20,7 @@ import (
 func TestLoginIssuesTokenThatOpensWhoAmI(t *testing.T) {
 	h := newHarness(t)
 	r := h.do("POST", "/admin/login", "", adminapi.LoginRequest{Username: testUser, Password: testPassword})
-	wantStatus(t, r, http.StatusOK)
-	var login adminapi.LoginResponse
-	r.decode(t, &login)
+	login := wantDecoded[adminapi.LoginResponse](t, r, http.StatusOK)
 	if want := h.clock.Now().Add(DefaultTokenTTL); !login.ExpiresAt.Equal(want) {
 		t.Errorf("got expires_at %v, want %v", login.ExpiresAt, want)
 	}
@@ -31,9 +29,7 @@ func TestLoginIssuesTokenThatOpensWhoAmI(t *testing.T) {
 	}
 
 	r = h.do("GET", "/admin/whoami", login.Token, nil)
-	wantStatus(t, r, http.StatusOK)
-	var who adminapi.WhoAmI
-	r.decode(t, &who)
+	who := wantDecoded[adminapi.WhoAmI](t, r, http.StatusOK)
 	if who.Username != testUser || !who.ExpiresAt.Equal(login.ExpiresAt) {
 		t.Errorf("got whoami %+v, want username %q expiring %v", who, testUser, login.ExpiresAt)
 	}
@@ -209,8 +205,7 @@ func TestProtectedEndpointsRefuseMissingOrForgedTokens(t *testing.T) {
 }
 
 func TestSessionExpiresAfterTokenTTL(t *testing.T) {
-	h := newHarness(t)
-	token := h.login()
+	h, token := loggedIn(t)
 	h.clock.Advance(DefaultTokenTTL - time.Second)
 	wantStatus(t, h.do("GET", "/admin/whoami", token, nil), http.StatusOK)
 	h.clock.Advance(time.Second)

@@ -11,8 +11,7 @@ import (
 // the time the store is asked (as when dev mode is interrupted while it logs its admin in,
 // or a CLI login is interrupted): nothing is logged at ERROR.
 func TestAClientLeavingMidRequestIsNotLoggedAsAnError(t *testing.T) {
-	h := newHarness(t)
-	token := h.login()
+	h, token := loggedIn(t)
 	gone, cancel := context.WithCancel(context.Background())
 	cancel()
 	for _, tc := range []struct{ method, path, token, body string }{

@@ -14,6 +14,7 @@ import (
 
 	"github.com/claude-relay/claude-relay/config/configapi"
 	"github.com/claude-relay/claude-relay/config/configdist"
+	"github.com/claude-relay/claude-relay/internal/configdisttest"
 	"github.com/claude-relay/claude-relay/internal/testredis"
 	"github.com/claude-relay/claude-relay/store"
 	"github.com/claude-relay/claude-relay/store/storetest"
@@ -152,47 +153,10 @@ func TestPollAnswersNewerAtOnceHoldsOtherwiseAndSkipsNacked(t *testing.T) {
 	dir := t.TempDir()
 	writeHCL(t, dir, routeHCL("/v1/a"))
 	cfg := newTestConfig(t, configStore(t, ""), dir)
-	cur := cfg.Cache.Current()
-
-	immediate := []struct {
-		name string
-		req  configapi.PollRequest
-		want bool // a snapshot is returned
-	}{
-		{"a sidecar with nothing", configapi.PollRequest{Wait: time.Minute}, true},
-		{"a sidecar of another epoch", configapi.PollRequest{Epoch: "old", Version: 99, Wait: time.Minute}, true},
-		{"a sidecar up to date", configapi.PollRequest{Epoch: cur.Epoch, Version: cur.Version, Wait: 30 * time.Millisecond}, false},
-		{"a sidecar that refused the current one", configapi.PollRequest{NackEpoch: cur.Epoch, NackVersion: cur.Version, Wait: 30 * time.Millisecond}, false},
-	}
-	for _, tt := range immediate {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := cfg.Server.Poll(t.Context(), tt.req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if (got != nil) != tt.want {
-				t.Errorf("got snapshot %v, want one: %v", got != nil, tt.want)
-			}
-		})
-	}
-
-	t.Run("a held poll answers when a new version is published", func(t *testing.T) {
-		done := make(chan *configapi.Envelope, 1)
-		go func() {
-			e, _ := cfg.Server.Poll(t.Context(), configapi.PollRequest{Epoch: cur.Epoch, Version: cur.Version, Wait: time.Minute})
-			done <- e
-		}()
+	configdisttest.CheckPollAnswers(t, cfg.Server, cfg.Cache.Current(), func(t *testing.T) {
 		writeHCL(t, dir, routeHCL("/v1/b"))
 		if _, err := cfg.Source.Reload(t.Context()); err != nil {
 			t.Fatal(err)
-		}
-		select {
-		case e := <-done:
-			if e == nil || e.Version != cur.Version+1 {
-				t.Errorf("got %+v, want version %d", e, cur.Version+1)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatal("the held poll did not answer")
 		}
 	})
 }

@@ -51,9 +51,7 @@ func TestWrongGuessesFromOneAddressNeverBlockTheRightPasswordFromAnother(t *test
 func TestUsernameCaseVariantsAreOneUser(t *testing.T) {
 	h := newHarness(t)
 	r := h.do("POST", "/admin/login", "", adminapi.LoginRequest{Username: "ADMIN", Password: testPassword})
-	wantStatus(t, r, http.StatusOK)
-	var login adminapi.LoginResponse
-	r.decode(t, &login)
+	login := wantDecoded[adminapi.LoginResponse](t, r, http.StatusOK)
 	var who adminapi.WhoAmI
 	h.do("GET", "/admin/whoami", login.Token, nil).decode(t, &who)
 	if who.Username != testUser {
@@ -95,8 +93,7 @@ func TestFailedGuessesArePacedInTotalWithoutLockingTheAccount(t *testing.T) {
 }
 
 func TestPasswordChangeGuessesAreBoundedLikeLogins(t *testing.T) {
-	h := newHarness(t)
-	token := h.login()
+	h, token := loggedIn(t)
 	change := func(current string) response {
 		return h.do("POST", "/admin/password", token, adminapi.ChangePasswordRequest{CurrentPassword: current, NewPassword: "a brand new password"})
 	}

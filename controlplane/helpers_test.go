@@ -158,6 +158,13 @@ func (h *harness) doHeader(method, path, token string, hdr map[string]string, bo
 }
 
 // login returns a fresh session token for the test admin.
+// loggedIn is a harness and an admin session token of it.
+func loggedIn(t *testing.T, tweak ...func(*Options)) (*harness, string) {
+	t.Helper()
+	h := newHarness(t, tweak...)
+	return h, h.login()
+}
+
 func (h *harness) login() string {
 	h.t.Helper()
 	r := h.do("POST", "/admin/login", "", adminapi.LoginRequest{Username: testUser, Password: testPassword})
@@ -167,6 +174,15 @@ func (h *harness) login() string {
 	var out adminapi.LoginResponse
 	r.decode(h.t, &out)
 	return out.Token
+}
+
+// wantDecoded fails the test unless r has status want, and returns r's body decoded.
+func wantDecoded[T any](t *testing.T, r response, want int) T {
+	t.Helper()
+	wantStatus(t, r, want)
+	var out T
+	r.decode(t, &out)
+	return out
 }
 
 // wantStatus fails the test unless r has status want.

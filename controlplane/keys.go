@@ -95,7 +95,7 @@ func toAPIRules(r store.KeyRules) adminapi.KeyRules {
 		AllowedCIDRs:   r.AllowedCIDRs,
 	}
 	if !r.Limits.IsZero() {
-		l := adminapi.KeyLimits(r.Limits)
+		l := r.Limits
 		out.Limits = &l
 	}
 	if r.Binding != (store.KeyBinding{}) {
@@ -166,13 +166,12 @@ func checkLimits(fields fieldErrors, l *adminapi.KeyLimits) store.KeyLimits {
 	if l == nil {
 		return store.KeyLimits{}
 	}
-	k := config.KeyLimits(*l)
 	for d := range config.Limits() {
-		if d.OverrideNegative(&k) {
+		if d.OverrideNegative(l) {
 			fields.add("limits."+d.Name, "must not be negative")
 		}
 	}
-	return store.KeyLimits(k)
+	return *l
 }
 
 // checkBinding validates a binding: one account that exists, or a group name, not both.
@@ -283,30 +282,55 @@ func (s *Server) keySpec(r *http.Request, req adminapi.CreateKeyRequest) (store.
 		Name: strings.TrimSpace(req.Name), Description: req.Description, Owner: req.Owner,
 		Policy: req.Policy, Tags: checkTags(fields, req.Tags),
 	}
-	switch {
-	case req.ExpiresAt != "" && req.ExpiresAfter != "":
-		fields.add("expires_at", "give expires_at or expires_after, not both")
-	case req.ExpiresAt != "":
-		exp, err := time.Parse(time.RFC3339, req.ExpiresAt)
-		switch {
-		case err != nil:
-			fields.add("expires_at", "must be an RFC 3339 time such as 2030-01-02T15:04:05Z")
-		case !exp.After(s.now()):
-			fields.add("expires_at", "must be in the future")
-		default:
-			exp = exp.UTC()
-			spec.ExpiresAt = &exp
-		}
-	case req.ExpiresAfter != "":
-		d, err := parseLifetime(req.ExpiresAfter)
-		if err != nil {
-			fields.add("expires_after", lifetimeHelp)
-		}
-		spec.ExpiresAfter = d
-	}
+	exp := s.checkExpiry(fields, req.ExpiresAt, req.ExpiresAfter)
+	spec.ExpiresAt, spec.ExpiresAfter = exp.At, exp.After
 	var err error
 	spec.Rules, err = s.checkRules(r, fields, req.KeyRules)
 	return spec, fields, err
+}
+
+// checked reports whether a key request passed validation (keySpec, keyUpdate); otherwise
+// it has answered: the store's error reading the binding account the request names, or
+// the invalid fields.
+func (s *Server) checked(w http.ResponseWriter, r *http.Request, fields fieldErrors, err error) bool {
+	if err != nil {
+		s.writeStoreError(w, r, err, "binding account")
+		return false
+	}
+	if len(fields) > 0 {
+		writeInvalid(w, fields)
+		return false
+	}
+	return true
+}
+
+// checkExpiry validates a key's expiry, the one create and update take: an RFC 3339 time
+// in the future (at), or a lifetime counted from first use (after); at most one of them.
+// Both "" is no expiry.
+func (s *Server) checkExpiry(fields fieldErrors, at, after string) store.KeyExpiry {
+	var e store.KeyExpiry
+	switch {
+	case at != "" && after != "":
+		fields.add("expires_at", "give expires_at or expires_after, not both")
+	case at != "":
+		t, err := time.Parse(time.RFC3339, at)
+		switch {
+		case err != nil:
+			fields.add("expires_at", "must be an RFC 3339 time such as 2030-01-02T15:04:05Z")
+		case !t.After(s.now()):
+			fields.add("expires_at", "must be in the future")
+		default:
+			t = t.UTC()
+			e.At = &t
+		}
+	case after != "":
+		d, err := parseLifetime(after)
+		if err != nil {
+			fields.add("expires_after", lifetimeHelp)
+		}
+		e.After = d
+	}
+	return e
 }
 
 func (s *Server) handleListKeys(w http.ResponseWriter, r *http.Request) {
@@ -362,12 +386,7 @@ func (s *Server) handleCreateKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	spec, fields, err := s.keySpec(r, req)
-	if err != nil {
-		s.writeStoreError(w, r, err, "binding account")
-		return
-	}
-	if len(fields) > 0 {
-		writeInvalid(w, fields)
+	if !s.checked(w, r, fields, err) {
 		return
 	}
 	key, secret, err := s.st.CreateKey(r.Context(), spec)
@@ -487,12 +506,7 @@ func (s *Server) handleUpdateKey(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		u, fields, err := s.keyUpdate(r, req, cur)
-		if err != nil {
-			s.writeStoreError(w, r, err, "binding account")
-			return
-		}
-		if len(fields) > 0 {
-			writeInvalid(w, fields)
+		if !s.checked(w, r, fields, err) {
 			return
 		}
 		u.IfRevision = cur.Revision
@@ -543,29 +557,7 @@ func (s *Server) keyUpdate(r *http.Request, req adminapi.UpdateKeyRequest, cur s
 		u.Tags = &t
 	}
 	if req.ExpiresAt != nil || req.ExpiresAfter != nil {
-		at, after := deref(req.ExpiresAt), deref(req.ExpiresAfter)
-		e := store.KeyExpiry{}
-		switch {
-		case at != "" && after != "":
-			fields.add("expires_at", "give expires_at or expires_after, not both")
-		case at != "":
-			t, err := time.Parse(time.RFC3339, at)
-			switch {
-			case err != nil:
-				fields.add("expires_at", "must be an RFC 3339 time such as 2030-01-02T15:04:05Z")
-			case !t.After(s.now()):
-				fields.add("expires_at", "must be in the future")
-			default:
-				t = t.UTC()
-				e.At = &t
-			}
-		case after != "":
-			d, err := parseLifetime(after)
-			if err != nil {
-				fields.add("expires_after", lifetimeHelp)
-			}
-			e.After = d
-		}
+		e := s.checkExpiry(fields, deref(req.ExpiresAt), deref(req.ExpiresAfter))
 		u.Expiry = &e
 	}
 	if req.Limits != nil || req.AllowedModels != nil || req.DeniedModels != nil || req.AllowedClients != nil || req.AllowedCIDRs != nil || req.Binding != nil {

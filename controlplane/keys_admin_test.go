@@ -24,15 +24,12 @@ func int64Ptr(n int64) *int64 { return &n }
 func (h *harness) createKey(token string, req adminapi.CreateKeyRequest) adminapi.CreateKeyResponse {
 	h.t.Helper()
 	r := h.do("POST", "/admin/keys", token, req)
-	wantStatus(h.t, r, http.StatusCreated)
-	var out adminapi.CreateKeyResponse
-	r.decode(h.t, &out)
+	out := wantDecoded[adminapi.CreateKeyResponse](h.t, r, http.StatusCreated)
 	return out
 }
 
 func TestKeyCreateCarriesEveryField(t *testing.T) {
-	h := newHarness(t)
-	token := h.login()
+	h, token := loggedIn(t)
 	acct := h.addAccount(token, adminapi.AddAccountRequest{Name: "console", APIKey: testAPIKey})
 	req := adminapi.CreateKeyRequest{
 		Name: "ci", Description: "build farm", Owner: "platform team", Tags: []string{"CI", "eng"}, Policy: "team",
@@ -69,8 +66,7 @@ func TestKeyCreateCarriesEveryField(t *testing.T) {
 }
 
 func TestKeyCreateNamesInvalidFields(t *testing.T) {
-	h := newHarness(t)
-	token := h.login()
+	h, token := loggedIn(t)
 	past := h.clock.Now().Add(-time.Hour).Format(time.RFC3339)
 	tests := []struct {
 		name string
@@ -102,8 +98,7 @@ func TestKeyCreateNamesInvalidFields(t *testing.T) {
 }
 
 func TestKeyListPagesAndFilters(t *testing.T) {
-	h := newHarness(t)
-	token := h.login()
+	h, token := loggedIn(t)
 	var ids []string
 	for i := range 5 {
 		tags := []string{"even"}
@@ -116,9 +111,7 @@ func TestKeyListPagesAndFilters(t *testing.T) {
 	list := func(q url.Values) adminapi.KeyList {
 		t.Helper()
 		r := h.do("GET", "/admin/keys?"+q.Encode(), token, nil)
-		wantStatus(t, r, http.StatusOK)
-		var out adminapi.KeyList
-		r.decode(t, &out)
+		out := wantDecoded[adminapi.KeyList](t, r, http.StatusOK)
 		return out
 	}
 	var got []string
@@ -160,8 +153,7 @@ func TestKeyListPagesAndFilters(t *testing.T) {
 }
 
 func TestKeyUpdateEnableDisableRegenerateDeleteRestore(t *testing.T) {
-	h := newHarness(t)
-	token := h.login()
+	h, token := loggedIn(t)
 	created := h.createKey(token, adminapi.CreateKeyRequest{Name: "k", Tags: []string{"a"}})
 	id := created.Key.ID
 	path := "/admin/keys/" + id
@@ -173,9 +165,7 @@ func TestKeyUpdateEnableDisableRegenerateDeleteRestore(t *testing.T) {
 			ExpiresAt:     strPtr(h.clock.Now().Add(time.Hour).Format(time.RFC3339)),
 			AllowedModels: &[]string{"claude-haiku-*"}, Binding: &adminapi.KeyBinding{Group: "eu"},
 		})
-		wantStatus(t, r, http.StatusOK)
-		var got adminapi.KeyResponse
-		r.decode(t, &got)
+		got := wantDecoded[adminapi.KeyResponse](t, r, http.StatusOK)
 		if got.Key.Name != "renamed" || !slices.Equal(got.Key.Tags, []string{"b"}) || got.Key.Policy != "gold" ||
 			got.Key.ExpiresAt == nil || !slices.Equal(got.Key.AllowedModels, []string{"claude-haiku-*"}) || got.Key.Binding == nil || got.Key.Binding.Group != "eu" {
 			t.Errorf("got %+v, want every updated field", got.Key)
@@ -197,9 +187,7 @@ func TestKeyUpdateEnableDisableRegenerateDeleteRestore(t *testing.T) {
 	var secret string
 	t.Run("regenerate", func(t *testing.T) {
 		r := h.do("POST", path+"/regenerate", token, nil)
-		wantStatus(t, r, http.StatusOK)
-		var got adminapi.CreateKeyResponse
-		r.decode(t, &got)
+		got := wantDecoded[adminapi.CreateKeyResponse](t, r, http.StatusOK)
 		secret = got.Secret
 		if secret == created.Secret || got.Key.Hint == created.Key.Hint {
 			t.Errorf("got the old secret or hint back")
@@ -210,9 +198,7 @@ func TestKeyUpdateEnableDisableRegenerateDeleteRestore(t *testing.T) {
 	})
 	t.Run("delete and restore", func(t *testing.T) {
 		r := h.do("DELETE", path, token, nil)
-		wantStatus(t, r, http.StatusOK)
-		var got adminapi.KeyResponse
-		r.decode(t, &got)
+		got := wantDecoded[adminapi.KeyResponse](t, r, http.StatusOK)
 		if got.Key.Status != adminapi.KeyDeleted || got.Key.DeletedAt == nil {
 			t.Errorf("got status %q deleted_at %v, want deleted", got.Key.Status, got.Key.DeletedAt)
 		}
@@ -237,12 +223,9 @@ func TestKeyUpdateEnableDisableRegenerateDeleteRestore(t *testing.T) {
 }
 
 func TestKeyBulkCreateIsAllOrNothing(t *testing.T) {
-	h := newHarness(t)
-	token := h.login()
+	h, token := loggedIn(t)
 	r := h.do("POST", "/admin/keys/bulk", token, adminapi.BulkCreateKeysRequest{Keys: []adminapi.CreateKeyRequest{{Name: "a"}, {Name: "b", Tags: []string{"x"}}}})
-	wantStatus(t, r, http.StatusCreated)
-	var got adminapi.BulkCreateKeysResponse
-	r.decode(t, &got)
+	got := wantDecoded[adminapi.BulkCreateKeysResponse](t, r, http.StatusCreated)
 	if len(got.Keys) != 2 || got.Keys[0].Key.Name != "a" || got.Keys[1].Secret == "" {
 		t.Fatalf("got %+v, want two keys in order with secrets", got)
 	}

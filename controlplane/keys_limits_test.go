@@ -27,12 +27,11 @@ func everyOverride(t *testing.T, v string) (adminapi.KeyLimits, []string) {
 		}
 		fields = append(fields, "limits."+d.Name)
 	}
-	return adminapi.KeyLimits(k), fields
+	return k, fields
 }
 
 func TestEveryKeyLimitOverrideIsStoredAndNoneMayBeNegative(t *testing.T) {
-	h := newHarness(t)
-	token := h.login()
+	h, token := loggedIn(t)
 
 	neg, fields := everyOverride(t, "-1")
 	wantFields(t, h.do("POST", "/admin/keys", token, adminapi.CreateKeyRequest{Name: "k", KeyRules: adminapi.KeyRules{Limits: &neg}}), fields...)
@@ -46,9 +45,7 @@ func TestEveryKeyLimitOverrideIsStoredAndNoneMayBeNegative(t *testing.T) {
 	wantFields(t, h.do("PATCH", path, token, adminapi.UpdateKeyRequest{Limits: &neg}), fields...)
 
 	r := h.do("GET", path, token, nil)
-	wantStatus(t, r, http.StatusOK)
-	var got adminapi.KeyResponse
-	r.decode(t, &got)
+	got := wantDecoded[adminapi.KeyResponse](t, r, http.StatusOK)
 	if diff := cmp.Diff(&pos, got.Key.Limits); diff != "" {
 		t.Errorf("limits after a refused update (-want +got):\n%s", diff)
 	}

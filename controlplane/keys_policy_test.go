@@ -11,8 +11,7 @@ import (
 func TestKeyPolicyMustExistInTheRunningConfiguration(t *testing.T) {
 	dir := t.TempDir()
 	writeHCL(t, dir, routeHCL("/v1/messages")+"policy \"team\" {\n  requests_per_minute = 60\n}\n")
-	h := newHarness(t, func(o *Options) { o.Config = newTestConfig(t, o.Store, dir) })
-	token := h.login()
+	h, token := loggedIn(t, func(o *Options) { o.Config = newTestConfig(t, o.Store, dir) })
 
 	r := h.do("POST", "/admin/keys", token, adminapi.CreateKeyRequest{Name: "ok", Policy: "team"})
 	wantStatus(t, r, http.StatusCreated)

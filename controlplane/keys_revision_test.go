@@ -17,9 +17,7 @@ import (
 func (h *harness) keyAt(token, id string) adminapi.Key {
 	h.t.Helper()
 	r := h.do("GET", "/admin/keys/"+id, token, nil)
-	wantStatus(h.t, r, http.StatusOK)
-	var out adminapi.KeyResponse
-	r.decode(h.t, &out)
+	out := wantDecoded[adminapi.KeyResponse](h.t, r, http.StatusOK)
 	if got, want := r.header.Get("ETag"), adminapi.ETag(out.Key.Revision); got != want {
 		h.t.Errorf("GET key: got ETag %q, want %q (the revision in the body)", got, want)
 	}
@@ -27,8 +25,7 @@ func (h *harness) keyAt(token, id string) adminapi.Key {
 }
 
 func TestKeyRevisionIsReturnedAsFieldAndETag(t *testing.T) {
-	h := newHarness(t)
-	token := h.login()
+	h, token := loggedIn(t)
 	k := h.createKey(token, adminapi.CreateKeyRequest{Name: "etag"})
 	if k.Key.Revision != 1 {
 		t.Errorf("created key: got revision %d, want 1", k.Key.Revision)
@@ -69,8 +66,7 @@ func TestKeyRevisionIsReturnedAsFieldAndETag(t *testing.T) {
 }
 
 func TestStaleIfMatchAnswers412NamingTheCurrentRevision(t *testing.T) {
-	h := newHarness(t)
-	token := h.login()
+	h, token := loggedIn(t)
 	k := h.createKey(token, adminapi.CreateKeyRequest{Name: "stale", KeyRules: adminapi.KeyRules{AllowedModels: []string{"a"}}})
 	path := "/admin/keys/" + k.Key.ID
 	// Someone else changes the key after we read revision 1.
@@ -116,8 +112,7 @@ func TestStaleIfMatchAnswers412NamingTheCurrentRevision(t *testing.T) {
 }
 
 func TestConcurrentReadModifyWritesWithIfMatchLoseNoModel(t *testing.T) {
-	h := newHarness(t)
-	token := h.login()
+	h, token := loggedIn(t)
 	k := h.createKey(token, adminapi.CreateKeyRequest{Name: "shared"})
 	client, err := adminclient.New(h.http.URL, token, nil)
 	if err != nil {
@@ -159,8 +154,7 @@ func TestConcurrentReadModifyWritesWithIfMatchLoseNoModel(t *testing.T) {
 }
 
 func TestConcurrentPatchesOfDifferentFieldsWithoutIfMatchKeepBoth(t *testing.T) {
-	h := newHarness(t)
-	token := h.login()
+	h, token := loggedIn(t)
 	const n = 10
 	for round := range 50 {
 		k := h.createKey(token, adminapi.CreateKeyRequest{Name: fmt.Sprintf("k%d", round)})

@@ -14,14 +14,11 @@ import (
 )
 
 func TestKeyCreateGetListRevoke(t *testing.T) {
-	h := newHarness(t)
-	token := h.login()
+	h, token := loggedIn(t)
 	exp := h.clock.Now().Add(48 * time.Hour).UTC()
 
 	r := h.do("POST", "/admin/keys", token, adminapi.CreateKeyRequest{Name: "ci runner", Policy: "team", ExpiresAt: exp.Format(time.RFC3339)})
-	wantStatus(t, r, http.StatusCreated)
-	var created adminapi.CreateKeyResponse
-	r.decode(t, &created)
+	created := wantDecoded[adminapi.CreateKeyResponse](t, r, http.StatusCreated)
 	if !strings.HasPrefix(created.Secret, "cr_") {
 		t.Errorf("got secret %q, want a cr_ prefix", created.Secret)
 	}
@@ -40,26 +37,20 @@ func TestKeyCreateGetListRevoke(t *testing.T) {
 	}
 
 	r = h.do("GET", "/admin/keys/"+created.Key.ID, token, nil)
-	wantStatus(t, r, http.StatusOK)
-	var got adminapi.KeyResponse
-	r.decode(t, &got)
+	got := wantDecoded[adminapi.KeyResponse](t, r, http.StatusOK)
 	if diff := cmp.Diff(created.Key, got.Key); diff != "" {
 		t.Errorf("get key (-created +got):\n%s", diff)
 	}
 
 	r = h.do("GET", "/admin/keys", token, nil)
-	wantStatus(t, r, http.StatusOK)
-	var list adminapi.KeyList
-	r.decode(t, &list)
+	list := wantDecoded[adminapi.KeyList](t, r, http.StatusOK)
 	if diff := cmp.Diff([]adminapi.Key{created.Key}, list.Keys); diff != "" {
 		t.Errorf("list keys (-want +got):\n%s", diff)
 	}
 
 	h.clock.Advance(time.Minute)
 	r = h.do("POST", "/admin/keys/"+created.Key.ID+"/revoke", token, nil)
-	wantStatus(t, r, http.StatusOK)
-	var revoked adminapi.KeyResponse
-	r.decode(t, &revoked)
+	revoked := wantDecoded[adminapi.KeyResponse](t, r, http.StatusOK)
 	if revoked.Key.Status != adminapi.KeyRevoked || revoked.Key.RevokedAt == nil || !revoked.Key.RevokedAt.Equal(h.clock.Now()) {
 		t.Errorf("got status %q revoked_at %v, want revoked at %v", revoked.Key.Status, revoked.Key.RevokedAt, h.clock.Now())
 	}
@@ -69,9 +60,7 @@ func TestKeyCreateGetListRevoke(t *testing.T) {
 	// Revoking again is idempotent and keeps the first time.
 	h.clock.Advance(time.Minute)
 	r = h.do("POST", "/admin/keys/"+created.Key.ID+"/revoke", token, nil)
-	wantStatus(t, r, http.StatusOK)
-	var again adminapi.KeyResponse
-	r.decode(t, &again)
+	again := wantDecoded[adminapi.KeyResponse](t, r, http.StatusOK)
 	if !again.Key.RevokedAt.Equal(*revoked.Key.RevokedAt) {
 		t.Errorf("second revoke: got revoked_at %v, want %v", again.Key.RevokedAt, revoked.Key.RevokedAt)
 	}
@@ -85,12 +74,9 @@ func TestKeyCreateGetListRevoke(t *testing.T) {
 }
 
 func TestKeyStatusReportsExpiry(t *testing.T) {
-	h := newHarness(t)
-	token := h.login()
+	h, token := loggedIn(t)
 	r := h.do("POST", "/admin/keys", token, adminapi.CreateKeyRequest{Name: "short", ExpiresAt: h.clock.Now().Add(time.Hour).Format(time.RFC3339)})
-	wantStatus(t, r, http.StatusCreated)
-	var created adminapi.CreateKeyResponse
-	r.decode(t, &created)
+	created := wantDecoded[adminapi.CreateKeyResponse](t, r, http.StatusCreated)
 	h.clock.Advance(time.Hour)
 	var got adminapi.KeyResponse
 	h.do("GET", "/admin/keys/"+created.Key.ID, token, nil).decode(t, &got)
@@ -109,8 +95,7 @@ func TestListKeysIsEmptyArrayWhenNone(t *testing.T) {
 }
 
 func TestCreateKeyNamesInvalidFields(t *testing.T) {
-	h := newHarness(t)
-	token := h.login()
+	h, token := loggedIn(t)
 	now := h.clock.Now()
 	tests := []struct {
 		name string
@@ -137,8 +122,7 @@ func TestCreateKeyNamesInvalidFields(t *testing.T) {
 }
 
 func TestUnknownKeyIs404(t *testing.T) {
-	h := newHarness(t)
-	token := h.login()
+	h, token := loggedIn(t)
 	for _, ep := range []struct{ method, path string }{
 		{"GET", "/admin/keys/0123456789abcdef"},
 		{"POST", "/admin/keys/0123456789abcdef/revoke"},
@@ -174,9 +158,7 @@ func TestKeyUsageByModelWithDayAndAllTimeTotals(t *testing.T) {
 	}
 
 	r := h.do("GET", "/admin/keys/"+id+"/usage", token, nil)
-	wantStatus(t, r, http.StatusOK)
-	var got adminapi.KeyUsage
-	r.decode(t, &got)
+	got := wantDecoded[adminapi.KeyUsage](t, r, http.StatusOK)
 	want := adminapi.KeyUsage{
 		Day: today.Format(time.DateOnly),
 		Models: map[string]adminapi.Usage{

@@ -29,8 +29,7 @@ func (h *harness) keyView(hdr map[string]string) response {
 }
 
 func TestControlPlaneKeyViewAnswersTheKeysOwnLimitsAndSpend(t *testing.T) {
-	h := newHarness(t)
-	token := h.login()
+	h, token := loggedIn(t)
 	perDay := int64(5)
 	created := h.createKey(token, adminapi.CreateKeyRequest{Name: "me", KeyRules: adminapi.KeyRules{Limits: &adminapi.KeyLimits{RequestsPerDay: &perDay}}})
 	ctx := context.Background()
@@ -43,9 +42,7 @@ func TestControlPlaneKeyViewAnswersTheKeysOwnLimitsAndSpend(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := h.keyView(map[string]string{"X-Api-Key": created.Secret})
-	wantStatus(t, r, http.StatusOK)
-	var v keyview.View
-	r.decode(t, &v)
+	v := wantDecoded[keyview.View](t, r, http.StatusOK)
 	if v.Key.ID != created.Key.ID || v.Key.Name != "me" || v.Key.Status != "active" {
 		t.Errorf("key: got %+v, want the caller's, active", v.Key)
 	}

@@ -20,8 +20,7 @@ import (
 // summing to GET /admin/usage's totals for the same days (and its CSV to the same rows);
 // records carry their error kind and a moved conversation's reason; filters work.
 func TestRequestsLedgerPagesSumToUsageTotals(t *testing.T) {
-	h := newHarness(t)
-	token := h.login()
+	h, token := loggedIn(t)
 	h.st.SetLedger(&store.LedgerSettings{})
 	k0 := h.createKey(token, adminapi.CreateKeyRequest{Name: "k0", Owner: "alice"}).Key.ID
 	k1 := h.createKey(token, adminapi.CreateKeyRequest{Name: "k1"}).Key.ID

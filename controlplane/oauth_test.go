@@ -160,16 +160,13 @@ func (f *fakeOAuth) follow(t *testing.T, authorizeURL string) string {
 func (h *harness) oauthStart(token, name string) adminapi.OAuthStartResponse {
 	h.t.Helper()
 	r := h.do("POST", "/admin/accounts/oauth/start", token, adminapi.OAuthStartRequest{Name: name, Group: "me"})
-	wantStatus(h.t, r, http.StatusOK)
-	var out adminapi.OAuthStartResponse
-	r.decode(h.t, &out)
+	out := wantDecoded[adminapi.OAuthStartResponse](h.t, r, http.StatusOK)
 	return out
 }
 
 func TestOAuthFlowEndToEndWithPKCE(t *testing.T) {
 	fake := newFakeOAuth(t)
-	h := newHarness(t, func(o *Options) { o.OAuth = fake.config() })
-	token := h.login()
+	h, token := loggedIn(t, func(o *Options) { o.OAuth = fake.config() })
 	ctx := context.Background()
 
 	start := h.oauthStart(token, "my claude")
@@ -186,9 +183,7 @@ func TestOAuthFlowEndToEndWithPKCE(t *testing.T) {
 	callback := fake.follow(t, start.AuthorizeURL)
 
 	r := h.do("POST", "/admin/accounts/oauth/finish", token, adminapi.OAuthFinishRequest{CallbackURL: callback})
-	wantStatus(t, r, http.StatusCreated)
-	var got adminapi.AccountResponse
-	r.decode(t, &got)
+	got := wantDecoded[adminapi.AccountResponse](t, r, http.StatusCreated)
 	a := got.Account
 	if a.Type != adminapi.AccountClaudeOAuth || a.Name != "my claude" || a.Group != "me" || a.OAuth == nil || !a.OAuth.HasRefreshToken ||
 		a.OAuth.TokenExpiresAt == nil || !a.OAuth.TokenExpiresAt.Equal(h.clock.Now().Add(time.Hour)) || a.OAuth.Scopes != "user:inference" {
@@ -323,8 +318,7 @@ func TestRefreshUnderContentionCallsTheTokenEndpointOnce(t *testing.T) {
 
 func TestRefreshFailureMarksTheAccountAndBacksOff(t *testing.T) {
 	fake := newFakeOAuth(t)
-	h := newHarness(t, func(o *Options) { o.OAuth = fake.config() })
-	token := h.login()
+	h, token := loggedIn(t, func(o *Options) { o.OAuth = fake.config() })
 	id := addOAuthAccount(t, h, fake, time.Minute)
 	fake.failRefresh.Store(true)
 	ctx := context.Background()

@@ -106,9 +106,7 @@ func TestPasswordChangeSignsOutOlderSessions(t *testing.T) {
 	wantFields(t, h.do("POST", "/admin/password", old1, adminapi.ChangePasswordRequest{CurrentPassword: testPassword, NewPassword: "short"}), "new_password")
 
 	r := h.do("POST", "/admin/password", old1, adminapi.ChangePasswordRequest{CurrentPassword: testPassword, NewPassword: newPassword})
-	wantStatus(t, r, http.StatusOK)
-	var fresh adminapi.LoginResponse
-	r.decode(t, &fresh)
+	fresh := wantDecoded[adminapi.LoginResponse](t, r, http.StatusOK)
 
 	for name, tok := range map[string]string{"the changing session": old1, "another session": old2} {
 		if r := h.do("GET", "/admin/whoami", tok, nil); r.status != http.StatusUnauthorized {
@@ -121,15 +119,12 @@ func TestPasswordChangeSignsOutOlderSessions(t *testing.T) {
 }
 
 func TestAuditLogRecordsAdminActionsWithWhoAndWhere(t *testing.T) {
-	h := newHarness(t)
-	token := h.login()
+	h, token := loggedIn(t)
 	k := h.createKey(token, adminapi.CreateKeyRequest{Name: "audited"})
 	wantStatus(t, h.do("POST", "/admin/keys/"+k.Key.ID+"/disable", token, nil), http.StatusOK)
 
 	r := h.do("GET", "/admin/audit?limit=1", token, nil)
-	wantStatus(t, r, http.StatusOK)
-	var page adminapi.AuditList
-	r.decode(t, &page)
+	page := wantDecoded[adminapi.AuditList](t, r, http.StatusOK)
 	if len(page.Entries) != 1 || page.NextCursor == "" {
 		t.Fatalf("first page: got %+v, want one entry and a cursor", page)
 	}

@@ -75,9 +75,7 @@ func TestEmptiedRedisIsNoticedOnLoginAndRefusesOlderSessions(t *testing.T) {
 
 			// The admin logs in at once with ADMIN_PASSWORD: the failed lookup noticed the loss.
 			r := h.loginWith(testPassword)
-			wantStatus(t, r, http.StatusOK)
-			var fresh adminapi.LoginResponse
-			r.decode(t, &fresh)
+			fresh := wantDecoded[adminapi.LoginResponse](t, r, http.StatusOK)
 			wantStatus(t, h.do("GET", "/admin/keys", fresh.Token, nil), http.StatusOK)
 
 			// The session from before the loss is refused, though its revocation list is gone.
@@ -106,9 +104,7 @@ func TestEmptiedRedisIsNoticedOnASessionAndPeriodically(t *testing.T) {
 	}
 	first := got.list()[0]
 	r := h.loginWith(first)
-	wantStatus(t, r, http.StatusOK)
-	var before adminapi.LoginResponse
-	r.decode(t, &before)
+	before := wantDecoded[adminapi.LoginResponse](t, r, http.StatusOK)
 
 	// A session's request after the loss is refused and triggers the recovery itself.
 	srv.Stop()
@@ -153,9 +149,7 @@ func TestKeysCreatedAfterAnEmptiedRedisAreFoundByProcessesStartedLater(t *testin
 	}
 	token := h.loginWithToken(testPassword) // notices the loss
 	r := h.do("POST", "/admin/keys", token, adminapi.CreateKeyRequest{Name: "after the loss"})
-	wantStatus(t, r, http.StatusCreated)
-	var created adminapi.CreateKeyResponse
-	r.decode(t, &created)
+	created := wantDecoded[adminapi.CreateKeyResponse](t, r, http.StatusCreated)
 
 	// A sidecar started now opens the store afresh and must find the key.
 	sealer, err := aesgcm.New("0123456789abcdef0123456789abcdef")
@@ -175,8 +169,6 @@ func TestKeysCreatedAfterAnEmptiedRedisAreFoundByProcessesStartedLater(t *testin
 func (h *harness) loginWithToken(password string) string {
 	h.t.Helper()
 	r := h.loginWith(password)
-	wantStatus(h.t, r, http.StatusOK)
-	var out adminapi.LoginResponse
-	r.decode(h.t, &out)
+	out := wantDecoded[adminapi.LoginResponse](h.t, r, http.StatusOK)
 	return out.Token
 }

@@ -63,17 +63,14 @@ func TestAccountTestReportsARedirectAndSendsNoCredentialThere(t *testing.T) {
 		t.Run(http.StatusText(status), func(t *testing.T) {
 			other := newCatcher(t)
 			redirector := newRedirector(t, status, other.srv.URL)
-			h := newHarness(t)
-			token := h.login()
+			h, token := loggedIn(t)
 			for _, req := range []adminapi.AddAccountRequest{
 				{Name: "key", BaseURL: redirector.URL, APIKey: testAPIKey},
 				{Name: "sub", Type: "claude_oauth", BaseURL: redirector.URL, AccessToken: "sk-ant-oat01-token-0123456789abcdef"},
 			} {
 				a := h.addAccount(token, req)
 				r := h.do("POST", "/admin/accounts/"+a.ID+"/test", token, nil)
-				wantStatus(t, r, http.StatusOK)
-				var res adminapi.TestAccountResult
-				r.decode(t, &res)
+				res := wantDecoded[adminapi.TestAccountResult](t, r, http.StatusOK)
 				want := fmt.Sprintf("upstream answered %d redirect to %s", status, other.srv.URL)
 				if res.OK || res.HTTPStatus != status || !strings.HasPrefix(res.Error, want) {
 					t.Errorf("%s: got %+v, want a failed test with status %d and an error naming %q", req.Name, res, status, want)
@@ -94,8 +91,7 @@ func TestOAuthTokenRequestsDoNotFollowRedirects(t *testing.T) {
 			fake := newFakeOAuth(t)
 			cfg := fake.config()
 			cfg.TokenURL = redirector.URL + "/v1/oauth/token"
-			h := newHarness(t, func(o *Options) { o.OAuth = cfg })
-			token := h.login()
+			h, token := loggedIn(t, func(o *Options) { o.OAuth = cfg })
 			ctx := context.Background()
 
 			t.Run("refresh", func(t *testing.T) {

@@ -50,8 +50,7 @@ func TestAdminTokenMintedWithTheJWTSecretIsRefused(t *testing.T) {
 }
 
 func TestSessionTokensAreEdDSASignedAndNameTheKey(t *testing.T) {
-	h := newHarness(t)
-	token := h.login()
+	h, token := loggedIn(t)
 	var claims sessionClaims
 	parsed, err := jwt.ParseWithClaims(token, &claims, func(*jwt.Token) (any, error) { return h.key.Public(), nil },
 		jwt.WithValidMethods([]string{"EdDSA"}), jwt.WithTimeFunc(h.clock.Now))

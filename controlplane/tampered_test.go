@@ -16,8 +16,7 @@ import (
 func TestAccountWhoseBaseURLChangedInRedisShowsTampered(t *testing.T) {
 	up := fakeupstream.Start(t, fakeupstream.Options{APIKeys: []string{testAPIKey, "sk-ant-api03-GIVEN-AGAIN-0123456789abcdef"}})
 	other := newCatcher(t)
-	h := newHarness(t)
-	token := h.login()
+	h, token := loggedIn(t)
 	a := h.addAccount(token, adminapi.AddAccountRequest{Name: "key", BaseURL: up.URL(), APIKey: testAPIKey})
 	fine := h.addAccount(token, adminapi.AddAccountRequest{Name: "fine", BaseURL: up.URL(), APIKey: testAPIKey})
 	ctx := context.Background()

@@ -59,14 +59,14 @@ func (s *Server) parseUsageQuery(r *http.Request) (store.ReportQuery, string, fi
 	today := s.now().UTC().Truncate(24 * time.Hour)
 	q := store.ReportQuery{Granularity: store.GranularityDay, From: today.AddDate(0, 0, 1-defaultReportDays), To: today.AddDate(0, 0, 1)}
 	if f := v.Get("from"); f != "" {
-		t, err := parseReportTime(f, false)
+		t, err := adminapi.ParseReportTime(f, false)
 		if err != nil {
 			bad.add("from", err.Error())
 		}
 		q.From = t
 	}
 	if f := v.Get("to"); f != "" {
-		t, err := parseReportTime(f, true)
+		t, err := adminapi.ParseReportTime(f, true)
 		if err != nil {
 			bad.add("to", err.Error())
 		}
@@ -114,26 +114,6 @@ func (s *Server) parseUsageQuery(r *http.Request) (store.ReportQuery, string, fi
 		}
 	}
 	return q, format, bad
-}
-
-// parseReportTime reads a UTC day or an RFC 3339 time. A day as an end means the end of
-// that day; a time is widened to the hour (down for a start, up for an end).
-func parseReportTime(s string, end bool) (time.Time, error) {
-	if d, err := time.Parse(time.DateOnly, s); err == nil {
-		if end {
-			d = d.AddDate(0, 0, 1)
-		}
-		return d, nil
-	}
-	t, err := time.Parse(time.RFC3339, s)
-	if err != nil {
-		return time.Time{}, errors.New("must be a UTC day such as 2026-01-31 or an RFC 3339 time such as 2026-01-31T13:00:00Z")
-	}
-	t = t.UTC()
-	if h := t.Truncate(time.Hour); end && !h.Equal(t) {
-		return h.Add(time.Hour), nil
-	}
-	return t.Truncate(time.Hour), nil
 }
 
 // usageFormat picks json, csv or jsonl from the format parameter, else the Accept header.

@@ -47,8 +47,7 @@ func recordMix(t *testing.T, h *harness, token string) ([]string, time.Time) {
 }
 
 func TestUsageReportTotalsEqualKeysUsageInJSONCSVAndJSONL(t *testing.T) {
-	h := newHarness(t)
-	token := h.login()
+	h, token := loggedIn(t)
 	ids, day0 := recordMix(t, h, token)
 	var want adminapi.UsageCounters
 	for d := 0; d < 3; d++ {
@@ -154,8 +153,7 @@ func (h *harness) jsonlRows(t *testing.T, token, path string) []adminapi.UsageRo
 }
 
 func TestUsageReportRowsCarryEveryFieldAndEmptyRangesAnswerEmptyRows(t *testing.T) {
-	h := newHarness(t)
-	token := h.login()
+	h, token := loggedIn(t)
 	_, day0 := recordMix(t, h, token)
 	r := h.do("GET", "/admin/usage?from="+day0.Format(time.DateOnly)+"&group_by=owner,model&top=2", token, nil)
 	wantStatus(t, r, http.StatusOK)
@@ -200,8 +198,7 @@ func TestUsageReportRowsCarryEveryFieldAndEmptyRangesAnswerEmptyRows(t *testing.
 }
 
 func TestUsageReportRefusesBadParametersByName(t *testing.T) {
-	h := newHarness(t)
-	token := h.login()
+	h, token := loggedIn(t)
 	old := h.clock.Now().AddDate(0, 0, -40).Format(time.DateOnly)
 	for q, field := range map[string]string{
 		"from=yesterday":                "from",
@@ -226,8 +223,7 @@ func TestUsageReportRefusesBadParametersByName(t *testing.T) {
 }
 
 func TestUsageReportOfOneKeyEqualsThatKeysUsageByDay(t *testing.T) {
-	h := newHarness(t)
-	token := h.login()
+	h, token := loggedIn(t)
 	ids, day0 := recordMix(t, h, token)
 	for _, id := range ids {
 		var want adminapi.UsageCounters

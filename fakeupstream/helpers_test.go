@@ -112,6 +112,21 @@ func readEvents(r io.Reader) ([]event, error) {
 	}
 }
 
+// streamEvents sends a streaming message request with hdr to s and returns the events of its
+// answer.
+func streamEvents(t *testing.T, s *Server, hdr map[string]string) []event {
+	t.Helper()
+	_, raw, err := do(t, newRequest(t, context.Background(), http.MethodPost, s.URL()+"/v1/messages", messageBody(true), hdr))
+	if err != nil {
+		t.Fatalf("read body: %v", err)
+	}
+	evs, err := readEvents(strings.NewReader(string(raw)))
+	if err != nil {
+		t.Fatalf("parse events: %v", err)
+	}
+	return evs
+}
+
 func eventNames(evs []event) []string {
 	var out []string
 	for _, e := range evs {

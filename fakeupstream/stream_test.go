@@ -115,16 +115,7 @@ func TestStreamDeltaUsageShape(t *testing.T) {
 	s := Start(t, Options{})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			req := newRequest(t, context.Background(), http.MethodPost, s.URL()+"/v1/messages", messageBody(true),
-				map[string]string{ScriptHeader: tt.script.HeaderValue()})
-			_, raw, err := do(t, req)
-			if err != nil {
-				t.Fatalf("read body: %v", err)
-			}
-			evs, err := readEvents(strings.NewReader(string(raw)))
-			if err != nil {
-				t.Fatalf("parse events: %v", err)
-			}
+			evs := streamEvents(t, s, map[string]string{ScriptHeader: tt.script.HeaderValue()})
 			delta := decodeMap(t, evs[len(evs)-2].Data)
 			if diff := cmp.Diff(tt.want, delta["usage"]); diff != "" {
 				t.Errorf("message_delta usage (-want +got):\n%s", diff)
@@ -233,14 +224,7 @@ func TestResetBeforeAnyByteForJSON(t *testing.T) {
 func TestStreamErrorEventAfterN(t *testing.T) {
 	s := Start(t, Options{})
 	s.Enqueue(Script{ErrorEventAfter: 4})
-	_, raw, err := do(t, newRequest(t, context.Background(), http.MethodPost, s.URL()+"/v1/messages", messageBody(true), nil))
-	if err != nil {
-		t.Fatalf("read body: %v", err)
-	}
-	evs, err := readEvents(strings.NewReader(string(raw)))
-	if err != nil {
-		t.Fatalf("parse events: %v", err)
-	}
+	evs := streamEvents(t, s, nil)
 	want := []string{"message_start", "content_block_start", "ping", "content_block_delta", "error"}
 	if diff := cmp.Diff(want, eventNames(evs)); diff != "" {
 		t.Fatalf("event names (-want +got):\n%s", diff)
@@ -342,14 +326,7 @@ func TestLongLineSingleDelta(t *testing.T) {
 	text := strings.Repeat("0123456789abcdef", 200*1024/16)
 	s := Start(t, Options{})
 	s.Enqueue(Script{Deltas: 1, Text: text})
-	_, raw, err := do(t, newRequest(t, context.Background(), http.MethodPost, s.URL()+"/v1/messages", messageBody(true), nil))
-	if err != nil {
-		t.Fatalf("read body: %v", err)
-	}
-	evs, err := readEvents(strings.NewReader(string(raw)))
-	if err != nil {
-		t.Fatalf("parse events: %v", err)
-	}
+	evs := streamEvents(t, s, nil)
 	var deltas []string
 	for _, e := range evs {
 		if e.Name == "content_block_delta" {

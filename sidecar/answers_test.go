@@ -81,12 +81,7 @@ func (h *harness) sdkAttempts(t *testing.T, route string) (*anthropic.Error, int
 
 func TestNoAccountIsAFinalAnswerTheSDKsDoNotRetry(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
-	accts, _ := h.st.ListAccounts(context.Background())
-	for _, a := range accts {
-		if err := h.st.DeleteAccount(context.Background(), a.ID); err != nil {
-			t.Fatal(err)
-		}
-	}
+	h.replaceAccounts(0, "") // none
 	var resp *http.Response
 	var body string
 	testutil.Eventually(t, 2*time.Second, "the condition", func() bool {
@@ -197,9 +192,7 @@ func TestUnreachableUpstreamIsA502WithoutAddresses(t *testing.T) {
 func TestUnresolvableUpstreamIsA502WithoutItsName(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
 	ctx := context.Background()
-	for _, a := range mustAccounts(t, h) {
-		h.st.DeleteAccount(ctx, a)
-	}
+	h.replaceAccounts(0, "") // none
 	if _, err := h.st.AddAccount(ctx, store.AccountSpec{Name: "gw", Type: store.AccountTypeAnthropicCompatible, BaseURL: "http://internal-llm-gw.invalid", Credential: "k", Priority: 1}); err != nil {
 		t.Fatal(err)
 	}
@@ -215,19 +208,6 @@ func TestUnresolvableUpstreamIsA502WithoutItsName(t *testing.T) {
 		t.Errorf("message: got %q, want the cause without the host name", msg)
 	}
 	h.checkFindableInLog(resp, msg, "internal-llm-gw.invalid")
-}
-
-func mustAccounts(t *testing.T, h *harness) []string {
-	t.Helper()
-	accts, err := h.st.ListAccounts(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ids []string
-	for _, a := range accts {
-		ids = append(ids, a.ID)
-	}
-	return ids
 }
 
 func TestMidStreamErrorEventCarriesNoTransportDetails(t *testing.T) {
@@ -255,14 +235,7 @@ func TestMidStreamErrorEventCarriesNoTransportDetails(t *testing.T) {
 }
 
 func TestJSONAnswerStallingAfterItsHeadersIsA504(t *testing.T) {
-	h := newHarness(t, harnessOptions{hcl: `
-pool "p" {}
-route "messages" {
-  paths   = ["/v1/messages"]
-  pool    = "p"
-  timeout = "300ms"
-}
-`})
+	h := newHarness(t, harnessOptions{hcl: timeoutRoute("300ms")})
 	h.up.Enqueue(fakeupstream.Script{BodyDelay: 3 * time.Second})
 	resp := h.post("/v1/messages", h.key, jsonBody, nil)
 	body := readAll(t, resp.Body)

@@ -3,11 +3,9 @@ package sidecar_test
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -45,33 +43,16 @@ func TestAccountMaxConcurrencyOfOneNeverHasTwoInFlightAcrossTwoSidecars(t *testi
 	urls := h.sidecars(1, capacityHCL, nil)
 	hdr := fakeupstream.Script{FirstByteDelay: 100 * time.Millisecond}.HeaderValue()
 	var ok, refused atomic.Int64
-	var wg sync.WaitGroup
-	for i := range 20 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			req, _ := http.NewRequest(http.MethodPost, urls[i%2]+"/v1/messages", strings.NewReader(jsonBody))
-			req.Header.Set("X-Api-Key", h.key)
-			req.Header.Set("Anthropic-Version", "2023-06-01")
-			req.Header.Set(fakeupstream.ScriptHeader, hdr)
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			switch {
-			case resp.StatusCode == 200:
-				ok.Add(1)
-			case resp.StatusCode == 429 && strings.Contains(string(body), "max_concurrency: 1 account, a slot frees when one of their requests ends") && resp.Header.Get("Retry-After") != "":
-				refused.Add(1)
-			default:
-				t.Errorf("got %d %s, want 200 or a 429 naming max_concurrency with retry-after", resp.StatusCode, body)
-			}
-		}()
-	}
-	wg.Wait()
+	burst(t, urls, h.key, hdr, 20, func(resp *http.Response, body string) {
+		switch {
+		case resp.StatusCode == 200:
+			ok.Add(1)
+		case resp.StatusCode == 429 && strings.Contains(body, "max_concurrency: 1 account, a slot frees when one of their requests ends") && resp.Header.Get("Retry-After") != "":
+			refused.Add(1)
+		default:
+			t.Errorf("got %d %s, want 200 or a 429 naming max_concurrency with retry-after", resp.StatusCode, body)
+		}
+	})
 	if peak := cp.peak.Load(); peak != 1 {
 		t.Errorf("upstream in flight on the account: peak %d, want 1", peak)
 	}

@@ -42,6 +42,34 @@ func sdkParams() anthropic.MessageNewParams {
 	}
 }
 
+// streamMessage streams params through client and returns the message the SDK accumulated.
+func streamMessage(client anthropic.Client, params anthropic.MessageNewParams) (anthropic.Message, error) {
+	stream := client.Messages.NewStreaming(context.Background(), params)
+	defer stream.Close()
+	var msg anthropic.Message
+	for stream.Next() {
+		if err := msg.Accumulate(stream.Current()); err != nil {
+			return msg, fmt.Errorf("accumulate: %w", err)
+		}
+	}
+	if err := stream.Err(); err != nil {
+		return msg, fmt.Errorf("stream: %w", err)
+	}
+	return msg, nil
+}
+
+// timeoutRoute is a configuration whose messages route has the given idle timeout.
+func timeoutRoute(timeout string) string {
+	return `
+pool "p" {}
+route "messages" {
+  paths   = ["/v1/messages"]
+  pool    = "p"
+  timeout = "` + timeout + `"
+}
+`
+}
+
 func wantStore(u fakeupstream.Usage) store.Usage {
 	w5, w1 := u.Ephemeral5mInputTokens, u.Ephemeral1hInputTokens
 	if w5 == 0 && w1 == 0 {
@@ -54,18 +82,10 @@ func TestSDKStreamingThroughRelayRecordsExactUsage(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
 	h.up.Enqueue(fakeupstream.Script{Deltas: 6, Blocks: []string{"thinking", "text", "tool_use"},
 		Usage: &fakeupstream.Usage{InputTokens: 1234, OutputTokens: 77, CacheCreationInputTokens: 300, CacheReadInputTokens: 4000, Ephemeral5mInputTokens: 100, Ephemeral1hInputTokens: 200}})
-	client := h.sdk()
-	stream := client.Messages.NewStreaming(context.Background(), sdkParams())
-	var msg anthropic.Message
-	for stream.Next() {
-		if err := msg.Accumulate(stream.Current()); err != nil {
-			t.Fatalf("accumulate: %v", err)
-		}
+	msg, err := streamMessage(h.sdk(), sdkParams())
+	if err != nil {
+		t.Fatal(err)
 	}
-	if err := stream.Err(); err != nil {
-		t.Fatalf("stream: %v", err)
-	}
-	stream.Close()
 	reqs, err := h.upstream(1)
 	if err != nil {
 		t.Fatal(err)
@@ -369,14 +389,7 @@ func TestUpstreamResetMidStreamEndsWithSSEError(t *testing.T) {
 }
 
 func TestIdleUpstreamTimesOutWithSSEError(t *testing.T) {
-	h := newHarness(t, harnessOptions{hcl: `
-pool "p" {}
-route "messages" {
-  paths   = ["/v1/messages"]
-  pool    = "p"
-  timeout = "300ms"
-}
-`})
+	h := newHarness(t, harnessOptions{hcl: timeoutRoute("300ms")})
 	h.up.Enqueue(fakeupstream.Script{Deltas: 3, Pace: 2 * time.Second})
 	resp := h.post("/v1/messages", h.key, streamBody, nil)
 	body := readAll(t, resp.Body)
@@ -386,14 +399,7 @@ route "messages" {
 }
 
 func TestHealthyLongStreamIsNotCutByTimeout(t *testing.T) {
-	h := newHarness(t, harnessOptions{hcl: `
-pool "p" {}
-route "messages" {
-  paths   = ["/v1/messages"]
-  pool    = "p"
-  timeout = "250ms"
-}
-`})
+	h := newHarness(t, harnessOptions{hcl: timeoutRoute("250ms")})
 	// 12 events 100 ms apart: 1.2 s in all, far beyond the 250 ms idle bound.
 	h.up.Enqueue(fakeupstream.Script{Deltas: 6, Pace: 100 * time.Millisecond})
 	resp := h.post("/v1/messages", h.key, streamBody, nil)
@@ -407,10 +413,7 @@ func TestClientDisconnectCancelsUpstreamAndKeepsUsage(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
 	h.up.Enqueue(fakeupstream.Script{Deltas: 50, Pace: 50 * time.Millisecond})
 	ctx, cancel := context.WithCancel(context.Background())
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, h.http.URL+"/v1/messages", strings.NewReader(streamBody))
-	req.Header.Set("X-Api-Key", h.key)
-	req.Header.Set("Anthropic-Version", "2023-06-01")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := http.DefaultClient.Do(relayRequest(ctx, h.http.URL+"/v1/messages", h.key, streamBody, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -506,10 +509,7 @@ func TestContextErrorsAreNotMistakenForUpstreamFailures(t *testing.T) {
 	h.up.Enqueue(fakeupstream.Script{FirstByteDelay: 2 * time.Second})
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, h.http.URL+"/v1/messages", strings.NewReader(jsonBody))
-	req.Header.Set("X-Api-Key", h.key)
-	req.Header.Set("Anthropic-Version", "2023-06-01")
-	_, err := http.DefaultClient.Do(req)
+	_, err := http.DefaultClient.Do(relayRequest(ctx, h.http.URL+"/v1/messages", h.key, jsonBody, nil))
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("got %v, want the client's deadline", err)
 	}

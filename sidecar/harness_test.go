@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -142,11 +143,34 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 // post sends a raw request to the relay.
 func (h *harness) post(path, key, body string, hdr map[string]string) *http.Response {
 	h.t.Helper()
-	req, err := http.NewRequest(http.MethodPost, h.http.URL+path, strings.NewReader(body))
+	req := relayRequest(context.Background(), h.http.URL+path, key, body, hdr)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	req.Header.Set("Content-Type", "application/json")
+	return resp
+}
+
+// postStatus posts body with the harness's key and hdr to /v1/messages and returns the
+// answer's body; an answer with another status than want fails the test.
+func (h *harness) postStatus(t *testing.T, body string, hdr map[string]string, want int) string {
+	t.Helper()
+	resp := h.post("/v1/messages", h.key, body, hdr)
+	got := readAll(t, resp.Body)
+	if resp.StatusCode != want {
+		t.Fatalf("got %d %s, want %d", resp.StatusCode, got, want)
+	}
+	return got
+}
+
+// relayRequest is a POST of body to url with the API version, the relay key (none when
+// key is "") and hdr's headers: the request every test sends a sidecar.
+func relayRequest(ctx context.Context, url, key, body string, hdr map[string]string) *http.Request {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
+	if err != nil {
+		panic(err) // a URL the test built itself
+	}
 	req.Header.Set("Anthropic-Version", "2023-06-01")
 	if key != "" {
 		req.Header.Set("X-Api-Key", key)
@@ -154,11 +178,41 @@ func (h *harness) post(path, key, body string, hdr map[string]string) *http.Resp
 	for k, v := range hdr {
 		req.Header.Set(k, v)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		h.t.Fatal(err)
+	return req
+}
+
+// sendMessage posts body to base's /v1/messages with the relay key and the fake upstream's
+// script (none when ""), and returns the answer with its body read and closed.
+func sendMessage(base, key, body, script string) (*http.Response, string, error) {
+	var hdr map[string]string
+	if script != "" {
+		hdr = map[string]string{fakeupstream.ScriptHeader: script}
 	}
-	return resp
+	resp, err := http.DefaultClient.Do(relayRequest(context.Background(), base+"/v1/messages", key, body, hdr))
+	if err != nil {
+		return nil, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp, string(b), err
+}
+
+// burst sends n requests at once, the i-th to urls[i%len(urls)] with the fake upstream's
+// script, and hands each answer and its body to count (from the request's goroutine); a
+// request that fails fails the test.
+func burst(t *testing.T, urls []string, key, script string, n int, count func(resp *http.Response, body string)) {
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			resp, body, err := sendMessage(urls[i%len(urls)], key, jsonBody, script)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			count(resp, body)
+		})
+	}
+	wg.Wait()
 }
 
 func readAll(t *testing.T, r io.ReadCloser) string {

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/anthropics/anthropic-sdk-go/v2"
 	"github.com/anthropics/anthropic-sdk-go/v2/option"
 
 	"github.com/claude-relay/claude-relay/fakeupstream"
@@ -128,16 +127,8 @@ func TestQueueKeepaliveAcceptedByTheSDKAndNeverSentToAJSONRequest(t *testing.T) 
 
 	streamed := make(chan error, 1)
 	go func() {
-		client := h.sdk(option.WithBaseURL(urls[1]))
-		stream := client.Messages.NewStreaming(context.Background(), sdkParams())
-		var msg anthropic.Message
-		for stream.Next() {
-			if err := msg.Accumulate(stream.Current()); err != nil {
-				streamed <- err
-				return
-			}
-		}
-		if err := stream.Err(); err != nil {
+		msg, err := streamMessage(h.sdk(option.WithBaseURL(urls[1])), sdkParams())
+		if err != nil {
 			streamed <- err
 			return
 		}
@@ -151,14 +142,10 @@ func TestQueueKeepaliveAcceptedByTheSDKAndNeverSentToAJSONRequest(t *testing.T) 
 
 	// A JSON request waits silently: its answer is the upstream's JSON, nothing before it.
 	sent := time.Now()
-	req, _ := http.NewRequest(http.MethodPost, urls[0]+"/v1/messages", strings.NewReader(jsonBody))
-	req.Header.Set("X-Api-Key", h.key)
-	req.Header.Set("Anthropic-Version", "2023-06-01")
-	resp, err := http.DefaultClient.Do(req)
+	resp, body, err := sendMessage(urls[0], h.key, jsonBody, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	body := readAll(t, resp.Body)
 	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") || !strings.HasPrefix(body, "{") {
 		t.Errorf("JSON waiter: got %d %q %.60q, want the upstream's JSON answer", resp.StatusCode, resp.Header.Get("Content-Type"), body)
 	}

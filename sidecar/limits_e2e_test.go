@@ -150,11 +150,7 @@ func TestModelClientAndUnknownPolicyRulesRefuseWith403(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			resp := h.post("/v1/messages", h.key, tt.body, tt.hdr)
-			body := readAll(t, resp.Body)
-			if resp.StatusCode != tt.status {
-				t.Fatalf("got %d %s, want %d", resp.StatusCode, body, tt.status)
-			}
+			body := h.postStatus(t, tt.body, tt.hdr, tt.status)
 			if tt.status == 403 {
 				if typ, msg := anthropicError(t, body); typ != "permission_error" || !strings.Contains(msg, tt.want) {
 					t.Errorf("got %s %q, want permission_error containing %q", typ, msg, tt.want)
@@ -176,6 +172,11 @@ func newCountingProxy(t *testing.T, target string) *countingProxy {
 	rp := httputil.NewSingleHostReverseProxy(u)
 	rp.FlushInterval = -1
 	rp.ErrorLog = nil
+	return countingServer(t, rp)
+}
+
+// countingServer serves next and records the requests in flight, their peak and total.
+func countingServer(t *testing.T, next http.Handler) *countingProxy {
 	c := &countingProxy{}
 	c.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n := c.cur.Add(1)
@@ -187,7 +188,7 @@ func newCountingProxy(t *testing.T, target string) *countingProxy {
 			}
 		}
 		defer c.cur.Add(-1)
-		rp.ServeHTTP(w, r)
+		next.ServeHTTP(w, r)
 	}))
 	t.Cleanup(c.srv.Close)
 	return c
@@ -269,48 +270,24 @@ func TestThreeSidecarsSharingRedisNeverExceedTheKeyLimit(t *testing.T) {
 			for _, u := range urls {
 				testutil.Eventually(t, 5*time.Second, "the condition", func() bool {
 					before := cp.total.Load()
-					req, _ := http.NewRequest(http.MethodPost, u+"/v1/messages", strings.NewReader(jsonBody))
-					req.Header.Set("X-Api-Key", h.key)
-					req.Header.Set("Anthropic-Version", "2023-06-01")
-					resp, err := http.DefaultClient.Do(req)
-					if err != nil {
-						return false
-					}
-					readAll(t, resp.Body)
-					return cp.total.Load() > before
+					_, _, err := sendMessage(u, h.key, jsonBody, "")
+					return err == nil && cp.total.Load() > before
 				})
 			}
 			clk.Advance(time.Minute) // a fresh window for the storm
 			cp.peak.Store(0)
 			hdr := tt.script.HeaderValue()
 			var ok, refused atomic.Int64
-			var wg sync.WaitGroup
-			for i := range 200 {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					req, _ := http.NewRequest(http.MethodPost, urls[i%3]+"/v1/messages", strings.NewReader(jsonBody))
-					req.Header.Set("X-Api-Key", h.key)
-					req.Header.Set("Anthropic-Version", "2023-06-01")
-					req.Header.Set(fakeupstream.ScriptHeader, hdr)
-					resp, err := http.DefaultClient.Do(req)
-					if err != nil {
-						t.Error(err)
-						return
-					}
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					switch resp.StatusCode {
-					case 200:
-						ok.Add(1)
-					case 429:
-						refused.Add(1)
-					default:
-						t.Errorf("got status %d", resp.StatusCode)
-					}
-				}()
-			}
-			wg.Wait()
+			burst(t, urls, h.key, hdr, 200, func(resp *http.Response, _ string) {
+				switch resp.StatusCode {
+				case 200:
+					ok.Add(1)
+				case 429:
+					refused.Add(1)
+				default:
+					t.Errorf("got status %d", resp.StatusCode)
+				}
+			})
 			if peak := cp.peak.Load(); peak > n {
 				t.Errorf("upstream in flight: peak %d, want at most %d", peak, n)
 			}
@@ -362,10 +339,7 @@ route "messages" {
 			if k.name == "upstream reset before a byte" {
 				body = jsonBody
 			}
-			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, h.http.URL+"/v1/messages", strings.NewReader(body))
-			req.Header.Set("X-Api-Key", h.key)
-			req.Header.Set("Anthropic-Version", "2023-06-01")
-			req.Header.Set(fakeupstream.ScriptHeader, k.script.HeaderValue())
+			req := relayRequest(ctx, h.http.URL+"/v1/messages", h.key, body, map[string]string{fakeupstream.ScriptHeader: k.script.HeaderValue()})
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
 				return

@@ -42,11 +42,7 @@ func TestModelRulesCannotBeBypassed(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			resp := h.post("/v1/messages", h.key, tt.body, tt.hdr)
-			body := readAll(t, resp.Body)
-			if resp.StatusCode != tt.status {
-				t.Fatalf("got %d %s, want %d", resp.StatusCode, body, tt.status)
-			}
+			body := h.postStatus(t, tt.body, tt.hdr, tt.status)
 			if typ, msg := anthropicError(t, body); typ != tt.typ || !strings.Contains(msg, tt.want) {
 				t.Errorf("got %s %q, want %s containing %q", typ, msg, tt.typ, tt.want)
 			}

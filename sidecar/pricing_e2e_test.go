@@ -13,8 +13,6 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/anthropics/anthropic-sdk-go/v2"
-
 	"github.com/claude-relay/claude-relay/controlplane"
 	"github.com/claude-relay/claude-relay/controlplane/adminapi"
 	"github.com/claude-relay/claude-relay/controlplane/adminclient"
@@ -80,18 +78,9 @@ func TestClaudeCodesDefaultModelIsChargedWhatClaudeCodeSays(t *testing.T) {
 	}})
 	params := sdkParams()
 	params.Model = model
-	client := h.sdk()
-	stream := client.Messages.NewStreaming(context.Background(), params)
-	var msg anthropic.Message
-	for stream.Next() {
-		if err := msg.Accumulate(stream.Current()); err != nil {
-			t.Fatalf("accumulate: %v", err)
-		}
+	if _, err := streamMessage(h.sdk(), params); err != nil {
+		t.Fatal(err)
 	}
-	if err := stream.Err(); err != nil {
-		t.Fatalf("stream: %v", err)
-	}
-	stream.Close()
 
 	u := waitAdminUsage(t, admin, h.keyID, model)
 	// 25*$5 + 20*$25 + 10*$6.25 + 5*$0.50 per million tokens = $0.00069, Claude Code's own figure.
@@ -145,13 +134,7 @@ func TestDisconnectAfterContentBlockStopIsChargedAtLeastTheRelayedText(t *testin
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	body := strings.Replace(streamBody, "claude-sonnet-4-5-20250929", model, 1)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.http.URL+"/v1/messages", strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("X-Api-Key", h.key)
-	req.Header.Set("Anthropic-Version", "2023-06-01")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := http.DefaultClient.Do(relayRequest(ctx, h.http.URL+"/v1/messages", h.key, body, nil))
 	if err != nil {
 		t.Fatal(err)
 	}

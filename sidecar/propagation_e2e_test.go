@@ -30,15 +30,7 @@ func within(t *testing.T, d time.Duration, what string, ok func() bool) time.Dur
 func TestFirstAccountIsUsedByTheVeryNextRequest(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
 	ctx := context.Background()
-	accts, err := h.st.ListAccounts(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, a := range accts {
-		if err := h.st.DeleteAccount(ctx, a.ID); err != nil {
-			t.Fatal(err)
-		}
-	}
+	h.replaceAccounts(0, "") // none
 	base := h.wired(wiredOptions{accountsPoll: noPoll})
 	if status, body := send(t, base, h.key, uniqueBody("claude-sonnet-4-5-20250929"), nil); status == http.StatusOK {
 		t.Fatalf("without an account: got %d %s, want a refusal", status, body)

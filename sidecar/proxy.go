@@ -197,7 +197,7 @@ func (ex *exchange) policy() (*config.Policy, bool) {
 		return base, true
 	}
 	var eff config.Policy
-	if p := base.WithKeyLimits(config.KeyLimits(pr.Limits)); p != nil {
+	if p := base.WithKeyLimits(pr.Limits); p != nil {
 		eff = *p
 	}
 	if pr.AllowedModels != nil {

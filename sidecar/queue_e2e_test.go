@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strconv"
 	"strings"
@@ -25,7 +24,7 @@ func queueHarness(t *testing.T, policy string) (*harness, *countingProxy, []stri
 	t.Helper()
 	hcl := policyHCL(policy)
 	h := newHarness(t, harnessOptions{hcl: hcl})
-	cp := countingUpstream(t, h.up)
+	cp := countingServer(t, h.up) // the fake upstream's handler itself, no proxy between
 	h.replaceAccounts(1, cp.srv.URL)
 	urls := h.sidecars(1, hcl, nil)
 	for _, u := range urls {
@@ -43,32 +42,8 @@ func queueHarness(t *testing.T, policy string) (*harness, *countingProxy, []stri
 	return h, cp, urls
 }
 
-// countingUpstream serves the fake upstream's handler itself (no proxy between) and records
-// the most requests in flight at once.
-func countingUpstream(t *testing.T, up http.Handler) *countingProxy {
-	c := &countingProxy{}
-	c.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n := c.cur.Add(1)
-		c.total.Add(1)
-		for {
-			p := c.peak.Load()
-			if n <= p || c.peak.CompareAndSwap(p, n) {
-				break
-			}
-		}
-		defer c.cur.Add(-1)
-		up.ServeHTTP(w, r)
-	}))
-	t.Cleanup(c.srv.Close)
-	return c
-}
-
 func postTo(ctx context.Context, url, key string, sc fakeupstream.Script) (*http.Response, error) {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url+"/v1/messages", strings.NewReader(streamBody))
-	req.Header.Set("X-Api-Key", key)
-	req.Header.Set("Anthropic-Version", "2023-06-01")
-	req.Header.Set(fakeupstream.ScriptHeader, sc.HeaderValue())
-	return http.DefaultClient.Do(req)
+	return http.DefaultClient.Do(relayRequest(ctx, url+"/v1/messages", key, streamBody, map[string]string{fakeupstream.ScriptHeader: sc.HeaderValue()}))
 }
 
 func TestQueuedBurstAcrossTwoSidecarsAllSucceedInArrivalOrderWithinConcurrency(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -14,19 +15,38 @@ import (
 	"github.com/claude-relay/claude-relay/store"
 )
 
+// catcher is a server that answers 200 to anything and records what it was sent: method,
+// path and the x-api-key header.
+type catcher struct {
+	*httptest.Server
+	mu  sync.Mutex
+	got []string
+}
+
+func newCatcher(t *testing.T) *catcher {
+	c := &catcher{}
+	c.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c.mu.Lock()
+		c.got = append(c.got, r.Method+" "+r.URL.Path+" x-api-key="+r.Header.Get("X-Api-Key"))
+		c.mu.Unlock()
+		w.WriteHeader(http.StatusOK)
+	}))
+	t.Cleanup(c.Close)
+	return c
+}
+
+// caught returns what the catcher was sent so far.
+func (c *catcher) caught() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.got)
+}
+
 // TestUpstreamRedirectIsNotFollowedWithTheAccountsCredential: the relay's upstream transport
 // sends a request once; an upstream answering 307 (which a client would re-post, credential
 // and body included) makes the relay send nothing to the Location.
 func TestUpstreamRedirectIsNotFollowedWithTheAccountsCredential(t *testing.T) {
-	var mu sync.Mutex
-	var caught []string
-	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		caught = append(caught, r.Method+" "+r.URL.Path+" x-api-key="+r.Header.Get("X-Api-Key"))
-		mu.Unlock()
-		w.WriteHeader(http.StatusOK)
-	}))
-	t.Cleanup(other.Close)
+	other := newCatcher(t)
 	redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
 		http.Redirect(w, r, other.URL+r.URL.Path, http.StatusTemporaryRedirect)
@@ -51,13 +71,8 @@ func TestUpstreamRedirectIsNotFollowedWithTheAccountsCredential(t *testing.T) {
 	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	var resp *http.Response
 	testutil.Eventually(t, 5*time.Second, "the condition", func() bool { // until the sidecar has loaded the new account list
-		req, err := http.NewRequest(http.MethodPost, h.http.URL+"/v1/messages", strings.NewReader(jsonBody))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("X-Api-Key", h.key)
-		req.Header.Set("Anthropic-Version", "2023-06-01")
-		req.Header.Set("Content-Type", "application/json")
+		req := relayRequest(context.Background(), h.http.URL+"/v1/messages", h.key, jsonBody, map[string]string{"Content-Type": "application/json"})
+		var err error
 		if resp, err = noFollow.Do(req); err != nil {
 			t.Fatal(err)
 		}
@@ -68,9 +83,7 @@ func TestUpstreamRedirectIsNotFollowedWithTheAccountsCredential(t *testing.T) {
 		return false
 	})
 	resp.Body.Close()
-	mu.Lock()
-	defer mu.Unlock()
-	if len(caught) != 0 {
+	if caught := other.caught(); len(caught) != 0 {
 		t.Errorf("the redirect target received %v, want nothing from the relay", caught)
 	}
 }
@@ -79,15 +92,7 @@ func TestUpstreamRedirectIsNotFollowedWithTheAccountsCredential(t *testing.T) {
 // an account at their own host; the sidecar does not send the account's key there (the
 // credential is sealed bound to its base URL), and logs why the account is not used.
 func TestBaseURLChangedInRedisReceivesNoCredential(t *testing.T) {
-	var mu sync.Mutex
-	var caught []string
-	attacker := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		caught = append(caught, r.Method+" "+r.URL.Path+" x-api-key="+r.Header.Get("X-Api-Key"))
-		mu.Unlock()
-		w.WriteHeader(http.StatusOK)
-	}))
-	t.Cleanup(attacker.Close)
+	attacker := newCatcher(t)
 
 	h := newHarness(t, harnessOptions{})
 	ctx := context.Background()
@@ -109,9 +114,7 @@ func TestBaseURLChangedInRedisReceivesNoCredential(t *testing.T) {
 	testutil.Eventually(t, 5*time.Second, "the condition", func() bool { // until the sidecar has reloaded the account
 		resp := h.post("/v1/messages", h.key, jsonBody, nil)
 		readAll(t, resp.Body)
-		mu.Lock()
-		defer mu.Unlock()
-		return resp.StatusCode != http.StatusOK || len(caught) > 0
+		return resp.StatusCode != http.StatusOK || len(attacker.caught()) > 0
 	})
 	for range 3 {
 		resp := h.post("/v1/messages", h.key, jsonBody, nil)
@@ -119,9 +122,7 @@ func TestBaseURLChangedInRedisReceivesNoCredential(t *testing.T) {
 			t.Errorf("after the change: got 200 %s, want no account to serve", body)
 		}
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if len(caught) != 0 {
+	if caught := attacker.caught(); len(caught) != 0 {
 		t.Errorf("the host named in Redis received %v, want nothing", caught)
 	}
 	if logs := h.logs.String(); !strings.Contains(logs, "changed outside the admin API") || !strings.Contains(logs, accts[0].ID) {

@@ -3,8 +3,6 @@ package sidecar_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,17 +41,11 @@ func budgetStorm(t *testing.T, urls []string, key string) (ok, refused int64, la
 		go func() {
 			defer wg.Done()
 			for range 2000 {
-				req, _ := http.NewRequest(http.MethodPost, urls[i%len(urls)]+"/v1/messages", strings.NewReader(jsonBody))
-				req.Header.Set("X-Api-Key", key)
-				req.Header.Set("Anthropic-Version", "2023-06-01")
-				req.Header.Set(fakeupstream.ScriptHeader, script)
-				resp, err := http.DefaultClient.Do(req)
+				resp, body, err := sendMessage(urls[i%len(urls)], key, jsonBody, script)
 				if err != nil {
 					t.Error(err)
 					return
 				}
-				body, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
 				switch {
 				case resp.StatusCode == 200:
 					okN.Add(1)

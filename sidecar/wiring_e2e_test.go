@@ -82,16 +82,8 @@ func (h *harness) wired(o wiredOptions) string {
 // send posts body to base+path with the relay key and returns the status and body.
 func send(t *testing.T, base, key, body string, hdr map[string]string) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, base+"/v1/messages", strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
+	req := relayRequest(context.Background(), base+"/v1/messages", key, body, hdr)
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Anthropic-Version", "2023-06-01")
-	req.Header.Set("X-Api-Key", key)
-	for k, v := range hdr {
-		req.Header.Set(k, v)
-	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

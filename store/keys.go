@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/claude-relay/claude-relay/internal/keylimits"
 )
 
 // SecretPrefix starts every relay key secret.
@@ -61,23 +63,9 @@ const (
 )
 
 // KeyLimits are per-key replacements of the values of the key's HCL policy; nil leaves the
-// policy's value. It is config.KeyLimits, the override of config's limit table, kept here
-// as its own type so that the store (and the auth plugin) need not link config; the two
-// convert into each other, and config's table test fails when they differ.
-type KeyLimits struct {
-	RequestsPerMinute *int64   `json:"requests_per_minute,omitempty"`
-	RequestsPerDay    *int64   `json:"requests_per_day,omitempty"`
-	TokensPerMinute   *int64   `json:"tokens_per_minute,omitempty"`
-	TokensPerDay      *int64   `json:"tokens_per_day,omitempty"`
-	Concurrency       *int64   `json:"concurrency,omitempty"`
-	CostPerDayUSD     *float64 `json:"cost_per_day_usd,omitempty"`
-	CostPerWeekUSD    *float64 `json:"cost_per_week_usd,omitempty"`
-	CostPerMonthUSD   *float64 `json:"cost_per_month_usd,omitempty"`
-	CostTotalUSD      *float64 `json:"cost_total_usd,omitempty"`
-}
-
-// IsZero reports whether no limit is overridden.
-func (l KeyLimits) IsZero() bool { return l == KeyLimits{} }
+// policy's value. It is config.KeyLimits, defined once in internal/keylimits so that the
+// store (and the auth plugin) need not link config.
+type KeyLimits = keylimits.KeyLimits
 
 // KeyBinding ties a key to one upstream account or to an account group; both empty means
 // the key may use any account its route's pool offers.

@@ -186,21 +186,9 @@ func TestDefaultPrefixIsCRS(t *testing.T) {
 	}
 }
 
-// closedAddr returns a loopback address nothing listens on.
-func closedAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
-}
-
 func TestConnectErrorNamesAddressNotPassword(t *testing.T) {
 	const pw = "hunter2-very-secret"
-	addr := closedAddr(t)
+	addr := testutil.FreeAddr(t)
 	tests := []struct {
 		name string
 		cfg  RedisConfig
@@ -235,7 +223,7 @@ func TestConnectErrorNamesAddressNotPassword(t *testing.T) {
 }
 
 func TestConnectRefusedIsRecognisable(t *testing.T) {
-	addr := closedAddr(t)
+	addr := testutil.FreeAddr(t)
 	_, err := Connect(context.Background(), RedisConfig{Addr: addr, DialTimeout: time.Second})
 	var opErr *net.OpError
 	if !errors.As(err, &opErr) || !strings.Contains(err.Error(), "connection refused") {

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sync"
+	"strings"
 	"testing"
 	"time"
 
@@ -98,9 +98,11 @@ func TestUsageBookkeepingDoesNotGrowPerRequest(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	markers, err := allKeys(ctx, rdb, prefix+"usage:*:applied*")
-	if err != nil {
-		t.Fatal(err)
+	var markers []string // usage:*:applied*
+	for _, k := range testredis.Keys(t, rdb, prefix+"usage:") {
+		if strings.Contains(strings.TrimPrefix(k, prefix+"usage:"), ":applied") {
+			markers = append(markers, k)
+		}
 	}
 	if len(markers) != keys+accounts+1 {
 		t.Errorf("got %d bookkeeping keys after %d one-request batches, want %d (one per key and account, one for the day)", len(markers), batches, keys+accounts+1)
@@ -172,24 +174,6 @@ func TestUsageBatchesRedisCannotApplyAreRefused(t *testing.T) {
 			t.Errorf("usage %+v: got %v, want %v", u, err, ErrUsageRefused)
 		}
 	}
-}
-
-// allKeys runs KEYS on the server, or on every master of a cluster.
-func allKeys(ctx context.Context, rdb redis.UniversalClient, pattern string) ([]string, error) {
-	cc, ok := rdb.(*redis.ClusterClient)
-	if !ok {
-		return rdb.Keys(ctx, pattern).Result()
-	}
-	var mu sync.Mutex
-	var keys []string
-	err := cc.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error {
-		ks, err := n.Keys(ctx, pattern).Result()
-		mu.Lock()
-		keys = append(keys, ks...)
-		mu.Unlock()
-		return err
-	})
-	return keys, err
 }
 
 // Usage batches run the script by its hash; a Redis that does not have it (restarted, or

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -47,12 +46,9 @@ func runCrypto(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs := flag.NewFlagSet("crypto rotate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, cryptoUsage) }
-	pluginDir := fs.String("plugin-dir", "", "provider plugin directory (default CLAUDE_RELAY_PLUGIN_DIR, else plugins/ beside the binary)")
-	if err := fs.Parse(args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	pluginDir := pluginDirFlag(fs)
+	if code, ok := parseFlags(fs, args[1:]); !ok {
+		return code
 	}
 	env, err := app.LoadEnv()
 	if err != nil {

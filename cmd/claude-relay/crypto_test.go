@@ -36,12 +36,34 @@ func (f *failAfter) Rewrap(ctx context.Context, env, aad []byte) ([]byte, bool, 
 	return f.Sealer.Rewrap(ctx, env, aad)
 }
 
-func TestCryptoRotateResumesAndLeavesEverythingUnderTheNewKey(t *testing.T) {
+// rotateRedis starts a Redis of the test's own and points the environment of crypto rotate
+// at it (REDIS_HOST, REDIS_PORT; the built-in crypto provider: the plugin path is tested in
+// plugins/host); it returns a client of that Redis.
+func rotateRedis(t *testing.T) *redis.Client {
+	t.Helper()
 	srv := testredis.StartServer(t)
 	host, port, _ := net.SplitHostPort(srv.Addr())
-	ctx := context.Background()
+	t.Setenv("REDIS_HOST", host)
+	t.Setenv("REDIS_PORT", port)
+	t.Setenv("CLAUDE_RELAY_PLUGIN_DIR", "")
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
-	defer rdb.Close()
+	t.Cleanup(func() { rdb.Close() })
+	return rdb
+}
+
+// rotate runs "crypto rotate", which must succeed, and returns its stdout.
+func rotate(t *testing.T) string {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	if code := runCrypto(context.Background(), []string{"rotate"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("got exit %d, want 0\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	}
+	return stdout.String()
+}
+
+func TestCryptoRotateResumesAndLeavesEverythingUnderTheNewKey(t *testing.T) {
+	ctx := context.Background()
+	rdb := rotateRedis(t)
 	old, _ := aesgcm.New(rotateOldKey)
 	both, _ := aesgcm.New(rotateNewKey, rotateOldKey)
 	onlyNew, _ := aesgcm.New(rotateNewKey)
@@ -64,11 +86,8 @@ func TestCryptoRotateResumesAndLeavesEverythingUnderTheNewKey(t *testing.T) {
 		t.Fatal("got no error from the interrupted run")
 	}
 
-	t.Setenv("REDIS_HOST", host)
-	t.Setenv("REDIS_PORT", port)
 	t.Setenv("CRS_SECURITY__ENCRYPTION_KEY", rotateNewKey)
 	t.Setenv("CRS_SECURITY__ENCRYPTION_KEY_PREVIOUS", rotateOldKey)
-	t.Setenv("CLAUDE_RELAY_PLUGIN_DIR", "") // the built-in provider: the plugin path is tested in plugins/host
 	summary := regexp.MustCompile(`(\d+) secrets: (\d+) re-encrypted, (\d+) already under key ([0-9a-f]+), (\d+) failed`)
 	runs := []struct {
 		name                 string
@@ -79,19 +98,16 @@ func TestCryptoRotateResumesAndLeavesEverythingUnderTheNewKey(t *testing.T) {
 	}
 	for _, r := range runs {
 		t.Run(r.name, func(t *testing.T) {
-			var stdout, stderr bytes.Buffer
-			if code := runCrypto(ctx, []string{"rotate"}, &stdout, &stderr); code != 0 {
-				t.Fatalf("got exit %d, want 0\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
-			}
-			m := summary.FindStringSubmatch(stdout.String())
+			out := rotate(t)
+			m := summary.FindStringSubmatch(out)
 			if m == nil {
-				t.Fatalf("no summary line in:\n%s", stdout.String())
+				t.Fatalf("no summary line in:\n%s", out)
 			}
 			if m[1] != fmt.Sprint(accounts+1) || m[2] != r.wantRewrapped || m[3] != r.wantC || m[4] != onlyNew.KeyID() || m[5] != "0" {
 				t.Errorf("got summary %q, want %d secrets, %s re-encrypted, %s already under %s, 0 failed", m[0], accounts+1, r.wantRewrapped, r.wantC, onlyNew.KeyID())
 			}
-			if !strings.Contains(stdout.String(), "progress: 13/13 (100%)") {
-				t.Errorf("no final plain progress line (stdout is not a terminal) in:\n%s", stdout.String())
+			if !strings.Contains(out, "progress: 13/13 (100%)") {
+				t.Errorf("no final plain progress line (stdout is not a terminal) in:\n%s", out)
 			}
 		})
 	}
@@ -119,11 +135,8 @@ func TestCryptoWithoutASubcommandPrintsUsage(t *testing.T) {
 }
 
 func TestCryptoRotateBindsCredentialsOfOlderVersionsToTheirDestination(t *testing.T) {
-	srv := testredis.StartServer(t)
-	host, port, _ := net.SplitHostPort(srv.Addr())
 	ctx := context.Background()
-	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
-	defer rdb.Close()
+	rdb := rotateRedis(t)
 	sealer, _ := aesgcm.New(rotateOldKey)
 	st, err := store.Open(ctx, rdb, store.Options{Sealer: sealer})
 	if err != nil {
@@ -147,18 +160,12 @@ func TestCryptoRotateBindsCredentialsOfOlderVersionsToTheirDestination(t *testin
 		rdb.HSet(ctx, key, "credential", env)
 		rdb.HDel(ctx, key, "credential_binding")
 	}
-	t.Setenv("REDIS_HOST", host)
-	t.Setenv("REDIS_PORT", port)
 	t.Setenv("CRS_SECURITY__ENCRYPTION_KEY", rotateOldKey)
 	t.Setenv("CRS_SECURITY__ENCRYPTION_KEY_PREVIOUS", "")
-	t.Setenv("CLAUDE_RELAY_PLUGIN_DIR", "")
 	for _, want := range []string{"2 account credentials are now bound to their account's type, base URL and proxy", ""} {
-		var stdout, stderr bytes.Buffer
-		if code := runCrypto(ctx, []string{"rotate"}, &stdout, &stderr); code != 0 {
-			t.Fatalf("got exit %d, want 0\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
-		}
-		if got := strings.Contains(stdout.String(), "now bound"); want == "" && got || want != "" && !strings.Contains(stdout.String(), want) {
-			t.Errorf("got:\n%s\nwant a line %q", stdout.String(), want)
+		out := rotate(t)
+		if got := strings.Contains(out, "now bound"); want == "" && got || want != "" && !strings.Contains(out, want) {
+			t.Errorf("got:\n%s\nwant a line %q", out, want)
 		}
 	}
 	for _, id := range ids {

@@ -158,3 +158,29 @@ func runConfig(args []string, stdout, stderr io.Writer) int {
 		path, len(snap.Routes), len(snap.Pools), len(snap.Policies), len(snap.Allowlists), len(snap.Pricing))
 	return 0
 }
+
+// parseFlags parses args into fs. When the command stops there it reports false and the
+// exit code: 0 after -h (the usage was printed), 2 for a bad flag.
+func parseFlags(fs *flag.FlagSet, args []string) (int, bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0, false
+		}
+		return 2, false
+	}
+	return 0, true
+}
+
+// pluginDirFlag defines the --plugin-dir flag of the commands that open the store.
+func pluginDirFlag(fs *flag.FlagSet) *string {
+	return fs.String("plugin-dir", "", "provider plugin directory (default CLAUDE_RELAY_PLUGIN_DIR, else plugins/ beside the binary)")
+}
+
+// failer returns the error exit of the command named name: it prints the message after
+// "claude-relay <name>: " and returns 1.
+func failer(stderr io.Writer, name string) func(format string, a ...any) int {
+	return func(format string, a ...any) int {
+		fmt.Fprintf(stderr, "claude-relay "+name+": "+format+"\n", a...)
+		return 1
+	}
+}

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -60,26 +59,20 @@ func runImportCRS(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	tz := fs.Int("crs-timezone-offset", 8, "CRS's TIMEZONE_OFFSET in hours: the timezone of its daily usage keys (CRS reads 0 as 8)")
 	apiURL := fs.String("crs-claude-api-url", "https://api.anthropic.com/v1/messages", "CRS's CLAUDE_API_URL, where its Claude OAuth accounts were sent")
 	configDir := fs.String("config-dir", "", "HCL configuration whose price table prices account usage (default CLAUDE_RELAY_CONFIG_DIR, else built-in)")
-	pluginDir := fs.String("plugin-dir", "", "provider plugin directory (default CLAUDE_RELAY_PLUGIN_DIR, else plugins/ beside the binary)")
+	pluginDir := pluginDirFlag(fs)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, importUsage+"\nflags of import crs:\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	if *from == "" || *keyFile == "" || fs.NArg() > 0 {
 		fmt.Fprintln(stderr, "claude-relay import crs: --from and --crs-encryption-key-file are required")
 		fs.Usage()
 		return 2
 	}
-	fail := func(format string, a ...any) int {
-		fmt.Fprintf(stderr, "claude-relay import crs: "+format+"\n", a...)
-		return 1
-	}
+	fail := failer(stderr, "import crs")
 	crsKey, err := readSecretFile(*keyFile)
 	if err != nil {
 		return fail("%v", err)
@@ -191,26 +184,20 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	to := fs.String("to", "", "the backup file to write")
 	recipient := fs.String("age-recipient", "", "seal the secrets to this age X25519 recipient (age1…)")
 	passFile := fs.String("passphrase-file", "", "seal the secrets with the passphrase in this file (age scrypt)")
-	pluginDir := fs.String("plugin-dir", "", "provider plugin directory (default CLAUDE_RELAY_PLUGIN_DIR, else plugins/ beside the binary)")
+	pluginDir := pluginDirFlag(fs)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, exportUsage+"\nflags:\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	if *to == "" || (*recipient == "") == (*passFile == "") {
 		fmt.Fprintln(stderr, "claude-relay export: --to and one of --age-recipient or --passphrase-file are required")
 		fs.Usage()
 		return 2
 	}
-	fail := func(format string, a ...any) int {
-		fmt.Fprintf(stderr, "claude-relay export: "+format+"\n", a...)
-		return 1
-	}
+	fail := failer(stderr, "export")
 	var r age.Recipient
 	if *recipient != "" {
 		x, err := age.ParseX25519Recipient(*recipient)
@@ -262,26 +249,20 @@ func runImportBackup(ctx context.Context, args []string, stdout, stderr io.Write
 	idFile := fs.String("age-identity-file", "", "age identity file (AGE-SECRET-KEY-1…) of the recipient the backup was sealed to")
 	passFile := fs.String("passphrase-file", "", "file holding the passphrase the backup was sealed with")
 	dryRun := fs.Bool("dry-run", false, "open the backup and print what it holds; nothing is written")
-	pluginDir := fs.String("plugin-dir", "", "provider plugin directory (default CLAUDE_RELAY_PLUGIN_DIR, else plugins/ beside the binary)")
+	pluginDir := pluginDirFlag(fs)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, importUsage+"\nflags of import backup:\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	if *from == "" || (*idFile == "") == (*passFile == "") {
 		fmt.Fprintln(stderr, "claude-relay import backup: --from and one of --age-identity-file or --passphrase-file are required")
 		fs.Usage()
 		return 2
 	}
-	fail := func(format string, a ...any) int {
-		fmt.Fprintf(stderr, "claude-relay import backup: "+format+"\n", a...)
-		return 1
-	}
+	fail := failer(stderr, "import backup")
 	var ids []age.Identity
 	if *idFile != "" {
 		raw, err := os.ReadFile(*idFile)

@@ -60,11 +60,8 @@ func runStatusline(ctx context.Context, args []string, stdin io.Reader, stdout, 
 	sl := statusline{env: os.Getenv, stdin: stdin, stdout: stdout, now: time.Now}
 	fs.DurationVar(&sl.ttl, "ttl", 5*time.Second, "how long an answer is reused before the relay is asked again")
 	fs.DurationVar(&sl.timeout, "timeout", 800*time.Millisecond, "the longest the relay is waited for")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	if dir, err := os.UserCacheDir(); err == nil {
 		sl.cacheDir = filepath.Join(dir, "claude-relay")

@@ -13,6 +13,7 @@ import (
 
 	"github.com/claude-relay/claude-relay/config"
 	"github.com/claude-relay/claude-relay/config/configapi"
+	"github.com/claude-relay/claude-relay/internal/configdisttest"
 )
 
 // routeHCL is a valid configuration whose single route serves path.
@@ -189,47 +190,10 @@ func TestPollAnswersNewerAtOnceHoldsOtherwiseAndSkipsNacked(t *testing.T) {
 	dir := t.TempDir()
 	writeHCL(t, dir, routeHCL("/v1/a"))
 	src, cache := localSource(t, dir, nil)
-	cur := cache.Current()
-	immediate := []struct {
-		name string
-		req  configapi.PollRequest
-		want bool // a snapshot is returned
-	}{
-		{"a sidecar with nothing", configapi.PollRequest{Wait: time.Minute}, true},
-		{"a sidecar of another epoch", configapi.PollRequest{Epoch: "old", Version: 99, Wait: time.Minute}, true},
-		{"a sidecar up to date", configapi.PollRequest{Epoch: cur.Epoch, Version: cur.Version, Wait: 30 * time.Millisecond}, false},
-		{"a sidecar that refused the current one", configapi.PollRequest{NackEpoch: cur.Epoch, NackVersion: cur.Version, Wait: 30 * time.Millisecond}, false},
-		{"no wait", configapi.PollRequest{Epoch: cur.Epoch, Version: cur.Version}, false},
-	}
-	for _, tt := range immediate {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := cache.Poll(t.Context(), tt.req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if (got != nil) != tt.want {
-				t.Errorf("got snapshot %v, want one: %v", got != nil, tt.want)
-			}
-		})
-	}
-
-	t.Run("a held poll answers when a new version is published", func(t *testing.T) {
-		done := make(chan *configapi.Envelope, 1)
-		go func() {
-			e, _ := cache.Poll(t.Context(), configapi.PollRequest{Epoch: cur.Epoch, Version: cur.Version, Wait: time.Minute})
-			done <- e
-		}()
+	configdisttest.CheckPollAnswers(t, cache, cache.Current(), func(t *testing.T) {
 		writeHCL(t, dir, routeHCL("/v1/b"))
 		if _, err := src.Reload(t.Context()); err != nil {
 			t.Fatal(err)
-		}
-		select {
-		case e := <-done:
-			if e == nil || e.Version != cur.Version+1 {
-				t.Errorf("got %+v, want version %d", e, cur.Version+1)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatal("the held poll did not answer")
 		}
 	})
 }

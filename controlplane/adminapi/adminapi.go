@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/claude-relay/claude-relay/internal/keylimits"
 )
 
 // Audience is the JWT audience of admin session tokens; tokens for any other audience are refused.
@@ -92,18 +94,9 @@ type Key struct {
 	LastUsedAt   *time.Time `json:"last_used_at,omitempty"`
 }
 
-// KeyLimits override a key's policy values; unset fields keep the policy's.
-type KeyLimits struct {
-	RequestsPerMinute *int64   `json:"requests_per_minute,omitempty"`
-	RequestsPerDay    *int64   `json:"requests_per_day,omitempty"`
-	TokensPerMinute   *int64   `json:"tokens_per_minute,omitempty"`
-	TokensPerDay      *int64   `json:"tokens_per_day,omitempty"`
-	Concurrency       *int64   `json:"concurrency,omitempty"`
-	CostPerDayUSD     *float64 `json:"cost_per_day_usd,omitempty"`
-	CostPerWeekUSD    *float64 `json:"cost_per_week_usd,omitempty"`
-	CostPerMonthUSD   *float64 `json:"cost_per_month_usd,omitempty"`
-	CostTotalUSD      *float64 `json:"cost_total_usd,omitempty"`
-}
+// KeyLimits override a key's policy values; unset fields keep the policy's. It is
+// config.KeyLimits and store.KeyLimits, defined once in internal/keylimits.
+type KeyLimits = keylimits.KeyLimits
 
 // KeyBinding ties a key to one upstream account or to an account group.
 type KeyBinding struct {

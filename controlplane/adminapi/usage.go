@@ -3,10 +3,33 @@ package adminapi
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
+	"time"
 )
+
+// ParseReportTime reads the from or to of a usage report (GET /admin/usage): a UTC day or
+// an RFC 3339 time. A day as an end means the end of that day; a time is widened to the hour
+// (down for a start, up for an end). The console's usage page reads its range so too.
+func ParseReportTime(s string, end bool) (time.Time, error) {
+	if d, err := time.Parse(time.DateOnly, s); err == nil {
+		if end {
+			d = d.AddDate(0, 0, 1)
+		}
+		return d, nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return time.Time{}, errors.New("must be a UTC day such as 2026-01-31 or an RFC 3339 time such as 2026-01-31T13:00:00Z")
+	}
+	t = t.UTC()
+	if h := t.Truncate(time.Hour); end && !h.Equal(t) {
+		return h.Add(time.Hour), nil
+	}
+	return t.Truncate(time.Hour), nil
+}
 
 // UsageGroups are the names GET /admin/usage groups rows by, in the order a row carries them.
 var UsageGroups = []string{"key", "owner", "tag", "model", "account", "policy"}

@@ -94,7 +94,7 @@ func costLimits(keys []store.Key, snap *config.Snapshot, now time.Time) []spend 
 				base = &p
 			}
 		}
-		for _, lim := range limits.FromPolicy(base.WithKeyLimits(config.KeyLimits(k.Rules.Limits))).Counted {
+		for _, lim := range limits.FromPolicy(base.WithKeyLimits(k.Rules.Limits)).Counted {
 			if lim.Kind == limits.Cost && !lim.PerConversation && lim.Window != limits.Minute {
 				out = append(out, spend{keyID: k.ID, limit: lim})
 			}

@@ -38,14 +38,9 @@ func TestAlertsPageListsDeliveriesAndSendsATest(t *testing.T) {
 		}
 		return svc
 	}})
-	b := s.browser()
-	b.login()
+	b := s.loggedIn()
 	page := b.get("/ui/alerts")
-	for _, want := range []string{`id="test-team"`, `id="test-down"`, "No messages yet."} {
-		if !strings.Contains(page.body, want) {
-			t.Errorf("the alerts page lacks %q\n%s", want, page.body)
-		}
-	}
+	page.shows(t, "the alerts page", `id="test-team"`, `id="test-down"`, "No messages yet.")
 	sent := b.post("/ui/alerts/team/test", url.Values{"csrf": {page.csrf(t)}})
 	if sent.status != http.StatusSeeOther || hits.Load() != 1 {
 		t.Fatalf("send test: got %d with %d deliveries, want 303 and 1", sent.status, hits.Load())
@@ -94,13 +89,8 @@ func TestAccountsPageShowsSubscriptionWindowsAndCaps(t *testing.T) {
 	if err := s.st.Client().HSet(ctx, s.st.Schema().AccountWindows(), a.ID, reading.Encode()).Err(); err != nil {
 		t.Fatal(err)
 	}
-	b := s.browser()
-	b.login()
+	b := s.loggedIn()
 	p := b.get("/ui/accounts")
-	for _, want := range []string{"5 h <meter", `value="0.930"`, "93%", "7 d <meter", "41%", "window-allowed_warning",
-		"caps: 4 at once, 2,000,000 tokens / 5 h, $25.00 / day", "5 h resets <time"} {
-		if !strings.Contains(p.body, want) {
-			t.Errorf("the accounts page lacks %q", want)
-		}
-	}
+	p.shows(t, "the accounts page", "5 h <meter", `value="0.930"`, "93%", "7 d <meter", "41%", "window-allowed_warning",
+		"caps: 4 at once, 2,000,000 tokens / 5 h, $25.00 / day", "5 h resets <time")
 }

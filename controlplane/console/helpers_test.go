@@ -17,6 +17,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/claude-relay/claude-relay/controlplane"
+	"github.com/claude-relay/claude-relay/controlplane/adminapi"
 	"github.com/claude-relay/claude-relay/controlplane/adminclient"
 	"github.com/claude-relay/claude-relay/controlplane/alerts"
 	"github.com/claude-relay/claude-relay/controlplane/console"
@@ -151,6 +152,32 @@ type answer struct {
 	body   string
 }
 
+// shows checks that the answer's body contains every one of wants; what names the page in
+// the errors, and the body is logged once when any is missing.
+func (p answer) shows(t *testing.T, what string, wants ...string) {
+	t.Helper()
+	missing := false
+	for _, want := range wants {
+		if !strings.Contains(p.body, want) {
+			t.Errorf("%s lacks %q", what, want)
+			missing = true
+		}
+	}
+	if missing {
+		t.Logf("%s:\n%s", what, p.body)
+	}
+}
+
+// newKey creates a key through the admin API.
+func (s *site) newKey(t *testing.T, req adminapi.CreateKeyRequest) adminapi.CreateKeyResponse {
+	t.Helper()
+	k, err := s.admin.CreateKey(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
 func (b *browser) get(path string) answer {
 	b.t.Helper()
 	return b.do(http.MethodGet, path, nil)
@@ -190,6 +217,14 @@ func (b *browser) do(method, path string, form url.Values) answer {
 }
 
 // login logs in through the console's form and returns the dashboard.
+// loggedIn is a browser already logged in to the console.
+func (s *site) loggedIn() *browser {
+	b := s.browser()
+	b.t.Helper()
+	b.login()
+	return b
+}
+
 func (b *browser) login() answer {
 	b.t.Helper()
 	p := b.post("/ui/login", url.Values{"username": {testUser}, "password": {testPassword}})

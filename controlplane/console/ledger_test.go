@@ -16,8 +16,7 @@ import (
 
 func TestKeyPageChartsThatKeysUsageOnlyOverTheRangeAsked(t *testing.T) {
 	s := newSite(t, 0)
-	b := s.browser()
-	b.login()
+	b := s.loggedIn()
 	now := s.clock.Now()
 	mine, other := s.createKey(t, "mine"), s.createKey(t, "other")
 	s.recordUsage(t, mine, "claude-opus", now.Add(-2*time.Hour), 1234, 2_500_000)
@@ -25,11 +24,7 @@ func TestKeyPageChartsThatKeysUsageOnlyOverTheRangeAsked(t *testing.T) {
 	s.recordUsage(t, other, "claude-sonnet", now, 99, 9_000_000)
 
 	day := b.get("/ui/keys/" + mine)
-	for _, want := range []string{`id="key-chart-requests"`, `id="key-chart-tokens"`, `id="key-chart-cost"`, "1,234 requests", "$2.50 in this range", "claude-opus"} {
-		if !strings.Contains(day.body, want) {
-			t.Errorf("the key's 24-hour chart lacks %q", want)
-		}
-	}
+	day.shows(t, "the key's 24-hour chart", `id="key-chart-requests"`, `id="key-chart-tokens"`, `id="key-chart-cost"`, "1,234 requests", "$2.50 in this range", "claude-opus")
 	if strings.Contains(day.body, "claude-sonnet") || strings.Contains(day.body, "claude-haiku") {
 		t.Error("the key's 24-hour chart shows another key's model, or usage older than 24 hours")
 	}
@@ -37,11 +32,7 @@ func TestKeyPageChartsThatKeysUsageOnlyOverTheRangeAsked(t *testing.T) {
 		t.Errorf("got %d bars, want 3", got)
 	}
 	month := b.get("/ui/keys/" + mine + "?range=30d")
-	for _, want := range []string{"1,241 requests", "claude-haiku", "last 30 days (UTC), by day"} {
-		if !strings.Contains(month.body, want) {
-			t.Errorf("the key's 30-day chart lacks %q", want)
-		}
-	}
+	month.shows(t, "the key's 30-day chart", "1,241 requests", "claude-haiku", "last 30 days (UTC), by day")
 	if strings.Contains(month.body, "claude-sonnet") {
 		t.Error("the key's 30-day chart shows another key's usage")
 	}
@@ -68,8 +59,7 @@ var ledgerRow = regexp.MustCompile(`<td data-label="When"><time datetime="([^"]+
 
 func TestRequestsTabPagesThroughTheLedgerWithFilters(t *testing.T) {
 	s := ledgerSite(t, "usage {\n  ledger = true\n}\n")
-	b := s.browser()
-	b.login()
+	b := s.loggedIn()
 	now := s.clock.Now()
 	a, z := s.createKey(t, "a"), s.createKey(t, "z")
 	var recs []store.UsageRecord
@@ -138,8 +128,7 @@ func TestRequestsTabSaysWhenTheLedgerIsOff(t *testing.T) {
 			if tc.config {
 				s = ledgerSite(t, tc.hcl)
 			}
-			b := s.browser()
-			b.login()
+			b := s.loggedIn()
 			p := b.get("/ui/usage/requests")
 			if p.status != 200 || !strings.Contains(p.body, `id="ledger-off"`) || !strings.Contains(p.body, tc.want) {
 				t.Errorf("got %d, want the note %q\n%s", p.status, tc.want, p.body)

@@ -72,8 +72,7 @@ var authorizeLink = regexp.MustCompile(`href="([^"]+)" target="_blank" rel="noop
 func TestConsoleAddsAClaudeAccountThroughThePKCELogin(t *testing.T) {
 	login := newFakeClaudeLogin(t)
 	s := newSiteWith(t, siteOptions{oauth: login.config()})
-	b := s.browser()
-	b.login()
+	b := s.loggedIn()
 	csrf := b.get("/ui/accounts").csrf(t)
 	start := b.post("/ui/accounts/oauth", url.Values{"csrf": {csrf}, "name": {"max plan"}, "priority": {"20"}})
 	m := authorizeLink.FindStringSubmatch(start.body)

@@ -49,13 +49,9 @@ func TestConsoleCreatesAKeyShowingItsSecretOnce(t *testing.T) {
 func TestConsoleKeyChangeAtAStaleRevisionShowsTheConflict(t *testing.T) {
 	s := newSite(t, 0)
 	ctx := context.Background()
-	created, err := s.admin.CreateKey(ctx, adminapi.CreateKeyRequest{Name: "shared"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	created := s.newKey(t, adminapi.CreateKeyRequest{Name: "shared"})
 	id := created.Key.ID
-	b := s.browser()
-	b.login()
+	b := s.loggedIn()
 	pg := b.get("/ui/keys/" + id)
 	if !strings.Contains(pg.body, `name="revision" value="1"`) {
 		t.Fatalf("key page lacks the revision:\n%s", pg.body)
@@ -90,13 +86,9 @@ func TestConsoleKeyChangeAtAStaleRevisionShowsTheConflict(t *testing.T) {
 func TestConsoleEditsAKeysSettings(t *testing.T) {
 	s := newSite(t, 0)
 	ctx := context.Background()
-	created, err := s.admin.CreateKey(ctx, adminapi.CreateKeyRequest{Name: "ci", Tags: []string{"old"}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	created := s.newKey(t, adminapi.CreateKeyRequest{Name: "ci", Tags: []string{"old"}})
 	id := created.Key.ID
-	b := s.browser()
-	b.login()
+	b := s.loggedIn()
 	pg := b.get("/ui/keys/" + id)
 	form := url.Values{"csrf": {pg.csrf(t)}, "revision": {"1"}, "name": {"ci runner"}, "owner": {"build team"}, "tags": {""},
 		"allowed_models": {"claude-sonnet-*"}, "allowed_cidrs": {"10.0.0.0/8, 192.168.0.0/16"}, "expires_after": {"30d"},
@@ -152,8 +144,7 @@ func TestConsoleListsKeysWithFiltersAndPages(t *testing.T) {
 	if _, err := s.admin.BulkCreateKeys(ctx, req); err != nil {
 		t.Fatal(err)
 	}
-	b := s.browser()
-	b.login()
+	b := s.loggedIn()
 	first := b.get("/ui/keys")
 	if n := strings.Count(first.body, `<a href="/ui/keys/`); n != 50 {
 		t.Errorf("first page: %d keys, want 50", n)
@@ -178,8 +169,7 @@ func TestConsoleListsKeysWithFiltersAndPages(t *testing.T) {
 func TestConsoleAddsTestsAndSchedulesAnAccount(t *testing.T) {
 	up := fakeupstream.Start(t, fakeupstream.Options{APIKeys: []string{"sk-compatible-upstream"}})
 	s := newSite(t, 0)
-	b := s.browser()
-	b.login()
+	b := s.loggedIn()
 	pg := b.get("/ui/accounts")
 	csrf := pg.csrf(t)
 	bad := b.post("/ui/accounts", url.Values{"csrf": {csrf}, "name": {"nokey"}, "type": {"anthropic_compatible"}, "base_url": {up.URL()}, "priority": {"500"}})
@@ -248,8 +238,7 @@ func TestConsoleShowsARefusedConfigurationEditWithItsLocation(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := newSiteWithConfig(t, 0, dir)
-	b := s.browser()
-	b.login()
+	b := s.loggedIn()
 	if p := b.get("/ui/config"); !strings.Contains(p.body, `<dd id="config-version">1</dd>`) || strings.Contains(p.body, "was refused") {
 		t.Fatalf("config page with a good configuration:\n%s", p.body)
 	}
@@ -260,11 +249,7 @@ func TestConsoleShowsARefusedConfigurationEditWithItsLocation(t *testing.T) {
 		t.Fatalf("reload of a broken file: got %q %v, want refused with an error", res, err)
 	}
 	p := b.get("/ui/config")
-	for _, want := range []string{"The last edit was refused", "relay.hcl:3:1", `<dd id="config-version">1</dd>`, ">refused<"} {
-		if !strings.Contains(p.body, want) {
-			t.Errorf("config page after a refused edit lacks %q:\n%s", want, p.body)
-		}
-	}
+	p.shows(t, "config page after a refused edit", "The last edit was refused", "relay.hcl:3:1", `<dd id="config-version">1</dd>`, ">refused<")
 	if dash := b.get("/ui/"); !strings.Contains(dash.body, "the last edit was refused") {
 		t.Errorf("the dashboard does not point at the refused edit")
 	}
@@ -273,13 +258,9 @@ func TestConsoleShowsARefusedConfigurationEditWithItsLocation(t *testing.T) {
 func TestConsoleRegeneratesDeletesAndRestoresAKey(t *testing.T) {
 	s := newSite(t, 0)
 	ctx := context.Background()
-	created, err := s.admin.CreateKey(ctx, adminapi.CreateKeyRequest{Name: "rotating"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	created := s.newKey(t, adminapi.CreateKeyRequest{Name: "rotating"})
 	id := created.Key.ID
-	b := s.browser()
-	b.login()
+	b := s.loggedIn()
 	csrf := b.get("/ui/keys/" + id).csrf(t)
 	regen := b.post("/ui/keys/"+id+"/regenerate", url.Values{"csrf": {csrf}, "revision": {"1"}})
 	secret := secretPattern.FindString(regen.body)

@@ -176,8 +176,7 @@ func TestConsoleRefusesFormsFromAnotherOriginOrWithoutTheCSRFToken(t *testing.T)
 
 func TestConsoleSessionExpiryShowsTheLoginPageAndReturnsThereAfterLogin(t *testing.T) {
 	s := newSite(t, time.Hour)
-	b := s.browser()
-	b.login()
+	b := s.loggedIn()
 	s.clock.Advance(time.Hour + time.Minute)
 	p := b.get("/ui/keys?status=active")
 	if p.status != http.StatusUnauthorized || !strings.Contains(p.body, "Your session ended") || !strings.Contains(p.body, `action="/ui/login"`) {

@@ -25,19 +25,14 @@ func (s *site) recordUsage(t *testing.T, keyID, model string, at time.Time, requ
 // createKey creates a key through the admin API and returns its id.
 func (s *site) createKey(t *testing.T, name string) string {
 	t.Helper()
-	k, err := s.admin.CreateKey(context.Background(), adminapi.CreateKeyRequest{Name: name})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k.Key.ID
+	return s.newKey(t, adminapi.CreateKeyRequest{Name: name}).Key.ID
 }
 
 var rectPattern = regexp.MustCompile(`<rect class="s\d"`)
 
 func TestDashboardChartsTheUsageReportByModelWithTheTopKeys(t *testing.T) {
 	s := newSite(t, 0)
-	b := s.browser()
-	b.login()
+	b := s.loggedIn()
 	now := s.clock.Now()
 	big, small := s.createKey(t, "big-spender"), s.createKey(t, "small-spender")
 	s.recordUsage(t, big, "claude-opus", now.Add(-2*time.Hour), 3, 2_500_000)
@@ -45,13 +40,9 @@ func TestDashboardChartsTheUsageReportByModelWithTheTopKeys(t *testing.T) {
 	s.recordUsage(t, small, "claude-haiku", now.Add(-72*time.Hour), 7, 1_000) // only in the 30 days
 
 	day := b.get("/ui/")
-	for _, want := range []string{`id="total-requests">1,203<`, `id="total-cost">$2.50<`, "claude-opus", "claude-haiku",
+	day.shows(t, "the 24-hour dashboard", `id="total-requests">1,203<`, `id="total-cost">$2.50<`, "claude-opus", "claude-haiku",
 		`id="chart-requests"`, `id="chart-tokens"`, `id="chart-cost"`, "last 24 hours, by hour",
-		`id="account-chart-requests"`, `id="account-chart-tokens"`, `id="account-chart-cost"`, "By account"} {
-		if !strings.Contains(day.body, want) {
-			t.Errorf("the 24-hour dashboard lacks %q", want)
-		}
-	}
+		`id="account-chart-requests"`, `id="account-chart-tokens"`, `id="account-chart-cost"`, "By account")
 	if got := len(rectPattern.FindAllString(day.body, -1)); got != 14 { // 2 hours with usage x 7 charts (3 by model, 3 by account, 1 by outcome)
 		t.Errorf("got %d bars, want 14", got)
 	}
@@ -59,11 +50,7 @@ func TestDashboardChartsTheUsageReportByModelWithTheTopKeys(t *testing.T) {
 		t.Errorf("the top keys are not by cost, most first (big-spender at %d, small-spender at %d)", i, j)
 	}
 	month := b.get("/ui/?range=30d")
-	for _, want := range []string{`id="total-requests">1,210<`, "last 30 days (UTC), by day"} {
-		if !strings.Contains(month.body, want) {
-			t.Errorf("the 30-day dashboard lacks %q", want)
-		}
-	}
+	month.shows(t, "the 30-day dashboard", `id="total-requests">1,210<`, "last 30 days (UTC), by day")
 	if strings.Contains(day.body, "<script>") || strings.Contains(day.body, " style=") {
 		t.Error("the charts carry inline script or style, which the CSP refuses")
 	}
@@ -73,17 +60,12 @@ func TestDashboardWithoutUsageSaysSo(t *testing.T) {
 	s := newSite(t, 0)
 	b := s.browser()
 	p := b.login()
-	for _, want := range []string{`id="total-requests">0<`, "Nothing in this range.", "No key was used in this range."} {
-		if !strings.Contains(p.body, want) {
-			t.Errorf("the empty dashboard lacks %q\n%s", want, p.body)
-		}
-	}
+	p.shows(t, "the empty dashboard", `id="total-requests">0<`, "Nothing in this range.", "No key was used in this range.")
 }
 
 func TestUsagePageReportsARangeGroupedWithChartTableAndCSV(t *testing.T) {
 	s := newSite(t, 0)
-	b := s.browser()
-	b.login()
+	b := s.loggedIn()
 	now := s.clock.Now()
 	id := s.createKey(t, "reporting")
 	s.recordUsage(t, id, "claude-opus", now.Add(-48*time.Hour), 1234, 3_000_000)
@@ -91,12 +73,8 @@ func TestUsagePageReportsARangeGroupedWithChartTableAndCSV(t *testing.T) {
 	day := func(d int) string { return now.AddDate(0, 0, d).Format(time.DateOnly) }
 
 	p := b.get("/ui/usage?from=" + day(-3) + "&to=" + day(0) + "&granularity=day&group_by=model&metric=requests")
-	for _, want := range []string{`id="usage-requests">1,239<`, `id="usage-cost">$3.00<`, `id="usage-chart"`,
-		"<td data-label=\"model\">claude-opus</td>", ">1,234<", `<option value="model" selected>`} {
-		if !strings.Contains(p.body, want) {
-			t.Errorf("the usage page lacks %q", want)
-		}
-	}
+	p.shows(t, "the usage page", `id="usage-requests">1,239<`, `id="usage-cost">$3.00<`, `id="usage-chart"`,
+		"<td data-label=\"model\">claude-opus</td>", ">1,234<", `<option value="model" selected>`)
 	if got := len(rectPattern.FindAllString(p.body, -1)); got != 2 {
 		t.Errorf("got %d bars, want 2 (two days with usage)", got)
 	}
@@ -105,11 +83,7 @@ func TestUsagePageReportsARangeGroupedWithChartTableAndCSV(t *testing.T) {
 	if csv.status != 200 || !strings.HasPrefix(csv.header.Get("Content-Type"), "text/csv") {
 		t.Fatalf("CSV export: got %d %q, want 200 text/csv\n%s", csv.status, csv.header.Get("Content-Type"), csv.body)
 	}
-	for _, want := range []string{"bucket,model,requests,", day(-2) + ",claude-opus,1234,", day(0) + ",claude-haiku,5,"} {
-		if !strings.Contains(csv.body, want) {
-			t.Errorf("the CSV lacks %q:\n%s", want, csv.body)
-		}
-	}
+	csv.shows(t, "the CSV", "bucket,model,requests,", day(-2)+",claude-opus,1234,", day(0)+",claude-haiku,5,")
 
 	bad := b.get("/ui/usage?from=" + day(0) + "&to=" + day(-3))
 	if bad.status != 400 || !strings.Contains(bad.body, `id="page-error"`) || !strings.Contains(bad.body, `id="usage-form"`) {
@@ -122,8 +96,7 @@ func TestUsagePageReportsARangeGroupedWithChartTableAndCSV(t *testing.T) {
 
 func TestUsagePageListsAtMost250RowsUnder200KBAndPointsToTheCSV(t *testing.T) {
 	s := newSite(t, 0)
-	b := s.browser()
-	b.login()
+	b := s.loggedIn()
 	now := s.clock.Now()
 	recs := make([]store.UsageRecord, 0, 300)
 	for i := range 300 {
@@ -147,8 +120,7 @@ func TestUsagePageListsAtMost250RowsUnder200KBAndPointsToTheCSV(t *testing.T) {
 
 func TestDashboardShowsRefusalAndErrorRatesAndRequestsByOutcome(t *testing.T) {
 	s := newSite(t, 0)
-	b := s.browser()
-	b.login()
+	b := s.loggedIn()
 	now := s.clock.Now()
 	key := s.createKey(t, "busy")
 	record := func(keyID string, at time.Time, u store.Usage) {
@@ -169,14 +141,10 @@ func TestDashboardShowsRefusalAndErrorRatesAndRequestsByOutcome(t *testing.T) {
 	record(key, now.Add(-72*time.Hour), store.Usage{Requests: 100, RefusedRequests: 100}) // only in the 30 days
 
 	day := b.get("/ui/")
-	for _, want := range []string{`id="total-requests">500<`, `id="refusal-rate">2.4 %<`, "refused (12 of 500)",
+	day.shows(t, "the 24-hour dashboard", `id="total-requests">500<`, `id="refusal-rate">2.4 %<`, "refused (12 of 500)",
 		`id="error-rate">0.4 %<`, "failed (2 of 488 relayed)", `id="chart-outcomes"`,
 		"Requests by outcome: 500 in all over 24 buckets, at most 300 in one (486 answered, 2 failed, 12 refused)",
-		"· answered: 298<", "· failed: 2<", "· answered: 188<", "· refused: 12<"} {
-		if !strings.Contains(day.body, want) {
-			t.Errorf("the 24-hour dashboard lacks %q", want)
-		}
-	}
+		"· answered: 298<", "· failed: 2<", "· answered: 188<", "· refused: 12<")
 	// answered and failed in the first hour, answered and refused in the second: each
 	// outcome in its own colour, whatever its size.
 	chart := day.body[strings.Index(day.body, `id="chart-outcomes"`):]
@@ -189,11 +157,7 @@ func TestDashboardShowsRefusalAndErrorRatesAndRequestsByOutcome(t *testing.T) {
 		t.Error("the top keys list the requests refused before their key was known as a gone key")
 	}
 	month := b.get("/ui/?range=30d")
-	for _, want := range []string{`id="refusal-rate">18.7 %<`, "refused (112 of 600)", `id="error-rate">0.4 %<`, "failed (2 of 488 relayed)"} {
-		if !strings.Contains(month.body, want) {
-			t.Errorf("the 30-day dashboard lacks %q", want)
-		}
-	}
+	month.shows(t, "the 30-day dashboard", `id="refusal-rate">18.7 %<`, "refused (112 of 600)", `id="error-rate">0.4 %<`, "failed (2 of 488 relayed)")
 	if strings.Contains(day.body, "<script>") || strings.Contains(day.body, " style=") {
 		t.Error("the rates carry inline script or style, which the CSP refuses")
 	}
@@ -203,9 +167,5 @@ func TestDashboardRatesWithoutRequestsSayNothingToDivide(t *testing.T) {
 	s := newSite(t, 0)
 	b := s.browser()
 	p := b.login()
-	for _, want := range []string{`id="refusal-rate">–<`, "refused (0 of 0)", `id="error-rate">–<`, "failed (0 of 0 relayed)"} {
-		if !strings.Contains(p.body, want) {
-			t.Errorf("the empty dashboard lacks %q", want)
-		}
-	}
+	p.shows(t, "the empty dashboard", `id="refusal-rate">–<`, "refused (0 of 0)", `id="error-rate">–<`, "failed (0 of 0 relayed)")
 }

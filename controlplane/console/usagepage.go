@@ -115,8 +115,8 @@ func (c *Console) handleUsage(w http.ResponseWriter, r *http.Request) {
 // bounds is the form's range as bucket starts: from (included) to to (excluded), a day as
 // the whole day, as the admin API reads them.
 func (f usageForm) bounds() (time.Time, time.Time, bool) {
-	from, err1 := parseBound(f.From, false)
-	to, err2 := parseBound(f.To, true)
+	from, err1 := adminapi.ParseReportTime(f.From, false)
+	to, err2 := adminapi.ParseReportTime(f.To, true)
 	if err1 != nil || err2 != nil || !from.Before(to) {
 		return time.Time{}, time.Time{}, false
 	}
@@ -127,23 +127,6 @@ func (f usageForm) bounds() (time.Time, time.Time, bool) {
 		from = time.Date(from.Year(), from.Month(), 1, 0, 0, 0, 0, time.UTC)
 	}
 	return from, to, true
-}
-
-func parseBound(s string, end bool) (time.Time, error) {
-	if d, err := time.Parse(time.DateOnly, s); err == nil {
-		if end {
-			d = d.AddDate(0, 0, 1)
-		}
-		return d, nil
-	}
-	t, err := time.Parse(time.RFC3339, s)
-	if err != nil {
-		return t, err
-	}
-	if end && !t.Truncate(time.Hour).Equal(t) {
-		return t.Truncate(time.Hour).Add(time.Hour), nil
-	}
-	return t.UTC().Truncate(time.Hour), nil
 }
 
 // handleUsageCSV streams the report the usage page shows as CSV, through the session.

@@ -259,22 +259,9 @@ func trickledBodyIsCut(t *testing.T, addr, key string) {
 	}
 	defer c.Close()
 	io.WriteString(c, messagesHead(key, 1000))
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		// A byte every 300 ms never pauses for the body timeout, but averages far
-		// below MinBodyRate.
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(300 * time.Millisecond):
-			}
-			if _, err := io.WriteString(c, " "); err != nil {
-				return
-			}
-		}
-	}()
+	// A byte every 300 ms never pauses for the body timeout, but averages far below
+	// MinBodyRate.
+	defer testutil.Trickle(c, " ", 300*time.Millisecond)()
 	c.SetReadDeadline(time.Now().Add(testBodyTimeout + closeSlack))
 	b, err := io.ReadAll(c)
 	if err != nil && !isReset(err) {

@@ -131,19 +131,7 @@ func TestDevModeServesClaudeCodeOutOfTheBox(t *testing.T) {
 	}
 
 	// The CLI works at once: dev mode saved an admin session.
-	var sess adminclient.Session
-	// The login behind it hashes at bcrypt's production cost, which takes seconds under the
-	// race detector on a busy machine.
-	waitUntil(t, 60*time.Second, func() bool {
-		var err error
-		sess, err = adminclient.LoadSession(session)
-		return err == nil && sess.Token != ""
-	})
-	ac, err := adminclient.New(sess.Addr, sess.Token, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys, err := ac.ListKeys(context.Background())
+	keys, err := sessionClient(t, session).ListKeys(context.Background())
 	if err != nil || len(keys) != 1 {
 		t.Fatalf("admin keys list: got %v, %v; want the one dev key", keys, err)
 	}
@@ -222,15 +210,22 @@ func TestDevModeInMemoryKeepsItsRelayKeyWorkingAcrossRestarts(t *testing.T) {
 	}
 }
 
-func waitUntil(t *testing.T, d time.Duration, cond func() bool) {
+// sessionClient is an admin client on the session dev mode saved at path, once it is there.
+func sessionClient(t *testing.T, path string) *adminclient.Client {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %s", d)
-		}
-		time.Sleep(20 * time.Millisecond)
+	var sess adminclient.Session
+	// The login behind it hashes at bcrypt's production cost, which takes seconds under the
+	// race detector on a busy machine.
+	testutil.Eventually(t, 60*time.Second, "dev mode's admin session", func() bool {
+		var err error
+		sess, err = adminclient.LoadSession(path)
+		return err == nil && sess.Token != ""
+	})
+	ac, err := adminclient.New(sess.Addr, sess.Token, nil)
+	if err != nil {
+		t.Fatal(err)
 	}
+	return ac
 }
 
 func TestStartRefusals(t *testing.T) {
@@ -282,13 +277,7 @@ func TestStartRefusals(t *testing.T) {
 
 // freePort returns a TCP port nothing listens on right now.
 func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	_, port, _ := net.SplitHostPort(l.Addr().String())
+	_, port, _ := net.SplitHostPort(testutil.FreeAddr(t))
 	return port
 }
 
@@ -341,17 +330,7 @@ func TestDevModeBindsLoopbackUnlessHOSTSaysOtherwise(t *testing.T) {
 // devAccounts lists dev mode's upstream accounts through the admin session it saved.
 func devAccounts(t *testing.T, session string) []string {
 	t.Helper()
-	var sess adminclient.Session
-	waitUntil(t, 60*time.Second, func() bool { // bcrypt at the production cost, under the race detector
-		var err error
-		sess, err = adminclient.LoadSession(session)
-		return err == nil && sess.Token != ""
-	})
-	ac, err := adminclient.New(sess.Addr, sess.Token, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	list, err := ac.ListAccounts(context.Background())
+	list, err := sessionClient(t, session).ListAccounts(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

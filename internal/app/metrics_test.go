@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/claude-relay/claude-relay/internal/testredis"
+	"github.com/claude-relay/claude-relay/internal/testutil"
 )
 
 // scrape returns the unlabelled samples of a /metrics page.
@@ -71,7 +72,7 @@ func TestMetricsShowConnectionsRedisPoolAndProcess(t *testing.T) {
 	}
 	// Closing one client's connection brings the gauge down.
 	b.CloseIdleConnections()
-	waitUntil(t, 5*time.Second, func() bool {
+	testutil.Eventually(t, 5*time.Second, "the open connections gauge to drop", func() bool {
 		return scrape(t, a, "http://"+p.addr+"/metrics")["claude_relay_open_connections"] < m["claude_relay_open_connections"]
 	})
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -66,7 +65,7 @@ type proc struct {
 
 func newCluster(t *testing.T, hcl string) *cluster {
 	t.Helper()
-	c := &cluster{t: t, redis: testredis.StartServer(t), configDir: t.TempDir(), ctlAddr: freeAddr(t), ctlData: t.TempDir()}
+	c := &cluster{t: t, redis: testredis.StartServer(t), configDir: t.TempDir(), ctlAddr: testutil.FreeAddr(t), ctlData: t.TempDir()}
 	c.writeFile("relay.hcl", hcl)
 	c.up = fakeupstream.Start(t, fakeupstream.Options{APIKeys: []string{upstreamKey}})
 	return c
@@ -173,7 +172,7 @@ func (s *sidecarProc) url() string { return "http://" + s.addr }
 func (c *cluster) startSidecar(name, addr, dataDir string, extraEnv ...string) *sidecarProc {
 	c.t.Helper()
 	if addr == "" {
-		addr = freeAddr(c.t)
+		addr = testutil.FreeAddr(c.t)
 	}
 	if dataDir == "" {
 		dataDir = c.t.TempDir()
@@ -306,16 +305,6 @@ func waitHTTP(t *testing.T, url string) {
 		resp.Body.Close()
 		return true
 	})
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // relayKey creates an upstream account on the fake and a relay key with policy.

@@ -2,6 +2,7 @@ package deploytest
 
 import (
 	"context"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -74,7 +75,7 @@ func relayServices(t *testing.T, c composeFile) map[string]composeService {
 	}
 	for _, want := range []string{"control", "sidecar"} {
 		if _, ok := out[want]; !ok {
-			t.Fatalf("%s: got claude-relay services %v, want one running %q", composePath, sortedKeys(out), want)
+			t.Fatalf("%s: got claude-relay services %v, want one running %q", composePath, slices.Sorted(maps.Keys(out)), want)
 		}
 	}
 	return out
@@ -96,14 +97,14 @@ func TestComposeSetsOnlyVariablesTheBinaryReads(t *testing.T) {
 	c := parseCompose(t)
 	for cmd, s := range relayServices(t, c) {
 		t.Run(cmd, func(t *testing.T) {
-			for _, name := range sortedKeys(s.Environment) {
+			for _, name := range slices.Sorted(maps.Keys(s.Environment)) {
 				if !known[name] {
 					t.Errorf("environment sets %s, which the binary does not read (config/env.go)", name)
 				}
 			}
 			for _, name := range []string{config.EnvRedisHost, config.EnvRedisPassword, config.EnvJWTSecret, config.EnvEncryptionKey, config.EnvLogDir, config.EnvConfigDir, config.EnvDataDir} {
 				if _, ok := s.Environment[name]; !ok {
-					t.Errorf("environment: got %v, want %s set", sortedKeys(s.Environment), name)
+					t.Errorf("environment: got %v, want %s set", slices.Sorted(maps.Keys(s.Environment)), name)
 				}
 			}
 			for _, name := range secretVars() {
@@ -159,7 +160,7 @@ func TestComposeRedisHasPasswordAndAppendOnly(t *testing.T) {
 		}
 	}
 	if !hasVolume {
-		t.Errorf("redis volumes: got %v (top-level %v), want a named volume on /data", redis.Volumes, sortedKeys(c.Volumes))
+		t.Errorf("redis volumes: got %v (top-level %v), want a named volume on /data", redis.Volumes, slices.Sorted(maps.Keys(c.Volumes)))
 	}
 	if redis.Healthcheck == nil || len(redis.Healthcheck.Test) == 0 {
 		t.Errorf("redis healthcheck: got none, want one (the relay services wait for it)")

@@ -5,6 +5,7 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -106,22 +107,13 @@ func binaryEnvVars(t *testing.T) map[string]bool {
 	// A parse that finds nothing would make every check below pass vacuously.
 	for _, must := range []string{config.EnvPort, config.EnvJWTSecret, config.EnvEncryptionKey, config.EnvLogDir} {
 		if !vars[must] {
-			t.Fatalf("%s: found no Env* constant for %s; got %v", envSourcePath, must, sortedKeys(vars))
+			t.Fatalf("%s: found no Env* constant for %s; got %v", envSourcePath, must, slices.Sorted(maps.Keys(vars)))
 		}
 	}
 	for _, v := range extraEnvVars() {
 		vars[v] = true
 	}
 	return vars
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 // envExample is systemd/claude-relay.env.example: variables set, and
@@ -217,23 +209,23 @@ func TestEnvExampleListsExactlyTheVariablesTheBinaryReads(t *testing.T) {
 		t.Error(p)
 	}
 	listed := ex.names()
-	for _, name := range sortedKeys(listed) {
+	for _, name := range slices.Sorted(maps.Keys(listed)) {
 		if !known[name] {
 			t.Errorf("%s sets %s, which the binary does not read (config/env.go)", envExamplePath, name)
 		}
 	}
-	for _, name := range sortedKeys(known) {
+	for _, name := range slices.Sorted(maps.Keys(known)) {
 		if !listed[name] {
-			t.Errorf("%s does not mention %s, which the binary reads; got %v", envExamplePath, name, sortedKeys(listed))
+			t.Errorf("%s does not mention %s, which the binary reads; got %v", envExamplePath, name, slices.Sorted(maps.Keys(listed)))
 		}
 	}
 }
 
 func TestReadmeTableListsEveryVariableTheBinaryReads(t *testing.T) {
 	table := readmeEnvVars(t)
-	for _, name := range sortedKeys(binaryEnvVars(t)) {
+	for _, name := range slices.Sorted(maps.Keys(binaryEnvVars(t))) {
 		if !table[name] {
-			t.Errorf("README.md's environment table does not list %s; got %v", name, sortedKeys(table))
+			t.Errorf("README.md's environment table does not list %s; got %v", name, slices.Sorted(maps.Keys(table)))
 		}
 	}
 }

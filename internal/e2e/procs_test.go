@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"errors"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -127,12 +126,7 @@ func (in *install) startSidecar(name string, args ...string) *proc {
 func (in *install) start(name, mode string, args ...string) *proc {
 	t := in.t
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := testutil.FreeAddr(t)
 	dir := t.TempDir()
 	argv := append([]string{mode, "-listen", addr, "-data-dir", filepath.Join(dir, "data"), "-config-dir", in.config}, args...)
 	cmd := exec.Command(relayBin, argv...)

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/claude-relay/claude-relay/internal/testutil"
 )
 
 // slack is what a loaded machine may add to a bound.
@@ -130,18 +132,7 @@ func TestABodyMovingSlowerThanTheMinimumRateIsCut(t *testing.T) {
 	})
 	c := dial(t, addr)
 	io.WriteString(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(bodyTimeout / 4):
-				io.WriteString(c, "x")
-			}
-		}
-	}()
+	defer testutil.Trickle(c, "x", bodyTimeout/4)()
 	var te *BodyTimeoutError
 	select {
 	case err := <-got:

@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -358,19 +357,7 @@ func TestHandlerServesTextFormat(t *testing.T) {
 // BenchmarkCounterWithInc measures With on a cached label set plus Inc and
 // reports each case as a ratio of a bare atomic add measured first in the same run.
 func BenchmarkCounterWithInc(b *testing.B) {
-	var baseNs float64
-	b.Run("baseline_atomic_add", func(b *testing.B) {
-		var n atomic.Uint64
-		for b.Loop() {
-			n.Add(1)
-		}
-		baseNs = float64(b.Elapsed().Nanoseconds()) / float64(b.N)
-	})
-	report := func(b *testing.B) {
-		if baseNs > 0 {
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/baseNs, "x_atomic_add")
-		}
-	}
+	report := atomicAddBaseline(b)
 
 	r := NewRegistry()
 	c := r.Counter("requests_total", "Requests.", "route", "code")

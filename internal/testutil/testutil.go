@@ -1,5 +1,6 @@
 // Package testutil is the shared test toolbox: a settable Clock, Eventually, a Buffer safe
-// for concurrent writers and BuildBinaries for a TestMain that runs real processes.
+// for concurrent writers, FreeAddr, Trickle (a slow client's body) and BuildBinaries for a
+// TestMain that runs real processes.
 package testutil
 
 import (

@@ -32,6 +32,14 @@ type controlPlane struct {
 	srv *http.Server
 }
 
+// runInBackground runs c until the test ends.
+func runInBackground(t *testing.T, c *Client) {
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { c.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
 func startControlPlane(t *testing.T) *controlPlane {
 	t.Helper()
 	rdb, prefix := testredis.New(t)
@@ -88,10 +96,7 @@ func TestReachableWithinSecondsOfTheControlPlaneReturning(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan struct{})
-	go func() { c.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	runInBackground(t, c)
 
 	testutil.Eventually(t, 10*time.Second, "the configuration is applied", func() bool { st := c.Status(); return st.Version > 0 && st.Reachable })
 	time.Sleep(200 * time.Millisecond) // a long-poll is now held
@@ -185,10 +190,7 @@ func TestHealthChangeReachesTheControlPlaneWithoutWaitingForTheLongPoll(t *testi
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan struct{})
-	go func() { c.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	runInBackground(t, c)
 
 	reported := func() configapi.Component {
 		list, err := cp.cfg.Registry.List(t.Context())

@@ -113,7 +113,7 @@ func Build(ctx context.Context, src Sources, k Key, base *config.Policy, now tim
 		Key:    KeyInfo{ID: k.ID, Name: k.Name, Status: k.Status, Policy: k.Policy, ExpiresAt: k.ExpiresAt},
 		Limits: []Limit{}, GeneratedAt: now.UTC(),
 	}
-	set := keyLimits(limits.FromPolicy(base.WithKeyLimits(config.KeyLimits(k.Limits))))
+	set := keyLimits(limits.FromPolicy(base.WithKeyLimits(k.Limits)))
 	v.Concurrency.Limit = set.Concurrency
 	if src.Limits != nil && !set.Empty() {
 		st, err := src.Limits(ctx, k.ID, set)

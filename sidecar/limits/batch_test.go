@@ -54,6 +54,16 @@ func (h *countHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pr
 
 // hookedClient returns a client of its own to the same Redis (single or cluster) as rdb,
 // with h on it.
+// countedLimiter is a loaded limiter whose round trips to rdb h counts, on a clock stopped
+// at 2025-06-18 10:20 UTC; it closes with the test.
+func countedLimiter(t *testing.T, rdb redis.UniversalClient, prefix string, h *countHook) *limits.Limiter {
+	t.Helper()
+	c := testutil.NewClock(time.Date(2025, 6, 18, 10, 20, 0, 0, time.UTC))
+	l := newLimiter(t, hookedClient(t, rdb, h), prefix, c)
+	t.Cleanup(l.Close)
+	return l
+}
+
 func hookedClient(t testing.TB, rdb redis.UniversalClient, h *countHook) redis.UniversalClient {
 	t.Helper()
 	var c redis.UniversalClient
@@ -73,9 +83,7 @@ func hookedClient(t testing.TB, rdb redis.UniversalClient, h *countHook) redis.U
 func TestConcurrentAdmitsShareFewPipelinesAndNeverExceedTheConcurrencyLimit(t *testing.T) {
 	rdb, prefix := testredis.New(t)
 	h := &countHook{}
-	c := testutil.NewClock(time.Date(2025, 6, 18, 10, 20, 0, 0, time.UTC))
-	l := newLimiter(t, hookedClient(t, rdb, h), prefix, c)
-	defer l.Close()
+	l := countedLimiter(t, rdb, prefix, h)
 	h.singles.Store(0)
 	const (
 		workers = 64
@@ -163,9 +171,7 @@ func TestAnAdmissionWhoseCallerGaveUpHoldsNoSlot(t *testing.T) {
 				entered <- struct{}{}
 				once.Do(func() { <-release }) // hold the first pipeline only
 			}}
-			c := testutil.NewClock(time.Date(2025, 6, 18, 10, 20, 0, 0, time.UTC))
-			l := newLimiter(t, hookedClient(t, rdb, h), prefix, c)
-			defer l.Close()
+			l := countedLimiter(t, rdb, prefix, h)
 			ctx := context.Background()
 
 			blockerDone := make(chan error, 1)
@@ -220,9 +226,7 @@ func TestAnAdmissionWhoseCallerGaveUpHoldsNoSlot(t *testing.T) {
 func TestAdmitRunsAfterRedisForgetsTheScripts(t *testing.T) {
 	rdb, prefix := testredis.New(t)
 	h := &countHook{}
-	c := testutil.NewClock(time.Date(2025, 6, 18, 10, 20, 0, 0, time.UTC))
-	l := newLimiter(t, hookedClient(t, rdb, h), prefix, c)
-	defer l.Close()
+	l := countedLimiter(t, rdb, prefix, h)
 	ctx := context.Background()
 	set := limits.FromPolicy(&config.Policy{Concurrency: 3, RequestsPerMinute: 100, TokensPerMinute: 1000})
 	for round := range 2 {
@@ -343,28 +347,20 @@ func BenchmarkAdmitParallel(b *testing.B) {
 		b.Fatal(err)
 	}
 	set := limits.FromPolicy(&config.Policy{RequestsPerMinute: 1 << 40, TokensPerMinute: 1 << 40, CostPerDayUSD: 1e9, Concurrency: 1 << 30})
-	const workers, each = 64, 100
+	var keys [8]string // each worker's key, made outside the timed calls
+	for i := range keys {
+		keys[i] = fmt.Sprintf("bench%d", i)
+	}
 	timeIt := func(l *limits.Limiter) time.Duration {
-		var wg sync.WaitGroup
-		t0 := time.Now()
-		for w := range workers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				ctx := context.Background()
-				key := fmt.Sprintf("bench%d", w%8)
-				for range each {
-					lease, ref, err := l.Admit(ctx, key, set)
-					if err != nil || ref != nil {
-						b.Errorf("got %v %v, want admitted", ref, err)
-						return
-					}
-					lease.Finish(ctx, limits.Usage{Tokens: 10, CostMicroUSD: 10})
-				}
-			}()
-		}
-		wg.Wait()
-		return time.Since(t0) / (workers * each)
+		ctx := context.Background()
+		return inParallel(64, 100, func(w int) {
+			lease, ref, err := l.Admit(ctx, keys[w%8], set)
+			if err != nil || ref != nil {
+				b.Errorf("got %v %v, want admitted", ref, err)
+				return
+			}
+			lease.Finish(ctx, limits.Usage{Tokens: 10, CostMicroUSD: 10})
+		})
 	}
 	var with, without time.Duration
 	for b.Loop() {

@@ -13,21 +13,11 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/claude-relay/claude-relay/config"
-	"github.com/claude-relay/claude-relay/internal/devredis"
 	"github.com/claude-relay/claude-relay/internal/testredis"
 	"github.com/claude-relay/claude-relay/internal/testutil"
 	"github.com/claude-relay/claude-relay/sidecar/limits"
 	"github.com/claude-relay/claude-relay/store"
 )
-
-func newLimiter(t testing.TB, rdb redis.UniversalClient, prefix string, c *testutil.Clock) *limits.Limiter {
-	t.Helper()
-	l := limits.New(rdb, store.NewSchema(prefix), limits.Options{Now: c.Now, LeaseTTL: 3 * time.Second})
-	if err := l.Load(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	return l
-}
 
 func TestEachLimitAdmitsUpToItsMaxThenRefusesUntilTheWindowResets(t *testing.T) {
 	// Wednesday 2025-06-18 10:20:30 UTC.
@@ -101,9 +91,7 @@ func TestEachLimitAdmitsUpToItsMaxThenRefusesUntilTheWindowResets(t *testing.T) 
 }
 
 func TestConcurrencyLeaseIsHeldUntilFinishAndExpiresWhenTheSidecarDies(t *testing.T) {
-	rdb, prefix := testredis.New(t)
-	c := testutil.NewClock(time.Now())
-	l := newLimiter(t, rdb, prefix, c)
+	l, c := clockedLimiter(t, time.Now())
 	ctx := context.Background()
 	set := limits.FromPolicy(&config.Policy{Concurrency: 2})
 	a, _, _ := l.Admit(ctx, "k", set)
@@ -219,11 +207,7 @@ func TestWindowBounds(t *testing.T) {
 // BenchmarkAdmit measures one request's limit check and finish (every limit kind and a
 // concurrency lease) against a plain PING round trip measured in the same run.
 func BenchmarkAdmit(b *testing.B) {
-	rdb, prefix := testredis.New(b)
-	l := limits.New(rdb, store.NewSchema(prefix), limits.Options{LeaseTTL: time.Minute})
-	if err := l.Load(context.Background()); err != nil {
-		b.Fatal(err)
-	}
+	l, rdb := benchLimiter(b)
 	ctx := context.Background()
 	set := limits.FromPolicy(&config.Policy{RequestsPerMinute: 1 << 40, RequestsPerDay: 1 << 40, TokensPerMinute: 1 << 40,
 		TokensPerDay: 1 << 40, CostPerDayUSD: 1e9, CostPerWeekUSD: 1e9, CostPerMonthUSD: 1e9, CostTotalUSD: 1e9, Concurrency: 1 << 30})
@@ -366,16 +350,7 @@ func TestChargedCountersExpireAfterTheirWindowAndTheTotalNever(t *testing.T) {
 // scripts and commands limits send must run there too.
 func TestLimitsRunOnTheDevModeStore(t *testing.T) {
 	ctx := context.Background()
-	mem, err := devredis.Start(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mem.Close()
-	l := limits.New(mem.Client(), store.NewSchema("dev:"), limits.Options{})
-	defer l.Close()
-	if err := l.Load(ctx); err != nil {
-		t.Fatal(err)
-	}
+	l, _ := devLimiter(t)
 	set := limits.FromPolicy(&config.Policy{RequestsPerMinute: 3, TokensPerDay: 1000, CostTotalUSD: 1, Concurrency: 2})
 	for i := range 4 {
 		lease, ref, err := l.Admit(ctx, "k", set)

@@ -11,7 +11,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/claude-relay/claude-relay/config"
-	"github.com/claude-relay/claude-relay/internal/devredis"
 	"github.com/claude-relay/claude-relay/internal/testredis"
 	"github.com/claude-relay/claude-relay/internal/testutil"
 	"github.com/claude-relay/claude-relay/sidecar/limits"
@@ -256,12 +255,7 @@ func TestWithoutAQueueAFullKeyIsRefusedAtOnce(t *testing.T) {
 // time, and 64 concurrent callers (auto-pipelined). A ratio near 1 is the promise that a
 // queue costs a request that does not wait nothing (one ZCARD inside the same script).
 func BenchmarkAdmitQueueing(b *testing.B) {
-	rdb, prefix := testredis.New(b)
-	l := limits.New(rdb, store.NewSchema(prefix), limits.Options{LeaseTTL: time.Minute})
-	defer l.Close()
-	if err := l.Load(context.Background()); err != nil {
-		b.Fatal(err)
-	}
+	l, _ := benchLimiter(b)
 	pol := config.Policy{RequestsPerMinute: 1 << 40, RequestsPerDay: 1 << 40, TokensPerDay: 1 << 40, CostPerDayUSD: 1e9, Concurrency: 1 << 30}
 	plain := limits.FromPolicy(&pol)
 	pol.QueueTimeout = "30s"
@@ -275,34 +269,20 @@ func BenchmarkAdmitQueueing(b *testing.B) {
 		}
 		lease.Finish(ctx, used)
 	}
-	t := compareAdmissions(b, plain, queue, one)
-	ps, qs, pp, qp := t.baseSerial, t.candSerial, t.baseParallel, t.candParallel
-	b.ReportMetric(float64(ps.Nanoseconds()), "plain-ns/op")
-	b.ReportMetric(float64(qs.Nanoseconds()), "queue-ns/op")
-	b.ReportMetric(float64(qs)/float64(ps), "queue/plain")
-	b.ReportMetric(float64(qp)/float64(pp), "queue/plain-parallel")
+	reportComparison(b, compareAdmissions(b, plain, queue, one), "plain", "queue")
 }
 
 // Dev mode's embedded Redis (miniredis, gopher-lua) must run the queue's script too.
 func TestTheQueueRunsOnTheDevModeStore(t *testing.T) {
 	ctx := context.Background()
-	mem, err := devredis.Start(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mem.Close()
-	l := limits.New(mem.Client(), store.NewSchema("dev:"), limits.Options{})
-	defer l.Close()
-	if err := l.Load(ctx); err != nil {
-		t.Fatal(err)
-	}
+	l, mem := devLimiter(t)
 	set := queueSet(1, 5*time.Second, 0)
 	holder, ref, err := l.Admit(ctx, "k", set)
 	if err != nil || ref != nil {
 		t.Fatalf("first: got %v, %v; want admitted", ref, err)
 	}
 	waiter := admitAsync(ctx, l, "k", set)
-	queued(t, mem.Client(), store.NewSchema("dev:"), "k", 1)
+	queued(t, mem, store.NewSchema("dev:"), "k", 1)
 	holder.Finish(ctx, limits.Usage{})
 	w := <-waiter
 	if w.err != nil || w.ref != nil || w.lease.Waited() <= 0 {

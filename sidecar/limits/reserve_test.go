@@ -104,10 +104,8 @@ func TestChargeModeOvershootStaysUnderConcurrencyTimesTheWorstCase(t *testing.T)
 }
 
 func TestAReservationThatDoesNotFitSaysWhatIsLeftAndWhenRetryingHelps(t *testing.T) {
-	rdb, prefix := testredis.New(t)
 	start := time.Date(2025, 6, 18, 10, 20, 0, 0, time.UTC)
-	c := testutil.NewClock(start)
-	l := newLimiter(t, rdb, prefix, c)
+	l, _ := clockedLimiter(t, start)
 	ctx := context.Background()
 	set := limits.FromPolicy(&config.Policy{CostPerDayUSD: 0.25, LimitModes: map[string]string{"cost_per_day_usd": "reserve"}})
 
@@ -205,7 +203,7 @@ func TestAnAbandonedAdmissionReleasesItsReservation(t *testing.T) {
 			ls.Finish(ctx, limits.Usage{})
 		}
 	}
-	waitUntil(t, 5*time.Second, func() bool { r, _ := l.Reserved(context.Background(), "k"); return r == limits.Usage{} })
+	testutil.Eventually(t, 5*time.Second, "nothing reserved", func() bool { r, _ := l.Reserved(context.Background(), "k"); return r == limits.Usage{} })
 }
 
 func TestWorstCaseTakesTheDearestRateOfEveryTier(t *testing.T) {
@@ -275,28 +273,12 @@ func TestReservationsRunOnTheDevModeStore(t *testing.T) {
 	}
 }
 
-func waitUntil(t *testing.T, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %s", d)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // BenchmarkAdmitReserving compares, in the same run, one request's admission and finish
 // with every token and cost limit in reserve mode (the worst case reserved, then settled)
 // against the same limits in charge mode (today's admission): one caller at a time, and 64
 // concurrent callers (auto-pipelined). Ratios above 1 are what reservations cost.
 func BenchmarkAdmitReserving(b *testing.B) {
-	rdb, prefix := testredis.New(b)
-	l := limits.New(rdb, store.NewSchema(prefix), limits.Options{LeaseTTL: time.Minute})
-	defer l.Close()
-	if err := l.Load(context.Background()); err != nil {
-		b.Fatal(err)
-	}
+	l, _ := benchLimiter(b)
 	pol := config.Policy{RequestsPerMinute: 1 << 40, RequestsPerDay: 1 << 40, TokensPerMinute: 1 << 40,
 		TokensPerDay: 1 << 40, CostPerDayUSD: 1e9, CostPerWeekUSD: 1e9, CostPerMonthUSD: 1e9, CostTotalUSD: 1e9, Concurrency: 1 << 30}
 	charge := limits.FromPolicy(&pol)
@@ -311,19 +293,12 @@ func BenchmarkAdmitReserving(b *testing.B) {
 		}
 		lease.Finish(ctx, used)
 	}
-	t := compareAdmissions(b, charge, reserve, one)
-	cs, rs, cp, rp := t.baseSerial, t.candSerial, t.baseParallel, t.candParallel
-	b.ReportMetric(float64(cs.Nanoseconds()), "charge-ns/op")
-	b.ReportMetric(float64(rs.Nanoseconds()), "reserve-ns/op")
-	b.ReportMetric(float64(rs)/float64(cs), "reserve/charge")
-	b.ReportMetric(float64(rp)/float64(cp), "reserve/charge-parallel")
+	reportComparison(b, compareAdmissions(b, charge, reserve, one), "charge", "reserve")
 }
 
 func TestAConversationLimitTripsForThatConversationOnly(t *testing.T) {
-	rdb, prefix := testredis.New(t)
 	start := time.Date(2025, 6, 18, 10, 20, 30, 0, time.UTC)
-	c := testutil.NewClock(start)
-	l := newLimiter(t, rdb, prefix, c)
+	l, c := clockedLimiter(t, start)
 	ctx := context.Background()
 	// In reserve mode on purpose: conversation limits stay charged (breakers).
 	pol := &config.Policy{ConversationRequestsPerMinute: 2, ConversationTokensPerMinute: 500, LimitMode: config.LimitModeReserve, TokensPerDay: 1 << 30}

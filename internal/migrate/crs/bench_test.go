@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/claude-relay/claude-relay/internal/migrate/crs"
 	"github.com/claude-relay/claude-relay/internal/migrate/crs/crstest"
 	"github.com/claude-relay/claude-relay/internal/testredis"
@@ -21,10 +19,7 @@ import (
 // from. Run it with: go test -run '^$' -bench Import10000Keys -benchtime 1x ./internal/migrate/crs/
 func BenchmarkImport10000Keys(b *testing.B) {
 	ctx := context.Background()
-	srv := testredis.StartServer(b)
-	crsRDB := redis.NewClient(&redis.Options{Addr: srv.Addr()})
-	defer crsRDB.Close()
-	w := &crstest.Writer{RDB: crsRDB, EncryptionKey: crsKey}
+	crsRDB, w := crsRedis(b)
 	var accounts []string
 	for i := range 20 {
 		id, err := w.AddConsoleAccount(ctx, fmt.Sprint("console-", i), "https://api.anthropic.com", fmt.Sprintf("sk-ant-api03-bench-%030d", i), nil, nil)

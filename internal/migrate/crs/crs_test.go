@@ -33,6 +33,30 @@ func dec(t testing.TB) *crs.Decrypter {
 	return d
 }
 
+// crsRedis starts a Redis of its own for a CRS installation and returns a client of it and
+// a writer that fills it the way CRS does; both close with the test.
+func crsRedis(tb testing.TB) (*redis.Client, *crstest.Writer) {
+	tb.Helper()
+	srv := testredis.StartServer(tb)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	tb.Cleanup(func() { rdb.Close() })
+	return rdb, &crstest.Writer{RDB: rdb, EncryptionKey: crsKey}
+}
+
+// readPlan reads the CRS installation in rdb and plans its import with the default options.
+func readPlan(t *testing.T, rdb *redis.Client) *crs.Plan {
+	t.Helper()
+	ds, err := crs.Read(context.Background(), rdb, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := crs.Build(ds, dec(t), crs.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 func i64(v int64) *int64     { return &v }
 func usd(v float64) *float64 { return &v }
 
@@ -111,22 +135,12 @@ func TestLimitsMapToTheClosestStricterRule(t *testing.T) {
 
 func TestAccountInSeveralGroupsIsPlacedInOneAndReported(t *testing.T) {
 	ctx := context.Background()
-	srv := testredis.StartServer(t)
-	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
-	defer rdb.Close()
-	w := &crstest.Writer{RDB: rdb, EncryptionKey: crsKey}
+	rdb, w := crsRedis(t)
 	a, _ := w.AddConsoleAccount(ctx, "shared", "https://relay.example.com", "sk-ant-api03-shared-0123456789abcdef", nil, nil)
 	b, _ := w.AddConsoleAccount(ctx, "only-b", "https://relay.example.com/v1/messages", "sk-ant-api03-onlyb-0123456789abcdef", nil, nil)
 	w.AddGroup(ctx, "ga", "claude", a)
 	w.AddGroup(ctx, "gb", "claude", a, b)
-	ds, err := crs.Read(ctx, rdb, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := crs.Build(ds, dec(t), crs.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := readPlan(t, rdb)
 	groups := map[string]string{}
 	for _, ap := range p.Accounts {
 		groups[ap.Spec.Name] = ap.Spec.Group
@@ -149,10 +163,7 @@ func TestAccountInSeveralGroupsIsPlacedInOneAndReported(t *testing.T) {
 
 func TestImportResumesAfterAnInterruptionAndASecondRunChangesNothing(t *testing.T) {
 	ctx := context.Background()
-	crsSrv := testredis.StartServer(t)
-	crsRDB := redis.NewClient(&redis.Options{Addr: crsSrv.Addr()})
-	defer crsRDB.Close()
-	w := &crstest.Writer{RDB: crsRDB, EncryptionKey: crsKey}
+	crsRDB, w := crsRedis(t)
 	acct, _ := w.AddConsoleAccount(ctx, "console", "https://api.anthropic.com", "sk-ant-api03-console-0123456789abcdef", nil, nil)
 	const n = 1200 // more than one chunk of the import
 	ids := make([]string, n)
@@ -168,19 +179,12 @@ func TestImportResumesAfterAnInterruptionAndASecondRunChangesNothing(t *testing.
 			}
 		}
 	}
-	ds, err := crs.Read(ctx, crsRDB, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	plan, err := crs.Build(ds, dec(t), crs.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	plan := readPlan(t, crsRDB)
 	rdb, prefix := testredis.New(t)
 	st := storetest.Open(t, rdb, store.Options{Prefix: prefix})
 	// Interrupted after the first chunk of keys.
 	cctx, cancel := context.WithCancel(ctx)
-	_, err = crs.Apply(cctx, st, plan, []byte(crsKey), func(p crs.Progress) {
+	_, err := crs.Apply(cctx, st, plan, []byte(crsKey), func(p crs.Progress) {
 		if p.Stage == "keys" {
 			cancel()
 		}
@@ -225,10 +229,7 @@ func TestImportResumesAfterAnInterruptionAndASecondRunChangesNothing(t *testing.
 
 func TestCRSDaysLandOnUTCDaysExactlyByHourElseByTheirMidpoint(t *testing.T) {
 	ctx := context.Background()
-	crsSrv := testredis.StartServer(t)
-	crsRDB := redis.NewClient(&redis.Options{Addr: crsSrv.Addr()})
-	defer crsRDB.Close()
-	w := &crstest.Writer{RDB: crsRDB, EncryptionKey: crsKey} // UTC+8
+	crsRDB, w := crsRedis(t) // UTC+8
 	exact, _, _ := w.AddKey(ctx, map[string]string{"name": "exact"})
 	shifted, _, _ := w.AddKey(ctx, map[string]string{"name": "shifted"})
 	// CRS day 2026-11-20 (UTC+8) runs from 2026-11-19 16:00 to 2026-11-20 16:00 UTC.
@@ -244,14 +245,7 @@ func TestCRSDaysLandOnUTCDaysExactlyByHourElseByTheirMidpoint(t *testing.T) {
 	}
 	// The shifted key's early hour has expired in CRS (hourly hashes live 7 days).
 	crsRDB.Del(ctx, "usage:"+shifted+":model:hourly:claude-sonnet-4-5:2026-11-20:02")
-	ds, err := crs.Read(ctx, crsRDB, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	plan, err := crs.Build(ds, dec(t), crs.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	plan := readPlan(t, crsRDB)
 	if plan.KeyDays != 2 || plan.DaysByHour != 1 {
 		t.Errorf("got %d days, %d split by hour; want 2 and 1", plan.KeyDays, plan.DaysByHour)
 	}

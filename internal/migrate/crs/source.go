@@ -416,28 +416,31 @@ func num(h map[string]string, field string) (int64, bool) {
 
 // parseUsage reads a daily usage hash (inputTokens, outputTokens, …, realCostMicro).
 func parseUsage(h map[string]string) Usage {
-	var u Usage
-	u.Requests, _ = num(h, "requests")
-	u.Input, _ = num(h, "inputTokens")
-	u.Output, _ = num(h, "outputTokens")
-	u.CacheCreate, _ = num(h, "cacheCreateTokens")
-	u.CacheRead, _ = num(h, "cacheReadTokens")
-	u.Ephemeral5m, _ = num(h, "ephemeral5mTokens")
-	u.Ephemeral1h, _ = num(h, "ephemeral1hTokens")
+	u := parseCounts(h, "")
 	u.RealCostMicro, u.HasRealCost = num(h, "realCostMicro")
 	u.RatedCostMicro, u.HasRatedCost = num(h, "ratedCostMicro")
 	return u
 }
 
 // parseAllTime reads a key's all-time hash usage:<id> (totalRequests, totalInputTokens, …).
-func parseAllTime(h map[string]string) Usage {
+func parseAllTime(h map[string]string) Usage { return parseCounts(h, "total") }
+
+// parseCounts reads the request and token counters of a usage hash whose field names start
+// with prefix: requests and inputTokens, or with "total" totalRequests and totalInputTokens.
+func parseCounts(h map[string]string, prefix string) Usage {
+	field := func(name string) string {
+		if prefix == "" {
+			return name
+		}
+		return prefix + strings.ToUpper(name[:1]) + name[1:]
+	}
 	var u Usage
-	u.Requests, _ = num(h, "totalRequests")
-	u.Input, _ = num(h, "totalInputTokens")
-	u.Output, _ = num(h, "totalOutputTokens")
-	u.CacheCreate, _ = num(h, "totalCacheCreateTokens")
-	u.CacheRead, _ = num(h, "totalCacheReadTokens")
-	u.Ephemeral5m, _ = num(h, "totalEphemeral5mTokens")
-	u.Ephemeral1h, _ = num(h, "totalEphemeral1hTokens")
+	u.Requests, _ = num(h, field("requests"))
+	u.Input, _ = num(h, field("inputTokens"))
+	u.Output, _ = num(h, field("outputTokens"))
+	u.CacheCreate, _ = num(h, field("cacheCreateTokens"))
+	u.CacheRead, _ = num(h, field("cacheReadTokens"))
+	u.Ephemeral5m, _ = num(h, field("ephemeral5mTokens"))
+	u.Ephemeral1h, _ = num(h, field("ephemeral1hTokens"))
 	return u
 }

@@ -554,6 +554,19 @@ func (c *adminCLI) readSecret(prompt string) (string, error) {
 }
 
 // printJSON prints v as indented JSON.
+// answered takes a client call's result: when the call failed, or with --json (body, the
+// API's answer, printed as JSON), the command is done and returns the error; otherwise the
+// caller prints the answer for a person.
+func (c *adminCLI) answered(f *adminFlags, body any, err error) (done bool, _ error) {
+	if err != nil {
+		return true, err
+	}
+	if f.json {
+		return true, c.printJSON(body)
+	}
+	return false, nil
+}
+
 func (c *adminCLI) printJSON(v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
@@ -681,11 +694,8 @@ func adminLogout(ctx context.Context, c *adminCLI, _ *adminFlags, _ []string) er
 
 func adminWhoAmI(ctx context.Context, c *adminCLI, f *adminFlags, _ []string) error {
 	who, err := c.client.WhoAmI(ctx)
-	if err != nil {
+	if done, err := c.answered(f, who, err); done {
 		return err
-	}
-	if f.json {
-		return c.printJSON(who)
 	}
 	_, err = fmt.Fprintf(c.stdout, "%s at %s, session expires %s\n", who.Username, c.client.Addr(), fmtTime(who.ExpiresAt))
 	return err
@@ -696,11 +706,8 @@ func adminKeysCreate(ctx context.Context, c *adminCLI, f *adminFlags, _ []string
 		return usageError{"--name is required"}
 	}
 	res, err := c.client.CreateKey(ctx, f.createKeyRequest())
-	if err != nil {
+	if done, err := c.answered(f, res, err); done {
 		return err
-	}
-	if f.json {
-		return c.printJSON(res)
 	}
 	if err := c.printKey(res.Key); err != nil {
 		return err
@@ -755,22 +762,16 @@ func adminKeysList(ctx context.Context, c *adminCLI, f *adminFlags, _ []string) 
 
 func adminKeysGet(ctx context.Context, c *adminCLI, f *adminFlags, args []string) error {
 	k, err := c.client.GetKey(ctx, args[0])
-	if err != nil {
+	if done, err := c.answered(f, adminapi.KeyResponse{Key: k}, err); done {
 		return err
-	}
-	if f.json {
-		return c.printJSON(adminapi.KeyResponse{Key: k})
 	}
 	return c.printKey(k)
 }
 
 func adminKeysRevoke(ctx context.Context, c *adminCLI, f *adminFlags, args []string) error {
 	k, err := c.client.RevokeKey(ctx, args[0])
-	if err != nil {
+	if done, err := c.answered(f, adminapi.KeyResponse{Key: k}, err); done {
 		return err
-	}
-	if f.json {
-		return c.printJSON(adminapi.KeyResponse{Key: k})
 	}
 	_, err = fmt.Fprintf(c.stdout, "Revoked key %s (%s) at %s.\n", k.ID, k.Name, fmtOptTime(k.RevokedAt))
 	return err
@@ -783,11 +784,8 @@ func adminKeysUsage(ctx context.Context, c *adminCLI, f *adminFlags, args []stri
 		}
 	}
 	u, err := c.client.KeyUsage(ctx, args[0], f.day)
-	if err != nil {
+	if done, err := c.answered(f, u, err); done {
 		return err
-	}
-	if f.json {
-		return c.printJSON(u)
 	}
 	row := func(label string, x adminapi.Usage) []string {
 		return []string{label, fmt.Sprint(x.Requests), fmt.Sprint(x.InputTokens), fmt.Sprint(x.OutputTokens),
@@ -831,11 +829,8 @@ func adminAccountsAdd(ctx context.Context, c *adminCLI, f *adminFlags, _ []strin
 		req.Priority = &f.priority.v
 	}
 	a, err := c.client.AddAccount(ctx, req)
-	if err != nil {
+	if done, err := c.answered(f, adminapi.AccountResponse{Account: a}, err); done {
 		return err
-	}
-	if f.json {
-		return c.printJSON(adminapi.AccountResponse{Account: a})
 	}
 	if a.Type != adminapi.AccountAnthropicAPIKey {
 		return c.printAccount(a)
@@ -881,11 +876,8 @@ func adminAccountsDelete(ctx context.Context, c *adminCLI, _ *adminFlags, args [
 
 func adminSidecars(ctx context.Context, c *adminCLI, f *adminFlags, _ []string) error {
 	list, err := c.client.Sidecars(ctx)
-	if err != nil {
+	if done, err := c.answered(f, list, err); done {
 		return err
-	}
-	if f.json {
-		return c.printJSON(list)
 	}
 	fmt.Fprintf(c.stdout, "control plane serves version %d (epoch %s)\n\n", list.Version, orDash(list.Epoch))
 	rows := make([][]string, 0, len(list.Sidecars))
@@ -910,11 +902,8 @@ func adminSidecars(ctx context.Context, c *adminCLI, f *adminFlags, _ []string) 
 
 func adminConfigStatus(ctx context.Context, c *adminCLI, f *adminFlags, _ []string) error {
 	st, err := c.client.ConfigStatus(ctx)
-	if err != nil {
+	if done, err := c.answered(f, st, err); done {
 		return err
-	}
-	if f.json {
-		return c.printJSON(st)
 	}
 	err = c.table([]string{"FIELD", "VALUE"}, [][]string{
 		{"dir", orDash(st.Dir)},

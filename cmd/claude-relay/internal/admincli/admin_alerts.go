@@ -12,11 +12,8 @@ import (
 // adminAlerts prints the alert destinations, what is raised now and the recent messages.
 func adminAlerts(ctx context.Context, c *adminCLI, f *adminFlags, _ []string) error {
 	st, err := c.client.Alerts(ctx)
-	if err != nil {
+	if done, err := c.answered(f, st, err); done {
 		return err
-	}
-	if f.json {
-		return c.printJSON(st)
 	}
 	if len(st.Alerts) == 0 {
 		fmt.Fprintln(c.stdout, "No alert blocks in the configuration served: events are recorded but sent nowhere (README: Alerts).")

@@ -17,8 +17,7 @@ import (
 )
 
 func TestAdminFlagsMayComeBeforeTheCommand(t *testing.T) {
-	e := newCLIEnv(t)
-	e.login()
+	e := loggedInCLI(t)
 	e.must("", "keys", "create", "--name", "first")
 	for _, args := range [][]string{
 		{"--json", "keys", "list"},

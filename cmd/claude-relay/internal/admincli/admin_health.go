@@ -15,11 +15,8 @@ import (
 // and error, then each component's details.
 func adminHealth(ctx context.Context, c *adminCLI, f *adminFlags, _ []string) error {
 	h, err := c.client.Health(ctx)
-	if err != nil {
+	if done, err := c.answered(f, h, err); done {
 		return err
-	}
-	if f.json {
-		return c.printJSON(h)
 	}
 	fmt.Fprintf(c.stdout, "status %s, version %s, up %ds, checked %s\n\n", h.Status, orDash(h.Version), h.Uptime, fmtTime(h.CheckedAt))
 	names := slices.Sorted(maps.Keys(h.Components))

@@ -48,8 +48,7 @@ func TestKeyLimitFlagsAreGeneratedFromTheLimitTable(t *testing.T) {
 			}
 		}
 	}
-	w := adminapi.KeyLimits(wantLimits)
-	if diff := cmp.Diff(&w, m.limits.api()); diff != "" {
+	if diff := cmp.Diff(&wantLimits, m.limits.api()); diff != "" {
 		t.Errorf("overrides from every flag (-want +got):\n%s", diff)
 	}
 	if err := fs.Parse([]string{"-rpm", "1.5"}); err == nil {
@@ -58,8 +57,7 @@ func TestKeyLimitFlagsAreGeneratedFromTheLimitTable(t *testing.T) {
 }
 
 func TestKeysCreateSendsEveryLimitFlag(t *testing.T) {
-	e := newCLIEnv(t)
-	e.login()
+	e := loggedInCLI(t)
 	args := []string{"keys", "create", "--json", "--name", "limited"}
 	var want config.KeyLimits
 	for d := range config.Limits() {
@@ -71,8 +69,7 @@ func TestKeysCreateSendsEveryLimitFlag(t *testing.T) {
 		}
 	}
 	created := decodeJSON[adminapi.CreateKeyResponse](t, e.must("", args...))
-	w := adminapi.KeyLimits(want)
-	if diff := cmp.Diff(&w, created.Key.Limits); diff != "" {
+	if diff := cmp.Diff(&want, created.Key.Limits); diff != "" {
 		t.Errorf("created key's limits (-want +got):\n%s", diff)
 	}
 }

@@ -91,7 +91,7 @@ func (f *limitFlags) api() *adminapi.KeyLimits {
 	if f.l.IsZero() {
 		return nil
 	}
-	l := adminapi.KeyLimits(f.l)
+	l := f.l
 	return &l
 }
 
@@ -418,11 +418,8 @@ func keyStateCmd(done string, call func(*adminclient.Client, context.Context, st
 
 func adminKeysRegenerate(ctx context.Context, c *adminCLI, f *adminFlags, args []string) error {
 	res, err := c.client.RegenerateKey(ctx, args[0])
-	if err != nil {
+	if done, err := c.answered(f, res, err); done {
 		return err
-	}
-	if f.json {
-		return c.printJSON(res)
 	}
 	_, err = fmt.Fprintf(c.stdout, "New secret for key %s (%s); the old one no longer works. Shown only this once:\n\n  %s\n\n", res.Key.ID, res.Key.Name, res.Secret)
 	return err
@@ -461,11 +458,8 @@ func adminKeysBulkCreate(ctx context.Context, c *adminCLI, f *adminFlags, _ []st
 		return usageError{"--count or --file is required"}
 	}
 	res, err := c.client.BulkCreateKeys(ctx, req)
-	if err != nil {
+	if done, err := c.answered(f, res, err); done {
 		return err
-	}
-	if f.json {
-		return c.printJSON(res)
 	}
 	rows := make([][]string, 0, len(res.Keys))
 	for _, k := range res.Keys {
@@ -572,11 +566,8 @@ func accountStatus(a adminapi.Account) string {
 
 func adminAccountsGet(ctx context.Context, c *adminCLI, f *adminFlags, args []string) error {
 	a, err := c.client.GetAccount(ctx, args[0])
-	if err != nil {
+	if done, err := c.answered(f, adminapi.AccountResponse{Account: a}, err); done {
 		return err
-	}
-	if f.json {
-		return c.printJSON(adminapi.AccountResponse{Account: a})
 	}
 	return c.printAccount(a)
 }
@@ -622,22 +613,16 @@ func adminAccountsUpdate(ctx context.Context, c *adminCLI, f *adminFlags, args [
 		return usageError{"give at least one field to change"}
 	}
 	a, err := c.client.UpdateAccount(ctx, args[0], req)
-	if err != nil {
+	if done, err := c.answered(f, adminapi.AccountResponse{Account: a}, err); done {
 		return err
-	}
-	if f.json {
-		return c.printJSON(adminapi.AccountResponse{Account: a})
 	}
 	return c.printAccount(a)
 }
 
 func adminAccountsTest(ctx context.Context, c *adminCLI, f *adminFlags, args []string) error {
 	res, err := c.client.TestAccount(ctx, args[0], f.m.model)
-	if err != nil {
+	if done, err := c.answered(f, res, err); done {
 		return err
-	}
-	if f.json {
-		return c.printJSON(res)
 	}
 	verdict := "OK"
 	if !res.OK {
@@ -697,11 +682,8 @@ func adminOAuthStart(ctx context.Context, c *adminCLI, f *adminFlags, _ []string
 		req.Priority = &f.priority.v
 	}
 	res, err := c.client.OAuthStart(ctx, req)
-	if err != nil {
+	if done, err := c.answered(f, res, err); done {
 		return err
-	}
-	if f.json {
-		return c.printJSON(res)
 	}
 	_, err = fmt.Fprintf(c.stdout, "Open this URL, log in with the Claude subscription and approve:\n\n  %s\n\n"+
 		"Then, before %s, paste the code the page shows:\n\n  claude-relay admin accounts oauth finish --code 'CODE#STATE'\n\n"+
@@ -723,11 +705,8 @@ func adminOAuthFinish(ctx context.Context, c *adminCLI, f *adminFlags, _ []strin
 		return usageError{"--code or --callback-url is required"}
 	}
 	a, err := c.client.OAuthFinish(ctx, req)
-	if err != nil {
+	if done, err := c.answered(f, adminapi.AccountResponse{Account: a}, err); done {
 		return err
-	}
-	if f.json {
-		return c.printJSON(adminapi.AccountResponse{Account: a})
 	}
 	return c.printAccount(a)
 }

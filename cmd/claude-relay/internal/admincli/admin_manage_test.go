@@ -20,8 +20,7 @@ import (
 )
 
 func TestAdminKeysManageEveryOperationAsJSON(t *testing.T) {
-	e := newCLIEnv(t)
-	e.login()
+	e := loggedInCLI(t)
 	created := decodeJSON[adminapi.CreateKeyResponse](t, e.must("", "keys", "create", "--json", "--name", "ci",
 		"--tags", "eng,ci", "--owner", "platform", "--description", "build farm", "--expires-after", "7d",
 		"--models", "claude-sonnet-*", "--deny-models", "claude-opus-*", "--clients", "claude_code",
@@ -97,8 +96,7 @@ func TestAdminAccountsManageEveryOperation(t *testing.T) {
 		fmt.Fprint(w, `{"type":"message","content":[],"usage":{"input_tokens":1,"output_tokens":1}}`)
 	}))
 	t.Cleanup(up.Close)
-	e := newCLIEnv(t)
-	e.login()
+	e := loggedInCLI(t)
 
 	oauth := decodeJSON[adminapi.AccountResponse](t, e.must("sk-ant-oat01-access-0123456789abcdef\nsk-ant-ort01-refresh-0123456789abcdef\n",
 		"accounts", "add", "--json", "--name", "mine", "--access-token-stdin", "--refresh-token-stdin",
@@ -179,8 +177,7 @@ func TestAdminOAuthStartAndFinishThroughTheCLI(t *testing.T) {
 }
 
 func TestAdminAuditAndPasswordChange(t *testing.T) {
-	e := newCLIEnv(t)
-	e.login()
+	e := loggedInCLI(t)
 	e.must("", "keys", "create", "--name", "audited")
 	audit := decodeJSON[adminapi.AuditList](t, e.must("", "audit", "--json", "--limit", "5"))
 	if len(audit.Entries) == 0 || audit.Entries[0].Action != "key.create" || audit.Entries[0].Who != cliUser {
@@ -203,9 +200,8 @@ func TestAdminAuditAndPasswordChange(t *testing.T) {
 }
 
 func TestAdminAccountsShowSubscriptionWindows(t *testing.T) {
-	var st *store.Store
-	e := newCLIEnv(t, func(o *controlplane.Options) { st = o.Store })
-	e.login()
+	e := loggedInCLI(t)
+	st := e.st
 	a := decodeJSON[adminapi.AccountResponse](t, e.must(cliAPIKey+"\n", "accounts", "add", "--json", "--name", "max", "--api-key-stdin")).Account
 	reset := time.Date(2031, 5, 1, 15, 10, 0, 0, time.UTC)
 	w := store.Windows{Status: "allowed_warning", Claim: "five_hour", ObservedAt: time.Now(),
@@ -227,8 +223,7 @@ func TestAdminAccountsShowSubscriptionWindows(t *testing.T) {
 }
 
 func TestAdminAccountsCapsAreSetMergedShownAndRemoved(t *testing.T) {
-	e := newCLIEnv(t)
-	e.login()
+	e := loggedInCLI(t)
 	a := decodeJSON[adminapi.AccountResponse](t, e.must(cliAPIKey+"\n", "accounts", "add", "--json", "--name", "capped", "--api-key-stdin",
 		"--max-concurrency", "2", "--tokens-day", "1000")).Account
 	if a.Caps == nil || *a.Caps != (adminapi.AccountCaps{MaxConcurrency: 2, TokensPerDay: 1000}) {
@@ -251,9 +246,8 @@ func TestAdminAccountsCapsAreSetMergedShownAndRemoved(t *testing.T) {
 }
 
 func TestAdminSessionsClearAndAccountsUnbind(t *testing.T) {
-	var st *store.Store
-	e := newCLIEnv(t, func(o *controlplane.Options) { st = o.Store })
-	e.login()
+	e := loggedInCLI(t)
+	st := e.st
 	ctx := context.Background()
 	rdb, keys := st.Client(), st.Schema()
 	rdb.Set(ctx, keys.StickySession("claude", store.StickySessionHash("4f1c-session")), "acct-a", time.Hour)

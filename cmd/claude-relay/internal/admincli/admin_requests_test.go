@@ -1,21 +1,17 @@
 package admincli
 
 import (
-	"context"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/claude-relay/claude-relay/controlplane"
 	"github.com/claude-relay/claude-relay/controlplane/adminapi"
 	"github.com/claude-relay/claude-relay/store"
 )
 
 func TestAdminRequestsPrintsTheLedgerAsATableAndJSON(t *testing.T) {
-	var st *store.Store
-	e := newCLIEnv(t, func(o *controlplane.Options) { st = o.Store })
-	e.login()
-	st.SetLedger(&store.LedgerSettings{})
+	e := loggedInCLI(t)
+	e.st.SetLedger(&store.LedgerSettings{})
 	key := decodeJSON[adminapi.CreateKeyResponse](t, e.must("", "keys", "create", "--name", "k", "--owner", "alice", "--json"))
 	now := time.Now().UTC()
 	var recs []store.UsageRecord
@@ -25,9 +21,7 @@ func TestAdminRequestsPrintsTheLedgerAsATableAndJSON(t *testing.T) {
 			Ledger: &store.LedgerEntry{Route: "messages", Status: []int{200, 499, 529}[i], TTFBMillis: 120, DurationMillis: 900, Client: "claude_code",
 				ErrorKind: []string{"", "client_gone", "upstream_529"}[i], Moved: []string{"", "failover", ""}[i]}})
 	}
-	if err := st.RecordUsageBatch(context.Background(), store.BatchID{Writer: "cli", Seq: 1}, recs...); err != nil {
-		t.Fatal(err)
-	}
+	e.recordUsage(recs...)
 	out := e.must("", "requests", "--limit", "2")
 	for _, want := range []string{"TIME", "OWNER", "TTFB MS", "alice", "claude-sonnet-4-5", "1.250000", "claude_code", "client_gone", "MOVED", "failover", "more: --cursor "} {
 		if !strings.Contains(out, want) {

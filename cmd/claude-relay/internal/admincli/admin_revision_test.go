@@ -57,8 +57,7 @@ func TestAdminLoginReadsPipedStdinWithoutPrompt(t *testing.T) {
 }
 
 func TestAdminKeysUpdateAddModelsLosesNoConcurrentEdit(t *testing.T) {
-	e := newCLIEnv(t)
-	e.login()
+	e := loggedInCLI(t)
 	k := decodeJSON[adminapi.CreateKeyResponse](t, e.must("", "keys", "create", "--json", "--name", "shared", "--models", "base", "--clients", "claude_code")).Key
 
 	// With 1+listEditRetries writers, each 412 one sees means another got through, so every

@@ -34,6 +34,8 @@ type cliEnv struct {
 	addr        string
 	sessionFile string
 	vars        map[string]string
+	// st is the control plane's store, for what a test sets up behind the admin API.
+	st *store.Store
 }
 
 func newCLIEnv(t *testing.T, tweak ...func(*controlplane.Options)) *cliEnv {
@@ -67,7 +69,7 @@ func newCLIEnv(t *testing.T, tweak ...func(*controlplane.Options)) *cliEnv {
 	srv := httptest.NewServer(cp.Handler())
 	t.Cleanup(srv.Close)
 	file := filepath.Join(t.TempDir(), "cfg", "admin.json")
-	return &cliEnv{t: t, addr: srv.URL, sessionFile: file, vars: map[string]string{envAdminFile: file}}
+	return &cliEnv{t: t, addr: srv.URL, sessionFile: file, vars: map[string]string{envAdminFile: file}, st: st}
 }
 
 // run runs "claude-relay admin ARGS" with stdin and returns the exit code, stdout and stderr.
@@ -86,6 +88,22 @@ func (e *cliEnv) must(stdin string, args ...string) string {
 		e.t.Fatalf("admin %v: got exit %d (stderr %q), want 0", args, code, errOut)
 	}
 	return out
+}
+
+// recordUsage writes recs to the store as one recorder batch would.
+func (e *cliEnv) recordUsage(recs ...store.UsageRecord) {
+	e.t.Helper()
+	if err := e.st.RecordUsageBatch(context.Background(), store.BatchID{Writer: "cli", Seq: 1}, recs...); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// loggedInCLI is a CLI environment already logged in to its control plane.
+func loggedInCLI(t *testing.T) *cliEnv {
+	t.Helper()
+	e := newCLIEnv(t)
+	e.login()
+	return e
 }
 
 func (e *cliEnv) login() {
@@ -136,8 +154,7 @@ func TestAdminLoginWithWrongPasswordFails(t *testing.T) {
 }
 
 func TestAdminKeysCreateListRevokeFlow(t *testing.T) {
-	e := newCLIEnv(t)
-	e.login()
+	e := loggedInCLI(t)
 
 	out := e.must("", "keys", "create", "--name", "ci runner", "--policy", "team")
 	if !strings.Contains(out, "shown only this once") {
@@ -203,8 +220,7 @@ func TestAdminKeysCreateListRevokeFlow(t *testing.T) {
 }
 
 func TestAdminJSONOutputParses(t *testing.T) {
-	e := newCLIEnv(t)
-	e.login()
+	e := loggedInCLI(t)
 	key := decodeJSON[adminapi.CreateKeyResponse](t, e.must("", "keys", "create", "--name", "k", "--json"))
 	acct := decodeJSON[adminapi.AccountResponse](t, e.must(cliAPIKey+"\n", "accounts", "add", "--name", "a", "--api-key-stdin", "--json"))
 
@@ -243,8 +259,7 @@ func TestAdminJSONOutputParses(t *testing.T) {
 }
 
 func TestAdminAccountsAddListDeleteKeepsKeyOffScreen(t *testing.T) {
-	e := newCLIEnv(t)
-	e.login()
+	e := loggedInCLI(t)
 	out := e.must(cliAPIKey+"\n", "accounts", "add", "--name", "console", "--api-key-stdin", "--priority", "10", "--base-url", "https://llm.example.com")
 	if strings.Contains(out, cliAPIKey) {
 		t.Errorf("accounts add printed the API key: %q", out)
@@ -279,8 +294,7 @@ func TestAdminWithoutSessionSaysLogIn(t *testing.T) {
 }
 
 func TestAdminSavedTokenIsNotSentToAnotherAddress(t *testing.T) {
-	e := newCLIEnv(t)
-	e.login()
+	e := loggedInCLI(t)
 	code, _, errOut := e.run("", "keys", "list", "--addr", "http://127.0.0.1:1")
 	if code != 1 || !strings.Contains(errOut, "not logged in to http://127.0.0.1:1") {
 		t.Errorf("got exit %d stderr %q, want 1 and a login hint for that address", code, errOut)
@@ -288,8 +302,7 @@ func TestAdminSavedTokenIsNotSentToAnotherAddress(t *testing.T) {
 }
 
 func TestAdminTokenResolutionFlagBeforeEnvBeforeFile(t *testing.T) {
-	e := newCLIEnv(t)
-	e.login()
+	e := loggedInCLI(t)
 	sess, err := adminclient.LoadSession(e.sessionFile)
 	if err != nil {
 		t.Fatal(err)
@@ -310,8 +323,7 @@ func TestAdminTokenResolutionFlagBeforeEnvBeforeFile(t *testing.T) {
 }
 
 func TestAdminLogoutRevokesTokenAndForgetsSession(t *testing.T) {
-	e := newCLIEnv(t)
-	e.login()
+	e := loggedInCLI(t)
 	sess, err := adminclient.LoadSession(e.sessionFile)
 	if err != nil {
 		t.Fatal(err)
@@ -327,8 +339,7 @@ func TestAdminLogoutRevokesTokenAndForgetsSession(t *testing.T) {
 }
 
 func TestAdminUsageErrorsExit2WithUsage(t *testing.T) {
-	e := newCLIEnv(t)
-	e.login()
+	e := loggedInCLI(t)
 	tests := []struct {
 		name string
 		args []string
@@ -364,8 +375,7 @@ func TestAdminUsageErrorsExit2WithUsage(t *testing.T) {
 }
 
 func TestAdminServerValidationErrorExits1NamingField(t *testing.T) {
-	e := newCLIEnv(t)
-	e.login()
+	e := loggedInCLI(t)
 	code, _, errOut := e.run("", "keys", "create", "--name", "k", "--expires", "next week")
 	if code != 1 || !strings.Contains(errOut, "expires_at") {
 		t.Errorf("got exit %d stderr %q, want 1 naming expires_at", code, errOut)
@@ -398,8 +408,7 @@ func TestAdminHelpListsEverySubcommandAndFlag(t *testing.T) {
 }
 
 func TestAdminAccountsAddRefusesARelayKeyForAnthropicsAPI(t *testing.T) {
-	e := newCLIEnv(t)
-	e.login()
+	e := loggedInCLI(t)
 	relayKey := "cr_" + strings.Repeat("0f", 32)
 	code, out, errOut := e.run(relayKey+"\n", "accounts", "add", "--name", "pasted", "--api-key-stdin")
 	if code == 0 {

@@ -1,30 +1,24 @@
 package admincli
 
 import (
-	"context"
 	"encoding/csv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/claude-relay/claude-relay/controlplane"
 	"github.com/claude-relay/claude-relay/controlplane/adminapi"
 	"github.com/claude-relay/claude-relay/store"
 )
 
 func TestAdminUsagePrintsATableCSVAndJSONThatAgree(t *testing.T) {
-	var st *store.Store
-	e := newCLIEnv(t, func(o *controlplane.Options) { st = o.Store })
-	e.login()
+	e := loggedInCLI(t)
 	key := decodeJSON[adminapi.CreateKeyResponse](t, e.must("", "keys", "create", "--name", "k", "--owner", "alice", "--json"))
 	today := time.Now().UTC().Truncate(24 * time.Hour)
 	recs := []store.UsageRecord{
 		{KeyID: key.Key.ID, AccountID: "acc", Model: "claude-sonnet-4-5", At: today.Add(time.Hour), Usage: store.Usage{Requests: 2, InputTokens: 300, OutputTokens: 40, CostMicroUSD: 1_250_000}},
 		{KeyID: key.Key.ID, AccountID: "acc", Model: "claude-haiku-4-5", At: today.Add(-time.Hour), Usage: store.Usage{Requests: 1, InputTokens: 10, OutputTokens: 4, CostMicroUSD: 20_000}},
 	}
-	if err := st.RecordUsageBatch(context.Background(), store.BatchID{Writer: "cli", Seq: 1}, recs...); err != nil {
-		t.Fatal(err)
-	}
+	e.recordUsage(recs...)
 	from := today.AddDate(0, 0, -1).Format(time.DateOnly)
 	out := e.must("", "usage", "--from", from, "--group-by", "owner,model")
 	for _, want := range []string{"BUCKET", "OWNER", "MODEL", "COST USD", "UNPRICED", "REFUSED", "FAILED", "alice", "claude-sonnet-4-5", "1.250000", "total", "1.270000"} {
