@@ -158,7 +158,7 @@ func (s *Store) usageReport(ctx context.Context, q ReportQuery, r rollup) (*Repo
 	if err := s.readReportBuckets(ctx, plan, r, agg); err != nil {
 		return nil, fmt.Errorf("usage report: %w", err)
 	}
-	attrs, err := s.keyAttributes(ctx, agg.keyIDs(), q.GroupBy)
+	attrs, err := s.reportKeyAttrs(ctx, agg)
 	if err != nil {
 		return nil, err
 	}
@@ -283,9 +283,53 @@ func bucketStart(t time.Time, granularity string) time.Time {
 	}
 }
 
-// parsedField is one key, account and model (a report bucket's field, parsed).
-type parsedField struct {
-	key, account, model string
+// Report dimensions: the values a row can be grouped on, numbered in ReportGroups order.
+const (
+	dimKey = iota
+	dimOwner
+	dimTag
+	dimModel
+	dimAccount
+	dimPolicy
+	numDims
+)
+
+// interner numbers distinct strings in the order they are first seen.
+type interner struct {
+	ix   map[string]int32
+	vals []string
+}
+
+func (d *interner) id(s string) int32 {
+	if i, ok := d.ix[s]; ok {
+		return i
+	}
+	if d.ix == nil {
+		d.ix = make(map[string]int32)
+	}
+	i := int32(len(d.vals))
+	d.ix[s] = i
+	d.vals = append(d.vals, s)
+	return i
+}
+
+// ranks returns the position of each value in sorted order.
+func (d *interner) ranks() []int32 {
+	order := make([]int32, len(d.vals))
+	for i := range order {
+		order[i] = int32(i)
+	}
+	slices.SortFunc(order, func(x, y int32) int { return strings.Compare(d.vals[x], d.vals[y]) })
+	rank := make([]int32, len(order))
+	for r, id := range order {
+		rank[id] = int32(r)
+	}
+	return rank
+}
+
+// fieldRef is a report bucket's field, parsed: its key, account and model as value ids.
+type fieldRef struct {
+	key, account, model int32
 }
 
 // reportCell is one field in one bucket: indexes into reportAgg's labels and fields.
@@ -294,21 +338,23 @@ type reportCell struct {
 }
 
 // reportAgg sums bucket fields per field and bucket, before groups are known. Strings are
-// parsed once per distinct field and cells are keyed by small integers, so a 30-day report
-// over thousands of keys spends its time reading Redis, not hashing strings.
+// parsed once per distinct field and numbered (interned) per dimension, and everything
+// after reading is indexed by those numbers, so a 30-day report over thousands of keys
+// hashes each field's name once per bucket and never compares strings per row.
 type reportAgg struct {
 	q       ReportQuery
 	labels  []time.Time
-	fieldIx [3]map[string]int32 // fields by the kind of hash they come from (a rollup, or none)
-	fields  []parsedField
-	cellIx  map[uint64]int32 // label<<32 | field → index in cells
-	cells   []reportCell
-	values  []usageValues
+	fieldIx [3]map[string]int32 // field ids by name, by the kind of hash they come from
+	fields  []fieldRef
+	dicts   [numDims]interner // the values of each dimension
+	// lastCell is the cell of each field in the latest label (labels only grow, see label).
+	lastCell []int32
+	cells    []reportCell
+	values   []usageValues
 }
 
 func newReportAgg(q ReportQuery) *reportAgg {
-	return &reportAgg{q: q, fieldIx: [3]map[string]int32{make(map[string]int32, 4096), make(map[string]int32, 64), make(map[string]int32, 1024)},
-		cellIx: make(map[uint64]int32, 4096)}
+	return &reportAgg{q: q, fieldIx: [3]map[string]int32{make(map[string]int32, 4096), make(map[string]int32, 64), make(map[string]int32, 1024)}}
 }
 
 // label returns the index of a bucket label, adding it after the last one if new (plans
@@ -335,21 +381,21 @@ func (a *reportAgg) addBucket(label time.Time, h map[string]string, r rollup) er
 		}
 		fi, ok := ix[field]
 		if !ok {
-			f, ok := parseReportField(field, r)
+			f, ok := a.parseField(field, r)
 			if !ok {
 				continue // not a report field (or the partial mark); ignored
 			}
 			fi = int32(len(a.fields))
 			a.fields = append(a.fields, f)
+			a.lastCell = append(a.lastCell, -1)
 			ix[field] = fi
 		}
-		ck := uint64(li)<<32 | uint64(fi)
-		ci, ok := a.cellIx[ck]
-		if !ok {
+		ci := a.lastCell[fi]
+		if ci < 0 || a.cells[ci].label != li {
 			ci = int32(len(a.cells))
 			a.cells = append(a.cells, reportCell{label: li, field: fi})
 			a.values = append(a.values, usageValues{})
-			a.cellIx[ck] = ci
+			a.lastCell[fi] = ci
 		}
 		if err := addPackedValues(&a.values[ci], val); err != nil {
 			return fmt.Errorf("field %q: %w", field, err)
@@ -358,30 +404,40 @@ func (a *reportAgg) addBucket(label time.Time, h map[string]string, r rollup) er
 	return nil
 }
 
-// parseReportField reads a field of a report bucket, or of its rollup of kind r.
-func parseReportField(field string, r rollup) (parsedField, bool) {
+// parseField reads a field of a report bucket ("key|account|model"), or of its rollup of
+// kind r, and numbers its values.
+func (a *reportAgg) parseField(field string, r rollup) (fieldRef, bool) {
+	var key, acct, model string
+	ok := true
 	switch r {
 	case rollupAccount:
-		acct, model, ok := strings.Cut(field, "|")
-		return parsedField{account: acct, model: model}, ok
+		acct, model, ok = strings.Cut(field, "|")
 	case rollupKey:
-		return parsedField{key: field}, field != rollupPartial
+		key, ok = field, field != rollupPartial
+	default:
+		var rest string
+		if key, rest, ok = strings.Cut(field, "|"); ok {
+			acct, model, ok = strings.Cut(rest, "|")
+		}
 	}
-	parts := strings.SplitN(field, "|", 3)
-	if len(parts) != 3 {
-		return parsedField{}, false
+	if !ok {
+		return fieldRef{}, false
 	}
-	return parsedField{key: parts[0], account: parts[1], model: parts[2]}, true
+	return fieldRef{key: a.dicts[dimKey].id(key), account: a.dicts[dimAccount].id(acct), model: a.dicts[dimModel].id(model)}, true
 }
 
 // addPackedValues adds a packed value ("n0,n1,…") to v; counters beyond v are ignored (a
 // newer writer's), missing ones count 0 (an older writer's).
 func addPackedValues(v *usageValues, packed string) error {
 	for i := 0; packed != "" && i < len(v); i++ {
-		num, rest, _ := strings.Cut(packed, ",")
-		n, err := strconv.ParseInt(num, 10, 64)
-		if err != nil {
-			return err
+		n, rest, ok := cutDigits(packed)
+		if !ok { // a sign, an empty or a long number: strconv decides
+			var num string
+			num, rest, _ = strings.Cut(packed, ",")
+			var err error
+			if n, err = strconv.ParseInt(num, 10, 64); err != nil {
+				return err
+			}
 		}
 		v[i] += n
 		packed = rest
@@ -389,17 +445,27 @@ func addPackedValues(v *usageValues, packed string) error {
 	return nil
 }
 
-// keyIDs lists the keys the cells name.
-func (a *reportAgg) keyIDs() []string {
-	seen := map[string]bool{}
-	var ids []string
-	for _, f := range a.fields {
-		if f.key != "" && !seen[f.key] {
-			seen[f.key] = true
-			ids = append(ids, f.key)
+// cutDigits reads the decimal number of 1 to 18 digits that packed starts with, up to its
+// end or a comma, and returns what follows the comma; ok is false for anything else.
+func cutDigits(packed string) (n int64, rest string, ok bool) {
+	i := 0
+	for ; i < len(packed) && i <= 18; i++ {
+		c := packed[i]
+		if c == ',' {
+			break
 		}
+		if c < '0' || c > '9' {
+			return 0, "", false
+		}
+		n = n*10 + int64(c-'0')
 	}
-	return ids
+	switch {
+	case i == 0 || i > 18:
+		return 0, "", false
+	case i == len(packed):
+		return n, "", true
+	}
+	return n, packed[i+1:], true
 }
 
 // keyAttrs are the attributes of a key a report groups on.
@@ -443,81 +509,200 @@ func (s *Store) keyAttributes(ctx context.Context, ids []string, groupBy []strin
 	return out, nil
 }
 
-// groupValues returns the group values of a cell, one slice per row it counts in (a key with
-// several tags counts under each).
-func groupValues(c parsedField, groupBy []string, attrs map[string]keyAttrs) [][]string {
-	rows := [][]string{make([]string, 0, len(groupBy))}
-	for _, g := range groupBy {
-		vals := []string{""}
-		switch g {
-		case GroupKey:
-			vals[0] = c.key
-		case GroupModel:
-			vals[0] = c.model
-		case GroupAccount:
-			vals[0] = c.account
-		case GroupOwner:
-			vals[0] = attrs[c.key].owner
-		case GroupPolicy:
-			vals[0] = attrs[c.key].policy
-		case GroupTag:
-			if t := attrs[c.key].tags; len(t) > 0 {
-				vals = t
-			}
-		}
-		var next [][]string
-		for _, r := range rows {
-			for _, v := range vals {
-				next = append(next, append(slices.Clip(r), v))
-			}
-		}
-		rows = next
-	}
-	return rows
+// reportAttrs are the owner, tags and policy of each key of a report (by key value id), as
+// value ids of their dimensions; a key without tags has the one tag "".
+type reportAttrs struct {
+	owner, policy []int32
+	tags          [][]int32
 }
 
-// reportGroups numbers the distinct groups of a report.
+// reportKeyAttrs reads the owner, tags and/or policy of the report's keys, those the report
+// groups on only, in one pipelined round trip (none when it groups on none of them).
+func (s *Store) reportKeyAttrs(ctx context.Context, a *reportAgg) (*reportAttrs, error) {
+	recordField := [numDims]string{dimOwner: "owner", dimTag: "tags", dimPolicy: "policy"}
+	var names []string
+	var dims []int
+	for _, d := range []int{dimOwner, dimTag, dimPolicy} {
+		if slices.Contains(a.q.GroupBy, ReportGroups[d]) {
+			names, dims = append(names, recordField[d]), append(dims, d)
+		}
+	}
+	if len(dims) == 0 {
+		return nil, nil
+	}
+	ids := a.dicts[dimKey].vals
+	cmds := make([]*redis.SliceCmd, len(ids))
+	if slices.ContainsFunc(ids, func(id string) bool { return id != "" }) {
+		if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, id := range ids {
+				if id != "" { // usage without a key (refused before it was known) has no record
+					cmds[i] = p.HMGet(ctx, s.keys.KeyRecord(id), names...)
+				}
+			}
+			return nil
+		}); err != nil {
+			return nil, fmt.Errorf("usage report: key attributes: %w", err)
+		}
+	}
+	attrs := &reportAttrs{owner: make([]int32, len(ids)), policy: make([]int32, len(ids)), tags: make([][]int32, len(ids))}
+	for i, c := range cmds {
+		var v []any
+		if c != nil {
+			v = c.Val()
+		}
+		for j, d := range dims {
+			attrs.set(a, i, d, sliceString(v, j))
+		}
+	}
+	return attrs, nil
+}
+
+// set gives key i the value val of attribute dimension d.
+func (at *reportAttrs) set(a *reportAgg, i, d int, val string) {
+	dict := &a.dicts[d]
+	switch d {
+	case dimOwner:
+		at.owner[i] = dict.id(val)
+	case dimPolicy:
+		at.policy[i] = dict.id(val)
+	case dimTag:
+		for {
+			tag, rest, more := strings.Cut(val, ",")
+			at.tags[i] = append(at.tags[i], dict.id(tag))
+			if !more {
+				return
+			}
+			val = rest
+		}
+	}
+}
+
+// sliceString is v[j] if it is a string, else "" (a missing field or record).
+func sliceString(v []any, j int) string {
+	if j < len(v) {
+		if s, ok := v[j].(string); ok {
+			return s
+		}
+	}
+	return ""
+}
+
+// reportGroups numbers the distinct groups of a report: a group is one value id per
+// grouping asked, in the order asked.
 type reportGroups struct {
-	ix     map[string]int32
-	values [][]string
-	totals []usageValues
+	dims   []int // the dimension of each grouping asked
+	ix     map[[numDims]int32]int32
+	tuples [][numDims]int32 // each group's value ids (the first len(dims))
+	// The groups field f counts under are ids[start[f]:start[f+1]] (a key with several tags
+	// counts under each).
+	start, ids []int32
+	rank       []int32 // each group's position in the order of its values
 }
 
-// of returns the group ids each field counts under.
-func (g *reportGroups) of(fields []parsedField, groupBy []string, attrs map[string]keyAttrs) [][]int32 {
-	out := make([][]int32, len(fields))
-	for fi, f := range fields {
-		for _, vals := range groupValues(f, groupBy, attrs) {
-			name := strings.Join(vals, "\x00")
-			id, ok := g.ix[name]
-			if !ok {
-				id = int32(len(g.values))
-				g.ix[name] = id
-				g.values = append(g.values, vals)
-				g.totals = append(g.totals, usageValues{})
+// groups numbers the report's groups and the groups each field counts under.
+func (a *reportAgg) groups(attrs *reportAttrs) *reportGroups {
+	g := &reportGroups{ix: make(map[[numDims]int32]int32), start: make([]int32, 0, len(a.fields)+1)}
+	for _, name := range a.q.GroupBy {
+		g.dims = append(g.dims, slices.Index(ReportGroups, name))
+	}
+	none := []int32{a.dicts[dimTag].id("")} // the tags of a key without attributes
+	var t [numDims]int32
+	for _, f := range a.fields {
+		g.start = append(g.start, int32(len(g.ids)))
+		tagAt, tags := -1, none
+		for i, d := range g.dims {
+			switch d {
+			case dimKey:
+				t[i] = f.key
+			case dimModel:
+				t[i] = f.model
+			case dimAccount:
+				t[i] = f.account
+			case dimOwner:
+				t[i] = attrs.owner[f.key]
+			case dimPolicy:
+				t[i] = attrs.policy[f.key]
+			case dimTag:
+				tagAt = i
+				if attrs != nil && attrs.tags[f.key] != nil {
+					tags = attrs.tags[f.key]
+				}
 			}
-			out[fi] = append(out[fi], id)
+		}
+		if tagAt < 0 {
+			g.add(t)
+			continue
+		}
+		for _, tag := range tags {
+			t[tagAt] = tag
+			g.add(t)
 		}
 	}
-	return out
+	g.start = append(g.start, int32(len(g.ids)))
+	g.rank = g.ranks(a)
+	return g
+}
+
+// add counts the field being numbered under the group of values t.
+func (g *reportGroups) add(t [numDims]int32) {
+	id, ok := g.ix[t]
+	if !ok {
+		id = int32(len(g.tuples))
+		g.ix[t] = id
+		g.tuples = append(g.tuples, t)
+	}
+	g.ids = append(g.ids, id)
+}
+
+// of returns the groups field f counts under.
+func (g *reportGroups) of(f int32) []int32 { return g.ids[g.start[f]:g.start[f+1]] }
+
+// ranks numbers groups in the order of their values (compared as strings, grouping by
+// grouping).
+func (g *reportGroups) ranks(a *reportAgg) []int32 {
+	dimRank := make([][]int32, len(g.dims))
+	for i, d := range g.dims {
+		dimRank[i] = a.dicts[d].ranks()
+	}
+	order := make([]int32, len(g.tuples))
+	for i := range order {
+		order[i] = int32(i)
+	}
+	slices.SortFunc(order, func(x, y int32) int {
+		tx, ty := &g.tuples[x], &g.tuples[y]
+		for i, r := range dimRank {
+			if c := cmp.Compare(r[tx[i]], r[ty[i]]); c != 0 {
+				return c
+			}
+		}
+		return 0
+	})
+	rank := make([]int32, len(order))
+	for r, id := range order {
+		rank[id] = int32(r)
+	}
+	return rank
+}
+
+// values returns the values of group id, as strings.
+func (g *reportGroups) values(a *reportAgg, id int32) []string {
+	vals := make([]string, len(g.dims))
+	for i, d := range g.dims {
+		vals[i] = a.dicts[d].vals[g.tuples[id][i]]
+	}
+	return vals
 }
 
 // report groups the cells into rows, sorts them and applies Top.
-func (a *reportAgg) report(attrs map[string]keyAttrs) *Report {
-	g := &reportGroups{ix: make(map[string]int32)}
-	groupsOf := g.of(a.fields, a.q.GroupBy, attrs)
+func (a *reportAgg) report(attrs *reportAttrs) *Report {
+	g := a.groups(attrs)
 	var totals usageValues
-	for ci, c := range a.cells {
-		v := &a.values[ci]
-		addValues(&totals, v)
-		for _, gid := range groupsOf[c.field] {
-			addValues(&g.totals[gid], v)
-		}
+	for ci := range a.cells {
+		addValues(&totals, &a.values[ci])
 	}
-	rank := groupRank(g.values)
 	// Rows are built for the groups kept only: a top-10 report over thousands of keys
 	// sums and sorts ten keys' rows, not every key's.
-	rows, rowKeys := a.rows(groupsOf, g, topGroups(g, rank, a.q.Top))
+	rows, rowKeys := a.rows(g, a.topGroups(g))
 	order := make([]int32, len(rows))
 	for i := range order {
 		order[i] = int32(i)
@@ -530,7 +715,7 @@ func (a *reportAgg) report(attrs map[string]keyAttrs) *Report {
 		if c := compareRanked(rows[x].Counters, rows[y].Counters); c != 0 {
 			return c
 		}
-		return cmp.Compare(rank[kx.group], rank[ky.group])
+		return cmp.Compare(g.rank[kx.group], g.rank[ky.group])
 	})
 	out := &Report{Totals: totals[:], Rows: make([]ReportRow, len(order))}
 	for i, ri := range order {
@@ -543,52 +728,45 @@ func (a *reportAgg) report(attrs map[string]keyAttrs) *Report {
 type rowKey struct{ label, group int32 }
 
 // rows sums the cells into a row per bucket and group, for the groups in keep (all when
-// keep is nil).
-func (a *reportAgg) rows(groupsOf [][]int32, g *reportGroups, keep map[int32]bool) ([]ReportRow, []rowKey) {
+// keep is nil). Cells come label by label, so a group's row in the current label is found
+// by the group's id alone.
+func (a *reportAgg) rows(g *reportGroups, keep []bool) ([]ReportRow, []rowKey) {
 	n := len(a.cells)
 	if keep != nil {
-		n = min(n, len(keep)*len(a.labels))
+		n = min(n, a.q.Top*len(a.labels))
 	}
-	rowIx := make(map[rowKey]int32, n)
+	rowOf := make([]int32, len(g.tuples)) // each group's latest row
+	for i := range rowOf {
+		rowOf[i] = -1
+	}
+	groupVals := make([][]string, len(g.tuples))
 	rows := make([]ReportRow, 0, n)
 	rowKeys := make([]rowKey, 0, n)
 	var backing []int64 // the rows' counters, allocated in blocks
 	for ci, c := range a.cells {
-		for _, gid := range groupsOf[c.field] {
+		for _, gid := range g.of(c.field) {
 			if keep != nil && !keep[gid] {
 				continue
 			}
-			k := rowKey{c.label, gid}
-			ri, ok := rowIx[k]
-			if !ok {
+			ri := rowOf[gid]
+			if ri < 0 || rowKeys[ri].label != c.label {
 				ri = int32(len(rows))
-				rowIx[k] = ri
+				rowOf[gid] = ri
 				if len(backing) < len(usageCounters) {
 					backing = make([]int64, len(usageCounters)*max(256, n-len(rows)))
 				}
 				counters := backing[:len(usageCounters):len(usageCounters)]
 				backing = backing[len(usageCounters):]
-				rows = append(rows, ReportRow{Bucket: a.labels[c.label], Group: g.values[gid], Counters: counters})
-				rowKeys = append(rowKeys, k)
+				if groupVals[gid] == nil {
+					groupVals[gid] = g.values(a, gid)
+				}
+				rows = append(rows, ReportRow{Bucket: a.labels[c.label], Group: groupVals[gid], Counters: counters})
+				rowKeys = append(rowKeys, rowKey{c.label, gid})
 			}
 			addSlice(rows[ri].Counters, &a.values[ci])
 		}
 	}
 	return rows, rowKeys
-}
-
-// groupRank numbers groups in the order of their values.
-func groupRank(values [][]string) []int32 {
-	ids := make([]int32, len(values))
-	for i := range ids {
-		ids[i] = int32(i)
-	}
-	slices.SortFunc(ids, func(x, y int32) int { return slices.Compare(values[x], values[y]) })
-	rank := make([]int32, len(values))
-	for r, id := range ids {
-		rank[id] = int32(r)
-	}
-	return rank
 }
 
 func addValues(dst, v *usageValues) {
@@ -629,22 +807,30 @@ func compareRows(a, b ReportRow) int {
 	return slices.Compare(a.Group, b.Group)
 }
 
-// topGroups returns the n groups ranked first over the whole range (nil: keep all).
-func topGroups(g *reportGroups, rank []int32, n int) map[int32]bool {
-	if n <= 0 || n >= len(g.values) {
+// topGroups returns which groups are among the q.Top ranked first over the whole range
+// (nil: keep all).
+func (a *reportAgg) topGroups(g *reportGroups) []bool {
+	n := a.q.Top
+	if n <= 0 || n >= len(g.tuples) {
 		return nil
 	}
-	ids := make([]int32, len(g.values))
+	totals := make([]usageValues, len(g.tuples))
+	for ci, c := range a.cells {
+		for _, gid := range g.of(c.field) {
+			addValues(&totals[gid], &a.values[ci])
+		}
+	}
+	ids := make([]int32, len(g.tuples))
 	for i := range ids {
 		ids[i] = int32(i)
 	}
 	slices.SortFunc(ids, func(x, y int32) int {
-		if c := compareRanked(g.totals[x][:], g.totals[y][:]); c != 0 {
+		if c := compareRanked(totals[x][:], totals[y][:]); c != 0 {
 			return c
 		}
-		return cmp.Compare(rank[x], rank[y])
+		return cmp.Compare(g.rank[x], g.rank[y])
 	})
-	keep := make(map[int32]bool, n)
+	keep := make([]bool, len(g.tuples))
 	for _, id := range ids[:n] {
 		keep[id] = true
 	}
