@@ -162,7 +162,7 @@ func (s *Store) usageReport(ctx context.Context, q ReportQuery, r rollup) (*Repo
 	if err != nil {
 		return nil, err
 	}
-	return agg.report(attrs), nil
+	return agg.report(attrs)
 }
 
 // readReportBuckets reads the plan's hashes (their rollups r where they have one, and then
@@ -197,10 +197,9 @@ func (s *Store) readReportBuckets(ctx context.Context, plan []reportBucket, r ro
 	for j, i := range again {
 		hashes[i], keys[i], kinds[i] = more[j], full[j], rollupNone
 	}
+	agg.reserve(hashes, kinds)
 	for i, b := range plan {
-		if err := agg.addBucket(b.label, hashes[i], kinds[i]); err != nil {
-			return fmt.Errorf("%s: %w", keys[i], err)
-		}
+		agg.addHash(keys[i], b.label, hashes[i], kinds[i])
 	}
 	return nil
 }
@@ -330,31 +329,47 @@ func (d *interner) ranks() []int32 {
 // fieldRef is a report bucket's field, parsed: its key, account and model as value ids.
 type fieldRef struct {
 	key, account, model int32
+	name                string
 }
 
-// reportCell is one field in one bucket: indexes into reportAgg's labels and fields.
+// reportCell is one field of one hash read, its counters not parsed yet: indexes into
+// reportAgg's hashes and fields.
 type reportCell struct {
-	label, field int32
+	hash, field int32
+	packed      string
 }
 
-// reportAgg sums bucket fields per field and bucket, before groups are known. Strings are
-// parsed once per distinct field and numbered (interned) per dimension, and everything
-// after reading is indexed by those numbers, so a 30-day report over thousands of keys
-// hashes each field's name once per bucket and never compares strings per row.
+// reportAgg holds the fields of the hashes a report read, before groups are known. Field
+// names are parsed once per distinct field and their values numbered (interned) per
+// dimension; everything after reading is indexed by those numbers, so a 30-day report over
+// thousands of keys hashes each field's name once per hash read, never compares strings
+// per row, and parses each field's counters straight into the rows they count in.
 type reportAgg struct {
 	q       ReportQuery
 	labels  []time.Time
 	fieldIx [3]map[string]int32 // field ids by name, by the kind of hash they come from
 	fields  []fieldRef
 	dicts   [numDims]interner // the values of each dimension
-	// lastCell is the cell of each field in the latest label (labels only grow, see label).
-	lastCell []int32
-	cells    []reportCell
-	values   []usageValues
+	// Each hash read: its key (for errors) and the label its usage lands in.
+	hashKeys  []string
+	hashLabel []int32
+	cells     []reportCell
 }
 
 func newReportAgg(q ReportQuery) *reportAgg {
-	return &reportAgg{q: q, fieldIx: [3]map[string]int32{make(map[string]int32, 4096), make(map[string]int32, 64), make(map[string]int32, 1024)}}
+	return &reportAgg{q: q}
+}
+
+// reserve sizes the cells and field indexes for hashes (of kinds).
+func (a *reportAgg) reserve(hashes []map[string]string, kinds []rollup) {
+	var n [3]int
+	for i, h := range hashes {
+		n[kinds[i]] += len(h)
+	}
+	for r := range a.fieldIx {
+		a.fieldIx[r] = make(map[string]int32, min(n[r], 1<<16))
+	}
+	a.cells = make([]reportCell, 0, n[0]+n[1]+n[2])
 }
 
 // label returns the index of a bucket label, adding it after the last one if new (plans
@@ -366,10 +381,11 @@ func (a *reportAgg) label(t time.Time) int32 {
 	return int32(len(a.labels) - 1)
 }
 
-// addBucket adds the fields of a report bucket, or of its rollup of kind r, to the bucket
+// addHash adds the fields of report bucket key, or of its rollup of kind r, to the bucket
 // labelled label.
-func (a *reportAgg) addBucket(label time.Time, h map[string]string, r rollup) error {
-	li := a.label(label)
+func (a *reportAgg) addHash(key string, label time.Time, h map[string]string, r rollup) {
+	hi := int32(len(a.hashKeys))
+	a.hashKeys, a.hashLabel = append(a.hashKeys, key), append(a.hashLabel, a.label(label))
 	ix := a.fieldIx[r]
 	keyPrefix := "" // one key's report reads the buckets (rollupFor): their fields start with the key
 	if a.q.Key != "" {
@@ -387,21 +403,19 @@ func (a *reportAgg) addBucket(label time.Time, h map[string]string, r rollup) er
 			}
 			fi = int32(len(a.fields))
 			a.fields = append(a.fields, f)
-			a.lastCell = append(a.lastCell, -1)
 			ix[field] = fi
 		}
-		ci := a.lastCell[fi]
-		if ci < 0 || a.cells[ci].label != li {
-			ci = int32(len(a.cells))
-			a.cells = append(a.cells, reportCell{label: li, field: fi})
-			a.values = append(a.values, usageValues{})
-			a.lastCell[fi] = ci
-		}
-		if err := addPackedValues(&a.values[ci], val); err != nil {
-			return fmt.Errorf("field %q: %w", field, err)
-		}
+		a.cells = append(a.cells, reportCell{hash: hi, field: fi, packed: val})
 	}
-	return nil
+}
+
+// values parses the counters of cell c.
+func (a *reportAgg) values(c *reportCell) (usageValues, error) {
+	var v usageValues
+	if err := addPackedValues(&v, c.packed); err != nil {
+		return v, fmt.Errorf("usage report: %s: field %q: %w", a.hashKeys[c.hash], a.fields[c.field].name, err)
+	}
+	return v, nil
 }
 
 // parseField reads a field of a report bucket ("key|account|model"), or of its rollup of
@@ -423,7 +437,7 @@ func (a *reportAgg) parseField(field string, r rollup) (fieldRef, bool) {
 	if !ok {
 		return fieldRef{}, false
 	}
-	return fieldRef{key: a.dicts[dimKey].id(key), account: a.dicts[dimAccount].id(acct), model: a.dicts[dimModel].id(model)}, true
+	return fieldRef{key: a.dicts[dimKey].id(key), account: a.dicts[dimAccount].id(acct), model: a.dicts[dimModel].id(model), name: field}, true
 }
 
 // addPackedValues adds a packed value ("n0,n1,…") to v; counters beyond v are ignored (a
@@ -694,43 +708,78 @@ func (g *reportGroups) values(a *reportAgg, id int32) []string {
 }
 
 // report groups the cells into rows, sorts them and applies Top.
-func (a *reportAgg) report(attrs *reportAttrs) *Report {
+func (a *reportAgg) report(attrs *reportAttrs) (*Report, error) {
 	g := a.groups(attrs)
 	var totals usageValues
-	for ci := range a.cells {
-		addValues(&totals, &a.values[ci])
-	}
 	// Rows are built for the groups kept only: a top-10 report over thousands of keys
 	// sums and sorts ten keys' rows, not every key's.
-	rows, rowKeys := a.rows(g, a.topGroups(g))
-	order := make([]int32, len(rows))
-	for i := range order {
-		order[i] = int32(i)
+	keep, err := a.topGroups(g, &totals)
+	if err != nil {
+		return nil, err
 	}
-	slices.SortFunc(order, func(x, y int32) int {
-		kx, ky := rowKeys[x], rowKeys[y]
-		if c := cmp.Compare(kx.label, ky.label); c != 0 {
-			return c
+	sum := &totals
+	if keep != nil {
+		sum = nil // topGroups summed every cell
+	}
+	rows, err := a.rows(g, keep, sum)
+	if err != nil {
+		return nil, err
+	}
+	return &Report{Totals: totals[:], Rows: a.sorted(g, rows)}, nil
+}
+
+// sorted returns rows (come label by label, see rows) as report rows sorted by bucket, then
+// cost, requests and the groups' values.
+func (a *reportAgg) sorted(g *reportGroups, rows []reportRow) []ReportRow {
+	out := make([]ReportRow, 0, len(rows))
+	order := make([]rowOrder, len(rows))
+	for i, r := range rows {
+		order[i] = rowOrder{cost: r.counters[costIndex], requests: r.counters[requestsIndex], rank: g.rank[r.group], row: int32(i)}
+	}
+	groupVals := make([][]string, len(g.tuples))
+	for start, end := 0, 0; start < len(order); start = end {
+		for end = start + 1; end < len(order) && rows[end].label == rows[start].label; end++ {
 		}
-		if c := compareRanked(rows[x].Counters, rows[y].Counters); c != 0 {
-			return c
+		label := order[start:end]
+		slices.SortFunc(label, compareRowOrder)
+		for _, o := range label {
+			r := &rows[o.row]
+			if groupVals[r.group] == nil {
+				groupVals[r.group] = g.values(a, r.group)
+			}
+			out = append(out, ReportRow{Bucket: a.labels[r.label], Group: groupVals[r.group], Counters: r.counters})
 		}
-		return cmp.Compare(g.rank[kx.group], g.rank[ky.group])
-	})
-	out := &Report{Totals: totals[:], Rows: make([]ReportRow, len(order))}
-	for i, ri := range order {
-		out.Rows[i] = rows[ri]
 	}
 	return out
 }
 
-// rowKey is a report row: a bucket label and a group.
-type rowKey struct{ label, group int32 }
+// rowOrder is what a bucket's rows are sorted by, and the row.
+type rowOrder struct {
+	cost, requests int64
+	rank, row      int32
+}
+
+// compareRowOrder orders by cost, then requests (highest first), then the group's values.
+func compareRowOrder(a, b rowOrder) int {
+	if c := cmp.Compare(b.cost, a.cost); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(b.requests, a.requests); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.rank, b.rank)
+}
+
+// reportRow is the counters of a group in a bucket label.
+type reportRow struct {
+	counters     []int64
+	label, group int32
+}
 
 // rows sums the cells into a row per bucket and group, for the groups in keep (all when
-// keep is nil). Cells come label by label, so a group's row in the current label is found
-// by the group's id alone.
-func (a *reportAgg) rows(g *reportGroups, keep []bool) ([]ReportRow, []rowKey) {
+// keep is nil), and into totals unless it is nil. Cells come label by label, so a group's
+// row in the current label is found by the group's id alone.
+func (a *reportAgg) rows(g *reportGroups, keep []bool, totals *usageValues) ([]reportRow, error) {
 	n := len(a.cells)
 	if keep != nil {
 		n = min(n, a.q.Top*len(a.labels))
@@ -739,34 +788,40 @@ func (a *reportAgg) rows(g *reportGroups, keep []bool) ([]ReportRow, []rowKey) {
 	for i := range rowOf {
 		rowOf[i] = -1
 	}
-	groupVals := make([][]string, len(g.tuples))
-	rows := make([]ReportRow, 0, n)
-	rowKeys := make([]rowKey, 0, n)
+	rows := make([]reportRow, 0, n)
 	var backing []int64 // the rows' counters, allocated in blocks
-	for ci, c := range a.cells {
-		for _, gid := range g.of(c.field) {
+	for ci := range a.cells {
+		c := &a.cells[ci]
+		groups := g.of(c.field)
+		if keep != nil && !slices.ContainsFunc(groups, func(gid int32) bool { return keep[gid] }) {
+			continue
+		}
+		v, err := a.values(c)
+		if err != nil {
+			return nil, err
+		}
+		if totals != nil {
+			addValues(totals, &v)
+		}
+		label := a.hashLabel[c.hash]
+		for _, gid := range groups {
 			if keep != nil && !keep[gid] {
 				continue
 			}
 			ri := rowOf[gid]
-			if ri < 0 || rowKeys[ri].label != c.label {
+			if ri < 0 || rows[ri].label != label {
 				ri = int32(len(rows))
 				rowOf[gid] = ri
 				if len(backing) < len(usageCounters) {
 					backing = make([]int64, len(usageCounters)*max(256, n-len(rows)))
 				}
-				counters := backing[:len(usageCounters):len(usageCounters)]
+				rows = append(rows, reportRow{counters: backing[:len(usageCounters):len(usageCounters)], label: label, group: gid})
 				backing = backing[len(usageCounters):]
-				if groupVals[gid] == nil {
-					groupVals[gid] = g.values(a, gid)
-				}
-				rows = append(rows, ReportRow{Bucket: a.labels[c.label], Group: groupVals[gid], Counters: counters})
-				rowKeys = append(rowKeys, rowKey{c.label, gid})
 			}
-			addSlice(rows[ri].Counters, &a.values[ci])
+			addSlice(rows[ri].counters, &v)
 		}
 	}
-	return rows, rowKeys
+	return rows, nil
 }
 
 func addValues(dst, v *usageValues) {
@@ -808,16 +863,22 @@ func compareRows(a, b ReportRow) int {
 }
 
 // topGroups returns which groups are among the q.Top ranked first over the whole range
-// (nil: keep all).
-func (a *reportAgg) topGroups(g *reportGroups) []bool {
+// (nil: keep all); when it does, it has summed every cell into totals.
+func (a *reportAgg) topGroups(g *reportGroups, totals *usageValues) ([]bool, error) {
 	n := a.q.Top
 	if n <= 0 || n >= len(g.tuples) {
-		return nil
+		return nil, nil
 	}
-	totals := make([]usageValues, len(g.tuples))
-	for ci, c := range a.cells {
+	sums := make([]usageValues, len(g.tuples))
+	for ci := range a.cells {
+		c := &a.cells[ci]
+		v, err := a.values(c)
+		if err != nil {
+			return nil, err
+		}
+		addValues(totals, &v)
 		for _, gid := range g.of(c.field) {
-			addValues(&totals[gid], &a.values[ci])
+			addValues(&sums[gid], &v)
 		}
 	}
 	ids := make([]int32, len(g.tuples))
@@ -825,7 +886,7 @@ func (a *reportAgg) topGroups(g *reportGroups) []bool {
 		ids[i] = int32(i)
 	}
 	slices.SortFunc(ids, func(x, y int32) int {
-		if c := compareRanked(totals[x][:], totals[y][:]); c != 0 {
+		if c := compareRanked(sums[x][:], sums[y][:]); c != 0 {
 			return c
 		}
 		return cmp.Compare(g.rank[x], g.rank[y])
@@ -834,5 +895,5 @@ func (a *reportAgg) topGroups(g *reportGroups) []bool {
 	for _, id := range ids[:n] {
 		keep[id] = true
 	}
-	return keep
+	return keep, nil
 }
