@@ -441,45 +441,42 @@ func (a *reportAgg) parseField(field string, r rollup) (fieldRef, bool) {
 }
 
 // addPackedValues adds a packed value ("n0,n1,…") to v; counters beyond v are ignored (a
-// newer writer's), missing ones count 0 (an older writer's).
+// newer writer's), missing ones count 0 (an older writer's). Numbers of 1 to 18 digits are
+// read here; from the first other one on, strconv.ParseInt decides.
 func addPackedValues(v *usageValues, packed string) error {
-	for i := 0; packed != "" && i < len(v); i++ {
-		n, rest, ok := cutDigits(packed)
-		if !ok { // a sign, an empty or a long number: strconv decides
-			var num string
-			num, rest, _ = strings.Cut(packed, ",")
-			var err error
-			if n, err = strconv.ParseInt(num, 10, 64); err != nil {
-				return err
+	i, start, n := 0, 0, int64(0)
+	for j := 0; j < len(packed); j++ {
+		switch c := packed[j]; {
+		case c >= '0' && c <= '9' && j-start < 18:
+			n = n*10 + int64(c-'0')
+		case c == ',' && j > start:
+			v[i] += n
+			if i++; i == len(v) {
+				return nil
 			}
+			start, n = j+1, 0
+		default:
+			return parsePackedValues(v[i:], packed[start:])
+		}
+	}
+	if start < len(packed) {
+		v[i] += n
+	}
+	return nil
+}
+
+// parsePackedValues is addPackedValues by strconv.ParseInt.
+func parsePackedValues(v []int64, packed string) error {
+	for i := 0; packed != "" && i < len(v); i++ {
+		num, rest, _ := strings.Cut(packed, ",")
+		n, err := strconv.ParseInt(num, 10, 64)
+		if err != nil {
+			return err
 		}
 		v[i] += n
 		packed = rest
 	}
 	return nil
-}
-
-// cutDigits reads the decimal number of 1 to 18 digits that packed starts with, up to its
-// end or a comma, and returns what follows the comma; ok is false for anything else.
-func cutDigits(packed string) (n int64, rest string, ok bool) {
-	i := 0
-	for ; i < len(packed) && i <= 18; i++ {
-		c := packed[i]
-		if c == ',' {
-			break
-		}
-		if c < '0' || c > '9' {
-			return 0, "", false
-		}
-		n = n*10 + int64(c-'0')
-	}
-	switch {
-	case i == 0 || i > 18:
-		return 0, "", false
-	case i == len(packed):
-		return n, "", true
-	}
-	return n, packed[i+1:], true
 }
 
 // keyAttrs are the attributes of a key a report groups on.
@@ -672,25 +669,30 @@ func (g *reportGroups) add(t [numDims]int32) {
 func (g *reportGroups) of(f int32) []int32 { return g.ids[g.start[f]:g.start[f+1]] }
 
 // ranks numbers groups in the order of their values (compared as strings, grouping by
-// grouping).
+// grouping): a radix sort, stable by each grouping's value ranks from the last grouping to
+// the first.
 func (g *reportGroups) ranks(a *reportAgg) []int32 {
-	dimRank := make([][]int32, len(g.dims))
-	for i, d := range g.dims {
-		dimRank[i] = a.dicts[d].ranks()
-	}
 	order := make([]int32, len(g.tuples))
 	for i := range order {
 		order[i] = int32(i)
 	}
-	slices.SortFunc(order, func(x, y int32) int {
-		tx, ty := &g.tuples[x], &g.tuples[y]
-		for i, r := range dimRank {
-			if c := cmp.Compare(r[tx[i]], r[ty[i]]); c != 0 {
-				return c
-			}
+	next := make([]int32, len(order))
+	for i := len(g.dims) - 1; i >= 0; i-- {
+		dimRank := a.dicts[g.dims[i]].ranks()
+		start := make([]int32, len(dimRank)+1) // where each value's groups start in next
+		for _, id := range order {
+			start[dimRank[g.tuples[id][i]]+1]++
 		}
-		return 0
-	})
+		for r := 1; r < len(start); r++ {
+			start[r] += start[r-1]
+		}
+		for _, id := range order {
+			r := dimRank[g.tuples[id][i]]
+			next[start[r]] = id
+			start[r]++
+		}
+		order, next = next, order
+	}
 	rank := make([]int32, len(order))
 	for r, id := range order {
 		rank[id] = int32(r)
@@ -698,9 +700,14 @@ func (g *reportGroups) ranks(a *reportAgg) []int32 {
 	return rank
 }
 
-// values returns the values of group id, as strings.
-func (g *reportGroups) values(a *reportAgg, id int32) []string {
-	vals := make([]string, len(g.dims))
+// values returns the values of group id, as strings, taking their slice from *slab.
+func (g *reportGroups) values(a *reportAgg, id int32, slab *[]string) []string {
+	n := len(g.dims)
+	if len(*slab) < n || *slab == nil { // never nil: an ungrouped row has Group []string{}
+		*slab = make([]string, n*256)
+	}
+	vals := (*slab)[:n:n]
+	*slab = (*slab)[n:]
 	for i, d := range g.dims {
 		vals[i] = a.dicts[d].vals[g.tuples[id][i]]
 	}
@@ -737,6 +744,7 @@ func (a *reportAgg) sorted(g *reportGroups, rows []reportRow) []ReportRow {
 		order[i] = rowOrder{cost: r.counters[costIndex], requests: r.counters[requestsIndex], rank: g.rank[r.group], row: int32(i)}
 	}
 	groupVals := make([][]string, len(g.tuples))
+	var slab []string
 	for start, end := 0, 0; start < len(order); start = end {
 		for end = start + 1; end < len(order) && rows[end].label == rows[start].label; end++ {
 		}
@@ -745,7 +753,7 @@ func (a *reportAgg) sorted(g *reportGroups, rows []reportRow) []ReportRow {
 		for _, o := range label {
 			r := &rows[o.row]
 			if groupVals[r.group] == nil {
-				groupVals[r.group] = g.values(a, r.group)
+				groupVals[r.group] = g.values(a, r.group, &slab)
 			}
 			out = append(out, ReportRow{Bucket: a.labels[r.label], Group: groupVals[r.group], Counters: r.counters})
 		}

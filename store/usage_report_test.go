@@ -563,7 +563,8 @@ func plainGroups(field []string, attrs []any, groupBy []string) [][]string {
 // counters and errors strconv.ParseInt gives, signs, long numbers and empty ones included.
 func TestPackedCountersReadAsStrconvReadsThem(t *testing.T) {
 	for _, packed := range []string{"0", "1,2,3", "7,", "1,0,0,0,0,0,45000,0,0,0,1,9,9", "-5,3", "+7", "123456789012345678,1",
-		"1234567890123456789", "9223372036854775807", "9223372036854775808", "1,,2", ",1", "1,a", "12x", ""} {
+		"1234567890123456789", "9223372036854775807", "9223372036854775808", "1,,2", ",1", "1,a", "12x", "",
+		"0012,5", "1234567890123456789,5,-2", "1,2,3,4,5,6,7,8,9,10,11", "1,2,3,4,5,6,7,8,9,10,11,12", "1,2,3,4,5,6,7,8,9,10,11,x"} {
 		var want usageValues
 		var wantErr error
 		for i, rest := 0, packed; rest != "" && i < len(want); i++ {
