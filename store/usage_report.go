@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -601,7 +602,11 @@ func sliceString(v []any, j int) string {
 // reportGroups numbers the distinct groups of a report: a group is one value id per
 // grouping asked, in the order asked.
 type reportGroups struct {
-	dims   []int // the dimension of each grouping asked
+	dims []int // the dimension of each grouping asked
+	// A group is found by its value ids as one mixed-radix number (radix: each grouping's
+	// place value) when the numbers fit in maxGroupNumber, else by the array of its ids.
+	radix  []uint64
+	num    map[uint64]int32
 	ix     map[[numDims]int32]int32
 	tuples [][numDims]int32 // each group's value ids (the first len(dims))
 	// The groups field f counts under are ids[start[f]:start[f+1]] (a key with several tags
@@ -612,11 +617,16 @@ type reportGroups struct {
 
 // groups numbers the report's groups and the groups each field counts under.
 func (a *reportAgg) groups(attrs *reportAttrs) *reportGroups {
-	g := &reportGroups{ix: make(map[[numDims]int32]int32), start: make([]int32, 0, len(a.fields)+1)}
+	g := &reportGroups{start: make([]int32, 0, len(a.fields)+1)}
 	for _, name := range a.q.GroupBy {
 		g.dims = append(g.dims, slices.Index(ReportGroups, name))
 	}
 	none := []int32{a.dicts[dimTag].id("")} // the tags of a key without attributes
+	if g.radix = radixes(a, g.dims, maxGroupNumber); g.radix != nil {
+		g.num = make(map[uint64]int32, len(a.fields))
+	} else {
+		g.ix = make(map[[numDims]int32]int32, len(a.fields))
+	}
 	var t [numDims]int32
 	for _, f := range a.fields {
 		g.start = append(g.start, int32(len(g.ids)))
@@ -654,12 +664,43 @@ func (a *reportAgg) groups(attrs *reportAttrs) *reportGroups {
 	return g
 }
 
+// maxGroupNumber bounds the mixed-radix numbers of groups (reportGroups.radix).
+var maxGroupNumber uint64 = math.MaxInt64
+
+// radixes returns the place value of each grouping's value id in a group's number, or nil
+// when the product of the groupings' numbers of values is above limit.
+func radixes(a *reportAgg, dims []int, limit uint64) []uint64 {
+	radix := make([]uint64, len(dims))
+	place := uint64(1)
+	for i := len(dims) - 1; i >= 0; i-- {
+		radix[i] = place
+		n := uint64(max(1, len(a.dicts[dims[i]].vals)))
+		if place > limit/n {
+			return nil
+		}
+		place *= n
+	}
+	return radix
+}
+
 // add counts the field being numbered under the group of values t.
 func (g *reportGroups) add(t [numDims]int32) {
-	id, ok := g.ix[t]
-	if !ok {
+	var id int32
+	var ok bool
+	if g.radix != nil {
+		n := uint64(0)
+		for i, r := range g.radix {
+			n += uint64(t[i]) * r
+		}
+		if id, ok = g.num[n]; !ok {
+			id = int32(len(g.tuples))
+			g.num[n] = id
+		}
+	} else if id, ok = g.ix[t]; !ok {
 		id = int32(len(g.tuples))
 		g.ix[t] = id
+	}
+	if !ok {
 		g.tuples = append(g.tuples, t)
 	}
 	g.ids = append(g.ids, id)
@@ -788,7 +829,11 @@ type reportRow struct {
 // keep is nil), and into totals unless it is nil. Cells come label by label, so a group's
 // row in the current label is found by the group's id alone.
 func (a *reportAgg) rows(g *reportGroups, keep []bool, totals *usageValues) ([]reportRow, error) {
-	n := len(a.cells)
+	n := 0 // rows at most: a row per cell and group it counts under
+	for ci := range a.cells {
+		f := a.cells[ci].field
+		n += int(g.start[f+1] - g.start[f])
+	}
 	if keep != nil {
 		n = min(n, a.q.Top*len(a.labels))
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -580,6 +581,30 @@ func TestPackedCountersReadAsStrconvReadsThem(t *testing.T) {
 		err := addPackedValues(&got, packed)
 		if fmt.Sprint(err) != fmt.Sprint(wantErr) || (err == nil && got != want) {
 			t.Errorf("%q: got %v, %v; want %v, %v", packed, got, err, want, wantErr)
+		}
+	}
+}
+
+// TestUsageReportGroupsAlikeWhenGroupNumbersWouldNotFit: groups found by the array of their
+// value ids (when their mixed-radix numbers would not fit) make the same report.
+func TestUsageReportGroupsAlikeWhenGroupNumbersWouldNotFit(t *testing.T) {
+	st, _, _, _ := newStore(t)
+	ctx := context.Background()
+	_, day0 := reportFixture(t, st)
+	for _, g := range [][]string{ReportGroups, {"tag", "owner"}, {"model", "key"}, {"account"}} {
+		q := ReportQuery{From: day0, To: day0.AddDate(0, 0, 5), Granularity: GranularityDay, GroupBy: g}
+		want, err := st.UsageReport(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		maxGroupNumber = 1
+		got, err := st.UsageReport(ctx, q)
+		maxGroupNumber = math.MaxInt64
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("by %v (-numbers +arrays):\n%s", g, diff)
 		}
 	}
 }
