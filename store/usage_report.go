@@ -300,6 +300,7 @@ type interner struct {
 	vals []string
 }
 
+// id returns the number of s, numbering it if it is new.
 func (d *interner) id(s string) int32 {
 	if i, ok := d.ix[s]; ok {
 		return i
