@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -158,11 +159,11 @@ func (s *Store) usageReport(ctx context.Context, q ReportQuery, r rollup) (*Repo
 	if err := s.readReportBuckets(ctx, plan, r, agg); err != nil {
 		return nil, fmt.Errorf("usage report: %w", err)
 	}
-	attrs, err := s.keyAttributes(ctx, agg.keyIDs(), q.GroupBy)
+	attrs, err := s.reportKeyAttrs(ctx, agg)
 	if err != nil {
 		return nil, err
 	}
-	return agg.report(attrs), nil
+	return agg.report(attrs)
 }
 
 // readReportBuckets reads the plan's hashes (their rollups r where they have one, and then
@@ -197,10 +198,9 @@ func (s *Store) readReportBuckets(ctx context.Context, plan []reportBucket, r ro
 	for j, i := range again {
 		hashes[i], keys[i], kinds[i] = more[j], full[j], rollupNone
 	}
+	agg.reserve(hashes, kinds)
 	for i, b := range plan {
-		if err := agg.addBucket(b.label, hashes[i], kinds[i]); err != nil {
-			return fmt.Errorf("%s: %w", keys[i], err)
-		}
+		agg.addHash(keys[i], b.label, hashes[i], kinds[i])
 	}
 	return nil
 }
@@ -283,32 +283,95 @@ func bucketStart(t time.Time, granularity string) time.Time {
 	}
 }
 
-// parsedField is one key, account and model (a report bucket's field, parsed).
-type parsedField struct {
-	key, account, model string
+// Report dimensions: the values a row can be grouped on, numbered in ReportGroups order.
+const (
+	dimKey = iota
+	dimOwner
+	dimTag
+	dimModel
+	dimAccount
+	dimPolicy
+	numDims
+)
+
+// interner numbers distinct strings in the order they are first seen.
+type interner struct {
+	ix   map[string]int32
+	vals []string
 }
 
-// reportCell is one field in one bucket: indexes into reportAgg's labels and fields.
+// id returns the number of s, numbering it if it is new.
+func (d *interner) id(s string) int32 {
+	if i, ok := d.ix[s]; ok {
+		return i
+	}
+	if d.ix == nil {
+		d.ix = make(map[string]int32)
+	}
+	i := int32(len(d.vals))
+	d.ix[s] = i
+	d.vals = append(d.vals, s)
+	return i
+}
+
+// ranks returns the position of each value in sorted order.
+func (d *interner) ranks() []int32 {
+	order := make([]int32, len(d.vals))
+	for i := range order {
+		order[i] = int32(i)
+	}
+	slices.SortFunc(order, func(x, y int32) int { return strings.Compare(d.vals[x], d.vals[y]) })
+	rank := make([]int32, len(order))
+	for r, id := range order {
+		rank[id] = int32(r)
+	}
+	return rank
+}
+
+// fieldRef is a report bucket's field, parsed: its key, account and model as value ids.
+type fieldRef struct {
+	key, account, model int32
+	name                string
+}
+
+// reportCell is one field of one hash read, its counters not parsed yet: indexes into
+// reportAgg's hashes and fields.
 type reportCell struct {
-	label, field int32
+	hash, field int32
+	packed      string
 }
 
-// reportAgg sums bucket fields per field and bucket, before groups are known. Strings are
-// parsed once per distinct field and cells are keyed by small integers, so a 30-day report
-// over thousands of keys spends its time reading Redis, not hashing strings.
+// reportAgg holds the fields of the hashes a report read, before groups are known. Field
+// names are parsed once per distinct field and their values numbered (interned) per
+// dimension; everything after reading is indexed by those numbers, so a 30-day report over
+// thousands of keys hashes each field's name once per hash read, never compares strings
+// per row, and parses each field's counters straight into the rows they count in.
 type reportAgg struct {
 	q       ReportQuery
 	labels  []time.Time
-	fieldIx [3]map[string]int32 // fields by the kind of hash they come from (a rollup, or none)
-	fields  []parsedField
-	cellIx  map[uint64]int32 // label<<32 | field → index in cells
-	cells   []reportCell
-	values  []usageValues
+	fieldIx [3]map[string]int32 // field ids by name, by the kind of hash they come from
+	fields  []fieldRef
+	dicts   [numDims]interner // the values of each dimension
+	// Each hash read: its key (for errors) and the label its usage lands in.
+	hashKeys  []string
+	hashLabel []int32
+	cells     []reportCell
 }
 
 func newReportAgg(q ReportQuery) *reportAgg {
-	return &reportAgg{q: q, fieldIx: [3]map[string]int32{make(map[string]int32, 4096), make(map[string]int32, 64), make(map[string]int32, 1024)},
-		cellIx: make(map[uint64]int32, 4096)}
+	return &reportAgg{q: q}
+}
+
+// reserve sizes the cells and field indexes for hashes (of kinds).
+func (a *reportAgg) reserve(hashes []map[string]string, kinds []rollup) {
+	var n [3]int
+	for i, h := range hashes {
+		n[kinds[i]] += len(h)
+	}
+	for r := range a.fieldIx {
+		a.fieldIx[r] = make(map[string]int32, min(n[r], 1<<16))
+	}
+	a.cells = make([]reportCell, 0, n[0]+n[1]+n[2])
 }
 
 // label returns the index of a bucket label, adding it after the last one if new (plans
@@ -320,10 +383,11 @@ func (a *reportAgg) label(t time.Time) int32 {
 	return int32(len(a.labels) - 1)
 }
 
-// addBucket adds the fields of a report bucket, or of its rollup of kind r, to the bucket
+// addHash adds the fields of report bucket key, or of its rollup of kind r, to the bucket
 // labelled label.
-func (a *reportAgg) addBucket(label time.Time, h map[string]string, r rollup) error {
-	li := a.label(label)
+func (a *reportAgg) addHash(key string, label time.Time, h map[string]string, r rollup) {
+	hi := int32(len(a.hashKeys))
+	a.hashKeys, a.hashLabel = append(a.hashKeys, key), append(a.hashLabel, a.label(label))
 	ix := a.fieldIx[r]
 	keyPrefix := "" // one key's report reads the buckets (rollupFor): their fields start with the key
 	if a.q.Key != "" {
@@ -335,7 +399,7 @@ func (a *reportAgg) addBucket(label time.Time, h map[string]string, r rollup) er
 		}
 		fi, ok := ix[field]
 		if !ok {
-			f, ok := parseReportField(field, r)
+			f, ok := a.parseField(field, r)
 			if !ok {
 				continue // not a report field (or the partial mark); ignored
 			}
@@ -343,40 +407,68 @@ func (a *reportAgg) addBucket(label time.Time, h map[string]string, r rollup) er
 			a.fields = append(a.fields, f)
 			ix[field] = fi
 		}
-		ck := uint64(li)<<32 | uint64(fi)
-		ci, ok := a.cellIx[ck]
-		if !ok {
-			ci = int32(len(a.cells))
-			a.cells = append(a.cells, reportCell{label: li, field: fi})
-			a.values = append(a.values, usageValues{})
-			a.cellIx[ck] = ci
+		a.cells = append(a.cells, reportCell{hash: hi, field: fi, packed: val})
+	}
+}
+
+// values parses the counters of cell c.
+func (a *reportAgg) values(c *reportCell) (usageValues, error) {
+	var v usageValues
+	if err := addPackedValues(&v, c.packed); err != nil {
+		return v, fmt.Errorf("usage report: %s: field %q: %w", a.hashKeys[c.hash], a.fields[c.field].name, err)
+	}
+	return v, nil
+}
+
+// parseField reads a field of a report bucket ("key|account|model"), or of its rollup of
+// kind r, and numbers its values.
+func (a *reportAgg) parseField(field string, r rollup) (fieldRef, bool) {
+	var key, acct, model string
+	ok := true
+	switch r {
+	case rollupAccount:
+		acct, model, ok = strings.Cut(field, "|")
+	case rollupKey:
+		key, ok = field, field != rollupPartial
+	default:
+		var rest string
+		if key, rest, ok = strings.Cut(field, "|"); ok {
+			acct, model, ok = strings.Cut(rest, "|")
 		}
-		if err := addPackedValues(&a.values[ci], val); err != nil {
-			return fmt.Errorf("field %q: %w", field, err)
+	}
+	if !ok {
+		return fieldRef{}, false
+	}
+	return fieldRef{key: a.dicts[dimKey].id(key), account: a.dicts[dimAccount].id(acct), model: a.dicts[dimModel].id(model), name: field}, true
+}
+
+// addPackedValues adds a packed value ("n0,n1,…") to v; counters beyond v are ignored (a
+// newer writer's), missing ones count 0 (an older writer's). Numbers of 1 to 18 digits are
+// read here; from the first other one on, strconv.ParseInt decides.
+func addPackedValues(v *usageValues, packed string) error {
+	i, start, n := 0, 0, int64(0)
+	for j := 0; j < len(packed); j++ {
+		switch c := packed[j]; {
+		case c >= '0' && c <= '9' && j-start < 18:
+			n = n*10 + int64(c-'0')
+		case c == ',' && j > start:
+			v[i] += n
+			if i++; i == len(v) {
+				return nil
+			}
+			start, n = j+1, 0
+		default:
+			return parsePackedValues(v[i:], packed[start:])
 		}
+	}
+	if start < len(packed) {
+		v[i] += n
 	}
 	return nil
 }
 
-// parseReportField reads a field of a report bucket, or of its rollup of kind r.
-func parseReportField(field string, r rollup) (parsedField, bool) {
-	switch r {
-	case rollupAccount:
-		acct, model, ok := strings.Cut(field, "|")
-		return parsedField{account: acct, model: model}, ok
-	case rollupKey:
-		return parsedField{key: field}, field != rollupPartial
-	}
-	parts := strings.SplitN(field, "|", 3)
-	if len(parts) != 3 {
-		return parsedField{}, false
-	}
-	return parsedField{key: parts[0], account: parts[1], model: parts[2]}, true
-}
-
-// addPackedValues adds a packed value ("n0,n1,…") to v; counters beyond v are ignored (a
-// newer writer's), missing ones count 0 (an older writer's).
-func addPackedValues(v *usageValues, packed string) error {
+// parsePackedValues is addPackedValues by strconv.ParseInt.
+func parsePackedValues(v []int64, packed string) error {
 	for i := 0; packed != "" && i < len(v); i++ {
 		num, rest, _ := strings.Cut(packed, ",")
 		n, err := strconv.ParseInt(num, 10, 64)
@@ -387,19 +479,6 @@ func addPackedValues(v *usageValues, packed string) error {
 		packed = rest
 	}
 	return nil
-}
-
-// keyIDs lists the keys the cells name.
-func (a *reportAgg) keyIDs() []string {
-	seen := map[string]bool{}
-	var ids []string
-	for _, f := range a.fields {
-		if f.key != "" && !seen[f.key] {
-			seen[f.key] = true
-			ids = append(ids, f.key)
-		}
-	}
-	return ids
 }
 
 // keyAttrs are the attributes of a key a report groups on.
@@ -443,152 +522,360 @@ func (s *Store) keyAttributes(ctx context.Context, ids []string, groupBy []strin
 	return out, nil
 }
 
-// groupValues returns the group values of a cell, one slice per row it counts in (a key with
-// several tags counts under each).
-func groupValues(c parsedField, groupBy []string, attrs map[string]keyAttrs) [][]string {
-	rows := [][]string{make([]string, 0, len(groupBy))}
-	for _, g := range groupBy {
-		vals := []string{""}
-		switch g {
-		case GroupKey:
-			vals[0] = c.key
-		case GroupModel:
-			vals[0] = c.model
-		case GroupAccount:
-			vals[0] = c.account
-		case GroupOwner:
-			vals[0] = attrs[c.key].owner
-		case GroupPolicy:
-			vals[0] = attrs[c.key].policy
-		case GroupTag:
-			if t := attrs[c.key].tags; len(t) > 0 {
-				vals = t
-			}
-		}
-		var next [][]string
-		for _, r := range rows {
-			for _, v := range vals {
-				next = append(next, append(slices.Clip(r), v))
-			}
-		}
-		rows = next
-	}
-	return rows
+// reportAttrs are the owner, tags and policy of each key of a report (by key value id), as
+// value ids of their dimensions; a key without tags has the one tag "".
+type reportAttrs struct {
+	owner, policy []int32
+	tags          [][]int32
 }
 
-// reportGroups numbers the distinct groups of a report.
+// reportKeyAttrs reads the owner, tags and/or policy of the report's keys, those the report
+// groups on only, in one pipelined round trip (none when it groups on none of them).
+func (s *Store) reportKeyAttrs(ctx context.Context, a *reportAgg) (*reportAttrs, error) {
+	recordField := [numDims]string{dimOwner: "owner", dimTag: "tags", dimPolicy: "policy"}
+	var names []string
+	var dims []int
+	for _, d := range []int{dimOwner, dimTag, dimPolicy} {
+		if slices.Contains(a.q.GroupBy, ReportGroups[d]) {
+			names, dims = append(names, recordField[d]), append(dims, d)
+		}
+	}
+	if len(dims) == 0 {
+		return nil, nil
+	}
+	ids := a.dicts[dimKey].vals
+	cmds := make([]*redis.SliceCmd, len(ids))
+	if slices.ContainsFunc(ids, func(id string) bool { return id != "" }) {
+		if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, id := range ids {
+				if id != "" { // usage without a key (refused before it was known) has no record
+					cmds[i] = p.HMGet(ctx, s.keys.KeyRecord(id), names...)
+				}
+			}
+			return nil
+		}); err != nil {
+			return nil, fmt.Errorf("usage report: key attributes: %w", err)
+		}
+	}
+	attrs := &reportAttrs{owner: make([]int32, len(ids)), policy: make([]int32, len(ids)), tags: make([][]int32, len(ids))}
+	for i, c := range cmds {
+		var v []any
+		if c != nil {
+			v = c.Val()
+		}
+		for j, d := range dims {
+			attrs.set(a, i, d, sliceString(v, j))
+		}
+	}
+	return attrs, nil
+}
+
+// set gives key i the value val of attribute dimension d.
+func (at *reportAttrs) set(a *reportAgg, i, d int, val string) {
+	dict := &a.dicts[d]
+	switch d {
+	case dimOwner:
+		at.owner[i] = dict.id(val)
+	case dimPolicy:
+		at.policy[i] = dict.id(val)
+	case dimTag:
+		for {
+			tag, rest, more := strings.Cut(val, ",")
+			at.tags[i] = append(at.tags[i], dict.id(tag))
+			if !more {
+				return
+			}
+			val = rest
+		}
+	}
+}
+
+// sliceString is v[j] if it is a string, else "" (a missing field or record).
+func sliceString(v []any, j int) string {
+	if j < len(v) {
+		if s, ok := v[j].(string); ok {
+			return s
+		}
+	}
+	return ""
+}
+
+// reportGroups numbers the distinct groups of a report: a group is one value id per
+// grouping asked, in the order asked.
 type reportGroups struct {
-	ix     map[string]int32
-	values [][]string
-	totals []usageValues
+	dims []int // the dimension of each grouping asked
+	// A group is found by its value ids as one mixed-radix number (radix: each grouping's
+	// place value) when the numbers fit in maxGroupNumber, else by the array of its ids.
+	radix  []uint64
+	num    map[uint64]int32
+	ix     map[[numDims]int32]int32
+	tuples [][numDims]int32 // each group's value ids (the first len(dims))
+	// The groups field f counts under are ids[start[f]:start[f+1]] (a key with several tags
+	// counts under each).
+	start, ids []int32
+	rank       []int32 // each group's position in the order of its values
 }
 
-// of returns the group ids each field counts under.
-func (g *reportGroups) of(fields []parsedField, groupBy []string, attrs map[string]keyAttrs) [][]int32 {
-	out := make([][]int32, len(fields))
-	for fi, f := range fields {
-		for _, vals := range groupValues(f, groupBy, attrs) {
-			name := strings.Join(vals, "\x00")
-			id, ok := g.ix[name]
-			if !ok {
-				id = int32(len(g.values))
-				g.ix[name] = id
-				g.values = append(g.values, vals)
-				g.totals = append(g.totals, usageValues{})
+// groups numbers the report's groups and the groups each field counts under.
+func (a *reportAgg) groups(attrs *reportAttrs) *reportGroups {
+	g := &reportGroups{start: make([]int32, 0, len(a.fields)+1)}
+	for _, name := range a.q.GroupBy {
+		g.dims = append(g.dims, slices.Index(ReportGroups, name))
+	}
+	none := []int32{a.dicts[dimTag].id("")} // the tags of a key without attributes
+	if g.radix = radixes(a, g.dims, maxGroupNumber); g.radix != nil {
+		g.num = make(map[uint64]int32, len(a.fields))
+	} else {
+		g.ix = make(map[[numDims]int32]int32, len(a.fields))
+	}
+	var t [numDims]int32
+	for _, f := range a.fields {
+		g.start = append(g.start, int32(len(g.ids)))
+		tagAt, tags := -1, none
+		for i, d := range g.dims {
+			switch d {
+			case dimKey:
+				t[i] = f.key
+			case dimModel:
+				t[i] = f.model
+			case dimAccount:
+				t[i] = f.account
+			case dimOwner:
+				t[i] = attrs.owner[f.key]
+			case dimPolicy:
+				t[i] = attrs.policy[f.key]
+			case dimTag:
+				tagAt = i
+				if attrs != nil && attrs.tags[f.key] != nil {
+					tags = attrs.tags[f.key]
+				}
 			}
-			out[fi] = append(out[fi], id)
+		}
+		if tagAt < 0 {
+			g.add(t)
+			continue
+		}
+		for _, tag := range tags {
+			t[tagAt] = tag
+			g.add(t)
 		}
 	}
-	return out
+	g.start = append(g.start, int32(len(g.ids)))
+	g.rank = g.ranks(a)
+	return g
 }
 
-// report groups the cells into rows, sorts them and applies Top.
-func (a *reportAgg) report(attrs map[string]keyAttrs) *Report {
-	g := &reportGroups{ix: make(map[string]int32)}
-	groupsOf := g.of(a.fields, a.q.GroupBy, attrs)
-	var totals usageValues
-	for ci, c := range a.cells {
-		v := &a.values[ci]
-		addValues(&totals, v)
-		for _, gid := range groupsOf[c.field] {
-			addValues(&g.totals[gid], v)
+// maxGroupNumber bounds the mixed-radix numbers of groups (reportGroups.radix).
+var maxGroupNumber uint64 = math.MaxInt64
+
+// radixes returns the place value of each grouping's value id in a group's number, or nil
+// when the product of the groupings' numbers of values is above limit.
+func radixes(a *reportAgg, dims []int, limit uint64) []uint64 {
+	radix := make([]uint64, len(dims))
+	place := uint64(1)
+	for i := len(dims) - 1; i >= 0; i-- {
+		radix[i] = place
+		n := uint64(max(1, len(a.dicts[dims[i]].vals)))
+		if place > limit/n {
+			return nil
 		}
+		place *= n
 	}
-	rank := groupRank(g.values)
-	// Rows are built for the groups kept only: a top-10 report over thousands of keys
-	// sums and sorts ten keys' rows, not every key's.
-	rows, rowKeys := a.rows(groupsOf, g, topGroups(g, rank, a.q.Top))
-	order := make([]int32, len(rows))
+	return radix
+}
+
+// add counts the field being numbered under the group of values t.
+func (g *reportGroups) add(t [numDims]int32) {
+	var id int32
+	var ok bool
+	if g.radix != nil {
+		n := uint64(0)
+		for i, r := range g.radix {
+			n += uint64(t[i]) * r
+		}
+		if id, ok = g.num[n]; !ok {
+			id = int32(len(g.tuples))
+			g.num[n] = id
+		}
+	} else if id, ok = g.ix[t]; !ok {
+		id = int32(len(g.tuples))
+		g.ix[t] = id
+	}
+	if !ok {
+		g.tuples = append(g.tuples, t)
+	}
+	g.ids = append(g.ids, id)
+}
+
+// of returns the groups field f counts under.
+func (g *reportGroups) of(f int32) []int32 { return g.ids[g.start[f]:g.start[f+1]] }
+
+// ranks numbers groups in the order of their values (compared as strings, grouping by
+// grouping): a radix sort, stable by each grouping's value ranks from the last grouping to
+// the first.
+func (g *reportGroups) ranks(a *reportAgg) []int32 {
+	order := make([]int32, len(g.tuples))
 	for i := range order {
 		order[i] = int32(i)
 	}
-	slices.SortFunc(order, func(x, y int32) int {
-		kx, ky := rowKeys[x], rowKeys[y]
-		if c := cmp.Compare(kx.label, ky.label); c != 0 {
-			return c
+	next := make([]int32, len(order))
+	for i := len(g.dims) - 1; i >= 0; i-- {
+		dimRank := a.dicts[g.dims[i]].ranks()
+		start := make([]int32, len(dimRank)+1) // where each value's groups start in next
+		for _, id := range order {
+			start[dimRank[g.tuples[id][i]]+1]++
 		}
-		if c := compareRanked(rows[x].Counters, rows[y].Counters); c != 0 {
-			return c
+		for r := 1; r < len(start); r++ {
+			start[r] += start[r-1]
 		}
-		return cmp.Compare(rank[kx.group], rank[ky.group])
-	})
-	out := &Report{Totals: totals[:], Rows: make([]ReportRow, len(order))}
-	for i, ri := range order {
-		out.Rows[i] = rows[ri]
+		for _, id := range order {
+			r := dimRank[g.tuples[id][i]]
+			next[start[r]] = id
+			start[r]++
+		}
+		order, next = next, order
+	}
+	rank := make([]int32, len(order))
+	for r, id := range order {
+		rank[id] = int32(r)
+	}
+	return rank
+}
+
+// values returns the values of group id, as strings, taking their slice from *slab.
+func (g *reportGroups) values(a *reportAgg, id int32, slab *[]string) []string {
+	n := len(g.dims)
+	if len(*slab) < n || *slab == nil { // never nil: an ungrouped row has Group []string{}
+		*slab = make([]string, n*256)
+	}
+	vals := (*slab)[:n:n]
+	*slab = (*slab)[n:]
+	for i, d := range g.dims {
+		vals[i] = a.dicts[d].vals[g.tuples[id][i]]
+	}
+	return vals
+}
+
+// report groups the cells into rows, sorts them and applies Top.
+func (a *reportAgg) report(attrs *reportAttrs) (*Report, error) {
+	g := a.groups(attrs)
+	var totals usageValues
+	// Rows are built for the groups kept only: a top-10 report over thousands of keys
+	// sums and sorts ten keys' rows, not every key's.
+	keep, err := a.topGroups(g, &totals)
+	if err != nil {
+		return nil, err
+	}
+	sum := &totals
+	if keep != nil {
+		sum = nil // topGroups summed every cell
+	}
+	rows, err := a.rows(g, keep, sum)
+	if err != nil {
+		return nil, err
+	}
+	return &Report{Totals: totals[:], Rows: a.sorted(g, rows)}, nil
+}
+
+// sorted returns rows (come label by label, see rows) as report rows sorted by bucket, then
+// cost, requests and the groups' values.
+func (a *reportAgg) sorted(g *reportGroups, rows []reportRow) []ReportRow {
+	out := make([]ReportRow, 0, len(rows))
+	order := make([]rowOrder, len(rows))
+	for i, r := range rows {
+		order[i] = rowOrder{cost: r.counters[costIndex], requests: r.counters[requestsIndex], rank: g.rank[r.group], row: int32(i)}
+	}
+	groupVals := make([][]string, len(g.tuples))
+	var slab []string
+	for start, end := 0, 0; start < len(order); start = end {
+		for end = start + 1; end < len(order) && rows[end].label == rows[start].label; end++ {
+		}
+		label := order[start:end]
+		slices.SortFunc(label, compareRowOrder)
+		for _, o := range label {
+			r := &rows[o.row]
+			if groupVals[r.group] == nil {
+				groupVals[r.group] = g.values(a, r.group, &slab)
+			}
+			out = append(out, ReportRow{Bucket: a.labels[r.label], Group: groupVals[r.group], Counters: r.counters})
+		}
 	}
 	return out
 }
 
-// rowKey is a report row: a bucket label and a group.
-type rowKey struct{ label, group int32 }
+// rowOrder is what a bucket's rows are sorted by, and the row.
+type rowOrder struct {
+	cost, requests int64
+	rank, row      int32
+}
+
+// compareRowOrder orders by cost, then requests (highest first), then the group's values.
+func compareRowOrder(a, b rowOrder) int {
+	if c := cmp.Compare(b.cost, a.cost); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(b.requests, a.requests); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.rank, b.rank)
+}
+
+// reportRow is the counters of a group in a bucket label.
+type reportRow struct {
+	counters     []int64
+	label, group int32
+}
 
 // rows sums the cells into a row per bucket and group, for the groups in keep (all when
-// keep is nil).
-func (a *reportAgg) rows(groupsOf [][]int32, g *reportGroups, keep map[int32]bool) ([]ReportRow, []rowKey) {
-	n := len(a.cells)
-	if keep != nil {
-		n = min(n, len(keep)*len(a.labels))
+// keep is nil), and into totals unless it is nil. Cells come label by label, so a group's
+// row in the current label is found by the group's id alone.
+func (a *reportAgg) rows(g *reportGroups, keep []bool, totals *usageValues) ([]reportRow, error) {
+	n := 0 // rows at most: a row per cell and group it counts under
+	for ci := range a.cells {
+		f := a.cells[ci].field
+		n += int(g.start[f+1] - g.start[f])
 	}
-	rowIx := make(map[rowKey]int32, n)
-	rows := make([]ReportRow, 0, n)
-	rowKeys := make([]rowKey, 0, n)
+	if keep != nil {
+		n = min(n, a.q.Top*len(a.labels))
+	}
+	rowOf := make([]int32, len(g.tuples)) // each group's latest row
+	for i := range rowOf {
+		rowOf[i] = -1
+	}
+	rows := make([]reportRow, 0, n)
 	var backing []int64 // the rows' counters, allocated in blocks
-	for ci, c := range a.cells {
-		for _, gid := range groupsOf[c.field] {
+	for ci := range a.cells {
+		c := &a.cells[ci]
+		groups := g.of(c.field)
+		if keep != nil && !slices.ContainsFunc(groups, func(gid int32) bool { return keep[gid] }) {
+			continue
+		}
+		v, err := a.values(c)
+		if err != nil {
+			return nil, err
+		}
+		if totals != nil {
+			addValues(totals, &v)
+		}
+		label := a.hashLabel[c.hash]
+		for _, gid := range groups {
 			if keep != nil && !keep[gid] {
 				continue
 			}
-			k := rowKey{c.label, gid}
-			ri, ok := rowIx[k]
-			if !ok {
+			ri := rowOf[gid]
+			if ri < 0 || rows[ri].label != label {
 				ri = int32(len(rows))
-				rowIx[k] = ri
+				rowOf[gid] = ri
 				if len(backing) < len(usageCounters) {
 					backing = make([]int64, len(usageCounters)*max(256, n-len(rows)))
 				}
-				counters := backing[:len(usageCounters):len(usageCounters)]
+				rows = append(rows, reportRow{counters: backing[:len(usageCounters):len(usageCounters)], label: label, group: gid})
 				backing = backing[len(usageCounters):]
-				rows = append(rows, ReportRow{Bucket: a.labels[c.label], Group: g.values[gid], Counters: counters})
-				rowKeys = append(rowKeys, k)
 			}
-			addSlice(rows[ri].Counters, &a.values[ci])
+			addSlice(rows[ri].counters, &v)
 		}
 	}
-	return rows, rowKeys
-}
-
-// groupRank numbers groups in the order of their values.
-func groupRank(values [][]string) []int32 {
-	ids := make([]int32, len(values))
-	for i := range ids {
-		ids[i] = int32(i)
-	}
-	slices.SortFunc(ids, func(x, y int32) int { return slices.Compare(values[x], values[y]) })
-	rank := make([]int32, len(values))
-	for r, id := range ids {
-		rank[id] = int32(r)
-	}
-	return rank
+	return rows, nil
 }
 
 func addValues(dst, v *usageValues) {
@@ -629,24 +916,38 @@ func compareRows(a, b ReportRow) int {
 	return slices.Compare(a.Group, b.Group)
 }
 
-// topGroups returns the n groups ranked first over the whole range (nil: keep all).
-func topGroups(g *reportGroups, rank []int32, n int) map[int32]bool {
-	if n <= 0 || n >= len(g.values) {
-		return nil
+// topGroups returns which groups are among the q.Top ranked first over the whole range
+// (nil: keep all); when it does, it has summed every cell into totals.
+func (a *reportAgg) topGroups(g *reportGroups, totals *usageValues) ([]bool, error) {
+	n := a.q.Top
+	if n <= 0 || n >= len(g.tuples) {
+		return nil, nil
 	}
-	ids := make([]int32, len(g.values))
+	sums := make([]usageValues, len(g.tuples))
+	for ci := range a.cells {
+		c := &a.cells[ci]
+		v, err := a.values(c)
+		if err != nil {
+			return nil, err
+		}
+		addValues(totals, &v)
+		for _, gid := range g.of(c.field) {
+			addValues(&sums[gid], &v)
+		}
+	}
+	ids := make([]int32, len(g.tuples))
 	for i := range ids {
 		ids[i] = int32(i)
 	}
 	slices.SortFunc(ids, func(x, y int32) int {
-		if c := compareRanked(g.totals[x][:], g.totals[y][:]); c != 0 {
+		if c := compareRanked(sums[x][:], sums[y][:]); c != 0 {
 			return c
 		}
-		return cmp.Compare(rank[x], rank[y])
+		return cmp.Compare(g.rank[x], g.rank[y])
 	})
-	keep := make(map[int32]bool, n)
+	keep := make([]bool, len(g.tuples))
 	for _, id := range ids[:n] {
 		keep[id] = true
 	}
-	return keep
+	return keep, nil
 }

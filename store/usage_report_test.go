@@ -4,7 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"math"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -398,5 +402,209 @@ func TestUsageReportOfOneKeyEqualsThatKeysCountersAndNoOther(t *testing.T) {
 	}
 	if len(rep.Rows) != 0 || usageOf(rep.Totals).Requests != 0 {
 		t.Errorf("an unknown key's report: %d rows, %d requests; want none", len(rep.Rows), usageOf(rep.Totals).Requests)
+	}
+}
+
+// TestUsageReportEqualsASumOfTheHourlyBucketsForEveryGrouping: for every set of groupings
+// (in two orders), granularity, top and one key's report, the report equals a plain sum of
+// the hourly buckets' fields grouped by their values as strings: the interned ids, rollups,
+// whole days and the rows built per label change nothing. Usage of a key without a record
+// and without a key counts under empty owner, tag and policy.
+func TestUsageReportEqualsASumOfTheHourlyBucketsForEveryGrouping(t *testing.T) {
+	st, _, _, _ := newStore(t)
+	ctx := context.Background()
+	ids, day0 := reportFixture(t, st)
+	recs := []UsageRecord{
+		{Model: "claude-opus-4", At: day0.Add(3 * time.Hour), Usage: Usage{Requests: 1, RefusedRequests: 1}},
+		{KeyID: "ghost", AccountID: "acc2", Model: "claude-opus-4", At: day0.Add(50 * time.Hour), Usage: Usage{Requests: 2, CostMicroUSD: 5000}},
+	}
+	if err := st.RecordUsageBatch(ctx, BatchID{Writer: "extra", Seq: 1}, recs...); err != nil {
+		t.Fatal(err)
+	}
+	from, to := day0.Add(2*time.Hour), day0.AddDate(0, 0, 5)
+	data := readPlainUsage(t, st, from, to)
+	for mask := range 1 << len(ReportGroups) {
+		var g []string
+		for i, name := range ReportGroups {
+			if mask&(1<<i) != 0 {
+				g = append(g, name)
+			}
+		}
+		reversed := slices.Clone(g)
+		slices.Reverse(reversed)
+		for _, groupBy := range slices.CompactFunc([][]string{g, reversed}, slices.Equal) {
+			for _, gran := range []string{GranularityHour, GranularityDay, GranularityMonth} {
+				for _, q := range []ReportQuery{
+					{From: from, To: to, Granularity: gran, GroupBy: groupBy},
+					{From: from, To: to, Granularity: gran, GroupBy: groupBy, Top: 2},
+					{From: from, To: to, Granularity: gran, GroupBy: groupBy, Key: ids[0]},
+				} {
+					got, err := st.UsageReport(ctx, q)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if diff := cmp.Diff(data.report(t, q), got); diff != "" {
+						t.Fatalf("%s report by %v, top %d, key %q (-sum +report):\n%s", gran, groupBy, q.Top, q.Key, diff)
+					}
+				}
+			}
+		}
+	}
+}
+
+// plainUsage is every hourly bucket of a range, read whole, and the owner, tags and policy
+// of every key they name.
+type plainUsage struct {
+	hours map[time.Time]map[string]string
+	attrs map[string][]any
+}
+
+func readPlainUsage(t *testing.T, st *Store, from, to time.Time) *plainUsage {
+	t.Helper()
+	ctx := context.Background()
+	d := &plainUsage{hours: map[time.Time]map[string]string{}, attrs: map[string][]any{}}
+	for h := from; h.Before(to); h = h.Add(time.Hour) {
+		fields, err := st.rdb.HGetAll(ctx, st.keys.UsageHour(h)).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.hours[h] = fields
+		for field := range fields {
+			key, _, _ := strings.Cut(field, "|")
+			if d.attrs[key], err = st.rdb.HMGet(ctx, st.keys.KeyRecord(key), "owner", "tags", "policy").Result(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return d
+}
+
+// report answers q the plain way: each field's counters added to the row of its bucket and
+// group values, rows sorted by compareRows, and only the rows of the q.Top groups of highest
+// cost (then requests, then values) kept.
+func (d *plainUsage) report(t *testing.T, q ReportQuery) *Report {
+	t.Helper()
+	type rowKey struct {
+		bucket time.Time
+		group  string
+	}
+	rows, groups, groupSums := map[rowKey][]int64{}, map[string][]string{}, map[string][]int64{}
+	totals := make([]int64, len(usageCounters))
+	add := func(sums []int64, v []int64) []int64 {
+		if sums == nil {
+			sums = make([]int64, len(usageCounters))
+		}
+		for i, n := range v {
+			sums[i] += n
+		}
+		return sums
+	}
+	for h, fields := range d.hours {
+		for field, packed := range fields {
+			parts := strings.SplitN(field, "|", 3)
+			if len(parts) != 3 || (q.Key != "" && parts[0] != q.Key) {
+				continue
+			}
+			v := make([]int64, len(usageCounters))
+			for i, num := range strings.Split(packed, ",")[:min(len(v), strings.Count(packed, ",")+1)] {
+				var err error
+				if v[i], err = strconv.ParseInt(num, 10, 64); err != nil {
+					t.Fatal(err)
+				}
+			}
+			totals = add(totals, v)
+			for _, vals := range plainGroups(parts, d.attrs[parts[0]], q.GroupBy) {
+				name := strings.Join(vals, "\x00")
+				groups[name] = vals
+				k := rowKey{bucketStart(h, q.Granularity), name}
+				rows[k], groupSums[name] = add(rows[k], v), add(groupSums[name], v)
+			}
+		}
+	}
+	names := slices.Collect(maps.Keys(groups))
+	slices.SortFunc(names, func(a, b string) int {
+		if c := compareRanked(groupSums[a], groupSums[b]); c != 0 {
+			return c
+		}
+		return slices.Compare(groups[a], groups[b])
+	})
+	if q.Top > 0 && q.Top < len(names) {
+		names = names[:q.Top]
+	}
+	rep := &Report{Totals: totals, Rows: []ReportRow{}}
+	for k, c := range rows {
+		if slices.Contains(names, k.group) {
+			rep.Rows = append(rep.Rows, ReportRow{Bucket: k.bucket, Group: groups[k.group], Counters: c})
+		}
+	}
+	slices.SortFunc(rep.Rows, compareRows)
+	return rep
+}
+
+// plainGroups returns the group values a bucket field (key, account, model) counts under,
+// one slice per row (a key with several tags counts under each).
+func plainGroups(field []string, attrs []any, groupBy []string) [][]string {
+	attr := func(i int) string { s, _ := attrs[i].(string); return s }
+	out := [][]string{{}}
+	for _, g := range groupBy {
+		vals := map[string][]string{GroupKey: {field[0]}, GroupAccount: {field[1]}, GroupModel: {field[2]},
+			GroupOwner: {attr(0)}, GroupTag: strings.Split(attr(1), ","), GroupPolicy: {attr(2)}}[g]
+		var next [][]string
+		for _, r := range out {
+			for _, v := range vals {
+				next = append(next, append(slices.Clone(r), v))
+			}
+		}
+		out = next
+	}
+	return out
+}
+
+// TestPackedCountersReadAsStrconvReadsThem: the digit fast path of addPackedValues gives the
+// counters and errors strconv.ParseInt gives, signs, long numbers and empty ones included.
+func TestPackedCountersReadAsStrconvReadsThem(t *testing.T) {
+	for _, packed := range []string{"0", "1,2,3", "7,", "1,0,0,0,0,0,45000,0,0,0,1,9,9", "-5,3", "+7", "123456789012345678,1",
+		"1234567890123456789", "9223372036854775807", "9223372036854775808", "1,,2", ",1", "1,a", "12x", "",
+		"0012,5", "1234567890123456789,5,-2", "1,2,3,4,5,6,7,8,9,10,11", "1,2,3,4,5,6,7,8,9,10,11,12", "1,2,3,4,5,6,7,8,9,10,11,x"} {
+		var want usageValues
+		var wantErr error
+		for i, rest := 0, packed; rest != "" && i < len(want); i++ {
+			num, next, _ := strings.Cut(rest, ",")
+			n, err := strconv.ParseInt(num, 10, 64)
+			if err != nil {
+				wantErr = err
+				break
+			}
+			want[i], rest = want[i]+n, next
+		}
+		var got usageValues
+		err := addPackedValues(&got, packed)
+		if fmt.Sprint(err) != fmt.Sprint(wantErr) || (err == nil && got != want) {
+			t.Errorf("%q: got %v, %v; want %v, %v", packed, got, err, want, wantErr)
+		}
+	}
+}
+
+// TestUsageReportGroupsAlikeWhenGroupNumbersWouldNotFit: groups found by the array of their
+// value ids (when their mixed-radix numbers would not fit) make the same report.
+func TestUsageReportGroupsAlikeWhenGroupNumbersWouldNotFit(t *testing.T) {
+	st, _, _, _ := newStore(t)
+	ctx := context.Background()
+	_, day0 := reportFixture(t, st)
+	for _, g := range [][]string{ReportGroups, {"tag", "owner"}, {"model", "key"}, {"account"}} {
+		q := ReportQuery{From: day0, To: day0.AddDate(0, 0, 5), Granularity: GranularityDay, GroupBy: g}
+		want, err := st.UsageReport(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		maxGroupNumber = 1
+		got, err := st.UsageReport(ctx, q)
+		maxGroupNumber = math.MaxInt64
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("by %v (-numbers +arrays):\n%s", g, diff)
+		}
 	}
 }
