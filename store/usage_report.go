@@ -112,8 +112,13 @@ func UsageCounters() []string { return usageCounters[:] }
 // report grouped by model or account alone (or not at all) reads the buckets' rollups by
 // account and model (Schema.UsageHourSum), a few fields an hour; one grouped by key
 // attributes alone reads whole days' rollups by key (Schema.UsageDayKeys); the buckets whose
-// rollup is missing or partial are read in a second round trip.
+// rollup is missing or partial are read in a second round trip. An hourly report grouped by
+// key or a key attribute with Top reads only its top groups' hourly fields when their days
+// add up (hourlyTopReport).
 func (s *Store) UsageReport(ctx context.Context, q ReportQuery) (*Report, error) {
+	if rep, ok, err := s.hourlyTopReport(ctx, q); err != nil || ok {
+		return rep, err
+	}
 	r := rollupFor(q.GroupBy)
 	if q.Key != "" { // the rollups do not keep one key's usage by model and account
 		r = rollupNone
