@@ -1,15 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
-	"strings"
 	"time"
 )
 
@@ -118,17 +115,17 @@ func configVersion(base string) (float64, error) {
 
 // scanGauge finds an unlabelled series in a Prometheus text page.
 func scanGauge(r io.Reader, name string) (float64, error) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
-			return strconv.ParseFloat(strings.TrimSpace(v), 64)
+	var v float64
+	found := false
+	err := eachSample(r, func(n, labels string, x float64) {
+		if n == name && labels == "" {
+			v, found = x, true
 		}
+	})
+	if err == nil && !found {
+		err = fmt.Errorf("%s not exported", name)
 	}
-	if err := sc.Err(); err != nil {
-		return 0, err
-	}
-	return 0, fmt.Errorf("%s not exported", name)
+	return v, err
 }
 
 func median(v []float64) float64 {

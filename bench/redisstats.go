@@ -159,6 +159,26 @@ type relayCounters struct {
 // parseRelayMetrics reads the Redis counters from a Prometheus text page.
 func parseRelayMetrics(r io.Reader) (relayCounters, error) {
 	c := relayCounters{Commands: map[string]float64{}}
+	err := eachSample(r, func(name, labels string, v float64) {
+		switch name {
+		case "claude_relay_limit_redis_calls_total":
+			c.LimitCalls = v
+		case "claude_relay_limit_redis_pipelines_total":
+			c.LimitPipelines = v
+		case "claude_relay_redis_round_trips_total":
+			c.RoundTrips, c.HasTraffic = v, true
+		case "claude_relay_redis_commands_total":
+			if cmd, ok := labelValue(labels, "command"); ok {
+				c.Commands[cmd] += v
+			}
+		}
+	})
+	return c, err
+}
+
+// eachSample calls fn with every sample of a Prometheus text page: the series' name, its
+// labels after the "{" (empty when none) and its value.
+func eachSample(r io.Reader, fn func(name, labels string, v float64)) error {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
@@ -175,20 +195,9 @@ func parseRelayMetrics(r io.Reader) (relayCounters, error) {
 			continue
 		}
 		name, labels, _ := strings.Cut(series, "{")
-		switch name {
-		case "claude_relay_limit_redis_calls_total":
-			c.LimitCalls = v
-		case "claude_relay_limit_redis_pipelines_total":
-			c.LimitPipelines = v
-		case "claude_relay_redis_round_trips_total":
-			c.RoundTrips, c.HasTraffic = v, true
-		case "claude_relay_redis_commands_total":
-			if cmd, ok := labelValue(labels, "command"); ok {
-				c.Commands[cmd] += v
-			}
-		}
+		fn(name, labels, v)
 	}
-	return c, sc.Err()
+	return sc.Err()
 }
 
 // labelValue finds name="value" in the label part of a series (`command="get"}`).

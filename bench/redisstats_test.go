@@ -188,3 +188,16 @@ claude_relay_requests_total{route="messages",status="200"} 100
 		t.Errorf("since: got %+v, want 200 round trips and 120 evalsha only", d)
 	}
 }
+
+// TestScanGaugeReadsTheUnlabelledSeriesOnly: the ledger measurement waits on the control
+// plane's claude_relay_config_version; a labelled series of the same name, or a longer name
+// sharing its prefix, is not it, and a page without it is an error.
+func TestScanGaugeReadsTheUnlabelledSeriesOnly(t *testing.T) {
+	page := "# HELP claude_relay_config_version x\nclaude_relay_config_version_total 9\nclaude_relay_config_version{a=\"b\"} 8\nclaude_relay_config_version 7\n"
+	if v, err := scanGauge(strings.NewReader(page), "claude_relay_config_version"); err != nil || v != 7 {
+		t.Fatalf("scanGauge = %v, %v; want 7", v, err)
+	}
+	if _, err := scanGauge(strings.NewReader("claude_relay_config_version_total 9\n"), "claude_relay_config_version"); err == nil {
+		t.Fatal("scanGauge found a series the page does not have")
+	}
+}
